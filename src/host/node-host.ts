@@ -1,0 +1,443 @@
+import { Raft, type RaftStatus } from '../raft/raft.js';
+import {
+  DEFAULT_CONFIG,
+  ProposalError,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftConfig,
+  type Ready,
+  type Role,
+} from '../raft/types.js';
+import type { LogStorage, StorageStats } from '../storage/types.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import type { Transport } from './transport.js';
+
+/** The deterministic application the log drives. */
+export interface StateMachine {
+  /** Apply one committed entry (normal, conf or noop); the result goes to the proposer. */
+  apply(entry: Entry): unknown;
+  snapshot(): string;
+  restore(data: string): void;
+}
+
+export interface NodeHostOptions {
+  id: NodeId;
+  clock: Clock;
+  transport: Transport;
+  storage: LogStorage;
+  machine: StateMachine;
+  /** Membership used when storage holds none (a fresh cluster). */
+  initialConf: ConfState;
+  seed: number;
+  /** Milliseconds per Raft tick. */
+  tickMs?: number;
+  raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
+  /** Snapshot and compact once this many entries were applied since the last snapshot. */
+  compactionThreshold?: number;
+  /** Default deadline for proposals and reads, ms. */
+  requestTimeoutMs?: number;
+}
+
+export interface RoleChange {
+  id: NodeId;
+  at: number;
+  term: number;
+  role: Role;
+  leader: NodeId | null;
+  previousRole: Role;
+  previousLeader: NodeId | null;
+  /** Set when this node just became leader: who voted for it and how long it took. */
+  election?: { votedBy: NodeId[]; durationMs: number; startedAt: number; transfer: boolean };
+}
+
+export interface HostMetrics {
+  id: NodeId;
+  messagesIn: number;
+  messagesOut: number;
+  readies: number;
+  applied: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  storage: StorageStats;
+}
+
+interface PendingProposal {
+  term: number;
+  resolve: (v: { index: number; result: unknown }) => void;
+  reject: (e: Error) => void;
+  timer: TimerHandle;
+}
+
+interface PendingRead {
+  resolve: (index: number) => void;
+  reject: (e: Error) => void;
+  timer: TimerHandle;
+  /** Known once the ReadState arrives; then we wait for applied >= index. */
+  index: number | null;
+}
+
+export class RequestTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what} timed out after ${ms} ms (no quorum reachable, or leadership changed)`);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+/**
+ * Drives one Raft core: owns its clock, storage, transport and apply loop, and runs the
+ * ready cycle in the order etcd prescribes: persist, send, apply, advance.
+ */
+export class NodeHost {
+  readonly id: NodeId;
+  private raft!: Raft;
+  private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
+  private readonly raftConfig: RaftConfig;
+  private tickTimer: TimerHandle | null = null;
+  private processScheduled = false;
+  private running = false;
+  private proposals = new Map<number, PendingProposal>();
+  private reads = new Map<string, PendingRead>();
+  private readSeq = 0;
+  private listeners: Array<(c: RoleChange) => void> = [];
+  private role: Role = 'follower';
+  private leader: NodeId | null = null;
+  /** When the current campaign started (election timeout fired), for election_duration_ms. */
+  private campaignStartedAt: number | null = null;
+  private campaignIsTransfer = false;
+  private messagesIn = 0;
+  private messagesOut = 0;
+  private readies = 0;
+  private snapshotsTaken = 0;
+  private snapshotsInstalled = 0;
+
+  constructor(opts: NodeHostOptions) {
+    this.id = opts.id;
+    this.opts = {
+      tickMs: 10,
+      compactionThreshold: 1000,
+      requestTimeoutMs: 5000,
+      ...opts,
+    } as NodeHost['opts'];
+    this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
+  }
+
+  /** Load durable state, rebuild the state machine and start ticking. */
+  start(): void {
+    if (this.running) return;
+    const state = this.opts.storage.load(this.opts.initialConf);
+    if (state.snapshot) this.opts.machine.restore(state.snapshotData ?? '');
+    this.raft = new Raft(this.raftConfig, state);
+    this.role = 'follower';
+    this.leader = null;
+    this.running = true;
+    this.opts.transport.onMessage((m) => this.receive(m));
+    this.scheduleTick();
+    this.process();
+  }
+
+  /**
+   * Crash-stop: timers and transport stop at once; nothing further is written. Whatever the
+   * core held that was not yet persisted is lost, as in a real crash.
+   */
+  stop(reason = 'node stopped'): void {
+    if (!this.running) return;
+    this.running = false;
+    if (this.tickTimer) this.opts.clock.clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.opts.transport.close();
+    this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  onRoleChange(fn: (c: RoleChange) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+
+  // ---- requests --------------------------------------------------------------------------
+
+  /** Propose a command; resolves with the apply result once committed and applied here. */
+  propose(data: string, timeoutMs = this.opts.requestTimeoutMs): Promise<{ index: number; result: unknown }> {
+    return this.track(() => this.raft.propose(data), timeoutMs, 'proposal');
+  }
+
+  proposeConfChange(cc: ConfChange, timeoutMs = this.opts.requestTimeoutMs): Promise<{ index: number; result: unknown }> {
+    return this.track(() => this.raft.proposeConfChange(cc), timeoutMs, 'membership change');
+  }
+
+  /** Linearizable read barrier: resolves with an index once applied here up to it. */
+  readIndex(timeoutMs = this.opts.requestTimeoutMs): Promise<number> {
+    this.assertRunning();
+    const context = `${this.id}:${++this.readSeq}`;
+    return new Promise<number>((resolve, reject) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.reads.delete(context);
+        reject(new RequestTimeoutError('read', timeoutMs));
+      }, timeoutMs);
+      this.reads.set(context, { resolve, reject, timer, index: null });
+      try {
+        this.raft.readIndex(context);
+      } catch (e) {
+        this.opts.clock.clearTimeout(timer);
+        this.reads.delete(context);
+        reject(e as Error);
+        return;
+      }
+      this.scheduleProcess();
+    });
+  }
+
+  transferLeadership(to: NodeId): void {
+    this.assertRunning();
+    this.raft.transferLeadership(to);
+    this.scheduleProcess();
+  }
+
+  /** Start an election now (the trigger-election command). */
+  campaign(): void {
+    this.assertRunning();
+    this.raft.campaign();
+    this.noteCampaignStart(false);
+    this.scheduleProcess();
+  }
+
+  status(): RaftStatus {
+    this.assertRunning();
+    return this.raft.status();
+  }
+
+  metrics(): HostMetrics {
+    return {
+      id: this.id,
+      messagesIn: this.messagesIn,
+      messagesOut: this.messagesOut,
+      readies: this.readies,
+      applied: this.raft ? this.raft.log.applied : 0,
+      snapshotsTaken: this.snapshotsTaken,
+      snapshotsInstalled: this.snapshotsInstalled,
+      storage: this.opts.storage.stats(),
+    };
+  }
+
+  get tickMs(): number {
+    return this.opts.tickMs;
+  }
+
+  get config(): RaftConfig {
+    return this.raftConfig;
+  }
+
+  /** Tunables that take effect live (electionTicks*, heartbeatTicks, limits). */
+  reconfigure(patch: Partial<Omit<RaftConfig, 'id' | 'seed'>>): void {
+    Object.assign(this.raftConfig, patch);
+    if (this.running) this.raft.updateConfig(patch);
+  }
+
+  // ---- loop ------------------------------------------------------------------------------
+
+  private assertRunning(): void {
+    if (!this.running) throw new ProposalError('not_leader', `${this.id} is not running`, null);
+  }
+
+  private track(
+    fn: () => { index: number; term: number },
+    timeoutMs: number,
+    what: string,
+  ): Promise<{ index: number; result: unknown }> {
+    this.assertRunning();
+    const { index, term } = fn();
+    this.scheduleProcess();
+    return new Promise((resolve, reject) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.proposals.delete(index);
+        reject(new RequestTimeoutError(what, timeoutMs));
+      }, timeoutMs);
+      this.proposals.set(index, { term, resolve, reject, timer });
+    });
+  }
+
+  private receive(m: Message): void {
+    if (!this.running) return;
+    this.messagesIn++;
+    const before = this.raft.role;
+    this.raft.step(m);
+    if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
+      // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
+      this.noteCampaignStart(true);
+    }
+    this.scheduleProcess();
+  }
+
+  private scheduleTick(): void {
+    this.tickTimer = this.opts.clock.setTimeout(() => {
+      if (!this.running) return;
+      const before = this.raft.role;
+      this.raft.tick();
+      const after = this.raft.role;
+      if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
+      this.scheduleTick();
+      this.scheduleProcess();
+    }, this.opts.tickMs);
+  }
+
+  private noteCampaignStart(transfer: boolean): void {
+    if (this.campaignStartedAt === null || this.role === 'follower') {
+      this.campaignStartedAt = this.opts.clock.now();
+      this.campaignIsTransfer = transfer;
+    }
+  }
+
+  private scheduleProcess(): void {
+    if (this.processScheduled || !this.running) return;
+    this.processScheduled = true;
+    const run = (): void => {
+      this.processScheduled = false;
+      if (this.running) this.process();
+    };
+    if (this.opts.clock.defer) this.opts.clock.defer(run);
+    else this.opts.clock.setTimeout(run, 0);
+  }
+
+  /** Drain every ready: persist, then send, then apply, then advance. */
+  private process(): void {
+    let rounds = 0;
+    while (this.running && this.raft.hasReady()) {
+      // Bound the loop so one node cannot starve the event loop; the rest runs next turn.
+      if (++rounds > 64) {
+        this.scheduleProcess();
+        return;
+      }
+      this.handleReady(this.raft.ready());
+    }
+  }
+
+  private handleReady(rd: Ready): void {
+    this.readies++;
+    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      this.opts.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    }
+    if (rd.snapshot) {
+      this.opts.machine.restore(rd.snapshot.data);
+      this.snapshotsInstalled++;
+      this.failProposalsUpTo(rd.snapshot.metadata.index);
+    }
+    for (const m of rd.messages) {
+      this.messagesOut++;
+      this.opts.transport.send(m);
+    }
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    const appliedBefore = this.raft.log.applied;
+    this.raft.advance(rd);
+    for (const rs of rd.readStates) {
+      const r = this.reads.get(rs.context);
+      if (r) r.index = rs.index;
+    }
+    if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader);
+    this.releaseReads();
+    if (this.raft.log.applied !== appliedBefore) this.maybeCompact();
+  }
+
+  private applyEntry(e: Entry): void {
+    let result: unknown;
+    try {
+      result = this.opts.machine.apply(e);
+    } catch (err) {
+      // The machine is deterministic, so every replica fails the same way; report, not crash.
+      result = { error: (err as Error).message };
+    }
+    const p = this.proposals.get(e.index);
+    if (!p) return;
+    this.proposals.delete(e.index);
+    this.opts.clock.clearTimeout(p.timer);
+    if (p.term === e.term) p.resolve({ index: e.index, result });
+    else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
+  }
+
+  private failProposalsUpTo(index: number): void {
+    for (const [i, p] of this.proposals) {
+      if (i > index) continue;
+      this.proposals.delete(i);
+      this.opts.clock.clearTimeout(p.timer);
+      // Installed from a snapshot: the entry was committed elsewhere but we cannot tell
+      // whether it was ours, so the caller must retry with its session id (no duplicate).
+      p.reject(new ProposalError('not_leader', `outcome of index ${i} unknown after snapshot install; retry`, this.raft.lead));
+    }
+  }
+
+  private releaseReads(): void {
+    const applied = this.raft.log.applied;
+    for (const [ctx, r] of this.reads) {
+      if (r.index !== null && r.index <= applied) {
+        this.reads.delete(ctx);
+        this.opts.clock.clearTimeout(r.timer);
+        r.resolve(r.index);
+      }
+    }
+  }
+
+  private onSoftState(role: Role, leader: NodeId | null): void {
+    const change: RoleChange = {
+      id: this.id,
+      at: this.opts.clock.now(),
+      term: this.raft.term,
+      role,
+      leader,
+      previousRole: this.role,
+      previousLeader: this.leader,
+    };
+    if (role === 'leader' && this.role !== 'leader') {
+      const startedAt = this.campaignStartedAt ?? change.at;
+      change.election = {
+        votedBy: this.raft.status().votedBy,
+        durationMs: change.at - startedAt,
+        startedAt,
+        transfer: this.campaignIsTransfer,
+      };
+    }
+    if (role === 'follower') this.campaignStartedAt = null;
+    if (role === 'leader') this.campaignStartedAt = null;
+    if (this.role === 'leader' && role !== 'leader') {
+      // Reads queued at a deposed leader can never be confirmed: fail them now.
+      for (const [ctx, r] of this.reads) {
+        if (r.index === null) {
+          this.reads.delete(ctx);
+          this.opts.clock.clearTimeout(r.timer);
+          r.reject(new ProposalError('not_leader', `${this.id} lost leadership before confirming the read; retry`, leader));
+        }
+      }
+    }
+    this.role = role;
+    this.leader = leader;
+    for (const l of this.listeners) l(change);
+  }
+
+  private maybeCompact(): void {
+    const log = this.raft.log;
+    if (log.applied - log.snapshotIndex < this.opts.compactionThreshold) return;
+    if (log.applied > log.stableIndex) return;
+    const snap = this.raft.compact(this.opts.machine.snapshot());
+    this.opts.storage.compact(snap);
+    this.snapshotsTaken++;
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.proposals.values()) {
+      this.opts.clock.clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.proposals.clear();
+    for (const r of this.reads.values()) {
+      this.opts.clock.clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.reads.clear();
+  }
+}

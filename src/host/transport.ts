@@ -1,0 +1,20 @@
+import type { Message, NodeId } from '../raft/types.js';
+
+/** Message-based link layer between members. Serializable messages only (JSON). */
+export interface Transport {
+  /** Best effort: a message may be lost, delayed, duplicated or reordered. */
+  send(msg: Message): void;
+  /** Register the handler for messages addressed to this endpoint. */
+  onMessage(handler: (msg: Message) => void): void;
+  close(): void;
+}
+
+/** Per-link message counters, measured at the endpoint. */
+export interface LinkStats {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export type { NodeId };

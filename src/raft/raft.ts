@@ -1,0 +1,932 @@
+import { Prng } from '../util/prng.js';
+import { RaftLog } from './log.js';
+import { Progress } from './progress.js';
+import { committedIndex, voteResult } from './quorum.js';
+import { ReadOnlyQueue } from './read-only.js';
+import {
+  ProposalError,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type RaftConfig,
+  type ReadState,
+  type Ready,
+  type RestartState,
+  type Role,
+  type Snapshot,
+  type SoftState,
+} from './types.js';
+
+const CAMPAIGN_TRANSFER = 'transfer';
+
+/** A pending ReadIndex that arrived before the leader committed an entry of its term. */
+interface DeferredRead {
+  context: string;
+  from: NodeId;
+}
+
+export interface PeerStatus {
+  id: NodeId;
+  match: number;
+  next: number;
+  state: string;
+  recentActive: boolean;
+  isLearner: boolean;
+  /** Ticks since this peer last answered the leader. */
+  ticksSinceResponse: number;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  term: number;
+  vote: NodeId | null;
+  role: Role;
+  leader: NodeId | null;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  firstIndex: number;
+  snapshotIndex: number;
+  conf: ConfState;
+  /** Voters that granted this node's winning vote (leader only, this term). */
+  votedBy: NodeId[];
+  leadTransferee: NodeId | null;
+  peers: PeerStatus[];
+  /** Leader only: a majority answered within the last election timeout. */
+  quorumActive: boolean;
+  uncommittedEntries: number;
+}
+
+/**
+ * A Raft member as a pure state machine (cf. etcd's raft.go + rawnode.go): inputs are
+ * tick(), step(), propose*(), transferLeadership(), readIndex(); outputs come out of ready()
+ * and are acknowledged with advance(). No I/O, no clock, no randomness but the seeded PRNG.
+ */
+export class Raft {
+  readonly id: NodeId;
+  term = 0;
+  vote: NodeId | null = null;
+  role: Role = 'follower';
+  lead: NodeId | null = null;
+  readonly log = new RaftLog();
+
+  private readonly cfg: Required<RaftConfig>;
+  private readonly prng: Prng;
+  private voters = new Set<NodeId>();
+  private learners = new Set<NodeId>();
+  private prs = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private votedBy: NodeId[] = [];
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private readOnly = new ReadOnlyQueue();
+  private deferredReads: DeferredRead[] = [];
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** Leader-local tick counter, for per-peer response age. */
+  private ticks = 0;
+  private leadTransferee: NodeId | null = null;
+  private transferElapsed = 0;
+  /** Index of the latest conf change proposed; none may be proposed until it is applied. */
+  private pendingConfIndex = 0;
+
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+
+  constructor(config: RaftConfig, restart: RestartState) {
+    const transferTimeoutTicks = config.transferTimeoutTicks ?? config.electionTicksMin;
+    this.cfg = { ...config, transferTimeoutTicks };
+    validateConfig(this.cfg);
+    this.id = config.id;
+    this.prng = new Prng(config.seed);
+
+    const hs = restart.hardState;
+    this.term = hs.term;
+    this.vote = hs.vote;
+    let conf = restart.initialConf;
+    if (restart.snapshot) {
+      const m = restart.snapshot;
+      this.log.snapshotIndex = m.index;
+      this.log.snapshotTerm = m.term;
+      this.log.committed = m.index;
+      this.log.applied = m.index;
+      this.log.snapshot = { metadata: m, data: restart.snapshotData ?? '' };
+      conf = m.confState;
+    }
+    this.log.append(restart.entries);
+    this.log.stableIndex = this.log.lastIndex();
+    this.log.commitTo(Math.min(hs.commit, this.log.lastIndex()));
+    this.setConf(conf);
+    this.prevHard = this.hardState();
+    this.becomeFollower(this.term, null);
+    this.prevSoft = this.softState();
+  }
+
+  // ---- inputs ----------------------------------------------------------------------------
+
+  tick(): void {
+    this.ticks++;
+    if (this.role === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  /** Start an election now, as if the election timeout fired (trigger-election). */
+  campaign(): void {
+    this.hup(false);
+  }
+
+  step(m: Message): void {
+    if (m.term > this.term && m.term !== 0) {
+      if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
+        const force = m.context === CAMPAIGN_TRANSFER;
+        const inLease = this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTicksMin;
+        // A member that heard from a live leader recently ignores campaigns: this is what
+        // keeps a rejoining partitioned node from disrupting a healthy leader.
+        if (!force && inLease) return;
+      }
+      if (m.type === 'MsgPreVote' || (m.type === 'MsgPreVoteResp' && !m.reject)) {
+        // Pre-vote traffic never changes terms: granting a pre-vote promises nothing.
+      } else if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, null);
+      }
+    } else if (m.term < this.term && m.term !== 0) {
+      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
+        // Tell a stale leader about the newer term so it steps down instead of lingering.
+        this.send({ type: 'MsgAppResp', to: m.from });
+      } else if (m.type === 'MsgPreVote') {
+        this.send({ type: 'MsgPreVoteResp', to: m.from, reject: true });
+      }
+      return;
+    }
+
+    switch (m.type) {
+      case 'MsgVote':
+      case 'MsgPreVote':
+        this.handleVoteRequest(m);
+        return;
+      default:
+        break;
+    }
+    if (this.role === 'leader') this.stepLeader(m);
+    else if (this.role === 'follower') this.stepFollower(m);
+    else this.stepCandidate(m);
+  }
+
+  /** Append one application command. Returns its index and term (the proposal id). */
+  propose(data: string): { index: number; term: number } {
+    const r = this.proposeEntries([{ type: 'normal', data }]);
+    return r;
+  }
+
+  /** Append several commands in one go (they share one replication round). */
+  proposeBatch(datas: string[]): { index: number; term: number } {
+    return this.proposeEntries(datas.map((data) => ({ type: 'normal' as const, data })));
+  }
+
+  proposeConfChange(cc: ConfChange): { index: number; term: number } {
+    this.checkCanPropose(1);
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new ProposalError('conf_change_pending', `a membership change (index ${this.pendingConfIndex}) is still in progress; retry after it is applied`, this.lead);
+    }
+    if (this.log.term(this.log.committed) !== this.term) {
+      // Ongaro's single-server fix: a new leader commits an entry of its term first.
+      throw new ProposalError('conf_change_pending', 'the new leader has not yet committed an entry of its term; retry shortly', this.lead);
+    }
+    validateConfChange(cc, this.voters, this.learners);
+    const r = this.proposeEntries([{ type: 'conf', data: JSON.stringify(cc) }]);
+    this.pendingConfIndex = r.index;
+    return r;
+  }
+
+  transferLeadership(to: NodeId): void {
+    if (this.role !== 'leader') {
+      if (this.lead === null) throw new ProposalError('not_leader', 'no leader is known; cannot transfer leadership', null);
+      this.send({ type: 'MsgTransferLeader', to: this.lead, term: 0, context: to });
+      return;
+    }
+    this.handleTransfer(to);
+  }
+
+  /** Linearizable read barrier: a ReadState with this context comes out of ready(). */
+  readIndex(context: string): void {
+    if (this.role === 'leader') {
+      this.handleReadIndex(context, this.id);
+      return;
+    }
+    if (this.lead === null) throw new ProposalError('not_leader', 'no leader is known; cannot serve a linearizable read', null);
+    this.send({ type: 'MsgReadIndex', to: this.lead, term: 0, context });
+  }
+
+  /** The application snapshotted its state at the applied index: drop the log up to it. */
+  compact(data: string): Snapshot {
+    const index = this.log.applied;
+    const term = this.log.term(index);
+    if (term === undefined) throw new Error(`compact: no term for applied index ${index}`);
+    if (index > this.log.stableIndex) throw new Error(`compact: applied ${index} beyond stable ${this.log.stableIndex}`);
+    const snap: Snapshot = { metadata: { index, term, confState: this.confState() }, data };
+    this.log.compact(snap);
+    return snap;
+  }
+
+  /** Live reconfiguration of timing and limits (consensus config goes through the log). */
+  updateConfig(patch: Partial<Omit<RaftConfig, 'id' | 'seed'>>): void {
+    const next = { ...this.cfg, ...patch };
+    if (patch.transferTimeoutTicks === undefined && patch.electionTicksMin !== undefined) {
+      next.transferTimeoutTicks = patch.electionTicksMin;
+    }
+    validateConfig(next);
+    Object.assign(this.cfg, next);
+    this.randomizedElectionTimeout = this.prng.int(this.cfg.electionTicksMin, this.cfg.electionTicksMax);
+  }
+
+  // ---- ready / advance -------------------------------------------------------------------
+
+  hasReady(): boolean {
+    if (this.role === 'leader') this.flushAppends();
+    const soft = this.softState();
+    if (soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role) return true;
+    if (!sameHardState(this.hardState(), this.prevHard)) return true;
+    return (
+      this.msgs.length > 0 ||
+      this.readStates.length > 0 ||
+      this.log.pendingSnapshot !== null ||
+      this.log.stableIndex < this.log.lastIndex() ||
+      this.log.committed > this.log.applied
+    );
+  }
+
+  ready(): Ready {
+    if (this.role === 'leader') this.flushAppends();
+    const soft = this.softState();
+    const hard = this.hardState();
+    const rd: Ready = {
+      softState: soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ? soft : null,
+      hardState: sameHardState(hard, this.prevHard) ? null : hard,
+      entries: this.log.unstableEntries(),
+      snapshot: this.log.pendingSnapshot,
+      messages: this.msgs,
+      committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(),
+      readStates: this.readStates,
+    };
+    this.msgs = [];
+    this.readStates = [];
+    return rd;
+  }
+
+  /** The host persisted, sent and applied everything in `rd`. */
+  advance(rd: Ready): void {
+    if (rd.softState) this.prevSoft = rd.softState;
+    if (rd.hardState) this.prevHard = rd.hardState;
+    if (rd.snapshot) {
+      const m = rd.snapshot.metadata;
+      if (this.log.pendingSnapshot === rd.snapshot) this.log.pendingSnapshot = null;
+      this.log.stableIndex = Math.max(this.log.stableIndex, m.index);
+      this.log.applied = Math.max(this.log.applied, m.index);
+      this.setConf(m.confState);
+    }
+    const last = rd.entries[rd.entries.length - 1];
+    if (last) this.log.stableTo(last.index, last.term);
+    for (const e of rd.committedEntries) {
+      this.log.appliedTo(e.index);
+      if (e.type === 'conf') this.applyConfChange(JSON.parse(e.data) as ConfChange);
+    }
+    if (this.role === 'leader') {
+      // The leader counts itself toward commit only once its own copy is durable.
+      const self = this.prs.get(this.id);
+      if (self && self.maybeUpdate(this.log.stableIndex) && this.maybeCommit()) this.bcastAppend();
+    }
+  }
+
+  // ---- observers -------------------------------------------------------------------------
+
+  softState(): SoftState {
+    return { leader: this.lead, role: this.role };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  confState(): ConfState {
+    return { voters: [...this.voters].sort(), learners: [...this.learners].sort() };
+  }
+
+  status(): RaftStatus {
+    const peers: PeerStatus[] = [];
+    if (this.role === 'leader') {
+      for (const [id, pr] of this.prs) {
+        peers.push({
+          id,
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          recentActive: pr.recentActive,
+          isLearner: pr.isLearner,
+          ticksSinceResponse: id === this.id ? 0 : this.ticks - pr.lastResponseTick,
+        });
+      }
+    }
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      role: this.role,
+      leader: this.lead,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      firstIndex: this.log.firstIndex(),
+      snapshotIndex: this.log.snapshotIndex,
+      conf: this.confState(),
+      votedBy: this.role === 'leader' ? [...this.votedBy] : [],
+      leadTransferee: this.leadTransferee,
+      peers,
+      quorumActive: this.role === 'leader' ? this.quorumRecentlyHeard() : false,
+      uncommittedEntries: this.log.lastIndex() - this.log.committed,
+    };
+  }
+
+  isVoter(id: NodeId = this.id): boolean {
+    return this.voters.has(id);
+  }
+
+  // ---- roles -----------------------------------------------------------------------------
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.lead = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.prng.int(this.cfg.electionTicksMin, this.cfg.electionTicksMax);
+    this.votes.clear();
+    this.leadTransferee = null;
+    this.transferElapsed = 0;
+    this.readOnly.clear();
+    this.deferredReads = [];
+    this.resetProgress();
+  }
+
+  private resetProgress(): void {
+    this.prs.clear();
+    const next = this.log.lastIndex() + 1;
+    for (const id of this.voters) this.prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, false));
+    for (const id of this.learners) this.prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, true));
+    const self = this.prs.get(this.id);
+    if (self) self.match = this.log.stableIndex;
+  }
+
+  private becomeFollower(term: number, lead: NodeId | null): void {
+    this.reset(term);
+    this.role = 'follower';
+    this.lead = lead;
+  }
+
+  private becomeLeader(): void {
+    this.reset(this.term);
+    this.role = 'leader';
+    this.lead = this.id;
+    this.votedBy = [];
+    for (const [id, granted] of this.votesOfWin) if (granted) this.votedBy.push(id);
+    this.votedBy.sort();
+    for (const pr of this.prs.values()) pr.recentActive = true;
+    // Conf changes wait until the no-op below commits (see proposeConfChange).
+    this.pendingConfIndex = this.log.lastIndex();
+    this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, type: 'noop', data: '' }]);
+    this.bcastAppend();
+  }
+
+  private votesOfWin: Map<NodeId, boolean> = new Map();
+
+  private hup(transfer: boolean): void {
+    if (this.role === 'leader') return;
+    if (!this.promotable()) return;
+    // An unapplied committed conf change could make our view of the voters stale.
+    for (const e of this.log.nextCommitted()) {
+      if (e.type === 'conf') return;
+    }
+    if (this.cfg.preVote && !transfer) this.campaignPre();
+    else this.campaignReal(transfer);
+  }
+
+  private promotable(): boolean {
+    return this.voters.has(this.id) && this.log.pendingSnapshot === null;
+  }
+
+  private campaignPre(): void {
+    const term = this.term;
+    this.reset(term);
+    this.role = 'preCandidate';
+    this.requestVotes('MsgPreVote', this.term + 1, false);
+  }
+
+  private campaignReal(transfer: boolean): void {
+    this.reset(this.term + 1);
+    this.role = 'candidate';
+    this.vote = this.id;
+    this.requestVotes('MsgVote', this.term, transfer);
+  }
+
+  private requestVotes(type: 'MsgVote' | 'MsgPreVote', term: number, transfer: boolean): void {
+    this.votes.set(this.id, true);
+    if (this.tally() !== 'pending') return;
+    for (const id of [...this.voters].sort()) {
+      if (id === this.id) continue;
+      this.send({
+        type,
+        to: id,
+        term,
+        logTerm: this.log.lastTerm(),
+        index: this.log.lastIndex(),
+        context: transfer ? CAMPAIGN_TRANSFER : '',
+      });
+    }
+  }
+
+  /** Act on the votes gathered so far. */
+  private tally(): 'won' | 'lost' | 'pending' {
+    const res = voteResult([...this.voters], this.votes);
+    if (res === 'won') {
+      if (this.role === 'preCandidate') this.campaignReal(false);
+      else {
+        this.votesOfWin = new Map(this.votes);
+        this.becomeLeader();
+      }
+    } else if (res === 'lost') {
+      this.becomeFollower(this.term, null);
+    }
+    return res;
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const pre = m.type === 'MsgPreVote';
+    const canVote =
+      this.vote === m.from || (this.vote === null && this.lead === null) || (pre && m.term > this.term);
+    const respType: MessageType = pre ? 'MsgPreVoteResp' : 'MsgVoteResp';
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      // A pre-vote grant answers in the campaign's future term so the candidate counts it.
+      this.send({ type: respType, to: m.from, term: m.term, reject: false });
+      if (!pre) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: respType, to: m.from, term: this.term, reject: true });
+    }
+  }
+
+  // ---- per-role message handling ---------------------------------------------------------
+
+  private stepLeader(m: Message): void {
+    const pr = this.prs.get(m.from);
+    switch (m.type) {
+      case 'MsgAppResp':
+        if (pr) this.handleAppendResponse(m, pr);
+        return;
+      case 'MsgHeartbeatResp':
+        if (!pr) return;
+        pr.recentActive = true;
+        pr.lastResponseTick = this.ticks;
+        pr.probeSent = false;
+        if (pr.state === 'replicate' && pr.inflight.length >= pr.maxInflight) pr.inflight.shift();
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr);
+        if (m.context !== '') this.handleReadAck(m.context, m.from);
+        return;
+      case 'MsgReadIndex':
+        this.handleReadIndex(m.context, m.from);
+        return;
+      case 'MsgTransferLeader':
+        this.handleTransfer(m.context);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    pr.recentActive = true;
+    pr.lastResponseTick = this.ticks;
+    if (m.reject) {
+      let hint = m.rejectHint;
+      if (m.logTermHint > 0) hint = this.log.findConflictByTerm(m.rejectHint, m.logTermHint);
+      if (pr.maybeDecrTo(m.index, hint)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, pr);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) {
+      if (wasPaused && !pr.isPaused()) this.sendAppend(m.from, pr);
+      return;
+    }
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
+    else if (pr.state === 'replicate') pr.freeTo(m.index);
+
+    if (this.maybeCommit()) this.bcastAppend();
+    // Further entries for this follower go out from flushAppends() with the next ready.
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
+      this.send({ type: 'MsgTimeoutNow', to: m.from });
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    const respType: MessageType = this.role === 'preCandidate' ? 'MsgPreVoteResp' : 'MsgVoteResp';
+    switch (m.type) {
+      case 'MsgApp':
+      case 'MsgHeartbeat':
+      case 'MsgSnap':
+        // A leader exists for this term: stand down and take its traffic.
+        this.becomeFollower(m.term, m.from);
+        this.stepFollower(m);
+        return;
+      default:
+        if (m.type === respType) {
+          this.votes.set(m.from, !m.reject);
+          this.tally();
+        }
+        return;
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'MsgApp':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleAppend(m);
+        return;
+      case 'MsgHeartbeat':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context });
+        return;
+      case 'MsgSnap':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleSnapshot(m);
+        return;
+      case 'MsgTransferLeader':
+        if (this.lead !== null) this.send({ type: 'MsgTransferLeader', to: this.lead, term: 0, context: m.context });
+        return;
+      case 'MsgTimeoutNow':
+        this.hup(true);
+        return;
+      case 'MsgReadIndexResp':
+        this.readStates.push({ index: m.index, context: m.context });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppend(m: Message): void {
+    if (m.index < this.log.committed) {
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed });
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNew !== null) {
+      this.send({ type: 'MsgAppResp', to: m.from, index: lastNew });
+      return;
+    }
+    const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    this.send({
+      type: 'MsgAppResp',
+      to: m.from,
+      index: m.index,
+      reject: true,
+      rejectHint: hintIndex,
+      logTermHint: this.log.term(hintIndex) ?? 0,
+    });
+  }
+
+  private handleSnapshot(m: Message): void {
+    const s = m.snapshot;
+    if (!s) return;
+    const { index, term } = s.metadata;
+    if (index <= this.log.committed) {
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed });
+      return;
+    }
+    if (this.log.matchTerm(index, term)) {
+      // We already hold the snapshot's last entry: just fast-forward the commit.
+      this.log.commitTo(index);
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() });
+      return;
+    }
+    this.log.restore(s);
+    this.log.stableIndex = index;
+    this.send({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() });
+  }
+
+  // ---- leader duties ---------------------------------------------------------------------
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    for (const [id, pr] of this.prs) {
+      if (pr.state === 'snapshot' && ++pr.snapshotElapsed >= this.cfg.electionTicksMin) {
+        // The snapshot (or its answer) was lost: probe again, which resends it.
+        pr.becomeProbe();
+        this.sendAppend(id, pr);
+      }
+    }
+    if (this.leadTransferee !== null && ++this.transferElapsed >= this.cfg.transferTimeoutTicks) {
+      this.leadTransferee = null;
+      this.transferElapsed = 0;
+    }
+    if (this.electionElapsed >= this.cfg.electionTicksMin) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum) {
+        if (!this.quorumRecentlyHeard()) {
+          this.becomeFollower(this.term, null);
+          return;
+        }
+        for (const [id, pr] of this.prs) if (id !== this.id) pr.recentActive = false;
+      }
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat(this.readOnly.lastContext());
+    }
+  }
+
+  private quorumRecentlyHeard(): boolean {
+    const active = new Map<NodeId, boolean>();
+    for (const id of this.voters) {
+      const pr = this.prs.get(id);
+      active.set(id, id === this.id || (pr?.recentActive ?? false));
+    }
+    return voteResult([...this.voters], active) === 'won';
+  }
+
+  private checkCanPropose(count: number): void {
+    if (this.role !== 'leader') {
+      throw new ProposalError('not_leader', `${this.id} is not the leader`, this.lead);
+    }
+    if (this.leadTransferee !== null) {
+      throw new ProposalError('transfer_in_progress', `leadership is being transferred to ${this.leadTransferee}; retry shortly`, this.lead);
+    }
+    const uncommitted = this.log.lastIndex() - this.log.committed;
+    if (uncommitted + count > this.cfg.maxUncommittedEntries) {
+      throw new ProposalError(
+        'backlog_full',
+        `backlog full: ${uncommitted} uncommitted entries, max_log_entries is ${this.cfg.maxUncommittedEntries}; retry when replication catches up`,
+        this.lead,
+      );
+    }
+  }
+
+  private proposeEntries(ents: Array<Pick<Entry, 'type' | 'data'>>): { index: number; term: number } {
+    this.checkCanPropose(ents.length);
+    let index = this.log.lastIndex();
+    const full: Entry[] = ents.map((e) => ({ index: ++index, term: this.term, type: e.type, data: e.data }));
+    this.log.append(full);
+    // Replication is sent from flushAppends() when the host collects the ready, so that
+    // proposals made in one turn share one message per follower (batching).
+    return { index, term: this.term };
+  }
+
+  private maybeCommit(): boolean {
+    const voters = [...this.voters];
+    const mci = committedIndex(voters, (id) => this.prs.get(id)?.match ?? 0);
+    // Figure 8: only an entry of the current term is committed by counting replicas.
+    if (mci > this.log.committed && this.log.term(mci) === this.term) {
+      const firstInTerm = this.log.term(this.log.committed) !== this.term;
+      this.log.commitTo(mci);
+      if (firstInTerm) this.releaseDeferredReads();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Send every follower what it lacks, pipelined up to its in-flight bound; followers that
+   * got nothing new still get an empty append when the commit index moved.
+   */
+  private flushAppends(): void {
+    const commitMoved = this.commitBcastPending;
+    this.commitBcastPending = false;
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      let sent = false;
+      while (pr.next <= this.log.lastIndex() && !pr.isPaused()) {
+        if (!this.sendAppend(id, pr, false)) break;
+        sent = true;
+      }
+      if (!sent && commitMoved && !pr.isPaused()) this.sendAppend(id, pr, true);
+    }
+  }
+
+  /** Commit moved or a term began: everyone hears about it at the next flush. */
+  private bcastAppend(): void {
+    this.commitBcastPending = true;
+  }
+
+  private commitBcastPending = false;
+
+  /** Send entries (or a snapshot) to one follower. Returns whether anything was sent. */
+  private sendAppend(to: NodeId, pr: Progress, sendIfEmpty = true): boolean {
+    if (pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined) return this.sendSnapshot(to, pr);
+    const entries =
+      pr.next <= this.log.lastIndex()
+        ? this.log.slice(pr.next, this.log.lastIndex() + 1, this.cfg.maxEntriesPerMsg, this.cfg.maxBytesPerMsg)
+        : [];
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({
+      type: 'MsgApp',
+      to,
+      index: prevIndex,
+      logTerm: prevTerm,
+      entries,
+      commit: this.log.committed,
+    });
+    const last = entries[entries.length - 1];
+    pr.sentEntries(last ? last.index : prevIndex, entries.length);
+    return entries.length > 0;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    const snap = this.log.snapshot;
+    if (!snap) throw new Error(`${this.id}: log compacted below ${pr.next} but no snapshot is held`);
+    this.send({ type: 'MsgSnap', to, snapshot: snap });
+    pr.becomeSnapshot(snap.metadata.index);
+    return false;
+  }
+
+  private bcastHeartbeat(context: string): void {
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      // Never tell a follower to commit beyond what it is known to hold.
+      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context });
+    }
+  }
+
+  private handleTransfer(to: NodeId): void {
+    const pr = this.prs.get(to);
+    if (!pr || pr.isLearner || to === this.id) return;
+    if (this.leadTransferee === to) return;
+    this.leadTransferee = to;
+    this.transferElapsed = 0;
+    // Reset the election clock so check-quorum does not fire mid-transfer.
+    this.electionElapsed = 0;
+    if (pr.match === this.log.lastIndex()) this.send({ type: 'MsgTimeoutNow', to });
+    else this.sendAppend(to, pr);
+  }
+
+  private handleReadIndex(context: string, from: NodeId): void {
+    if (this.log.term(this.log.committed) !== this.term) {
+      // Until an entry of this term commits, our commit index may be behind the true one.
+      this.deferredReads.push({ context, from });
+      return;
+    }
+    if (this.voters.size === 1 && this.voters.has(this.id)) {
+      this.releaseRead(context, this.log.committed, from);
+      return;
+    }
+    this.readOnly.add(context, this.log.committed, from, this.id);
+    this.bcastHeartbeat(context);
+  }
+
+  private handleReadAck(context: string, from: NodeId): void {
+    for (const req of this.readOnly.ack(context, from, [...this.voters])) {
+      this.releaseRead(req.context, req.index, req.from);
+    }
+  }
+
+  private releaseRead(context: string, index: number, from: NodeId): void {
+    if (from === this.id) this.readStates.push({ index, context });
+    else this.send({ type: 'MsgReadIndexResp', to: from, index, context });
+  }
+
+  private releaseDeferredReads(): void {
+    const reads = this.deferredReads;
+    this.deferredReads = [];
+    for (const r of reads) this.handleReadIndex(r.context, r.from);
+  }
+
+  // ---- membership ------------------------------------------------------------------------
+
+  private setConf(conf: ConfState): void {
+    this.voters = new Set(conf.voters);
+    this.learners = new Set(conf.learners);
+    if (this.role === 'leader') this.syncProgress();
+  }
+
+  /** Add progress for new members, drop removed ones, keep the rest. */
+  private syncProgress(): void {
+    const next = this.log.lastIndex() + 1;
+    for (const id of [...this.voters, ...this.learners]) {
+      const pr = this.prs.get(id);
+      if (!pr) {
+        const fresh = new Progress(next, this.cfg.maxInflightMsgs, this.learners.has(id));
+        fresh.recentActive = true;
+        fresh.lastResponseTick = this.ticks;
+        this.prs.set(id, fresh);
+      } else {
+        pr.isLearner = this.learners.has(id);
+      }
+    }
+    for (const id of [...this.prs.keys()]) {
+      if (!this.voters.has(id) && !this.learners.has(id)) this.prs.delete(id);
+    }
+  }
+
+  private applyConfChange(cc: ConfChange): void {
+    const voters = new Set(this.voters);
+    const learners = new Set(this.learners);
+    if (cc.type === 'addVoter') {
+      learners.delete(cc.node);
+      voters.add(cc.node);
+    } else if (cc.type === 'addLearner') {
+      if (!voters.has(cc.node)) learners.add(cc.node);
+    } else {
+      voters.delete(cc.node);
+      learners.delete(cc.node);
+    }
+    this.setConf({ voters: [...voters], learners: [...learners] });
+    if (this.role === 'leader') {
+      if (!this.voters.has(this.id)) {
+        // A removed leader steps down once its removal is committed (dissertation 4.2.2).
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      if (this.leadTransferee !== null && !this.voters.has(this.leadTransferee)) this.leadTransferee = null;
+      // Removing a voter can shrink the quorum enough to commit pending entries.
+      if (this.maybeCommit()) this.bcastAppend();
+    }
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------
+
+  private send(partial: Partial<Message> & { type: MessageType; to: NodeId }): void {
+    const m: Message = {
+      from: this.id,
+      term: this.term,
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      reject: false,
+      rejectHint: 0,
+      logTermHint: 0,
+      context: '',
+      ...partial,
+    };
+    this.msgs.push(m);
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function validateConfig(c: Required<RaftConfig>): void {
+  const bad = (field: string, value: unknown, accepted: string): never => {
+    throw new Error(`invalid raft config: ${field}=${String(value)}; accepted: ${accepted}`);
+  };
+  if (!c.id) bad('id', c.id, 'a non-empty node id');
+  if (!(c.heartbeatTicks >= 1)) bad('heartbeatTicks', c.heartbeatTicks, '>= 1');
+  if (!(c.electionTicksMin > c.heartbeatTicks)) bad('electionTicksMin', c.electionTicksMin, `> heartbeatTicks (${c.heartbeatTicks})`);
+  if (!(c.electionTicksMax > c.electionTicksMin)) bad('electionTicksMax', c.electionTicksMax, `> electionTicksMin (${c.electionTicksMin})`);
+  if (!(c.maxEntriesPerMsg >= 1)) bad('maxEntriesPerMsg', c.maxEntriesPerMsg, '>= 1');
+  if (!(c.maxInflightMsgs >= 1)) bad('maxInflightMsgs', c.maxInflightMsgs, '>= 1');
+  if (!(c.maxUncommittedEntries >= 1)) bad('maxUncommittedEntries', c.maxUncommittedEntries, '>= 1');
+}
+
+function validateConfChange(cc: ConfChange, voters: Set<NodeId>, learners: Set<NodeId>): void {
+  const fail = (msg: string): never => {
+    throw new ProposalError('invalid', msg);
+  };
+  if (!cc.node) fail('conf change needs a node id');
+  if (cc.type === 'addLearner' && (voters.has(cc.node) || learners.has(cc.node))) fail(`${cc.node} is already a member`);
+  if (cc.type === 'addVoter' && voters.has(cc.node)) fail(`${cc.node} is already a voter`);
+  if (cc.type === 'removeNode') {
+    if (!voters.has(cc.node) && !learners.has(cc.node)) fail(`${cc.node} is not a member`);
+    if (voters.has(cc.node) && voters.size === 1) fail(`cannot remove ${cc.node}: it is the last voter`);
+  }
+}

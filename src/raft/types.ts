@@ -1,0 +1,177 @@
+// Wire and storage types of the Raft core. Everything here is plain JSON so that messages,
+// entries and snapshots serialize unchanged to SQLite rows and TCP frames.
+
+export type NodeId = string;
+
+/** `normal` carries application data; `conf` carries a JSON ConfChange; `noop` is the
+ * empty entry a new leader appends so it can commit something of its own term. */
+export type EntryType = 'normal' | 'conf' | 'noop';
+
+export interface Entry {
+  index: number;
+  term: number;
+  type: EntryType;
+  /** Opaque to the core for `normal`; JSON of a ConfChange for `conf`; '' for `noop`. */
+  data: string;
+}
+
+/** What must be durable before any message that depends on it is sent. */
+export interface HardState {
+  term: number;
+  vote: NodeId | null;
+  commit: number;
+}
+
+/** Cluster membership. Learners receive the log but neither vote nor count for commit. */
+export interface ConfState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+export type ConfChangeType = 'addLearner' | 'addVoter' | 'removeNode';
+
+/** Single-server change (dissertation section 4.1): one in flight at a time. */
+export interface ConfChange {
+  type: ConfChangeType;
+  node: NodeId;
+  /** Free-form context carried to the application when the change is applied. */
+  context?: string;
+}
+
+export interface SnapshotMetadata {
+  index: number;
+  term: number;
+  confState: ConfState;
+}
+
+export interface Snapshot {
+  metadata: SnapshotMetadata;
+  /** Serialized application state as of metadata.index. */
+  data: string;
+}
+
+export type MessageType =
+  | 'MsgApp'
+  | 'MsgAppResp'
+  | 'MsgVote'
+  | 'MsgVoteResp'
+  | 'MsgPreVote'
+  | 'MsgPreVoteResp'
+  | 'MsgHeartbeat'
+  | 'MsgHeartbeatResp'
+  | 'MsgSnap'
+  | 'MsgTimeoutNow'
+  | 'MsgReadIndex'
+  | 'MsgReadIndexResp'
+  | 'MsgTransferLeader';
+
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  /** MsgApp: term of the entry at `index` (the consistency check). Votes: last log term. */
+  logTerm: number;
+  /** MsgApp: index preceding `entries`. MsgAppResp: highest matched index (or rejected index).
+   * Votes: last log index. MsgReadIndexResp: the read index. */
+  index: number;
+  entries: Entry[];
+  commit: number;
+  reject: boolean;
+  /** MsgAppResp rejection: the follower's hint for fast backtracking (see log.ts). */
+  rejectHint: number;
+  /** Term of the hinted index, so the leader can skip a whole conflicting term. */
+  logTermHint: number;
+  /** ReadIndex request context, heartbeats carrying it, and vote-campaign kind. */
+  context: string;
+  snapshot?: Snapshot;
+}
+
+export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+/** Volatile state the host may want to observe. Not persisted. */
+export interface SoftState {
+  leader: NodeId | null;
+  role: Role;
+}
+
+export interface ReadState {
+  /** Commit index the read must wait for (apply >= index) before reading. */
+  index: number;
+  /** The context passed to readIndex(), echoed back so the caller can match it. */
+  context: string;
+}
+
+/**
+ * The hand-off batch. The host must, in this order:
+ * 1. persist `snapshot` (if any), then `entries`, then `hardState` (if any), durably;
+ * 2. send `messages`;
+ * 3. apply `committedEntries` in order, answer `readStates` once applied >= their index;
+ * 4. call `advance(ready)`.
+ */
+export interface Ready {
+  softState: SoftState | null;
+  hardState: HardState | null;
+  entries: Entry[];
+  snapshot: Snapshot | null;
+  messages: Message[];
+  committedEntries: Entry[];
+  readStates: ReadState[];
+}
+
+/** Tunables. Durations are in ticks; the host chooses the tick length (default 10 ms). */
+export interface RaftConfig {
+  id: NodeId;
+  /** Election timeout is drawn uniformly from [electionTicksMin, electionTicksMax). */
+  electionTicksMin: number;
+  electionTicksMax: number;
+  heartbeatTicks: number;
+  /** Seed for this node's PRNG: the only source of randomness in the core. */
+  seed: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+  /** Per-message bounds for log replication batching. */
+  maxEntriesPerMsg: number;
+  maxBytesPerMsg: number;
+  /** Flow control: MsgApp messages in flight per follower while pipelining. */
+  maxInflightMsgs: number;
+  /** Uncommitted entries the leader accepts before refusing proposals (backlog full). */
+  maxUncommittedEntries: number;
+  /** Ticks a leadership transfer may take before it is abandoned. Defaults to election min. */
+  transferTimeoutTicks?: number;
+}
+
+export const DEFAULT_CONFIG: Omit<RaftConfig, 'id' | 'seed'> = {
+  electionTicksMin: 15,
+  electionTicksMax: 30,
+  heartbeatTicks: 5,
+  preVote: true,
+  checkQuorum: true,
+  maxEntriesPerMsg: 512,
+  maxBytesPerMsg: 1 << 20,
+  maxInflightMsgs: 256,
+  maxUncommittedEntries: 10_000,
+};
+
+/** State a node restarts from: what storage durably holds. */
+export interface RestartState {
+  hardState: HardState;
+  /** Snapshot the log starts after; null means the log starts at index 1. */
+  snapshot: SnapshotMetadata | null;
+  snapshotData?: string;
+  /** Entries after the snapshot, contiguous. */
+  entries: Entry[];
+  /** Membership when there is no snapshot and no conf entries yet (bootstrap). */
+  initialConf: ConfState;
+}
+
+export class ProposalError extends Error {
+  constructor(
+    readonly code: 'not_leader' | 'backlog_full' | 'transfer_in_progress' | 'conf_change_pending' | 'invalid',
+    message: string,
+    readonly leader: NodeId | null = null,
+  ) {
+    super(message);
+    this.name = 'ProposalError';
+  }
+}

@@ -1,0 +1,278 @@
+// One behavioural suite for both LogStorage implementations: MemoryStorage is the reference,
+// SqliteStorage must behave identically across close/reopen of its file.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ConfState, Entry, HardState, RestartState, Snapshot } from '../src/raft/types.js';
+import { MemoryStorage } from '../src/storage/memory-storage.js';
+import { SqliteStorage } from '../src/storage/sqlite-storage.js';
+import type { LogStorage, PersistBatch } from '../src/storage/types.js';
+
+const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
+const tempDirs: string[] = [];
+const openStores: LogStorage[] = [];
+
+afterEach(() => {
+  for (const s of openStores.splice(0)) s.close();
+  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A store plus a way to "restart" it: reopen the file, or reuse the surviving memory object. */
+interface Handle {
+  store: LogStorage;
+  reopen(): LogStorage;
+  file?: string;
+}
+
+const kinds: { name: string; make: () => Handle }[] = [
+  {
+    name: 'MemoryStorage',
+    make: () => {
+      const h: Handle = { store: new MemoryStorage(), reopen: () => (h.store.close(), h.store) };
+      return h;
+    },
+  },
+  {
+    name: 'SqliteStorage',
+    make: () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-storage-'));
+      tempDirs.push(dir);
+      const file = path.join(dir, 'node-a', 'raft.db'); // parent dir does not exist yet
+      const h: Handle = {
+        file,
+        store: track(SqliteStorage.open(file)),
+        reopen: () => (h.store.close(), (h.store = track(SqliteStorage.open(file)))),
+      };
+      return h;
+    },
+  },
+];
+
+function track<T extends LogStorage>(s: T): T {
+  openStores.push(s);
+  return s;
+}
+
+const ents = (from: number, to: number, term: number): Entry[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => ({ index: from + i, term, type: 'normal' as const, data: `v${from + i}·é😀` }));
+const snap = (index: number, term: number, data = `state@${index}`): Snapshot => ({ metadata: { index, term, confState: CONF }, data });
+const batch = (b: Partial<PersistBatch>): PersistBatch => ({ snapshot: null, entries: [], hardState: null, ...b });
+
+describe.each(kinds)('$name', ({ make }) => {
+  it('loads an empty store with defaults', () => {
+    const { store } = make();
+    const conf = { voters: ['x'], learners: ['y'] };
+    const st = store.load(conf);
+    expect(st).toEqual({ hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [], initialConf: conf });
+    expect(st.snapshotData).toBeUndefined();
+    expect(store.stats().entryCount).toBe(0);
+  });
+
+  it('recovers hard state and entries exactly after reopen', () => {
+    const h = make();
+    const entries = [...ents(1, 3, 1), { index: 4, term: 2, type: 'conf' as const, data: '{"type":"addVoter","node":"d"}' }, { index: 5, term: 2, type: 'noop' as const, data: '' }];
+    h.store.save(batch({ entries, hardState: { term: 2, vote: 'b', commit: 4 } }));
+    const st = h.reopen().load(CONF);
+    expect(st.hardState).toEqual({ term: 2, vote: 'b', commit: 4 });
+    expect(st.entries).toEqual(entries);
+    expect(st.snapshot).toBeNull();
+    expect(h.store.stats().entryCount).toBe(5);
+  });
+
+  it('truncates the stored suffix on a conflicting save', () => {
+    const h = make();
+    h.store.save(batch({ entries: ents(1, 5, 1) }));
+    h.store.save(batch({ entries: ents(3, 4, 2) }));
+    const st = h.reopen().load(CONF);
+    expect(st.entries).toEqual([...ents(1, 2, 1), ...ents(3, 4, 2)]);
+    expect(h.store.stats().entryCount).toBe(4);
+  });
+
+  it('drops the whole log when a snapshot is installed via save', () => {
+    const h = make();
+    h.store.save(batch({ entries: ents(1, 8, 1) }));
+    // Installed at 5, below the last index: 6..8 must go too (they may conflict with the leader).
+    h.store.save(batch({ snapshot: snap(5, 3), entries: ents(6, 6, 3), hardState: { term: 3, vote: null, commit: 5 } }));
+    const st = h.reopen().load(CONF);
+    expect(st.snapshot).toEqual({ index: 5, term: 3, confState: CONF });
+    expect(st.snapshotData).toBe('state@5');
+    expect(st.entries).toEqual(ents(6, 6, 3));
+    expect(st.hardState).toEqual({ term: 3, vote: null, commit: 5 });
+    h.store.save(batch({ snapshot: snap(20, 4) })); // beyond the log, no entries
+    expect(h.reopen().load(CONF)).toMatchObject({ snapshot: { index: 20, term: 4 }, entries: [] });
+    expect(h.store.stats().entryCount).toBe(0);
+  });
+
+  it('compaction keeps later entries, returned after the snapshot on reopen', () => {
+    const h = make();
+    h.store.save(batch({ entries: [...ents(1, 4, 1), ...ents(5, 10, 2)] }));
+    h.store.compact(snap(6, 2));
+    expect(h.store.stats().entryCount).toBe(4);
+    h.store.compact(snap(3, 1)); // stale: ignored
+    const st = h.reopen().load(CONF);
+    expect(st.snapshot).toEqual({ index: 6, term: 2, confState: CONF });
+    expect(st.snapshotData).toBe('state@6');
+    expect(st.entries).toEqual(ents(7, 10, 2));
+    h.store.save(batch({ entries: ents(11, 11, 2) })); // appends continue after compaction
+    expect(h.reopen().load(CONF).entries.map((e) => e.index)).toEqual([7, 8, 9, 10, 11]);
+  });
+
+  it('rejects malformed batches atomically', () => {
+    const h = make();
+    h.store.save(batch({ entries: ents(1, 5, 1), hardState: { term: 1, vote: 'a', commit: 2 } }));
+    h.store.compact(snap(2, 1));
+    const before = h.store.load(CONF);
+    const stats = h.store.stats();
+    expect(() => h.store.save(batch({ entries: ents(7, 8, 1), hardState: { term: 9, vote: null, commit: 0 } }))).toThrow(/do not attach/);
+    expect(() => h.store.save(batch({ entries: ents(2, 3, 1) }))).toThrow(/do not attach/); // covered by snapshot
+    expect(() => h.store.save(batch({ entries: [...ents(3, 3, 1), ...ents(5, 5, 1)] }))).toThrow(/not contiguous/);
+    expect(() => h.store.save(batch({ snapshot: snap(1, 1) }))).toThrow(/older than the stored snapshot/);
+    expect(() => h.store.save(batch({ snapshot: snap(9, 2), entries: ents(11, 11, 2) }))).toThrow(/do not attach/);
+    expect(() => h.store.compact(snap(9, 1))).toThrow(/log ends at 5/);
+    expect(() => h.store.compact(snap(4, 7))).toThrow(/has term 7 but the log has term 1/);
+    expect(h.reopen().load(CONF)).toEqual(before);
+    expect(h.store.stats().entryCount).toBe(stats.entryCount);
+  });
+
+  it('does not alias caller objects', () => {
+    const h = make();
+    const entries = ents(1, 2, 1);
+    const hs: HardState = { term: 1, vote: 'a', commit: 1 };
+    h.store.save(batch({ entries, hardState: hs }));
+    entries[0]!.data = 'mutated';
+    hs.term = 99;
+    const loaded = h.store.load(CONF);
+    loaded.entries[1]!.term = 42;
+    loaded.hardState.vote = 'z';
+    expect(h.store.load(CONF)).toMatchObject({ hardState: { term: 1, vote: 'a', commit: 1 }, entries: ents(1, 2, 1) });
+  });
+
+  it('counts bytes, syncs and entries', () => {
+    const h = make();
+    h.store.save(batch({})); // nothing durable: no sync
+    expect(h.store.stats()).toMatchObject({ bytesWritten: 0, syncs: 0, entryCount: 0 });
+    h.store.save(batch({ entries: ents(1, 500, 1), hardState: { term: 1, vote: 'a', commit: 0 } }));
+    const s1 = h.store.stats();
+    expect(s1.syncs).toBe(1); // hundreds of entries, one transaction
+    expect(s1.entryCount).toBe(500);
+    expect(s1.bytesWritten).toBeGreaterThan(500 * 10);
+    h.store.compact(snap(100, 1));
+    const s2 = h.store.stats();
+    expect(s2.syncs).toBe(2);
+    expect(s2.bytesWritten).toBeGreaterThan(s1.bytesWritten);
+    expect(s2.entryCount).toBe(400);
+    expect(s2.syncMsTotal).toBeGreaterThanOrEqual(s1.syncMsTotal);
+  });
+
+  // Reference model: plain arrays, the obvious semantics.
+  interface Model { hs: HardState; snap: Snapshot | null; entries: Entry[] }
+  const snapIdx = (m: Model) => m.snap?.metadata.index ?? 0;
+  const lastIdx = (m: Model) => m.entries.at(-1)?.index ?? snapIdx(m);
+  const termAt = (m: Model, i: number) => (i === snapIdx(m) ? (m.snap?.metadata.term ?? 0) : m.entries.find((e) => e.index === i)!.term);
+  const expected = (m: Model): RestartState => ({
+    hardState: m.hs,
+    snapshot: m.snap?.metadata ?? null,
+    ...(m.snap ? { snapshotData: m.snap.data } : {}),
+    entries: m.entries,
+    initialConf: CONF,
+  });
+
+  const op = fc.oneof(
+    fc.record({ k: fc.constant('append' as const), back: fc.nat(4), n: fc.integer({ min: 1, max: 6 }), bump: fc.nat(1), withHs: fc.boolean() }),
+    fc.record({ k: fc.constant('install' as const), ahead: fc.nat(8), bump: fc.nat(1), n: fc.nat(3) }),
+    fc.record({ k: fc.constant('compact' as const), at: fc.nat(1000) }),
+    fc.record({ k: fc.constant('hs' as const), bump: fc.nat(1), vote: fc.constantFrom(null, 'a', 'b'), at: fc.nat(1000) }),
+    fc.constant({ k: 'reopen' as const }),
+  );
+
+  it('matches a reference model under random saves, compactions and restarts', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        const h = make();
+        const m: Model = { hs: { term: 0, vote: null, commit: 0 }, snap: null, entries: [] };
+        for (const o of ops) {
+          if (o.k === 'append') {
+            const first = Math.max(snapIdx(m) + 1, lastIdx(m) + 1 - o.back);
+            const term = termAt(m, first - 1) + o.bump;
+            const es = ents(first, first + o.n - 1, term);
+            const hs = o.withHs ? { ...m.hs, term: Math.max(m.hs.term, term) } : null;
+            h.store.save(batch({ entries: es, hardState: hs }));
+            m.entries = [...m.entries.filter((e) => e.index < first), ...es];
+            if (hs) m.hs = hs;
+          } else if (o.k === 'install') {
+            const s = snap(snapIdx(m) + o.ahead, termAt(m, lastIdx(m)) + o.bump);
+            const es = ents(s.metadata.index + 1, s.metadata.index + o.n, s.metadata.term);
+            h.store.save(batch({ snapshot: s, entries: es }));
+            m.snap = s;
+            m.entries = es;
+          } else if (o.k === 'compact') {
+            const span = lastIdx(m) - snapIdx(m);
+            if (span === 0) {
+              if (m.snap) h.store.compact(snap(snapIdx(m), m.snap.metadata.term, 'stale')); // ignored
+              continue;
+            }
+            const at = snapIdx(m) + 1 + (o.at % span);
+            const s = snap(at, termAt(m, at));
+            h.store.compact(s);
+            m.snap = s;
+            m.entries = m.entries.filter((e) => e.index > at);
+          } else if (o.k === 'hs') {
+            const hs = { term: m.hs.term + o.bump, vote: o.vote, commit: o.at % (lastIdx(m) + 1) };
+            h.store.save(batch({ hardState: hs }));
+            m.hs = hs;
+          } else {
+            expect(h.reopen().load(CONF)).toEqual(expected(m));
+          }
+          expect(h.store.stats().entryCount).toBe(m.entries.length);
+        }
+        expect(h.reopen().load(CONF)).toEqual(expected(m));
+        h.store.close();
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('SqliteStorage specifics', () => {
+  const fresh = () => kinds[1]!.make();
+
+  it('reports disk usage and refuses a file whose log has a hole, naming the file', () => {
+    const h = fresh();
+    h.store.save(batch({ entries: ents(1, 5, 1) }));
+    expect(h.store.stats().diskBytes).toBeGreaterThan(0);
+    h.store.close();
+    h.store.close(); // idempotent
+    const raw = new Database(h.file!);
+    raw.prepare('DELETE FROM entries WHERE idx = 3').run();
+    raw.close();
+    const reopened = track(SqliteStorage.open(h.file!));
+    expect(() => reopened.load(CONF)).toThrow(new RegExp(`${h.file!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*expected entry 3`));
+  });
+
+  it('refuses an unknown schema version', () => {
+    const h = fresh();
+    h.store.close();
+    const raw = new Database(h.file!);
+    raw.prepare(`UPDATE meta SET value = '999' WHERE key = 'schema_version'`).run();
+    raw.close();
+    expect(() => SqliteStorage.open(h.file!)).toThrow(/schema version 999/);
+  });
+
+  it('opens in WAL mode with the requested durability', () => {
+    const h = fresh();
+    h.store.close();
+    for (const durability of ['full', 'normal', 'off'] as const) {
+      const s = track(SqliteStorage.open(h.file!, { durability }));
+      s.save(batch({ hardState: { term: 1, vote: null, commit: 0 } }));
+      expect(s.load(CONF).hardState.term).toBe(1);
+      s.close();
+    }
+    const raw = new Database(h.file!, { readonly: true });
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    raw.close();
+  });
+});
