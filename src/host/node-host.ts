@@ -227,6 +227,11 @@ export class NodeHost {
     };
   }
 
+  /** The core, for observers (simulator checks, status). Drive it only through the host. */
+  get core(): Raft {
+    return this.raft;
+  }
+
   get tickMs(): number {
     return this.opts.tickMs;
   }

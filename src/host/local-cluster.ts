@@ -1,0 +1,146 @@
+import type { RaftConfig, NodeId, ConfState } from '../raft/types.js';
+import type { LogStorage } from '../storage/types.js';
+import type { Clock } from '../util/clock.js';
+import type { Prng } from '../util/prng.js';
+import { InProcNetwork } from './inproc-network.js';
+import { NodeHost, type RoleChange, type StateMachine } from './node-host.js';
+
+export interface LocalClusterOptions {
+  ids: NodeId[];
+  clock: Clock;
+  /** Seeds the network faults and each member's election timeouts. */
+  prng: Prng;
+  /** Called once per member life: a restart reuses the storage the crash left behind. */
+  storageFor: (id: NodeId) => LogStorage;
+  /** Called at every (re)start: the machine is rebuilt from snapshot + log replay. */
+  machineFor: (id: NodeId) => StateMachine;
+  tickMs?: number;
+  raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
+  compactionThreshold?: number;
+  requestTimeoutMs?: number;
+  /** JSON round trip per message: proves serializability; off for speed in production. */
+  serializeMessages?: boolean;
+}
+
+/**
+ * N members in one process on an in-process network: the embedded product's cluster and
+ * the simulator's. Members can crash, restart from their storage, join and leave.
+ */
+export class LocalCluster {
+  readonly network: InProcNetwork;
+  readonly hosts = new Map<NodeId, NodeHost>();
+  private readonly storages = new Map<NodeId, LogStorage>();
+  private readonly machines = new Map<NodeId, StateMachine>();
+  private readonly seeds = new Map<NodeId, number>();
+  private listeners: Array<(c: RoleChange) => void> = [];
+  private initialConf: ConfState;
+
+  constructor(private readonly opts: LocalClusterOptions) {
+    this.network = new InProcNetwork({
+      clock: opts.clock,
+      prng: opts.prng.fork(),
+      serialize: opts.serializeMessages ?? true,
+    });
+    this.initialConf = { voters: [...opts.ids], learners: [] };
+    for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
+  }
+
+  get ids(): NodeId[] {
+    return [...this.seeds.keys()];
+  }
+
+  startAll(): void {
+    for (const id of this.opts.ids) this.start(id);
+  }
+
+  /** Start (or restart after a crash) a member from its durable storage. */
+  start(id: NodeId, initialConf: ConfState = this.initialConf): NodeHost {
+    const existing = this.hosts.get(id);
+    if (existing?.isRunning) return existing;
+    if (!this.seeds.has(id)) this.seeds.set(id, Math.floor(this.opts.prng.next() * 2 ** 32));
+    let storage = this.storages.get(id);
+    if (!storage) {
+      storage = this.opts.storageFor(id);
+      this.storages.set(id, storage);
+    }
+    const machine = this.opts.machineFor(id);
+    this.machines.set(id, machine);
+    const host = new NodeHost({
+      id,
+      clock: this.opts.clock,
+      transport: this.network.endpoint(id),
+      storage,
+      machine,
+      initialConf,
+      // A restarted member draws fresh timeouts: reuse would replay the same collisions.
+      seed: ((this.seeds.get(id) as number) + (existing ? 7919 : 0)) >>> 0,
+      tickMs: this.opts.tickMs ?? 10,
+      raft: this.opts.raft ?? {},
+      compactionThreshold: this.opts.compactionThreshold ?? 1000,
+      requestTimeoutMs: this.opts.requestTimeoutMs ?? 5000,
+    });
+    if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
+    host.onRoleChange((c) => {
+      for (const l of this.listeners) l(c);
+    });
+    this.hosts.set(id, host);
+    host.start();
+    return host;
+  }
+
+  /** A member joining an existing cluster starts with no membership and learns it. */
+  startJoining(id: NodeId): NodeHost {
+    return this.start(id, { voters: [], learners: [] });
+  }
+
+  /** Abrupt stop: no goodbye, unpersisted state lost. */
+  crash(id: NodeId): void {
+    this.hosts.get(id)?.stop(`${id} crashed`);
+  }
+
+  restart(id: NodeId): NodeHost {
+    this.crash(id);
+    return this.start(id, this.initialConf);
+  }
+
+  /** Close every member and its storage (process shutdown). */
+  close(): void {
+    for (const h of this.hosts.values()) h.stop('cluster closed');
+    for (const s of this.storages.values()) s.close();
+  }
+
+  host(id: NodeId): NodeHost {
+    const h = this.hosts.get(id);
+    if (!h) throw new Error(`unknown member ${id}`);
+    return h;
+  }
+
+  machine(id: NodeId): StateMachine | undefined {
+    return this.machines.get(id);
+  }
+
+  storage(id: NodeId): LogStorage | undefined {
+    return this.storages.get(id);
+  }
+
+  running(): NodeHost[] {
+    return [...this.hosts.values()].filter((h) => h.isRunning);
+  }
+
+  /** The running leader with the highest term, if any. */
+  leader(): NodeHost | undefined {
+    let best: NodeHost | undefined;
+    for (const h of this.running()) {
+      const s = h.status();
+      if (s.role === 'leader' && (!best || s.term > best.status().term)) best = h;
+    }
+    return best;
+  }
+
+  onRoleChange(fn: (c: RoleChange) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+}
