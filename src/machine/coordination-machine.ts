@@ -1,0 +1,165 @@
+import type { StateMachine } from '../host/node-host.js';
+import type { Entry } from '../raft/types.js';
+import { MemoryStore } from './memory-store.js';
+import { TaskTable } from './task-table.js';
+import {
+  DEFAULT_SWARM_CONFIG,
+  type AgentRecord,
+  type Command,
+  type ElectionRecord,
+  type Op,
+  type SwarmConfig,
+} from './types.js';
+
+export type OpResult = { ok: true; value?: unknown } | { ok: false; code: string; message: string };
+
+interface Session {
+  seq: number;
+  result: OpResult;
+  at: number;
+}
+
+/** Sessions kept per replica; the least recently active are evicted first (deterministic). */
+const MAX_SESSIONS = 4096;
+const ELECTION_HISTORY_KEY = 'coordination/raft/election-history';
+const ELECTION_HISTORY_MAX = 1000;
+
+/** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
+export interface MachineEvents {
+  onAssigned?(items: Array<{ task: string; agent: string; epoch: number }>): void;
+  onApplied?(index: number): void;
+}
+
+/**
+ * The deterministic replicated coordination state: configuration, agents, tasks,
+ * replicated memory, election history and client sessions. Same log => same state.
+ */
+export class CoordinationMachine implements StateMachine {
+  config: SwarmConfig = { ...DEFAULT_SWARM_CONFIG };
+  agents = new Map<string, AgentRecord>();
+  tasks = new TaskTable();
+  memory = new MemoryStore();
+  elections: ElectionRecord[] = [];
+  sessions = new Map<string, Session>();
+  /** Log time: max of proposers' clocks seen so far. */
+  clock = 0;
+  appliedIndex = 0;
+  appliedTerm = 0;
+  /** Commands skipped because their (client, seq) had already been applied. */
+  duplicateCommands = 0;
+
+  constructor(private readonly events: MachineEvents = {}) {}
+
+  apply(entry: Entry): unknown {
+    this.appliedIndex = entry.index;
+    this.appliedTerm = entry.term;
+    if (entry.type !== 'normal') {
+      this.events.onApplied?.(entry.index);
+      return { ok: true };
+    }
+    const cmd = JSON.parse(entry.data) as Command;
+    if (cmd.now > this.clock) this.clock = cmd.now;
+    let result: OpResult;
+    const session = cmd.client !== undefined ? this.sessions.get(cmd.client) : undefined;
+    if (cmd.client !== undefined && cmd.seq !== undefined && session && cmd.seq <= session.seq) {
+      this.duplicateCommands++;
+      result = cmd.seq === session.seq ? session.result : { ok: false, code: 'stale_sequence', message: `sequence ${cmd.seq} already superseded` };
+    } else {
+      result = this.applyOp(cmd.op, entry);
+      if (cmd.client !== undefined && cmd.seq !== undefined) this.remember(cmd.client, cmd.seq, result);
+    }
+    this.events.onApplied?.(entry.index);
+    return result;
+  }
+
+  private remember(client: string, seq: number, result: OpResult): void {
+    this.sessions.delete(client);
+    this.sessions.set(client, { seq, result, at: this.clock });
+    // Map iteration order is insertion order, so the first key is the least recently used.
+    while (this.sessions.size > MAX_SESSIONS) {
+      const oldest = this.sessions.keys().next().value as string;
+      this.sessions.delete(oldest);
+    }
+  }
+
+  private applyOp(op: Op, entry: Entry): OpResult {
+    switch (op.t) {
+      case 'config':
+        this.config = { ...this.config, ...op.patch };
+        return { ok: true, value: this.config };
+      case 'agent.register': {
+        const prev = this.agents.get(op.agent.id);
+        this.agents.set(op.agent.id, { ...op.agent, spawned_at: prev?.spawned_at ?? this.clock, removed_at: null });
+        return { ok: true };
+      }
+      case 'agent.remove': {
+        const a = this.agents.get(op.id);
+        if (!a) return { ok: false, code: 'not_found', message: `agent ${op.id} is not registered` };
+        a.removed_at = this.clock;
+        return { ok: true };
+      }
+      case 'orch.create':
+        return this.tasks.createOrchestration(op, entry.index, this.clock);
+      case 'task.assign': {
+        const applied = this.tasks.assign(op, this.clock);
+        const rec = this.elections.length > 0 ? this.elections[this.elections.length - 1] : undefined;
+        if (rec && rec.term === op.term) rec.tasks_recovered += applied.recovered;
+        if (applied.items.length > 0) this.events.onAssigned?.(applied.items);
+        return { ok: true, value: { assigned: applied.items.length, stale: applied.stale } };
+      }
+      case 'task.complete':
+        return { ok: true, value: this.tasks.complete(op.items, this.clock) };
+      case 'mem.put':
+        this.memory.expire(this.clock);
+        return this.memory.put(op, this.clock);
+      case 'mem.del':
+        this.memory.expire(this.clock);
+        return this.memory.del(op);
+      case 'election': {
+        const rec: ElectionRecord = { ...op.record, at: this.clock, tasks_recovered: 0 };
+        if (this.elections.some((e) => e.term === rec.term)) {
+          return { ok: false, code: 'duplicate', message: `election of term ${rec.term} already recorded` };
+        }
+        this.elections.push(rec);
+        if (this.elections.length > ELECTION_HISTORY_MAX) this.elections.shift();
+        this.memory.putSystem(ELECTION_HISTORY_KEY, { elections: this.elections.slice(-100) }, this.clock);
+        return { ok: true };
+      }
+      case 'clock':
+        this.memory.expire(this.clock);
+        return { ok: true };
+    }
+  }
+
+  snapshot(): string {
+    return JSON.stringify({
+      v: 1,
+      config: this.config,
+      agents: [...this.agents.values()],
+      tasks: this.tasks.toJSON(),
+      memory: this.memory.toJSON(),
+      elections: this.elections,
+      sessions: [...this.sessions.entries()],
+      clock: this.clock,
+      appliedIndex: this.appliedIndex,
+      appliedTerm: this.appliedTerm,
+      duplicateCommands: this.duplicateCommands,
+    });
+  }
+
+  restore(data: string): void {
+    if (!data) return;
+    const s = JSON.parse(data);
+    if (s.v !== 1) throw new Error(`unsupported snapshot version ${String(s.v)}`);
+    this.config = s.config;
+    this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
+    this.tasks = TaskTable.fromJSON(s.tasks);
+    this.memory = MemoryStore.fromJSON(s.memory);
+    this.elections = s.elections;
+    this.sessions = new Map(s.sessions);
+    this.clock = s.clock;
+    this.appliedIndex = s.appliedIndex;
+    this.appliedTerm = s.appliedTerm;
+    this.duplicateCommands = s.duplicateCommands;
+  }
+}

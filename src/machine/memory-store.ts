@@ -1,0 +1,120 @@
+import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
+
+type PutOp = Extract<Op, { t: 'mem.put' }>;
+type DelOp = Extract<Op, { t: 'mem.del' }>;
+type Result = { ok: true; value?: unknown } | { ok: false; code: string; message: string };
+
+export const SYSTEM_NAMESPACE = 'default';
+
+export function memoryId(namespace: string, key: string): string {
+  return `${namespace}\u0000${key}`;
+}
+
+/**
+ * Replicated key-value memory. Expiry uses the log's clock (the proposers' timestamps), so
+ * every replica expires the same keys at the same log position.
+ */
+export class MemoryStore {
+  records = new Map<string, MemoryRecord>();
+  /** Ids of records with a TTL, so expiry scans only those. */
+  private withTtl = new Set<string>();
+
+  put(op: PutOp, now: number): Result {
+    const keyBytes = Buffer.byteLength(op.key, 'utf8');
+    if (keyBytes === 0 || keyBytes > MAX_KEY_BYTES) {
+      return { ok: false, code: 'invalid', message: `key is ${keyBytes} bytes; accepted: 1..${MAX_KEY_BYTES} bytes` };
+    }
+    const valueBytes = Buffer.byteLength(JSON.stringify(op.value) ?? '', 'utf8');
+    if (valueBytes > MAX_VALUE_BYTES) {
+      return { ok: false, code: 'invalid', message: `value is ${valueBytes} bytes; accepted: <= ${MAX_VALUE_BYTES} bytes` };
+    }
+    const id = memoryId(op.namespace, op.key);
+    const prev = this.records.get(id);
+    if (op.if_version !== null && (prev?.version ?? 0) !== op.if_version) {
+      return {
+        ok: false,
+        code: 'version_mismatch',
+        message: `compare-and-set failed for ${op.key}: expected version ${op.if_version}, current ${prev?.version ?? 0}`,
+      };
+    }
+    const rec: MemoryRecord = {
+      key: op.key,
+      namespace: op.namespace,
+      value: op.value,
+      version: (prev?.version ?? 0) + 1,
+      created_at: prev?.created_at ?? now,
+      updated_at: now,
+      expires_at: op.ttl_s !== null ? now + op.ttl_s * 1000 : null,
+    };
+    this.records.set(id, rec);
+    if (rec.expires_at !== null) this.withTtl.add(id);
+    else this.withTtl.delete(id);
+    return { ok: true, value: { key: rec.key, namespace: rec.namespace, version: rec.version, expires_at: rec.expires_at } };
+  }
+
+  /** Written by the machine itself (election history), not by a client. */
+  putSystem(key: string, value: unknown, now: number): void {
+    this.put({ t: 'mem.put', key, namespace: SYSTEM_NAMESPACE, value, ttl_s: null, if_version: null }, now);
+  }
+
+  del(op: DelOp): Result {
+    const id = memoryId(op.namespace, op.key);
+    const prev = this.records.get(id);
+    if (!prev) return { ok: true, value: { deleted: false } };
+    if (op.if_version !== null && prev.version !== op.if_version) {
+      return { ok: false, code: 'version_mismatch', message: `delete of ${op.key}: expected version ${op.if_version}, current ${prev.version}` };
+    }
+    this.records.delete(id);
+    this.withTtl.delete(id);
+    return { ok: true, value: { deleted: true, version: prev.version } };
+  }
+
+  get(namespace: string, key: string, now: number): MemoryRecord | undefined {
+    const r = this.records.get(memoryId(namespace, key));
+    if (!r || (r.expires_at !== null && r.expires_at <= now)) return undefined;
+    return r;
+  }
+
+  list(namespace: string, prefix: string, now: number, limit: number): MemoryRecord[] {
+    const out: MemoryRecord[] = [];
+    for (const r of this.records.values()) {
+      if (r.namespace !== namespace || !r.key.startsWith(prefix)) continue;
+      if (r.expires_at !== null && r.expires_at <= now) continue;
+      out.push(r);
+    }
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return out.slice(0, limit);
+  }
+
+  /** Drop keys whose TTL passed at log time `now`. */
+  expire(now: number): number {
+    let n = 0;
+    for (const id of this.withTtl) {
+      const r = this.records.get(id);
+      if (r && r.expires_at !== null && r.expires_at <= now) {
+        this.records.delete(id);
+        this.withTtl.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  hasTtlKeys(): boolean {
+    return this.withTtl.size > 0;
+  }
+
+  toJSON(): MemoryRecord[] {
+    return [...this.records.values()];
+  }
+
+  static fromJSON(rs: MemoryRecord[]): MemoryStore {
+    const m = new MemoryStore();
+    for (const r of rs) {
+      const id = memoryId(r.namespace, r.key);
+      m.records.set(id, r);
+      if (r.expires_at !== null) m.withTtl.add(id);
+    }
+    return m;
+  }
+}

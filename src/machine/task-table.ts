@@ -1,0 +1,208 @@
+import {
+  MAX_TASK_ATTEMPTS,
+  PRIORITIES,
+  type Op,
+  type Orchestration,
+  type Priority,
+  type TaskRecord,
+  type TaskStatus,
+} from './types.js';
+
+type CreateOp = Extract<Op, { t: 'orch.create' }>;
+type AssignOp = Extract<Op, { t: 'task.assign' }>;
+type CompleteItem = Extract<Op, { t: 'task.complete' }>['items'][number];
+
+/** Hard bound on tasks one orchestration may create (memory is finite). */
+export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
+
+/**
+ * Tasks and orchestrations, with the fencing rules that make completion exactly-once:
+ * an assignment bumps the task's epoch; a completion applies only with the current epoch
+ * and assignee; anything else is counted as a rejected duplicate attempt.
+ */
+export class TaskTable {
+  tasks = new Map<string, TaskRecord>();
+  orchs = new Map<string, Orchestration>();
+  idempotency = new Map<string, string>();
+  /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
+  private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
+  private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
+
+  createOrchestration(op: CreateOp, index: number, now: number) {
+    if (op.idempotency_key) {
+      const existing = this.idempotency.get(op.idempotency_key);
+      if (existing) return { ok: true as const, value: { orchestration_id: existing, deduplicated: true } };
+    }
+    if (!(Number.isInteger(op.count) && op.count >= 1 && op.count <= MAX_TASKS_PER_ORCHESTRATION)) {
+      return { ok: false as const, code: 'invalid', message: `count=${op.count}; accepted: integer 1..${MAX_TASKS_PER_ORCHESTRATION}` };
+    }
+    const id = `orch-${index}`;
+    const orch: Orchestration = {
+      id,
+      task: op.task,
+      count: op.count,
+      priority: op.priority,
+      strategy: op.strategy,
+      max_agents: op.max_agents,
+      executor: op.executor,
+      payload: op.payload,
+      idempotency_key: op.idempotency_key,
+      created_at: now,
+      created_index: index,
+      finished_at: null,
+      counts: { pending: op.count, assigned: 0, completed: 0, failed: 0, rejected_duplicate_attempts: 0, duplicates: 0, recovered: 0 },
+    };
+    this.orchs.set(id, orch);
+    if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
+    const q = this.queues[op.priority];
+    for (let seq = 1; seq <= op.count; seq++) {
+      const tid = `${id}-${seq}`;
+      this.tasks.set(tid, newTask(tid, id, seq, op.priority));
+      q.push(tid);
+    }
+    return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
+  }
+
+  assign(op: AssignOp, now: number): { items: Array<{ task: string; agent: string; epoch: number }>; stale: number; recovered: number } {
+    const items: Array<{ task: string; agent: string; epoch: number }> = [];
+    let stale = 0;
+    let recovered = 0;
+    for (const it of op.items) {
+      const t = this.tasks.get(it.task);
+      if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== it.from_epoch) {
+        stale++;
+        continue;
+      }
+      const orch = this.orchs.get(t.orch) as Orchestration;
+      if (t.status === 'assigned' && t.assigned_term < op.term) {
+        recovered++;
+        orch.counts.recovered++;
+      }
+      this.setStatus(t, 'assigned');
+      t.epoch++;
+      t.assignee = it.agent;
+      t.assigned_term = op.term;
+      t.lease_until = now + op.lease_ms;
+      t.assignments++;
+      items.push({ task: t.id, agent: it.agent, epoch: t.epoch });
+    }
+    return { items, stale, recovered };
+  }
+
+  complete(items: CompleteItem[], now: number): { applied: number; rejected: number } {
+    let applied = 0;
+    let rejected = 0;
+    for (const it of items) {
+      const t = this.tasks.get(it.task);
+      if (!t) {
+        rejected++;
+        continue;
+      }
+      const orch = this.orchs.get(t.orch) as Orchestration;
+      if (t.status !== 'assigned' || t.epoch !== it.epoch || t.assignee !== it.agent) {
+        // A late or repeated completion (old epoch, another agent, already done): fenced off.
+        t.rejected_attempts++;
+        orch.counts.rejected_duplicate_attempts++;
+        rejected++;
+        continue;
+      }
+      applied++;
+      if (it.ok) {
+        t.completions++;
+        if (t.completions > 1) orch.counts.duplicates++;
+        t.result = it.result;
+        t.completed_by = it.agent;
+        t.completed_at = now;
+        this.setStatus(t, 'completed');
+      } else {
+        t.failures++;
+        t.result = it.result;
+        if (t.failures >= MAX_TASK_ATTEMPTS) {
+          t.completed_at = now;
+          this.setStatus(t, 'failed');
+        } else {
+          t.assignee = null;
+          this.setStatus(t, 'pending');
+          this.queues[t.priority].push(t.id);
+        }
+      }
+      if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) orch.finished_at = now;
+    }
+    return { applied, rejected };
+  }
+
+  private setStatus(t: TaskRecord, s: TaskStatus): void {
+    const orch = this.orchs.get(t.orch) as Orchestration;
+    orch.counts[t.status]--;
+    orch.counts[s]++;
+    t.status = s;
+  }
+
+  /**
+   * Up to `limit` pending tasks, highest priority first, FIFO within a priority, skipping
+   * `exclude` (assignments proposed but not yet applied). Read-only apart from the cache.
+   */
+  pickPending(limit: number, exclude: ReadonlySet<string>, orchFilter?: (orch: string) => boolean): TaskRecord[] {
+    const out: TaskRecord[] = [];
+    // A task that failed and went back to pending can sit in its queue twice.
+    const seen = new Set<string>();
+    for (let p = PRIORITIES.length - 1; p >= 0 && out.length < limit; p--) {
+      const prio = PRIORITIES[p] as Priority;
+      const q = this.queues[prio];
+      // Drop the head while it no longer needs scheduling, so scans stay short.
+      while (this.heads[prio] < q.length) {
+        const t = this.tasks.get(q[this.heads[prio]] as string);
+        if (t && t.status === 'pending') break;
+        this.heads[prio]++;
+      }
+      if (this.heads[prio] > 4096 && this.heads[prio] * 2 > q.length) {
+        q.splice(0, this.heads[prio]);
+        this.heads[prio] = 0;
+      }
+      for (let i = this.heads[prio]; i < q.length && out.length < limit; i++) {
+        const t = this.tasks.get(q[i] as string);
+        if (!t || t.status !== 'pending' || exclude.has(t.id) || seen.has(t.id)) continue;
+        seen.add(t.id);
+        if (orchFilter && !orchFilter(t.orch)) continue;
+        out.push(t);
+      }
+    }
+    return out;
+  }
+
+  toJSON(): unknown {
+    return { tasks: [...this.tasks.values()], orchs: [...this.orchs.values()], idem: [...this.idempotency.entries()] };
+  }
+
+  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]> }): TaskTable {
+    const t = new TaskTable();
+    for (const o of j.orchs) t.orchs.set(o.id, o);
+    for (const r of j.tasks) {
+      t.tasks.set(r.id, r);
+      if (r.status === 'pending') t.queues[r.priority].push(r.id);
+    }
+    t.idempotency = new Map(j.idem);
+    return t;
+  }
+}
+
+function newTask(id: string, orch: string, seq: number, priority: Priority): TaskRecord {
+  return {
+    id,
+    orch,
+    seq,
+    priority,
+    status: 'pending',
+    epoch: 0,
+    assignee: null,
+    assigned_term: 0,
+    lease_until: 0,
+    assignments: 0,
+    failures: 0,
+    completions: 0,
+    rejected_attempts: 0,
+    result: null,
+    completed_by: null,
+    completed_at: null,
+  };
+}

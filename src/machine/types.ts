@@ -1,0 +1,146 @@
+// Commands and state of the replicated coordination machine. Everything a command needs
+// (including the time) travels in the command, so every replica computes the same state.
+
+export const PRIORITIES = ['low', 'medium', 'high', 'critical'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export const STRATEGIES = ['sequential', 'parallel', 'adaptive'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+export const EXECUTORS = ['noop', 'sleep', 'http', 'external'] as const;
+export type ExecutorKind = (typeof EXECUTORS)[number];
+
+export interface SwarmConfig {
+  election_timeout_min: number;
+  election_timeout_max: number;
+  heartbeat_interval: number;
+  log_compaction_threshold: number;
+  quorum_size: number | null;
+  max_log_entries: number;
+  batch_size: number;
+}
+
+export const DEFAULT_SWARM_CONFIG: SwarmConfig = {
+  election_timeout_min: 150,
+  election_timeout_max: 300,
+  heartbeat_interval: 50,
+  log_compaction_threshold: 1000,
+  quorum_size: null,
+  max_log_entries: 10_000,
+  batch_size: 100,
+};
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  type: string;
+  capabilities: string[];
+  spawned_at: number;
+  removed_at: number | null;
+}
+
+export type TaskStatus = 'pending' | 'assigned' | 'completed' | 'failed';
+
+export interface TaskRecord {
+  id: string;
+  orch: string;
+  seq: number;
+  priority: Priority;
+  status: TaskStatus;
+  /** Fencing token: bumped on every assignment; only a completion carrying it applies. */
+  epoch: number;
+  assignee: string | null;
+  /** Term of the leader that made the current assignment (to count recovered work). */
+  assigned_term: number;
+  lease_until: number;
+  /** Assignments made so far (1 + reassignments). */
+  assignments: number;
+  /** Executions that reported failure; the task fails for good at MAX_TASK_ATTEMPTS. */
+  failures: number;
+  /** Completions applied for this task. Exactly-once means this never exceeds 1. */
+  completions: number;
+  rejected_attempts: number;
+  result: unknown;
+  completed_by: string | null;
+  completed_at: number | null;
+}
+
+export interface ExecutorSpec {
+  kind: ExecutorKind;
+  sleep_ms?: number;
+  http?: { method: string; url: string; body?: string };
+}
+
+export interface Orchestration {
+  id: string;
+  task: string;
+  count: number;
+  priority: Priority;
+  strategy: Strategy;
+  max_agents: number;
+  executor: ExecutorSpec;
+  payload: unknown;
+  idempotency_key: string | null;
+  created_at: number;
+  created_index: number;
+  finished_at: number | null;
+  counts: Record<TaskStatus, number> & { rejected_duplicate_attempts: number; duplicates: number; recovered: number };
+}
+
+export interface MemoryRecord {
+  key: string;
+  namespace: string;
+  value: unknown;
+  version: number;
+  created_at: number;
+  updated_at: number;
+  expires_at: number | null;
+}
+
+export type ElectionCause = 'startup' | 'leader crash' | 'step-down' | 'transfer' | 'lost quorum' | 'trigger-election' | 'membership change' | 'unknown';
+
+export interface ElectionRecord {
+  term: number;
+  old_leader: string | null;
+  new_leader: string;
+  voted_by: string[];
+  election_duration_ms: number;
+  cause: ElectionCause;
+  at: number;
+  /** In-flight tasks this leader reassigned from earlier terms (filled in as it happens). */
+  tasks_recovered: number;
+}
+
+export type Op =
+  | { t: 'config'; patch: Partial<SwarmConfig> }
+  | { t: 'agent.register'; agent: Omit<AgentRecord, 'spawned_at' | 'removed_at'> }
+  | { t: 'agent.remove'; id: string }
+  | {
+      t: 'orch.create';
+      task: string;
+      count: number;
+      priority: Priority;
+      strategy: Strategy;
+      max_agents: number;
+      executor: ExecutorSpec;
+      payload: unknown;
+      idempotency_key: string | null;
+    }
+  | { t: 'task.assign'; term: number; lease_ms: number; items: Array<{ task: string; agent: string; from_epoch: number }> }
+  | { t: 'task.complete'; items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }> }
+  | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
+  | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
+  | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
+  | { t: 'clock' };
+
+/** A log entry's payload: the op, the proposer's clock, and the client session. */
+export interface Command {
+  op: Op;
+  /** Proposer's wall clock (ms since epoch); the machine's clock never goes backwards. */
+  now: number;
+  /** Client session (dissertation 6.3): a retried (client, seq) is never applied twice. */
+  client?: string;
+  seq?: number;
+}
+
+export const MAX_KEY_BYTES = 512;
+export const MAX_VALUE_BYTES = 1 << 20;
+export const MAX_TASK_ATTEMPTS = 3;
