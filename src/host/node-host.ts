@@ -112,6 +112,11 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  /** Heartbeat send times and measured round trips per peer (network diagnose). */
+  private heartbeatSentAt = new Map<NodeId, number>();
+  private rtts = new Map<NodeId, { lastMs: number; samples: number; sumMs: number; maxMs: number }>();
+  /** (last index, time) of each batch this node appended as leader, for replication lag. */
+  private appendTimes: Array<{ index: number; at: number }> = [];
 
   constructor(opts: NodeHostOptions) {
     this.id = opts.id;
@@ -272,6 +277,7 @@ export class NodeHost {
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
+    if (m.type === 'MsgHeartbeatResp') this.recordRtt(m.from);
     const before = this.raft.role;
     this.raft.step(m);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
@@ -334,8 +340,10 @@ export class NodeHost {
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);
     }
+    if (rd.entries.length > 0 && this.raft.role === 'leader') this.noteAppend(rd.entries[rd.entries.length - 1]!.index);
     for (const m of rd.messages) {
       this.messagesOut++;
+      if (m.type === 'MsgHeartbeat') this.heartbeatSentAt.set(m.to, this.opts.clock.now());
       this.opts.transport.send(m);
     }
     for (const e of rd.committedEntries) this.applyEntry(e);
@@ -399,6 +407,8 @@ export class NodeHost {
       previousLeader: this.leader,
     };
     if (role === 'leader' && this.role !== 'leader') {
+      this.appendTimes = [];
+      this.rtts.clear();
       const startedAt = this.campaignStartedAt ?? change.at;
       change.election = {
         votedBy: this.raft.status().votedBy,
@@ -431,6 +441,44 @@ export class NodeHost {
     const snap = this.raft.compact(this.opts.machine.snapshot());
     this.opts.storage.compact(snap);
     this.snapshotsTaken++;
+  }
+
+  private recordRtt(from: NodeId): void {
+    const sent = this.heartbeatSentAt.get(from);
+    if (sent === undefined) return;
+    this.heartbeatSentAt.delete(from);
+    const ms = this.opts.clock.now() - sent;
+    const r = this.rtts.get(from) ?? { lastMs: 0, samples: 0, sumMs: 0, maxMs: 0 };
+    r.lastMs = ms;
+    r.samples++;
+    r.sumMs += ms;
+    r.maxMs = Math.max(r.maxMs, ms);
+    this.rtts.set(from, r);
+  }
+
+  /** Measured heartbeat round trips to each peer since this node started leading. */
+  roundTrips(): Map<NodeId, { lastMs: number; samples: number; meanMs: number; maxMs: number }> {
+    const out = new Map<NodeId, { lastMs: number; samples: number; meanMs: number; maxMs: number }>();
+    for (const [id, r] of this.rtts) out.set(id, { lastMs: r.lastMs, samples: r.samples, meanMs: r.sumMs / r.samples, maxMs: r.maxMs });
+    return out;
+  }
+
+  private noteAppend(index: number): void {
+    this.appendTimes.push({ index, at: this.opts.clock.now() });
+    // Bounded: lag older than this many batches is reported from the oldest kept sample.
+    if (this.appendTimes.length > 8192) this.appendTimes.splice(0, 4096);
+  }
+
+  /**
+   * How long the oldest entry a follower lacks has been waiting (0 when it has everything):
+   * measured from the time this leader appended it.
+   */
+  replicationLagMs(match: number): number {
+    if (!this.raft || match >= this.raft.log.lastIndex()) return 0;
+    for (const a of this.appendTimes) {
+      if (a.index > match) return Math.max(0, this.opts.clock.now() - a.at);
+    }
+    return 0;
   }
 
   private failAll(err: Error): void {

@@ -13,11 +13,18 @@ import {
 
 export type OpResult = { ok: true; value?: unknown } | { ok: false; code: string; message: string };
 
+/**
+ * One client's session: every seq below `floor` is finished for the client (it said so with
+ * `ack`), and `results` holds the outcome of each applied seq at or above it. A retry of any
+ * of those is answered from here and never applied again, even if retries arrive out of order.
+ */
 interface Session {
-  seq: number;
-  result: OpResult;
-  at: number;
+  floor: number;
+  results: Map<number, OpResult>;
 }
+
+/** Outcomes kept per client above its floor; a client has at most this many in flight. */
+const MAX_SESSION_RESULTS = 16_384;
 
 /** Sessions kept per replica; the least recently active are evicted first (deterministic). */
 const MAX_SESSIONS = 4096;
@@ -60,26 +67,46 @@ export class CoordinationMachine implements StateMachine {
     const cmd = JSON.parse(entry.data) as Command;
     if (cmd.now > this.clock) this.clock = cmd.now;
     let result: OpResult;
-    const session = cmd.client !== undefined ? this.sessions.get(cmd.client) : undefined;
-    if (cmd.client !== undefined && cmd.seq !== undefined && session && cmd.seq <= session.seq) {
-      this.duplicateCommands++;
-      result = cmd.seq === session.seq ? session.result : { ok: false, code: 'stale_sequence', message: `sequence ${cmd.seq} already superseded` };
-    } else {
+    if (cmd.client === undefined || cmd.seq === undefined) {
       result = this.applyOp(cmd.op, entry);
-      if (cmd.client !== undefined && cmd.seq !== undefined) this.remember(cmd.client, cmd.seq, result);
+    } else {
+      const session = this.touchSession(cmd.client, cmd.ack ?? 0);
+      const seen = session.results.get(cmd.seq);
+      if (seen) {
+        this.duplicateCommands++;
+        result = seen;
+      } else if (cmd.seq < session.floor) {
+        this.duplicateCommands++;
+        result = { ok: false, code: 'stale_sequence', message: `sequence ${cmd.seq} was already acknowledged by its client` };
+      } else {
+        result = this.applyOp(cmd.op, entry);
+        session.results.set(cmd.seq, result);
+        if (session.results.size > MAX_SESSION_RESULTS) {
+          const lowest = Math.min(...session.results.keys());
+          session.results.delete(lowest);
+          session.floor = Math.max(session.floor, lowest + 1);
+        }
+      }
     }
     this.events.onApplied?.(entry.index);
     return result;
   }
 
-  private remember(client: string, seq: number, result: OpResult): void {
-    this.sessions.delete(client);
-    this.sessions.set(client, { seq, result, at: this.clock });
+  /** Find or create the session, raise its floor to the client's ack, keep LRU order. */
+  private touchSession(client: string, ack: number): Session {
+    let s = this.sessions.get(client);
+    if (s) this.sessions.delete(client);
+    else s = { floor: 0, results: new Map() };
+    this.sessions.set(client, s);
+    if (ack > s.floor) {
+      s.floor = ack;
+      for (const seq of s.results.keys()) if (seq < ack) s.results.delete(seq);
+    }
     // Map iteration order is insertion order, so the first key is the least recently used.
     while (this.sessions.size > MAX_SESSIONS) {
-      const oldest = this.sessions.keys().next().value as string;
-      this.sessions.delete(oldest);
+      this.sessions.delete(this.sessions.keys().next().value as string);
     }
+    return s;
   }
 
   private applyOp(op: Op, entry: Entry): OpResult {
@@ -139,7 +166,7 @@ export class CoordinationMachine implements StateMachine {
       tasks: this.tasks.toJSON(),
       memory: this.memory.toJSON(),
       elections: this.elections,
-      sessions: [...this.sessions.entries()],
+      sessions: [...this.sessions.entries()].map(([c, s]) => [c, s.floor, [...s.results.entries()]]),
       clock: this.clock,
       appliedIndex: this.appliedIndex,
       appliedTerm: this.appliedTerm,
@@ -156,7 +183,9 @@ export class CoordinationMachine implements StateMachine {
     this.tasks = TaskTable.fromJSON(s.tasks);
     this.memory = MemoryStore.fromJSON(s.memory);
     this.elections = s.elections;
-    this.sessions = new Map(s.sessions);
+    this.sessions = new Map(
+      (s.sessions as Array<[string, number, Array<[number, OpResult]>]>).map(([c, floor, rs]) => [c, { floor, results: new Map(rs) }]),
+    );
     this.clock = s.clock;
     this.appliedIndex = s.appliedIndex;
     this.appliedTerm = s.appliedTerm;

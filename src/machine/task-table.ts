@@ -24,6 +24,8 @@ export class TaskTable {
   tasks = new Map<string, TaskRecord>();
   orchs = new Map<string, Orchestration>();
   idempotency = new Map<string, string>();
+  /** Ids of tasks currently assigned (leases to watch). Derived; rebuilt on restore. */
+  assigned = new Set<string>();
   /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
   private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
@@ -136,6 +138,8 @@ export class TaskTable {
     orch.counts[t.status]--;
     orch.counts[s]++;
     t.status = s;
+    if (s === 'assigned') this.assigned.add(t.id);
+    else this.assigned.delete(t.id);
   }
 
   /**
@@ -180,6 +184,7 @@ export class TaskTable {
     for (const r of j.tasks) {
       t.tasks.set(r.id, r);
       if (r.status === 'pending') t.queues[r.priority].push(r.id);
+      if (r.status === 'assigned') t.assigned.add(r.id);
     }
     t.idempotency = new Map(j.idem);
     return t;

@@ -139,6 +139,8 @@ export interface Command {
   /** Client session (dissertation 6.3): a retried (client, seq) is never applied twice. */
   client?: string;
   seq?: number;
+  /** Every seq below this has been answered to the client: the session may forget them. */
+  ack?: number;
 }
 
 export const MAX_KEY_BYTES = 512;
