@@ -35,6 +35,8 @@ const ELECTION_HISTORY_MAX = 1000;
 export interface MachineEvents {
   onAssigned?(items: Array<{ task: string; agent: string; epoch: number }>): void;
   onApplied?(index: number): void;
+  /** Configuration changed at this log position (timing takes effect live). */
+  onConfig?(config: SwarmConfig): void;
 }
 
 /**
@@ -113,6 +115,7 @@ export class CoordinationMachine implements StateMachine {
     switch (op.t) {
       case 'config':
         this.config = { ...this.config, ...op.patch };
+        this.events.onConfig?.(this.config);
         return { ok: true, value: this.config };
       case 'agent.register': {
         const prev = this.agents.get(op.agent.id);

@@ -382,6 +382,8 @@ export class Raft {
     const next = this.log.lastIndex() + 1;
     for (const id of this.voters) this.prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, false));
     for (const id of this.learners) this.prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, true));
+    // Response age counts from now: a new leader has not yet had a chance to hear anyone.
+    for (const pr of this.prs.values()) pr.lastResponseTick = this.ticks;
     const self = this.prs.get(this.id);
     if (self) self.match = this.log.stableIndex;
   }

@@ -1,0 +1,59 @@
+import type { ExecutorSpec } from '../machine/types.js';
+
+export interface ExecutionOutcome {
+  ok: boolean;
+  result: unknown;
+}
+
+/** Bytes of an HTTP response body kept in the replicated result. */
+export const HTTP_BODY_EXCERPT_BYTES = 1024;
+const HTTP_TIMEOUT_MS = 30_000;
+
+/**
+ * Run one task attempt. An attempt may be repeated after a crash or lease expiry, so side
+ * effects must be idempotent: HTTP calls carry `Idempotency-Key: <task id>:<epoch>`.
+ */
+export async function execute(spec: ExecutorSpec, taskId: string, epoch: number, payload: unknown): Promise<ExecutionOutcome> {
+  switch (spec.kind) {
+    case 'noop':
+      return { ok: true, result: { executor: 'noop' } };
+    case 'sleep': {
+      const ms = spec.sleep_ms ?? 0;
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, ms));
+      return { ok: true, result: { executor: 'sleep', slept_ms: Math.round(performance.now() - t0) } };
+    }
+    case 'http':
+      return executeHttp(spec, taskId, epoch, payload);
+    case 'external':
+      // External tasks are claimed and completed by other agents through task_claim/complete.
+      return { ok: false, result: { error: 'external tasks are completed by task_complete, not by a worker' } };
+  }
+}
+
+async function executeHttp(spec: ExecutorSpec, taskId: string, epoch: number, payload: unknown): Promise<ExecutionOutcome> {
+  const http = spec.http;
+  if (!http) return { ok: false, result: { error: 'http executor needs http.url' } };
+  const t0 = performance.now();
+  try {
+    const res = await fetch(http.url, {
+      method: http.method,
+      headers: { 'Idempotency-Key': `${taskId}:${epoch}`, 'Content-Type': 'application/json' },
+      body: http.method === 'GET' || http.method === 'HEAD' ? undefined : (http.body ?? JSON.stringify({ task: taskId, payload })),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    const text = await res.text();
+    return {
+      ok: res.ok,
+      result: {
+        executor: 'http',
+        status: res.status,
+        body_excerpt: text.slice(0, HTTP_BODY_EXCERPT_BYTES),
+        body_bytes: Buffer.byteLength(text),
+        duration_ms: Math.round(performance.now() - t0),
+      },
+    };
+  } catch (e) {
+    return { ok: false, result: { executor: 'http', error: (e as Error).message, duration_ms: Math.round(performance.now() - t0) } };
+  }
+}

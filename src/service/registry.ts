@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface MemberEntry {
+  /** The first member bootstraps the group alone; later ones join with no membership. */
+  bootstrap: boolean;
+  /** crashed: stopped abruptly, restartable. removed: left the group for good. */
+  state: 'active' | 'crashed' | 'removed';
+}
+
+export interface RegistryData {
+  name: string;
+  topology: 'mesh';
+  consensus: 'raft';
+  max_agents: number;
+  created_at: string;
+  members: Record<string, MemberEntry>;
+}
+
+/** swarm.json: what the process needs before any Raft member can start. Written atomically. */
+export class SwarmRegistry {
+  constructor(
+    readonly dir: string,
+    public data: RegistryData,
+  ) {}
+
+  static file(dir: string): string {
+    return path.join(dir, 'swarm.json');
+  }
+
+  static load(dir: string): SwarmRegistry {
+    const data = JSON.parse(fs.readFileSync(SwarmRegistry.file(dir), 'utf8')) as RegistryData;
+    return new SwarmRegistry(dir, data);
+  }
+
+  save(): void {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const tmp = `${SwarmRegistry.file(this.dir)}.tmp`;
+    const fd = fs.openSync(tmp, 'w');
+    fs.writeSync(fd, JSON.stringify(this.data, null, 2));
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, SwarmRegistry.file(this.dir));
+  }
+
+  memberFile(id: string): string {
+    return path.join(this.dir, `${id}.db`);
+  }
+}

@@ -1,0 +1,109 @@
+import type { CoordinationMachine } from '../machine/coordination-machine.js';
+import type { Orchestration, TaskRecord } from '../machine/types.js';
+import type { Swarm } from './swarm.js';
+
+const SCHEDULER_INTERVAL_MS = 2;
+/** Lease on an internal assignment; a dead agent is detected sooner by missed heartbeats. */
+const INTERNAL_LEASE_MS = 30_000;
+
+type AssignItem = { task: string; agent: string; from_epoch: number };
+
+/**
+ * Runs next to whichever member leads: hands pending tasks to live agents (each assignment
+ * bumps the task's epoch, the fencing token) and takes back tasks whose agent stopped
+ * answering heartbeats or whose lease ran out. Everything it decides goes through the log.
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | null = null;
+  /** Tasks in an assignment proposal not yet applied: never proposed twice at once. */
+  private inflight = new Set<string>();
+  private proposing = 0;
+
+  constructor(private readonly swarm: Swarm) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), SCHEDULER_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private tick(): void {
+    // One assignment proposal at a time keeps batches large and the log short.
+    if (this.proposing > 0) return;
+    const leader = this.swarm.cluster.leader();
+    if (!leader) return;
+    const machine = this.swarm.machines.get(leader.id);
+    if (!machine) return;
+    const live = this.swarm.liveAgents();
+    if (live.size === 0) return;
+    const members = new Set(this.swarm.activeMembers());
+    const batch = Math.max(1, machine.config.batch_size);
+    const now = Date.now();
+
+    const load = new Map<string, number>();
+    for (const id of live) load.set(id, 0);
+    const takeBack: TaskRecord[] = [];
+    for (const tid of machine.tasks.assigned) {
+      const t = machine.tasks.tasks.get(tid);
+      if (!t || t.assignee === null || this.inflight.has(tid)) continue;
+      const internal = members.has(t.assignee);
+      if (internal && live.has(t.assignee) && t.lease_until > now) {
+        load.set(t.assignee, (load.get(t.assignee) ?? 0) + 1);
+      } else if (internal) {
+        takeBack.push(t);
+      }
+      // External claims are only taken back by lease expiry, at the next claim.
+    }
+
+    const items: AssignItem[] = [];
+    const pick = (t: TaskRecord): void => {
+      const orch = machine.tasks.orchs.get(t.orch);
+      if (!orch || orch.executor.kind === 'external') return;
+      const agent = this.chooseAgent(orch, live, load, batch);
+      if (!agent) return;
+      load.set(agent, (load.get(agent) ?? 0) + 1);
+      items.push({ task: t.id, agent, from_epoch: t.epoch });
+    };
+    for (const t of takeBack) pick(t);
+    let capacity = 0;
+    for (const id of live) capacity += Math.max(0, batch - (load.get(id) ?? 0));
+    if (capacity > 0) {
+      const excluded = new Set([...this.inflight, ...items.map((i) => i.task)]);
+      const external = (orchId: string) => machine.tasks.orchs.get(orchId)?.executor.kind !== 'external';
+      for (const t of machine.tasks.pickPending(capacity, excluded, external)) pick(t);
+    }
+    if (items.length === 0) return;
+    this.propose(items, leader.status().term);
+  }
+
+  /** Least-loaded live agent among those the orchestration may use. */
+  private chooseAgent(orch: Orchestration, live: Set<string>, load: Map<string, number>, batch: number): string | null {
+    const allowed = [...live].sort().slice(0, orch.strategy === 'sequential' ? 1 : Math.max(1, orch.max_agents));
+    let best: string | null = null;
+    for (const id of allowed) {
+      const l = load.get(id) ?? 0;
+      if (l >= batch) continue;
+      if (best === null || l < (load.get(best) ?? 0)) best = id;
+    }
+    return best;
+  }
+
+  private propose(items: AssignItem[], term: number): void {
+    for (const it of items) this.inflight.add(it.task);
+    this.proposing++;
+    void this.swarm
+      .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, items }, 5_000)
+      .catch(() => undefined)
+      .finally(() => {
+        this.proposing--;
+        for (const it of items) this.inflight.delete(it.task);
+      });
+  }
+}
+
+export type { CoordinationMachine };

@@ -1,0 +1,283 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import { LocalCluster } from '../host/local-cluster.js';
+import type { NodeHost, RoleChange } from '../host/node-host.js';
+import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
+import type { ElectionCause, Op, SwarmConfig } from '../machine/types.js';
+import { majority } from '../raft/quorum.js';
+import type { ConfState, RaftConfig } from '../raft/types.js';
+import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import { RealClock } from '../util/clock.js';
+import { logger } from '../util/logger.js';
+import { Prng } from '../util/prng.js';
+import { UserError } from './errors.js';
+import { Proposer, pause } from './proposer.js';
+import { SwarmRegistry, type RegistryData } from './registry.js';
+import { Scheduler } from './scheduler.js';
+import { AgentWorker } from './worker.js';
+
+/** Milliseconds per Raft tick: fine enough for 25 ms heartbeats. */
+export const TICK_MS = 5;
+
+export interface SwarmOptions {
+  durability?: Durability;
+}
+
+/** Cause of the next election, when this process caused it (step-down, transfer, ...). */
+interface ExpectedCause {
+  cause: ElectionCause;
+  until: number;
+}
+
+/**
+ * One swarm = one Raft group of agents, embedded in this process: members, their SQLite
+ * files, the replicated machines, the leader-side scheduler and each agent's worker.
+ */
+export class Swarm {
+  readonly cluster: LocalCluster;
+  readonly proposer: Proposer;
+  readonly machines = new Map<string, CoordinationMachine>();
+  readonly workers = new Map<string, AgentWorker>();
+  private readonly scheduler: Scheduler;
+  private lastLeader: string | null = null;
+  private expectedCause: ExpectedCause | null = null;
+  private readonly roleListeners: Array<(c: RoleChange) => void> = [];
+  private closed = false;
+
+  constructor(
+    readonly registry: SwarmRegistry,
+    private readonly opts: SwarmOptions = {},
+  ) {
+    this.cluster = new LocalCluster({
+      ids: [],
+      clock: new RealClock(),
+      prng: new Prng(Date.now() >>> 0),
+      storageFor: (id) => SqliteStorage.open(registry.memberFile(id), { durability: opts.durability ?? 'full' }),
+      machineFor: (id) => {
+        const m = new CoordinationMachine({
+          onAssigned: (items) => this.workerFor(id).enqueue(items),
+          onConfig: (c) => this.cluster.hosts.get(id)?.reconfigure(raftTiming(c)),
+        });
+        this.machines.set(id, m);
+        return m;
+      },
+      tickMs: TICK_MS,
+      raft: raftTiming(undefined),
+      compactionThreshold: 1000,
+      serializeMessages: false,
+    });
+    this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`);
+    this.scheduler = new Scheduler(this);
+    this.cluster.onRoleChange((c) => this.onRoleChange(c));
+  }
+
+  get name(): string {
+    return this.registry.data.name;
+  }
+
+  get data(): RegistryData {
+    return this.registry.data;
+  }
+
+  /** Start every member that was running when the process last stopped. */
+  open(): void {
+    for (const [id, m] of Object.entries(this.data.members)) {
+      if (m.state === 'active') this.startMember(id);
+    }
+    this.scheduler.start();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.scheduler.stop();
+    this.cluster.close();
+  }
+
+  // ---- membership ------------------------------------------------------------------------
+
+  confFor(id: string): ConfState {
+    return this.data.members[id]?.bootstrap ? { voters: [id], learners: [] } : { voters: [], learners: [] };
+  }
+
+  startMember(id: string): NodeHost {
+    const host = this.cluster.start(id, this.confFor(id));
+    const cfg = this.machines.get(id)?.config;
+    if (cfg) host.reconfigure(raftTiming(cfg));
+    return host;
+  }
+
+  activeMembers(): string[] {
+    return Object.entries(this.data.members)
+      .filter(([, m]) => m.state !== 'removed')
+      .map(([id]) => id)
+      .sort();
+  }
+
+  isRunning(id: string): boolean {
+    return this.cluster.hosts.get(id)?.isRunning ?? false;
+  }
+
+  workerFor(id: string): AgentWorker {
+    let w = this.workers.get(id);
+    if (!w) {
+      w = new AgentWorker(id, {
+        machineOf: (a) => (this.isRunning(a) ? this.machines.get(a) : undefined),
+        isRunning: (a) => this.isRunning(a),
+        batchSize: () => this.config().batch_size,
+        submitCompletions: async (items) => {
+          await this.propose({ t: 'task.complete', items });
+        },
+      });
+      this.workers.set(id, w);
+    }
+    return w;
+  }
+
+  /** The leader's replica, falling back to any running one (for reads that allow staleness). */
+  localMachine(): { id: string; machine: CoordinationMachine } | undefined {
+    const leader = this.cluster.leader();
+    const id = leader?.id ?? this.cluster.running()[0]?.id;
+    if (!id) return undefined;
+    const machine = this.machines.get(id);
+    return machine ? { id, machine } : undefined;
+  }
+
+  config(): SwarmConfig {
+    const m = this.localMachine()?.machine;
+    return m ? m.config : new CoordinationMachine().config;
+  }
+
+  /** Leader hosts a running voter majority can reach, by heartbeat answers. */
+  liveAgents(): Set<string> {
+    const live = new Set<string>();
+    const leader = this.cluster.leader();
+    if (!leader) return live;
+    const st = leader.status();
+    const windowTicks = Math.ceil(this.config().election_timeout_min / TICK_MS);
+    for (const p of st.peers) {
+      if (p.id === leader.id || p.ticksSinceResponse <= windowTicks) live.add(p.id);
+    }
+    return live;
+  }
+
+  // ---- proposals -------------------------------------------------------------------------
+
+  async propose(op: Op, timeoutMs?: number): Promise<OpResult> {
+    return this.proposer.propose(op, timeoutMs);
+  }
+
+  /** Propose and turn a machine-level refusal into a user error. */
+  async proposeOk(op: Op, timeoutMs?: number): Promise<unknown> {
+    const r = await this.propose(op, timeoutMs);
+    if (!r.ok) {
+      const code = r.code === 'not_found' ? 'not_found' : r.code === 'version_mismatch' || r.code === 'duplicate' ? 'conflict' : 'invalid_argument';
+      throw new UserError(code, r.message);
+    }
+    return r.value;
+  }
+
+  /** Wait until some member leads and has committed an entry of its term. */
+  async waitForLeader(timeoutMs = 5_000): Promise<NodeHost> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      const l = this.cluster.leader();
+      if (l) {
+        const s = l.status();
+        if (s.commit >= s.lastIndex - s.uncommittedEntries && l.core.log.term(s.commit) === s.term) return l;
+      }
+      await pause(5);
+    }
+    throw new UserError('unavailable', `no leader elected within ${timeoutMs} ms: ${this.quorumSummary()}`);
+  }
+
+  quorumSummary(): string {
+    const members = this.activeMembers();
+    const running = members.filter((id) => this.isRunning(id));
+    return `${running.length} of ${members.length} agents running, a majority needs ${majority(members.length)}`;
+  }
+
+  // ---- elections -------------------------------------------------------------------------
+
+  expectElection(cause: ElectionCause, withinMs: number): void {
+    this.expectedCause = { cause, until: performance.now() + withinMs };
+  }
+
+  onRoleChangeEvent(fn: (c: RoleChange) => void): () => void {
+    this.roleListeners.push(fn);
+    return () => {
+      const i = this.roleListeners.indexOf(fn);
+      if (i >= 0) this.roleListeners.splice(i, 1);
+    };
+  }
+
+  private onRoleChange(c: RoleChange): void {
+    for (const l of this.roleListeners) l(c);
+    if (!c.election) return;
+    const old = this.lastLeader;
+    this.lastLeader = c.id;
+    let cause: ElectionCause;
+    if (this.expectedCause && this.expectedCause.until >= performance.now()) cause = this.expectedCause.cause;
+    else if (c.election.transfer) cause = 'transfer';
+    else if (old === null) cause = 'startup';
+    else if (old === c.id) cause = 'unknown';
+    else if (!this.isRunning(old)) cause = 'leader crash';
+    else cause = 'lost quorum';
+    this.expectedCause = null;
+    const host = this.cluster.hosts.get(c.id);
+    if (!host) return;
+    const record = {
+      term: c.term,
+      old_leader: old,
+      new_leader: c.id,
+      voted_by: c.election.votedBy,
+      election_duration_ms: Math.round(c.election.durationMs),
+      cause,
+    };
+    // Proposed by the new leader itself, so the record lands in its own term.
+    const data = JSON.stringify({ op: { t: 'election', record }, now: Date.now() });
+    host.propose(data).then(
+      () => this.recordCommitIndex(),
+      (e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'),
+    );
+    logger.info({ swarm: this.name, ...record }, 'leader elected');
+  }
+
+  /** Replicated marker of how far the log is committed (spec: coordination/raft/commit-index). */
+  recordCommitIndex(): void {
+    const leader = this.cluster.leader();
+    if (!leader) return;
+    const s = leader.status();
+    const value = { commit_index: s.commit, term: s.term, timestamp: new Date().toISOString() };
+    void this.propose({ t: 'mem.put', key: 'coordination/raft/commit-index', namespace: 'default', value, ttl_s: null, if_version: null }).catch(
+      () => undefined,
+    );
+  }
+
+  // ---- file replication (edit hooks) -----------------------------------------------------
+
+  static readFileForReplication(file: string, maxBytes: number): string {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      throw new UserError('not_found', `file=${JSON.stringify(file)} does not exist or is not readable`, 'file');
+    }
+    if (!st.isFile()) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is not a regular file`, 'file');
+    if (st.size > maxBytes) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is ${st.size} bytes; accepted: <= ${maxBytes} bytes`, 'file');
+    return fs.readFileSync(file, 'utf8');
+  }
+}
+
+/** Swarm timing (ms) to Raft ticks; unset config gives the defaults (150-300 ms, 50 ms). */
+export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfig, 'id' | 'seed'>> {
+  const c = cfg ?? { election_timeout_min: 150, election_timeout_max: 300, heartbeat_interval: 50, max_log_entries: 10_000, batch_size: 100 };
+  const ticks = (ms: number) => Math.max(1, Math.round(ms / TICK_MS));
+  return {
+    electionTicksMin: ticks(c.election_timeout_min),
+    electionTicksMax: Math.max(ticks(c.election_timeout_min) + 1, ticks(c.election_timeout_max)),
+    heartbeatTicks: ticks(c.heartbeat_interval),
+    maxUncommittedEntries: c.max_log_entries,
+    maxEntriesPerMsg: Math.max(64, c.batch_size),
+  };
+}
