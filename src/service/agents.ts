@@ -1,0 +1,225 @@
+import fs from 'node:fs';
+import { UserError, invalid } from './errors.js';
+import { pause } from './proposer.js';
+import type { Swarm } from './swarm.js';
+
+const AGENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A learner is promoted once it is within this many entries of the leader. */
+const CATCH_UP_SLACK = 0;
+
+export interface AgentView {
+  agent_id: string;
+  name: string;
+  type: string;
+  status: 'active' | 'crashed' | 'terminated';
+  role: string;
+  capabilities: string[];
+  term: number | null;
+  applied_index: number | null;
+}
+
+export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all' = 'all'): AgentView[] {
+  const m = swarm.localMachine()?.machine;
+  const out: AgentView[] = [];
+  for (const [id, entry] of Object.entries(swarm.data.members).sort(([a], [b]) => a.localeCompare(b))) {
+    const rec = m?.agents.get(id);
+    const host = swarm.cluster.hosts.get(id);
+    const running = host?.isRunning ?? false;
+    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : 'crashed';
+    if (filter === 'active' && status !== 'active') continue;
+    if (filter === 'terminated' && status === 'active') continue;
+    const st = running ? host!.status() : null;
+    out.push({
+      agent_id: id,
+      name: rec?.name ?? id,
+      type: rec?.type ?? 'coordinator',
+      status,
+      role: st ? (st.conf.learners.includes(id) ? 'learner' : st.role) : 'none',
+      capabilities: rec?.capabilities ?? [],
+      term: st?.term ?? null,
+      applied_index: st?.applied ?? null,
+    });
+  }
+  return out;
+}
+
+export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string; capabilities?: string[] }): Promise<unknown> {
+  const members = swarm.activeMembers();
+  const id = o.name ?? nextAgentName(swarm);
+  if (!AGENT_ID_RE.test(id)) throw invalid('name', id, 'letters, digits, ".", "_" or "-", 1-64 characters');
+  if (swarm.data.members[id] && swarm.data.members[id]!.state !== 'removed') {
+    throw new UserError('conflict', `agent ${id} already exists in swarm ${swarm.name}; choose another name or agent_restart it`, 'name');
+  }
+  if (members.length >= swarm.data.max_agents) {
+    throw new UserError(
+      'conflict',
+      `swarm ${swarm.name} already has ${members.length} agents (max_agents=${swarm.data.max_agents}); terminate one or swarm_init with a larger max_agents`,
+      'name',
+    );
+  }
+  const t0 = performance.now();
+  const bootstrap = members.length === 0;
+  // A removed agent's old file would replay a membership that no longer exists.
+  if (swarm.data.members[id]) fs.rmSync(swarm.registry.memberFile(id), { force: true });
+  swarm.data.members[id] = { bootstrap, state: 'active' };
+  swarm.registry.save();
+  const agent = { id, name: id, type: o.type ?? 'coordinator', capabilities: o.capabilities ?? [] };
+  if (bootstrap) {
+    swarm.startMember(id);
+    await swarm.waitForLeader(5_000);
+  } else {
+    swarm.startMember(id);
+    const leader = await swarm.waitForLeader(5_000);
+    await proposeConf(swarm, { type: 'addLearner', node: id });
+    await waitCaughtUp(swarm, id, 10_000);
+    await proposeConf(swarm, { type: 'addVoter', node: id });
+    void leader;
+  }
+  await swarm.proposeOk({ t: 'agent.register', agent });
+  const leader = swarm.cluster.leader();
+  return {
+    agent_id: id,
+    type: agent.type,
+    status: 'active',
+    capabilities: agent.capabilities,
+    joined_as: bootstrap ? 'bootstrap voter (first member)' : 'learner, then promoted to voter',
+    voters: leader?.status().conf.voters ?? [],
+    join_ms: Math.round(performance.now() - t0),
+  };
+}
+
+function nextAgentName(swarm: Swarm): string {
+  for (let i = 1; ; i++) {
+    const id = `raft-agent-${i}`;
+    const m = swarm.data.members[id];
+    if (!m || m.state === 'removed') return id;
+  }
+}
+
+async function proposeConf(swarm: Swarm, cc: { type: 'addLearner' | 'addVoter' | 'removeNode'; node: string }): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  let last = '';
+  while (performance.now() < deadline) {
+    const leader = swarm.cluster.leader();
+    if (!leader) {
+      await pause(10);
+      continue;
+    }
+    try {
+      await leader.proposeConfChange(cc, 3_000);
+      return;
+    } catch (e) {
+      last = (e as Error).message;
+      if ((e as { code?: string }).code === 'invalid') throw new UserError('conflict', last);
+      await pause(20);
+    }
+  }
+  throw new UserError('unavailable', `membership change ${cc.type} ${cc.node} not committed within 10 s: ${last}`);
+}
+
+async function waitCaughtUp(swarm: Swarm, id: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const leader = swarm.cluster.leader();
+    const pr = leader?.status().peers.find((p) => p.id === id);
+    if (leader && pr && pr.match + CATCH_UP_SLACK >= leader.status().commit) return;
+    await pause(5);
+  }
+  throw new UserError('unavailable', `learner ${id} did not catch up within ${timeoutMs} ms`);
+}
+
+export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | 'graceful' = 'crash'): Promise<unknown> {
+  const entry = swarm.data.members[id];
+  if (!entry || entry.state === 'removed') {
+    throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; agents: ${swarm.activeMembers().join(', ') || '(none)'}`, 'agent_id');
+  }
+  const wasLeader = swarm.cluster.leader()?.id === id;
+  const t0 = performance.now();
+  if (mode === 'crash') {
+    if (entry.state === 'crashed') throw new UserError('conflict', `agent ${id} is already crashed; agent_restart brings it back`, 'agent_id');
+    swarm.cluster.crash(id);
+    swarm.workers.get(id)?.reset();
+    entry.state = 'crashed';
+    swarm.registry.save();
+    return { agent_id: id, mode, status: 'crashed', was_leader: wasLeader, note: 'stopped abruptly; the others notice by missed heartbeats' };
+  }
+  if (swarm.activeMembers().length === 1) {
+    throw new UserError('conflict', `agent ${id} is the last member of swarm ${swarm.name}; use swarm_destroy to remove the swarm`, 'agent_id');
+  }
+  let transferredTo: string | null = null;
+  if (wasLeader) {
+    const others = swarm.activeMembers().filter((a) => a !== id && swarm.isRunning(a));
+    const target = pickMostCaughtUp(swarm, others);
+    if (target) {
+      swarm.expectElection('transfer', 2_000);
+      swarm.cluster.host(id).transferLeadership(target);
+      const deadline = performance.now() + 2_000;
+      while (performance.now() < deadline && swarm.cluster.leader()?.id === id) await pause(5);
+      transferredTo = swarm.cluster.leader()?.id !== id ? (swarm.cluster.leader()?.id ?? null) : null;
+    }
+  }
+  await proposeConf(swarm, { type: 'removeNode', node: id });
+  await swarm.proposeOk({ t: 'agent.remove', id });
+  swarm.cluster.crash(id);
+  swarm.workers.get(id)?.reset();
+  entry.state = 'removed';
+  swarm.registry.save();
+  return { agent_id: id, mode, status: 'terminated', was_leader: wasLeader, leadership_transferred_to: transferredTo, elapsed_ms: Math.round(performance.now() - t0) };
+}
+
+function pickMostCaughtUp(swarm: Swarm, candidates: string[]): string | null {
+  const leader = swarm.cluster.leader();
+  if (!leader) return candidates[0] ?? null;
+  const peers = leader.status().peers.filter((p) => candidates.includes(p.id) && !p.isLearner);
+  peers.sort((a, b) => b.match - a.match || a.id.localeCompare(b.id));
+  return peers[0]?.id ?? null;
+}
+
+export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
+  const entry = swarm.data.members[id];
+  if (!entry || entry.state === 'removed') throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not a restartable agent of swarm ${swarm.name}`, 'agent_id');
+  if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
+  const t0 = performance.now();
+  const host = swarm.startMember(id);
+  entry.state = 'active';
+  swarm.registry.save();
+  const st = host.status();
+  return { agent_id: id, status: 'active', recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex }, restart_ms: Math.round(performance.now() - t0) };
+}
+
+export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknown {
+  const ids = id ? [id] : swarm.activeMembers();
+  for (const a of ids) {
+    if (!swarm.data.members[a]) throw new UserError('not_found', `agent_id=${JSON.stringify(a)} is not an agent of swarm ${swarm.name}`, 'agent_id');
+  }
+  const agents = ids.map((a) => {
+    const h = swarm.cluster.hosts.get(a);
+    if (!h) return { agent_id: a, status: 'not started in this process' };
+    const m = h.metrics();
+    const st = h.isRunning ? h.status() : null;
+    const all = {
+      agent_id: a,
+      status: h.isRunning ? 'active' : 'stopped',
+      log: { first_index: st?.firstIndex ?? null, last_index: st?.lastIndex ?? null, entries_stored: m.storage.entryCount, snapshot_index: st?.snapshotIndex ?? null },
+      applied_index: m.applied,
+      'disk-io': {
+        disk_bytes: m.storage.diskBytes,
+        bytes_written: m.storage.bytesWritten,
+        fsync_count: m.storage.syncs,
+        fsync_ms_total: round2(m.storage.syncMsTotal),
+        fsync_ms_mean: m.storage.syncs > 0 ? round2(m.storage.syncMsTotal / m.storage.syncs) : null,
+      },
+      messages: { in: m.messagesIn, out: m.messagesOut },
+      snapshots: { taken: m.snapshotsTaken, installed: m.snapshotsInstalled },
+    };
+    if (!metric) return all;
+    const pickable: Record<string, unknown> = { 'disk-io': all['disk-io'], log: all.log, messages: all.messages, snapshots: all.snapshots, applied: all.applied_index };
+    if (!(metric in pickable)) throw invalid('metric', metric, Object.keys(pickable).join(', '));
+    return { agent_id: a, status: all.status, [metric]: pickable[metric] };
+  });
+  return { swarm: swarm.name, measured_since: 'member start in this process (counters reset on restart)', agents };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}

@@ -1,0 +1,229 @@
+import type { RoleChange } from '../host/node-host.js';
+import { DEFAULT_SWARM_CONFIG, type ElectionRecord, type SwarmConfig } from '../machine/types.js';
+import { majority } from '../raft/quorum.js';
+import { UserError, invalid } from './errors.js';
+import { pause } from './proposer.js';
+import { TICK_MS, type Swarm } from './swarm.js';
+
+export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unknown> {
+  const leader = swarm.cluster.leader();
+  const members = swarm.activeMembers();
+  const running = members.filter((id) => swarm.isRunning(id));
+  const status = members.length === 0 ? 'initializing' : !leader ? 'electing' : running.length < members.length ? 'degraded' : 'active';
+  const out: Record<string, unknown> = {
+    swarm_id: swarm.name,
+    topology: swarm.data.topology,
+    consensus: swarm.data.consensus,
+    status,
+    max_agents: swarm.data.max_agents,
+    agents: members,
+    agents_running: running.length,
+    leader_id: leader?.id ?? null,
+    term: leader?.status().term ?? null,
+    created_at: swarm.data.created_at,
+  };
+  if (verbose) {
+    const st = leader?.status();
+    out.commit_index = st?.commit ?? null;
+    out.last_index = st?.lastIndex ?? null;
+    out.config = swarm.config();
+    out.members = members.map((id) => {
+      const h = swarm.cluster.hosts.get(id);
+      const s = h?.isRunning ? h.status() : null;
+      return { agent_id: id, running: !!s, role: s?.role ?? 'down', term: s?.term ?? null, commit: s?.commit ?? null, applied: s?.applied ?? null };
+    });
+  }
+  return out;
+}
+
+export function leaderInfo(swarm: Swarm): Record<string, unknown> {
+  const leader = swarm.cluster.leader();
+  if (!leader) {
+    return { leader_id: null, term: null, voted_by: [], election_duration_ms: null, heartbeat_status: 'no leader', detail: swarm.quorumSummary() };
+  }
+  const st = leader.status();
+  const rec = lastElection(swarm, st.term);
+  return {
+    leader_id: leader.id,
+    term: st.term,
+    voted_by: st.votedBy,
+    election_duration_ms: rec?.election_duration_ms ?? null,
+    heartbeat_status: heartbeatStatus(swarm),
+    commit_index: st.commit,
+  };
+}
+
+function lastElection(swarm: Swarm, term: number): ElectionRecord | undefined {
+  const m = swarm.localMachine()?.machine;
+  return m?.elections.find((e) => e.term === term);
+}
+
+/** healthy when a majority of voters (leader included) answered within the last election timeout. */
+export function heartbeatStatus(swarm: Swarm): 'healthy' | 'degraded' | 'no leader' {
+  const leader = swarm.cluster.leader();
+  if (!leader) return 'no leader';
+  const st = leader.status();
+  const windowTicks = Math.ceil(swarm.config().election_timeout_min / TICK_MS);
+  const voters = st.conf.voters;
+  const heard = voters.filter((id) => {
+    if (id === leader.id) return true;
+    const p = st.peers.find((x) => x.id === id);
+    return p !== undefined && p.ticksSinceResponse <= windowTicks;
+  }).length;
+  const all = heard === voters.length;
+  return heard >= majority(voters.length) ? (all ? 'healthy' : 'degraded') : 'no leader';
+}
+
+export function logStatus(swarm: Swarm): Record<string, unknown> {
+  const leader = swarm.cluster.leader();
+  if (!leader) return { leader: null, followers: [], committed_entries: null, uncommitted_entries: null, detail: swarm.quorumSummary() };
+  const st = leader.status();
+  const followers = st.peers
+    .filter((p) => p.id !== leader.id)
+    .sort((a, b) => a.id.localeCompare(b.id))
+    .map((p) => ({
+      agent_id: p.id,
+      match_index: p.match,
+      next_index: p.next,
+      replication_lag_ms: Math.round(leader.replicationLagMs(p.match)),
+      state: p.state,
+      learner: p.isLearner,
+      last_heard_ms: p.ticksSinceResponse * TICK_MS,
+    }));
+  return {
+    leader: leader.id,
+    term: st.term,
+    followers,
+    committed_entries: st.commit,
+    uncommitted_entries: st.lastIndex - st.commit,
+    last_index: st.lastIndex,
+    snapshot_index: st.snapshotIndex,
+  };
+}
+
+export function electionHistory(swarm: Swarm, limit = 10): Record<string, unknown> {
+  const m = swarm.localMachine()?.machine;
+  const all = m?.elections ?? [];
+  const elections = all.slice(-limit).reverse();
+  return {
+    swarm: swarm.name,
+    total_elections: all.length,
+    leader_failures: all.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum').length,
+    elections,
+  };
+}
+
+export async function stepDown(swarm: Swarm, agent?: string, successor?: string): Promise<Record<string, unknown>> {
+  const leader = swarm.cluster.leader();
+  if (!leader) throw new UserError('unavailable', `no leader to step down: ${swarm.quorumSummary()}`);
+  if (agent !== undefined && agent !== leader.id) {
+    throw new UserError('conflict', `agent=${JSON.stringify(agent)} is not the leader (the leader is ${leader.id}); only a leader can step down`, 'agent');
+  }
+  const st = leader.status();
+  const candidates = st.peers.filter((p) => p.id !== leader.id && !p.isLearner && swarm.isRunning(p.id));
+  if (successor !== undefined && !candidates.some((p) => p.id === successor)) {
+    throw invalid('successor', successor, `a running voter other than the leader: ${candidates.map((p) => p.id).join(', ') || '(none)'}`);
+  }
+  const target = successor ?? candidates.sort((a, b) => b.match - a.match || a.id.localeCompare(b.id))[0]?.id;
+  if (!target) throw new UserError('unavailable', 'no running voter can take over');
+  const change = await waitForNewLeader(swarm, leader.id, 3_000, () => {
+    swarm.expectElection('step-down', 3_000);
+    leader.transferLeadership(target);
+  });
+  return { old_leader: leader.id, ...change };
+}
+
+export async function triggerElection(swarm: Swarm, agent?: string): Promise<Record<string, unknown>> {
+  const leader = swarm.cluster.leader();
+  const voters = leader?.status().conf.voters ?? swarm.activeMembers();
+  const candidate = agent ?? voters.find((id) => id !== leader?.id && swarm.isRunning(id));
+  if (!candidate || !swarm.isRunning(candidate)) throw invalid('agent', agent ?? null, `a running voter: ${voters.filter((v) => swarm.isRunning(v)).join(', ')}`);
+  const change = await waitForNewLeader(swarm, leader?.id ?? null, 3_000, () => {
+    swarm.expectElection('trigger-election', 3_000);
+    swarm.cluster.host(candidate).campaign();
+  });
+  return { old_leader: leader?.id ?? null, candidate, ...change };
+}
+
+/** Run `act`, then wait for a leader other than `old` (or a new term) and report it. */
+async function waitForNewLeader(swarm: Swarm, old: string | null, timeoutMs: number, act: () => void): Promise<Record<string, unknown>> {
+  let elected: RoleChange | null = null;
+  const off = swarm.onRoleChangeEvent((c) => {
+    if (c.election && !elected) elected = c;
+  });
+  try {
+    act();
+    const deadline = performance.now() + timeoutMs;
+    while (!elected && performance.now() < deadline) await pause(5);
+  } finally {
+    off();
+  }
+  const e = elected as RoleChange | null;
+  if (!e || !e.election) {
+    const now = swarm.cluster.leader();
+    return { event: 'no_change', new_leader: now?.id ?? null, term: now?.status().term ?? null, detail: `no new leader within ${timeoutMs} ms (pre-vote and leader lease keep a healthy leader in place)` };
+  }
+  return { event: 'leader_election', new_leader: e.id, term: e.term, election_duration_ms: Math.round(e.election.durationMs), voted_by: e.election.votedBy, changed: e.id !== old };
+}
+
+export function verifyQuorum(swarm: Swarm): Record<string, unknown> {
+  const leader = swarm.cluster.leader();
+  const members = swarm.activeMembers();
+  const voters = leader?.status().conf.voters ?? members;
+  const need = majority(voters.length);
+  const reachable: string[] = [];
+  const unreachable: string[] = [];
+  for (const id of voters) {
+    const up = swarm.isRunning(id) && (!leader || id === leader.id || swarm.cluster.network.connected(leader.id, id));
+    (up ? reachable : unreachable).push(id);
+  }
+  const cfg = swarm.config();
+  return {
+    voters,
+    quorum_size: need,
+    configured_quorum_size: cfg.quorum_size,
+    reachable,
+    unreachable,
+    has_quorum: reachable.length >= need,
+    leader_id: leader?.id ?? null,
+    heartbeat_status: heartbeatStatus(swarm),
+    tolerates_failures: Math.max(0, reachable.length - need),
+  };
+}
+
+const CONFIG_LIMITS: Record<keyof Omit<SwarmConfig, 'quorum_size'>, [number, number]> = {
+  election_timeout_min: [10, 60_000],
+  election_timeout_max: [11, 120_000],
+  heartbeat_interval: [5, 30_000],
+  log_compaction_threshold: [10, 10_000_000],
+  max_log_entries: [10, 10_000_000],
+  batch_size: [1, 10_000],
+};
+
+export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Promise<Record<string, unknown>> {
+  const current = swarm.config();
+  const next: SwarmConfig = { ...DEFAULT_SWARM_CONFIG, ...current, ...patch };
+  for (const [k, [lo, hi]] of Object.entries(CONFIG_LIMITS)) {
+    const v = (patch as Record<string, unknown>)[k];
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi)) throw invalid(k, v, `an integer ${lo}..${hi}`);
+  }
+  if (next.election_timeout_max <= next.election_timeout_min) {
+    throw invalid('election_timeout_max', next.election_timeout_max, `greater than election_timeout_min (${next.election_timeout_min})`);
+  }
+  if (next.heartbeat_interval * 2 > next.election_timeout_min) {
+    throw invalid('heartbeat_interval', next.heartbeat_interval, `at most half of election_timeout_min (${next.election_timeout_min}), so a follower hears at least two heartbeats before timing out`);
+  }
+  if (patch.quorum_size !== undefined && patch.quorum_size !== null) {
+    const voters = swarm.cluster.leader()?.status().conf.voters.length ?? swarm.activeMembers().length;
+    const need = majority(Math.max(voters, 1));
+    if (patch.quorum_size !== need) {
+      throw invalid(
+        'quorum_size',
+        patch.quorum_size,
+        `${need} for ${voters} voters: Raft commits with a strict majority; a smaller quorum lets two partitions both commit (split brain) and a larger one is not supported`,
+      );
+    }
+  }
+  const value = await swarm.proposeOk({ t: 'config', patch });
+  return { swarm: swarm.name, config: value, applied: 'through the log; timing takes effect on every member as it applies the entry' };
+}

@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DataDirLock, resolveDataDir } from './data-dir.js';
+import { UserError, invalid } from './errors.js';
+import { SwarmRegistry } from './registry.js';
+import { Swarm, type SwarmOptions } from './swarm.js';
+import type { Durability } from '../storage/sqlite-storage.js';
+
+export const DEFAULT_SWARM = 'default';
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface CoordinatorOptions {
+  dataDir?: string;
+  durability?: Durability;
+}
+
+/**
+ * Owns the data directory (locked) and every swarm in it. The tools, the CLI and the HTTP
+ * server all call through here; nothing below knows about MCP.
+ */
+export class Coordinator {
+  readonly dataDir: string;
+  private readonly lock: DataDirLock;
+  private readonly swarms = new Map<string, Swarm>();
+  private readonly swarmOpts: SwarmOptions;
+  private closed = false;
+
+  constructor(opts: CoordinatorOptions = {}) {
+    this.dataDir = resolveDataDir(opts.dataDir);
+    this.lock = DataDirLock.acquire(this.dataDir);
+    this.swarmOpts = { durability: opts.durability ?? 'full' };
+    try {
+      for (const name of this.listSwarmDirs()) {
+        const s = new Swarm(SwarmRegistry.load(this.swarmDir(name)), this.swarmOpts);
+        this.swarms.set(name, s);
+        s.open();
+      }
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.swarms.values()) s.close();
+    this.lock.release();
+  }
+
+  private swarmDir(name: string): string {
+    return path.join(this.dataDir, 'swarms', name);
+  }
+
+  private listSwarmDirs(): string[] {
+    const root = path.join(this.dataDir, 'swarms');
+    if (!fs.existsSync(root)) return [];
+    return fs
+      .readdirSync(root)
+      .filter((n) => fs.existsSync(SwarmRegistry.file(path.join(root, n))))
+      .sort();
+  }
+
+  names(): string[] {
+    return [...this.swarms.keys()].sort();
+  }
+
+  /** The named swarm; with no name, `default` (created on first use with the spec's defaults). */
+  swarm(name?: string): Swarm {
+    const n = name ?? DEFAULT_SWARM;
+    const s = this.swarms.get(n);
+    if (s) return s;
+    if (name === undefined) return this.init({ name: DEFAULT_SWARM }).swarm;
+    throw new UserError(
+      'not_found',
+      `swarm=${JSON.stringify(n)} does not exist; existing swarms: ${this.names().join(', ') || '(none)'}; create it with swarm_init`,
+      'swarm',
+    );
+  }
+
+  init(o: { name?: string; topology?: string; consensus?: string; max_agents?: number }): { swarm: Swarm; created: boolean } {
+    const name = o.name ?? DEFAULT_SWARM;
+    if (!NAME_RE.test(name)) throw invalid('name', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
+    const topology = o.topology ?? 'mesh';
+    if (topology !== 'mesh') {
+      throw invalid('topology', topology, '"mesh" (Raft members talk all-to-all; hierarchical, ring and star layouts do not apply to Raft)');
+    }
+    const consensus = o.consensus ?? 'raft';
+    if (consensus !== 'raft') throw invalid('consensus', consensus, '"raft" (the only protocol Concord implements)');
+    const maxAgents = o.max_agents ?? 5;
+    if (!Number.isInteger(maxAgents) || maxAgents < 1 || maxAgents > 15) throw invalid('max_agents', maxAgents, 'an integer 1..15');
+    const existing = this.swarms.get(name);
+    if (existing) {
+      if (existing.data.max_agents !== maxAgents) {
+        existing.data.max_agents = maxAgents;
+        existing.registry.save();
+      }
+      return { swarm: existing, created: false };
+    }
+    const reg = new SwarmRegistry(this.swarmDir(name), {
+      name,
+      topology: 'mesh',
+      consensus: 'raft',
+      max_agents: maxAgents,
+      created_at: new Date().toISOString(),
+      members: {},
+    });
+    reg.save();
+    const s = new Swarm(reg, this.swarmOpts);
+    this.swarms.set(name, s);
+    s.open();
+    return { swarm: s, created: true };
+  }
+
+  destroy(name: string): { destroyed: string; files_removed: number } {
+    const s = this.swarm(name);
+    s.close();
+    this.swarms.delete(name);
+    const dir = this.swarmDir(name);
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).length : 0;
+    fs.rmSync(dir, { recursive: true, force: true });
+    return { destroyed: name, files_removed: files };
+  }
+}

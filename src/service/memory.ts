@@ -1,0 +1,73 @@
+import type { MemoryRecord } from '../machine/types.js';
+import { UserError, invalid } from './errors.js';
+import type { Swarm } from './swarm.js';
+
+export type Consistency = 'linearizable' | 'local';
+
+function view(r: MemoryRecord): Record<string, unknown> {
+  return {
+    key: r.key,
+    namespace: r.namespace,
+    value: r.value,
+    version: r.version,
+    created_at: new Date(r.created_at).toISOString(),
+    updated_at: new Date(r.updated_at).toISOString(),
+    expires_at: r.expires_at !== null ? new Date(r.expires_at).toISOString() : null,
+  };
+}
+
+export async function memoryStore(
+  swarm: Swarm,
+  o: { key: string; value: unknown; namespace?: string; ttl_s?: number; if_version?: number },
+): Promise<Record<string, unknown>> {
+  if (o.ttl_s !== undefined && !(Number.isInteger(o.ttl_s) && o.ttl_s >= 1 && o.ttl_s <= 31_536_000)) {
+    throw invalid('ttl_s', o.ttl_s, 'an integer 1..31536000 (one year)');
+  }
+  const value = (await swarm.proposeOk({
+    t: 'mem.put',
+    key: o.key,
+    namespace: o.namespace ?? 'default',
+    value: o.value,
+    ttl_s: o.ttl_s ?? null,
+    if_version: o.if_version ?? null,
+  })) as Record<string, unknown>;
+  const leader = swarm.cluster.leader();
+  return { stored: true, ...value, expires_at: value.expires_at ? new Date(value.expires_at as number).toISOString() : null, commit_index: leader?.status().commit ?? null };
+}
+
+async function readMachine<T>(swarm: Swarm, consistency: Consistency, fn: (m: NonNullable<ReturnType<Swarm['localMachine']>>['machine'], id: string) => T): Promise<T> {
+  if (consistency === 'local') {
+    const lm = swarm.localMachine();
+    if (!lm) throw new UserError('unavailable', `no running agent in swarm ${swarm.name}`);
+    return fn(lm.machine, lm.id);
+  }
+  return swarm.proposer.read((leaderId) => fn(swarm.machines.get(leaderId)!, leaderId));
+}
+
+export async function memoryRetrieve(swarm: Swarm, o: { key: string; namespace?: string; consistency?: Consistency }): Promise<Record<string, unknown>> {
+  const consistency = o.consistency ?? 'linearizable';
+  return readMachine(swarm, consistency, (m, id) => {
+    const r = m.memory.get(o.namespace ?? 'default', o.key, m.clock);
+    if (!r) throw new UserError('not_found', `key=${JSON.stringify(o.key)} not found in namespace ${JSON.stringify(o.namespace ?? 'default')} (never stored, deleted, or expired)`, 'key');
+    return { found: true, ...view(r), consistency, read_from: id };
+  });
+}
+
+export async function memoryList(swarm: Swarm, o: { prefix?: string; namespace?: string; limit?: number; consistency?: Consistency }): Promise<Record<string, unknown>> {
+  const consistency = o.consistency ?? 'linearizable';
+  const limit = o.limit ?? 100;
+  return readMachine(swarm, consistency, (m, id) => {
+    const items = m.memory.list(o.namespace ?? 'default', o.prefix ?? '', m.clock, limit + 1);
+    return {
+      keys: items.slice(0, limit).map((r) => ({ key: r.key, version: r.version, updated_at: new Date(r.updated_at).toISOString(), expires_at: r.expires_at !== null ? new Date(r.expires_at).toISOString() : null })),
+      truncated: items.length > limit,
+      consistency,
+      read_from: id,
+    };
+  });
+}
+
+export async function memoryDelete(swarm: Swarm, o: { key: string; namespace?: string; if_version?: number }): Promise<Record<string, unknown>> {
+  const value = (await swarm.proposeOk({ t: 'mem.del', key: o.key, namespace: o.namespace ?? 'default', if_version: o.if_version ?? null })) as Record<string, unknown>;
+  return { key: o.key, ...value };
+}

@@ -1,0 +1,61 @@
+import { UserError } from './errors.js';
+import type { Swarm } from './swarm.js';
+
+/** Per-link figures measured on the in-process network and from heartbeat round trips. */
+export function networkDiagnose(swarm: Swarm): Record<string, unknown> {
+  const members = swarm.activeMembers();
+  const net = swarm.cluster.network;
+  const leader = swarm.cluster.leader();
+  const rtts = leader?.roundTrips() ?? new Map();
+  const links = [];
+  for (const from of members) {
+    for (const to of members) {
+      if (from === to) continue;
+      const s = net.linkStats(from, to);
+      const rtt = from === leader?.id ? rtts.get(to) : undefined;
+      links.push({
+        from,
+        to,
+        connected: net.connected(from, to) && swarm.isRunning(from) && swarm.isRunning(to),
+        messages_sent: s.messagesOut,
+        messages_delivered: s.messagesIn,
+        dropped: s.dropped,
+        loss_rate: s.messagesOut > 0 ? Math.round((s.dropped / s.messagesOut) * 10000) / 10000 : null,
+        rtt_ms_last: rtt ? round3(rtt.lastMs) : null,
+        rtt_ms_mean: rtt ? round3(rtt.meanMs) : null,
+        rtt_samples: rtt?.samples ?? 0,
+      });
+    }
+  }
+  return {
+    swarm: swarm.name,
+    transport: 'in-process (embedded swarm)',
+    rtt_source: leader ? `heartbeat round trips measured by leader ${leader.id} this term` : 'no leader: no heartbeats to time',
+    links,
+  };
+}
+
+export function networkPartition(swarm: Swarm, o: { groups?: string[][]; isolate?: string }): Record<string, unknown> {
+  const members = new Set(swarm.activeMembers());
+  const named = o.isolate !== undefined ? [o.isolate] : (o.groups ?? []).flat();
+  for (const id of named) {
+    if (!members.has(id)) throw new UserError('invalid_argument', `agent ${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; agents: ${[...members].join(', ')}`, o.isolate ? 'isolate' : 'groups');
+  }
+  if (o.isolate !== undefined) {
+    swarm.cluster.network.isolate(o.isolate);
+    return { isolated: o.isolate, note: 'messages to and from this agent are dropped until network_heal' };
+  }
+  if (!o.groups || o.groups.length < 2) throw new UserError('invalid_argument', 'groups must list at least two groups of agent ids, e.g. [["raft-agent-1","raft-agent-2"],["raft-agent-3","raft-agent-4","raft-agent-5"]]', 'groups');
+  swarm.cluster.network.partition(o.groups);
+  return { partitioned: o.groups, note: 'agents not listed are isolated; network_heal restores all links' };
+}
+
+export function networkHeal(swarm: Swarm): Record<string, unknown> {
+  swarm.cluster.network.heal();
+  swarm.cluster.network.clearFaults();
+  return { healed: true };
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

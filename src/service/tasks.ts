@@ -1,0 +1,179 @@
+import type { CoordinationMachine } from '../machine/coordination-machine.js';
+import type { ExecutorSpec, Orchestration, Priority, Strategy, TaskRecord } from '../machine/types.js';
+import { UserError, invalid } from './errors.js';
+import type { Swarm } from './swarm.js';
+
+export interface OrchestrateInput {
+  task: string;
+  count?: number;
+  priority?: Priority;
+  strategy?: Strategy;
+  max_agents?: number;
+  executor?: ExecutorSpec;
+  payload?: unknown;
+  idempotency_key?: string;
+}
+
+export async function orchestrate(swarm: Swarm, o: OrchestrateInput): Promise<Record<string, unknown>> {
+  if (swarm.activeMembers().length === 0) {
+    throw new UserError('unavailable', `swarm ${swarm.name} has no agents; agent_spawn at least one (a majority must be running)`);
+  }
+  const executor = o.executor ?? { kind: 'noop' };
+  if (executor.kind === 'http' && !executor.http?.url) throw invalid('executor.http.url', executor.http?.url ?? null, 'an http(s) URL');
+  if (executor.kind === 'sleep' && !(Number.isInteger(executor.sleep_ms) && executor.sleep_ms! >= 0 && executor.sleep_ms! <= 600_000)) {
+    throw invalid('executor.sleep_ms', executor.sleep_ms ?? null, 'an integer 0..600000');
+  }
+  const value = (await swarm.proposeOk({
+    t: 'orch.create',
+    task: o.task,
+    count: o.count ?? 1,
+    priority: o.priority ?? 'medium',
+    strategy: o.strategy ?? 'parallel',
+    max_agents: o.max_agents ?? swarm.data.max_agents,
+    executor,
+    payload: o.payload ?? null,
+    idempotency_key: o.idempotency_key ?? null,
+  })) as { orchestration_id: string; deduplicated: boolean };
+  return {
+    orchestration_id: value.orchestration_id,
+    deduplicated: value.deduplicated,
+    total_tasks: o.count ?? 1,
+    status: 'running',
+    note: 'tasks were committed to the replicated log; agents execute them in the background (task_status / task_results)',
+  };
+}
+
+function findOrch(m: CoordinationMachine, id: string): Orchestration {
+  const o = m.tasks.orchs.get(id);
+  if (!o) {
+    const known = [...m.tasks.orchs.keys()].slice(-5).join(', ');
+    throw new UserError('not_found', `orchestration_id=${JSON.stringify(id)} not found; recent: ${known || '(none)'}`, 'orchestration_id');
+  }
+  return o;
+}
+
+function orchView(o: Orchestration): Record<string, unknown> {
+  const done = o.counts.completed + o.counts.failed;
+  return {
+    orchestration_id: o.id,
+    task: o.task,
+    status: o.finished_at !== null ? 'finished' : 'running',
+    total_tasks: o.count,
+    pending: o.counts.pending,
+    assigned: o.counts.assigned,
+    completed: o.counts.completed,
+    failed: o.counts.failed,
+    progress: o.count > 0 ? Math.round((done / o.count) * 10000) / 100 : 100,
+    priority: o.priority,
+    strategy: o.strategy,
+    executor: o.executor.kind,
+    created_at: new Date(o.created_at).toISOString(),
+    finished_at: o.finished_at !== null ? new Date(o.finished_at).toISOString() : null,
+    elapsed_ms: (o.finished_at ?? Date.now()) - o.created_at,
+  };
+}
+
+/** Linearizable by default: answered after a ReadIndex round on the leader. */
+export async function taskStatus(swarm: Swarm, orchestrationId?: string): Promise<Record<string, unknown>> {
+  return swarm.proposer.read((leaderId) => {
+    const m = swarm.machines.get(leaderId)!;
+    if (orchestrationId) return orchView(findOrch(m, orchestrationId));
+    const orchs = [...m.tasks.orchs.values()].slice(-20).reverse().map(orchView);
+    return { swarm: swarm.name, orchestrations: orchs, total_orchestrations: m.tasks.orchs.size };
+  });
+}
+
+export async function taskResults(swarm: Swarm, orchestrationId?: string, includeTasks = 0): Promise<Record<string, unknown>> {
+  return swarm.proposer.read((leaderId) => {
+    const m = swarm.machines.get(leaderId)!;
+    const orchs = orchestrationId ? [findOrch(m, orchestrationId)] : [...m.tasks.orchs.values()];
+    const sum = { total: 0, completed: 0, failed: 0, pending: 0, assigned: 0, duplicates: 0, rejected: 0, recovered: 0 };
+    for (const o of orchs) {
+      sum.total += o.count;
+      sum.completed += o.counts.completed;
+      sum.failed += o.counts.failed;
+      sum.pending += o.counts.pending;
+      sum.assigned += o.counts.assigned;
+      sum.duplicates += o.counts.duplicates;
+      sum.rejected += o.counts.rejected_duplicate_attempts;
+      sum.recovered += o.counts.recovered;
+    }
+    const elections = m.elections;
+    const out: Record<string, unknown> = {
+      scope: orchestrationId ?? 'all tasks of the swarm',
+      total_tasks: sum.total,
+      completed: sum.completed,
+      failed: sum.failed,
+      in_progress: sum.pending + sum.assigned,
+      duplicates: sum.duplicates,
+      rejected_duplicate_attempts: sum.rejected,
+      tasks_recovered: sum.recovered,
+      leader_failures: elections.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum').length,
+      elections: elections.length,
+      execution_guarantee: sum.duplicates === 0 ? 'exactly-once' : 'VIOLATED: a completion was applied more than once',
+      counted_from: `replicated state on ${leaderId} after a linearizable read`,
+    };
+    if (includeTasks > 0 && orchestrationId) {
+      const o = orchs[0]!;
+      const tasks: TaskRecord[] = [];
+      for (let i = 1; i <= o.count && tasks.length < includeTasks; i++) {
+        const t = m.tasks.tasks.get(`${o.id}-${i}`);
+        if (t) tasks.push(t);
+      }
+      out.tasks = tasks;
+    }
+    return out;
+  });
+}
+
+export async function claimTasks(
+  swarm: Swarm,
+  o: { agent_id: string; count?: number; orchestration_id?: string; lease_ms?: number },
+): Promise<Record<string, unknown>> {
+  const count = o.count ?? 1;
+  const leaseMs = o.lease_ms ?? 60_000;
+  const leader = swarm.cluster.leader();
+  if (!leader) throw new UserError('unavailable', `no leader: ${swarm.quorumSummary()}`);
+  const m = swarm.machines.get(leader.id)!;
+  if (o.orchestration_id) findOrch(m, o.orchestration_id);
+  const isExternal = (orchId: string) => m.tasks.orchs.get(orchId)?.executor.kind === 'external' && (!o.orchestration_id || orchId === o.orchestration_id);
+  const picks: Array<{ task: string; agent: string; from_epoch: number }> = [];
+  const now = Date.now();
+  // Expired external claims come back first: their holder went silent.
+  for (const tid of m.tasks.assigned) {
+    if (picks.length >= count) break;
+    const t = m.tasks.tasks.get(tid)!;
+    if (isExternal(t.orch) && t.lease_until <= now) picks.push({ task: t.id, agent: o.agent_id, from_epoch: t.epoch });
+  }
+  for (const t of m.tasks.pickPending(count - picks.length, new Set(picks.map((p) => p.task)), isExternal)) {
+    picks.push({ task: t.id, agent: o.agent_id, from_epoch: t.epoch });
+  }
+  if (picks.length === 0) return { agent_id: o.agent_id, tasks: [], note: 'no claimable tasks (only orchestrations with executor "external" are claimable)' };
+  const term = leader.status().term;
+  await swarm.proposeOk({ t: 'task.assign', term, lease_ms: leaseMs, items: picks });
+  const after = swarm.machines.get(leader.id)!;
+  const tasks = picks
+    .map((p) => after.tasks.tasks.get(p.task)!)
+    .filter((t) => t.assignee === o.agent_id && t.status === 'assigned')
+    .map((t) => ({ task_id: t.id, epoch: t.epoch, lease_until: new Date(t.lease_until).toISOString(), payload: after.tasks.orchs.get(t.orch)?.payload ?? null, description: after.tasks.orchs.get(t.orch)?.task }));
+  return { agent_id: o.agent_id, tasks, note: 'complete each with task_complete(task_id, agent_id, epoch, result); a stale epoch is rejected' };
+}
+
+export async function completeTask(
+  swarm: Swarm,
+  o: { task_id: string; agent_id: string; epoch: number; result?: unknown; success?: boolean },
+): Promise<Record<string, unknown>> {
+  const value = (await swarm.proposeOk({
+    t: 'task.complete',
+    items: [{ task: o.task_id, agent: o.agent_id, epoch: o.epoch, ok: o.success ?? true, result: o.result ?? null }],
+  })) as { applied: number; rejected: number };
+  const leader = swarm.cluster.leader();
+  const t = leader ? swarm.machines.get(leader.id)?.tasks.tasks.get(o.task_id) : undefined;
+  return {
+    task_id: o.task_id,
+    accepted: value.applied === 1,
+    status: t?.status ?? 'unknown',
+    current_epoch: t?.epoch ?? null,
+    reason: value.applied === 1 ? 'applied' : 'rejected: unknown task, stale epoch, other assignee, or already completed (counted as a rejected duplicate attempt)',
+  };
+}

@@ -1,0 +1,414 @@
+// Safety checker for the deterministic simulator. It is fed by observing the hosts (their
+// cores' logs, terms, roles and commit indexes), by the state machines' apply hooks, by role
+// change events, and by the outcome of client requests (acknowledged proposals and
+// ReadIndex reads). Every check is incremental so that checking after every event or step
+// costs time proportional to what changed, not to the length of the logs.
+
+import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
+import type { Raft } from '../../src/raft/raft.js';
+import type { Entry, NodeId } from '../../src/raft/types.js';
+
+/** One position of the single committed history every replica must agree on. */
+interface HistEntry {
+  term: number;
+  type: string;
+  data: string;
+  /** Hash of the state machine after applying entries 1..index (set by the first applier). */
+  hash?: number;
+  /** Who first fixed this position, for diagnostics. */
+  by: string;
+}
+
+/** Log matching record: the content of entry (index, term) and the term preceding it. */
+interface LmRec {
+  term: number;
+  type: string;
+  data: string;
+  prevTerm: number;
+  by: NodeId;
+  next: LmRec | undefined;
+}
+
+interface NodeCursor {
+  core: Raft;
+  /** Highest committed index checked against the history, this life. */
+  commit: number;
+  /** Snapshot index last verified. */
+  snapshotIndex: number;
+}
+
+interface LeaderWatch {
+  core: Raft;
+  term: number;
+  /** Last index seen in the leader's log and the entry object there. */
+  wm: number;
+  ref: Entry | undefined;
+}
+
+export interface AckedWrite {
+  index: number;
+  data: string;
+  at: number;
+}
+
+export interface ReadToken {
+  node: NodeId;
+  issuedAt: number;
+  /** Highest index of any write acknowledged before the read was issued. */
+  mustSee: number;
+  mustSeeData: string;
+  machine: SimMachine | undefined;
+}
+
+/** 32-bit FNV-1a chain over (previous hash, entry). */
+export function chainHash(prev: number, e: Pick<Entry, 'term' | 'type' | 'data'>): number {
+  let h = (0x811c9dc5 ^ prev) >>> 0;
+  const s = `${e.term}|${e.type}|${e.data}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * The simulator's state machine: it keeps the applied index and a hash chain of everything
+ * applied (noop and conf entries included), and reports each applied entry to the checker,
+ * which holds the one history all machines must follow. Its snapshot is just
+ * "index:hash", so snapshots stay small however long the run.
+ */
+export class SimMachine implements StateMachine {
+  lastIndex = 0;
+  hash = 0;
+
+  constructor(
+    readonly node: NodeId,
+    private readonly checker: InvariantChecker,
+    private readonly onApplied?: (node: NodeId, e: Entry) => void,
+  ) {}
+
+  apply(e: Entry): unknown {
+    if (e.index !== this.lastIndex + 1) {
+      this.checker.violation(`state machine safety: ${this.node} applied index ${e.index} after ${this.lastIndex} (gap or repeat)`);
+    }
+    this.hash = chainHash(this.hash, e);
+    this.lastIndex = e.index;
+    this.checker.onApply(this.node, e, this.hash);
+    this.onApplied?.(this.node, e);
+    return e.data;
+  }
+
+  snapshot(): string {
+    return `${this.lastIndex}:${this.hash}`;
+  }
+
+  restore(data: string): void {
+    if (data === '') {
+      this.lastIndex = 0;
+      this.hash = 0;
+    } else {
+      const [i, h] = data.split(':');
+      const index = Number(i);
+      if (index < this.lastIndex) {
+        this.checker.violation(`state machine safety: ${this.node} restored snapshot at ${index} over applied ${this.lastIndex} (went backwards)`);
+      }
+      this.lastIndex = index;
+      this.hash = Number(h);
+    }
+    this.checker.onRestore(this.node, this.lastIndex, this.hash);
+  }
+}
+
+export class InvariantChecker {
+  readonly violations: string[] = [];
+  /** Called on each violation (the simulator adds it to the trace). */
+  onViolation: ((msg: string) => void) | null = null;
+  /** Virtual time source for acknowledgement timestamps. */
+  now: () => number = () => 0;
+
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  private readonly hist: Array<HistEntry | undefined> = [];
+  private readonly lm: Array<LmRec | undefined> = [];
+  private readonly verified = new WeakSet<Entry>();
+  private readonly cursors = new Map<NodeId, NodeCursor>();
+  private readonly leaders = new Map<NodeId, LeaderWatch>();
+  /** For leader completeness: term bound of the commit -> highest index committed under it. */
+  private readonly commitBound = new Map<number, number>();
+  private maxCommitSeen = 0;
+  readonly acked: AckedWrite[] = [];
+  private maxAcked = 0;
+  private maxAckedData = '';
+
+  violation(msg: string): void {
+    this.violations.push(msg);
+    this.onViolation?.(msg);
+  }
+
+  /** Highest index any node is known to have committed. */
+  get committedIndex(): number {
+    return this.maxCommitSeen;
+  }
+
+  histEntry(i: number): Readonly<HistEntry> | undefined {
+    return this.hist[i];
+  }
+
+  // ---- election safety and leader append-only --------------------------------------------
+
+  /** Election safety: at most one leader per term. */
+  observeLeader(id: NodeId, term: number, source: string): void {
+    const prev = this.leaderOfTerm.get(term);
+    if (prev === undefined) this.leaderOfTerm.set(term, id);
+    else if (prev !== id) this.violation(`election safety: term ${term} has two leaders, ${prev} and ${id} (seen via ${source})`);
+  }
+
+  onRoleChange(c: RoleChange): void {
+    if (c.role === 'leader') this.observeLeader(c.id, c.term, 'role change event');
+  }
+
+  /**
+   * Called after every simulator event for each running node: election safety, and leader
+   * append-only (a leader never removes or rewrites an entry of its own log while it leads).
+   */
+  observeEvent(id: NodeId, core: Raft): void {
+    if (core.role !== 'leader') {
+      if (this.leaders.size > 0) this.leaders.delete(id);
+      return;
+    }
+    this.observeLeader(id, core.term, 'core state');
+    const log = core.log;
+    const last = log.lastIndex();
+    const w = this.leaders.get(id);
+    if (!w || w.core !== core || w.term !== core.term) {
+      this.leaders.set(id, { core, term: core.term, wm: last, ref: log.entry(last) });
+      return;
+    }
+    if (last < w.wm) {
+      this.violation(`leader append-only: ${id} (leader, term ${core.term}) log shrank from ${w.wm} to ${last}`);
+    } else if (w.wm > log.snapshotIndex && log.entry(w.wm) !== w.ref) {
+      this.violation(`leader append-only: ${id} (leader, term ${core.term}) rewrote entry ${w.wm}`);
+    }
+    w.wm = last;
+    w.ref = log.entry(last);
+  }
+
+  /** Forget a node's leader watch (it crashed: the next life is a new core anyway). */
+  forget(id: NodeId): void {
+    this.leaders.delete(id);
+  }
+
+  // ---- per-step log checks ----------------------------------------------------------------
+
+  /** Log matching, committed-prefix agreement and leader completeness for one running node. */
+  checkNode(id: NodeId, core: Raft): void {
+    const log = core.log;
+    let cur = this.cursors.get(id);
+    if (!cur || cur.core !== core) {
+      cur = { core, commit: log.snapshotIndex, snapshotIndex: -1 };
+      this.cursors.set(id, cur);
+    }
+
+    // Snapshot boundary: the snapshot's last entry is committed history.
+    if (log.snapshotIndex !== cur.snapshotIndex) {
+      if (log.snapshotIndex < cur.snapshotIndex) {
+        this.violation(`snapshot: ${id} snapshot index went back from ${cur.snapshotIndex} to ${log.snapshotIndex}`);
+      }
+      cur.snapshotIndex = log.snapshotIndex;
+      if (log.snapshotIndex > 0) {
+        this.checkCommitted(id, log.snapshotIndex, log.snapshotTerm, undefined, 'snapshot');
+        const snap = log.snapshot;
+        if (snap && snap.metadata.index === log.snapshotIndex && snap.data !== '') {
+          const [si, sh] = snap.data.split(':');
+          if (Number(si) !== snap.metadata.index) {
+            this.violation(`snapshot: ${id} snapshot metadata index ${snap.metadata.index} but state at ${si}`);
+          } else {
+            const h = this.hist[snap.metadata.index]?.hash;
+            if (h !== undefined && h !== Number(sh)) {
+              this.violation(`snapshot: ${id} snapshot at ${si} has state hash ${sh}, history has ${h}`);
+            }
+          }
+        }
+      }
+    }
+    if (cur.commit < log.snapshotIndex) cur.commit = log.snapshotIndex;
+
+    // Log matching: every (index, term) has one content and one preceding term.
+    const last = log.lastIndex();
+    let i = last;
+    while (i > log.snapshotIndex && !this.verified.has(log.entry(i) as Entry)) i--;
+    for (let j = i + 1; j <= last; j++) {
+      const e = log.entry(j) as Entry;
+      const prevTerm = log.term(j - 1) as number;
+      if (e.index !== j) this.violation(`log: ${id} holds entry claiming index ${e.index} at position ${j}`);
+      if (e.term < prevTerm) this.violation(`log: ${id} entry ${j} has term ${e.term} below preceding term ${prevTerm}`);
+      if (e.term > core.term) this.violation(`log: ${id} entry ${j} has term ${e.term} above the node's term ${core.term}`);
+      this.checkMatching(id, e, prevTerm);
+      this.verified.add(e);
+    }
+
+    // Committed prefix: what a node calls committed is the one history.
+    const c = log.committed;
+    if (c > last) this.violation(`log: ${id} committed ${c} beyond last index ${last}`);
+    if (log.applied > c) this.violation(`log: ${id} applied ${log.applied} beyond committed ${c}`);
+    if (c < cur.commit) {
+      // Commit never moves back within a life.
+      this.violation(`log: ${id} commit index went back from ${cur.commit} to ${c}`);
+      cur.commit = c;
+    }
+    for (let j = cur.commit + 1; j <= Math.min(c, last); j++) {
+      const e = log.entry(j) as Entry;
+      this.checkCommitted(id, j, e.term, e, 'commit');
+    }
+    cur.commit = Math.max(cur.commit, c);
+    if (c > this.maxCommitSeen) {
+      // The entries up to c were committed by a leader whose term is <= this node's term.
+      this.commitBound.set(core.term, Math.max(this.commitBound.get(core.term) ?? 0, c));
+      this.maxCommitSeen = c;
+    }
+
+    if (core.role === 'leader') this.checkLeaderCompleteness(id, core);
+  }
+
+  private checkMatching(id: NodeId, e: Entry, prevTerm: number): void {
+    let rec = this.lm[e.index];
+    while (rec && rec.term !== e.term) rec = rec.next;
+    if (!rec) {
+      this.lm[e.index] = { term: e.term, type: e.type, data: e.data, prevTerm, by: id, next: this.lm[e.index] };
+      return;
+    }
+    if (rec.type !== e.type || rec.data !== e.data) {
+      this.violation(
+        `log matching: entry (${e.index}, term ${e.term}) is ${e.type}:${JSON.stringify(e.data)} at ${id} but ${rec.type}:${JSON.stringify(rec.data)} at ${rec.by}`,
+      );
+    } else if (rec.prevTerm !== prevTerm) {
+      this.violation(
+        `log matching: entry (${e.index}, term ${e.term}) follows term ${prevTerm} at ${id} but term ${rec.prevTerm} at ${rec.by}`,
+      );
+    }
+  }
+
+  private checkCommitted(id: NodeId, index: number, term: number, e: Entry | undefined, what: string): void {
+    const h = this.hist[index];
+    if (!h) {
+      if (e) this.hist[index] = { term, type: e.type, data: e.data, by: `${id} (${what})` };
+      return;
+    }
+    if (h.term !== term || (e && (h.type !== e.type || h.data !== e.data))) {
+      const mine = e ? `${e.type}:${JSON.stringify(e.data)} term ${term}` : `term ${term}`;
+      this.violation(
+        `state machine safety: ${id} ${what} index ${index} as ${mine}, history has ${h.type}:${JSON.stringify(h.data)} term ${h.term} (from ${h.by})`,
+      );
+    }
+  }
+
+  private checkLeaderCompleteness(id: NodeId, core: Raft): void {
+    // Every entry committed under a term below the leader's must be in the leader's log.
+    let k = 0;
+    for (const [bound, idx] of this.commitBound) if (bound < core.term && idx > k) k = idx;
+    if (k === 0) return;
+    const log = core.log;
+    if (k <= log.snapshotIndex) return; // covered by the snapshot (checked against history)
+    const h = this.hist[k];
+    const t = log.term(k);
+    if (t === undefined) {
+      this.violation(`leader completeness: ${id} leads term ${core.term} but lacks committed entry ${k} (its log ends at ${log.lastIndex()})`);
+    } else if (h && h.term !== t) {
+      this.violation(`leader completeness: ${id} leads term ${core.term} with entry ${k} of term ${t}, committed history has term ${h.term}`);
+    }
+  }
+
+  // ---- state machine safety ---------------------------------------------------------------
+
+  onApply(id: NodeId, e: Entry, hash: number): void {
+    const h = this.hist[e.index];
+    if (!h) {
+      const prev = this.hist[e.index - 1];
+      if (e.index > 1 && prev?.hash === undefined) {
+        // Unreachable when machines apply in order: someone applied index-1 first.
+        this.violation(`state machine safety: ${id} applied ${e.index} before anyone applied ${e.index - 1}`);
+      }
+      this.hist[e.index] = { term: e.term, type: e.type, data: e.data, hash, by: `${id} (apply)` };
+      return;
+    }
+    if (h.term !== e.term || h.type !== e.type || h.data !== e.data) {
+      this.violation(
+        `state machine safety: ${id} applied index ${e.index} as ${e.type}:${JSON.stringify(e.data)} term ${e.term}, history has ${h.type}:${JSON.stringify(h.data)} term ${h.term} (from ${h.by})`,
+      );
+      return;
+    }
+    if (h.hash === undefined) h.hash = hash;
+    else if (h.hash !== hash) {
+      this.violation(`state machine safety: ${id} state after applying ${e.index} differs from history (hash ${hash} != ${h.hash})`);
+    }
+  }
+
+  onRestore(id: NodeId, index: number, hash: number): void {
+    if (index === 0) return;
+    const h = this.hist[index];
+    if (!h || h.hash === undefined) {
+      this.violation(`state machine safety: ${id} restored a snapshot at ${index} that no machine ever produced`);
+      return;
+    }
+    if (h.hash !== hash) {
+      this.violation(`state machine safety: ${id} restored a snapshot at ${index} whose state differs from history`);
+    }
+  }
+
+  // ---- client-visible guarantees -----------------------------------------------------------
+
+  /** A proposal resolved: it is committed and must stay in the history forever. */
+  onAck(node: NodeId, index: number, data: string, result: unknown): void {
+    const h = this.hist[index];
+    if (!h || h.type !== 'normal' || h.data !== data) {
+      this.violation(
+        `acknowledged write: ${node} acknowledged ${JSON.stringify(data)} at index ${index}, history has ${h ? `${h.type}:${JSON.stringify(h.data)}` : 'nothing'}`,
+      );
+    }
+    if (result !== data) this.violation(`acknowledged write: ${node} returned result ${JSON.stringify(result)} for ${JSON.stringify(data)}`);
+    this.acked.push({ index, data, at: this.now() });
+    if (index > this.maxAcked) {
+      this.maxAcked = index;
+      this.maxAckedData = data;
+    }
+  }
+
+  /** Re-verify that every acknowledged write is still in the history (after crashes). */
+  checkAckedDurable(where: string, leaderApplied: number): void {
+    for (const w of this.acked) {
+      const h = this.hist[w.index];
+      if (!h || h.data !== w.data) {
+        this.violation(`acknowledged write lost (${where}): ${JSON.stringify(w.data)} at index ${w.index}, history now has ${h ? JSON.stringify(h.data) : 'nothing'}`);
+        return;
+      }
+    }
+    if (leaderApplied < this.maxAcked) {
+      this.violation(`acknowledged write lost (${where}): the leader applied only ${leaderApplied} but ${this.maxAcked} was acknowledged`);
+    }
+  }
+
+  readIssued(node: NodeId, machine: SimMachine | undefined): ReadToken {
+    return { node, issuedAt: this.now(), mustSee: this.maxAcked, mustSeeData: this.maxAckedData, machine };
+  }
+
+  /** Linearizable read: the read index covers every write acknowledged before it was issued. */
+  onReadResolved(tok: ReadToken, index: number): void {
+    if (index < tok.mustSee) {
+      this.violation(
+        `linearizable read: read at ${tok.node} issued at t=${tok.issuedAt} returned index ${index}, but write ${JSON.stringify(tok.mustSeeData)} at ${tok.mustSee} was acknowledged before`,
+      );
+      return;
+    }
+    const m = tok.machine;
+    if (m && m.lastIndex < index) {
+      this.violation(`linearizable read: read at ${tok.node} resolved with index ${index} but its state machine applied only ${m.lastIndex}`);
+      return;
+    }
+    if (m && tok.mustSee > 0) {
+      // The machine's state follows the history (checked on apply), so it holds the write.
+      const h = this.hist[tok.mustSee];
+      if (!h || h.data !== tok.mustSeeData) {
+        this.violation(`linearizable read: write ${JSON.stringify(tok.mustSeeData)} at ${tok.mustSee} is not in the state read at ${tok.node}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,737 @@
+// Deterministic cluster simulator. One seed fixes everything: cluster size, Raft tunables,
+// network faults and a random schedule of client requests, crashes, restarts from storage,
+// partitions, membership changes, leadership transfers and reads. Time is virtual, so a seed
+// replays identically and a failing seed is a reproducible bug report (`--seed K --trace`).
+//
+// After every step the invariant checker (invariants.ts) verifies election safety, leader
+// append-only, log matching, leader completeness and state machine safety; acknowledged
+// writes and ReadIndex results are checked as they resolve; and every few dozen steps a
+// liveness check heals the cluster and requires a leader and a committed write within a
+// bounded virtual time.
+
+import { LocalCluster } from '../../src/host/local-cluster.js';
+import type { NodeHost } from '../../src/host/node-host.js';
+import type { ConfChange, Entry, NodeId, RaftConfig } from '../../src/raft/types.js';
+import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import { Prng } from '../../src/util/prng.js';
+import { VirtualClock } from '../../src/util/virtual-clock.js';
+import { InvariantChecker, SimMachine } from './invariants.js';
+
+export interface SimOptions {
+  /** Cluster size; when absent it is derived from the seed (3, 5 or 7). */
+  nodes?: number;
+  /** Random steps to run (default DEFAULT_STEPS). */
+  steps?: number;
+  /** Collect a human-readable event trace. */
+  trace?: boolean;
+}
+
+export interface SimStats {
+  proposals: number;
+  acked: number;
+  reads: number;
+  readsOk: number;
+  crashes: number;
+  restarts: number;
+  partitions: number;
+  confChanges: number;
+  transfers: number;
+  snapshotsInstalled: number;
+  snapshotsTaken: number;
+  livenessChecks: number;
+  leaderChanges: number;
+  maxIndex: number;
+}
+
+export interface SimResult {
+  seed: number;
+  nodes: number;
+  steps: number;
+  virtualMs: number;
+  violations: string[];
+  trace: string[];
+  stats: SimStats;
+}
+
+export const DEFAULT_STEPS = 300;
+/** Bounded virtual time in which a healed cluster must elect a leader and commit. */
+export const LIVENESS_MS = 10_000;
+/** Further bounded time in which every running member must catch up to that commit. */
+export const CATCHUP_MS = 5_000;
+
+export function nodesForSeed(seed: number): number {
+  return [3, 5, 7][((seed % 3) + 3) % 3] as number;
+}
+
+export async function runSeed(seed: number, opts: SimOptions = {}): Promise<SimResult> {
+  return new Simulation(seed, opts).run();
+}
+
+const flush = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
+
+type Action = [weight: number, name: string, fn: () => string | null];
+
+class Simulation {
+  private readonly prng: Prng;
+  private readonly n: number;
+  private readonly stepsTarget: number;
+  private readonly traceOn: boolean;
+  private readonly trace: string[] = [];
+  private readonly clock = new VirtualClock();
+  private readonly checker = new InvariantChecker();
+  private readonly cluster: LocalCluster;
+  private readonly params: {
+    compactionThreshold: number;
+    raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
+  };
+
+  // ---- what the simulator knows about the cluster ----
+  /** Membership as committed (applied by the first machine to reach each conf entry). */
+  private voters = new Set<NodeId>();
+  private learners = new Set<NodeId>();
+  private modelApplied = 0;
+  /** Every id ever started. */
+  private started = new Set<NodeId>();
+  /** Removed from the membership: never restarted; stopped at `retireAt` step. */
+  private removed = new Set<NodeId>();
+  private retireAt = new Map<NodeId, number>();
+  private crashed = new Set<NodeId>();
+  private joining: NodeId | null = null;
+  private nextId: number;
+  private pendingConf: { index: number; voters: Set<NodeId>; cc: ConfChange } | null = null;
+  private groups: NodeId[][] | null = null;
+  private isolated = new Set<NodeId>();
+  private proposalSeq = 0;
+  private step = 0;
+  private errorsSeen = 0;
+  private stopped = false;
+  private readonly stats: SimStats = {
+    proposals: 0,
+    acked: 0,
+    reads: 0,
+    readsOk: 0,
+    crashes: 0,
+    restarts: 0,
+    partitions: 0,
+    confChanges: 0,
+    transfers: 0,
+    snapshotsInstalled: 0,
+    snapshotsTaken: 0,
+    livenessChecks: 0,
+    leaderChanges: 0,
+    maxIndex: 0,
+  };
+
+  constructor(
+    readonly seed: number,
+    opts: SimOptions,
+  ) {
+    this.prng = new Prng(seed);
+    // Burn a few draws: mulberry32's first outputs for adjacent small seeds are correlated.
+    for (let i = 0; i < 4; i++) this.prng.next();
+    this.n = opts.nodes ?? nodesForSeed(seed);
+    this.stepsTarget = opts.steps ?? DEFAULT_STEPS;
+    this.traceOn = opts.trace ?? false;
+    this.nextId = this.n + 1;
+
+    const p = this.prng;
+    const raft: Partial<Omit<RaftConfig, 'id' | 'seed'>> = {
+      preVote: p.chance(0.8),
+      checkQuorum: p.chance(0.8),
+      maxInflightMsgs: p.pick([1, 2, 8, 256]),
+      maxEntriesPerMsg: p.pick([1, 3, 64, 512]),
+      maxBytesPerMsg: p.pick([64, 1 << 20]),
+    };
+    this.params = { compactionThreshold: p.pick([5, 10, 20, 50, 1000]), raft };
+
+    const ids = Array.from({ length: this.n }, (_, i) => `n${i + 1}`);
+    for (const id of ids) this.voters.add(id);
+    this.checker.now = () => this.clock.now();
+    this.checker.onViolation = (msg) => this.log(`VIOLATION ${msg}`);
+    this.cluster = new LocalCluster({
+      ids,
+      clock: this.clock,
+      prng: p.fork(),
+      storageFor: () => new MemoryStorage(),
+      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e)),
+      tickMs: 10,
+      raft,
+      compactionThreshold: this.params.compactionThreshold,
+      requestTimeoutMs: 5000,
+    });
+    this.randomFaults();
+    this.cluster.onRoleChange((c) => {
+      this.checker.onRoleChange(c);
+      if (c.role === 'leader') this.stats.leaderChanges++;
+      if (this.traceOn) {
+        this.log(`role ${c.id}: ${c.previousRole}->${c.role} term ${c.term} leader ${c.leader ?? '-'}`);
+      }
+    });
+  }
+
+  async run(): Promise<SimResult> {
+    this.log(
+      `seed ${this.seed}: ${this.n} nodes, compactionThreshold ${this.params.compactionThreshold}, raft ${JSON.stringify(this.params.raft)}`,
+    );
+    for (const id of this.cluster.ids) {
+      this.started.add(id);
+      this.cluster.start(id);
+    }
+    let nextLiveness = this.prng.int(40, 120);
+    for (this.step = 1; this.step <= this.stepsTarget && !this.failed(); this.step++) {
+      if (this.step === nextLiveness) {
+        await this.liveness();
+        nextLiveness += this.prng.int(40, 120);
+        if (this.failed()) break;
+      }
+      this.retire();
+      const what = this.act();
+      if (what !== null) this.log(`#${this.step} ${what}`);
+      await this.advance(this.prng.int(1, 201));
+      this.checkStep();
+      if (this.traceOn) this.log(this.stateLine());
+    }
+    const steps = Math.min(this.step, this.stepsTarget + 1) - 1;
+    if (!this.failed()) await this.liveness();
+    this.stopped = true;
+    this.cluster.close();
+    for (const h of this.cluster.hosts.values()) {
+      const m = h.metrics();
+      this.stats.snapshotsInstalled += m.snapshotsInstalled;
+      this.stats.snapshotsTaken += m.snapshotsTaken;
+    }
+    this.stats.maxIndex = this.checker.committedIndex;
+    return {
+      seed: this.seed,
+      nodes: this.n,
+      steps,
+      virtualMs: this.clock.now(),
+      violations: [...this.checker.violations],
+      trace: this.trace,
+      stats: this.stats,
+    };
+  }
+
+  private failed(): boolean {
+    return this.checker.violations.length > 0;
+  }
+
+  private log(line: string): void {
+    if (this.traceOn) this.trace.push(`[t=${this.clock.now()}] ${line}`);
+  }
+
+  // ---- time ------------------------------------------------------------------------------
+
+  /** Run the clock event by event (checking election safety and leader append-only after
+   * each), then let promise callbacks run so acknowledgements are seen before the next step. */
+  private async advance(ms: number): Promise<void> {
+    const target = this.clock.now() + ms;
+    try {
+      for (;;) {
+        const t = this.clock.nextTime();
+        if (t === undefined || t > target) break;
+        this.clock.step();
+        for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.observeEvent(id, h.core);
+      }
+      this.clock.runUntil(target);
+    } catch (e) {
+      this.checker.violation(`exception at t=${this.clock.now()}: ${(e as Error).stack ?? String(e)}`);
+    }
+    await flush();
+  }
+
+  private checkStep(): void {
+    for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.checkNode(id, h.core);
+    const errs = this.cluster.network.errors;
+    for (; this.errorsSeen < errs.length; this.errorsSeen++) {
+      const e = errs[this.errorsSeen]!;
+      this.checker.violation(
+        `exception in ${e.msg.to} handling ${e.msg.type} from ${e.msg.from} at t=${e.at}: ${(e.error as Error).stack ?? String(e.error)}`,
+      );
+    }
+  }
+
+  // ---- membership model ------------------------------------------------------------------
+
+  /** First application of each index anywhere: follow committed membership changes. */
+  private onApplied(_node: NodeId, e: Entry): void {
+    if (e.index <= this.modelApplied || this.stopped) return;
+    this.modelApplied = e.index;
+    if (this.pendingConf && this.pendingConf.index <= e.index) this.pendingConf = null;
+    if (e.type !== 'conf') return;
+    const cc = JSON.parse(e.data) as ConfChange;
+    if (cc.type === 'addLearner') {
+      if (!this.voters.has(cc.node)) this.learners.add(cc.node);
+      if (this.joining === cc.node) this.joining = null;
+    } else if (cc.type === 'addVoter') {
+      this.learners.delete(cc.node);
+      this.voters.add(cc.node);
+      if (this.joining === cc.node) this.joining = null;
+    } else {
+      this.voters.delete(cc.node);
+      this.learners.delete(cc.node);
+      if (!this.removed.has(cc.node)) {
+        this.removed.add(cc.node);
+        // A removed member is decommissioned a little later, as an operator would.
+        this.retireAt.set(cc.node, this.step + this.prng.int(0, 15));
+      }
+    }
+    this.log(`membership committed at ${e.index}: ${cc.type} ${cc.node} -> voters [${[...this.voters].sort()}] learners [${[...this.learners].sort()}]`);
+  }
+
+  private retire(): void {
+    for (const [id, at] of this.retireAt) {
+      if (at > this.step) continue;
+      this.retireAt.delete(id);
+      if (this.cluster.hosts.get(id)?.isRunning) {
+        this.cluster.crash(id);
+        this.checker.forget(id);
+        this.log(`retire removed member ${id}`);
+      }
+      this.crashed.delete(id);
+    }
+  }
+
+  private running(): NodeHost[] {
+    const out: NodeHost[] = [];
+    for (const h of this.cluster.hosts.values()) if (h.isRunning) out.push(h);
+    return out;
+  }
+
+  private leader(): NodeHost | undefined {
+    let best: NodeHost | undefined;
+    for (const h of this.cluster.hosts.values()) {
+      if (!h.isRunning || h.core.role !== 'leader') continue;
+      if (!best || h.core.term > best.core.term) best = h;
+    }
+    return best;
+  }
+
+  private healthy(id: NodeId, crashed: ReadonlySet<NodeId>, groups: NodeId[][] | null, isolated: ReadonlySet<NodeId>): boolean {
+    if (!this.started.has(id) || this.removed.has(id) || crashed.has(id) || isolated.has(id)) return false;
+    if (groups && !(groups[0] as NodeId[]).includes(id)) return false;
+    return true;
+  }
+
+  /** Voter sets that may be in force: committed, each node's view, and the proposed one. */
+  private configs(extra?: Set<NodeId>): Array<Set<NodeId>> {
+    const out: Array<Set<NodeId>> = [this.voters];
+    for (const [id, h] of this.cluster.hosts) {
+      if (this.removed.has(id) || !h.core) continue;
+      const v = h.core.confState().voters;
+      if (v.length > 0) out.push(new Set(v));
+    }
+    if (this.pendingConf) out.push(this.pendingConf.voters);
+    if (extra) out.push(extra);
+    return out;
+  }
+
+  /**
+   * At most a minority of every voter set may be down or cut off, so liveness stays defined.
+   */
+  private budgetOk(
+    change: { crashed?: ReadonlySet<NodeId>; groups?: NodeId[][] | null; isolated?: ReadonlySet<NodeId> },
+    extra?: Set<NodeId>,
+  ): boolean {
+    const crashed = change.crashed ?? this.crashed;
+    const groups = change.groups !== undefined ? change.groups : this.groups;
+    const isolated = change.isolated ?? this.isolated;
+    for (const v of this.configs(extra)) {
+      let up = 0;
+      for (const id of v) if (this.healthy(id, crashed, groups, isolated)) up++;
+      if (up < Math.floor(v.size / 2) + 1) return false;
+    }
+    return true;
+  }
+
+  // ---- actions ---------------------------------------------------------------------------
+
+  private act(): string | null {
+    const actions: Action[] = [
+      [30, 'propose', () => this.actPropose()],
+      [12, 'read', () => this.actRead()],
+      [5, 'crash', () => this.actCrash()],
+      [6, 'restart', () => this.actRestart()],
+      [2, 'bounce', () => this.actBounce()],
+      [4, 'partition', () => this.actPartition()],
+      [3, 'isolate', () => this.actIsolate()],
+      [5, 'heal', () => this.actHeal()],
+      [4, 'faults', () => this.randomFaults()],
+      [2, 'link', () => this.actLinkFaults()],
+      [6, 'membership', () => this.actMembership()],
+      [4, 'transfer', () => this.actTransfer()],
+      [2, 'campaign', () => this.actCampaign()],
+      [15, 'idle', () => null],
+    ];
+    let total = 0;
+    for (const a of actions) total += a[0];
+    let r = this.prng.int(0, total);
+    for (const [w, , fn] of actions) {
+      if (r < w) return fn();
+      r -= w;
+    }
+    return null;
+  }
+
+  private pickRunning(): NodeHost | undefined {
+    const hs = this.running();
+    return hs.length > 0 ? this.prng.pick(hs) : undefined;
+  }
+
+  private propose(h: NodeHost, data: string): string {
+    this.stats.proposals++;
+    try {
+      h.propose(data).then(
+        (r) => {
+          this.stats.acked++;
+          this.log(`ack ${data} at ${r.index} (${h.id})`);
+          this.checker.onAck(h.id, r.index, data, r.result);
+        },
+        () => {},
+      );
+      return `${data}@${h.core.log.lastIndex()}`;
+    } catch (e) {
+      return `${data}:${errCode(e)}`;
+    }
+  }
+
+  private actPropose(): string {
+    const l = this.leader();
+    const h = l && this.prng.chance(0.85) ? l : this.pickRunning();
+    if (!h) return 'propose: no running node';
+    const count = this.prng.int(1, 4);
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) out.push(this.propose(h, `p${++this.proposalSeq}`));
+    return `propose via ${h.id}: ${out.join(' ')}`;
+  }
+
+  private actRead(): string {
+    const l = this.leader();
+    const h = l && this.prng.chance(0.5) ? l : this.pickRunning();
+    if (!h) return 'read: no running node';
+    this.stats.reads++;
+    const machine = this.cluster.machine(h.id) as SimMachine | undefined;
+    const tok = this.checker.readIssued(h.id, machine);
+    try {
+      h.readIndex().then(
+        (index) => {
+          this.stats.readsOk++;
+          this.log(`read at ${h.id} issued t=${tok.issuedAt} -> index ${index} (must see ${tok.mustSee})`);
+          this.checker.onReadResolved(tok, index);
+        },
+        (e) => this.log(`read at ${h.id} issued t=${tok.issuedAt} failed: ${errCode(e)}`),
+      );
+      return `read via ${h.id} (must see ${tok.mustSee})`;
+    } catch (e) {
+      return `read via ${h.id}: ${errCode(e)}`;
+    }
+  }
+
+  private actCrash(): string | null {
+    const h = this.pickRunning();
+    if (!h) return null;
+    const crashed = new Set(this.crashed).add(h.id);
+    if (!this.removed.has(h.id) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
+    this.crash(h.id);
+    return `crash ${h.id}`;
+  }
+
+  private crash(id: NodeId): void {
+    this.cluster.crash(id);
+    this.checker.forget(id);
+    this.stats.crashes++;
+    if (!this.removed.has(id)) this.crashed.add(id);
+  }
+
+  private restart(id: NodeId): void {
+    this.crashed.delete(id);
+    this.cluster.restart(id);
+    this.stats.restarts++;
+  }
+
+  private actRestart(): string | null {
+    const ids = [...this.crashed].filter((id) => !this.removed.has(id));
+    if (ids.length === 0) return null;
+    const id = this.prng.pick(ids.sort());
+    this.restart(id);
+    return `restart ${id} from storage`;
+  }
+
+  private actBounce(): string | null {
+    const h = this.pickRunning();
+    if (!h || this.removed.has(h.id)) return null;
+    this.crash(h.id);
+    this.restart(h.id);
+    return `crash+restart ${h.id}`;
+  }
+
+  private candidatesForPartition(): NodeId[] {
+    return [...this.started].filter((id) => !this.removed.has(id)).sort();
+  }
+
+  private actPartition(): string | null {
+    const ids = this.candidatesForPartition();
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const shuffled = shuffle(this.prng, ids);
+      const mainSize = this.prng.int(Math.floor(ids.length / 2) + 1, ids.length);
+      const main = shuffled.slice(0, mainSize);
+      const rest = shuffled.slice(mainSize);
+      const groups: NodeId[][] = [main];
+      if (rest.length > 1 && this.prng.chance(0.5)) {
+        const cut = this.prng.int(1, rest.length);
+        groups.push(rest.slice(0, cut), rest.slice(cut));
+      } else if (rest.length > 0) groups.push(rest);
+      if (!this.budgetOk({ groups })) continue;
+      this.groups = groups;
+      this.cluster.network.partition(groups);
+      this.stats.partitions++;
+      return `partition ${groups.map((g) => `[${g.sort().join(',')}]`).join(' | ')}`;
+    }
+    return 'partition: skipped (fault budget)';
+  }
+
+  private actIsolate(): string | null {
+    const l = this.leader();
+    const h = l && this.prng.chance(0.4) ? l : this.pickRunning();
+    if (!h) return null;
+    const isolated = new Set(this.isolated).add(h.id);
+    if (!this.budgetOk({ isolated })) return `isolate ${h.id}: skipped (fault budget)`;
+    this.isolated = isolated;
+    this.cluster.network.isolate(h.id);
+    this.stats.partitions++;
+    return `isolate ${h.id}`;
+  }
+
+  private actHeal(): string {
+    this.cluster.network.heal();
+    this.groups = null;
+    this.isolated.clear();
+    return 'heal';
+  }
+
+  private randomFaults(): string {
+    const p = this.prng;
+    const min = p.pick([0, 0, 1, 2, 5]);
+    const max = min + p.pick([0, 1, 5, 10, 20, 40]);
+    const f = {
+      lossRate: p.pick([0, 0, 0, 0.01, 0.05, 0.1, 0.2]),
+      duplicateRate: p.pick([0, 0, 0.01, 0.05, 0.1]),
+      delayMs: { min, max },
+      reorder: p.chance(0.4),
+    };
+    this.cluster.network.setGlobalFaults(f);
+    return `faults loss ${f.lossRate} dup ${f.duplicateRate} delay ${min}..${max} reorder ${f.reorder}`;
+  }
+
+  private actLinkFaults(): string | null {
+    const ids = this.candidatesForPartition();
+    if (ids.length < 2) return null;
+    const a = this.prng.pick(ids);
+    const b = this.prng.pick(ids.filter((x) => x !== a));
+    const lossRate = this.prng.pick([0.1, 0.3, 0.6]);
+    const max = this.prng.pick([5, 30, 80]);
+    this.cluster.network.setLinkFaults(a, b, { lossRate, delayMs: { min: 0, max } });
+    return `link ${a}->${b} loss ${lossRate} delay 0..${max}`;
+  }
+
+  private actMembership(): string | null {
+    const l = this.leader();
+    if (!l) return 'membership: no leader';
+    const minVoters = this.n > 3 ? this.n - 1 : 3;
+    const maxVoters = this.n + 1;
+    const options: string[] = [];
+    if (this.joining !== null) {
+      if (!this.removed.has(this.joining)) options.push('retry-learner');
+    } else if (this.voters.size + this.learners.size < maxVoters + 1 && this.nextId <= this.n + 12) {
+      options.push('join');
+    }
+    const lastIndex = l.core.log.lastIndex();
+    const peers = l.core.status().peers;
+    const promotable = [...this.learners].filter((id) => {
+      const pr = peers.find((p) => p.id === id);
+      return pr !== undefined && pr.match >= lastIndex - 3 && this.healthy(id, this.crashed, this.groups, this.isolated);
+    });
+    if (promotable.length > 0 && this.voters.size < maxVoters) options.push('promote', 'promote');
+    if (this.voters.size > minVoters) options.push('remove', 'remove');
+    if (this.learners.size > 0) options.push('remove-learner');
+    if (options.length === 0) return null;
+    const what = this.prng.pick(options);
+    let cc: ConfChange;
+    switch (what) {
+      case 'retry-learner':
+        cc = { type: 'addLearner', node: this.joining as NodeId };
+        break;
+      case 'join': {
+        const id = `n${this.nextId++}`;
+        this.started.add(id);
+        this.cluster.startJoining(id);
+        if (this.groups) {
+          (this.groups[0] as NodeId[]).push(id);
+          this.cluster.network.partition(this.groups);
+        }
+        this.joining = id;
+        cc = { type: 'addLearner', node: id };
+        break;
+      }
+      case 'promote':
+        cc = { type: 'addVoter', node: this.prng.pick(promotable.sort()) };
+        break;
+      case 'remove': {
+        const vs = [...this.voters].sort();
+        cc = { type: 'removeNode', node: this.prng.chance(0.35) && this.voters.has(l.id) ? l.id : this.prng.pick(vs) };
+        break;
+      }
+      default:
+        cc = { type: 'removeNode', node: this.prng.pick([...this.learners].sort()) };
+    }
+    const next = new Set(this.voters);
+    if (cc.type === 'addVoter') next.add(cc.node);
+    if (cc.type === 'removeNode') next.delete(cc.node);
+    if (!this.budgetOk({}, next)) return `membership ${cc.type} ${cc.node}: skipped (fault budget)`;
+    try {
+      l.proposeConfChange(cc).then(
+        (r) => this.log(`ack conf ${cc.type} ${cc.node} at ${r.index} (${l.id})`),
+        () => {},
+      );
+      const index = l.core.log.lastIndex();
+      this.pendingConf = { index, voters: next, cc };
+      this.stats.confChanges++;
+      return `membership via ${l.id}: ${cc.type} ${cc.node} at ${index}`;
+    } catch (e) {
+      return `membership via ${l.id}: ${cc.type} ${cc.node}: ${errCode(e)}`;
+    }
+  }
+
+  private actTransfer(): string | null {
+    const l = this.leader();
+    if (!l) return 'transfer: no leader';
+    const targets = l.core.confState().voters.filter((v) => v !== l.id);
+    if (targets.length === 0) return null;
+    const to = this.prng.pick(targets);
+    const via = this.prng.chance(0.8) ? l : this.pickRunning();
+    if (!via) return null;
+    try {
+      via.transferLeadership(to);
+      this.stats.transfers++;
+      return `transfer leadership ${l.id} -> ${to} (via ${via.id})`;
+    } catch (e) {
+      return `transfer -> ${to} via ${via.id}: ${errCode(e)}`;
+    }
+  }
+
+  private actCampaign(): string | null {
+    const h = this.pickRunning();
+    if (!h) return null;
+    try {
+      h.campaign();
+      return `campaign ${h.id}`;
+    } catch (e) {
+      return `campaign ${h.id}: ${errCode(e)}`;
+    }
+  }
+
+  // ---- liveness --------------------------------------------------------------------------
+
+  /**
+   * Heal everything and restart every crashed member; then a leader must emerge and a fresh
+   * write commit within LIVENESS_MS, and every running member must apply it within CATCHUP_MS.
+   */
+  private async liveness(): Promise<void> {
+    this.stats.livenessChecks++;
+    this.actHeal();
+    this.cluster.network.clearFaults();
+    this.randomFaults();
+    for (const id of [...this.crashed].sort()) if (!this.removed.has(id)) this.restart(id);
+    this.crashed.clear();
+    this.log(`liveness check: healed, all members up`);
+    const start = this.clock.now();
+    const data = `live${this.step}`;
+    let done: { index: number; node: NodeId } | null = null;
+    let lastTry = -Infinity;
+    while (!done) {
+      if (this.clock.now() - start >= LIVENESS_MS) {
+        const l = this.leader();
+        this.checker.violation(
+          `liveness: no ${l ? 'progress' : 'leader'} within ${LIVENESS_MS} ms of virtual time after healing (leader ${l?.id ?? 'none'}; ${this.stateLine()})`,
+        );
+        return;
+      }
+      const l = this.leader();
+      if (l && this.clock.now() - lastTry >= 500) {
+        lastTry = this.clock.now();
+        try {
+          l.propose(data).then(
+            (r) => {
+              if (!done) done = { index: r.index, node: l.id };
+              this.checker.onAck(l.id, r.index, data, r.result);
+            },
+            () => {},
+          );
+        } catch {
+          // not leader any more, transfer in progress: retry shortly
+        }
+      }
+      await this.advance(20);
+      this.checkStep();
+      if (this.failed()) return;
+    }
+    const committed = done as { index: number; node: NodeId };
+    this.log(`liveness: ${data} committed at ${committed.index} after ${this.clock.now() - start} ms`);
+    const l = this.leader() ?? this.cluster.hosts.get(committed.node);
+    const lm = l ? (this.cluster.machine(l.id) as SimMachine) : undefined;
+    this.checker.checkAckedDurable('after healing and restarts', lm?.lastIndex ?? 0);
+
+    // Catch-up: every running member applies the fresh write.
+    const catchStart = this.clock.now();
+    for (;;) {
+      const lagging = [...this.voters, ...this.learners].sort().filter((id) => {
+        const h = this.cluster.hosts.get(id);
+        if (!h?.isRunning) return false;
+        return (this.cluster.machine(id) as SimMachine).lastIndex < committed.index;
+      });
+      if (lagging.length === 0) break;
+      if (this.clock.now() - catchStart >= CATCHUP_MS) {
+        this.checker.violation(`liveness: ${lagging.join(',')} did not apply index ${committed.index} within ${CATCHUP_MS} ms (${this.stateLine()})`);
+        return;
+      }
+      await this.advance(20);
+      this.checkStep();
+      if (this.failed()) return;
+    }
+  }
+
+  private stateLine(): string {
+    const parts: string[] = [];
+    for (const id of [...this.started].sort(byNodeId)) {
+      const h = this.cluster.hosts.get(id);
+      if (!h) continue;
+      if (!h.isRunning) {
+        parts.push(`${id}:${this.removed.has(id) ? 'gone' : 'down'}`);
+        continue;
+      }
+      const c = h.core;
+      const r = c.role === 'leader' ? 'L' : c.role === 'follower' ? 'F' : c.role === 'candidate' ? 'C' : 'P';
+      const log = c.log;
+      parts.push(`${id}:${r}${c.term} c${log.committed} a${log.applied} l${log.lastIndex()} s${log.snapshotIndex}`);
+    }
+    return `state ${parts.join(' | ')}`;
+  }
+}
+
+function errCode(e: unknown): string {
+  const err = e as { code?: string; name?: string; message?: string };
+  return err.code ?? err.name ?? String(e);
+}
+
+function shuffle<T>(p: Prng, xs: readonly T[]): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = p.int(0, i + 1);
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}
+
+function byNodeId(a: NodeId, b: NodeId): number {
+  return Number(a.slice(1)) - Number(b.slice(1)) || (a < b ? -1 : a > b ? 1 : 0);
+}
