@@ -34,6 +34,8 @@ export class LocalCluster {
   private readonly seeds = new Map<NodeId, number>();
   private listeners: Array<(c: RoleChange) => void> = [];
   private initialConf: ConfState;
+  /** The membership each member was first started with (bootstrap or empty for a joiner). */
+  private readonly startConfs = new Map<NodeId, ConfState>();
 
   constructor(private readonly opts: LocalClusterOptions) {
     this.network = new InProcNetwork({
@@ -58,6 +60,7 @@ export class LocalCluster {
     const existing = this.hosts.get(id);
     if (existing?.isRunning) return existing;
     if (!this.seeds.has(id)) this.seeds.set(id, Math.floor(this.opts.prng.next() * 2 ** 32));
+    if (!this.startConfs.has(id)) this.startConfs.set(id, initialConf);
     let storage = this.storages.get(id);
     if (!storage) {
       storage = this.opts.storageFor(id);
@@ -100,7 +103,8 @@ export class LocalCluster {
 
   restart(id: NodeId): NodeHost {
     this.crash(id);
-    return this.start(id, this.initialConf);
+    // A joiner restarts as a joiner: its storage, not the bootstrap list, says what it is.
+    return this.start(id, this.startConfs.get(id) ?? this.initialConf);
   }
 
   /** Close every member and its storage (process shutdown). */
