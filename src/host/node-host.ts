@@ -355,7 +355,9 @@ export class NodeHost {
     }
     if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader);
     this.releaseReads();
-    if (this.raft.log.applied !== appliedBefore) this.maybeCompact();
+    // A leader asks for a snapshot when a joining member needs one and none exists yet.
+    const wanted = this.raft.takeSnapshotRequest();
+    if (wanted || this.raft.log.applied !== appliedBefore) this.maybeCompact(wanted);
   }
 
   private applyEntry(e: Entry): void {
@@ -434,9 +436,10 @@ export class NodeHost {
     for (const l of this.listeners) l(change);
   }
 
-  private maybeCompact(): void {
+  private maybeCompact(force = false): void {
     const log = this.raft.log;
-    if (log.applied - log.snapshotIndex < this.opts.compactionThreshold) return;
+    if (!force && log.applied - log.snapshotIndex < this.opts.compactionThreshold) return;
+    if (log.applied <= log.snapshotIndex) return;
     if (log.applied > log.stableIndex) return;
     const snap = this.raft.compact(this.opts.machine.snapshot());
     this.opts.storage.compact(snap);

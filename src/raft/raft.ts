@@ -22,6 +22,8 @@ import {
 } from './types.js';
 
 const CAMPAIGN_TRANSFER = 'transfer';
+/** MsgAppResp context of a member that cannot take the log from index 1 (see baseKnown). */
+const NEED_SNAPSHOT = 'need-snapshot';
 
 /** A pending ReadIndex that arrived before the leader committed an entry of its term. */
 interface DeferredRead {
@@ -95,6 +97,15 @@ export class Raft {
   private transferElapsed = 0;
   /** Index of the latest conf change proposed; none may be proposed until it is applied. */
   private pendingConfIndex = 0;
+  /**
+   * Whether this node knows the membership its log starts from: the bootstrap membership
+   * (initialConf) or a snapshot's. A joiner started with an empty membership does not: if it
+   * replayed conf changes from index 1 on top of nothing it would miss the bootstrap voters
+   * (and, once a voter, could elect itself alone). Such a node takes only a snapshot.
+   */
+  private baseKnown: boolean;
+  /** Leader: a member needs a snapshot and none is held; the host should compact now. */
+  private snapshotWanted = false;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -110,6 +121,7 @@ export class Raft {
     this.term = hs.term;
     this.vote = hs.vote;
     let conf = restart.initialConf;
+    this.baseKnown = restart.snapshot !== null || conf.voters.length > 0 || conf.learners.length > 0;
     if (restart.snapshot) {
       const m = restart.snapshot;
       this.log.snapshotIndex = m.index;
@@ -234,6 +246,13 @@ export class Raft {
     const snap: Snapshot = { metadata: { index, term, confState: this.confState() }, data };
     this.log.compact(snap);
     return snap;
+  }
+
+  /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
+  takeSnapshotRequest(): boolean {
+    const wanted = this.snapshotWanted;
+    this.snapshotWanted = false;
+    return wanted;
   }
 
   /** Live reconfiguration of timing and limits (consensus config goes through the log). */
@@ -518,6 +537,19 @@ export class Raft {
   private handleAppendResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     pr.lastResponseTick = this.ticks;
+    if (m.reject && m.context === NEED_SNAPSHOT) {
+      if (pr.state === 'snapshot') return;
+      if (this.log.snapshot !== null && this.log.snapshotIndex > 0) {
+        pr.next = pr.match + 1;
+        this.sendSnapshot(m.from, pr);
+      } else {
+        // Nothing to send yet: have the host snapshot, and retry at the next heartbeat.
+        this.snapshotWanted = true;
+        pr.becomeProbe();
+        pr.probeSent = true;
+      }
+      return;
+    }
     if (m.reject) {
       let hint = m.rejectHint;
       if (m.logTermHint > 0) hint = this.log.findConflictByTerm(m.rejectHint, m.logTermHint);
@@ -595,6 +627,11 @@ export class Raft {
   }
 
   private handleAppend(m: Message): void {
+    if (!this.baseKnown) {
+      // Our log is empty and we lack the membership it starts from: ask for a snapshot.
+      this.send({ type: 'MsgAppResp', to: m.from, index: m.index, reject: true, context: NEED_SNAPSHOT });
+      return;
+    }
     if (m.index < this.log.committed) {
       this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed });
       return;
@@ -630,6 +667,7 @@ export class Raft {
       return;
     }
     this.log.restore(s);
+    this.baseKnown = true;
     this.log.stableIndex = index;
     this.send({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() });
   }

@@ -24,6 +24,8 @@ export interface SimOptions {
   steps?: number;
   /** Collect a human-readable event trace. */
   trace?: boolean;
+  /** With trace: also log every message delivered (debugging aid; slow). */
+  messages?: boolean;
 }
 
 export interface SimStats {
@@ -160,6 +162,7 @@ class Simulation {
       requestTimeoutMs: 5000,
     });
     this.randomFaults();
+    if (this.traceOn && opts.messages) this.traceMessages();
     this.cluster.onRoleChange((c) => {
       this.checker.onRoleChange(c);
       if (c.role === 'leader') this.stats.leaderChanges++;
@@ -209,6 +212,23 @@ class Simulation {
       violations: [...this.checker.violations],
       trace: this.trace,
       stats: this.stats,
+    };
+  }
+
+  /** Debugging aid: wrap the network's delivery to log each message that arrives. */
+  private traceMessages(): void {
+    type Deliver = (from: NodeId, to: NodeId, wire: { json?: string; clone?: unknown }, bytes: number) => void;
+    const net = this.cluster.network as unknown as { deliver: Deliver };
+    const orig = net.deliver.bind(net);
+    net.deliver = (from, to, wire, bytes) => {
+      const m = (wire.json !== undefined ? JSON.parse(wire.json) : wire.clone) as import('../../src/raft/types.js').Message;
+      const ents = m.entries.length > 0 ? ` ents ${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
+      const extra = m.snapshot ? ` snap ${m.snapshot.metadata.index}/${m.snapshot.metadata.term}` : '';
+      const ok = this.cluster.network.connected(from, to) && this.cluster.hosts.get(to)?.isRunning ? '' : ' (dropped)';
+      this.log(
+        `msg ${m.type} ${from}->${to} t${m.term} i${m.index} lt${m.logTerm} c${m.commit}${m.reject ? ` REJ hint ${m.rejectHint}/${m.logTermHint}` : ''}${m.context ? ` ctx ${m.context}` : ''}${ents}${extra}${ok}`,
+      );
+      orig(from, to, wire, bytes);
     };
   }
 

@@ -1,0 +1,40 @@
+import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { registerAllTools } from '../../tools/index.js';
+import { electionHistory, logStatus, swarmStatus } from '../service/consensus.js';
+import type { Coordinator } from '../service/coordinator.js';
+
+export const SERVER_NAME = 'concord';
+export const SERVER_VERSION = '0.1.0';
+
+/** One MCP server over a shared coordinator (one per client session over HTTP). */
+export function createServer(coord: Coordinator): McpServer {
+  const server = new McpServer(
+    { name: SERVER_NAME, version: SERVER_VERSION },
+    {
+      instructions:
+        'Concord runs real Raft clusters ("swarms") inside this server. Typical flow: swarm_init, agent_spawn x5, consensus_leader, task_orchestrate, task_status, consensus_log_status, agent_terminate (crash the leader to see failover), task_results (duplicates: 0), memory_store/memory_retrieve. Every number is measured.',
+    },
+  );
+  registerAllTools(server, coord);
+  const list = async () => ({
+    resources: coord.names().flatMap((n) => [
+      { uri: `concord://swarms/${n}/status`, name: `${n} status` },
+      { uri: `concord://swarms/${n}/log-status`, name: `${n} log status` },
+      { uri: `concord://swarms/${n}/election-history`, name: `${n} election history` },
+    ]),
+  });
+  const views: Record<string, (name: string) => unknown> = {
+    status: (n) => swarmStatus(coord.swarm(n), true),
+    'log-status': (n) => logStatus(coord.swarm(n)),
+    'election-history': (n) => electionHistory(coord.swarm(n), 100),
+  };
+  for (const [view, fn] of Object.entries(views)) {
+    server.registerResource(
+      `swarm-${view}`,
+      new ResourceTemplate(`concord://swarms/{name}/${view}`, { list }),
+      { title: `Swarm ${view}`, description: `Measured ${view} of a swarm`, mimeType: 'application/json' },
+      async (uri, vars) => ({ contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(fn(String(vars.name)), null, 2) }] }),
+    );
+  }
+  return server;
+}

@@ -1,0 +1,236 @@
+// npm run sim -- --seeds N [--nodes 5] [--steps S] [--from K] [--jobs J]
+//   Runs seeds K..K+N-1 (K defaults to 1) and ends with one JSON line:
+//   {"seeds":N,"steps":S_total,"violations":V,"elapsed_s":T}; exit status 1 when V > 0.
+// npm run sim -- --seed K [--nodes 5] [--steps S] --trace
+//   Replays one seed and prints its event trace.
+//
+// With --jobs > 1 the seeds are split over child processes (each seed is independent and
+// deterministic, so the result does not depend on the split).
+
+import { fork } from 'node:child_process';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_STEPS, runSeed, type SimResult } from './simulator.js';
+
+interface Args {
+  seeds: number;
+  from: number;
+  seed: number | undefined;
+  nodes: number | undefined;
+  steps: number;
+  trace: boolean;
+  jobs: number;
+  worker: boolean;
+  quiet: boolean;
+  messages: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    seeds: 1,
+    from: 1,
+    seed: undefined,
+    nodes: undefined,
+    steps: DEFAULT_STEPS,
+    trace: false,
+    jobs: Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 8)),
+    worker: false,
+    quiet: false,
+    messages: false,
+  };
+  const num = (i: number, flag: string): number => {
+    const v = Number(argv[i]);
+    if (!Number.isInteger(v) || v < 0) usage(`${flag} needs a non-negative integer, got ${String(argv[i])}`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i];
+    switch (f) {
+      case '--seeds':
+        a.seeds = num(++i, f);
+        break;
+      case '--from':
+        a.from = num(++i, f);
+        break;
+      case '--seed':
+        a.seed = num(++i, f);
+        break;
+      case '--nodes':
+        a.nodes = num(++i, f);
+        if (a.nodes < 1) usage('--nodes must be >= 1');
+        break;
+      case '--steps':
+        a.steps = num(++i, f);
+        break;
+      case '--jobs':
+        a.jobs = Math.max(1, num(++i, f));
+        break;
+      case '--trace':
+        a.trace = true;
+        break;
+      case '--messages':
+        a.messages = true;
+        a.trace = true;
+        break;
+      case '--quiet':
+        a.quiet = true;
+        break;
+      case '--worker':
+        a.worker = true;
+        break;
+      case '--help':
+      case '-h':
+        usage();
+        break;
+      default:
+        usage(`unknown argument ${String(f)}`);
+    }
+  }
+  return a;
+}
+
+function usage(err?: string): never {
+  if (err) process.stderr.write(`sim: ${err}\n`);
+  process.stderr.write(
+    'usage: npm run sim -- --seeds N [--from K] [--nodes 3|5|7] [--steps S] [--jobs J]\n' +
+      '       npm run sim -- --seed K [--nodes 3|5|7] [--steps S] [--trace] [--messages]\n',
+  );
+  process.exit(err ? 2 : 0);
+}
+
+interface Summary {
+  seeds: number;
+  steps: number;
+  violations: number;
+  failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
+}
+
+
+function add(s: Summary, r: SimResult): void {
+  s.seeds++;
+  s.steps += r.steps;
+  s.violations += r.violations.length;
+  if (r.violations.length > 0) s.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] as string, count: r.violations.length });
+}
+
+/** Run a contiguous range of seeds in this process. */
+async function runRange(from: number, count: number, a: Args, onResult: (r: SimResult) => void): Promise<void> {
+  for (let seed = from; seed < from + count; seed++) {
+    const opts: { steps: number; nodes?: number } = { steps: a.steps };
+    if (a.nodes !== undefined) opts.nodes = a.nodes;
+    onResult(await runSeed(seed, opts));
+  }
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+
+  if (a.seed !== undefined) {
+    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean } = { steps: a.steps, trace: a.trace, messages: a.messages };
+    if (a.nodes !== undefined) opts.nodes = a.nodes;
+    const r = await runSeed(a.seed, opts);
+    if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
+    for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
+    process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
+    finish({ seeds: 1, steps: r.steps, violations: r.violations.length, failing: [] }, started);
+    return;
+  }
+
+  if (a.worker) {
+    // Child: run the range and report each result as one JSON line on stdout.
+    await runRange(a.from, a.seeds, a, (r) => {
+      process.stdout.write(`${JSON.stringify({ seed: r.seed, nodes: r.nodes, steps: r.steps, violations: r.violations.slice(0, 3), count: r.violations.length, stats: r.stats })}\n`);
+    });
+    return;
+  }
+
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [] };
+  const totals: Record<string, number> = {};
+  const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
+    for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
+    if (!a.quiet && summary.seeds % 500 === 0) {
+      const t = ((performance.now() - started) / 1000).toFixed(1);
+      process.stderr.write(`sim: ${summary.seeds}/${a.seeds} seeds, ${summary.violations} violations, ${t} s\n`);
+    }
+  };
+  const jobs = Math.min(a.jobs, a.seeds);
+  if (jobs <= 1) {
+    await runRange(a.from, a.seeds, a, (r) => {
+      add(summary, r);
+      progress(r);
+    });
+  } else {
+    const per = Math.ceil(a.seeds / jobs);
+    const runs: Array<Promise<void>> = [];
+    for (let j = 0; j < jobs; j++) {
+      const from = a.from + j * per;
+      const count = Math.min(per, a.from + a.seeds - from);
+      if (count <= 0) continue;
+      runs.push(runChild(from, count, a, (r) => {
+        summary.seeds++;
+        summary.steps += r.steps;
+        summary.violations += r.count;
+        if (r.count > 0) summary.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] ?? '', count: r.count });
+        progress(r);
+      }));
+    }
+    await Promise.all(runs);
+  }
+  if (!a.quiet) process.stderr.write(`sim: totals ${JSON.stringify(totals)}\n`);
+  finish(summary, started);
+}
+
+interface ChildResult {
+  seed: number;
+  nodes: number;
+  steps: number;
+  violations: string[];
+  count: number;
+  stats: SimResult['stats'];
+}
+
+function runChild(from: number, count: number, a: Args, onResult: (r: ChildResult) => void): Promise<void> {
+  const args = ['--worker', '--from', String(from), '--seeds', String(count), '--steps', String(a.steps)];
+  if (a.nodes !== undefined) args.push('--nodes', String(a.nodes));
+  const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let got = 0;
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim() === '') continue;
+        got++;
+        onResult(JSON.parse(line) as ChildResult);
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0 || got !== count) reject(new Error(`sim worker for seeds ${from}..${from + count - 1} exited with ${code} after ${got} seeds`));
+      else resolve();
+    });
+  });
+}
+
+function finish(s: Summary, started: number): void {
+  if (s.failing.length > 0) {
+    s.failing.sort((x, y) => x.seed - y.seed);
+    process.stderr.write(`sim: ${s.failing.length} failing seed(s): ${s.failing.map((f) => f.seed).join(' ')}\n`);
+    const f = s.failing[0]!;
+    process.stderr.write(`sim: first violation (seed ${f.seed}, ${f.nodes} nodes): ${f.first}\n`);
+    process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
+  }
+  const elapsed = Math.round((performance.now() - started) / 10) / 100;
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed })}\n`);
+  process.exitCode = s.violations > 0 ? 1 : 0;
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`sim: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(2);
+});
