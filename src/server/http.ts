@@ -67,6 +67,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+  coord.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
   logger.info({ host: opts.host, port }, 'concord MCP server on Streamable HTTP');
   return {
     port,

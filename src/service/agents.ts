@@ -67,6 +67,11 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
   if (bootstrap) {
     swarm.startMember(id);
     await swarm.waitForLeader(5_000);
+    if (swarm.data.pending_config) {
+      await swarm.proposeOk({ t: 'config', patch: swarm.data.pending_config });
+      delete swarm.data.pending_config;
+      swarm.registry.save();
+    }
   } else {
     swarm.startMember(id);
     const leader = await swarm.waitForLeader(5_000);

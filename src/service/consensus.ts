@@ -214,15 +214,21 @@ export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Prom
     throw invalid('heartbeat_interval', next.heartbeat_interval, `at most half of election_timeout_min (${next.election_timeout_min}), so a follower hears at least two heartbeats before timing out`);
   }
   if (patch.quorum_size !== undefined && patch.quorum_size !== null) {
-    const voters = swarm.cluster.leader()?.status().conf.voters.length ?? swarm.activeMembers().length;
-    const need = majority(Math.max(voters, 1));
+    // Checked against the swarm's full size (max_agents): the quorum it will run with.
+    const size = swarm.data.max_agents;
+    const need = majority(size);
     if (patch.quorum_size !== need) {
       throw invalid(
         'quorum_size',
         patch.quorum_size,
-        `${need} for ${voters} voters: Raft commits with a strict majority; a smaller quorum lets two partitions both commit (split brain) and a larger one is not supported`,
+        `${need} for max_agents=${size}: Raft commits with a strict majority; a smaller quorum lets two partitions both commit (split brain) and a larger one is not supported`,
       );
     }
+  }
+  if (swarm.activeMembers().length === 0) {
+    swarm.data.pending_config = { ...swarm.data.pending_config, ...patch };
+    swarm.registry.save();
+    return { swarm: swarm.name, config: next, applied: 'stored; committed through the log as soon as the first agent is spawned' };
   }
   const value = await swarm.proposeOk({ t: 'config', patch });
   return { swarm: swarm.name, config: value, applied: 'through the log; timing takes effect on every member as it applies the entry' };

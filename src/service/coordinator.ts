@@ -61,6 +61,10 @@ export class Coordinator {
       .sort();
   }
 
+  advertise(extra: Record<string, string>): void {
+    this.lock.advertise(extra);
+  }
+
   names(): string[] {
     return [...this.swarms.keys()].sort();
   }

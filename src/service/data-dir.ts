@@ -44,6 +44,13 @@ export class DataDirLock {
     throw new UserError('locked', `could not lock data directory ${dir}`);
   }
 
+  /** Add fields (e.g. the HTTP address of `concord serve`) so other processes can find us. */
+  advertise(extra: Record<string, string>): void {
+    const holder = readLock(this.file);
+    if (holder?.pid !== process.pid) return;
+    fs.writeFileSync(this.file, JSON.stringify({ ...holder, ...extra }));
+  }
+
   release(): void {
     try {
       const holder = readLock(this.file);

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { SwarmConfig } from '../machine/types.js';
 
 export interface MemberEntry {
   /** The first member bootstraps the group alone; later ones join with no membership. */
@@ -15,6 +16,8 @@ export interface RegistryData {
   max_agents: number;
   created_at: string;
   members: Record<string, MemberEntry>;
+  /** Configuration given before any agent existed: committed once the first agent leads. */
+  pending_config?: Partial<SwarmConfig>;
 }
 
 /** swarm.json: what the process needs before any Raft member can start. Written atomically. */

@@ -58,8 +58,11 @@ export interface SimResult {
 export const DEFAULT_STEPS = 300;
 /** Bounded virtual time in which a healed cluster must elect a leader and commit. */
 export const LIVENESS_MS = 10_000;
-/** Further bounded time in which every running member must catch up to that commit. */
+/** Further bounded time in which every running member must catch up to that commit, plus
+ * CATCHUP_MS_PER_ENTRY for each entry the furthest-behind member lacks (seeds with one entry
+ * per message and one message in flight replicate one entry per round trip). */
 export const CATCHUP_MS = 5_000;
+export const CATCHUP_MS_PER_ENTRY = 50;
 
 export function nodesForSeed(seed: number): number {
   return [3, 5, 7][((seed % 3) + 3) % 3] as number;
@@ -703,6 +706,12 @@ class Simulation {
 
     // Catch-up: every running member applies the fresh write.
     const catchStart = this.clock.now();
+    let behind = 0;
+    for (const id of [...this.voters, ...this.learners]) {
+      const m = this.cluster.hosts.get(id)?.isRunning ? (this.cluster.machine(id) as SimMachine) : undefined;
+      if (m) behind = Math.max(behind, committed.index - m.lastIndex);
+    }
+    const catchupMs = CATCHUP_MS + CATCHUP_MS_PER_ENTRY * behind;
     for (;;) {
       const lagging = [...this.voters, ...this.learners].sort().filter((id) => {
         const h = this.cluster.hosts.get(id);
@@ -710,8 +719,8 @@ class Simulation {
         return (this.cluster.machine(id) as SimMachine).lastIndex < committed.index;
       });
       if (lagging.length === 0) break;
-      if (this.clock.now() - catchStart >= CATCHUP_MS) {
-        this.checker.violation(`liveness: ${lagging.join(',')} did not apply index ${committed.index} within ${CATCHUP_MS} ms (${this.stateLine()})`);
+      if (this.clock.now() - catchStart >= catchupMs) {
+        this.checker.violation(`liveness: ${lagging.join(',')} did not apply index ${committed.index} within ${catchupMs} ms (${this.stateLine()})`);
         return;
       }
       await this.advance(20);

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+import { UserError } from '../service/errors.js';
+import { runHttp } from '../server/http.js';
+import { runStdio } from '../server/stdio.js';
+import { logger } from '../util/logger.js';
+import { formatTable, parseFlags, toInvocation } from './commands.js';
+import { runDemo } from './demo.js';
+import { connectTools } from './tool-client.js';
+
+const HELP = `concord: an MCP server with real embedded Raft swarms
+
+Usage:
+  concord                      MCP server on stdio (when started by an MCP client)
+  concord mcp                  MCP server on stdio
+  concord serve --http 127.0.0.1:7700 [--token T]
+                               MCP over Streamable HTTP (several assistants share swarms)
+  concord demo [--keep]        the spec's eight steps end to end, with a verdict
+  concord <noun> <verb> [--flags]   the spec's commands, e.g.
+    swarm init --topology mesh --consensus raft --max-agents 5
+    swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
+    consensus config --election-timeout-min 150 --election-timeout-max 300 --heartbeat-interval 50
+                     --log-compaction-threshold 1000 --quorum-size 3 --max-log-entries 10000 --batch-size 100
+    consensus status [--watch [MS]] | leader | log-status | verify-quorum | trigger-election
+    consensus step-down [--agent ID] [--successor ID] | election-history --limit 10
+    consensus replicate --file PATH [--key KEY]
+    agent spawn --type coordinator --name raft-agent-1 --capabilities a,b,c
+    agent list --filter active | terminate --agent-id ID [--mode crash|graceful]
+    agent restart --agent-id ID | metrics [--agent-id ID] [--metric disk-io]
+    task orchestrate --task TEXT --count 1000 --strategy sequential --priority high --max-agents 5 [--wait]
+    task status [--orchestration-id ID] [--watch] | results [--orchestration-id ID] --format summary
+    task claim --agent-id A [--count N] | complete --task-id T --agent-id A --epoch E [--result JSON]
+    memory store --key K --value JSON [--ttl-s N] | retrieve --key K | list [--prefix P] | delete --key K
+    network diagnose | partition --isolate ID | partition --groups a,b;c,d,e | heal
+  Every command takes --swarm NAME (default "default") and --data-dir DIR (or CONCORD_DATA_DIR,
+  default ~/.concord). With a running "concord serve" on that directory, commands go to it.
+Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN.`;
+
+async function main(argv: string[]): Promise<number> {
+  const { positional, flags } = parseFlags(argv);
+  const cmd = positional[0];
+  const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
+  if (cmd === undefined) {
+    if (process.stdin.isTTY) {
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    }
+    await runStdio({ dataDir });
+    return -1;
+  }
+  switch (cmd) {
+    case 'help':
+    case '--help':
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    case 'version':
+      process.stdout.write('0.1.0\n');
+      return 0;
+    case 'mcp':
+      await runStdio({ dataDir });
+      return -1;
+    case 'serve': {
+      const spec = typeof flags.http === 'string' ? flags.http : '127.0.0.1:7700';
+      const m = /^(.*):(\d+)$/.exec(spec);
+      if (!m) throw new UserError('invalid_argument', `--http=${spec} must be HOST:PORT, e.g. 127.0.0.1:7700`, 'http');
+      const token = typeof flags.token === 'string' ? flags.token : process.env.CONCORD_HTTP_TOKEN;
+      const host = m[1]!.replace(/^\[|\]$/g, '');
+      if (!['127.0.0.1', 'localhost', '::1'].includes(host) && !token) {
+        throw new UserError('invalid_argument', `--http=${spec} listens beyond loopback; set --token (or CONCORD_HTTP_TOKEN) so only holders of it can call tools`, 'token');
+      }
+      const srv = await runHttp({ host, port: Number(m[2]), token, dataDir });
+      process.stderr.write(`concord serving MCP at http://${spec}/mcp (data: ${srv.coordinator.dataDir})\n`);
+      const stop = () => void srv.close().finally(() => process.exit(0));
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      return -1;
+    }
+    case 'demo':
+      return runDemo({ dataDir, keep: flags.keep === true });
+    case 'node':
+      throw new UserError('unavailable', 'concord node (one member per process over TCP) is not available yet; the embedded swarm serves the same tools');
+    default:
+      break;
+  }
+  const verb = positional[1];
+  if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
+  const inv = toInvocation(cmd, verb, flags);
+  const tools = await connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
+  const keepAlive = setInterval(() => undefined, 1000);
+  try {
+    const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);
+    if (watch && cmd === 'task' && verb === 'status') return await watchTasks(tools, inv.args);
+    const r = await tools.call(inv.tool, inv.args, watch ? (p, t) => process.stderr.write(`\r  ${p}/${t ?? '?'} tasks finished   `) : undefined);
+    if (!r.ok) {
+      process.stderr.write(`${r.text}\n`);
+      return 1;
+    }
+    if (inv.table && Array.isArray(r.data.agents) && flags.format !== 'json') {
+      process.stdout.write(`${formatTable(r.data.agents as Array<Record<string, unknown>>, inv.table)}\n`);
+    } else {
+      process.stdout.write(`${JSON.stringify(r.data, null, 2)}\n`);
+    }
+    return 0;
+  } finally {
+    clearInterval(keepAlive);
+    await tools.close();
+  }
+}
+
+/** `task status --watch`: poll until every orchestration asked about has finished. */
+async function watchTasks(tools: Awaited<ReturnType<typeof connectTools>>, args: Record<string, unknown>): Promise<number> {
+  for (;;) {
+    const r = await tools.call('task_status', args);
+    if (!r.ok) {
+      process.stderr.write(`${r.text}\n`);
+      return 1;
+    }
+    const list = (r.data.orchestrations as Array<Record<string, unknown>> | undefined) ?? [r.data];
+    process.stderr.write(`\r  ${list.map((o) => `${o.orchestration_id}: ${o.completed}/${o.total_tasks}`).join('  ')}   `);
+    if (list.every((o) => o.status === 'finished')) {
+      process.stderr.write('\n');
+      process.stdout.write(`${JSON.stringify(r.data, null, 2)}\n`);
+      return 0;
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // -1: a server keeps running until stdin closes or a signal arrives.
+    if (code >= 0) process.exit(code);
+  },
+  (e: unknown) => {
+    if (e instanceof UserError) process.stderr.write(`error: ${e.message}\n`);
+    else {
+      logger.error({ err: (e as Error).stack }, 'fatal');
+      process.stderr.write(`fatal: ${(e as Error).message}\n`);
+    }
+    process.exit(e instanceof UserError ? 2 : 1);
+  },
+);

@@ -1,0 +1,86 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Coordinator } from '../service/coordinator.js';
+import { resolveDataDir } from '../service/data-dir.js';
+import { createServer } from '../server/create-server.js';
+
+export interface ToolCallResult {
+  ok: boolean;
+  data: Record<string, unknown>;
+  text: string;
+}
+
+/** Calls Concord's MCP tools: on a running `concord serve`, or in-process on the data directory. */
+export interface ToolClient {
+  call(name: string, args: Record<string, unknown>, onProgress?: (p: number, total?: number) => void): Promise<ToolCallResult>;
+  close(): Promise<void>;
+  readonly where: string;
+  readonly coordinator?: Coordinator;
+}
+
+export async function connectTools(dataDir?: string, server?: string): Promise<ToolClient> {
+  const dir = resolveDataDir(dataDir);
+  const url = server ?? runningServer(dir);
+  const client = new Client({ name: 'concord-cli', version: '0.1.0' });
+  if (url) {
+    const token = process.env.CONCORD_HTTP_TOKEN;
+    const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : undefined);
+    await client.connect(transport);
+    return wrap(client, `concord serve at ${url}`);
+  }
+  const coord = new Coordinator({ dataDir: dir });
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  const srv = createServer(coord);
+  await srv.connect(a);
+  await client.connect(b);
+  await waitForLeaders(coord);
+  const tc = wrap(client, `data directory ${coord.dataDir}`, async () => {
+    await srv.close();
+    coord.close();
+  });
+  return { ...tc, coordinator: coord };
+}
+
+function wrap(client: Client, where: string, onClose?: () => Promise<void>): ToolClient {
+  return {
+    where,
+    async call(name, args, onProgress) {
+      const res = await client.callTool(
+        { name, arguments: args },
+        undefined,
+        onProgress ? { onprogress: (p) => onProgress(p.progress, p.total), timeout: 3_600_000, resetTimeoutOnProgress: true } : { timeout: 600_000 },
+      );
+      const text = (res.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('\n');
+      return { ok: !res.isError, data: (res.structuredContent as Record<string, unknown>) ?? {}, text };
+    },
+    async close() {
+      await client.close();
+      await onClose?.();
+    },
+  };
+}
+
+/** The address a `concord serve` holding this data directory advertised in its lock file. */
+function runningServer(dir: string): string | undefined {
+  try {
+    const lock = JSON.parse(fs.readFileSync(path.join(dir, 'concord.lock'), 'utf8')) as { pid: number; http?: string };
+    if (!lock.http) return undefined;
+    process.kill(lock.pid, 0);
+    return lock.http;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process that just opened the files re-elects leaders; give that a moment. */
+async function waitForLeaders(coord: Coordinator): Promise<void> {
+  const deadline = performance.now() + 3_000;
+  for (const name of coord.names()) {
+    const s = coord.swarm(name);
+    if (s.activeMembers().filter((id) => s.isRunning(id)).length === 0) continue;
+    while (!s.cluster.leader() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+}
