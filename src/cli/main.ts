@@ -22,7 +22,8 @@ Usage:
                      --log-compaction-threshold 1000 --quorum-size 3 --max-log-entries 10000 --batch-size 100
     consensus status [--watch [MS]] | leader | log-status | verify-quorum | trigger-election
     consensus step-down [--agent ID] [--successor ID] | election-history --limit 10
-    consensus replicate --file PATH [--key KEY]
+    consensus replicate --file PATH [--key KEY] | replicate --hook-stdin (Claude Code hook payload)
+    consensus leader --require       exits 2 when no leader (for pre-task hooks)
     agent spawn --type coordinator --name raft-agent-1 --capabilities a,b,c
     agent list --filter active | terminate --agent-id ID [--mode crash|graceful]
     agent restart --agent-id ID | metrics [--agent-id ID] [--metric disk-io]
@@ -83,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const verb = positional[1];
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
+  if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
   const tools = await connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
   const keepAlive = setInterval(() => undefined, 1000);
@@ -94,6 +96,12 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${r.text}\n`);
       return 1;
     }
+    if (cmd === 'consensus' && verb === 'leader' && flags.require === true && !r.data.leader_id) {
+      // For pre-task hooks: a non-zero exit tells the caller there is no leader to coordinate.
+      process.stderr.write(`no leader: ${String(r.data.detail ?? '')}\n`);
+      process.stdout.write(`${JSON.stringify(r.data, null, 2)}\n`);
+      return 2;
+    }
     if (inv.table && Array.isArray(r.data.agents) && flags.format !== 'json') {
       process.stdout.write(`${formatTable(r.data.agents as Array<Record<string, unknown>>, inv.table)}\n`);
     } else {
@@ -104,6 +112,21 @@ async function main(argv: string[]): Promise<number> {
     clearInterval(keepAlive);
     await tools.close();
   }
+}
+
+/** Claude Code hooks pass the tool call as JSON on stdin; edits carry tool_input.file_path. */
+async function fileFromHookStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let input: { tool_input?: { file_path?: string; notebook_path?: string } };
+  try {
+    input = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new UserError('invalid_argument', '--hook-stdin expects the hook JSON on stdin (Claude Code PostToolUse payload)', 'hook_stdin');
+  }
+  const file = input.tool_input?.file_path ?? input.tool_input?.notebook_path;
+  if (!file) throw new UserError('invalid_argument', 'hook payload has no tool_input.file_path; use this hook on Edit/Write/MultiEdit', 'hook_stdin');
+  return file;
 }
 
 /** `task status --watch`: poll until every orchestration asked about has finished. */

@@ -101,6 +101,9 @@ export class NodeHost {
   private proposals = new Map<number, PendingProposal>();
   private reads = new Map<string, PendingRead>();
   private readSeq = 0;
+  /** Distinguishes this life's read contexts from an earlier life's (set at each start). */
+  private readNonce = '';
+  private starts = 0;
   private listeners: Array<(c: RoleChange) => void> = [];
   private role: Role = 'follower';
   private leader: NodeId | null = null;
@@ -135,6 +138,7 @@ export class NodeHost {
     const state = this.opts.storage.load(this.opts.initialConf);
     if (state.snapshot) this.opts.machine.restore(state.snapshotData ?? '');
     this.raft = new Raft(this.raftConfig, state);
+    this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.role = 'follower';
     this.leader = null;
     this.running = true;
@@ -181,7 +185,9 @@ export class NodeHost {
   /** Linearizable read barrier: resolves with an index once applied here up to it. */
   readIndex(timeoutMs = this.opts.requestTimeoutMs): Promise<number> {
     this.assertRunning();
-    const context = `${this.id}:${++this.readSeq}`;
+    // The context must be unique across restarts too: the leader deduplicates queued reads
+    // by context, and a response to a previous life's read must not answer this one.
+    const context = `${this.id}:${this.readNonce}:${++this.readSeq}`;
     return new Promise<number>((resolve, reject) => {
       const timer = this.opts.clock.setTimeout(() => {
         this.reads.delete(context);
