@@ -40,6 +40,28 @@ export async function flushPromises(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
+/** Observe a promise without awaiting it: the virtual clock must keep running meanwhile. */
+export interface Tracked<T> {
+  settled: boolean;
+  value?: T;
+  error?: Error;
+}
+
+export function track<T>(p: Promise<T>): Tracked<T> {
+  const t: Tracked<T> = { settled: false };
+  p.then(
+    (v) => {
+      t.settled = true;
+      t.value = v;
+    },
+    (e: Error) => {
+      t.settled = true;
+      t.error = e;
+    },
+  );
+  return t;
+}
+
 // ---- checking state machine ------------------------------------------------------------
 
 export interface AppliedRecord {
@@ -160,8 +182,10 @@ export class Harness {
 
   constructor(opts: HarnessOptions) {
     this.opts = opts;
-    this.prng = new Prng(opts.seed);
-    this.rand = new Prng(opts.seed ^ 0x5bd1e995);
+    // SCENARIO_SEED_SALT re-runs every scenario under other seeds (robustness sweeps).
+    const seed = (opts.seed + Number(process.env.SCENARIO_SEED_SALT ?? 0) * 7919) >>> 0;
+    this.prng = new Prng(seed);
+    this.rand = new Prng(seed ^ 0x5bd1e995);
     this.ids = Array.from({ length: opts.n }, (_, i) => `n${i + 1}`);
     this.cluster = this.buildCluster();
   }
