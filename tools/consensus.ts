@@ -15,7 +15,7 @@ import type { Coordinator } from '../src/service/coordinator.js';
 import { UserError } from '../src/service/errors.js';
 import { memoryStore } from '../src/service/memory.js';
 import { Swarm } from '../src/service/swarm.js';
-import { run, swarmArg } from './result.js';
+import { input, output, run, swarmArg } from './result.js';
 
 const READ = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
 const MAX_REPLICATED_FILE_BYTES = 1 << 20;
@@ -27,7 +27,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
       title: 'Configure Raft parameters',
       description:
         'Change timing and limits. Goes through the replicated log and takes effect live on every member. quorum_size must be the strict majority (3 of 5): anything else is refused (split brain). max_log_entries bounds the uncommitted backlog: beyond it proposals fail with "backlog full".',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         election_timeout_min: z.number().int().optional().describe('ms, 10..60000 (default 150)'),
         election_timeout_max: z.number().int().optional().describe('ms, > min (default 300); timeouts are drawn in [min, max)'),
@@ -36,8 +36,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
         quorum_size: z.number().int().optional().describe('Must equal the majority of voters; validated, not a free knob'),
         max_log_entries: z.number().int().optional().describe('Max uncommitted entries before proposals are refused (default 10000)'),
         batch_size: z.number().int().optional().describe('Max tasks in flight per agent and entries per message batch (default 100)'),
-      },
-      outputSchema: { swarm: z.string(), config: z.record(z.string(), z.unknown()) },
+      }),
+      outputSchema: output({ swarm: z.string(), config: z.record(z.string(), z.unknown()) }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     ({ swarm, ...patch }) => run(() => configure(coord.swarm(swarm), patch)),
@@ -48,8 +48,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Consensus status (optionally watch)',
       description: 'Leader, term, members and health. With watch_ms, waits that long and also reports every leader election seen in the window (event, old_leader, new_leader, term, election_duration_ms, voted_by).',
-      inputSchema: { swarm: swarmArg, watch_ms: z.number().int().min(0).max(60_000).optional().describe('Observe for this many ms (0..60000) and report elections seen') },
-      outputSchema: { swarm_id: z.string(), leader_id: z.string().nullable(), term: z.number().nullable(), heartbeat_status: z.string() },
+      inputSchema: input({ swarm: swarmArg, watch_ms: z.number().int().min(0).max(60_000).optional().describe('Observe for this many ms (0..60000) and report elections seen') }),
+      outputSchema: output({ swarm_id: z.string(), leader_id: z.string().nullable(), term: z.number().nullable(), heartbeat_status: z.string() }),
       annotations: READ,
     },
     (a) =>
@@ -57,8 +57,13 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
         const swarm = coord.swarm(a.swarm);
         const seen: Array<Record<string, unknown>> = [];
         if (a.watch_ms && a.watch_ms > 0) {
+          // c.previousLeader is the winner's own view, null once it became a candidate: track
+          // the swarm's leader instead (at the window start, then the last winner seen).
+          let previous = swarm.cluster.leader()?.id ?? null;
           const off = swarm.onRoleChangeEvent((c: RoleChange) => {
-            if (c.election) seen.push({ event: 'leader_election', old_leader: c.previousLeader, new_leader: c.id, term: c.term, election_duration_ms: Math.round(c.election.durationMs), voted_by: c.election.votedBy });
+            if (!c.election) return;
+            seen.push({ event: 'leader_election', old_leader: c.previousLeader ?? previous, new_leader: c.id, term: c.term, election_duration_ms: Math.round(c.election.durationMs), voted_by: c.election.votedBy });
+            previous = c.id;
           });
           await new Promise((r) => setTimeout(r, a.watch_ms));
           off();
@@ -73,8 +78,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Current leader',
       description: 'The elected leader: leader_id, term, voted_by (who granted it votes this term), election_duration_ms (from its election timeout to winning) and heartbeat_status (healthy when every voter answered within an election timeout).',
-      inputSchema: { swarm: swarmArg },
-      outputSchema: { leader_id: z.string().nullable(), term: z.number().nullable(), voted_by: z.array(z.string()), election_duration_ms: z.number().nullable(), heartbeat_status: z.string() },
+      inputSchema: input({ swarm: swarmArg }),
+      outputSchema: output({ leader_id: z.string().nullable(), term: z.number().nullable(), voted_by: z.array(z.string()), election_duration_ms: z.number().nullable(), heartbeat_status: z.string() }),
       annotations: READ,
     },
     (a) => run(() => leaderInfo(coord.swarm(a.swarm))),
@@ -85,8 +90,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Log replication status',
       description: "Leader's view of replication: per follower match_index, next_index and replication_lag_ms (age of the oldest entry it lacks; 0 when caught up), plus committed_entries and uncommitted_entries.",
-      inputSchema: { swarm: swarmArg },
-      outputSchema: { leader: z.string().nullable(), followers: z.array(z.record(z.string(), z.unknown())), committed_entries: z.number().nullable(), uncommitted_entries: z.number().nullable() },
+      inputSchema: input({ swarm: swarmArg }),
+      outputSchema: output({ leader: z.string().nullable(), followers: z.array(z.record(z.string(), z.unknown())), committed_entries: z.number().nullable(), uncommitted_entries: z.number().nullable() }),
       annotations: READ,
     },
     (a) => run(() => logStatus(coord.swarm(a.swarm))),
@@ -97,12 +102,12 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Leader steps down',
       description: 'Make the leader hand over leadership (Raft leadership transfer with TimeoutNow) to the most caught-up voter or to the named successor. Returns the resulting election.',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         agent: z.string().optional().describe('Expected current leader; refused if it is not the leader'),
         successor: z.string().optional().describe('Voter to take over; default the most caught-up one'),
-      },
-      outputSchema: { old_leader: z.string(), event: z.string(), new_leader: z.string().nullable(), term: z.number().nullable() },
+      }),
+      outputSchema: output({ old_leader: z.string(), event: z.string(), new_leader: z.string().nullable(), term: z.number().nullable() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => stepDown(coord.swarm(a.swarm), a.agent, a.successor)),
@@ -113,8 +118,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Trigger an election',
       description: 'Make a voter start an election now, as if its election timeout fired. With pre-vote and a healthy leader, the campaign usually fails and the leader stays: the result says so.',
-      inputSchema: { swarm: swarmArg, agent: z.string().optional().describe('Voter that campaigns; default a running follower') },
-      outputSchema: { event: z.string(), new_leader: z.string().nullable(), term: z.number().nullable() },
+      inputSchema: input({ swarm: swarmArg, agent: z.string().optional().describe('Voter that campaigns; default a running follower') }),
+      outputSchema: output({ event: z.string(), new_leader: z.string().nullable(), term: z.number().nullable() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => triggerElection(coord.swarm(a.swarm), a.agent)),
@@ -125,8 +130,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Verify quorum',
       description: 'Which voters are running and reachable from the leader, the majority needed, and whether the swarm has it.',
-      inputSchema: { swarm: swarmArg },
-      outputSchema: { voters: z.array(z.string()), quorum_size: z.number(), reachable: z.array(z.string()), has_quorum: z.boolean() },
+      inputSchema: input({ swarm: swarmArg }),
+      outputSchema: output({ voters: z.array(z.string()), quorum_size: z.number(), reachable: z.array(z.string()), has_quorum: z.boolean() }),
       annotations: READ,
     },
     (a) => run(() => verifyQuorum(coord.swarm(a.swarm))),
@@ -137,8 +142,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Election history',
       description: 'Leader changes, newest first, from the replicated log: term, old_leader, new_leader, voted_by, election_duration_ms, cause (startup, leader crash, step-down, transfer, lost quorum, trigger-election), tasks_recovered.',
-      inputSchema: { swarm: swarmArg, limit: z.number().int().min(1).max(1000).optional().describe('Most recent N (1..1000, default 10)') },
-      outputSchema: { total_elections: z.number(), leader_failures: z.number(), elections: z.array(z.record(z.string(), z.unknown())) },
+      inputSchema: input({ swarm: swarmArg, limit: z.number().int().min(1).max(1000).optional().describe('Most recent N (1..1000, default 10)') }),
+      outputSchema: output({ total_elections: z.number(), leader_failures: z.number(), elections: z.array(z.record(z.string(), z.unknown())) }),
       annotations: READ,
     },
     (a) => run(() => electionHistory(coord.swarm(a.swarm), a.limit ?? 10)),
@@ -149,18 +154,18 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Replicate a file',
       description: "Replicate a file's content to every agent through the log, stored in memory under key (default \"files/<path>\"). For post-edit hooks. Max 1 MiB.",
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         file: z.string().min(1).optional().describe('Path of the file to read and replicate'),
         content: z.string().optional().describe('Content to replicate instead of reading a file'),
         key: z.string().min(1).max(512).optional().describe('Memory key; default "files/<file>"'),
-      },
-      outputSchema: { stored: z.boolean(), key: z.string(), version: z.number(), bytes: z.number() },
+      }),
+      outputSchema: output({ stored: z.boolean(), key: z.string(), version: z.number(), bytes: z.number() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) =>
       run(async () => {
-        if (a.file === undefined && a.content === undefined) throw new UserError('invalid_argument', 'file or content is required: give a file path or the content to replicate', 'file');
+        if (a.file === undefined && a.content === undefined) throw new UserError('invalid_argument', 'file=missing, content=missing: one is required; give a file path or the content to replicate', 'file');
         const content = a.content ?? Swarm.readFileForReplication(a.file!, MAX_REPLICATED_FILE_BYTES);
         const key = a.key ?? `files/${a.file ?? 'inline'}`;
         const r = await memoryStore(coord.swarm(a.swarm), { key, value: { file: a.file ?? null, content } });

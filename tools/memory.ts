@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { memoryDelete, memoryList, memoryRetrieve, memoryStore } from '../src/service/memory.js';
-import { run, swarmArg } from './result.js';
+import { input, output, run, swarmArg } from './result.js';
 
 const ns = z.string().min(1).max(128).optional().describe('Namespace; default "default"');
 const consistency = z.enum(['linearizable', 'local']).optional().describe('linearizable (default, ReadIndex round) or local (possibly stale, faster)');
@@ -13,15 +13,19 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
     {
       title: 'Store in replicated memory',
       description: 'Write a JSON value under a key through the Raft log; durable on a majority before it returns. Optional ttl_s (expiry decided through the log) and if_version (compare-and-set; 0 = must not exist).',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         key: z.string().min(1).max(512).describe('Key, e.g. "coordination/raft/election-history" (<= 512 bytes)'),
-        value: z.unknown().describe('Any JSON value (<= 1 MiB). A string that parses as JSON is stored parsed.'),
+        value: z
+          .unknown()
+          // z.unknown() alone accepts a missing field: a write without a value is a mistake.
+          .refine((v) => v !== undefined, { message: 'value=missing: Required; give any JSON value (null included)' })
+          .describe('Any JSON value (<= 1 MiB). A string that parses as JSON is stored parsed.'),
         namespace: ns,
         ttl_s: z.number().int().min(1).max(31_536_000).optional().describe('Expire after this many seconds'),
         if_version: z.number().int().min(0).optional().describe('Only write if the current version equals this (0 = key absent)'),
-      },
-      outputSchema: { stored: z.boolean(), key: z.string(), version: z.number() },
+      }),
+      outputSchema: output({ stored: z.boolean(), key: z.string(), version: z.number() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => memoryStore(coord.swarm(a.swarm), { ...a, value: parseMaybeJson(a.value) })),
@@ -32,8 +36,8 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
     {
       title: 'Retrieve from replicated memory',
       description: 'Read a key. Linearizable by default: the leader confirms leadership with a heartbeat round before answering.',
-      inputSchema: { swarm: swarmArg, key: z.string().min(1).max(512).describe('Key to read'), namespace: ns, consistency },
-      outputSchema: { found: z.boolean(), key: z.string(), value: z.unknown(), version: z.number() },
+      inputSchema: input({ swarm: swarmArg, key: z.string().min(1).max(512).describe('Key to read'), namespace: ns, consistency }),
+      outputSchema: output({ found: z.boolean(), key: z.string(), value: z.unknown(), version: z.number() }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => memoryRetrieve(coord.swarm(a.swarm), a)),
@@ -44,14 +48,14 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
     {
       title: 'List memory keys',
       description: 'Keys under a prefix, sorted, with versions and expiry.',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         prefix: z.string().max(512).optional().describe('Key prefix, e.g. "coordination/raft/"'),
         namespace: ns,
         limit: z.number().int().min(1).max(10_000).optional().describe('Max keys (default 100)'),
         consistency,
-      },
-      outputSchema: { keys: z.array(z.record(z.string(), z.unknown())), truncated: z.boolean() },
+      }),
+      outputSchema: output({ keys: z.array(z.record(z.string(), z.unknown())), truncated: z.boolean() }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => memoryList(coord.swarm(a.swarm), a)),
@@ -62,8 +66,8 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
     {
       title: 'Delete from replicated memory',
       description: 'Delete a key through the log. Optional if_version makes it conditional.',
-      inputSchema: { swarm: swarmArg, key: z.string().min(1).max(512).describe('Key to delete'), namespace: ns, if_version: z.number().int().min(1).optional().describe('Only delete at this version') },
-      outputSchema: { key: z.string(), deleted: z.boolean() },
+      inputSchema: input({ swarm: swarmArg, key: z.string().min(1).max(512).describe('Key to delete'), namespace: ns, if_version: z.number().int().min(1).optional().describe('Only delete at this version') }),
+      outputSchema: output({ key: z.string(), deleted: z.boolean() }),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => memoryDelete(coord.swarm(a.swarm), a)),

@@ -34,17 +34,43 @@ export const swarmArg = z
 /** Loose output shape: the main fields typed, the rest passed through. */
 export const anyObject = z.record(z.string(), z.unknown());
 
+/**
+ * A tool's input schema: unknown argument names are refused (naming them) instead of being
+ * silently dropped, as the advertised JSON Schema (additionalProperties: false) says.
+ * A typo such as "capabilites" would otherwise be ignored without a word.
+ */
+export function input<T extends z.ZodRawShape>(shape: T) {
+  return z.object(shape).strict();
+}
+
+/**
+ * A tool's output schema: the listed fields typed, further fields allowed. A plain shape
+ * becomes JSON Schema with additionalProperties: false, and clients that validate
+ * structuredContent (the SDK Client does after tools/list) would reject our extra fields.
+ */
+export function output<T extends z.ZodRawShape>(shape: T) {
+  return z.object(shape).passthrough();
+}
+
 /** Error messages that name the field, the value received and what is accepted. */
 export function installZodErrorMessages(): void {
   z.setErrorMap((issue, ctx) => {
-    const field = issue.path.join('.') || '(arguments)';
-    let value: string;
-    try {
-      value = ctx.data === undefined ? 'missing' : JSON.stringify(ctx.data);
-    } catch {
-      value = String(ctx.data);
+    if (issue.code === z.ZodIssueCode.unrecognized_keys) {
+      const data = (ctx.data ?? {}) as Record<string, unknown>;
+      const named = issue.keys.map((k) => `${[...issue.path, k].join('.')}=${short(data[k])}`).join(', ');
+      return { message: `${named}: unknown argument${issue.keys.length > 1 ? 's' : ''} (not in this tool's input schema)` };
     }
-    if (value && value.length > 120) value = `${value.slice(0, 117)}...`;
-    return { message: `${field}=${value}: ${ctx.defaultError}` };
+    const field = issue.path.join('.') || '(arguments)';
+    return { message: `${field}=${short(ctx.data)}: ${ctx.defaultError}` };
   });
+}
+
+function short(data: unknown): string {
+  let value: string;
+  try {
+    value = data === undefined ? 'missing' : JSON.stringify(data);
+  } catch {
+    value = String(data);
+  }
+  return value && value.length > 120 ? `${value.slice(0, 117)}...` : value;
 }

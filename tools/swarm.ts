@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { swarmStatus } from '../src/service/consensus.js';
-import { run } from './result.js';
+import { input, output, run } from './result.js';
 
 export function registerSwarmTools(server: McpServer, coord: Coordinator): void {
   server.registerTool(
@@ -11,13 +11,13 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
       title: 'Create a swarm (Raft group)',
       description:
         'Create a swarm: one Raft consensus group whose members are the agents you spawn next. Starts with no agents (status "initializing"); agent_spawn adds members. Idempotent for an existing name.',
-      inputSchema: {
+      inputSchema: input({
         name: z.string().min(1).max(64).optional().describe('Swarm name, e.g. "critical-group"; default "default"'),
         topology: z.string().optional().describe('Only "mesh" is supported: Raft members talk all-to-all'),
         consensus: z.string().optional().describe('Only "raft" is supported'),
         max_agents: z.number().int().min(1).max(15).optional().describe('Most agents (Raft members) this swarm may have; default 5'),
-      },
-      outputSchema: { swarm_id: z.string(), topology: z.string(), consensus: z.string(), status: z.string(), agents: z.array(z.string()), created_at: z.string() },
+      }),
+      outputSchema: output({ swarm_id: z.string(), topology: z.string(), consensus: z.string(), status: z.string(), agents: z.array(z.string()), created_at: z.string() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) =>
@@ -32,8 +32,8 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'Swarm status',
       description: 'Status of one swarm: agents, running count, current leader and term. verbose adds per-member role/commit/applied and the configuration.',
-      inputSchema: { swarm: z.string().optional().describe('Swarm name; default "default"'), verbose: z.boolean().optional().describe('Include per-member detail and configuration') },
-      outputSchema: { swarm_id: z.string(), status: z.string(), agents: z.array(z.string()), leader_id: z.string().nullable(), term: z.number().nullable() },
+      inputSchema: input({ swarm: z.string().optional().describe('Swarm name; default "default"'), verbose: z.boolean().optional().describe('Include per-member detail and configuration') }),
+      outputSchema: output({ swarm_id: z.string(), status: z.string(), agents: z.array(z.string()), leader_id: z.string().nullable(), term: z.number().nullable() }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => swarmStatus(coord.swarm(a.swarm), a.verbose ?? false)),
@@ -44,8 +44,8 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'List swarms',
       description: 'All swarms in this data directory with their status and leader.',
-      inputSchema: {},
-      outputSchema: { swarms: z.array(z.record(z.string(), z.unknown())), data_dir: z.string() },
+      inputSchema: input({}),
+      outputSchema: output({ swarms: z.array(z.record(z.string(), z.unknown())), data_dir: z.string() }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     () => run(() => ({ swarms: coord.names().map((n) => swarmStatus(coord.swarm(n))), data_dir: coord.dataDir })),
@@ -56,11 +56,11 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'Destroy a swarm',
       description: 'Stop every agent of a swarm and delete its files (log, snapshots, tasks, memory). Cannot be undone.',
-      inputSchema: {
+      inputSchema: input({
         swarm: z.string().min(1).describe('Swarm name to destroy (required, no default, to avoid accidents)'),
         confirm: z.literal(true).describe('Must be true: confirms permanent deletion'),
-      },
-      outputSchema: { destroyed: z.string(), files_removed: z.number() },
+      }),
+      outputSchema: output({ destroyed: z.string(), files_removed: z.number() }),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => coord.destroy(a.swarm)),

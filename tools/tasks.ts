@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { PRIORITIES, STRATEGIES } from '../src/machine/types.js';
 import { claimTasks, completeTask, orchestrate, taskResults, taskStatus } from '../src/service/tasks.js';
-import { run, swarmArg } from './result.js';
+import { input, output, run, swarmArg } from './result.js';
 
 const WAIT_MAX_MS = 600_000;
 
@@ -14,7 +14,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
       title: 'Orchestrate tasks',
       description:
         'Create `count` tasks through the replicated log and return an orchestration id at once; agents execute them in the background with exactly-once completion (epoch-fenced). wait=true blocks until done, sending progress notifications when the client gave a progress token; cancelling the request stops the wait (tasks keep running).',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         task: z.string().min(1).max(4096).describe('What the tasks do, e.g. "Process API requests"'),
         count: z.number().int().min(1).max(1_000_000).optional().describe('Number of tasks, 1..1000000 (default 1)'),
@@ -36,8 +36,8 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
         idempotency_key: z.string().min(1).max(256).optional().describe('Repeat-safe submit: the same key returns the same orchestration'),
         wait: z.boolean().optional().describe('Wait until all tasks finish (progress notifications, cancellable)'),
         wait_timeout_ms: z.number().int().min(1).max(WAIT_MAX_MS).optional().describe('Max wait (default 120000)'),
-      },
-      outputSchema: { orchestration_id: z.string(), total_tasks: z.number(), status: z.string() },
+      }),
+      outputSchema: output({ orchestration_id: z.string(), total_tasks: z.number(), status: z.string() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     },
     (a, extra) =>
@@ -69,8 +69,8 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     {
       title: 'Task status',
       description: 'Progress of one orchestration (pending, assigned, completed, failed, progress %) or of the 20 most recent. Linearizable read.',
-      inputSchema: { swarm: swarmArg, orchestration_id: z.string().optional().describe('e.g. "orch-42"; default recent orchestrations') },
-      outputSchema: {},
+      inputSchema: input({ swarm: swarmArg, orchestration_id: z.string().optional().describe('e.g. "orch-42"; default recent orchestrations') }),
+      outputSchema: output({}),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => taskStatus(coord.swarm(a.swarm), a.orchestration_id)),
@@ -82,12 +82,12 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
       title: 'Task results summary',
       description:
         'Exactly-once summary counted from replicated state: total_tasks, completed, failed, duplicates (completions applied twice: must be 0), rejected_duplicate_attempts (late/fenced completions refused), tasks_recovered, leader_failures, elections, execution_guarantee.',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         orchestration_id: z.string().optional().describe('One orchestration; default all tasks of the swarm'),
         include_tasks: z.number().int().min(0).max(1000).optional().describe('Also return the first N task records (with results) of the orchestration'),
-      },
-      outputSchema: { total_tasks: z.number(), completed: z.number(), failed: z.number(), duplicates: z.number(), leader_failures: z.number(), elections: z.number(), execution_guarantee: z.string() },
+      }),
+      outputSchema: output({ total_tasks: z.number(), completed: z.number(), failed: z.number(), duplicates: z.number(), leader_failures: z.number(), elections: z.number(), execution_guarantee: z.string() }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => taskResults(coord.swarm(a.swarm), a.orchestration_id, a.include_tasks ?? 0)),
@@ -98,14 +98,14 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     {
       title: 'Claim tasks (external agent)',
       description: 'For AI agents outside the swarm: claim up to `count` tasks of orchestrations with executor "external". Each claim carries an epoch (fencing token) and a lease; pass the epoch to task_complete.',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         agent_id: z.string().min(1).max(128).describe('Your agent id'),
         count: z.number().int().min(1).max(1000).optional().describe('Max tasks to claim (default 1)'),
         orchestration_id: z.string().optional().describe('Only from this orchestration'),
         lease_ms: z.number().int().min(1000).max(3_600_000).optional().describe('Lease; unfinished tasks become claimable again after it (default 60000)'),
-      },
-      outputSchema: { agent_id: z.string(), tasks: z.array(z.record(z.string(), z.unknown())) },
+      }),
+      outputSchema: output({ agent_id: z.string(), tasks: z.array(z.record(z.string(), z.unknown())) }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => claimTasks(coord.swarm(a.swarm), a)),
@@ -116,15 +116,15 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     {
       title: 'Complete a claimed task',
       description: 'Report a result for a claimed task. Applied only if the epoch is still current and the task is yours; otherwise rejected and counted as a duplicate attempt (never applied twice).',
-      inputSchema: {
+      inputSchema: input({
         swarm: swarmArg,
         task_id: z.string().min(1).describe('Task id from task_claim'),
         agent_id: z.string().min(1).describe('Your agent id (as used in task_claim)'),
         epoch: z.number().int().min(1).describe('Epoch from task_claim'),
         result: z.unknown().optional().describe('JSON result to store'),
         success: z.boolean().optional().describe('false reports a failed attempt (retried up to 3 times)'),
-      },
-      outputSchema: { task_id: z.string(), accepted: z.boolean(), status: z.string() },
+      }),
+      outputSchema: output({ task_id: z.string(), accepted: z.boolean(), status: z.string() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => completeTask(coord.swarm(a.swarm), a)),

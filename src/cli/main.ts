@@ -69,7 +69,9 @@ async function main(argv: string[]): Promise<number> {
         throw new UserError('invalid_argument', `--http=${spec} listens beyond loopback; set --token (or CONCORD_HTTP_TOKEN) so only holders of it can call tools`, 'token');
       }
       const srv = await runHttp({ host, port: Number(m[2]), token, dataDir });
-      process.stderr.write(`concord serving MCP at http://${spec}/mcp (data: ${srv.coordinator.dataDir})\n`);
+      // The bound port, not the requested one: --http 127.0.0.1:0 picks a free port.
+      const shown = host.includes(':') ? `[${host}]` : host;
+      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (data: ${srv.coordinator.dataDir})\n`);
       const stop = () => void srv.close().finally(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);

@@ -16,12 +16,10 @@ export function createServer(coord: Coordinator): McpServer {
     },
   );
   registerAllTools(server, coord);
-  const list = async () => ({
-    resources: coord.names().flatMap((n) => [
-      { uri: `concord://swarms/${n}/status`, name: `${n} status` },
-      { uri: `concord://swarms/${n}/log-status`, name: `${n} log status` },
-      { uri: `concord://swarms/${n}/election-history`, name: `${n} election history` },
-    ]),
+  // One list per template: the SDK concatenates every template's list, so a shared list
+  // naming all three views would return each resource three times.
+  const listOf = (view: string) => async () => ({
+    resources: coord.names().map((n) => ({ uri: `concord://swarms/${n}/${view}`, name: `${n} ${view.replace('-', ' ')}`, mimeType: 'application/json' })),
   });
   const views: Record<string, (name: string) => unknown> = {
     status: (n) => swarmStatus(coord.swarm(n), true),
@@ -31,7 +29,7 @@ export function createServer(coord: Coordinator): McpServer {
   for (const [view, fn] of Object.entries(views)) {
     server.registerResource(
       `swarm-${view}`,
-      new ResourceTemplate(`concord://swarms/{name}/${view}`, { list }),
+      new ResourceTemplate(`concord://swarms/{name}/${view}`, { list: listOf(view) }),
       { title: `Swarm ${view}`, description: `Measured ${view} of a swarm`, mimeType: 'application/json' },
       async (uri, vars) => ({ contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(fn(String(vars.name)), null, 2) }] }),
     );

@@ -74,7 +74,12 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
     coordinator: coord,
     close: async () => {
       for (const t of sessions.values()) await t.close().catch(() => undefined);
-      await new Promise<void>((r) => server.close(() => r()));
+      // Sessions are closed: drop the remaining keep-alive sockets too, or close() waits for
+      // the clients' idle timeout (SIGTERM took ~4 s after any tool call).
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
       coord.close();
     },
   };

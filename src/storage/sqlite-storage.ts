@@ -53,6 +53,11 @@ export class SqliteStorage implements LogStorage {
   private syncs = 0;
   private syncMsTotal = 0;
   private closed = false;
+  /** Term and vote last written: a batch that changes neither, and adds no entry or snapshot,
+   * carries only the commit index, which Raft may lose (etcd's MustSync), so it skips fsync. */
+  private durableTerm = 0;
+  private durableVote: string | null = null;
+  private readonly durability: Durability = 'full';
 
   static open(file: string, opts: { durability?: Durability } = {}): SqliteStorage {
     const durability = opts.durability ?? 'full';
@@ -71,15 +76,19 @@ export class SqliteStorage implements LogStorage {
         if (v === undefined) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
         else if (Number(v) !== SCHEMA_VERSION) throw new Error(`SqliteStorage(${file}): schema version ${v}, expected ${SCHEMA_VERSION}`);
       })();
-      return new SqliteStorage(file, db);
+      return new SqliteStorage(file, db, durability);
     } catch (e) {
       db.close();
       throw e;
     }
   }
 
-  private constructor(private readonly file: string, private readonly db: Database.Database) {
+  private constructor(private readonly file: string, private readonly db: Database.Database, durability: Durability = 'full') {
+    this.durability = durability;
     const st = (this.st = prepare(db));
+    const hs = st.hard.get() as HardRow | undefined;
+    this.durableTerm = hs?.term ?? 0;
+    this.durableVote = hs?.vote ?? null;
     this.snapIndex = (st.snap.get() as SnapRow | undefined)?.idx ?? 0;
     this.lastIndex = (st.maxIdx.get() as number | null) ?? this.snapIndex;
 
@@ -134,7 +143,24 @@ export class SqliteStorage implements LogStorage {
   save(batch: PersistBatch): void {
     if (isEmptyBatch(batch)) return; // nothing to make durable: skip the fsync
     checkBatch(batch, this.snapIndex, this.lastIndex, `SqliteStorage(${this.file})`);
-    this.commit(() => this.saveTx(batch));
+    const hs = batch.hardState;
+    const mustSync = batch.snapshot !== null || batch.entries.length > 0 || (hs !== null && (hs.term !== this.durableTerm || hs.vote !== this.durableVote));
+    if (mustSync || this.durability !== 'full') {
+      this.commit(() => this.saveTx(batch));
+    } else {
+      // Commit-index-only update: written, but not worth an fsync. (pragma must be exec'd
+      // each time: a prepared PRAGMA statement applies at prepare time only.)
+      this.db.pragma('synchronous = NORMAL');
+      try {
+        this.bytesWritten += this.saveTx(batch);
+      } finally {
+        this.db.pragma('synchronous = FULL');
+      }
+    }
+    if (hs) {
+      this.durableTerm = hs.term;
+      this.durableVote = hs.vote;
+    }
     // Caches move only after the commit succeeded (a failed transaction rolled back).
     if (batch.snapshot) this.snapIndex = this.lastIndex = batch.snapshot.metadata.index;
     const last = batch.entries.at(-1);

@@ -23,7 +23,9 @@ export class RealClock implements Clock {
     clearTimeout(handle as NodeJS.Timeout);
   }
   defer(fn: () => void): void {
-    // setTimeout(0) costs ~1 ms per hop; setImmediate keeps message hops sub-millisecond.
-    setImmediate(fn).unref();
+    // setTimeout(0) costs ~1 ms per hop; setImmediate keeps hops sub-millisecond. It must stay
+    // referenced: with only unref'd immediates pending, libuv's poll phase sleeps until the
+    // next timer (~10 ms per hop, measured). A run immediate keeps nothing alive.
+    setImmediate(fn);
   }
 }
