@@ -133,10 +133,11 @@ export class LocalCluster {
 
   /** The running leader with the highest term, if any. */
   leader(): NodeHost | undefined {
+    // Reads the cores directly: status() builds per-peer views and this runs per request.
     let best: NodeHost | undefined;
-    for (const h of this.running()) {
-      const s = h.status();
-      if (s.role === 'leader' && (!best || s.term > best.status().term)) best = h;
+    for (const h of this.hosts.values()) {
+      if (!h.isRunning || h.core.role !== 'leader') continue;
+      if (!best || h.core.term > best.core.term) best = h;
     }
     return best;
   }

@@ -158,9 +158,14 @@ export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | '
     if (target) {
       swarm.expectElection('transfer', 2_000);
       swarm.cluster.host(id).transferLeadership(target);
+      // Wait for a leader other than us: right after the hand-over there may briefly be none.
       const deadline = performance.now() + 2_000;
-      while (performance.now() < deadline && swarm.cluster.leader()?.id === id) await pause(5);
-      transferredTo = swarm.cluster.leader()?.id !== id ? (swarm.cluster.leader()?.id ?? null) : null;
+      const other = () => {
+        const l = swarm.cluster.leader();
+        return l && l.id !== id ? l.id : null;
+      };
+      while (performance.now() < deadline && other() === null) await pause(5);
+      transferredTo = other();
     }
   }
   await proposeConf(swarm, { type: 'removeNode', node: id });

@@ -39,7 +39,10 @@ export function networkPartition(swarm: Swarm, o: { groups?: string[][]; isolate
   const members = new Set(swarm.activeMembers());
   const named = o.isolate !== undefined ? [o.isolate] : (o.groups ?? []).flat();
   for (const id of named) {
-    if (!members.has(id)) throw new UserError('invalid_argument', `agent ${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; agents: ${[...members].join(', ')}`, o.isolate ? 'isolate' : 'groups');
+    if (!members.has(id)) {
+      const field = o.isolate !== undefined ? 'isolate' : 'groups';
+      throw new UserError('invalid_argument', `${field}=${JSON.stringify(o.isolate ?? o.groups)}: ${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; accepted: ${[...members].join(', ')}`, field);
+    }
   }
   if (o.isolate !== undefined) {
     swarm.cluster.network.isolate(o.isolate);

@@ -18,9 +18,12 @@ export class Proposer {
   constructor(
     private readonly cluster: LocalCluster,
     readonly clientId: string,
+    /** Throws a UserError when no request can succeed (e.g. a swarm with no agents). */
+    private readonly precheck: () => void = () => undefined,
   ) {}
 
   async propose(op: Op, timeoutMs = 10_000): Promise<OpResult> {
+    this.precheck();
     const seq = ++this.seq;
     this.outstanding.add(seq);
     try {
@@ -43,7 +46,9 @@ export class Proposer {
         await pause(RETRY_PAUSE_MS);
         continue;
       }
-      const ack = Math.min(...this.outstanding);
+      // Seqs are added in increasing order and a Set iterates in insertion order: the first
+      // outstanding one is the smallest (O(1), unlike Math.min over all of them).
+      const ack = this.outstanding.values().next().value as number;
       const data = JSON.stringify({ op, now: Date.now(), client: this.clientId, seq, ack });
       try {
         const r = await leader.propose(data, Math.min(remaining, 2_000));
@@ -65,6 +70,7 @@ export class Proposer {
 
   /** Linearizable read: a ReadIndex round on the leader, then read its applied state. */
   async read<T>(fn: (leaderId: string) => T, timeoutMs = 5_000): Promise<T> {
+    this.precheck();
     const deadline = performance.now() + timeoutMs;
     let lastError = 'no leader elected';
     for (;;) {

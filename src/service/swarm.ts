@@ -66,7 +66,11 @@ export class Swarm {
       compactionThreshold: 1000,
       serializeMessages: false,
     });
-    this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`);
+    this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`, () => {
+      if (this.activeMembers().length === 0) {
+        throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
+      }
+    });
     this.scheduler = new Scheduler(this);
     this.cluster.onRoleChange((c) => this.onRoleChange(c));
   }
