@@ -1,5 +1,6 @@
 import {
   MAX_TASK_ATTEMPTS,
+  type CompleteGroup,
   PRIORITIES,
   type Op,
   type Orchestration,
@@ -10,7 +11,7 @@ import {
 
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
-type CompleteItem = Extract<Op, { t: 'task.complete' }>['items'][number];
+type CompleteItem = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
 
 /** Hard bound on tasks one orchestration may create (memory is finite). */
 export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
@@ -26,6 +27,8 @@ export class TaskTable {
   idempotency = new Map<string, string>();
   /** Ids of tasks currently assigned (leases to watch). Derived; rebuilt on restore. */
   assigned = new Set<string>();
+  /** Tasks of each orchestration by seq - 1: O(1) lookup for compact ops. Derived. */
+  private byOrch = new Map<string, TaskRecord[]>();
   /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
   private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
@@ -57,80 +60,110 @@ export class TaskTable {
     this.orchs.set(id, orch);
     if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
     const q = this.queues[op.priority];
+    const list: TaskRecord[] = new Array(op.count);
     for (let seq = 1; seq <= op.count; seq++) {
       const tid = `${id}-${seq}`;
-      this.tasks.set(tid, newTask(tid, id, seq, op.priority));
+      const t = newTask(tid, id, seq, op.priority);
+      this.tasks.set(tid, t);
+      list[seq - 1] = t;
       q.push(tid);
     }
+    this.byOrch.set(id, list);
     return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
   }
 
   assign(op: AssignOp, now: number): { items: Array<{ task: string; agent: string; epoch: number }>; stale: number; recovered: number } {
-    const items: Array<{ task: string; agent: string; epoch: number }> = [];
-    let stale = 0;
-    let recovered = 0;
-    for (const it of op.items) {
-      const t = this.tasks.get(it.task);
-      if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== it.from_epoch) {
-        stale++;
-        continue;
+    const out = { items: [] as Array<{ task: string; agent: string; epoch: number }>, stale: 0, recovered: 0 };
+    const leaseUntil = now + op.lease_ms;
+    for (const it of op.items ?? []) this.assignOne(this.tasks.get(it.task), it.agent, it.from_epoch, op.term, leaseUntil, out);
+    for (const g of op.groups ?? []) {
+      const list = this.byOrch.get(g.orch);
+      for (let i = 0; i < g.seqs.length; i++) {
+        this.assignOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.from[i] as number, op.term, leaseUntil, out);
       }
-      const orch = this.orchs.get(t.orch) as Orchestration;
-      if (t.status === 'assigned' && t.assigned_term < op.term) {
-        recovered++;
-        orch.counts.recovered++;
-      }
-      this.setStatus(t, 'assigned');
-      t.epoch++;
-      t.assignee = it.agent;
-      t.assigned_term = op.term;
-      t.lease_until = now + op.lease_ms;
-      t.assignments++;
-      items.push({ task: t.id, agent: it.agent, epoch: t.epoch });
     }
-    return { items, stale, recovered };
+    return out;
   }
 
-  complete(items: CompleteItem[], now: number): { applied: number; rejected: number } {
-    let applied = 0;
-    let rejected = 0;
-    for (const it of items) {
-      const t = this.tasks.get(it.task);
-      if (!t) {
-        rejected++;
-        continue;
-      }
-      const orch = this.orchs.get(t.orch) as Orchestration;
-      if (t.status !== 'assigned' || t.epoch !== it.epoch || t.assignee !== it.agent) {
-        // A late or repeated completion (old epoch, another agent, already done): fenced off.
-        t.rejected_attempts++;
-        orch.counts.rejected_duplicate_attempts++;
-        rejected++;
-        continue;
-      }
-      applied++;
-      if (it.ok) {
-        t.completions++;
-        if (t.completions > 1) orch.counts.duplicates++;
-        t.result = it.result;
-        t.completed_by = it.agent;
-        t.completed_at = now;
-        this.setStatus(t, 'completed');
-      } else {
-        t.failures++;
-        t.result = it.result;
-        if (t.failures >= MAX_TASK_ATTEMPTS) {
-          t.completed_at = now;
-          this.setStatus(t, 'failed');
-        } else {
-          t.assignee = null;
-          this.setStatus(t, 'pending');
-          this.queues[t.priority].push(t.id);
-        }
-      }
-      if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) orch.finished_at = now;
+  private assignOne(
+    t: TaskRecord | undefined,
+    agent: string,
+    fromEpoch: number,
+    term: number,
+    leaseUntil: number,
+    out: { items: Array<{ task: string; agent: string; epoch: number }>; stale: number; recovered: number },
+  ): void {
+    if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== fromEpoch) {
+      out.stale++;
+      return;
     }
-    return { applied, rejected };
+    if (t.status === 'assigned' && t.assigned_term < term) {
+      out.recovered++;
+      (this.orchs.get(t.orch) as Orchestration).counts.recovered++;
+    }
+    this.setStatus(t, 'assigned');
+    t.epoch++;
+    t.assignee = agent;
+    t.assigned_term = term;
+    t.lease_until = leaseUntil;
+    t.assignments++;
+    out.items.push({ task: t.id, agent, epoch: t.epoch });
+  }
+
+  complete(items: CompleteItem[], now: number, groups: CompleteGroup[] = []): { applied: number; rejected: number } {
+    const out = { applied: 0, rejected: 0 };
+    for (const it of items) this.completeOne(this.tasks.get(it.task), it.agent, it.epoch, it.ok, it.result, now, out);
+    for (const g of groups) {
+      const list = this.byOrch.get(g.orch);
+      for (let i = 0; i < g.seqs.length; i++) {
+        this.completeOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, now, out);
+      }
+    }
+    return out;
+  }
+
+  private completeOne(
+    t: TaskRecord | undefined,
+    agent: string,
+    epoch: number,
+    ok: boolean,
+    result: unknown,
+    now: number,
+    out: { applied: number; rejected: number },
+  ): void {
+    if (!t) {
+      out.rejected++;
+      return;
+    }
+    const orch = this.orchs.get(t.orch) as Orchestration;
+    if (t.status !== 'assigned' || t.epoch !== epoch || t.assignee !== agent) {
+      // A late or repeated completion (old epoch, another agent, already done): fenced off.
+      t.rejected_attempts++;
+      orch.counts.rejected_duplicate_attempts++;
+      out.rejected++;
+      return;
+    }
+    out.applied++;
+    if (ok) {
+      t.completions++;
+      if (t.completions > 1) orch.counts.duplicates++;
+      t.result = result;
+      t.completed_by = agent;
+      t.completed_at = now;
+      this.setStatus(t, 'completed');
+    } else {
+      t.failures++;
+      t.result = result;
+      if (t.failures >= MAX_TASK_ATTEMPTS) {
+        t.completed_at = now;
+        this.setStatus(t, 'failed');
+      } else {
+        t.assignee = null;
+        this.setStatus(t, 'pending');
+        this.queues[t.priority].push(t.id);
+      }
+    }
+    if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) orch.finished_at = now;
   }
 
   private setStatus(t: TaskRecord, s: TaskStatus): void {
@@ -180,15 +213,28 @@ export class TaskTable {
 
   static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]> }): TaskTable {
     const t = new TaskTable();
-    for (const o of j.orchs) t.orchs.set(o.id, o);
+    for (const o of j.orchs) {
+      t.orchs.set(o.id, o);
+      t.byOrch.set(o.id, new Array(o.count));
+    }
     for (const r of j.tasks) {
       t.tasks.set(r.id, r);
+      const list = t.byOrch.get(r.orch);
+      if (list) list[r.seq - 1] = r;
       if (r.status === 'pending') t.queues[r.priority].push(r.id);
       if (r.status === 'assigned') t.assigned.add(r.id);
     }
     t.idempotency = new Map(j.idem);
     return t;
   }
+}
+
+/** Task ids are `<orchestration id>-<seq>`; the orchestration id itself contains a dash. */
+export function parseTaskId(id: string): { orch: string; seq: number } | null {
+  const dash = id.lastIndexOf('-');
+  const seq = Number(id.slice(dash + 1));
+  if (dash <= 0 || !Number.isInteger(seq) || seq < 1) return null;
+  return { orch: id.slice(0, dash), seq };
 }
 
 function newTask(id: string, orch: string, seq: number, priority: Priority): TaskRecord {

@@ -124,12 +124,37 @@ export type Op =
       payload: unknown;
       idempotency_key: string | null;
     }
-  | { t: 'task.assign'; term: number; lease_ms: number; items: Array<{ task: string; agent: string; from_epoch: number }> }
-  | { t: 'task.complete'; items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }> }
+  | {
+      t: 'task.assign';
+      term: number;
+      lease_ms: number;
+      items?: Array<{ task: string; agent: string; from_epoch: number }>;
+      /** Compact form used by the scheduler: ~5x fewer bytes to write, replicate and parse. */
+      groups?: AssignGroup[];
+    }
+  | { t: 'task.complete'; items?: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>; groups?: CompleteGroup[] }
   | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
   | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
   | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
   | { t: 'clock' };
+
+/** Tasks of one orchestration given to one agent; `from[i]` is the epoch seqs[i] must have. */
+export interface AssignGroup {
+  orch: string;
+  agent: string;
+  seqs: number[];
+  from: number[];
+}
+
+/** Completions by one agent for one orchestration; results omitted means null each. */
+export interface CompleteGroup {
+  orch: string;
+  agent: string;
+  seqs: number[];
+  epochs: number[];
+  ok: boolean;
+  results?: unknown[];
+}
 
 /** A log entry's payload: the op, the proposer's clock, and the client session. */
 export interface Command {

@@ -1,5 +1,6 @@
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
-import type { Orchestration, TaskRecord } from '../machine/types.js';
+import { parseTaskId } from '../machine/task-table.js';
+import type { AssignGroup, Orchestration, TaskRecord } from '../machine/types.js';
 import type { Swarm } from './swarm.js';
 
 const SCHEDULER_INTERVAL_MS = 2;
@@ -97,7 +98,7 @@ export class Scheduler {
     for (const it of items) this.inflight.add(it.task);
     this.proposing++;
     void this.swarm
-      .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, items }, 5_000)
+      .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, groups: groupAssignments(items) }, 5_000)
       .catch(() => undefined)
       .finally(() => {
         this.proposing--;
@@ -107,3 +108,18 @@ export class Scheduler {
 }
 
 export type { CoordinationMachine };
+
+/** Assignments in the compact log form: one group per (orchestration, agent). */
+function groupAssignments(items: AssignItem[]): AssignGroup[] {
+  const groups = new Map<string, AssignGroup>();
+  for (const it of items) {
+    const id = parseTaskId(it.task);
+    if (!id) continue;
+    const key = `${id.orch}|${it.agent}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], from: [] }));
+    g.seqs.push(id.seq);
+    g.from.push(it.from_epoch);
+  }
+  return [...groups.values()];
+}

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange } from '../host/node-host.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
-import type { ElectionCause, Op, SwarmConfig } from '../machine/types.js';
+import { parseTaskId } from '../machine/task-table.js';
+import type { CompleteGroup, ElectionCause, Op, SwarmConfig } from '../machine/types.js';
 import { majority } from '../raft/quorum.js';
 import type { ConfState, RaftConfig } from '../raft/types.js';
 import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
@@ -130,7 +131,7 @@ export class Swarm {
         isRunning: (a) => this.isRunning(a),
         batchSize: () => this.config().batch_size,
         submitCompletions: async (items) => {
-          await this.propose({ t: 'task.complete', items });
+          await this.propose({ t: 'task.complete', groups: groupCompletions(items) });
         },
       });
       this.workers.set(id, w);
@@ -284,4 +285,21 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
     maxUncommittedEntries: c.max_log_entries,
     maxEntriesPerMsg: Math.max(64, c.batch_size),
   };
+}
+
+/** Worker completions in the compact log form: one group per (orchestration, agent, outcome). */
+export function groupCompletions(items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>): CompleteGroup[] {
+  const groups = new Map<string, CompleteGroup>();
+  for (const it of items) {
+    const id = parseTaskId(it.task);
+    if (!id) continue;
+    const key = `${id.orch}|${it.agent}|${it.ok}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], epochs: [], ok: it.ok, results: [] }));
+    g.seqs.push(id.seq);
+    g.epochs.push(it.epoch);
+    g.results!.push(it.result);
+  }
+  for (const g of groups.values()) if (g.results!.every((r) => r === null)) delete g.results;
+  return [...groups.values()];
 }
