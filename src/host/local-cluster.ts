@@ -17,6 +17,8 @@ export interface LocalClusterOptions {
   tickMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold?: number;
+  /** See NodeHostOptions.compactionLogToSnapshotRatio. */
+  compactionLogToSnapshotRatio?: number;
   requestTimeoutMs?: number;
   /** JSON round trip per message: proves serializability; off for speed in production. */
   serializeMessages?: boolean;
@@ -80,6 +82,7 @@ export class LocalCluster {
       tickMs: this.opts.tickMs ?? 10,
       raft: this.opts.raft ?? {},
       compactionThreshold: this.opts.compactionThreshold ?? 1000,
+      compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,
       requestTimeoutMs: this.opts.requestTimeoutMs ?? 5000,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);

@@ -37,6 +37,8 @@ export interface NodeHostOptions {
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
+  /** Compact only once the log since the last snapshot reaches this fraction of its size. */
+  compactionLogToSnapshotRatio?: number;
   /** Default deadline for proposals and reads, ms. */
   requestTimeoutMs?: number;
 }
@@ -110,6 +112,8 @@ export class NodeHost {
   /** When the current campaign started (election timeout fired), for election_duration_ms. */
   private campaignStartedAt: number | null = null;
   private campaignIsTransfer = false;
+  private appliedBytesSinceSnapshot = 0;
+  private lastSnapshotBytes = 0;
   private messagesIn = 0;
   private messagesOut = 0;
   private readies = 0;
@@ -126,6 +130,7 @@ export class NodeHost {
     this.opts = {
       tickMs: 10,
       compactionThreshold: 1000,
+      compactionLogToSnapshotRatio: 0,
       requestTimeoutMs: 5000,
       ...opts,
     } as NodeHost['opts'];
@@ -272,11 +277,23 @@ export class NodeHost {
     const { index, term } = fn();
     this.scheduleProcess();
     return new Promise((resolve, reject) => {
-      const timer = this.opts.clock.setTimeout(() => {
-        this.proposals.delete(index);
-        reject(new RequestTimeoutError(what, timeoutMs));
-      }, timeoutMs);
-      this.proposals.set(index, { term, resolve, reject, timer });
+      // An older proposal at this index (from an earlier term of ours) was truncated away:
+      // it can never commit, and it must not shadow this one.
+      const older = this.proposals.get(index);
+      if (older) {
+        this.opts.clock.clearTimeout(older.timer);
+        older.reject(new ProposalError('not_leader', `proposal at index ${index} was superseded (term ${older.term} -> ${term}); retry`, this.raft.lead));
+      }
+      const p: PendingProposal = {
+        term,
+        resolve,
+        reject,
+        timer: this.opts.clock.setTimeout(() => {
+          if (this.proposals.get(index) === p) this.proposals.delete(index);
+          reject(new RequestTimeoutError(what, timeoutMs));
+        }, timeoutMs),
+      };
+      this.proposals.set(index, p);
     });
   }
 
@@ -367,6 +384,7 @@ export class NodeHost {
   }
 
   private applyEntry(e: Entry): void {
+    this.appliedBytesSinceSnapshot += e.data.length;
     let result: unknown;
     try {
       result = this.opts.machine.apply(e);
@@ -445,11 +463,16 @@ export class NodeHost {
   private maybeCompact(force = false): void {
     const log = this.raft.log;
     if (!force && log.applied - log.snapshotIndex < this.opts.compactionThreshold) return;
+    // Amortize: a snapshot costs its size, so wait until the log since the last one holds a
+    // set fraction of that size (off by default; the service uses it for large task tables).
+    if (!force && this.appliedBytesSinceSnapshot < this.lastSnapshotBytes * this.opts.compactionLogToSnapshotRatio) return;
     if (log.applied <= log.snapshotIndex) return;
     if (log.applied > log.stableIndex) return;
     const snap = this.raft.compact(this.opts.machine.snapshot());
     this.opts.storage.compact(snap);
     this.snapshotsTaken++;
+    this.lastSnapshotBytes = snap.data.length;
+    this.appliedBytesSinceSnapshot = 0;
   }
 
   private recordRtt(from: NodeId): void {

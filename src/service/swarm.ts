@@ -65,6 +65,9 @@ export class Swarm {
       tickMs: TICK_MS,
       raft: raftTiming(undefined),
       compactionThreshold: 1000,
+      // Snapshots of a large task table are expensive: take one only once the log since the
+      // last one is a quarter of its size (the entry threshold still applies as a minimum).
+      compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
     });
     this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`, () => {
