@@ -133,12 +133,15 @@ export class CoordinationMachine implements StateMachine {
       case 'task.assign': {
         const applied = this.tasks.assign(op, this.clock);
         const rec = this.elections.length > 0 ? this.elections[this.elections.length - 1] : undefined;
-        if (rec && rec.term === op.term) rec.tasks_recovered += applied.recovered;
+        if (rec && rec.term === op.term && applied.recovered > 0) {
+          rec.tasks_recovered += applied.recovered;
+          this.publishElections();
+        }
         if (applied.items.length > 0) this.events.onAssigned?.(applied.items);
         return { ok: true, value: { assigned: applied.items.length, stale: applied.stale } };
       }
       case 'task.complete':
-        return { ok: true, value: this.tasks.complete(op.items, this.clock) };
+        return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups) };
       case 'mem.put':
         this.memory.expire(this.clock);
         return this.memory.put(op, this.clock);
@@ -152,13 +155,22 @@ export class CoordinationMachine implements StateMachine {
         }
         this.elections.push(rec);
         if (this.elections.length > ELECTION_HISTORY_MAX) this.elections.shift();
-        this.memory.putSystem(ELECTION_HISTORY_KEY, { elections: this.elections.slice(-100) }, this.clock);
+        this.publishElections();
         return { ok: true };
       }
       case 'clock':
         this.memory.expire(this.clock);
         return { ok: true };
     }
+  }
+
+  /**
+   * Mirror the election history into its system memory key. A copy, never the live records:
+   * an alias would change the key whenever tasks_recovered changes on this replica, but not on
+   * one restored from a snapshot (where the two are separate objects), so replicas diverged.
+   */
+  private publishElections(): void {
+    this.memory.putSystem(ELECTION_HISTORY_KEY, { elections: structuredClone(this.elections.slice(-100)) }, this.clock);
   }
 
   snapshot(): string {
@@ -193,5 +205,15 @@ export class CoordinationMachine implements StateMachine {
     this.appliedIndex = s.appliedIndex;
     this.appliedTerm = s.appliedTerm;
     this.duplicateCommands = s.duplicateCommands;
+    // A snapshot replaces entries that are never replayed: announce what they had set up, as
+    // applying them would have. Otherwise a member restarted from (or sent) a snapshot never
+    // runs work still assigned to it until its lease expires, nor adopts the config's timing.
+    this.events.onConfig?.(this.config);
+    const items: Array<{ task: string; agent: string; epoch: number }> = [];
+    for (const id of this.tasks.assigned) {
+      const t = this.tasks.tasks.get(id);
+      if (t?.assignee) items.push({ task: t.id, agent: t.assignee, epoch: t.epoch });
+    }
+    if (items.length > 0) this.events.onAssigned?.(items);
   }
 }

@@ -104,6 +104,15 @@ export class MemoryStore {
     return this.withTtl.size > 0;
   }
 
+  /** Whether some key's TTL has passed by `now` (a wall time, say) though not yet in log time. */
+  hasDueKeys(now: number): boolean {
+    for (const id of this.withTtl) {
+      const r = this.records.get(id);
+      if (r && r.expires_at !== null && r.expires_at <= now) return true;
+    }
+    return false;
+  }
+
   toJSON(): MemoryRecord[] {
     return [...this.records.values()];
   }

@@ -41,6 +41,11 @@ async function readMachine<T>(swarm: Swarm, consistency: Consistency, fn: (m: No
     if (!lm) throw new UserError('unavailable', `no running agent in swarm ${swarm.name}`);
     return fn(lm.machine, lm.id);
   }
+  // Expiry follows log time, which moves only when an entry is applied: on an idle swarm a key
+  // would outlive its TTL indefinitely. When one is due by the wall clock, move log time
+  // forward through the log first (a 'clock' entry, applied alike on every replica).
+  const lm = swarm.localMachine();
+  if (lm && lm.machine.memory.hasDueKeys(Date.now())) await swarm.proposeOk({ t: 'clock' });
   return swarm.proposer.read((leaderId) => fn(swarm.machines.get(leaderId)!, leaderId));
 }
 

@@ -2,7 +2,7 @@ import type { CoordinationMachine } from '../machine/coordination-machine.js';
 import type { Op } from '../machine/types.js';
 import { execute } from './executors.js';
 
-type Completion = Extract<Op, { t: 'task.complete' }>['items'][number];
+type Completion = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
 
 export interface WorkerHost {
   /** The agent's own replica, or undefined while its member is down. */
@@ -19,6 +19,9 @@ export interface WorkerHost {
  */
 export class AgentWorker {
   private queue: Array<{ task: string; epoch: number }> = [];
+  /** `task@epoch` queued or executing: the same assignment announced twice (log replay, then
+   * a snapshot install) runs once, not twice with the second completion fenced off. */
+  private known = new Set<string>();
   private active = 0;
   private pumping = false;
   private buffer: Completion[] = [];
@@ -31,7 +34,12 @@ export class AgentWorker {
   ) {}
 
   enqueue(items: Array<{ task: string; agent: string; epoch: number }>): void {
-    for (const it of items) if (it.agent === this.agent) this.queue.push({ task: it.task, epoch: it.epoch });
+    for (const it of items) {
+      const key = `${it.task}@${it.epoch}`;
+      if (it.agent !== this.agent || this.known.has(key)) continue;
+      this.known.add(key);
+      this.queue.push({ task: it.task, epoch: it.epoch });
+    }
     if (this.queue.length > 0) this.schedulePump();
   }
 
@@ -39,6 +47,7 @@ export class AgentWorker {
   reset(): void {
     this.queue = [];
     this.buffer = [];
+    this.known.clear();
   }
 
   private schedulePump(): void {
@@ -62,19 +71,24 @@ export class AgentWorker {
     const limit = Math.max(1, this.host.batchSize());
     while (this.queue.length > 0 && this.active < limit) {
       const item = this.queue.shift()!;
+      const key = `${item.task}@${item.epoch}`;
       const t = m.tasks.tasks.get(item.task);
-      if (!t || t.status !== 'assigned' || t.epoch !== item.epoch || t.assignee !== this.agent) continue;
-      const orch = m.tasks.orchs.get(t.orch);
-      if (!orch) continue;
+      const orch = t ? m.tasks.orchs.get(t.orch) : undefined;
+      if (!t || !orch || t.status !== 'assigned' || t.epoch !== item.epoch || t.assignee !== this.agent) {
+        this.known.delete(key);
+        continue;
+      }
       if (orch.executor.kind === 'noop') {
+        this.known.delete(key);
         // No I/O: complete inline so large batches cost no promise per task.
         this.executed++;
-        this.buffer.push({ task: t.id, agent: this.agent, epoch: item.epoch, ok: true, result: { executor: 'noop' } });
+        this.buffer.push({ task: t.id, agent: this.agent, epoch: item.epoch, ok: true, result: null });
         continue;
       }
       this.active++;
       void execute(orch.executor, t.id, item.epoch, orch.payload).then((out) => {
         this.active--;
+        this.known.delete(key);
         this.executed++;
         this.buffer.push({ task: item.task, agent: this.agent, epoch: item.epoch, ok: out.ok, result: out.result });
         this.flush();
