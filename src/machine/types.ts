@@ -69,8 +69,8 @@ export interface ExecutorSpec {
   http?: { method: string; url: string; body?: string };
 }
 
-export interface Orchestration {
-  id: string;
+/** What a client asks for when it orchestrates tasks. */
+export interface OrchestrationSpec {
   task: string;
   count: number;
   priority: Priority;
@@ -79,6 +79,10 @@ export interface Orchestration {
   executor: ExecutorSpec;
   payload: unknown;
   idempotency_key: string | null;
+}
+
+export interface Orchestration extends OrchestrationSpec {
+  id: string;
   created_at: number;
   created_index: number;
   finished_at: number | null;
@@ -113,17 +117,7 @@ export type Op =
   | { t: 'config'; patch: Partial<SwarmConfig> }
   | { t: 'agent.register'; agent: Omit<AgentRecord, 'spawned_at' | 'removed_at'> }
   | { t: 'agent.remove'; id: string }
-  | {
-      t: 'orch.create';
-      task: string;
-      count: number;
-      priority: Priority;
-      strategy: Strategy;
-      max_agents: number;
-      executor: ExecutorSpec;
-      payload: unknown;
-      idempotency_key: string | null;
-    }
+  | ({ t: 'orch.create' } & OrchestrationSpec)
   | {
       t: 'task.assign';
       term: number;

@@ -87,6 +87,21 @@ export interface Message {
   snapshot?: Snapshot;
 }
 
+/** A message with every optional field at its zero value, overridden by `partial`. */
+export function newMessage(partial: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message {
+  return {
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    logTermHint: 0,
+    context: '',
+    ...partial,
+  };
+}
+
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 
 /** Volatile state the host may want to observe. Not persisted. */

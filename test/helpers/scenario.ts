@@ -13,7 +13,7 @@ import { LocalCluster } from '../../src/host/local-cluster.js';
 import type { NodeHost, StateMachine } from '../../src/host/node-host.js';
 import { Raft } from '../../src/raft/raft.js';
 import type { Entry, EntryType, Message, NodeId, RaftConfig, ReadState, RestartState } from '../../src/raft/types.js';
-import { DEFAULT_CONFIG } from '../../src/raft/types.js';
+import { DEFAULT_CONFIG, newMessage } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import type { LogStorage } from '../../src/storage/types.js';
@@ -571,15 +571,5 @@ export function takeMessages(r: Raft): Message[] {
 }
 
 export function msg(partial: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message {
-  return {
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-    logTermHint: 0,
-    context: '',
-    ...partial,
-  };
+  return newMessage(partial);
 }
