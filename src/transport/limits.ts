@@ -1,0 +1,95 @@
+// Tunables and counters shared by the TCP transport pieces.
+
+import { MAX_FRAME_BYTES } from './frame.js';
+
+export interface TcpLimits {
+  /** Largest authenticated frame accepted or produced. */
+  maxFrameBytes: number;
+  /** A message whose JSON exceeds this many characters travels as SNAP_CHUNK frames of this
+   * many bytes. Together with batchChars it keeps every frame far below maxFrameBytes
+   * (UTF-8 needs at most 3 bytes per UTF-16 unit). */
+  chunkBytes: number;
+  /** A MSG batch frame holds at most this many JSON characters (at least one message). */
+  batchChars: number;
+  /** Per-peer send queue bound; the oldest messages are dropped beyond it. */
+  maxQueueMessages: number;
+  maxQueueChars: number;
+  /** Largest message accepted (reassembled from chunks) or sent. */
+  maxMessageBytes: number;
+  /** Stop handing frames to a socket whose unsent buffer exceeds this (slow peer). */
+  highWaterBytes: number;
+  handshakeTimeoutMs: number;
+  pingIntervalMs: number;
+  deadAfterMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** Connections still in the handshake; more are refused at once (cheap DoS bound). */
+  maxPendingHandshakes: number;
+  /** Client requests in flight per client connection. */
+  maxClientInflight: number;
+}
+
+export const DEFAULT_LIMITS: TcpLimits = {
+  maxFrameBytes: MAX_FRAME_BYTES,
+  chunkBytes: 1 << 20,
+  batchChars: 1 << 20,
+  maxQueueMessages: 4096,
+  maxQueueChars: 64 << 20,
+  maxMessageBytes: 256 << 20,
+  highWaterBytes: 2 << 20,
+  handshakeTimeoutMs: 2000,
+  pingIntervalMs: 1000,
+  deadAfterMs: 10_000,
+  backoffMinMs: 100,
+  backoffMaxMs: 5000,
+  maxPendingHandshakes: 64,
+  maxClientInflight: 64,
+};
+
+export function resolveLimits(patch: Partial<TcpLimits> | undefined): TcpLimits {
+  const l = { ...DEFAULT_LIMITS, ...patch };
+  if (l.chunkBytes * 3 + 64 > l.maxFrameBytes || l.batchChars * 3 + 64 > l.maxFrameBytes) {
+    throw new Error('TcpLimits: chunkBytes and batchChars must stay below maxFrameBytes / 3');
+  }
+  return l;
+}
+
+/** Exponential backoff with jitter in [d/2, d]: reconnecting peers don't move in lockstep. */
+export function backoffMs(attempt: number, l: Pick<TcpLimits, 'backoffMinMs' | 'backoffMaxMs'>): number {
+  const d = Math.min(l.backoffMaxMs, l.backoffMinMs * 2 ** Math.min(attempt, 30));
+  return d / 2 + Math.random() * (d / 2);
+}
+
+export interface PeerStats {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages discarded by a full send queue (or superseded large messages). */
+  dropped: number;
+  /** Outbound connections re-established after the first. */
+  reconnects: number;
+  /** Handshakes with this peer that failed authentication, either direction. */
+  authFailures: number;
+  /** Messages sent / received as SNAP_CHUNK sequences. */
+  chunkedOut: number;
+  chunkedIn: number;
+  /** Outbound connection authenticated right now. */
+  connected: boolean;
+  /** Messages waiting in the send queue. */
+  queued: number;
+}
+
+export const zeroStats = (): PeerStats => ({
+  messagesIn: 0,
+  messagesOut: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+  dropped: 0,
+  reconnects: 0,
+  authFailures: 0,
+  chunkedOut: 0,
+  chunkedIn: 0,
+  connected: false,
+  queued: 0,
+});

@@ -1,0 +1,224 @@
+// The outbound half of a member-to-member link: one long-lived authenticated connection,
+// redialled with backoff, fed from a bounded queue. Raft tolerates loss, so when a peer is
+// slow or down the oldest queued messages are dropped rather than memory growing.
+
+import { connect } from 'node:net';
+import { chunkHeader, encodeBatch } from './codec.js';
+import { SecureConn, type TransportLog } from './conn.js';
+import { FrameType } from './frame.js';
+import { backoffMs, type PeerStats, type TcpLimits } from './limits.js';
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export interface PeerLinkOptions {
+  selfId: string;
+  peerId: string;
+  address: PeerAddress;
+  secret: Buffer;
+  limits: TcpLimits;
+  stats: PeerStats;
+  log: TransportLog;
+}
+
+interface Transfer {
+  id: number;
+  buf: Buffer;
+  next: number;
+  count: number;
+}
+
+export class PeerLink {
+  private queue: string[] = [];
+  /** Index of the oldest live element: shifting a long array each drop would be O(n). */
+  private head = 0;
+  private queueChars = 0;
+  /** At most one large message waits while another is being chunked; newer replaces it. */
+  private largeWaiting: string | null = null;
+  private transfer: Transfer | null = null;
+  private transferSeq = 0;
+  private conn: SecureConn | null = null;
+  private attempts = 0;
+  private everConnected = false;
+  private reportedDown = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(private readonly o: PeerLinkOptions) {
+    // Dial at once: a link that is already up makes the first election fast.
+    this.dial();
+  }
+
+  get address(): PeerAddress {
+    return this.o.address;
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  setAddress(a: PeerAddress): void {
+    if (a.host === this.o.address.host && a.port === this.o.address.port) return;
+    this.o.address = a;
+    this.attempts = 0;
+    this.conn?.close('peer address changed');
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.dial();
+  }
+
+  /** Queue one serialized message; written with everything else queued this turn. */
+  enqueue(json: string): void {
+    if (this.closed) return;
+    const st = this.o.stats;
+    if (json.length > this.o.limits.chunkBytes) {
+      if (Buffer.byteLength(json) > this.o.limits.maxMessageBytes) {
+        st.dropped++;
+        this.o.log.error({ peer: this.o.peerId, chars: json.length }, 'message exceeds maxMessageBytes; dropped');
+        return;
+      }
+      if (this.largeWaiting !== null) st.dropped++;
+      this.largeWaiting = json;
+    } else {
+      this.queue.push(json);
+      this.queueChars += json.length;
+      const l = this.o.limits;
+      while (this.queued > 1 && (this.queued > l.maxQueueMessages || this.queueChars > l.maxQueueChars)) {
+        this.queueChars -= this.queue[this.head]!.length;
+        this.queue[this.head++] = '';
+        st.dropped++;
+      }
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+    }
+    st.queued = this.queued;
+    this.scheduleFlush();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.conn?.close('transport closed');
+    this.conn = null;
+    this.queue = [];
+    this.head = 0;
+    this.largeWaiting = null;
+    this.transfer = null;
+    this.o.stats.connected = false;
+    this.o.stats.queued = 0;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // One flush per event-loop turn: everything sent this turn goes out as one batch.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const c = this.conn;
+    if (this.closed || !c?.ready) return;
+    const l = this.o.limits;
+    const st = this.o.stats;
+    c.cork();
+    try {
+      // Alternate batches and chunks so heartbeats keep flowing during a long snapshot.
+      while (c.writableLength < l.highWaterBytes && !c.closed) {
+        let progressed = false;
+        if (this.queued > 0) {
+          const batch: string[] = [];
+          let chars = 0;
+          while (this.queued > 0 && (batch.length === 0 || chars + this.queue[this.head]!.length <= l.batchChars)) {
+            const j = this.queue[this.head]!;
+            this.queue[this.head++] = '';
+            chars += j.length;
+            batch.push(j);
+          }
+          this.queueChars -= chars;
+          st.bytesOut += c.send(FrameType.MSG, [encodeBatch(batch)]);
+          st.messagesOut += batch.length;
+          progressed = true;
+        }
+        if (!this.transfer && this.largeWaiting !== null) {
+          const buf = Buffer.from(this.largeWaiting, 'utf8');
+          this.largeWaiting = null;
+          this.transfer = { id: ++this.transferSeq, buf, next: 0, count: Math.ceil(buf.length / l.chunkBytes) };
+        }
+        const t = this.transfer;
+        if (t && c.writableLength < l.highWaterBytes) {
+          const data = t.buf.subarray(t.next * l.chunkBytes, (t.next + 1) * l.chunkBytes);
+          st.bytesOut += c.send(FrameType.SNAP_CHUNK, [chunkHeader(t.id, t.next, t.count), data]);
+          if (++t.next === t.count) {
+            this.transfer = null;
+            st.messagesOut++;
+            st.chunkedOut++;
+          }
+          progressed = true;
+        }
+        if (!progressed) break;
+      }
+    } finally {
+      c.uncork();
+    }
+    if (this.queued === 0) {
+      this.queue = [];
+      this.head = 0;
+      this.queueChars = 0;
+    }
+    st.queued = this.queued;
+    // Whatever is left waits for the socket's 'drain'.
+  }
+
+  private dial(): void {
+    if (this.closed || this.conn) return;
+    this.retryTimer = null;
+    const { host, port } = this.o.address;
+    const l = this.o.limits;
+    const socket = connect({ host, port });
+    this.conn = new SecureConn({
+      socket,
+      role: 'initiator',
+      remote: `${host}:${port}`,
+      selfId: this.o.selfId,
+      secret: this.o.secret,
+      expectPeer: this.o.peerId,
+      handshakeTimeoutMs: l.handshakeTimeoutMs,
+      maxFrameBytes: l.maxFrameBytes,
+      pingIntervalMs: l.pingIntervalMs,
+      deadAfterMs: l.deadAfterMs,
+      log: this.o.log,
+      onReady: () => {
+        this.attempts = 0;
+        this.o.stats.connected = true;
+        if (this.everConnected) this.o.stats.reconnects++;
+        if (this.everConnected || this.reportedDown) this.o.log.info({ peer: this.o.peerId, host, port }, 'connected to peer');
+        this.everConnected = true;
+        this.reportedDown = false;
+        // A transfer cut by the old connection restarts from its first chunk.
+        if (this.transfer) this.transfer.next = 0;
+        this.flush();
+      },
+      onDrain: () => this.flush(),
+      onClose: (c, reason, kind) => {
+        if (this.conn === c) this.conn = null;
+        this.o.stats.connected = false;
+        if (kind === 'auth' || kind === 'refused') this.o.stats.authFailures++;
+        if (this.closed) return;
+        if (!this.reportedDown) {
+          this.reportedDown = true;
+          this.o.log.info({ peer: this.o.peerId, host, port, reason }, 'peer unreachable; reconnecting with backoff');
+        }
+        this.retryTimer = setTimeout(() => this.dial(), backoffMs(this.attempts++, l));
+        this.retryTimer.unref();
+      },
+    });
+  }
+}

@@ -1,0 +1,196 @@
+// Client side of the member port (CLI, tools): one authenticated connection, redialled on
+// demand with backoff, request/response matched by id. A request is sent at most once: if
+// the connection drops after sending, the caller learns the outcome is unknown and decides
+// whether to retry (requests should carry their own idempotency key).
+
+import { connect } from 'node:net';
+import { logger } from '../util/logger.js';
+import { CLIENT_PREFIX } from './auth.js';
+import { SecureConn, type TransportLog } from './conn.js';
+import { FrameType } from './frame.js';
+import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
+
+export interface TcpClientOptions {
+  host: string;
+  port: number;
+  secret: Buffer;
+  /** Identity "client:<name>" as logged by the member. */
+  name: string;
+  /** Refuse to talk to a member with another id. */
+  expectServer?: string;
+  limits?: Partial<Pick<TcpLimits, 'handshakeTimeoutMs' | 'pingIntervalMs' | 'deadAfterMs' | 'backoffMinMs' | 'backoffMaxMs' | 'maxFrameBytes'>>;
+  log?: TransportLog;
+}
+
+/** The member answered with an error (its handler threw or refused). */
+export class RemoteError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'RemoteError';
+  }
+}
+
+/** Could not connect or authenticate, or the connection dropped mid-request. */
+export class ConnectionError extends Error {
+  constructor(
+    message: string,
+    readonly authFailure = false,
+  ) {
+    super(message);
+    this.name = 'ConnectionError';
+  }
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class TcpClient {
+  private conn: SecureConn | null = null;
+  private dialing: Promise<SecureConn> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private seq = 0;
+  private attempts = 0;
+  private closed = false;
+  private readonly limits: TcpLimits;
+  private readonly log: TransportLog;
+
+  constructor(private readonly o: TcpClientOptions) {
+    this.limits = resolveLimits(o.limits);
+    this.log = o.log ?? logger.child({ component: 'tcp-client', name: o.name });
+  }
+
+  /** The member's proven id once connected. */
+  get serverId(): string | null {
+    return this.conn?.ready ? this.conn.peerId : null;
+  }
+
+  /** Connect now (optional: request() connects on demand). */
+  async connect(timeoutMs = 5000): Promise<void> {
+    await this.connected(Date.now() + timeoutMs);
+  }
+
+  async request(body: unknown, timeoutMs = 5000): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    const c = await this.connected(deadline);
+    const id = ++this.seq;
+    const payload = Buffer.from(JSON.stringify({ id, body }), 'utf8');
+    // The member would close the connection on an oversized frame; refuse it here instead.
+    if (payload.length + 64 > this.limits.maxFrameBytes) throw new Error(`request of ${payload.length} bytes exceeds the frame limit`);
+    return new Promise((resolve, reject) => {
+      // Referenced on purpose: a CLI awaiting only this request must not exit early.
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.idle();
+        reject(new ConnectionError(`request timed out after ${timeoutMs} ms (outcome unknown)`));
+      }, Math.max(1, deadline - Date.now()));
+      this.pending.set(id, { resolve, reject, timer });
+      c.socket.ref();
+      if (c.send(FrameType.CLIENT_REQ, [payload]) === 0) {
+        // Closed between connecting and sending: nothing went out, so retrying is safe.
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(new ConnectionError('connection closed before the request was sent'));
+      }
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.conn?.close('client closed');
+    this.conn = null;
+    this.failPending(new ConnectionError('client closed'));
+  }
+
+  private async connected(deadline: number): Promise<SecureConn> {
+    let last = 'not connected';
+    while (!this.closed) {
+      if (this.conn?.ready && !this.conn.closed) return this.conn;
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      // Concurrent requests share one dial.
+      const d = (this.dialing ??= this.dial(Math.min(left, this.limits.handshakeTimeoutMs)));
+      let err: ConnectionError;
+      try {
+        return await d;
+      } catch (e) {
+        err = e as ConnectionError;
+      } finally {
+        if (this.dialing === d) this.dialing = null;
+      }
+      // A wrong secret or an unknown server won't fix itself: fail at once.
+      if (err.authFailure) throw err;
+      last = err.message;
+      const wait = Math.min(backoffMs(this.attempts++, this.limits), deadline - Date.now());
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`);
+  }
+
+  private dial(handshakeTimeoutMs: number): Promise<SecureConn> {
+    return new Promise((resolve, reject) => {
+      const l = this.limits;
+      const socket = connect({ host: this.o.host, port: this.o.port });
+      this.conn = new SecureConn({
+        socket,
+        role: 'initiator',
+        remote: `${this.o.host}:${this.o.port}`,
+        selfId: CLIENT_PREFIX + this.o.name,
+        secret: this.o.secret,
+        expectPeer: this.o.expectServer,
+        handshakeTimeoutMs,
+        maxFrameBytes: l.maxFrameBytes,
+        pingIntervalMs: l.pingIntervalMs,
+        deadAfterMs: l.deadAfterMs,
+        log: this.log,
+        onReady: (c) => {
+          this.attempts = 0;
+          this.idle();
+          resolve(c);
+        },
+        onFrame: (_c, type, payload) => this.onFrame(type, payload),
+        onClose: (c, reason, kind) => {
+          if (this.conn === c) this.conn = null;
+          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused'));
+          this.failPending(new ConnectionError(`connection lost (${reason}); request outcome unknown`));
+        },
+      });
+    });
+  }
+
+  private onFrame(type: FrameType, payload: Buffer): void {
+    if (type !== FrameType.CLIENT_RESP) throw new Error(`server sent unexpected frame type ${type}`);
+    let r: { id?: unknown; ok?: unknown; body?: unknown; error?: unknown; code?: unknown };
+    try {
+      r = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new Error('CLIENT_RESP is not valid JSON');
+    }
+    if (typeof r !== 'object' || r === null || typeof r.id !== 'number') throw new Error('CLIENT_RESP without an id');
+    const p = this.pending.get(r.id);
+    if (!p) return; // timed out already
+    this.pending.delete(r.id);
+    clearTimeout(p.timer);
+    this.idle();
+    if (r.ok === true) p.resolve(r.body);
+    else p.reject(new RemoteError(String(r.error ?? 'request failed'), typeof r.code === 'string' ? r.code : undefined));
+  }
+
+  /** An idle client must not keep its process alive. */
+  private idle(): void {
+    if (this.pending.size === 0) this.conn?.socket.unref();
+  }
+
+  private failPending(e: Error): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,311 @@
+// TCP transport for one member per process. Each member listens on one port and dials one
+// long-lived outbound connection per peer; it sends only on its outbound connections and
+// receives on inbound ones, so a pair of members shares two connections and neither side
+// has to arbitrate which of two simultaneous dials survives. Clients (CLI, tools) use the
+// same port with identities "client:<name>" and may only send CLIENT_REQ frames: a client
+// can never inject Raft messages, so it cannot vote, append or read behind the core's back.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Message, NodeId } from '../raft/types.js';
+import type { Transport } from '../host/transport.js';
+import { logger } from '../util/logger.js';
+import { CLIENT_PREFIX } from './auth.js';
+import { decodeBatch, invalidMessage, Reassembler } from './codec.js';
+import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
+import { FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
+import { resolveLimits, zeroStats, type PeerStats, type TcpLimits } from './limits.js';
+import { PeerLink, type PeerAddress } from './peer-link.js';
+
+export type { PeerAddress } from './peer-link.js';
+export type { PeerStats, TcpLimits } from './limits.js';
+
+export type ClientRequestHandler = (req: unknown, from: string) => Promise<unknown>;
+
+export interface TcpTransportOptions {
+  id: NodeId;
+  secret: Buffer;
+  host?: string;
+  /** 0 picks a free port (tests); read it back from listen(). */
+  port?: number;
+  peers?: Record<NodeId, PeerAddress>;
+  limits?: Partial<TcpLimits>;
+  log?: TransportLog;
+}
+
+export interface TcpTransportStats {
+  peers: Record<NodeId, PeerStats>;
+  /** Handshakes refused or failed for authentication, and frames failing their tag. */
+  authFailures: number;
+  /** Connections closed for malformed frames or protocol violations. */
+  protocolErrors: number;
+  /** Connections turned away before the handshake (too many pending). */
+  refusedConnections: number;
+  /** Messages for a peer this transport does not know. */
+  unroutable: number;
+  clientRequests: number;
+}
+
+/** Per inbound connection state. */
+interface Inbound {
+  conn: SecureConn;
+  reassembler: Reassembler | null;
+  inflight: number;
+}
+
+export class TcpTransport implements Transport {
+  readonly id: NodeId;
+  private readonly limits: TcpLimits;
+  private readonly log: TransportLog;
+  private readonly server: Server;
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly peerStats = new Map<NodeId, PeerStats>();
+  private readonly inbound = new Set<Inbound>();
+  private readonly inboundByPeer = new Map<NodeId, Inbound>();
+  private handler: ((m: Message) => void) | null = null;
+  private clientHandler: ClientRequestHandler | null = null;
+  private pendingHandshakes = 0;
+  private closed = false;
+  private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
+
+  constructor(private readonly o: TcpTransportOptions) {
+    if (o.id.startsWith(CLIENT_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}"`);
+    this.id = o.id;
+    this.limits = resolveLimits(o.limits);
+    this.log = o.log ?? logger.child({ component: 'tcp-transport', id: o.id });
+    this.server = createServer((s) => this.accept(s));
+    for (const [id, a] of Object.entries(o.peers ?? {})) this.setPeer(id, a);
+  }
+
+  /** Start accepting connections; resolves with the bound address. */
+  listen(): Promise<PeerAddress> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port ?? 0, this.o.host ?? '127.0.0.1', () => {
+        this.server.off('error', reject);
+        this.server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
+        resolve(this.address!);
+      });
+    });
+  }
+
+  get address(): PeerAddress | null {
+    const a = this.server.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
+  }
+
+  /** Add a peer or change its address. */
+  setPeer(id: NodeId, address: PeerAddress): void {
+    if (this.closed || id === this.id) return;
+    const link = this.links.get(id);
+    if (link) link.setAddress(address);
+    else {
+      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, limits: this.limits, stats: this.stats_(id), log: this.log };
+      this.links.set(id, new PeerLink(o));
+    }
+  }
+
+  /** Forget a peer: its links close and it can no longer connect to us. */
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.close();
+    this.links.delete(id);
+    this.inboundByPeer.get(id)?.conn.close('peer removed');
+  }
+
+  send(msg: Message): void {
+    if (this.closed) return;
+    if (msg.from !== this.id) throw new Error(`TcpTransport ${this.id}: send with from=${msg.from}`);
+    const link = this.links.get(msg.to);
+    if (!link) {
+      this.counters.unroutable++;
+      return;
+    }
+    link.enqueue(JSON.stringify(msg));
+  }
+
+  onMessage(handler: (msg: Message) => void): void {
+    this.handler = handler;
+  }
+
+  /** Serve authenticated client requests on the member port. */
+  onClientRequest(handler: ClientRequestHandler): void {
+    this.clientHandler = handler;
+  }
+
+  stats(): TcpTransportStats {
+    const peers: Record<NodeId, PeerStats> = {};
+    for (const [id, s] of this.peerStats) peers[id] = { ...s };
+    return { peers, ...this.counters };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler = null;
+    this.clientHandler = null;
+    this.server.close();
+    for (const l of this.links.values()) l.close();
+    this.links.clear();
+    for (const i of [...this.inbound]) i.conn.close('transport closed');
+  }
+
+  private stats_(id: NodeId): PeerStats {
+    let s = this.peerStats.get(id);
+    if (!s) this.peerStats.set(id, (s = zeroStats()));
+    return s;
+  }
+
+  private admit(id: string): string | null {
+    if (id.startsWith(CLIENT_PREFIX)) return null;
+    if (id === this.id) return `${id} is this member's own id`;
+    if (!this.links.has(id)) return `${id} is not a known member`;
+    return null;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closed) return void socket.destroy();
+    if (this.pendingHandshakes >= this.limits.maxPendingHandshakes) {
+      this.counters.refusedConnections++;
+      this.log.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'too many connections in handshake; refused');
+      return void socket.destroy();
+    }
+    this.pendingHandshakes++;
+    const l = this.limits;
+    let handshaking = true;
+    const state: Inbound = {
+      reassembler: null,
+      inflight: 0,
+      conn: new SecureConn({
+        socket,
+        role: 'acceptor',
+        selfId: this.id,
+        secret: this.o.secret,
+        admit: (id) => this.admit(id),
+        handshakeTimeoutMs: l.handshakeTimeoutMs,
+        maxFrameBytes: l.maxFrameBytes,
+        pingIntervalMs: l.pingIntervalMs,
+        deadAfterMs: l.deadAfterMs,
+        log: this.log,
+        onReady: (c) => {
+          handshaking = false;
+          this.pendingHandshakes--;
+          if (c.isClient) return;
+          // A restarted peer's new connection supersedes its old, possibly half-open one.
+          this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
+          this.inboundByPeer.set(c.peerId!, state);
+          state.reassembler = new Reassembler(l.maxMessageBytes);
+        },
+        onFrame: (c, type, payload) => this.onFrame(state, type, payload),
+        onClose: (c, _reason, kind) => {
+          if (handshaking) this.pendingHandshakes--;
+          handshaking = false;
+          this.inbound.delete(state);
+          if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
+          this.countClose(c, kind);
+        },
+      }),
+    };
+    this.inbound.add(state);
+  }
+
+  private countClose(c: SecureConn, kind: CloseKind): void {
+    if (kind === 'auth' || kind === 'refused') {
+      this.counters.authFailures++;
+      if (c.peerId !== null && this.peerStats.has(c.peerId)) this.stats_(c.peerId).authFailures++;
+    } else if (kind === 'protocol') this.counters.protocolErrors++;
+  }
+
+  private onFrame(st: Inbound, type: FrameType, payload: Buffer): void {
+    const c = st.conn;
+    if (c.isClient) {
+      if (type !== FrameType.CLIENT_REQ) throw new Error(`client connection sent ${frameTypeName(type)} (clients may only send requests)`);
+      this.onClientFrame(st, payload);
+      return;
+    }
+    const peer = c.peerId!;
+    const ps = this.stats_(peer);
+    ps.bytesIn += HEADER_BYTES + payload.length;
+    if (type === FrameType.MSG) {
+      const msgs = decodeBatch(payload);
+      for (const m of msgs) this.checkRoute(m, peer);
+      for (const m of msgs) this.deliver(m, ps);
+      return;
+    }
+    if (type === FrameType.SNAP_CHUNK) {
+      const whole = st.reassembler!.push(payload);
+      if (!whole) return;
+      let m: unknown;
+      try {
+        m = JSON.parse(whole.toString('utf8'));
+      } catch {
+        throw new Error('chunked message is not valid JSON');
+      }
+      const why = invalidMessage(m);
+      if (why) throw new Error(`malformed chunked message: ${why}`);
+      this.checkRoute(m as Message, peer);
+      ps.chunkedIn++;
+      this.deliver(m as Message, ps);
+      return;
+    }
+    throw new Error(`member connection sent ${frameTypeName(type)}`);
+  }
+
+  /** The sender proved it is `peer`; it may not speak for anyone else. */
+  private checkRoute(m: Message, peer: NodeId): void {
+    if (m.from !== peer) throw new Error(`message from=${m.from} on ${peer}'s connection`);
+    if (m.to !== this.id) throw new Error(`message to=${m.to} delivered to ${this.id}`);
+  }
+
+  private deliver(m: Message, ps: PeerStats): void {
+    ps.messagesIn++;
+    const h = this.handler;
+    if (!h) return;
+    try {
+      h(m);
+    } catch (e) {
+      // A throwing member is a bug there, not a reason to drop the link.
+      this.log.error({ err: (e as Error).message, type: m.type, from: m.from }, 'message handler threw');
+    }
+  }
+
+  private onClientFrame(st: Inbound, payload: Buffer): void {
+    let req: unknown;
+    try {
+      req = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new Error('CLIENT_REQ is not valid JSON');
+    }
+    const id = (req as { id?: unknown } | null)?.id;
+    if (typeof req !== 'object' || req === null || typeof id !== 'number' || !Number.isSafeInteger(id)) {
+      throw new Error('CLIENT_REQ without a numeric id');
+    }
+    this.counters.clientRequests++;
+    const c = st.conn;
+    const respond = (r: object): void => {
+      if (c.closed) return;
+      let body: Buffer;
+      try {
+        body = Buffer.from(JSON.stringify(r), 'utf8');
+      } catch (e) {
+        body = Buffer.from(JSON.stringify({ id, ok: false, error: `response not serializable: ${(e as Error).message}` }));
+      }
+      if (body.length + 64 > this.limits.maxFrameBytes) body = Buffer.from(JSON.stringify({ id, ok: false, error: 'response too large' }));
+      // A client that stops reading must not make us buffer responses without bound.
+      if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
+      c.send(FrameType.CLIENT_RESP, [body]);
+    };
+    const h = this.clientHandler;
+    if (!h) return respond({ id, ok: false, error: `${this.id} does not serve client requests` });
+    if (st.inflight >= this.limits.maxClientInflight) return respond({ id, ok: false, error: 'too many requests in flight' });
+    st.inflight++;
+    Promise.resolve()
+      .then(() => h((req as { body?: unknown }).body, c.peerId!))
+      .then(
+        (body) => respond({ id, ok: true, body }),
+        (e: unknown) => {
+          const code = (e as { code?: unknown } | null)?.code;
+          respond({ id, ok: false, error: e instanceof Error ? e.message : String(e), ...(typeof code === 'string' ? { code } : {}) });
+        },
+      )
+      .finally(() => st.inflight--);
+  }
+}

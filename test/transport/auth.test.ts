@@ -1,0 +1,187 @@
+// Authentication and hostile input over real loopback sockets: whatever arrives, the member
+// closes that one connection with a logged reason and keeps serving its authenticated peers.
+
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeBatch } from '../../src/transport/codec.js';
+import { encodeFrame, FrameType } from '../../src/transport/frame.js';
+import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import { captureLog, FAST, mesh, msg, RawPeer, SECRET, socketClosed, waitFor, WRONG, type Member } from './helpers.js';
+
+let members: Map<string, Member> = new Map();
+const extra: TcpTransport[] = [];
+afterEach(() => {
+  for (const m of members.values()) m.t.close();
+  for (const t of extra.splice(0)) t.close();
+  members = new Map();
+});
+
+/** a and b meshed; a working link proves b still serves its authenticated peer. */
+async function pair(): Promise<{ a: Member; b: Member; port: number; stillServes: () => Promise<void> }> {
+  members = await mesh(['a', 'b']);
+  const a = members.get('a')!;
+  const b = members.get('b')!;
+  // A known member that is not running: raw sockets authenticate as it without racing the
+  // real a's reconnects (a newer connection from the same peer replaces the older one).
+  b.t.setPeer('c', { host: '127.0.0.1', port: 1 });
+  let n = 0;
+  return {
+    a,
+    b,
+    port: b.t.address!.port,
+    stillServes: async () => {
+      const ctx = `probe-${++n}`;
+      a.t.send(msg('a', 'b', { context: ctx }));
+      await waitFor(() => b.got.some((m) => m.context === ctx), 'delivery after the attack');
+    },
+  };
+}
+
+describe('authentication', () => {
+  it('peers with the right secret exchange messages in both directions', async () => {
+    const { a, b } = await pair();
+    a.t.send(msg('a', 'b', { term: 5 }));
+    b.t.send(msg('b', 'a', { term: 6 }));
+    await waitFor(() => a.got.length === 1 && b.got.length === 1, 'both deliveries');
+    expect(b.got[0]).toEqual(msg('a', 'b', { term: 5 }));
+    expect(a.got[0]).toEqual(msg('b', 'a', { term: 6 }));
+    expect(a.t.stats().peers.b).toMatchObject({ connected: true, messagesOut: 1, messagesIn: 1, authFailures: 0 });
+  });
+
+  it('a member with the wrong secret is refused and logged on both sides, and delivers nothing', async () => {
+    const { a, b, port, stillServes } = await pair();
+    const log = captureLog();
+    const evil = new TcpTransport({ id: 'a', secret: WRONG, limits: FAST, log, peers: { b: { host: '127.0.0.1', port } } });
+    extra.push(evil);
+    const before = b.got.length;
+    evil.send(msg('a', 'b', { type: 'MsgVote', term: 99 }));
+    await waitFor(() => evil.stats().peers.b!.authFailures >= 1, 'dialer-side auth failure');
+    await waitFor(() => b.log.find(/failed to prove the cluster secret/, 'warn') !== undefined, 'acceptor-side log');
+    expect(log.find(/refused by .*authentication failed/, 'warn')).toBeDefined();
+    expect(b.t.stats().authFailures).toBeGreaterThanOrEqual(1);
+    expect(b.t.stats().peers.a!.authFailures).toBeGreaterThanOrEqual(1);
+    expect(evil.stats().peers.b!.connected).toBe(false);
+    await stillServes();
+    expect(b.got.slice(before).some((m) => m.type === 'MsgVote')).toBe(false);
+    void a;
+  });
+
+  it('a member does not accept an impostor acceptor: the dialer checks the proof too', async () => {
+    const { b } = await pair();
+    const log = captureLog();
+    // The impostor knows b's id and address but not the secret.
+    const impostor = new TcpTransport({ id: 'b', secret: WRONG, limits: FAST, log: captureLog() });
+    extra.push(impostor);
+    const addr = await impostor.listen();
+    const victim = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log, peers: { b: addr } });
+    extra.push(victim);
+    victim.send(msg('a', 'b'));
+    // The impostor refuses a's proof; a never gets as far as trusting it.
+    await waitFor(() => victim.stats().peers.b!.authFailures >= 1, 'victim-side failure');
+    expect(victim.stats().peers.b!.messagesOut).toBe(0);
+    void b;
+  });
+
+  it('refuses unknown member ids and clients that claim to be this member', async () => {
+    const { b, port, stillServes } = await pair();
+    const p = await RawPeer.authenticated(port, 'zz').catch((e: Error) => e);
+    expect(p).toBeInstanceOf(Error);
+    await waitFor(() => b.log.find(/refused zz: zz is not a known member/) !== undefined, 'refusal log');
+    expect(await RawPeer.authenticated(port, 'b').catch((e: Error) => e.message)).toMatch(/closed before frame/);
+    await stillServes();
+  });
+
+  it('closes a raw socket sending garbage and keeps running', async () => {
+    const { b, port, stillServes } = await pair();
+    const s = connect({ host: '127.0.0.1', port });
+    s.on('error', () => {});
+    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await socketClosed(s);
+    await waitFor(() => b.log.find(/malformed frame/, 'warn') !== undefined, 'garbage log');
+    expect(b.t.stats().protocolErrors).toBeGreaterThanOrEqual(1);
+    await stillServes();
+  });
+
+  it('closes an unauthenticated MSG frame without delivering it', async () => {
+    const { b, port, stillServes } = await pair();
+    const before = b.got.length;
+    const p = await RawPeer.open(port);
+    p.write(encodeFrame(FrameType.MSG, encodeBatch([JSON.stringify(msg('a', 'b', { type: 'MsgApp', term: 50 }))])));
+    await p.closed;
+    await waitFor(() => b.log.find(/unauthenticated MSG frame before HELLO/, 'warn') !== undefined, 'log');
+    expect(b.t.stats().authFailures).toBeGreaterThanOrEqual(1);
+    expect(b.got.length).toBe(before);
+    await stillServes();
+  });
+
+  it('closes oversized, truncated and silent pre-auth connections', async () => {
+    const { b, port, stillServes } = await pair();
+    // Oversized: 1 GiB length header before authentication.
+    const big = await RawPeer.open(port);
+    big.write(Buffer.from([0x40, 0, 0, 0, FrameType.HELLO]));
+    await big.closed;
+    await waitFor(() => b.log.find(/oversized frame/) !== undefined, 'oversize log');
+    // Truncated: half a frame, then the client hangs up.
+    const half = await RawPeer.open(port);
+    half.write(encodeFrame(FrameType.HELLO, Buffer.from('{"v":1,"id":"a"}')).subarray(0, 9));
+    await new Promise((r) => setTimeout(r, 20));
+    half.socket.end();
+    await waitFor(() => b.log.find(/truncated frame/) !== undefined, 'truncation log');
+    // Silent: never says HELLO.
+    const silent = await RawPeer.open(port);
+    await silent.closed;
+    expect(b.log.find(/handshake not completed within/)).toBeDefined();
+    await stillServes();
+  });
+
+  it('after the handshake, a tampered, replayed or spoofed frame closes the connection undelivered', async () => {
+    const { b, port, stillServes } = await pair();
+    const good = (ctx: string) => encodeBatch([JSON.stringify(msg('c', 'b', { context: ctx }))]);
+
+    // A valid frame is delivered; a bit flipped in the next one closes the connection.
+    const p1 = await RawPeer.authenticated(port, 'c');
+    p1.write(p1.tagged(FrameType.MSG, good('ok-1')));
+    await waitFor(() => b.got.some((m) => m.context === 'ok-1'), 'valid frame');
+    const bad = p1.tagged(FrameType.MSG, good('tampered'));
+    bad[bad.length - 40]! ^= 0x01;
+    p1.write(bad);
+    await p1.closed;
+    expect(b.log.find(/failed authentication \(tampered/, 'warn')).toBeDefined();
+
+    // Replay: the same bytes twice.
+    const p2 = await RawPeer.authenticated(port, 'c');
+    const frame = p2.tagged(FrameType.MSG, good('once'));
+    p2.write(frame);
+    p2.write(frame);
+    await p2.closed;
+    expect(b.got.filter((m) => m.context === 'once')).toHaveLength(1);
+
+    // Spoofing: authenticated as c, claiming to speak for someone else.
+    const p3 = await RawPeer.authenticated(port, 'c');
+    p3.write(p3.tagged(FrameType.MSG, encodeBatch([JSON.stringify(msg('a', 'b', { context: 'spoof' }))])));
+    await p3.closed;
+    expect(b.log.find(/message from=a on c's connection/)).toBeDefined();
+
+    // Authenticated but malformed JSON / wrong frame type.
+    const p4 = await RawPeer.authenticated(port, 'c');
+    p4.write(p4.tagged(FrameType.MSG, Buffer.from('[{"type":"MsgVote"}]')));
+    await p4.closed;
+    const p5 = await RawPeer.authenticated(port, 'c');
+    p5.write(p5.tagged(FrameType.CLIENT_RESP, Buffer.from('{}')));
+    await p5.closed;
+    expect(b.log.find(/member connection sent CLIENT_RESP/)).toBeDefined();
+
+    expect(b.got.some((m) => ['tampered', 'spoof'].includes(m.context))).toBe(false);
+    await stillServes();
+  });
+
+  it('an authenticated client cannot inject Raft messages', async () => {
+    const { b, port, stillServes } = await pair();
+    const c = await RawPeer.authenticated(port, 'client:mallory');
+    c.write(c.tagged(FrameType.MSG, encodeBatch([JSON.stringify(msg('a', 'b', { type: 'MsgVote', term: 77 }))])));
+    await c.closed;
+    expect(b.log.find(/client connection sent MSG/, 'warn')).toBeDefined();
+    expect(b.got.some((m) => m.term === 77)).toBe(false);
+    await stillServes();
+  });
+});

@@ -1,0 +1,109 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Direction, FrameAuth, loadSecret } from '../../src/transport/auth.js';
+import { chunkHeader, decodeBatch, encodeBatch, invalidMessage, Reassembler } from '../../src/transport/codec.js';
+import { encodeFrame, FrameDecoder, FrameError, FrameType } from '../../src/transport/frame.js';
+import { msg } from './helpers.js';
+
+const f = (type: FrameType, s: string) => encodeFrame(type, Buffer.from(s));
+
+describe('FrameDecoder', () => {
+  it('reassembles frames delivered one byte at a time', () => {
+    const wire = Buffer.concat([f(FrameType.MSG, 'hello'), f(FrameType.PING, ''), f(FrameType.MSG, 'x'.repeat(1000))]);
+    const d = new FrameDecoder();
+    const out = [];
+    for (const b of wire) out.push(...d.push(Buffer.from([b])));
+    expect(out.map((x) => [x.type, x.body.length])).toEqual([[FrameType.MSG, 5], [FrameType.PING, 0], [FrameType.MSG, 1000]]);
+    expect(d.buffered).toBe(0);
+  });
+
+  it('splits many frames out of one chunk and keeps a trailing partial frame', () => {
+    const frames = Array.from({ length: 50 }, (_, i) => f(FrameType.MSG, `m${i}`));
+    const tail = f(FrameType.MSG, 'partial-frame');
+    const d = new FrameDecoder();
+    const out = d.push(Buffer.concat([...frames, tail.subarray(0, 7)]));
+    expect(out.map((x) => x.body.toString())).toEqual(frames.map((_, i) => `m${i}`));
+    expect(d.buffered).toBe(7);
+    expect(d.push(tail.subarray(7)).map((x) => x.body.toString())).toEqual(['partial-frame']);
+  });
+
+  it('rejects an oversized frame from its header alone, before buffering the body', () => {
+    const d = new FrameDecoder(1024);
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(1025, 0);
+    head[4] = FrameType.MSG;
+    expect(() => d.push(head)).toThrow(/oversized frame: 1025/);
+  });
+
+  it('rejects zero length, unknown types and garbage', () => {
+    expect(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 0, 16]))).toThrow(FrameError);
+    expect(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 1, 99]))).toThrow(/unknown frame type 99/);
+    expect(() => new FrameDecoder().push(Buffer.from('GET / HTTP/1.1\r\n\r\n'))).toThrow(FrameError);
+  });
+});
+
+describe('FrameAuth', () => {
+  const key = Buffer.alloc(32, 7);
+  const payload = Buffer.from('{"a":1}');
+
+  it('accepts frames in order and rejects flipped bits, replays, reordering and reflection', () => {
+    const tx = new FrameAuth(key, Direction.InitiatorToAcceptor);
+    const body = (t: Buffer) => Buffer.concat([payload, t]);
+    const t0 = tx.sign(FrameType.MSG, [payload]);
+    const t1 = tx.sign(FrameType.MSG, [payload]);
+
+    const rx = new FrameAuth(key, Direction.AcceptorToInitiator);
+    expect(rx.open(FrameType.MSG, body(t1))).toBeNull(); // reordered: seq 1 before seq 0
+    expect(rx.open(FrameType.PING, body(t0))).toBeNull(); // type is authenticated
+    const flipped = body(t0);
+    flipped[2]! ^= 1;
+    expect(rx.open(FrameType.MSG, flipped)).toBeNull();
+    expect(rx.open(FrameType.MSG, body(t0))?.toString()).toBe('{"a":1}');
+    expect(rx.open(FrameType.MSG, body(t0))).toBeNull(); // replay
+    expect(rx.open(FrameType.MSG, body(t1))).not.toBeNull();
+
+    // Reflection: the sender cannot be fed its own frames back.
+    const back = new FrameAuth(key, Direction.InitiatorToAcceptor);
+    expect(back.open(FrameType.MSG, body(new FrameAuth(key, Direction.InitiatorToAcceptor).sign(FrameType.MSG, [payload])))).toBeNull();
+  });
+});
+
+describe('loadSecret', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'concord-secret-'));
+  it('reads and trims a secret file', () => {
+    writeFileSync(join(dir, 'ok'), 'a'.repeat(32) + '\n');
+    expect(loadSecret(join(dir, 'ok')).toString()).toBe('a'.repeat(32));
+  });
+  it('refuses a missing or short secret with a clear message', () => {
+    expect(() => loadSecret(join(dir, 'missing'))).toThrow(/cannot be read/);
+    writeFileSync(join(dir, 'short'), 'tooshort\n');
+    expect(() => loadSecret(join(dir, 'short'))).toThrow(/8 bytes; at least 16/);
+  });
+});
+
+describe('codec', () => {
+  it('round-trips a batch and rejects malformed messages', () => {
+    const m = msg('a', 'b', { entries: [{ index: 1, term: 1, type: 'normal', data: 'x' }] });
+    expect(decodeBatch(encodeBatch([JSON.stringify(m)]))).toEqual([m]);
+    expect(() => decodeBatch(Buffer.from('{'))).toThrow(/not valid JSON/);
+    expect(() => decodeBatch(Buffer.from('{}'))).toThrow(/not a JSON array/);
+    expect(invalidMessage({ ...m, type: 'MsgEvil' })).toMatch(/bad type/);
+    expect(invalidMessage({ ...m, term: -1 })).toMatch(/bad term/);
+    expect(invalidMessage({ ...m, entries: [{ index: 1 }] })).toMatch(/bad entry/);
+    expect(invalidMessage({ ...m, snapshot: { data: 1 } })).toMatch(/bad snapshot/);
+  });
+
+  it('reassembles chunks in order, bounded, and rejects gaps', () => {
+    const r = new Reassembler(10);
+    const c = (t: number, i: number, n: number, s: string) => Buffer.concat([chunkHeader(t, i, n), Buffer.from(s)]);
+    expect(r.push(c(1, 0, 2, 'abc'))).toBeNull();
+    expect(r.push(c(1, 1, 2, 'def'))?.toString()).toBe('abcdef');
+    expect(r.push(c(2, 0, 3, 'abc'))).toBeNull();
+    expect(() => r.push(c(2, 2, 3, 'x'))).toThrow(/out of sequence/);
+    const small = new Reassembler(4);
+    small.push(c(1, 0, 2, 'abc'));
+    expect(() => small.push(c(1, 1, 2, 'def'))).toThrow(/exceeds 4 bytes/);
+  });
+});

@@ -1,0 +1,180 @@
+// Delivery behaviour over real loopback sockets: batching, reconnects, bounded queues and
+// chunked snapshots.
+
+import { createServer, type Server } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Message } from '../../src/raft/types.js';
+import { decodeBatch } from '../../src/transport/codec.js';
+import { SecureConn } from '../../src/transport/conn.js';
+import { FrameType, MAX_FRAME_BYTES } from '../../src/transport/frame.js';
+import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import { captureLog, FAST, mesh, msg, SECRET, sleep, waitFor, type Member } from './helpers.js';
+
+const cleanup: Array<() => void> = [];
+afterEach(() => {
+  for (const f of cleanup.splice(0)) f();
+});
+async function meshed(ids: string[], limits = FAST): Promise<Map<string, Member>> {
+  const m = await mesh(ids, limits);
+  cleanup.push(() => m.forEach((x) => x.t.close()));
+  return m;
+}
+
+/** A hand-made acceptor (id `id`) recording each authenticated frame; can stop reading. */
+async function recordingPeer(id: string): Promise<{ port: number; frames: Array<{ type: FrameType; payload: Buffer }>; conns: SecureConn[]; server: Server }> {
+  const frames: Array<{ type: FrameType; payload: Buffer }> = [];
+  const conns: SecureConn[] = [];
+  const server = createServer((socket) => {
+    conns.push(
+      new SecureConn({
+        socket, role: 'acceptor', selfId: id, secret: SECRET, handshakeTimeoutMs: 1000, maxFrameBytes: MAX_FRAME_BYTES,
+        pingIntervalMs: 100, deadAfterMs: 60_000, log: captureLog(),
+        onFrame: (_c, type, payload) => void frames.push({ type, payload }),
+      }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.push(() => {
+    conns.forEach((c) => c.close());
+    server.close();
+  });
+  return { port: (server.address() as { port: number }).port, frames, conns, server };
+}
+
+describe('TcpTransport delivery', () => {
+  it('three members exchange Raft messages over a full mesh', async () => {
+    const m = await meshed(['n1', 'n2', 'n3']);
+    const ids = [...m.keys()];
+    for (const from of ids) {
+      for (const to of ids) if (from !== to) for (let i = 0; i < 20; i++) m.get(from)!.t.send(msg(from, to, { index: i, type: 'MsgApp' }));
+    }
+    await waitFor(() => ids.every((id) => m.get(id)!.got.length === 40), 'all deliveries');
+    for (const id of ids) {
+      const got = m.get(id)!.got;
+      for (const from of ids.filter((x) => x !== id)) {
+        // One connection per direction: per-sender order is preserved.
+        expect(got.filter((x) => x.from === from).map((x) => x.index)).toEqual([...Array(20).keys()]);
+      }
+    }
+    const s = m.get('n1')!.t.stats();
+    expect(s.peers.n2).toMatchObject({ messagesOut: 20, messagesIn: 20, dropped: 0, connected: true });
+    expect(s.peers.n2!.bytesOut).toBeGreaterThan(0);
+  });
+
+  it('writes everything sent in one event-loop turn as one MSG frame', async () => {
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    for (let i = 0; i < 200; i++) t.send(msg('a', 'p', { index: i }));
+    await waitFor(() => peer.frames.length >= 1, 'first batch');
+    await sleep(20);
+    for (let i = 0; i < 3; i++) t.send(msg('a', 'p', { index: 200 + i }));
+    await waitFor(() => peer.frames.length >= 2, 'second batch');
+    const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
+    expect(batches.map((b) => b.length)).toEqual([200, 3]);
+  });
+
+  it('reconnects to a restarted peer and delivers what was queued meanwhile', async () => {
+    const m = await meshed(['a', 'b', 'c']);
+    const a = m.get('a')!;
+    const addr = m.get('b')!.t.address!;
+    await waitFor(() => a.t.stats().peers.b!.connected, 'first connection');
+    m.get('b')!.t.close();
+    await waitFor(() => !a.t.stats().peers.b!.connected, 'a notices b is gone');
+    for (let i = 0; i < 5; i++) a.t.send(msg('a', 'b', { index: i }));
+    await sleep(100); // a few redial attempts fail meanwhile
+    expect(a.t.stats().peers.b!.queued).toBe(5);
+
+    const peers = { a: m.get('a')!.t.address!, c: m.get('c')!.t.address! };
+    const b2 = new TcpTransport({ id: 'b', secret: SECRET, limits: FAST, log: captureLog(), port: addr.port, peers });
+    cleanup.push(() => b2.close());
+    const got: Message[] = [];
+    b2.onMessage((x) => got.push(x));
+    await b2.listen();
+    await waitFor(() => got.length === 5, 'queued messages after restart');
+    a.t.send(msg('a', 'b', { index: 5 }));
+    b2.send(msg('b', 'c', { context: 'back' }));
+    await waitFor(() => got.length === 6 && m.get('c')!.got.some((x) => x.context === 'back'), 'delivery resumes both ways');
+    expect(got.map((x) => x.index)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(a.t.stats().peers.b!.reconnects).toBeGreaterThanOrEqual(1);
+    expect(a.log.find(/connected to peer/, 'info')).toBeDefined();
+  });
+
+  it('bounds the send queue of a peer that is down and counts what it drops', async () => {
+    const t = new TcpTransport({
+      id: 'a', secret: SECRET, log: captureLog(),
+      limits: { ...FAST, maxQueueMessages: 100, maxQueueChars: 50_000 },
+      peers: { down: { host: '127.0.0.1', port: 1 } },
+    });
+    cleanup.push(() => t.close());
+    for (let i = 0; i < 1000; i++) t.send(msg('a', 'down', { index: i }));
+    expect(t.stats().peers.down).toMatchObject({ queued: 100, dropped: 900, connected: false });
+    // The byte bound applies too: 2 KB messages, at most 50 KB queued.
+    for (let i = 0; i < 100; i++) t.send(msg('a', 'down', { context: 'x'.repeat(2000) }));
+    expect(t.stats().peers.down!.queued).toBeLessThanOrEqual(25);
+    expect(t.stats().peers.down!.dropped).toBeGreaterThanOrEqual(1075);
+  });
+
+  it('a peer that stops reading cannot make the sender buffer without bound', async () => {
+    const peer = await recordingPeer('slow');
+    const t = new TcpTransport({
+      id: 'a', secret: SECRET, log: captureLog(),
+      limits: { ...FAST, maxQueueMessages: 1000, highWaterBytes: 256 << 10 },
+      peers: { slow: { host: '127.0.0.1', port: peer.port } },
+    });
+    cleanup.push(() => t.close());
+    await waitFor(() => peer.conns[0]?.ready === true, 'connection');
+    peer.conns[0]!.socket.pause();
+    const entry = { index: 1, term: 1, type: 'normal' as const, data: 'y'.repeat(10_000) };
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 100; i++) t.send(msg('a', 'slow', { type: 'MsgApp', entries: [entry] }));
+      await sleep(2);
+    }
+    const s = t.stats().peers.slow!;
+    expect(s.queued).toBeLessThanOrEqual(1000);
+    expect(s.dropped).toBeGreaterThan(0);
+    // 40 MB were offered; what left the queue is bounded by the kernel's socket buffers
+    // (a few MB on loopback) plus highWaterBytes, and the rest by the queue bound.
+    expect(s.bytesOut).toBeLessThan(16 << 20);
+    expect(s.messagesOut + s.queued + s.dropped).toBe(4000);
+  });
+
+  it('delivers a 5 MiB snapshot intact in chunks while small messages keep flowing', async () => {
+    const m = await meshed(['a', 'b']);
+    const a = m.get('a')!;
+    const b = m.get('b')!;
+    await waitFor(() => a.t.stats().peers.b!.connected, 'connection');
+    // Multi-byte characters make chunk boundaries split UTF-8 sequences.
+    const unit = 'snapshot-é€𝄞-';
+    const data = unit.repeat(Math.ceil((5 << 20) / unit.length)).slice(0, 5 << 20);
+    const snap = msg('a', 'b', { type: 'MsgSnap', snapshot: { metadata: { index: 900, term: 3, confState: { voters: ['a', 'b'], learners: [] } }, data } });
+    a.t.send(snap);
+    for (let i = 0; i < 10; i++) a.t.send(msg('a', 'b', { context: `hb${i}` }));
+    const done = () => b.got.some((x) => x.type === 'MsgSnap') && b.got.filter((x) => x.context.startsWith('hb')).length === 10;
+    await waitFor(done, 'snapshot and heartbeats', 10_000);
+    const got = b.got.find((x) => x.type === 'MsgSnap')!;
+    expect(got.snapshot!.data.length).toBe(data.length);
+    expect(got.snapshot!.data === data).toBe(true);
+    expect(got.snapshot!.metadata).toEqual(snap.snapshot!.metadata);
+    // The heartbeats did not wait for the whole snapshot.
+    expect(b.got.findIndex((x) => x.context === 'hb0')).toBeLessThan(b.got.findIndex((x) => x.type === 'MsgSnap'));
+    expect(a.t.stats().peers.b!.chunkedOut).toBe(1);
+    expect(b.t.stats().peers.a!.chunkedIn).toBe(1);
+  });
+
+  it('a handler that throws is logged and the link stays up', async () => {
+    const m = await meshed(['a', 'b']);
+    const b = m.get('b')!;
+    let n = 0;
+    b.t.onMessage(() => {
+      if (++n === 1) throw new Error('boom');
+    });
+    m.get('a')!.t.send(msg('a', 'b'));
+    await waitFor(() => n === 1, 'first');
+    m.get('a')!.t.send(msg('a', 'b'));
+    await waitFor(() => n === 2, 'second');
+    expect(b.log.find(/message handler threw/, 'error')).toBeDefined();
+    expect(m.get('a')!.t.stats().peers.b!.reconnects).toBe(0);
+  });
+});
