@@ -1,0 +1,74 @@
+// The agent worker: runs each assignment it is told about once, with the assignment's epoch,
+// however many times the assignment is announced (log replay, snapshot restore).
+
+import { describe, expect, it } from 'vitest';
+import type { Op } from '../../src/machine/types.js';
+import { AgentWorker } from '../../src/service/worker.js';
+import { LogBuilder, createOp } from '../machine/machine-util.js';
+import { sleep, waitUntil } from './service-util.js';
+
+type Completion = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
+
+function setup(executor: { kind: 'noop' } | { kind: 'sleep'; sleep_ms: number }) {
+  const b = new LogBuilder();
+  b.op(createOp(3, { executor }));
+  b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [1, 2, 3].map((i) => ({ task: `orch-1-${i}`, agent: i === 3 ? 'other' : 'me', from_epoch: 0 })) });
+  const submitted: Completion[] = [];
+  let running = true;
+  const worker = new AgentWorker('me', {
+    machineOf: () => (running ? b.machine : undefined),
+    isRunning: () => running,
+    batchSize: () => 10,
+    submitCompletions: async (items) => {
+      submitted.push(...items);
+      b.op({ t: 'task.complete', items });
+    },
+  });
+  return { b, worker, submitted, stop: () => (running = false) };
+}
+
+const announce = [
+  { task: 'orch-1-1', agent: 'me', epoch: 1 },
+  { task: 'orch-1-2', agent: 'me', epoch: 1 },
+  { task: 'orch-1-3', agent: 'other', epoch: 1 },
+];
+
+describe('AgentWorker', () => {
+  it('runs a twice-announced assignment once (sleep executor, announced while running)', async () => {
+    const { b, worker, submitted } = setup({ kind: 'sleep', sleep_ms: 40 });
+    worker.enqueue(announce);
+    await sleep(10);
+    worker.enqueue(announce); // e.g. a snapshot install announcing the same assignments
+    await waitUntil(() => submitted.length >= 2, 2_000, 'two completions');
+    await sleep(80);
+    expect(worker.executed).toBe(2);
+    expect(submitted.map((c) => [c.task, c.epoch, c.agent]).sort()).toEqual([
+      ['orch-1-1', 1, 'me'],
+      ['orch-1-2', 1, 'me'],
+    ]);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, assigned: 1, rejected_duplicate_attempts: 0 });
+  });
+
+  it('runs a twice-announced assignment once (noop executor, announced in one turn)', async () => {
+    const { b, worker, submitted } = setup({ kind: 'noop' });
+    worker.enqueue(announce);
+    worker.enqueue(announce);
+    await waitUntil(() => submitted.length >= 2, 2_000, 'two completions');
+    await sleep(20);
+    expect(submitted).toHaveLength(2);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts.rejected_duplicate_attempts).toBe(0);
+  });
+
+  it('skips an announcement whose epoch is no longer current, and stops with its member', async () => {
+    const { b, worker, submitted, stop } = setup({ kind: 'noop' });
+    b.op({ t: 'task.assign', term: 2, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'other', from_epoch: 1 }] });
+    worker.enqueue(announce);
+    await waitUntil(() => submitted.length >= 1, 2_000, 'one completion');
+    await sleep(20);
+    expect(submitted.map((c) => c.task)).toEqual(['orch-1-2']);
+    stop();
+    worker.enqueue([{ task: 'orch-1-1', agent: 'me', epoch: 2 }]);
+    await sleep(20);
+    expect(submitted).toHaveLength(1);
+  });
+});
