@@ -50,6 +50,19 @@ const kinds: { name: string; make: () => Handle }[] = [
       return h;
     },
   },
+  {
+    // Durability 'full' with the fsync off SQLite's commit: synchronous=NORMAL plus our own
+    // WAL fdatasync (inline in save(); saveAsync is tested below).
+    name: 'SqliteStorage (fsync threadpool)',
+    make: () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-storage-'));
+      tempDirs.push(dir);
+      const file = path.join(dir, 'node-a', 'raft.db');
+      const open = () => track(SqliteStorage.open(file, { fsync: 'threadpool' }));
+      const h: Handle = { file, store: open(), reopen: () => (h.store.close(), (h.store = open())) };
+      return h;
+    },
+  },
 ];
 
 function track<T extends LogStorage>(s: T): T {
@@ -151,7 +164,7 @@ describe.each(kinds)('$name', ({ make }) => {
     expect(h.store.load(CONF)).toMatchObject({ hardState: { term: 1, vote: 'a', commit: 1 }, entries: ents(1, 2, 1) });
   });
 
-  it('counts bytes, syncs and entries', () => {
+  it('counts bytes, syncs and entries', async () => {
     const h = make();
     h.store.save(batch({})); // nothing durable: no sync
     expect(h.store.stats()).toMatchObject({ bytesWritten: 0, syncs: 0, entryCount: 0 });
@@ -161,6 +174,8 @@ describe.each(kinds)('$name', ({ make }) => {
     expect(s1.entryCount).toBe(500);
     expect(s1.bytesWritten).toBeGreaterThan(500 * 10);
     h.store.compact(snap(100, 1));
+    // fsync 'threadpool' counts the compaction's fsync when it completed (nothing waits for it).
+    for (let i = 0; i < 500 && h.store.stats().syncs < 2; i++) await new Promise((r) => setTimeout(r, 10));
     const s2 = h.store.stats();
     expect(s2.syncs).toBe(2);
     expect(s2.bytesWritten).toBeGreaterThan(s1.bytesWritten);
@@ -274,5 +289,96 @@ describe('SqliteStorage specifics', () => {
     const raw = new Database(h.file!, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     raw.close();
+  });
+});
+
+describe('SqliteStorage saveAsync (fsync on the threadpool)', () => {
+  const fresh = () => kinds[2]!.make();
+  const saveAsync = (s: LogStorage, b: PersistBatch): { durable: boolean; done: Promise<Error | null>; calls: () => number } => {
+    let calls = 0;
+    let resolve!: (e: Error | null) => void;
+    const done = new Promise<Error | null>((r) => (resolve = r));
+    const durable = s.saveAsync!(b, (err) => {
+      calls++;
+      resolve(err);
+    });
+    return { durable, done, calls: () => calls };
+  };
+
+  it('writes at once, calls back asynchronously once durable, and counts the fsync', async () => {
+    const h = fresh();
+    const raw = new Database(h.file!);
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    raw.close();
+    const r = saveAsync(h.store, batch({ entries: ents(1, 3, 1), hardState: { term: 1, vote: 'a', commit: 0 } }));
+    expect(r.durable).toBe(false);
+    expect(r.calls()).toBe(0); // never synchronously
+    expect(h.store.load(CONF).entries).toEqual(ents(1, 3, 1)); // written before the fsync
+    expect(h.store.stats().syncs).toBe(0);
+    expect(await r.done).toBeNull();
+    expect(r.calls()).toBe(1);
+    const st = h.store.stats();
+    expect(st.syncs).toBe(1);
+    expect(st.syncMsTotal).toBeGreaterThan(0);
+    expect(st.loopMsTotal).toBeGreaterThan(0);
+    // Commit-index-only: written, nothing to fsync, durable enough at once.
+    const c = saveAsync(h.store, batch({ hardState: { term: 1, vote: 'a', commit: 3 } }));
+    expect(c.durable).toBe(true);
+    expect(h.store.load(CONF).hardState.commit).toBe(3);
+    expect(h.store.stats().syncs).toBe(1);
+    // A vote change must be fsynced.
+    const v = saveAsync(h.store, batch({ hardState: { term: 2, vote: 'b', commit: 3 } }));
+    expect(v.durable).toBe(false);
+    expect(await v.done).toBeNull();
+    expect(h.store.stats().syncs).toBe(2);
+    h.reopen();
+    expect(h.store.load(CONF)).toMatchObject({ hardState: { term: 2, vote: 'b', commit: 3 }, entries: ents(1, 3, 1) });
+  });
+
+  it('a commit-only batch waits too while an earlier fsync is still running', async () => {
+    const h = fresh();
+    const a = saveAsync(h.store, batch({ entries: ents(1, 2, 1), hardState: { term: 1, vote: null, commit: 0 } }));
+    const b = saveAsync(h.store, batch({ hardState: { term: 1, vote: null, commit: 2 } }));
+    expect([a.durable, b.durable]).toEqual([false, false]);
+    expect(await Promise.all([a.done, b.done])).toEqual([null, null]);
+    expect(h.store.stats().syncs).toBe(1); // only the entries needed one
+  });
+
+  it('close() with an fsync in flight: the callback still runs, the data is on disk', async () => {
+    const h = fresh();
+    const r = saveAsync(h.store, batch({ entries: ents(1, 5, 1), hardState: { term: 1, vote: 'a', commit: 0 } }));
+    h.store.close();
+    expect(await r.done).toBeNull();
+    h.store = track(SqliteStorage.open(h.file!, { fsync: 'threadpool' }));
+    expect(h.store.load(CONF).entries).toEqual(ents(1, 5, 1));
+  });
+
+  it('a failed fsync is reported to done, and every later write fails with it', async () => {
+    const h = fresh();
+    (h.store as unknown as { walFdCache: number }).walFdCache = 2 ** 30; // not an open descriptor
+    const r = saveAsync(h.store, batch({ entries: ents(1, 2, 1) }));
+    expect(r.durable).toBe(false);
+    expect((await r.done)?.message).toMatch(/EBADF/);
+    expect(h.store.stats().syncs).toBe(0);
+    expect(() => h.store.saveAsync!(batch({ entries: ents(3, 3, 1) }), () => undefined)).toThrow(/EBADF/);
+    expect(() => h.store.save(batch({ entries: ents(3, 3, 1) }))).toThrow(/EBADF/);
+    (h.store as unknown as { walFdCache: number | null }).walFdCache = null;
+  });
+
+  it('inline mode (the default) is durable on return: saveAsync is save()', () => {
+    const h = kinds[1]!.make();
+    const r = saveAsync(h.store, batch({ entries: ents(1, 2, 1) }));
+    expect(r.durable).toBe(true);
+    expect(r.calls()).toBe(0);
+    expect(h.store.stats().syncs).toBe(1);
+  });
+
+  it('counts UTF-8 bytes of entry data (multi-row inserts)', () => {
+    const h = fresh();
+    const data = 'é'.repeat(10); // 10 UTF-16 units, 20 UTF-8 bytes
+    const es: Entry[] = Array.from({ length: 130 }, (_, i) => ({ index: i + 1, term: 1, type: 'normal', data }));
+    h.store.save(batch({ entries: es }));
+    expect(h.store.stats().bytesWritten).toBe(130 * (16 + 'normal'.length + 20));
+    expect(h.store.load(CONF).entries).toEqual(es);
   });
 });

@@ -100,6 +100,12 @@ export class NodeHost {
   private tickTimer: TimerHandle | null = null;
   private processScheduled = false;
   private running = false;
+  /**
+   * A Ready's batch is being fsynced off-thread (storage.saveAsync). Until it is durable that
+   * Ready is not acted on (no send, apply or advance) and no further Ready is taken; step()
+   * and tick() go on, and what they produce waits for the next Ready.
+   */
+  private persisting = false;
   private proposals = new Map<number, PendingProposal>();
   private reads = new Map<string, PendingRead>();
   private readSeq = 0;
@@ -146,6 +152,7 @@ export class NodeHost {
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.role = 'follower';
     this.leader = null;
+    this.persisting = false;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
     this.scheduleTick();
@@ -256,6 +263,12 @@ export class NodeHost {
     return this.raftConfig;
   }
 
+  /** Entries applied between snapshots; takes effect at the next apply. */
+  setCompactionThreshold(entries: number): void {
+    if (!(Number.isInteger(entries) && entries >= 1)) throw new Error(`compaction threshold ${entries}: accepted: integer >= 1`);
+    this.opts.compactionThreshold = entries;
+  }
+
   /** Tunables that take effect live (electionTicks*, heartbeatTicks, limits). */
   reconfigure(patch: Partial<Omit<RaftConfig, 'id' | 'seed'>>): void {
     Object.assign(this.raftConfig, patch);
@@ -330,7 +343,8 @@ export class NodeHost {
   }
 
   private scheduleProcess(): void {
-    if (this.processScheduled || !this.running) return;
+    // While a Ready waits for its fsync there is nothing to do: its callback runs process().
+    if (this.processScheduled || !this.running || this.persisting) return;
     this.processScheduled = true;
     const run = (): void => {
       this.processScheduled = false;
@@ -343,21 +357,46 @@ export class NodeHost {
   /** Drain every ready: persist, then send, then apply, then advance. */
   private process(): void {
     let rounds = 0;
-    while (this.running && this.raft.hasReady()) {
+    while (this.running && !this.persisting && this.raft.hasReady()) {
       // Bound the loop so one node cannot starve the event loop; the rest runs next turn.
       if (++rounds > 64) {
         this.scheduleProcess();
         return;
       }
-      this.handleReady(this.raft.ready());
+      const rd = this.raft.ready();
+      this.readies++;
+      if (!this.persist(rd)) return; // handleReady(rd) runs once the batch is durable
+      this.handleReady(rd);
     }
   }
 
-  private handleReady(rd: Ready): void {
-    this.readies++;
-    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
-      this.opts.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+  /** Persist rd's durable part. True when durable now; false when saveAsync calls back. */
+  private persist(rd: Ready): boolean {
+    if (!rd.snapshot && rd.entries.length === 0 && !rd.hardState) return true;
+    const batch = { snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState };
+    const storage = this.opts.storage;
+    if (!storage.saveAsync) {
+      storage.save(batch);
+      return true;
     }
+    const life = this.starts;
+    const durable = storage.saveAsync(batch, (err) => {
+      // Stopped (crash) or restarted meanwhile: a stopped host sends and applies nothing.
+      if (!this.running || this.starts !== life) return;
+      this.persisting = false;
+      if (err) {
+        // Like a failing synchronous save: the node must not act on state it could not persist.
+        this.stop(`storage sync failed: ${err.message}`);
+        throw err;
+      }
+      this.handleReady(rd);
+      this.process();
+    });
+    if (!durable) this.persisting = true; // done always runs later, never inside saveAsync
+    return durable;
+  }
+
+  private handleReady(rd: Ready): void {
     if (rd.snapshot) {
       this.opts.machine.restore(rd.snapshot.data);
       this.snapshotsInstalled++;
@@ -376,7 +415,7 @@ export class NodeHost {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;
     }
-    if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader);
+    if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader, rd.softState.term);
     this.releaseReads();
     // A leader asks for a snapshot when a joining member needs one and none exists yet.
     const wanted = this.raft.takeSnapshotRequest();
@@ -422,11 +461,12 @@ export class NodeHost {
     }
   }
 
-  private onSoftState(role: Role, leader: NodeId | null): void {
+  private onSoftState(role: Role, leader: NodeId | null, term: number): void {
     const change: RoleChange = {
       id: this.id,
       at: this.opts.clock.now(),
-      term: this.raft.term,
+      // The Ready's term: with an asynchronous fsync the core may have moved on meanwhile.
+      term,
       role,
       leader,
       previousRole: this.role,

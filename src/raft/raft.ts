@@ -4,6 +4,7 @@ import { Progress } from './progress.js';
 import { committedIndex, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
+  newMessage,
   ProposalError,
   type ConfChange,
   type ConfState,
@@ -327,7 +328,7 @@ export class Raft {
   // ---- observers -------------------------------------------------------------------------
 
   softState(): SoftState {
-    return { leader: this.lead, role: this.role };
+    return { leader: this.lead, role: this.role, term: this.term };
   }
 
   hardState(): HardState {
@@ -441,7 +442,8 @@ export class Raft {
   }
 
   private promotable(): boolean {
-    return this.voters.has(this.id) && this.log.pendingSnapshot === null;
+    // Without a known base membership our view of the voters is not to be trusted.
+    return this.voters.has(this.id) && this.log.pendingSnapshot === null && this.baseKnown;
   }
 
   private campaignPre(): void {
@@ -661,9 +663,12 @@ export class Raft {
       return;
     }
     if (this.log.matchTerm(index, term)) {
-      // We already hold the snapshot's last entry: just fast-forward the commit.
+      // We already hold the snapshot's last entry: just fast-forward the commit. Answer with
+      // the commit index, not our last index: entries after the snapshot's may be a stale
+      // suffix from an old term, and claiming them would let the leader count us toward
+      // committing entries we do not hold (etcd answers with committed too).
       this.log.commitTo(index);
-      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() });
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed });
       return;
     }
     this.log.restore(s);
@@ -924,20 +929,7 @@ export class Raft {
   // ---- plumbing --------------------------------------------------------------------------
 
   private send(partial: Partial<Message> & { type: MessageType; to: NodeId }): void {
-    const m: Message = {
-      from: this.id,
-      term: this.term,
-      logTerm: 0,
-      index: 0,
-      entries: [],
-      commit: 0,
-      reject: false,
-      rejectHint: 0,
-      logTermHint: 0,
-      context: '',
-      ...partial,
-    };
-    this.msgs.push(m);
+    this.msgs.push(newMessage({ from: this.id, term: this.term, ...partial }));
   }
 }
 

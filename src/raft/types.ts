@@ -108,6 +108,9 @@ export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 export interface SoftState {
   leader: NodeId | null;
   role: Role;
+  /** The term this soft state belongs to. A host that acts on a Ready later (after an
+   * asynchronous fsync) must report this, not the core's current term, which may be newer. */
+  term: number;
 }
 
 export interface ReadState {

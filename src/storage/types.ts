@@ -13,10 +13,15 @@ export interface PersistBatch {
 export interface StorageStats {
   /** Bytes of rows written (entries, hard state, snapshots) as encoded for SQLite. */
   bytesWritten: number;
-  /** Durable commits (transactions under synchronous=FULL, or memory saves). */
+  /** Durable commits: each fsynced once, inline or off-thread (SQLite), or memory saves.
+   * Writes that need no fsync (commit-index-only hard state) are not counted. */
   syncs: number;
-  /** Wall time spent in durable commits, ms (0 for memory storage). */
+  /** Wall time of durable commits, ms, from the start of the write until it was durable: for
+   * an off-thread fsync (saveAsync) until its completion callback ran. 0 for memory storage. */
   syncMsTotal: number;
+  /** Time the caller's thread spent in save/saveAsync/compact, ms (transactions and inline
+   * fsyncs, not off-thread ones). Absent for memory storage. */
+  loopMsTotal?: number;
   /** Entries currently held (after the snapshot). */
   entryCount: number;
   /** Size of the database files on disk; 0 for memory storage. */
@@ -31,6 +36,15 @@ export interface LogStorage {
   /** Everything needed to rebuild the core after a restart. */
   load(initialConf: ConfState): RestartState;
   save(batch: PersistBatch): void;
+  /**
+   * Optional: save() whose wait for durability (the fsync) runs off the event-loop thread.
+   * The batch is written before this returns (load() sees it), but survives power loss only
+   * once `done` ran without error. Returns true when the batch is durable already, or needs
+   * no fsync: then `done` is never called. Otherwise `done` is called exactly once, always
+   * asynchronously. A host must not send, apply or acknowledge anything that depends on the
+   * batch before `done`. Stores without it (MemoryStorage) are synchronous: save() only.
+   */
+  saveAsync?(batch: PersistBatch, done: (err: Error | null) => void): boolean;
   /** Store a snapshot taken locally and drop entries up to its index. */
   compact(snapshot: Snapshot): void;
   stats(): StorageStats;

@@ -11,6 +11,10 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<BenchModule
     summary: '5-node LocalCluster on SQLite: first leader, commit throughput/latency, leader failover',
     load: async () => (await import('./raft.js')).bench,
   },
+  tasks: {
+    summary: 'noop tasks through the service layer (5 agents): tasks/s, latency, exactly-once under a leader crash',
+    load: async () => (await import('./tasks.js')).bench,
+  },
 };
 
 function usage(): string {

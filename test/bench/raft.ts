@@ -1,5 +1,6 @@
 // Raft bench: a 5-member LocalCluster on the real clock, one SqliteStorage per member (WAL,
-// synchronous=FULL by default) in a fresh temp dir. Measures time to the first leader,
+// durability full with the fsync on the libuv threadpool, like the product) in a fresh temp dir.
+// Timing is the product's: tick 5 ms (swarm.ts TICK_MS), election 150-300 ms, heartbeat 50 ms. Measures time to the first leader,
 // closed-loop commit throughput and latency (1 and 256 proposals in flight) and leader
 // failover (crash the leader, time until a new leader commits a proposal).
 //
@@ -11,9 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalCluster } from '../../src/host/local-cluster.js';
-import type { NodeHost, StateMachine } from '../../src/host/node-host.js';
+import type { NodeHost, RoleChange, StateMachine } from '../../src/host/node-host.js';
 import type { Entry, NodeId } from '../../src/raft/types.js';
-import { SqliteStorage, type Durability } from '../../src/storage/sqlite-storage.js';
+import { raftTiming, TICK_MS } from '../../src/service/swarm.js';
+import { SqliteStorage, type Durability, type FsyncMode } from '../../src/storage/sqlite-storage.js';
 import { RealClock } from '../../src/util/clock.js';
 import { Prng } from '../../src/util/prng.js';
 import { median, parseNumber, percentile, round, sleep } from './stats.js';
@@ -26,8 +28,9 @@ const TARGETS = {
   failover_p99_ms_max: 300,
 };
 
-const TICK_MS = 10;
-const RAFT = { electionTicksMin: 15, electionTicksMax: 30, heartbeatTicks: 5 };
+// The product's timing (swarm defaults): 30..59 ticks of 5 ms, so 30 distinct election timeouts.
+const PRODUCT = raftTiming(undefined);
+const RAFT = { electionTicksMin: PRODUCT.electionTicksMin!, electionTicksMax: PRODUCT.electionTicksMax!, heartbeatTicks: PRODUCT.heartbeatTicks! };
 const IDS: NodeId[] = ['n1', 'n2', 'n3', 'n4', 'n5'];
 
 /** Counts applied commands; snapshots are tiny so compaction cost stays out of the way. */
@@ -50,6 +53,7 @@ interface Options {
   warmup: number;
   trials: number;
   durability: Durability;
+  fsync: FsyncMode;
   inflight: number[];
   payload: number;
   seed: number;
@@ -65,20 +69,32 @@ function parseOptions(args: BenchArgs): Options {
     warmup: parseNumber(args, 'warmup', 1, (n) => n >= 0, 'a number of seconds >= 0'),
     trials: parseNumber(args, 'trials', 20, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     durability,
+    fsync: parseFsync(args.fsync),
     inflight,
     payload: parseNumber(args, 'payload', 64, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     seed: parseNumber(args, 'seed', 1, (n) => Number.isInteger(n), 'an integer'),
   };
 }
 
+function parseFsync(v: string | undefined): FsyncMode {
+  const f = v ?? 'threadpool';
+  if (f !== 'inline' && f !== 'threadpool') throw new Error(`--fsync=${f}: expected inline or threadpool`);
+  return f;
+}
+
 /** Tracks the current leader from role-change events, so the hot loop never calls status(). */
 class LeaderWatch {
   leaderId: NodeId | null = null;
+  /** The latest "became leader" event (carries the election's start and duration). */
+  lastElected: RoleChange | null = null;
   private waiters: Array<() => void> = [];
 
   constructor(private readonly cluster: LocalCluster) {
     cluster.onRoleChange((c) => {
-      if (c.role === 'leader') this.leaderId = c.id;
+      if (c.role === 'leader') {
+        this.leaderId = c.id;
+        this.lastElected = c;
+      }
       else if (c.id === this.leaderId) this.leaderId = null;
       const w = this.waiters;
       this.waiters = [];
@@ -119,15 +135,17 @@ class LeaderWatch {
 interface ClusterCounters {
   syncs: number;
   syncMs: number;
+  loopMs: number;
   messages: number;
 }
 
 function counters(cluster: LocalCluster): ClusterCounters {
-  const c: ClusterCounters = { syncs: 0, syncMs: 0, messages: 0 };
+  const c: ClusterCounters = { syncs: 0, syncMs: 0, loopMs: 0, messages: 0 };
   for (const h of cluster.hosts.values()) {
     const m = h.metrics();
     c.syncs += m.storage.syncs;
     c.syncMs += m.storage.syncMsTotal;
+    c.loopMs += m.storage.loopMsTotal ?? m.storage.syncMsTotal;
     c.messages += m.messagesOut;
   }
   return c;
@@ -208,9 +226,12 @@ async function closedLoop(
     max_ms: round(percentile(latencies, 100)),
     committed,
     errors,
-    // Storage commits (each an fsync under durability 'full') and the wall-time share spent in them.
+    // Durable storage commits (each one fsync under durability 'full'), the share of wall time
+    // the event loop spent in storage calls (transactions, inline fsyncs), and the mean time
+    // from a durable write's start until it was durable (off-thread fsync included).
     storage_commits_per_entry: round((after.syncs - b.syncs) / Math.max(1, committed), 3),
-    storage_commit_ms_share: round((after.syncMs - b.syncMs) / measureMs, 3),
+    storage_commit_ms_share: round((after.loopMs - b.loopMs) / measureMs, 3),
+    storage_sync_ms_mean: round((after.syncMs - b.syncMs) / Math.max(1, after.syncs - b.syncs), 3),
     messages_per_entry: round((after.messages - b.messages) / Math.max(1, committed), 3),
     cpu_us_per_entry: round((cpu.user + cpu.system) / Math.max(1, committed), 2),
     event_loop_utilization: round(elu.utilization, 3),
@@ -242,6 +263,11 @@ async function failover(
 ): Promise<Record<string, unknown>> {
   const samples: number[] = [];
   const attempts: number[] = [];
+  // Phases of each trial: crash -> winner's campaign starts (detection), campaign -> leader
+  // (election), leader -> first commit answered.
+  const detect: number[] = [];
+  const elect: number[] = [];
+  const commitAfter: number[] = [];
   for (let trial = 0; trial < o.trials; trial++) {
     await waitCaughtUp(cluster, watch, 10_000);
     // Crash at a random phase of the heartbeat cycle.
@@ -266,9 +292,16 @@ async function failover(
         await sleep(1);
       }
     }
-    const ms = performance.now() - t0;
+    const t1 = performance.now();
+    const ms = t1 - t0;
     samples.push(ms);
     attempts.push(tries);
+    const won = watch.lastElected;
+    if (won?.election && won.at >= t0) {
+      detect.push(won.election.startedAt - t0);
+      elect.push(won.election.durationMs);
+      commitAfter.push(t1 - won.at);
+    }
     log(`failover trial ${trial + 1}/${o.trials}: crashed ${old}, new leader ${watch.leaderId} committed after ${round(ms, 1)} ms`);
     cluster.start(old);
   }
@@ -280,6 +313,17 @@ async function failover(
     max_ms: round(percentile(samples, 100), 1),
     min_ms: round(percentile(samples, 0), 1),
     samples_ms: samples.map((s) => round(s, 1)),
+    // Medians of the phases (trials where the winner's campaign start was observed).
+    phase_p50_ms: {
+      detect: round(median(detect), 1),
+      elect: round(median(elect), 1),
+      commit: round(median(commitAfter), 1),
+    },
+    phase_max_ms: {
+      detect: round(percentile(detect, 100), 1),
+      elect: round(percentile(elect, 100), 1),
+      commit: round(percentile(commitAfter, 100), 1),
+    },
     propose_attempts_max: attempts.length ? Math.max(...attempts) : 0,
   };
 }
@@ -295,7 +339,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
     ids: IDS,
     clock: new RealClock(),
     prng: prng.fork(),
-    storageFor: (id) => SqliteStorage.open(path.join(dir, `${id}.db`), { durability: o.durability }),
+    storageFor: (id) => SqliteStorage.open(path.join(dir, `${id}.db`), { durability: o.durability, fsync: o.fsync }),
     machineFor: () => new CountingMachine(),
     tickMs: TICK_MS,
     raft: RAFT,
@@ -330,6 +374,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
       config: {
         nodes: IDS.length,
         durability: o.durability,
+        fsync: o.fsync,
         journal: 'wal',
         tick_ms: TICK_MS,
         election_ticks: [RAFT.electionTicksMin, RAFT.electionTicksMax],
@@ -360,13 +405,14 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
 
 export const bench: BenchModule = {
   description:
-    'Raft on a 5-member LocalCluster (RealClock, SqliteStorage per member, tick 10 ms, election 15-30 ticks, heartbeat 5 ticks, ' +
+    `Raft on a 5-member LocalCluster (RealClock, SqliteStorage per member, tick ${TICK_MS} ms, election ${RAFT.electionTicksMin}-${RAFT.electionTicksMax} ticks, heartbeat ${RAFT.heartbeatTicks} ticks, ` +
     'no message serialization): first leader, closed-loop commits/s and latency, leader-crash failover.',
   options: {
     seconds: { description: 'measured seconds per in-flight level', default: '5' },
     warmup: { description: 'warmup seconds before each measurement', default: '1' },
     trials: { description: 'leader-crash failover trials (0 skips)', default: '20' },
     durability: { description: 'SQLite durability: full | normal | off (normal/off are unsafe)', default: 'full' },
+    fsync: { description: "where durability 'full' fsyncs: threadpool (the product's) | inline (on the event loop)", default: 'threadpool' },
     inflight: { description: 'comma list of closed-loop concurrency levels', default: '1,256' },
     payload: { description: 'bytes per proposed command', default: '64' },
     seed: { description: 'seed for member timeouts and crash timing', default: '1' },

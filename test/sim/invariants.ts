@@ -372,8 +372,9 @@ export class InvariantChecker {
     }
   }
 
-  /** Re-verify that every acknowledged write is still in the history (after crashes). */
-  checkAckedDurable(where: string, leaderApplied: number): void {
+  /** Re-verify that every acknowledged write is still in the history (after crashes), and
+   * that the members, now caught up to `appliedEverywhere`, hold the ones up to it. */
+  checkAckedDurable(where: string, appliedEverywhere: number): void {
     for (const w of this.acked) {
       const h = this.hist[w.index];
       if (!h || h.data !== w.data) {
@@ -381,8 +382,8 @@ export class InvariantChecker {
         return;
       }
     }
-    if (leaderApplied < this.maxAcked) {
-      this.violation(`acknowledged write lost (${where}): the leader applied only ${leaderApplied} but ${this.maxAcked} was acknowledged`);
+    if (appliedEverywhere < this.maxAcked && this.maxCommitSeen < this.maxAcked) {
+      this.violation(`acknowledged write lost (${where}): ${this.maxAcked} was acknowledged but the cluster's commit index is ${this.maxCommitSeen}`);
     }
   }
 

@@ -11,11 +11,11 @@
 
 import { LocalCluster } from '../../src/host/local-cluster.js';
 import type { NodeHost } from '../../src/host/node-host.js';
-import type { ConfChange, Entry, NodeId, RaftConfig } from '../../src/raft/types.js';
-import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import type { ConfChange, Entry, Message, NodeId, RaftConfig } from '../../src/raft/types.js';
 import { Prng } from '../../src/util/prng.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 import { InvariantChecker, SimMachine } from './invariants.js';
+import { AsyncSimStorage, SimStorage } from './sim-storage.js';
 
 export interface SimOptions {
   /** Cluster size; when absent it is derived from the seed (3, 5 or 7). */
@@ -85,6 +85,10 @@ class Simulation {
   private readonly clock = new VirtualClock();
   private readonly checker = new InvariantChecker();
   private readonly cluster: LocalCluster;
+  private readonly profile: 'balanced' | 'churn' | 'membership';
+  /** null: synchronous storage; else fsyncs complete off-loop within this many ms. */
+  private readonly maxSyncMs: number | null;
+  private readonly storages = new Map<NodeId, SimStorage>();
   private readonly params: {
     compactionThreshold: number;
     raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
@@ -110,6 +114,11 @@ class Simulation {
   private step = 0;
   private errorsSeen = 0;
   private stopped = false;
+  private inLiveness = false;
+  /** A node to power-fail mid-step once its disk has writes in flight. */
+  private armed: NodeId | null = null;
+  /** Power-fail the whole cluster mid-step, once some disk has writes in flight. */
+  private blackoutArmed = false;
   private readonly stats: SimStats = {
     proposals: 0,
     acked: 0,
@@ -148,6 +157,11 @@ class Simulation {
       maxBytesPerMsg: p.pick([64, 1 << 20]),
     };
     this.params = { compactionThreshold: p.pick([5, 10, 20, 50, 1000]), raft };
+    // The schedule's flavour: balanced, leader churn (crash or cut off leaders mid-replication,
+    // restart quickly: the Figure 8 family), or membership-heavy.
+    this.profile = p.pick(['balanced', 'balanced', 'churn', 'membership'] as const);
+    this.maxSyncMs = p.chance(0.5) ? null : p.pick([1, 5, 20, 50]);
+    const diskPrng = p.fork();
 
     const ids = Array.from({ length: this.n }, (_, i) => `n${i + 1}`);
     for (const id of ids) this.voters.add(id);
@@ -157,7 +171,11 @@ class Simulation {
       ids,
       clock: this.clock,
       prng: p.fork(),
-      storageFor: () => new MemoryStorage(),
+      storageFor: (id) => {
+        const st = this.maxSyncMs === null ? new SimStorage(this.clock, diskPrng) : new AsyncSimStorage(this.clock, diskPrng, this.maxSyncMs);
+        this.storages.set(id, st);
+        return st;
+      },
       machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e)),
       tickMs: 10,
       raft,
@@ -169,6 +187,12 @@ class Simulation {
     this.cluster.onRoleChange((c) => {
       this.checker.onRoleChange(c);
       if (c.role === 'leader') this.stats.leaderChanges++;
+      if (c.role === 'leader' && this.profile === 'churn' && !this.stopped && this.prng.chance(0.3)) {
+        // Adversary: cut a fresh leader off within a few ms, typically before its first
+        // appends land, leaving partly replicated logs behind (the Figure 8 family).
+        const id = c.id;
+        this.clock.setTimeout(() => this.cutOff(id), this.prng.int(0, 8));
+      }
       if (this.traceOn) {
         this.log(`role ${c.id}: ${c.previousRole}->${c.role} term ${c.term} leader ${c.leader ?? '-'}`);
       }
@@ -177,7 +201,7 @@ class Simulation {
 
   async run(): Promise<SimResult> {
     this.log(
-      `seed ${this.seed}: ${this.n} nodes, compactionThreshold ${this.params.compactionThreshold}, raft ${JSON.stringify(this.params.raft)}`,
+      `seed ${this.seed}: ${this.n} nodes, ${this.profile} schedule, compactionThreshold ${this.params.compactionThreshold}, ${this.maxSyncMs === null ? 'sync disk' : `async fsync <= ${this.maxSyncMs} ms`}, raft ${JSON.stringify(this.params.raft)}`,
     );
     for (const id of this.cluster.ids) {
       this.started.add(id);
@@ -193,12 +217,12 @@ class Simulation {
       this.retire();
       const what = this.act();
       if (what !== null) this.log(`#${this.step} ${what}`);
-      await this.advance(this.prng.int(1, 201));
+      await this.advance(this.prng.int(1, this.profile === 'churn' ? 101 : 201));
       this.checkStep();
       if (this.traceOn) this.log(this.stateLine());
     }
     const steps = Math.min(this.step, this.stepsTarget + 1) - 1;
-    if (!this.failed()) await this.liveness();
+    if (!this.failed()) await this.liveness(true);
     this.stopped = true;
     this.cluster.close();
     for (const h of this.cluster.hosts.values()) {
@@ -224,7 +248,7 @@ class Simulation {
     const net = this.cluster.network as unknown as { deliver: Deliver };
     const orig = net.deliver.bind(net);
     net.deliver = (from, to, wire, bytes) => {
-      const m = (wire.json !== undefined ? JSON.parse(wire.json) : wire.clone) as import('../../src/raft/types.js').Message;
+      const m = (wire.json !== undefined ? JSON.parse(wire.json) : wire.clone) as Message;
       const ents = m.entries.length > 0 ? ` ents ${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
       const extra = m.snapshot ? ` snap ${m.snapshot.metadata.index}/${m.snapshot.metadata.term}` : '';
       const ok = this.cluster.network.connected(from, to) && this.cluster.hosts.get(to)?.isRunning ? '' : ' (dropped)';
@@ -255,8 +279,12 @@ class Simulation {
         if (t === undefined || t > target) break;
         this.clock.step();
         for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.observeEvent(id, h.core);
+        if (this.armed !== null && (this.storages.get(this.armed)?.unsynced ?? 0) > 0) this.fireArmed();
+        if (this.blackoutArmed && this.running().some((h) => (this.storages.get(h.id)?.unsynced ?? 0) > 0)) this.blackout();
       }
       this.clock.runUntil(target);
+      if (this.armed !== null) this.fireArmed();
+      if (this.blackoutArmed) this.blackout();
     } catch (e) {
       this.checker.violation(`exception at t=${this.clock.now()}: ${(e as Error).stack ?? String(e)}`);
     }
@@ -370,21 +398,24 @@ class Simulation {
   // ---- actions ---------------------------------------------------------------------------
 
   private act(): string | null {
+    const churn = this.profile === 'churn';
     const actions: Action[] = [
       [30, 'propose', () => this.actPropose()],
-      [12, 'read', () => this.actRead()],
-      [5, 'crash', () => this.actCrash()],
-      [6, 'restart', () => this.actRestart()],
+      [churn ? 6 : 12, 'read', () => this.actRead()],
+      [churn ? 2 : 4, 'crash', () => this.actCrash(false)],
+      [churn ? 10 : 2, 'crash-leader', () => this.actCrash(true)],
+      [churn ? 14 : 6, 'restart', () => this.actRestart()],
       [2, 'bounce', () => this.actBounce()],
       [4, 'partition', () => this.actPartition()],
-      [3, 'isolate', () => this.actIsolate()],
+      [churn ? 6 : 3, 'isolate', () => this.actIsolate()],
       [5, 'heal', () => this.actHeal()],
       [4, 'faults', () => this.randomFaults()],
       [2, 'link', () => this.actLinkFaults()],
-      [6, 'membership', () => this.actMembership()],
+      [this.profile === 'membership' ? 20 : churn ? 2 : 6, 'membership', () => this.actMembership()],
       [4, 'transfer', () => this.actTransfer()],
-      [2, 'campaign', () => this.actCampaign()],
-      [15, 'idle', () => null],
+      [1, 'blackout', () => this.actBlackout()],
+      [churn ? 4 : 2, 'campaign', () => this.actCampaign()],
+      [churn ? 3 : 15, 'idle', () => null],
     ];
     let total = 0;
     for (const a of actions) total += a[0];
@@ -418,9 +449,20 @@ class Simulation {
     }
   }
 
-  private actPropose(): string {
+  /** The newest leader mostly; sometimes any node that thinks it leads (a deposed leader
+   * cut off in a minority still accepts proposals, which later get truncated), or any node. */
+  private pickTarget(pLeader: number): NodeHost | undefined {
     const l = this.leader();
-    const h = l && this.prng.chance(0.85) ? l : this.pickRunning();
+    if (l && this.prng.chance(pLeader)) return l;
+    if (this.prng.chance(0.5)) {
+      const leaders = this.running().filter((h) => h.core.role === 'leader');
+      if (leaders.length > 0) return this.prng.pick(leaders);
+    }
+    return this.pickRunning();
+  }
+
+  private actPropose(): string {
+    const h = this.pickTarget(0.75);
     if (!h) return 'propose: no running node';
     const count = this.prng.int(1, 4);
     const out: string[] = [];
@@ -429,8 +471,7 @@ class Simulation {
   }
 
   private actRead(): string {
-    const l = this.leader();
-    const h = l && this.prng.chance(0.5) ? l : this.pickRunning();
+    const h = this.pickTarget(0.4);
     if (!h) return 'read: no running node';
     this.stats.reads++;
     const machine = this.cluster.machine(h.id) as SimMachine | undefined;
@@ -450,20 +491,76 @@ class Simulation {
     }
   }
 
-  private actCrash(): string | null {
-    const h = this.pickRunning();
+  /**
+   * Every member loses power at once (members of an embedded cluster share one machine) and
+   * restarts from what its disk had made durable. Acknowledged writes must survive: an
+   * acknowledgement promises durability on a majority.
+   */
+  private blackout(): void {
+    this.blackoutArmed = false;
+    if (this.inLiveness) return;
+    const ids = this.running()
+      .map((h) => h.id)
+      .filter((id) => !this.removed.has(id))
+      .sort(byNodeId);
+    const lost = ids.map((id) => this.storages.get(id)?.unsynced ?? 0);
+    for (const id of ids) this.crash(id, true);
+    for (const id of ids) this.restart(id);
+    this.log(`blackout: every member lost power and restarted (unsynced batches lost: ${ids.map((id, i) => `${id}=${lost[i]}`).join(' ')})`);
+  }
+
+  /** Power-fail the armed node now (mid-step, while its disk has writes in flight). */
+  private fireArmed(): void {
+    const id = this.armed as NodeId;
+    this.armed = null;
+    if (this.inLiveness || !this.cluster.hosts.get(id)?.isRunning) return;
+    if (!this.removed.has(id) && !this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
+    this.log(`${this.crash(id, true)} ${id} (armed)`);
+  }
+
+  private actBlackout(): string {
+    if (this.maxSyncMs === null) {
+      // Synchronous disks lose nothing: a whole-cluster crash and restart from storage.
+      this.blackout();
+      return 'blackout';
+    }
+    this.blackoutArmed = true;
+    return 'arm blackout';
+  }
+
+  private actCrash(leader: boolean): string | null {
+    let h = leader ? this.pickTarget(0.7) : this.pickRunning();
+    if (this.maxSyncMs !== null && this.prng.chance(0.7)) {
+      // Prefer a node with writes in flight to its disk: that is when a power failure bites.
+      const busy = this.running().filter((x) => (this.storages.get(x.id)?.unsynced ?? 0) > 0);
+      if (busy.length > 0) h = this.prng.pick(busy);
+    }
     if (!h) return null;
     const crashed = new Set(this.crashed).add(h.id);
     if (!this.removed.has(h.id) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
-    this.crash(h.id);
-    return `crash ${h.id}`;
+    if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
+      // Power-fail it during the coming step, at the first moment it has unsynced writes.
+      this.armed = h.id;
+      return `arm power failure ${h.id}`;
+    }
+    return `${this.crash(h.id)} ${h.id}`;
   }
 
-  private crash(id: NodeId): void {
+  /** Crash a member: a process crash, or (async disks only) a power failure that also
+   * loses whatever was written but not yet fsynced. Returns which. */
+  private crash(id: NodeId, powerFail?: boolean): string {
     this.cluster.crash(id);
     this.checker.forget(id);
     this.stats.crashes++;
     if (!this.removed.has(id)) this.crashed.add(id);
+    const st = this.storages.get(id);
+    if (st && this.maxSyncMs !== null && (powerFail ?? this.prng.chance(0.5))) {
+      const lost = st.unsynced;
+      st.powerFailure();
+      return `power failure (${lost} unsynced batches lost)`;
+    }
+    st?.processCrash();
+    return 'crash';
   }
 
   private restart(id: NodeId): void {
@@ -483,9 +580,9 @@ class Simulation {
   private actBounce(): string | null {
     const h = this.pickRunning();
     if (!h || this.removed.has(h.id)) return null;
-    this.crash(h.id);
+    const how = this.crash(h.id);
     this.restart(h.id);
-    return `crash+restart ${h.id}`;
+    return `${how}+restart ${h.id}`;
   }
 
   private candidatesForPartition(): NodeId[] {
@@ -525,6 +622,21 @@ class Simulation {
     return `isolate ${h.id}`;
   }
 
+  /** Crash or isolate a node between steps, if the fault budget allows. */
+  private cutOff(id: NodeId): void {
+    if (this.stopped || this.inLiveness || !this.cluster.hosts.get(id)?.isRunning || this.removed.has(id)) return;
+    if (this.prng.chance(0.5)) {
+      if (!this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
+      this.log(`adversary: ${this.crash(id)} new leader ${id}`);
+    } else {
+      const isolated = new Set(this.isolated).add(id);
+      if (!this.budgetOk({ isolated })) return;
+      this.isolated = isolated;
+      this.cluster.network.isolate(id);
+      this.log(`adversary: isolate new leader ${id}`);
+    }
+  }
+
   private actHeal(): string {
     this.cluster.network.heal();
     this.groups = null;
@@ -532,10 +644,13 @@ class Simulation {
     return 'heal';
   }
 
-  private randomFaults(): string {
+  /** New global loss/duplication/delay/reorder. `timely`: delays stay well under the
+   * election timeout, as Raft's liveness assumes (broadcast time << election timeout). */
+  private randomFaults(timely = false): string {
     const p = this.prng;
     const min = p.pick([0, 0, 1, 2, 5]);
-    const max = min + p.pick([0, 1, 5, 10, 20, 40]);
+    // Mostly well under the election timeout (150-300 ms); now and then comparable to it.
+    const max = min + (!timely && p.chance(0.1) ? p.pick([100, 200]) : p.pick([0, 1, 5, 10, 20, 40]));
     const f = {
       lossRate: p.pick([0, 0, 0, 0.01, 0.05, 0.1, 0.2]),
       duplicateRate: p.pick([0, 0, 0.01, 0.05, 0.1]),
@@ -659,14 +774,31 @@ class Simulation {
    * Heal everything and restart every crashed member; then a leader must emerge and a fresh
    * write commit within LIVENESS_MS, and every running member must apply it within CATCHUP_MS.
    */
-  private async liveness(): Promise<void> {
+  private async liveness(final = false): Promise<void> {
+    this.inLiveness = true;
+    try {
+      await this.livenessCheck(final);
+    } finally {
+      this.inLiveness = false;
+    }
+  }
+
+  private async livenessCheck(final: boolean): Promise<void> {
     this.stats.livenessChecks++;
-    this.actHeal();
     this.cluster.network.clearFaults();
-    this.randomFaults();
-    for (const id of [...this.crashed].sort()) if (!this.removed.has(id)) this.restart(id);
-    this.crashed.clear();
-    this.log(`liveness check: healed, all members up`);
+    this.log(this.randomFaults(true));
+    // Half the checks heal everything; the others leave the crashes and partitions in place
+    // (the fault budget guarantees a connected majority of every configuration).
+    const full = final || this.prng.chance(0.5) || !this.budgetOk({});
+    if (full) {
+      this.actHeal();
+      for (const id of [...this.crashed].sort()) if (!this.removed.has(id)) this.restart(id);
+      this.crashed.clear();
+      this.log(`liveness check: healed, all members up`);
+    } else {
+      this.log(`liveness check: a majority up and connected, faults left in place`);
+    }
+    const ok = (id: NodeId): boolean => this.healthy(id, this.crashed, this.groups, this.isolated);
     const start = this.clock.now();
     const data = `live${this.step}`;
     let done: { index: number; node: NodeId } | null = null;
@@ -700,25 +832,26 @@ class Simulation {
     }
     const committed = done as { index: number; node: NodeId };
     this.log(`liveness: ${data} committed at ${committed.index} after ${this.clock.now() - start} ms`);
-    const l = this.leader() ?? this.cluster.hosts.get(committed.node);
-    const lm = l ? (this.cluster.machine(l.id) as SimMachine) : undefined;
-    this.checker.checkAckedDurable('after healing and restarts', lm?.lastIndex ?? 0);
-
     // Catch-up: every running member applies the fresh write.
     const catchStart = this.clock.now();
     let behind = 0;
     for (const id of [...this.voters, ...this.learners]) {
-      const m = this.cluster.hosts.get(id)?.isRunning ? (this.cluster.machine(id) as SimMachine) : undefined;
+      const m = this.cluster.hosts.get(id)?.isRunning && ok(id) ? (this.cluster.machine(id) as SimMachine) : undefined;
       if (m) behind = Math.max(behind, committed.index - m.lastIndex);
     }
     const catchupMs = CATCHUP_MS + CATCHUP_MS_PER_ENTRY * behind;
     for (;;) {
       const lagging = [...this.voters, ...this.learners].sort().filter((id) => {
         const h = this.cluster.hosts.get(id);
-        if (!h?.isRunning) return false;
+        if (!h?.isRunning || !ok(id)) return false;
         return (this.cluster.machine(id) as SimMachine).lastIndex < committed.index;
       });
-      if (lagging.length === 0) break;
+      if (lagging.length === 0) {
+        // Every member that is up has applied the fresh write, so (its apply sequence being
+        // the history) every write acknowledged before it, across all crashes and restarts.
+        this.checker.checkAckedDurable(full ? 'after healing and restarting every member' : 'with a minority down', committed.index);
+        break;
+      }
       if (this.clock.now() - catchStart >= catchupMs) {
         this.checker.violation(`liveness: ${lagging.join(',')} did not apply index ${committed.index} within ${catchupMs} ms (${this.stateLine()})`);
         return;
