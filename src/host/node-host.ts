@@ -21,6 +21,8 @@ export interface StateMachine {
   apply(entry: Entry): unknown;
   snapshot(): string;
   restore(data: string): void;
+  /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
+  sizeHint?(): number;
 }
 
 export interface NodeHostOptions {
@@ -505,7 +507,10 @@ export class NodeHost {
     if (!force && log.applied - log.snapshotIndex < this.opts.compactionThreshold) return;
     // Amortize: a snapshot costs its size, so wait until the log since the last one holds a
     // set fraction of that size (off by default; the service uses it for large task tables).
-    if (!force && this.appliedBytesSinceSnapshot < this.lastSnapshotBytes * this.opts.compactionLogToSnapshotRatio) return;
+    if (!force && this.opts.compactionLogToSnapshotRatio > 0) {
+      const stateBytes = this.opts.machine.sizeHint?.() ?? this.lastSnapshotBytes;
+      if (this.appliedBytesSinceSnapshot < stateBytes * this.opts.compactionLogToSnapshotRatio) return;
+    }
     if (log.applied <= log.snapshotIndex) return;
     if (log.applied > log.stableIndex) return;
     const snap = this.raft.compact(this.opts.machine.snapshot());

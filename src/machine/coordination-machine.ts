@@ -173,6 +173,14 @@ export class CoordinationMachine implements StateMachine {
     this.memory.putSystem(ELECTION_HISTORY_KEY, { elections: structuredClone(this.elections.slice(-100)) }, this.clock);
   }
 
+  /**
+   * Approximate snapshot size from record counts (measured averages: ~300 bytes per task in
+   * JSON, a few hundred per memory record). Only paces compaction; never reported.
+   */
+  sizeHint(): number {
+    return 4096 + this.tasks.tasks.size * 300 + this.memory.records.size * 256 + this.sessions.size * 128;
+  }
+
   snapshot(): string {
     return JSON.stringify({
       v: 1,
