@@ -34,6 +34,9 @@ const ELECTION_HISTORY_MAX = 1000;
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
   onAssigned?(items: Array<{ task: string; agent: string; epoch: number }>): void;
+  /** Only announce assignments to this agent (the replica's own): saves an object per task
+   * per replica for work that replica's worker would discard. */
+  notifyAgent?: string;
   onApplied?(index: number): void;
   /** Configuration changed at this log position (timing takes effect live). */
   onConfig?(config: SwarmConfig): void;
@@ -131,14 +134,16 @@ export class CoordinationMachine implements StateMachine {
       case 'orch.create':
         return this.tasks.createOrchestration(op, entry.index, this.clock);
       case 'task.assign': {
-        const applied = this.tasks.assign(op, this.clock);
+        const applied = this.tasks.assign(op, this.clock, this.events.notifyAgent);
         const rec = this.elections.length > 0 ? this.elections[this.elections.length - 1] : undefined;
         if (rec && rec.term === op.term && applied.recovered > 0) {
           rec.tasks_recovered += applied.recovered;
           this.publishElections();
         }
         if (applied.items.length > 0) this.events.onAssigned?.(applied.items);
-        return { ok: true, value: { assigned: applied.items.length, stale: applied.stale } };
+        // Counted, not items.length: the items list is filtered per replica (notifyAgent),
+        // and results are replicated state that must be identical everywhere.
+        return { ok: true, value: { assigned: applied.assigned, stale: applied.stale } };
       }
       case 'task.complete':
         return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups) };

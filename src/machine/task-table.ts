@@ -72,8 +72,13 @@ export class TaskTable {
     return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
   }
 
-  assign(op: AssignOp, now: number): { items: Array<{ task: string; agent: string; epoch: number }>; stale: number; recovered: number } {
-    const out = { items: [] as Array<{ task: string; agent: string; epoch: number }>, stale: 0, recovered: 0 };
+  /** Apply assignments; `items` lists those for `notifyAgent` (all when it is undefined). */
+  assign(
+    op: AssignOp,
+    now: number,
+    notifyAgent?: string,
+  ): { items: Array<{ task: string; agent: string; epoch: number }>; assigned: number; stale: number; recovered: number } {
+    const out = { items: [] as Array<{ task: string; agent: string; epoch: number }>, assigned: 0, stale: 0, recovered: 0, notify: notifyAgent };
     const leaseUntil = now + op.lease_ms;
     for (const it of op.items ?? []) this.assignOne(this.tasks.get(it.task), it.agent, it.from_epoch, op.term, leaseUntil, out);
     for (const g of op.groups ?? []) {
@@ -91,7 +96,7 @@ export class TaskTable {
     fromEpoch: number,
     term: number,
     leaseUntil: number,
-    out: { items: Array<{ task: string; agent: string; epoch: number }>; stale: number; recovered: number },
+    out: { items: Array<{ task: string; agent: string; epoch: number }>; assigned: number; stale: number; recovered: number; notify?: string | undefined },
   ): void {
     if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== fromEpoch) {
       out.stale++;
@@ -107,7 +112,8 @@ export class TaskTable {
     t.assigned_term = term;
     t.lease_until = leaseUntil;
     t.assignments++;
-    out.items.push({ task: t.id, agent, epoch: t.epoch });
+    out.assigned++;
+    if (out.notify === undefined || out.notify === agent) out.items.push({ task: t.id, agent, epoch: t.epoch });
   }
 
   complete(items: CompleteItem[], now: number, groups: CompleteGroup[] = []): { applied: number; rejected: number } {

@@ -19,6 +19,8 @@ export class Scheduler {
   /** Tasks in an assignment proposal not yet applied: never proposed twice at once. */
   private inflight = new Set<string>();
   private proposing = 0;
+  /** Per tick: agents each orchestration may use. */
+  private allowedCache = new Map<string, string[]>();
 
   constructor(private readonly swarm: Swarm) {}
 
@@ -43,6 +45,7 @@ export class Scheduler {
     const live = this.swarm.liveAgents();
     if (live.size === 0) return;
     const members = new Set(this.swarm.activeMembers());
+    this.allowedCache.clear();
     const batch = Math.max(1, machine.config.batch_size);
     const now = Date.now();
 
@@ -84,7 +87,12 @@ export class Scheduler {
 
   /** Least-loaded live agent among those the orchestration may use. */
   private chooseAgent(orch: Orchestration, live: Set<string>, load: Map<string, number>, batch: number): string | null {
-    const allowed = [...live].sort().slice(0, orch.strategy === 'sequential' ? 1 : Math.max(1, orch.max_agents));
+    // The allowed list depends only on the orchestration and this tick's live set: compute once.
+    let allowed = this.allowedCache.get(orch.id);
+    if (!allowed) {
+      allowed = [...live].sort().slice(0, orch.strategy === 'sequential' ? 1 : Math.max(1, orch.max_agents));
+      this.allowedCache.set(orch.id, allowed);
+    }
     let best: string | null = null;
     for (const id of allowed) {
       const l = load.get(id) ?? 0;

@@ -58,6 +58,7 @@ export class Swarm {
       machineFor: (id) => {
         const m = new CoordinationMachine({
           onAssigned: (items) => this.workerFor(id).enqueue(items),
+          notifyAgent: id,
           onConfig: (c) => {
             const host = this.cluster.hosts.get(id);
             host?.reconfigure(raftTiming(c));
