@@ -35,7 +35,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
         log_compaction_threshold: z.number().int().optional().describe('Applied entries between snapshots (default 1000)'),
         quorum_size: z.number().int().optional().describe('Must equal the majority of voters; validated, not a free knob'),
         max_log_entries: z.number().int().optional().describe('Max uncommitted entries before proposals are refused (default 10000)'),
-        batch_size: z.number().int().optional().describe('Max tasks in flight per agent and entries per message batch (default 100)'),
+        batch_size: z.number().int().optional().describe('Tasks per assignment batch (an agent holds up to 4 batches at once) and entries per replication message, at least 64 (default 100)'),
       }),
       outputSchema: output({ swarm: z.string(), config: z.record(z.string(), z.unknown()) }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

@@ -6,6 +6,8 @@ import type { Swarm } from './swarm.js';
 const SCHEDULER_INTERVAL_MS = 2;
 /** Lease on an internal assignment; a dead agent is detected sooner by missed heartbeats. */
 const INTERNAL_LEASE_MS = 30_000;
+/** Batches of work (batch_size tasks each) an agent may hold at once. */
+export const AGENT_QUEUE_BATCHES = 4;
 
 type AssignItem = { task: string; agent: string; from_epoch: number };
 
@@ -46,7 +48,9 @@ export class Scheduler {
     if (live.size === 0) return;
     const members = new Set(this.swarm.activeMembers());
     this.allowedCache.clear();
-    const batch = Math.max(1, machine.config.batch_size);
+    // An agent holds up to AGENT_QUEUE_BATCHES batches: one executing while the next ones are
+    // already assigned, so no agent idles for a commit round trip between batches.
+    const batch = Math.max(1, machine.config.batch_size) * AGENT_QUEUE_BATCHES;
     const now = Date.now();
 
     const load = new Map<string, number>();
