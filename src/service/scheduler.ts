@@ -8,6 +8,8 @@ const SCHEDULER_INTERVAL_MS = 2;
 const INTERNAL_LEASE_MS = 30_000;
 /** Batches of work (batch_size tasks each) an agent may hold at once. */
 export const AGENT_QUEUE_BATCHES = 4;
+/** Assignment proposals in flight: two let one commit while the next is prepared. */
+const MAX_ASSIGN_PROPOSALS = 2;
 
 type AssignItem = { task: string; agent: string; from_epoch: number };
 
@@ -21,6 +23,7 @@ export class Scheduler {
   /** Tasks in an assignment proposal not yet applied: never proposed twice at once. */
   private inflight = new Set<string>();
   private proposing = 0;
+  private inflightByAgent = new Map<string, number>();
   /** Per tick: agents each orchestration may use. */
   private allowedCache = new Map<string, string[]>();
 
@@ -39,7 +42,7 @@ export class Scheduler {
 
   private tick(): void {
     // One assignment proposal at a time keeps batches large and the log short.
-    if (this.proposing > 0) return;
+    if (this.proposing >= MAX_ASSIGN_PROPOSALS) return;
     const leader = this.swarm.cluster.leader();
     if (!leader) return;
     const machine = this.swarm.machines.get(leader.id);
@@ -53,8 +56,9 @@ export class Scheduler {
     const batch = Math.max(1, machine.config.batch_size) * AGENT_QUEUE_BATCHES;
     const now = Date.now();
 
+    // Count work in proposals not yet applied too, so two proposals never overfill an agent.
     const load = new Map<string, number>();
-    for (const id of live) load.set(id, 0);
+    for (const id of live) load.set(id, this.inflightByAgent.get(id) ?? 0);
     const takeBack: TaskRecord[] = [];
     for (const tid of machine.tasks.assigned) {
       const t = machine.tasks.tasks.get(tid);
@@ -107,14 +111,20 @@ export class Scheduler {
   }
 
   private propose(items: AssignItem[], term: number): void {
-    for (const it of items) this.inflight.add(it.task);
+    for (const it of items) {
+      this.inflight.add(it.task);
+      this.inflightByAgent.set(it.agent, (this.inflightByAgent.get(it.agent) ?? 0) + 1);
+    }
     this.proposing++;
     void this.swarm
       .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, groups: groupAssignments(items) }, 5_000)
       .catch(() => undefined)
       .finally(() => {
         this.proposing--;
-        for (const it of items) this.inflight.delete(it.task);
+        for (const it of items) {
+          this.inflight.delete(it.task);
+          this.inflightByAgent.set(it.agent, (this.inflightByAgent.get(it.agent) ?? 1) - 1);
+        }
       });
   }
 }
