@@ -149,6 +149,8 @@ async function main(): Promise<void> {
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
+    const failed = summary.failing.find((f) => f.seed === r.seed);
+    if (failed) process.stderr.write(`sim: seed ${r.seed} (${failed.nodes} nodes) FAILED: ${failed.first}\n`);
     if (!a.quiet && summary.seeds % 500 === 0) {
       const t = ((performance.now() - started) / 1000).toFixed(1);
       process.stderr.write(`sim: ${summary.seeds}/${a.seeds} seeds, ${summary.violations} violations, ${t} s\n`);
