@@ -1,6 +1,7 @@
 // NodeHost with a storage whose fsync completes later (LogStorage.saveAsync, as SqliteStorage
-// with fsync 'threadpool' does): the host must hold each Ready until its batch is durable, and
-// a host stopped meanwhile must never act on it. Driven by a VirtualClock: the "fsync" is a
+// with fsync 'threadpool' does): the host must hold each Ready until its batch is durable (a
+// leader's appends and heartbeats excepted: they depend only on its durable term), and a host
+// stopped meanwhile must never act on it. Driven by a VirtualClock: the "fsync" is a
 // virtual-time delay, so the run is deterministic.
 
 import { describe, expect, it } from 'vitest';

@@ -108,6 +108,9 @@ export class NodeHost {
    * and tick() go on, and what they produce waits for the next Ready.
    */
   private persisting = false;
+  /** Term and vote known durable (for sending a leader's appends before its own write). */
+  private durableTerm = -1;
+  private durableVote: NodeId | null = null;
   private proposals = new Map<number, PendingProposal>();
   private reads = new Map<string, PendingRead>();
   private readSeq = 0;
@@ -151,6 +154,8 @@ export class NodeHost {
     const state = this.opts.storage.load(this.opts.initialConf);
     if (state.snapshot) this.opts.machine.restore(state.snapshotData ?? '');
     this.raft = new Raft(this.raftConfig, state);
+    this.durableTerm = state.hardState.term;
+    this.durableVote = state.hardState.vote;
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.role = 'follower';
     this.leader = null;
@@ -367,9 +372,33 @@ export class NodeHost {
       }
       const rd = this.raft.ready();
       this.readies++;
+      this.sendReplicationEarly(rd);
       if (!this.persist(rd)) return; // handleReady(rd) runs once the batch is durable
       this.handleReady(rd);
     }
+  }
+
+  private sendMessage(m: Message): void {
+    this.messagesOut++;
+    if (m.type === 'MsgHeartbeat') this.heartbeatSentAt.set(m.to, this.opts.clock.now());
+    this.opts.transport.send(m);
+  }
+
+  /**
+   * A leader may replicate in parallel with its own disk write (dissertation 10.2.1): its
+   * appends and heartbeats depend only on its term, durable since it campaigned, and it counts
+   * itself toward commit only after advance(). Everything else waits for the write. Only when
+   * this Ready changes no term or vote, so the term those messages carry is already durable.
+   */
+  private sendReplicationEarly(rd: Ready): void {
+    if (this.raft.role !== 'leader' || rd.messages.length === 0) return;
+    if (rd.hardState && (rd.hardState.term !== this.durableTerm || rd.hardState.vote !== this.durableVote)) return;
+    const later: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') this.sendMessage(m);
+      else later.push(m);
+    }
+    rd.messages = later;
   }
 
   /** Persist rd's durable part. True when durable now; false when saveAsync calls back. */
@@ -379,6 +408,7 @@ export class NodeHost {
     const storage = this.opts.storage;
     if (!storage.saveAsync) {
       storage.save(batch);
+      this.noteDurable(rd);
       return true;
     }
     const life = this.starts;
@@ -391,11 +421,19 @@ export class NodeHost {
         this.stop(`storage sync failed: ${err.message}`);
         throw err;
       }
+      this.noteDurable(rd);
       this.handleReady(rd);
       this.process();
     });
     if (!durable) this.persisting = true; // done always runs later, never inside saveAsync
+    else this.noteDurable(rd);
     return durable;
+  }
+
+  private noteDurable(rd: Ready): void {
+    if (!rd.hardState) return;
+    this.durableTerm = rd.hardState.term;
+    this.durableVote = rd.hardState.vote;
   }
 
   private handleReady(rd: Ready): void {
@@ -405,11 +443,7 @@ export class NodeHost {
       this.failProposalsUpTo(rd.snapshot.metadata.index);
     }
     if (rd.entries.length > 0 && this.raft.role === 'leader') this.noteAppend(rd.entries[rd.entries.length - 1]!.index);
-    for (const m of rd.messages) {
-      this.messagesOut++;
-      if (m.type === 'MsgHeartbeat') this.heartbeatSentAt.set(m.to, this.opts.clock.now());
-      this.opts.transport.send(m);
-    }
+    for (const m of rd.messages) this.sendMessage(m);
     for (const e of rd.committedEntries) this.applyEntry(e);
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
