@@ -2,7 +2,7 @@
 // sockets (to send frames a well-behaved TcpTransport never would) and small clusters.
 
 import { connect, type Socket } from 'node:net';
-import type { Message, MessageType } from '../../src/raft/types.js';
+import { newMessage, type Message, type MessageType } from '../../src/raft/types.js';
 import {
   acceptorProof,
   Direction,
@@ -54,21 +54,7 @@ export async function waitFor(pred: () => boolean, what: string, timeoutMs = 500
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function msg(from: string, to: string, o: Partial<Message> = {}): Message {
-  return {
-    type: 'MsgHeartbeat' as MessageType,
-    from,
-    to,
-    term: 1,
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-    logTermHint: 0,
-    context: '',
-    ...o,
-  };
+  return newMessage({ type: 'MsgHeartbeat' as MessageType, from, to, term: 1, ...o });
 }
 
 export interface Member {
