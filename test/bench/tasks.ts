@@ -159,7 +159,8 @@ async function scenario(n: number, crash: boolean, o: Options, log: (m: string) 
     const after: Counters = { ...clusterCounters(swarm), cpuUs: cpuUs() };
 
     // Final state from the (current) leader's replica.
-    const leader = swarm.cluster.leader()!;
+    // The crash can land just as the last task finishes: wait for the next leader to read from.
+    const leader = await swarm.waitForLeader(10_000);
     const m = swarm.machines.get(leader.id)!;
     const orch = m.tasks.orchs.get(orchId) as Orchestration;
     const lat: number[] = [];
