@@ -108,10 +108,20 @@ describe('resources', () => {
     const status = await read('concord://swarms/default/status');
     expect(status).toMatchObject({ swarm_id: 'default', status: 'active', agents: ['raft-agent-1'], leader_id: 'raft-agent-1', topology: 'mesh', consensus: 'raft' });
     expect(status.members).toEqual([expect.objectContaining({ agent_id: 'raft-agent-1', running: true, role: 'leader' })]);
-    const log = await read('concord://swarms/default/log-status');
+    // The new leader's election record and commit-index marker are proposed in the
+    // background right after it wins: under load one may still be uncommitted, so wait for it.
+    let log = await read('concord://swarms/default/log-status');
+    for (let i = 0; i < 100 && log.uncommitted_entries !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      log = await read('concord://swarms/default/log-status');
+    }
     expect(log).toMatchObject({ leader: 'raft-agent-1', followers: [], uncommitted_entries: 0 });
     expect(log.committed_entries).toBeGreaterThan(0);
-    const hist = await read('concord://swarms/default/election-history');
+    let hist = await read('concord://swarms/default/election-history');
+    for (let i = 0; i < 100 && hist.total_elections === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      hist = await read('concord://swarms/default/election-history');
+    }
     expect(hist).toMatchObject({ swarm: 'default', total_elections: 1, leader_failures: 0 });
     expect(hist.elections).toEqual([expect.objectContaining({ new_leader: 'raft-agent-1', cause: 'startup', old_leader: null })]);
     const other = await read('concord://swarms/res-a/status');
