@@ -4,8 +4,6 @@ import { pause } from './proposer.js';
 import type { Swarm } from './swarm.js';
 
 const AGENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** A learner is promoted once it is within this many entries of the leader. */
-const CATCH_UP_SLACK = 0;
 
 export interface AgentView {
   agent_id: string;
@@ -74,11 +72,10 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
     }
   } else {
     swarm.startMember(id);
-    const leader = await swarm.waitForLeader(5_000);
+    await swarm.waitForLeader(5_000);
     await proposeConf(swarm, { type: 'addLearner', node: id });
     await waitCaughtUp(swarm, id, 10_000);
     await proposeConf(swarm, { type: 'addVoter', node: id });
-    void leader;
   }
   await swarm.proposeOk({ t: 'agent.register', agent });
   const leader = swarm.cluster.leader();
@@ -127,7 +124,7 @@ async function waitCaughtUp(swarm: Swarm, id: string, timeoutMs: number): Promis
   while (performance.now() < deadline) {
     const leader = swarm.cluster.leader();
     const pr = leader?.status().peers.find((p) => p.id === id);
-    if (leader && pr && pr.match + CATCH_UP_SLACK >= leader.status().commit) return;
+    if (leader && pr && pr.match >= leader.status().commit) return;
     await pause(5);
   }
   throw new UserError('unavailable', `learner ${id} did not catch up within ${timeoutMs} ms`);

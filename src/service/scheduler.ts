@@ -1,4 +1,3 @@
-import type { CoordinationMachine } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
 import type { AssignGroup, Orchestration, TaskRecord } from '../machine/types.js';
 import type { Swarm } from './swarm.js';
@@ -128,8 +127,6 @@ export class Scheduler {
       });
   }
 }
-
-export type { CoordinationMachine };
 
 /** Assignments in the compact log form: one group per (orchestration, agent). */
 function groupAssignments(items: AssignItem[]): AssignGroup[] {

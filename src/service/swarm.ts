@@ -4,7 +4,7 @@ import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange } from '../host/node-host.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
-import type { CompleteGroup, ElectionCause, Op, SwarmConfig } from '../machine/types.js';
+import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
 import { majority } from '../raft/quorum.js';
 import type { ConfState, RaftConfig } from '../raft/types.js';
 import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
@@ -51,7 +51,7 @@ export class Swarm {
 
   constructor(
     readonly registry: SwarmRegistry,
-    private readonly opts: SwarmOptions = {},
+    opts: SwarmOptions = {},
   ) {
     this.cluster = new LocalCluster({
       ids: [],
@@ -204,8 +204,8 @@ export class Swarm {
     while (performance.now() < deadline) {
       const l = this.cluster.leader();
       if (l) {
-        const s = l.status();
-        if (s.commit >= s.lastIndex - s.uncommittedEntries && l.core.log.term(s.commit) === s.term) return l;
+        const log = l.core.log;
+        if (log.term(log.committed) === l.core.term) return l;
       }
       await pause(5);
     }
@@ -292,7 +292,7 @@ export class Swarm {
 
 /** Swarm timing (ms) to Raft ticks; unset config gives the defaults (150-300 ms, 50 ms). */
 export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfig, 'id' | 'seed'>> {
-  const c = cfg ?? { election_timeout_min: 150, election_timeout_max: 300, heartbeat_interval: 50, max_log_entries: 10_000, batch_size: 100 };
+  const c = cfg ?? DEFAULT_SWARM_CONFIG;
   const ticks = (ms: number) => Math.max(1, Math.round(ms / TICK_MS));
   return {
     electionTicksMin: ticks(c.election_timeout_min),

@@ -194,7 +194,7 @@ export class TcpTransport implements Transport {
           this.inboundByPeer.set(c.peerId!, state);
           state.reassembler = new Reassembler(l.maxMessageBytes);
         },
-        onFrame: (c, type, payload) => this.onFrame(state, type, payload),
+        onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
           if (handshaking) this.pendingHandshakes--;
           handshaking = false;
