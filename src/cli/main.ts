@@ -5,6 +5,7 @@ import { runStdio } from '../server/stdio.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
 import { runDemo } from './demo.js';
+import { runNode } from './node-command.js';
 import { connectTools } from './tool-client.js';
 
 const HELP = `concord: an MCP server with real embedded Raft swarms
@@ -80,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return runDemo({ dataDir, keep: flags.keep === true });
     case 'node':
-      throw new UserError('unavailable', 'concord node (one member per process over TCP) is not available yet; the embedded swarm serves the same tools');
+      return runNode(flags);
     default:
       break;
   }

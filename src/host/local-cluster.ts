@@ -2,6 +2,7 @@ import type { RaftConfig, NodeId, ConfState } from '../raft/types.js';
 import type { LogStorage } from '../storage/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
+import type { ClusterBackend } from './cluster-backend.js';
 import { InProcNetwork } from './inproc-network.js';
 import { NodeHost, type RoleChange, type StateMachine } from './node-host.js';
 
@@ -28,7 +29,8 @@ export interface LocalClusterOptions {
  * N members in one process on an in-process network: the embedded product's cluster and
  * the simulator's. Members can crash, restart from their storage, join and leave.
  */
-export class LocalCluster {
+export class LocalCluster implements ClusterBackend {
+  readonly mode = 'embedded' as const;
   readonly network: InProcNetwork;
   readonly hosts = new Map<NodeId, NodeHost>();
   private readonly storages = new Map<NodeId, LogStorage>();
@@ -51,6 +53,10 @@ export class LocalCluster {
 
   get ids(): NodeId[] {
     return [...this.seeds.keys()];
+  }
+
+  canRun(): boolean {
+    return true;
   }
 
   startAll(): void {

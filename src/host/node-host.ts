@@ -100,6 +100,8 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
+  /** Clock time the ticks so far account for. */
+  private lastTickAt = 0;
   private processScheduled = false;
   private running = false;
   /**
@@ -162,6 +164,7 @@ export class NodeHost {
     this.persisting = false;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
+    this.lastTickAt = this.opts.clock.now();
     this.scheduleTick();
     this.process();
   }
@@ -330,13 +333,28 @@ export class NodeHost {
     this.scheduleProcess();
   }
 
+  /**
+   * Ticks follow elapsed time, not timer firings: a busy process's timers fire late, and in
+   * cluster mode a loaded leader that ticked per firing would heartbeat slower than its idle
+   * followers' election clocks run (measured: an election every ~400 ms under client load).
+   * Catch-up is capped below the election timeout so one long stall cannot by itself make
+   * a member campaign or a leader step down before it reads what queued up meanwhile.
+   */
   private scheduleTick(): void {
     this.tickTimer = this.opts.clock.setTimeout(() => {
       if (!this.running) return;
-      const before = this.raft.role;
-      this.raft.tick();
-      const after = this.raft.role;
-      if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
+      const tickMs = this.opts.tickMs;
+      const now = this.opts.clock.now();
+      const due = Math.max(1, Math.floor((now - this.lastTickAt) / tickMs));
+      const maxCatchUp = Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
+      const n = Math.min(due, maxCatchUp);
+      this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
+      for (let i = 0; i < n && this.running; i++) {
+        const before = this.raft.role;
+        this.raft.tick();
+        const after = this.raft.role;
+        if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
+      }
       this.scheduleTick();
       this.scheduleProcess();
     }, this.opts.tickMs);

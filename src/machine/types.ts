@@ -99,7 +99,7 @@ export interface MemoryRecord {
   expires_at: number | null;
 }
 
-export type ElectionCause = 'startup' | 'leader crash' | 'step-down' | 'transfer' | 'lost quorum' | 'trigger-election' | 'membership change' | 'unknown';
+export type ElectionCause = 'startup' | 'leader crash' | 'step-down' | 'transfer' | 'lost quorum' | 'leader unreachable' | 'trigger-election' | 'membership change' | 'unknown';
 
 export interface ElectionRecord {
   term: number;

@@ -9,7 +9,8 @@ export interface AgentView {
   agent_id: string;
   name: string;
   type: string;
-  status: 'active' | 'crashed' | 'terminated';
+  /** unreachable: cluster mode, another process's member that does not answer the leader. */
+  status: 'active' | 'crashed' | 'terminated' | 'unreachable';
   role: string;
   capabilities: string[];
   term: number | null;
@@ -22,26 +23,39 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
   for (const [id, entry] of Object.entries(swarm.data.members).sort(([a], [b]) => a.localeCompare(b))) {
     const rec = m?.agents.get(id);
     const host = swarm.cluster.hosts.get(id);
-    const running = host?.isRunning ?? false;
-    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : 'crashed';
+    // A peer process's member counts as running when it answers this leader's heartbeats.
+    const running = host ? host.isRunning : swarm.isRunning(id);
+    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host ? 'crashed' : 'unreachable';
     if (filter === 'active' && status !== 'active') continue;
     if (filter === 'terminated' && status === 'active') continue;
-    const st = running ? host!.status() : null;
+    const st = host?.isRunning ? host.status() : null;
+    const leaderTerm = running && !host ? (swarm.cluster.leader()?.core.term ?? null) : null;
     out.push({
       agent_id: id,
       name: rec?.name ?? id,
       type: rec?.type ?? 'coordinator',
       status,
-      role: st ? (st.conf.learners.includes(id) ? 'learner' : st.role) : 'none',
+      // It answered the leader of this term, so it follows that leader.
+      role: st ? (st.conf.learners.includes(id) ? 'learner' : st.role) : running ? 'follower' : 'none',
       capabilities: rec?.capabilities ?? [],
-      term: st?.term ?? null,
+      term: st?.term ?? leaderTerm,
       applied_index: st?.applied ?? null,
     });
   }
   return out;
 }
 
+/** Cluster mode: members are processes this server cannot start or stop. */
+function processOnly(swarm: Swarm, what: string): void {
+  if (swarm.cluster.mode !== 'tcp') return;
+  throw new UserError(
+    'unsupported',
+    `${what} is not available in cluster mode: each agent is a \`concord node\` process; start, stop or kill that process instead (network_partition cuts its links)`,
+  );
+}
+
 export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string; capabilities?: string[] }): Promise<unknown> {
+  processOnly(swarm, 'agent_spawn');
   const members = swarm.activeMembers();
   const id = o.name ?? nextAgentName(swarm);
   if (!AGENT_ID_RE.test(id)) throw invalid('name', id, 'letters, digits, ".", "_" or "-", 1-64 characters');
@@ -131,6 +145,7 @@ async function waitCaughtUp(swarm: Swarm, id: string, timeoutMs: number): Promis
 }
 
 export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | 'graceful' = 'crash'): Promise<unknown> {
+  processOnly(swarm, 'agent_terminate');
   const entry = swarm.data.members[id];
   if (!entry || entry.state === 'removed') {
     throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; agents: ${swarm.activeMembers().join(', ') || '(none)'}`, 'agent_id');
@@ -183,6 +198,7 @@ function pickMostCaughtUp(swarm: Swarm, candidates: string[]): string | null {
 }
 
 export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
+  processOnly(swarm, 'agent_restart');
   const entry = swarm.data.members[id];
   if (!entry || entry.state === 'removed') throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not a restartable agent of swarm ${swarm.name}`, 'agent_id');
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
@@ -201,7 +217,7 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
   }
   const agents = ids.map((a) => {
     const h = swarm.cluster.hosts.get(a);
-    if (!h) return { agent_id: a, status: 'not started in this process' };
+    if (!h) return { agent_id: a, status: swarm.cluster.mode === 'tcp' ? 'runs in another process (metrics are measured by each process for its own member)' : 'not started in this process' };
     const m = h.metrics();
     const st = h.isRunning ? h.status() : null;
     const all = {

@@ -108,7 +108,7 @@ export function electionHistory(swarm: Swarm, limit = 10): Record<string, unknow
   return {
     swarm: swarm.name,
     total_elections: all.length,
-    leader_failures: all.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum').length,
+    leader_failures: all.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum' || e.cause === 'leader unreachable').length,
     elections,
   };
 }

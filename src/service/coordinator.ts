@@ -9,9 +9,18 @@ import type { Durability } from '../storage/sqlite-storage.js';
 export const DEFAULT_SWARM = 'default';
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** Cluster mode: this process runs one member of one swarm; the peers run elsewhere. */
+export interface MemberMode {
+  swarm: string;
+  /** Every member id of the swarm (static membership), this one's included. */
+  members: string[];
+  backend: NonNullable<SwarmOptions['backend']>;
+}
+
 export interface CoordinatorOptions {
   dataDir?: string;
   durability?: Durability;
+  member?: MemberMode;
 }
 
 /**
@@ -24,13 +33,16 @@ export class Coordinator {
   private readonly swarms = new Map<string, Swarm>();
   private readonly swarmOpts: SwarmOptions;
   private closed = false;
+  private readonly member: MemberMode | undefined;
 
   constructor(opts: CoordinatorOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
     this.lock = DataDirLock.acquire(this.dataDir);
     this.swarmOpts = { durability: opts.durability ?? 'full' };
+    this.member = opts.member;
     try {
-      for (const name of this.listSwarmDirs()) {
+      if (this.member) this.openMember(this.member);
+      else for (const name of this.listSwarmDirs()) {
         const s = new Swarm(SwarmRegistry.load(this.swarmDir(name)), this.swarmOpts);
         this.swarms.set(name, s);
         s.open();
@@ -39,6 +51,25 @@ export class Coordinator {
       this.close();
       throw e;
     }
+  }
+
+  private openMember(m: MemberMode): void {
+    if (!NAME_RE.test(m.swarm)) throw invalid('swarm', m.swarm, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
+    const dir = this.swarmDir(m.swarm);
+    const reg = fs.existsSync(SwarmRegistry.file(dir))
+      ? SwarmRegistry.load(dir)
+      : new SwarmRegistry(dir, { name: m.swarm, topology: 'mesh', consensus: 'raft', max_agents: m.members.length, created_at: new Date().toISOString(), members: {} });
+    // The command line is the membership: every listed member is an active voter.
+    reg.data.members = Object.fromEntries(m.members.map((id) => [id, { bootstrap: false, state: 'active' as const }]));
+    reg.data.max_agents = m.members.length;
+    reg.save();
+    const s = new Swarm(reg, { ...this.swarmOpts, backend: m.backend });
+    this.swarms.set(m.swarm, s);
+    s.open();
+  }
+
+  get clusterMode(): boolean {
+    return this.member !== undefined;
   }
 
   close(): void {
@@ -71,10 +102,10 @@ export class Coordinator {
 
   /** The named swarm; with no name, `default` (created on first use with the spec's defaults). */
   swarm(name?: string): Swarm {
-    const n = name ?? DEFAULT_SWARM;
+    const n = name ?? this.member?.swarm ?? DEFAULT_SWARM;
     const s = this.swarms.get(n);
     if (s) return s;
-    if (name === undefined) return this.init({ name: DEFAULT_SWARM }).swarm;
+    if (name === undefined && !this.member) return this.init({ name: DEFAULT_SWARM }).swarm;
     throw new UserError(
       'not_found',
       `swarm=${JSON.stringify(n)} does not exist; existing swarms: ${this.names().join(', ') || '(none)'}; create it with swarm_init`,
@@ -83,7 +114,10 @@ export class Coordinator {
   }
 
   init(o: { name?: string; topology?: string; consensus?: string; max_agents?: number }): { swarm: Swarm; created: boolean } {
-    const name = o.name ?? DEFAULT_SWARM;
+    const name = o.name ?? this.member?.swarm ?? DEFAULT_SWARM;
+    if (this.member && name !== this.member.swarm) {
+      throw new UserError('unsupported', `name=${JSON.stringify(name)}: this cluster serves swarm ${JSON.stringify(this.member.swarm)} only (its members were started with --swarm ${this.member.swarm})`, 'name');
+    }
     if (!NAME_RE.test(name)) throw invalid('name', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
     const topology = o.topology ?? 'mesh';
     if (topology !== 'mesh') {
@@ -94,6 +128,12 @@ export class Coordinator {
     const maxAgents = o.max_agents ?? 5;
     if (!Number.isInteger(maxAgents) || maxAgents < 1 || maxAgents > 15) throw invalid('max_agents', maxAgents, 'an integer 1..15');
     const existing = this.swarms.get(name);
+    if (existing && this.member) {
+      if (o.max_agents !== undefined && o.max_agents !== existing.data.max_agents) {
+        throw invalid('max_agents', o.max_agents, `${existing.data.max_agents}: in cluster mode the members are the processes listed in --peers`);
+      }
+      return { swarm: existing, created: false };
+    }
     if (existing) {
       if (existing.data.max_agents !== maxAgents) {
         existing.data.max_agents = maxAgents;
@@ -117,6 +157,9 @@ export class Coordinator {
   }
 
   destroy(name: string): { destroyed: string; files_removed: number } {
+    if (this.member) {
+      throw new UserError('unsupported', 'swarm_destroy is not available in cluster mode: stop the member processes and delete their data directories');
+    }
     const s = this.swarm(name);
     s.close();
     this.swarms.delete(name);

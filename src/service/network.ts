@@ -11,16 +11,17 @@ export function networkDiagnose(swarm: Swarm): Record<string, unknown> {
   for (const from of members) {
     for (const to of members) {
       if (from === to) continue;
+      // Cluster mode: only this process's member's links are observable here (null otherwise).
       const s = net.linkStats(from, to);
       const rtt = from === leader?.id ? rtts.get(to) : undefined;
       links.push({
         from,
         to,
         connected: net.connected(from, to) && swarm.isRunning(from) && swarm.isRunning(to),
-        messages_sent: s.messagesOut,
-        messages_delivered: s.messagesIn,
-        dropped: s.dropped,
-        loss_rate: s.messagesOut > 0 ? Math.round((s.dropped / s.messagesOut) * 10000) / 10000 : null,
+        messages_sent: s?.messagesOut ?? null,
+        messages_delivered: s?.messagesIn ?? null,
+        dropped: s?.dropped ?? null,
+        loss_rate: s && s.messagesOut !== null && s.messagesOut > 0 ? Math.round((s.dropped / s.messagesOut) * 10000) / 10000 : null,
         rtt_ms_last: rtt ? round3(rtt.lastMs) : null,
         rtt_ms_mean: rtt ? round3(rtt.meanMs) : null,
         rtt_samples: rtt?.samples ?? 0,
@@ -29,13 +30,13 @@ export function networkDiagnose(swarm: Swarm): Record<string, unknown> {
   }
   return {
     swarm: swarm.name,
-    transport: 'in-process (embedded swarm)',
+    transport: swarm.cluster.mode === 'tcp' ? 'tcp (one member per process; link counters of the serving member only)' : 'in-process (embedded swarm)',
     rtt_source: leader ? `heartbeat round trips measured by leader ${leader.id} this term` : 'no leader: no heartbeats to time',
     links,
   };
 }
 
-export function networkPartition(swarm: Swarm, o: { groups?: string[][]; isolate?: string }): Record<string, unknown> {
+export async function networkPartition(swarm: Swarm, o: { groups?: string[][]; isolate?: string }): Promise<Record<string, unknown>> {
   const members = new Set(swarm.activeMembers());
   const named = o.isolate !== undefined ? [o.isolate] : (o.groups ?? []).flat();
   for (const id of named) {
@@ -45,17 +46,17 @@ export function networkPartition(swarm: Swarm, o: { groups?: string[][]; isolate
     }
   }
   if (o.isolate !== undefined) {
-    swarm.cluster.network.isolate(o.isolate);
+    await swarm.cluster.network.isolate(o.isolate);
     return { isolated: o.isolate, note: 'messages to and from this agent are dropped until network_heal' };
   }
   if (!o.groups || o.groups.length < 2) throw new UserError('invalid_argument', 'groups must list at least two groups of agent ids, e.g. [["raft-agent-1","raft-agent-2"],["raft-agent-3","raft-agent-4","raft-agent-5"]]', 'groups');
-  swarm.cluster.network.partition(o.groups);
+  await swarm.cluster.network.partition(o.groups);
   return { partitioned: o.groups, note: 'agents not listed are isolated; network_heal restores all links' };
 }
 
-export function networkHeal(swarm: Swarm): Record<string, unknown> {
-  swarm.cluster.network.heal();
-  swarm.cluster.network.clearFaults();
+export async function networkHeal(swarm: Swarm): Promise<Record<string, unknown>> {
+  await swarm.cluster.network.heal();
+  await swarm.cluster.network.clearFaults();
   return { healed: true };
 }
 

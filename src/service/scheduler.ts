@@ -116,7 +116,7 @@ export class Scheduler {
     }
     this.proposing++;
     void this.swarm
-      .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, groups: groupAssignments(items) }, 5_000)
+      .propose({ t: 'task.assign', term, lease_ms: INTERNAL_LEASE_MS, groups: groupAssignments(items) }, 5_000, { background: true })
       .catch(() => undefined)
       .finally(() => {
         this.proposing--;

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import type { ClusterBackend } from '../host/cluster-backend.js';
 import { LocalCluster } from '../host/local-cluster.js';
-import type { NodeHost, RoleChange } from '../host/node-host.js';
+import type { NodeHost, RoleChange, StateMachine } from '../host/node-host.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
 import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
@@ -12,7 +13,7 @@ import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { Prng } from '../util/prng.js';
 import { UserError } from './errors.js';
-import { Proposer, pause } from './proposer.js';
+import { Proposer, pause, type ProposeOptions } from './proposer.js';
 import { SwarmRegistry, type RegistryData } from './registry.js';
 import { Scheduler } from './scheduler.js';
 import { AgentWorker } from './worker.js';
@@ -26,6 +27,8 @@ export const TICK_MS = 2;
 
 export interface SwarmOptions {
   durability?: Durability;
+  /** Cluster mode: the one member this process runs; its peers run in other processes. */
+  backend?: (machineFor: (id: string) => StateMachine) => ClusterBackend;
 }
 
 /** Cause of the next election, when this process caused it (step-down, transfer, ...). */
@@ -39,7 +42,7 @@ interface ExpectedCause {
  * files, the replicated machines, the leader-side scheduler and each agent's worker.
  */
 export class Swarm {
-  readonly cluster: LocalCluster;
+  readonly cluster: ClusterBackend;
   readonly proposer: Proposer;
   readonly machines = new Map<string, CoordinationMachine>();
   readonly workers = new Map<string, AgentWorker>();
@@ -53,25 +56,27 @@ export class Swarm {
     readonly registry: SwarmRegistry,
     opts: SwarmOptions = {},
   ) {
-    this.cluster = new LocalCluster({
+    const machineFor = (id: string): CoordinationMachine => {
+      const m = new CoordinationMachine({
+        onAssigned: (items) => this.workerFor(id).enqueue(items),
+        notifyAgent: id,
+        onConfig: (c) => {
+          const host = this.cluster.hosts.get(id);
+          host?.reconfigure(raftTiming(c));
+          host?.setCompactionThreshold(c.log_compaction_threshold);
+        },
+      });
+      this.machines.set(id, m);
+      return m;
+    };
+    if (opts.backend) this.cluster = opts.backend(machineFor);
+    else this.cluster = new LocalCluster({
       ids: [],
       clock: new RealClock(),
       prng: new Prng(Date.now() >>> 0),
       // fsync on the libuv threadpool: five members' fsyncs overlap instead of queueing on the loop.
       storageFor: (id) => SqliteStorage.open(registry.memberFile(id), { durability: opts.durability ?? 'full', fsync: 'threadpool' }),
-      machineFor: (id) => {
-        const m = new CoordinationMachine({
-          onAssigned: (items) => this.workerFor(id).enqueue(items),
-          notifyAgent: id,
-          onConfig: (c) => {
-            const host = this.cluster.hosts.get(id);
-            host?.reconfigure(raftTiming(c));
-            host?.setCompactionThreshold(c.log_compaction_threshold);
-          },
-        });
-        this.machines.set(id, m);
-        return m;
-      },
+      machineFor,
       tickMs: TICK_MS,
       raft: raftTiming(undefined),
       compactionThreshold: 1000,
@@ -100,7 +105,7 @@ export class Swarm {
   /** Start every member that was running when the process last stopped. */
   open(): void {
     for (const [id, m] of Object.entries(this.data.members)) {
-      if (m.state === 'active') this.startMember(id);
+      if (m.state === 'active' && this.cluster.canRun(id)) this.startMember(id);
     }
     this.scheduler.start();
   }
@@ -135,8 +140,11 @@ export class Swarm {
       .sort();
   }
 
+  /** Embedded: the member runs. Cluster mode, for a peer's process: it answers our leader. */
   isRunning(id: string): boolean {
-    return this.cluster.hosts.get(id)?.isRunning ?? false;
+    const h = this.cluster.hosts.get(id);
+    if (h) return h.isRunning;
+    return this.cluster.mode === 'tcp' && this.liveAgents().has(id);
   }
 
   workerFor(id: string): AgentWorker {
@@ -147,7 +155,7 @@ export class Swarm {
         isRunning: (a) => this.isRunning(a),
         batchSize: () => this.config().batch_size,
         submitCompletions: async (items) => {
-          await this.propose({ t: 'task.complete', groups: groupCompletions(items) });
+          await this.propose({ t: 'task.complete', groups: groupCompletions(items) }, undefined, { background: true });
         },
       });
       this.workers.set(id, w);
@@ -184,8 +192,8 @@ export class Swarm {
 
   // ---- proposals -------------------------------------------------------------------------
 
-  async propose(op: Op, timeoutMs?: number): Promise<OpResult> {
-    return this.proposer.propose(op, timeoutMs);
+  async propose(op: Op, timeoutMs?: number, opts?: ProposeOptions): Promise<OpResult> {
+    return this.proposer.propose(op, timeoutMs, opts);
   }
 
   /** Propose and turn a machine-level refusal into a user error. */
@@ -242,6 +250,8 @@ export class Swarm {
     else if (c.election.transfer) cause = 'transfer';
     else if (old === null) cause = 'startup';
     else if (old === c.id) cause = 'unknown';
+    // Another process's leader: we only know its heartbeats stopped reaching a majority.
+    else if (this.cluster.mode === 'tcp' && !this.cluster.hosts.has(old)) cause = 'leader unreachable';
     else if (!this.isRunning(old)) cause = 'leader crash';
     else cause = 'lost quorum';
     this.expectedCause = null;
@@ -270,7 +280,8 @@ export class Swarm {
     if (!leader) return;
     const s = leader.status();
     const value = { commit_index: s.commit, term: s.term, timestamp: new Date().toISOString() };
-    void this.propose({ t: 'mem.put', key: 'coordination/raft/commit-index', namespace: 'default', value, ttl_s: null, if_version: null }).catch(
+    const op: Op = { t: 'mem.put', key: 'coordination/raft/commit-index', namespace: 'default', value, ttl_s: null, if_version: null };
+    void this.propose(op, undefined, { background: true }).catch(
       () => undefined,
     );
   }

@@ -108,7 +108,7 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       duplicates: sum.duplicates,
       rejected_duplicate_attempts: sum.rejected,
       tasks_recovered: sum.recovered,
-      leader_failures: elections.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum').length,
+      leader_failures: elections.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum' || e.cause === 'leader unreachable').length,
       elections: elections.length,
       execution_guarantee: sum.duplicates === 0 ? 'exactly-once' : 'VIOLATED: a completion was applied more than once',
       counted_from: `replicated state on ${leaderId} after a linearizable read`,

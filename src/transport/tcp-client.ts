@@ -75,9 +75,13 @@ export class TcpClient {
     await this.connected(Date.now() + timeoutMs);
   }
 
-  async request(body: unknown, timeoutMs = 5000): Promise<unknown> {
+  /**
+   * `connectTimeoutMs` bounds only the wait for a connection: a caller with other members to
+   * try can give up on a dead one quickly and still allow a slow answer from a live one.
+   */
+  async request(body: unknown, timeoutMs = 5000, connectTimeoutMs = timeoutMs): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
-    const c = await this.connected(deadline);
+    const c = await this.connected(Date.now() + Math.min(timeoutMs, connectTimeoutMs));
     const id = ++this.seq;
     const payload = Buffer.from(JSON.stringify({ id, body }), 'utf8');
     // The member would close the connection on an oversized frame; refuse it here instead.

@@ -1,0 +1,83 @@
+import { loadSecret } from '../transport/auth.js';
+import { MemberNode } from '../cluster/member-node.js';
+import { UserError, invalid } from '../service/errors.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { Durability } from '../storage/sqlite-storage.js';
+
+type Flags = Record<string, string | boolean>;
+
+export const NODE_HELP = `concord node: run one member of a swarm in this process (cluster mode)
+
+  concord node --swarm NAME --id raft-agent-1 --listen 127.0.0.1:7001 \\
+    --peers raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,... \\
+    --data-dir DIR --secret-file FILE [--durability full|normal|off]
+
+  --peers lists every member (this one included): they are the voters. Restarting with the same
+  --data-dir rejoins with the member's durable state. The secret file (>= 32 bytes, e.g.
+  \`openssl rand -hex 32 > FILE\`) authenticates members and clients to each other.
+  Clients: concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file FILE`;
+
+export function parseAddress(field: string, spec: string): PeerAddress {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw invalid(field, spec, 'HOST:PORT with a port 1-65535, e.g. 127.0.0.1:7001');
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function parsePeers(spec: string): Record<string, PeerAddress> {
+  const peers: Record<string, PeerAddress> = {};
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw invalid('peers', part, 'ID=HOST:PORT entries separated by commas, e.g. raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002');
+    const id = part.slice(0, eq);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw invalid('peers', id, 'member ids of letters, digits, ".", "_" or "-", 1-64 characters');
+    if (peers[id]) throw invalid('peers', spec, `each member once (${id} appears twice)`);
+    peers[id] = parseAddress('peers', part.slice(eq + 1));
+  }
+  const n = Object.keys(peers).length;
+  if (n < 1 || n > 15) throw invalid('peers', spec, '1 to 15 members');
+  return peers;
+}
+
+function need(flags: Flags, name: string, example: string): string {
+  const v = flags[name];
+  if (typeof v !== 'string' || v.length === 0) throw new UserError('invalid_argument', `--${name.replace(/_/g, '-')} is required (e.g. --${name.replace(/_/g, '-')} ${example}); see concord node --help`, name);
+  return v;
+}
+
+/** Run a member until SIGTERM/SIGINT. */
+export async function runNode(flags: Flags): Promise<number> {
+  if (flags.help === true) {
+    process.stdout.write(`${NODE_HELP}\n`);
+    return 0;
+  }
+  const swarm = need(flags, 'swarm', 'default');
+  const id = need(flags, 'id', 'raft-agent-1');
+  const peers = parsePeers(need(flags, 'peers', 'raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,raft-agent-3=127.0.0.1:7003'));
+  if (!peers[id]) throw invalid('id', id, `one of the members in --peers: ${Object.keys(peers).join(', ')}`);
+  const listen = typeof flags.listen === 'string' ? parseAddress('listen', flags.listen) : undefined;
+  const secretFile = typeof flags.secret_file === 'string' ? flags.secret_file : process.env.CONCORD_SECRET_FILE;
+  if (!secretFile) throw new UserError('invalid_argument', '--secret-file (or CONCORD_SECRET_FILE) is required: a file with the cluster secret, e.g. `openssl rand -hex 32 > secret`', 'secret_file');
+  let secret: Buffer;
+  try {
+    secret = loadSecret(secretFile);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'secret_file');
+  }
+  const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
+  if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
+  const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
+  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability });
+  const at = node.cluster.transport.address;
+  process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void node.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return -1;
+}

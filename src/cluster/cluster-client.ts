@@ -1,0 +1,173 @@
+// Client of a running cluster (`concord node` processes): finds the leader, follows
+// redirects, and retries a call on leader change or a lost answer under the same client
+// session (id, seq), so the replicated session table applies it at most once.
+
+import { randomUUID } from 'node:crypto';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ConnectionError, RemoteError, TcpClient } from '../transport/tcp-client.js';
+import type { MemberStatus } from './protocol.js';
+
+export interface ClusterClientOptions {
+  /** Member addresses, "HOST:PORT,HOST:PORT" or a list. */
+  members: string | string[];
+  secret: Buffer;
+  /** Logged by the members as client:<name>. */
+  name?: string;
+  /** Default bound for a call, including the search for a leader (ms). */
+  timeoutMs?: number;
+}
+
+/** No member led within the deadline: a majority is down or cut off. */
+export class ClusterUnavailableError extends Error {
+  readonly code = 'unavailable';
+}
+
+const CONNECT_TIMEOUT_MS = 500;
+/** Wait for an answer this long before trying elsewhere (the retry is safe: same session). */
+const ANSWER_TIMEOUT_MS = 5_000;
+const RETRY_PAUSE_MS = 25;
+
+export function parseMembers(spec: string | string[]): string[] {
+  const list = (Array.isArray(spec) ? spec : spec.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+  if (list.length === 0) throw new Error('cluster=(empty): give member addresses, e.g. 127.0.0.1:7001,127.0.0.1:7002');
+  for (const m of list) {
+    if (!/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/.test(m)) throw new Error(`cluster=${JSON.stringify(m)} is not HOST:PORT (e.g. 127.0.0.1:7001)`);
+  }
+  return [...new Set(list)];
+}
+
+function splitAddress(a: string): { host: string; port: number } {
+  const i = a.lastIndexOf(':');
+  return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
+}
+
+export class ClusterClient {
+  readonly members: string[];
+  readonly clientId: string;
+  private readonly conns = new Map<string, TcpClient>();
+  private leader: string | null = null;
+  private next = 0;
+  private seq = 0;
+  private readonly outstanding = new Set<number>();
+  private readonly timeoutMs: number;
+  private closed = false;
+
+  constructor(private readonly o: ClusterClientOptions) {
+    this.members = parseMembers(o.members);
+    this.clientId = `${o.name ?? 'client'}-${randomUUID()}`;
+    this.timeoutMs = o.timeoutMs ?? 15_000;
+  }
+
+  /** The member believed to lead, as last learned. */
+  get leaderAddress(): string | null {
+    return this.leader;
+  }
+
+  /** Call an MCP tool on the leader, exactly once even across leader changes. */
+  async callTool(name: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number } = {}): Promise<CallToolResult> {
+    const seq = ++this.seq;
+    this.outstanding.add(seq);
+    try {
+      // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
+      const ack = this.outstanding.values().next().value as number;
+      const body = { kind: 'tool', name, arguments: args, session: { client: this.clientId, seq, ack } };
+      // A call that waits for work (wait: true) legitimately answers late.
+      const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
+      const r = (await this.onLeader(body, opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs), answerMs)) as { result: CallToolResult };
+      return r.result;
+    } finally {
+      this.outstanding.delete(seq);
+    }
+  }
+
+  async readResource(uri: string): Promise<unknown> {
+    return ((await this.onLeader({ kind: 'resources/read', uri }, this.timeoutMs, ANSWER_TIMEOUT_MS)) as { result: unknown }).result;
+  }
+
+  /** Lists are the same on every member: the first that answers. */
+  async anyMember(body: { kind: 'tools/list' | 'resources/list' | 'resources/templates/list' }): Promise<unknown> {
+    const errors: string[] = [];
+    const order = this.leader ? [this.leader, ...this.members.filter((m) => m !== this.leader)] : this.members;
+    for (const m of order) {
+      try {
+        return await this.conn(m).request(body, ANSWER_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
+      } catch (e) {
+        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e);
+        errors.push(`${m}: ${(e as Error).message}`);
+      }
+    }
+    throw new ClusterUnavailableError(`unavailable: no member answered (${errors.join('; ')})`);
+  }
+
+  /** One member's own status. */
+  async status(member: string, timeoutMs = 2_000): Promise<MemberStatus> {
+    return (await this.conn(member).request({ kind: 'status' }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS))) as MemberStatus;
+  }
+
+  /** Fault injection and inspection on one member (authenticated by the cluster secret). */
+  async admin(member: string, op: { op: 'block'; peers: string[] } | { op: 'unblock' } | { op: 'log'; from?: number; to?: number }, timeoutMs = 5_000): Promise<unknown> {
+    return this.conn(member).request({ kind: 'admin', ...op }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+
+  private conn(member: string): TcpClient {
+    let c = this.conns.get(member);
+    if (!c) {
+      const a = splitAddress(member);
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.name ?? 'client' });
+      this.conns.set(member, c);
+    }
+    return c;
+  }
+
+  /** Send to the leader, following redirects and retrying elsewhere until the deadline. */
+  private async onLeader(body: object, timeoutMs: number, answerMs: number): Promise<unknown> {
+    const deadline = performance.now() + timeoutMs;
+    let last = 'no member tried yet';
+    while (!this.closed) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const target = this.leader ?? this.members[this.next++ % this.members.length]!;
+      try {
+        const r = (await this.conn(target).request(body, Math.min(left, answerMs), Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
+        const res = r.result as CallToolResult | undefined;
+        // A leader that lost its leadership mid-call says so in the tool's own error.
+        const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
+        if (text.startsWith('not_leader:')) {
+          last = `${target}: ${text}`;
+          this.leader = null;
+        } else {
+          this.leader = target;
+          return r;
+        }
+      } catch (e) {
+        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
+        if (e instanceof RemoteError && e.code === 'not_leader') {
+          const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
+          this.leader = hint && this.members.includes(hint) ? hint : null;
+          last = `${target}: ${e.message}`;
+          if (this.leader) continue;
+        } else if (e instanceof RemoteError) {
+          throw e;
+        } else {
+          // Lost connection or no answer in time: outcome unknown, retry (same session).
+          last = `${target}: ${(e as Error).message}`;
+          this.leader = null;
+        }
+      }
+      await new Promise((r) => setTimeout(r, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - performance.now()))));
+    }
+    throw new ClusterUnavailableError(
+      `unavailable: no leader answered within ${timeoutMs} ms from ${this.members.join(',')} (a majority of members must be up and connected); last: ${last}`,
+    );
+  }
+}
+
+function authError(member: string, e: Error): Error {
+  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's secret?)`);
+}

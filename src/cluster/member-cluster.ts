@@ -1,0 +1,249 @@
+// Cluster mode's backend: the one member this process runs, over TCP, with link-level fault
+// injection that the serving leader can spread to its peers' processes (admin requests).
+
+import type { ClusterBackend, Committed, FaultControl, LinkCounters } from '../host/cluster-backend.js';
+import { NodeHost, type RoleChange, type StateMachine } from '../host/node-host.js';
+import type { Transport } from '../host/transport.js';
+import type { ConfState, Message, NodeId, RaftConfig } from '../raft/types.js';
+import type { LogStorage } from '../storage/types.js';
+import { TcpClient } from '../transport/tcp-client.js';
+import { TcpTransport, type PeerAddress } from '../transport/tcp-transport.js';
+import type { Clock } from '../util/clock.js';
+import { logger } from '../util/logger.js';
+
+export interface MemberClusterOptions {
+  id: NodeId;
+  /** Every member's address, this one's included: together they are the voters. */
+  peers: Record<NodeId, PeerAddress>;
+  /** Where to bind, when not the address peers dial (e.g. 0.0.0.0 behind that address). */
+  listen?: PeerAddress;
+  secret: Buffer;
+  storage: LogStorage;
+  machineFor: (id: NodeId) => StateMachine;
+  clock: Clock;
+  seed: number;
+  tickMs: number;
+  raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
+  compactionThreshold: number;
+  compactionLogToSnapshotRatio: number;
+}
+
+/** Requests members send each other on the client channel. */
+export type PeerRequest = { kind: 'propose'; data: string } | { kind: 'admin'; op: 'block'; peers: NodeId[] } | { kind: 'admin'; op: 'unblock' };
+
+/** Drops Raft messages to and from blocked peers at this member (both directions). */
+class BlockingTransport implements Transport {
+  readonly blocked = new Set<NodeId>();
+  readonly droppedOut = new Map<NodeId, number>();
+  readonly droppedIn = new Map<NodeId, number>();
+
+  constructor(private readonly inner: TcpTransport) {}
+
+  send(msg: Message): void {
+    if (this.blocked.has(msg.to)) return void this.droppedOut.set(msg.to, (this.droppedOut.get(msg.to) ?? 0) + 1);
+    this.inner.send(msg);
+  }
+
+  onMessage(handler: (msg: Message) => void): void {
+    this.inner.onMessage((m) => {
+      if (this.blocked.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
+      handler(m);
+    });
+  }
+
+  close(): void {
+    // The TCP transport outlives member restarts in this process; MemberCluster closes it.
+  }
+}
+
+export class MemberCluster implements ClusterBackend {
+  readonly mode = 'tcp' as const;
+  readonly hosts = new Map<NodeId, NodeHost>();
+  readonly network: FaultControl;
+  readonly transport: TcpTransport;
+  private readonly links: BlockingTransport;
+  private readonly clients = new Map<NodeId, TcpClient>();
+  private listeners: Array<(c: RoleChange) => void> = [];
+  /** The partition this process last spread (who blocks whom), for connected(). */
+  private plan: Map<NodeId, Set<NodeId>> | null = null;
+
+  constructor(private readonly o: MemberClusterOptions) {
+    const self = o.peers[o.id];
+    if (!self) throw new Error(`--peers must include this member (${o.id})`);
+    const others = Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id));
+    const bind = o.listen ?? self;
+    this.transport = new TcpTransport({ id: o.id, secret: o.secret, host: bind.host, port: bind.port, peers: others });
+    this.links = new BlockingTransport(this.transport);
+    this.network = this.faults();
+  }
+
+  get id(): NodeId {
+    return this.o.id;
+  }
+
+  get memberIds(): NodeId[] {
+    return Object.keys(this.o.peers).sort();
+  }
+
+  address(id: NodeId): PeerAddress | undefined {
+    return this.o.peers[id];
+  }
+
+  listen(): Promise<PeerAddress> {
+    return this.transport.listen();
+  }
+
+  canRun(id: NodeId): boolean {
+    return id === this.o.id;
+  }
+
+  /** Static membership: every member listed in --peers is a voter from the start. */
+  start(id: NodeId, _conf?: ConfState): NodeHost {
+    if (id !== this.o.id) throw new Error(`member ${id} runs in another process`);
+    const existing = this.hosts.get(id);
+    if (existing?.isRunning) return existing;
+    const host = new NodeHost({
+      id,
+      clock: this.o.clock,
+      transport: this.links,
+      storage: this.o.storage,
+      machine: this.o.machineFor(id),
+      initialConf: { voters: this.memberIds, learners: [] },
+      seed: this.o.seed,
+      tickMs: this.o.tickMs,
+      raft: this.o.raft,
+      compactionThreshold: this.o.compactionThreshold,
+      compactionLogToSnapshotRatio: this.o.compactionLogToSnapshotRatio,
+      requestTimeoutMs: 5_000,
+    });
+    host.onRoleChange((c) => {
+      for (const l of this.listeners) l(c);
+    });
+    this.hosts.set(id, host);
+    host.start();
+    return host;
+  }
+
+  crash(id: NodeId): void {
+    this.hosts.get(id)?.stop(`${id} stopped`);
+  }
+
+  host(id: NodeId): NodeHost {
+    const h = this.hosts.get(id);
+    if (!h) throw new Error(`member ${id} runs in another process`);
+    return h;
+  }
+
+  local(): NodeHost | undefined {
+    return this.hosts.get(this.o.id);
+  }
+
+  leader(): NodeHost | undefined {
+    const h = this.local();
+    return h?.isRunning && h.core.role === 'leader' ? h : undefined;
+  }
+
+  /** The leader this member follows, if it knows one in another process. */
+  remoteLeader(): NodeId | null {
+    const h = this.local();
+    if (!h?.isRunning) return null;
+    const lead = h.core.lead;
+    return lead !== null && lead !== this.o.id ? lead : null;
+  }
+
+  running(): NodeHost[] {
+    return [...this.hosts.values()].filter((h) => h.isRunning);
+  }
+
+  onRoleChange(fn: (c: RoleChange) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+
+  forwardProposal(data: string, timeoutMs: number): Promise<Committed> | undefined {
+    const lead = this.remoteLeader();
+    if (!lead) return undefined;
+    return this.peerRequest(lead, { kind: 'propose', data }, timeoutMs) as Promise<Committed>;
+  }
+
+  /** A request to a peer's process over the authenticated client channel. */
+  peerRequest(id: NodeId, req: PeerRequest, timeoutMs: number): Promise<unknown> {
+    let c = this.clients.get(id);
+    if (!c) {
+      const a = this.o.peers[id];
+      if (!a) return Promise.reject(new Error(`unknown member ${id}`));
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.id, expectServer: id });
+      this.clients.set(id, c);
+    }
+    return c.request(req, timeoutMs);
+  }
+
+  /** Admin: drop Raft traffic with these peers at this member (replaces earlier blocks). */
+  block(peers: NodeId[]): void {
+    this.links.blocked.clear();
+    for (const p of peers) if (p !== this.o.id) this.links.blocked.add(p);
+    logger.warn({ id: this.o.id, blocked: [...this.links.blocked] }, 'fault injection: links blocked');
+  }
+
+  blocked(): NodeId[] {
+    return [...this.links.blocked].sort();
+  }
+
+  close(): void {
+    for (const h of this.hosts.values()) h.stop('member closed');
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+    this.transport.close();
+    this.o.storage.close();
+  }
+
+  private faults(): FaultControl {
+    const self = this.o.id;
+    const spread = async (plan: Map<NodeId, Set<NodeId>> | null): Promise<void> => {
+      const failures: string[] = [];
+      await Promise.all(
+        this.memberIds.map(async (id) => {
+          const peers = [...(plan?.get(id) ?? [])];
+          if (id === self) return void this.block(peers);
+          const req: PeerRequest = peers.length > 0 ? { kind: 'admin', op: 'block', peers } : { kind: 'admin', op: 'unblock' };
+          try {
+            await this.peerRequest(id, req, 2_000);
+          } catch (e) {
+            failures.push(`${id}: ${(e as Error).message}`);
+          }
+        }),
+      );
+      this.plan = plan;
+      if (failures.length > 0) {
+        throw new Error(`fault injection reached only some members (the others applied it); unreachable: ${failures.join('; ')}`);
+      }
+    };
+    const planFor = (groups: NodeId[][]): Map<NodeId, Set<NodeId>> => {
+      const plan = new Map<NodeId, Set<NodeId>>();
+      for (const id of this.memberIds) {
+        const mine = groups.find((g) => g.includes(id)) ?? [id];
+        plan.set(id, new Set(this.memberIds.filter((p) => !mine.includes(p))));
+      }
+      return plan;
+    };
+    return {
+      connected: (from, to) => {
+        if (from === self) return !this.links.blocked.has(to);
+        if (to === self) return !this.links.blocked.has(from);
+        return !(this.plan?.get(from)?.has(to) ?? false);
+      },
+      linkStats: (from, to): LinkCounters | null => {
+        const st = this.transport.stats().peers;
+        if (from === self && st[to]) return { messagesOut: st[to]!.messagesOut, messagesIn: null, dropped: st[to]!.dropped + (this.links.droppedOut.get(to) ?? 0) };
+        if (to === self && st[from]) return { messagesOut: null, messagesIn: st[from]!.messagesIn, dropped: this.links.droppedIn.get(from) ?? 0 };
+        return null;
+      },
+      isolate: (id) => spread(planFor([[id], this.memberIds.filter((m) => m !== id)])),
+      partition: (groups) => spread(planFor(groups)),
+      heal: () => spread(null),
+      clearFaults: () => undefined,
+    };
+  }
+}

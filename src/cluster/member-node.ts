@@ -1,0 +1,251 @@
+// `concord node`: one member of a swarm per process. It runs the same service layer and MCP
+// tools as the embedded server, over a one-member backend on TCP. Clients reach it on the
+// member port (authenticated CLIENT_REQ): a tool call runs on the leader's process (others
+// redirect), under the caller's client session so a retried call is never applied twice.
+
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { createServer } from '../server/create-server.js';
+import { callSession } from '../service/call-session.js';
+import { Coordinator } from '../service/coordinator.js';
+import { resolveDataDir } from '../service/data-dir.js';
+import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
+import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
+import { RealClock } from '../util/clock.js';
+import { logger } from '../util/logger.js';
+import { MemberCluster } from './member-cluster.js';
+import { parseClientRequest, type ClientRequest, type MemberStatus, type ToolSession } from './protocol.js';
+
+export interface MemberNodeOptions {
+  swarm: string;
+  id: string;
+  peers: Record<string, PeerAddress>;
+  /** Bind address when it differs from this member's entry in peers. */
+  listen?: PeerAddress;
+  dataDir?: string;
+  secret: Buffer;
+  durability?: Durability;
+}
+
+/** Thrown to a client that asked the wrong member; carries where to go. */
+export class NotLeaderError extends Error {
+  readonly code = 'not_leader';
+  constructor(
+    message: string,
+    readonly leader: string | null,
+  ) {
+    super(message);
+  }
+}
+
+/** Most entries one `log` admin answer carries (page with from/to). */
+const LOG_PAGE_MAX = 50_000;
+
+export class MemberNode {
+  readonly coord: Coordinator;
+  readonly cluster: MemberCluster;
+  private readonly server: McpServer;
+  private readonly mcp: Client;
+  private closed = false;
+  private toolList: Promise<unknown> | undefined;
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+
+  private constructor(coord: Coordinator, cluster: MemberCluster, server: McpServer, mcp: Client) {
+    this.coord = coord;
+    this.cluster = cluster;
+    this.server = server;
+    this.mcp = mcp;
+    this.loopDelay.enable();
+  }
+
+  static async start(o: MemberNodeOptions): Promise<MemberNode> {
+    if (!o.peers[o.id]) throw new Error(`--peers must list this member's own address (${o.id}=HOST:PORT)`);
+    const dataDir = resolveDataDir(o.dataDir);
+    let cluster: MemberCluster | undefined;
+    const coord = new Coordinator({
+      dataDir,
+      durability: o.durability,
+      member: {
+        swarm: o.swarm,
+        members: Object.keys(o.peers).sort(),
+        backend: (machineFor) => {
+          const file = path.join(dataDir, 'swarms', o.swarm, `${o.id}.db`);
+          fs.mkdirSync(path.dirname(file), { recursive: true });
+          cluster = new MemberCluster({
+            id: o.id,
+            peers: o.peers,
+            listen: o.listen,
+            secret: o.secret,
+            storage: SqliteStorage.open(file, { durability: o.durability ?? 'full', fsync: 'threadpool' }),
+            machineFor,
+            clock: new RealClock(),
+            seed: (Date.now() ^ process.pid) >>> 0,
+            tickMs: TICK_MS,
+            raft: raftTiming(undefined),
+            compactionThreshold: 1000,
+            compactionLogToSnapshotRatio: 0.25,
+          });
+          return cluster;
+        },
+      },
+    });
+    const c = cluster!;
+    try {
+      await c.listen();
+    } catch (e) {
+      coord.close();
+      const at = o.listen ?? o.peers[o.id]!;
+      throw new Error(`cannot listen on ${at.host}:${at.port}: ${(e as Error).message}`);
+    }
+    const server = createServer(coord);
+    const mcp = new Client({ name: `concord-node-${o.id}`, version: '0.1.0' });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(a);
+    await mcp.connect(b);
+    const node = new MemberNode(coord, c, server, mcp);
+    c.transport.onClientRequest((body, from) => node.handle(body, from));
+    return node;
+  }
+
+  get swarm(): Swarm {
+    return this.coord.swarm();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.loopDelay.disable();
+    await this.mcp.close().catch(() => undefined);
+    await this.server.close().catch(() => undefined);
+    this.coord.close();
+  }
+
+  status(): MemberStatus {
+    const h = this.cluster.local();
+    const st = h?.isRunning ? h.status() : null;
+    const leader = st?.leader ?? null;
+    const addr = leader ? this.cluster.address(leader) : undefined;
+    const t = this.cluster.transport.stats();
+    return {
+      id: this.cluster.id,
+      swarm: this.swarm.name,
+      role: st?.role ?? 'stopped',
+      term: st?.term ?? null,
+      leader,
+      leader_address: addr ? `${addr.host}:${addr.port}` : null,
+      commit: st?.commit ?? null,
+      applied: st?.applied ?? null,
+      last_index: st?.lastIndex ?? null,
+      first_index: st?.firstIndex ?? null,
+      blocked: this.cluster.blocked(),
+      links: Object.fromEntries(
+        Object.entries(t.peers).map(([id, p]) => [
+          id,
+          { connected: p.connected, messages_out: p.messagesOut, messages_in: p.messagesIn, dropped: p.dropped, queued: p.queued, reconnects: p.reconnects },
+        ]),
+      ),
+      auth_failures: t.authFailures,
+      protocol_errors: t.protocolErrors,
+      event_loop_delay_ms: {
+        p50: ms(this.loopDelay.percentile(50)),
+        p99: ms(this.loopDelay.percentile(99)),
+        max: ms(this.loopDelay.max),
+      },
+    };
+  }
+
+  async handle(raw: unknown, from: string): Promise<unknown> {
+    const req = parseClientRequest(raw);
+    switch (req.kind) {
+      case 'status':
+        return this.status();
+      case 'tool':
+        await this.ensureLeader();
+        return { result: await this.runTool(req.name, req.arguments, req.session) };
+      case 'tools/list':
+        // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
+        return (this.toolList ??= this.mcp.listTools());
+      case 'resources/list':
+        return this.mcp.listResources();
+      case 'resources/templates/list':
+        return this.mcp.listResourceTemplates();
+      case 'resources/read':
+        await this.ensureLeader();
+        return { result: await this.mcp.readResource({ uri: req.uri }) };
+      case 'propose': {
+        const leader = this.cluster.leader();
+        if (!leader) throw this.notLeader();
+        return leader.propose(req.data, 2_000);
+      }
+      case 'admin':
+        return this.admin(req, from);
+    }
+  }
+
+  private runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined): Promise<unknown> {
+    const call = () => this.mcp.callTool({ name, arguments: args }, undefined, { timeout: 3_600_000 });
+    return session ? callSession.run({ ...session, next: 0 }, call) : call();
+  }
+
+  /**
+   * Tools run where the state is current: on a leader that committed an entry of its term
+   * (until then its applied state may lack entries a previous leader committed).
+   */
+  private async ensureLeader(): Promise<void> {
+    const deadline = performance.now() + 1_000;
+    for (;;) {
+      const l = this.cluster.leader();
+      if (!l) throw this.notLeader();
+      if (l.core.log.term(l.core.log.committed) === l.core.term) return;
+      if (performance.now() > deadline) throw this.notLeader('leader has not committed an entry of its term yet');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private notLeader(why?: string): NotLeaderError {
+    const s = this.status();
+    const where = s.leader ? `the leader is ${s.leader} at ${s.leader_address}` : 'no leader is known yet';
+    return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, s.leader_address);
+  }
+
+  private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string): unknown {
+    logger.warn({ id: this.cluster.id, from, op: req.op }, 'admin request');
+    switch (req.op) {
+      case 'block':
+        this.cluster.block(req.peers);
+        return { id: this.cluster.id, blocked: this.cluster.blocked() };
+      case 'unblock':
+        this.cluster.block([]);
+        return { id: this.cluster.id, blocked: [] };
+      case 'log':
+        return this.logDigest(req.from, req.to);
+    }
+  }
+
+  /** Committed entries this member still holds, hashed: replicas compare logs by these. */
+  private logDigest(from?: number, to?: number): unknown {
+    const h = this.cluster.local();
+    if (!h?.isRunning) throw new Error(`${this.cluster.id} is not running`);
+    const log = h.core.log;
+    const lo = Math.max(from ?? 0, log.firstIndex());
+    const hi = Math.min(to ?? log.committed, log.committed, lo + LOG_PAGE_MAX - 1);
+    const entries = hi >= lo ? log.slice(lo, hi + 1) : [];
+    return {
+      id: this.cluster.id,
+      commit: log.committed,
+      first_index: log.firstIndex(),
+      entries: entries.map((e) => ({ index: e.index, term: e.term, hash: createHash('sha256').update(`${e.type}\n${e.data}`).digest('hex').slice(0, 16) })),
+    };
+  }
+}
+
+/** Histogram nanoseconds to ms, 0.01 ms resolution. */
+function ms(ns: number): number {
+  return Math.round(ns / 1e4) / 100;
+}

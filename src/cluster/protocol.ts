@@ -1,0 +1,64 @@
+// Requests a client (CLI, MCP proxy, bench, peer member) sends on a member's port, as the
+// body of an authenticated CLIENT_REQ frame. Validated on arrival: a malformed request gets
+// an error answer naming what was wrong; it never reaches the service layer.
+
+import { z } from 'zod';
+
+const session = z.object({
+  client: z.string().min(1).max(200),
+  seq: z.number().int().positive(),
+  ack: z.number().int().nonnegative(),
+});
+
+const request = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('status') }),
+  z.object({ kind: z.literal('tool'), name: z.string().min(1).max(200), arguments: z.record(z.string(), z.unknown()).default({}), session: session.optional() }),
+  z.object({ kind: z.literal('tools/list') }),
+  z.object({ kind: z.literal('resources/list') }),
+  z.object({ kind: z.literal('resources/templates/list') }),
+  z.object({ kind: z.literal('resources/read'), uri: z.string().min(1).max(2000) }),
+  z.object({ kind: z.literal('propose'), data: z.string().min(1) }),
+  z.object({
+    kind: z.literal('admin'),
+    op: z.enum(['block', 'unblock', 'log']),
+    peers: z.array(z.string().min(1).max(64)).max(64).default([]),
+    from: z.number().int().nonnegative().optional(),
+    to: z.number().int().nonnegative().optional(),
+  }),
+]);
+
+export type ToolSession = z.infer<typeof session>;
+export type ClientRequest = z.infer<typeof request>;
+
+/** One member's own view, answered by any member (clients use it to find the leader). */
+export interface MemberStatus {
+  id: string;
+  swarm: string;
+  role: string;
+  term: number | null;
+  leader: string | null;
+  leader_address: string | null;
+  commit: number | null;
+  applied: number | null;
+  last_index: number | null;
+  first_index: number | null;
+  /** Peers this member drops Raft traffic with (fault injection). */
+  blocked: string[];
+  /** This member's TCP links, measured here. */
+  links: Record<string, { connected: boolean; messages_out: number; messages_in: number; dropped: number; queued: number; reconnects: number }>;
+  /** Connections refused for authentication and closed for protocol errors, since start. */
+  auth_failures: number;
+  protocol_errors: number;
+  /** Event-loop delay of this process since start (ms): a stalled loop delays heartbeats. */
+  event_loop_delay_ms: { p50: number; p99: number; max: number };
+}
+
+/** A tool call's answer: the result, or where the leader is. */
+export type ToolAnswer = { result: unknown };
+
+export function parseClientRequest(raw: unknown): ClientRequest {
+  const r = request.safeParse(raw);
+  if (r.success) return r.data;
+  const why = r.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; ');
+  throw Object.assign(new Error(`malformed request (${why})`), { code: 'invalid_argument' });
+}
