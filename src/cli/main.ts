@@ -5,8 +5,8 @@ import { runStdio } from '../server/stdio.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
 import { runDemo } from './demo.js';
-import { runNode } from './node-command.js';
-import { connectTools } from './tool-client.js';
+import { clusterFrom, runNode } from './node-command.js';
+import { connectCluster, connectTools } from './tool-client.js';
 
 const HELP = `concord: an MCP server with real embedded Raft swarms
 
@@ -16,6 +16,10 @@ Usage:
   concord serve --http 127.0.0.1:7700 [--token T]
                                MCP over Streamable HTTP (several assistants share swarms)
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
+  concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
+                               one member per process over TCP (cluster mode; node --help)
+  concord mcp --cluster HOST:PORT,... --secret-file FILE
+                               MCP on stdio for a running cluster (also serve --cluster)
   concord <noun> <verb> [--flags]   the spec's commands, e.g.
     swarm init --topology mesh --consensus raft --max-agents 5
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
@@ -35,7 +39,10 @@ Usage:
     network diagnose | partition --isolate ID | partition --groups a,b;c,d,e | heal
   Every command takes --swarm NAME (default "default") and --data-dir DIR (or CONCORD_DATA_DIR,
   default ~/.concord). With a running "concord serve" on that directory, commands go to it.
-Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN.`;
+  With --cluster HOST:PORT,... (or CONCORD_CLUSTER) and --secret-file (or CONCORD_SECRET_FILE),
+  commands go to a running cluster's leader instead.
+Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN,
+  CONCORD_CLUSTER, CONCORD_SECRET_FILE.`;
 
 async function main(argv: string[]): Promise<number> {
   const { positional, flags } = parseFlags(argv);
@@ -46,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
-    await runStdio({ dataDir });
+    await runStdio({ dataDir, cluster: clusterFrom(flags) });
     return -1;
   }
   switch (cmd) {
@@ -58,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write('0.1.0\n');
       return 0;
     case 'mcp':
-      await runStdio({ dataDir });
+      await runStdio({ dataDir, cluster: clusterFrom(flags) });
       return -1;
     case 'serve': {
       const spec = typeof flags.http === 'string' ? flags.http : '127.0.0.1:7700';
@@ -69,10 +76,11 @@ async function main(argv: string[]): Promise<number> {
       if (!['127.0.0.1', 'localhost', '::1'].includes(host) && !token) {
         throw new UserError('invalid_argument', `--http=${spec} listens beyond loopback; set --token (or CONCORD_HTTP_TOKEN) so only holders of it can call tools`, 'token');
       }
-      const srv = await runHttp({ host, port: Number(m[2]), token, dataDir });
+      const srv = await runHttp({ host, port: Number(m[2]), token, dataDir, cluster: clusterFrom(flags) });
       // The bound port, not the requested one: --http 127.0.0.1:0 picks a free port.
       const shown = host.includes(':') ? `[${host}]` : host;
-      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (data: ${srv.coordinator.dataDir})\n`);
+      const serving = srv.cluster ? `cluster ${srv.cluster.members.join(',')}` : `data: ${srv.coordinator!.dataDir}`;
+      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (${serving})\n`);
       const stop = () => void srv.close().finally(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
@@ -89,7 +97,8 @@ async function main(argv: string[]): Promise<number> {
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
-  const tools = await connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
+  const cluster = clusterFrom(flags);
+  const tools = cluster ? connectCluster(cluster) : await connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);

@@ -1,3 +1,5 @@
+import type { ClusterClientOptions } from '../cluster/cluster-client.js';
+import { parseMembers } from '../cluster/cluster-client.js';
 import { loadSecret } from '../transport/auth.js';
 import { MemberNode } from '../cluster/member-node.js';
 import { UserError, invalid } from '../service/errors.js';
@@ -45,6 +47,32 @@ function need(flags: Flags, name: string, example: string): string {
   return v;
 }
 
+function secretFrom(flags: Flags): Buffer {
+  const file = typeof flags.secret_file === 'string' ? flags.secret_file : process.env.CONCORD_SECRET_FILE;
+  if (!file) throw new UserError('invalid_argument', '--secret-file (or CONCORD_SECRET_FILE) is required: a file with the cluster secret, e.g. `openssl rand -hex 32 > secret`', 'secret_file');
+  try {
+    return loadSecret(file);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'secret_file');
+  }
+}
+
+/** `--cluster HOST:PORT,...` or CONCORD_CLUSTER: talk to running members instead of a data directory. */
+export function clusterFrom(flags: Flags): ClusterClientOptions | undefined {
+  const spec = typeof flags.cluster === 'string' ? flags.cluster : process.env.CONCORD_CLUSTER;
+  if (flags.cluster === true) throw new UserError('invalid_argument', '--cluster needs member addresses, e.g. --cluster 127.0.0.1:7001,127.0.0.1:7002', 'cluster');
+  if (!spec) return undefined;
+  let members: string[];
+  try {
+    members = parseMembers(spec);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'cluster');
+  }
+  const timeout = typeof flags.timeout_ms === 'string' ? Number(flags.timeout_ms) : undefined;
+  if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 100 && timeout <= 3_600_000)) throw invalid('timeout_ms', flags.timeout_ms, 'an integer 100..3600000');
+  return { members, secret: secretFrom(flags), name: 'cli', timeoutMs: timeout };
+}
+
 /** Run a member until SIGTERM/SIGINT. */
 export async function runNode(flags: Flags): Promise<number> {
   if (flags.help === true) {
@@ -56,14 +84,7 @@ export async function runNode(flags: Flags): Promise<number> {
   const peers = parsePeers(need(flags, 'peers', 'raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,raft-agent-3=127.0.0.1:7003'));
   if (!peers[id]) throw invalid('id', id, `one of the members in --peers: ${Object.keys(peers).join(', ')}`);
   const listen = typeof flags.listen === 'string' ? parseAddress('listen', flags.listen) : undefined;
-  const secretFile = typeof flags.secret_file === 'string' ? flags.secret_file : process.env.CONCORD_SECRET_FILE;
-  if (!secretFile) throw new UserError('invalid_argument', '--secret-file (or CONCORD_SECRET_FILE) is required: a file with the cluster secret, e.g. `openssl rand -hex 32 > secret`', 'secret_file');
-  let secret: Buffer;
-  try {
-    secret = loadSecret(secretFile);
-  } catch (e) {
-    throw new UserError('invalid_argument', (e as Error).message, 'secret_file');
-  }
+  const secret = secretFrom(flags);
   const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;

@@ -3,7 +3,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ClusterClient, type ClusterClientOptions } from '../cluster/cluster-client.js';
 import { Coordinator } from '../service/coordinator.js';
+import { UserError } from '../service/errors.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { createServer } from '../server/create-server.js';
 
@@ -19,6 +21,29 @@ export interface ToolClient {
   close(): Promise<void>;
   readonly where: string;
   readonly coordinator?: Coordinator;
+}
+
+/** Tools of a running cluster, executed on its leader (with retries on leader change). */
+export function connectCluster(opts: ClusterClientOptions): ToolClient {
+  const c = new ClusterClient(opts);
+  return {
+    where: `cluster ${c.members.join(',')}`,
+    async call(name, args) {
+      let res;
+      try {
+        res = await c.callTool(name, args);
+      } catch (e) {
+        // No quorum, wrong secret: the user can act on these; no stack trace.
+        const auth = /refused the connection/.test((e as Error).message);
+        throw new UserError(auth ? 'invalid_argument' : 'unavailable', (e as Error).message, auth ? 'secret_file' : 'cluster');
+      }
+      const text = (res.content as Array<{ type: string; text?: string }>).map((x) => x.text ?? '').join('\n');
+      return { ok: !res.isError, data: (res.structuredContent as Record<string, unknown>) ?? {}, text };
+    },
+    async close() {
+      c.close();
+    },
+  };
 }
 
 export async function connectTools(dataDir?: string, server?: string): Promise<ToolClient> {

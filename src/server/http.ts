@@ -2,11 +2,14 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { Coordinator, type CoordinatorOptions } from '../service/coordinator.js';
+import { ClusterClient } from '../cluster/cluster-client.js';
+import { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
+import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
+import type { ServeOptions } from './stdio.js';
 
-export interface HttpOptions extends CoordinatorOptions {
+export interface HttpOptions extends ServeOptions {
   host: string;
   port: number;
   /** Required as `Authorization: Bearer <token>` when set (CONCORD_HTTP_TOKEN). */
@@ -21,8 +24,9 @@ const MAX_BODY_BYTES = 4 << 20;
  * MCP over Streamable HTTP so several assistants share one set of swarms. Loopback by
  * default; Origin is checked (DNS-rebinding defence) and an optional bearer token required.
  */
-export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise<void>; port: number; coordinator: Coordinator }> {
-  const coord = new Coordinator(opts);
+export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise<void>; port: number; coordinator: Coordinator | null; cluster: ClusterClient | null }> {
+  const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
+  const coord = cluster ? null : new Coordinator(opts);
   const sessions = new Map<string, StreamableHTTPServerTransport>();
 
   const server = http.createServer((req, res) => {
@@ -54,7 +58,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
       transport.onclose = () => {
         if (transport.sessionId) sessions.delete(transport.sessionId);
       };
-      await createServer(coord).connect(transport);
+      await (cluster ? createClusterProxy(cluster) : createServer(coord!)).connect(transport);
       return transport.handleRequest(req, res, body);
     }
     if (!existing) return reply(res, 400, { error: 'unknown or missing mcp-session-id' });
@@ -67,11 +71,12 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-  coord.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
+  coord?.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
   logger.info({ host: opts.host, port }, 'concord MCP server on Streamable HTTP');
   return {
     port,
     coordinator: coord,
+    cluster,
     close: async () => {
       for (const t of sessions.values()) await t.close().catch(() => undefined);
       // Sessions are closed: drop the remaining keep-alive sockets too, or close() waits for
@@ -80,7 +85,8 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
         server.close(() => r());
         server.closeAllConnections();
       });
-      coord.close();
+      coord?.close();
+      cluster?.close();
     },
   };
 }

@@ -1,19 +1,28 @@
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { ClusterClient, type ClusterClientOptions } from '../cluster/cluster-client.js';
 import { Coordinator, type CoordinatorOptions } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
+import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
 
+export interface ServeOptions extends CoordinatorOptions {
+  /** Serve a running cluster of `concord node` processes instead of embedded swarms. */
+  cluster?: ClusterClientOptions;
+}
+
 /** MCP over stdio. Exits when stdin closes or on SIGTERM/SIGINT, closing SQLite cleanly. */
-export async function runStdio(opts: CoordinatorOptions = {}): Promise<void> {
-  const coord = new Coordinator(opts);
-  const server = createServer(coord);
+export async function runStdio(opts: ServeOptions = {}): Promise<void> {
+  const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
+  const coord = cluster ? null : new Coordinator(opts);
+  const server = cluster ? createClusterProxy(cluster) : createServer(coord!);
   const transport = new StdioServerTransport();
   let closing = false;
   const shutdown = (why: string) => {
     if (closing) return;
     closing = true;
     logger.info({ why }, 'shutting down');
-    coord.close();
+    coord?.close();
+    cluster?.close();
     void server.close().finally(() => process.exit(0));
     // Unref'd backstop: never hang past the 2 s budget.
     setTimeout(() => process.exit(0), 1500).unref();
@@ -23,5 +32,6 @@ export async function runStdio(opts: CoordinatorOptions = {}): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   await server.connect(transport);
-  logger.info({ dataDir: coord.dataDir }, 'concord MCP server on stdio');
+  if (cluster) logger.info({ cluster: cluster.members }, 'concord MCP server on stdio (cluster mode)');
+  else logger.info({ dataDir: coord!.dataDir }, 'concord MCP server on stdio');
 }

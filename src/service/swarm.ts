@@ -243,7 +243,9 @@ export class Swarm {
   private onRoleChange(c: RoleChange): void {
     for (const l of this.roleListeners) l(c);
     if (!c.election) return;
-    const old = this.lastLeader;
+    // Cluster mode: this process saw only its own member's life; the replicated history
+    // knows the leader before this one (another process's member, or ours before a restart).
+    const old = this.lastLeader ?? (this.cluster.mode === 'tcp' ? this.lastRecordedLeader(c.id) : null);
     this.lastLeader = c.id;
     let cause: ElectionCause;
     if (this.expectedCause && this.expectedCause.until >= performance.now()) cause = this.expectedCause.cause;
@@ -272,6 +274,11 @@ export class Swarm {
       (e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'),
     );
     logger.info({ swarm: this.name, ...record }, 'leader elected');
+  }
+
+  private lastRecordedLeader(id: string): string | null {
+    const hist = this.machines.get(id)?.elections ?? [];
+    return hist.length > 0 ? hist[hist.length - 1]!.new_leader : null;
   }
 
   /** Replicated marker of how far the log is committed (spec: coordination/raft/commit-index). */

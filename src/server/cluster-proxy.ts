@@ -1,0 +1,43 @@
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  ReadResourceRequestSchema,
+  type CallToolResult,
+  type ListResourcesResult,
+  type ListResourceTemplatesResult,
+  type ListToolsResult,
+  type ReadResourceResult,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { ClusterClient } from '../cluster/cluster-client.js';
+import { SERVER_NAME, SERVER_VERSION } from './create-server.js';
+
+/**
+ * MCP server for a running cluster: the same tools and resources, executed on the leader's
+ * process. Each tool call carries this proxy's client session, so a call retried after a
+ * leader change is applied at most once.
+ */
+export function createClusterProxy(client: ClusterClient): Server {
+  const server = new Server(
+    { name: SERVER_NAME, version: SERVER_VERSION },
+    {
+      capabilities: { tools: {}, resources: {} },
+      instructions: `Concord cluster mode: tools run on the Raft leader among ${client.members.join(', ')} (one member per process). agent_spawn/terminate/restart are process operations here; use network_partition to cut links.`,
+    },
+  );
+  server.setRequestHandler(ListToolsRequestSchema, async () => (await client.anyMember({ kind: 'tools/list' })) as ListToolsResult);
+  server.setRequestHandler(ListResourcesRequestSchema, async () => (await client.anyMember({ kind: 'resources/list' })) as ListResourcesResult);
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => (await client.anyMember({ kind: 'resources/templates/list' })) as ListResourceTemplatesResult);
+  server.setRequestHandler(ReadResourceRequestSchema, async (req) => (await client.readResource(req.params.uri)) as ReadResourceResult);
+  server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> => {
+    try {
+      return await client.callTool(req.params.name, req.params.arguments ?? {});
+    } catch (e) {
+      // No quorum, wrong secret, ...: an error result the assistant can read, not a crash.
+      return { content: [{ type: 'text', text: (e as Error).message }], isError: true };
+    }
+  });
+  return server;
+}

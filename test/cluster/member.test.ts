@@ -1,0 +1,270 @@
+// Cluster mode end to end: three `concord node` processes on loopback, reached through the
+// ClusterClient, the CLI (--cluster) and the MCP proxy (mcp --cluster) over stdio.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterClient } from '../../src/cluster/cluster-client.js';
+import { RemoteError, TcpClient } from '../../src/transport/tcp-client.js';
+
+const MAIN = path.resolve('dist/src/cli/main.js');
+const IDS = ['m1', 'm2', 'm3'];
+
+interface Member {
+  id: string;
+  addr: string;
+  dir: string;
+  proc: ChildProcess | null;
+}
+
+let tmp: string;
+let secretFile: string;
+let secret: Buffer;
+const members = new Map<string, Member>();
+const clients: ClusterClient[] = [];
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function peersSpec(): string {
+  return [...members.values()].map((m) => `${m.id}=${m.addr}`).join(',');
+}
+
+function start(id: string): Promise<void> {
+  const m = members.get(id)!;
+  const log = fs.openSync(path.join(tmp, `${id}.log`), 'a');
+  const p = spawn(process.execPath, [MAIN, 'node', '--swarm', 'ct', '--id', id, '--peers', peersSpec(), '--data-dir', m.dir, '--secret-file', secretFile], {
+    stdio: ['ignore', 'ignore', log],
+  });
+  m.proc = p;
+  // Ready once it answers status on its port.
+  return waitFor(async () => {
+    const c = new TcpClient({ host: '127.0.0.1', port: Number(m.addr.split(':')[1]), secret, name: 'probe' });
+    try {
+      await c.request({ kind: 'status' }, 300);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      c.close();
+    }
+  }, 10_000);
+}
+
+function kill9(id: string): void {
+  const m = members.get(id)!;
+  m.proc?.kill('SIGKILL');
+  m.proc = null;
+}
+
+async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+function client(list = [...members.values()].map((m) => m.addr), timeoutMs = 10_000): ClusterClient {
+  const c = new ClusterClient({ members: list, secret, name: 'test', timeoutMs });
+  clients.push(c);
+  return c;
+}
+
+async function leaderId(c: ClusterClient): Promise<string> {
+  let id = '';
+  await waitFor(async () => {
+    const r = await c.callTool('consensus_leader', {});
+    id = String((r.structuredContent as { leader_id?: unknown } | undefined)?.leader_id ?? '');
+    return id !== '';
+  }, 10_000);
+  return id;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, CONCORD_CLUSTER: [...members.values()].map((m) => m.addr).join(','), CONCORD_SECRET_FILE: secretFile, ...env },
+    timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} missing: run npm run build first`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-member-'));
+  secretFile = path.join(tmp, 'secret');
+  fs.writeFileSync(secretFile, `${'ab'.repeat(32)}\n`);
+  secret = Buffer.from('ab'.repeat(32));
+  for (const id of IDS) members.set(id, { id, addr: `127.0.0.1:${await freePort()}`, dir: path.join(tmp, id), proc: null });
+  await Promise.all(IDS.map((id) => start(id)));
+}, 60_000);
+
+afterAll(() => {
+  for (const c of clients) c.close();
+  for (const m of members.values()) m.proc?.kill('SIGKILL');
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('concord node (cluster mode)', () => {
+  it('elects one of the members and serves the tools on its leader', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    expect(IDS).toContain(leader);
+    const put = await c.callTool('memory_store', { key: 'greeting', value: { hello: 'cluster' } });
+    expect(put.isError).toBeFalsy();
+    const got = await c.callTool('memory_retrieve', { key: 'greeting' });
+    expect(got.structuredContent).toMatchObject({ found: true, value: { hello: 'cluster' }, consistency: 'linearizable', read_from: leader });
+    const agents = (await c.callTool('agent_list', {})).structuredContent as { agents: Array<{ agent_id: string; status: string; role: string }> };
+    expect(agents.agents.map((a) => a.agent_id)).toEqual(IDS);
+    expect(agents.agents.filter((a) => a.role === 'leader').map((a) => a.agent_id)).toEqual([leader]);
+    expect(agents.agents.every((a) => a.status === 'active')).toBe(true);
+  });
+
+  it('a follower redirects: a client that only knows followers first still reaches the leader', async () => {
+    const c0 = client();
+    const leader = await leaderId(c0);
+    const followers = IDS.filter((id) => id !== leader).map((id) => members.get(id)!.addr);
+    const st = await c0.status(followers[0]!);
+    expect(st.role).toBe('follower');
+    expect(st.leader).toBe(leader);
+    // The follower's answer names the leader's address; the client follows it.
+    const c = client([...followers, members.get(leader)!.addr]);
+    const r = await c.callTool('memory_store', { key: 'via-follower', value: 1 });
+    expect(r.isError).toBeFalsy();
+    expect(c.leaderAddress).toBe(members.get(leader)!.addr);
+  });
+
+  it('runs an orchestration to completion on the members (tasks executed by every process)', async () => {
+    const c = client();
+    const r = await c.callTool('task_orchestrate', { task: 'cluster work', count: 120, wait: true });
+    expect(r.structuredContent).toMatchObject({ status: 'finished', completed: 120 });
+    const res = (await c.callTool('task_results', { orchestration_id: (r.structuredContent as { orchestration_id: string }).orchestration_id })).structuredContent;
+    expect(res).toMatchObject({ completed: 120, duplicates: 0 });
+  });
+
+  it('a retried call with the same session is applied once, even on another leader', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const addr = members.get(leader)!.addr;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'retry' });
+    const body = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'once', count: 7 }, session: { client: 'retry-client', seq: 1, ack: 1 } };
+    const first = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
+    const again = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
+    raw.close();
+    expect(again.result.structuredContent.orchestration_id).toBe(first.result.structuredContent.orchestration_id);
+    // The leader dies; the retry lands on its successor and is still answered, not re-applied.
+    kill9(leader);
+    const c2 = client(IDS.filter((id) => id !== leader).map((id) => members.get(id)!.addr));
+    const next = await leaderId(c2);
+    expect(next).not.toBe(leader);
+    const raw2 = new TcpClient({ host: '127.0.0.1', port: Number(members.get(next)!.addr.split(':')[1]), secret, name: 'retry' });
+    const third = (await raw2.request(body, 10_000)) as { result: { structuredContent: { orchestration_id: string } } };
+    raw2.close();
+    expect(third.result.structuredContent.orchestration_id).toBe(first.result.structuredContent.orchestration_id);
+    const status = (await c2.callTool('task_status', {})).structuredContent as { orchestrations: Array<{ task: string }> };
+    expect(status.orchestrations.filter((o) => o.task === 'once')).toHaveLength(1);
+    // Restarted on its data directory, the old leader rejoins with its durable state.
+    await start(leader);
+    await waitFor(async () => {
+      const s = await c2.status(members.get(leader)!.addr);
+      const l = await c2.status(members.get(next)!.addr);
+      return s.role === 'follower' && s.applied !== null && l.commit !== null && s.applied >= l.commit;
+    }, 15_000);
+  }, 60_000);
+
+  it('the CLI talks to the cluster with --cluster / CONCORD_CLUSTER, and its errors are actionable', () => {
+    const stored = cli(['memory', 'store', '--key', 'cli-key', '--value', '{"n":3}']);
+    expect(stored.code, stored.err).toBe(0);
+    const got = cli(['memory', 'retrieve', '--key', 'cli-key']);
+    expect(JSON.parse(got.out)).toMatchObject({ found: true, value: { n: 3 } });
+    const spawnTry = cli(['agent', 'spawn']);
+    expect(spawnTry.code).toBe(1);
+    expect(spawnTry.err).toMatch(/not available in cluster mode/);
+    const wrong = path.join(tmp, 'wrong-secret');
+    fs.writeFileSync(wrong, 'cd'.repeat(32));
+    const denied = cli(['consensus', 'leader'], { CONCORD_SECRET_FILE: wrong });
+    expect(denied.code).toBe(2);
+    expect(denied.err).toMatch(/authentication failed.*secret/);
+    expect(denied.err).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('serves MCP over stdio for the cluster (mcp --cluster)', async () => {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [MAIN, 'mcp', '--cluster', [...members.values()].map((m) => m.addr).join(','), '--secret-file', secretFile],
+      stderr: 'ignore',
+    });
+    const mcp = new Client({ name: 'member-test', version: '1' });
+    await mcp.connect(transport);
+    try {
+      const tools = await mcp.listTools();
+      expect(tools.tools).toHaveLength(30);
+      const r = await mcp.callTool({ name: 'memory_store', arguments: { key: 'over-stdio', value: [1, 2] } });
+      expect(r.isError).toBeFalsy();
+      const back = await mcp.callTool({ name: 'memory_retrieve', arguments: { key: 'over-stdio' } });
+      expect(back.structuredContent).toMatchObject({ found: true, value: [1, 2] });
+      const res = await mcp.listResources();
+      expect(res.resources.map((x) => x.uri)).toContain('concord://swarms/ct/status');
+      const bad = await mcp.callTool({ name: 'memory_store', arguments: { key: 'x' } });
+      expect(bad.isError).toBe(true);
+    } finally {
+      await mcp.close();
+    }
+  });
+
+  it('network_partition spreads to every member; the isolated leader is replaced; heal restores', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const cut = await c.callTool('network_partition', { isolate: leader });
+    expect(cut.isError).toBeFalsy();
+    const others = IDS.filter((id) => id !== leader);
+    const blocked = await c.status(members.get(others[0]!)!.addr);
+    expect(blocked.blocked).toEqual([leader]);
+    const c2 = client(others.map((id) => members.get(id)!.addr));
+    let next = '';
+    await waitFor(async () => {
+      next = (await c2.status(members.get(others[0]!)!.addr)).leader ?? '';
+      return others.includes(next);
+    }, 10_000);
+    const hist = (await c2.callTool('consensus_election_history', { limit: 1 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
+    expect(hist.elections[0]).toMatchObject({ new_leader: next, old_leader: leader, cause: 'leader unreachable' });
+    const healed = await c2.callTool('network_heal', {});
+    expect(healed.isError).toBeFalsy();
+    for (const id of IDS) expect((await c2.status(members.get(id)!.addr)).blocked).toEqual([]);
+  }, 30_000);
+
+  it('refuses malformed requests with a reason and keeps serving', async () => {
+    const addr = members.get(IDS[0]!)!.addr;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'fuzz' });
+    await expect(raw.request({ kind: 'bogus' })).rejects.toThrow(/malformed request/);
+    await expect(raw.request({ kind: 'tool', name: 42 })).rejects.toBeInstanceOf(RemoteError);
+    await expect(raw.request({ kind: 'admin', op: 'block', peers: 'm2' })).rejects.toThrow(/peers/);
+    const st = (await raw.request({ kind: 'status' })) as { id: string };
+    expect(st.id).toBe(IDS[0]);
+    raw.close();
+  });
+
+  it('times out with a clear error when no quorum answers', async () => {
+    const survivors = IDS.slice(0, 1);
+    for (const id of IDS.slice(1)) kill9(id);
+    const c = client(survivors.map((id) => members.get(id)!.addr), 2_000);
+    const t0 = Date.now();
+    await expect(c.callTool('memory_store', { key: 'lost', value: 1 })).rejects.toThrow(/^unavailable: no leader answered within 2000 ms/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  }, 30_000);
+});
