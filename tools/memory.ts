@@ -77,6 +77,8 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
 /** CLI users pass --value '{"a":1}': store the object, not the string. */
 export function parseMaybeJson(v: unknown): unknown {
   if (typeof v !== 'string') return v;
+  // Only text that can be JSON: a thrown SyntaxError per plain string was measurable CPU.
+  if (!/^\s*([[{"\-0-9]|true|false|null)/.test(v)) return v;
   try {
     return JSON.parse(v);
   } catch {

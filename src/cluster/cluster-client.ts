@@ -152,7 +152,7 @@ export class ClusterClient {
           this.leader = hint && this.members.includes(hint) ? hint : null;
           last = `${target}: ${e.message}`;
           if (this.leader) continue;
-        } else if (e instanceof RemoteError) {
+        } else if (e instanceof RemoteError && e.code !== 'busy') {
           throw e;
         } else {
           // Lost connection or no answer in time: outcome unknown, retry (same session).

@@ -23,6 +23,8 @@ export interface MemberClusterOptions {
   clock: Clock;
   seed: number;
   tickMs: number;
+  /** Tick timer period (ms); ticks still follow elapsed time in units of tickMs. */
+  tickTimerMs: number;
   raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold: number;
   compactionLogToSnapshotRatio: number;
@@ -111,6 +113,7 @@ export class MemberCluster implements ClusterBackend {
       initialConf: { voters: this.memberIds, learners: [] },
       seed: this.o.seed,
       tickMs: this.o.tickMs,
+      tickTimerMs: this.o.tickTimerMs,
       raft: this.o.raft,
       compactionThreshold: this.o.compactionThreshold,
       compactionLogToSnapshotRatio: this.o.compactionLogToSnapshotRatio,

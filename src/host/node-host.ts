@@ -36,6 +36,11 @@ export interface NodeHostOptions {
   seed: number;
   /** Milliseconds per Raft tick. */
   tickMs?: number;
+  /**
+   * Period of the tick timer (default tickMs). Ticks follow elapsed time, so a coarser timer
+   * keeps the tick's resolution in time while waking an idle process less often.
+   */
+  tickTimerMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -147,6 +152,7 @@ export class NodeHost {
       requestTimeoutMs: 5000,
       ...opts,
     } as NodeHost['opts'];
+    this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
 
@@ -357,7 +363,7 @@ export class NodeHost {
       }
       this.scheduleTick();
       this.scheduleProcess();
-    }, this.opts.tickMs);
+    }, this.opts.tickTimerMs);
   }
 
   private noteCampaignStart(transfer: boolean): void {

@@ -24,8 +24,8 @@ export class MemoryStore {
     if (keyBytes === 0 || keyBytes > MAX_KEY_BYTES) {
       return { ok: false, code: 'invalid', message: `key is ${keyBytes} bytes; accepted: 1..${MAX_KEY_BYTES} bytes` };
     }
-    const valueBytes = Buffer.byteLength(JSON.stringify(op.value) ?? '', 'utf8');
-    if (valueBytes > MAX_VALUE_BYTES) {
+    const valueBytes = jsonBytesOver(op.value, MAX_VALUE_BYTES);
+    if (valueBytes !== null) {
       return { ok: false, code: 'invalid', message: `value is ${valueBytes} bytes; accepted: <= ${MAX_VALUE_BYTES} bytes` };
     }
     const id = memoryId(op.namespace, op.key);
@@ -126,4 +126,15 @@ export class MemoryStore {
     }
     return m;
   }
+}
+
+/**
+ * The value's JSON size when it exceeds `max`, else null. A string's JSON takes at most six
+ * bytes per UTF-8 byte (\\uXXXX) plus quotes: a short one is under the limit without
+ * serializing it, which every replica did on every put.
+ */
+function jsonBytesOver(value: unknown, max: number): number | null {
+  if (typeof value === 'string' && Buffer.byteLength(value, 'utf8') * 6 + 2 <= max) return null;
+  const n = Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+  return n > max ? n : null;
 }

@@ -181,6 +181,12 @@ export class TaskTable {
     else this.assigned.delete(t.id);
   }
 
+  /** False only when no queue can hold a pending task (cheap: the scheduler asks every tick). */
+  mayHavePending(): boolean {
+    for (const p of PRIORITIES) if (this.heads[p] < this.queues[p].length) return true;
+    return false;
+  }
+
   /**
    * Up to `limit` pending tasks, highest priority first, FIFO within a priority, skipping
    * `exclude` (assignments proposed but not yet applied). Read-only apart from the cache.

@@ -32,7 +32,7 @@ export async function memoryStore(
     if_version: o.if_version ?? null,
   })) as Record<string, unknown>;
   const leader = swarm.cluster.leader();
-  return { stored: true, ...value, expires_at: value.expires_at ? new Date(value.expires_at as number).toISOString() : null, commit_index: leader?.status().commit ?? null };
+  return { stored: true, ...value, expires_at: value.expires_at ? new Date(value.expires_at as number).toISOString() : null, commit_index: leader?.core.log.committed ?? null };
 }
 
 async function readMachine<T>(swarm: Swarm, consistency: Consistency, fn: (m: NonNullable<ReturnType<Swarm['localMachine']>>['machine'], id: string) => T): Promise<T> {

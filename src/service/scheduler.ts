@@ -46,6 +46,7 @@ export class Scheduler {
     if (!leader) return;
     const machine = this.swarm.machines.get(leader.id);
     if (!machine) return;
+    if (machine.tasks.assigned.size === 0 && !machine.tasks.mayHavePending()) return;
     const live = this.swarm.liveAgents();
     if (live.size === 0) return;
     const members = new Set(this.swarm.activeMembers());

@@ -107,7 +107,6 @@ export class Swarm {
     for (const [id, m] of Object.entries(this.data.members)) {
       if (m.state === 'active' && this.cluster.canRun(id)) this.startMember(id);
     }
-    this.scheduler.start();
   }
 
   close(): void {
@@ -241,6 +240,9 @@ export class Swarm {
   }
 
   private onRoleChange(c: RoleChange): void {
+    // The scheduler acts only on a leader here; idle, its 2 ms timer would only cost wakeups.
+    if (!this.closed && this.cluster.leader()) this.scheduler.start();
+    else this.scheduler.stop();
     for (const l of this.roleListeners) l(c);
     if (!c.election) return;
     // Cluster mode: this process saw only its own member's life; the replicated history

@@ -121,3 +121,27 @@ export class Reassembler {
     this.bytes = 0;
   }
 }
+
+/**
+ * JSON texts packed into as few payloads as fit in `maxBytes` each: a lone text as itself,
+ * several as one JSON array (a reader accepts either).
+ */
+export function packJson(texts: string[], maxBytes: number): Buffer[] {
+  const out: Buffer[] = [];
+  let group: string[] = [];
+  let bytes = 2;
+  const close = (): void => {
+    if (group.length === 0) return;
+    out.push(Buffer.from(group.length === 1 ? group[0]! : `[${group.join(',')}]`, 'utf8'));
+    group = [];
+    bytes = 2;
+  };
+  for (const t of texts) {
+    const n = Buffer.byteLength(t) + 1;
+    if (group.length > 0 && bytes + n > maxBytes) close();
+    group.push(t);
+    bytes += n;
+  }
+  close();
+  return out;
+}

@@ -43,7 +43,7 @@ export const DEFAULT_LIMITS: TcpLimits = {
   backoffMinMs: 100,
   backoffMaxMs: 5000,
   maxPendingHandshakes: 64,
-  maxClientInflight: 64,
+  maxClientInflight: 1024,
 };
 
 export function resolveLimits(patch: Partial<TcpLimits> | undefined): TcpLimits {

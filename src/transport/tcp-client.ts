@@ -54,6 +54,7 @@ export class TcpClient {
   private conn: SecureConn | null = null;
   private dialing: Promise<SecureConn> | null = null;
   private readonly pending = new Map<number, Pending>();
+  private readonly outbox: Array<{ id: number; json: string }> = [];
   private seq = 0;
   private attempts = 0;
   private closed = false;
@@ -83,9 +84,10 @@ export class TcpClient {
     const deadline = Date.now() + timeoutMs;
     const c = await this.connected(Date.now() + Math.min(timeoutMs, connectTimeoutMs));
     const id = ++this.seq;
-    const payload = Buffer.from(JSON.stringify({ id, body }), 'utf8');
+    const json = JSON.stringify({ id, body });
     // The member would close the connection on an oversized frame; refuse it here instead.
-    if (payload.length + 64 > this.limits.maxFrameBytes) throw new Error(`request of ${payload.length} bytes exceeds the frame limit`);
+    const bytes = Buffer.byteLength(json);
+    if (bytes + 64 > this.limits.maxFrameBytes) throw new Error(`request of ${bytes} bytes exceeds the frame limit`);
     return new Promise((resolve, reject) => {
       // Referenced on purpose: a CLI awaiting only this request must not exit early.
       const timer = setTimeout(() => {
@@ -95,13 +97,44 @@ export class TcpClient {
       }, Math.max(1, deadline - Date.now()));
       this.pending.set(id, { resolve, reject, timer });
       c.socket.ref();
-      if (c.send(FrameType.CLIENT_REQ, [payload]) === 0) {
-        // Closed between connecting and sending: nothing went out, so retrying is safe.
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(new ConnectionError('connection closed before the request was sent'));
-      }
+      // Requests made in one event-loop turn leave as one frame (see TcpTransport).
+      this.outbox.push({ id, json });
+      if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
     });
+  }
+
+  private flushOutbox(): void {
+    const items = this.outbox.splice(0);
+    const c = this.conn;
+    const max = this.limits.maxFrameBytes - 64;
+    let group: Array<{ id: number; json: string }> = [];
+    let bytes = 2;
+    const send = (): void => {
+      if (group.length === 0) return;
+      const text = group.length === 1 ? group[0]!.json : `[${group.map((g) => g.json).join(',')}]`;
+      if (!c?.ready || c.closed || c.send(FrameType.CLIENT_REQ, [Buffer.from(text, 'utf8')]) === 0) {
+        // Closed between connecting and sending: nothing went out, so retrying is safe.
+        for (const g of group) this.fail(g.id, new ConnectionError('connection closed before the request was sent'));
+      }
+      group = [];
+      bytes = 2;
+    };
+    for (const it of items) {
+      if (!this.pending.has(it.id)) continue; // timed out while queued
+      const n = Buffer.byteLength(it.json) + 1;
+      if (group.length > 0 && bytes + n > max) send();
+      group.push(it);
+      bytes += n;
+    }
+    send();
+  }
+
+  private fail(id: number, e: Error): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(id);
+    p.reject(e);
   }
 
   close(): void {
@@ -169,20 +202,25 @@ export class TcpClient {
 
   private onFrame(type: FrameType, payload: Buffer): void {
     if (type !== FrameType.CLIENT_RESP) throw new Error(`server sent unexpected frame type ${type}`);
-    let r: { id?: unknown; ok?: unknown; body?: unknown; error?: unknown; code?: unknown };
+    let parsed: unknown;
     try {
-      r = JSON.parse(payload.toString('utf8'));
+      parsed = JSON.parse(payload.toString('utf8'));
     } catch {
       throw new Error('CLIENT_RESP is not valid JSON');
     }
-    if (typeof r !== 'object' || r === null || typeof r.id !== 'number') throw new Error('CLIENT_RESP without an id');
-    const p = this.pending.get(r.id);
-    if (!p) return; // timed out already
-    this.pending.delete(r.id);
-    clearTimeout(p.timer);
+    const answers = Array.isArray(parsed) ? parsed : [parsed];
+    for (const r of answers as Array<{ id?: unknown; ok?: unknown; body?: unknown; error?: unknown; code?: unknown } | null>) {
+      if (typeof r !== 'object' || r === null || typeof r.id !== 'number') throw new Error('CLIENT_RESP without an id');
+    }
+    for (const r of answers as Array<{ id: number; ok?: unknown; body?: unknown; error?: unknown; code?: unknown }>) {
+      const p = this.pending.get(r.id);
+      if (!p) continue; // timed out already
+      this.pending.delete(r.id);
+      clearTimeout(p.timer);
+      if (r.ok === true) p.resolve(r.body);
+      else p.reject(new RemoteError(String(r.error ?? 'request failed'), typeof r.code === 'string' ? r.code : undefined));
+    }
     this.idle();
-    if (r.ok === true) p.resolve(r.body);
-    else p.reject(new RemoteError(String(r.error ?? 'request failed'), typeof r.code === 'string' ? r.code : undefined));
   }
 
   /** An idle client must not keep its process alive. */
