@@ -74,14 +74,15 @@ export class Proposer {
       }
       const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq, ack: ack() });
       const leader = this.cluster.leader();
-      let pending: Promise<Committed> | undefined;
-      if (leader) pending = leader.propose(data(), Math.min(remaining, 2_000));
-      else pending = this.cluster.forwardProposal?.(data(), Math.min(remaining, 2_000));
-      if (!pending) {
-        await pause(RETRY_PAUSE_MS);
-        continue;
-      }
       try {
+        // propose() refuses synchronously (backlog full, not leader): inside the try.
+        let pending: Promise<Committed> | undefined;
+        if (leader) pending = leader.propose(data(), Math.min(remaining, 2_000));
+        else pending = this.cluster.forwardProposal?.(data(), Math.min(remaining, 2_000));
+        if (!pending) {
+          await pause(RETRY_PAUSE_MS);
+          continue;
+        }
         return (await pending).result as OpResult;
       } catch (e) {
         if (e instanceof ProposalError) {

@@ -8,8 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
+import { runHttp } from '../../src/server/http.js';
 import { RemoteError, TcpClient } from '../../src/transport/tcp-client.js';
 
 const MAIN = path.resolve('dist/src/cli/main.js');
@@ -129,10 +131,16 @@ describe('concord node (cluster mode)', () => {
     expect(put.isError).toBeFalsy();
     const got = await c.callTool('memory_retrieve', { key: 'greeting' });
     expect(got.structuredContent).toMatchObject({ found: true, value: { hello: 'cluster' }, consistency: 'linearizable', read_from: leader });
-    const agents = (await c.callTool('agent_list', {})).structuredContent as { agents: Array<{ agent_id: string; status: string; role: string }> };
+    type Agents = { agents: Array<{ agent_id: string; status: string; role: string }> };
+    let agents: Agents = { agents: [] };
+    // Right after an election a follower may not have answered the new leader yet.
+    await waitFor(async () => {
+      agents = (await c.callTool('agent_list', {})).structuredContent as Agents;
+      return agents.agents.every((a) => a.status === 'active');
+    }, 5_000);
     expect(agents.agents.map((a) => a.agent_id)).toEqual(IDS);
     expect(agents.agents.filter((a) => a.role === 'leader').map((a) => a.agent_id)).toEqual([leader]);
-    expect(agents.agents.every((a) => a.status === 'active')).toBe(true);
+    expect(agents.agents.filter((a) => a.role === 'follower')).toHaveLength(2);
   });
 
   it('a follower redirects: a client that only knows followers first still reaches the leader', async () => {
@@ -224,6 +232,22 @@ describe('concord node (cluster mode)', () => {
       expect(bad.isError).toBe(true);
     } finally {
       await mcp.close();
+    }
+  });
+
+  it('serves MCP over HTTP for the cluster (serve --cluster)', async () => {
+    const srv = await runHttp({ host: '127.0.0.1', port: 0, cluster: { members: [...members.values()].map((m) => m.addr), secret, name: 'http' } });
+    const mcp = new Client({ name: 'member-http', version: '1' });
+    try {
+      expect(srv.coordinator).toBeNull();
+      await mcp.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${srv.port}/mcp`)));
+      const r = await mcp.callTool({ name: 'memory_store', arguments: { key: 'over-http', value: 'h' } });
+      expect(r.isError).toBeFalsy();
+      const back = await mcp.callTool({ name: 'memory_retrieve', arguments: { key: 'over-http' } });
+      expect(back.structuredContent).toMatchObject({ found: true, value: 'h' });
+    } finally {
+      await mcp.close();
+      await srv.close();
     }
   });
 
