@@ -63,7 +63,7 @@ describe('clear errors, and TTL on an idle swarm (real swarm of 5)', () => {
     const leader = await swarm.waitForLeader();
     expect(leader.config.maxUncommittedEntries).toBe(10);
     // Every agent alone: the leader can append but never commit.
-    networkPartition(swarm, { groups: swarm.activeMembers().map((id) => [id]) });
+    await networkPartition(swarm, { groups: swarm.activeMembers().map((id) => [id]) });
     const refused: UserError[] = [];
     const attempts = Array.from({ length: 25 }, (_, i) =>
       memoryStore(swarm, { key: `backlog-${i}`, value: i }).catch((e: unknown) => {
@@ -75,7 +75,7 @@ describe('clear errors, and TTL on an idle swarm (real swarm of 5)', () => {
     // Refusals are immediate, while the network is still partitioned.
     await sleep(60);
     const refusedWhilePartitioned = refused.length;
-    networkHeal(swarm);
+    await networkHeal(swarm);
     const results = await settled;
     expect(refusedWhilePartitioned).toBe(refused.length);
     expect(refused.length).toBeGreaterThanOrEqual(25 - 10);

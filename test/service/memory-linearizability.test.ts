@@ -178,22 +178,22 @@ describe('replicated memory is linearizable under faults (real swarm)', () => {
       const leader = (await swarm.waitForLeader(5_000)).id;
       const others = swarm.activeMembers().filter((id) => id !== leader);
       // Old leader + one follower on one side: it can neither commit nor confirm reads.
-      networkPartition(swarm, { groups: [[leader, others[0]!], others.slice(1)] });
+      await networkPartition(swarm, { groups: [[leader, others[0]!], others.slice(1)] });
       await waitUntil(() => {
         const l = swarm.cluster.leader();
         return !!l && l.id !== leader && l.status().term > termBefore && others.slice(1).includes(l.id);
       }, 3_000, 'a leader in the majority');
       await sleep(400);
-      networkHeal(swarm);
+      await networkHeal(swarm);
       await sleep(300);
       const second = (await swarm.waitForLeader(5_000)).id;
-      networkPartition(swarm, { isolate: second });
+      await networkPartition(swarm, { isolate: second });
       await waitUntil(() => {
         const l = swarm.cluster.leader();
         return !!l && l.id !== second;
       }, 3_000, 'a leader other than the isolated one');
       await sleep(400);
-      networkHeal(swarm);
+      await networkHeal(swarm);
       await sleep(300);
     });
     console.log('partitions:', JSON.stringify(stats));
