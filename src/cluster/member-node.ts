@@ -14,6 +14,7 @@ import { createServer } from '../server/create-server.js';
 import { callSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
+import { UserError } from '../service/errors.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
@@ -109,7 +110,7 @@ export class MemberNode {
     } catch (e) {
       coord.close();
       const at = o.listen ?? o.peers[o.id]!;
-      throw new Error(`cannot listen on ${at.host}:${at.port}: ${(e as Error).message}`);
+      throw new UserError('unavailable', `cannot listen on ${at.host}:${at.port}: ${(e as Error).message} (another process has the port? pick another with --peers/--listen)`, 'listen');
     }
     const server = createServer(coord);
     const mcp = new Client({ name: `concord-node-${o.id}`, version: '0.1.0' });
