@@ -23,9 +23,12 @@ export class ClusterUnavailableError extends Error {
 }
 
 const CONNECT_TIMEOUT_MS = 500;
+/** A member that refused or dropped us is skipped this long (it is likely down or stopped). */
+const DOWN_MS = 300;
 /** Wait for an answer this long before trying elsewhere (the retry is safe: same session). */
 const ANSWER_TIMEOUT_MS = 5_000;
-const RETRY_PAUSE_MS = 25;
+/** Pause after every member was tried once without reaching a leader (e.g. mid-election). */
+const RETRY_PAUSE_MS = 10;
 
 export function parseMembers(spec: string | string[]): string[] {
   const list = (Array.isArray(spec) ? spec : spec.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
@@ -47,6 +50,7 @@ export class ClusterClient {
   private readonly conns = new Map<string, TcpClient>();
   private leader: string | null = null;
   private next = 0;
+  private readonly downUntil = new Map<string, number>();
   private seq = 0;
   private readonly outstanding = new Set<number>();
   private readonly timeoutMs: number;
@@ -119,48 +123,73 @@ export class ClusterClient {
     let c = this.conns.get(member);
     if (!c) {
       const a = splitAddress(member);
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.name ?? 'client' });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.name ?? 'client', failFast: true });
       this.conns.set(member, c);
     }
     return c;
+  }
+
+  /** The believed leader unless it looks down, else the next member that does not. */
+  private pick(): string {
+    const now = performance.now();
+    const up = (m: string) => (this.downUntil.get(m) ?? 0) <= now;
+    if (this.leader && up(this.leader)) return this.leader;
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[this.next++ % this.members.length]!;
+      if (up(m)) return m;
+    }
+    // All look down: the one that went down first is the best bet.
+    return [...this.members].sort((a, b) => (this.downUntil.get(a) ?? 0) - (this.downUntil.get(b) ?? 0))[0]!;
+  }
+
+  private markDown(member: string): void {
+    this.downUntil.set(member, performance.now() + DOWN_MS);
+    if (this.leader === member) this.leader = null;
   }
 
   /** Send to the leader, following redirects and retrying elsewhere until the deadline. */
   private async onLeader(body: object, timeoutMs: number, answerMs: number): Promise<unknown> {
     const deadline = performance.now() + timeoutMs;
     let last = 'no member tried yet';
+    let tried = 0;
     while (!this.closed) {
       const left = deadline - performance.now();
       if (left <= 0) break;
-      const target = this.leader ?? this.members[this.next++ % this.members.length]!;
+      const target = this.pick();
+      tried++;
       try {
         const r = (await this.conn(target).request(body, Math.min(left, answerMs), Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
-        if (text.startsWith('not_leader:')) {
-          last = `${target}: ${text}`;
-          this.leader = null;
-        } else {
+        if (!text.startsWith('not_leader:')) {
           this.leader = target;
           return r;
         }
+        last = `${target}: ${text}`;
+        this.leader = null;
       } catch (e) {
         if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
-          this.leader = hint && this.members.includes(hint) ? hint : null;
+          const hintUp = hint !== null && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
+          this.leader = hintUp ? hint : null;
           last = `${target}: ${e.message}`;
-          if (this.leader) continue;
-        } else if (e instanceof RemoteError && e.code !== 'busy') {
-          throw e;
+          if (this.leader && this.leader !== target) continue;
+        } else if (e instanceof RemoteError) {
+          if (e.code !== 'busy') throw e;
+          last = `${target}: ${e.message}`;
         } else {
-          // Lost connection or no answer in time: outcome unknown, retry (same session).
+          // Refused, dropped, or no answer in time: outcome unknown; retry elsewhere (same session).
           last = `${target}: ${(e as Error).message}`;
-          this.leader = null;
+          this.markDown(target);
         }
       }
-      await new Promise((r) => setTimeout(r, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - performance.now()))));
+      // Mid-election nobody leads yet: once every member was asked, wait a little.
+      if (tried >= this.members.length) {
+        tried = 0;
+        await new Promise((r) => setTimeout(r, Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - performance.now()))));
+      }
     }
     throw new ClusterUnavailableError(
       `unavailable: no leader answered within ${timeoutMs} ms from ${this.members.join(',')} (a majority of members must be up and connected); last: ${last}`,

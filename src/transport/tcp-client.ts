@@ -18,6 +18,11 @@ export interface TcpClientOptions {
   name: string;
   /** Refuse to talk to a member with another id. */
   expectServer?: string;
+  /**
+   * One dial per request, no retry with backoff: for a caller with other members to try
+   * (a refused connection to a dead leader should send it elsewhere at once).
+   */
+  failFast?: boolean;
   limits?: Partial<Pick<TcpLimits, 'handshakeTimeoutMs' | 'pingIntervalMs' | 'deadAfterMs' | 'backoffMinMs' | 'backoffMaxMs' | 'maxFrameBytes'>>;
   log?: TransportLog;
 }
@@ -163,6 +168,7 @@ export class TcpClient {
       // A wrong secret or an unknown server won't fix itself: fail at once.
       if (err.authFailure) throw err;
       last = err.message;
+      if (this.o.failFast) break;
       const wait = Math.min(backoffMs(this.attempts++, this.limits), deadline - Date.now());
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
