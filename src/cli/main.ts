@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 import { UserError } from '../service/errors.js';
-import { runHttp } from '../server/http.js';
-import { runStdio } from '../server/stdio.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
-import { runDemo } from './demo.js';
 import { clusterFrom, runNode } from './node-command.js';
-import { connectCluster, connectTools } from './tool-client.js';
+import type { ToolClient } from './tool-client.js';
+
+// Each command loads only what it runs: a restarted `concord node` rejoins sooner without
+// the HTTP server, the CLI's client transports and the demo.
+const runStdio: typeof import('../server/stdio.js').runStdio = async (o) => (await import('../server/stdio.js')).runStdio(o);
+const runHttp: typeof import('../server/http.js').runHttp = async (o) => (await import('../server/http.js')).runHttp(o);
+const runDemo: typeof import('./demo.js').runDemo = async (o) => (await import('./demo.js')).runDemo(o);
 
 const HELP = `concord: an MCP server with real embedded Raft swarms
 
@@ -98,7 +101,8 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
   const cluster = clusterFrom(flags);
-  const tools = cluster ? connectCluster(cluster) : await connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
+  const tc = await import('./tool-client.js');
+  const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);
@@ -142,7 +146,7 @@ async function fileFromHookStdin(): Promise<string> {
 }
 
 /** `task status --watch`: poll until every orchestration asked about has finished. */
-async function watchTasks(tools: Awaited<ReturnType<typeof connectTools>>, args: Record<string, unknown>): Promise<number> {
+async function watchTasks(tools: ToolClient, args: Record<string, unknown>): Promise<number> {
   for (;;) {
     const r = await tools.call('task_status', args);
     if (!r.ok) {

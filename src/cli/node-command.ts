@@ -1,7 +1,6 @@
 import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import { parseMembers } from '../cluster/cluster-client.js';
 import { loadSecret } from '../transport/auth.js';
-import { MemberNode } from '../cluster/member-node.js';
 import { UserError, invalid } from '../service/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
@@ -88,6 +87,7 @@ export async function runNode(flags: Flags): Promise<number> {
   const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
+  const { MemberNode } = await import('../cluster/member-node.js');
   const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability });
   const at = node.cluster.transport.address;
   process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
