@@ -1,0 +1,227 @@
+// `concord node` member processes for cluster tests: spawn with the built CLI, kill -9,
+// SIGSTOP/SIGCONT, restart with the same data dir. stdout and stderr of every run are
+// appended to one log file per member. Every child is tracked so a test can always clean up
+// (and a last-resort exit hook kills any that are left).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => {
+    for (const c of live) {
+      try {
+        c.kill('SIGCONT');
+        c.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** Throws with instructions when the CLI has not been built. */
+export function requireBuild(): void {
+  if (!fs.existsSync(MAIN)) {
+    throw new Error(`${MAIN} not found: cluster tests run the built CLI (\`npm run build\` first)`);
+  }
+}
+
+/** `n` distinct ports free on 127.0.0.1 right now. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < n) {
+      const s = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => resolve());
+      });
+      servers.push(s);
+      const port = (s.address() as net.AddressInfo).port;
+      if (!ports.includes(port)) ports.push(port);
+    }
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+  return ports;
+}
+
+export type MemberState = 'down' | 'running' | 'stopped';
+
+export interface ExitRecord {
+  run: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when this harness caused it (kill -9 or the final cleanup). */
+  expected: boolean;
+  at: number;
+}
+
+export class MemberProc {
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  private killing = false;
+  state: MemberState = 'down';
+  starts = 0;
+  readonly exits: ExitRecord[] = [];
+
+  constructor(
+    readonly id: string,
+    readonly addr: string,
+    private readonly args: readonly string[],
+    readonly logPath: string,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  start(): void {
+    if (this.child) throw new Error(`${this.id} is already running`);
+    hookExit();
+    const run = ++this.starts;
+    const fd = fs.openSync(this.logPath, 'a');
+    fs.writeSync(fd, `\n===== start #${run} at ${new Date().toISOString()}\n`);
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [MAIN, ...this.args], { stdio: ['ignore', fd, fd], env: this.env, cwd: ROOT });
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.child = child;
+    this.killing = false;
+    this.state = 'running';
+    live.add(child);
+    this.exited = new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+        if (done) return;
+        done = true;
+        live.delete(child);
+        if (this.child === child) {
+          this.exits.push({ run, code, signal, expected: this.killing, at: Date.now() });
+          this.child = null;
+          this.state = 'down';
+        }
+        fs.appendFileSync(this.logPath, `===== run #${run} exited: code ${code} signal ${signal}${this.killing ? ' (killed by the test)' : ''}\n`);
+        resolve();
+      };
+      child.once('exit', finish);
+      child.once('error', (e) => {
+        fs.appendFileSync(this.logPath, `spawn error: ${e.message}\n`);
+        finish(null, null);
+      });
+    });
+  }
+
+  /** Resolves once this run printed "concord node ID listening on". */
+  async waitListening(timeoutMs: number): Promise<void> {
+    const needle = `concord node ${this.id} listening on`;
+    const marker = `===== start #${this.starts} at`;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.state === 'down') throw new Error(`${this.id} exited while starting; log tail:\n${this.logTail()}`);
+      const log = fs.readFileSync(this.logPath, 'utf8');
+      const from = log.lastIndexOf(marker);
+      if (from >= 0 && log.indexOf(needle, from) >= 0) return;
+      if (Date.now() > deadline) throw new Error(`${this.id} did not print "${needle}" within ${timeoutMs} ms; log tail:\n${this.logTail()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** kill -9 (after SIGCONT if stopped) and wait until the process is gone. */
+  async kill9(): Promise<void> {
+    const c = this.child;
+    if (!c) return;
+    this.killing = true;
+    try {
+      if (this.state === 'stopped') c.kill('SIGCONT');
+      c.kill('SIGKILL');
+    } catch {
+      // gone already
+    }
+    await this.exited;
+  }
+
+  pause(): void {
+    if (!this.child || this.state !== 'running') return;
+    this.child.kill('SIGSTOP');
+    this.state = 'stopped';
+  }
+
+  resume(): void {
+    if (!this.child || this.state !== 'stopped') return;
+    this.child.kill('SIGCONT');
+    this.state = 'running';
+  }
+
+  logTail(lines = 30): string {
+    try {
+      return fs.readFileSync(this.logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Exits this harness did not cause. */
+  unexpectedExits(): ExitRecord[] {
+    return this.exits.filter((e) => !e.expected);
+  }
+
+  /**
+   * Every exit this harness did not cause fails the run, a clean exit 0 included: a member
+   * has no reason to stop on its own. (A SIGTERM from another process, e.g. a stray pkill,
+   * is described as such in the message, but still fails: the run did not test what it says.)
+   */
+  crashes(): ExitRecord[] {
+    return this.unexpectedExits();
+  }
+}
+
+export function isOutsideStop(e: ExitRecord): boolean {
+  return !e.expected && ((e.code === 0 && e.signal === null) || e.signal === 'SIGTERM' || e.signal === 'SIGINT');
+}
+
+export function describeExit(e: ExitRecord): string {
+  return `run #${e.run} exited with code ${e.code} signal ${e.signal}${e.expected ? ' (killed by the test)' : isOutsideStop(e) ? ' (a SIGTERM/SIGINT from another process, e.g. a pkill -f?)' : ' (CRASH)'}`;
+}
+
+export interface MemberSpec {
+  swarm: string;
+  ids: string[];
+  ports: number[];
+  dir: string;
+  secretFile: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** One MemberProc per id, a data dir each under `dir`, logs at dir/ID.log (not yet started). */
+export function memberProcs(o: MemberSpec): MemberProc[] {
+  const addr = (i: number): string => `127.0.0.1:${o.ports[i]}`;
+  const peers = o.ids.map((id, i) => `${id}=${addr(i)}`).join(',');
+  const env = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn', ...o.env };
+  return o.ids.map((id, i) => {
+    const dataDir = path.join(o.dir, id);
+    fs.mkdirSync(dataDir, { recursive: true });
+    const args = ['node', '--swarm', o.swarm, '--id', id, '--listen', addr(i), '--peers', peers, '--data-dir', dataDir, '--secret-file', o.secretFile];
+    return new MemberProc(id, addr(i), args, path.join(o.dir, `${id}.log`), env);
+  });
+}
+
+/** SIGCONT then SIGKILL every process still alive; waits for them to exit. */
+export async function killAll(procs: readonly MemberProc[]): Promise<void> {
+  await Promise.all(procs.map((p) => p.kill9()));
+}
