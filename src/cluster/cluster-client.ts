@@ -28,7 +28,7 @@ const DOWN_MS = 300;
 /** Wait for an answer this long before trying elsewhere (the retry is safe: same session). */
 const ANSWER_TIMEOUT_MS = 5_000;
 /** Pause after every member was tried once without reaching a leader (e.g. mid-election). */
-const RETRY_PAUSE_MS = 10;
+const RETRY_PAUSE_MS = 5;
 
 export function parseMembers(spec: string | string[]): string[] {
   const list = (Array.isArray(spec) ? spec : spec.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);

@@ -47,6 +47,8 @@ export class NotLeaderError extends Error {
 }
 
 const CLUSTER_TICK_TIMER_MS = 10;
+/** How long a request waits for an election in progress to produce a leader. */
+const ELECTION_WAIT_MS = 1_000;
 
 /** Most entries one `log` admin answer carries (page with from/to). */
 const LOG_PAGE_MAX = 50_000;
@@ -98,7 +100,10 @@ export class MemberNode {
             tickTimerMs: CLUSTER_TICK_TIMER_MS,
             raft: raftTiming(undefined),
             compactionThreshold: 1000,
-            compactionLogToSnapshotRatio: 0.25,
+            // Each member process serializes its whole state per snapshot: wait until the log
+            // since the last one is as large as the state (LogCabin's policy; etcd snapshots
+            // every 100,000 entries), so the cost per entry stays constant as state grows.
+            compactionLogToSnapshotRatio: 1,
           });
           return cluster;
         },
@@ -188,9 +193,8 @@ export class MemberNode {
         await this.ensureLeader();
         return { result: await this.mcp.readResource({ uri: req.uri }) };
       case 'propose': {
-        const leader = this.cluster.leader();
-        if (!leader) throw this.notLeader();
-        return leader.propose(req.data, 2_000);
+        await this.ensureLeader();
+        return this.cluster.leader()!.propose(req.data, 2_000);
       }
       case 'admin':
         return this.admin(req, from);
@@ -204,16 +208,18 @@ export class MemberNode {
 
   /**
    * Tools run where the state is current: on a leader that committed an entry of its term
-   * (until then its applied state may lack entries a previous leader committed).
+   * (until then its applied state may lack entries a previous leader committed). While no
+   * leader is known (an election is running) the request waits for the outcome, so its
+   * client is sent to the new leader as soon as there is one instead of polling for it.
    */
   private async ensureLeader(): Promise<void> {
-    const deadline = performance.now() + 1_000;
+    const deadline = performance.now() + ELECTION_WAIT_MS;
     for (;;) {
       const l = this.cluster.leader();
-      if (!l) throw this.notLeader();
-      if (l.core.log.term(l.core.log.committed) === l.core.term) return;
-      if (performance.now() > deadline) throw this.notLeader('leader has not committed an entry of its term yet');
-      await new Promise((r) => setTimeout(r, 5));
+      if (l && l.core.log.term(l.core.log.committed) === l.core.term) return;
+      if (!l && this.cluster.remoteLeader() !== null) throw this.notLeader();
+      if (performance.now() > deadline) throw this.notLeader(l ? 'leader has not committed an entry of its term yet' : 'no leader elected yet');
+      await new Promise((r) => setTimeout(r, 1));
     }
   }
 

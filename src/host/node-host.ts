@@ -13,6 +13,7 @@ import {
 } from '../raft/types.js';
 import type { LogStorage, StorageStats } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import { Prng } from '../util/prng.js';
 import type { Transport } from './transport.js';
 
 /** The deterministic application the log drives. */
@@ -105,6 +106,8 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
+  /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
+  private readonly compactionJitter: number;
   /** Clock time the ticks so far account for. */
   private lastTickAt = 0;
   private processScheduled = false;
@@ -153,6 +156,7 @@ export class NodeHost {
       ...opts,
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
+    this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
 
@@ -330,6 +334,10 @@ export class NodeHost {
     if (!this.running) return;
     this.messagesIn++;
     if (m.type === 'MsgHeartbeatResp') this.recordRtt(m.from);
+    // A vote is judged against the leader lease (time since the leader was last heard): count
+    // the time elapsed since the last tick first, or a coarse tick timer makes a member that
+    // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote') this.advanceTicks();
     const before = this.raft.role;
     this.raft.step(m);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
@@ -349,21 +357,35 @@ export class NodeHost {
   private scheduleTick(): void {
     this.tickTimer = this.opts.clock.setTimeout(() => {
       if (!this.running) return;
-      const tickMs = this.opts.tickMs;
-      const now = this.opts.clock.now();
-      const due = Math.max(1, Math.floor((now - this.lastTickAt) / tickMs));
-      const maxCatchUp = Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
-      const n = Math.min(due, maxCatchUp);
-      this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
-      for (let i = 0; i < n && this.running; i++) {
-        const before = this.raft.role;
-        this.raft.tick();
-        const after = this.raft.role;
-        if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
-      }
+      this.advanceTicks();
       this.scheduleTick();
       this.scheduleProcess();
-    }, this.opts.tickTimerMs);
+    }, this.nextTickDelayMs());
+  }
+
+  /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
+  private advanceTicks(): void {
+    const tickMs = this.opts.tickMs;
+    const now = this.opts.clock.now();
+    const due = Math.floor((now - this.lastTickAt) / tickMs);
+    if (due <= 0) return;
+    const maxCatchUp = Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
+    const n = Math.min(due, maxCatchUp);
+    this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
+    for (let i = 0; i < n && this.running; i++) {
+      const before = this.raft.role;
+      this.raft.tick();
+      const after = this.raft.role;
+      if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
+    }
+  }
+
+  /** The tick timer period, shortened to wake right when an election or heartbeat is due. */
+  private nextTickDelayMs(): number {
+    const { tickMs, tickTimerMs } = this.opts;
+    if (!this.running || tickTimerMs <= tickMs) return tickMs;
+    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
+    return Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
   }
 
   private noteCampaignStart(transfer: boolean): void {
@@ -567,7 +589,11 @@ export class NodeHost {
     // set fraction of that size (off by default; the service uses it for large task tables).
     if (!force && this.opts.compactionLogToSnapshotRatio > 0) {
       const stateBytes = this.opts.machine.sizeHint?.() ?? this.lastSnapshotBytes;
-      if (this.appliedBytesSinceSnapshot < stateBytes * this.opts.compactionLogToSnapshotRatio) return;
+      // Members at the same log position would all stall on their snapshots at once: each
+      // waits a little longer (seeded jitter), and the leader, whose stall stalls every
+      // commit, twice as long.
+      const factor = this.compactionJitter * (this.raft.role === 'leader' ? 2 : 1);
+      if (this.appliedBytesSinceSnapshot < stateBytes * this.opts.compactionLogToSnapshotRatio * factor) return;
     }
     if (log.applied <= log.snapshotIndex) return;
     if (log.applied > log.stableIndex) return;

@@ -149,6 +149,15 @@ export class Raft {
     else this.tickElection();
   }
 
+  /**
+   * Ticks until tick() next acts by itself: a follower's or candidate's election timeout, a
+   * leader's next heartbeat. Lets a host that ticks coarsely wake exactly when it matters.
+   */
+  ticksUntilTimeout(): number {
+    if (this.role === 'leader') return Math.max(1, this.cfg.heartbeatTicks - this.heartbeatElapsed);
+    return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
+  }
+
   /** Start an election now, as if the election timeout fired (trigger-election). */
   campaign(): void {
     this.hup(false);
