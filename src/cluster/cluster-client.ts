@@ -23,6 +23,10 @@ export class ClusterUnavailableError extends Error {
 }
 
 const CONNECT_TIMEOUT_MS = 500;
+/** A held request is answered this long before the client would give up on it. */
+const HOLD_MARGIN_MS = 20;
+/** Members wait at most this for an election anyway; the protocol accepts up to 60 s. */
+const MAX_HOLD_MS = 1_000;
 /** A member that refused or dropped us is skipped this long (it is likely down or stopped). */
 const DOWN_MS = 300;
 /** Wait for an answer this long before trying elsewhere (the retry is safe: same session). */
@@ -158,7 +162,10 @@ export class ClusterClient {
       const target = this.pick();
       tried++;
       try {
-        const r = (await this.conn(target).request(body, Math.min(left, answerMs), Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
+        const answerWithin = Math.min(left, answerMs);
+        // A member holds a request while an election runs; it must answer before we give up.
+        const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))) };
+        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
@@ -181,8 +188,11 @@ export class ClusterClient {
           last = `${target}: ${e.message}`;
         } else {
           // Refused, dropped, or no answer in time: outcome unknown; retry elsewhere (same session).
+          // Only a refused or lost connection marks the member down: a slow answer may be a
+          // member holding the request for an election in progress.
           last = `${target}: ${(e as Error).message}`;
-          this.markDown(target);
+          if (e instanceof ConnectionError && e.timedOut) this.leader = this.leader === target ? null : this.leader;
+          else this.markDown(target);
         }
       }
       // Mid-election nobody leads yet: once every member was asked, wait a little.

@@ -180,7 +180,7 @@ export class MemberNode {
       case 'status':
         return this.status();
       case 'tool':
-        await this.ensureLeader();
+        await this.ensureLeader(req.hold_ms);
         return { result: await this.runTool(req.name, req.arguments, req.session) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
@@ -190,10 +190,10 @@ export class MemberNode {
       case 'resources/templates/list':
         return this.mcp.listResourceTemplates();
       case 'resources/read':
-        await this.ensureLeader();
+        await this.ensureLeader(req.hold_ms);
         return { result: await this.mcp.readResource({ uri: req.uri }) };
       case 'propose': {
-        await this.ensureLeader();
+        await this.ensureLeader(req.hold_ms);
         return this.cluster.leader()!.propose(req.data, 2_000);
       }
       case 'admin':
@@ -212,8 +212,8 @@ export class MemberNode {
    * leader is known (an election is running) the request waits for the outcome, so its
    * client is sent to the new leader as soon as there is one instead of polling for it.
    */
-  private async ensureLeader(): Promise<void> {
-    const deadline = performance.now() + ELECTION_WAIT_MS;
+  private async ensureLeader(holdMs = ELECTION_WAIT_MS): Promise<void> {
+    const deadline = performance.now() + Math.min(holdMs, ELECTION_WAIT_MS);
     for (;;) {
       const l = this.cluster.leader();
       if (l && l.core.log.term(l.core.log.committed) === l.core.term) return;

@@ -10,14 +10,23 @@ const session = z.object({
   ack: z.number().int().nonnegative(),
 });
 
+const holdMs = z.number().int().nonnegative().max(60_000).optional();
+
 const request = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('status') }),
-  z.object({ kind: z.literal('tool'), name: z.string().min(1).max(200), arguments: z.record(z.string(), z.unknown()).default({}), session: session.optional() }),
+  z.object({
+    kind: z.literal('tool'),
+    name: z.string().min(1).max(200),
+    arguments: z.record(z.string(), z.unknown()).default({}),
+    session: session.optional(),
+    /** How long the caller lets a member wait for an election in progress (ms). */
+    hold_ms: holdMs,
+  }),
   z.object({ kind: z.literal('tools/list') }),
   z.object({ kind: z.literal('resources/list') }),
   z.object({ kind: z.literal('resources/templates/list') }),
-  z.object({ kind: z.literal('resources/read'), uri: z.string().min(1).max(2000) }),
-  z.object({ kind: z.literal('propose'), data: z.string().min(1) }),
+  z.object({ kind: z.literal('resources/read'), uri: z.string().min(1).max(2000), hold_ms: holdMs }),
+  z.object({ kind: z.literal('propose'), data: z.string().min(1), hold_ms: holdMs }),
   z.object({
     kind: z.literal('admin'),
     op: z.enum(['block', 'unblock', 'log']),

@@ -43,6 +43,8 @@ export class ConnectionError extends Error {
   constructor(
     message: string,
     readonly authFailure = false,
+    /** The connection was fine; the answer did not come in time (the member may be busy). */
+    readonly timedOut = false,
   ) {
     super(message);
     this.name = 'ConnectionError';
@@ -98,7 +100,7 @@ export class TcpClient {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.idle();
-        reject(new ConnectionError(`request timed out after ${timeoutMs} ms (outcome unknown)`));
+        reject(new ConnectionError(`request timed out after ${timeoutMs} ms (outcome unknown)`, false, true));
       }, Math.max(1, deadline - Date.now()));
       this.pending.set(id, { resolve, reject, timer });
       c.socket.ref();
