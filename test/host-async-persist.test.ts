@@ -1,7 +1,6 @@
 // NodeHost with a storage whose fsync completes later (LogStorage.saveAsync, as SqliteStorage
 // with fsync 'threadpool' does): the host must hold each Ready until its batch is durable (a
-// leader's appends and heartbeats excepted: they depend only on its durable term; a
-// candidate's vote requests too), and a host
+// leader's appends and heartbeats excepted: they depend only on its durable term), and a host
 // stopped meanwhile must never act on it. Driven by a VirtualClock: the "fsync" is a
 // virtual-time delay, so the run is deterministic.
 
@@ -89,10 +88,7 @@ function setup(seed: number) {
     const st = storages.get(m.from)!;
     const d = st.durable;
     if (!cluster.hosts.get(m.from)?.isRunning) violations.push(`${m.from} sent ${m.type} while stopped`);
-    // Vote requests may leave before the candidate's own term and self-vote are durable (each
-    // grant is durable at its voter; the candidate acts as leader only after its write, which
-    // the appends and heartbeats checked here prove). Every other message may not.
-    if (m.type !== 'MsgPreVote' && m.type !== 'MsgPreVoteResp' && m.type !== 'MsgVote' && m.term > d.hs.term) {
+    if (m.type !== 'MsgPreVote' && m.type !== 'MsgPreVoteResp' && m.term > d.hs.term) {
       violations.push(`${m.from} sent ${m.type} in term ${m.term}, durable term ${d.hs.term}`);
     }
     if (m.type === 'MsgVoteResp' && !m.reject && (d.hs.term !== m.term || d.hs.vote !== m.to)) {

@@ -441,29 +441,11 @@ export class NodeHost {
    * this Ready changes no term or vote, so the term those messages carry is already durable.
    */
   private sendReplicationEarly(rd: Ready): void {
-    if (rd.messages.length === 0) return;
-    if (this.raft.role === 'candidate') return this.sendVoteRequestsEarly(rd);
-    if (this.raft.role !== 'leader') return;
+    if (this.raft.role !== 'leader' || rd.messages.length === 0) return;
     if (rd.hardState && (rd.hardState.term !== this.durableTerm || rd.hardState.vote !== this.durableVote)) return;
     const later: Message[] = [];
     for (const m of rd.messages) {
       if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') this.sendMessage(m);
-      else later.push(m);
-    }
-    rd.messages = later;
-  }
-
-  /**
-   * A candidate's vote requests go out in parallel with the write of its new term and
-   * self-vote (as in etcd's asynchronous storage writes). Safe: each voter's grant is durable
-   * on the voter's side, and this node acts as leader only after its own write (the Ready that
-   * would make it one waits for this one). A crash before the write loses only a self-vote
-   * nobody else counted.
-   */
-  private sendVoteRequestsEarly(rd: Ready): void {
-    const later: Message[] = [];
-    for (const m of rd.messages) {
-      if (m.type === 'MsgVote') this.sendMessage(m);
       else later.push(m);
     }
     rd.messages = later;

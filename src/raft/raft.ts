@@ -394,7 +394,6 @@ export class Raft {
       this.term = term;
       this.vote = null;
     }
-    this.preVote = null;
     this.lead = null;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
@@ -503,21 +502,12 @@ export class Raft {
 
   private handleVoteRequest(m: Message): void {
     const pre = m.type === 'MsgPreVote';
-    // A pre-vote granted to another member binds for one minimum election timeout: two members
-    // timing out a few ms apart would otherwise both pass pre-vote and split the real vote
-    // (measured: 1 failover in 16 took a second election timeout). It expires so that a
-    // pre-candidate that died cannot block the next one; a pre-candidate never binds to
-    // itself (two of them would refuse each other forever). Pre-votes never affect safety.
-    const p = this.preVote;
-    const preVotedElsewhere = pre && p !== null && p.term === m.term && p.for !== m.from && this.ticks < p.until;
-    const canVote =
-      !preVotedElsewhere && (this.vote === m.from || (this.vote === null && this.lead === null) || (pre && m.term > this.term));
+    const canVote = this.vote === m.from || (this.vote === null && this.lead === null) || (pre && m.term > this.term);
     const respType: MessageType = pre ? 'MsgPreVoteResp' : 'MsgVoteResp';
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // A pre-vote grant answers in the campaign's future term so the candidate counts it.
       this.send({ type: respType, to: m.from, term: m.term, reject: false });
-      if (pre) this.preVote = { term: m.term, for: m.from, until: this.ticks + this.cfg.electionTicksMin };
-      else {
+      if (!pre) {
         this.electionElapsed = 0;
         this.vote = m.from;
       }
@@ -808,8 +798,6 @@ export class Raft {
   }
 
   private commitBcastPending = false;
-  /** The pre-vote this node granted (or gave itself) for a prospective term; see handleVoteRequest. */
-  private preVote: { term: number; for: NodeId; until: number } | null = null;
 
   /** Send entries (or a snapshot) to one follower. Returns whether anything was sent. */
   private sendAppend(to: NodeId, pr: Progress, sendIfEmpty = true): boolean {
