@@ -62,9 +62,6 @@ export interface MemberStatus {
   event_loop_delay_ms: { p50: number; p99: number; max: number };
 }
 
-/** A tool call's answer: the result, or where the leader is. */
-export type ToolAnswer = { result: unknown };
-
 export function parseClientRequest(raw: unknown): ClientRequest {
   const r = request.safeParse(raw);
   if (r.success) return r.data;

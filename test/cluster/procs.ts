@@ -191,7 +191,7 @@ export class MemberProc {
   }
 }
 
-export function isOutsideStop(e: ExitRecord): boolean {
+function isOutsideStop(e: ExitRecord): boolean {
   return !e.expected && ((e.code === 0 && e.signal === null) || e.signal === 'SIGTERM' || e.signal === 'SIGINT');
 }
 
