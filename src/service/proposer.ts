@@ -57,8 +57,8 @@ export class Proposer {
     try {
       return (await leader.propose(data, Math.min(timeoutMs, 5_000))).result as OpResult;
     } catch (e) {
-      if (e instanceof ProposalError && e.code === 'backlog_full') throw new UserError('backlog_full', e.message);
-      if (e instanceof ProposalError && e.code === 'invalid') throw new UserError('invalid_argument', e.message);
+      const refused = refusal(e);
+      if (refused) throw refused;
       if (e instanceof ProposalError || e instanceof RequestTimeoutError) throw notLeader(this.cluster, e.message);
       throw e;
     }
@@ -85,12 +85,9 @@ export class Proposer {
         }
         return (await pending).result as OpResult;
       } catch (e) {
-        if (e instanceof ProposalError) {
-          if (e.code === 'backlog_full') throw new UserError('backlog_full', e.message);
-          if (e.code === 'invalid') throw new UserError('invalid_argument', e.message);
-        } else if (!(e instanceof RequestTimeoutError) && !leaderless(e)) {
-          throw e;
-        }
+        const refused = refusal(e);
+        if (refused) throw refused;
+        if (!(e instanceof ProposalError) && !(e instanceof RequestTimeoutError) && !leaderless(e)) throw e;
         lastError = (e as Error).message;
         await pause(RETRY_PAUSE_MS);
       }
@@ -123,6 +120,17 @@ export class Proposer {
       }
     }
   }
+}
+
+/**
+ * A refusal of the request itself (backlog full, invalid), raised locally or by the leader a
+ * proposal was forwarded to: retrying elsewhere cannot help, so the caller sees it.
+ */
+function refusal(e: unknown): UserError | null {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'backlog_full') return new UserError('backlog_full', (e as Error).message);
+  if (code === 'invalid') return new UserError('invalid_argument', (e as Error).message);
+  return null;
 }
 
 /** Errors of a forwarded proposal that mean "try again", not "this request is bad". */
