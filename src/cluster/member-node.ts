@@ -15,8 +15,10 @@ import { callSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { UserError } from '../service/errors.js';
+import { openMemberStorage } from '../service/member-storage.js';
+import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
-import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import type { Durability } from '../storage/sqlite-storage.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
@@ -75,6 +77,10 @@ export class MemberNode {
   static async start(o: MemberNodeOptions): Promise<MemberNode> {
     if (!o.peers[o.id]) throw new Error(`--peers must list this member's own address (${o.id}=HOST:PORT)`);
     const dataDir = resolveDataDir(o.dataDir);
+    // A member that ran here before has a registry entry: it must find its own file again.
+    const swarmDir = path.join(dataDir, 'swarms', o.swarm);
+    const prior = fs.existsSync(SwarmRegistry.file(swarmDir)) ? SwarmRegistry.load(swarmDir).data.members[o.id] : undefined;
+    let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
     const coord = new Coordinator({
       dataDir,
@@ -83,14 +89,16 @@ export class MemberNode {
         swarm: o.swarm,
         members: Object.keys(o.peers).sort(),
         backend: (machineFor) => {
-          const file = path.join(dataDir, 'swarms', o.swarm, `${o.id}.db`);
+          const file = path.join(swarmDir, `${o.id}.db`);
           fs.mkdirSync(path.dirname(file), { recursive: true });
+          const opened = openMemberStorage(file, o.id, { incarnation: prior?.incarnation, fresh: prior === undefined, durability: o.durability ?? 'full' });
+          incarnation = opened.incarnation;
           cluster = new MemberCluster({
             id: o.id,
             peers: o.peers,
             listen: o.listen,
             secret: o.secret,
-            storage: SqliteStorage.open(file, { durability: o.durability ?? 'full', fsync: 'threadpool' }),
+            storage: opened.storage,
             machineFor,
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
@@ -110,6 +118,11 @@ export class MemberNode {
       },
     });
     const c = cluster!;
+    const self = coord.swarm(o.swarm).data.members[o.id];
+    if (self && incarnation && self.incarnation !== incarnation) {
+      self.incarnation = incarnation;
+      coord.swarm(o.swarm).registry.save();
+    }
     try {
       await c.listen();
     } catch (e) {

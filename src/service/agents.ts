@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { UserError, invalid } from './errors.js';
 import { pause } from './proposer.js';
 import type { Swarm } from './swarm.js';
@@ -25,7 +25,8 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
     const host = swarm.cluster.hosts.get(id);
     // A peer process's member counts as running when it answers this leader's heartbeats.
     const running = host ? host.isRunning : swarm.isRunning(id);
-    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host ? 'crashed' : 'unreachable';
+    // unreachable: only another process's member, whose state this process cannot see.
+    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
     if (filter === 'active' && status !== 'active') continue;
     if (filter === 'terminated' && status === 'active') continue;
     const st = host?.isRunning ? host.status() : null;
@@ -71,9 +72,9 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
   }
   const t0 = performance.now();
   const bootstrap = members.length === 0;
-  // A removed agent's old file would replay a membership that no longer exists.
-  if (swarm.data.members[id]) fs.rmSync(swarm.registry.memberFile(id), { force: true });
-  swarm.data.members[id] = { bootstrap, state: 'active' };
+  // A new member: new incarnation, new file (a removed agent's would replay its old state).
+  swarm.prepareNewMember(id);
+  swarm.data.members[id] = { bootstrap, state: 'active', incarnation: randomUUID() };
   swarm.registry.save();
   const agent = { id, name: id, type: o.type ?? 'coordinator', capabilities: o.capabilities ?? [] };
   if (bootstrap) {
@@ -182,7 +183,7 @@ export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | '
   }
   await proposeConf(swarm, { type: 'removeNode', node: id });
   await swarm.proposeOk({ t: 'agent.remove', id });
-  swarm.cluster.crash(id);
+  swarm.cluster.remove(id);
   swarm.workers.get(id)?.reset();
   entry.state = 'removed';
   swarm.registry.save();

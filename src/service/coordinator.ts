@@ -59,8 +59,15 @@ export class Coordinator {
     const reg = fs.existsSync(SwarmRegistry.file(dir))
       ? SwarmRegistry.load(dir)
       : new SwarmRegistry(dir, { name: m.swarm, topology: 'mesh', consensus: 'raft', max_agents: m.members.length, created_at: new Date().toISOString(), members: {} });
-    // The command line is the membership: every listed member is an active voter.
-    reg.data.members = Object.fromEntries(m.members.map((id) => [id, { bootstrap: false, state: 'active' as const }]));
+    // The command line is the membership: every listed member is an active voter. Known
+    // incarnations stay: they say a member existed here and which file is its own.
+    const before = reg.data.members;
+    reg.data.members = Object.fromEntries(
+      m.members.map((id) => {
+        const incarnation = before[id]?.incarnation;
+        return [id, { bootstrap: false, state: 'active' as const, ...(incarnation ? { incarnation } : {}) }];
+      }),
+    );
     reg.data.max_agents = m.members.length;
     reg.save();
     const s = new Swarm(reg, { ...this.swarmOpts, backend: m.backend });

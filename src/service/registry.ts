@@ -7,6 +7,12 @@ export interface MemberEntry {
   bootstrap: boolean;
   /** crashed: stopped abruptly, restartable. removed: left the group for good. */
   state: 'active' | 'crashed' | 'removed';
+  /**
+   * Random id of this member's life, also written into its database at creation. A member
+   * removed and spawned again under the same name gets a new one (and a new file): a name is
+   * never reused for different state. Absent in registries written before identities.
+   */
+  incarnation?: string;
 }
 
 export interface RegistryData {

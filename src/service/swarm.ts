@@ -8,11 +8,12 @@ import { parseTaskId } from '../machine/task-table.js';
 import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
 import { majority } from '../raft/quorum.js';
 import type { ConfState, RaftConfig } from '../raft/types.js';
-import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import type { SqliteStorage, Durability } from '../storage/sqlite-storage.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { Prng } from '../util/prng.js';
 import { UserError } from './errors.js';
+import { openMemberStorage } from './member-storage.js';
 import { Proposer, pause, type ProposeOptions } from './proposer.js';
 import { SwarmRegistry, type RegistryData } from './registry.js';
 import { Scheduler } from './scheduler.js';
@@ -51,6 +52,8 @@ export class Swarm {
   private expectedCause: ExpectedCause | null = null;
   private readonly roleListeners: Array<(c: RoleChange) => void> = [];
   private closed = false;
+  /** Members being created by agent_spawn: the only ones allowed to start on a new file. */
+  private readonly freshMembers = new Set<string>();
 
   constructor(
     readonly registry: SwarmRegistry,
@@ -75,7 +78,7 @@ export class Swarm {
       clock: new RealClock(),
       prng: new Prng(Date.now() >>> 0),
       // fsync on the libuv threadpool: five members' fsyncs overlap instead of queueing on the loop.
-      storageFor: (id) => SqliteStorage.open(registry.memberFile(id), { durability: opts.durability ?? 'full', fsync: 'threadpool' }),
+      storageFor: (id) => this.openStorage(id, opts.durability ?? 'full'),
       machineFor,
       tickMs: TICK_MS,
       raft: raftTiming(undefined),
@@ -102,11 +105,46 @@ export class Swarm {
     return this.registry.data;
   }
 
-  /** Start every member that was running when the process last stopped. */
+  /**
+   * Start every member that was running when the process last stopped. One that cannot start
+   * (its file lost, replaced or unreadable) is marked crashed with the reason logged; the
+   * others keep serving if they are a majority.
+   */
   open(): void {
     for (const [id, m] of Object.entries(this.data.members)) {
-      if (m.state === 'active' && this.cluster.canRun(id)) this.startMember(id);
+      if (m.state !== 'active' || !this.cluster.canRun(id)) continue;
+      try {
+        this.startMember(id);
+      } catch (e) {
+        if (this.cluster.mode === 'tcp') throw e; // the process is the member: it cannot serve
+        logger.error({ swarm: this.name, agent: id, file: this.registry.memberFile(id), err: (e as Error).message }, 'agent not started');
+        m.state = 'crashed';
+        this.registry.save();
+      }
     }
+  }
+
+  /** Open a member's file, checking it is the one created for the member's incarnation. */
+  private openStorage(id: string, durability: Durability): SqliteStorage {
+    const entry = this.data.members[id];
+    const fresh = this.freshMembers.delete(id);
+    const { storage, incarnation } = openMemberStorage(this.registry.memberFile(id), id, { incarnation: entry?.incarnation, fresh, durability });
+    if (entry && entry.incarnation !== incarnation) {
+      entry.incarnation = incarnation;
+      this.registry.save();
+    }
+    return storage;
+  }
+
+  /**
+   * The next start of `id` creates its member anew (agent_spawn): a new incarnation and a new,
+   * empty file. Whatever a former member of that name left behind is deleted first.
+   */
+  prepareNewMember(id: string): void {
+    this.cluster.remove(id);
+    const file = this.registry.memberFile(id);
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    this.freshMembers.add(id);
   }
 
   close(): void {

@@ -35,6 +35,12 @@ export type Durability = 'full' | 'normal' | 'off';
  */
 export type FsyncMode = 'inline' | 'threadpool';
 
+/** Who a member file belongs to: its id and the incarnation it was created for. */
+export interface MemberIdentity {
+  member: string;
+  incarnation: string;
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS hard_state (
@@ -286,6 +292,31 @@ export class SqliteStorage implements LogStorage {
     this.syncWal(t0, true, () => undefined);
   }
 
+  /**
+   * The member this file belongs to, written once when the member is created: lets a host
+   * tell its own file from a lost, replaced or foreign one. Null for a file that has none yet.
+   */
+  identity(): MemberIdentity | null {
+    const member = this.st.getMeta.get('member_id') as string | undefined;
+    const incarnation = this.st.getMeta.get('incarnation') as string | undefined;
+    return member !== undefined && incarnation !== undefined ? { member, incarnation } : null;
+  }
+
+  /** Record the member's identity durably (fsynced before this returns, whatever the mode). */
+  setIdentity(id: MemberIdentity): void {
+    if (this.syncError) throw this.syncError;
+    this.db.transaction(() => {
+      this.st.putMeta.run('member_id', id.member);
+      this.st.putMeta.run('incarnation', id.incarnation);
+    })();
+    if (this.walSync) fs.fdatasyncSync(this.walFd());
+  }
+
+  /** True when the file holds no Raft state at all (never written, or just created). */
+  isEmpty(): boolean {
+    return this.st.hard.get() === undefined && this.snapIndex === 0 && this.lastIndex === 0;
+  }
+
   stats(): StorageStats {
     return {
       bytesWritten: this.bytesWritten,
@@ -369,6 +400,8 @@ function prepare(db: Database.Database) {
     snap: db.prepare('SELECT idx, term, conf_state, data FROM snapshot WHERE id = 1'),
     all: db.prepare('SELECT idx, term, type, data FROM entries ORDER BY idx'),
     maxIdx: db.prepare('SELECT MAX(idx) FROM entries').pluck(),
+    getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+    putMeta: db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
   };
 }
 
