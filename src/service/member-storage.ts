@@ -20,6 +20,8 @@ export function openMemberStorage(file: string, member: string, o: MemberStorage
   if (!o.fresh && !fs.existsSync(file)) throw lost(member, file, 'is missing');
   const storage = SqliteStorage.open(file, { durability: o.durability, fsync: 'threadpool' });
   try {
+    // Owner-only: the log holds every replicated value. SQLite gives -wal/-shm the file's mode.
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
     const found = storage.identity();
     if (found) {
       if (found.member !== member || (o.incarnation !== undefined && found.incarnation !== o.incarnation)) {

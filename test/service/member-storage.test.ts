@@ -18,6 +18,7 @@ describe('openMemberStorage', () => {
     const f = fileOf();
     const a = openMemberStorage(f, 'a', { incarnation: 'inc-1', fresh: true, durability });
     expect(a.incarnation).toBe('inc-1');
+    for (const x of [f, `${f}-wal`]) expect(fs.statSync(x).mode & 0o077).toBe(0);
     a.storage.close();
     const again = openMemberStorage(f, 'a', { incarnation: 'inc-1', fresh: false, durability });
     expect(again.storage.identity()).toEqual({ member: 'a', incarnation: 'inc-1' });
