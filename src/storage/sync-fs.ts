@@ -19,9 +19,12 @@ export const nodeSyncFs: SyncFs = fs;
 /** Windows cannot open a directory as a file; NTFS metadata is journaled, so there is no need. */
 const DIR_FSYNC = process.platform !== 'win32';
 
-/** fsync a file or directory by path (open, fsync, close), so its data and metadata are durable. */
-export function fsyncPath(p: string, sfs: SyncFs = nodeSyncFs): void {
-  const fd = sfs.openSync(p, 'r');
+/**
+ * fsync a file or directory by path (open, fsync, close), so its data and metadata are durable.
+ * Files are opened read-write: Windows flushes only a handle with write access.
+ */
+export function fsyncPath(p: string, sfs: SyncFs = nodeSyncFs, flags: 'r' | 'r+' = 'r+'): void {
+  const fd = sfs.openSync(p, flags);
   try {
     sfs.fsyncSync(fd);
   } finally {
@@ -34,7 +37,7 @@ export function fsyncPath(p: string, sfs: SyncFs = nodeSyncFs): void {
  * in the directory, not in the file). No-op on Windows.
  */
 export function fsyncDirectory(dir: string, sfs: SyncFs = nodeSyncFs): void {
-  if (DIR_FSYNC) fsyncPath(dir, sfs);
+  if (DIR_FSYNC) fsyncPath(dir, sfs, 'r');
 }
 
 /** mkdir -p whose new directories survive power loss: each created level's parent is fsynced. */
