@@ -1,6 +1,7 @@
 // What SqliteStorage fsyncs, observed through an injected SyncFs (real syncs, recorded with
 // the inode they were on) and through PRAGMA synchronous on the live connection.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -187,5 +188,23 @@ describe('restart after a kill with an fdatasync still queued (issue 9 defect 2)
     for (const dir of [root, path.join(root, 'a'), path.join(root, 'a', 'b')]) {
       expect({ dir, synced: on(rec.calls, ino(dir)).filter((c) => c.kind === 'fsyncSync' && c.done).length }).toEqual({ dir, synced: 1 });
     }
+  });
+});
+
+describe('restart after a real kill -9', () => {
+  it('a process killed with fdatasyncs queued: the next open() fsyncs WAL, db and directory before returning', () => {
+    const file = tempFile();
+    const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'kill-writer.ts'), file], { encoding: 'utf8', timeout: 60_000 });
+    expect({ signal: child.signal, stdout: child.stdout, stderr: child.stderr }).toEqual({ signal: 'SIGKILL', stdout: 'written durable=0\n', stderr: '' });
+    expect(fs.statSync(`${file}-wal`).size).toBeGreaterThan(0); // left as the killed process wrote it
+    const rec = syncRecorder();
+    const s = open(file, { fsync: 'threadpool', syncFs: rec.fs });
+    const calls = [...rec.calls];
+    for (const [what, i] of [['wal', ino(`${file}-wal`)], ['db', ino(file)], ['dir', ino(path.dirname(file))]] as const) {
+      expect({ what, synced: on(calls, i).filter((c) => c.done).length }).toEqual({ what, synced: 1 });
+    }
+    const st = s.load(CONF);
+    expect(st.hardState).toEqual({ term: 3, vote: 'a', commit: 0 });
+    expect(st.entries.map((e) => e.data)).toEqual(['t1.1', 't1.2', 't2.1', 't2.2', 't3.1', 't3.2']);
   });
 });
