@@ -350,7 +350,7 @@ export class SqliteStorage implements LogStorage {
       this.st.putMeta.run('member_id', id.member);
       this.st.putMeta.run('incarnation', id.incarnation);
     })();
-    if (this.walSync) fs.fdatasyncSync(this.walFd());
+    if (this.walSync) this.sfs.fdatasyncSync(this.walFd());
   }
 
   /** True when the file holds no Raft state at all (never written, or just created). */
