@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import { UserError, invalid } from './errors.js';
 import { pause } from './proposer.js';
 import type { Swarm } from './swarm.js';
@@ -86,11 +87,7 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
       swarm.registry.save();
     }
   } else {
-    swarm.startMember(id);
-    await swarm.waitForLeader(5_000);
-    await proposeConf(swarm, { type: 'addLearner', node: id });
-    await waitCaughtUp(swarm, id, 10_000);
-    await proposeConf(swarm, { type: 'addVoter', node: id });
+    await joinAsNewMember(swarm, id);
   }
   await swarm.proposeOk({ t: 'agent.register', agent });
   const leader = swarm.cluster.leader();
@@ -103,6 +100,15 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
     voters: leader?.status().conf.voters ?? [],
     join_ms: Math.round(performance.now() - t0),
   };
+}
+
+/** Start `id` on a new, empty file and add it: a learner until caught up, then a voter. */
+async function joinAsNewMember(swarm: Swarm, id: string): Promise<void> {
+  swarm.startMember(id);
+  await swarm.waitForLeader(5_000);
+  await proposeConf(swarm, { type: 'addLearner', node: id });
+  await waitCaughtUp(swarm, id, 10_000);
+  await proposeConf(swarm, { type: 'addVoter', node: id });
 }
 
 function nextAgentName(swarm: Swarm): string {
@@ -204,11 +210,42 @@ export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
   if (!entry || entry.state === 'removed') throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not a restartable agent of swarm ${swarm.name}`, 'agent_id');
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
   const t0 = performance.now();
+  if (!fs.existsSync(swarm.registry.memberFile(id))) return replaceLostMember(swarm, id, t0);
   const host = swarm.startMember(id);
   entry.state = 'active';
   swarm.registry.save();
   const st = host.status();
   return { agent_id: id, status: 'active', recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex }, restart_ms: Math.round(performance.now() - t0) };
+}
+
+/**
+ * The agent's database is gone (the operator removed a lost or corrupted file): it comes back
+ * as a new member under its name, never as the old voter with an empty log. It leaves the
+ * configuration, then joins again as a learner on a new file and incarnation, catches up (by
+ * snapshot when the log is compacted) and is promoted.
+ */
+async function replaceLostMember(swarm: Swarm, id: string, t0: number): Promise<unknown> {
+  await swarm.waitForLeader(5_000);
+  const conf = swarm.cluster.leader()!.status().conf;
+  if (conf.voters.includes(id) || conf.learners.includes(id)) await proposeConf(swarm, { type: 'removeNode', node: id });
+  swarm.prepareNewMember(id);
+  swarm.data.members[id] = { bootstrap: false, state: 'active', incarnation: randomUUID() };
+  swarm.registry.save();
+  try {
+    await joinAsNewMember(swarm, id);
+  } catch (e) {
+    swarm.data.members[id]!.state = 'crashed';
+    swarm.registry.save();
+    throw e;
+  }
+  const st = swarm.cluster.host(id).status();
+  return {
+    agent_id: id,
+    status: 'active',
+    replaced: 'its database was missing: re-added as a new member (new incarnation) that caught up from the others',
+    recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex },
+    restart_ms: Math.round(performance.now() - t0),
+  };
 }
 
 export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknown {

@@ -18,8 +18,15 @@ export interface MemberStorageOptions {
 
 export function openMemberStorage(file: string, member: string, o: MemberStorageOptions): { storage: SqliteStorage; incarnation: string } {
   if (!o.fresh && !fs.existsSync(file)) throw lost(member, file, 'is missing');
-  const storage = SqliteStorage.open(file, { durability: o.durability, fsync: 'threadpool' });
+  let storage: SqliteStorage;
   try {
+    storage = SqliteStorage.open(file, { durability: o.durability, fsync: 'threadpool' });
+  } catch (e) {
+    throw corrupt(member, file, (e as Error).message);
+  }
+  try {
+    const check = storage.quickCheck();
+    if (check !== 'ok') throw corrupt(member, file, check);
     // Owner-only: the log holds every replicated value. SQLite gives -wal/-shm the file's mode.
     for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
     const found = storage.identity();
@@ -46,6 +53,15 @@ function lost(member: string, file: string, what: string): UserError {
     `agent ${member} refuses to start: its database ${file} ${what}, so its identity and what it acknowledged are lost or replaced; ` +
       'a member that forgot its votes and log must not vote. Restore the file from a backup, or remove the agent ' +
       '(agent_terminate mode=graceful) and spawn it again: it then joins as a new member and catches up from the others',
+    'agent_id',
+  );
+}
+
+function corrupt(member: string, file: string, why: string): UserError {
+  return new UserError(
+    'conflict',
+    `agent ${member} cannot start: its database ${file} is damaged (${why}). The other agents keep serving. ` +
+      'Move the file away (keep it for diagnosis) and agent_restart the agent: it then joins as a new member and catches up from the others',
     'agent_id',
   );
 }

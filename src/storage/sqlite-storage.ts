@@ -353,6 +353,12 @@ export class SqliteStorage implements LogStorage {
     if (this.walSync) this.sfs.fdatasyncSync(this.walFd());
   }
 
+  /** SQLite's quick integrity check: 'ok', or the problems it found (pages, indexes). */
+  quickCheck(): string {
+    const rows = this.db.pragma('quick_check(5)', { simple: false }) as Array<{ quick_check: string }>;
+    return rows.map((r) => r.quick_check).join('; ');
+  }
+
   /** True when the file holds no Raft state at all (never written, or just created). */
   isEmpty(): boolean {
     return this.st.hard.get() === undefined && this.snapIndex === 0 && this.lastIndex === 0;

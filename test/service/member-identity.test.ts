@@ -84,7 +84,7 @@ describe('member identity (a removed agent re-spawned under its name is a new me
     for (const [term, ids] of leadersByTerm) expect([term, [...ids]]).toEqual([term, [...ids].slice(0, 1)]);
   });
 
-  it('refuses to start a member whose database was lost, naming the file and the way out', async () => {
+  it('refuses to start a member whose database was lost; agent_restart re-adds it as a new member', async () => {
     const dir = tempDataDir('identity-lost');
     dirs.push(dir);
     const first = coordinatorOn(dir);
@@ -104,14 +104,48 @@ describe('member identity (a removed agent re-spawned under its name is a new me
     expect(v.status).toBe('crashed');
     // It did not come back as an empty voter (and the file was not recreated for it).
     expect(s2.cluster.hosts.get(victim)?.isRunning ?? false).toBe(false);
-    await expect(restartAgent(s2, victim)).rejects.toThrow(/identity|lost|replaced/);
     // The other two still form a majority and serve the write.
     await s2.waitForLeader(10_000);
     expect(((await memoryRetrieve(s2, { key: 'k' })) as { value: unknown }).value).toBe('v');
-    // Removing it and spawning the name again makes a new member that catches up.
-    await terminateAgent(s2, victim, 'graceful');
-    await spawnAgent(s2, { name: victim });
+    // agent_restart on a missing file re-adds it as a new member, which catches up.
+    const incBefore = s2.data.members[victim]!.incarnation;
+    const r = (await restartAgent(s2, victim)) as { replaced?: string };
+    expect(r.replaced).toMatch(/new member/);
+    expect(s2.data.members[victim]!.incarnation).not.toBe(incBefore);
     await waitUntil(() => s2.cluster.hosts.get(victim)?.isRunning === true, 10_000, 'the new member to run');
     await waitUntil(() => (s2.machines.get(victim)?.memory.get('default', 'k', Number.MAX_SAFE_INTEGER)?.value ?? null) === 'v', 10_000, 'the new member to catch up');
+    expect(s2.cluster.leader()!.status().conf.voters).toContain(victim);
+  });
+
+  it('marks a member whose database is damaged crashed, naming the file; the others keep serving', async () => {
+    const dir = tempDataDir('identity-corrupt');
+    dirs.push(dir);
+    const first = coordinatorOn(dir);
+    const swarm = first.init({ name: 'bad', max_agents: 3 }).swarm;
+    for (let i = 0; i < 3; i++) await spawnAgent(swarm, {});
+    await swarm.waitForLeader(5_000);
+    for (let i = 0; i < 200; i++) await memoryStore(swarm, { key: `k${i % 10}`, value: 'x'.repeat(500) });
+    const victim = swarm.activeMembers().find((a) => a !== swarm.cluster.leader()!.id)!;
+    const file = swarm.registry.memberFile(victim);
+    first.close();
+    open.splice(open.indexOf(first), 1);
+    // Garbage over every page but the first (the header stays valid, the b-trees do not).
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThan(8192);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(size - 4096, 0x5a), 0, size - 4096, 4096);
+    fs.closeSync(fd);
+
+    const second = coordinatorOn(dir);
+    const s2 = second.swarm('bad');
+    expect(listAgents(s2).find((a) => a.agent_id === victim)!.status).toBe('crashed');
+    await s2.waitForLeader(10_000);
+    expect(((await memoryRetrieve(s2, { key: 'k9' })) as { value: unknown }).value).toBe('x'.repeat(500));
+    const err = await restartAgent(s2, victim).then(() => null, (e: Error) => e.message);
+    expect(err).toContain(`${file} is damaged`);
+    // The operator moves the file away; agent_restart re-adds the agent as a new member.
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    await restartAgent(s2, victim);
+    await waitUntil(() => (s2.machines.get(victim)?.memory.get('default', 'k9', Number.MAX_SAFE_INTEGER)?.value ?? null) === 'x'.repeat(500), 10_000, 'the new member to catch up');
   });
 });
