@@ -110,8 +110,8 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
     out('Memory: memory retrieve --key coordination/raft/election-history', history);
     const stored = await call('memory_store', { key: 'coordination/raft/demo-run', value: { orchestration_id: id, completed: results.completed, leader_failures: results.leader_failures } });
     out('Memory: memory store --key coordination/raft/demo-run', stored);
-    const commit = await call('memory_retrieve', { key: 'coordination/raft/commit-index' });
-    out('Memory: memory retrieve --key coordination/raft/commit-index', commit);
+    const commit = await call('memory_retrieve', { key: 'coordination/raft/log-state' });
+    out('Memory: memory retrieve --key coordination/raft/log-state (system view: commit index, term, leader)', commit);
     checks.push(['replicated memory readable (linearizable)', history.found === true && commit.found === true]);
 
     const pass = checks.every(([, okk]) => okk);

@@ -1,6 +1,6 @@
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
-import { MemoryStore } from './memory-store.js';
+import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
@@ -28,7 +28,6 @@ const MAX_SESSION_RESULTS = 16_384;
 
 /** Sessions kept per replica; the least recently active are evicted first (deterministic). */
 const MAX_SESSIONS = 4096;
-const ELECTION_HISTORY_KEY = 'coordination/raft/election-history';
 const ELECTION_HISTORY_MAX = 1000;
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */

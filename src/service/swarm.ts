@@ -309,28 +309,13 @@ export class Swarm {
     };
     // Proposed by the new leader itself, so the record lands in its own term.
     const data = JSON.stringify({ op: { t: 'election', record }, now: Date.now() });
-    host.propose(data).then(
-      () => this.recordCommitIndex(),
-      (e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'),
-    );
+    host.propose(data).catch((e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'));
     logger.info({ swarm: this.name, ...record }, 'leader elected');
   }
 
   private lastRecordedLeader(id: string): string | null {
     const hist = this.machines.get(id)?.elections ?? [];
     return hist.length > 0 ? hist[hist.length - 1]!.new_leader : null;
-  }
-
-  /** Replicated marker of how far the log is committed (spec: coordination/raft/commit-index). */
-  recordCommitIndex(): void {
-    const leader = this.cluster.leader();
-    if (!leader) return;
-    const s = leader.status();
-    const value = { commit_index: s.commit, term: s.term, timestamp: new Date().toISOString() };
-    const op: Op = { t: 'mem.put', key: 'coordination/raft/commit-index', namespace: 'default', value, ttl_s: null, if_version: null };
-    void this.propose(op, undefined, { background: true }).catch(
-      () => undefined,
-    );
   }
 
   // ---- file replication (edit hooks) -----------------------------------------------------
