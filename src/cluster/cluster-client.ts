@@ -100,7 +100,6 @@ export class ClusterClient {
     const totalMs = opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs);
     const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
     const deadline = performance.now() + totalMs;
-    const left = () => Math.max(1, deadline - performance.now());
     for (;;) {
       const sid = this.sessionId;
       if (sid === null) {
@@ -108,10 +107,10 @@ export class ClusterClient {
         // reads); a call that writes is refused at its first proposal and sent again below.
         try {
           const body = { kind: 'tool', name, arguments: args, session_on_write: true };
-          return ((await this.onLeader(body, left(), answerMs, { uncertain: false })) as { result: CallToolResult }).result;
+          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline)) as { result: CallToolResult }).result;
         } catch (e) {
           if (!(e instanceof RemoteError && (e.code === 'session_required' || e.code === 'session_expired'))) throw e;
-          await this.ensureSession(left());
+          await this.ensureSession(totalMs, deadline);
           continue;
         }
       }
@@ -122,13 +121,13 @@ export class ClusterClient {
         // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
         const ack = this.outstanding.values().next().value as number;
         const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack } };
-        return ((await this.onLeader(body, left(), answerMs, attempt)) as { result: CallToolResult }).result;
+        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline)) as { result: CallToolResult }).result;
       } catch (e) {
         if (!(e instanceof RemoteError && e.code === 'session_expired')) throw e;
         if (this.sessionId === sid) this.sessionId = null;
         if (attempt.uncertain) return sessionExpiredResult(sid, name, seq);
         // No member ran it before this refusal: register again and send it as a new call.
-        await this.ensureSession(left());
+        await this.ensureSession(totalMs, deadline);
       } finally {
         this.outstanding.delete(seq);
       }
@@ -136,10 +135,10 @@ export class ClusterClient {
   }
 
   /** Register this client's session once; concurrent first calls share the registration. */
-  private ensureSession(timeoutMs: number): Promise<string> {
+  private ensureSession(timeoutMs: number, deadline: number): Promise<string> {
     if (this.sessionId) return Promise.resolve(this.sessionId);
     const body = { kind: 'session', ...(this.o.sessionTimeoutMs !== undefined ? { timeout_ms: this.o.sessionTimeoutMs } : {}) };
-    this.registering ??= this.onLeader(body, timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false })
+    this.registering ??= this.onLeader(body, timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false }, deadline)
       .then((r) => {
         this.sessionsRegistered++;
         this.sessionId = (r as { result: { session: string } }).result.session;
@@ -219,8 +218,7 @@ export class ClusterClient {
    * `attempt.uncertain` becomes true once a member may have run the request without our
    * learning the outcome (a lost answer, a leader that lost its leadership mid-call).
    */
-  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }): Promise<unknown> {
-    const deadline = performance.now() + timeoutMs;
+  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
     while (!this.closed) {
