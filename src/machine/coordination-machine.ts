@@ -83,6 +83,12 @@ export class CoordinationMachine implements StateMachine {
   duplicateCommands = 0;
   /** Commands refused, not applied, because their session was unknown or had expired. */
   expiredCommands = 0;
+  /**
+   * Log time up to which no session can be idle past its timeout (a lower bound over all
+   * sessions' expiry). Not replicated state: it only lets a registration at the cap skip the
+   * scan for expired sessions, which would find none.
+   */
+  private noExpiryUntil = 0;
 
   constructor(private readonly events: MachineEvents = {}) {}
 
@@ -158,6 +164,7 @@ export class CoordinationMachine implements StateMachine {
   private bump(client: string, s: Session, ack: number): void {
     s.last_active = this.clock;
     this.sessions.set(client, s);
+    this.noExpiryUntil = Math.min(this.noExpiryUntil, s.last_active + s.timeout_ms);
     if (ack > s.floor) {
       s.floor = ack;
       for (const seq of s.results.keys()) if (seq < ack) s.results.delete(seq);
@@ -187,9 +194,19 @@ export class CoordinationMachine implements StateMachine {
         : SESSION_TIMEOUT_MS;
     const id = `s${entry.index}`;
     this.sessions.delete(id);
-    this.sessions.set(id, { floor: 0, results: new Map(), last_active: this.clock, timeout_ms });
+    this.bump(id, { floor: 0, results: new Map(), last_active: this.clock, timeout_ms }, 0);
     if (this.sessions.size > MAX_SESSIONS) {
-      for (const [sid, s] of this.sessions) if (this.clock - s.last_active > s.timeout_ms) this.sessions.delete(sid);
+      // Expired sessions go first (a one-shot client's short-lived ones, wherever they sit in
+      // LRU order), then the least recently active.
+      if (this.clock > this.noExpiryUntil) {
+        let next = Infinity;
+        for (const [sid, s] of this.sessions) {
+          const expiry = s.last_active + s.timeout_ms;
+          if (this.clock > expiry) this.sessions.delete(sid);
+          else next = Math.min(next, expiry);
+        }
+        this.noExpiryUntil = next;
+      }
       while (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
     }
     return { ok: true, value: { session: id, timeout_ms } };
@@ -305,6 +322,7 @@ export class CoordinationMachine implements StateMachine {
       ]),
     );
     this.explicitSessions = s.explicitSessions === true;
+    this.noExpiryUntil = 0;
     this.expiredCommands = s.expiredCommands ?? 0;
     this.clock = s.clock;
     this.appliedIndex = s.appliedIndex;

@@ -135,6 +135,13 @@ describe('CoordinationMachine: registered sessions', () => {
     expect(log.m.sessions.size).toBe(101);
     expect(log.send(longLived, 1, putOp('l', 1), T0 + 3_000)).toMatchObject({ ok: true, value: { version: 1 } });
     expect(log.m.duplicateCommands).toBe(1);
+    // A second wave fills the table again, then expires: the long-lived session still stays
+    // (the scan for expired sessions must see the wave registered after the previous scan).
+    for (let i = log.m.sessions.size; i < MAX_SESSIONS; i++) log.register(T0 + 4_000, 1_000);
+    expect(log.m.sessions.size).toBe(MAX_SESSIONS);
+    for (let i = 0; i < 10; i++) log.register(T0 + 6_000);
+    expect(log.m.sessions.has(longLived)).toBe(true);
+    expect(log.m.sessions.size).toBe(1 + 100 + 10);
   });
 
   it('a log written before registration existed replays as it did (implicit sessions) until the first registration', () => {
