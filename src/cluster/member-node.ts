@@ -11,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { createServer } from '../server/create-server.js';
-import { callSession } from '../service/call-session.js';
+import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { UserError } from '../service/errors.js';
@@ -35,6 +35,16 @@ export interface MemberNodeOptions {
   dataDir?: string;
   secret: Buffer;
   durability?: Durability;
+}
+
+/** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
+export class SessionRefusedError extends Error {
+  constructor(
+    readonly code: 'session_required' | 'session_expired',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Thrown to a client that asked the wrong member; carries where to go. */
@@ -194,7 +204,10 @@ export class MemberNode {
         return this.status();
       case 'tool':
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.runTool(req.name, req.arguments, req.session) };
+        return { result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true) };
+      case 'session':
+        await this.ensureLeader(req.hold_ms);
+        return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
         return (this.toolList ??= this.mcp.listTools());
@@ -214,9 +227,16 @@ export class MemberNode {
     }
   }
 
-  private runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined): Promise<unknown> {
+  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
     const call = () => this.tools.call(name, args);
-    return session ? callSession.run({ ...session, next: 0 }, call) : call();
+    if (!session && !onWrite) return call();
+    const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
+    const result = await callSession.run(cs, call);
+    // Refusals before the call changed anything (its first proposal was not made, or was
+    // refused): protocol errors, so the client registers a session and decides on re-sending.
+    if (cs.needsSession) throw new SessionRefusedError('session_required', `call ${name} writes: register a client session first (nothing was applied)`);
+    if (cs.expired) throw new SessionRefusedError('session_expired', `client session ${session!.client} is unknown or expired; call ${session!.seq} was not applied on this attempt`);
+    return result;
   }
 
   /**

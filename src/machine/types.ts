@@ -130,7 +130,10 @@ export type Op =
   | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
   | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
   | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
-  | { t: 'clock' };
+  | { t: 'clock' }
+  /** Open a client session (dissertation 6.3); its id is derived from this entry's index.
+   * timeout_ms: idle time after which it expires (clamped to the machine's bounds). */
+  | { t: 'session.register'; timeout_ms?: number | null };
 
 /** Tasks of one orchestration given to one agent; `from[i]` is the epoch seqs[i] must have. */
 export interface AssignGroup {
@@ -155,7 +158,8 @@ export interface Command {
   op: Op;
   /** Proposer's wall clock (ms since epoch); the machine's clock never goes backwards. */
   now: number;
-  /** Client session (dissertation 6.3): a retried (client, seq) is never applied twice. */
+  /** Client session id from `session.register` (dissertation 6.3): a retried (client, seq) is
+   * never applied twice; a command of an unknown or expired session is refused, not applied. */
   client?: string;
   seq?: number;
   /** Every seq below this has been answered to the client: the session may forget them. */

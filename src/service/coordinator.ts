@@ -21,6 +21,8 @@ export interface CoordinatorOptions {
   dataDir?: string;
   durability?: Durability;
   member?: MemberMode;
+  /** Idle timeout of the swarms' client sessions (ms); the machine's default when unset. */
+  sessionTimeoutMs?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export class Coordinator {
   constructor(opts: CoordinatorOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
     this.lock = DataDirLock.acquire(this.dataDir);
-    this.swarmOpts = { durability: opts.durability ?? 'full' };
+    this.swarmOpts = { durability: opts.durability ?? 'full', sessionTimeoutMs: opts.sessionTimeoutMs };
     this.member = opts.member;
     try {
       if (this.member) this.openMember(this.member);

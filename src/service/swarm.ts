@@ -30,6 +30,8 @@ export interface SwarmOptions {
   durability?: Durability;
   /** Cluster mode: the one member this process runs; its peers run in other processes. */
   backend?: (machineFor: (id: string) => StateMachine) => ClusterBackend;
+  /** Idle timeout this process's client session asks for (one-shot CLI runs ask for less). */
+  sessionTimeoutMs?: number;
 }
 
 /** Cause of the next election, when this process caused it (step-down, transfer, ...). */
@@ -88,11 +90,16 @@ export class Swarm {
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
     });
-    this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`, () => {
-      if (this.activeMembers().length === 0) {
-        throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
-      }
-    });
+    this.proposer = new Proposer(
+      this.cluster,
+      `concord-${randomUUID()}`,
+      () => {
+        if (this.activeMembers().length === 0) {
+          throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
+        }
+      },
+      opts.sessionTimeoutMs ?? null,
+    );
     this.scheduler = new Scheduler(this);
     this.cluster.onRoleChange((c) => this.onRoleChange(c));
   }

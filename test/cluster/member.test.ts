@@ -170,7 +170,12 @@ describe('concord node (cluster mode)', () => {
     const leader = await leaderId(c);
     const addr = members.get(leader)!.addr;
     const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'retry' });
-    const body = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'once', count: 7 }, session: { client: 'retry-client', seq: 1, ack: 1 } };
+    const registered = (await raw.request({ kind: 'session' })) as { result: { session: string; timeout_ms: number } };
+    expect(registered.result.timeout_ms).toBe(3_600_000);
+    // An unregistered client id is refused before the call changes anything.
+    const unregistered = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'never', count: 1 }, session: { client: 'made-up', seq: 1, ack: 1 } };
+    await expect(raw.request(unregistered)).rejects.toMatchObject({ code: 'session_expired' });
+    const body = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'once', count: 7 }, session: { client: registered.result.session, seq: 1, ack: 1 } };
     const first = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
     const again = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
     raw.close();
@@ -186,6 +191,7 @@ describe('concord node (cluster mode)', () => {
     expect(third.result.structuredContent.orchestration_id).toBe(first.result.structuredContent.orchestration_id);
     const status = (await c2.callTool('task_status', {})).structuredContent as { orchestrations: Array<{ task: string }> };
     expect(status.orchestrations.filter((o) => o.task === 'once')).toHaveLength(1);
+    expect(status.orchestrations.filter((o) => o.task === 'never')).toHaveLength(0);
     // Restarted on its data directory, the old leader rejoins with its durable state.
     await start(leader);
     await waitFor(async () => {
@@ -194,6 +200,52 @@ describe('concord node (cluster mode)', () => {
       return s.role === 'follower' && s.applied !== null && l.commit !== null && s.applied >= l.commit;
     }, 15_000);
   }, 60_000);
+
+  it('a client registers one session at its first write and reuses it; read-only calls register none', async () => {
+    const c = client();
+    await leaderId(c);
+    expect((await c.callTool('task_status', {})).isError).toBeFalsy();
+    expect(c.session).toBeNull();
+    expect(c.sessionsRegistered).toBe(0);
+    expect((await c.callTool('memory_store', { key: 'sess-a', value: 1 })).isError).toBeFalsy();
+    const sid = c.session;
+    expect(sid).toMatch(/^s\d+$/);
+    expect((await c.callTool('memory_store', { key: 'sess-a', value: 2 })).isError).toBeFalsy();
+    expect(c.session).toBe(sid);
+    expect(c.sessionsRegistered).toBe(1);
+    // Each write applied once: the refused first attempt of the first one changed nothing.
+    const got = (await c.callTool('memory_retrieve', { key: 'sess-a' })).structuredContent as { version: number; value: unknown };
+    expect(got).toMatchObject({ version: 2, value: 2 });
+  });
+
+  it('a session expired by log time: a retry is refused, not re-applied; a client re-registers for its next call', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(members.get(leader)!.addr.split(':')[1]), secret, name: 'expiry' });
+    const reg = (await raw.request({ kind: 'session', timeout_ms: 1_000 })) as { result: { session: string; timeout_ms: number } };
+    expect(reg.result.timeout_ms).toBe(1_000);
+    const body = { kind: 'tool', name: 'memory_store', arguments: { key: 'expiry-k', value: 'v' }, session: { client: reg.result.session, seq: 1, ack: 1 } };
+    await raw.request(body);
+    // A short-lived client that goes idle past its timeout, while others keep writing (log time).
+    const quick = new ClusterClient({ members: [...members.values()].map((m) => m.addr), secret, name: 'quick', sessionTimeoutMs: 1_000 });
+    clients.push(quick);
+    expect((await quick.callTool('memory_store', { key: 'quick-k', value: 1 })).isError).toBeFalsy();
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await c.callTool('memory_store', { key: 'clock-mover', value: 1 })).isError).toBeFalsy();
+    // The retry of an applied call after expiry: refused, and not applied again.
+    await expect(raw.request(body)).rejects.toMatchObject({ code: 'session_expired' });
+    raw.close();
+    const k = (await c.callTool('memory_retrieve', { key: 'expiry-k' })).structuredContent as { version: number };
+    expect(k.version).toBe(1);
+    // The idle client's next call: its session is gone; nothing was applied, so it registers
+    // again and the call is applied once.
+    const first = quick.session;
+    expect((await quick.callTool('memory_store', { key: 'quick-k', value: 2 })).isError).toBeFalsy();
+    expect(quick.sessionsRegistered).toBe(2);
+    expect(quick.session).not.toBe(first);
+    const q = (await c.callTool('memory_retrieve', { key: 'quick-k' })).structuredContent as { version: number; value: unknown };
+    expect(q).toMatchObject({ version: 2, value: 2 });
+  }, 30_000);
 
   it('the CLI talks to the cluster with --cluster / CONCORD_CLUSTER, and its errors are actionable', () => {
     const stored = cli(['memory', 'store', '--key', 'cli-key', '--value', '{"n":3}']);

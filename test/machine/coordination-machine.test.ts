@@ -118,6 +118,15 @@ function buildLog(steps: Step[]): BuiltLog {
   const expectations: BuiltLog['expectations'] = [];
   let term = 1;
   let proposerNow = 1_000;
+  // Registered sessions with a short idle timeout: the clock's jumps expire some of them, and
+  // the client registers again (like the Proposer), so logs mix live and expired sessions.
+  const register = (c: number): void => {
+    const r = b.push({ op: { t: 'session.register', timeout_ms: 5_000 }, now: proposerNow }) as { ok: true; value: { session: string } };
+    expectations.push(null);
+    sessionIds[c] = r.value.session;
+  };
+  const sessionIds: string[] = [];
+  for (let c = 0; c < 3; c++) register(c);
   const pickTask = (orch: number, seq: number): TaskRecord | undefined => {
     const orchs = [...b.machine.tasks.orchs.values()];
     if (orchs.length === 0) return undefined;
@@ -214,11 +223,12 @@ function buildLog(steps: Step[]): BuiltLog {
     const cmd: Omit<Command, 'now'> = { op };
     if (s.client !== undefined) {
       const seq = ++seqs[s.client]!;
-      Object.assign(cmd, { client: `c${s.client}`, seq, ack: seq });
+      Object.assign(cmd, { client: sessionIds[s.client], seq, ack: seq });
     }
     b.term = term;
-    b.push({ ...cmd, now: proposerNow });
+    const r = b.push({ ...cmd, now: proposerNow });
     expectations.push(expectation);
+    if (s.client !== undefined && !r.ok && r.code === 'session_expired') register(s.client);
   }
   return { entries: b.entries, results: b.results, expectations };
 }
@@ -415,6 +425,7 @@ describe('CoordinationMachine: pure properties', () => {
   });
 
   it('snapshot()/restore() round-trips: restored machine + same further commands = same state', () => {
+    let expiredAfterCut = 0;
     fc.assert(
       fc.property(logArb, fc.nat(), (steps, cutSeed) => {
         const { entries } = buildLog(steps);
@@ -435,6 +446,9 @@ describe('CoordinationMachine: pure properties', () => {
         }
         expect(restored.snapshot()).toBe(straight.snapshot());
         expect(twice.snapshot()).toBe(straight.snapshot());
+        // Session tables included (ids, activity times, timeouts, expiries after the cut).
+        expect([...restored.sessions.entries()]).toEqual([...straight.sessions.entries()]);
+        expiredAfterCut += straight.expiredCommands - replay(entries.slice(0, cut)).expiredCommands;
         // The scheduler's caches are rebuilt too: the same tasks are pending and assigned.
         expect(restored.tasks.pickPending(1e6, new Set()).map((t) => t.id).sort()).toEqual(
           straight.tasks.pickPending(1e6, new Set()).map((t) => t.id).sort(),
@@ -444,6 +458,8 @@ describe('CoordinationMachine: pure properties', () => {
       }),
       { numRuns: 200 },
     );
+    // The generated logs do expire sessions after the cut (restored replicas must agree on it).
+    expect(expiredAfterCut).toBeGreaterThan(10);
   });
 
   it('a snapshot taken between an election and its recovered-task count restores to the same state', () => {
@@ -485,7 +501,7 @@ describe('CoordinationMachine: pure properties', () => {
 
   it('rejects an unknown snapshot version', () => {
     const m = new CoordinationMachine();
-    expect(() => m.restore(JSON.stringify({ v: 2 }))).toThrow(/unsupported snapshot version 2/);
+    expect(() => m.restore(JSON.stringify({ v: 3 }))).toThrow(/unsupported snapshot version 3/);
   });
 });
 
@@ -510,10 +526,11 @@ describe('CoordinationMachine: client sessions', () => {
       fc.property(clientArb, (events) => {
         const m = new CoordinationMachine();
         let index = 0;
+        const ids = [0, 1, 2].map(() => (m.apply(entry(++index, { op: { t: 'session.register' }, now: 1000 })) as { value: { session: string } }).value.session);
         const clients = [0, 1, 2].map(() => ({ next: 1, outstanding: new Set<number>(), sentAck: new Map<number, number>(), firstResult: new Map<number, OpResult>() }));
         const deliveries = [0, 0, 0];
         const deliver = (c: number, seq: number, ack: number): OpResult => {
-          const cmd: Command = { op: putOp(`key-c${c}`, seq), now: 1000 + index, client: `c${c}`, seq, ack };
+          const cmd: Command = { op: putOp(`key-c${c}`, seq), now: 1000 + index, client: ids[c], seq, ack };
           deliveries[c]!++;
           return m.apply(entry(++index, cmd)) as OpResult;
         };
@@ -567,8 +584,11 @@ describe('CoordinationMachine: client sessions', () => {
   it('out of order by hand: seq 3 before seq 2, retries of both, then an ack floor', () => {
     const m = new CoordinationMachine();
     let i = 0;
+    const register = () => (m.apply(entry(++i, { op: { t: 'session.register' }, now: 10 })) as { value: { session: string } }).value.session;
+    const c = register();
+    const d = register();
     const send = (seq: number, ack: number, value: unknown) =>
-      m.apply(entry(++i, { op: putOp('k', value), now: 10 + i, client: 'c', seq, ack })) as OpResult;
+      m.apply(entry(++i, { op: putOp('k', value), now: 10 + i, client: c, seq, ack })) as OpResult;
     expect(send(1, 1, 'one')).toMatchObject({ ok: true, value: { version: 1 } });
     expect(send(3, 1, 'three')).toMatchObject({ ok: true, value: { version: 2 } });
     expect(send(2, 1, 'two')).toMatchObject({ ok: true, value: { version: 3 } });
@@ -583,33 +603,34 @@ describe('CoordinationMachine: client sessions', () => {
     expect(m.memory.get('default', 'k', m.clock)).toMatchObject({ value: 'four', version: 4 });
     expect(m.duplicateCommands).toBe(3);
     // Another client's seq 2 is its own business.
-    expect(m.apply(entry(++i, { op: putOp('k', 'other'), now: 100, client: 'd', seq: 2, ack: 1 }))).toMatchObject({ ok: true, value: { version: 5 } });
+    expect(m.apply(entry(++i, { op: putOp('k', 'other'), now: 100, client: d, seq: 2, ack: 1 }))).toMatchObject({ ok: true, value: { version: 5 } });
     // Sessions survive a snapshot: the same late copy is still refused after restore.
     const r = new CoordinationMachine();
     r.restore(m.snapshot());
-    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: 'c', seq: 3, ack: 1 }))).toMatchObject({ ok: false, code: 'stale_sequence' });
-    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: 'c', seq: 4, ack: 1 }))).toMatchObject({ ok: true, value: { version: 4 } });
+    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: c, seq: 3, ack: 1 }))).toMatchObject({ ok: false, code: 'stale_sequence' });
+    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: c, seq: 4, ack: 1 }))).toMatchObject({ ok: true, value: { version: 4 } });
     expect(r.memory.get('default', 'k', r.clock)?.version).toBe(5);
   });
 
   it('a replayed orch.create or task.complete with the same (client, seq) never applies twice', () => {
     const b = new LogBuilder();
-    const create = b.op(createOp(2), { client: 'u', seq: 1, ack: 1 });
-    expect(create).toEqual({ ok: true, value: { orchestration_id: 'orch-1', deduplicated: false } });
-    expect(b.op(createOp(2), { client: 'u', seq: 1, ack: 1 })).toEqual(create);
+    const [u, sch, w] = [0, 1, 2].map(() => (b.op({ t: 'session.register' }) as { value: { session: string } }).value.session);
+    const create = b.op(createOp(2), { client: u, seq: 1, ack: 1 });
+    expect(create).toEqual({ ok: true, value: { orchestration_id: 'orch-4', deduplicated: false } });
+    expect(b.op(createOp(2), { client: u, seq: 1, ack: 1 })).toEqual(create);
     expect(b.machine.tasks.orchs.size).toBe(1);
-    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] }, { client: 's', seq: 1, ack: 1 });
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-4-1', agent: 'a', from_epoch: 0 }] }, { client: sch, seq: 1, ack: 1 });
     // The scheduler's retry of the same assignment must not bump the epoch again.
-    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] }, { client: 's', seq: 1, ack: 1 });
-    expect(b.machine.tasks.tasks.get('orch-1-1')!.epoch).toBe(1);
-    const done = { t: 'task.complete' as const, items: [{ task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: 1 }] };
-    expect(b.op(done, { client: 'w', seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-4-1', agent: 'a', from_epoch: 0 }] }, { client: sch, seq: 1, ack: 1 });
+    expect(b.machine.tasks.tasks.get('orch-4-1')!.epoch).toBe(1);
+    const done = { t: 'task.complete' as const, items: [{ task: 'orch-4-1', agent: 'a', epoch: 1, ok: true, result: 1 }] };
+    expect(b.op(done, { client: w, seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
     // A retried completion is answered as the original (applied), and is not a new attempt.
-    expect(b.op(done, { client: 'w', seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
-    const o = b.machine.tasks.orchs.get('orch-1')!;
+    expect(b.op(done, { client: w, seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
+    const o = b.machine.tasks.orchs.get('orch-4')!;
     expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 0 });
     // The same completion as a *new* request is a duplicate attempt: fenced and counted.
-    expect(b.op(done, { client: 'w', seq: 8, ack: 8 })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
+    expect(b.op(done, { client: w, seq: 8, ack: 8 })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
     expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 1 });
     expect(b.machine.duplicateCommands).toBe(3);
   });

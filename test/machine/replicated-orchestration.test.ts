@@ -296,6 +296,9 @@ async function runScenario(sc: Scenario): Promise<Outcome> {
   expect(completionsApplied).toBe(tasks + failures);
   expect(rejectedAnswered).toBe(rejected);
   expect(rejected).toBeGreaterThanOrEqual(deliberateDuplicates);
+  // Clients registered their sessions, so retries went through registered sessions.
+  expect(m.explicitSessions).toBe(true);
+  expect(m.expiredCommands).toBe(0);
   return {
     tasks,
     completionsApplied,
