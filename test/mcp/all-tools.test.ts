@@ -157,7 +157,7 @@ describe('every tool, successfully, on a named swarm', () => {
     expect(recent).toMatchObject({ swarm: S, total_orchestrations: 1 });
 
     const r = await mcp.ok('task_results', { swarm: S, orchestration_id: id, include_tasks: 3 });
-    expect(r).toMatchObject({ total_tasks: 3, completed: 1, in_progress: 2, duplicates: 0, rejected_duplicate_attempts: 1, execution_guarantee: 'exactly-once' });
+    expect(r).toMatchObject({ total_tasks: 3, completed: 1, in_progress: 2, duplicates: 0, stale_completions_refused: 1, execution_guarantee: 'exactly-once' });
     const recs = r.tasks as Array<Record<string, unknown>>;
     expect(recs).toHaveLength(3);
     expect(recs.find((t) => t.id === t0.task_id)).toMatchObject({ status: 'completed', result: { labels: ['cat'] } });

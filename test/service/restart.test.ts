@@ -93,7 +93,7 @@ describe('process restart (Coordinator.close, then a new Coordinator on the same
       expect(r.tasks).toHaveLength(total);
       for (const t of r.tasks) {
         expect(t.status).toBe('completed');
-        expect(t.completions).toBe(1);
+        expect(t.completions_applied).toBe(1);
       }
     }
     // Nothing waited out a 30 s lease: work held in a snapshot was picked up straight away.

@@ -46,7 +46,7 @@ describe('AgentWorker', () => {
       ['orch-1-1', 1, 'me'],
       ['orch-1-2', 1, 'me'],
     ]);
-    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, assigned: 1, rejected_duplicate_attempts: 0 });
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, assigned: 1, stale_completions_refused: 0 });
   });
 
   it('runs a twice-announced assignment once (noop executor, announced in one turn)', async () => {
@@ -56,7 +56,7 @@ describe('AgentWorker', () => {
     await waitUntil(() => submitted.length >= 2, 2_000, 'two completions');
     await sleep(20);
     expect(submitted).toHaveLength(2);
-    expect(b.machine.tasks.orchs.get('orch-1')!.counts.rejected_duplicate_attempts).toBe(0);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts.stale_completions_refused).toBe(0);
   });
 
   it('skips an announcement whose epoch is no longer current, and stops with its member', async () => {
