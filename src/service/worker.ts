@@ -8,7 +8,7 @@ type Completion = CompleteItem;
 const MAX_UNREPORTED_STARTS = 65_536;
 
 export interface WorkerHost {
-  /** The agent's own replica, or undefined while its member is down. */
+  /** The agent's own replica; may be undefined while its member is down (the worker checks isRunning itself). */
   machineOf(agent: string): CoordinationMachine | undefined;
   isRunning(agent: string): boolean;
   batchSize(): number;
