@@ -176,15 +176,21 @@ export class Swarm {
     return m ? m.config : new CoordinationMachine().config;
   }
 
-  /** Leader hosts a running voter majority can reach, by heartbeat answers. */
-  liveAgents(): Set<string> {
+  /**
+   * Members the leader has heard from within an election timeout (so not presumed dead).
+   * acked: only those that have also answered this leader, i.e. proven alive in its term.
+   */
+  liveAgents(opts: { acked?: boolean } = {}): Set<string> {
     const live = new Set<string>();
     const leader = this.cluster.leader();
     if (!leader) return live;
     const st = leader.status();
     const windowTicks = Math.ceil(this.config().election_timeout_min / TICK_MS);
     for (const p of st.peers) {
-      if (p.id === leader.id || p.ticksSinceResponse <= windowTicks) live.add(p.id);
+      // A new leader starts every peer's response age at zero: `acked` also asks that the peer
+      // has acknowledged an append of this leader (match > 0), so a crashed old leader is not
+      // handed new work during the first window after the election.
+      if (p.id === leader.id || (p.ticksSinceResponse <= windowTicks && (!opts.acked || p.match > 0))) live.add(p.id);
     }
     return live;
   }
