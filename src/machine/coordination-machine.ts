@@ -243,7 +243,7 @@ export class CoordinationMachine implements StateMachine {
         return { ok: true, value: { assigned: applied.assigned, stale: applied.stale } };
       }
       case 'task.complete':
-        return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups) };
+        return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups, entry.index) };
       case 'mem.put':
         this.memory.expire(this.clock);
         return this.memory.put(op, this.clock);

@@ -55,9 +55,22 @@ export interface TaskRecord {
   assignments: number;
   /** Executions that reported failure; the task fails for good at MAX_TASK_ATTEMPTS. */
   failures: number;
-  /** Completions applied for this task. Exactly-once means this never exceeds 1. */
-  completions: number;
-  rejected_attempts: number;
+  /**
+   * Successful completions applied for this task, counted at apply time: 1 once done. A second
+   * apply of the entry that completed it (a replay bug in the host or a snapshot) is counted
+   * here too rather than refused, so `duplicates` can show it.
+   */
+  completions_applied: number;
+  /** Log index of the entry whose completion was applied (null until completed). */
+  completed_index: number | null;
+  /**
+   * Executions of this task reported to the log: each completion or failure report, applied or
+   * refused, adds the number of times its reporter started the task at that epoch. A start whose
+   * worker died before its report reached the log is not counted.
+   */
+  executions_started: number;
+  /** Completions refused by the fence (stale epoch, other assignee, task already done). */
+  stale_completions_refused: number;
   result: unknown;
   completed_by: string | null;
   completed_at: number | null;
@@ -86,7 +99,19 @@ export interface Orchestration extends OrchestrationSpec {
   created_at: number;
   created_index: number;
   finished_at: number | null;
-  counts: Record<TaskStatus, number> & { rejected_duplicate_attempts: number; duplicates: number; recovered: number };
+  counts: Record<TaskStatus, number> & OrchestrationTallies;
+}
+
+/** Per-orchestration sums of the per-task figures, kept up to date at apply time. */
+export interface OrchestrationTallies {
+  /** Sum over tasks of stale_completions_refused. */
+  stale_completions_refused: number;
+  /** Sum over tasks of max(0, completions_applied - 1): second applies of a completion. */
+  duplicates: number;
+  /** Assigned tasks taken back and given out again (dead holder, expired lease, new leader). */
+  recovered: number;
+  /** Sum over tasks of executions_started. */
+  executions_started: number;
 }
 
 export interface MemoryRecord {
@@ -126,7 +151,7 @@ export type Op =
       /** Compact form used by the scheduler: ~5x fewer bytes to write, replicate and parse. */
       groups?: AssignGroup[];
     }
-  | { t: 'task.complete'; items?: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>; groups?: CompleteGroup[] }
+  | { t: 'task.complete'; items?: CompleteItem[]; groups?: CompleteGroup[] }
   | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
   | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
   | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
@@ -143,7 +168,21 @@ export interface AssignGroup {
   from: number[];
 }
 
-/** Completions by one agent for one orchestration; results omitted means null each. */
+/**
+ * One execution report. `starts`: how many runs of this task at this epoch the report covers
+ * (omitted means 1): more than 1 when an earlier run's report was lost (its member stopped) and
+ * the task ran again; 0 when an earlier report already covered this run.
+ */
+export interface CompleteItem {
+  task: string;
+  agent: string;
+  epoch: number;
+  ok: boolean;
+  result: unknown;
+  starts?: number;
+}
+
+/** Completions by one agent for one orchestration; results omitted means null each, starts omitted 1 each. */
 export interface CompleteGroup {
   orch: string;
   agent: string;
@@ -151,6 +190,7 @@ export interface CompleteGroup {
   epochs: number[];
   ok: boolean;
   results?: unknown[];
+  starts?: number[];
 }
 
 /** A log entry's payload: the op, the proposer's clock, and the client session. */

@@ -5,7 +5,7 @@ import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange, StateMachine } from '../host/node-host.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
-import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
+import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type CompleteItem, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
 import { majority } from '../raft/quorum.js';
 import type { ConfState, RaftConfig } from '../raft/types.js';
 import type { SqliteStorage, Durability } from '../storage/sqlite-storage.js';
@@ -221,15 +221,21 @@ export class Swarm {
     return m ? m.config : new CoordinationMachine().config;
   }
 
-  /** Leader hosts a running voter majority can reach, by heartbeat answers. */
-  liveAgents(): Set<string> {
+  /**
+   * Members the leader has heard from within an election timeout (so not presumed dead).
+   * acked: only those that have also answered this leader, i.e. proven alive in its term.
+   */
+  liveAgents(opts: { acked?: boolean } = {}): Set<string> {
     const live = new Set<string>();
     const leader = this.cluster.leader();
     if (!leader) return live;
     const st = leader.status();
     const windowTicks = Math.ceil(this.config().election_timeout_min / TICK_MS);
     for (const p of st.peers) {
-      if (p.id === leader.id || p.ticksSinceResponse <= windowTicks) live.add(p.id);
+      // A new leader starts every peer's response age at zero: `acked` also asks that the peer
+      // has acknowledged an append of this leader (match > 0), so a crashed old leader is not
+      // handed new work during the first window after the election.
+      if (p.id === leader.id || (p.ticksSinceResponse <= windowTicks && (!opts.acked || p.match > 0))) live.add(p.id);
     }
     return live;
   }
@@ -354,18 +360,23 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
 }
 
 /** Worker completions in the compact log form: one group per (orchestration, agent, outcome). */
-export function groupCompletions(items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>): CompleteGroup[] {
+export function groupCompletions(items: CompleteItem[]): CompleteGroup[] {
   const groups = new Map<string, CompleteGroup>();
   for (const it of items) {
     const id = parseTaskId(it.task);
     if (!id) continue;
     const key = `${id.orch}|${it.agent}|${it.ok}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], epochs: [], ok: it.ok, results: [] }));
+    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], epochs: [], ok: it.ok, results: [], starts: [] }));
     g.seqs.push(id.seq);
     g.epochs.push(it.epoch);
     g.results!.push(it.result);
+    g.starts!.push(it.starts ?? 1);
   }
-  for (const g of groups.values()) if (g.results!.every((r) => r === null)) delete g.results;
+  for (const g of groups.values()) {
+    if (g.results!.every((r) => r === null)) delete g.results;
+    // Almost always one run per report: leave the list out of the log entry then.
+    if (g.starts!.every((n) => n === 1)) delete g.starts;
+  }
   return [...groups.values()];
 }

@@ -237,12 +237,17 @@ function buildLog(steps: Step[]): BuiltLog {
 function invariantViolations(m: CoordinationMachine): string[] {
   const bad: string[] = [];
   const perOrchRejected = new Map<string, number>();
+  const perOrchStarted = new Map<string, number>();
   const assignedIds: string[] = [];
   for (const t of m.tasks.tasks.values()) {
-    if (t.completions > 1) bad.push(`${t.id}: completions=${t.completions}`);
-    if (t.status === 'completed' && t.completions !== 1) bad.push(`${t.id}: completed with completions=${t.completions}`);
+    if (t.completions_applied > 1) bad.push(`${t.id}: completions=${t.completions_applied}`);
+    if (t.status === 'completed' && t.completions_applied !== 1) bad.push(`${t.id}: completed with completions=${t.completions_applied}`);
     if (t.status === 'assigned') assignedIds.push(t.id);
-    perOrchRejected.set(t.orch, (perOrchRejected.get(t.orch) ?? 0) + t.rejected_attempts);
+    perOrchRejected.set(t.orch, (perOrchRejected.get(t.orch) ?? 0) + t.stale_completions_refused);
+    perOrchStarted.set(t.orch, (perOrchStarted.get(t.orch) ?? 0) + t.executions_started);
+    // Every report is at least one run here (the generator never sends starts), and every
+    // applied or refused report is one.
+    if (t.executions_started !== t.completions_applied + t.failures + t.stale_completions_refused) bad.push(`${t.id}: executions_started=${t.executions_started}`);
   }
   if ([...m.tasks.assigned].sort().join() !== assignedIds.sort().join()) bad.push('assigned index differs from task statuses');
   for (const o of m.tasks.orchs.values()) {
@@ -250,7 +255,8 @@ function invariantViolations(m: CoordinationMachine): string[] {
     if (c.duplicates !== 0) bad.push(`${o.id}: duplicates=${c.duplicates}`);
     if (c.pending + c.assigned + c.completed + c.failed !== o.count) bad.push(`${o.id}: counts do not add up to ${o.count}`);
     if (Math.min(c.pending, c.assigned, c.completed, c.failed) < 0) bad.push(`${o.id}: negative count`);
-    if (c.rejected_duplicate_attempts !== (perOrchRejected.get(o.id) ?? 0)) bad.push(`${o.id}: rejected counter mismatch`);
+    if (c.stale_completions_refused !== (perOrchRejected.get(o.id) ?? 0)) bad.push(`${o.id}: rejected counter mismatch`);
+    if (c.executions_started !== (perOrchStarted.get(o.id) ?? 0)) bad.push(`${o.id}: executions_started counter mismatch`);
     if ((o.finished_at !== null) !== (c.completed + c.failed === o.count)) bad.push(`${o.id}: finished_at inconsistent`);
   }
   return bad;
@@ -378,7 +384,7 @@ describe('CoordinationMachine: pure properties', () => {
     expect(appliedSeen).toBeGreaterThan(20);
   });
 
-  it('fencing, by hand: old epoch, other agent and a repeated completion are rejected_duplicate_attempts', () => {
+  it('fencing, by hand: old epoch, other agent and a repeated completion are stale_completions_refused', () => {
     const b = new LogBuilder();
     b.op(createOp(2)); // orch-1, tasks orch-1-1 and orch-1-2
     const assign = (agent: string, from: number) => b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent, from_epoch: from }] });
@@ -397,14 +403,15 @@ describe('CoordinationMachine: pure properties', () => {
     expect(complete('nobody', 9)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
     const o = b.machine.tasks.orchs.get('orch-1')!;
     expect(t.status).toBe('completed');
-    expect(t.completions).toBe(1);
+    expect(t.completions_applied).toBe(1);
     expect(t.completed_by).toBe('b');
     expect(t.result).toBe('b');
-    expect(t.rejected_attempts).toBe(5);
-    expect(o.counts).toEqual({ pending: 1, assigned: 0, completed: 1, failed: 0, rejected_duplicate_attempts: 5, duplicates: 0, recovered: 0 });
+    expect(t.stale_completions_refused).toBe(5);
+    // recovered: the reassignment to b took the task back from a. Every report is one run.
+    expect(o.counts).toEqual({ pending: 1, assigned: 0, completed: 1, failed: 0, stale_completions_refused: 5, duplicates: 0, recovered: 1, executions_started: 6 });
     // A completion for a task that does not exist is rejected but belongs to no orchestration.
     b.op({ t: 'task.complete', items: [{ task: 'orch-9-1', agent: 'a', epoch: 1, ok: true, result: null }] });
-    expect(o.counts.rejected_duplicate_attempts).toBe(5);
+    expect(o.counts.stale_completions_refused).toBe(5);
   });
 
   it('a failed attempt returns the task to pending; the third failure fails it for good', () => {
@@ -628,11 +635,87 @@ describe('CoordinationMachine: client sessions', () => {
     // A retried completion is answered as the original (applied), and is not a new attempt.
     expect(b.op(done, { client: w, seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
     const o = b.machine.tasks.orchs.get('orch-4')!;
-    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 0 });
+    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 0 });
     // The same completion as a *new* request is a duplicate attempt: fenced and counted.
     expect(b.op(done, { client: w, seq: 8, ack: 8 })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
-    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 1 });
+    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 1 });
     expect(b.machine.duplicateCommands).toBe(3);
+  });
+});
+
+// ---- counted duplicates and executions ----------------------------------------------------
+
+/** The orchestration's figures recomputed from its task records. */
+function sumsFromTasks(m: CoordinationMachine, orch: string): { duplicates: number; executions_started: number; stale: number } {
+  const out = { duplicates: 0, executions_started: 0, stale: 0 };
+  for (const t of m.tasks.tasks.values()) {
+    if (t.orch !== orch) continue;
+    out.duplicates += Math.max(0, t.completions_applied - 1);
+    out.executions_started += t.executions_started;
+    out.stale += t.stale_completions_refused;
+  }
+  return out;
+}
+
+describe('CoordinationMachine: duplicates are counted, not prevented silently', () => {
+  /** Two tasks assigned to a, and one entry (no client session) completing both. */
+  function completedTwo(): { b: LogBuilder; done: Entry } {
+    const b = new LogBuilder();
+    b.op(createOp(2));
+    b.op(toGroups({ t: 'task.assign', term: 1, lease_ms: 1000, items: [1, 2].map((i) => ({ task: `orch-1-${i}`, agent: 'a', from_epoch: 0 })) }));
+    b.op(toGroups({ t: 'task.complete', items: [1, 2].map((i) => ({ task: `orch-1-${i}`, agent: 'a', epoch: 1, ok: true, result: i })) }));
+    return { b, done: b.entries[b.entries.length - 1]! };
+  }
+
+  it('a completion entry applied twice (a planted replay bug) shows as duplicates', () => {
+    const { b, done } = completedTwo();
+    const o = b.machine.tasks.orchs.get('orch-1')!;
+    expect(o.counts).toMatchObject({ completed: 2, duplicates: 0, stale_completions_refused: 0, executions_started: 2 });
+    // The bug: the host hands the same entry to apply() again.
+    expect(b.machine.apply(done)).toEqual({ ok: true, value: { applied: 2, rejected: 0 } });
+    expect(b.machine.tasks.tasks.get('orch-1-1')!.completions_applied).toBe(2);
+    expect(o.counts.duplicates).toBe(2);
+    expect(o.counts.completed).toBe(2);
+    expect(o.counts.duplicates).toBe(sumsFromTasks(b.machine, 'orch-1').duplicates);
+  });
+
+  it('an entry replayed after a snapshot restore (a planted restore bug) shows as duplicates', () => {
+    const { b, done } = completedTwo();
+    b.op({ t: 'clock' });
+    const restored = new CoordinationMachine();
+    restored.restore(b.machine.snapshot());
+    // The bug: replaying from an index the snapshot already covers.
+    restored.apply(done);
+    const o = restored.tasks.orchs.get('orch-1')!;
+    expect(o.counts.duplicates).toBe(2);
+    expect(sumsFromTasks(restored, 'orch-1').duplicates).toBe(2);
+    // And the straight replica, which applied each entry once, reports none.
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts.duplicates).toBe(0);
+  });
+
+  it('a second report for the same task inside one entry is refused, not a duplicate', () => {
+    const b = new LogBuilder();
+    b.op(createOp(1));
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] });
+    const item = { task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: null };
+    expect(b.op({ t: 'task.complete', items: [item, item] })).toEqual({ ok: true, value: { applied: 1, rejected: 1 } });
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 1, executions_started: 2 });
+  });
+
+  it('executions_started adds the runs each report covers, applied or refused', () => {
+    const b = new LogBuilder();
+    b.op(createOp(2));
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }, { task: 'orch-1-2', agent: 'a', from_epoch: 0 }] });
+    // a's run of orch-1-1 was never reported; the task is taken back and run by b (twice: its
+    // first report was lost when its member stopped), while a's late report is refused.
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'b', from_epoch: 1 }] });
+    b.op(toGroups({ t: 'task.complete', items: [{ task: 'orch-1-1', agent: 'b', epoch: 2, ok: true, result: null, starts: 2 }] }));
+    b.op({ t: 'task.complete', items: [{ task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: null }] });
+    b.op({ t: 'task.complete', items: [{ task: 'orch-1-2', agent: 'a', epoch: 1, ok: true, result: null, starts: 0 }] });
+    const o = b.machine.tasks.orchs.get('orch-1')!;
+    expect(b.machine.tasks.tasks.get('orch-1-1')!.executions_started).toBe(3);
+    expect(o.counts).toMatchObject({ completed: 2, duplicates: 0, stale_completions_refused: 1, recovered: 1, executions_started: 3 });
+    expect(sumsFromTasks(b.machine, 'orch-1')).toEqual({ duplicates: 0, executions_started: 3, stale: 1 });
   });
 });
 
