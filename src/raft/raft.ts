@@ -14,6 +14,7 @@ import {
   type MessageType,
   type NodeId,
   type RaftConfig,
+  type ReadAck,
   type ReadState,
   type Ready,
   type RestartState,
@@ -23,6 +24,8 @@ import {
 } from './types.js';
 
 const CAMPAIGN_TRANSFER = 'transfer';
+/** Bound on read acks held for a host that does not take them. */
+const MAX_READ_ACKS = 4096;
 /** MsgAppResp context of a member that cannot take the log from index 1 (see baseKnown). */
 const NEED_SNAPSHOT = 'need-snapshot';
 
@@ -88,6 +91,10 @@ export class Raft {
   private readStates: ReadState[] = [];
   private readOnly = new ReadOnlyQueue();
   private deferredReads: DeferredRead[] = [];
+  /** Leader: answers to heartbeats carrying a read context, until the host takes them. */
+  private readAcks: ReadAck[] = [];
+  /** Leader: sequence number of the latest heartbeat broadcast (see Message.index). */
+  private heartbeatSeq = 0;
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -258,6 +265,17 @@ export class Raft {
     return snap;
   }
 
+  /**
+   * Leader: who answered heartbeats carrying a read context since the last call, in arrival
+   * order (an answer after the read was confirmed is still listed). Lets a host observe a
+   * ReadIndex round member by member (consensus_verify_quorum) without watching the wire.
+   */
+  takeReadAcks(): ReadAck[] {
+    const acks = this.readAcks;
+    this.readAcks = [];
+    return acks;
+  }
+
   /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
   takeSnapshotRequest(): boolean {
     const wanted = this.snapshotWanted;
@@ -403,6 +421,7 @@ export class Raft {
     this.transferElapsed = 0;
     this.readOnly.clear();
     this.deferredReads = [];
+    this.readAcks = [];
     this.resetProgress();
   }
 
@@ -531,7 +550,12 @@ export class Raft {
         pr.probeSent = false;
         if (pr.state === 'replicate' && pr.inflight.length >= pr.maxInflight) pr.inflight.shift();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr);
-        if (m.context !== '') this.handleReadAck(m.context, m.from);
+        if (m.context !== '') {
+          // Bounded for drivers that never take them (the simulator): keep the newest.
+          if (this.readAcks.length >= MAX_READ_ACKS) this.readAcks.shift();
+          this.readAcks.push({ context: m.context, from: m.from });
+          this.handleReadAck(m.context, m.from);
+        }
         return;
       case 'MsgReadIndex':
         this.handleReadIndex(m.context, m.from);
@@ -615,7 +639,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.lead = m.from;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context });
+        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context, index: m.index });
         return;
       case 'MsgSnap':
         this.electionElapsed = 0;
@@ -832,10 +856,11 @@ export class Raft {
   }
 
   private bcastHeartbeat(context: string): void {
+    const seq = ++this.heartbeatSeq;
     for (const [id, pr] of this.prs) {
       if (id === this.id) continue;
       // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context });
+      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context, index: seq });
     }
   }
 
