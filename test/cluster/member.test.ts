@@ -143,6 +143,21 @@ describe('concord node (cluster mode)', () => {
     expect(agents.agents.filter((a) => a.role === 'follower')).toHaveLength(2);
   });
 
+  it('a proposal forwarded by a member whose clock is an hour ahead cannot expire TTL memory early', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    expect((await c.callTool('memory_store', { key: 'ttl-key', value: 1, ttl_s: 1800 })).isError).toBeFalsy();
+    // What a follower process forwards to the leader (Proposer -> forwardProposal), stamped
+    // with its own clock, here an hour fast.
+    const addr = members.get(leader)!.addr;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'fast-clock' });
+    await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
+    raw.close();
+    const got = await c.callTool('memory_retrieve', { key: 'ttl-key' });
+    expect(got.isError, JSON.stringify(got.content)).toBeFalsy();
+    expect(got.structuredContent).toMatchObject({ found: true, value: 1 });
+  });
+
   it('a follower redirects: a client that only knows followers first still reaches the leader', async () => {
     const c0 = client();
     const leader = await leaderId(c0);
