@@ -65,6 +65,8 @@ export interface RaftStatus {
   /** Leader only: a majority answered within the last election timeout. */
   quorumActive: boolean;
   uncommittedEntries: number;
+  /** Leader only: UTF-8 bytes of uncommitted entry data (bounded by maxUncommittedBytes). */
+  uncommittedBytes: number;
 }
 
 /**
@@ -93,6 +95,8 @@ export class Raft {
   private deferredReads: DeferredRead[] = [];
   /** Leader: answers to heartbeats carrying a read context, until the host takes them. */
   private readAcks: ReadAck[] = [];
+  /** Leader: UTF-8 bytes of entry data in (committed, lastIndex], for the backlog bound. */
+  private uncommittedBytes = 0;
   /** Leader: sequence number of the latest heartbeat broadcast (see Message.index). */
   private heartbeatSeq = 0;
 
@@ -398,6 +402,7 @@ export class Raft {
       peers,
       quorumActive: this.role === 'leader' ? this.quorumRecentlyHeard() : false,
       uncommittedEntries: this.log.lastIndex() - this.log.committed,
+      uncommittedBytes: this.role === 'leader' ? this.uncommittedBytes : 0,
     };
   }
 
@@ -422,6 +427,7 @@ export class Raft {
     this.readOnly.clear();
     this.deferredReads = [];
     this.readAcks = [];
+    this.uncommittedBytes = 0;
     this.resetProgress();
   }
 
@@ -453,6 +459,8 @@ export class Raft {
     // Conf changes wait until the no-op below commits (see proposeConfChange).
     this.pendingConfIndex = this.log.lastIndex();
     this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, type: 'noop', data: '' }]);
+    // Entries inherited uncommitted from earlier terms count too (etcd starts from 0).
+    this.uncommittedBytes = dataBytes(this.log.slice(this.log.committed + 1, this.log.lastIndex() + 1));
     this.bcastAppend();
   }
 
@@ -758,7 +766,7 @@ export class Raft {
     return voteResult([...this.voters], active) === 'won';
   }
 
-  private checkCanPropose(count: number): void {
+  private checkCanPropose(count: number, bytes = 0): void {
     if (this.role !== 'leader') {
       throw new ProposalError('not_leader', `${this.id} is not the leader`, this.lead);
     }
@@ -773,10 +781,19 @@ export class Raft {
         this.lead,
       );
     }
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.cfg.maxUncommittedBytes) {
+      throw new ProposalError(
+        'backlog_full',
+        `backlog full: ${this.uncommittedBytes} bytes uncommitted, this proposal adds ${bytes}, the bound is ${this.cfg.maxUncommittedBytes} bytes; retry when replication catches up`,
+        this.lead,
+      );
+    }
   }
 
   private proposeEntries(ents: Array<Pick<Entry, 'type' | 'data'>>): { index: number; term: number } {
-    this.checkCanPropose(ents.length);
+    const bytes = dataBytes(ents);
+    this.checkCanPropose(ents.length, bytes);
+    this.uncommittedBytes += bytes;
     let index = this.log.lastIndex();
     const full: Entry[] = ents.map((e) => ({ index: ++index, term: this.term, type: e.type, data: e.data }));
     this.log.append(full);
@@ -791,6 +808,7 @@ export class Raft {
     // Figure 8: only an entry of the current term is committed by counting replicas.
     if (mci > this.log.committed && this.log.term(mci) === this.term) {
       const firstInTerm = this.log.term(this.log.committed) !== this.term;
+      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - dataBytes(this.log.slice(this.log.committed + 1, mci + 1)));
       this.log.commitTo(mci);
       if (firstInTerm) this.releaseDeferredReads();
       return true;
@@ -966,6 +984,12 @@ export class Raft {
   }
 }
 
+function dataBytes(ents: ReadonlyArray<Pick<Entry, 'data'>>): number {
+  let n = 0;
+  for (const e of ents) n += Buffer.byteLength(e.data, 'utf8');
+  return n;
+}
+
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
@@ -981,6 +1005,7 @@ function validateConfig(c: Required<RaftConfig>): void {
   if (!(c.maxEntriesPerMsg >= 1)) bad('maxEntriesPerMsg', c.maxEntriesPerMsg, '>= 1');
   if (!(c.maxInflightMsgs >= 1)) bad('maxInflightMsgs', c.maxInflightMsgs, '>= 1');
   if (!(c.maxUncommittedEntries >= 1)) bad('maxUncommittedEntries', c.maxUncommittedEntries, '>= 1');
+  if (!(c.maxUncommittedBytes >= 1)) bad('maxUncommittedBytes', c.maxUncommittedBytes, '>= 1');
 }
 
 function validateConfChange(cc: ConfChange, voters: Set<NodeId>, learners: Set<NodeId>): void {

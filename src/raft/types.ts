@@ -163,6 +163,12 @@ export interface RaftConfig {
   maxInflightMsgs: number;
   /** Uncommitted entries the leader accepts before refusing proposals (backlog full). */
   maxUncommittedEntries: number;
+  /**
+   * Uncommitted entry data (UTF-8 bytes) the leader accepts before refusing proposals, as
+   * etcd's MaxUncommittedEntriesSize. A single entry over the bound is accepted when nothing
+   * is uncommitted, so a large entry is never refused forever.
+   */
+  maxUncommittedBytes: number;
   /** Ticks a leadership transfer may take before it is abandoned. Defaults to election min. */
   transferTimeoutTicks?: number;
 }
@@ -177,6 +183,7 @@ export const DEFAULT_CONFIG: Omit<RaftConfig, 'id' | 'seed'> = {
   maxBytesPerMsg: 1 << 20,
   maxInflightMsgs: 256,
   maxUncommittedEntries: 10_000,
+  maxUncommittedBytes: 64 << 20,
 };
 
 /** State a node restarts from: what storage durably holds. */

@@ -98,6 +98,7 @@ export function logStatus(swarm: Swarm): Record<string, unknown> {
     followers,
     committed_entries: st.commit,
     uncommitted_entries: st.lastIndex - st.commit,
+    uncommitted_bytes: st.uncommittedBytes,
     last_index: st.lastIndex,
     snapshot_index: st.snapshotIndex,
   };
