@@ -72,7 +72,11 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  /** The storage's own counters: since it was opened, which may span several lives of the
+   * member (an embedded restart reuses the storage object). */
   storage: StorageStats;
+  /** The storage's counters since this life of the member started (start()). */
+  storageThisLife: { bytesWritten: number; syncs: number; syncMsTotal: number };
 }
 
 interface PendingProposal {
@@ -155,6 +159,8 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  /** Storage counters when this life started: metrics report this life's share. */
+  private storageAtStart = { bytesWritten: 0, syncs: 0, syncMsTotal: 0 };
   /**
    * Heartbeats sent to each peer not yet answered, oldest first: an answer echoes its
    * heartbeat's sequence number (and term), so a round trip longer than the heartbeat
@@ -184,6 +190,8 @@ export class NodeHost {
   /** Load durable state, rebuild the state machine and start ticking. */
   start(): void {
     if (this.running) return;
+    const atStart = this.opts.storage.stats();
+    this.storageAtStart = { bytesWritten: atStart.bytesWritten, syncs: atStart.syncs, syncMsTotal: atStart.syncMsTotal };
     const state = this.opts.storage.load(this.opts.initialConf);
     if (state.snapshot) this.opts.machine.restore(state.snapshotData ?? '');
     this.raft = new Raft(this.raftConfig, state);
@@ -315,6 +323,8 @@ export class NodeHost {
   }
 
   metrics(): HostMetrics {
+    const storage = this.opts.storage.stats();
+    const base = this.storageAtStart;
     return {
       id: this.id,
       messagesIn: this.messagesIn,
@@ -323,7 +333,12 @@ export class NodeHost {
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
-      storage: this.opts.storage.stats(),
+      storage,
+      storageThisLife: {
+        bytesWritten: storage.bytesWritten - base.bytesWritten,
+        syncs: storage.syncs - base.syncs,
+        syncMsTotal: storage.syncMsTotal - base.syncMsTotal,
+      },
     };
   }
 
