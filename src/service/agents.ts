@@ -126,7 +126,14 @@ async function proposeConf(swarm: Swarm, cc: { type: 'addLearner' | 'addVoter' |
       return;
     } catch (e) {
       last = (e as Error).message;
-      if ((e as { code?: string }).code === 'invalid') throw new UserError('conflict', last);
+      if ((e as { code?: string }).code === 'invalid') {
+        // A retry after a timeout whose change did commit finds it already in effect in the
+        // applied (so committed) configuration: that is success, not a conflict.
+        const { voters, learners } = leader.status().conf;
+        const done = cc.type === 'addVoter' ? voters.includes(cc.node) : cc.type === 'addLearner' ? learners.includes(cc.node) : !voters.includes(cc.node) && !learners.includes(cc.node);
+        if (done) return;
+        throw new UserError('conflict', last);
+      }
       await pause(20);
     }
   }
