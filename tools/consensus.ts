@@ -27,7 +27,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Configure Raft parameters',
       description:
-        'Change timing and limits. Goes through the replicated log and takes effect live on every member. quorum_size must be the strict majority (3 of 5): anything else is refused (split brain). max_log_entries bounds the uncommitted backlog: beyond it proposals fail with "backlog full".',
+        'Change timing and limits. Goes through the replicated log and takes effect live on every member. quorum_size must be the strict majority (3 of 5): anything else is refused (split brain). max_log_entries bounds the uncommitted backlog in entries (and a fixed 64 MiB bounds it in bytes): beyond either, proposals fail with "backlog full".',
       inputSchema: input({
         swarm: swarmArg,
         election_timeout_min: z.number().int().optional().describe('ms, 10..60000 (default 150)'),
@@ -90,7 +90,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_log_status',
     {
       title: 'Log replication status',
-      description: "Leader's view of replication: per follower match_index, next_index and replication_lag_ms (age of the oldest entry it lacks; 0 when caught up), plus committed_entries and uncommitted_entries.",
+      description: "Leader's view of replication: per follower match_index, next_index and replication_lag_ms (age of the oldest entry it lacks; 0 when caught up), plus committed_entries, uncommitted_entries and uncommitted_bytes.",
       inputSchema: input({ swarm: swarmArg }),
       outputSchema: output({ leader: z.string().nullable(), followers: z.array(z.record(z.string(), z.unknown())), committed_entries: z.number().nullable(), uncommitted_entries: z.number().nullable() }),
       annotations: READ,
