@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { createServer } from '../server/create-server.js';
+import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
@@ -220,7 +221,8 @@ export class MemberNode {
         return { result: await this.mcp.readResource({ uri: req.uri }) };
       case 'propose': {
         await this.ensureLeader(req.hold_ms);
-        return this.cluster.leader()!.propose(req.data, 2_000);
+        // Stamped with this leader's clock: the sender's clock must not move log time.
+        return this.cluster.leader()!.propose(stampForwarded(req.data, Date.now()), 2_000);
       }
       case 'admin':
         return this.admin(req, from);

@@ -7,6 +7,7 @@ import {
   type AgentRecord,
   type Command,
   type ElectionRecord,
+  type ForwardedCommand,
   type Op,
   type SwarmConfig,
 } from './types.js';
@@ -74,7 +75,7 @@ export class CoordinationMachine implements StateMachine {
    * count only). From then on only registered sessions are honoured.
    */
   explicitSessions = false;
-  /** Log time: max of proposers' clocks seen so far. */
+  /** Log time: max of the appending leaders' clocks seen so far (see ForwardedCommand). */
   clock = 0;
   appliedIndex = 0;
   appliedTerm = 0;
@@ -98,8 +99,12 @@ export class CoordinationMachine implements StateMachine {
       this.events.onApplied?.(entry.index);
       return { ok: true };
     }
-    const cmd = JSON.parse(entry.data) as Command;
-    if (cmd.now > this.clock) this.clock = cmd.now;
+    const parsed = JSON.parse(entry.data) as Command | ForwardedCommand;
+    // Log time: the leader's clock only (see ForwardedCommand); deterministic, never backwards.
+    const forwarded = typeof parsed === 'object' && parsed !== null && 'lnow' in parsed;
+    const cmd = forwarded ? parsed.cmd : (parsed as Command);
+    const now = forwarded ? parsed.lnow : cmd.now;
+    if (typeof now === 'number' && now > this.clock) this.clock = now;
     if (this.explicitSessions) this.expireIdleSessions();
     let result: OpResult;
     if (cmd.client === undefined || cmd.seq === undefined) {

@@ -196,7 +196,10 @@ export interface CompleteGroup {
 /** A log entry's payload: the op, the proposer's clock, and the client session. */
 export interface Command {
   op: Op;
-  /** Proposer's wall clock (ms since epoch); the machine's clock never goes backwards. */
+  /**
+   * Proposer's wall clock (ms since epoch). Log time follows it only when the proposer is
+   * the leader that appends the entry; see ForwardedCommand.
+   */
   now: number;
   /** Client session id from `session.register` (dissertation 6.3): a retried (client, seq) is
    * never applied twice; a command of an unknown or expired session is refused, not applied. */
@@ -204,6 +207,25 @@ export interface Command {
   seq?: number;
   /** Every seq below this has been answered to the client: the session may forget them. */
   ack?: number;
+}
+
+/**
+ * A command another member (or client) handed to the leader: the leader appends it wrapped,
+ * stamped with its own clock (`lnow`), and log time follows `lnow`, never the inner `now`.
+ * So one member with a fast clock cannot move TTLs and leases forward for everyone: log
+ * time is the maximum of the clocks of the leaders that appended entries.
+ */
+export interface ForwardedCommand {
+  cmd: Command;
+  lnow: number;
+}
+
+/**
+ * Wrap a forwarded command's JSON without parsing it. `lnow` comes last: should `data`
+ * smuggle in a key of that name, JSON.parse keeps the last one, the leader's.
+ */
+export function stampForwarded(data: string, leaderNow: number): string {
+  return `{"cmd":${data},"lnow":${Math.floor(leaderNow)}}`;
 }
 
 export const MAX_KEY_BYTES = 512;

@@ -133,7 +133,14 @@ async function proposeConf(swarm: Swarm, cc: { type: 'addLearner' | 'addVoter' |
       return;
     } catch (e) {
       last = (e as Error).message;
-      if ((e as { code?: string }).code === 'invalid') throw new UserError('conflict', last);
+      if ((e as { code?: string }).code === 'invalid') {
+        // A retry after a timeout whose change did commit finds it already in effect in the
+        // applied (so committed) configuration: that is success, not a conflict.
+        const { voters, learners } = leader.status().conf;
+        const done = cc.type === 'addVoter' ? voters.includes(cc.node) : cc.type === 'addLearner' ? learners.includes(cc.node) : !voters.includes(cc.node) && !learners.includes(cc.node);
+        if (done) return;
+        throw new UserError('conflict', last);
+      }
       await pause(20);
     }
   }
@@ -265,10 +272,11 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
       applied_index: m.applied,
       'disk-io': {
         disk_bytes: m.storage.diskBytes,
-        bytes_written: m.storage.bytesWritten,
-        fsync_count: m.storage.syncs,
-        fsync_ms_total: round2(m.storage.syncMsTotal),
-        fsync_ms_mean: m.storage.syncs > 0 ? round2(m.storage.syncMsTotal / m.storage.syncs) : null,
+        // This life only: an embedded restart reuses the storage, whose counters run on.
+        bytes_written: m.storageThisLife.bytesWritten,
+        fsync_count: m.storageThisLife.syncs,
+        fsync_ms_total: round2(m.storageThisLife.syncMsTotal),
+        fsync_ms_mean: m.storageThisLife.syncs > 0 ? round2(m.storageThisLife.syncMsTotal / m.storageThisLife.syncs) : null,
       },
       messages: { in: m.messagesIn, out: m.messagesOut },
       snapshots: { taken: m.snapshotsTaken, installed: m.snapshotsInstalled },
@@ -278,7 +286,12 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
     if (!(metric in pickable)) throw invalid('metric', metric, Object.keys(pickable).join(', '));
     return { agent_id: a, status: all.status, [metric]: pickable[metric] };
   });
-  return { swarm: swarm.name, measured_since: 'member start in this process (counters reset on restart)', agents };
+  return {
+    swarm: swarm.name,
+    measured_since:
+      "the agent's latest start in this process: messages, snapshots, bytes_written and fsync_* count from then (an agent restart starts them from 0); disk_bytes, log and applied_index are current values",
+    agents,
+  };
 }
 
 function round2(x: number): number {

@@ -143,6 +143,33 @@ describe('concord node (cluster mode)', () => {
     expect(agents.agents.filter((a) => a.role === 'follower')).toHaveLength(2);
   });
 
+  it('a proposal forwarded by a member whose clock is an hour ahead cannot expire TTL memory early', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    expect((await c.callTool('memory_store', { key: 'ttl-key', value: 1, ttl_s: 1800 })).isError).toBeFalsy();
+    // What a follower process forwards to the leader (Proposer -> forwardProposal), stamped
+    // with its own clock, here an hour fast.
+    const addr = members.get(leader)!.addr;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'fast-clock' });
+    await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
+    raw.close();
+    const got = await c.callTool('memory_retrieve', { key: 'ttl-key' });
+    expect(got.isError, JSON.stringify(got.content)).toBeFalsy();
+    expect(got.structuredContent).toMatchObject({ found: true, value: 1 });
+  });
+
+  it('consensus_verify_quorum: every member answers the round the leader process runs', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const q = (await c.callTool('consensus_verify_quorum', {})).structuredContent as { leader_id: string; has_quorum: boolean; responses: Array<{ agent_id: string; answered: boolean; rtt_ms: number }> };
+    expect(q).toMatchObject({ leader_id: leader, has_quorum: true });
+    expect(q.responses.map((r) => r.agent_id)).toEqual(IDS);
+    for (const r of q.responses) {
+      expect(r.answered).toBe(true);
+      expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
+    }
+  });
+
   it('a follower redirects: a client that only knows followers first still reaches the leader', async () => {
     const c0 = client();
     const leader = await leaderId(c0);
@@ -319,6 +346,11 @@ describe('concord node (cluster mode)', () => {
     }, 10_000);
     const hist = (await c2.callTool('consensus_election_history', { limit: 1 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
     expect(hist.elections[0]).toMatchObject({ new_leader: next, old_leader: leader, cause: 'leader unreachable' });
+    // The new leader's process runs the round: the isolated member does not answer it.
+    type Quorum = { leader_id: string; has_quorum: boolean; unreachable: string[]; responses: Array<{ agent_id: string; rtt_ms: number | null }> };
+    const q = (await c2.callTool('consensus_verify_quorum', { timeout_ms: 500 })).structuredContent as Quorum;
+    expect(q).toMatchObject({ leader_id: next, has_quorum: true, unreachable: [leader] });
+    for (const r of q.responses) if (r.agent_id !== leader) expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
     const healed = await c2.callTool('network_heal', {});
     expect(healed.isError).toBeFalsy();
     for (const id of IDS) expect((await c2.status(members.get(id)!.addr)).blocked).toEqual([]);
