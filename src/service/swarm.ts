@@ -89,6 +89,7 @@ export class Swarm {
       // last one is a quarter of its size (the entry threshold still applies as a minimum).
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
+      diskReserveBytes: diskReserveFromEnv(),
     });
     this.proposer = new Proposer(
       this.cluster,
@@ -344,6 +345,15 @@ export class Swarm {
     if (st.size > maxBytes) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is ${st.size} bytes; accepted: <= ${maxBytes} bytes`, 'file');
     return fs.readFileSync(file, 'utf8');
   }
+}
+
+/** CONCORD_DISK_RESERVE_MB: free space (MiB) below which writes are refused; 0 turns it off. */
+export function diskReserveFromEnv(env = process.env): number | undefined {
+  const v = env.CONCORD_DISK_RESERVE_MB;
+  if (v === undefined || v === '') return undefined;
+  const mb = Number(v);
+  if (!Number.isFinite(mb) || mb < 0) throw new UserError('invalid_argument', `CONCORD_DISK_RESERVE_MB=${JSON.stringify(v)}: accepted: a number of MiB >= 0 (0 turns the reserve off; default 64)`);
+  return Math.round(mb * (1 << 20));
 }
 
 /** Swarm timing (ms) to Raft ticks; unset config gives the defaults (150-300 ms, 50 ms). */
