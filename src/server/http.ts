@@ -69,7 +69,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   );
   server.maxConnections = opts.maxConnections ?? HTTP_DEFAULTS.maxConnections;
   let dropped = 0;
-  let dropLogged_ms = 0;
+  let dropLogged_ms = -Infinity;
   server.on('drop', () => {
     // One line with a count, not one per refused socket.
     dropped++;

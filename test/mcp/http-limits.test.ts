@@ -4,11 +4,12 @@
  * an unknown session, case-insensitive Bearer, the Host check (DNS rebinding), and the token
  * rules at start. Small configured limits, not thousands of sessions.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INITIALIZE, MAIN, ROOT, cleanupTempDirs, exited, requireBuild, serverEnv, sleep, tempDataDir, waitFor } from './helpers.js';
 
@@ -182,6 +183,18 @@ describe('session cap (--max-sessions 3)', () => {
     expect(await ping(s, sids[1]!)).toBe(404);
     expect(await ping(s, sids[0]!)).toBe(200);
     for (const st of streams) st.ac.abort();
+  });
+});
+
+describe('the CLI against a running serve', () => {
+  it('ends its session (DELETE) when done, so CLI calls never push other sessions out', async () => {
+    const s = await started(['--max-sessions', '1'], { CONCORD_LOG_LEVEL: 'info' });
+    const dataDir = /\(data: (\S+)\)/.exec(s.stderr())![1]!;
+    // Async (not spawnSync): the server's stderr must keep flowing into s.stderr() meanwhile.
+    for (let i = 0; i < 2; i++) await promisify(execFile)(process.execPath, [MAIN, 'swarm', 'list'], { env: serverEnv(dataDir), cwd: ROOT, timeout: 30_000 });
+    await sleep(500);
+    expect(s.stderr()).toMatch(/"msg":"concord MCP server on Streamable HTTP"/);
+    expect(s.stderr()).not.toMatch(/closed the least recently used idle session/);
   });
 });
 
