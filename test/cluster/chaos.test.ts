@@ -25,7 +25,13 @@ import { HistoryRecorder, checkKvHistory, type KvInput, type KvOperation, type K
 import { checkFinalValues, compareLogs, type LogDigest } from './chaos-checks.js';
 import { describeExit, freePorts, killAll, memberProcs, requireBuild, type MemberProc } from './procs.js';
 
-const SEED = process.env.CONCORD_CHAOS_SEED ? Number(process.env.CONCORD_CHAOS_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+// CI (CI set) uses the day's seed, so a red run replays with the seed it printed; locally
+// every run explores a new one.
+const SEED = process.env.CONCORD_CHAOS_SEED
+  ? Number(process.env.CONCORD_CHAOS_SEED) >>> 0
+  : process.env.CI
+    ? Math.floor(Date.now() / 86_400_000) >>> 0
+    : (Math.random() * 2 ** 32) >>> 0;
 const CHAOS_MS = Number(process.env.CONCORD_CHAOS_SECONDS ?? 70) * 1000;
 const KEEP = process.env.CONCORD_CHAOS_KEEP === '1';
 const SWARM = 'chaos';
