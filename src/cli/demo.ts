@@ -55,8 +55,9 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
     const id = orch.orchestration_id as string;
     const swarm = tools.coordinator!.swarm();
     let failover: RoleChange | undefined;
+    // Only the election the crash causes: one seen before it (a slow start) is not the failover.
     const off = swarm.onRoleChangeEvent((c) => {
-      if (c.election && !failover) failover = c;
+      if (c.election && !failover && crashedAt > 0) failover = c;
     });
     let crashedAt = 0;
     let oldLeader = '';
@@ -107,7 +108,7 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
       'Step 8: what the figures count',
       [
         '  duplicates                 completions applied more than once, counted per task at apply time (even a log entry applied twice would show): must be 0',
-        '  executions_started         runs reported to the log (applied or refused reports); a run whose agent crashed before reporting is not counted',
+        '  executions_started         a lower bound: runs whose report reached the log (applied or refused); a run whose agent crashed before reporting is not counted',
         '  executions_started - completed   re-runs: execution is at-least-once, so side effects deduplicate by Idempotency-Key (the task id)',
         '  stale_completions_refused  late reports the epoch fence refused (e.g. from an agent whose task was reassigned): expected after a crash',
         '  tasks_recovered            assigned tasks taken back from a crashed holder and reassigned',
@@ -115,7 +116,6 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
     );
     checks.push([`all ${TASKS} tasks completed`, results.completed === TASKS && results.failed === 0]);
     checks.push(['duplicates: 0 (counted at apply time)', results.duplicates === 0]);
-    checks.push(['executions_started >= completed (every completion is a reported run)', (results.executions_started as number) >= (results.completed as number)]);
 
     const history = await call('memory_retrieve', { key: 'coordination/raft/election-history' });
     out('Memory: memory retrieve --key coordination/raft/election-history', history);

@@ -61,7 +61,7 @@ function lastElection(swarm: Swarm, term: number): ElectionRecord | undefined {
 }
 
 /** healthy when a majority of voters (leader included) answered within the last election timeout. */
-export function heartbeatStatus(swarm: Swarm): 'healthy' | 'degraded' | 'no leader' {
+export function heartbeatStatus(swarm: Swarm): 'healthy' | 'degraded' | 'lost quorum' | 'no leader' {
   const leader = swarm.cluster.leader();
   if (!leader) return 'no leader';
   const st = leader.status();
@@ -73,7 +73,9 @@ export function heartbeatStatus(swarm: Swarm): 'healthy' | 'degraded' | 'no lead
     return p !== undefined && p.ticksSinceResponse <= windowTicks;
   }).length;
   const all = heard === voters.length;
-  return heard >= majority(voters.length) ? (all ? 'healthy' : 'degraded') : 'no leader';
+  // A leader that a majority has not answered lately is still the leader (it steps down at
+  // the next check-quorum): say what is measured, not "no leader".
+  return heard >= majority(voters.length) ? (all ? 'healthy' : 'degraded') : 'lost quorum';
 }
 
 export function logStatus(swarm: Swarm): Record<string, unknown> {
@@ -145,6 +147,8 @@ export async function triggerElection(swarm: Swarm, agent?: string): Promise<Rec
     swarm.expectElection('trigger-election', 3_000);
     swarm.cluster.host(candidate).campaign();
   });
+  // Nothing changed: a later election (a crash, say) must not be put down to this call.
+  if (change.event === 'no_change') swarm.clearExpectedElection();
   return { old_leader: leader?.id ?? null, candidate, ...change };
 }
 

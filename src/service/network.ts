@@ -21,7 +21,7 @@ export function networkDiagnose(swarm: Swarm): Record<string, unknown> {
         messages_sent: s?.messagesOut ?? null,
         messages_delivered: s?.messagesIn ?? null,
         dropped: s?.dropped ?? null,
-        loss_rate: s && s.messagesOut !== null && s.messagesOut > 0 ? Math.round((s.dropped / s.messagesOut) * 10000) / 10000 : null,
+        loss_rate: s && s.messagesOut !== null ? lossRate(s.messagesOut, s.dropped, swarm.cluster.mode) : null,
         rtt_ms_last: rtt ? round3(rtt.lastMs) : null,
         rtt_ms_mean: rtt ? round3(rtt.meanMs) : null,
         rtt_samples: rtt?.samples ?? 0,
@@ -62,4 +62,14 @@ export async function networkHeal(swarm: Swarm): Promise<Record<string, unknown>
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
+}
+
+/**
+ * Share of the messages meant for a link that were dropped, over the process's life. The
+ * in-process network counts a message as sent before it drops it; over TCP a blocked or full
+ * link drops it before it is sent, so there the drops are added to what was attempted.
+ */
+function lossRate(out: number, dropped: number, mode: 'embedded' | 'tcp'): number | null {
+  const attempted = mode === 'tcp' ? out + dropped : out;
+  return attempted > 0 ? Math.round((dropped / attempted) * 10000) / 10000 : null;
 }

@@ -283,6 +283,11 @@ export class Swarm {
     this.expectedCause = { cause, until: performance.now() + withinMs };
   }
 
+  /** The action expected to cause an election did not: later elections have their own cause. */
+  clearExpectedElection(): void {
+    this.expectedCause = null;
+  }
+
   onRoleChangeEvent(fn: (c: RoleChange) => void): () => void {
     this.roleListeners.push(fn);
     return () => {

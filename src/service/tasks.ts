@@ -35,11 +35,14 @@ export async function orchestrate(swarm: Swarm, o: OrchestrateInput): Promise<Re
     payload: o.payload ?? null,
     idempotency_key: o.idempotency_key ?? null,
   })) as { orchestration_id: string; deduplicated: boolean };
+  // What the log holds (a deduplicated request may differ from the one that created it),
+  // read from the replica that answered (it has applied the entry).
+  const stored = swarm.localMachine()?.machine.tasks.orchs.get(value.orchestration_id);
   return {
     orchestration_id: value.orchestration_id,
     deduplicated: value.deduplicated,
-    total_tasks: o.count ?? 1,
-    status: 'running',
+    total_tasks: stored?.count ?? o.count ?? 1,
+    status: stored?.finished_at != null ? 'finished' : 'running',
     note: 'tasks were committed to the replicated log; agents execute them in the background (task_status / task_results)',
   };
 }
