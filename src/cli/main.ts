@@ -2,7 +2,7 @@
 import { UserError } from '../service/errors.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
-import { clusterFrom, runNode } from './node-command.js';
+import { clusterFrom, runNode, runSecret } from './node-command.js';
 import type { ToolClient } from './tool-client.js';
 
 // Each command loads only what it runs: a restarted `concord node` rejoins sooner without
@@ -21,8 +21,12 @@ Usage:
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
   concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
                                one member per process over TCP (cluster mode; node --help)
+  concord secret client --secret-file FILE
+                               print the client key for the cluster secret in FILE (clients
+                               hold it: it calls tools but can never act as a member)
   concord mcp --cluster HOST:PORT,... --secret-file FILE
-                               MCP on stdio for a running cluster (also serve --cluster)
+                               MCP on stdio for a running cluster (also serve --cluster);
+                               FILE: the client key (or the cluster secret)
   concord <noun> <verb> [--flags]   the spec's commands, e.g.
     swarm init --topology mesh --consensus raft --max-agents 5
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
@@ -93,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ dataDir, keep: flags.keep === true });
     case 'node':
       return runNode(flags);
+    case 'secret':
+      return runSecret(positional, flags);
     default:
       break;
   }

@@ -2,14 +2,16 @@
 // long-lived outbound connection per peer; it sends only on its outbound connections and
 // receives on inbound ones, so a pair of members shares two connections and neither side
 // has to arbitrate which of two simultaneous dials survives. Clients (CLI, tools) use the
-// same port with identities "client:<name>" and may only send CLIENT_REQ frames: a client
-// can never inject Raft messages, so it cannot vote, append or read behind the core's back.
+// same port with identities "client:<name>", proven with the client key, and may only send
+// CLIENT_REQ frames: a client can never inject Raft messages, so it cannot vote, append or
+// read behind the core's back. Members' own request channels ("member:<id>", proven with
+// that member's key) may send requests only clients may not (forwarded proposals).
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
-import { CLIENT_PREFIX } from './auth.js';
+import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
 import { FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
@@ -19,7 +21,10 @@ import { PeerLink, type PeerAddress } from './peer-link.js';
 export type { PeerAddress } from './peer-link.js';
 export type { PeerStats, TcpLimits } from './limits.js';
 
-export type ClientRequestHandler = (req: unknown, from: string) => Promise<unknown>;
+/** Which credential a request's connection proved: the client key or a member's key. */
+export type RequestCredential = 'client' | 'member';
+
+export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential) => Promise<unknown>;
 
 export interface TcpTransportOptions {
   id: NodeId;
@@ -70,7 +75,7 @@ export class TcpTransport implements Transport {
   private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
 
   constructor(private readonly o: TcpTransportOptions) {
-    if (o.id.startsWith(CLIENT_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}"`);
+    if (o.id.startsWith(CLIENT_PREFIX) || o.id.startsWith(MEMBER_REQUEST_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}" or "${MEMBER_REQUEST_PREFIX}"`);
     this.id = o.id;
     this.limits = resolveLimits(o.limits);
     this.log = o.log ?? logger.child({ component: 'tcp-transport', id: o.id });
@@ -156,8 +161,9 @@ export class TcpTransport implements Transport {
     return s;
   }
 
-  private admit(id: string): string | null {
-    if (id.startsWith(CLIENT_PREFIX)) return null;
+  private admit(claimed: string): string | null {
+    if (claimed.startsWith(CLIENT_PREFIX)) return null;
+    const id = claimed.startsWith(MEMBER_REQUEST_PREFIX) ? claimed.slice(MEMBER_REQUEST_PREFIX.length) : claimed;
     if (id === this.id) return `${id} is this member's own id`;
     if (!this.links.has(id)) return `${id} is not a known member`;
     return null;
@@ -191,7 +197,7 @@ export class TcpTransport implements Transport {
         onReady: (c) => {
           handshaking = false;
           this.pendingHandshakes--;
-          if (c.isClient) return;
+          if (c.isClient || c.isMemberRequest) return;
           // A restarted peer's new connection supersedes its old, possibly half-open one.
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
           this.inboundByPeer.set(c.peerId!, state);
@@ -219,8 +225,9 @@ export class TcpTransport implements Transport {
 
   private onFrame(st: Inbound, type: FrameType, payload: Buffer): void {
     const c = st.conn;
-    if (c.isClient) {
-      if (type !== FrameType.CLIENT_REQ) throw new Error(`client connection sent ${frameTypeName(type)} (clients may only send requests)`);
+    if (c.isClient || c.isMemberRequest) {
+      // Thrown: the connection closes and SecureConn logs the reason at warn.
+      if (type !== FrameType.CLIENT_REQ) throw new Error(`refused ${frameTypeName(type)} frame from ${c.peerId}: ${c.isClient ? 'a client credential' : 'a request channel'} may only send requests, never Raft messages`);
       this.onClientFrame(st, payload);
       return;
     }
@@ -312,7 +319,7 @@ export class TcpTransport implements Transport {
     if (st.inflight >= this.limits.maxClientInflight) return respond({ id, ok: false, code: 'busy', error: `too many requests in flight on this connection (limit ${this.limits.maxClientInflight})` });
     st.inflight++;
     Promise.resolve()
-      .then(() => h(reqBody, c.peerId!))
+      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member'))
       .then(
         (body) => respond({ id, ok: true, body }),
         (e: unknown) => {
