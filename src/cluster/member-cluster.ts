@@ -50,7 +50,14 @@ function withSnapshotCheck(m: StateMachine): StateMachine {
       } catch {
         return 'not JSON';
       }
-      if (typeof s !== 'object' || s === null || (s as { v?: unknown }).v !== 1) return 'not a version 1 coordination snapshot';
+      if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'not a JSON object';
+      const o = s as Record<string, unknown>;
+      if (o.v !== 1) return `snapshot version ${JSON.stringify(o.v)} (1 expected)`;
+      // The long-lived fields CoordinationMachine.restore reads, by kind, so restore does not
+      // throw halfway (the machine itself is the better home for this check; see the report).
+      const isObj = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x);
+      const ok = isObj(o.config) && Array.isArray(o.agents) && isObj(o.tasks) && Array.isArray(o.memory) && Array.isArray(o.elections);
+      if (!ok) return 'not a complete coordination snapshot';
       return m.checkSnapshot?.(data) ?? null;
     },
   };

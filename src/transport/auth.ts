@@ -18,7 +18,9 @@ export const TAG_BYTES = 32;
 export const KEY_BYTES = 32;
 export const MIN_SECRET_BYTES = 32;
 /** A secret with fewer distinct byte values than this is refused as low-entropy. */
-export const MIN_DISTINCT_SECRET_BYTES = 16;
+export const MIN_DISTINCT_SECRET_BYTES = 8;
+/** Entropy estimated from byte frequencies times length (see checkSecret). */
+export const MIN_SECRET_ENTROPY_BITS = 100;
 /** Connections whose identity starts with this are clients (client key), anything else is a member. */
 export const CLIENT_PREFIX = 'client:';
 /** A member's request channel to another member (forwarded proposals, fault injection). */
@@ -62,7 +64,29 @@ function readSecretFile(file: string, what: string): Buffer {
   return raw.subarray(0, end);
 }
 
-/** Refuses short or low-entropy secrets (a repeated byte, a few distinct values). */
+/** Bits of entropy estimated from byte frequencies (a lower bound for typed or encoded text). */
+function entropyBits(b: Buffer): number {
+  const counts = new Map<number, number>();
+  for (const x of b) counts.set(x, (counts.get(x) ?? 0) + 1);
+  let perByte = 0;
+  for (const n of counts.values()) perByte -= (n / b.length) * Math.log2(n / b.length);
+  return perByte * b.length;
+}
+
+/** The shortest period (<= 64 bytes) the whole secret repeats with, or 0. */
+function repeatPeriod(b: Buffer): number {
+  for (let p = 1; p <= Math.min(64, b.length / 2); p++) {
+    let same = true;
+    for (let i = p; i < b.length && same; i++) same = b[i] === b[i - p];
+    if (same) return p;
+  }
+  return 0;
+}
+
+/**
+ * Refuses short or low-entropy secrets: 40 NUL bytes, a repeated pattern, a handful of
+ * distinct values. `openssl rand -hex 32` (64 hex digits, ~240 bits by this estimate) passes.
+ */
 export function checkSecret(secret: Buffer, where: string): void {
   const fix = `(e.g. \`openssl rand -hex 32 > ${where} && chmod 600 ${where}\`)`;
   if (secret.length < MIN_SECRET_BYTES) {
@@ -71,6 +95,12 @@ export function checkSecret(secret: Buffer, where: string): void {
   const distinct = new Set(secret).size;
   if (distinct < MIN_DISTINCT_SECRET_BYTES) {
     throw new Error(`cluster secret in ${where} has only ${distinct} distinct byte values (at least ${MIN_DISTINCT_SECRET_BYTES} required): too predictable ${fix}`);
+  }
+  const period = repeatPeriod(secret);
+  if (period > 0) throw new Error(`cluster secret in ${where} repeats a ${period}-byte pattern: too predictable ${fix}`);
+  const bits = entropyBits(secret);
+  if (bits < MIN_SECRET_ENTROPY_BITS) {
+    throw new Error(`cluster secret in ${where} carries about ${Math.floor(bits)} bits of entropy (at least ${MIN_SECRET_ENTROPY_BITS} required) ${fix}`);
   }
 }
 

@@ -95,10 +95,19 @@ describe('loadSecret', () => {
     }
     expect(loadSecret(put('mode400', GOOD, 0o400)).toString()).toBe(GOOD);
   });
-  it('refuses low-entropy content: 40 NUL bytes, a repeated byte, few distinct values', () => {
+  it('refuses low-entropy content: 40 NUL bytes, a repeated byte or pattern, few distinct values', () => {
     expect(() => loadSecret(put('nul', Buffer.alloc(40)))).toThrow(/only 1 distinct byte values/);
     expect(() => loadSecret(put('aaa', 'a'.repeat(64)))).toThrow(/only 1 distinct/);
     expect(() => loadSecret(put('abab', 'ab'.repeat(32)))).toThrow(/only 2 distinct/);
+    expect(() => loadSecret(put('pattern', 'abcdefghij'.repeat(4)))).toThrow(/repeats a 10-byte pattern/);
+    expect(() => loadSecret(put('skewed', `${'a'.repeat(40)}bcdefghij`))).toThrow(/about \d+ bits of entropy/);
+    // Real secrets pass: hex, base64 and raw random bytes (40: trailing whitespace bytes are trimmed), many draws.
+    for (let i = 0; i < 200; i++) {
+      for (const s of [randomBytes(32).toString('hex'), randomBytes(32).toString('base64'), randomBytes(40)]) {
+        const f = put('random', s);
+        expect(loadSecret(f).length).toBeGreaterThanOrEqual(32);
+      }
+    }
   });
   it('a client key file works for clients and is refused as a member secret', () => {
     const secret = loadSecret(put('cluster', GOOD));

@@ -106,7 +106,7 @@ export class RawPeer {
   }
 
   /** Full handshake as `id` proving `key` (by default the key the secret gives `id`); resolves once ACCEPT verified. */
-  static async authenticated(port: number, id: string, secret = SECRET, key = connectionKey(secret, id)): Promise<RawPeer> {
+  static async authenticated(port: number, id: string, secret: Buffer = SECRET, key: Buffer = connectionKey(secret, id)): Promise<RawPeer> {
     const p = await RawPeer.open(port);
     const nonce = newNonce();
     p.write(encodeFrame(FrameType.HELLO, Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, id, nonce: nonce.toString('hex') }))));
