@@ -160,4 +160,29 @@ describe('hostile peers against concord node', () => {
     const got = await c.callTool('memory_retrieve', { key: 'after-forgery' });
     expect(got.structuredContent).toMatchObject({ found: true, value: 42 });
   }, 90_000);
+
+  it('a raw config entry the tool would refuse commits as a recorded no-op; members restart fine', async () => {
+    const { leader } = await settled();
+    // Only a member credential may still propose raw entries (followers forward their own).
+    const other = IDS.find((id) => id !== leader)!;
+    const tc = new TcpClient({ host: '127.0.0.1', port: portOf(byId(leader)), secret, name: other, asMember: other });
+    let r: { index: number; result: unknown };
+    try {
+      const data = JSON.stringify({ op: { t: 'config', patch: { max_log_entries: 0 } }, now: Date.now() });
+      r = (await tc.request({ kind: 'propose', data }, 10_000)) as { index: number; result: unknown };
+    } finally {
+      tc.close();
+    }
+    expect(r.index).toBeGreaterThan(0);
+    expect(r.result).toMatchObject({ ok: false, code: 'invalid' });
+    expect(JSON.stringify(r.result)).toMatch(/max_log_entries=0/);
+    // Every member restarts on that log and serves.
+    for (const p of procs) await p.kill9();
+    for (const p of procs) p.start();
+    await Promise.all(procs.map((p) => p.waitListening(20_000)));
+    await settled();
+    const got = await c.callTool('memory_retrieve', { key: 'after-forgery' });
+    expect(got.structuredContent).toMatchObject({ found: true, value: 42 });
+    for (const p of procs) expect(p.unexpectedExits()).toEqual([]);
+  }, 90_000);
 });
