@@ -106,6 +106,8 @@ async function main(argv: string[]): Promise<number> {
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
+  // The CLI runs on the editor's side: it reads the file and sends the content.
+  if (inv.tool === 'consensus_replicate' && typeof inv.args.file === 'string') inv.args.content = (await import('./replicate-file.js')).readFileToReplicate(inv.args.file);
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
   const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
 import type { ClusterBackend } from '../host/cluster-backend.js';
 import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange, StateMachine } from '../host/node-host.js';
@@ -293,20 +292,6 @@ export class Swarm {
     void this.propose(op, undefined, { background: true }).catch(
       () => undefined,
     );
-  }
-
-  // ---- file replication (edit hooks) -----------------------------------------------------
-
-  static readFileForReplication(file: string, maxBytes: number): string {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(file);
-    } catch {
-      throw new UserError('not_found', `file=${JSON.stringify(file)} does not exist or is not readable`, 'file');
-    }
-    if (!st.isFile()) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is not a regular file`, 'file');
-    if (st.size > maxBytes) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is ${st.size} bytes; accepted: <= ${maxBytes} bytes`, 'file');
-    return fs.readFileSync(file, 'utf8');
   }
 }
 

@@ -211,6 +211,14 @@ describe('concord node (cluster mode)', () => {
     expect(stored.code, stored.err).toBe(0);
     const got = cli(['memory', 'retrieve', '--key', 'cli-key']);
     expect(JSON.parse(got.out)).toMatchObject({ found: true, value: { n: 3 } });
+    // The CLI reads the file (the editor's side) and sends its content; the key has one slash.
+    const edited = path.join(tmp, 'edited.md');
+    fs.writeFileSync(edited, '# edited here\n');
+    const rep = cli(['consensus', 'replicate', '--file', edited]);
+    expect(rep.code, rep.err).toBe(0);
+    const key = `files/${edited.slice(1)}`;
+    expect(JSON.parse(rep.out)).toMatchObject({ stored: true, key, bytes: 14 });
+    expect(JSON.parse(cli(['memory', 'retrieve', '--key', key]).out)).toMatchObject({ found: true, value: { file: edited, content: '# edited here\n' } });
     const spawnTry = cli(['agent', 'spawn']);
     expect(spawnTry.code).toBe(1);
     expect(spawnTry.err).toMatch(/not available in cluster mode/);
