@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { UserError } from '../service/errors.js';
+import { HTTP_ALLOW_ENV, parseAllowList } from '../service/http-policy.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
 import { clusterFrom, runNode, runSecret } from './node-command.js';
@@ -48,11 +49,14 @@ Usage:
   default ~/.concord). With a running "concord serve" on that directory, commands go to it.
   With --cluster HOST:PORT,... (or CONCORD_CLUSTER) and --secret-file (or CONCORD_SECRET_FILE),
   commands go to a running cluster's leader instead.
+  The http task executor refuses loopback, private and link-local addresses unless the host is
+  allowed: --allow-http-host HOST[:PORT],... (or CONCORD_HTTP_ALLOW) on the process running tasks.
 Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN,
-  CONCORD_CLUSTER, CONCORD_SECRET_FILE.`;
+  CONCORD_CLUSTER, CONCORD_SECRET_FILE, CONCORD_HTTP_ALLOW.`;
 
 async function main(argv: string[]): Promise<number> {
   const { positional, flags } = parseFlags(argv);
+  allowHttpHosts(flags);
   const cmd = positional[0];
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   if (cmd === undefined) {
@@ -135,6 +139,22 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     clearInterval(keepAlive);
     await tools.close();
+  }
+}
+
+/**
+ * --allow-http-host HOST[:PORT],... joins CONCORD_HTTP_ALLOW: hosts the http executor may reach
+ * even at loopback, private or link-local addresses (it refuses those otherwise). Checked now
+ * so a typo fails at start, not in every task.
+ */
+function allowHttpHosts(flags: Record<string, string | boolean>): void {
+  const v = flags.allow_http_host;
+  if (v === true) throw new UserError('invalid_argument', '--allow-http-host needs HOST[:PORT] entries, e.g. --allow-http-host 127.0.0.1:9000', 'allow_http_host');
+  if (typeof v === 'string') process.env[HTTP_ALLOW_ENV] = [process.env[HTTP_ALLOW_ENV], v].filter(Boolean).join(',');
+  try {
+    parseAllowList(process.env[HTTP_ALLOW_ENV]);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'allow_http_host');
   }
 }
 
