@@ -318,7 +318,7 @@ export class SecureConn {
     } else {
       s.destroy();
     }
-    const ctx = { remote: this.remote, peer: this.peerId, role: this.o.role, kind, reason };
+    const ctx = { remote: this.remote, peer: this.peerId, role: this.o.role, kind, reason, authenticated: this.ready };
     if (kind === 'auth' || kind === 'refused' || kind === 'protocol') this.o.log.warn(ctx, `connection closed: ${reason}`);
     else if (kind === 'timeout') this.o.log.info(ctx, `connection closed: ${reason}`);
     else this.o.log.debug(ctx, `connection closed: ${reason}`);

@@ -16,6 +16,7 @@ import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
 import { FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
 import { resolveLimits, zeroStats, type PeerStats, type TcpLimits } from './limits.js';
+import { LogLimiter } from './log-limit.js';
 import { PeerLink, type PeerAddress } from './peer-link.js';
 
 export type { PeerAddress } from './peer-link.js';
@@ -71,6 +72,10 @@ export class TcpTransport implements Transport {
   private handler: ((m: Message) => void) | null = null;
   private clientHandler: ClientRequestHandler | null = null;
   private pendingHandshakes = 0;
+  private readonly pendingBySource = new Map<string, number>();
+  /** Limits what unauthenticated sources can make us log (one line per kind per window, with a count). */
+  private readonly preAuthLog: LogLimiter;
+  private readonly connLog: TransportLog;
   private closed = false;
   private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
 
@@ -79,6 +84,17 @@ export class TcpTransport implements Transport {
     this.id = o.id;
     this.limits = resolveLimits(o.limits);
     this.log = o.log ?? logger.child({ component: 'tcp-transport', id: o.id });
+    this.preAuthLog = new LogLimiter(this.log, this.limits.logWindowMs);
+    // Closes of connections that never authenticated are summarized per kind of failure (the
+    // claimed id and numbers masked, so varying them does not defeat it); an authenticated
+    // peer's are all logged.
+    this.connLog = this.preAuthLog.wrap((obj) => {
+      const c = obj as { authenticated?: unknown; kind?: unknown; peer?: unknown; reason?: unknown };
+      if (c.authenticated === true) return null;
+      let reason = String(c.reason ?? '');
+      if (typeof c.peer === 'string' && c.peer.length > 0) reason = reason.split(c.peer).join('<id>');
+      return `conn:${String(c.kind)}:${reason.replace(/\d+/g, '#').slice(0, 200)}`;
+    });
     this.server = createServer((s) => this.accept(s));
     for (const [id, a] of Object.entries(o.peers ?? {})) this.setPeer(id, a);
   }
@@ -171,12 +187,27 @@ export class TcpTransport implements Transport {
 
   private accept(socket: Socket): void {
     if (this.closed) return void socket.destroy();
-    if (this.pendingHandshakes >= this.limits.maxPendingHandshakes) {
+    const source = socket.remoteAddress ?? '?';
+    const fromSource = this.pendingBySource.get(source) ?? 0;
+    if (this.pendingHandshakes >= this.limits.maxPendingHandshakes || fromSource >= this.limits.maxPendingHandshakesPerSource) {
       this.counters.refusedConnections++;
-      this.log.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'too many connections in handshake; refused');
+      const perSource = fromSource >= this.limits.maxPendingHandshakesPerSource;
+      this.preAuthLog.write(
+        'warn',
+        perSource ? 'refused-source' : 'refused-all',
+        { remote: `${source}:${socket.remotePort}`, pending: this.pendingHandshakes, pending_from_source: fromSource, refused_total: this.counters.refusedConnections },
+        perSource ? `too many connections in handshake from ${source} (limit ${this.limits.maxPendingHandshakesPerSource}); refused` : `too many connections in handshake (limit ${this.limits.maxPendingHandshakes}); refused`,
+      );
       return void socket.destroy();
     }
     this.pendingHandshakes++;
+    this.pendingBySource.set(source, fromSource + 1);
+    const doneHandshaking = (): void => {
+      this.pendingHandshakes--;
+      const n = (this.pendingBySource.get(source) ?? 1) - 1;
+      if (n <= 0) this.pendingBySource.delete(source);
+      else this.pendingBySource.set(source, n);
+    };
     const l = this.limits;
     let handshaking = true;
     const state: Inbound = {
@@ -193,10 +224,10 @@ export class TcpTransport implements Transport {
         maxFrameBytes: l.maxFrameBytes,
         pingIntervalMs: l.pingIntervalMs,
         deadAfterMs: l.deadAfterMs,
-        log: this.log,
+        log: this.connLog,
         onReady: (c) => {
           handshaking = false;
-          this.pendingHandshakes--;
+          doneHandshaking();
           if (c.isClient || c.isMemberRequest) return;
           // A restarted peer's new connection supersedes its old, possibly half-open one.
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
@@ -205,7 +236,7 @@ export class TcpTransport implements Transport {
         },
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
-          if (handshaking) this.pendingHandshakes--;
+          if (handshaking) doneHandshaking();
           handshaking = false;
           this.inbound.delete(state);
           if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
