@@ -10,6 +10,7 @@ import {
   swarmStatus,
   triggerElection,
   verifyQuorum,
+  VERIFY_QUORUM_TIMEOUT_MS,
 } from '../src/service/consensus.js';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { UserError } from '../src/service/errors.js';
@@ -25,7 +26,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     {
       title: 'Configure Raft parameters',
       description:
-        'Change timing and limits. Goes through the replicated log and takes effect live on every member. quorum_size must be the strict majority (3 of 5): anything else is refused (split brain). max_log_entries bounds the uncommitted backlog: beyond it proposals fail with "backlog full".',
+        'Change timing and limits. Goes through the replicated log and takes effect live on every member. quorum_size must be the strict majority (3 of 5): anything else is refused (split brain). max_log_entries bounds the uncommitted backlog in entries (and a fixed 64 MiB bounds it in bytes): beyond either, proposals fail with "backlog full".',
       inputSchema: input({
         swarm: swarmArg,
         election_timeout_min: z.number().int().optional().describe('ms, 10..60000 (default 150)'),
@@ -88,7 +89,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_log_status',
     {
       title: 'Log replication status',
-      description: "Leader's view of replication: per follower match_index, next_index and replication_lag_ms (age of the oldest entry it lacks; 0 when caught up), plus committed_entries and uncommitted_entries.",
+      description: "Leader's view of replication: per follower match_index, next_index and replication_lag_ms (age of the oldest entry it lacks; 0 when caught up), plus committed_entries, uncommitted_entries and uncommitted_bytes.",
       inputSchema: input({ swarm: swarmArg }),
       outputSchema: output({ leader: z.string().nullable(), followers: z.array(z.record(z.string(), z.unknown())), committed_entries: z.number().nullable(), uncommitted_entries: z.number().nullable() }),
       annotations: READ,
@@ -128,12 +129,16 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_verify_quorum',
     {
       title: 'Verify quorum',
-      description: 'Which voters are running and reachable from the leader, the majority needed, and whether the swarm has it.',
-      inputSchema: input({ swarm: swarmArg }),
-      outputSchema: output({ voters: z.array(z.string()), quorum_size: z.number(), reachable: z.array(z.string()), has_quorum: z.boolean() }),
+      description:
+        'Runs one real ReadIndex round from the leader (a heartbeat with a read context through the Raft core) and reports which voters answered it within timeout_ms, the measured round trip of each (rtt_ms, leader clock; null = did not answer), and whether a quorum confirmed the round (has_quorum).',
+      inputSchema: input({
+        swarm: swarmArg,
+        timeout_ms: z.number().int().min(10).max(30_000).optional().describe(`ms a voter has to answer the round, 10..30000 (default ${VERIFY_QUORUM_TIMEOUT_MS})`),
+      }),
+      outputSchema: output({ voters: z.array(z.string()), quorum_size: z.number(), reachable: z.array(z.string()), has_quorum: z.boolean(), responses: z.array(z.record(z.string(), z.unknown())) }),
       annotations: READ,
     },
-    (a) => run(() => verifyQuorum(coord.swarm(a.swarm))),
+    (a) => run(() => verifyQuorum(coord.swarm(a.swarm), a.timeout_ms)),
   );
 
   server.registerTool(

@@ -15,7 +15,7 @@ export function registerMemoryTools(server: McpServer, coord: Coordinator): void
       description: 'Write a JSON value under a key through the Raft log; durable on a majority before it returns. Optional ttl_s (expiry decided through the log) and if_version (compare-and-set; 0 = must not exist).',
       inputSchema: input({
         swarm: swarmArg,
-        key: z.string().min(1).max(512).describe('Key, e.g. "coordination/raft/election-history" (<= 512 bytes)'),
+        key: z.string().min(1).max(512).describe('Key, e.g. "coordination/raft/commit-index" (<= 512 bytes). System keys (read-only): coordination/raft/election-history, coordination/raft/log-state'),
         value: z
           .unknown()
           // z.unknown() alone accepts a missing field: a write without a value is a mistake.

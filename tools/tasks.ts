@@ -13,7 +13,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     {
       title: 'Orchestrate tasks',
       description:
-        'Create `count` tasks through the replicated log and return an orchestration id at once; agents execute them in the background with exactly-once completion (epoch-fenced). wait=true blocks until done, sending progress notifications when the client gave a progress token; cancelling the request stops the wait (tasks keep running).',
+        'Create `count` tasks through the replicated log and return an orchestration id at once; agents execute them in the background. The completion of each task is committed exactly once (epoch-fenced); execution is at least once (a task may run again after a crash, partition or lease expiry), so side effects must deduplicate by the idempotency key of the task. wait=true blocks until done, sending progress notifications when the client gave a progress token; cancelling the request stops the wait (tasks keep running).',
       inputSchema: input({
         swarm: swarmArg,
         task: z.string().min(1).max(4096).describe('What the tasks do, e.g. "Process API requests"'),
@@ -28,7 +28,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
             http: z
               .object({ method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']), url: z.string().url(), body: z.string().max(65_536).optional() })
               .optional()
-              .describe('For http: request sent with Idempotency-Key: <task id>:<epoch>'),
+              .describe('For http: request sent with Idempotency-Key: <task id> (the same on every run of the task) and Concord-Epoch: <epoch> (the assignment, a fencing token)'),
           })
           .optional()
           .describe('How agents execute each task (default noop)'),
@@ -81,13 +81,23 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     {
       title: 'Task results summary',
       description:
-        'Exactly-once summary counted from replicated state: total_tasks, completed, failed, duplicates (completions applied twice: must be 0), rejected_duplicate_attempts (late/fenced completions refused), tasks_recovered, leader_failures, elections, execution_guarantee.',
+        'Summary counted from replicated state at apply time: total_tasks, completed, failed; duplicates = sum over tasks of (completions applied - 1), counted even if the log were applied twice, must be 0; executions_started = runs of tasks reported to the log (every completion or failure report, applied or refused, with the runs it covers; a run whose worker died before reporting is not counted), so executions_started - completed shows re-execution (at-least-once); stale_completions_refused = reports refused by the epoch fence (a late worker after a reassignment, a repeated task_complete: expected after crashes, not an error); tasks_recovered = assigned tasks taken back and reassigned (dead holder, expired lease, new leader); leader_failures, elections; execution_guarantee states the contract.',
       inputSchema: input({
         swarm: swarmArg,
         orchestration_id: z.string().optional().describe('One orchestration; default all tasks of the swarm'),
         include_tasks: z.number().int().min(0).max(1000).optional().describe('Also return the first N task records (with results) of the orchestration'),
       }),
-      outputSchema: output({ total_tasks: z.number(), completed: z.number(), failed: z.number(), duplicates: z.number(), leader_failures: z.number(), elections: z.number(), execution_guarantee: z.string() }),
+      outputSchema: output({
+        total_tasks: z.number(),
+        completed: z.number(),
+        failed: z.number(),
+        duplicates: z.number(),
+        executions_started: z.number(),
+        stale_completions_refused: z.number(),
+        leader_failures: z.number(),
+        elections: z.number(),
+        execution_guarantee: z.string(),
+      }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     (a) => run(() => taskResults(coord.swarm(a.swarm), a.orchestration_id, a.include_tasks ?? 0)),
@@ -97,7 +107,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     'task_claim',
     {
       title: 'Claim tasks (external agent)',
-      description: 'For AI agents outside the swarm: claim up to `count` tasks of orchestrations with executor "external". Each claim carries an epoch (fencing token) and a lease; pass the epoch to task_complete.',
+      description: 'For AI agents outside the swarm: claim up to `count` tasks of orchestrations with executor "external". Each claim carries an epoch (fencing token), a lease and the idempotency_key to give side effects (the same if the task is claimed again); pass the epoch to task_complete.',
       inputSchema: input({
         swarm: swarmArg,
         agent_id: z.string().min(1).max(128).describe('Your agent id'),
@@ -115,7 +125,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
     'task_complete',
     {
       title: 'Complete a claimed task',
-      description: 'Report a result for a claimed task. Applied only if the epoch is still current and the task is yours; otherwise rejected and counted as a duplicate attempt (never applied twice).',
+      description: 'Report a result for a claimed task (one run: counted in executions_started). Applied only if the epoch is still current and the task is yours; otherwise refused and counted in stale_completions_refused (a result is never committed twice).',
       inputSchema: input({
         swarm: swarmArg,
         task_id: z.string().min(1).describe('Task id from task_claim'),

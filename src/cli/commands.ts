@@ -97,7 +97,7 @@ export function toInvocation(noun: string, verb: string, f: Flags): ToolInvocati
     case 'consensus trigger-election':
       return { tool: 'consensus_trigger_election', args: clean({ swarm, agent: str(f, 'agent') }) };
     case 'consensus verify-quorum':
-      return { tool: 'consensus_verify_quorum', args: clean({ swarm }) };
+      return { tool: 'consensus_verify_quorum', args: clean({ swarm, timeout_ms: int(f, 'timeout_ms') }) };
     case 'consensus election-history':
       return { tool: 'consensus_election_history', args: clean({ swarm, limit: int(f, 'limit') }) };
     case 'consensus replicate':

@@ -23,9 +23,16 @@ export interface ToolClient {
   readonly coordinator?: Coordinator;
 }
 
+/**
+ * Idle timeout of a one-shot CLI run's client session (a command, a hook): it ends with the
+ * process, so its session need not outlive a call's retries by much. Long-lived clients
+ * (`concord mcp`, `concord serve`) keep the cluster's default (1 hour).
+ */
+export const ONE_SHOT_SESSION_TIMEOUT_MS = 15 * 60_000;
+
 /** Tools of a running cluster, executed on its leader (with retries on leader change). */
 export function connectCluster(opts: ClusterClientOptions): ToolClient {
-  const c = new ClusterClient(opts);
+  const c = new ClusterClient({ sessionTimeoutMs: ONE_SHOT_SESSION_TIMEOUT_MS, ...opts });
   return {
     where: `cluster ${c.members.join(',')}`,
     async call(name, args) {
@@ -56,7 +63,7 @@ export async function connectTools(dataDir?: string, server?: string): Promise<T
     await client.connect(transport);
     return wrap(client, `concord serve at ${url}`);
   }
-  const coord = new Coordinator({ dataDir: dir });
+  const coord = new Coordinator({ dataDir: dir, sessionTimeoutMs: ONE_SHOT_SESSION_TIMEOUT_MS });
   const [a, b] = InMemoryTransport.createLinkedPair();
   const srv = createServer(coord);
   await srv.connect(a);

@@ -1,6 +1,7 @@
 // Client of a running cluster (`concord node` processes): finds the leader, follows
 // redirects, and retries a call on leader change or a lost answer under the same client
-// session (id, seq), so the replicated session table applies it at most once.
+// session (id, seq), so the replicated session table applies it at most once. The session is
+// registered once (a log entry) and reused by every call of this client.
 
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -18,6 +19,13 @@ export interface ClusterClientOptions {
   name?: string;
   /** Default bound for a call, including the search for a leader (ms). */
   timeoutMs?: number;
+  /**
+   * Idle timeout of this client's session (ms; the cluster clamps it, default 1 hour). One-shot
+   * clients (a CLI run, a hook) ask for less, so their sessions do not linger and crowd out
+   * long-lived ones. A call retried after its session expired is not re-sent: it is answered
+   * session_expired with its outcome unknown.
+   */
+  sessionTimeoutMs?: number;
 }
 
 /** No member led within the deadline: a majority is down or cut off. */
@@ -62,10 +70,15 @@ export class ClusterClient {
   private readonly outstanding = new Set<number>();
   private readonly timeoutMs: number;
   private closed = false;
+  /** The registered session's id (from the cluster), once registered. */
+  private sessionId: string | null = null;
+  private registering: Promise<string> | null = null;
+  /** Sessions this client registered (the first included). */
+  sessionsRegistered = 0;
 
   constructor(private readonly o: ClusterClientOptions) {
     this.members = parseMembers(o.members);
-    this.clientId = `${o.name ?? 'client'}-${randomUUID()}`;
+    this.clientId = `${o.name ?? 'client'}-${randomUUID()}`; // a label in logs
     this.timeoutMs = o.timeoutMs ?? 15_000;
   }
 
@@ -74,25 +87,74 @@ export class ClusterClient {
     return this.leader;
   }
 
-  /** Call an MCP tool on the leader, exactly once even across leader changes. */
+  /** The registered session, if any (tests and diagnostics). */
+  get session(): string | null {
+    return this.sessionId;
+  }
+
+  /**
+   * Call an MCP tool on the leader, exactly once even across leader changes. If the cluster no
+   * longer knows this client's session (idle past its timeout, or evicted), a call that no
+   * member may have run is re-sent under a new session; one that may have run is not (that
+   * could apply it twice): it is answered `session_expired`, outcome unknown.
+   */
   async callTool(name: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number } = {}): Promise<CallToolResult> {
-    const seq = ++this.seq;
-    this.outstanding.add(seq);
-    try {
-      // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
-      const ack = this.outstanding.values().next().value as number;
-      const body = { kind: 'tool', name, arguments: args, session: { client: this.clientId, seq, ack } };
-      // A call that waits for work (wait: true) legitimately answers late.
-      const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
-      const r = (await this.onLeader(body, opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs), answerMs)) as { result: CallToolResult };
-      return r.result;
-    } finally {
-      this.outstanding.delete(seq);
+    // A call that waits for work (wait: true) legitimately answers late.
+    const totalMs = opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs);
+    const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
+    const deadline = performance.now() + totalMs;
+    for (;;) {
+      const sid = this.sessionId;
+      if (sid === null) {
+        // No session yet: read-only calls never need one (no log entry for a hook that only
+        // reads); a call that writes is refused at its first proposal and sent again below.
+        try {
+          const body = { kind: 'tool', name, arguments: args, session_on_write: true };
+          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline)) as { result: CallToolResult }).result;
+        } catch (e) {
+          if (!(e instanceof RemoteError && (e.code === 'session_required' || e.code === 'session_expired'))) throw e;
+          await this.ensureSession(totalMs, deadline);
+          continue;
+        }
+      }
+      const seq = ++this.seq;
+      this.outstanding.add(seq);
+      const attempt = { uncertain: false };
+      try {
+        // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
+        const ack = this.outstanding.values().next().value as number;
+        const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack } };
+        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline)) as { result: CallToolResult }).result;
+      } catch (e) {
+        if (!(e instanceof RemoteError && e.code === 'session_expired')) throw e;
+        if (this.sessionId === sid) this.sessionId = null;
+        if (attempt.uncertain) return sessionExpiredResult(sid, name, seq);
+        // No member ran it before this refusal: register again and send it as a new call.
+        await this.ensureSession(totalMs, deadline);
+      } finally {
+        this.outstanding.delete(seq);
+      }
     }
   }
 
+  /** Register this client's session once; concurrent first calls share the registration. */
+  private ensureSession(timeoutMs: number, deadline: number): Promise<string> {
+    if (this.sessionId) return Promise.resolve(this.sessionId);
+    const body = { kind: 'session', ...(this.o.sessionTimeoutMs !== undefined ? { timeout_ms: this.o.sessionTimeoutMs } : {}) };
+    this.registering ??= this.onLeader(body, timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false }, deadline)
+      .then((r) => {
+        this.sessionsRegistered++;
+        this.sessionId = (r as { result: { session: string } }).result.session;
+        return this.sessionId;
+      })
+      .finally(() => {
+        this.registering = null;
+      });
+    return this.registering;
+  }
+
   async readResource(uri: string): Promise<unknown> {
-    return ((await this.onLeader({ kind: 'resources/read', uri }, this.timeoutMs, ANSWER_TIMEOUT_MS)) as { result: unknown }).result;
+    return ((await this.onLeader({ kind: 'resources/read', uri }, this.timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false })) as { result: unknown }).result;
   }
 
   /** Lists are the same on every member: the first that answers. */
@@ -154,9 +216,12 @@ export class ClusterClient {
     if (this.leader === member) this.leader = null;
   }
 
-  /** Send to the leader, following redirects and retrying elsewhere until the deadline. */
-  private async onLeader(body: object, timeoutMs: number, answerMs: number): Promise<unknown> {
-    const deadline = performance.now() + timeoutMs;
+  /**
+   * Send to the leader, following redirects and retrying elsewhere until the deadline.
+   * `attempt.uncertain` becomes true once a member may have run the request without our
+   * learning the outcome (a lost answer, a leader that lost its leadership mid-call).
+   */
+  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
     while (!this.closed) {
@@ -178,6 +243,7 @@ export class ClusterClient {
         }
         last = `${target}: ${text}`;
         this.leader = null;
+        attempt.uncertain = true;
       } catch (e) {
         if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
         if (e instanceof RemoteError && e.code === 'not_leader') {
@@ -194,6 +260,7 @@ export class ClusterClient {
           // Only a refused or lost connection marks the member down: a slow answer may be a
           // member holding the request for an election in progress.
           last = `${target}: ${(e as Error).message}`;
+          attempt.uncertain = true;
           if (e instanceof ConnectionError && e.timedOut) this.leader = this.leader === target ? null : this.leader;
           else this.markDown(target);
         }
@@ -208,6 +275,15 @@ export class ClusterClient {
       `unavailable: no leader answered within ${timeoutMs} ms from ${this.members.join(',')} (a majority of members must be up and connected); last: ${last}`,
     );
   }
+}
+
+/** The answer to a call whose session expired after an attempt with an unknown outcome. */
+function sessionExpiredResult(session: string, tool: string, seq: number): CallToolResult {
+  const text =
+    `session_expired: session=${session} expired (idle past its timeout, or evicted) while call ${seq} (${tool}) was unanswered: ` +
+    'it may or may not have been applied, so it was not sent again (that could apply it twice). ' +
+    'Check its effect (memory_retrieve the key, task_status; orchestrate with an idempotency_key is safe to repeat) and retry if it is missing; the next call registers a new session';
+  return { content: [{ type: 'text', text }], isError: true };
 }
 
 function authError(member: string, e: Error): Error {

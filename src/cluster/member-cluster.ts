@@ -161,6 +161,11 @@ export class MemberCluster implements ClusterBackend {
     this.hosts.get(id)?.stop(`${id} stopped`);
   }
 
+  /** Static membership: a member process leaves by being stopped; its file is the operator's. */
+  remove(id: NodeId): void {
+    this.crash(id);
+  }
+
   host(id: NodeId): NodeHost {
     const h = this.hosts.get(id);
     if (!h) throw new Error(`member ${id} runs in another process`);

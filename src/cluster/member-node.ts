@@ -11,12 +11,15 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { createServer } from '../server/create-server.js';
-import { callSession } from '../service/call-session.js';
+import { stampForwarded } from '../machine/types.js';
+import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { UserError } from '../service/errors.js';
+import { openMemberStorage } from '../service/member-storage.js';
+import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
-import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import type { Durability } from '../storage/sqlite-storage.js';
 import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
@@ -33,6 +36,16 @@ export interface MemberNodeOptions {
   dataDir?: string;
   secret: Buffer;
   durability?: Durability;
+}
+
+/** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
+export class SessionRefusedError extends Error {
+  constructor(
+    readonly code: 'session_required' | 'session_expired',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Thrown to a client that asked the wrong member; carries where to go. */
@@ -75,6 +88,10 @@ export class MemberNode {
   static async start(o: MemberNodeOptions): Promise<MemberNode> {
     if (!o.peers[o.id]) throw new Error(`--peers must list this member's own address (${o.id}=HOST:PORT)`);
     const dataDir = resolveDataDir(o.dataDir);
+    // A member that ran here before has a registry entry: it must find its own file again.
+    const swarmDir = path.join(dataDir, 'swarms', o.swarm);
+    const prior = fs.existsSync(SwarmRegistry.file(swarmDir)) ? SwarmRegistry.load(swarmDir).data.members[o.id] : undefined;
+    let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
     const coord = new Coordinator({
       dataDir,
@@ -83,14 +100,16 @@ export class MemberNode {
         swarm: o.swarm,
         members: Object.keys(o.peers).sort(),
         backend: (machineFor) => {
-          const file = path.join(dataDir, 'swarms', o.swarm, `${o.id}.db`);
+          const file = path.join(swarmDir, `${o.id}.db`);
           fs.mkdirSync(path.dirname(file), { recursive: true });
+          const opened = openMemberStorage(file, o.id, { incarnation: prior?.incarnation, fresh: prior === undefined, durability: o.durability ?? 'full' });
+          incarnation = opened.incarnation;
           cluster = new MemberCluster({
             id: o.id,
             peers: o.peers,
             listen: o.listen,
             secret: o.secret,
-            storage: SqliteStorage.open(file, { durability: o.durability ?? 'full', fsync: 'threadpool' }),
+            storage: opened.storage,
             machineFor,
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
@@ -110,6 +129,11 @@ export class MemberNode {
       },
     });
     const c = cluster!;
+    const self = coord.swarm(o.swarm).data.members[o.id];
+    if (self && incarnation && self.incarnation !== incarnation) {
+      self.incarnation = incarnation;
+      coord.swarm(o.swarm).registry.save();
+    }
     try {
       await c.listen();
     } catch (e) {
@@ -181,7 +205,10 @@ export class MemberNode {
         return this.status();
       case 'tool':
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.runTool(req.name, req.arguments, req.session) };
+        return { result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true) };
+      case 'session':
+        await this.ensureLeader(req.hold_ms);
+        return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
         return (this.toolList ??= this.mcp.listTools());
@@ -200,16 +227,24 @@ export class MemberNode {
           throw Object.assign(new Error('raw proposals are accepted only from members; clients call tools'), { code: 'forbidden' });
         }
         await this.ensureLeader(req.hold_ms);
-        return this.cluster.leader()!.propose(req.data, 2_000);
+        // Stamped with this leader's clock: the sender's clock must not move log time.
+        return this.cluster.leader()!.propose(stampForwarded(req.data, Date.now()), 2_000);
       }
       case 'admin':
         return this.admin(req, from);
     }
   }
 
-  private runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined): Promise<unknown> {
+  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
     const call = () => this.tools.call(name, args);
-    return session ? callSession.run({ ...session, next: 0 }, call) : call();
+    if (!session && !onWrite) return call();
+    const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
+    const result = await callSession.run(cs, call);
+    // Refusals before the call changed anything (its first proposal was not made, or was
+    // refused): protocol errors, so the client registers a session and decides on re-sending.
+    if (cs.needsSession) throw new SessionRefusedError('session_required', `call ${name} writes: register a client session first (nothing was applied)`);
+    if (cs.expired) throw new SessionRefusedError('session_expired', `client session ${session!.client} is unknown or expired; call ${session!.seq} was not applied on this attempt`);
+    return result;
   }
 
   /**

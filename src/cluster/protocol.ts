@@ -19,9 +19,13 @@ const request = z.discriminatedUnion('kind', [
     name: z.string().min(1).max(200),
     arguments: z.record(z.string(), z.unknown()).default({}),
     session: session.optional(),
+    /** No session yet: run the call, but refuse it (session_required) at its first proposal. */
+    session_on_write: z.boolean().optional(),
     /** How long the caller lets a member wait for an election in progress (ms). */
     hold_ms: holdMs,
   }),
+  /** Register a client session (a log entry); tool calls then carry its id. */
+  z.object({ kind: z.literal('session'), timeout_ms: z.number().int().positive().max(86_400_000).optional(), hold_ms: holdMs }),
   z.object({ kind: z.literal('tools/list') }),
   z.object({ kind: z.literal('resources/list') }),
   z.object({ kind: z.literal('resources/templates/list') }),

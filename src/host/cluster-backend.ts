@@ -42,6 +42,8 @@ export interface ClusterBackend {
   canRun(id: NodeId): boolean;
   start(id: NodeId, conf: ConfState): NodeHost;
   crash(id: NodeId): void;
+  /** The member left the group for good: stop it and forget its storage and machine. */
+  remove(id: NodeId): void;
   host(id: NodeId): NodeHost;
   /** A member in this process that leads. */
   leader(): NodeHost | undefined;

@@ -110,6 +110,21 @@ export class LocalCluster implements ClusterBackend {
     this.hosts.get(id)?.stop(`${id} crashed`);
   }
 
+  /**
+   * The member left the group for good: stop it, close its storage and forget it. A later
+   * member of the same name is a new member and must start from its own new storage; reusing
+   * this (still open) one would give it the old member's term, vote and log.
+   */
+  remove(id: NodeId): void {
+    this.hosts.get(id)?.stop(`${id} removed`);
+    this.storages.get(id)?.close();
+    this.storages.delete(id);
+    this.hosts.delete(id);
+    this.machines.delete(id);
+    this.startConfs.delete(id);
+    this.seeds.delete(id);
+  }
+
   restart(id: NodeId): NodeHost {
     this.crash(id);
     // A joiner restarts as a joiner: its storage, not the bootstrap list, says what it is.

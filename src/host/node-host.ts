@@ -16,6 +16,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
 import { refusePeerMessage } from './peer-input.js';
+import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
 
 /** The deterministic application the log drives. */
@@ -77,7 +78,11 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  /** The storage's own counters: since it was opened, which may span several lives of the
+   * member (an embedded restart reuses the storage object). */
   storage: StorageStats;
+  /** The storage's counters since this life of the member started (start()). */
+  storageThisLife: { bytesWritten: number; syncs: number; syncMsTotal: number };
 }
 
 interface PendingProposal {
@@ -93,6 +98,20 @@ interface PendingRead {
   timer: TimerHandle;
   /** Known once the ReadState arrives; then we wait for applied >= index. */
   index: number | null;
+}
+
+interface PendingProbe {
+  startedAt: number;
+  term: number;
+  voters: NodeId[];
+  timeoutMs: number;
+  /** Voter -> measured round trip (ms) of the heartbeat it answered. */
+  answered: Map<NodeId, number>;
+  /** When the core released the round's ReadState: a quorum acknowledged this leader. */
+  confirmedAt: number | null;
+  timer: TimerHandle | null;
+  resolve: (r: QuorumProbeResult) => void;
+  reject: (e: Error) => void;
 }
 
 export class RequestTimeoutError extends Error {
@@ -148,8 +167,16 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
-  /** Heartbeat send times and measured round trips per peer (network diagnose). */
-  private heartbeatSentAt = new Map<NodeId, number>();
+  /** Storage counters when this life started: metrics report this life's share. */
+  private storageAtStart = { bytesWritten: 0, syncs: 0, syncMsTotal: 0 };
+  /**
+   * Heartbeats sent to each peer not yet answered, oldest first: an answer echoes its
+   * heartbeat's sequence number (and term), so a round trip longer than the heartbeat
+   * interval is measured against the heartbeat it answers, not the latest one sent.
+   */
+  private heartbeatSentAt = new Map<NodeId, Array<{ seq: number; term: number; at: number }>>();
+  /** Quorum probes (consensus_verify_quorum) in flight, by read context. */
+  private probes = new Map<string, PendingProbe>();
   private rtts = new Map<NodeId, { lastMs: number; samples: number; sumMs: number; maxMs: number }>();
   /** (last index, time) of each batch this node appended as leader, for replication lag. */
   private appendTimes: Array<{ index: number; at: number }> = [];
@@ -171,6 +198,8 @@ export class NodeHost {
   /** Load durable state, rebuild the state machine and start ticking. */
   start(): void {
     if (this.running) return;
+    const atStart = this.opts.storage.stats();
+    this.storageAtStart = { bytesWritten: atStart.bytesWritten, syncs: atStart.syncs, syncMsTotal: atStart.syncMsTotal };
     const state = this.opts.storage.load(this.opts.initialConf);
     if (state.snapshot) this.opts.machine.restore(state.snapshotData ?? '');
     this.raft = new Raft(this.raftConfig, state);
@@ -252,6 +281,42 @@ export class NodeHost {
     this.scheduleProcess();
   }
 
+  /**
+   * Run one ReadIndex round from this leader: a heartbeat carrying a fresh read context goes
+   * to every member, and each voter that answers within timeoutMs is recorded with the round
+   * trip of the heartbeat it answered (host clock). Resolves once every voter answered and
+   * the core confirmed the round, or at the timeout with whoever answered by then.
+   */
+  probeQuorum(timeoutMs: number): Promise<QuorumProbeResult> {
+    this.assertRunning();
+    if (this.raft.role !== 'leader') throw new ProposalError('not_leader', `${this.id} is not the leader`, this.raft.lead);
+    const context = `${this.id}:${this.readNonce}:probe:${++this.readSeq}`;
+    return new Promise<QuorumProbeResult>((resolve, reject) => {
+      const p: PendingProbe = {
+        startedAt: this.opts.clock.now(),
+        term: this.raft.term,
+        voters: this.raft.confState().voters,
+        timeoutMs,
+        answered: new Map([[this.id, 0]]),
+        confirmedAt: null,
+        timer: null,
+        resolve,
+        reject,
+      };
+      this.probes.set(context, p);
+      p.timer = this.opts.clock.setTimeout(() => this.finishProbe(context), timeoutMs);
+      try {
+        this.raft.readIndex(context);
+      } catch (e) {
+        this.opts.clock.clearTimeout(p.timer);
+        this.probes.delete(context);
+        reject(e as Error);
+        return;
+      }
+      this.scheduleProcess();
+    });
+  }
+
   /** Start an election now (the trigger-election command). */
   campaign(): void {
     this.assertRunning();
@@ -266,6 +331,8 @@ export class NodeHost {
   }
 
   metrics(): HostMetrics {
+    const storage = this.opts.storage.stats();
+    const base = this.storageAtStart;
     return {
       id: this.id,
       messagesIn: this.messagesIn,
@@ -275,7 +342,12 @@ export class NodeHost {
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
-      storage: this.opts.storage.stats(),
+      storage,
+      storageThisLife: {
+        bytesWritten: storage.bytesWritten - base.bytesWritten,
+        syncs: storage.syncs - base.syncs,
+        syncMsTotal: storage.syncMsTotal - base.syncMsTotal,
+      },
     };
   }
 
@@ -342,7 +414,7 @@ export class NodeHost {
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
-    if (m.type === 'MsgHeartbeatResp') this.recordRtt(m.from);
+    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
@@ -356,6 +428,7 @@ export class NodeHost {
       // Input the checks above did not foresee: refuse it rather than let a peer crash us.
       return this.refuse(m, (e as Error).message);
     }
+    if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
       // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
       this.noteCampaignStart(true);
@@ -452,7 +525,13 @@ export class NodeHost {
 
   private sendMessage(m: Message): void {
     this.messagesOut++;
-    if (m.type === 'MsgHeartbeat') this.heartbeatSentAt.set(m.to, this.opts.clock.now());
+    if (m.type === 'MsgHeartbeat') {
+      const sent = this.heartbeatSentAt.get(m.to) ?? [];
+      sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
+      // An unanswered peer (down, partitioned) must not grow this without bound.
+      if (sent.length > 64) sent.shift();
+      this.heartbeatSentAt.set(m.to, sent);
+    }
     this.opts.transport.send(m);
   }
 
@@ -522,6 +601,11 @@ export class NodeHost {
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;
+      const p = this.probes.get(rs.context);
+      if (p) {
+        p.confirmedAt = this.opts.clock.now();
+        this.maybeFinishProbe(rs.context, p);
+      }
     }
     // Already announced when this node won its election (receive): announce only changes.
     if (rd.softState && (rd.softState.role !== this.role || rd.softState.leader !== this.leader)) {
@@ -586,6 +670,7 @@ export class NodeHost {
     if (role === 'leader' && this.role !== 'leader') {
       this.appendTimes = [];
       this.rtts.clear();
+      this.heartbeatSentAt.clear();
       const startedAt = this.campaignStartedAt ?? change.at;
       change.election = {
         votedBy: this.raft.status().votedBy,
@@ -604,6 +689,11 @@ export class NodeHost {
           this.opts.clock.clearTimeout(r.timer);
           r.reject(new ProposalError('not_leader', `${this.id} lost leadership before confirming the read; retry`, leader));
         }
+      }
+      for (const [ctx, p] of this.probes) {
+        this.probes.delete(ctx);
+        if (p.timer) this.opts.clock.clearTimeout(p.timer);
+        p.reject(new ProposalError('not_leader', `${this.id} lost leadership during the quorum round; retry`, leader));
       }
     }
     this.role = role;
@@ -633,17 +723,54 @@ export class NodeHost {
     this.appliedBytesSinceSnapshot = 0;
   }
 
-  private recordRtt(from: NodeId): void {
-    const sent = this.heartbeatSentAt.get(from);
-    if (sent === undefined) return;
-    this.heartbeatSentAt.delete(from);
-    const ms = this.opts.clock.now() - sent;
+  /** Round trip of the heartbeat `m` answers (matched by sequence and term), or null. */
+  private recordRtt(m: Message): number | null {
+    const sent = this.heartbeatSentAt.get(m.from);
+    const i = sent ? sent.findIndex((h) => h.seq === m.index && h.term === m.term) : -1;
+    if (!sent || i < 0) return null;
+    const ms = this.opts.clock.now() - sent[i]!.at;
+    // Older unanswered heartbeats were lost or overtaken: drop them with this one.
+    sent.splice(0, i + 1);
+    const from = m.from;
     const r = this.rtts.get(from) ?? { lastMs: 0, samples: 0, sumMs: 0, maxMs: 0 };
     r.lastMs = ms;
     r.samples++;
     r.sumMs += ms;
     r.maxMs = Math.max(r.maxMs, ms);
     this.rtts.set(from, r);
+    return ms;
+  }
+
+  /** Credit the voters that just answered a probe's heartbeat with their round trip. */
+  private noteReadAcks(rttMs: number | null): void {
+    for (const ack of this.raft.takeReadAcks()) {
+      const p = this.probes.get(ack.context);
+      if (!p || !p.voters.includes(ack.from) || p.answered.has(ack.from)) continue;
+      // No matching send record (pruned): count from the probe's start, an upper bound.
+      p.answered.set(ack.from, rttMs ?? this.opts.clock.now() - p.startedAt);
+      this.maybeFinishProbe(ack.context, p);
+    }
+  }
+
+  private maybeFinishProbe(context: string, p: PendingProbe): void {
+    if (p.confirmedAt !== null && p.voters.every((v) => p.answered.has(v))) this.finishProbe(context);
+  }
+
+  private finishProbe(context: string): void {
+    const p = this.probes.get(context);
+    if (!p) return;
+    this.probes.delete(context);
+    if (p.timer) this.opts.clock.clearTimeout(p.timer);
+    p.resolve({
+      leader: this.id,
+      term: p.term,
+      voters: p.voters,
+      answered: new Map(p.answered),
+      quorumConfirmed: p.confirmedAt !== null,
+      confirmMs: p.confirmedAt === null ? null : p.confirmedAt - p.startedAt,
+      timeoutMs: p.timeoutMs,
+      elapsedMs: this.opts.clock.now() - p.startedAt,
+    });
   }
 
   /** Measured heartbeat round trips to each peer since this node started leading. */
@@ -682,5 +809,10 @@ export class NodeHost {
       r.reject(err);
     }
     this.reads.clear();
+    for (const p of this.probes.values()) {
+      if (p.timer) this.opts.clock.clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.probes.clear();
   }
 }

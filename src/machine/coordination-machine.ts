@@ -1,13 +1,14 @@
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
-import { MemoryStore } from './memory-store.js';
 import { configProblem } from './config-bounds.js';
+import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
   type AgentRecord,
   type Command,
   type ElectionRecord,
+  type ForwardedCommand,
   type Op,
   type SwarmConfig,
 } from './types.js';
@@ -18,18 +19,32 @@ export type OpResult = { ok: true; value?: unknown } | { ok: false; code: string
  * One client's session: every seq below `floor` is finished for the client (it said so with
  * `ack`), and `results` holds the outcome of each applied seq at or above it. A retry of any
  * of those is answered from here and never applied again, even if retries arrive out of order.
+ * `last_active` is the log time of its last command; idle longer than `timeout_ms`, it expires.
  */
 interface Session {
   floor: number;
   results: Map<number, OpResult>;
+  last_active: number;
+  timeout_ms: number;
 }
 
 /** Outcomes kept per client above its floor; a client has at most this many in flight. */
 const MAX_SESSION_RESULTS = 16_384;
 
-/** Sessions kept per replica; the least recently active are evicted first (deterministic). */
-const MAX_SESSIONS = 4096;
-const ELECTION_HISTORY_KEY = 'coordination/raft/election-history';
+/**
+ * Idle time (log time, ms) after which a session expires, unless it registered a shorter one.
+ * The same constant on every replica: expiry depends on the log alone.
+ */
+export const SESSION_TIMEOUT_MS = 3_600_000;
+/** Shortest idle timeout a session may ask for (one-shot clients ask for little). */
+export const MIN_SESSION_TIMEOUT_MS = 1_000;
+
+/**
+ * Sessions kept per replica (memory bound). Over it, expired sessions go first, then the least
+ * recently active. An evicted session's commands are refused (session_expired), never applied.
+ */
+export const MAX_SESSIONS = 4096;
+
 const ELECTION_HISTORY_MAX = 1000;
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
@@ -53,13 +68,28 @@ export class CoordinationMachine implements StateMachine {
   tasks = new TaskTable();
   memory = new MemoryStore();
   elections: ElectionRecord[] = [];
+  /** By last activity, least recent first (Map insertion order; touched = moved to the end). */
   sessions = new Map<string, Session>();
-  /** Log time: max of proposers' clocks seen so far. */
+  /**
+   * False until the log's first `session.register`: a log written before sessions were
+   * registered replays as it was first applied (sessions created on first use, evicted by
+   * count only). From then on only registered sessions are honoured.
+   */
+  explicitSessions = false;
+  /** Log time: max of the appending leaders' clocks seen so far (see ForwardedCommand). */
   clock = 0;
   appliedIndex = 0;
   appliedTerm = 0;
   /** Commands skipped because their (client, seq) had already been applied. */
   duplicateCommands = 0;
+  /** Commands refused, not applied, because their session was unknown or had expired. */
+  expiredCommands = 0;
+  /**
+   * Log time up to which no session can be idle past its timeout (a lower bound over all
+   * sessions' expiry). Not replicated state: it only lets a registration at the cap skip the
+   * scan for expired sessions, which would find none.
+   */
+  private noExpiryUntil = 0;
 
   constructor(private readonly events: MachineEvents = {}) {}
 
@@ -70,15 +100,27 @@ export class CoordinationMachine implements StateMachine {
       this.events.onApplied?.(entry.index);
       return { ok: true };
     }
-    const cmd = JSON.parse(entry.data) as Command;
-    if (cmd.now > this.clock) this.clock = cmd.now;
+    const parsed = JSON.parse(entry.data) as Command | ForwardedCommand;
+    // Log time: the leader's clock only (see ForwardedCommand); deterministic, never backwards.
+    const forwarded = typeof parsed === 'object' && parsed !== null && 'lnow' in parsed;
+    const cmd = forwarded ? parsed.cmd : (parsed as Command);
+    const now = forwarded ? parsed.lnow : cmd.now;
+    if (typeof now === 'number' && now > this.clock) this.clock = now;
+    if (this.explicitSessions) this.expireIdleSessions();
     let result: OpResult;
     if (cmd.client === undefined || cmd.seq === undefined) {
       result = this.applyOp(cmd.op, entry);
     } else {
-      const session = this.touchSession(cmd.client, cmd.ack ?? 0);
-      const seen = session.results.get(cmd.seq);
-      if (seen) {
+      const session = this.explicitSessions ? this.liveSession(cmd.client, cmd.ack ?? 0) : this.touchSession(cmd.client, cmd.ack ?? 0);
+      const seen = session?.results.get(cmd.seq);
+      if (!session) {
+        this.expiredCommands++;
+        result = {
+          ok: false,
+          code: 'session_expired',
+          message: `session ${cmd.client} is unknown or expired (idle past its timeout, or evicted); sequence ${cmd.seq} was not applied by this entry`,
+        };
+      } else if (seen) {
         this.duplicateCommands++;
         result = seen;
       } else if (cmd.seq < session.floor) {
@@ -98,21 +140,81 @@ export class CoordinationMachine implements StateMachine {
     return result;
   }
 
-  /** Find or create the session, raise its floor to the client's ack, keep LRU order. */
+  /**
+   * Before the first registration (a log of the older format): find or create the session,
+   * raise its floor to the client's ack, keep LRU order, evict by count.
+   */
   private touchSession(client: string, ack: number): Session {
     let s = this.sessions.get(client);
     if (s) this.sessions.delete(client);
-    else s = { floor: 0, results: new Map() };
-    this.sessions.set(client, s);
-    if (ack > s.floor) {
-      s.floor = ack;
-      for (const seq of s.results.keys()) if (seq < ack) s.results.delete(seq);
-    }
+    else s = { floor: 0, results: new Map(), last_active: this.clock, timeout_ms: SESSION_TIMEOUT_MS };
+    this.bump(client, s, ack);
     // Map iteration order is insertion order, so the first key is the least recently used.
     while (this.sessions.size > MAX_SESSIONS) {
       this.sessions.delete(this.sessions.keys().next().value as string);
     }
     return s;
+  }
+
+  /** A registered session that has not expired, touched; undefined if unknown or expired. */
+  private liveSession(client: string, ack: number): Session | undefined {
+    const s = this.sessions.get(client);
+    if (!s) return undefined;
+    this.sessions.delete(client);
+    if (this.clock - s.last_active > s.timeout_ms) return undefined;
+    this.bump(client, s, ack);
+    return s;
+  }
+
+  private bump(client: string, s: Session, ack: number): void {
+    s.last_active = this.clock;
+    this.sessions.set(client, s);
+    this.noExpiryUntil = Math.min(this.noExpiryUntil, s.last_active + s.timeout_ms);
+    if (ack > s.floor) {
+      s.floor = ack;
+      for (const seq of s.results.keys()) if (seq < ack) s.results.delete(seq);
+    }
+  }
+
+  /**
+   * Drop sessions idle past their timeout from the least recently active end. O(1) when none
+   * is due; a shorter-lived session behind a live one waits for its lookup or for eviction.
+   */
+  private expireIdleSessions(): void {
+    for (const [id, s] of this.sessions) {
+      if (this.clock - s.last_active <= s.timeout_ms) return;
+      this.sessions.delete(id);
+    }
+  }
+
+  /**
+   * A new session, named after its log index (unique, the same on every replica). A retried
+   * registration makes a second session; the unused one expires.
+   */
+  private registerSession(timeoutMs: number | null | undefined, entry: Entry): OpResult {
+    this.explicitSessions = true;
+    const timeout_ms =
+      typeof timeoutMs === 'number' && Number.isFinite(timeoutMs)
+        ? Math.min(SESSION_TIMEOUT_MS, Math.max(MIN_SESSION_TIMEOUT_MS, Math.floor(timeoutMs)))
+        : SESSION_TIMEOUT_MS;
+    const id = `s${entry.index}`;
+    this.sessions.delete(id);
+    this.bump(id, { floor: 0, results: new Map(), last_active: this.clock, timeout_ms }, 0);
+    if (this.sessions.size > MAX_SESSIONS) {
+      // Expired sessions go first (a one-shot client's short-lived ones, wherever they sit in
+      // LRU order), then the least recently active.
+      if (this.clock > this.noExpiryUntil) {
+        let next = Infinity;
+        for (const [sid, s] of this.sessions) {
+          const expiry = s.last_active + s.timeout_ms;
+          if (this.clock > expiry) this.sessions.delete(sid);
+          else next = Math.min(next, expiry);
+        }
+        this.noExpiryUntil = next;
+      }
+      while (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+    }
+    return { ok: true, value: { session: id, timeout_ms } };
   }
 
   private applyOp(op: Op, entry: Entry): OpResult {
@@ -152,7 +254,7 @@ export class CoordinationMachine implements StateMachine {
         return { ok: true, value: { assigned: applied.assigned, stale: applied.stale } };
       }
       case 'task.complete':
-        return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups) };
+        return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups, entry.index) };
       case 'mem.put':
         this.memory.expire(this.clock);
         return this.memory.put(op, this.clock);
@@ -172,6 +274,8 @@ export class CoordinationMachine implements StateMachine {
       case 'clock':
         this.memory.expire(this.clock);
         return { ok: true };
+      case 'session.register':
+        return this.registerSession(op.timeout_ms, entry);
     }
   }
 
@@ -194,13 +298,15 @@ export class CoordinationMachine implements StateMachine {
 
   snapshot(): string {
     return JSON.stringify({
-      v: 1,
+      v: 2,
       config: this.config,
       agents: [...this.agents.values()],
       tasks: this.tasks.toJSON(),
       memory: this.memory.toJSON(),
       elections: this.elections,
-      sessions: [...this.sessions.entries()].map(([c, s]) => [c, s.floor, [...s.results.entries()]]),
+      sessions: [...this.sessions.entries()].map(([c, s]) => [c, s.floor, [...s.results.entries()], s.last_active, s.timeout_ms]),
+      explicitSessions: this.explicitSessions,
+      expiredCommands: this.expiredCommands,
       clock: this.clock,
       appliedIndex: this.appliedIndex,
       appliedTerm: this.appliedTerm,
@@ -211,15 +317,23 @@ export class CoordinationMachine implements StateMachine {
   restore(data: string): void {
     if (!data) return;
     const s = JSON.parse(data);
-    if (s.v !== 1) throw new Error(`unsupported snapshot version ${String(s.v)}`);
+    if (s.v !== 1 && s.v !== 2) throw new Error(`unsupported snapshot version ${String(s.v)}`);
     this.config = s.config;
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
     this.tasks = TaskTable.fromJSON(s.tasks);
     this.memory = MemoryStore.fromJSON(s.memory);
     this.elections = s.elections;
+    // v1 (before registered sessions) kept no activity time: its sessions count as active at
+    // the snapshot's clock, with the default timeout, in the same (LRU) order.
     this.sessions = new Map(
-      (s.sessions as Array<[string, number, Array<[number, OpResult]>]>).map(([c, floor, rs]) => [c, { floor, results: new Map(rs) }]),
+      (s.sessions as Array<[string, number, Array<[number, OpResult]>, number?, number?]>).map(([c, floor, rs, last, timeout]) => [
+        c,
+        { floor, results: new Map(rs), last_active: last ?? s.clock, timeout_ms: timeout ?? SESSION_TIMEOUT_MS },
+      ]),
     );
+    this.explicitSessions = s.explicitSessions === true;
+    this.noExpiryUntil = 0;
+    this.expiredCommands = s.expiredCommands ?? 0;
     this.clock = s.clock;
     this.appliedIndex = s.appliedIndex;
     this.appliedTerm = s.appliedTerm;

@@ -6,6 +6,28 @@ type Result = { ok: true; value?: unknown } | { ok: false; code: string; message
 
 export const SYSTEM_NAMESPACE = 'default';
 
+/**
+ * Keys Concord maintains itself, in SYSTEM_NAMESPACE: read-only views of replicated state.
+ * Every other key, `coordination/raft/commit-index` included, belongs to the user and Concord
+ * never writes it. election-history is stored by the machine as elections are applied;
+ * log-state is computed when read (commit index, term, leader) and never stored.
+ */
+export const ELECTION_HISTORY_KEY = 'coordination/raft/election-history';
+export const LOG_STATE_KEY = 'coordination/raft/log-state';
+export const SYSTEM_KEYS: readonly string[] = [ELECTION_HISTORY_KEY, LOG_STATE_KEY];
+
+export function isSystemKey(namespace: string, key: string): boolean {
+  return namespace === SYSTEM_NAMESPACE && SYSTEM_KEYS.includes(key);
+}
+
+function systemKeyRefusal(key: string): Result {
+  return {
+    ok: false,
+    code: 'system_key',
+    message: `key ${key} is maintained by Concord (a read-only view of replicated state; system keys: ${SYSTEM_KEYS.join(', ')}); store your data under another key`,
+  };
+}
+
 export function memoryId(namespace: string, key: string): string {
   return `${namespace}\u0000${key}`;
 }
@@ -19,7 +41,13 @@ export class MemoryStore {
   /** Ids of records with a TTL, so expiry scans only those. */
   private withTtl = new Set<string>();
 
+  /** A client's write; refused (a recorded no-op) on a system key. */
   put(op: PutOp, now: number): Result {
+    if (isSystemKey(op.namespace, op.key)) return systemKeyRefusal(op.key);
+    return this.write(op, now);
+  }
+
+  private write(op: PutOp, now: number): Result {
     const keyBytes = Buffer.byteLength(op.key, 'utf8');
     if (keyBytes === 0 || keyBytes > MAX_KEY_BYTES) {
       return { ok: false, code: 'invalid', message: `key is ${keyBytes} bytes; accepted: 1..${MAX_KEY_BYTES} bytes` };
@@ -54,10 +82,11 @@ export class MemoryStore {
 
   /** Written by the machine itself (election history), not by a client. */
   putSystem(key: string, value: unknown, now: number): void {
-    this.put({ t: 'mem.put', key, namespace: SYSTEM_NAMESPACE, value, ttl_s: null, if_version: null }, now);
+    this.write({ t: 'mem.put', key, namespace: SYSTEM_NAMESPACE, value, ttl_s: null, if_version: null }, now);
   }
 
   del(op: DelOp): Result {
+    if (isSystemKey(op.namespace, op.key)) return systemKeyRefusal(op.key);
     const id = memoryId(op.namespace, op.key);
     const prev = this.records.get(id);
     if (!prev) return { ok: true, value: { deleted: false } };

@@ -1,6 +1,8 @@
 import {
   MAX_TASK_ATTEMPTS,
   type CompleteGroup,
+  type CompleteItem,
+  type OrchestrationTallies,
   PRIORITIES,
   type Op,
   type Orchestration,
@@ -11,15 +13,15 @@ import {
 
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
-type CompleteItem = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
 
 /** Hard bound on tasks one orchestration may create (memory is finite). */
 export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
 
 /**
- * Tasks and orchestrations, with the fencing rules that make completion exactly-once:
+ * Tasks and orchestrations, with the fencing rules that make the completion commit exactly-once:
  * an assignment bumps the task's epoch; a completion applies only with the current epoch
- * and assignee; anything else is counted as a rejected duplicate attempt.
+ * and assignee; anything else is refused and counted (stale_completions_refused). Execution
+ * itself is at-least-once: every report says how many runs it covers (executions_started).
  */
 export class TaskTable {
   tasks = new Map<string, TaskRecord>();
@@ -32,6 +34,8 @@ export class TaskTable {
   /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
   private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
+  /** Highest log index of a task.complete entry applied: a lower or equal one is a replay. */
+  completeIndexHigh = 0;
 
   createOrchestration(op: CreateOp, index: number, now: number) {
     if (op.idempotency_key) {
@@ -55,7 +59,7 @@ export class TaskTable {
       created_at: now,
       created_index: index,
       finished_at: null,
-      counts: { pending: op.count, assigned: 0, completed: 0, failed: 0, rejected_duplicate_attempts: 0, duplicates: 0, recovered: 0 },
+      counts: { pending: op.count, assigned: 0, completed: 0, failed: 0, ...emptyTallies() },
     };
     this.orchs.set(id, orch);
     if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
@@ -102,9 +106,11 @@ export class TaskTable {
       out.stale++;
       return;
     }
-    if (t.status === 'assigned' && t.assigned_term < term) {
-      out.recovered++;
+    if (t.status === 'assigned') {
+      // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
       (this.orchs.get(t.orch) as Orchestration).counts.recovered++;
+      // The election record counts only what this leader inherited from earlier terms.
+      if (t.assigned_term < term) out.recovered++;
     }
     this.setStatus(t, 'assigned');
     t.epoch++;
@@ -116,13 +122,17 @@ export class TaskTable {
     if (out.notify === undefined || out.notify === agent) out.items.push({ task: t.id, agent, epoch: t.epoch });
   }
 
-  complete(items: CompleteItem[], now: number, groups: CompleteGroup[] = []): { applied: number; rejected: number } {
+  /** Apply execution reports carried by the log entry at `index`. */
+  complete(items: CompleteItem[], now: number, groups: CompleteGroup[] = [], index = 0): { applied: number; rejected: number } {
     const out = { applied: 0, rejected: 0 };
-    for (const it of items) this.completeOne(this.tasks.get(it.task), it.agent, it.epoch, it.ok, it.result, now, out);
+    // Log indices only grow: an entry at or below the highest seen is being applied again.
+    const replayed = index > 0 && index <= this.completeIndexHigh ? index : 0;
+    if (index > this.completeIndexHigh) this.completeIndexHigh = index;
+    for (const it of items) this.completeOne(this.tasks.get(it.task), it.agent, it.epoch, it.ok, it.result, it.starts, now, index, replayed, out);
     for (const g of groups) {
       const list = this.byOrch.get(g.orch);
       for (let i = 0; i < g.seqs.length; i++) {
-        this.completeOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, now, out);
+        this.completeOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, g.starts?.[i], now, index, replayed, out);
       }
     }
     return out;
@@ -134,7 +144,10 @@ export class TaskTable {
     epoch: number,
     ok: boolean,
     result: unknown,
+    starts: number | undefined,
     now: number,
+    index: number,
+    replayed: number,
     out: { applied: number; rejected: number },
   ): void {
     if (!t) {
@@ -142,17 +155,29 @@ export class TaskTable {
       return;
     }
     const orch = this.orchs.get(t.orch) as Orchestration;
+    // Every report, applied or refused, stands for the runs it says it covers (default one).
+    const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
+    t.executions_started += runs;
+    orch.counts.executions_started += runs;
+    if (replayed > 0 && t.status === 'completed' && t.completed_index === replayed) {
+      // The very entry that completed this task, applied a second time: only a replay bug in
+      // the host or in snapshot restore does that. Counted, never hidden behind the fence.
+      out.applied++;
+      this.countCompletion(t, orch);
+      return;
+    }
     if (t.status !== 'assigned' || t.epoch !== epoch || t.assignee !== agent) {
-      // A late or repeated completion (old epoch, another agent, already done): fenced off.
-      t.rejected_attempts++;
-      orch.counts.rejected_duplicate_attempts++;
+      // A late or repeated report (old epoch, another agent, already done): fenced off. Its
+      // run happened (at-least-once execution), its result is not committed.
+      t.stale_completions_refused++;
+      orch.counts.stale_completions_refused++;
       out.rejected++;
       return;
     }
     out.applied++;
     if (ok) {
-      t.completions++;
-      if (t.completions > 1) orch.counts.duplicates++;
+      this.countCompletion(t, orch);
+      t.completed_index = index;
       t.result = result;
       t.completed_by = agent;
       t.completed_at = now;
@@ -170,6 +195,12 @@ export class TaskTable {
       }
     }
     if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) orch.finished_at = now;
+  }
+
+  /** duplicates stays equal to the sum over tasks of max(0, completions_applied - 1). */
+  private countCompletion(t: TaskRecord, orch: Orchestration): void {
+    t.completions_applied++;
+    if (t.completions_applied > 1) orch.counts.duplicates++;
   }
 
   private setStatus(t: TaskRecord, s: TaskStatus): void {
@@ -220,16 +251,21 @@ export class TaskTable {
   }
 
   toJSON(): unknown {
-    return { tasks: [...this.tasks.values()], orchs: [...this.orchs.values()], idem: [...this.idempotency.entries()] };
+    return { tasks: [...this.tasks.values()], orchs: [...this.orchs.values()], idem: [...this.idempotency.entries()], complete_high: this.completeIndexHigh };
   }
 
-  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]> }): TaskTable {
+  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number }): TaskTable {
     const t = new TaskTable();
+    t.completeIndexHigh = j.complete_high ?? 0;
+    const upgraded = new Set<string>();
     for (const o of j.orchs) {
+      if (upgradeOrchestration(o)) upgraded.add(o.id);
       t.orchs.set(o.id, o);
       t.byOrch.set(o.id, new Array(o.count));
     }
     for (const r of j.tasks) {
+      upgradeTask(r);
+      if (upgraded.has(r.orch)) (t.orchs.get(r.orch) as Orchestration).counts.executions_started += r.executions_started;
       t.tasks.set(r.id, r);
       const list = t.byOrch.get(r.orch);
       if (list) list[r.seq - 1] = r;
@@ -262,10 +298,41 @@ function newTask(id: string, orch: string, seq: number, priority: Priority): Tas
     lease_until: 0,
     assignments: 0,
     failures: 0,
-    completions: 0,
-    rejected_attempts: 0,
+    completions_applied: 0,
+    completed_index: null,
+    executions_started: 0,
+    stale_completions_refused: 0,
     result: null,
     completed_by: null,
     completed_at: null,
   };
+}
+
+function emptyTallies(): OrchestrationTallies {
+  return { stale_completions_refused: 0, duplicates: 0, recovered: 0, executions_started: 0 };
+}
+
+/**
+ * Snapshots written before the counters were renamed: carry the old figures over. Executions
+ * were not counted then; each report applied or refused stood for one, which is what we assume.
+ */
+function upgradeTask(r: TaskRecord): void {
+  const old = r as TaskRecord & { completions?: number; rejected_attempts?: number };
+  if (r.completions_applied !== undefined) return;
+  r.completions_applied = old.completions ?? 0;
+  r.stale_completions_refused = old.rejected_attempts ?? 0;
+  r.completed_index = null;
+  r.executions_started = r.completions_applied + r.failures + r.stale_completions_refused;
+  delete old.completions;
+  delete old.rejected_attempts;
+}
+
+/** True when the orchestration was upgraded: its executions_started is then summed from its tasks. */
+function upgradeOrchestration(o: Orchestration): boolean {
+  const c = o.counts as Orchestration['counts'] & { rejected_duplicate_attempts?: number };
+  if (c.stale_completions_refused !== undefined) return false;
+  c.stale_completions_refused = c.rejected_duplicate_attempts ?? 0;
+  delete c.rejected_duplicate_attempts;
+  c.executions_started = 0;
+  return true;
 }

@@ -55,9 +55,22 @@ export interface TaskRecord {
   assignments: number;
   /** Executions that reported failure; the task fails for good at MAX_TASK_ATTEMPTS. */
   failures: number;
-  /** Completions applied for this task. Exactly-once means this never exceeds 1. */
-  completions: number;
-  rejected_attempts: number;
+  /**
+   * Successful completions applied for this task, counted at apply time: 1 once done. A second
+   * apply of the entry that completed it (a replay bug in the host or a snapshot) is counted
+   * here too rather than refused, so `duplicates` can show it.
+   */
+  completions_applied: number;
+  /** Log index of the entry whose completion was applied (null until completed). */
+  completed_index: number | null;
+  /**
+   * Executions of this task reported to the log: each completion or failure report, applied or
+   * refused, adds the number of times its reporter started the task at that epoch. A start whose
+   * worker died before its report reached the log is not counted.
+   */
+  executions_started: number;
+  /** Completions refused by the fence (stale epoch, other assignee, task already done). */
+  stale_completions_refused: number;
   result: unknown;
   completed_by: string | null;
   completed_at: number | null;
@@ -86,7 +99,19 @@ export interface Orchestration extends OrchestrationSpec {
   created_at: number;
   created_index: number;
   finished_at: number | null;
-  counts: Record<TaskStatus, number> & { rejected_duplicate_attempts: number; duplicates: number; recovered: number };
+  counts: Record<TaskStatus, number> & OrchestrationTallies;
+}
+
+/** Per-orchestration sums of the per-task figures, kept up to date at apply time. */
+export interface OrchestrationTallies {
+  /** Sum over tasks of stale_completions_refused. */
+  stale_completions_refused: number;
+  /** Sum over tasks of max(0, completions_applied - 1): second applies of a completion. */
+  duplicates: number;
+  /** Assigned tasks taken back and given out again (dead holder, expired lease, new leader). */
+  recovered: number;
+  /** Sum over tasks of executions_started. */
+  executions_started: number;
 }
 
 export interface MemoryRecord {
@@ -126,11 +151,14 @@ export type Op =
       /** Compact form used by the scheduler: ~5x fewer bytes to write, replicate and parse. */
       groups?: AssignGroup[];
     }
-  | { t: 'task.complete'; items?: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>; groups?: CompleteGroup[] }
+  | { t: 'task.complete'; items?: CompleteItem[]; groups?: CompleteGroup[] }
   | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
   | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
   | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
-  | { t: 'clock' };
+  | { t: 'clock' }
+  /** Open a client session (dissertation 6.3); its id is derived from this entry's index.
+   * timeout_ms: idle time after which it expires (clamped to the machine's bounds). */
+  | { t: 'session.register'; timeout_ms?: number | null };
 
 /** Tasks of one orchestration given to one agent; `from[i]` is the epoch seqs[i] must have. */
 export interface AssignGroup {
@@ -140,7 +168,21 @@ export interface AssignGroup {
   from: number[];
 }
 
-/** Completions by one agent for one orchestration; results omitted means null each. */
+/**
+ * One execution report. `starts`: how many runs of this task at this epoch the report covers
+ * (omitted means 1): more than 1 when an earlier run's report was lost (its member stopped) and
+ * the task ran again; 0 when an earlier report already covered this run.
+ */
+export interface CompleteItem {
+  task: string;
+  agent: string;
+  epoch: number;
+  ok: boolean;
+  result: unknown;
+  starts?: number;
+}
+
+/** Completions by one agent for one orchestration; results omitted means null each, starts omitted 1 each. */
 export interface CompleteGroup {
   orch: string;
   agent: string;
@@ -148,18 +190,42 @@ export interface CompleteGroup {
   epochs: number[];
   ok: boolean;
   results?: unknown[];
+  starts?: number[];
 }
 
 /** A log entry's payload: the op, the proposer's clock, and the client session. */
 export interface Command {
   op: Op;
-  /** Proposer's wall clock (ms since epoch); the machine's clock never goes backwards. */
+  /**
+   * Proposer's wall clock (ms since epoch). Log time follows it only when the proposer is
+   * the leader that appends the entry; see ForwardedCommand.
+   */
   now: number;
-  /** Client session (dissertation 6.3): a retried (client, seq) is never applied twice. */
+  /** Client session id from `session.register` (dissertation 6.3): a retried (client, seq) is
+   * never applied twice; a command of an unknown or expired session is refused, not applied. */
   client?: string;
   seq?: number;
   /** Every seq below this has been answered to the client: the session may forget them. */
   ack?: number;
+}
+
+/**
+ * A command another member (or client) handed to the leader: the leader appends it wrapped,
+ * stamped with its own clock (`lnow`), and log time follows `lnow`, never the inner `now`.
+ * So one member with a fast clock cannot move TTLs and leases forward for everyone: log
+ * time is the maximum of the clocks of the leaders that appended entries.
+ */
+export interface ForwardedCommand {
+  cmd: Command;
+  lnow: number;
+}
+
+/**
+ * Wrap a forwarded command's JSON without parsing it. `lnow` comes last: should `data`
+ * smuggle in a key of that name, JSON.parse keeps the last one, the leader's.
+ */
+export function stampForwarded(data: string, leaderNow: number): string {
+  return `{"cmd":${data},"lnow":${Math.floor(leaderNow)}}`;
 }
 
 export const MAX_KEY_BYTES = 512;

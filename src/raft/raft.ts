@@ -14,6 +14,7 @@ import {
   type MessageType,
   type NodeId,
   type RaftConfig,
+  type ReadAck,
   type ReadState,
   type Ready,
   type RestartState,
@@ -23,6 +24,8 @@ import {
 } from './types.js';
 
 const CAMPAIGN_TRANSFER = 'transfer';
+/** Bound on read acks held for a host that does not take them. */
+const MAX_READ_ACKS = 4096;
 /** MsgAppResp context of a member that cannot take the log from index 1 (see baseKnown). */
 const NEED_SNAPSHOT = 'need-snapshot';
 
@@ -62,6 +65,8 @@ export interface RaftStatus {
   /** Leader only: a majority answered within the last election timeout. */
   quorumActive: boolean;
   uncommittedEntries: number;
+  /** Leader only: UTF-8 bytes of uncommitted entry data (bounded by maxUncommittedBytes). */
+  uncommittedBytes: number;
 }
 
 /**
@@ -88,6 +93,12 @@ export class Raft {
   private readStates: ReadState[] = [];
   private readOnly = new ReadOnlyQueue();
   private deferredReads: DeferredRead[] = [];
+  /** Leader: answers to heartbeats carrying a read context, until the host takes them. */
+  private readAcks: ReadAck[] = [];
+  /** Leader: UTF-8 bytes of entry data in (committed, lastIndex], for the backlog bound. */
+  private uncommittedBytes = 0;
+  /** Leader: sequence number of the latest heartbeat broadcast (see Message.index). */
+  private heartbeatSeq = 0;
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -258,6 +269,17 @@ export class Raft {
     return snap;
   }
 
+  /**
+   * Leader: who answered heartbeats carrying a read context since the last call, in arrival
+   * order (an answer after the read was confirmed is still listed). Lets a host observe a
+   * ReadIndex round member by member (consensus_verify_quorum) without watching the wire.
+   */
+  takeReadAcks(): ReadAck[] {
+    const acks = this.readAcks;
+    this.readAcks = [];
+    return acks;
+  }
+
   /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
   takeSnapshotRequest(): boolean {
     const wanted = this.snapshotWanted;
@@ -380,6 +402,7 @@ export class Raft {
       peers,
       quorumActive: this.role === 'leader' ? this.quorumRecentlyHeard() : false,
       uncommittedEntries: this.log.lastIndex() - this.log.committed,
+      uncommittedBytes: this.role === 'leader' ? this.uncommittedBytes : 0,
     };
   }
 
@@ -403,6 +426,8 @@ export class Raft {
     this.transferElapsed = 0;
     this.readOnly.clear();
     this.deferredReads = [];
+    this.readAcks = [];
+    this.uncommittedBytes = 0;
     this.resetProgress();
   }
 
@@ -434,6 +459,8 @@ export class Raft {
     // Conf changes wait until the no-op below commits (see proposeConfChange).
     this.pendingConfIndex = this.log.lastIndex();
     this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, type: 'noop', data: '' }]);
+    // Entries inherited uncommitted from earlier terms count too (etcd starts from 0).
+    this.uncommittedBytes = dataBytes(this.log.slice(this.log.committed + 1, this.log.lastIndex() + 1));
     this.bcastAppend();
   }
 
@@ -531,7 +558,12 @@ export class Raft {
         pr.probeSent = false;
         if (pr.state === 'replicate' && pr.inflight.length >= pr.maxInflight) pr.inflight.shift();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr);
-        if (m.context !== '') this.handleReadAck(m.context, m.from);
+        if (m.context !== '') {
+          // Bounded for drivers that never take them (the simulator): keep the newest.
+          if (this.readAcks.length >= MAX_READ_ACKS) this.readAcks.shift();
+          this.readAcks.push({ context: m.context, from: m.from });
+          this.handleReadAck(m.context, m.from);
+        }
         return;
       case 'MsgReadIndex':
         this.handleReadIndex(m.context, m.from);
@@ -615,7 +647,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.lead = m.from;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context });
+        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context, index: m.index });
         return;
       case 'MsgSnap':
         this.electionElapsed = 0;
@@ -734,7 +766,7 @@ export class Raft {
     return voteResult([...this.voters], active) === 'won';
   }
 
-  private checkCanPropose(count: number): void {
+  private checkCanPropose(count: number, bytes = 0): void {
     if (this.role !== 'leader') {
       throw new ProposalError('not_leader', `${this.id} is not the leader`, this.lead);
     }
@@ -749,10 +781,19 @@ export class Raft {
         this.lead,
       );
     }
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.cfg.maxUncommittedBytes) {
+      throw new ProposalError(
+        'backlog_full',
+        `backlog full: ${this.uncommittedBytes} bytes uncommitted, this proposal adds ${bytes}, the bound is ${this.cfg.maxUncommittedBytes} bytes; retry when replication catches up`,
+        this.lead,
+      );
+    }
   }
 
   private proposeEntries(ents: Array<Pick<Entry, 'type' | 'data'>>): { index: number; term: number } {
-    this.checkCanPropose(ents.length);
+    const bytes = dataBytes(ents);
+    this.checkCanPropose(ents.length, bytes);
+    this.uncommittedBytes += bytes;
     let index = this.log.lastIndex();
     const full: Entry[] = ents.map((e) => ({ index: ++index, term: this.term, type: e.type, data: e.data }));
     this.log.append(full);
@@ -767,6 +808,7 @@ export class Raft {
     // Figure 8: only an entry of the current term is committed by counting replicas.
     if (mci > this.log.committed && this.log.term(mci) === this.term) {
       const firstInTerm = this.log.term(this.log.committed) !== this.term;
+      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - dataBytes(this.log.slice(this.log.committed + 1, mci + 1)));
       this.log.commitTo(mci);
       if (firstInTerm) this.releaseDeferredReads();
       return true;
@@ -832,10 +874,11 @@ export class Raft {
   }
 
   private bcastHeartbeat(context: string): void {
+    const seq = ++this.heartbeatSeq;
     for (const [id, pr] of this.prs) {
       if (id === this.id) continue;
       // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context });
+      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context, index: seq });
     }
   }
 
@@ -941,6 +984,12 @@ export class Raft {
   }
 }
 
+function dataBytes(ents: ReadonlyArray<Pick<Entry, 'data'>>): number {
+  let n = 0;
+  for (const e of ents) n += Buffer.byteLength(e.data, 'utf8');
+  return n;
+}
+
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
@@ -956,6 +1005,7 @@ function validateConfig(c: Required<RaftConfig>): void {
   if (!(c.maxEntriesPerMsg >= 1)) bad('maxEntriesPerMsg', c.maxEntriesPerMsg, '>= 1');
   if (!(c.maxInflightMsgs >= 1)) bad('maxInflightMsgs', c.maxInflightMsgs, '>= 1');
   if (!(c.maxUncommittedEntries >= 1)) bad('maxUncommittedEntries', c.maxUncommittedEntries, '>= 1');
+  if (!(c.maxUncommittedBytes >= 1)) bad('maxUncommittedBytes', c.maxUncommittedBytes, '>= 1');
 }
 
 function validateConfChange(cc: ConfChange, voters: Set<NodeId>, learners: Set<NodeId>): void {

@@ -73,7 +73,9 @@ export interface Message {
   /** MsgApp: term of the entry at `index` (the consistency check). Votes: last log term. */
   logTerm: number;
   /** MsgApp: index preceding `entries`. MsgAppResp: highest matched index (or rejected index).
-   * Votes: last log index. MsgReadIndexResp: the read index. */
+   * Votes: last log index. MsgReadIndexResp: the read index. MsgHeartbeat: the leader's
+   * heartbeat sequence number, echoed in MsgHeartbeatResp so the host can match an answer
+   * to the heartbeat it answers (round-trip times). */
   index: number;
   entries: Entry[];
   commit: number;
@@ -111,6 +113,12 @@ export interface SoftState {
   /** The term this soft state belongs to. A host that acts on a Ready later (after an
    * asynchronous fsync) must report this, not the core's current term, which may be newer. */
   term: number;
+}
+
+/** A voter or learner answered a leader's heartbeat that carried a read context. */
+export interface ReadAck {
+  context: string;
+  from: NodeId;
 }
 
 export interface ReadState {
@@ -155,6 +163,12 @@ export interface RaftConfig {
   maxInflightMsgs: number;
   /** Uncommitted entries the leader accepts before refusing proposals (backlog full). */
   maxUncommittedEntries: number;
+  /**
+   * Uncommitted entry data (UTF-8 bytes) the leader accepts before refusing proposals, as
+   * etcd's MaxUncommittedEntriesSize. A single entry over the bound is accepted when nothing
+   * is uncommitted, so a large entry is never refused forever.
+   */
+  maxUncommittedBytes: number;
   /** Ticks a leadership transfer may take before it is abandoned. Defaults to election min. */
   transferTimeoutTicks?: number;
 }
@@ -169,6 +183,7 @@ export const DEFAULT_CONFIG: Omit<RaftConfig, 'id' | 'seed'> = {
   maxBytesPerMsg: 1 << 20,
   maxInflightMsgs: 256,
   maxUncommittedEntries: 10_000,
+  maxUncommittedBytes: 64 << 20,
 };
 
 /** State a node restarts from: what storage durably holds. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { UserError, invalid } from './errors.js';
 import { pause } from './proposer.js';
@@ -25,7 +26,8 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
     const host = swarm.cluster.hosts.get(id);
     // A peer process's member counts as running when it answers this leader's heartbeats.
     const running = host ? host.isRunning : swarm.isRunning(id);
-    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host ? 'crashed' : 'unreachable';
+    // unreachable: only another process's member, whose state this process cannot see.
+    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
     if (filter === 'active' && status !== 'active') continue;
     if (filter === 'terminated' && status === 'active') continue;
     const st = host?.isRunning ? host.status() : null;
@@ -71,9 +73,9 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
   }
   const t0 = performance.now();
   const bootstrap = members.length === 0;
-  // A removed agent's old file would replay a membership that no longer exists.
-  if (swarm.data.members[id]) fs.rmSync(swarm.registry.memberFile(id), { force: true });
-  swarm.data.members[id] = { bootstrap, state: 'active' };
+  // A new member: new incarnation, new file (a removed agent's would replay its old state).
+  swarm.prepareNewMember(id);
+  swarm.data.members[id] = { bootstrap, state: 'active', incarnation: randomUUID() };
   swarm.registry.save();
   const agent = { id, name: id, type: o.type ?? 'coordinator', capabilities: o.capabilities ?? [] };
   if (bootstrap) {
@@ -85,11 +87,7 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
       swarm.registry.save();
     }
   } else {
-    swarm.startMember(id);
-    await swarm.waitForLeader(5_000);
-    await proposeConf(swarm, { type: 'addLearner', node: id });
-    await waitCaughtUp(swarm, id, 10_000);
-    await proposeConf(swarm, { type: 'addVoter', node: id });
+    await joinAsNewMember(swarm, id);
   }
   await swarm.proposeOk({ t: 'agent.register', agent });
   const leader = swarm.cluster.leader();
@@ -102,6 +100,15 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
     voters: leader?.status().conf.voters ?? [],
     join_ms: Math.round(performance.now() - t0),
   };
+}
+
+/** Start `id` on a new, empty file and add it: a learner until caught up, then a voter. */
+async function joinAsNewMember(swarm: Swarm, id: string): Promise<void> {
+  swarm.startMember(id);
+  await swarm.waitForLeader(5_000);
+  await proposeConf(swarm, { type: 'addLearner', node: id });
+  await waitCaughtUp(swarm, id, 10_000);
+  await proposeConf(swarm, { type: 'addVoter', node: id });
 }
 
 function nextAgentName(swarm: Swarm): string {
@@ -126,7 +133,14 @@ async function proposeConf(swarm: Swarm, cc: { type: 'addLearner' | 'addVoter' |
       return;
     } catch (e) {
       last = (e as Error).message;
-      if ((e as { code?: string }).code === 'invalid') throw new UserError('conflict', last);
+      if ((e as { code?: string }).code === 'invalid') {
+        // A retry after a timeout whose change did commit finds it already in effect in the
+        // applied (so committed) configuration: that is success, not a conflict.
+        const { voters, learners } = leader.status().conf;
+        const done = cc.type === 'addVoter' ? voters.includes(cc.node) : cc.type === 'addLearner' ? learners.includes(cc.node) : !voters.includes(cc.node) && !learners.includes(cc.node);
+        if (done) return;
+        throw new UserError('conflict', last);
+      }
       await pause(20);
     }
   }
@@ -182,7 +196,7 @@ export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | '
   }
   await proposeConf(swarm, { type: 'removeNode', node: id });
   await swarm.proposeOk({ t: 'agent.remove', id });
-  swarm.cluster.crash(id);
+  swarm.cluster.remove(id);
   swarm.workers.get(id)?.reset();
   entry.state = 'removed';
   swarm.registry.save();
@@ -203,11 +217,42 @@ export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
   if (!entry || entry.state === 'removed') throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not a restartable agent of swarm ${swarm.name}`, 'agent_id');
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
   const t0 = performance.now();
+  if (!fs.existsSync(swarm.registry.memberFile(id))) return replaceLostMember(swarm, id, t0);
   const host = swarm.startMember(id);
   entry.state = 'active';
   swarm.registry.save();
   const st = host.status();
   return { agent_id: id, status: 'active', recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex }, restart_ms: Math.round(performance.now() - t0) };
+}
+
+/**
+ * The agent's database is gone (the operator removed a lost or corrupted file): it comes back
+ * as a new member under its name, never as the old voter with an empty log. It leaves the
+ * configuration, then joins again as a learner on a new file and incarnation, catches up (by
+ * snapshot when the log is compacted) and is promoted.
+ */
+async function replaceLostMember(swarm: Swarm, id: string, t0: number): Promise<unknown> {
+  await swarm.waitForLeader(5_000);
+  const conf = swarm.cluster.leader()!.status().conf;
+  if (conf.voters.includes(id) || conf.learners.includes(id)) await proposeConf(swarm, { type: 'removeNode', node: id });
+  swarm.prepareNewMember(id);
+  swarm.data.members[id] = { bootstrap: false, state: 'active', incarnation: randomUUID() };
+  swarm.registry.save();
+  try {
+    await joinAsNewMember(swarm, id);
+  } catch (e) {
+    swarm.data.members[id]!.state = 'crashed';
+    swarm.registry.save();
+    throw e;
+  }
+  const st = swarm.cluster.host(id).status();
+  return {
+    agent_id: id,
+    status: 'active',
+    replaced: 'its database was missing: re-added as a new member (new incarnation) that caught up from the others',
+    recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex },
+    restart_ms: Math.round(performance.now() - t0),
+  };
 }
 
 export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknown {
@@ -227,10 +272,11 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
       applied_index: m.applied,
       'disk-io': {
         disk_bytes: m.storage.diskBytes,
-        bytes_written: m.storage.bytesWritten,
-        fsync_count: m.storage.syncs,
-        fsync_ms_total: round2(m.storage.syncMsTotal),
-        fsync_ms_mean: m.storage.syncs > 0 ? round2(m.storage.syncMsTotal / m.storage.syncs) : null,
+        // This life only: an embedded restart reuses the storage, whose counters run on.
+        bytes_written: m.storageThisLife.bytesWritten,
+        fsync_count: m.storageThisLife.syncs,
+        fsync_ms_total: round2(m.storageThisLife.syncMsTotal),
+        fsync_ms_mean: m.storageThisLife.syncs > 0 ? round2(m.storageThisLife.syncMsTotal / m.storageThisLife.syncs) : null,
       },
       messages: { in: m.messagesIn, out: m.messagesOut },
       snapshots: { taken: m.snapshotsTaken, installed: m.snapshotsInstalled },
@@ -240,7 +286,12 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
     if (!(metric in pickable)) throw invalid('metric', metric, Object.keys(pickable).join(', '));
     return { agent_id: a, status: all.status, [metric]: pickable[metric] };
   });
-  return { swarm: swarm.name, measured_since: 'member start in this process (counters reset on restart)', agents };
+  return {
+    swarm: swarm.name,
+    measured_since:
+      "the agent's latest start in this process: messages, snapshots, bytes_written and fsync_* count from then (an agent restart starts them from 0); disk_bytes, log and applied_index are current values",
+    agents,
+  };
 }
 
 function round2(x: number): number {

@@ -6,12 +6,17 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * a lost answer is answered from the replicated session table instead of applied again.
  */
 export interface CallSession {
-  client: string;
+  /** Null: the client has not registered a session yet; it does when a call first writes. */
+  client: string | null;
   seq: number;
   /** Every seq below this is finished for the client (raises the session floor). */
   ack: number;
   /** Proposals made so far in this call: the i-th gets sub-sequence i. */
   next: number;
+  /** Set when the call's first proposal was refused for an unknown or expired session. */
+  expired?: boolean;
+  /** Set when the call tried to propose without a session (client null): nothing was proposed. */
+  needsSession?: boolean;
 }
 
 /** Proposals one tool call may make under its session (seq * SUB_SEQS + i). */

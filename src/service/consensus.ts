@@ -1,7 +1,9 @@
 import type { RoleChange } from '../host/node-host.js';
+import type { QuorumProbeResult } from '../host/quorum-probe.js';
 import { DEFAULT_SWARM_CONFIG, type ElectionRecord, type SwarmConfig } from '../machine/types.js';
 import { configProblem } from '../machine/config-bounds.js';
 import { majority } from '../raft/quorum.js';
+import { ProposalError } from '../raft/types.js';
 import { UserError, invalid } from './errors.js';
 import { pause } from './proposer.js';
 import { TICK_MS, type Swarm } from './swarm.js';
@@ -97,6 +99,7 @@ export function logStatus(swarm: Swarm): Record<string, unknown> {
     followers,
     committed_entries: st.commit,
     uncommitted_entries: st.lastIndex - st.commit,
+    uncommitted_bytes: st.uncommittedBytes,
     last_index: st.lastIndex,
     snapshot_index: st.snapshotIndex,
   };
@@ -167,29 +170,71 @@ async function waitForNewLeader(swarm: Swarm, old: string | null, timeoutMs: num
   return { event: 'leader_election', new_leader: e.id, term: e.term, election_duration_ms: Math.round(e.election.durationMs), voted_by: e.election.votedBy, changed: e.id !== old };
 }
 
-export function verifyQuorum(swarm: Swarm): Record<string, unknown> {
+/** Default bound on a quorum round: a voter silent this long is reported as not answering. */
+export const VERIFY_QUORUM_TIMEOUT_MS = 1_000;
+
+/**
+ * Run a real ReadIndex round from the leader (a heartbeat with a fresh read context through
+ * the Raft core) and report who answered it, with each voter's measured round trip. Nothing
+ * here comes from the fault-injection table or process state: a voter whose messages are
+ * lost, whose process is paused or whose link is cut simply does not answer.
+ */
+export async function verifyQuorum(swarm: Swarm, timeoutMs = VERIFY_QUORUM_TIMEOUT_MS): Promise<Record<string, unknown>> {
   const leader = swarm.cluster.leader();
-  const members = swarm.activeMembers();
-  const voters = leader?.status().conf.voters ?? members;
-  const need = majority(voters.length);
-  const reachable: string[] = [];
-  const unreachable: string[] = [];
-  for (const id of voters) {
-    const up = swarm.isRunning(id) && (!leader || id === leader.id || swarm.cluster.network.connected(leader.id, id));
-    (up ? reachable : unreachable).push(id);
-  }
   const cfg = swarm.config();
+  if (!leader) {
+    const voters = swarm.activeMembers();
+    return {
+      voters,
+      quorum_size: majority(voters.length),
+      configured_quorum_size: cfg.quorum_size,
+      leader_id: null,
+      probe: 'none: no leader in this process to run a round from',
+      responses: [],
+      reachable: [],
+      unreachable: [],
+      has_quorum: false,
+      heartbeat_status: heartbeatStatus(swarm),
+      tolerates_failures: 0,
+      detail: swarm.quorumSummary(),
+    };
+  }
+  let r: QuorumProbeResult;
+  try {
+    r = await leader.probeQuorum(timeoutMs);
+  } catch (e) {
+    if (e instanceof ProposalError) throw new UserError('unavailable', `quorum round from ${leader.id} did not complete: ${e.message}`);
+    throw e;
+  }
+  const need = majority(r.voters.length);
+  const responses = r.voters.map((id) => {
+    const rtt = r.answered.get(id);
+    return { agent_id: id, answered: rtt !== undefined, rtt_ms: rtt === undefined ? null : round2(rtt), ...(id === r.leader ? { leader: true } : {}) };
+  });
+  const reachable = responses.filter((x) => x.answered).map((x) => x.agent_id);
+  const unreachable = responses.filter((x) => !x.answered).map((x) => x.agent_id);
   return {
-    voters,
+    voters: r.voters,
     quorum_size: need,
     configured_quorum_size: cfg.quorum_size,
+    leader_id: r.leader,
+    term: r.term,
+    probe: 'ReadIndex round: heartbeat with a read context from the leader; rtt_ms is the round trip of the heartbeat each voter answered, on the leader clock',
+    round_timeout_ms: r.timeoutMs,
+    round_ms: round2(r.elapsedMs),
+    responses,
     reachable,
     unreachable,
-    has_quorum: reachable.length >= need,
-    leader_id: leader?.id ?? null,
+    // The core released the round's read: a majority acknowledged this leader in its term.
+    has_quorum: r.quorumConfirmed && reachable.length >= need,
+    quorum_confirmed_ms: r.confirmMs === null ? null : round2(r.confirmMs),
     heartbeat_status: heartbeatStatus(swarm),
     tolerates_failures: Math.max(0, reachable.length - need),
   };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
 }
 
 export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Promise<Record<string, unknown>> {

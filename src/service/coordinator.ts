@@ -21,6 +21,8 @@ export interface CoordinatorOptions {
   dataDir?: string;
   durability?: Durability;
   member?: MemberMode;
+  /** Idle timeout of the swarms' client sessions (ms); the machine's default when unset. */
+  sessionTimeoutMs?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export class Coordinator {
   constructor(opts: CoordinatorOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
     this.lock = DataDirLock.acquire(this.dataDir);
-    this.swarmOpts = { durability: opts.durability ?? 'full' };
+    this.swarmOpts = { durability: opts.durability ?? 'full', sessionTimeoutMs: opts.sessionTimeoutMs };
     this.member = opts.member;
     try {
       if (this.member) this.openMember(this.member);
@@ -59,8 +61,15 @@ export class Coordinator {
     const reg = fs.existsSync(SwarmRegistry.file(dir))
       ? SwarmRegistry.load(dir)
       : new SwarmRegistry(dir, { name: m.swarm, topology: 'mesh', consensus: 'raft', max_agents: m.members.length, created_at: new Date().toISOString(), members: {} });
-    // The command line is the membership: every listed member is an active voter.
-    reg.data.members = Object.fromEntries(m.members.map((id) => [id, { bootstrap: false, state: 'active' as const }]));
+    // The command line is the membership: every listed member is an active voter. Known
+    // incarnations stay: they say a member existed here and which file is its own.
+    const before = reg.data.members;
+    reg.data.members = Object.fromEntries(
+      m.members.map((id) => {
+        const incarnation = before[id]?.incarnation;
+        return [id, { bootstrap: false, state: 'active' as const, ...(incarnation ? { incarnation } : {}) }];
+      }),
+    );
     reg.data.max_agents = m.members.length;
     reg.save();
     const s = new Swarm(reg, { ...this.swarmOpts, backend: m.backend });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { UserError } from './errors.js';
 
 export function resolveDataDir(explicit?: string): string {
@@ -11,53 +12,76 @@ interface LockInfo {
   pid: number;
   host: string;
   started_at: string;
+  /** The subcommand only: flags may carry secrets (e.g. a token) and this file is readable. */
   command: string;
 }
 
+const MUTEX_FILE = 'concord.lock.db';
+const INFO_FILE = 'concord.lock';
+
 /**
  * One process owns a data directory at a time: two processes writing the same Raft files
- * would corrupt them. The lock file names its holder; a lock left by a dead process is taken over.
+ * would corrupt them. The mutual exclusion is an exclusive SQLite (fcntl) lock on
+ * `concord.lock.db`, held for the life of the connection: taking it is atomic, and the kernel
+ * releases it when the holder dies, so there is no stale lock to break (breaking one by
+ * reading, removing and re-creating a file let several racing processes all "win").
+ * `concord.lock` only describes the holder (pid, address) for error messages and clients.
  */
 export class DataDirLock {
-  private constructor(private readonly file: string) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly mutex: Database.Database,
+  ) {}
 
   static acquire(dir: string): DataDirLock {
-    fs.mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, 'concord.lock');
-    const me: LockInfo = { pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: process.argv.slice(1).join(' ') };
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        fs.writeFileSync(file, JSON.stringify(me), { flag: 'wx' });
-        return new DataDirLock(file);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      const holder = readLock(file);
-      if (holder && holder.host === os.hostname() && holder.pid !== process.pid && isAlive(holder.pid)) {
-        throw new UserError(
-          'locked',
-          `data directory ${dir} is in use by pid ${holder.pid} (${holder.command}, since ${holder.started_at}); stop it, talk to it with --server, or set CONCORD_DATA_DIR to another directory`,
-        );
-      }
-      fs.rmSync(file, { force: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const mutex = new Database(path.join(dir, MUTEX_FILE), { timeout: 0 });
+    try {
+      mutex.pragma('locking_mode = EXCLUSIVE');
+      // The first write transaction takes the EXCLUSIVE lock; locking_mode keeps it after COMMIT.
+      mutex.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); COMMIT');
+    } catch (e) {
+      mutex.close();
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
+      const holder = readLock(path.join(dir, INFO_FILE));
+      const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started_at})` : 'another process';
+      throw new UserError(
+        'locked',
+        `data directory ${dir} is in use by ${who}; stop it, talk to it with --server, or set CONCORD_DATA_DIR to another directory`,
+      );
     }
-    throw new UserError('locked', `could not lock data directory ${dir}`);
+    const lock = new DataDirLock(dir, mutex);
+    lock.writeInfo({ pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: `concord ${process.argv[2] ?? ''}`.trim() });
+    return lock;
   }
 
   /** Add fields (e.g. the HTTP address of `concord serve`) so other processes can find us. */
   advertise(extra: Record<string, string>): void {
-    const holder = readLock(this.file);
+    const holder = readLock(this.infoFile);
     if (holder?.pid !== process.pid) return;
-    fs.writeFileSync(this.file, JSON.stringify({ ...holder, ...extra }));
+    this.writeInfo({ ...holder, ...extra });
   }
 
   release(): void {
+    if (!this.mutex.open) return;
     try {
-      const holder = readLock(this.file);
-      if (holder?.pid === process.pid) fs.rmSync(this.file, { force: true });
+      const holder = readLock(this.infoFile);
+      if (holder?.pid === process.pid) fs.rmSync(this.infoFile, { force: true });
     } catch {
-      // Best effort at exit: a stale lock is detected and taken over next time.
+      // Best effort at exit: the next holder rewrites the description.
     }
+    this.mutex.close();
+  }
+
+  private get infoFile(): string {
+    return path.join(this.dir, INFO_FILE);
+  }
+
+  /** Written whole (temp file + rename), owner-only: readers never see a partial file. */
+  private writeInfo(info: LockInfo & Record<string, unknown>): void {
+    const tmp = `${this.infoFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(info), { mode: 0o600 });
+    fs.renameSync(tmp, this.infoFile);
   }
 }
 
@@ -66,14 +90,5 @@ function readLock(file: string): LockInfo | null {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

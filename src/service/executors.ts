@@ -13,8 +13,21 @@ export const HTTP_BODY_EXCERPT_BYTES = 1024;
 const HTTP_TIMEOUT_MS = 30_000;
 
 /**
- * Run one task attempt. An attempt may be repeated after a crash or lease expiry, so side
- * effects must be idempotent: HTTP calls carry `Idempotency-Key: <task id>:<epoch>`.
+ * The key a side effect of the task is deduplicated by: the task id, the same for every run.
+ * A re-run after a crash or lease expiry has a new epoch, so a `<task id>:<epoch>` key would
+ * let the sink apply the task twice; the epoch travels separately as a fencing token.
+ */
+export function idempotencyKey(taskId: string): string {
+  return taskId;
+}
+
+/** Header carrying the assignment's epoch: a sink may refuse writes older than one it has seen. */
+export const EPOCH_HEADER = 'Concord-Epoch';
+
+/**
+ * Run one task attempt. An attempt may be repeated after a crash or lease expiry (execution is
+ * at-least-once), so side effects must be idempotent: HTTP calls carry
+ * `Idempotency-Key: <task id>` and `Concord-Epoch: <epoch>`.
  */
 export async function execute(spec: ExecutorSpec, taskId: string, epoch: number, payload: unknown): Promise<ExecutionOutcome> {
   switch (spec.kind) {
@@ -80,7 +93,8 @@ async function executeHttp(spec: ExecutorSpec, taskId: string, epoch: number, pa
     const allow = currentAllowList();
     const url = new URL(h.url);
     const body = h.method === 'GET' || h.method === 'HEAD' ? undefined : (h.body ?? JSON.stringify({ task: taskId, payload }));
-    const res = await request(url, h.method, { 'Idempotency-Key': `${taskId}:${epoch}`, 'Content-Type': 'application/json' }, body, allow);
+    const headers = { 'Idempotency-Key': idempotencyKey(taskId), [EPOCH_HEADER]: String(epoch), 'Content-Type': 'application/json' };
+    const res = await request(url, h.method, headers, body, allow);
     return {
       ok: res.status >= 200 && res.status < 300,
       result: {

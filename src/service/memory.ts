@@ -1,3 +1,4 @@
+import { isSystemKey, LOG_STATE_KEY, SYSTEM_NAMESPACE } from '../machine/memory-store.js';
 import type { MemoryRecord } from '../machine/types.js';
 import { UserError, invalid } from './errors.js';
 import type { Swarm } from './swarm.js';
@@ -49,12 +50,25 @@ async function readMachine<T>(swarm: Swarm, consistency: Consistency, fn: (m: No
   return swarm.proposer.read((leaderId) => fn(swarm.machines.get(leaderId)!, leaderId));
 }
 
+/**
+ * The log-state system key: computed when read from the serving member's Raft state (after
+ * the ReadIndex round for a linearizable read), never stored. Its version is the commit index.
+ */
+function logStateView(swarm: Swarm, id: string): Record<string, unknown> {
+  const st = swarm.cluster.host(id).status();
+  const value = { commit_index: st.commit, term: st.term, leader: st.leader, last_index: st.lastIndex, applied_index: st.applied };
+  return { key: LOG_STATE_KEY, namespace: SYSTEM_NAMESPACE, value, version: st.commit, system: true, computed_at: new Date().toISOString() };
+}
+
 export async function memoryRetrieve(swarm: Swarm, o: { key: string; namespace?: string; consistency?: Consistency }): Promise<Record<string, unknown>> {
   const consistency = o.consistency ?? 'linearizable';
+  if (o.key === LOG_STATE_KEY && (o.namespace ?? 'default') === SYSTEM_NAMESPACE) {
+    return readMachine(swarm, consistency, (_m, id) => ({ found: true, ...logStateView(swarm, id), consistency, read_from: id }));
+  }
   return readMachine(swarm, consistency, (m, id) => {
     const r = m.memory.get(o.namespace ?? 'default', o.key, m.clock);
     if (!r) throw new UserError('not_found', `key=${JSON.stringify(o.key)} not found in namespace ${JSON.stringify(o.namespace ?? 'default')} (never stored, deleted, or expired)`, 'key');
-    return { found: true, ...view(r), consistency, read_from: id };
+    return { found: true, ...view(r), ...(isSystemKey(r.namespace, r.key) ? { system: true } : {}), consistency, read_from: id };
   });
 }
 
@@ -62,10 +76,23 @@ export async function memoryList(swarm: Swarm, o: { prefix?: string; namespace?:
   const consistency = o.consistency ?? 'linearizable';
   const limit = o.limit ?? 100;
   return readMachine(swarm, consistency, (m, id) => {
-    const items = m.memory.list(o.namespace ?? 'default', o.prefix ?? '', m.clock, limit + 1);
+    const namespace = o.namespace ?? 'default';
+    const prefix = o.prefix ?? '';
+    const keys: Array<Record<string, unknown>> = m.memory.list(namespace, prefix, m.clock, limit + 1).map((r) => ({
+      key: r.key,
+      version: r.version,
+      updated_at: new Date(r.updated_at).toISOString(),
+      expires_at: r.expires_at !== null ? new Date(r.expires_at).toISOString() : null,
+      system: isSystemKey(r.namespace, r.key),
+    }));
+    if (namespace === SYSTEM_NAMESPACE && LOG_STATE_KEY.startsWith(prefix)) {
+      const v = logStateView(swarm, id);
+      keys.push({ key: LOG_STATE_KEY, version: v.version, updated_at: v.computed_at, expires_at: null, system: true });
+      keys.sort((a, b) => ((a.key as string) < (b.key as string) ? -1 : 1));
+    }
     return {
-      keys: items.slice(0, limit).map((r) => ({ key: r.key, version: r.version, updated_at: new Date(r.updated_at).toISOString(), expires_at: r.expires_at !== null ? new Date(r.expires_at).toISOString() : null })),
-      truncated: items.length > limit,
+      keys: keys.slice(0, limit),
+      truncated: keys.length > limit,
       consistency,
       read_from: id,
     };

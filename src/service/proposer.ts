@@ -13,36 +13,101 @@ export interface ProposeOptions {
   background?: boolean;
 }
 
+/** A registered session (dissertation 6.3): its id from the machine, its own seq counter. */
+interface SessionState {
+  id: string;
+  seq: number;
+  /** Seqs not answered yet; the smallest is the ack (everything below it is finished). */
+  outstanding: Set<number>;
+}
+
+/** The machine's answer, and whether an earlier attempt of it may be in the log. */
+interface Attempted {
+  result: OpResult;
+  /** An attempt was appended to some leader's log without an answer: it may apply. */
+  uncertain: boolean;
+}
+
 /**
- * A client session against the cluster: finds the leader, retries on leader change with the
- * same (client, seq), so a retried command is never applied twice (dissertation 6.3).
+ * A client session against the cluster: registers its session with the replicated machine
+ * before first use, finds the leader, retries on leader change with the same (client, seq),
+ * so a retried command is never applied twice (dissertation 6.3). A session the machine no
+ * longer knows (idle past its timeout, or evicted) is registered again; a command whose
+ * outcome is then unknown is not re-sent blindly but reported as session_expired.
  * In cluster mode, a proposal from a follower is forwarded to the leader's process.
  */
 export class Proposer {
-  private seq = 0;
-  private outstanding = new Set<number>();
+  private session: SessionState | null = null;
+  private registering: Promise<SessionState> | null = null;
+  /** Sessions this proposer registered (the first included). */
+  sessionsRegistered = 0;
 
   constructor(
     private readonly cluster: ClusterBackend,
+    /** A label for logs; the session id itself comes from the machine. */
     readonly clientId: string,
     /** Throws a UserError when no request can succeed (e.g. a swarm with no agents). */
     private readonly precheck: () => void = () => undefined,
+    /** Idle timeout to ask for (the machine clamps it); the machine's default when null. */
+    private readonly sessionTimeoutMs: number | null = null,
   ) {}
+
+  /** The current session id, if one is registered. */
+  get sessionId(): string | null {
+    return this.session?.id ?? null;
+  }
 
   async propose(op: Op, timeoutMs = 10_000, opts: ProposeOptions = {}): Promise<OpResult> {
     this.precheck();
     const s = opts.background ? undefined : callSession.getStore();
     if (s && s.next < SUB_SEQS) return this.proposeInSession(op, s, timeoutMs);
-    const seq = ++this.seq;
-    this.outstanding.add(seq);
-    try {
-      // Seqs are added in increasing order and a Set iterates in insertion order: the first
-      // outstanding one is the smallest (O(1), unlike Math.min over all of them).
-      const ack = () => this.outstanding.values().next().value as number;
-      return await this.proposeSeq(op, this.clientId, seq, ack, timeoutMs);
-    } finally {
-      this.outstanding.delete(seq);
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const session = await this.currentSession(deadline);
+      const seq = ++session.seq;
+      session.outstanding.add(seq);
+      let out: Attempted;
+      try {
+        // Seqs are added in increasing order and a Set iterates in insertion order: the first
+        // outstanding one is the smallest (O(1), unlike Math.min over all of them).
+        const ack = () => session.outstanding.values().next().value as number;
+        out = await this.proposeSeq(op, session.id, seq, ack, deadline, timeoutMs);
+      } finally {
+        session.outstanding.delete(seq);
+      }
+      const r = out.result;
+      if (r.ok || r.code !== 'session_expired') return r;
+      if (this.session === session) this.session = null;
+      if (out.uncertain && !retrySafe(op)) throw sessionExpired(session.id, op, seq);
+      // Refused without effect (or harmless to apply again): a new session, a new seq.
     }
+  }
+
+  /**
+   * Register a session with the machine (a log entry) and return its id. A registration
+   * retried after a lost answer may leave an unused session behind; it expires.
+   */
+  async registerSession(timeoutMs = 10_000, sessionTimeoutMs = this.sessionTimeoutMs): Promise<{ session: string; timeout_ms: number }> {
+    const deadline = performance.now() + timeoutMs;
+    const op: Op = { t: 'session.register', timeout_ms: sessionTimeoutMs };
+    const { result } = await this.proposeSeq(op, undefined, undefined, () => undefined, deadline, timeoutMs);
+    if (!result.ok) throw new UserError('unavailable', `the cluster refused to register a session: ${result.code}: ${result.message}`);
+    return result.value as { session: string; timeout_ms: number };
+  }
+
+  private currentSession(deadline: number): Promise<SessionState> {
+    if (this.session) return Promise.resolve(this.session);
+    // Concurrent first proposals share one registration.
+    this.registering ??= this.registerSession(Math.max(1, deadline - performance.now()))
+      .then((v) => {
+        this.sessionsRegistered++;
+        this.session = { id: v.session, seq: 0, outstanding: new Set() };
+        return this.session;
+      })
+      .finally(() => {
+        this.registering = null;
+      });
+    return this.registering;
   }
 
   /**
@@ -50,23 +115,43 @@ export class Proposer {
    * commit it here, the client must learn at once and retry elsewhere with the same seq.
    */
   private async proposeInSession(op: Op, s: CallSession, timeoutMs: number): Promise<OpResult> {
-    const seq = s.seq * SUB_SEQS + s.next++;
+    if (s.client === null) {
+      // A read-mostly client registers a session only once a call of its writes: this one.
+      s.needsSession = true;
+      throw new UserError('session_expired', 'this call writes and its client has no session yet; the client registers one and sends the call again', 'session');
+    }
+    const sub = s.next++;
+    const seq = s.seq * SUB_SEQS + sub;
     const leader = this.cluster.leader();
     if (!leader) throw notLeader(this.cluster);
     const data = JSON.stringify({ op, now: Date.now(), client: s.client, seq, ack: s.ack * SUB_SEQS });
+    let r: OpResult;
     try {
-      return (await leader.propose(data, Math.min(timeoutMs, 5_000))).result as OpResult;
+      r = (await leader.propose(data, Math.min(timeoutMs, 5_000))).result as OpResult;
     } catch (e) {
       const refused = refusal(e);
       if (refused) throw refused;
       if (e instanceof ProposalError || e instanceof RequestTimeoutError) throw notLeader(this.cluster, e.message);
       throw e;
     }
+    if (!r.ok && r.code === 'session_expired') {
+      // The call's first proposal refused: this attempt changed nothing, and the client (who
+      // knows whether an earlier attempt may have) decides whether to register and re-send.
+      if (sub === 0) s.expired = true;
+      throw new UserError(
+        'session_expired',
+        sub === 0
+          ? `client session ${s.client} is unknown or expired; this call was not applied on this attempt (the client registers a new session)`
+          : `client session ${s.client} expired during this call: its first ${sub} step(s) were applied, the rest was not; check the call's effect before retrying`,
+        'session',
+      );
+    }
+    return r;
   }
 
-  private async proposeSeq(op: Op, client: string, seq: number, ack: () => number, timeoutMs: number): Promise<OpResult> {
-    const deadline = performance.now() + timeoutMs;
+  private async proposeSeq(op: Op, client: string | undefined, seq: number | undefined, ack: () => number | undefined, deadline: number, timeoutMs: number): Promise<Attempted> {
     let lastError = 'no leader elected';
+    let uncertain = false;
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
@@ -74,20 +159,23 @@ export class Proposer {
       }
       const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq, ack: ack() });
       const leader = this.cluster.leader();
+      let pending: Promise<Committed> | undefined;
       try {
-        // propose() refuses synchronously (backlog full, not leader): inside the try.
-        let pending: Promise<Committed> | undefined;
+        // propose() refuses synchronously (backlog full, not leader): inside the try, and
+        // such a refusal put nothing in the log.
         if (leader) pending = leader.propose(data(), Math.min(remaining, 2_000));
         else pending = this.cluster.forwardProposal?.(data(), Math.min(remaining, 2_000));
         if (!pending) {
           await pause(RETRY_PAUSE_MS);
           continue;
         }
-        return (await pending).result as OpResult;
+        return { result: (await pending).result as OpResult, uncertain };
       } catch (e) {
         const refused = refusal(e);
         if (refused) throw refused;
         if (!(e instanceof ProposalError) && !(e instanceof RequestTimeoutError) && !leaderless(e)) throw e;
+        // Appended (or forwarded) but unanswered: it may still commit and apply.
+        if (pending) uncertain = true;
         lastError = (e as Error).message;
         await pause(RETRY_PAUSE_MS);
       }
@@ -120,6 +208,35 @@ export class Proposer {
       }
     }
   }
+}
+
+/**
+ * Ops that may be applied a second time without a second effect: re-sent under a new session
+ * even when an earlier attempt may have applied. A compare-and-set (if_version) applied twice
+ * is refused the second time (version_mismatch), never applied twice.
+ */
+function retrySafe(op: Op): boolean {
+  switch (op.t) {
+    case 'clock':
+    case 'election':
+    case 'session.register':
+      return true;
+    case 'mem.put':
+    case 'mem.del':
+      return op.if_version !== null && op.if_version !== undefined;
+    default:
+      return false;
+  }
+}
+
+function sessionExpired(session: string, op: Op, seq: number): UserError {
+  return new UserError(
+    'session_expired',
+    `session=${session} expired (idle past its timeout, or evicted) while the ${op.t} request (seq ${seq}) was unanswered: ` +
+      'it may or may not have been applied, so it was not sent again (that could apply it twice). ' +
+      'Check its effect (memory_retrieve the key, task_status for the orchestration; orchestrate with an idempotency_key is safe to repeat) and retry if it is missing; the next request registers a new session',
+    'session',
+  );
 }
 
 /**

@@ -1,12 +1,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SwarmConfig } from '../machine/types.js';
+import { fsyncDirectory, mkdirDurable, nodeSyncFs, type SyncFs } from '../storage/sync-fs.js';
 
 export interface MemberEntry {
   /** The first member bootstraps the group alone; later ones join with no membership. */
   bootstrap: boolean;
   /** crashed: stopped abruptly, restartable. removed: left the group for good. */
   state: 'active' | 'crashed' | 'removed';
+  /**
+   * Random id of this member's life, also written into its database at creation. A member
+   * removed and spawned again under the same name gets a new one (and a new file): a name is
+   * never reused for different state. Absent in registries written before identities.
+   */
+  incarnation?: string;
 }
 
 export interface RegistryData {
@@ -20,30 +27,41 @@ export interface RegistryData {
   pending_config?: Partial<SwarmConfig>;
 }
 
-/** swarm.json: what the process needs before any Raft member can start. Written atomically. */
+/**
+ * swarm.json: what the process needs before any Raft member can start. Written atomically and
+ * durably: temp file fsynced, renamed over, then the directory fsynced (the rename is an entry
+ * in the directory: without that fsync a power loss can bring back the previous file).
+ */
 export class SwarmRegistry {
   constructor(
     readonly dir: string,
     public data: RegistryData,
+    /** Carries the fsyncs (default node:fs); injectable so tests can observe them. */
+    private readonly syncFs: SyncFs = nodeSyncFs,
   ) {}
 
   static file(dir: string): string {
     return path.join(dir, 'swarm.json');
   }
 
-  static load(dir: string): SwarmRegistry {
+  static load(dir: string, syncFs: SyncFs = nodeSyncFs): SwarmRegistry {
     const data = JSON.parse(fs.readFileSync(SwarmRegistry.file(dir), 'utf8')) as RegistryData;
-    return new SwarmRegistry(dir, data);
+    return new SwarmRegistry(dir, data, syncFs);
   }
 
   save(): void {
-    fs.mkdirSync(this.dir, { recursive: true });
+    const sfs = this.syncFs;
+    mkdirDurable(this.dir, sfs);
     const tmp = `${SwarmRegistry.file(this.dir)}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    fs.writeSync(fd, JSON.stringify(this.data, null, 2));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
+    const fd = sfs.openSync(tmp, 'w');
+    try {
+      fs.writeFileSync(fd, JSON.stringify(this.data, null, 2)); // loops until all is written
+      sfs.fsyncSync(fd);
+    } finally {
+      sfs.closeSync(fd);
+    }
     fs.renameSync(tmp, SwarmRegistry.file(this.dir));
+    fsyncDirectory(this.dir, sfs);
   }
 
   memberFile(id: string): string {

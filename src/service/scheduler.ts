@@ -47,8 +47,12 @@ export class Scheduler {
     const machine = this.swarm.machines.get(leader.id);
     if (!machine) return;
     if (machine.tasks.assigned.size === 0 && !machine.tasks.mayHavePending()) return;
+    // Work is taken back only from agents silent for a whole window, and handed only to agents
+    // that answered this leader: right after an election the dead old leader is in the first
+    // set (its silence is not yet a window long) but never in the second.
     const live = this.swarm.liveAgents();
-    if (live.size === 0) return;
+    const ready = this.swarm.liveAgents({ acked: true });
+    if (ready.size === 0) return;
     const members = new Set(this.swarm.activeMembers());
     this.allowedCache.clear();
     // An agent holds up to AGENT_QUEUE_BATCHES batches: one executing while the next ones are
@@ -58,7 +62,7 @@ export class Scheduler {
 
     // Count work in proposals not yet applied too, so two proposals never overfill an agent.
     const load = new Map<string, number>();
-    for (const id of live) load.set(id, this.inflightByAgent.get(id) ?? 0);
+    for (const id of ready) load.set(id, this.inflightByAgent.get(id) ?? 0);
     const takeBack: TaskRecord[] = [];
     for (const tid of machine.tasks.assigned) {
       const t = machine.tasks.tasks.get(tid);
@@ -76,14 +80,14 @@ export class Scheduler {
     const pick = (t: TaskRecord): void => {
       const orch = machine.tasks.orchs.get(t.orch);
       if (!orch || orch.executor.kind === 'external') return;
-      const agent = this.chooseAgent(orch, live, load, batch);
+      const agent = this.chooseAgent(orch, ready, load, batch);
       if (!agent) return;
       load.set(agent, (load.get(agent) ?? 0) + 1);
       items.push({ task: t.id, agent, from_epoch: t.epoch });
     };
     for (const t of takeBack) pick(t);
     let capacity = 0;
-    for (const id of live) capacity += Math.max(0, batch - (load.get(id) ?? 0));
+    for (const id of ready) capacity += Math.max(0, batch - (load.get(id) ?? 0));
     if (capacity > 0) {
       const excluded = new Set([...this.inflight, ...items.map((i) => i.task)]);
       const external = (orchId: string) => machine.tasks.orchs.get(orchId)?.executor.kind !== 'external';

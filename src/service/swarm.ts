@@ -1,17 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import type { ClusterBackend } from '../host/cluster-backend.js';
 import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange, StateMachine } from '../host/node-host.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
-import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
+import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type CompleteItem, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
 import { majority } from '../raft/quorum.js';
 import type { ConfState, RaftConfig } from '../raft/types.js';
-import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import type { SqliteStorage, Durability } from '../storage/sqlite-storage.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { Prng } from '../util/prng.js';
 import { UserError } from './errors.js';
+import { openMemberStorage } from './member-storage.js';
 import { Proposer, pause, type ProposeOptions } from './proposer.js';
 import { SwarmRegistry, type RegistryData } from './registry.js';
 import { Scheduler } from './scheduler.js';
@@ -28,6 +30,8 @@ export interface SwarmOptions {
   durability?: Durability;
   /** Cluster mode: the one member this process runs; its peers run in other processes. */
   backend?: (machineFor: (id: string) => StateMachine) => ClusterBackend;
+  /** Idle timeout this process's client session asks for (one-shot CLI runs ask for less). */
+  sessionTimeoutMs?: number;
 }
 
 /** Cause of the next election, when this process caused it (step-down, transfer, ...). */
@@ -50,6 +54,8 @@ export class Swarm {
   private expectedCause: ExpectedCause | null = null;
   private readonly roleListeners: Array<(c: RoleChange) => void> = [];
   private closed = false;
+  /** Members being created by agent_spawn: the only ones allowed to start on a new file. */
+  private readonly freshMembers = new Set<string>();
 
   constructor(
     readonly registry: SwarmRegistry,
@@ -74,7 +80,7 @@ export class Swarm {
       clock: new RealClock(),
       prng: new Prng(Date.now() >>> 0),
       // fsync on the libuv threadpool: five members' fsyncs overlap instead of queueing on the loop.
-      storageFor: (id) => SqliteStorage.open(registry.memberFile(id), { durability: opts.durability ?? 'full', fsync: 'threadpool' }),
+      storageFor: (id) => this.openStorage(id, opts.durability ?? 'full'),
       machineFor,
       tickMs: TICK_MS,
       raft: raftTiming(undefined),
@@ -84,11 +90,16 @@ export class Swarm {
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
     });
-    this.proposer = new Proposer(this.cluster, `concord-${randomUUID()}`, () => {
-      if (this.activeMembers().length === 0) {
-        throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
-      }
-    });
+    this.proposer = new Proposer(
+      this.cluster,
+      `concord-${randomUUID()}`,
+      () => {
+        if (this.activeMembers().length === 0) {
+          throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
+        }
+      },
+      opts.sessionTimeoutMs ?? null,
+    );
     this.scheduler = new Scheduler(this);
     this.cluster.onRoleChange((c) => this.onRoleChange(c));
   }
@@ -101,11 +112,46 @@ export class Swarm {
     return this.registry.data;
   }
 
-  /** Start every member that was running when the process last stopped. */
+  /**
+   * Start every member that was running when the process last stopped. One that cannot start
+   * (its file lost, replaced or unreadable) is marked crashed with the reason logged; the
+   * others keep serving if they are a majority.
+   */
   open(): void {
     for (const [id, m] of Object.entries(this.data.members)) {
-      if (m.state === 'active' && this.cluster.canRun(id)) this.startMember(id);
+      if (m.state !== 'active' || !this.cluster.canRun(id)) continue;
+      try {
+        this.startMember(id);
+      } catch (e) {
+        if (this.cluster.mode === 'tcp') throw e; // the process is the member: it cannot serve
+        logger.error({ swarm: this.name, agent: id, file: this.registry.memberFile(id), err: (e as Error).message }, 'agent not started');
+        m.state = 'crashed';
+        this.registry.save();
+      }
     }
+  }
+
+  /** Open a member's file, checking it is the one created for the member's incarnation. */
+  private openStorage(id: string, durability: Durability): SqliteStorage {
+    const entry = this.data.members[id];
+    const fresh = this.freshMembers.delete(id);
+    const { storage, incarnation } = openMemberStorage(this.registry.memberFile(id), id, { incarnation: entry?.incarnation, fresh, durability });
+    if (entry && entry.incarnation !== incarnation) {
+      entry.incarnation = incarnation;
+      this.registry.save();
+    }
+    return storage;
+  }
+
+  /**
+   * The next start of `id` creates its member anew (agent_spawn): a new incarnation and a new,
+   * empty file. Whatever a former member of that name left behind is deleted first.
+   */
+  prepareNewMember(id: string): void {
+    this.cluster.remove(id);
+    const file = this.registry.memberFile(id);
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    this.freshMembers.add(id);
   }
 
   close(): void {
@@ -175,15 +221,21 @@ export class Swarm {
     return m ? m.config : new CoordinationMachine().config;
   }
 
-  /** Leader hosts a running voter majority can reach, by heartbeat answers. */
-  liveAgents(): Set<string> {
+  /**
+   * Members the leader has heard from within an election timeout (so not presumed dead).
+   * acked: only those that have also answered this leader, i.e. proven alive in its term.
+   */
+  liveAgents(opts: { acked?: boolean } = {}): Set<string> {
     const live = new Set<string>();
     const leader = this.cluster.leader();
     if (!leader) return live;
     const st = leader.status();
     const windowTicks = Math.ceil(this.config().election_timeout_min / TICK_MS);
     for (const p of st.peers) {
-      if (p.id === leader.id || p.ticksSinceResponse <= windowTicks) live.add(p.id);
+      // A new leader starts every peer's response age at zero: `acked` also asks that the peer
+      // has acknowledged an append of this leader (match > 0), so a crashed old leader is not
+      // handed new work during the first window after the election.
+      if (p.id === leader.id || (p.ticksSinceResponse <= windowTicks && (!opts.acked || p.match > 0))) live.add(p.id);
     }
     return live;
   }
@@ -270,28 +322,13 @@ export class Swarm {
     };
     // Proposed by the new leader itself, so the record lands in its own term.
     const data = JSON.stringify({ op: { t: 'election', record }, now: Date.now() });
-    host.propose(data).then(
-      () => this.recordCommitIndex(),
-      (e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'),
-    );
+    host.propose(data).catch((e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'));
     logger.info({ swarm: this.name, ...record }, 'leader elected');
   }
 
   private lastRecordedLeader(id: string): string | null {
     const hist = this.machines.get(id)?.elections ?? [];
     return hist.length > 0 ? hist[hist.length - 1]!.new_leader : null;
-  }
-
-  /** Replicated marker of how far the log is committed (spec: coordination/raft/commit-index). */
-  recordCommitIndex(): void {
-    const leader = this.cluster.leader();
-    if (!leader) return;
-    const s = leader.status();
-    const value = { commit_index: s.commit, term: s.term, timestamp: new Date().toISOString() };
-    const op: Op = { t: 'mem.put', key: 'coordination/raft/commit-index', namespace: 'default', value, ttl_s: null, if_version: null };
-    void this.propose(op, undefined, { background: true }).catch(
-      () => undefined,
-    );
   }
 }
 
@@ -309,18 +346,23 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
 }
 
 /** Worker completions in the compact log form: one group per (orchestration, agent, outcome). */
-export function groupCompletions(items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown }>): CompleteGroup[] {
+export function groupCompletions(items: CompleteItem[]): CompleteGroup[] {
   const groups = new Map<string, CompleteGroup>();
   for (const it of items) {
     const id = parseTaskId(it.task);
     if (!id) continue;
     const key = `${id.orch}|${it.agent}|${it.ok}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], epochs: [], ok: it.ok, results: [] }));
+    if (!g) groups.set(key, (g = { orch: id.orch, agent: it.agent, seqs: [], epochs: [], ok: it.ok, results: [], starts: [] }));
     g.seqs.push(id.seq);
     g.epochs.push(it.epoch);
     g.results!.push(it.result);
+    g.starts!.push(it.starts ?? 1);
   }
-  for (const g of groups.values()) if (g.results!.every((r) => r === null)) delete g.results;
+  for (const g of groups.values()) {
+    if (g.results!.every((r) => r === null)) delete g.results;
+    // Almost always one run per report: leave the list out of the log entry then.
+    if (g.starts!.every((n) => n === 1)) delete g.starts;
+  }
   return [...groups.values()];
 }

@@ -1,6 +1,7 @@
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
 import type { ExecutorSpec, Orchestration, Priority, Strategy, TaskRecord } from '../machine/types.js';
 import { UserError, invalid } from './errors.js';
+import { idempotencyKey } from './executors.js';
 import type { Swarm } from './swarm.js';
 
 export interface OrchestrateInput {
@@ -87,7 +88,7 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
   return swarm.proposer.read((leaderId) => {
     const m = swarm.machines.get(leaderId)!;
     const orchs = orchestrationId ? [findOrch(m, orchestrationId)] : [...m.tasks.orchs.values()];
-    const sum = { total: 0, completed: 0, failed: 0, pending: 0, assigned: 0, duplicates: 0, rejected: 0, recovered: 0 };
+    const sum = { total: 0, completed: 0, failed: 0, pending: 0, assigned: 0, duplicates: 0, stale: 0, recovered: 0, started: 0 };
     for (const o of orchs) {
       sum.total += o.count;
       sum.completed += o.counts.completed;
@@ -95,8 +96,9 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       sum.pending += o.counts.pending;
       sum.assigned += o.counts.assigned;
       sum.duplicates += o.counts.duplicates;
-      sum.rejected += o.counts.rejected_duplicate_attempts;
+      sum.stale += o.counts.stale_completions_refused;
       sum.recovered += o.counts.recovered;
+      sum.started += o.counts.executions_started;
     }
     const elections = m.elections;
     const out: Record<string, unknown> = {
@@ -106,11 +108,12 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       failed: sum.failed,
       in_progress: sum.pending + sum.assigned,
       duplicates: sum.duplicates,
-      rejected_duplicate_attempts: sum.rejected,
+      executions_started: sum.started,
+      stale_completions_refused: sum.stale,
       tasks_recovered: sum.recovered,
       leader_failures: elections.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum' || e.cause === 'leader unreachable').length,
       elections: elections.length,
-      execution_guarantee: sum.duplicates === 0 ? 'exactly-once' : 'VIOLATED: a completion was applied more than once',
+      execution_guarantee: executionGuarantee(sum.duplicates),
       counted_from: `replicated state on ${leaderId} after a linearizable read`,
     };
     if (includeTasks > 0 && orchestrationId) {
@@ -124,6 +127,18 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
     }
     return out;
   });
+}
+
+/**
+ * The contract, stated as it is: the completion commit is exactly-once (checked by the counted
+ * `duplicates`), execution is at-least-once, and side effects are deduplicated by key.
+ */
+export function executionGuarantee(duplicates: number): string {
+  const commit =
+    duplicates === 0
+      ? 'completion committed exactly once per task (duplicates counted: 0)'
+      : `VIOLATED: ${duplicates} completion(s) applied more than once`;
+  return `${commit}; execution at least once (a task may run again after a lease expiry, crash or partition: executions_started - completed), so side effects get Idempotency-Key: <task id>`;
 }
 
 export async function claimTasks(
@@ -155,7 +170,7 @@ export async function claimTasks(
   const tasks = picks
     .map((p) => after.tasks.tasks.get(p.task)!)
     .filter((t) => t.assignee === o.agent_id && t.status === 'assigned')
-    .map((t) => ({ task_id: t.id, epoch: t.epoch, lease_until: new Date(t.lease_until).toISOString(), payload: after.tasks.orchs.get(t.orch)?.payload ?? null, description: after.tasks.orchs.get(t.orch)?.task }));
+    .map((t) => ({ task_id: t.id, epoch: t.epoch, idempotency_key: idempotencyKey(t.id), lease_until: new Date(t.lease_until).toISOString(), payload: after.tasks.orchs.get(t.orch)?.payload ?? null, description: after.tasks.orchs.get(t.orch)?.task }));
   return { agent_id: o.agent_id, tasks, note: 'complete each with task_complete(task_id, agent_id, epoch, result); a stale epoch is rejected' };
 }
 
@@ -174,6 +189,9 @@ export async function completeTask(
     accepted: value.applied === 1,
     status: t?.status ?? 'unknown',
     current_epoch: t?.epoch ?? null,
-    reason: value.applied === 1 ? 'applied' : 'rejected: unknown task, stale epoch, other assignee, or already completed (counted as a rejected duplicate attempt)',
+    reason:
+      value.applied === 1
+        ? 'applied'
+        : 'refused: unknown task, stale epoch, other assignee, or already completed (counted in stale_completions_refused; your run is counted in executions_started)',
   };
 }

@@ -1,11 +1,14 @@
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
-import type { Op } from '../machine/types.js';
+import type { CompleteItem } from '../machine/types.js';
 import { execute } from './executors.js';
 
-type Completion = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
+type Completion = CompleteItem;
+
+/** Start counts kept for reports never sent; beyond this the oldest are forgotten. */
+const MAX_UNREPORTED_STARTS = 65_536;
 
 export interface WorkerHost {
-  /** The agent's own replica, or undefined while its member is down. */
+  /** The agent's own replica; may be undefined while its member is down (the worker checks isRunning itself). */
   machineOf(agent: string): CoordinationMachine | undefined;
   isRunning(agent: string): boolean;
   batchSize(): number;
@@ -26,6 +29,12 @@ export class AgentWorker {
   private pumping = false;
   private buffer: Completion[] = [];
   private flushing = false;
+  /**
+   * `task@epoch` -> runs started and not yet covered by a report handed to the log. Survives
+   * reset(): when the member stops mid-run its report is dropped, and if the same assignment
+   * runs again after a restart, that report covers both runs (executions_started).
+   */
+  private starts = new Map<string, number>();
   executed = 0;
 
   constructor(
@@ -76,13 +85,15 @@ export class AgentWorker {
       const orch = t ? m.tasks.orchs.get(t.orch) : undefined;
       if (!t || !orch || t.status !== 'assigned' || t.epoch !== item.epoch || t.assignee !== this.agent) {
         this.known.delete(key);
+        this.starts.delete(key);
         continue;
       }
+      const runs = this.countStart(key);
       if (orch.executor.kind === 'noop') {
         this.known.delete(key);
         // No I/O: complete inline so large batches cost no promise per task.
         this.executed++;
-        this.buffer.push({ task: t.id, agent: this.agent, epoch: item.epoch, ok: true, result: null });
+        this.buffer.push(report(t.id, this.agent, item.epoch, true, null, runs));
         continue;
       }
       this.active++;
@@ -90,13 +101,21 @@ export class AgentWorker {
         this.active--;
         this.known.delete(key);
         this.executed++;
-        this.buffer.push({ task: item.task, agent: this.agent, epoch: item.epoch, ok: out.ok, result: out.result });
+        this.buffer.push(report(item.task, this.agent, item.epoch, out.ok, out.result, this.starts.get(key) ?? 0));
         this.flush();
         if (this.queue.length > 0) this.schedulePump();
       });
     }
     this.flush();
     if (this.queue.length > 0 && this.active < limit) this.schedulePump();
+  }
+
+  private countStart(key: string): number {
+    const n = (this.starts.get(key) ?? 0) + 1;
+    this.starts.delete(key);
+    this.starts.set(key, n);
+    while (this.starts.size > MAX_UNREPORTED_STARTS) this.starts.delete(this.starts.keys().next().value as string);
+    return n;
   }
 
   private flush(): void {
@@ -108,6 +127,9 @@ export class AgentWorker {
     this.flushing = true;
     const items = this.buffer;
     this.buffer = [];
+    // Handed to the log: these runs are covered whether or not the proposal commits in time
+    // (counting them again in a later report could count a run twice).
+    for (const it of items) this.starts.delete(`${it.task}@${it.epoch}`);
     void this.host
       .submitCompletions(items)
       .catch(() => {
@@ -118,4 +140,11 @@ export class AgentWorker {
         if (this.buffer.length > 0) this.flush();
       });
   }
+}
+
+function report(task: string, agent: string, epoch: number, ok: boolean, result: unknown, runs: number): Completion {
+  const c: Completion = { task, agent, epoch, ok, result };
+  // 0: another report already covered this run (it restarted while this one was running).
+  if (runs !== 1) c.starts = runs;
+  return c;
 }

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import type { ConfState, Entry, EntryType, HardState, RestartState, Snapshot, SnapshotMetadata } from '../raft/types.js';
 import type { LogStorage, PersistBatch, StorageStats } from './types.js';
 import { checkBatch, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
+import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from './sync-fs.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -16,6 +17,7 @@ const SCHEMA_VERSION = 1;
  * 'full' (default): every commit that must survive power loss is fsynced (WAL fdatasync) before
  *   save() returns, or before saveAsync() calls back. Raft needs this: a vote or an acknowledged
  *   entry must never be forgotten. (Commit-index-only writes skip the fsync: etcd's MustSync.)
+ *   open() and load() return only durable state: they fsync WAL, database and directory first.
  * 'normal': UNSAFE. Commits are fsynced only at checkpoints; acknowledged writes may be lost on
  *   power failure or OS crash (a process crash alone loses nothing). For benchmarks/tests only.
  * 'off': UNSAFE. Never fsyncs; acknowledged writes may be lost, and the file may be corrupted,
@@ -34,6 +36,12 @@ export type Durability = 'full' | 'normal' | 'off';
  * Ignored (inline) on macOS and Windows, and for durability 'normal'/'off'.
  */
 export type FsyncMode = 'inline' | 'threadpool';
+
+/** Who a member file belongs to: its id and the incarnation it was created for. */
+export interface MemberIdentity {
+  member: string;
+  incarnation: string;
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,12 +105,23 @@ export class SqliteStorage implements LogStorage {
   private durableTerm = 0;
   private durableVote: string | null = null;
   private readonly durability: Durability = 'full';
+  /** A commit since the last recoverySync(): load() must make it durable before returning it. */
+  private writtenSinceRecoverySync = false;
+  private readonly sfs: SyncFs;
 
-  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode } = {}): SqliteStorage {
+  /**
+   * Opens (creating if needed) the member's database. With durability 'full' it returns only
+   * once everything in the files is durable (see recoverySync): a previous process killed with
+   * fsyncs pending left written but unsynced WAL frames, which this process reads from the page
+   * cache and will treat as durable. `syncFs` (default node:fs) carries every fsync we issue.
+   */
+  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode; syncFs?: SyncFs } = {}): SqliteStorage {
     const durability = opts.durability ?? 'full';
     if (!['full', 'normal', 'off'].includes(durability)) throw new Error(`SqliteStorage: unknown durability ${String(durability)}`);
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    const sfs = opts.syncFs ?? nodeSyncFs;
+    mkdirDurable(path.dirname(path.resolve(file)), sfs);
     const db = new Database(file);
+    let storage: SqliteStorage | null = null;
     try {
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (mode !== 'wal') throw new Error(`SqliteStorage(${file}): could not enable WAL (journal_mode=${String(mode)})`);
@@ -116,16 +135,26 @@ export class SqliteStorage implements LogStorage {
         if (v === undefined) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
         else if (Number(v) !== SCHEMA_VERSION) throw new Error(`SqliteStorage(${file}): schema version ${v}, expected ${SCHEMA_VERSION}`);
       })();
-      return new SqliteStorage(file, db, durability, walSync);
+      storage = new SqliteStorage(file, db, durability, walSync, sfs);
+      if (durability === 'full') storage.recoverySync();
+      return storage;
     } catch (e) {
-      db.close();
+      if (storage) storage.close();
+      else db.close();
       throw e;
     }
   }
 
-  private constructor(private readonly file: string, private readonly db: Database.Database, durability: Durability = 'full', walSync = false) {
+  private constructor(
+    private readonly file: string,
+    private readonly db: Database.Database,
+    durability: Durability,
+    walSync: boolean,
+    sfs: SyncFs,
+  ) {
     this.durability = durability;
     this.walSync = walSync;
+    this.sfs = sfs;
     const st = (this.st = prepare(db));
     const hs = st.hard.get() as HardRow | undefined;
     this.durableTerm = hs?.term ?? 0;
@@ -158,7 +187,21 @@ export class SqliteStorage implements LogStorage {
     });
   }
 
+  /**
+   * Returns the stored state, all of it durable (durability 'full'): writes made through this
+   * object whose fsync may not have completed (a host restarted in-process while a saveAsync
+   * fdatasync was in flight) are fsynced first, as open() does for an earlier process's.
+   */
   load(initialConf: ConfState): RestartState {
+    if (this.durability === 'full' && this.writtenSinceRecoverySync) {
+      if (this.syncError) throw this.syncError;
+      try {
+        this.recoverySync();
+      } catch (e) {
+        this.syncError ??= e as Error;
+        throw e;
+      }
+    }
     const h = this.st.hard.get() as HardRow | undefined;
     const s = this.st.snap.get() as SnapRow | undefined;
     const meta: SnapshotMetadata | null = s
@@ -185,7 +228,7 @@ export class SqliteStorage implements LogStorage {
     const mustSync = this.write(batch);
     if (mustSync && this.walSync) {
       try {
-        fs.fdatasyncSync(this.walFd());
+        this.sfs.fdatasyncSync(this.walFd());
       } catch (e) {
         this.syncError ??= e as Error;
         throw e;
@@ -193,7 +236,9 @@ export class SqliteStorage implements LogStorage {
     }
     const ms = performance.now() - t0;
     this.loopMsTotal += ms;
-    if (mustSync) this.noteSync(ms);
+    // walSync: our fdatasync above ran. Otherwise SQLite fsynced inside the commit only if the
+    // connection runs synchronous=FULL or EXTRA (never with durability 'normal'/'off').
+    if (mustSync && (this.walSync || this.sqliteSyncsCommits())) this.noteSync(ms);
   }
 
   /**
@@ -224,7 +269,7 @@ export class SqliteStorage implements LogStorage {
   private syncWal(t0: number, counted: boolean, done: (err: Error | null) => void): void {
     const fd = this.walFd();
     this.syncsInFlight++;
-    fs.fdatasync(fd, (err) => {
+    this.sfs.fdatasync(fd, (err) => {
       this.syncsInFlight--;
       if (this.closed && this.syncsInFlight === 0) this.closeWalFd();
       if (err) this.syncError ??= err;
@@ -239,6 +284,7 @@ export class SqliteStorage implements LogStorage {
     checkBatch(batch, this.snapIndex, this.lastIndex, `SqliteStorage(${this.file})`);
     const hs = batch.hardState;
     const mustSync = batch.snapshot !== null || batch.entries.length > 0 || (hs !== null && (hs.term !== this.durableTerm || hs.vote !== this.durableVote));
+    this.writtenSinceRecoverySync = true;
     if (mustSync || this.durability !== 'full' || this.walSync) {
       // With walSync the connection never fsyncs a commit itself; the caller does if needed.
       this.bytesWritten += this.saveTx(batch);
@@ -270,12 +316,13 @@ export class SqliteStorage implements LogStorage {
     checkCompact(snapshot.metadata, this.lastIndex, this.st.termAt.get(at) as number | undefined, `SqliteStorage(${this.file})`);
     if (this.syncError) throw this.syncError;
     const t0 = performance.now();
+    this.writtenSinceRecoverySync = true;
     this.bytesWritten += this.compactTx(snapshot);
     const ms = performance.now() - t0;
     this.loopMsTotal += ms;
     this.snapIndex = at;
     if (!this.walSync) {
-      this.noteSync(ms); // synchronous=FULL: fsynced inside the commit
+      if (this.sqliteSyncsCommits()) this.noteSync(ms); // fsynced inside the commit
       return;
     }
     // fsync 'threadpool': no waiting. Nothing depends on a compaction being durable: it only
@@ -284,6 +331,37 @@ export class SqliteStorage implements LogStorage {
     // save's, which covers it too: the WAL is flushed as a whole) leaves the previous snapshot
     // plus the complete log. Measured: the inline fsync was ~10% of the loop in the raft bench.
     this.syncWal(t0, true, () => undefined);
+  }
+
+  /**
+   * The member this file belongs to, written once when the member is created: lets a host
+   * tell its own file from a lost, replaced or foreign one. Null for a file that has none yet.
+   */
+  identity(): MemberIdentity | null {
+    const member = this.st.getMeta.get('member_id') as string | undefined;
+    const incarnation = this.st.getMeta.get('incarnation') as string | undefined;
+    return member !== undefined && incarnation !== undefined ? { member, incarnation } : null;
+  }
+
+  /** Record the member's identity durably (fsynced before this returns, whatever the mode). */
+  setIdentity(id: MemberIdentity): void {
+    if (this.syncError) throw this.syncError;
+    this.db.transaction(() => {
+      this.st.putMeta.run('member_id', id.member);
+      this.st.putMeta.run('incarnation', id.incarnation);
+    })();
+    if (this.walSync) this.sfs.fdatasyncSync(this.walFd());
+  }
+
+  /** SQLite's quick integrity check: 'ok', or the problems it found (pages, indexes). */
+  quickCheck(): string {
+    const rows = this.db.pragma('quick_check(5)', { simple: false }) as Array<{ quick_check: string }>;
+    return rows.map((r) => r.quick_check).join('; ');
+  }
+
+  /** True when the file holds no Raft state at all (never written, or just created). */
+  isEmpty(): boolean {
+    return this.st.hard.get() === undefined && this.snapIndex === 0 && this.lastIndex === 0;
   }
 
   stats(): StorageStats {
@@ -308,20 +386,53 @@ export class SqliteStorage implements LogStorage {
     this.db.close();
   }
 
+  /**
+   * PRAGMA synchronous of the live connection: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. Expected:
+   * 2 for durability 'full' inline; 1 for 'full' with fsync 'threadpool' (our own WAL
+   * fdatasync; 2 on macOS/Windows), 1 for 'normal', 0 for 'off'.
+   */
+  sqliteSynchronous(): number {
+    return this.db.pragma('synchronous', { simple: true }) as number;
+  }
+
+  /** In WAL mode SQLite fsyncs the WAL at each commit iff synchronous is FULL or EXTRA. */
+  private sqliteSyncsCommits(): boolean {
+    return this.sqliteSynchronous() >= 2;
+  }
+
+  /**
+   * Makes everything in the files durable before any of it is treated as such (PostgreSQL
+   * fsyncs its data directory at crash recovery for the same reason): fsync of the WAL (frames
+   * a killed process wrote but had not fsynced yet, readable from the page cache), of the
+   * database file (pages a checkpoint wrote), and of the directory (the -wal file, created by
+   * this connection if absent, and the database file itself must be reachable after power loss).
+   * Not counted in stats().syncs (those count durable commits).
+   */
+  private recoverySync(): void {
+    const wal = `${this.file}-wal`;
+    if (this.walSync) this.sfs.fsyncSync(this.walFd());
+    else fsyncPath(wal, this.sfs);
+    fsyncPath(this.file, this.sfs);
+    fsyncDirectory(path.dirname(path.resolve(this.file)), this.sfs);
+    this.writtenSinceRecoverySync = false;
+  }
+
   private noteSync(ms: number): void {
     this.syncs++;
     this.syncMsTotal += ms;
   }
 
-  /** The WAL exists from open() on (journal_mode=WAL) and SQLite deletes it only at close. */
+  /** The WAL exists once open()'s schema transaction ran (journal_mode=WAL; a fresh database
+   * creates it at its first write) and SQLite deletes it only at close, so this descriptor
+   * stays on the live WAL (a checkpoint restarts the WAL in place, it does not recreate it). */
   private walFd(): number {
-    if (this.walFdCache === null) this.walFdCache = fs.openSync(`${this.file}-wal`, 'r+');
+    if (this.walFdCache === null) this.walFdCache = this.sfs.openSync(`${this.file}-wal`, 'r+');
     return this.walFdCache;
   }
 
   private closeWalFd(): void {
     if (this.walFdCache === null) return;
-    fs.closeSync(this.walFdCache);
+    this.sfs.closeSync(this.walFdCache);
     this.walFdCache = null;
   }
 
@@ -369,6 +480,8 @@ function prepare(db: Database.Database) {
     snap: db.prepare('SELECT idx, term, conf_state, data FROM snapshot WHERE id = 1'),
     all: db.prepare('SELECT idx, term, type, data FROM entries ORDER BY idx'),
     maxIdx: db.prepare('SELECT MAX(idx) FROM entries').pluck(),
+    getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+    putMeta: db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
   };
 }
 

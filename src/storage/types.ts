@@ -13,8 +13,12 @@ export interface PersistBatch {
 export interface StorageStats {
   /** Bytes of rows written (entries, hard state, snapshots) as encoded for SQLite. */
   bytesWritten: number;
-  /** Durable commits: each fsynced once, inline or off-thread (SQLite), or memory saves.
-   * Writes that need no fsync (commit-index-only hard state) are not counted. */
+  /** Durable commits whose fsync really ran, or memory saves. SQLite, fsync 'threadpool': our
+   * WAL fdatasyncs (inline or off-thread) that completed. SQLite inline: commits made while
+   * the connection's PRAGMA synchronous (read back after the commit) is FULL or EXTRA, under
+   * which SQLite fsyncs the WAL inside the commit; so durability 'normal'/'off' count none.
+   * Writes that need no fsync (commit-index-only hard state), and the recovery fsyncs of
+   * open()/load(), are not counted. */
   syncs: number;
   /** Wall time of durable commits, ms, from the start of the write until it was durable: for
    * an off-thread fsync (saveAsync) until its completion callback ran. 0 for memory storage. */

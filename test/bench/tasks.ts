@@ -169,7 +169,7 @@ async function scenario(n: number, crash: boolean, o: Options, log: (m: string) 
     for (let i = 1; i <= n; i++) {
       const t = m.tasks.tasks.get(`${orchId}-${i}`);
       if (!t) continue;
-      if (t.completions > 1) multi++;
+      if (t.completions_applied > 1) multi++;
       if (t.status === 'completed' && t.completed_at !== null) {
         lat.push(t.completed_at - submitWall);
         completedAt.push(t.completed_at);
@@ -198,7 +198,7 @@ async function scenario(n: number, crash: boolean, o: Options, log: (m: string) 
       lost: n - orch.counts.completed - orch.counts.failed,
       duplicates: orch.counts.duplicates + 0,
       tasks_completed_more_than_once: multi,
-      rejected_duplicate_attempts: orch.counts.rejected_duplicate_attempts,
+      stale_completions_refused: orch.counts.stale_completions_refused,
       recovered: orch.counts.recovered,
       completion_gap_max_ms: gap,
       log_entries: entries,

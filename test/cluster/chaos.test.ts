@@ -585,8 +585,8 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
           continue;
         }
         // Each task on its own: completed, and its completion applied exactly once.
-        const tasks = (s.tasks ?? []) as Array<{ id: string; status: string; completions: number; completed_by: string | null; assignments: number }>;
-        const bad = tasks.filter((x) => x.status !== 'completed' || x.completions !== 1 || !x.completed_by);
+        const tasks = (s.tasks ?? []) as Array<{ id: string; status: string; completions_applied: number; completed_by: string | null; assignments: number }>;
+        const bad = tasks.filter((x) => x.status !== 'completed' || x.completions_applied !== 1 || !x.completed_by);
         if (tasks.length !== t.count || bad.length > 0) {
           taskProblems.push(`${id}: ${tasks.length} task records for ${t.count} tasks; not completed exactly once: ${JSON.stringify(bad.slice(0, 5))}`);
         }
@@ -625,7 +625,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
         orchestrations_created: created,
         tasks_acked: acked.reduce((a, t) => a + t.count, 0),
         tasks_reassigned: reassigned,
-        task_results_all: { total_tasks: all.total_tasks, completed: all.completed, duplicates: all.duplicates, rejected_duplicate_attempts: all.rejected_duplicate_attempts, tasks_recovered: all.tasks_recovered, elections: all.elections },
+        task_results_all: { total_tasks: all.total_tasks, completed: all.completed, duplicates: all.duplicates, stale_completions_refused: all.stale_completions_refused, tasks_recovered: all.tasks_recovered, elections: all.elections },
         log_digests: `${sampled} sampled during the chaos + ${procs.length} final`,
         log_compared_indices: `${logs.compared} of 1..${logs.maxIndex} seen on >= 2 members`,
         log_final: digests.slice(sampled).map((d) => `${d.id}:${d.first_index}..${d.commit}`).join(' '),

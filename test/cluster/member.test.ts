@@ -154,6 +154,35 @@ describe('concord node (cluster mode)', () => {
     expect(agents.agents.filter((a) => a.role === 'follower')).toHaveLength(2);
   });
 
+  it('a proposal forwarded by a member whose clock is an hour ahead cannot expire TTL memory early', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    expect((await c.callTool('memory_store', { key: 'ttl-key', value: 1, ttl_s: 1800 })).isError).toBeFalsy();
+    // What a follower process forwards to the leader (Proposer -> forwardProposal), stamped
+    // with its own clock, here an hour fast.
+    const addr = members.get(leader)!.addr;
+    // Raw proposals are accepted only on a member's request channel (its member key).
+    const follower = IDS.find((id) => id !== leader)!;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: follower, asMember: follower });
+    await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
+    raw.close();
+    const got = await c.callTool('memory_retrieve', { key: 'ttl-key' });
+    expect(got.isError, JSON.stringify(got.content)).toBeFalsy();
+    expect(got.structuredContent).toMatchObject({ found: true, value: 1 });
+  });
+
+  it('consensus_verify_quorum: every member answers the round the leader process runs', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const q = (await c.callTool('consensus_verify_quorum', {})).structuredContent as { leader_id: string; has_quorum: boolean; responses: Array<{ agent_id: string; answered: boolean; rtt_ms: number }> };
+    expect(q).toMatchObject({ leader_id: leader, has_quorum: true });
+    expect(q.responses.map((r) => r.agent_id)).toEqual(IDS);
+    for (const r of q.responses) {
+      expect(r.answered).toBe(true);
+      expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
+    }
+  });
+
   it('a follower redirects: a client that only knows followers first still reaches the leader', async () => {
     const c0 = client();
     const leader = await leaderId(c0);
@@ -181,7 +210,12 @@ describe('concord node (cluster mode)', () => {
     const leader = await leaderId(c);
     const addr = members.get(leader)!.addr;
     const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'retry' });
-    const body = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'once', count: 7 }, session: { client: 'retry-client', seq: 1, ack: 1 } };
+    const registered = (await raw.request({ kind: 'session' })) as { result: { session: string; timeout_ms: number } };
+    expect(registered.result.timeout_ms).toBe(3_600_000);
+    // An unregistered client id is refused before the call changes anything.
+    const unregistered = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'never', count: 1 }, session: { client: 'made-up', seq: 1, ack: 1 } };
+    await expect(raw.request(unregistered)).rejects.toMatchObject({ code: 'session_expired' });
+    const body = { kind: 'tool', name: 'task_orchestrate', arguments: { task: 'once', count: 7 }, session: { client: registered.result.session, seq: 1, ack: 1 } };
     const first = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
     const again = (await raw.request(body)) as { result: { structuredContent: { orchestration_id: string } } };
     raw.close();
@@ -197,6 +231,7 @@ describe('concord node (cluster mode)', () => {
     expect(third.result.structuredContent.orchestration_id).toBe(first.result.structuredContent.orchestration_id);
     const status = (await c2.callTool('task_status', {})).structuredContent as { orchestrations: Array<{ task: string }> };
     expect(status.orchestrations.filter((o) => o.task === 'once')).toHaveLength(1);
+    expect(status.orchestrations.filter((o) => o.task === 'never')).toHaveLength(0);
     // Restarted on its data directory, the old leader rejoins with its durable state.
     await start(leader);
     await waitFor(async () => {
@@ -205,6 +240,52 @@ describe('concord node (cluster mode)', () => {
       return s.role === 'follower' && s.applied !== null && l.commit !== null && s.applied >= l.commit;
     }, 15_000);
   }, 60_000);
+
+  it('a client registers one session at its first write and reuses it; read-only calls register none', async () => {
+    const c = client();
+    await leaderId(c);
+    expect((await c.callTool('task_status', {})).isError).toBeFalsy();
+    expect(c.session).toBeNull();
+    expect(c.sessionsRegistered).toBe(0);
+    expect((await c.callTool('memory_store', { key: 'sess-a', value: 1 })).isError).toBeFalsy();
+    const sid = c.session;
+    expect(sid).toMatch(/^s\d+$/);
+    expect((await c.callTool('memory_store', { key: 'sess-a', value: 2 })).isError).toBeFalsy();
+    expect(c.session).toBe(sid);
+    expect(c.sessionsRegistered).toBe(1);
+    // Each write applied once: the refused first attempt of the first one changed nothing.
+    const got = (await c.callTool('memory_retrieve', { key: 'sess-a' })).structuredContent as { version: number; value: unknown };
+    expect(got).toMatchObject({ version: 2, value: 2 });
+  });
+
+  it('a session expired by log time: a retry is refused, not re-applied; a client re-registers for its next call', async () => {
+    const c = client();
+    const leader = await leaderId(c);
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(members.get(leader)!.addr.split(':')[1]), secret, name: 'expiry' });
+    const reg = (await raw.request({ kind: 'session', timeout_ms: 1_000 })) as { result: { session: string; timeout_ms: number } };
+    expect(reg.result.timeout_ms).toBe(1_000);
+    const body = { kind: 'tool', name: 'memory_store', arguments: { key: 'expiry-k', value: 'v' }, session: { client: reg.result.session, seq: 1, ack: 1 } };
+    await raw.request(body);
+    // A short-lived client that goes idle past its timeout, while others keep writing (log time).
+    const quick = new ClusterClient({ members: [...members.values()].map((m) => m.addr), secret, name: 'quick', sessionTimeoutMs: 1_000 });
+    clients.push(quick);
+    expect((await quick.callTool('memory_store', { key: 'quick-k', value: 1 })).isError).toBeFalsy();
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await c.callTool('memory_store', { key: 'clock-mover', value: 1 })).isError).toBeFalsy();
+    // The retry of an applied call after expiry: refused, and not applied again.
+    await expect(raw.request(body)).rejects.toMatchObject({ code: 'session_expired' });
+    raw.close();
+    const k = (await c.callTool('memory_retrieve', { key: 'expiry-k' })).structuredContent as { version: number };
+    expect(k.version).toBe(1);
+    // The idle client's next call: its session is gone; nothing was applied, so it registers
+    // again and the call is applied once.
+    const first = quick.session;
+    expect((await quick.callTool('memory_store', { key: 'quick-k', value: 2 })).isError).toBeFalsy();
+    expect(quick.sessionsRegistered).toBe(2);
+    expect(quick.session).not.toBe(first);
+    const q = (await c.callTool('memory_retrieve', { key: 'quick-k' })).structuredContent as { version: number; value: unknown };
+    expect(q).toMatchObject({ version: 2, value: 2 });
+  }, 30_000);
 
   it('the CLI talks to the cluster with --cluster / CONCORD_CLUSTER, and its errors are actionable', () => {
     const stored = cli(['memory', 'store', '--key', 'cli-key', '--value', '{"n":3}']);
@@ -286,6 +367,11 @@ describe('concord node (cluster mode)', () => {
     }, 10_000);
     const hist = (await c2.callTool('consensus_election_history', { limit: 1 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
     expect(hist.elections[0]).toMatchObject({ new_leader: next, old_leader: leader, cause: 'leader unreachable' });
+    // The new leader's process runs the round: the isolated member does not answer it.
+    type Quorum = { leader_id: string; has_quorum: boolean; unreachable: string[]; responses: Array<{ agent_id: string; rtt_ms: number | null }> };
+    const q = (await c2.callTool('consensus_verify_quorum', { timeout_ms: 500 })).structuredContent as Quorum;
+    expect(q).toMatchObject({ leader_id: next, has_quorum: true, unreachable: [leader] });
+    for (const r of q.responses) if (r.agent_id !== leader) expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
     const healed = await c2.callTool('network_heal', {});
     expect(healed.isError).toBeFalsy();
     for (const id of IDS) expect((await c2.status(members.get(id)!.addr)).blocked).toEqual([]);

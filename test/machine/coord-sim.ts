@@ -22,12 +22,16 @@ export interface Pending {
 }
 
 /**
- * A client session like the service's Proposer: one (client, seq) per request, retried with
- * the same seq against whoever leads until answered; acks every seq below its oldest
+ * A client session like the service's Proposer: registers its session first (a retried
+ * registration may leave an unused one behind), then one (client, seq) per request, retried
+ * with the same seq against whoever leads until answered; acks every seq below its oldest
  * unanswered one. It may also re-send answered requests (duplicated network copies).
  */
 export class SimClient {
   private seq = 0;
+  /** The registered session id, once a registration was answered. */
+  session: string | null = null;
+  private registering = false;
   readonly outstanding = new Map<number, Pending>();
   readonly answered = new Map<number, Pending>();
   sends = 0;
@@ -62,9 +66,9 @@ export class SimClient {
     if (list.length === 0) return false;
     const p = list[pick % list.length]!;
     const leader = this.sim.cluster.leader();
-    if (!leader) return false;
+    if (!leader || this.session === null) return false;
     this.sends++;
-    this.sim.proposeRaw(leader, { op: p.op, now: this.sim.clock.now(), client: this.id, seq: p.seq, ack: this.ack }).then(
+    this.sim.proposeRaw(leader, { op: p.op, now: this.sim.clock.now(), client: this.session, seq: p.seq, ack: this.ack }).then(
       (r) => {
         if (r === undefined) return;
         // Same (client, seq): the session answers with the original outcome or, once the
@@ -80,22 +84,40 @@ export class SimClient {
     return true;
   }
 
+  private register(): void {
+    const leader = this.sim.cluster.leader();
+    if (this.registering || !leader) return;
+    this.registering = true;
+    this.sim.proposeRaw(leader, { op: { t: 'session.register' }, now: this.sim.clock.now() }).then(
+      (r) => {
+        this.registering = false;
+        if (r?.ok && this.session === null) this.session = (r.value as { session: string }).session;
+      },
+      () => {
+        this.registering = false;
+      },
+    );
+  }
+
   private send(p: Pending): void {
     const leader = this.sim.cluster.leader();
-    p.attempts++;
-    if (!leader) {
+    if (!leader || this.session === null) {
+      if (this.session === null) this.register();
       p.nextTryAt = this.sim.clock.now() + 20;
       return;
     }
+    p.attempts++;
     p.inflight = true;
     this.sends++;
-    this.sim.proposeRaw(leader, { op: p.op, now: this.sim.clock.now(), client: this.id, seq: p.seq, ack: this.ack }).then(
+    this.sim.proposeRaw(leader, { op: p.op, now: this.sim.clock.now(), client: this.session, seq: p.seq, ack: this.ack }).then(
       (r) => {
         p.inflight = false;
         if (r === undefined) {
           p.nextTryAt = this.sim.clock.now() + 20 + this.sim.prng.int(0, 30);
           return;
         }
+        // Sessions live an hour of log time and the sim makes a few dozen: none may expire.
+        if (!r.ok && r.code === 'session_expired') this.sim.violations.push(`${this.id}#${p.seq}: ${r.message}`);
         if (p.result !== null) return;
         p.result = r;
         this.outstanding.delete(p.seq);

@@ -118,6 +118,15 @@ function buildLog(steps: Step[]): BuiltLog {
   const expectations: BuiltLog['expectations'] = [];
   let term = 1;
   let proposerNow = 1_000;
+  // Registered sessions with a short idle timeout: the clock's jumps expire some of them, and
+  // the client registers again (like the Proposer), so logs mix live and expired sessions.
+  const register = (c: number): void => {
+    const r = b.push({ op: { t: 'session.register', timeout_ms: 5_000 }, now: proposerNow }) as { ok: true; value: { session: string } };
+    expectations.push(null);
+    sessionIds[c] = r.value.session;
+  };
+  const sessionIds: string[] = [];
+  for (let c = 0; c < 3; c++) register(c);
   const pickTask = (orch: number, seq: number): TaskRecord | undefined => {
     const orchs = [...b.machine.tasks.orchs.values()];
     if (orchs.length === 0) return undefined;
@@ -214,11 +223,12 @@ function buildLog(steps: Step[]): BuiltLog {
     const cmd: Omit<Command, 'now'> = { op };
     if (s.client !== undefined) {
       const seq = ++seqs[s.client]!;
-      Object.assign(cmd, { client: `c${s.client}`, seq, ack: seq });
+      Object.assign(cmd, { client: sessionIds[s.client], seq, ack: seq });
     }
     b.term = term;
-    b.push({ ...cmd, now: proposerNow });
+    const r = b.push({ ...cmd, now: proposerNow });
     expectations.push(expectation);
+    if (s.client !== undefined && !r.ok && r.code === 'session_expired') register(s.client);
   }
   return { entries: b.entries, results: b.results, expectations };
 }
@@ -227,12 +237,17 @@ function buildLog(steps: Step[]): BuiltLog {
 function invariantViolations(m: CoordinationMachine): string[] {
   const bad: string[] = [];
   const perOrchRejected = new Map<string, number>();
+  const perOrchStarted = new Map<string, number>();
   const assignedIds: string[] = [];
   for (const t of m.tasks.tasks.values()) {
-    if (t.completions > 1) bad.push(`${t.id}: completions=${t.completions}`);
-    if (t.status === 'completed' && t.completions !== 1) bad.push(`${t.id}: completed with completions=${t.completions}`);
+    if (t.completions_applied > 1) bad.push(`${t.id}: completions=${t.completions_applied}`);
+    if (t.status === 'completed' && t.completions_applied !== 1) bad.push(`${t.id}: completed with completions=${t.completions_applied}`);
     if (t.status === 'assigned') assignedIds.push(t.id);
-    perOrchRejected.set(t.orch, (perOrchRejected.get(t.orch) ?? 0) + t.rejected_attempts);
+    perOrchRejected.set(t.orch, (perOrchRejected.get(t.orch) ?? 0) + t.stale_completions_refused);
+    perOrchStarted.set(t.orch, (perOrchStarted.get(t.orch) ?? 0) + t.executions_started);
+    // Every report is at least one run here (the generator never sends starts), and every
+    // applied or refused report is one.
+    if (t.executions_started !== t.completions_applied + t.failures + t.stale_completions_refused) bad.push(`${t.id}: executions_started=${t.executions_started}`);
   }
   if ([...m.tasks.assigned].sort().join() !== assignedIds.sort().join()) bad.push('assigned index differs from task statuses');
   for (const o of m.tasks.orchs.values()) {
@@ -240,7 +255,8 @@ function invariantViolations(m: CoordinationMachine): string[] {
     if (c.duplicates !== 0) bad.push(`${o.id}: duplicates=${c.duplicates}`);
     if (c.pending + c.assigned + c.completed + c.failed !== o.count) bad.push(`${o.id}: counts do not add up to ${o.count}`);
     if (Math.min(c.pending, c.assigned, c.completed, c.failed) < 0) bad.push(`${o.id}: negative count`);
-    if (c.rejected_duplicate_attempts !== (perOrchRejected.get(o.id) ?? 0)) bad.push(`${o.id}: rejected counter mismatch`);
+    if (c.stale_completions_refused !== (perOrchRejected.get(o.id) ?? 0)) bad.push(`${o.id}: rejected counter mismatch`);
+    if (c.executions_started !== (perOrchStarted.get(o.id) ?? 0)) bad.push(`${o.id}: executions_started counter mismatch`);
     if ((o.finished_at !== null) !== (c.completed + c.failed === o.count)) bad.push(`${o.id}: finished_at inconsistent`);
   }
   return bad;
@@ -368,7 +384,7 @@ describe('CoordinationMachine: pure properties', () => {
     expect(appliedSeen).toBeGreaterThan(20);
   });
 
-  it('fencing, by hand: old epoch, other agent and a repeated completion are rejected_duplicate_attempts', () => {
+  it('fencing, by hand: old epoch, other agent and a repeated completion are stale_completions_refused', () => {
     const b = new LogBuilder();
     b.op(createOp(2)); // orch-1, tasks orch-1-1 and orch-1-2
     const assign = (agent: string, from: number) => b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent, from_epoch: from }] });
@@ -387,14 +403,15 @@ describe('CoordinationMachine: pure properties', () => {
     expect(complete('nobody', 9)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
     const o = b.machine.tasks.orchs.get('orch-1')!;
     expect(t.status).toBe('completed');
-    expect(t.completions).toBe(1);
+    expect(t.completions_applied).toBe(1);
     expect(t.completed_by).toBe('b');
     expect(t.result).toBe('b');
-    expect(t.rejected_attempts).toBe(5);
-    expect(o.counts).toEqual({ pending: 1, assigned: 0, completed: 1, failed: 0, rejected_duplicate_attempts: 5, duplicates: 0, recovered: 0 });
+    expect(t.stale_completions_refused).toBe(5);
+    // recovered: the reassignment to b took the task back from a. Every report is one run.
+    expect(o.counts).toEqual({ pending: 1, assigned: 0, completed: 1, failed: 0, stale_completions_refused: 5, duplicates: 0, recovered: 1, executions_started: 6 });
     // A completion for a task that does not exist is rejected but belongs to no orchestration.
     b.op({ t: 'task.complete', items: [{ task: 'orch-9-1', agent: 'a', epoch: 1, ok: true, result: null }] });
-    expect(o.counts.rejected_duplicate_attempts).toBe(5);
+    expect(o.counts.stale_completions_refused).toBe(5);
   });
 
   it('a failed attempt returns the task to pending; the third failure fails it for good', () => {
@@ -415,6 +432,7 @@ describe('CoordinationMachine: pure properties', () => {
   });
 
   it('snapshot()/restore() round-trips: restored machine + same further commands = same state', () => {
+    let expiredAfterCut = 0;
     fc.assert(
       fc.property(logArb, fc.nat(), (steps, cutSeed) => {
         const { entries } = buildLog(steps);
@@ -435,6 +453,9 @@ describe('CoordinationMachine: pure properties', () => {
         }
         expect(restored.snapshot()).toBe(straight.snapshot());
         expect(twice.snapshot()).toBe(straight.snapshot());
+        // Session tables included (ids, activity times, timeouts, expiries after the cut).
+        expect([...restored.sessions.entries()]).toEqual([...straight.sessions.entries()]);
+        expiredAfterCut += straight.expiredCommands - replay(entries.slice(0, cut)).expiredCommands;
         // The scheduler's caches are rebuilt too: the same tasks are pending and assigned.
         expect(restored.tasks.pickPending(1e6, new Set()).map((t) => t.id).sort()).toEqual(
           straight.tasks.pickPending(1e6, new Set()).map((t) => t.id).sort(),
@@ -444,6 +465,8 @@ describe('CoordinationMachine: pure properties', () => {
       }),
       { numRuns: 200 },
     );
+    // The generated logs do expire sessions after the cut (restored replicas must agree on it).
+    expect(expiredAfterCut).toBeGreaterThan(10);
   });
 
   it('a snapshot taken between an election and its recovered-task count restores to the same state', () => {
@@ -485,7 +508,7 @@ describe('CoordinationMachine: pure properties', () => {
 
   it('rejects an unknown snapshot version', () => {
     const m = new CoordinationMachine();
-    expect(() => m.restore(JSON.stringify({ v: 2 }))).toThrow(/unsupported snapshot version 2/);
+    expect(() => m.restore(JSON.stringify({ v: 3 }))).toThrow(/unsupported snapshot version 3/);
   });
 });
 
@@ -510,10 +533,11 @@ describe('CoordinationMachine: client sessions', () => {
       fc.property(clientArb, (events) => {
         const m = new CoordinationMachine();
         let index = 0;
+        const ids = [0, 1, 2].map(() => (m.apply(entry(++index, { op: { t: 'session.register' }, now: 1000 })) as { value: { session: string } }).value.session);
         const clients = [0, 1, 2].map(() => ({ next: 1, outstanding: new Set<number>(), sentAck: new Map<number, number>(), firstResult: new Map<number, OpResult>() }));
         const deliveries = [0, 0, 0];
         const deliver = (c: number, seq: number, ack: number): OpResult => {
-          const cmd: Command = { op: putOp(`key-c${c}`, seq), now: 1000 + index, client: `c${c}`, seq, ack };
+          const cmd: Command = { op: putOp(`key-c${c}`, seq), now: 1000 + index, client: ids[c], seq, ack };
           deliveries[c]!++;
           return m.apply(entry(++index, cmd)) as OpResult;
         };
@@ -567,8 +591,11 @@ describe('CoordinationMachine: client sessions', () => {
   it('out of order by hand: seq 3 before seq 2, retries of both, then an ack floor', () => {
     const m = new CoordinationMachine();
     let i = 0;
+    const register = () => (m.apply(entry(++i, { op: { t: 'session.register' }, now: 10 })) as { value: { session: string } }).value.session;
+    const c = register();
+    const d = register();
     const send = (seq: number, ack: number, value: unknown) =>
-      m.apply(entry(++i, { op: putOp('k', value), now: 10 + i, client: 'c', seq, ack })) as OpResult;
+      m.apply(entry(++i, { op: putOp('k', value), now: 10 + i, client: c, seq, ack })) as OpResult;
     expect(send(1, 1, 'one')).toMatchObject({ ok: true, value: { version: 1 } });
     expect(send(3, 1, 'three')).toMatchObject({ ok: true, value: { version: 2 } });
     expect(send(2, 1, 'two')).toMatchObject({ ok: true, value: { version: 3 } });
@@ -583,35 +610,112 @@ describe('CoordinationMachine: client sessions', () => {
     expect(m.memory.get('default', 'k', m.clock)).toMatchObject({ value: 'four', version: 4 });
     expect(m.duplicateCommands).toBe(3);
     // Another client's seq 2 is its own business.
-    expect(m.apply(entry(++i, { op: putOp('k', 'other'), now: 100, client: 'd', seq: 2, ack: 1 }))).toMatchObject({ ok: true, value: { version: 5 } });
+    expect(m.apply(entry(++i, { op: putOp('k', 'other'), now: 100, client: d, seq: 2, ack: 1 }))).toMatchObject({ ok: true, value: { version: 5 } });
     // Sessions survive a snapshot: the same late copy is still refused after restore.
     const r = new CoordinationMachine();
     r.restore(m.snapshot());
-    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: 'c', seq: 3, ack: 1 }))).toMatchObject({ ok: false, code: 'stale_sequence' });
-    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: 'c', seq: 4, ack: 1 }))).toMatchObject({ ok: true, value: { version: 4 } });
+    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: c, seq: 3, ack: 1 }))).toMatchObject({ ok: false, code: 'stale_sequence' });
+    expect(r.apply(entry(++i, { op: putOp('k', 'x'), now: 100, client: c, seq: 4, ack: 1 }))).toMatchObject({ ok: true, value: { version: 4 } });
     expect(r.memory.get('default', 'k', r.clock)?.version).toBe(5);
   });
 
   it('a replayed orch.create or task.complete with the same (client, seq) never applies twice', () => {
     const b = new LogBuilder();
-    const create = b.op(createOp(2), { client: 'u', seq: 1, ack: 1 });
-    expect(create).toEqual({ ok: true, value: { orchestration_id: 'orch-1', deduplicated: false } });
-    expect(b.op(createOp(2), { client: 'u', seq: 1, ack: 1 })).toEqual(create);
+    const [u, sch, w] = [0, 1, 2].map(() => (b.op({ t: 'session.register' }) as { value: { session: string } }).value.session);
+    const create = b.op(createOp(2), { client: u, seq: 1, ack: 1 });
+    expect(create).toEqual({ ok: true, value: { orchestration_id: 'orch-4', deduplicated: false } });
+    expect(b.op(createOp(2), { client: u, seq: 1, ack: 1 })).toEqual(create);
     expect(b.machine.tasks.orchs.size).toBe(1);
-    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] }, { client: 's', seq: 1, ack: 1 });
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-4-1', agent: 'a', from_epoch: 0 }] }, { client: sch, seq: 1, ack: 1 });
     // The scheduler's retry of the same assignment must not bump the epoch again.
-    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] }, { client: 's', seq: 1, ack: 1 });
-    expect(b.machine.tasks.tasks.get('orch-1-1')!.epoch).toBe(1);
-    const done = { t: 'task.complete' as const, items: [{ task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: 1 }] };
-    expect(b.op(done, { client: 'w', seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-4-1', agent: 'a', from_epoch: 0 }] }, { client: sch, seq: 1, ack: 1 });
+    expect(b.machine.tasks.tasks.get('orch-4-1')!.epoch).toBe(1);
+    const done = { t: 'task.complete' as const, items: [{ task: 'orch-4-1', agent: 'a', epoch: 1, ok: true, result: 1 }] };
+    expect(b.op(done, { client: w, seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
     // A retried completion is answered as the original (applied), and is not a new attempt.
-    expect(b.op(done, { client: 'w', seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
-    const o = b.machine.tasks.orchs.get('orch-1')!;
-    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 0 });
+    expect(b.op(done, { client: w, seq: 7, ack: 7 })).toEqual({ ok: true, value: { applied: 1, rejected: 0 } });
+    const o = b.machine.tasks.orchs.get('orch-4')!;
+    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 0 });
     // The same completion as a *new* request is a duplicate attempt: fenced and counted.
-    expect(b.op(done, { client: 'w', seq: 8, ack: 8 })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
-    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, rejected_duplicate_attempts: 1 });
+    expect(b.op(done, { client: w, seq: 8, ack: 8 })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
+    expect(o.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 1 });
     expect(b.machine.duplicateCommands).toBe(3);
+  });
+});
+
+// ---- counted duplicates and executions ----------------------------------------------------
+
+/** The orchestration's figures recomputed from its task records. */
+function sumsFromTasks(m: CoordinationMachine, orch: string): { duplicates: number; executions_started: number; stale: number } {
+  const out = { duplicates: 0, executions_started: 0, stale: 0 };
+  for (const t of m.tasks.tasks.values()) {
+    if (t.orch !== orch) continue;
+    out.duplicates += Math.max(0, t.completions_applied - 1);
+    out.executions_started += t.executions_started;
+    out.stale += t.stale_completions_refused;
+  }
+  return out;
+}
+
+describe('CoordinationMachine: duplicates are counted, not prevented silently', () => {
+  /** Two tasks assigned to a, and one entry (no client session) completing both. */
+  function completedTwo(): { b: LogBuilder; done: Entry } {
+    const b = new LogBuilder();
+    b.op(createOp(2));
+    b.op(toGroups({ t: 'task.assign', term: 1, lease_ms: 1000, items: [1, 2].map((i) => ({ task: `orch-1-${i}`, agent: 'a', from_epoch: 0 })) }));
+    b.op(toGroups({ t: 'task.complete', items: [1, 2].map((i) => ({ task: `orch-1-${i}`, agent: 'a', epoch: 1, ok: true, result: i })) }));
+    return { b, done: b.entries[b.entries.length - 1]! };
+  }
+
+  it('a completion entry applied twice (a planted replay bug) shows as duplicates', () => {
+    const { b, done } = completedTwo();
+    const o = b.machine.tasks.orchs.get('orch-1')!;
+    expect(o.counts).toMatchObject({ completed: 2, duplicates: 0, stale_completions_refused: 0, executions_started: 2 });
+    // The bug: the host hands the same entry to apply() again.
+    expect(b.machine.apply(done)).toEqual({ ok: true, value: { applied: 2, rejected: 0 } });
+    expect(b.machine.tasks.tasks.get('orch-1-1')!.completions_applied).toBe(2);
+    expect(o.counts.duplicates).toBe(2);
+    expect(o.counts.completed).toBe(2);
+    expect(o.counts.duplicates).toBe(sumsFromTasks(b.machine, 'orch-1').duplicates);
+  });
+
+  it('an entry replayed after a snapshot restore (a planted restore bug) shows as duplicates', () => {
+    const { b, done } = completedTwo();
+    b.op({ t: 'clock' });
+    const restored = new CoordinationMachine();
+    restored.restore(b.machine.snapshot());
+    // The bug: replaying from an index the snapshot already covers.
+    restored.apply(done);
+    const o = restored.tasks.orchs.get('orch-1')!;
+    expect(o.counts.duplicates).toBe(2);
+    expect(sumsFromTasks(restored, 'orch-1').duplicates).toBe(2);
+    // And the straight replica, which applied each entry once, reports none.
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts.duplicates).toBe(0);
+  });
+
+  it('a second report for the same task inside one entry is refused, not a duplicate', () => {
+    const b = new LogBuilder();
+    b.op(createOp(1));
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }] });
+    const item = { task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: null };
+    expect(b.op({ t: 'task.complete', items: [item, item] })).toEqual({ ok: true, value: { applied: 1, rejected: 1 } });
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 1, duplicates: 0, stale_completions_refused: 1, executions_started: 2 });
+  });
+
+  it('executions_started adds the runs each report covers, applied or refused', () => {
+    const b = new LogBuilder();
+    b.op(createOp(2));
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'a', from_epoch: 0 }, { task: 'orch-1-2', agent: 'a', from_epoch: 0 }] });
+    // a's run of orch-1-1 was never reported; the task is taken back and run by b (twice: its
+    // first report was lost when its member stopped), while a's late report is refused.
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'b', from_epoch: 1 }] });
+    b.op(toGroups({ t: 'task.complete', items: [{ task: 'orch-1-1', agent: 'b', epoch: 2, ok: true, result: null, starts: 2 }] }));
+    b.op({ t: 'task.complete', items: [{ task: 'orch-1-1', agent: 'a', epoch: 1, ok: true, result: null }] });
+    b.op({ t: 'task.complete', items: [{ task: 'orch-1-2', agent: 'a', epoch: 1, ok: true, result: null, starts: 0 }] });
+    const o = b.machine.tasks.orchs.get('orch-1')!;
+    expect(b.machine.tasks.tasks.get('orch-1-1')!.executions_started).toBe(3);
+    expect(o.counts).toMatchObject({ completed: 2, duplicates: 0, stale_completions_refused: 1, recovered: 1, executions_started: 3 });
+    expect(sumsFromTasks(b.machine, 'orch-1')).toEqual({ duplicates: 0, executions_started: 3, stale: 1 });
   });
 });
 

@@ -90,10 +90,14 @@ export function toGroups<T extends AssignOp | CompleteOp>(op: T): T {
       last.seqs.push(id.seq);
       last.epochs.push(it.epoch);
       last.results!.push(it.result);
-    } else groups.push({ orch: id.orch, agent: it.agent, seqs: [id.seq], epochs: [it.epoch], ok: it.ok, results: [it.result] });
+      last.starts!.push(it.starts ?? 1);
+    } else groups.push({ orch: id.orch, agent: it.agent, seqs: [id.seq], epochs: [it.epoch], ok: it.ok, results: [it.result], starts: [it.starts ?? 1] });
   }
-  // As the service does: all-null results are left out.
-  for (const g of groups) if (g.results!.every((r) => r === null)) delete g.results;
+  // As the service does: all-null results and all-one starts are left out.
+  for (const g of groups) {
+    if (g.results!.every((r) => r === null)) delete g.results;
+    if (g.starts!.every((n) => n === 1)) delete g.starts;
+  }
   return { t: 'task.complete', groups } as T;
 }
 
@@ -105,7 +109,7 @@ export function toItems<T extends AssignOp | CompleteOp>(op: T): T {
     return { t: 'task.assign', term: op.term, lease_ms: op.lease_ms, items: [...(op.items ?? []), ...items] } as T;
   }
   const items = (op as CompleteOp).groups!.flatMap((g) =>
-    g.seqs.map((seq, i) => ({ task: `${g.orch}-${seq}`, agent: g.agent, epoch: g.epochs[i]!, ok: g.ok, result: g.results?.[i] ?? null })),
+    g.seqs.map((seq, i) => ({ task: `${g.orch}-${seq}`, agent: g.agent, epoch: g.epochs[i]!, ok: g.ok, result: g.results?.[i] ?? null, ...(g.starts ? { starts: g.starts[i]! } : {}) })),
   );
   return { t: 'task.complete', items: [...((op as CompleteOp).items ?? []), ...items] } as T;
 }

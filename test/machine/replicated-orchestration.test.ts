@@ -280,11 +280,11 @@ async function runScenario(sc: Scenario): Promise<Outcome> {
   let rejected = 0;
   for (const o of m.tasks.orchs.values()) {
     expect(o.counts).toMatchObject({ pending: 0, assigned: 0, completed: o.count, failed: 0, duplicates: 0 });
-    rejected += o.counts.rejected_duplicate_attempts;
+    rejected += o.counts.stale_completions_refused;
     for (let i = 1; i <= o.count; i++) {
       const t = m.tasks.tasks.get(`${o.id}-${i}`)!;
       expect(t.status).toBe('completed');
-      expect(t.completions).toBe(1);
+      expect(t.completions_applied).toBe(1);
       expect(t.completed_by).toBe((t.result as { by: string }).by);
       // Only the first attempt (epoch 1) of every 4th task reports failure, if it reports at all.
       expect(t.failures).toBeLessThanOrEqual(i % 4 === 0 ? 1 : 0);
@@ -296,6 +296,9 @@ async function runScenario(sc: Scenario): Promise<Outcome> {
   expect(completionsApplied).toBe(tasks + failures);
   expect(rejectedAnswered).toBe(rejected);
   expect(rejected).toBeGreaterThanOrEqual(deliberateDuplicates);
+  // Clients registered their sessions, so retries went through registered sessions.
+  expect(m.explicitSessions).toBe(true);
+  expect(m.expiredCommands).toBe(0);
   return {
     tasks,
     completionsApplied,

@@ -144,6 +144,7 @@ describe('every tool, successfully, on a named swarm', () => {
       expect(t.epoch).toBeGreaterThanOrEqual(1);
       expect(t.payload).toEqual({ batch: 7 });
       expect(t.description).toBe('label images');
+      expect(t.idempotency_key).toBe(t.task_id);
     }
     const t0 = tasks[0]!;
     const done = await mcp.ok('task_complete', { swarm: S, task_id: t0.task_id, agent_id: 'ext-1', epoch: t0.epoch, result: { labels: ['cat'] } });
@@ -157,7 +158,7 @@ describe('every tool, successfully, on a named swarm', () => {
     expect(recent).toMatchObject({ swarm: S, total_orchestrations: 1 });
 
     const r = await mcp.ok('task_results', { swarm: S, orchestration_id: id, include_tasks: 3 });
-    expect(r).toMatchObject({ total_tasks: 3, completed: 1, in_progress: 2, duplicates: 0, rejected_duplicate_attempts: 1, execution_guarantee: 'exactly-once' });
+    expect(r).toMatchObject({ total_tasks: 3, completed: 1, in_progress: 2, duplicates: 0, stale_completions_refused: 1, executions_started: 2, execution_guarantee: expect.stringMatching(/^completion committed exactly once per task/) });
     const recs = r.tasks as Array<Record<string, unknown>>;
     expect(recs).toHaveLength(3);
     expect(recs.find((t) => t.id === t0.task_id)).toMatchObject({ status: 'completed', result: { labels: ['cat'] } });

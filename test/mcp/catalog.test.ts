@@ -108,7 +108,7 @@ describe('resources', () => {
     const status = await read('concord://swarms/default/status');
     expect(status).toMatchObject({ swarm_id: 'default', status: 'active', agents: ['raft-agent-1'], leader_id: 'raft-agent-1', topology: 'mesh', consensus: 'raft' });
     expect(status.members).toEqual([expect.objectContaining({ agent_id: 'raft-agent-1', running: true, role: 'leader' })]);
-    // The new leader's election record and commit-index marker are proposed in the
+    // The new leader's election record is proposed in the
     // background right after it wins: under load one may still be uncommitted, so wait for it.
     let log = await read('concord://swarms/default/log-status');
     for (let i = 0; i < 100 && log.uncommitted_entries !== 0; i++) {

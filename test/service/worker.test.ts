@@ -2,12 +2,12 @@
 // however many times the assignment is announced (log replay, snapshot restore).
 
 import { describe, expect, it } from 'vitest';
-import type { Op } from '../../src/machine/types.js';
+import type { CompleteItem } from '../../src/machine/types.js';
 import { AgentWorker } from '../../src/service/worker.js';
 import { LogBuilder, createOp } from '../machine/machine-util.js';
 import { sleep, waitUntil } from './service-util.js';
 
-type Completion = NonNullable<Extract<Op, { t: 'task.complete' }>['items']>[number];
+type Completion = CompleteItem;
 
 function setup(executor: { kind: 'noop' } | { kind: 'sleep'; sleep_ms: number }) {
   const b = new LogBuilder();
@@ -16,7 +16,9 @@ function setup(executor: { kind: 'noop' } | { kind: 'sleep'; sleep_ms: number })
   const submitted: Completion[] = [];
   let running = true;
   const worker = new AgentWorker('me', {
-    machineOf: () => (running ? b.machine : undefined),
+    // The replica object outlives its member (embedded mode keeps it in memory): the worker
+    // itself must stop, not rely on the host hiding the replica.
+    machineOf: () => b.machine,
     isRunning: () => running,
     batchSize: () => 10,
     submitCompletions: async (items) => {
@@ -24,7 +26,7 @@ function setup(executor: { kind: 'noop' } | { kind: 'sleep'; sleep_ms: number })
       b.op({ t: 'task.complete', items });
     },
   });
-  return { b, worker, submitted, stop: () => (running = false) };
+  return { b, worker, submitted, stop: () => (running = false), restart: () => (running = true) };
 }
 
 const announce = [
@@ -46,7 +48,7 @@ describe('AgentWorker', () => {
       ['orch-1-1', 1, 'me'],
       ['orch-1-2', 1, 'me'],
     ]);
-    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, assigned: 1, rejected_duplicate_attempts: 0 });
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, assigned: 1, stale_completions_refused: 0 });
   });
 
   it('runs a twice-announced assignment once (noop executor, announced in one turn)', async () => {
@@ -56,19 +58,52 @@ describe('AgentWorker', () => {
     await waitUntil(() => submitted.length >= 2, 2_000, 'two completions');
     await sleep(20);
     expect(submitted).toHaveLength(2);
-    expect(b.machine.tasks.orchs.get('orch-1')!.counts.rejected_duplicate_attempts).toBe(0);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts.stale_completions_refused).toBe(0);
   });
 
-  it('skips an announcement whose epoch is no longer current, and stops with its member', async () => {
-    const { b, worker, submitted, stop } = setup({ kind: 'noop' });
+  it('skips an announcement whose epoch is no longer current', async () => {
+    const { b, worker, submitted } = setup({ kind: 'noop' });
     b.op({ t: 'task.assign', term: 2, lease_ms: 1000, items: [{ task: 'orch-1-1', agent: 'other', from_epoch: 1 }] });
     worker.enqueue(announce);
     await waitUntil(() => submitted.length >= 1, 2_000, 'one completion');
     await sleep(20);
     expect(submitted.map((c) => c.task)).toEqual(['orch-1-2']);
+  });
+
+  it('starts no work announced after its member stopped, though the assignment is live', async () => {
+    const { b, worker, submitted, stop } = setup({ kind: 'noop' });
     stop();
-    worker.enqueue([{ task: 'orch-1-1', agent: 'me', epoch: 2 }]);
-    await sleep(20);
-    expect(submitted).toHaveLength(1);
+    // Live: orch-1-1 and orch-1-2 are assigned to this agent at epoch 1 in its replica.
+    expect(['orch-1-1', 'orch-1-2'].map((id) => b.machine.tasks.tasks.get(id)!)).toMatchObject([
+      { status: 'assigned', assignee: 'me', epoch: 1 },
+      { status: 'assigned', assignee: 'me', epoch: 1 },
+    ]);
+    worker.enqueue(announce);
+    await sleep(50);
+    expect(worker.executed).toBe(0);
+    expect(submitted).toHaveLength(0);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ assigned: 3, completed: 0 });
+  });
+
+  it('drops the report of a run its member stopped during; a re-run after restart reports both runs', async () => {
+    const { b, worker, submitted, stop, restart } = setup({ kind: 'sleep', sleep_ms: 60 });
+    worker.enqueue(announce);
+    await sleep(15); // both runs under way
+    stop();
+    await sleep(120); // the runs finish with the member down
+    expect(worker.executed).toBe(2);
+    expect(submitted).toHaveLength(0);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ assigned: 3, completed: 0, executions_started: 0 });
+    // Restarted while the assignments are still its own (e.g. before the leader took them
+    // back): replaying the log announces them again, they run again, and the report says so.
+    restart();
+    worker.enqueue(announce);
+    await waitUntil(() => submitted.length >= 2, 2_000, 'two completions');
+    expect(worker.executed).toBe(4);
+    expect(submitted.map((c) => [c.task, c.starts]).sort()).toEqual([
+      ['orch-1-1', 2],
+      ['orch-1-2', 2],
+    ]);
+    expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, duplicates: 0, executions_started: 4 });
   });
 });

@@ -1,0 +1,81 @@
+// The data-directory lock under a start-up race: many processes try at the same instant, over
+// a stale description left by a dead holder; exactly one may win. And what the lock leaves on
+// disk is owner-only and holds no secret from the command line.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DataDirLock } from '../../src/service/data-dir.js';
+import { MAIN } from '../cluster/procs.js';
+import { removeDir, tempDataDir } from './service-util.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) removeDir(d);
+});
+const LOCK_JS = path.join(path.dirname(MAIN), '..', 'service', 'data-dir.js');
+
+/** Start `n` processes that wait for `go`, then all try to lock `dir` and report. */
+async function race(dir: string, n: number): Promise<string[]> {
+  const go = path.join(dir, 'go');
+  const script = `
+    import fs from 'node:fs';
+    import { DataDirLock } from ${JSON.stringify(LOCK_JS)};
+    while (!fs.existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 1));
+    try { DataDirLock.acquire(${JSON.stringify(dir)}); console.log('got'); }
+    catch (e) { console.log(e.code === 'locked' ? 'busy' : 'error ' + e.message); }
+    setTimeout(() => process.exit(0), 1500);
+  `;
+  const outs = Array.from({ length: n }, () => {
+    const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    return new Promise<string>((resolve) => c.once('exit', () => resolve(out.trim())));
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // let every child start and poll
+  fs.writeFileSync(go, '');
+  return Promise.all(outs);
+}
+
+describe('data-dir lock', () => {
+  it('lets exactly one of six processes starting at once hold it, over a stale holder file', { timeout: 60_000 }, async () => {
+    if (!fs.existsSync(LOCK_JS)) throw new Error(`${LOCK_JS} not found: run npm run build first`);
+    for (let trial = 0; trial < 4; trial++) {
+      const dir = tempDataDir('lock-race');
+      dirs.push(dir);
+      // A holder that died without releasing (pid far above any live one).
+      fs.writeFileSync(path.join(dir, 'concord.lock'), JSON.stringify({ pid: 4_000_000, host: 'x', started_at: 'then', command: 'concord mcp' }));
+      const results = await race(dir, 6);
+      expect(results.filter((r) => r === 'got'), `trial ${trial}: ${results.join(', ')}`).toHaveLength(1);
+      expect(results.filter((r) => r === 'busy')).toHaveLength(5);
+    }
+  });
+
+  it('creates the directory owner-only and writes no command-line flag into the holder file', () => {
+    const dir = path.join(tempDataDir('lock-perms'), 'data');
+    dirs.push(path.dirname(dir));
+    const argv = process.argv;
+    process.argv = [argv[0]!, 'concord', 'serve', '--token', 'secret-token-value-that-must-not-leak'];
+    let lock: DataDirLock;
+    try {
+      lock = DataDirLock.acquire(dir);
+    } finally {
+      process.argv = argv;
+    }
+    try {
+      expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+      const info = path.join(dir, 'concord.lock');
+      expect(fs.statSync(info).mode & 0o077).toBe(0);
+      const text = fs.readFileSync(info, 'utf8');
+      expect(text).not.toContain('secret-token-value');
+      expect(JSON.parse(text)).toMatchObject({ pid: process.pid, command: 'concord serve' });
+      // A second acquire in this process is refused too (the lock is not per process only).
+      expect(() => DataDirLock.acquire(dir)).toThrow(/in use by pid/);
+    } finally {
+      lock.release();
+    }
+    expect(fs.existsSync(path.join(dir, 'concord.lock'))).toBe(false);
+    DataDirLock.acquire(dir).release(); // free again after release
+  });
+});
