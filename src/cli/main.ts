@@ -16,9 +16,13 @@ const HELP = `concord: an MCP server with real embedded Raft swarms
 
 Usage:
   concord                      MCP server on stdio (when started by an MCP client)
-  concord mcp                  MCP server on stdio
-  concord serve --http 127.0.0.1:7700 [--token T]
-                               MCP over Streamable HTTP (several assistants share swarms)
+  concord mcp [--max-message-bytes N]
+                               MCP server on stdio (longest message, default 8 MiB)
+  concord serve --http 127.0.0.1:7700 [--token-file FILE] [--allowed-hosts H,...]
+        [--max-sessions 256] [--session-idle-timeout-s 1800] [--request-timeout-s 10]
+        [--max-connections 1024] [--allowed-origins O,...]
+                               MCP over Streamable HTTP (several assistants share swarms);
+                               a token (>= 32 characters) is required beyond loopback
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
   concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
                                one member per process over TCP (cluster mode; node --help)
@@ -51,8 +55,12 @@ Usage:
   commands go to a running cluster's leader instead.
   The http task executor refuses loopback, private and link-local addresses unless the host is
   allowed: --allow-http-host HOST[:PORT],... (or CONCORD_HTTP_ALLOW) on the process running tasks.
-Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN,
-  CONCORD_CLUSTER, CONCORD_SECRET_FILE, CONCORD_HTTP_ALLOW.`;
+Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_CLUSTER,
+  CONCORD_SECRET_FILE, CONCORD_HTTP_TOKEN or CONCORD_HTTP_TOKEN_FILE (also read by the CLI to
+  reach a running serve), CONCORD_HTTP_ALLOWED_HOSTS, CONCORD_HTTP_ALLOWED_ORIGINS,
+  CONCORD_HTTP_MAX_SESSIONS, CONCORD_HTTP_SESSION_IDLE_TIMEOUT_S, CONCORD_HTTP_REQUEST_TIMEOUT_S,
+  CONCORD_HTTP_MAX_CONNECTIONS, CONCORD_STDIO_MAX_MESSAGE_BYTES, CONCORD_HTTP_ALLOW (http
+  executor allow-list).`;
 
 async function main(argv: string[]): Promise<number> {
   const { positional, flags } = parseFlags(argv);
@@ -64,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
-    await runStdio({ dataDir, cluster: clusterFrom(flags) });
+    await runStdio({ dataDir, cluster: clusterFrom(flags), ...(await import('./server-flags.js')).stdioSettings(flags) });
     return -1;
   }
   switch (cmd) {
@@ -76,18 +84,13 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write('0.1.0\n');
       return 0;
     case 'mcp':
-      await runStdio({ dataDir, cluster: clusterFrom(flags) });
+      await runStdio({ dataDir, cluster: clusterFrom(flags), ...(await import('./server-flags.js')).stdioSettings(flags) });
       return -1;
     case 'serve': {
-      const spec = typeof flags.http === 'string' ? flags.http : '127.0.0.1:7700';
-      const m = /^(.*):(\d+)$/.exec(spec);
-      if (!m) throw new UserError('invalid_argument', `--http=${spec} must be HOST:PORT, e.g. 127.0.0.1:7700`, 'http');
-      const token = typeof flags.token === 'string' ? flags.token : process.env.CONCORD_HTTP_TOKEN;
-      const host = m[1]!.replace(/^\[|\]$/g, '');
-      if (!['127.0.0.1', 'localhost', '::1'].includes(host) && !token) {
-        throw new UserError('invalid_argument', `--http=${spec} listens beyond loopback; set --token (or CONCORD_HTTP_TOKEN) so only holders of it can call tools`, 'token');
-      }
-      const srv = await runHttp({ host, port: Number(m[2]), token, dataDir, cluster: clusterFrom(flags) });
+      const { httpSettings } = await import('./server-flags.js');
+      const http = httpSettings(flags);
+      const { host } = http;
+      const srv = await runHttp({ ...http, dataDir, cluster: clusterFrom(flags) });
       // The bound port, not the requested one: --http 127.0.0.1:0 picks a free port.
       const shown = host.includes(':') ? `[${host}]` : host;
       const serving = srv.cluster ? `cluster ${srv.cluster.members.join(',')}` : `data: ${srv.coordinator!.dataDir}`;

@@ -8,6 +8,7 @@ import { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { createServer } from '../server/create-server.js';
+import { httpToken } from './server-flags.js';
 
 export interface ToolCallResult {
   ok: boolean;
@@ -58,10 +59,13 @@ export async function connectTools(dataDir?: string, server?: string): Promise<T
   const url = server ?? runningServer(dir);
   const client = new Client({ name: 'concord-cli', version: '0.1.0' });
   if (url) {
-    const token = process.env.CONCORD_HTTP_TOKEN;
+    // CONCORD_HTTP_TOKEN or CONCORD_HTTP_TOKEN_FILE, as the server reads them.
+    const token = httpToken({});
     const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : undefined);
     await client.connect(transport);
-    return wrap(client, `concord serve at ${url}`);
+    // End the session on the server (DELETE) rather than leave it to the idle expiry: each CLI
+    // call is one session, and hooks make many.
+    return wrap(client, `concord serve at ${url}`, undefined, () => transport.terminateSession().catch(() => undefined));
   }
   const coord = new Coordinator({ dataDir: dir, sessionTimeoutMs: ONE_SHOT_SESSION_TIMEOUT_MS });
   const [a, b] = InMemoryTransport.createLinkedPair();
@@ -76,7 +80,7 @@ export async function connectTools(dataDir?: string, server?: string): Promise<T
   return { ...tc, coordinator: coord };
 }
 
-function wrap(client: Client, where: string, onClose?: () => Promise<void>): ToolClient {
+function wrap(client: Client, where: string, onClose?: () => Promise<void>, beforeClose?: () => Promise<void>): ToolClient {
   return {
     where,
     async call(name, args, onProgress) {
@@ -89,6 +93,7 @@ function wrap(client: Client, where: string, onClose?: () => Promise<void>): Too
       return { ok: !res.isError, data: (res.structuredContent as Record<string, unknown>) ?? {}, text };
     },
     async close() {
+      await beforeClose?.();
       await client.close();
       await onClose?.();
     },

@@ -21,6 +21,8 @@ export interface LocalClusterOptions {
   /** See NodeHostOptions.compactionLogToSnapshotRatio. */
   compactionLogToSnapshotRatio?: number;
   requestTimeoutMs?: number;
+  /** See NodeHostOptions.diskReserveBytes. */
+  diskReserveBytes?: number;
   /** JSON round trip per message: proves serializability; off for speed in production. */
   serializeMessages?: boolean;
 }
@@ -90,6 +92,7 @@ export class LocalCluster implements ClusterBackend {
       compactionThreshold: this.opts.compactionThreshold ?? 1000,
       compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,
       requestTimeoutMs: this.opts.requestTimeoutMs ?? 5000,
+      diskReserveBytes: this.opts.diskReserveBytes,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

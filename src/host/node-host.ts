@@ -54,6 +54,31 @@ export interface NodeHostOptions {
   compactionLogToSnapshotRatio?: number;
   /** Default deadline for proposals and reads, ms. */
   requestTimeoutMs?: number;
+  /**
+   * Proposals are refused (disk_full) while the storage's filesystem has less free space than
+   * this, so the log never fills the disk and heartbeats, elections and reads keep working
+   * (etcd's space quota, by free space). 0 disables the check. Default 64 MiB.
+   */
+  diskReserveBytes?: number;
+}
+
+/** Retry period while a write fails for lack of disk space (the Ready waits, nothing is lost). */
+const DISK_FULL_RETRY_MS = 250;
+export const DEFAULT_DISK_RESERVE_BYTES = 64 << 20;
+
+/** A write cannot be made durable for lack of space: refused now, accepted once space returns. */
+export class DiskFullError extends Error {
+  readonly code = 'disk_full' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'DiskFullError';
+  }
+}
+
+/** SQLite's and the OS's words for "no space left". */
+export function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'disk_full';
 }
 
 export interface RoleChange {
@@ -143,6 +168,9 @@ export class NodeHost {
    * and tick() go on, and what they produce waits for the next Ready.
    */
   private persisting = false;
+  /** Clock time the first write failed for lack of space; null while writes succeed. */
+  private diskFullSince: number | null = null;
+  private diskFullMessage = '';
   /** Term and vote known durable (for sending a leader's appends before its own write). */
   private durableTerm = -1;
   private durableVote: NodeId | null = null;
@@ -388,6 +416,7 @@ export class NodeHost {
     what: string,
   ): Promise<{ index: number; result: unknown }> {
     this.assertRunning();
+    this.assertDiskSpace();
     const { index, term } = fn();
     this.scheduleProcess();
     return new Promise((resolve, reject) => {
@@ -552,30 +581,83 @@ export class NodeHost {
     rd.messages = later;
   }
 
+  /**
+   * Why proposals are refused for lack of disk space, if they are: a write that failed with
+   * a full disk (its Ready waits and is retried), or free space below the reserve.
+   */
+  get diskFault(): string | null {
+    if (this.diskFullSince !== null) return this.diskFullMessage;
+    const reserve = this.opts.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
+    const free = reserve > 0 ? (this.opts.storage.freeBytes?.() ?? null) : null;
+    if (free === null || free >= reserve) return null;
+    return `the disk holding ${this.id}'s log has ${mib(free)} MiB free, below the ${mib(reserve)} MiB reserve; free some space (writes resume by themselves; reads keep working)`;
+  }
+
+  private assertDiskSpace(): void {
+    const fault = this.diskFault;
+    if (fault !== null) throw new DiskFullError(fault);
+  }
+
+  /**
+   * The batch could not be written for lack of space (SQLite rolled it back). Nothing of it
+   * was sent or acknowledged: hold the Ready and retry until space returns, refusing new
+   * proposals meanwhile. The process keeps running.
+   */
+  private waitForSpace(rd: Ready, e: Error): void {
+    if (this.diskFullSince === null) {
+      this.diskFullSince = this.opts.clock.now();
+      this.diskFullMessage = `${this.id} cannot write its log: the disk is full (${e.message}); free some space (the write is retried every ${DISK_FULL_RETRY_MS} ms and nothing acknowledged is lost)`;
+    }
+    this.persisting = true;
+    const life = this.starts;
+    this.opts.clock.setTimeout(() => {
+      if (!this.running || this.starts !== life) return;
+      this.persisting = false;
+      if (!this.persist(rd)) return; // still full, or the fsync calls back
+      this.handleReady(rd);
+      this.process();
+    }, DISK_FULL_RETRY_MS);
+  }
+
   /** Persist rd's durable part. True when durable now; false when saveAsync calls back. */
   private persist(rd: Ready): boolean {
     if (!rd.snapshot && rd.entries.length === 0 && !rd.hardState) return true;
     const batch = { snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState };
     const storage = this.opts.storage;
     if (!storage.saveAsync) {
-      storage.save(batch);
+      try {
+        storage.save(batch);
+      } catch (e) {
+        if (!isDiskFull(e)) throw e;
+        this.waitForSpace(rd, e as Error);
+        return false;
+      }
+      this.diskFullSince = null;
       this.noteDurable(rd);
       return true;
     }
     const life = this.starts;
-    const durable = storage.saveAsync(batch, (err) => {
-      // Stopped (crash) or restarted meanwhile: a stopped host sends and applies nothing.
-      if (!this.running || this.starts !== life) return;
-      this.persisting = false;
-      if (err) {
-        // Like a failing synchronous save: the node must not act on state it could not persist.
-        this.stop(`storage sync failed: ${err.message}`);
-        throw err;
-      }
-      this.noteDurable(rd);
-      this.handleReady(rd);
-      this.process();
-    });
+    let durable: boolean;
+    try {
+      durable = storage.saveAsync(batch, (err) => {
+        // Stopped (crash) or restarted meanwhile: a stopped host sends and applies nothing.
+        if (!this.running || this.starts !== life) return;
+        this.persisting = false;
+        if (err) {
+          // Like a failing synchronous save: the node must not act on state it could not persist.
+          this.stop(`storage sync failed: ${err.message}`);
+          throw err;
+        }
+        this.noteDurable(rd);
+        this.handleReady(rd);
+        this.process();
+      });
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      this.waitForSpace(rd, e as Error);
+      return false;
+    }
+    this.diskFullSince = null;
     if (!durable) this.persisting = true; // done always runs later, never inside saveAsync
     else this.noteDurable(rd);
     return durable;
@@ -815,4 +897,8 @@ export class NodeHost {
     }
     this.probes.clear();
   }
+}
+
+function mib(bytes: number): number {
+  return Math.round((bytes / (1 << 20)) * 10) / 10;
 }

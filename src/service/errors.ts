@@ -4,7 +4,7 @@
  */
 export class UserError extends Error {
   constructor(
-    readonly code: 'invalid_argument' | 'not_found' | 'conflict' | 'unavailable' | 'backlog_full' | 'locked' | 'not_leader' | 'unsupported' | 'session_expired',
+    readonly code: 'invalid_argument' | 'not_found' | 'conflict' | 'unavailable' | 'backlog_full' | 'locked' | 'not_leader' | 'unsupported' | 'session_expired' | 'disk_full',
     message: string,
     readonly field?: string,
   ) {

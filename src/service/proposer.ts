@@ -166,6 +166,9 @@ export class Proposer {
         if (leader) pending = leader.propose(data(), Math.min(remaining, 2_000));
         else pending = this.cluster.forwardProposal?.(data(), Math.min(remaining, 2_000));
         if (!pending) {
+          // No leader because this process's members cannot write: say so, do not wait it out.
+          const fault = this.diskFault();
+          if (fault) throw new UserError('disk_full', uncertain ? `${fault} (an earlier attempt of this request may still commit once space returns)` : fault);
           await pause(RETRY_PAUSE_MS);
           continue;
         }
@@ -180,6 +183,15 @@ export class Proposer {
         await pause(RETRY_PAUSE_MS);
       }
     }
+  }
+
+  /** A running member of this process that cannot write for lack of disk space, if any. */
+  private diskFault(): string | null {
+    for (const h of this.cluster.hosts.values()) {
+      const f = h.isRunning ? h.diskFault : null;
+      if (f) return f;
+    }
+    return null;
   }
 
   /** Linearizable read: a ReadIndex round on the leader, then read its applied state. */
@@ -246,6 +258,7 @@ function sessionExpired(session: string, op: Op, seq: number): UserError {
 function refusal(e: unknown): UserError | null {
   const code = (e as { code?: unknown } | null)?.code;
   if (code === 'backlog_full') return new UserError('backlog_full', (e as Error).message);
+  if (code === 'disk_full') return new UserError('disk_full', (e as Error).message);
   if (code === 'invalid') return new UserError('invalid_argument', (e as Error).message);
   return null;
 }

@@ -89,6 +89,7 @@ export class Swarm {
       // last one is a quarter of its size (the entry threshold still applies as a minimum).
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
+      diskReserveBytes: diskReserveFromEnv(),
     });
     this.proposer = new Proposer(
       this.cluster,
@@ -330,6 +331,15 @@ export class Swarm {
     const hist = this.machines.get(id)?.elections ?? [];
     return hist.length > 0 ? hist[hist.length - 1]!.new_leader : null;
   }
+}
+
+/** CONCORD_DISK_RESERVE_MB: free space (MiB) below which writes are refused; 0 turns it off. */
+export function diskReserveFromEnv(env = process.env): number | undefined {
+  const v = env.CONCORD_DISK_RESERVE_MB;
+  if (v === undefined || v === '') return undefined;
+  const mb = Number(v);
+  if (!Number.isFinite(mb) || mb < 0) throw new UserError('invalid_argument', `CONCORD_DISK_RESERVE_MB=${JSON.stringify(v)}: accepted: a number of MiB >= 0 (0 turns the reserve off; default 64)`);
+  return Math.round(mb * (1 << 20));
 }
 
 /** Swarm timing (ms) to Raft ticks; unset config gives the defaults (150-300 ms, 50 ms). */

@@ -85,6 +85,10 @@ export class SqliteStorage implements LogStorage {
   private syncMsTotal = 0;
   private loopMsTotal = 0;
   private closed = false;
+  private freeAt = -Infinity;
+  private freeCache: number | null = null;
+  /** Injectable for tests (a "full" disk without filling one). */
+  statfs: (dir: string) => { bavail: number | bigint; bsize: number | bigint } = (dir) => fs.statfsSync(dir);
   /**
    * durability 'full' with the fsync off the event-loop thread: the connection runs with
    * synchronous=NORMAL (SQLite itself then fsyncs the WAL only at checkpoints, and syncs the WAL
@@ -351,6 +355,20 @@ export class SqliteStorage implements LogStorage {
       this.st.putMeta.run('incarnation', id.incarnation);
     })();
     if (this.walSync) this.sfs.fdatasyncSync(this.walFd());
+  }
+
+  /** Free bytes for an unprivileged writer on the file's filesystem (statfs, cached 100 ms). */
+  freeBytes(): number | null {
+    const now = performance.now();
+    if (now - this.freeAt < 100) return this.freeCache;
+    this.freeAt = now;
+    try {
+      const st = this.statfs(path.dirname(this.file));
+      this.freeCache = Number(st.bavail) * Number(st.bsize);
+    } catch {
+      this.freeCache = null;
+    }
+    return this.freeCache;
   }
 
   /** SQLite's quick integrity check: 'ok', or the problems it found (pages, indexes). */

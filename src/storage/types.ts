@@ -52,5 +52,7 @@ export interface LogStorage {
   /** Store a snapshot taken locally and drop entries up to its index. */
   compact(snapshot: Snapshot): void;
   stats(): StorageStats;
+  /** Free bytes on the filesystem holding the log, for callers that keep a reserve. */
+  freeBytes?(): number | null;
   close(): void;
 }

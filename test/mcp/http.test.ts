@@ -20,8 +20,8 @@ interface HttpServer {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-async function startHttp(dataDir: string, extra: string[] = []): Promise<HttpServer> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--http', '127.0.0.1:0', ...extra], { env: serverEnv(dataDir), cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+async function startHttp(dataDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<HttpServer> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--http', '127.0.0.1:0', ...extra], { env: serverEnv(dataDir, env), cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`concord serve did not announce its address within 15 s; stderr: ${err}`)), 15_000);
@@ -191,7 +191,8 @@ describe('bearer token', () => {
   const TOKEN = 's3cret-token-for-tests';
 
   beforeAll(async () => {
-    srv = await startHttp(tempDataDir('http-token'), ['--token', TOKEN]);
+    // From the environment: --token on the command line is refused (visible in ps).
+    srv = await startHttp(tempDataDir('http-token'), [], { CONCORD_HTTP_TOKEN: TOKEN });
   });
 
   afterAll(async () => {

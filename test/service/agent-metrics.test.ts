@@ -19,7 +19,7 @@ function metricsOf(swarm: Parameters<typeof agentMetrics>[0], id: string): Agent
 
 describe('agent_metrics counters after an agent restart', () => {
   it('disk-io and message counters count from the restart, as measured_since says', async () => {
-    const { coordinator, swarm } = await swarmWithAgents(dir, { agents: 3 });
+    const { coordinator, swarm } = await swarmWithAgents(dir, { agents: 3, durability: 'full' }); // 'off' counts no fsync
     try {
       for (let i = 0; i < 20; i++) await memoryStore(swarm, { key: `k${i}`, value: i });
       const leader = swarm.cluster.leader()!.id;
