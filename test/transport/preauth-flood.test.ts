@@ -24,7 +24,7 @@ describe('pre-authentication limits', () => {
       id: 'm1',
       secret: SECRET,
       log,
-      limits: { ...FAST, handshakeTimeoutMs: 400, maxPendingHandshakes: 64, maxPendingHandshakesPerSource: 8, logWindowMs: 60_000 },
+      limits: { ...FAST, handshakeTimeoutMs: 2000, maxPendingHandshakes: 64, maxPendingHandshakesPerSource: 8, logWindowMs: 60_000 },
     });
     transports.push(t);
     t.onClientRequest(async () => 'pong');
@@ -44,7 +44,7 @@ describe('pre-authentication limits', () => {
     expect(refusals).toHaveLength(1);
     // The 8 admitted ones expire at the handshake deadline: one line for all of them.
     await waitFor(() => log.lines.some((l) => /handshake not completed/.test(l.msg)), 'handshake expiry');
-    await sleep(600);
+    await sleep(500);
     expect(log.lines.filter((l) => /handshake not completed/.test(l.msg))).toHaveLength(1);
     // Slots are free again: a real client is served.
     const c = new TcpClient({ host: '127.0.0.1', port, secret: SECRET, name: 'probe', limits: FAST, log: captureLog() });
