@@ -15,7 +15,6 @@ import {
 import type { Coordinator } from '../src/service/coordinator.js';
 import { UserError } from '../src/service/errors.js';
 import { memoryStore } from '../src/service/memory.js';
-import { Swarm } from '../src/service/swarm.js';
 import { input, output, run, swarmArg } from './result.js';
 
 const READ = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
@@ -158,11 +157,12 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_replicate',
     {
       title: 'Replicate a file',
-      description: "Replicate a file's content to every agent through the log, stored in memory under key (default \"files/<path>\"). For post-edit hooks. Max 1 MiB.",
+      description:
+        "Replicate a file's content to every agent through the log, stored in memory under key (default \"files/<path>\"). For post-edit hooks. Max 1 MiB. The caller reads the file and sends its content (the CLI does: concord consensus replicate --file PATH); the server never opens a path.",
       inputSchema: input({
         swarm: swarmArg,
-        file: z.string().min(1).optional().describe('Path of the file to read and replicate'),
-        content: z.string().optional().describe('Content to replicate instead of reading a file'),
+        file: z.string().min(1).max(4096).optional().describe('Path of the file, as the caller names it: a label and the default key (never opened by the server)'),
+        content: z.string().optional().describe("The file's content, read by the caller"),
         key: z.string().min(1).max(512).optional().describe('Memory key; default "files/<file>"'),
       }),
       outputSchema: output({ stored: z.boolean(), key: z.string(), version: z.number(), bytes: z.number() }),
@@ -170,11 +170,26 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     },
     (a) =>
       run(async () => {
-        if (a.file === undefined && a.content === undefined) throw new UserError('invalid_argument', 'file=missing, content=missing: one is required; give a file path or the content to replicate', 'file');
-        const content = a.content ?? Swarm.readFileForReplication(a.file!, MAX_REPLICATED_FILE_BYTES);
-        const key = a.key ?? `files/${a.file ?? 'inline'}`;
-        const r = await memoryStore(coord.swarm(a.swarm), { key, value: { file: a.file ?? null, content } });
-        return { ...r, key, bytes: Buffer.byteLength(content) };
+        // Reading a path named by a tool argument let any caller fetch any file the server could
+        // read (/etc/shadow, /proc/self/environ, the cluster secret), and read the server's
+        // file rather than the editor's when they run on different machines.
+        if (a.content === undefined) {
+          throw new UserError(
+            'invalid_argument',
+            `content=missing: send the file's content (the server never reads files${a.file ? `; read ${JSON.stringify(a.file)} yourself, or run concord consensus replicate --file PATH` : ''})`,
+            'content',
+          );
+        }
+        const bytes = Buffer.byteLength(a.content);
+        if (bytes > MAX_REPLICATED_FILE_BYTES) throw new UserError('invalid_argument', `content is ${bytes} bytes; accepted: <= ${MAX_REPLICATED_FILE_BYTES} bytes`, 'content');
+        const key = a.key ?? fileKey(a.file ?? 'inline');
+        const r = await memoryStore(coord.swarm(a.swarm), { key, value: { file: a.file ?? null, content: a.content } });
+        return { ...r, key, bytes };
       }),
   );
+}
+
+/** "files/" + the path without leading slashes: /tmp/x -> files/tmp/x (not files//tmp/x). */
+export function fileKey(file: string): string {
+  return `files/${file.replace(/^[/\\]+/, '')}`;
 }

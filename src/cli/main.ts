@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { UserError } from '../service/errors.js';
+import { HTTP_ALLOW_ENV, parseAllowList } from '../service/http-policy.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
-import { clusterFrom, runNode } from './node-command.js';
+import { clusterFrom, runNode, runSecret } from './node-command.js';
 import type { ToolClient } from './tool-client.js';
 
 // Each command loads only what it runs: a restarted `concord node` rejoins sooner without
@@ -25,8 +26,12 @@ Usage:
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
   concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
                                one member per process over TCP (cluster mode; node --help)
+  concord secret client --secret-file FILE
+                               print the client key for the cluster secret in FILE (clients
+                               hold it: it calls tools but can never act as a member)
   concord mcp --cluster HOST:PORT,... --secret-file FILE
-                               MCP on stdio for a running cluster (also serve --cluster)
+                               MCP on stdio for a running cluster (also serve --cluster);
+                               FILE: the client key (or the cluster secret)
   concord <noun> <verb> [--flags]   the spec's commands, e.g.
     swarm init --topology mesh --consensus raft --max-agents 5
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
@@ -48,14 +53,18 @@ Usage:
   default ~/.concord). With a running "concord serve" on that directory, commands go to it.
   With --cluster HOST:PORT,... (or CONCORD_CLUSTER) and --secret-file (or CONCORD_SECRET_FILE),
   commands go to a running cluster's leader instead.
+  The http task executor refuses loopback, private and link-local addresses unless the host is
+  allowed: --allow-http-host HOST[:PORT],... (or CONCORD_HTTP_ALLOW) on the process running tasks.
 Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_CLUSTER,
   CONCORD_SECRET_FILE, CONCORD_HTTP_TOKEN or CONCORD_HTTP_TOKEN_FILE (also read by the CLI to
   reach a running serve), CONCORD_HTTP_ALLOWED_HOSTS, CONCORD_HTTP_ALLOWED_ORIGINS,
   CONCORD_HTTP_MAX_SESSIONS, CONCORD_HTTP_SESSION_IDLE_TIMEOUT_S, CONCORD_HTTP_REQUEST_TIMEOUT_S,
-  CONCORD_HTTP_MAX_CONNECTIONS, CONCORD_STDIO_MAX_MESSAGE_BYTES.`;
+  CONCORD_HTTP_MAX_CONNECTIONS, CONCORD_STDIO_MAX_MESSAGE_BYTES, CONCORD_HTTP_ALLOW (http
+  executor allow-list).`;
 
 async function main(argv: string[]): Promise<number> {
   const { positional, flags } = parseFlags(argv);
+  allowHttpHosts(flags);
   const cmd = positional[0];
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   if (cmd === undefined) {
@@ -95,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ dataDir, keep: flags.keep === true });
     case 'node':
       return runNode(flags);
+    case 'secret':
+      return runSecret(positional, flags);
     default:
       break;
   }
@@ -102,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
+  // The CLI runs on the editor's side: it reads the file and sends the content.
+  if (inv.tool === 'consensus_replicate' && typeof inv.args.file === 'string') inv.args.content = (await import('./replicate-file.js')).readFileToReplicate(inv.args.file);
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
   const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
@@ -129,6 +142,22 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     clearInterval(keepAlive);
     await tools.close();
+  }
+}
+
+/**
+ * --allow-http-host HOST[:PORT],... joins CONCORD_HTTP_ALLOW: hosts the http executor may reach
+ * even at loopback, private or link-local addresses (it refuses those otherwise). Checked now
+ * so a typo fails at start, not in every task.
+ */
+function allowHttpHosts(flags: Record<string, string | boolean>): void {
+  const v = flags.allow_http_host;
+  if (v === true) throw new UserError('invalid_argument', '--allow-http-host needs HOST[:PORT] entries, e.g. --allow-http-host 127.0.0.1:9000', 'allow_http_host');
+  if (typeof v === 'string') process.env[HTTP_ALLOW_ENV] = [process.env[HTTP_ALLOW_ENV], v].filter(Boolean).join(',');
+  try {
+    parseAllowList(process.env[HTTP_ALLOW_ENV]);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'allow_http_host');
   }
 }
 

@@ -1,6 +1,6 @@
 import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import { parseMembers } from '../cluster/cluster-client.js';
-import { loadSecret } from '../transport/auth.js';
+import { clientKeyFileText, loadClientKey, loadSecret } from '../transport/auth.js';
 import { UserError, invalid } from '../service/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
@@ -14,9 +14,11 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
     --data-dir DIR --secret-file FILE [--durability full|normal|off]
 
   --peers lists every member (this one included): they are the voters. Restarting with the same
-  --data-dir rejoins with the member's durable state. The secret file (>= 32 bytes, e.g.
-  \`openssl rand -hex 32 > FILE\`) authenticates members and clients to each other.
-  Clients: concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file FILE`;
+  --data-dir rejoins with the member's durable state. The secret file (>= 32 bytes, mode 0600,
+  e.g. \`openssl rand -hex 32 > FILE && chmod 600 FILE\`) is the cluster secret: only members
+  hold it. Clients get a client key that can call tools but never act as a member:
+    concord secret client --secret-file FILE > client.key && chmod 600 client.key
+    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key`;
 
 export function parseAddress(field: string, spec: string): PeerAddress {
   const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
@@ -46,14 +48,36 @@ function need(flags: Flags, name: string, example: string): string {
   return v;
 }
 
-function secretFrom(flags: Flags): Buffer {
+function secretFileFrom(flags: Flags): string {
   const file = typeof flags.secret_file === 'string' ? flags.secret_file : process.env.CONCORD_SECRET_FILE;
-  if (!file) throw new UserError('invalid_argument', '--secret-file (or CONCORD_SECRET_FILE) is required: a file with the cluster secret, e.g. `openssl rand -hex 32 > secret`', 'secret_file');
+  if (!file) throw new UserError('invalid_argument', '--secret-file (or CONCORD_SECRET_FILE) is required: a file with the cluster secret, e.g. `openssl rand -hex 32 > secret && chmod 600 secret`', 'secret_file');
+  return file;
+}
+
+function secretFrom(flags: Flags): Buffer {
+  const file = secretFileFrom(flags);
   try {
     return loadSecret(file);
   } catch (e) {
     throw new UserError('invalid_argument', (e as Error).message, 'secret_file');
   }
+}
+
+/** Clients: a client key file, or the cluster secret (only the client key is derived from it). */
+function clientKeyFrom(flags: Flags): Buffer {
+  const file = secretFileFrom(flags);
+  try {
+    return loadClientKey(file);
+  } catch (e) {
+    throw new UserError('invalid_argument', (e as Error).message, 'secret_file');
+  }
+}
+
+/** `concord secret client --secret-file FILE`: print the client key derived from the cluster secret. */
+export function runSecret(positional: string[], flags: Flags): number {
+  if (positional[1] !== 'client') throw invalid('secret', positional[1] ?? '(none)', '"client": concord secret client --secret-file FILE > client.key');
+  process.stdout.write(clientKeyFileText(secretFrom(flags)));
+  return 0;
 }
 
 /** `--cluster HOST:PORT,...` or CONCORD_CLUSTER: talk to running members instead of a data directory. */
@@ -69,7 +93,7 @@ export function clusterFrom(flags: Flags): ClusterClientOptions | undefined {
   }
   const timeout = typeof flags.timeout_ms === 'string' ? Number(flags.timeout_ms) : undefined;
   if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 100 && timeout <= 3_600_000)) throw invalid('timeout_ms', flags.timeout_ms, 'an integer 100..3600000');
-  return { members, secret: secretFrom(flags), name: 'cli', timeoutMs: timeout };
+  return { members, clientKey: clientKeyFrom(flags), name: 'cli', timeoutMs: timeout };
 }
 
 /** Run a member until SIGTERM/SIGINT. */

@@ -11,7 +11,10 @@ import type { MemberStatus } from './protocol.js';
 export interface ClusterClientOptions {
   /** Member addresses, "HOST:PORT,HOST:PORT" or a list. */
   members: string | string[];
-  secret: Buffer;
+  /** The client key (clients' credential, see loadClientKey) ... */
+  clientKey?: Buffer;
+  /** ... or the cluster secret, from which only the client key is derived and used. */
+  secret?: Buffer;
   /** Logged by the members as client:<name>. */
   name?: string;
   /** Default bound for a call, including the search for a leader (ms). */
@@ -174,7 +177,7 @@ export class ClusterClient {
     return (await this.conn(member).request({ kind: 'status' }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS))) as MemberStatus;
   }
 
-  /** Fault injection and inspection on one member (authenticated by the cluster secret). */
+  /** Fault injection and inspection on one member (open to client credentials). */
   async admin(member: string, op: { op: 'block'; peers: string[] } | { op: 'unblock' } | { op: 'log'; from?: number; to?: number }, timeoutMs = 5_000): Promise<unknown> {
     return this.conn(member).request({ kind: 'admin', ...op }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
   }
@@ -189,7 +192,7 @@ export class ClusterClient {
     let c = this.conns.get(member);
     if (!c) {
       const a = splitAddress(member);
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.name ?? 'client', failFast: true });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, name: this.o.name ?? 'client', failFast: true });
       this.conns.set(member, c);
     }
     return c;
@@ -284,5 +287,5 @@ function sessionExpiredResult(session: string, tool: string, seq: number): CallT
 }
 
 function authError(member: string, e: Error): Error {
-  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's secret?)`);
+  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's client key or secret?)`);
 }

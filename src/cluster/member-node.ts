@@ -20,7 +20,7 @@ import { openMemberStorage } from '../service/member-storage.js';
 import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
+import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { MemberCluster } from './member-cluster.js';
@@ -147,7 +147,7 @@ export class MemberNode {
     await server.connect(a);
     await mcp.connect(b);
     const node = new MemberNode(coord, c, server, mcp);
-    c.transport.onClientRequest((body, from) => node.handle(body, from));
+    c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
     return node;
   }
 
@@ -198,7 +198,7 @@ export class MemberNode {
     };
   }
 
-  async handle(raw: unknown, from: string): Promise<unknown> {
+  async handle(raw: unknown, from: string, credential: RequestCredential = 'client'): Promise<unknown> {
     const req = parseClientRequest(raw);
     switch (req.kind) {
       case 'status':
@@ -220,6 +220,12 @@ export class MemberNode {
         await this.ensureLeader(req.hold_ms);
         return { result: await this.mcp.readResource({ uri: req.uri }) };
       case 'propose': {
+        // Raw log entries skip every tool's validation: only members forward them (a follower
+        // relaying its own service's proposal to the leader); clients call tools.
+        if (credential !== 'member') {
+          logger.warn({ id: this.cluster.id, from }, 'refused a raw proposal from a client credential');
+          throw Object.assign(new Error('raw proposals are accepted only from members; clients call tools'), { code: 'forbidden' });
+        }
         await this.ensureLeader(req.hold_ms);
         // Stamped with this leader's clock: the sender's clock must not move log time.
         return this.cluster.leader()!.propose(stampForwarded(req.data, Date.now()), 2_000);

@@ -14,6 +14,8 @@ import {
 import type { LogStorage, StorageStats } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { Prng } from '../util/prng.js';
+import { logger } from '../util/logger.js';
+import { refusePeerMessage } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
 
@@ -25,6 +27,8 @@ export interface StateMachine {
   restore(data: string): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
+  /** Why snapshot data received from a peer cannot be restored, or null (checked before the core takes it). */
+  checkSnapshot?(data: string): string | null;
 }
 
 export interface NodeHostOptions {
@@ -92,6 +96,8 @@ export interface RoleChange {
 export interface HostMetrics {
   id: NodeId;
   messagesIn: number;
+  /** Peer messages refused because they would violate an invariant (logged at warn). */
+  refusedMessages: number;
   messagesOut: number;
   readies: number;
   applied: number;
@@ -183,6 +189,8 @@ export class NodeHost {
   private appliedBytesSinceSnapshot = 0;
   private lastSnapshotBytes = 0;
   private messagesIn = 0;
+  /** Peer messages refused by refusePeerMessage or because stepping them threw. */
+  private refusedMessages = 0;
   private messagesOut = 0;
   private readies = 0;
   private snapshotsTaken = 0;
@@ -356,6 +364,7 @@ export class NodeHost {
     return {
       id: this.id,
       messagesIn: this.messagesIn,
+      refusedMessages: this.refusedMessages,
       messagesOut: this.messagesOut,
       readies: this.readies,
       applied: this.raft ? this.raft.log.applied : 0,
@@ -440,7 +449,14 @@ export class NodeHost {
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
     if (m.type === 'MsgPreVote' || m.type === 'MsgVote') this.advanceTicks();
     const before = this.raft.role;
-    this.raft.step(m);
+    const why = refusePeerMessage(m, { checkSnapshot: this.opts.machine.checkSnapshot?.bind(this.opts.machine) });
+    if (why) return this.refuse(m, why);
+    try {
+      this.raft.step(m);
+    } catch (e) {
+      // Input the checks above did not foresee: refuse it rather than let a peer crash us.
+      return this.refuse(m, (e as Error).message);
+    }
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
       // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
@@ -450,6 +466,12 @@ export class NodeHost {
     // listeners propose then (the election record) joins the new leader's first append
     // instead of costing every follower one more fsync round before client writes.
     if (this.raft.role === 'leader' && this.role !== 'leader') this.onSoftState('leader', this.id, this.raft.term);
+    this.scheduleProcess();
+  }
+
+  private refuse(m: Message, why: string): void {
+    this.refusedMessages++;
+    logger.warn({ id: this.id, from: m.from, type: m.type, term: m.term, why }, 'refused a peer message that would violate an invariant');
     this.scheduleProcess();
   }
 

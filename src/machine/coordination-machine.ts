@@ -1,5 +1,6 @@
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
+import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { TaskTable } from './task-table.js';
 import {
@@ -218,10 +219,15 @@ export class CoordinationMachine implements StateMachine {
 
   private applyOp(op: Op, entry: Entry): OpResult {
     switch (op.t) {
-      case 'config':
+      case 'config': {
+        // Validated here too: an entry proposed around the tool (or by an older version) must
+        // not leave every member with a config it refuses to start with. Recorded as a no-op.
+        const bad = configProblem(this.config, op.patch);
+        if (bad) return { ok: false, code: 'invalid', message: `config not applied: ${bad.field}=${JSON.stringify(bad.value)}; accepted: ${bad.accepted}` };
         this.config = { ...this.config, ...op.patch };
         this.events.onConfig?.(this.config);
         return { ok: true, value: this.config };
+      }
       case 'agent.register': {
         const prev = this.agents.get(op.agent.id);
         this.agents.set(op.agent.id, { ...op.agent, spawned_at: prev?.spawned_at ?? this.clock, removed_at: null });

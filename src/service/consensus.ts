@@ -1,6 +1,7 @@
 import type { RoleChange } from '../host/node-host.js';
 import type { QuorumProbeResult } from '../host/quorum-probe.js';
 import { DEFAULT_SWARM_CONFIG, type ElectionRecord, type SwarmConfig } from '../machine/types.js';
+import { configProblem } from '../machine/config-bounds.js';
 import { majority } from '../raft/quorum.js';
 import { ProposalError } from '../raft/types.js';
 import { UserError, invalid } from './errors.js';
@@ -240,28 +241,12 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-const CONFIG_LIMITS: Record<keyof Omit<SwarmConfig, 'quorum_size'>, [number, number]> = {
-  election_timeout_min: [10, 60_000],
-  election_timeout_max: [11, 120_000],
-  heartbeat_interval: [5, 30_000],
-  log_compaction_threshold: [10, 10_000_000],
-  max_log_entries: [10, 10_000_000],
-  batch_size: [1, 10_000],
-};
-
 export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Promise<Record<string, unknown>> {
   const current = swarm.config();
   const next: SwarmConfig = { ...DEFAULT_SWARM_CONFIG, ...current, ...patch };
-  for (const [k, [lo, hi]] of Object.entries(CONFIG_LIMITS)) {
-    const v = (patch as Record<string, unknown>)[k];
-    if (v !== undefined && (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi)) throw invalid(k, v, `an integer ${lo}..${hi}`);
-  }
-  if (next.election_timeout_max <= next.election_timeout_min) {
-    throw invalid('election_timeout_max', next.election_timeout_max, `greater than election_timeout_min (${next.election_timeout_min})`);
-  }
-  if (next.heartbeat_interval * 2 > next.election_timeout_min) {
-    throw invalid('heartbeat_interval', next.heartbeat_interval, `at most half of election_timeout_min (${next.election_timeout_min}), so a follower hears at least two heartbeats before timing out`);
-  }
+  // The same bounds the state machine enforces when it applies the entry.
+  const bad = configProblem({ ...DEFAULT_SWARM_CONFIG, ...current }, patch);
+  if (bad) throw invalid(bad.field, bad.value, bad.accepted);
   if (patch.quorum_size !== undefined && patch.quorum_size !== null) {
     // Checked against the swarm's full size (max_agents): the quorum it will run with.
     const size = swarm.data.max_agents;

@@ -1,4 +1,7 @@
+import http from 'node:http';
+import https from 'node:https';
 import type { ExecutorSpec } from '../machine/types.js';
+import { checkHttpTarget, currentAllowList, HttpPolicyError, type AllowedHost } from './http-policy.js';
 
 export interface ExecutionOutcome {
   ok: boolean;
@@ -44,29 +47,66 @@ export async function execute(spec: ExecutorSpec, taskId: string, epoch: number,
   }
 }
 
+/** Response bytes read at most (the rest is counted, not kept). */
+const HTTP_KEEP_BYTES = 64 * 1024;
+
+interface HttpAnswer {
+  status: number;
+  text: string;
+  bytes: number;
+}
+
+/**
+ * One request with node:http(s): the socket's address lookup goes through the policy check
+ * (see http-policy.ts). Redirects are not followed: a 3xx is the answer (re-checking every
+ * hop's address would otherwise be needed).
+ */
+function request(url: URL, method: string, headers: Record<string, string>, body: string | undefined, allow: readonly AllowedHost[]): Promise<HttpAnswer> {
+  const checked = checkHttpTarget(url, allow);
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, { method, headers: body === undefined ? headers : { ...headers, 'Content-Length': String(Buffer.byteLength(body)) }, lookup: checked.lookup, timeout: HTTP_TIMEOUT_MS }, (res) => {
+      const kept: Buffer[] = [];
+      let keptBytes = 0;
+      let bytes = 0;
+      res.on('data', (d: Buffer) => {
+        bytes += d.length;
+        if (keptBytes < HTTP_KEEP_BYTES) {
+          kept.push(d);
+          keptBytes += d.length;
+        }
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(kept).toString('utf8'), bytes }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function executeHttp(spec: ExecutorSpec, taskId: string, epoch: number, payload: unknown): Promise<ExecutionOutcome> {
-  const http = spec.http;
-  if (!http) return { ok: false, result: { error: 'http executor needs http.url' } };
+  const h = spec.http;
+  if (!h) return { ok: false, result: { error: 'http executor needs http.url' } };
   const t0 = performance.now();
   try {
-    const res = await fetch(http.url, {
-      method: http.method,
-      headers: { 'Idempotency-Key': idempotencyKey(taskId), [EPOCH_HEADER]: String(epoch), 'Content-Type': 'application/json' },
-      body: http.method === 'GET' || http.method === 'HEAD' ? undefined : (http.body ?? JSON.stringify({ task: taskId, payload })),
-      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
-    });
-    const text = await res.text();
+    const allow = currentAllowList();
+    const url = new URL(h.url);
+    const body = h.method === 'GET' || h.method === 'HEAD' ? undefined : (h.body ?? JSON.stringify({ task: taskId, payload }));
+    const headers = { 'Idempotency-Key': idempotencyKey(taskId), [EPOCH_HEADER]: String(epoch), 'Content-Type': 'application/json' };
+    const res = await request(url, h.method, headers, body, allow);
     return {
-      ok: res.ok,
+      ok: res.status >= 200 && res.status < 300,
       result: {
         executor: 'http',
         status: res.status,
-        body_excerpt: text.slice(0, HTTP_BODY_EXCERPT_BYTES),
-        body_bytes: Buffer.byteLength(text),
+        body_excerpt: res.text.slice(0, HTTP_BODY_EXCERPT_BYTES),
+        body_bytes: res.bytes,
         duration_ms: Math.round(performance.now() - t0),
       },
     };
   } catch (e) {
-    return { ok: false, result: { executor: 'http', error: (e as Error).message, duration_ms: Math.round(performance.now() - t0) } };
+    const refused = e instanceof HttpPolicyError;
+    return { ok: false, result: { executor: 'http', error: (e as Error).message, ...(refused ? { refused: true } : {}), duration_ms: Math.round(performance.now() - t0) } };
   }
 }

@@ -336,20 +336,6 @@ export class Swarm {
     const hist = this.machines.get(id)?.elections ?? [];
     return hist.length > 0 ? hist[hist.length - 1]!.new_leader : null;
   }
-
-  // ---- file replication (edit hooks) -----------------------------------------------------
-
-  static readFileForReplication(file: string, maxBytes: number): string {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(file);
-    } catch {
-      throw new UserError('not_found', `file=${JSON.stringify(file)} does not exist or is not readable`, 'file');
-    }
-    if (!st.isFile()) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is not a regular file`, 'file');
-    if (st.size > maxBytes) throw new UserError('invalid_argument', `file=${JSON.stringify(file)} is ${st.size} bytes; accepted: <= ${maxBytes} bytes`, 'file');
-    return fs.readFileSync(file, 'utf8');
-  }
 }
 
 /** CONCORD_DISK_RESERVE_MB: free space (MiB) below which writes are refused; 0 turns it off. */

@@ -6,10 +6,12 @@ import type { Socket } from 'node:net';
 import {
   acceptorProof,
   CLIENT_PREFIX,
+  connectionKey,
   Direction,
   equalMac,
   FrameAuth,
   initiatorProof,
+  MEMBER_REQUEST_PREFIX,
   newNonce,
   NONCE_BYTES,
   PROTOCOL_VERSION,
@@ -34,7 +36,10 @@ export interface SecureConnOptions {
   socket: Socket;
   role: 'initiator' | 'acceptor';
   selfId: string;
-  secret: Buffer;
+  /** The cluster secret (members): each connection's key is derived from it per identity. */
+  secret?: Buffer;
+  /** Initiator holding only the client key (CLI, MCP proxy); its selfId must be client:<name>. */
+  clientKey?: Buffer;
   /** host:port for logs (an initiator's socket has no remote address before it connects). */
   remote?: string;
   /** Initiator: the identity the acceptor must prove (undefined: any member or server). */
@@ -98,8 +103,15 @@ export class SecureConn {
   private handshakeTimer: NodeJS.Timeout | null;
   private liveness: NodeJS.Timeout | null = null;
   private refused = false;
+  /** This connection's credential key (see connectionKey); the acceptor learns it from HELLO. */
+  private key: Buffer | null = null;
 
   constructor(private readonly o: SecureConnOptions) {
+    if (o.role === 'initiator') {
+      if (o.clientKey && !o.selfId.startsWith(CLIENT_PREFIX)) throw new Error(`a client key proves only ${CLIENT_PREFIX}<name> identities, not ${o.selfId}`);
+      if (!o.clientKey && !o.secret) throw new Error('SecureConn: a secret or a client key is required');
+      this.key = o.clientKey ?? connectionKey(o.secret!, o.selfId);
+    } else if (!o.secret) throw new Error('SecureConn: an acceptor needs the cluster secret');
     const s = o.socket;
     this.remote = o.remote ?? `${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'}`;
     s.setNoDelay(true);
@@ -118,8 +130,14 @@ export class SecureConn {
     }
   }
 
+  /** Authenticated with the client key: may send requests, never Raft messages. */
   get isClient(): boolean {
     return this.peerId?.startsWith(CLIENT_PREFIX) ?? false;
+  }
+
+  /** A member's request channel ("member:<id>", proven with that member's key). */
+  get isMemberRequest(): boolean {
+    return this.peerId?.startsWith(MEMBER_REQUEST_PREFIX) ?? false;
   }
 
   /** Bytes accepted by the socket but not yet handed to the kernel: backpressure signal. */
@@ -226,6 +244,8 @@ export class SecureConn {
         this.peerId = b.id;
         const why = this.o.admit?.(b.id) ?? null;
         if (why) throw new HandshakeError(`refused ${b.id}: ${why}`, 'refused', why);
+        // The claimed identity picks the key it must prove: a client key never proves a member id.
+        this.key = connectionKey(this.o.secret!, b.id);
         this.peerNonce = Buffer.from(b.nonce, 'hex');
         this.sendPlain(FrameType.CHALLENGE, { v: PROTOCOL_VERSION, id: this.o.selfId, nonce: this.nonce.toString('hex') });
         return;
@@ -233,10 +253,10 @@ export class SecureConn {
       if (f.type !== FrameType.PROOF) throw new HandshakeError(`unauthenticated ${name} frame before PROOF`, 'auth', 'not authenticated');
       const b = handshakeBody(f);
       const p = this.params(this.peerId!, this.o.selfId, this.peerNonce, this.nonce);
-      const ok = typeof b.proof === 'string' && HEX_MAC.test(b.proof) && equalMac(Buffer.from(b.proof, 'hex'), initiatorProof(this.o.secret, p));
-      if (!ok) throw new HandshakeError(`${this.peerId} failed to prove the cluster secret (wrong secret?)`, 'auth', 'authentication failed');
-      this.sendPlain(FrameType.ACCEPT, { proof: acceptorProof(this.o.secret, p).toString('hex') });
-      this.becomeReady(new FrameAuth(sessionKey(this.o.secret, p), Direction.AcceptorToInitiator));
+      const ok = typeof b.proof === 'string' && HEX_MAC.test(b.proof) && equalMac(Buffer.from(b.proof, 'hex'), initiatorProof(this.key!, p));
+      if (!ok) throw new HandshakeError(`${this.peerId} failed to prove the cluster secret (wrong secret, or a client key claiming a member id?)`, 'auth', 'authentication failed');
+      this.sendPlain(FrameType.ACCEPT, { proof: acceptorProof(this.key!, p).toString('hex') });
+      this.becomeReady(new FrameAuth(sessionKey(this.key!, p), Direction.AcceptorToInitiator));
       return;
     }
     // Initiator: CHALLENGE, then ACCEPT.
@@ -252,15 +272,15 @@ export class SecureConn {
       this.peerId = b.id;
       this.peerNonce = Buffer.from(b.nonce, 'hex');
       const p = this.params(this.o.selfId, b.id, this.nonce, this.peerNonce);
-      this.sendPlain(FrameType.PROOF, { proof: initiatorProof(this.o.secret, p).toString('hex') });
+      this.sendPlain(FrameType.PROOF, { proof: initiatorProof(this.key!, p).toString('hex') });
       return;
     }
     if (f.type !== FrameType.ACCEPT) throw new HandshakeError(`unexpected ${name} frame before ACCEPT`, 'auth');
     const b = handshakeBody(f);
     const p = this.params(this.o.selfId, this.peerId!, this.nonce, this.peerNonce);
-    const ok = typeof b.proof === 'string' && HEX_MAC.test(b.proof) && equalMac(Buffer.from(b.proof, 'hex'), acceptorProof(this.o.secret, p));
+    const ok = typeof b.proof === 'string' && HEX_MAC.test(b.proof) && equalMac(Buffer.from(b.proof, 'hex'), acceptorProof(this.key!, p));
     if (!ok) throw new HandshakeError(`${this.peerId} at ${this.remote} failed to prove the cluster secret (wrong secret?)`, 'auth');
-    this.becomeReady(new FrameAuth(sessionKey(this.o.secret, p), Direction.InitiatorToAcceptor));
+    this.becomeReady(new FrameAuth(sessionKey(this.key!, p), Direction.InitiatorToAcceptor));
   }
 
   private becomeReady(auth: FrameAuth): void {
@@ -298,7 +318,7 @@ export class SecureConn {
     } else {
       s.destroy();
     }
-    const ctx = { remote: this.remote, peer: this.peerId, role: this.o.role, kind, reason };
+    const ctx = { remote: this.remote, peer: this.peerId, role: this.o.role, kind, reason, authenticated: this.ready };
     if (kind === 'auth' || kind === 'refused' || kind === 'protocol') this.o.log.warn(ctx, `connection closed: ${reason}`);
     else if (kind === 'timeout') this.o.log.info(ctx, `connection closed: ${reason}`);
     else this.o.log.debug(ctx, `connection closed: ${reason}`);

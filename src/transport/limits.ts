@@ -25,6 +25,10 @@ export interface TcpLimits {
   backoffMaxMs: number;
   /** Connections still in the handshake; more are refused at once (cheap DoS bound). */
   maxPendingHandshakes: number;
+  /** The same, per source address: one host cannot take every handshake slot. */
+  maxPendingHandshakesPerSource: number;
+  /** Pre-authentication warnings of one kind are logged at most once per this window. */
+  logWindowMs: number;
   /** Client requests in flight per client connection. */
   maxClientInflight: number;
 }
@@ -43,6 +47,8 @@ export const DEFAULT_LIMITS: TcpLimits = {
   backoffMinMs: 100,
   backoffMaxMs: 5000,
   maxPendingHandshakes: 64,
+  maxPendingHandshakesPerSource: 8,
+  logWindowMs: 10_000,
   maxClientInflight: 1024,
 };
 

@@ -5,7 +5,7 @@
 
 import { connect } from 'node:net';
 import { logger } from '../util/logger.js';
-import { CLIENT_PREFIX } from './auth.js';
+import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
 import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
@@ -13,9 +13,17 @@ import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
 export interface TcpClientOptions {
   host: string;
   port: number;
-  secret: Buffer;
+  /** The client key (what clients hold; see loadClientKey). */
+  clientKey?: Buffer;
+  /**
+   * The cluster secret: a client derives the client key from it (and uses only that); with
+   * `asMember` a member proves its own member key instead.
+   */
+  secret?: Buffer;
   /** Identity "client:<name>" as logged by the member. */
   name: string;
+  /** A member's request channel: identity "member:<id>", proven with that member's key. */
+  asMember?: string;
   /** Refuse to talk to a member with another id. */
   expectServer?: string;
   /**
@@ -185,8 +193,9 @@ export class TcpClient {
         socket,
         role: 'initiator',
         remote: `${this.o.host}:${this.o.port}`,
-        selfId: CLIENT_PREFIX + this.o.name,
-        secret: this.o.secret,
+        selfId: this.o.asMember !== undefined ? MEMBER_REQUEST_PREFIX + this.o.asMember : CLIENT_PREFIX + this.o.name,
+        secret: this.o.asMember !== undefined ? this.o.secret : this.o.clientKey ? undefined : this.o.secret,
+        clientKey: this.o.asMember !== undefined ? undefined : this.o.clientKey,
         expectPeer: this.o.expectServer,
         handshakeTimeoutMs,
         maxFrameBytes: l.maxFrameBytes,

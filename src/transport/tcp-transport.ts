@@ -2,24 +2,30 @@
 // long-lived outbound connection per peer; it sends only on its outbound connections and
 // receives on inbound ones, so a pair of members shares two connections and neither side
 // has to arbitrate which of two simultaneous dials survives. Clients (CLI, tools) use the
-// same port with identities "client:<name>" and may only send CLIENT_REQ frames: a client
-// can never inject Raft messages, so it cannot vote, append or read behind the core's back.
+// same port with identities "client:<name>", proven with the client key, and may only send
+// CLIENT_REQ frames: a client can never inject Raft messages, so it cannot vote, append or
+// read behind the core's back. Members' own request channels ("member:<id>", proven with
+// that member's key) may send requests only clients may not (forwarded proposals).
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
-import { CLIENT_PREFIX } from './auth.js';
+import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
 import { FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
 import { resolveLimits, zeroStats, type PeerStats, type TcpLimits } from './limits.js';
+import { LogLimiter } from './log-limit.js';
 import { PeerLink, type PeerAddress } from './peer-link.js';
 
 export type { PeerAddress } from './peer-link.js';
 export type { PeerStats, TcpLimits } from './limits.js';
 
-export type ClientRequestHandler = (req: unknown, from: string) => Promise<unknown>;
+/** Which credential a request's connection proved: the client key or a member's key. */
+export type RequestCredential = 'client' | 'member';
+
+export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential) => Promise<unknown>;
 
 export interface TcpTransportOptions {
   id: NodeId;
@@ -66,14 +72,29 @@ export class TcpTransport implements Transport {
   private handler: ((m: Message) => void) | null = null;
   private clientHandler: ClientRequestHandler | null = null;
   private pendingHandshakes = 0;
+  private readonly pendingBySource = new Map<string, number>();
+  /** Limits what unauthenticated sources can make us log (one line per kind per window, with a count). */
+  private readonly preAuthLog: LogLimiter;
+  private readonly connLog: TransportLog;
   private closed = false;
   private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
 
   constructor(private readonly o: TcpTransportOptions) {
-    if (o.id.startsWith(CLIENT_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}"`);
+    if (o.id.startsWith(CLIENT_PREFIX) || o.id.startsWith(MEMBER_REQUEST_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}" or "${MEMBER_REQUEST_PREFIX}"`);
     this.id = o.id;
     this.limits = resolveLimits(o.limits);
     this.log = o.log ?? logger.child({ component: 'tcp-transport', id: o.id });
+    this.preAuthLog = new LogLimiter(this.log, this.limits.logWindowMs);
+    // Closes of connections that never authenticated are summarized per kind of failure (the
+    // claimed id and numbers masked, so varying them does not defeat it); an authenticated
+    // peer's are all logged.
+    this.connLog = this.preAuthLog.wrap((obj) => {
+      const c = obj as { authenticated?: unknown; kind?: unknown; peer?: unknown; reason?: unknown };
+      if (c.authenticated === true) return null;
+      let reason = String(c.reason ?? '');
+      if (typeof c.peer === 'string' && c.peer.length > 0) reason = reason.split(c.peer).join('<id>');
+      return `conn:${String(c.kind)}:${reason.replace(/\d+/g, '#').slice(0, 200)}`;
+    });
     this.server = createServer((s) => this.accept(s));
     for (const [id, a] of Object.entries(o.peers ?? {})) this.setPeer(id, a);
   }
@@ -156,8 +177,9 @@ export class TcpTransport implements Transport {
     return s;
   }
 
-  private admit(id: string): string | null {
-    if (id.startsWith(CLIENT_PREFIX)) return null;
+  private admit(claimed: string): string | null {
+    if (claimed.startsWith(CLIENT_PREFIX)) return null;
+    const id = claimed.startsWith(MEMBER_REQUEST_PREFIX) ? claimed.slice(MEMBER_REQUEST_PREFIX.length) : claimed;
     if (id === this.id) return `${id} is this member's own id`;
     if (!this.links.has(id)) return `${id} is not a known member`;
     return null;
@@ -165,12 +187,27 @@ export class TcpTransport implements Transport {
 
   private accept(socket: Socket): void {
     if (this.closed) return void socket.destroy();
-    if (this.pendingHandshakes >= this.limits.maxPendingHandshakes) {
+    const source = socket.remoteAddress ?? '?';
+    const fromSource = this.pendingBySource.get(source) ?? 0;
+    if (this.pendingHandshakes >= this.limits.maxPendingHandshakes || fromSource >= this.limits.maxPendingHandshakesPerSource) {
       this.counters.refusedConnections++;
-      this.log.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'too many connections in handshake; refused');
+      const perSource = fromSource >= this.limits.maxPendingHandshakesPerSource;
+      this.preAuthLog.write(
+        'warn',
+        perSource ? 'refused-source' : 'refused-all',
+        { remote: `${source}:${socket.remotePort}`, pending: this.pendingHandshakes, pending_from_source: fromSource, refused_total: this.counters.refusedConnections },
+        perSource ? `too many connections in handshake from ${source} (limit ${this.limits.maxPendingHandshakesPerSource}); refused` : `too many connections in handshake (limit ${this.limits.maxPendingHandshakes}); refused`,
+      );
       return void socket.destroy();
     }
     this.pendingHandshakes++;
+    this.pendingBySource.set(source, fromSource + 1);
+    const doneHandshaking = (): void => {
+      this.pendingHandshakes--;
+      const n = (this.pendingBySource.get(source) ?? 1) - 1;
+      if (n <= 0) this.pendingBySource.delete(source);
+      else this.pendingBySource.set(source, n);
+    };
     const l = this.limits;
     let handshaking = true;
     const state: Inbound = {
@@ -187,11 +224,11 @@ export class TcpTransport implements Transport {
         maxFrameBytes: l.maxFrameBytes,
         pingIntervalMs: l.pingIntervalMs,
         deadAfterMs: l.deadAfterMs,
-        log: this.log,
+        log: this.connLog,
         onReady: (c) => {
           handshaking = false;
-          this.pendingHandshakes--;
-          if (c.isClient) return;
+          doneHandshaking();
+          if (c.isClient || c.isMemberRequest) return;
           // A restarted peer's new connection supersedes its old, possibly half-open one.
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
           this.inboundByPeer.set(c.peerId!, state);
@@ -199,7 +236,7 @@ export class TcpTransport implements Transport {
         },
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
-          if (handshaking) this.pendingHandshakes--;
+          if (handshaking) doneHandshaking();
           handshaking = false;
           this.inbound.delete(state);
           if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
@@ -219,8 +256,9 @@ export class TcpTransport implements Transport {
 
   private onFrame(st: Inbound, type: FrameType, payload: Buffer): void {
     const c = st.conn;
-    if (c.isClient) {
-      if (type !== FrameType.CLIENT_REQ) throw new Error(`client connection sent ${frameTypeName(type)} (clients may only send requests)`);
+    if (c.isClient || c.isMemberRequest) {
+      // Thrown: the connection closes and SecureConn logs the reason at warn.
+      if (type !== FrameType.CLIENT_REQ) throw new Error(`refused ${frameTypeName(type)} frame from ${c.peerId}: ${c.isClient ? 'a client credential' : 'a request channel'} may only send requests, never Raft messages`);
       this.onClientFrame(st, payload);
       return;
     }
@@ -312,7 +350,7 @@ export class TcpTransport implements Transport {
     if (st.inflight >= this.limits.maxClientInflight) return respond({ id, ok: false, code: 'busy', error: `too many requests in flight on this connection (limit ${this.limits.maxClientInflight})` });
     st.inflight++;
     Promise.resolve()
-      .then(() => h(reqBody, c.peerId!))
+      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member'))
       .then(
         (body) => respond({ id, ok: true, body }),
         (e: unknown) => {

@@ -2,6 +2,7 @@
 // ClusterClient, the CLI (--cluster) and the MCP proxy (mcp --cluster) over stdio.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -25,7 +26,10 @@ interface Member {
 }
 
 let tmp: string;
+/** The client key file (what clients hold). */
 let secretFile: string;
+/** The cluster secret file (members only). */
+let memberSecretFile: string;
 let secret: Buffer;
 const members = new Map<string, Member>();
 const clients: ClusterClient[] = [];
@@ -48,7 +52,7 @@ function peersSpec(): string {
 function start(id: string): Promise<void> {
   const m = members.get(id)!;
   const log = fs.openSync(path.join(tmp, `${id}.log`), 'a');
-  const p = spawn(process.execPath, [MAIN, 'node', '--swarm', 'ct', '--id', id, '--peers', peersSpec(), '--data-dir', m.dir, '--secret-file', secretFile], {
+  const p = spawn(process.execPath, [MAIN, 'node', '--swarm', 'ct', '--id', id, '--peers', peersSpec(), '--data-dir', m.dir, '--secret-file', memberSecretFile], {
     stdio: ['ignore', 'ignore', log],
   });
   m.proc = p;
@@ -98,20 +102,27 @@ async function leaderId(c: ClusterClient): Promise<string> {
 }
 
 function cli(args: string[], env: Record<string, string> = {}): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, CONCORD_CLUSTER: [...members.values()].map((m) => m.addr).join(','), CONCORD_SECRET_FILE: secretFile, ...env },
-    timeout: 30_000,
-  });
+  return cliRaw(args, { CONCORD_CLUSTER: [...members.values()].map((m) => m.addr).join(','), CONCORD_SECRET_FILE: secretFile, ...env });
+}
+
+function cliRaw(args: string[], env: Record<string, string> = {}): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 beforeAll(async () => {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} missing: run npm run build first`);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-member-'));
-  secretFile = path.join(tmp, 'secret');
-  fs.writeFileSync(secretFile, `${'ab'.repeat(32)}\n`);
-  secret = Buffer.from('ab'.repeat(32));
+  const hex = crypto.randomBytes(32).toString('hex');
+  const clusterSecretFile = path.join(tmp, 'secret');
+  fs.writeFileSync(clusterSecretFile, `${hex}\n`, { mode: 0o600 });
+  secret = Buffer.from(hex);
+  // Members get the cluster secret; the CLI and MCP proxy only the client key derived from it.
+  memberSecretFile = clusterSecretFile;
+  const key = cliRaw(['secret', 'client', '--secret-file', clusterSecretFile]);
+  if (key.code !== 0) throw new Error(`concord secret client failed: ${key.err}`);
+  secretFile = path.join(tmp, 'client.key');
+  fs.writeFileSync(secretFile, key.out, { mode: 0o600 });
   for (const id of IDS) members.set(id, { id, addr: `127.0.0.1:${await freePort()}`, dir: path.join(tmp, id), proc: null });
   await Promise.all(IDS.map((id) => start(id)));
 }, 60_000);
@@ -150,7 +161,9 @@ describe('concord node (cluster mode)', () => {
     // What a follower process forwards to the leader (Proposer -> forwardProposal), stamped
     // with its own clock, here an hour fast.
     const addr = members.get(leader)!.addr;
-    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: 'fast-clock' });
+    // Raw proposals are accepted only on a member's request channel (its member key).
+    const follower = IDS.find((id) => id !== leader)!;
+    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: follower, asMember: follower });
     await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
     raw.close();
     const got = await c.callTool('memory_retrieve', { key: 'ttl-key' });
@@ -279,11 +292,19 @@ describe('concord node (cluster mode)', () => {
     expect(stored.code, stored.err).toBe(0);
     const got = cli(['memory', 'retrieve', '--key', 'cli-key']);
     expect(JSON.parse(got.out)).toMatchObject({ found: true, value: { n: 3 } });
+    // The CLI reads the file (the editor's side) and sends its content; the key has one slash.
+    const edited = path.join(tmp, 'edited.md');
+    fs.writeFileSync(edited, '# edited here\n');
+    const rep = cli(['consensus', 'replicate', '--file', edited]);
+    expect(rep.code, rep.err).toBe(0);
+    const key = `files/${edited.slice(1)}`;
+    expect(JSON.parse(rep.out)).toMatchObject({ stored: true, key, bytes: 14 });
+    expect(JSON.parse(cli(['memory', 'retrieve', '--key', key]).out)).toMatchObject({ found: true, value: { file: edited, content: '# edited here\n' } });
     const spawnTry = cli(['agent', 'spawn']);
     expect(spawnTry.code).toBe(1);
     expect(spawnTry.err).toMatch(/not available in cluster mode/);
     const wrong = path.join(tmp, 'wrong-secret');
-    fs.writeFileSync(wrong, 'cd'.repeat(32));
+    fs.writeFileSync(wrong, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
     const denied = cli(['consensus', 'leader'], { CONCORD_SECRET_FILE: wrong });
     expect(denied.code).toBe(2);
     expect(denied.err).toMatch(/authentication failed.*secret/);

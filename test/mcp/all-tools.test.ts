@@ -181,14 +181,23 @@ describe('every tool, successfully, on a named swarm', () => {
     expect(await mcp.ok('memory_delete', { swarm: S, key: 'app/a' })).toMatchObject({ deleted: false });
   });
 
-  it('consensus_replicate: inline content and a file', async () => {
+  it('consensus_replicate: inline content, a named file, and never a server-side read', async () => {
     const inline = await mcp.ok('consensus_replicate', { swarm: S, content: 'hello', key: 'files/greeting' });
     expect(inline).toMatchObject({ stored: true, key: 'files/greeting', version: 1, bytes: 5 });
     const file = path.join(dataDir, 'notes.md');
-    fs.writeFileSync(file, '# notes\nπ\n');
-    const r = await mcp.ok('consensus_replicate', { swarm: S, file });
-    expect(r).toMatchObject({ stored: true, key: `files/${file}`, bytes: Buffer.byteLength('# notes\nπ\n') });
-    expect((await mcp.ok('memory_retrieve', { swarm: S, key: `files/${file}` })).value).toEqual({ file, content: '# notes\nπ\n' });
+    const r = await mcp.ok('consensus_replicate', { swarm: S, file, content: '# notes\nπ\n' });
+    // One slash: files/tmp/..., not files//tmp/...
+    const key = `files/${file.replace(/^\/+/, '')}`;
+    expect(key).not.toMatch(/\/\//);
+    expect(r).toMatchObject({ stored: true, key, bytes: Buffer.byteLength('# notes\nπ\n') });
+    expect((await mcp.ok('memory_retrieve', { swarm: S, key })).value).toEqual({ file, content: '# notes\nπ\n' });
+    // A path alone is refused: the server never opens it (it returned /etc/passwd, the
+    // cluster secret, /proc/self/environ before).
+    fs.writeFileSync(path.join(dataDir, 'server-secret'), 'do not leak');
+    for (const f of [path.join(dataDir, 'server-secret'), '/etc/passwd', '/proc/self/environ']) {
+      expect(await mcp.err('consensus_replicate', { swarm: S, file: f })).toMatch(/^invalid_argument: content=missing: send the file's content \(the server never reads files/);
+    }
+    expect(await mcp.err('memory_retrieve', { swarm: S, key: `files/${path.join(dataDir, 'server-secret').replace(/^\/+/, '')}` })).toMatch(/^not_found/);
   });
 
   it('agent_terminate (crash), agent_restart, agent_terminate (graceful)', async () => {

@@ -200,7 +200,10 @@ async function startSink(delayMs: number) {
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/effects`;
+  const port = (server.address() as AddressInfo).port;
+  // The http executor reaches loopback only for hosts the operator allowed (SSRF guard).
+  process.env.CONCORD_HTTP_ALLOW = [process.env.CONCORD_HTTP_ALLOW, `127.0.0.1:${port}`].filter(Boolean).join(',');
+  const url = `http://127.0.0.1:${port}/effects`;
   return { url, deliveries, applied, unanswered };
 }
 

@@ -3,7 +3,9 @@
 
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { clientKey, memberKey } from '../../src/transport/auth.js';
 import { encodeBatch } from '../../src/transport/codec.js';
+import { TcpClient } from '../../src/transport/tcp-client.js';
 import { encodeFrame, FrameType } from '../../src/transport/frame.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
 import { captureLog, FAST, mesh, msg, RawPeer, SECRET, socketClosed, waitFor, WRONG, type Member } from './helpers.js';
@@ -180,8 +182,42 @@ describe('authentication', () => {
     const c = await RawPeer.authenticated(port, 'client:mallory');
     c.write(c.tagged(FrameType.MSG, encodeBatch([JSON.stringify(msg('a', 'b', { type: 'MsgVote', term: 77 }))])));
     await c.closed;
-    expect(b.log.find(/client connection sent MSG/, 'warn')).toBeDefined();
+    expect(b.log.find(/refused MSG frame from client:mallory: a client credential may only send requests/, 'warn')).toBeDefined();
     expect(b.got.some((m) => m.term === 77)).toBe(false);
     await stillServes();
+  });
+
+  it('the client key cannot prove a member id, nor a member request channel', async () => {
+    const { b, port, stillServes } = await pair();
+    const key = clientKey(SECRET);
+    // Holding only the client key, claim member c (a known peer) and then c's request channel.
+    for (const id of ['c', 'member:c']) {
+      const err = await RawPeer.authenticated(port, id, SECRET, key).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(b.log.find(new RegExp(`${id} failed to prove`), 'warn')).toBeDefined();
+    }
+    // The same key proves a client identity: the key is right, only the claimed role is refused.
+    const ok = await RawPeer.authenticated(port, 'client:x', SECRET, key);
+    ok.socket.destroy();
+    expect(b.got).toHaveLength(0);
+    await stillServes();
+  });
+
+  it('a TcpClient holding only the client key is served; the key file never yields a member key', async () => {
+    const { b } = await pair();
+    b.t.onClientRequest(async (req, from, credential) => ({ req, from, credential }));
+    const c = new TcpClient({ host: '127.0.0.1', port: b.t.address!.port, clientKey: clientKey(SECRET), name: 'k', limits: FAST, log: captureLog() });
+    try {
+      expect(await c.request({ hi: 1 })).toEqual({ req: { hi: 1 }, from: 'client:k', credential: 'client' });
+    } finally {
+      c.close();
+    }
+    const m = new TcpClient({ host: '127.0.0.1', port: b.t.address!.port, secret: SECRET, name: 'c', asMember: 'c', limits: FAST, log: captureLog() });
+    try {
+      expect(await m.request({ hi: 2 })).toEqual({ req: { hi: 2 }, from: 'member:c', credential: 'member' });
+    } finally {
+      m.close();
+    }
+    expect(clientKey(SECRET).equals(memberKey(SECRET, 'c'))).toBe(false);
   });
 });

@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Direction, FrameAuth, loadSecret } from '../../src/transport/auth.js';
+import { clientKey, clientKeyFileText, Direction, FrameAuth, loadClientKey, loadSecret } from '../../src/transport/auth.js';
 import { chunkHeader, decodeBatch, encodeBatch, invalidMessage, Reassembler } from '../../src/transport/codec.js';
 import { encodeFrame, FrameDecoder, FrameError, FrameType } from '../../src/transport/frame.js';
 import { msg } from './helpers.js';
@@ -72,14 +73,50 @@ describe('FrameAuth', () => {
 
 describe('loadSecret', () => {
   const dir = mkdtempSync(join(tmpdir(), 'concord-secret-'));
+  const GOOD = randomBytes(32).toString('hex');
+  const put = (name: string, content: string | Buffer, mode = 0o600): string => {
+    const f = join(dir, name);
+    writeFileSync(f, content, { mode });
+    chmodSync(f, mode); // writeFileSync's mode is masked by the umask
+    return f;
+  };
   it('reads and trims a secret file', () => {
-    writeFileSync(join(dir, 'ok'), 'a'.repeat(32) + '\n');
-    expect(loadSecret(join(dir, 'ok')).toString()).toBe('a'.repeat(32));
+    expect(loadSecret(put('ok', `${GOOD}\n`)).toString()).toBe(GOOD);
   });
-  it('refuses a missing or short secret with a clear message', () => {
+  it('refuses a missing secret, or one shorter than 32 bytes', () => {
     expect(() => loadSecret(join(dir, 'missing'))).toThrow(/cannot be read/);
-    writeFileSync(join(dir, 'short'), 'tooshort\n');
-    expect(() => loadSecret(join(dir, 'short'))).toThrow(/8 bytes; at least 16/);
+    expect(() => loadSecret(put('short', 'tooshort\n'))).toThrow(/8 bytes; at least 32/);
+    // 16..31 bytes were accepted before.
+    expect(() => loadSecret(put('short24', GOOD.slice(0, 24)))).toThrow(/24 bytes; at least 32/);
+  });
+  it('refuses group- or world-accessible files, as ssh does for keys', () => {
+    for (const mode of [0o666, 0o777, 0o640, 0o604]) {
+      expect(() => loadSecret(put(`mode${mode.toString(8)}`, GOOD, mode))).toThrow(new RegExp(`mode 0${mode.toString(8)}: group and others must have no access`));
+    }
+    expect(loadSecret(put('mode400', GOOD, 0o400)).toString()).toBe(GOOD);
+  });
+  it('refuses low-entropy content: 40 NUL bytes, a repeated byte or pattern, few distinct values', () => {
+    expect(() => loadSecret(put('nul', Buffer.alloc(40)))).toThrow(/only 1 distinct byte values/);
+    expect(() => loadSecret(put('aaa', 'a'.repeat(64)))).toThrow(/only 1 distinct/);
+    expect(() => loadSecret(put('abab', 'ab'.repeat(32)))).toThrow(/only 2 distinct/);
+    expect(() => loadSecret(put('pattern', 'abcdefghij'.repeat(4)))).toThrow(/repeats a 10-byte pattern/);
+    expect(() => loadSecret(put('skewed', `${'a'.repeat(40)}bcdefghij`))).toThrow(/about \d+ bits of entropy/);
+    // Real secrets pass: hex, base64 and raw random bytes (40: trailing whitespace bytes are trimmed), many draws.
+    for (let i = 0; i < 200; i++) {
+      for (const s of [randomBytes(32).toString('hex'), randomBytes(32).toString('base64'), randomBytes(40)]) {
+        const f = put('random', s);
+        expect(loadSecret(f).length).toBeGreaterThanOrEqual(32);
+      }
+    }
+  });
+  it('a client key file works for clients and is refused as a member secret', () => {
+    const secret = loadSecret(put('cluster', GOOD));
+    const f = put('client.key', clientKeyFileText(secret));
+    expect(loadClientKey(f).equals(clientKey(secret))).toBe(true);
+    // The cluster secret given to a client yields only the client key.
+    expect(loadClientKey(put('cluster2', GOOD)).equals(clientKey(secret))).toBe(true);
+    expect(() => loadSecret(f)).toThrow(/holds a client key, not the cluster secret/);
+    expect(() => loadClientKey(put('client-open.key', clientKeyFileText(secret), 0o644))).toThrow(/mode 0644/);
   });
 });
 

@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { newMessage, type Message, type MessageType } from '../../src/raft/types.js';
 import {
   acceptorProof,
+  connectionKey,
   Direction,
   FrameAuth,
   initiatorProof,
@@ -104,18 +105,18 @@ export class RawPeer {
     return new RawPeer(s);
   }
 
-  /** Full handshake as `id`; resolves once ACCEPT verified. */
-  static async authenticated(port: number, id: string, secret = SECRET): Promise<RawPeer> {
+  /** Full handshake as `id` proving `key` (by default the key the secret gives `id`); resolves once ACCEPT verified. */
+  static async authenticated(port: number, id: string, secret: Buffer = SECRET, key: Buffer = connectionKey(secret, id)): Promise<RawPeer> {
     const p = await RawPeer.open(port);
     const nonce = newNonce();
     p.write(encodeFrame(FrameType.HELLO, Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, id, nonce: nonce.toString('hex') }))));
     const ch = await p.next(FrameType.CHALLENGE);
     const b = JSON.parse(ch.body.toString());
     const params: HandshakeParams = { initiatorId: id, acceptorId: b.id, initiatorNonce: nonce, acceptorNonce: Buffer.from(b.nonce, 'hex') };
-    p.write(encodeFrame(FrameType.PROOF, Buffer.from(JSON.stringify({ proof: initiatorProof(secret, params).toString('hex') }))));
+    p.write(encodeFrame(FrameType.PROOF, Buffer.from(JSON.stringify({ proof: initiatorProof(key, params).toString('hex') }))));
     const acc = await p.next(FrameType.ACCEPT);
-    if (JSON.parse(acc.body.toString()).proof !== acceptorProof(secret, params).toString('hex')) throw new Error('bad acceptor proof');
-    p.auth = new FrameAuth(sessionKey(secret, params), Direction.InitiatorToAcceptor);
+    if (JSON.parse(acc.body.toString()).proof !== acceptorProof(key, params).toString('hex')) throw new Error('bad acceptor proof');
+    p.auth = new FrameAuth(sessionKey(key, params), Direction.InitiatorToAcceptor);
     return p;
   }
 
