@@ -29,7 +29,7 @@ async function routedTo<T>(swarm: Swarm, host: NodeHost, fn: () => Promise<T>): 
 }
 
 /** The key's value in one member's applied state (a local read there). */
-function localValue(swarm: Swarm, id: string): { value: unknown } | null {
+function localValue(swarm: Swarm, id: string): { value: unknown } | undefined {
   const m = swarm.machines.get(id)!;
   return m.memory.get(NS, 'k', m.clock);
 }
@@ -71,7 +71,7 @@ describe('a partitioned deposed leader does not serve stale linearizable reads',
     expect(old.core.role).toBe('leader');
     expect(localValue(swarm, old.id)?.value).toBe('old');
 
-    const outcome = await routedTo(swarm, old, async () => {
+    const outcome: { read: Record<string, unknown> } | { error: unknown } = await routedTo(swarm, old, async () => {
       try {
         return { read: await memoryRetrieve(swarm, { key: 'k', namespace: NS }) };
       } catch (e) {
