@@ -20,8 +20,10 @@ interface Outcome {
   status: Status;
   ms: number;
   cached: boolean;
-  /** Why, for an error; the failing test's last lines, for a kill. */
+  /** Why, for an error. */
   detail?: string;
+  /** For a kill: the test files that failed. */
+  killedBy?: string[];
 }
 
 interface Args {
@@ -85,7 +87,7 @@ function contentHash(m: Mutation): string {
   return h.digest('hex');
 }
 
-type Cache = Record<string, { hash: string; status: Status; ms: number }>;
+type Cache = Record<string, { hash: string; status: Status; ms: number; killedBy?: string[] }>;
 
 function loadCache(): Cache {
   try {
@@ -125,7 +127,7 @@ function runTests(dir: string, tests: string[], timeoutS: number, logFile: strin
       cwd: dir,
       detached: true,
       stdio: ['ignore', out, out],
-      env: { ...process.env, CI: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, CI: '1', FORCE_COLOR: '0', NO_COLOR: '1' },
     });
     children.add(child);
     let timedOut = false;
@@ -157,6 +159,19 @@ function tail(file: string, lines: number): string {
   } catch {
     return '';
   }
+}
+
+/** Test files vitest reported as failed (its "FAIL  <file> > ..." lines). */
+function failedFiles(logFile: string): string[] {
+  let text = '';
+  try {
+    text = fs.readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  const files = new Set<string>();
+  for (const m of text.matchAll(/FAIL\s+(\S+\.test\.ts)/g)) files.add(m[1]!);
+  return [...files].sort();
 }
 
 function folderOf(file: string): string {
@@ -200,7 +215,7 @@ async function main(): Promise<void> {
     }
     const hit = cache[m.id];
     if (args.changed && hit && hit.hash === hash && hit.status !== 'error') {
-      outcomes.set(m.id, { id: m.id, status: hit.status, ms: hit.ms, cached: true });
+      outcomes.set(m.id, { id: m.id, status: hit.status, ms: hit.ms, cached: true, ...(hit.killedBy ? { killedBy: hit.killedBy } : {}) });
       continue;
     }
     todo.push({ m, hash, mutated: applied.text });
@@ -269,12 +284,13 @@ async function main(): Promise<void> {
         const ms = Math.round(performance.now() - t0);
         const status: Status = code === 'timeout' ? 'timeout' : code === 0 ? 'survived' : 'killed';
         const o: Outcome = { id: m.id, status, ms, cached: false };
-        if (status === 'killed') o.detail = tail(logFile, 6);
+        if (status === 'killed') o.killedBy = failedFiles(logFile);
         outcomes.set(m.id, o);
-        cache[m.id] = { hash, status, ms };
+        cache[m.id] = { hash, status, ms, ...(o.killedBy ? { killedBy: o.killedBy } : {}) };
         saveCache(cache);
         done++;
-        log(`[${done}/${todo.length}] slot ${slot} ${m.id}: ${status.toUpperCase()} (${(ms / 1000).toFixed(1)} s; ${m.tests.join(' ')})`);
+        const by = o.killedBy?.length ? ` by ${o.killedBy.join(' ')}` : '';
+        log(`[${done}/${todo.length}] slot ${slot} ${m.id}: ${status.toUpperCase()}${by} (${(ms / 1000).toFixed(1)} s; ran ${m.tests.join(' ')})`);
       }
     };
     await Promise.all(dirs.map((d, i) => worker(d, i)));
@@ -307,6 +323,7 @@ async function main(): Promise<void> {
     ran: all.filter((o) => !o.cached && o.status !== 'error').length,
     cached: all.filter((o) => o.cached).length,
     results: Object.fromEntries(all.map((o) => [o.id, o.status])),
+    killed_by: Object.fromEntries(all.filter((o) => o.killedBy).map((o) => [o.id, o.killedBy])),
   };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   if (summary.errors > 0) process.exitCode = 1;
