@@ -31,17 +31,20 @@ interface Args {
   changed: boolean;
   jobs: number;
   timeoutS: number;
+  /** Whether --timeout-s was given (else a baseline run sets each test set's timeout). */
+  timeoutGiven: boolean;
   baseline: boolean;
   list: boolean;
   keep: boolean;
 }
 
+// --timeout-s defaults to 600 s; with --baseline and no --timeout-s, 3x the baseline + 30 s.
 const USAGE = 'usage: npm run mutate -- [--only id[,id...]] [--changed] [--jobs N] [--timeout-s S] [--baseline] [--keep] [--list]';
 const COPIED = ['src', 'tools', 'test', 'package.json', 'tsconfig.json', 'tsconfig.test.json', 'vitest.config.ts'];
 const CACHE_FILE = path.join(os.tmpdir(), 'concord-mutate-cache.json');
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { only: null, changed: false, jobs: 1, timeoutS: 600, baseline: false, list: false, keep: false };
+  const a: Args = { only: null, changed: false, jobs: 1, timeoutS: 600, timeoutGiven: false, baseline: false, list: false, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -52,7 +55,10 @@ function parseArgs(argv: string[]): Args {
     if (arg === '--only') a.only = [...(a.only ?? []), ...value().split(',').filter(Boolean)];
     else if (arg === '--changed') a.changed = true;
     else if (arg === '--jobs') a.jobs = positiveInt(arg, value(), 8);
-    else if (arg === '--timeout-s') a.timeoutS = positiveInt(arg, value(), 7200);
+    else if (arg === '--timeout-s') {
+      a.timeoutS = positiveInt(arg, value(), 7200);
+      a.timeoutGiven = true;
+    }
     else if (arg === '--baseline') a.baseline = true;
     else if (arg === '--list') a.list = true;
     else if (arg === '--keep') a.keep = true;
@@ -244,6 +250,9 @@ async function main(): Promise<void> {
 
     // Baseline: each distinct set of test files must pass unmutated, or its kills mean nothing.
     const baselineFailed = new Set<string>();
+    // A mutant may slow its tests down, but a set that passes in B seconds unmutated and
+    // has not answered after 3B + 30 s hangs (unless --timeout-s says otherwise).
+    const timeoutFor = new Map<string, number>();
     if (args.baseline) {
       const sets = [...new Set(todo.map(({ m }) => JSON.stringify(m.tests)))];
       for (const s of sets) {
@@ -251,6 +260,7 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         const code = await runTests(dirs[0]!, tests, args.timeoutS, path.join(root, 'baseline.log'));
         const ok = code === 0;
+        if (ok && !args.timeoutGiven) timeoutFor.set(s, Math.ceil((3 * (performance.now() - t0)) / 1000) + 30);
         log(`baseline ${tests.join(' ')}: ${ok ? 'pass' : `FAIL (${code})`} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
         if (!ok) {
           baselineFailed.add(s);
@@ -277,7 +287,7 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         let code: number | 'timeout';
         try {
-          code = await runTests(dir, m.tests, args.timeoutS, logFile);
+          code = await runTests(dir, m.tests, timeoutFor.get(JSON.stringify(m.tests)) ?? args.timeoutS, logFile);
         } finally {
           fs.writeFileSync(target, original);
         }
