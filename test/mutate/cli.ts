@@ -82,7 +82,11 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** What a mutant's result depends on: its definition, its target file and its test files. */
+/**
+ * What a mutant's result depends on, as far as --changed looks: its definition, its target
+ * file and its test files. Helpers the tests import and other src files are not hashed: after
+ * changing those, run without --changed.
+ */
 function contentHash(m: Mutation): string {
   const h = crypto.createHash('sha256');
   h.update(JSON.stringify(m));
