@@ -53,6 +53,34 @@ describe('linearizability checker: hand-made histories', () => {
     expect(r.explanation).toMatch(/get\(k\)/);
   });
 
+  it('rejects an old value read after a newer acknowledged write (a deposed leader serving its state)', () => {
+    // Client 2's write of b completed before client 3 read: a deposed leader still holding a
+    // answers the read. The value and version were really written once, so only the real-time
+    // order gives the read away.
+    const stale = [put(1, 'k', 'a', 0, 1, 1), put(2, 'k', 'b', 2, 3, 2), get(3, 'k', 4, 5, { value: 'a', version: 1 })];
+    expect(checkKvHistory(stale).linearizable).toBe(false);
+    // The same read overlapping the newer write is fine: it may be ordered before it.
+    const overlapping = [put(1, 'k', 'a', 0, 1, 1), put(2, 'k', 'b', 2, 4.5, 2), get(3, 'k', 4, 5, { value: 'a', version: 1 })];
+    expect(checkKvHistory(overlapping).linearizable).toBe(true);
+    // Stale after several newer writes, with the newest read correctly by another client first.
+    const afterMany = [
+      put(1, 'k', 'a', 0, 1, 1),
+      put(2, 'k', 'b', 2, 3, 2),
+      put(1, 'k', 'c', 4, 5, 3),
+      get(4, 'k', 6, 7, { value: 'c', version: 3 }),
+      get(3, 'k', 8, 9, { value: 'b', version: 2 }),
+    ];
+    expect(checkKvHistory(afterMany).linearizable).toBe(false);
+    // "Absent" is stale too once a put was acknowledged.
+    expect(checkKvHistory([put(1, 'k', 'a', 0, 1, 1), get(2, 'k', 2, 3, null)]).linearizable).toBe(false);
+    // A recreated key restarts at version 1: the old incarnation's value is still stale.
+    const recreated = [put(1, 'k', 'a', 0, 1, 1), del(1, 'k', 2, 3, true), put(2, 'k', 'z', 4, 5, 1), get(3, 'k', 6, 7, { value: 'a', version: 1 })];
+    expect(checkKvHistory(recreated).linearizable).toBe(false);
+    // A stale read that a later CAS relied on: the CAS from the stale version must be refused.
+    const staleCas = [put(1, 'k', 'a', 0, 1, 1), put(2, 'k', 'b', 2, 3, 2), put(3, 'k', 'c', 4, 5, 2, 1)];
+    expect(checkKvHistory(staleCas).linearizable).toBe(false);
+  });
+
   it('accepts either value for a read concurrent with a write', () => {
     const before = [put(1, 'k', 'a', 0, 1, 1), put(1, 'k', 'b', 2, 10, 2)];
     expect(checkKvHistory([...before, get(2, 'k', 3, 4, { value: 'a', version: 1 })]).linearizable).toBe(true);
@@ -239,5 +267,39 @@ describe('linearizability checker: random histories', () => {
     );
     expect(tried).toBeGreaterThan(100);
     expect(rejected).toBe(tried);
+  });
+  it('rejects an atomic history once a completed read is made to return an older state of its key', () => {
+    let tried = 0;
+    fc.assert(
+      fc.property(fc.array(genOpArb, { minLength: 5, maxLength: 40, size: 'large' }), fc.nat(), (gen, pick) => {
+        const seq = gen.map((g, i) => ({ ...g, start: i * 100, len: 10, crash: false }));
+        const h = atomicHistory(seq);
+        // Every state each key held before each read (values are unique per put, so an older
+        // state never equals the current one unless nothing changed).
+        const seen = new Map<string, KvState[]>();
+        const candidates: Array<{ i: number; older: KvState }> = [];
+        let states = new Map<string, KvState>();
+        for (const [i, o] of h.entries()) {
+          const key = o.input.key;
+          const cur = states.get(key) ?? null;
+          const past = seen.get(key) ?? [null];
+          if (o.input.op === 'get') {
+            for (const older of past) if (JSON.stringify(older) !== JSON.stringify(cur)) candidates.push({ i, older });
+          }
+          const next = kvStep(cur, o.input, o.output)!;
+          states = new Map(states).set(key, next);
+          if (!past.some((p) => JSON.stringify(p) === JSON.stringify(next))) seen.set(key, [...past, next]);
+          else seen.set(key, past);
+        }
+        if (candidates.length === 0) return;
+        const { i, older } = candidates[pick % candidates.length]!;
+        const forged: KvOutput = older ? { found: true, value: older.value, version: older.version } : { found: false };
+        const bad = h.map((x, j) => (j === i ? { ...x, output: forged } : x));
+        tried++;
+        expect(checkKvHistory(bad).linearizable).toBe(false);
+      }),
+      { numRuns: 200 },
+    );
+    expect(tried).toBeGreaterThan(50);
   });
 });

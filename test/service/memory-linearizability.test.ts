@@ -128,14 +128,16 @@ function expectLinearizable(rec: HistoryRecorder): void {
   expect(checkKvHistory(forged).linearizable).toBe(false);
 }
 
-describe('replicated memory is linearizable under faults (real swarm)', () => {
+// 'full' runs the production write path (fsync on the threadpool before a message leaves),
+// which the other real-swarm tests skip for speed: its ordering is what these histories check.
+describe.each(['off', 'full'] as const)('replicated memory is linearizable under faults (real swarm, durability %s)', (durability) => {
   let dir: string;
   let coordinator: Coordinator;
   let swarm: Swarm;
 
   beforeAll(async () => {
     dir = tempDataDir('lin');
-    ({ coordinator, swarm } = await swarmWithAgents(dir, { agents: 5 }));
+    ({ coordinator, swarm } = await swarmWithAgents(dir, { agents: 5, durability }));
   });
 
   afterAll(() => {

@@ -1,0 +1,314 @@
+// Named mutations for `npm run mutate`: each breaks one guarantee on purpose, and names the
+// test files that should notice. A mutation that survives (its tests still pass) is a gap in
+// the tests, or an equivalent mutant listed in test/mutate/EQUIVALENT.md.
+//
+// Each edit's `find` must occur exactly once in its file (test/mutate/mutations.test.ts checks
+// this at HEAD, so the list cannot rot silently when the code moves).
+
+export interface Edit {
+  find: string;
+  replace: string;
+}
+
+export interface Mutation {
+  id: string;
+  /** Repository-relative path of the mutated file. */
+  file: string;
+  edits: Edit[];
+  /** The guarantee this mutation breaks. */
+  breaks: string;
+  /** Repository-relative test files that defend the guarantee. */
+  tests: string[];
+}
+
+const SIM = 'test/sim.test.ts';
+const LIN = 'test/service/memory-linearizability.test.ts';
+const STALE_READ = 'test/service/stale-leader-read.test.ts';
+const STORAGE = 'test/storage.test.ts';
+const ASYNC_PERSIST = 'test/host-async-persist.test.ts';
+const MACHINE = 'test/machine/coordination-machine.test.ts';
+const ORCH = 'test/machine/replicated-orchestration.test.ts';
+const WORKER = 'test/service/worker.test.ts';
+const sc = (name: string): string => `test/scenarios/${name}.test.ts`;
+
+const one = (find: string, replace: string): Edit[] => [{ find, replace }];
+
+export const MUTATIONS: Mutation[] = [
+  // ---- issue 14's table --------------------------------------------------------------------
+  {
+    id: 'storage-inline-synchronous-off',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: [
+      { find: "db.pragma(`synchronous = ${walSync ? 'NORMAL' : durability.toUpperCase()}`);", replace: "db.pragma(`synchronous = ${walSync ? 'NORMAL' : 'OFF'}`);" },
+      { find: "this.db.pragma('synchronous = FULL');", replace: "this.db.pragma('synchronous = OFF');" },
+    ],
+    breaks: 'durability: inline mode fsyncs every commit that must survive power loss (synchronous=FULL)',
+    tests: [STORAGE],
+  },
+  {
+    id: 'storage-threadpool-skips-fdatasync',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('fs.fdatasync(fd, (err) => {', 'setImmediate((err: NodeJS.ErrnoException | null = null) => {'),
+    breaks: 'durability: saveAsync() calls back only after the WAL is fdatasynced on the threadpool',
+    tests: [STORAGE, ASYNC_PERSIST],
+  },
+  {
+    id: 'storage-fsync-main-file-not-wal',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one("fs.openSync(`${this.file}-wal`, 'r+')", "fs.openSync(this.file, 'r+')"),
+    breaks: 'durability: the threadpool fsync must flush the -wal file, where commits live',
+    tests: [STORAGE, ASYNC_PERSIST],
+  },
+  {
+    id: 'service-read-skips-readindex',
+    file: 'src/service/proposer.ts',
+    edits: one('await leader.readIndex(Math.min(remaining, 2_000));', ''),
+    breaks: 'linearizable reads: a read is served only after a ReadIndex round confirms leadership',
+    tests: [STALE_READ, LIN],
+  },
+  {
+    id: 'scheduler-dead-agent-waits-for-lease',
+    file: 'src/service/scheduler.ts',
+    edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && t.lease_until > now) {'),
+    breaks: "recovery: a dead agent's tasks are reassigned when its heartbeats stop, not after the 30 s lease",
+    tests: [WORKER, ORCH],
+  },
+  {
+    id: 'raft-stale-term-processed',
+    file: 'src/raft/raft.ts',
+    edits: one('} else if (m.term < this.term && m.term !== 0) {', '} else if (false && m.term < this.term && m.term !== 0) {'),
+    breaks: 'election safety: messages from an older term are dropped, not acted on',
+    tests: [sc('election'), sc('prevote-checkquorum'), SIM],
+  },
+  {
+    id: 'worker-continues-after-member-stops',
+    file: 'src/service/worker.ts',
+    edits: [
+      {
+        find: 'if (!this.host.isRunning(this.agent)) {\n      this.reset();\n      return;\n    }\n    const m = this.host.machineOf(this.agent);',
+        replace: 'const m = this.host.machineOf(this.agent);',
+      },
+      {
+        find: 'if (!this.host.isRunning(this.agent)) {\n      this.reset();\n      return;\n    }\n    this.flushing = true;',
+        replace: 'this.flushing = true;',
+      },
+    ],
+    breaks: 'a worker stops with its member: a crashed agent executes and completes nothing',
+    tests: [WORKER],
+  },
+  {
+    id: 'raft-figure8-rule-removed',
+    file: 'src/raft/raft.ts',
+    edits: one('if (mci > this.log.committed && this.log.term(mci) === this.term) {', 'if (mci > this.log.committed) {'),
+    breaks: 'commit safety (Figure 8): a leader commits by counting replicas only entries of its own term',
+    tests: [sc('figure8'), SIM],
+  },
+
+  // ---- raft core ---------------------------------------------------------------------------
+  {
+    id: 'raft-vote-skips-log-up-to-date-check',
+    file: 'src/raft/raft.ts',
+    edits: one('if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {', 'if (canVote) {'),
+    breaks: 'leader completeness: a vote goes only to a candidate whose log is at least as up to date',
+    tests: [sc('election'), SIM],
+  },
+  {
+    id: 'raft-votes-twice-in-a-term',
+    file: 'src/raft/raft.ts',
+    edits: one(
+      'const canVote = this.vote === m.from || (this.vote === null && this.lead === null) || (pre && m.term > this.term);',
+      'const canVote = true;',
+    ),
+    breaks: 'election safety: one vote per term',
+    tests: [sc('election'), SIM],
+  },
+  {
+    id: 'raft-vote-not-restored-on-restart',
+    file: 'src/raft/raft.ts',
+    edits: one('this.vote = hs.vote;', 'this.vote = null;'),
+    breaks: 'election safety: a vote survives a restart (no second vote in the same term)',
+    tests: [sc('persistence'), SIM],
+  },
+  {
+    id: 'raft-quorum-off-by-one',
+    file: 'src/raft/quorum.ts',
+    edits: one('return Math.floor(n / 2) + 1;', 'return Math.floor(n / 2);'),
+    breaks: 'a quorum is a strict majority of voters',
+    tests: [sc('election'), sc('replication'), SIM],
+  },
+  {
+    id: 'raft-commit-index-moves-backwards',
+    file: 'src/raft/log.ts',
+    edits: one('if (index <= this.committed) return;', 'if (index === this.committed) return;'),
+    breaks: 'the commit index never decreases',
+    tests: [sc('replication'), SIM],
+  },
+  {
+    id: 'raft-append-skips-log-matching',
+    file: 'src/raft/log.ts',
+    edits: one('if (!this.matchTerm(prevIndex, prevTerm)) return null;', ''),
+    breaks: 'log matching: entries are appended only after the entry before them matches the leader',
+    tests: [sc('replication'), SIM],
+  },
+  {
+    id: 'raft-snapshot-install-keeps-old-entries',
+    file: 'src/raft/log.ts',
+    edits: one('this.snapshotTerm = s.metadata.term;\n    this.entries = [];', 'this.snapshotTerm = s.metadata.term;'),
+    breaks: 'an installed snapshot replaces the log it covers',
+    tests: [sc('snapshot-readindex'), SIM],
+  },
+  {
+    id: 'raft-heartbeat-commit-beyond-match',
+    file: 'src/raft/raft.ts',
+    edits: one('commit: Math.min(pr.match, this.log.committed), context });', 'commit: this.log.committed, context });'),
+    breaks: 'a follower is never told to commit beyond what the leader knows it holds',
+    tests: [sc('replication'), SIM],
+  },
+  {
+    id: 'raft-readindex-before-term-commit',
+    file: 'src/raft/raft.ts',
+    edits: one(
+      'if (this.log.term(this.log.committed) !== this.term) {\n      // Until an entry of this term commits',
+      'if (false) {\n      // Until an entry of this term commits',
+    ),
+    breaks: "linearizable reads: a new leader answers ReadIndex only once an entry of its term committed",
+    tests: [sc('snapshot-readindex'), SIM],
+  },
+  {
+    id: 'raft-readindex-without-quorum-ack',
+    file: 'src/raft/read-only.ts',
+    edits: one('if (votes < majority(voters.length)) return [];', 'if (votes < 1) return [];'),
+    breaks: 'linearizable reads: a ReadIndex is released only after a quorum acknowledged the heartbeat',
+    tests: [sc('snapshot-readindex'), STALE_READ, SIM],
+  },
+  {
+    id: 'raft-check-quorum-never-steps-down',
+    file: 'src/raft/raft.ts',
+    edits: one('if (!this.quorumRecentlyHeard()) {', 'if (false) {'),
+    breaks: 'check-quorum: a leader that cannot hear a majority steps down',
+    tests: [sc('prevote-checkquorum')],
+  },
+
+  // ---- storage -----------------------------------------------------------------------------
+  {
+    id: 'storage-threadpool-save-skips-fdatasync',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('fs.fdatasyncSync(this.walFd());', 'void this.walFd();'),
+    breaks: 'durability: save() in threadpool mode fdatasyncs the WAL before returning',
+    tests: [STORAGE, ASYNC_PERSIST],
+  },
+  {
+    id: 'storage-vote-not-persisted',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('st.putHard.run(h.term, h.vote, h.commit);', 'st.putHard.run(h.term, null, h.commit);'),
+    breaks: 'election safety: the vote is durable',
+    tests: [STORAGE, sc('persistence')],
+  },
+  {
+    id: 'storage-conflicting-suffix-kept',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('st.truncateFrom.run(first.index); // conflicting suffix, if any', '// conflicting suffix kept'),
+    breaks: 'a batch replacing a conflicting suffix removes the old entries after it',
+    tests: [STORAGE, sc('persistence')],
+  },
+  {
+    id: 'storage-vote-change-not-fsynced',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one(
+      '(hs !== null && (hs.term !== this.durableTerm || hs.vote !== this.durableVote));',
+      '(hs !== null && hs.term !== this.durableTerm);',
+    ),
+    breaks: 'durability: a vote cast within an already durable term is fsynced (MustSync)',
+    tests: [STORAGE],
+  },
+
+  // ---- host --------------------------------------------------------------------------------
+  {
+    id: 'host-read-released-before-apply',
+    file: 'src/host/node-host.ts',
+    edits: one('if (r.index !== null && r.index <= applied) {', 'if (r.index !== null) {'),
+    breaks: 'linearizable reads: a read waits until the member applied up to its read index',
+    tests: [sc('snapshot-readindex'), LIN, SIM],
+  },
+  {
+    id: 'host-deposed-leader-keeps-reads',
+    file: 'src/host/node-host.ts',
+    edits: one("r.reject(new ProposalError('not_leader', `${this.id} lost leadership before confirming the read; retry`, leader));", 'void r;'),
+    breaks: 'a deposed leader fails its unconfirmed reads at once instead of letting them time out',
+    tests: [sc('snapshot-readindex'), STALE_READ],
+  },
+  {
+    id: 'inproc-isolation-ignored',
+    file: 'src/host/inproc-network.ts',
+    edits: one('if (this.isolated.has(a) || this.isolated.has(b)) return false;', ''),
+    breaks: 'fault injection: an isolated member exchanges no messages',
+    tests: ['test/inproc-network.test.ts', STALE_READ],
+  },
+
+  // ---- replicated state machine ------------------------------------------------------------
+  {
+    id: 'memory-cas-ignores-if-version',
+    file: 'src/machine/memory-store.ts',
+    edits: one('if (op.if_version !== null && (prev?.version ?? 0) !== op.if_version) {', 'if (false) {'),
+    breaks: 'memory_store with if_version is a compare-and-set',
+    tests: [MACHINE, LIN],
+  },
+  {
+    id: 'memory-delete-ignores-if-version',
+    file: 'src/machine/memory-store.ts',
+    edits: one('if (op.if_version !== null && prev.version !== op.if_version) {', 'if (false) {'),
+    breaks: 'memory_delete with if_version deletes only that version',
+    tests: [MACHINE, LIN],
+  },
+  {
+    id: 'memory-ttl-never-expires',
+    file: 'src/machine/memory-store.ts',
+    edits: one('if (!r || (r.expires_at !== null && r.expires_at <= now)) return undefined;', 'if (!r) return undefined;'),
+    breaks: 'a key stored with ttl_s is gone once its TTL passed',
+    tests: [MACHINE],
+  },
+  {
+    id: 'task-completion-at-stale-epoch',
+    file: 'src/machine/task-table.ts',
+    edits: one("if (t.status !== 'assigned' || t.epoch !== epoch || t.assignee !== agent) {", "if (t.status !== 'assigned' || t.assignee !== agent) {"),
+    breaks: 'exactly-once: a completion carrying an old epoch (fencing token) is refused',
+    tests: [MACHINE, ORCH],
+  },
+  {
+    id: 'task-assign-ignores-from-epoch',
+    file: 'src/machine/task-table.ts',
+    edits: one("if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== fromEpoch) {", "if (!t || (t.status !== 'pending' && t.status !== 'assigned')) {"),
+    breaks: 'an assignment decided on an old view of a task (its epoch moved) is refused',
+    tests: [MACHINE, ORCH],
+  },
+  {
+    id: 'session-dedup-disabled',
+    file: 'src/machine/coordination-machine.ts',
+    edits: one('const seen = session.results.get(cmd.seq);', 'const seen = undefined as OpResult | undefined;'),
+    breaks: 'exactly-once: a retried command (same client, seq) is applied once and answered from the session',
+    tests: [MACHINE, ORCH],
+  },
+  {
+    id: 'machine-log-clock-moves-backwards',
+    file: 'src/machine/coordination-machine.ts',
+    edits: one('if (cmd.now > this.clock) this.clock = cmd.now;', 'this.clock = cmd.now;'),
+    breaks: 'log time never goes backwards (an expired key cannot come back)',
+    tests: [MACHINE],
+  },
+
+  // ---- proposer and scheduler --------------------------------------------------------------
+  {
+    id: 'proposer-retry-with-new-seq',
+    file: 'src/service/proposer.ts',
+    edits: one('const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq, ack: ack() });', 'const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq: ++this.seq, ack: ack() });'),
+    breaks: 'exactly-once: a retried proposal keeps its (client, seq) so it is never applied twice',
+    tests: [LIN, 'test/service/restart.test.ts'],
+  },
+  {
+    id: 'scheduler-expired-lease-never-reclaimed',
+    file: 'src/service/scheduler.ts',
+    edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
+    breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
+    tests: [WORKER, ORCH],
+  },
+];
