@@ -98,6 +98,9 @@ export interface PowerFailureResult {
   kept: number;
   /** Unsynced batches lost (the first of them torn mid-write and rolled back whole). */
   lost: number;
+  /** The batch at the cut spans several rows (entries, hard state, snapshot): a torn
+   * transaction, which must vanish whole. */
+  torn: boolean;
 }
 
 /** Synchronous store: save() returns durable. */
@@ -183,9 +186,11 @@ export class SimStorage implements LogStorage {
     const n = this.pending.length;
     const kept = n === 0 ? 0 : this.prng.int(0, n + 1);
     for (const p of this.pending.slice(0, kept)) this.durable.save(p.batch);
+    const cut = this.pending[kept]?.batch;
+    const rows = cut ? cut.entries.length + (cut.hardState ? 1 : 0) + (cut.snapshot ? 1 : 0) : 0;
     this.pending = [];
     this.written = this.durable.copy();
-    return { kept, lost: n - kept };
+    return { kept, lost: n - kept, torn: rows > 1 };
   }
 
   /** The disk is replaced by an empty one. */

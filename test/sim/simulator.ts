@@ -179,6 +179,7 @@ class Simulation {
   private inLiveness = false;
   /** A node to crash or power-fail mid-step once its disk has writes in flight. */
   private armed: NodeId | null = null;
+  private armedHow: 'power' | 'crash' | 'bounce' = 'power';
   /** Power-fail the whole cluster mid-step, once some disk has writes in flight. */
   private blackoutArmed = false;
   private readonly stats: SimStats = {
@@ -375,7 +376,17 @@ class Simulation {
     await flush();
   }
 
+  /** Acknowledged writes are on the disks of enough voters of every voter set in force. */
+  private checkDurable(where: string): void {
+    const configs: Array<Set<NodeId>> = [this.voters];
+    if (this.pendingConf) configs.push(this.pendingConf.voters);
+    const l = this.leader();
+    if (l) configs.push(new Set(l.core.confState().voters));
+    this.checker.checkAckedDurable(where, configs, (id, index, term) => this.storages.get(id)?.durableImage.holds(index, term) ?? false, this.wiped);
+  }
+
   private checkStep(): void {
+    this.checkDurable(`step ${this.step}`);
     for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.checkNode(id, h.core);
     for (const id of this.fsyncFailed) {
       if (this.cluster.hosts.get(id)?.isRunning) this.checker.violation(`fsync error: ${id} kept running after its disk reported an fsync failure`);
@@ -538,12 +549,13 @@ class Simulation {
 
   private propose(h: NodeHost, data: string): string {
     this.stats.proposals++;
+    const tok = this.checker.writeIssued(data);
     try {
       h.propose(data).then(
         (r) => {
           this.stats.acked++;
           this.log(`ack ${data} at ${r.index} (${h.id})`);
-          this.checker.onAck(h.id, r.index, data, r.result);
+          this.checker.onAck(h.id, r.index, data, r.result, tok);
         },
         () => {},
       );
@@ -621,8 +633,10 @@ class Simulation {
     if (this.inLiveness || !this.cluster.hosts.get(id)?.isRunning) return;
     if (!this.removed.has(id) && !this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
     // A power failure loses the writes in flight; a process crash leaves them written but
-    // not durable, for the next open to read back.
-    this.log(`${this.crash(id, this.prng.chance(0.6))} ${id} (armed)`);
+    // not durable, for the next open to read back (a bounce: at once).
+    const how = this.crash(id, this.armedHow === 'power');
+    if (this.armedHow === 'bounce') this.restart(id);
+    this.log(`${how}${this.armedHow === 'bounce' ? '+restart' : ''} ${id} (armed)`);
   }
 
   private actBlackout(): string {
@@ -646,9 +660,10 @@ class Simulation {
     const crashed = new Set(this.crashed).add(h.id);
     if (!this.removed.has(h.id) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
     if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
+      this.armedHow = this.prng.pick(['power', 'power', 'crash', 'bounce'] as const);
       // Power-fail it during the coming step, at the first moment it has unsynced writes.
       this.armed = h.id;
-      return `arm power failure ${h.id}`;
+      return `arm ${this.armedHow} ${h.id}`;
     }
     return `${this.crash(h.id)} ${h.id}`;
   }
@@ -677,7 +692,7 @@ class Simulation {
     const r = st.powerFailure();
     this.stats.faults.power_failure++;
     if (r.lost > 0) this.stats.faults.unsynced_loss++;
-    if (r.kept > 0 && r.lost > 0) this.stats.faults.torn_batch++;
+    if (r.torn) this.stats.faults.torn_batch++;
     return `power failure (unsynced batches: ${r.kept} written back, ${r.lost} lost${r.lost > 0 ? ', the first torn and rolled back' : ''})`;
   }
 
@@ -729,6 +744,12 @@ class Simulation {
   private actBounce(): string | null {
     const h = this.pickRunning();
     if (!h || this.removed.has(h.id) || this.wiped.has(h.id)) return null;
+    if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
+      // Kill and restart it mid-step, while a write is in flight to its disk.
+      this.armed = h.id;
+      this.armedHow = 'bounce';
+      return `arm bounce ${h.id}`;
+    }
     const how = this.crash(h.id);
     this.restart(h.id);
     return `${how}+restart ${h.id}`;
@@ -1137,9 +1158,12 @@ class Simulation {
         return (this.cluster.machine(id) as SimMachine).lastIndex < committed.index;
       });
       if (lagging.length === 0) {
-        // Every member that is up has applied the fresh write, so (its apply sequence being
-        // the history) every write acknowledged before it, across all crashes and restarts.
-        this.checker.checkAckedDurable(full ? 'after healing and restarting every member' : 'with a minority down', committed.index);
+        // Every member that is up has applied the fresh write: each one's state must include
+        // every write acknowledged before it, across all crashes, restarts and wipes.
+        const where = full ? 'after healing and restarting every member' : 'with a minority down';
+        const machines = [...this.voters, ...this.learners].sort().filter((id) => this.cluster.hosts.get(id)?.isRunning && ok(id));
+        this.checker.checkAppliedAcked(where, machines.map((id) => this.cluster.machine(id) as SimMachine));
+        this.checkDurable(where);
         break;
       }
       if (this.clock.now() - catchStart >= catchupMs) {
