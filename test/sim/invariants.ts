@@ -155,6 +155,7 @@ export class InvariantChecker {
   private maxAckedData = '';
   /** Highest state index any completed read returned, and which read. */
   private maxRead = 0;
+  private readonly commitDurable = new Map<NodeId, { core: Raft; term: number; commit: number }>();
   private maxReadWhy = '';
 
   violation(msg: string): void {
@@ -454,12 +455,43 @@ export class InvariantChecker {
     }
   }
 
-  /** Members caught up past every acknowledged write: each one's state includes them all
-   * (its state is the committed history's state at its applied index). */
-  checkAppliedAcked(where: string, machines: ReadonlyArray<Pick<SimMachine, 'node' | 'lastIndex' | 'hash'>>): void {
+  /**
+   * A leader's commit index is durable: the entry there is on the disks (what survives a
+   * power failure) of a quorum of the leader's voters, counting wiped members (`gone`) as
+   * never voting again. Checked after every event, so a member that acknowledged entries it
+   * had not made durable is caught the moment they count toward a commit, before any ack.
+   * Durable logs obey log matching, so the newest committed entry stands for the prefix.
+   */
+  checkCommitDurable(
+    id: NodeId,
+    core: Raft,
+    holds: (node: NodeId, index: number, term: number) => boolean,
+    gone: ReadonlySet<NodeId> = new Set(),
+  ): void {
+    const log = core.log;
+    const c = log.committed;
+    const w = this.commitDurable.get(id);
+    if (w && w.core === core && w.term === core.term && w.commit === c) return;
+    this.commitDurable.set(id, { core, term: core.term, commit: c });
+    if (c === 0) return;
+    const term = log.term(c);
+    if (term === undefined) return;
+    const voters = core.confState().voters;
+    const lacking = voters.filter((v) => !gone.has(v) && !holds(v, c, term));
+    if (lacking.length >= Math.floor(voters.length / 2) + 1) {
+      this.violation(
+        `commit not durable: ${id} (leader, term ${core.term}) committed ${c} (term ${term}) but it is missing from the durable storage of [${lacking.sort()}], a quorum of voters [${voters}]`,
+      );
+    }
+  }
+
+  /** Members that applied a write acknowledged at `upTo` hold every write acknowledged up
+   * to it: each one's state is the committed history's state at its applied index. */
+  checkAppliedAcked(where: string, upTo: number, machines: ReadonlyArray<Pick<SimMachine, 'node' | 'lastIndex' | 'hash'>>): void {
     for (const m of machines) {
-      if (m.lastIndex < this.maxAcked) {
-        this.violation(`acknowledged write lost (${where}): ${m.node} is caught up at ${m.lastIndex} but write ${JSON.stringify(this.maxAckedData)} was acknowledged at ${this.maxAcked}`);
+      if (m.lastIndex < upTo) {
+        const w = this.acked.filter((a) => a.index <= upTo).reduce((a, b) => (b.index > a.index ? b : a), { index: 0, data: '' } as Pick<AckedWrite, 'index' | 'data'>);
+        this.violation(`acknowledged write lost (${where}): ${m.node} applied up to ${m.lastIndex} only, but write ${JSON.stringify(w.data)} was acknowledged at ${w.index}`);
         return;
       }
       const h = this.hist[m.lastIndex];

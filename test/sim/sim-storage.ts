@@ -206,6 +206,13 @@ export class SimStorage implements LogStorage {
     return this.pending.length;
   }
 
+  /** Entries written but not yet durable. */
+  get unsyncedEntries(): number {
+    let n = 0;
+    for (const p of this.pending) n += p.batch.entries.length;
+    return n;
+  }
+
   /** What survives a power failure (for the checker). */
   get durableImage(): DiskImage {
     return this.durable;

@@ -363,8 +363,12 @@ class Simulation {
           break;
         }
         this.clock.step();
-        for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.observeEvent(id, h.core);
-        if (this.armed !== null && (this.storages.get(this.armed)?.unsynced ?? 0) > 0) this.fireArmed();
+        for (const [id, h] of this.cluster.hosts) {
+          if (!h.isRunning) continue;
+          this.checker.observeEvent(id, h.core);
+          if (h.core.role === 'leader') this.checker.checkCommitDurable(id, h.core, this.holds, this.wiped);
+        }
+        if (this.armed !== null && this.armedReady(this.storages.get(this.armed))) this.fireArmed();
         if (this.blackoutArmed && this.up().some((h) => (this.storages.get(h.id)?.unsynced ?? 0) > 0)) this.blackout();
       }
       this.clock.runUntil(target);
@@ -382,8 +386,10 @@ class Simulation {
     if (this.pendingConf) configs.push(this.pendingConf.voters);
     const l = this.leader();
     if (l) configs.push(new Set(l.core.confState().voters));
-    this.checker.checkAckedDurable(where, configs, (id, index, term) => this.storages.get(id)?.durableImage.holds(index, term) ?? false, this.wiped);
+    this.checker.checkAckedDurable(where, configs, this.holds, this.wiped);
   }
+
+  private readonly holds = (id: NodeId, index: number, term: number): boolean => this.storages.get(id)?.durableImage.holds(index, term) ?? false;
 
   private checkStep(): void {
     this.checkDurable(`step ${this.step}`);
@@ -514,7 +520,7 @@ class Simulation {
       [churn ? 2 : 4, 'crash', () => this.actCrash(false)],
       [churn ? 10 : 2, 'crash-leader', () => this.actCrash(true)],
       [churn ? 14 : 6, 'restart', () => this.actRestart()],
-      [2, 'bounce', () => this.actBounce()],
+      [3, 'bounce', () => this.actBounce()],
       [4, 'partition', () => this.actPartition()],
       [churn ? 6 : 3, 'isolate', () => this.actIsolate()],
       [5, 'heal', () => this.actHeal()],
@@ -624,6 +630,13 @@ class Simulation {
     for (const id of ids) this.restart(id);
     this.stats.faults.blackout++;
     this.log(`blackout: every member lost power and restarted (unsynced batches lost: ${ids.map((id, i) => `${id}=${lost[i]}`).join(' ')})`);
+  }
+
+  /** A power failure bites when writes are in flight; a crash, when entries are (the next
+   * open reads them back unsynced). */
+  private armedReady(st: SimStorage | undefined): boolean {
+    if (!st) return false;
+    return this.armedHow === 'power' ? st.unsynced > 0 : st.unsyncedEntries > 0;
   }
 
   /** Power-fail the armed node now (mid-step, while its disk has writes in flight). */
@@ -744,7 +757,7 @@ class Simulation {
   private actBounce(): string | null {
     const h = this.pickRunning();
     if (!h || this.removed.has(h.id) || this.wiped.has(h.id)) return null;
-    if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
+    if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.8)) {
       // Kill and restart it mid-step, while a write is in flight to its disk.
       this.armed = h.id;
       this.armedHow = 'bounce';
@@ -906,8 +919,15 @@ class Simulation {
    */
   private actWipe(): string | null {
     const ids = [...this.voters].filter((id) => this.started.has(id) && !this.removed.has(id) && !this.wiped.has(id)).sort();
-    if (ids.length === 0 || this.wiped.size > 0) return null;
-    const id = this.prng.pick(ids);
+    if (ids.length === 0 || [...this.wiped].some((w) => this.voters.has(w) || this.learners.has(w))) return null;
+    // Adversary: mostly wipe a member holding the newest acknowledged write while some voter
+    // still lacks it, when its copy is one the write's durability counts on.
+    const last = this.checker.acked.at(-1);
+    let id = this.prng.pick(ids);
+    if (last && this.prng.chance(0.7)) {
+      const holders = ids.filter((x) => this.holds(x, last.index, last.term));
+      if (holders.length > 0 && holders.length < ids.length) id = this.prng.pick(holders);
+    }
     if (!this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return `wipe ${id}: skipped (fault budget)`;
     const how = this.cluster.hosts.get(id)?.isRunning ? this.crash(id, true) : 'down';
     this.storages.get(id)?.wipe();
@@ -1162,7 +1182,7 @@ class Simulation {
         // every write acknowledged before it, across all crashes, restarts and wipes.
         const where = full ? 'after healing and restarting every member' : 'with a minority down';
         const machines = [...this.voters, ...this.learners].sort().filter((id) => this.cluster.hosts.get(id)?.isRunning && ok(id));
-        this.checker.checkAppliedAcked(where, machines.map((id) => this.cluster.machine(id) as SimMachine));
+        this.checker.checkAppliedAcked(where, committed.index, machines.map((id) => this.cluster.machine(id) as SimMachine));
         this.checkDurable(where);
         break;
       }
