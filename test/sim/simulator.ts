@@ -61,6 +61,7 @@ export const FAULT_KINDS = [
   'isolate',
   'one_way_partition',
   'lossy_link',
+  'slow_link',
   'message_faults',
   'clock_skew',
   'pause',
@@ -526,6 +527,7 @@ class Simulation {
       [5, 'heal', () => this.actHeal()],
       [4, 'faults', () => this.randomFaults()],
       [2, 'link', () => this.actLinkFaults()],
+      [2, 'slow-link', () => this.actSlowLink()],
       [this.profile === 'membership' ? 20 : churn ? 2 : 6, 'membership', () => this.actMembership()],
       [4, 'transfer', () => this.actTransfer()],
       [1, 'blackout', () => this.actBlackout()],
@@ -980,6 +982,26 @@ class Simulation {
     this.cluster.network.setLinkFaults(a, b, { lossRate, delayMs: { min: 0, max } });
     this.stats.faults.lossy_link++;
     return `link ${a}->${b} loss ${lossRate} delay 0..${max}`;
+  }
+
+  /** A member's messages (all it sends, or all it receives) arrive up to hundreds of ms late
+   * and out of order: a congested or retransmitting link. Late votes, vote responses,
+   * appends and append responses then arrive in terms that have moved on (stale terms). */
+  private actSlowLink(): string | null {
+    const ids = this.candidatesForPartition();
+    if (ids.length < 2) return null;
+    const l = this.leader();
+    const a = l && this.prng.chance(0.3) ? l.id : this.prng.pick(ids);
+    const outbound = this.prng.chance(0.5);
+    const min = this.prng.pick([0, 50, 100]);
+    const max = min + this.prng.pick([150, 300, 500]);
+    for (const b of ids) {
+      if (b === a) continue;
+      const [x, y] = outbound ? [a, b] : [b, a];
+      this.cluster.network.setLinkFaults(x, y, { delayMs: { min, max }, reorder: true });
+    }
+    this.stats.faults.slow_link++;
+    return `slow link: messages ${outbound ? 'from' : 'to'} ${a} delayed ${min}..${max} ms, reordered`;
   }
 
   /** A wiped member is still in the configuration, or its replacement is not yet a voter. */
