@@ -6,7 +6,7 @@
 
 import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
 import type { Raft } from '../../src/raft/raft.js';
-import type { Entry, NodeId } from '../../src/raft/types.js';
+import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
 
 /** One position of the single committed history every replica must agree on. */
 interface HistEntry {
@@ -482,6 +482,27 @@ export class InvariantChecker {
       this.violation(
         `commit not durable: ${id} (leader, term ${core.term}) committed ${c} (term ${term}) but it is missing from the durable storage of [${lacking.sort()}], a quorum of voters [${voters}]`,
       );
+    }
+  }
+
+  /**
+   * Persist before you answer (Raft's rule for votes and appends): a vote grant is on disk
+   * (term and vote) before it is sent, and an append acknowledgement covers only entries on
+   * disk. `durable` is what the sender's disk would keep through a power failure, now.
+   */
+  checkSentDurable(m: Message, durable: { hardState: HardState; lastIndex(): number }): void {
+    if (m.type === 'MsgVoteResp' && !m.reject) {
+      // A disk already in a later term is fine too: the member can never vote in m.term again.
+      const hs = durable.hardState;
+      if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
+        this.violation(`persist before answering: ${m.from} granted its vote in term ${m.term} to ${m.to} but its disk holds term ${hs.term} vote ${hs.vote ?? 'none'}`);
+      }
+    } else if (m.type === 'MsgAppResp' && !m.reject) {
+      if (durable.hardState.term < m.term) {
+        this.violation(`persist before answering: ${m.from} answered an append in term ${m.term} but its disk holds term ${durable.hardState.term}`);
+      } else if (durable.hardState.term === m.term && durable.lastIndex() < m.index) {
+        this.violation(`persist before answering: ${m.from} acknowledged entries up to ${m.index} to ${m.to} (term ${m.term}) but its disk holds entries only up to ${durable.lastIndex()}`);
+      }
     }
   }
 

@@ -1,19 +1,41 @@
 // Deterministic cluster simulator. One seed fixes everything: cluster size (3, 5 or 7), Raft
-// tunables, disk model (synchronous, or asynchronous fsync with power failures), network
-// faults (loss, duplication, delay, reordering, partitions, isolation) and a random schedule
-// of proposals, ReadIndex reads, crashes, restarts from storage, whole-cluster blackouts,
-// membership changes (joiners added as learners then promoted, voters and leaders removed),
-// leadership transfers and elections; small compaction thresholds make snapshots and
-// InstallSnapshot routine. Time is virtual, so a seed replays identically and a failing seed
-// is a reproducible bug report (`npm run sim -- --seed K --trace`).
+// tunables, the disk model, the members' clocks and a random schedule of proposals, ReadIndex
+// reads, membership changes (joiners added as learners then promoted, voters and leaders
+// removed), leadership transfers, elections and faults; small compaction thresholds make
+// snapshots and InstallSnapshot routine. Time is virtual, so a seed replays identically and a
+// failing seed is a reproducible bug report (`npm run sim -- --seed K --trace`).
 //
-// Checks (invariants.ts): after every clock event, election safety and leader append-only;
-// after every step, log matching, leader completeness and the committed prefix; on every
-// apply, state machine safety; as requests resolve, acknowledged writes and linearizable
-// ReadIndex results; and every 40-120 steps a liveness check: with everything healed and
-// restarted, or with the faults left in place when a majority is up and connected, a leader
-// must commit a fresh write within LIVENESS_MS of virtual time, and every member that is up
-// must then apply it, every acknowledged write still being there.
+// Fault model (each kind is counted in SimStats.faults and the CLI's JSON line):
+//  - process: crash (kill -9), restart from storage, bounce (crash + immediate restart, often
+//    mid-write), pause (the process stops running for 50-2500 ms: its timers and incoming
+//    messages queue and run on waking, against the state it had, e.g. a leader that wakes
+//    and keeps acting in its old term);
+//  - disk (sim-storage.ts): synchronous, or asynchronous fsync of 1-50 ms. A process crash
+//    leaves unsynced writes written but not durable (the kernel has them): the next open
+//    reads them and, like SqliteStorage.open, fsyncs them. A power failure keeps a random
+//    prefix of the unsynced batches and loses the rest, the batch at the cut torn and rolled
+//    back whole (SQLite transactions); it strikes running members, members that are down,
+//    members shortly after a restart that read unsynced data, and the whole cluster at once
+//    (blackout). An fsync error drops every unsynced batch and the member must stop without
+//    acting on the batch. A disk wipe: the member is removed from the configuration and
+//    replaced by a new member under a new id (never restarted under its old id);
+//  - time: each member's clock runs at a seeded rate (0.9-1.1) from a seeded offset;
+//  - network: loss, duplication, delay, reordering, partitions, isolation, lossy links, slow
+//    links (hundreds of ms late, reordered: stale-term traffic), total one-way partitions.
+// A fault budget keeps a majority of every voter set that may be in force up and connected,
+// so liveness stays defined.
+//
+// Checks (invariants.ts): after every clock event, election safety, leader append-only and
+// the durability of each leader's commit index (on the disks of a quorum); after every step,
+// log matching, leader completeness at every committed index, the committed prefix, and the
+// durability of every acknowledged write on the disks of enough voters of every voter set in
+// force; on every apply, state machine safety; as requests resolve, acknowledged writes, and
+// reads and writes linearizable against the whole history (real-time order against every
+// write acknowledged and every read completed before they were issued); and every 40-120
+// steps a liveness check: with everything healed and restarted, or with the faults left in
+// place when a majority is up and connected, a leader must commit a fresh write within
+// LIVENESS_MS of virtual time, and every member that is up must then apply it, its state
+// holding every acknowledged write.
 
 import type { NodeHost } from '../../src/host/node-host.js';
 import type { ConfChange, Entry, Message, NodeId, RaftConfig } from '../../src/raft/types.js';
@@ -257,6 +279,8 @@ class Simulation {
       machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e)),
       onSend: (m) => {
         if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
+        const st = this.storages.get(m.from);
+        if (st) this.checker.checkSentDurable(m, st.durableImage);
       },
       tickMs: 10,
       raft,
