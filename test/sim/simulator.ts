@@ -407,11 +407,10 @@ class Simulation {
 
   /** Acknowledged writes are on the disks of enough voters of every voter set in force. */
   private checkDurable(where: string): void {
-    const configs: Array<Set<NodeId>> = [this.voters];
-    if (this.pendingConf) configs.push(this.pendingConf.voters);
-    const l = this.leader();
-    if (l) configs.push(new Set(l.core.confState().voters));
-    this.checker.checkAckedDurable(where, configs, this.holds, this.wiped);
+    // The newest committed voter set: configurations take effect when applied, and a write
+    // counted under the one before it is on a quorum of this one too (single-server changes).
+    // Not a deposed leader's stale view, nor a proposed set not yet in force.
+    this.checker.checkAckedDurable(where, [this.voters], this.holds, this.wiped);
   }
 
   private readonly holds = (id: NodeId, index: number, term: number): boolean => this.storages.get(id)?.durableImage.holds(index, term) ?? false;
