@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { Raft } from '../src/raft/raft.js';
 import type { Entry } from '../src/raft/types.js';
 import { InvariantChecker, SimMachine } from './sim/invariants.js';
+import { VirtualClock } from '../src/util/virtual-clock.js';
+import { Prng } from '../src/util/prng.js';
+import { AsyncSimStorage } from './sim/sim-storage.js';
 import { FAULT_KINDS, runSeed, zeroFaults, type FaultCounts, type PlantedBugs } from './sim/simulator.js';
 
 // CI budget (issue 14 item 4): sized to catch what 1000 seeds x 300 steps catches, in about
@@ -65,6 +68,58 @@ describe('deterministic simulator', () => {
     // Every fault kind, including power failures, blackouts, lost unsynced writes, torn
     // batches, fsync errors, wipes, pauses, skewed clocks and one-way partitions.
     for (const k of FAULT_KINDS) expect(r.faults[k], k).toBeGreaterThan(0);
+  });
+});
+
+describe('simulated disk', () => {
+  const conf = { voters: ['a'], learners: [] };
+  const entry = (index: number) => ({ index, term: 1, type: 'normal' as const, data: `e${index}` });
+  function written(syncOnOpen: boolean) {
+    const clock = new VirtualClock();
+    const st = new AsyncSimStorage(clock, new Prng(1), 5);
+    st.syncOnOpen = syncOnOpen;
+    const acks: number[] = [];
+    st.saveAsync({ snapshot: null, entries: [entry(1)], hardState: { term: 1, vote: 'a', commit: 0 } }, () => acks.push(1));
+    clock.runFor(10);
+    st.saveAsync({ snapshot: null, entries: [entry(2), entry(3)], hardState: null }, () => acks.push(2));
+    st.processCrash(); // before the second fsync completed
+    clock.runFor(10);
+    return { st, acks };
+  }
+
+  it('a process crash leaves unsynced writes written, not durable; the open syncs what it reads', () => {
+    const { st, acks } = written(true);
+    expect(acks).toEqual([1]); // the dead process never hears about the second batch
+    expect(st.unsynced).toBe(1);
+    expect(st.durableImage.lastIndex()).toBe(1);
+    expect(st.load(conf).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+    expect(st.unsyncedAtLastOpen).toBe(1);
+    expect(st.durableImage.lastIndex()).toBe(3); // made durable by the open
+    st.powerFailure();
+    expect(st.load(conf).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
+  it('without the sync on open, a power failure after the restart loses what the restarted member read', () => {
+    const { st } = written(false);
+    expect(st.load(conf).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+    expect(st.durableImage.lastIndex()).toBe(1);
+    const r = st.powerFailure();
+    expect(r.kept + r.lost).toBe(1);
+    // The torn two-entry batch is kept or lost whole, never in part.
+    expect([[1], [1, 2, 3]]).toContainEqual(st.load(conf).entries.map((e) => e.index));
+  });
+
+  it('an fsync error drops the unsynced batch and reports it to the writer', () => {
+    const clock = new VirtualClock();
+    const st = new AsyncSimStorage(clock, new Prng(1), 5);
+    let failed: Error | null = null;
+    st.failNextSync = true;
+    st.saveAsync({ snapshot: null, entries: [entry(1)], hardState: null }, (err) => {
+      failed = err;
+    });
+    clock.runFor(10);
+    expect(String(failed)).toMatch(/fsync failure/);
+    expect(st.load(conf).entries).toEqual([]);
   });
 });
 
