@@ -1,6 +1,8 @@
 // npm run sim -- --seeds N [--nodes 5] [--steps S] [--from K] [--jobs J]
 //   Runs seeds K..K+N-1 (K defaults to 1) and ends with one JSON line:
-//   {"seeds":N,"steps":S_total,"violations":V,"elapsed_s":T}; exit status 1 when V > 0.
+//   {"seeds":N,"steps":S_total,"violations":V,"elapsed_s":T,"faults":{crash,...}}; exit status
+//   1 when V > 0. `faults` counts each kind of fault injected over all seeds (a kind that is
+//   silently off shows as 0).
 // npm run sim -- --seed K [--nodes 5] [--steps S] --trace
 //   Replays one seed and prints its event trace.
 //
@@ -10,7 +12,7 @@
 import { fork } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_STEPS, runSeed, type SimResult } from './simulator.js';
+import { DEFAULT_STEPS, runSeed, zeroFaults, type FaultCounts, type SimResult } from './simulator.js';
 
 interface Args {
   seeds: number;
@@ -103,6 +105,11 @@ interface Summary {
   steps: number;
   violations: number;
   failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
+  faults: FaultCounts;
+}
+
+function addFaults(into: FaultCounts, f: FaultCounts): void {
+  for (const k of Object.keys(into) as Array<keyof FaultCounts>) into[k] += f[k] ?? 0;
 }
 
 
@@ -110,6 +117,7 @@ function add(s: Summary, r: SimResult): void {
   s.seeds++;
   s.steps += r.steps;
   s.violations += r.violations.length;
+  addFaults(s.faults, r.stats.faults);
   if (r.violations.length > 0) s.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] as string, count: r.violations.length });
 }
 
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    finish({ seeds: 1, steps: r.steps, violations: r.violations.length, failing: [] }, started);
+    finish({ seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults }, started);
     return;
   }
 
@@ -145,10 +153,10 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [] };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults() };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
-    for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
     const failed = summary.failing.find((f) => f.seed === r.seed);
     if (failed) process.stderr.write(`sim: seed ${r.seed} (${failed.nodes} nodes) FAILED: ${failed.first}\n`);
     if (!a.quiet && summary.seeds % 500 === 0) {
@@ -173,6 +181,7 @@ async function main(): Promise<void> {
         summary.seeds++;
         summary.steps += r.steps;
         summary.violations += r.count;
+        addFaults(summary.faults, r.stats.faults);
         if (r.count > 0) summary.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] ?? '', count: r.count });
         progress(r);
       }));
@@ -228,7 +237,7 @@ function finish(s: Summary, started: number): void {
     process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
   }
   const elapsed = Math.round((performance.now() - started) / 10) / 100;
-  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed })}\n`);
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults })}\n`);
   process.exitCode = s.violations > 0 ? 1 : 0;
 }
 

@@ -6,7 +6,7 @@
 
 import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
 import type { Raft } from '../../src/raft/raft.js';
-import type { Entry, NodeId } from '../../src/raft/types.js';
+import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
 
 /** One position of the single committed history every replica must agree on. */
 interface HistEntry {
@@ -35,6 +35,9 @@ interface NodeCursor {
   commit: number;
   /** Snapshot index last verified. */
   snapshotIndex: number;
+  /** Leader completeness: the term this node was last checked leading, and up to where. */
+  lcTerm: number;
+  lcIndex: number;
 }
 
 interface LeaderWatch {
@@ -47,17 +50,29 @@ interface LeaderWatch {
 
 export interface AckedWrite {
   index: number;
+  term: number;
   data: string;
   at: number;
 }
 
+/** What a client had observed when it issued a request (real-time order for linearizability). */
 export interface ReadToken {
   node: NodeId;
   issuedAt: number;
-  /** Highest index of any write acknowledged before the read was issued. */
+  /** Highest index the read must reflect: every write acknowledged, and every state
+   * returned by a read that completed, before this read was issued. */
   mustSee: number;
-  mustSeeData: string;
+  /** Why: the write, or the earlier read, that set mustSee. */
+  mustSeeWhy: string;
   machine: SimMachine | undefined;
+}
+
+export interface WriteToken {
+  data: string;
+  issuedAt: number;
+  /** Highest index acknowledged or read before the write was issued: it must land above. */
+  floor: number;
+  floorWhy: string;
 }
 
 /** 32-bit FNV-1a chain over (previous hash, entry). */
@@ -138,6 +153,10 @@ export class InvariantChecker {
   readonly acked: AckedWrite[] = [];
   private maxAcked = 0;
   private maxAckedData = '';
+  /** Highest state index any completed read returned, and which read. */
+  private maxRead = 0;
+  private readonly commitDurable = new Map<NodeId, { core: Raft; term: number; commit: number }>();
+  private maxReadWhy = '';
 
   violation(msg: string): void {
     this.violations.push(msg);
@@ -204,7 +223,7 @@ export class InvariantChecker {
     const log = core.log;
     let cur = this.cursors.get(id);
     if (!cur || cur.core !== core) {
-      cur = { core, commit: log.snapshotIndex, snapshotIndex: -1 };
+      cur = { core, commit: log.snapshotIndex, snapshotIndex: -1, lcTerm: -1, lcIndex: 0 };
       this.cursors.set(id, cur);
     }
 
@@ -266,7 +285,7 @@ export class InvariantChecker {
       this.maxCommitSeen = c;
     }
 
-    if (core.role === 'leader') this.checkLeaderCompleteness(id, core);
+    if (core.role === 'leader') this.checkLeaderCompleteness(id, core, cur);
   }
 
   private checkMatching(id: NodeId, e: Entry, prevTerm: number): void {
@@ -301,20 +320,36 @@ export class InvariantChecker {
     }
   }
 
-  private checkLeaderCompleteness(id: NodeId, core: Raft): void {
-    // Every entry committed under a term below the leader's must be in the leader's log.
+  /**
+   * Leader completeness: every entry committed under a term below the leader's is in the
+   * leader's log, with the committed content, at every index (not just the highest one: a
+   * log that matches at k but differs below would otherwise pass on log matching alone).
+   * Incremental: each (leader, term) is checked once up to each bound.
+   */
+  private checkLeaderCompleteness(id: NodeId, core: Raft, cur: NodeCursor): void {
     let k = 0;
     for (const [bound, idx] of this.commitBound) if (bound < core.term && idx > k) k = idx;
-    if (k === 0) return;
-    const log = core.log;
-    if (k <= log.snapshotIndex) return; // covered by the snapshot (checked against history)
-    const h = this.hist[k];
-    const t = log.term(k);
-    if (t === undefined) {
-      this.violation(`leader completeness: ${id} leads term ${core.term} but lacks committed entry ${k} (its log ends at ${log.lastIndex()})`);
-    } else if (h && h.term !== t) {
-      this.violation(`leader completeness: ${id} leads term ${core.term} with entry ${k} of term ${t}, committed history has term ${h.term}`);
+    if (cur.lcTerm !== core.term) {
+      cur.lcTerm = core.term;
+      cur.lcIndex = 0;
     }
+    const log = core.log;
+    // Below the snapshot: covered by the snapshot (checked against history by hash).
+    for (let j = Math.max(cur.lcIndex, log.snapshotIndex) + 1; j <= k; j++) {
+      const e = log.entry(j);
+      if (e === undefined) {
+        this.violation(`leader completeness: ${id} leads term ${core.term} but lacks committed entry ${j} (its log ends at ${log.lastIndex()}, committed up to ${k})`);
+        return;
+      }
+      const h = this.hist[j];
+      if (h && (h.term !== e.term || h.type !== e.type || h.data !== e.data)) {
+        this.violation(
+          `leader completeness: ${id} leads term ${core.term} with entry ${j} ${e.type}:${JSON.stringify(e.data)} of term ${e.term}, committed history has ${h.type}:${JSON.stringify(h.data)} term ${h.term}`,
+        );
+        return;
+      }
+    }
+    if (k > cur.lcIndex) cur.lcIndex = k;
   }
 
   // ---- state machine safety ---------------------------------------------------------------
@@ -356,8 +391,22 @@ export class InvariantChecker {
 
   // ---- client-visible guarantees -----------------------------------------------------------
 
-  /** A proposal resolved: it is committed and must stay in the history forever. */
-  onAck(node: NodeId, index: number, data: string, result: unknown): void {
+  /** A client proposes a write: note what it had observed (see WriteToken). */
+  writeIssued(data: string): WriteToken {
+    const fromRead = this.maxRead > this.maxAcked;
+    return {
+      data,
+      issuedAt: this.now(),
+      floor: Math.max(this.maxAcked, this.maxRead),
+      floorWhy: fromRead ? this.maxReadWhy : `write ${JSON.stringify(this.maxAckedData)}`,
+    };
+  }
+
+  /**
+   * A proposal resolved: it is committed, holds what was proposed, and (linearizability of
+   * writes) lands after everything acknowledged or read before it was issued.
+   */
+  onAck(node: NodeId, index: number, data: string, result: unknown, tok?: WriteToken): void {
     const h = this.hist[index];
     if (!h || h.type !== 'normal' || h.data !== data) {
       this.violation(
@@ -365,51 +414,155 @@ export class InvariantChecker {
       );
     }
     if (result !== data) this.violation(`acknowledged write: ${node} returned result ${JSON.stringify(result)} for ${JSON.stringify(data)}`);
-    this.acked.push({ index, data, at: this.now() });
+    if (tok && index <= tok.floor) {
+      this.violation(
+        `linearizable write: ${JSON.stringify(data)} issued at t=${tok.issuedAt} was acknowledged at index ${index}, but ${tok.floorWhy} at ${tok.floor} had been acknowledged or read before it was issued`,
+      );
+    }
+    this.acked.push({ index, term: h?.term ?? -1, data, at: this.now() });
     if (index > this.maxAcked) {
       this.maxAcked = index;
       this.maxAckedData = data;
     }
   }
 
-  /** Re-verify that every acknowledged write is still in the history (after crashes), and
-   * that the members, now caught up to `appliedEverywhere`, hold the ones up to it. */
-  checkAckedDurable(where: string, appliedEverywhere: number): void {
+  /**
+   * Durability of acknowledged writes, against what the members' disks actually hold (not
+   * against the checker's own write-once history): for every voter set that may be in force,
+   * the members whose durable storage (what survives a power failure) lacks the write must
+   * be fewer than a quorum, or a quorum without it could elect a leader that lacks it and
+   * the write would be lost. Members in `gone` (their disk wiped: they never vote again under
+   * that id) hold nothing but cannot be part of such a quorum either.
+   */
+  checkAckedDurable(
+    where: string,
+    configs: ReadonlyArray<ReadonlySet<NodeId>>,
+    holds: (node: NodeId, index: number, term: number) => boolean,
+    gone: ReadonlySet<NodeId> = new Set(),
+  ): void {
     for (const w of this.acked) {
-      const h = this.hist[w.index];
-      if (!h || h.data !== w.data) {
-        this.violation(`acknowledged write lost (${where}): ${JSON.stringify(w.data)} at index ${w.index}, history now has ${h ? JSON.stringify(h.data) : 'nothing'}`);
-        return;
+      for (const v of configs) {
+        const lacking: NodeId[] = [];
+        for (const id of v) if (!gone.has(id) && !holds(id, w.index, w.term)) lacking.push(id);
+        const quorum = Math.floor(v.size / 2) + 1;
+        if (lacking.length >= quorum) {
+          this.violation(
+            `acknowledged write not durable (${where}): ${JSON.stringify(w.data)} at index ${w.index} (term ${w.term}, acknowledged at t=${w.at}) is missing from the durable storage of [${lacking.sort()}], a quorum of voters [${[...v].sort()}]`,
+          );
+          return;
+        }
       }
     }
-    if (appliedEverywhere < this.maxAcked && this.maxCommitSeen < this.maxAcked) {
-      this.violation(`acknowledged write lost (${where}): ${this.maxAcked} was acknowledged but the cluster's commit index is ${this.maxCommitSeen}`);
+  }
+
+  /**
+   * A leader's commit index is durable: the entry there is on the disks (what survives a
+   * power failure) of a quorum of the leader's voters, counting wiped members (`gone`) as
+   * never voting again. Checked after every event, so a member that acknowledged entries it
+   * had not made durable is caught the moment they count toward a commit, before any ack.
+   * Durable logs obey log matching, so the newest committed entry stands for the prefix.
+   */
+  checkCommitDurable(
+    id: NodeId,
+    core: Raft,
+    holds: (node: NodeId, index: number, term: number) => boolean,
+    gone: ReadonlySet<NodeId> = new Set(),
+  ): void {
+    const log = core.log;
+    const c = log.committed;
+    const w = this.commitDurable.get(id);
+    if (w && w.core === core && w.term === core.term && w.commit === c) return;
+    this.commitDurable.set(id, { core, term: core.term, commit: c });
+    if (c === 0) return;
+    const term = log.term(c);
+    if (term === undefined) return;
+    const voters = core.confState().voters;
+    const lacking = voters.filter((v) => !gone.has(v) && !holds(v, c, term));
+    if (lacking.length >= Math.floor(voters.length / 2) + 1) {
+      this.violation(
+        `commit not durable: ${id} (leader, term ${core.term}) committed ${c} (term ${term}) but it is missing from the durable storage of [${lacking.sort()}], a quorum of voters [${voters}]`,
+      );
+    }
+  }
+
+  /**
+   * Persist before you answer (Raft's rule for votes and appends): a vote grant is on disk
+   * (term and vote) before it is sent, and an append acknowledgement covers only entries on
+   * disk. `durable` is what the sender's disk would keep through a power failure, now.
+   */
+  checkSentDurable(m: Message, durable: { hardState: HardState; lastIndex(): number }): void {
+    if (m.type === 'MsgVoteResp' && !m.reject) {
+      // A disk already in a later term is fine too: the member can never vote in m.term again.
+      const hs = durable.hardState;
+      if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
+        this.violation(`persist before answering: ${m.from} granted its vote in term ${m.term} to ${m.to} but its disk holds term ${hs.term} vote ${hs.vote ?? 'none'}`);
+      }
+    } else if (m.type === 'MsgAppResp' && !m.reject) {
+      if (durable.hardState.term < m.term) {
+        this.violation(`persist before answering: ${m.from} answered an append in term ${m.term} but its disk holds term ${durable.hardState.term}`);
+      } else if (durable.hardState.term === m.term && durable.lastIndex() < m.index) {
+        this.violation(`persist before answering: ${m.from} acknowledged entries up to ${m.index} to ${m.to} (term ${m.term}) but its disk holds entries only up to ${durable.lastIndex()}`);
+      }
+    }
+  }
+
+  /** Members that applied a write acknowledged at `upTo` hold every write acknowledged up
+   * to it: each one's state is the committed history's state at its applied index. */
+  checkAppliedAcked(where: string, upTo: number, machines: ReadonlyArray<Pick<SimMachine, 'node' | 'lastIndex' | 'hash'>>): void {
+    for (const m of machines) {
+      if (m.lastIndex < upTo) {
+        const w = this.acked.filter((a) => a.index <= upTo).reduce((a, b) => (b.index > a.index ? b : a), { index: 0, data: '' } as Pick<AckedWrite, 'index' | 'data'>);
+        this.violation(`acknowledged write lost (${where}): ${m.node} applied up to ${m.lastIndex} only, but write ${JSON.stringify(w.data)} was acknowledged at ${w.index}`);
+        return;
+      }
+      const h = this.hist[m.lastIndex];
+      if (m.lastIndex > 0 && h?.hash !== undefined && h.hash !== m.hash) {
+        this.violation(`acknowledged write lost (${where}): ${m.node}'s state at ${m.lastIndex} differs from the committed history's`);
+        return;
+      }
     }
   }
 
   readIssued(node: NodeId, machine: SimMachine | undefined): ReadToken {
-    return { node, issuedAt: this.now(), mustSee: this.maxAcked, mustSeeData: this.maxAckedData, machine };
+    const fromRead = this.maxRead > this.maxAcked;
+    return {
+      node,
+      issuedAt: this.now(),
+      mustSee: Math.max(this.maxAcked, this.maxRead),
+      mustSeeWhy: fromRead ? this.maxReadWhy : `write ${JSON.stringify(this.maxAckedData)}`,
+      machine,
+    };
   }
 
-  /** Linearizable read: the read index covers every write acknowledged before it was issued. */
+  /**
+   * Linearizable read, against the whole history: the read index and the state read (the
+   * node's machine when the client gets the answer) reflect every write acknowledged and
+   * every state returned by a read that completed before this read was issued (reads never
+   * go back in time), and the state read is the committed history's state at its index (no
+   * value that was never committed). Later writes are held to this read by writeIssued.
+   */
   onReadResolved(tok: ReadToken, index: number): void {
     if (index < tok.mustSee) {
       this.violation(
-        `linearizable read: read at ${tok.node} issued at t=${tok.issuedAt} returned index ${index}, but write ${JSON.stringify(tok.mustSeeData)} at ${tok.mustSee} was acknowledged before`,
+        `linearizable read: read at ${tok.node} issued at t=${tok.issuedAt} returned index ${index}, but ${tok.mustSeeWhy} at ${tok.mustSee} was acknowledged or read before`,
       );
       return;
     }
     const m = tok.machine;
-    if (m && m.lastIndex < index) {
+    if (!m) return;
+    if (m.lastIndex < index) {
       this.violation(`linearizable read: read at ${tok.node} resolved with index ${index} but its state machine applied only ${m.lastIndex}`);
       return;
     }
-    if (m && tok.mustSee > 0) {
-      // The machine's state follows the history (checked on apply), so it holds the write.
-      const h = this.hist[tok.mustSee];
-      if (!h || h.data !== tok.mustSeeData) {
-        this.violation(`linearizable read: write ${JSON.stringify(tok.mustSeeData)} at ${tok.mustSee} is not in the state read at ${tok.node}`);
-      }
+    const state = m.lastIndex;
+    const h = this.hist[state];
+    if (state > 0 && (h?.hash === undefined || h.hash !== m.hash)) {
+      this.violation(`linearizable read: read at ${tok.node} returned a state at ${state} that is not the committed history's state there`);
+      return;
+    }
+    if (state > this.maxRead) {
+      this.maxRead = state;
+      this.maxReadWhy = `the state returned by a read at ${tok.node} (issued t=${tok.issuedAt}, answered t=${this.now()})`;
     }
   }
 }

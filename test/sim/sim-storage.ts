@@ -1,31 +1,126 @@
-// Simulated disk for the simulator: MemoryStorage semantics, plus an optional asynchronous
-// fsync (saveAsync) whose completion arrives after a seeded virtual delay, and two crash
-// models. A process crash keeps everything written (the OS still has it); a power failure
-// keeps only what was fsynced, so a host that acted on a batch before its fsync completed
-// (sent a vote, acknowledged a write) is caught losing it.
+// Simulated disk for the simulator. Two images of one member's store:
+//  - `written`: what the OS holds (page cache + disk): what a restarted process reads back;
+//  - `durable`: what is on the platter: what survives a power failure.
+// A batch is written at once and becomes durable when its fsync completes (synchronous
+// stores: inside save; AsyncSimStorage: after a seeded virtual delay). Faults:
+//  - process crash: the process dies; its unsynced batches stay written (the kernel still
+//    has them) but are NOT durable, and no fsync callback of that life ever runs;
+//  - open: like SqliteStorage.open, load() fsyncs what it reads, so a restarted member
+//    never acts on data that a later power failure could take away (`syncOnOpen: false`
+//    plants the bug of skipping that sync);
+//  - power failure: the kernel had written back a random prefix of the unsynced batches; the
+//    batch at the cut was torn mid-write and, SQLite transactions being atomic, is lost
+//    whole, as is everything after it;
+//  - fsync error (failNextSync): the fsync reports an error and the kernel drops the dirty
+//    pages (fsyncgate): every unsynced batch is gone; the host must stop, never ack;
+//  - wipe: the disk is replaced by an empty one.
 
-import type { ConfState, RestartState, Snapshot } from '../../src/raft/types.js';
-import { MemoryStorage } from '../../src/storage/memory-storage.js';
+import type { ConfState, Entry, HardState, RestartState, Snapshot } from '../../src/raft/types.js';
+import { checkBatch, checkCompact, checkLog, isEmptyBatch } from '../../src/storage/memory-storage.js';
 import type { LogStorage, PersistBatch, StorageStats } from '../../src/storage/types.js';
 import type { Clock, TimerHandle } from '../../src/util/clock.js';
 import type { Prng } from '../../src/util/prng.js';
 
-interface PendingSync {
-  batch: PersistBatch;
-  done: (err: Error | null) => void;
-  timer: TimerHandle;
+/** One image of a store: snapshot, log suffix, hard state (MemoryStorage semantics). */
+export class DiskImage {
+  hardState: HardState = { term: 0, vote: null, commit: 0 };
+  snapshot: Snapshot | null = null;
+  entries: Entry[] = [];
+
+  save(batch: PersistBatch): void {
+    if (isEmptyBatch(batch)) return;
+    checkBatch(batch, this.snapIndex(), this.lastIndex(), 'SimStorage');
+    if (batch.snapshot) {
+      this.snapshot = structuredClone(batch.snapshot);
+      this.entries = [];
+    }
+    const first = batch.entries[0];
+    if (first) {
+      this.entries.length = first.index - this.snapIndex() - 1;
+      for (const e of batch.entries) this.entries.push({ ...e });
+    }
+    if (batch.hardState) this.hardState = { ...batch.hardState };
+  }
+
+  compact(snapshot: Snapshot): void {
+    const at = snapshot.metadata.index;
+    if (at <= this.snapIndex()) return;
+    checkCompact(snapshot.metadata, this.lastIndex(), this.entries[at - this.snapIndex() - 1]?.term, 'SimStorage');
+    this.entries = this.entries.slice(at - this.snapIndex());
+    this.snapshot = structuredClone(snapshot);
+  }
+
+  load(initialConf: ConfState): RestartState {
+    const snap = this.snapshot;
+    checkLog(snap?.metadata ?? null, this.entries, 'SimStorage');
+    const st: RestartState = {
+      hardState: { ...this.hardState },
+      snapshot: snap ? structuredClone(snap.metadata) : null,
+      entries: this.entries.map((e) => ({ ...e })),
+      initialConf,
+    };
+    if (snap) st.snapshotData = snap.data;
+    return st;
+  }
+
+  copy(): DiskImage {
+    const d = new DiskImage();
+    d.hardState = { ...this.hardState };
+    d.snapshot = this.snapshot ? structuredClone(this.snapshot) : null;
+    d.entries = this.entries.map((e) => ({ ...e }));
+    return d;
+  }
+
+  /** Whether this image holds entry `index` of `term` (in its log, or under its snapshot). */
+  holds(index: number, term: number): boolean {
+    if (index <= this.snapIndex()) return true;
+    return this.entries[index - this.snapIndex() - 1]?.term === term;
+  }
+
+  snapIndex(): number {
+    return this.snapshot?.metadata.index ?? 0;
+  }
+
+  lastIndex(): number {
+    return this.entries.at(-1)?.index ?? this.snapIndex();
+  }
 }
 
-/** Synchronous store: save() returns durable (MemoryStorage semantics). */
+interface PendingSync {
+  batch: PersistBatch;
+  /** null once the life that wrote it died: nobody is waiting any more. */
+  done: ((err: Error | null) => void) | null;
+  timer: TimerHandle | null;
+}
+
+export interface PowerFailureResult {
+  /** Unsynced batches the kernel had written back: they survive. */
+  kept: number;
+  /** Unsynced batches lost (the first of them torn mid-write and rolled back whole). */
+  lost: number;
+  /** The batch at the cut spans several rows (entries, hard state, snapshot): a torn
+   * transaction, which must vanish whole. */
+  torn: boolean;
+}
+
+/** Synchronous store: save() returns durable. */
 export class SimStorage implements LogStorage {
-  /** What a restarted process reads back. */
-  private written = new MemoryStorage();
-  /** What survives a power failure. */
-  private durable = new MemoryStorage();
+  private written = new DiskImage();
+  private durable = new DiskImage();
+  /** Written but not yet durable, oldest first (possibly from an earlier life). */
   private pending: PendingSync[] = [];
   /** Completion time of the latest scheduled fsync: they complete in order. */
   private lastSyncAt = 0;
-  private readonly conf: ConfState = { voters: [], learners: [] };
+  private bytesWritten = 0;
+  private syncs = 0;
+  /** Model SqliteStorage.open: make everything loaded durable. false plants the bug. */
+  syncOnOpen = true;
+  /** The next asynchronous fsync fails. */
+  failNextSync = false;
+  /** Batches that were unsynced when the last load() read them. */
+  unsyncedAtLastOpen = 0;
+  /** Called when an injected fsync error was reported to the host. */
+  onFsyncError: (() => void) | null = null;
 
   /** `maxSyncMs`: each asynchronous fsync (AsyncSimStorage) takes 0..maxSyncMs virtual ms. */
   constructor(
@@ -35,11 +130,15 @@ export class SimStorage implements LogStorage {
   ) {}
 
   load(initialConf: ConfState): RestartState {
+    this.unsyncedAtLastOpen = this.pending.length;
+    if (this.syncOnOpen) this.syncAll(true);
     return this.written.load(initialConf);
   }
 
   save(batch: PersistBatch): void {
+    if (isEmptyBatch(batch)) return;
     this.written.save(batch);
+    this.count(batch);
     // A synchronous commit fsyncs the file: everything written before it is durable too.
     this.syncAll(false);
     this.durable.save(batch);
@@ -47,14 +146,14 @@ export class SimStorage implements LogStorage {
 
   protected saveWithAsyncSync(batch: PersistBatch, done: (err: Error | null) => void): boolean {
     this.written.save(batch);
+    this.count(batch);
     const delay = this.prng.int(0, this.maxSyncMs + 1);
     const at = Math.max(this.clock.now() + delay, this.lastSyncAt);
     this.lastSyncAt = at;
-    const p: PendingSync = {
-      batch,
-      done,
-      timer: this.clock.setTimeout(() => this.complete(p), at - this.clock.now()),
-    };
+    const fail = this.failNextSync;
+    this.failNextSync = false;
+    const p: PendingSync = { batch, done, timer: null };
+    p.timer = this.clock.setTimeout(() => (fail ? this.fsyncError(p) : this.complete(p)), at - this.clock.now());
     this.pending.push(p);
     return false;
   }
@@ -66,21 +165,40 @@ export class SimStorage implements LogStorage {
   }
 
   stats(): StorageStats {
-    return this.written.stats();
+    return { bytesWritten: this.bytesWritten, syncs: this.syncs, syncMsTotal: 0, entryCount: this.written.entries.length, diskBytes: 0 };
   }
 
   close(): void {}
 
-  /** The process died: nothing more runs, but the OS still writes out what it was given. */
+  /** The process died: nothing more runs; what it wrote stays written but not durable. */
   processCrash(): void {
-    this.syncAll(true);
+    for (const p of this.pending) {
+      if (p.timer) this.clock.clearTimeout(p.timer);
+      p.timer = null;
+      p.done = null;
+    }
   }
 
-  /** The machine lost power: whatever was not fsynced is gone. */
-  powerFailure(): void {
-    for (const p of this.pending) this.clock.clearTimeout(p.timer);
+  /** The machine lost power: a random prefix of the unsynced batches had been written back;
+   * the rest is gone (the batch at the cut torn and rolled back whole). */
+  powerFailure(): PowerFailureResult {
+    this.processCrash();
+    const n = this.pending.length;
+    const kept = n === 0 ? 0 : this.prng.int(0, n + 1);
+    for (const p of this.pending.slice(0, kept)) this.durable.save(p.batch);
+    const cut = this.pending[kept]?.batch;
+    const rows = cut ? cut.entries.length + (cut.hardState ? 1 : 0) + (cut.snapshot ? 1 : 0) : 0;
     this.pending = [];
-    this.written = clone(this.durable, this.conf);
+    this.written = this.durable.copy();
+    return { kept, lost: n - kept, torn: rows > 1 };
+  }
+
+  /** The disk is replaced by an empty one. */
+  wipe(): void {
+    this.processCrash();
+    this.pending = [];
+    this.written = new DiskImage();
+    this.durable = new DiskImage();
   }
 
   /** Batches written but not yet durable. */
@@ -88,14 +206,47 @@ export class SimStorage implements LogStorage {
     return this.pending.length;
   }
 
+  /** Entries written but not yet durable. */
+  get unsyncedEntries(): number {
+    let n = 0;
+    for (const p of this.pending) n += p.batch.entries.length;
+    return n;
+  }
+
+  /** What survives a power failure (for the checker). */
+  get durableImage(): DiskImage {
+    return this.durable;
+  }
+
+  private count(batch: PersistBatch): void {
+    this.bytesWritten += JSON.stringify(batch).length;
+    this.syncs++;
+  }
+
   private complete(p: PendingSync): void {
     // In order: every earlier batch is durable by now.
     while (this.pending.length > 0) {
       const q = this.pending.shift() as PendingSync;
       this.durable.save(q.batch);
-      this.clock.clearTimeout(q.timer);
-      q.done(null);
+      if (q.timer) this.clock.clearTimeout(q.timer);
+      q.done?.(null);
       if (q === p) return;
+    }
+  }
+
+  /** fsync failed: the kernel dropped the dirty pages, so no unsynced batch survives; the
+   * host is told (and must stop). Its rethrow is this simulated process dying. */
+  private fsyncError(p: PendingSync): void {
+    const done = p.done;
+    this.processCrash();
+    this.pending = [];
+    this.written = this.durable.copy();
+    const err = new Error('injected fsync failure (EIO)');
+    this.onFsyncError?.();
+    try {
+      done?.(err);
+    } catch (e) {
+      if (e !== err) throw e;
     }
   }
 
@@ -106,22 +257,17 @@ export class SimStorage implements LogStorage {
     this.pending = [];
     for (const p of ps) {
       this.durable.save(p.batch);
-      this.clock.clearTimeout(p.timer);
+      if (p.timer) this.clock.clearTimeout(p.timer);
     }
     if (!silent) {
       // Their fsync completed (the later synchronous one covers them): tell the caller, but
       // never from inside save()/compact(), as the contract asks.
-      for (const p of ps) this.clock.setTimeout(() => p.done(null), 0);
+      for (const p of ps) {
+        const done = p.done;
+        if (done) this.clock.setTimeout(() => done(null), 0);
+      }
     }
   }
-}
-
-function clone(src: MemoryStorage, conf: ConfState): MemoryStorage {
-  const st = src.load(conf);
-  const out = new MemoryStorage();
-  if (st.snapshot) out.save({ snapshot: { metadata: st.snapshot, data: st.snapshotData ?? '' }, entries: [], hardState: null });
-  out.save({ snapshot: null, entries: st.entries, hardState: st.hardState });
-  return out;
 }
 
 /** A store whose fsync runs off the event loop: the host gets saveAsync. */

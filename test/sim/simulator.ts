@@ -1,26 +1,49 @@
 // Deterministic cluster simulator. One seed fixes everything: cluster size (3, 5 or 7), Raft
-// tunables, disk model (synchronous, or asynchronous fsync with power failures), network
-// faults (loss, duplication, delay, reordering, partitions, isolation) and a random schedule
-// of proposals, ReadIndex reads, crashes, restarts from storage, whole-cluster blackouts,
-// membership changes (joiners added as learners then promoted, voters and leaders removed),
-// leadership transfers and elections; small compaction thresholds make snapshots and
-// InstallSnapshot routine. Time is virtual, so a seed replays identically and a failing seed
-// is a reproducible bug report (`npm run sim -- --seed K --trace`).
+// tunables, the disk model, the members' clocks and a random schedule of proposals, ReadIndex
+// reads, membership changes (joiners added as learners then promoted, voters and leaders
+// removed), leadership transfers, elections and faults; small compaction thresholds make
+// snapshots and InstallSnapshot routine. Time is virtual, so a seed replays identically and a
+// failing seed is a reproducible bug report (`npm run sim -- --seed K --trace`).
 //
-// Checks (invariants.ts): after every clock event, election safety and leader append-only;
-// after every step, log matching, leader completeness and the committed prefix; on every
-// apply, state machine safety; as requests resolve, acknowledged writes and linearizable
-// ReadIndex results; and every 40-120 steps a liveness check: with everything healed and
-// restarted, or with the faults left in place when a majority is up and connected, a leader
-// must commit a fresh write within LIVENESS_MS of virtual time, and every member that is up
-// must then apply it, every acknowledged write still being there.
+// Fault model (each kind is counted in SimStats.faults and the CLI's JSON line):
+//  - process: crash (kill -9), restart from storage, bounce (crash + immediate restart, often
+//    mid-write), pause (the process stops running for 50-2500 ms: its timers and incoming
+//    messages queue and run on waking, against the state it had, e.g. a leader that wakes
+//    and keeps acting in its old term);
+//  - disk (sim-storage.ts): synchronous, or asynchronous fsync of 1-50 ms. A process crash
+//    leaves unsynced writes written but not durable (the kernel has them): the next open
+//    reads them and, like SqliteStorage.open, fsyncs them. A power failure keeps a random
+//    prefix of the unsynced batches and loses the rest, the batch at the cut torn and rolled
+//    back whole (SQLite transactions); it strikes running members, members that are down,
+//    members shortly after a restart that read unsynced data, and the whole cluster at once
+//    (blackout). An fsync error drops every unsynced batch and the member must stop without
+//    acting on the batch. A disk wipe: the member is removed from the configuration and
+//    replaced by a new member under a new id (never restarted under its old id);
+//  - time: each member's clock runs at a seeded rate (0.9-1.1) from a seeded offset;
+//  - network: loss, duplication, delay, reordering, partitions, isolation, lossy links, slow
+//    links (hundreds of ms late, reordered: stale-term traffic), total one-way partitions.
+// A fault budget keeps a majority of every voter set that may be in force up and connected,
+// so liveness stays defined.
+//
+// Checks (invariants.ts): after every clock event, election safety, leader append-only and
+// the durability of each leader's commit index (on the disks of a quorum); after every step,
+// log matching, leader completeness at every committed index, the committed prefix, and the
+// durability of every acknowledged write on the disks of enough voters of every voter set in
+// force; on every apply, state machine safety; as requests resolve, acknowledged writes, and
+// reads and writes linearizable against the whole history (real-time order against every
+// write acknowledged and every read completed before they were issued); and every 40-120
+// steps a liveness check: with everything healed and restarted, or with the faults left in
+// place when a majority is up and connected, a leader must commit a fresh write within
+// LIVENESS_MS of virtual time, and every member that is up must then apply it, its state
+// holding every acknowledged write.
 
-import { LocalCluster } from '../../src/host/local-cluster.js';
 import type { NodeHost } from '../../src/host/node-host.js';
 import type { ConfChange, Entry, Message, NodeId, RaftConfig } from '../../src/raft/types.js';
 import { Prng } from '../../src/util/prng.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
+import { FaultCluster } from './fault-cluster.js';
 import { InvariantChecker, SimMachine } from './invariants.js';
+import { NodeClock } from './node-clock.js';
 import { AsyncSimStorage, SimStorage } from './sim-storage.js';
 
 export interface SimOptions {
@@ -32,6 +55,45 @@ export interface SimOptions {
   trace?: boolean;
   /** With trace: also log every message delivered (debugging aid; slow). */
   messages?: boolean;
+  /** Planted bugs, for the checker's self-tests: the simulator must catch each. */
+  plant?: PlantedBugs;
+}
+
+export interface PlantedBugs {
+  /** Storage does not fsync what it loads on open (SqliteStorage.open does). */
+  noSyncOnOpen?: boolean;
+  /** A member whose disk was wiped restarts under its old id, still a voter, with an empty
+   * log (what the product's identity check at start-up refuses). */
+  amnesiacRejoin?: boolean;
+}
+
+/** Every kind of fault the simulator injects, counted per run (0 = silently off). */
+export const FAULT_KINDS = [
+  'crash',
+  'restart',
+  'power_failure',
+  'unsynced_loss',
+  'unsynced_survived_crash',
+  'torn_batch',
+  'power_failure_after_restart',
+  'blackout',
+  'fsync_error',
+  'disk_wipe',
+  'partition',
+  'isolate',
+  'one_way_partition',
+  'lossy_link',
+  'slow_link',
+  'message_faults',
+  'clock_skew',
+  'pause',
+  'leader_pause',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+export type FaultCounts = Record<FaultKind, number>;
+
+export function zeroFaults(): FaultCounts {
+  return Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as FaultCounts;
 }
 
 export interface SimStats {
@@ -49,6 +111,7 @@ export interface SimStats {
   livenessChecks: number;
   leaderChanges: number;
   maxIndex: number;
+  faults: FaultCounts;
 }
 
 export interface SimResult {
@@ -92,7 +155,11 @@ class Simulation {
   private readonly trace: string[] = [];
   private readonly clock = new VirtualClock();
   private readonly checker = new InvariantChecker();
-  private readonly cluster: LocalCluster;
+  private readonly cluster: FaultCluster;
+  private readonly plant: PlantedBugs;
+  /** Members run on skewed clocks (rate 0.9-1.1, random offset) in this run. */
+  private readonly skewed: boolean;
+  private readonly clockPrng: Prng;
   private readonly profile: 'balanced' | 'churn' | 'membership';
   /** null: synchronous storage; else fsyncs complete off-loop within this many ms. */
   private readonly maxSyncMs: number | null;
@@ -118,13 +185,24 @@ class Simulation {
   private pendingConf: { index: number; voters: Set<NodeId>; cc: ConfChange } | null = null;
   private groups: NodeId[][] | null = null;
   private isolated = new Set<NodeId>();
+  /** Members one direction of whose links is cut (see actOneWay). */
+  private oneWay: { links: Array<[NodeId, NodeId]>; nodes: Set<NodeId> } | null = null;
+  /** Paused processes (see actPause): down, for the fault budget, until they wake. */
+  private paused = new Set<NodeId>();
+  /** Members whose disk was wiped: never restarted under that id; removed, then replaced. */
+  private wiped = new Set<NodeId>();
+  /** Members whose current life saw an fsync error (they must have stopped). */
+  private fsyncFailed = new Set<NodeId>();
+  /** Wiped voters removed and not yet replaced by a new voter. */
+  private toReplace = 0;
   private proposalSeq = 0;
   private step = 0;
   private errorsSeen = 0;
   private stopped = false;
   private inLiveness = false;
-  /** A node to power-fail mid-step once its disk has writes in flight. */
+  /** A node to crash or power-fail mid-step once its disk has writes in flight. */
   private armed: NodeId | null = null;
+  private armedHow: 'power' | 'crash' | 'bounce' = 'power';
   /** Power-fail the whole cluster mid-step, once some disk has writes in flight. */
   private blackoutArmed = false;
   private readonly stats: SimStats = {
@@ -142,6 +220,7 @@ class Simulation {
     livenessChecks: 0,
     leaderChanges: 0,
     maxIndex: 0,
+    faults: zeroFaults(),
   };
 
   constructor(
@@ -154,6 +233,7 @@ class Simulation {
     this.n = opts.nodes ?? nodesForSeed(seed);
     this.stepsTarget = opts.steps ?? DEFAULT_STEPS;
     this.traceOn = opts.trace ?? false;
+    this.plant = opts.plant ?? {};
     this.nextId = this.n + 1;
 
     const p = this.prng;
@@ -170,21 +250,38 @@ class Simulation {
     this.profile = p.pick(['balanced', 'balanced', 'churn', 'membership'] as const);
     this.maxSyncMs = p.chance(0.5) ? null : p.pick([1, 5, 20, 50]);
     const diskPrng = p.fork();
+    this.skewed = p.chance(0.7);
+    this.clockPrng = p.fork();
 
     const ids = Array.from({ length: this.n }, (_, i) => `n${i + 1}`);
     for (const id of ids) this.voters.add(id);
     this.checker.now = () => this.clock.now();
     this.checker.onViolation = (msg) => this.log(`VIOLATION ${msg}`);
-    this.cluster = new LocalCluster({
+    this.cluster = new FaultCluster({
       ids,
       clock: this.clock,
       prng: p.fork(),
-      storageFor: (id) => {
-        const st = this.maxSyncMs === null ? new SimStorage(this.clock, diskPrng) : new AsyncSimStorage(this.clock, diskPrng, this.maxSyncMs);
+      clockFor: (id) => {
+        if (!this.skewed) return new NodeClock(this.clock);
+        this.stats.faults.clock_skew++;
+        const rate = 0.9 + 0.2 * this.clockPrng.next();
+        const offset = this.clockPrng.int(0, 1_000_000);
+        this.log(`clock ${id}: rate ${rate.toFixed(3)}, offset ${offset} ms`);
+        return new NodeClock(this.clock, rate, offset);
+      },
+      storageFor: (id, clock) => {
+        const st = this.maxSyncMs === null ? new SimStorage(clock, diskPrng) : new AsyncSimStorage(clock, diskPrng, this.maxSyncMs);
+        st.syncOnOpen = !this.plant.noSyncOnOpen;
+        st.onFsyncError = () => this.onFsyncError(id);
         this.storages.set(id, st);
         return st;
       },
       machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e)),
+      onSend: (m) => {
+        if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
+        const st = this.storages.get(m.from);
+        if (st) this.checker.checkSentDurable(m, st.durableImage);
+      },
       tickMs: 10,
       raft,
       compactionThreshold: this.params.compactionThreshold,
@@ -291,9 +388,13 @@ class Simulation {
           break;
         }
         this.clock.step();
-        for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.observeEvent(id, h.core);
-        if (this.armed !== null && (this.storages.get(this.armed)?.unsynced ?? 0) > 0) this.fireArmed();
-        if (this.blackoutArmed && this.running().some((h) => (this.storages.get(h.id)?.unsynced ?? 0) > 0)) this.blackout();
+        for (const [id, h] of this.cluster.hosts) {
+          if (!h.isRunning) continue;
+          this.checker.observeEvent(id, h.core);
+          if (h.core.role === 'leader') this.checker.checkCommitDurable(id, h.core, this.holds, this.wiped);
+        }
+        if (this.armed !== null && this.armedReady(this.storages.get(this.armed))) this.fireArmed();
+        if (this.blackoutArmed && this.up().some((h) => (this.storages.get(h.id)?.unsynced ?? 0) > 0)) this.blackout();
       }
       this.clock.runUntil(target);
       if (this.armed !== null) this.fireArmed();
@@ -304,8 +405,22 @@ class Simulation {
     await flush();
   }
 
+  /** Acknowledged writes are on the disks of enough voters of every voter set in force. */
+  private checkDurable(where: string): void {
+    // The newest committed voter set: configurations take effect when applied, and a write
+    // counted under the one before it is on a quorum of this one too (single-server changes).
+    // Not a deposed leader's stale view, nor a proposed set not yet in force.
+    this.checker.checkAckedDurable(where, [this.voters], this.holds, this.wiped);
+  }
+
+  private readonly holds = (id: NodeId, index: number, term: number): boolean => this.storages.get(id)?.durableImage.holds(index, term) ?? false;
+
   private checkStep(): void {
+    this.checkDurable(`step ${this.step}`);
     for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.checkNode(id, h.core);
+    for (const id of this.fsyncFailed) {
+      if (this.cluster.hosts.get(id)?.isRunning) this.checker.violation(`fsync error: ${id} kept running after its disk reported an fsync failure`);
+    }
     const errs = this.cluster.network.errors;
     for (; this.errorsSeen < errs.length; this.errorsSeen++) {
       const e = errs[this.errorsSeen]!;
@@ -331,7 +446,9 @@ class Simulation {
       this.learners.delete(cc.node);
       this.voters.add(cc.node);
       if (this.joining === cc.node) this.joining = null;
+      if (this.toReplace > 0) this.toReplace--;
     } else {
+      if (this.wiped.has(cc.node) && this.voters.has(cc.node)) this.toReplace++;
       this.voters.delete(cc.node);
       this.learners.delete(cc.node);
       if (!this.removed.has(cc.node)) {
@@ -356,7 +473,15 @@ class Simulation {
     }
   }
 
+  /** Processes that are up and not paused: the ones a client can talk to. */
   private running(): NodeHost[] {
+    const out: NodeHost[] = [];
+    for (const h of this.cluster.hosts.values()) if (h.isRunning && !this.paused.has(h.id)) out.push(h);
+    return out;
+  }
+
+  /** Processes that are up, paused or not. */
+  private up(): NodeHost[] {
     const out: NodeHost[] = [];
     for (const h of this.cluster.hosts.values()) if (h.isRunning) out.push(h);
     return out;
@@ -365,7 +490,7 @@ class Simulation {
   private leader(): NodeHost | undefined {
     let best: NodeHost | undefined;
     for (const h of this.cluster.hosts.values()) {
-      if (!h.isRunning || h.core.role !== 'leader') continue;
+      if (!h.isRunning || this.paused.has(h.id) || h.core.role !== 'leader') continue;
       if (!best || h.core.term > best.core.term) best = h;
     }
     return best;
@@ -373,6 +498,7 @@ class Simulation {
 
   private healthy(id: NodeId, crashed: ReadonlySet<NodeId>, groups: NodeId[][] | null, isolated: ReadonlySet<NodeId>): boolean {
     if (!this.started.has(id) || this.removed.has(id) || crashed.has(id) || isolated.has(id)) return false;
+    if (this.paused.has(id) || this.oneWay?.nodes.has(id)) return false;
     if (groups && !(groups[0] as NodeId[]).includes(id)) return false;
     return true;
   }
@@ -418,21 +544,28 @@ class Simulation {
       [churn ? 2 : 4, 'crash', () => this.actCrash(false)],
       [churn ? 10 : 2, 'crash-leader', () => this.actCrash(true)],
       [churn ? 14 : 6, 'restart', () => this.actRestart()],
-      [2, 'bounce', () => this.actBounce()],
+      [3, 'bounce', () => this.actBounce()],
       [4, 'partition', () => this.actPartition()],
       [churn ? 6 : 3, 'isolate', () => this.actIsolate()],
       [5, 'heal', () => this.actHeal()],
       [4, 'faults', () => this.randomFaults()],
       [2, 'link', () => this.actLinkFaults()],
+      [2, 'slow-link', () => this.actSlowLink()],
       [this.profile === 'membership' ? 20 : churn ? 2 : 6, 'membership', () => this.actMembership()],
       [4, 'transfer', () => this.actTransfer()],
       [1, 'blackout', () => this.actBlackout()],
+      [2, 'one-way', () => this.actOneWay()],
+      [churn ? 4 : 2, 'pause', () => this.actPause()],
+      [1, 'fsync-error', () => this.actFsyncError()],
+      [1, 'power-fail-down', () => this.actPowerFailDown()],
+      [this.profile === 'membership' ? 2 : 0.5, 'wipe', () => this.actWipe()],
+      [this.replacing() ? 15 : 0, 'replace-wiped', () => this.actMembership(true)],
       [churn ? 4 : 2, 'campaign', () => this.actCampaign()],
       [churn ? 3 : 15, 'idle', () => null],
     ];
     let total = 0;
     for (const a of actions) total += a[0];
-    let r = this.prng.int(0, total);
+    let r = this.prng.next() * total;
     for (const [w, , fn] of actions) {
       if (r < w) return fn();
       r -= w;
@@ -447,12 +580,13 @@ class Simulation {
 
   private propose(h: NodeHost, data: string): string {
     this.stats.proposals++;
+    const tok = this.checker.writeIssued(data);
     try {
       h.propose(data).then(
         (r) => {
           this.stats.acked++;
           this.log(`ack ${data} at ${r.index} (${h.id})`);
-          this.checker.onAck(h.id, r.index, data, r.result);
+          this.checker.onAck(h.id, r.index, data, r.result, tok);
         },
         () => {},
       );
@@ -512,14 +646,22 @@ class Simulation {
   private blackout(): void {
     this.blackoutArmed = false;
     if (this.inLiveness) return;
-    const ids = this.running()
+    const ids = this.up()
       .map((h) => h.id)
       .filter((id) => !this.removed.has(id))
       .sort(byNodeId);
     const lost = ids.map((id) => this.storages.get(id)?.unsynced ?? 0);
     for (const id of ids) this.crash(id, true);
     for (const id of ids) this.restart(id);
+    this.stats.faults.blackout++;
     this.log(`blackout: every member lost power and restarted (unsynced batches lost: ${ids.map((id, i) => `${id}=${lost[i]}`).join(' ')})`);
+  }
+
+  /** A power failure bites when writes are in flight; a crash, when entries are (the next
+   * open reads them back unsynced). */
+  private armedReady(st: SimStorage | undefined): boolean {
+    if (!st) return false;
+    return this.armedHow === 'power' ? st.unsynced > 0 : st.unsyncedEntries > 0;
   }
 
   /** Power-fail the armed node now (mid-step, while its disk has writes in flight). */
@@ -528,7 +670,11 @@ class Simulation {
     this.armed = null;
     if (this.inLiveness || !this.cluster.hosts.get(id)?.isRunning) return;
     if (!this.removed.has(id) && !this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
-    this.log(`${this.crash(id, true)} ${id} (armed)`);
+    // A power failure loses the writes in flight; a process crash leaves them written but
+    // not durable, for the next open to read back (a bounce: at once).
+    const how = this.crash(id, this.armedHow === 'power');
+    if (this.armedHow === 'bounce') this.restart(id);
+    this.log(`${how}${this.armedHow === 'bounce' ? '+restart' : ''} ${id} (armed)`);
   }
 
   private actBlackout(): string {
@@ -552,9 +698,10 @@ class Simulation {
     const crashed = new Set(this.crashed).add(h.id);
     if (!this.removed.has(h.id) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
     if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
+      this.armedHow = this.prng.pick(['power', 'power', 'crash', 'bounce'] as const);
       // Power-fail it during the coming step, at the first moment it has unsynced writes.
       this.armed = h.id;
-      return `arm power failure ${h.id}`;
+      return `arm ${this.armedHow} ${h.id}`;
     }
     return `${this.crash(h.id)} ${h.id}`;
   }
@@ -564,26 +711,68 @@ class Simulation {
   private crash(id: NodeId, powerFail?: boolean): string {
     this.cluster.crash(id);
     this.checker.forget(id);
+    this.paused.delete(id);
     this.stats.crashes++;
     if (!this.removed.has(id)) this.crashed.add(id);
     const st = this.storages.get(id);
-    if (st && this.maxSyncMs !== null && (powerFail ?? this.prng.chance(0.5))) {
-      const lost = st.unsynced;
-      st.powerFailure();
-      return `power failure (${lost} unsynced batches lost)`;
-    }
+    if (st && this.maxSyncMs !== null && (powerFail ?? this.prng.chance(0.5))) return this.powerFail(id, st);
+    this.stats.faults.crash++;
+    const unsynced = st?.unsynced ?? 0;
     st?.processCrash();
-    return 'crash';
+    if (unsynced === 0) return 'crash';
+    // The kernel still holds them: the next open reads them back (and must fsync them).
+    this.stats.faults.unsynced_survived_crash++;
+    return `crash (${unsynced} unsynced batches stay written, not durable)`;
+  }
+
+  /** The machine of a (crashed or running) member loses power. */
+  private powerFail(id: NodeId, st: SimStorage): string {
+    const r = st.powerFailure();
+    this.stats.faults.power_failure++;
+    if (r.lost > 0) this.stats.faults.unsynced_loss++;
+    if (r.torn) this.stats.faults.torn_batch++;
+    return `power failure (unsynced batches: ${r.kept} written back, ${r.lost} lost${r.lost > 0 ? ', the first torn and rolled back' : ''})`;
   }
 
   private restart(id: NodeId): void {
     this.crashed.delete(id);
+    this.fsyncFailed.delete(id);
     this.cluster.restart(id);
     this.stats.restarts++;
+    this.stats.faults.restart++;
+    const st = this.storages.get(id);
+    if (st && this.maxSyncMs !== null && st.unsyncedAtLastOpen > 0 && !this.inLiveness && !this.stopped && this.prng.chance(0.6)) {
+      // It just read back writes that were never fsynced. Lose power again shortly: had the
+      // open not made them durable, whatever it acted on since would be gone.
+      const ms = this.prng.int(1, 40);
+      this.log(`${id} opened ${st.unsyncedAtLastOpen} unsynced batches; power failure in ${ms} ms`);
+      this.clock.setTimeout(() => this.powerFailAfterRestart(id), ms);
+    }
+  }
+
+  private powerFailAfterRestart(id: NodeId): void {
+    if (this.stopped || this.inLiveness || !this.cluster.hosts.get(id)?.isRunning || this.removed.has(id)) return;
+    if (!this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
+    this.stats.faults.power_failure_after_restart++;
+    this.log(`${this.crash(id, true)} ${id} (shortly after its restart)`);
+    if (this.prng.chance(0.5)) {
+      this.restart(id);
+      this.log(`restart ${id} after the power failure`);
+    }
+  }
+
+  /** An fsync of `id` failed: its host must stop at once, never acknowledging the batch. */
+  private onFsyncError(id: NodeId): void {
+    this.fsyncFailed.add(id);
+    this.stats.faults.fsync_error++;
+    this.checker.forget(id);
+    this.paused.delete(id);
+    if (!this.removed.has(id)) this.crashed.add(id);
+    this.log(`fsync error at ${id}: unsynced batches dropped; the member must stop`);
   }
 
   private actRestart(): string | null {
-    const ids = [...this.crashed].filter((id) => !this.removed.has(id));
+    const ids = [...this.crashed].filter((id) => !this.removed.has(id) && !this.wiped.has(id));
     if (ids.length === 0) return null;
     const id = this.prng.pick(ids.sort());
     this.restart(id);
@@ -592,7 +781,13 @@ class Simulation {
 
   private actBounce(): string | null {
     const h = this.pickRunning();
-    if (!h || this.removed.has(h.id)) return null;
+    if (!h || this.removed.has(h.id) || this.wiped.has(h.id)) return null;
+    if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.8)) {
+      // Kill and restart it mid-step, while a write is in flight to its disk.
+      this.armed = h.id;
+      this.armedHow = 'bounce';
+      return `arm bounce ${h.id}`;
+    }
     const how = this.crash(h.id);
     this.restart(h.id);
     return `${how}+restart ${h.id}`;
@@ -618,6 +813,7 @@ class Simulation {
       this.groups = groups;
       this.cluster.network.partition(groups);
       this.stats.partitions++;
+      this.stats.faults.partition++;
       return `partition ${groups.map((g) => `[${g.sort().join(',')}]`).join(' | ')}`;
     }
     return 'partition: skipped (fault budget)';
@@ -632,6 +828,7 @@ class Simulation {
     this.isolated = isolated;
     this.cluster.network.isolate(h.id);
     this.stats.partitions++;
+    this.stats.faults.isolate++;
     return `isolate ${h.id}`;
   }
 
@@ -646,6 +843,7 @@ class Simulation {
       if (!this.budgetOk({ isolated })) return;
       this.isolated = isolated;
       this.cluster.network.isolate(id);
+      this.stats.faults.isolate++;
       this.log(`adversary: isolate new leader ${id}`);
     }
   }
@@ -654,7 +852,127 @@ class Simulation {
     this.cluster.network.heal();
     this.groups = null;
     this.isolated.clear();
+    this.clearOneWay();
     return 'heal';
+  }
+
+  private clearOneWay(): void {
+    if (!this.oneWay) return;
+    for (const [a, b] of this.oneWay.links) this.cluster.network.setLinkFaults(a, b, {});
+    this.oneWay = null;
+  }
+
+  /**
+   * A total one-way partition: a member (often the leader) or a minority can send to the
+   * rest but hear nothing back, or hear everything but reach nobody.
+   */
+  private actOneWay(): string | null {
+    const ids = this.candidatesForPartition();
+    if (ids.length < 3) return null;
+    const l = this.leader();
+    const size = this.prng.chance(0.6) ? 1 : this.prng.int(1, Math.floor(ids.length / 2) + 1);
+    const side = l && this.prng.chance(0.5) ? [l.id, ...shuffle(this.prng, ids.filter((x) => x !== l.id))].slice(0, size) : shuffle(this.prng, ids).slice(0, size);
+    const nodes = new Set(side);
+    const prev = this.oneWay;
+    this.oneWay = { links: [], nodes };
+    if (!this.budgetOk({})) {
+      this.oneWay = prev;
+      return `one-way partition [${side.sort()}]: skipped (fault budget)`;
+    }
+    this.oneWay = prev;
+    this.clearOneWay();
+    const outbound = this.prng.chance(0.5); // true: the side cannot send; false: cannot hear
+    const links: Array<[NodeId, NodeId]> = [];
+    for (const a of side) {
+      for (const b of ids) {
+        if (nodes.has(b)) continue;
+        const link: [NodeId, NodeId] = outbound ? [a, b] : [b, a];
+        this.cluster.network.setLinkFaults(link[0], link[1], { lossRate: 1 });
+        links.push(link);
+      }
+    }
+    this.oneWay = { links, nodes };
+    this.stats.faults.one_way_partition++;
+    return `one-way partition: [${side.sort()}] ${outbound ? 'cannot send to' : 'cannot hear from'} the rest`;
+  }
+
+  /** A process pause: the member stops running (timers, messages queue) and later wakes up. */
+  private actPause(): string | null {
+    const l = this.leader();
+    const h = l && this.prng.chance(0.5) ? l : this.pickRunning();
+    if (!h) return null;
+    const paused = new Set(this.paused).add(h.id);
+    const prev = this.paused;
+    this.paused = paused;
+    const ok = this.removed.has(h.id) || this.budgetOk({});
+    if (!ok) {
+      this.paused = prev;
+      return `pause ${h.id}: skipped (fault budget)`;
+    }
+    const ms = this.prng.pick([50, 200, 400, 1000, 2500]);
+    this.cluster.clockOf(h.id).pause();
+    this.stats.faults.pause++;
+    const wasLeader = h.core.role === 'leader';
+    if (wasLeader) this.stats.faults.leader_pause++;
+    this.clock.setTimeout(() => this.wake(h.id), ms);
+    return `pause ${h.id}${wasLeader ? ` (leader of term ${h.core.term})` : ''} for ${ms} ms`;
+  }
+
+  private wake(id: NodeId): void {
+    if (!this.paused.delete(id)) return;
+    const c = this.cluster.clockOf(id);
+    this.log(`wake ${id} (${c.queued} timers and messages queued)`);
+    c.wake();
+  }
+
+  /** Arm an fsync failure on a member's disk (asynchronous disks): the member must stop. */
+  private actFsyncError(): string | null {
+    if (this.maxSyncMs === null) return null;
+    const h = this.pickRunning();
+    if (!h || this.removed.has(h.id)) return null;
+    if (!this.budgetOk({ crashed: new Set(this.crashed).add(h.id) })) return `fsync error ${h.id}: skipped (fault budget)`;
+    const st = this.storages.get(h.id);
+    if (!st || st.failNextSync) return null;
+    st.failNextSync = true;
+    return `arm fsync error at ${h.id}`;
+  }
+
+  /**
+   * A member's disk is wiped (replaced). The member must not come back under its old id with
+   * an empty log while it is a voter (it would forget its votes and the entries it
+   * acknowledged); the operator removes it and adds a fresh member under a new id.
+   */
+  private actWipe(): string | null {
+    const ids = [...this.voters].filter((id) => this.started.has(id) && !this.removed.has(id) && !this.wiped.has(id)).sort();
+    if (ids.length === 0 || [...this.wiped].some((w) => this.voters.has(w) || this.learners.has(w))) return null;
+    // Adversary: mostly wipe a member holding the newest acknowledged write while some voter
+    // still lacks it, when its copy is one the write's durability counts on.
+    const last = this.checker.acked.at(-1);
+    let id = this.prng.pick(ids);
+    if (last && this.prng.chance(0.7)) {
+      const holders = ids.filter((x) => this.holds(x, last.index, last.term));
+      if (holders.length > 0 && holders.length < ids.length) id = this.prng.pick(holders);
+    }
+    if (!this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return `wipe ${id}: skipped (fault budget)`;
+    const how = this.cluster.hosts.get(id)?.isRunning ? this.crash(id, true) : 'down';
+    this.storages.get(id)?.wipe();
+    this.stats.faults.disk_wipe++;
+    if (this.plant.amnesiacRejoin) {
+      // Planted bug: it rejoins under the same name, an amnesiac voter.
+      this.restart(id);
+      return `wipe disk of ${id} (${how}) and restart it under the same id (planted bug)`;
+    }
+    this.wiped.add(id);
+    this.crashed.add(id);
+    return `wipe disk of ${id} (${how}): to be removed and replaced by a new member`;
+  }
+
+  /** Power failure of a member that is already down: its unsynced writes are lost now. */
+  private actPowerFailDown(): string | null {
+    const ids = [...this.crashed].filter((id) => (this.storages.get(id)?.unsynced ?? 0) > 0).sort();
+    if (ids.length === 0) return null;
+    const id = this.prng.pick(ids);
+    return `${this.powerFail(id, this.storages.get(id) as SimStorage)} ${id} (while down)`;
   }
 
   /** New global loss/duplication/delay/reorder. `timely`: for liveness windows, a network
@@ -673,6 +991,7 @@ class Simulation {
       reorder: p.chance(0.4),
     };
     this.cluster.network.setGlobalFaults(f);
+    if (!timely && (f.lossRate > 0 || f.duplicateRate > 0 || max > 0 || f.reorder)) this.stats.faults.message_faults++;
     return `faults loss ${f.lossRate} dup ${f.duplicateRate} delay ${min}..${max} reorder ${f.reorder}`;
   }
 
@@ -684,12 +1003,41 @@ class Simulation {
     const lossRate = this.prng.pick([0.1, 0.3, 0.6]);
     const max = this.prng.pick([5, 30, 80]);
     this.cluster.network.setLinkFaults(a, b, { lossRate, delayMs: { min: 0, max } });
+    this.stats.faults.lossy_link++;
     return `link ${a}->${b} loss ${lossRate} delay 0..${max}`;
   }
 
-  private actMembership(): string | null {
+  /** A member's messages (all it sends, or all it receives) arrive up to hundreds of ms late
+   * and out of order: a congested or retransmitting link. Late votes, vote responses,
+   * appends and append responses then arrive in terms that have moved on (stale terms). */
+  private actSlowLink(): string | null {
+    const ids = this.candidatesForPartition();
+    if (ids.length < 2) return null;
+    const l = this.leader();
+    const a = l && this.prng.chance(0.3) ? l.id : this.prng.pick(ids);
+    const outbound = this.prng.chance(0.5);
+    const min = this.prng.pick([0, 50, 100]);
+    const max = min + this.prng.pick([150, 300, 500]);
+    for (const b of ids) {
+      if (b === a) continue;
+      const [x, y] = outbound ? [a, b] : [b, a];
+      this.cluster.network.setLinkFaults(x, y, { delayMs: { min, max }, reorder: true });
+    }
+    this.stats.faults.slow_link++;
+    return `slow link: messages ${outbound ? 'from' : 'to'} ${a} delayed ${min}..${max} ms, reordered`;
+  }
+
+  /** A wiped member is still in the configuration, or its replacement is not yet a voter. */
+  private replacing(): boolean {
+    for (const id of this.wiped) if (this.voters.has(id) || this.learners.has(id)) return true;
+    return this.toReplace > 0;
+  }
+
+  /** `replace`: remove a wiped member, or add (then promote) the new member replacing it. */
+  private actMembership(replace = false): string | null {
     const l = this.leader();
     if (!l) return 'membership: no leader';
+    const stale = [...this.wiped].filter((id) => this.voters.has(id) || this.learners.has(id)).sort();
     const minVoters = this.n > 3 ? this.n - 1 : 3;
     const maxVoters = this.n + 1;
     const options: string[] = [];
@@ -707,6 +1055,13 @@ class Simulation {
     if (promotable.length > 0 && this.voters.size < maxVoters) options.push('promote', 'promote');
     if (this.voters.size > minVoters) options.push('remove', 'remove');
     if (this.learners.size > 0) options.push('remove-learner');
+    if (replace) {
+      options.length = 0;
+      if (stale.length > 0) options.push('remove-wiped');
+      else if (promotable.length > 0) options.push('promote');
+      else if (this.joining !== null && !this.removed.has(this.joining)) options.push('retry-learner');
+      else if (this.joining === null) options.push('join');
+    }
     if (options.length === 0) return null;
     const what = this.prng.pick(options);
     let cc: ConfChange;
@@ -728,6 +1083,9 @@ class Simulation {
       }
       case 'promote':
         cc = { type: 'addVoter', node: this.prng.pick(promotable.sort()) };
+        break;
+      case 'remove-wiped':
+        cc = { type: 'removeNode', node: stale[0] as NodeId };
         break;
       case 'remove': {
         const vs = [...this.voters].sort();
@@ -801,14 +1159,17 @@ class Simulation {
   private async livenessCheck(final: boolean): Promise<void> {
     this.stats.livenessChecks++;
     this.cluster.network.clearFaults();
+    this.oneWay = null; // clearFaults removed its links
+    for (const st of this.storages.values()) st.failNextSync = false;
     this.log(this.randomFaults(true));
     // Half the checks heal everything; the others leave the crashes and partitions in place
     // (the fault budget guarantees a connected majority of every configuration).
     const full = final || this.prng.chance(0.5) || !this.budgetOk({});
     if (full) {
       this.actHeal();
-      for (const id of [...this.crashed].sort()) if (!this.removed.has(id)) this.restart(id);
-      this.crashed.clear();
+      for (const id of [...this.paused].sort()) this.wake(id);
+      for (const id of [...this.crashed].sort()) if (!this.removed.has(id) && !this.wiped.has(id)) this.restart(id);
+      this.crashed = new Set([...this.crashed].filter((id) => this.wiped.has(id) && !this.removed.has(id)));
       this.log(`liveness check: healed, all members up`);
     } else {
       this.log(`liveness check: a majority up and connected, faults left in place`);
@@ -862,9 +1223,12 @@ class Simulation {
         return (this.cluster.machine(id) as SimMachine).lastIndex < committed.index;
       });
       if (lagging.length === 0) {
-        // Every member that is up has applied the fresh write, so (its apply sequence being
-        // the history) every write acknowledged before it, across all crashes and restarts.
-        this.checker.checkAckedDurable(full ? 'after healing and restarting every member' : 'with a minority down', committed.index);
+        // Every member that is up has applied the fresh write: each one's state must include
+        // every write acknowledged before it, across all crashes, restarts and wipes.
+        const where = full ? 'after healing and restarting every member' : 'with a minority down';
+        const machines = [...this.voters, ...this.learners].sort().filter((id) => this.cluster.hosts.get(id)?.isRunning && ok(id));
+        this.checker.checkAppliedAcked(where, committed.index, machines.map((id) => this.cluster.machine(id) as SimMachine));
+        this.checkDurable(where);
         break;
       }
       if (this.clock.now() - catchStart >= catchupMs) {
@@ -891,7 +1255,7 @@ class Simulation {
       const r = c.role === 'leader' ? 'L' : c.role === 'follower' ? 'F' : c.role === 'candidate' ? 'C' : 'P';
       const log = c.log;
       const voters = conf ? ` v[${c.confState().voters.join(',')}]` : '';
-      parts.push(`${id}:${r}${c.term} c${log.committed} a${log.applied} l${log.lastIndex()} s${log.snapshotIndex}${voters}`);
+      parts.push(`${id}:${this.paused.has(id) ? 'zz' : ''}${r}${c.term} c${log.committed} a${log.applied} l${log.lastIndex()} s${log.snapshotIndex}${voters}`);
     }
     const groups = conf && this.groups ? ` partition ${this.groups.map((g) => `[${g.join(',')}]`).join('|')}` : '';
     const isolated = conf && this.isolated.size > 0 ? ` isolated [${[...this.isolated].join(',')}]` : '';
