@@ -205,7 +205,7 @@ export class NodeHost {
   private heartbeatSentAt = new Map<NodeId, Array<{ seq: number; term: number; at: number }>>();
   /** Quorum probes (consensus_verify_quorum) in flight, by read context. */
   private probes = new Map<string, PendingProbe>();
-  private rtts = new Map<NodeId, { lastMs: number; samples: number; sumMs: number; maxMs: number }>();
+  private rtts = new Map<NodeId, { lastMs: number; lastAt: number; samples: number; sumMs: number; maxMs: number }>();
   /** (last index, time) of each batch this node appended as leader, for replication lag. */
   private appendTimes: Array<{ index: number; at: number }> = [];
 
@@ -814,8 +814,9 @@ export class NodeHost {
     // Older unanswered heartbeats were lost or overtaken: drop them with this one.
     sent.splice(0, i + 1);
     const from = m.from;
-    const r = this.rtts.get(from) ?? { lastMs: 0, samples: 0, sumMs: 0, maxMs: 0 };
+    const r = this.rtts.get(from) ?? { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 };
     r.lastMs = ms;
+    r.lastAt = this.opts.clock.now();
     r.samples++;
     r.sumMs += ms;
     r.maxMs = Math.max(r.maxMs, ms);
@@ -855,10 +856,14 @@ export class NodeHost {
     });
   }
 
-  /** Measured heartbeat round trips to each peer since this node started leading. */
-  roundTrips(): Map<NodeId, { lastMs: number; samples: number; meanMs: number; maxMs: number }> {
-    const out = new Map<NodeId, { lastMs: number; samples: number; meanMs: number; maxMs: number }>();
-    for (const [id, r] of this.rtts) out.set(id, { lastMs: r.lastMs, samples: r.samples, meanMs: r.sumMs / r.samples, maxMs: r.maxMs });
+  /**
+   * Measured heartbeat round trips to each peer since this node started leading; `ageMs` is
+   * how long ago the last one was measured (a cut link keeps its last figure, now stale).
+   */
+  roundTrips(): Map<NodeId, { lastMs: number; ageMs: number; samples: number; meanMs: number; maxMs: number }> {
+    const out = new Map<NodeId, { lastMs: number; ageMs: number; samples: number; meanMs: number; maxMs: number }>();
+    const now = this.opts.clock.now();
+    for (const [id, r] of this.rtts) out.set(id, { lastMs: r.lastMs, ageMs: now - r.lastAt, samples: r.samples, meanMs: r.sumMs / r.samples, maxMs: r.maxMs });
     return out;
   }
 

@@ -68,6 +68,11 @@ export class CoordinationMachine implements StateMachine {
   tasks = new TaskTable();
   memory = new MemoryStore();
   elections: ElectionRecord[] = [];
+  /**
+   * Counted as records apply, so the totals outlive the bounded history. A snapshot from
+   * before these counters starts them from the records it kept.
+   */
+  electionTotals = { elections: 0, leader_failures: 0 };
   /** By last activity, least recent first (Map insertion order; touched = moved to the end). */
   sessions = new Map<string, Session>();
   /**
@@ -267,6 +272,8 @@ export class CoordinationMachine implements StateMachine {
           return { ok: false, code: 'duplicate', message: `election of term ${rec.term} already recorded` };
         }
         this.elections.push(rec);
+        this.electionTotals.elections++;
+        if (isLeaderFailure(rec.cause)) this.electionTotals.leader_failures++;
         if (this.elections.length > ELECTION_HISTORY_MAX) this.elections.shift();
         this.publishElections();
         return { ok: true };
@@ -304,6 +311,7 @@ export class CoordinationMachine implements StateMachine {
       tasks: this.tasks.toJSON(),
       memory: this.memory.toJSON(),
       elections: this.elections,
+      electionTotals: this.electionTotals,
       sessions: [...this.sessions.entries()].map(([c, s]) => [c, s.floor, [...s.results.entries()], s.last_active, s.timeout_ms]),
       explicitSessions: this.explicitSessions,
       expiredCommands: this.expiredCommands,
@@ -323,6 +331,10 @@ export class CoordinationMachine implements StateMachine {
     this.tasks = TaskTable.fromJSON(s.tasks);
     this.memory = MemoryStore.fromJSON(s.memory);
     this.elections = s.elections;
+    this.electionTotals = s.electionTotals ?? {
+      elections: this.elections.length,
+      leader_failures: this.elections.filter((e) => isLeaderFailure(e.cause)).length,
+    };
     // v1 (before registered sessions) kept no activity time: its sessions count as active at
     // the snapshot's clock, with the default timeout, in the same (LRU) order.
     this.sessions = new Map(
@@ -349,4 +361,9 @@ export class CoordinationMachine implements StateMachine {
     }
     if (items.length > 0) this.events.onAssigned?.(items);
   }
+}
+
+/** Causes that mean the previous leader failed (crashed, lost its quorum, or went silent). */
+export function isLeaderFailure(cause: string): boolean {
+  return cause === 'leader crash' || cause === 'lost quorum' || cause === 'leader unreachable';
 }

@@ -21,13 +21,17 @@ export interface AgentView {
 export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all' = 'all'): AgentView[] {
   const m = swarm.localMachine()?.machine;
   const out: AgentView[] = [];
+  // Who the leader has heard from within an election timeout (null: no leader to ask).
+  const live = swarm.cluster.leader() ? swarm.liveAgents() : null;
   for (const [id, entry] of Object.entries(swarm.data.members).sort(([a], [b]) => a.localeCompare(b))) {
     const rec = m?.agents.get(id);
     const host = swarm.cluster.hosts.get(id);
     // A peer process's member counts as running when it answers this leader's heartbeats.
     const running = host ? host.isRunning : swarm.isRunning(id);
-    // unreachable: only another process's member, whose state this process cannot see.
-    const status = entry.state === 'removed' ? 'terminated' : running ? 'active' : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
+    // crashed: its process is down. unreachable: it may run, but the leader does not hear it
+    // (a partition, or another process's member that does not answer).
+    const heard = live === null || live.has(id);
+    const status = entry.state === 'removed' ? 'terminated' : running ? (heard ? 'active' : 'unreachable') : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
     if (filter === 'active' && status !== 'active') continue;
     if (filter === 'terminated' && status === 'active') continue;
     const st = host?.isRunning ? host.status() : null;

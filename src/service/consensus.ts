@@ -12,7 +12,9 @@ export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unkno
   const leader = swarm.cluster.leader();
   const members = swarm.activeMembers();
   const running = members.filter((id) => swarm.isRunning(id));
-  const status = members.length === 0 ? 'initializing' : !leader ? 'electing' : running.length < members.length ? 'degraded' : 'active';
+  // degraded: an agent is down, or the leader has not heard from every voter within an
+  // election timeout (a partitioned agent's process still runs).
+  const status = members.length === 0 ? 'initializing' : !leader ? 'electing' : running.length < members.length || heartbeatStatus(swarm) !== 'healthy' ? 'degraded' : 'active';
   const out: Record<string, unknown> = {
     swarm_id: swarm.name,
     topology: swarm.data.topology,
@@ -113,8 +115,9 @@ export function electionHistory(swarm: Swarm, limit = 10): Record<string, unknow
   const elections = all.slice(-limit).reverse();
   return {
     swarm: swarm.name,
-    total_elections: all.length,
-    leader_failures: all.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum' || e.cause === 'leader unreachable').length,
+    // Counted as records applied: exact beyond the retained history (the last 1000).
+    total_elections: m?.electionTotals.elections ?? 0,
+    leader_failures: m?.electionTotals.leader_failures ?? 0,
     elections,
   };
 }

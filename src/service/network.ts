@@ -23,6 +23,8 @@ export function networkDiagnose(swarm: Swarm): Record<string, unknown> {
         dropped: s?.dropped ?? null,
         loss_rate: s && s.messagesOut !== null ? lossRate(s.messagesOut, s.dropped, swarm.cluster.mode) : null,
         rtt_ms_last: rtt ? round3(rtt.lastMs) : null,
+        // How old rtt_ms_last is: a link that stopped answering keeps its last figure.
+        rtt_age_ms: rtt ? Math.round(rtt.ageMs) : null,
         rtt_ms_mean: rtt ? round3(rtt.meanMs) : null,
         rtt_samples: rtt?.samples ?? 0,
       });

@@ -1,4 +1,4 @@
-import type { CoordinationMachine } from '../machine/coordination-machine.js';
+import { isLeaderFailure, type CoordinationMachine } from '../machine/coordination-machine.js';
 import type { ExecutorSpec, Orchestration, Priority, Strategy, TaskRecord } from '../machine/types.js';
 import { UserError, invalid } from './errors.js';
 import { idempotencyKey } from './executors.js';
@@ -103,7 +103,9 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       sum.recovered += o.counts.recovered;
       sum.started += o.counts.executions_started;
     }
-    const elections = m.elections;
+    // Elections while the orchestration ran (log time), or every one for the swarm's scope.
+    const o1 = orchestrationId ? orchs[0]! : null;
+    const during = o1 ? m.elections.filter((e) => e.at >= o1.created_at && (o1.finished_at === null || e.at <= o1.finished_at)) : null;
     const out: Record<string, unknown> = {
       scope: orchestrationId ?? 'all tasks of the swarm',
       total_tasks: sum.total,
@@ -114,8 +116,9 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       executions_started: sum.started,
       stale_completions_refused: sum.stale,
       tasks_recovered: sum.recovered,
-      leader_failures: elections.filter((e) => e.cause === 'leader crash' || e.cause === 'lost quorum' || e.cause === 'leader unreachable').length,
-      elections: elections.length,
+      leader_failures: during ? during.filter((e) => isLeaderFailure(e.cause)).length : m.electionTotals.leader_failures,
+      elections: during ? during.length : m.electionTotals.elections,
+      elections_scope: during ? 'elections applied while this orchestration ran' : 'every election of the swarm',
       execution_guarantee: executionGuarantee(sum.duplicates),
       counted_from: `replicated state on ${leaderId} after a linearizable read`,
     };
@@ -141,7 +144,7 @@ export function executionGuarantee(duplicates: number): string {
     duplicates === 0
       ? 'completion committed exactly once per task (duplicates counted: 0)'
       : `VIOLATED: ${duplicates} completion(s) applied more than once`;
-  return `${commit}; execution at least once (a task may run again after a lease expiry, crash or partition: executions_started - completed), so side effects get Idempotency-Key: <task id>`;
+  return `${commit}; execution at least once (a task may run again after a lease expiry, crash or partition: executions_started - completed, a lower bound since a run whose agent died before reporting is not counted), so side effects get Idempotency-Key: <task id>`;
 }
 
 export async function claimTasks(
