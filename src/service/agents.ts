@@ -22,7 +22,10 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
   const m = swarm.localMachine()?.machine;
   const out: AgentView[] = [];
   // Who the leader has heard from within an election timeout (null: no leader to ask).
-  const live = swarm.cluster.leader() ? swarm.liveAgents() : null;
+  const leader = swarm.cluster.leader();
+  const live = leader ? swarm.liveAgents() : null;
+  // Membership as the leader has it: a just-promoted member applies its promotion a moment later.
+  const leaderConf = leader?.status().conf;
   for (const [id, entry] of Object.entries(swarm.data.members).sort(([a], [b]) => a.localeCompare(b))) {
     const rec = m?.agents.get(id);
     const host = swarm.cluster.hosts.get(id);
@@ -42,7 +45,7 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
       type: rec?.type ?? 'coordinator',
       status,
       // It answered the leader of this term, so it follows that leader.
-      role: st ? (st.conf.learners.includes(id) ? 'learner' : st.role) : running ? 'follower' : 'none',
+      role: st ? ((leaderConf ?? st.conf).learners.includes(id) ? 'learner' : st.role) : running ? 'follower' : 'none',
       capabilities: rec?.capabilities ?? [],
       term: st?.term ?? leaderTerm,
       applied_index: st?.applied ?? null,
