@@ -3,7 +3,11 @@
 // free space below the reserve (refused before anything is appended: reads keep working),
 // and a write that fails with SQLITE_FULL anyway (the member holds that batch and retries).
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/host/local-cluster.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { UserError } from '../../src/service/errors.js';
@@ -76,5 +80,55 @@ describe('a full disk', () => {
     await waitUntil(async () => memoryStore(swarm, { key: 'after', value: 'ok' }).then(() => true, () => false), 10_000, 'writes to resume');
     expect((await memoryRetrieve(swarm, { key: 'before' })).value).toBe('kept');
     expect((await memoryRetrieve(swarm, { key: 'after' })).value).toBe('ok');
+  });
+});
+
+/** A small real filesystem when this machine lets us mount one (root with CAP_SYS_ADMIN). */
+function mountTmpfs(dir: string, size: string): boolean {
+  fs.mkdirSync(dir, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]).status === 0;
+}
+
+describe('a full disk, for real', () => {
+  // The issue asks for a real small filesystem where the machine allows it, else an injected
+  // SQLITE_FULL (the test above). Here it runs only where mount is permitted.
+  const mnt = path.join(os.tmpdir(), `concord-tmpfs-${process.pid}`);
+  const mounted = mountTmpfs(mnt, '12m');
+  afterAll(() => {
+    if (mounted) spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(mnt, { recursive: true, force: true });
+  });
+
+  it.runIf(mounted)('on a 12 MB tmpfs: writes fail with disk_full, the process and reads stay up, nothing acknowledged is lost, writes resume when space is freed', async () => {
+    const saved = process.env.CONCORD_DISK_RESERVE_MB;
+    process.env.CONCORD_DISK_RESERVE_MB = '0'; // let SQLite hit the wall itself
+    const filler = path.join(mnt, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(3 << 20));
+    try {
+      const r = await swarmWithAgents(path.join(mnt, 'data'), { agents: 3, durability: 'full' });
+      coordinator = r.coordinator;
+      const swarm = r.swarm;
+      const acked: string[] = [];
+      let err: UserError | null = null;
+      for (let i = 0; i < 5000 && !err; i++) {
+        try {
+          await memoryStore(swarm, { key: `k${i}`, value: 'x'.repeat(4000) });
+          acked.push(`k${i}`);
+        } catch (e) {
+          err = e as UserError;
+        }
+      }
+      expect(err?.code).toBe('disk_full');
+      expect(acked.length).toBeGreaterThan(10);
+      expect(swarm.cluster.running()).toHaveLength(3);
+      // A local read is served from memory while the disk is full.
+      expect((await memoryRetrieve(swarm, { key: acked[0]!, consistency: 'local' })).found).toBe(true);
+      fs.rmSync(filler);
+      await waitUntil(async () => memoryStore(swarm, { key: 'after', value: 1 }).then(() => true, () => false), 15_000, 'writes to resume once space is free');
+      for (const k of acked) expect((await memoryRetrieve(swarm, { key: k, consistency: 'local' })).found).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env.CONCORD_DISK_RESERVE_MB;
+      else process.env.CONCORD_DISK_RESERVE_MB = saved;
+    }
   });
 });
