@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+import path from 'node:path';
+import { envEmbedded } from '../daemon/paths.js';
+import type { SocketServer } from '../daemon/socket-server.js';
+import type { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { logger } from '../util/logger.js';
 import { formatTable, parseFlags, toInvocation } from './commands.js';
@@ -9,13 +13,17 @@ import type { ToolClient } from './tool-client.js';
 // the HTTP server, the CLI's client transports and the demo.
 const runStdio: typeof import('../server/stdio.js').runStdio = async (o) => (await import('../server/stdio.js')).runStdio(o);
 const runHttp: typeof import('../server/http.js').runHttp = async (o) => (await import('../server/http.js')).runHttp(o);
+const runProxy: typeof import('../daemon/proxy.js').runProxy = async (d) => (await import('../daemon/proxy.js')).runProxy(d);
 const runDemo: typeof import('./demo.js').runDemo = async (o) => (await import('./demo.js')).runDemo(o);
 
 const HELP = `concord: an MCP server with real embedded Raft swarms
 
 Usage:
   concord                      MCP server on stdio (when started by an MCP client)
-  concord mcp                  MCP server on stdio
+  concord mcp                  MCP server on stdio, attached to the data directory's daemon
+                               (started on demand; --embedded runs the swarms in this process)
+  concord daemon [start|status|stop|logs]
+                               the one process that owns a data directory (daemon help)
   concord serve --http 127.0.0.1:7700 [--token T]
                                MCP over Streamable HTTP (several assistants share swarms)
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
@@ -41,14 +49,24 @@ Usage:
     memory store --key K --value JSON [--ttl-s N] | retrieve --key K | list [--prefix P] | delete --key K
     network diagnose | partition --isolate ID | partition --groups a,b;c,d,e | heal
   Every command takes --swarm NAME (default "default") and --data-dir DIR (or CONCORD_DATA_DIR,
-  default ~/.concord). With a running "concord serve" on that directory, commands go to it.
+  default ~/.concord). Commands go to the directory's daemon (<DIR>/concord.sock), starting
+  it when none runs; --embedded (or CONCORD_EMBEDDED=1) runs them in-process instead.
   With --cluster HOST:PORT,... (or CONCORD_CLUSTER) and --secret-file (or CONCORD_SECRET_FILE),
   commands go to a running cluster's leader instead.
 Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_HTTP_TOKEN,
-  CONCORD_CLUSTER, CONCORD_SECRET_FILE.`;
+  CONCORD_CLUSTER, CONCORD_SECRET_FILE, CONCORD_EMBEDDED=1, CONCORD_DAEMON_IDLE_S.`;
+
+/** stdio MCP: a cluster proxy, in-process swarms (--embedded), or a pipe to the daemon. */
+async function serveStdio(dataDir: string | undefined, flags: Record<string, string | boolean>, embedded: boolean): Promise<void> {
+  const cluster = clusterFrom(flags);
+  if (cluster || embedded) await runStdio({ dataDir, cluster });
+  else await runProxy(dataDir);
+}
 
 async function main(argv: string[]): Promise<number> {
-  const { positional, flags } = parseFlags(argv);
+  // A bare switch, taken out before parsing so it never swallows the next word as its value.
+  const embedded = argv.includes('--embedded') || envEmbedded();
+  const { positional, flags } = parseFlags(argv.filter((a) => a !== '--embedded'));
   const cmd = positional[0];
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   if (cmd === undefined) {
@@ -56,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
-    await runStdio({ dataDir, cluster: clusterFrom(flags) });
+    await serveStdio(dataDir, flags, embedded);
     return -1;
   }
   switch (cmd) {
@@ -68,8 +86,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write('0.1.0\n');
       return 0;
     case 'mcp':
-      await runStdio({ dataDir, cluster: clusterFrom(flags) });
+      await serveStdio(dataDir, flags, embedded);
       return -1;
+    case 'daemon':
+      return (await import('./daemon-command.js')).runDaemonCommand(positional[1], flags);
     case 'serve': {
       const spec = typeof flags.http === 'string' ? flags.http : '127.0.0.1:7700';
       const m = /^(.*):(\d+)$/.exec(spec);
@@ -83,8 +103,10 @@ async function main(argv: string[]): Promise<number> {
       // The bound port, not the requested one: --http 127.0.0.1:0 picks a free port.
       const shown = host.includes(':') ? `[${host}]` : host;
       const serving = srv.cluster ? `cluster ${srv.cluster.members.join(',')}` : `data: ${srv.coordinator!.dataDir}`;
-      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (${serving})\n`);
-      const stop = () => void srv.close().finally(() => process.exit(0));
+      // The swarms are shared with stdio and CLI clients too, as a daemon shares them.
+      const sock = srv.coordinator && !embedded ? await shareOverSocket(srv.coordinator) : null;
+      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (${serving})${sock ? `, clients also on ${sock.path}` : ''}\n`);
+      const stop = () => void (sock?.close() ?? Promise.resolve()).finally(() => void srv.close().finally(() => process.exit(0)));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
       return -1;
@@ -100,9 +122,14 @@ async function main(argv: string[]): Promise<number> {
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
   const inv = toInvocation(cmd, verb, flags);
+  // The daemon's working directory is not ours: send it an absolute path (same default key).
+  if (typeof inv.args.file === 'string') {
+    inv.args.key ??= `files/${inv.args.file}`;
+    inv.args.file = path.resolve(inv.args.file);
+  }
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
-  const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
+  const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined, { embedded });
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);
@@ -127,6 +154,17 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     clearInterval(keepAlive);
     await tools.close();
+  }
+}
+
+/** `concord serve` shares its swarms on the daemon socket; a failure there only costs that. */
+async function shareOverSocket(coord: Coordinator): Promise<SocketServer | null> {
+  const { serveSocket } = await import('../daemon/socket-server.js');
+  try {
+    return await serveSocket(coord, { role: 'serve', stop: () => process.kill(process.pid, 'SIGTERM') });
+  } catch (e) {
+    logger.warn({ err: (e as Error).message }, 'not sharing the swarms over the daemon socket');
+    return null;
   }
 }
 

@@ -8,6 +8,9 @@ import { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { createServer } from '../server/create-server.js';
+import { connectDaemon, lockHolder } from '../daemon/client.js';
+import { envEmbedded, socketPath } from '../daemon/paths.js';
+import { SocketTransport } from '../daemon/socket-transport.js';
 
 export interface ToolCallResult {
   ok: boolean;
@@ -46,10 +49,23 @@ export function connectCluster(opts: ClusterClientOptions): ToolClient {
   };
 }
 
-export async function connectTools(dataDir?: string, server?: string): Promise<ToolClient> {
+export interface ConnectOptions {
+  /** In-process on the data directory (today's single-shot mode) instead of through the daemon. */
+  embedded?: boolean;
+}
+
+export async function connectTools(dataDir?: string, server?: string, opts: ConnectOptions = {}): Promise<ToolClient> {
   const dir = resolveDataDir(dataDir);
-  const url = server ?? runningServer(dir);
   const client = new Client({ name: 'concord-cli', version: '0.1.0' });
+  const embedded = opts.embedded ?? envEmbedded();
+  const holder = server ? null : lockHolder(dir);
+  // A `concord serve` that shares no socket (started with --embedded) is reached over HTTP.
+  const url = server ?? (embedded || !holder?.socket ? runningServer(dir) : undefined);
+  if (!url && !embedded) {
+    const sock = await connectDaemon(dir);
+    await client.connect(new SocketTransport(sock));
+    return wrap(client, `concord daemon on ${socketPath(dir)}`);
+  }
   if (url) {
     const token = process.env.CONCORD_HTTP_TOKEN;
     const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : undefined);
