@@ -36,7 +36,7 @@ Usage:
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
     consensus config --election-timeout-min 150 --election-timeout-max 300 --heartbeat-interval 50
                      --log-compaction-threshold 1000 --quorum-size 3 --max-log-entries 10000 --batch-size 100
-    consensus status [--watch [MS]] | leader | log-status | verify-quorum | trigger-election
+    consensus status [--watch [MS]] | leader [--wait-ms MS] | log-status | verify-quorum | trigger-election
     consensus step-down [--agent ID] [--successor ID] | election-history --limit 10
     consensus replicate --file PATH [--key KEY] | replicate --hook-stdin (Claude Code hook payload)
     consensus leader --require       exits 2 when no leader (for pre-task hooks)
