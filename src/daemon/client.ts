@@ -46,6 +46,7 @@ export function tryConnect(file: string): Promise<net.Socket | null> {
 export function startDaemon(dir: string): { pid: number | undefined; exited: () => number | null } {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  rotateLog(logPath(dir));
   const fd = fs.openSync(logPath(dir), 'a', 0o600);
   let code: number | null = null;
   try {
@@ -90,6 +91,17 @@ export async function connectDaemon(dir: string, timeoutMs = CONNECT_TIMEOUT_MS)
     }
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(200, delay * 2);
+  }
+}
+
+const MAX_LOG_BYTES = 5 << 20;
+
+/** Keep one previous log (daemon.log.1) once the log passes 5 MiB, so it never grows unbounded. */
+function rotateLog(file: string): void {
+  try {
+    if (fs.statSync(file).size > MAX_LOG_BYTES) fs.renameSync(file, `${file}.1`);
+  } catch {
+    // No log yet.
   }
 }
 

@@ -59,11 +59,11 @@ export async function serveSocket(coord: Coordinator, opts: SocketServerOptions)
     transport.onclose = () => {
       if (!sessions.delete(transport)) return;
       opts.onClients?.(sessions.size);
-      logger.info({ clients: sessions.size }, 'client detached');
+      logger.debug({ clients: sessions.size }, 'client detached');
     };
     await server.connect(transport);
     sock.resume();
-    logger.info({ clients: sessions.size }, 'client attached');
+    logger.debug({ clients: sessions.size }, 'client attached');
   };
 
   const control = (sock: net.Socket, msg: { id: string | number; params?: { op?: string } }) => {

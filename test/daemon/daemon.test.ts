@@ -1,11 +1,12 @@
 // `concord daemon`: one owner per data directory; `concord mcp` and every CLI command are
 // clients of it, so they work side by side and do not restart the swarm (no new election).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
-import { alive, cli, cliOk, daemonPids, killDaemons, logText, stdioClient } from './daemon-helpers.js';
+import { MAIN, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
+import { alive, cli, cliOk, daemonEnv, daemonPids, killDaemons, logText, stdioClient } from './daemon-helpers.js';
 
 const dirs: string[] = [];
 function dataDir(tag: string): string {
@@ -119,5 +120,29 @@ describe('concord mcp and the CLI share one daemon', () => {
     expect((await cli(dir, ['daemon', 'status'])).code).toBe(1);
     const logs = await cli(dir, ['daemon', 'logs', '--lines', '3']);
     expect(logs.stdout).toMatch(/daemon stopped/);
+  });
+
+  it('concord serve --http shares its swarms with stdio and CLI clients over the socket', async () => {
+    const dir = dataDir('serve');
+    const child = spawn(process.execPath, [MAIN, 'serve', '--http', '127.0.0.1:0'], { env: daemonEnv(dir), cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString('utf8');
+    });
+    try {
+      await waitFor('serve to share the socket', async () => /clients also on/.test(err));
+      await cliOk(dir, ['swarm', 'init', '--max-agents', '1']);
+      const st = await cliOk(dir, ['daemon', 'status']);
+      expect(st).toMatchObject({ role: 'serve', pid: child.pid });
+      const s = await stdioClient(dir);
+      const list = await s.mcp.ok('swarm_list');
+      await s.client.close();
+      expect(JSON.stringify(list)).toMatch(/"default"/);
+      expect(daemonPids(dir)).toHaveLength(0);
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+    expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(false);
   });
 });
