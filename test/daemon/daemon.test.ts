@@ -102,6 +102,21 @@ describe('concord mcp and the CLI share one daemon', () => {
     expect(JSON.stringify(list)).toMatch(/"default"/);
   });
 
+  it('stays up past the idle timeout while its agents still run tasks, then exits', async () => {
+    const dir = dataDir('busy');
+    const env = { CONCORD_DAEMON_IDLE_S: '1' };
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '1'], env);
+    await cliOk(dir, ['agent', 'spawn'], env);
+    const orch = await cliOk(dir, ['task', 'orchestrate', '--task', 't', '--executor', 'sleep', '--sleep-ms', '4000', '--count', '2'], env);
+    const [pid] = daemonPids(dir);
+    await sleep(2500);
+    // No client for 2.5 s (idle timeout 1 s), but two 4 s tasks are still running.
+    expect(alive(pid!)).toBe(true);
+    await waitFor('the daemon to exit once the tasks are done', async () => !alive(pid!), 30_000, 100);
+    const res = await cliOk(dir, ['task', 'results', '--orchestration-id', orch.orchestration_id as string], env);
+    expect(res).toMatchObject({ completed: 2, duplicates: 0 });
+  });
+
   it('daemon status, stop and logs', async () => {
     const dir = dataDir('ctl');
     const none = await cli(dir, ['daemon', 'status']);
