@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { control, connectDaemon, tail } from '../daemon/client.js';
 import { idleTimeoutS, logPath, socketPath } from '../daemon/paths.js';
 import { resolveDataDir } from '../service/data-dir.js';
@@ -66,8 +67,13 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  // An exited daemon reparented to init stays a zombie until init reaps it: that is not alive.
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
   }
 }

@@ -51,9 +51,14 @@ export async function stdioClient(dataDir: string): Promise<{ mcp: Mcp; client: 
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  // An exited daemon reparented to init stays a zombie until init reaps it: that is not alive.
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
   }
 }
 
