@@ -3,6 +3,8 @@ import { UserError } from '../service/errors.js';
 
 /** JSON-RPC method of a control connection (`concord daemon status|stop`), never MCP. */
 export const CONTROL_METHOD = 'concord/daemon';
+/** Sent by a daemon stopping on purpose, so a proxy exits instead of restarting it. */
+export const STOPPING_METHOD = 'notifications/concord/daemon_stopping';
 export const SOCKET_FILE = 'concord.sock';
 export const LOG_FILE = 'daemon.log';
 /** How long an idle daemon (no client attached, no unfinished task) stays up. */

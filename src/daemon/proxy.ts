@@ -1,28 +1,141 @@
+import type net from 'node:net';
 import { resolveDataDir } from '../service/data-dir.js';
 import { logger } from '../util/logger.js';
 import { connectDaemon } from './client.js';
+import { STOPPING_METHOD } from './paths.js';
+
+type Id = string | number;
+const MAX_RECONNECTS_PER_MIN = 5;
 
 /**
- * `concord mcp` as a thin client: a byte pipe between stdio and the daemon's socket, which
- * speaks the same newline-delimited JSON-RPC. Nothing is parsed, so progress notifications,
- * cancellations, resources, errors and structured content pass through unchanged.
+ * `concord mcp` as a thin client: stdio lines go to the daemon's socket and back unchanged
+ * (the same newline-delimited JSON-RPC), so progress notifications, cancellations, resources,
+ * errors and structured content pass through as they are. Lines are only looked at to survive
+ * a daemon that died (kill -9, crash): the proxy starts a new one, replays the session's
+ * initialize handshake, and answers the requests the dead one held with an error.
  */
 export async function runProxy(dataDir?: string): Promise<void> {
   const dir = resolveDataDir(dataDir);
-  const sock = await connectDaemon(dir);
+  let sock = await connectDaemon(dir);
   logger.info({ dataDir: dir }, 'concord mcp attached to the daemon');
+  let initLine: string | null = null;
+  let initializedLine: string | null = null;
+  const pending = new Map<string, Id>();
+  let queue: string[] | null = null; // set while reconnecting
+  let replayId: string | null = null;
+  let stdinEnded = false;
+  let stopping = false;
+  const reconnects: number[] = [];
+
   const exit = (code: number) => {
-    // Flush what the daemon already sent before leaving.
     process.stdout.write('', () => process.exit(code));
     setTimeout(() => process.exit(code), 1000).unref();
   };
-  process.stdin.pipe(sock);
-  sock.pipe(process.stdout, { end: false });
-  sock.on('close', () => exit(0));
-  sock.on('error', (e) => {
-    logger.warn({ err: e.message }, 'daemon connection lost');
-    exit(1);
+
+  const fromClient = (line: string) => {
+    const m = parse(line);
+    if (m?.method === 'initialize' && m.id !== undefined) initLine = line;
+    if (m?.method === 'notifications/initialized') initializedLine = line;
+    if (m?.method !== undefined && m.id !== undefined) pending.set(JSON.stringify(m.id), m.id);
+    if (queue) queue.push(line);
+    else sock.write(`${line}\n`);
+  };
+
+  const fromDaemon = (line: string) => {
+    const m = parse(line);
+    if (m?.method === STOPPING_METHOD) {
+      stopping = true;
+      return;
+    }
+    const isResponse = m !== null && m.id !== undefined && m.method === undefined;
+    if (isResponse && replayId !== null && JSON.stringify(m.id) === replayId) {
+      // The answer to the replayed initialize: the client already has one.
+      replayId = null;
+      if (initializedLine) sock.write(`${initializedLine}\n`);
+      for (const l of queue ?? []) sock.write(`${l}\n`);
+      queue = null;
+      return;
+    }
+    if (isResponse) pending.delete(JSON.stringify(m.id));
+    process.stdout.write(`${line}\n`);
+  };
+
+  const attach = (s: net.Socket) => {
+    lines(s, fromDaemon);
+    s.on('error', (e) => logger.warn({ err: e.message }, 'daemon connection error'));
+    s.on('close', () => void lost());
+  };
+
+  const lost = async () => {
+    if (stdinEnded || stopping) return exit(0);
+    const now = Date.now();
+    reconnects.push(now);
+    while (reconnects[0]! < now - 60_000) reconnects.shift();
+    queue = [];
+    // Their outcome is unknown: the daemon died while running them.
+    for (const id of pending.values()) {
+      process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32000, message: 'the concord daemon stopped while running this request (its outcome is unknown); a new daemon serves the next requests' } })}\n`);
+    }
+    pending.clear();
+    if (reconnects.length > MAX_RECONNECTS_PER_MIN) {
+      logger.error('the daemon died too often; giving up');
+      return exit(1);
+    }
+    logger.warn('daemon connection lost; starting a new daemon');
+    try {
+      sock = await connectDaemon(dir);
+    } catch (e) {
+      process.stderr.write(`concord mcp: ${(e as Error).message}\n`);
+      return exit(1);
+    }
+    attach(sock);
+    const init = initLine ? parse(initLine) : null;
+    if (init) {
+      replayId = JSON.stringify(init.id);
+      sock.write(`${initLine}\n`);
+    } else {
+      for (const l of queue) sock.write(`${l}\n`);
+      queue = null;
+    }
+  };
+
+  attach(sock);
+  lines(process.stdin, fromClient);
+  process.stdin.on('end', () => {
+    stdinEnded = true;
+    sock.end();
   });
   process.on('SIGTERM', () => exit(0));
   process.on('SIGINT', () => exit(0));
+}
+
+interface Msg {
+  id?: Id;
+  method?: string;
+}
+
+function parse(line: string): Msg | null {
+  try {
+    const m = JSON.parse(line) as unknown;
+    return m !== null && typeof m === 'object' ? (m as Msg) : null;
+  } catch {
+    // Passed through as is: the daemon answers a bad line as the stdio server does.
+    return null;
+  }
+}
+
+/** Split a byte stream on "\n", giving each line without it (a "\r" before it stays). */
+function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = '';
+  // Decoded as a stream: a UTF-8 character split across two chunks stays whole.
+  stream.setEncoding('utf8');
+  stream.on('data', (c: string) => {
+    buf += c;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      onLine(line);
+    }
+  });
 }

@@ -5,7 +5,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { createServer } from '../server/create-server.js';
 import type { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
-import { CONTROL_METHOD, socketPath } from './paths.js';
+import { CONTROL_METHOD, STOPPING_METHOD, socketPath } from './paths.js';
 import { SocketTransport } from './socket-transport.js';
 import { swarmSummaries } from './status.js';
 
@@ -132,7 +132,10 @@ export async function serveSocket(coord: Coordinator, opts: SocketServerOptions)
     status,
     close: async () => {
       const closed = new Promise<void>((r) => server.close(() => r()));
-      for (const t of [...sessions]) await t.close().catch(() => undefined);
+      for (const t of [...sessions]) {
+        await t.send({ jsonrpc: '2.0', method: STOPPING_METHOD }).catch(() => undefined);
+        await t.close().catch(() => undefined);
+      }
       await closed;
       // Still holding the data-dir lock here: nobody else can have bound a new socket.
       fs.rmSync(file, { force: true });

@@ -65,15 +65,24 @@ describe('concord mcp and the CLI share one daemon', () => {
     await cliOk(dir, ['memory', 'store', '--key', 'survives', '--value', '"yes"']);
     const st = await cliOk(dir, ['daemon', 'status']);
     const pid = st.pid as number;
-    process.kill(pid, 'SIGKILL');
-    await waitFor('the killed daemon to be gone', async () => !alive(pid));
-    expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(true);
+    const s = await stdioClient(dir);
+    try {
+      expect((await s.mcp.ok('memory_retrieve', { key: 'survives' })).value).toBe('yes');
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the killed daemon to be gone', async () => !alive(pid));
+      expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(true);
 
-    const got = await cliOk(dir, ['memory', 'retrieve', '--key', 'survives']);
-    expect(got.value).toBe('yes');
-    const st2 = await cliOk(dir, ['daemon', 'status']);
-    expect(st2.pid).not.toBe(pid);
-    expect((st2.swarms as Array<Record<string, unknown>>)[0]!.agents_running).toBe(3);
+      const got = await cliOk(dir, ['memory', 'retrieve', '--key', 'survives']);
+      expect(got.value).toBe('yes');
+      const st2 = await cliOk(dir, ['daemon', 'status']);
+      expect(st2.pid).not.toBe(pid);
+      expect((st2.swarms as Array<Record<string, unknown>>)[0]!.agents_running).toBe(3);
+      // The connected MCP session survived: its proxy re-attached to the new daemon.
+      expect((await s.mcp.ok('memory_retrieve', { key: 'survives' })).value).toBe('yes');
+      expect(daemonPids(dir)).toEqual([st2.pid]);
+    } finally {
+      await s.client.close();
+    }
   });
 
   it('clients racing to start the daemon end up with exactly one', async () => {
@@ -128,10 +137,17 @@ describe('concord mcp and the CLI share one daemon', () => {
     expect(st).toMatchObject({ running: true, pid: started.pid, socket: path.join(dir, 'concord.sock'), attached_clients: 0 });
     expect(st.uptime_s).toBeTypeOf('number');
     expect(fs.statSync(path.join(dir, 'concord.sock')).mode & 0o777).toBe(0o600);
+    const s = await stdioClient(dir);
+    await s.mcp.ok('swarm_list');
     const stop = await cliOk(dir, ['daemon', 'stop']);
     expect(stop).toMatchObject({ stopped: true, pid: started.pid });
     expect(alive(started.pid as number)).toBe(false);
     expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(false);
+    // A stop on purpose ends attached sessions; their proxies do not start a new daemon.
+    await waitFor('the attached proxy to exit', async () => !alive(s.pid));
+    await s.client.close();
+    await sleep(500);
+    expect(daemonPids(dir)).toEqual([]);
     expect((await cli(dir, ['daemon', 'status'])).code).toBe(1);
     const logs = await cli(dir, ['daemon', 'logs', '--lines', '3']);
     expect(logs.stdout).toMatch(/daemon stopped/);
