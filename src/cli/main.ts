@@ -65,8 +65,9 @@ async function serveStdio(dataDir: string | undefined, flags: Record<string, str
 
 async function main(argv: string[]): Promise<number> {
   // A bare switch, taken out before parsing so it never swallows the next word as its value.
-  const embedded = argv.includes('--embedded') || envEmbedded();
-  const { positional, flags } = parseFlags(argv.filter((a) => a !== '--embedded'));
+  const isEmbeddedFlag = (a: string) => a === '--embedded' || a.startsWith('--embedded=');
+  const embedded = argv.some((a) => isEmbeddedFlag(a) && !/=(0|false)$/.test(a)) || envEmbedded();
+  const { positional, flags } = parseFlags(argv.filter((a) => !isEmbeddedFlag(a)));
   const cmd = positional[0];
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   if (cmd === undefined) {

@@ -126,6 +126,15 @@ describe('concord mcp and the CLI share one daemon', () => {
     expect(res).toMatchObject({ completed: 2, duplicates: 0 });
   });
 
+  it('--embedded and CONCORD_EMBEDDED=1 run in-process and start no daemon', async () => {
+    const dir = dataDir('embedded');
+    await cliOk(dir, ['--embedded', 'swarm', 'init', '--max-agents', '1']);
+    const list = await cliOk(dir, ['swarm', 'list'], { CONCORD_EMBEDDED: '1' });
+    expect(JSON.stringify(list)).toMatch(/"default"/);
+    expect(daemonPids(dir)).toEqual([]);
+    expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(false);
+  });
+
   it('daemon status, stop and logs', async () => {
     const dir = dataDir('ctl');
     const none = await cli(dir, ['daemon', 'status']);
