@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
-  const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined, { embedded });
+  const tools = cluster ? await tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined, { embedded });
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);

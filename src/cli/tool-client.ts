@@ -1,13 +1,10 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ClusterClient, type ClusterClientOptions } from '../cluster/cluster-client.js';
-import { Coordinator } from '../service/coordinator.js';
+import type { ClusterClientOptions } from '../cluster/cluster-client.js';
+import type { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { resolveDataDir } from '../service/data-dir.js';
-import { createServer } from '../server/create-server.js';
 import { connectDaemon, lockHolder } from '../daemon/client.js';
 import { envEmbedded, socketPath } from '../daemon/paths.js';
 import { SocketTransport } from '../daemon/socket-transport.js';
@@ -27,7 +24,10 @@ export interface ToolClient {
 }
 
 /** Tools of a running cluster, executed on its leader (with retries on leader change). */
-export function connectCluster(opts: ClusterClientOptions): ToolClient {
+// Loaded on use: a CLI call through the daemon then skips the tools, the service and the
+// cluster client (about half of its start-up time).
+export async function connectCluster(opts: ClusterClientOptions): Promise<ToolClient> {
+  const { ClusterClient } = await import('../cluster/cluster-client.js');
   const c = new ClusterClient(opts);
   return {
     where: `cluster ${c.members.join(',')}`,
@@ -67,11 +67,17 @@ export async function connectTools(dataDir?: string, server?: string, opts: Conn
     return wrap(client, `concord daemon on ${socketPath(dir)}`);
   }
   if (url) {
+    const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
     const token = process.env.CONCORD_HTTP_TOKEN;
     const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : undefined);
     await client.connect(transport);
     return wrap(client, `concord serve at ${url}`);
   }
+  const [{ Coordinator }, { createServer }, { InMemoryTransport }] = await Promise.all([
+    import('../service/coordinator.js'),
+    import('../server/create-server.js'),
+    import('@modelcontextprotocol/sdk/inMemory.js'),
+  ]);
   const coord = new Coordinator({ dataDir: dir });
   const [a, b] = InMemoryTransport.createLinkedPair();
   const srv = createServer(coord);
