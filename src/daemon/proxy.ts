@@ -37,6 +37,8 @@ export async function runProxy(dataDir?: string): Promise<void> {
     if (m?.method === 'initialize' && m.id !== undefined) initLine = line;
     if (m?.method === 'notifications/initialized') initializedLine = line;
     if (m?.method !== undefined && m.id !== undefined) pending.set(JSON.stringify(m.id), m.id);
+    // A cancelled request gets no answer: stop tracking it.
+    if (m?.method === 'notifications/cancelled' && m.params?.requestId !== undefined) pending.delete(JSON.stringify(m.params.requestId));
     if (queue) queue.push(line);
     else sock.write(`${line}\n`);
   };
@@ -112,6 +114,7 @@ export async function runProxy(dataDir?: string): Promise<void> {
 interface Msg {
   id?: Id;
   method?: string;
+  params?: { requestId?: Id };
 }
 
 function parse(line: string): Msg | null {
