@@ -76,7 +76,8 @@ export async function connectDaemon(dir: string, timeoutMs = CONNECT_TIMEOUT_MS)
   const first = await tryConnect(file);
   if (first) return first;
   refuseForeignOwner(dir);
-  const started = startDaemon(dir);
+  let started = startDaemon(dir);
+  let respawns = 0;
   const deadline = performance.now() + timeoutMs;
   let delay = 20;
   for (;;) {
@@ -85,7 +86,11 @@ export async function connectDaemon(dir: string, timeoutMs = CONNECT_TIMEOUT_MS)
     const code = started.exited();
     // Exit 0 is a lost race (the winner is about to listen); anything else is a failure.
     if (code !== null && code !== 0) throw new UserError('unavailable', `the concord daemon for ${dir} exited with code ${code} at start; see ${logPath(dir)}:\n${tail(logPath(dir), 10)}`, 'data_dir');
-    if (code === 0) refuseForeignOwner(dir);
+    if (code === 0) {
+      refuseForeignOwner(dir);
+      // Lost to a daemon that was itself exiting (idle): nobody holds the directory now.
+      if (!lockHolder(dir) && respawns++ < 5) started = startDaemon(dir);
+    }
     if (performance.now() > deadline) {
       throw new UserError('unavailable', `no concord daemon answered on ${file} within ${timeoutMs} ms; see ${logPath(dir)}:\n${tail(logPath(dir), 10)}`, 'data_dir');
     }
