@@ -32,15 +32,21 @@ export async function runProxy(dataDir?: string): Promise<void> {
     setTimeout(() => process.exit(code), 1000).unref();
   };
 
+  /** To the daemon; a request written is in flight until its answer comes back. */
+  const send = (line: string) => {
+    const m = parse(line);
+    if (m?.method !== undefined && m.id !== undefined) pending.set(JSON.stringify(m.id), m.id);
+    // A cancelled request gets no answer: stop tracking it.
+    if (m?.method === 'notifications/cancelled' && m.params?.requestId !== undefined) pending.delete(JSON.stringify(m.params.requestId));
+    sock.write(`${line}\n`);
+  };
+
   const fromClient = (line: string) => {
     const m = parse(line);
     if (m?.method === 'initialize' && m.id !== undefined) initLine = line;
     if (m?.method === 'notifications/initialized') initializedLine = line;
-    if (m?.method !== undefined && m.id !== undefined) pending.set(JSON.stringify(m.id), m.id);
-    // A cancelled request gets no answer: stop tracking it.
-    if (m?.method === 'notifications/cancelled' && m.params?.requestId !== undefined) pending.delete(JSON.stringify(m.params.requestId));
     if (queue) queue.push(line);
-    else sock.write(`${line}\n`);
+    else send(line);
   };
 
   const fromDaemon = (line: string) => {
@@ -54,7 +60,7 @@ export async function runProxy(dataDir?: string): Promise<void> {
       // The answer to the replayed initialize: the client already has one.
       replayId = null;
       if (initializedLine) sock.write(`${initializedLine}\n`);
-      for (const l of queue ?? []) sock.write(`${l}\n`);
+      for (const l of queue ?? []) send(l);
       queue = null;
       return;
     }
@@ -73,7 +79,8 @@ export async function runProxy(dataDir?: string): Promise<void> {
     const now = Date.now();
     reconnects.push(now);
     while (reconnects[0]! < now - 60_000) reconnects.shift();
-    queue = [];
+    // Lines not yet sent stay queued (also when a daemon dies during the replay).
+    queue ??= [];
     // Their outcome is unknown: the daemon died while running them.
     for (const id of pending.values()) {
       process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32000, message: 'the concord daemon stopped while running this request (its outcome is unknown); a new daemon serves the next requests' } })}\n`);
@@ -96,8 +103,9 @@ export async function runProxy(dataDir?: string): Promise<void> {
       replayId = JSON.stringify(init.id);
       sock.write(`${initLine}\n`);
     } else {
-      for (const l of queue) sock.write(`${l}\n`);
+      const q = queue;
       queue = null;
+      for (const l of q) send(l);
     }
   };
 
