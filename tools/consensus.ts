@@ -14,11 +14,26 @@ import {
 } from '../src/service/consensus.js';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { UserError } from '../src/service/errors.js';
+import type { Swarm } from '../src/service/swarm.js';
+import { awaitLeader, defaultLeaderWaitMs } from '../src/service/leader-wait.js';
 import { memoryStore } from '../src/service/memory.js';
 import { input, output, run, swarmArg } from './result.js';
 
 const READ = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
 const MAX_REPLICATED_FILE_BYTES = 1 << 20;
+const waitMsArg = z
+  .number()
+  .int()
+  .min(0)
+  .max(60_000)
+  .optional()
+  .describe('Wait up to this many ms (0..60000) for a leader during an election; default 3 x election_timeout_max; 0 answers at once');
+
+/** Leader-reading tools wait out an election in progress (bounded) instead of answering null. */
+async function settled(swarm: Swarm, waitMs: number | undefined): Promise<Swarm> {
+  await awaitLeader(swarm, waitMs ?? defaultLeaderWaitMs(swarm));
+  return swarm;
+}
 
 export function registerConsensusTools(server: McpServer, coord: Coordinator): void {
   server.registerTool(
@@ -47,14 +62,14 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_status',
     {
       title: 'Consensus status (optionally watch)',
-      description: 'Leader, term, members and health. With watch_ms, waits that long and also reports every leader election seen in the window (event, old_leader, new_leader, term, election_duration_ms, voted_by).',
-      inputSchema: input({ swarm: swarmArg, watch_ms: z.number().int().min(0).max(60_000).optional().describe('Observe for this many ms (0..60000) and report elections seen') }),
+      description: 'Leader, term, members and health (waiting out an election in progress, up to wait_ms). With watch_ms, waits that long and also reports every leader election seen in the window (event, old_leader, new_leader, term, election_duration_ms, voted_by).',
+      inputSchema: input({ swarm: swarmArg, watch_ms: z.number().int().min(0).max(60_000).optional().describe('Observe for this many ms (0..60000) and report elections seen'), wait_ms: waitMsArg }),
       outputSchema: output({ swarm_id: z.string(), leader_id: z.string().nullable(), term: z.number().nullable(), heartbeat_status: z.string() }),
       annotations: READ,
     },
     (a) =>
       run(async () => {
-        const swarm = coord.swarm(a.swarm);
+        const swarm = await settled(coord.swarm(a.swarm), a.wait_ms);
         const seen: Array<Record<string, unknown>> = [];
         if (a.watch_ms && a.watch_ms > 0) {
           // c.previousLeader is the winner's own view, null once it became a candidate: track
@@ -77,12 +92,12 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
     'consensus_leader',
     {
       title: 'Current leader',
-      description: 'The elected leader: leader_id, term, voted_by (who granted it votes this term), election_duration_ms (from its election timeout to winning) and heartbeat_status (healthy when every voter answered within an election timeout).',
-      inputSchema: input({ swarm: swarmArg }),
+      description: 'The elected leader (waiting out an election in progress, up to wait_ms): leader_id, term, voted_by (who granted it votes this term), election_duration_ms (from its election timeout to winning) and heartbeat_status (healthy when every voter answered within an election timeout).',
+      inputSchema: input({ swarm: swarmArg, wait_ms: waitMsArg }),
       outputSchema: output({ leader_id: z.string().nullable(), term: z.number().nullable(), voted_by: z.array(z.string()), election_duration_ms: z.number().nullable(), heartbeat_status: z.string() }),
       annotations: READ,
     },
-    (a) => run(() => leaderInfo(coord.swarm(a.swarm))),
+    (a) => run(async () => leaderInfo(await settled(coord.swarm(a.swarm), a.wait_ms))),
   );
 
   server.registerTool(
@@ -94,7 +109,7 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
       outputSchema: output({ leader: z.string().nullable(), followers: z.array(z.record(z.string(), z.unknown())), committed_entries: z.number().nullable(), uncommitted_entries: z.number().nullable() }),
       annotations: READ,
     },
-    (a) => run(() => logStatus(coord.swarm(a.swarm))),
+    (a) => run(async () => logStatus(await settled(coord.swarm(a.swarm), undefined))),
   );
 
   server.registerTool(

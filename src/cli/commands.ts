@@ -86,10 +86,10 @@ export function toInvocation(noun: string, verb: string, f: Flags): ToolInvocati
       };
     case 'consensus status': {
       const watch = f.watch !== undefined ? (int(f, 'watch_ms') ?? (typeof f.watch === 'string' ? Number(f.watch) : 5000)) : int(f, 'watch_ms');
-      return { tool: 'consensus_status', args: clean({ swarm, watch_ms: watch }) };
+      return { tool: 'consensus_status', args: clean({ swarm, watch_ms: watch, wait_ms: int(f, 'wait_ms') }) };
     }
     case 'consensus leader':
-      return { tool: 'consensus_leader', args: clean({ swarm }) };
+      return { tool: 'consensus_leader', args: clean({ swarm, wait_ms: int(f, 'wait_ms') }) };
     case 'consensus log-status':
       return { tool: 'consensus_log_status', args: clean({ swarm }) };
     case 'consensus step-down':

@@ -21,7 +21,8 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
   let tools: ToolClient | undefined;
   const checks: Array<[string, boolean]> = [];
   try {
-    tools = await connectTools(dir);
+    // In-process: the demo reads its own swarm's internals and deletes the directory after.
+    tools = await connectTools(dir, undefined, { embedded: true });
     const call = async (name: string, args: Record<string, unknown> = {}) => {
       const r = await tools!.call(name, args);
       if (!r.ok) throw new Error(`${name} failed: ${r.text}`);

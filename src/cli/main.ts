@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+import path from 'node:path';
+import { envEmbedded } from '../daemon/paths.js';
+import type { SocketServer } from '../daemon/socket-server.js';
+import type { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { HTTP_ALLOW_ENV, parseAllowList } from '../service/http-policy.js';
 import { logger } from '../util/logger.js';
@@ -10,6 +14,7 @@ import type { ToolClient } from './tool-client.js';
 // the HTTP server, the CLI's client transports and the demo.
 const runStdio: typeof import('../server/stdio.js').runStdio = async (o) => (await import('../server/stdio.js')).runStdio(o);
 const runHttp: typeof import('../server/http.js').runHttp = async (o) => (await import('../server/http.js')).runHttp(o);
+const runProxy: typeof import('../daemon/proxy.js').runProxy = async (d, max) => (await import('../daemon/proxy.js')).runProxy(d, max);
 const runDemo: typeof import('./demo.js').runDemo = async (o) => (await import('./demo.js')).runDemo(o);
 
 const HELP = `concord: an MCP server with real embedded Raft swarms
@@ -17,7 +22,11 @@ const HELP = `concord: an MCP server with real embedded Raft swarms
 Usage:
   concord                      MCP server on stdio (when started by an MCP client)
   concord mcp [--max-message-bytes N]
-                               MCP server on stdio (longest message, default 8 MiB)
+                               MCP server on stdio, attached to the data directory's daemon
+                               (started on demand; --embedded runs the swarms in this process;
+                               longest message, default 8 MiB)
+  concord daemon [start|status|stop|logs]
+                               the one process that owns a data directory (daemon help)
   concord serve --http 127.0.0.1:7700 [--token-file FILE] [--allowed-hosts H,...]
         [--max-sessions 256] [--session-idle-timeout-s 1800] [--request-timeout-s 10]
         [--max-connections 1024] [--allowed-origins O,...]
@@ -37,7 +46,7 @@ Usage:
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
     consensus config --election-timeout-min 150 --election-timeout-max 300 --heartbeat-interval 50
                      --log-compaction-threshold 1000 --quorum-size 3 --max-log-entries 10000 --batch-size 100
-    consensus status [--watch [MS]] | leader | log-status | verify-quorum [--timeout-ms MS] | trigger-election
+    consensus status [--watch [MS]] | leader [--wait-ms MS] | log-status | verify-quorum [--timeout-ms MS] | trigger-election
     consensus step-down [--agent ID] [--successor ID] | election-history --limit 10
     consensus replicate --file PATH [--key KEY] | replicate --hook-stdin (Claude Code hook payload)
     consensus leader --require       exits 2 when no leader (for pre-task hooks)
@@ -50,7 +59,8 @@ Usage:
     memory store --key K --value JSON [--ttl-s N] | retrieve --key K | list [--prefix P] | delete --key K
     network diagnose | partition --isolate ID | partition --groups a,b;c,d,e | heal
   Every command takes --swarm NAME (default "default") and --data-dir DIR (or CONCORD_DATA_DIR,
-  default ~/.concord). With a running "concord serve" on that directory, commands go to it.
+  default ~/.concord). Commands go to the directory's daemon (<DIR>/concord.sock), starting
+  it when none runs; --embedded (or CONCORD_EMBEDDED=1) runs them in-process instead.
   With --cluster HOST:PORT,... (or CONCORD_CLUSTER) and --secret-file (or CONCORD_SECRET_FILE),
   commands go to a running cluster's leader instead.
   The http task executor refuses loopback, private and link-local addresses unless the host is
@@ -60,10 +70,20 @@ Environment: CONCORD_DATA_DIR, CONCORD_LOG_LEVEL (logs on stderr), CONCORD_CLUST
   reach a running serve), CONCORD_HTTP_ALLOWED_HOSTS, CONCORD_HTTP_ALLOWED_ORIGINS,
   CONCORD_HTTP_MAX_SESSIONS, CONCORD_HTTP_SESSION_IDLE_TIMEOUT_S, CONCORD_HTTP_REQUEST_TIMEOUT_S,
   CONCORD_HTTP_MAX_CONNECTIONS, CONCORD_STDIO_MAX_MESSAGE_BYTES, CONCORD_HTTP_ALLOW (http
-  executor allow-list).`;
+  executor allow-list), CONCORD_EMBEDDED=1, CONCORD_DAEMON_IDLE_S.`;
+
+/** stdio MCP: a cluster proxy, in-process swarms (--embedded), or a pipe to the daemon. */
+async function serveStdio(dataDir: string | undefined, flags: Record<string, string | boolean>, embedded: boolean): Promise<void> {
+  const cluster = clusterFrom(flags);
+  if (cluster || embedded) await runStdio({ dataDir, cluster, ...(await import('./server-flags.js')).stdioSettings(flags) });
+  else await runProxy(dataDir, (await import('./server-flags.js')).stdioSettings(flags).maxMessageBytes);
+}
 
 async function main(argv: string[]): Promise<number> {
-  const { positional, flags } = parseFlags(argv);
+  // A bare switch, taken out before parsing so it never swallows the next word as its value.
+  const isEmbeddedFlag = (a: string) => a === '--embedded' || a.startsWith('--embedded=');
+  const embedded = argv.some((a) => isEmbeddedFlag(a) && !/=(0|false)$/.test(a)) || envEmbedded();
+  const { positional, flags } = parseFlags(argv.filter((a) => !isEmbeddedFlag(a)));
   allowHttpHosts(flags);
   const cmd = positional[0];
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
@@ -72,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
-    await runStdio({ dataDir, cluster: clusterFrom(flags), ...(await import('./server-flags.js')).stdioSettings(flags) });
+    await serveStdio(dataDir, flags, embedded);
     return -1;
   }
   switch (cmd) {
@@ -84,8 +104,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write('0.1.0\n');
       return 0;
     case 'mcp':
-      await runStdio({ dataDir, cluster: clusterFrom(flags), ...(await import('./server-flags.js')).stdioSettings(flags) });
+      await serveStdio(dataDir, flags, embedded);
       return -1;
+    case 'daemon':
+      return (await import('./daemon-command.js')).runDaemonCommand(positional[1], flags);
     case 'serve': {
       const { httpSettings } = await import('./server-flags.js');
       const http = httpSettings(flags);
@@ -94,8 +116,10 @@ async function main(argv: string[]): Promise<number> {
       // The bound port, not the requested one: --http 127.0.0.1:0 picks a free port.
       const shown = host.includes(':') ? `[${host}]` : host;
       const serving = srv.cluster ? `cluster ${srv.cluster.members.join(',')}` : `data: ${srv.coordinator!.dataDir}`;
-      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (${serving})\n`);
-      const stop = () => void srv.close().finally(() => process.exit(0));
+      // The swarms are shared with stdio and CLI clients too, as a daemon shares them.
+      const sock = srv.coordinator && !embedded ? await shareOverSocket(srv.coordinator) : null;
+      process.stderr.write(`concord serving MCP at http://${shown}:${srv.port}/mcp (${serving})${sock ? `, clients also on ${sock.path}` : ''}\n`);
+      const stop = () => void (sock?.close() ?? Promise.resolve()).finally(() => void srv.close().finally(() => process.exit(0)));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
       return -1;
@@ -117,7 +141,7 @@ async function main(argv: string[]): Promise<number> {
   if (inv.tool === 'consensus_replicate' && typeof inv.args.file === 'string') inv.args.content = (await import('./replicate-file.js')).readFileToReplicate(inv.args.file);
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
-  const tools = cluster ? tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined);
+  const tools = cluster ? await tc.connectCluster(cluster) : await tc.connectTools(dataDir, typeof flags.server === 'string' ? flags.server : undefined, { embedded });
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     const watch = (cmd === 'task' && verb === 'status' && flags.watch !== undefined) || (cmd === 'task' && verb === 'orchestrate' && inv.args.wait === true);
@@ -158,6 +182,17 @@ function allowHttpHosts(flags: Record<string, string | boolean>): void {
     parseAllowList(process.env[HTTP_ALLOW_ENV]);
   } catch (e) {
     throw new UserError('invalid_argument', (e as Error).message, 'allow_http_host');
+  }
+}
+
+/** `concord serve` shares its swarms on the daemon socket; a failure there only costs that. */
+async function shareOverSocket(coord: Coordinator): Promise<SocketServer | null> {
+  const { serveSocket } = await import('../daemon/socket-server.js');
+  try {
+    return await serveSocket(coord, { role: 'serve', stop: () => process.kill(process.pid, 'SIGTERM') });
+  } catch (e) {
+    logger.warn({ err: (e as Error).message }, 'not sharing the swarms over the daemon socket');
+    return null;
   }
 }
 

@@ -87,7 +87,9 @@ export function cleanupTempDirs(): void {
 export function serverEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('CONCORD_')) env[k] = v;
-  return { ...env, CONCORD_DATA_DIR: dataDir, CONCORD_LOG_LEVEL: 'warn', ...extra };
+  // In-process (no daemon): these tests own their server process and its exit; the daemon
+  // tests in test/daemon opt out with CONCORD_EMBEDDED: '0'.
+  return { ...env, CONCORD_DATA_DIR: dataDir, CONCORD_LOG_LEVEL: 'warn', CONCORD_EMBEDDED: '1', ...extra };
 }
 
 export interface ToolOutcome {

@@ -53,6 +53,21 @@ describe('stdio message size limit (default 8 MiB)', () => {
     }
   });
 
+  it('through the daemon (the default concord mcp): the proxy answers the oversized line, the session goes on', async () => {
+    // A pipe to the data directory's daemon; it exits 1 s after this client is gone.
+    const raw = await started({ CONCORD_EMBEDDED: '0', CONCORD_DAEMON_IDLE_S: '1' });
+    try {
+      const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'memory_store', arguments: { key: 'k', value: 'x'.repeat(12 << 20) } } });
+      raw.child.stdin.write(`${big}\n`);
+      raw.send({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
+      expect(await raw.response(1, 60_000)).toEqual({ jsonrpc: '2.0', id: 1, error: { code: -32600, message: `message too large: ${Buffer.byteLength(big)} bytes, limit ${8 << 20}` } });
+      expect(((await raw.response(2, 60_000)).result as { tools: unknown[] }).tools.length).toBeGreaterThan(20);
+      expect(raw.child.exitCode).toBeNull();
+    } finally {
+      raw.child.kill('SIGKILL');
+    }
+  });
+
   it('an oversized line that is not JSON gets the error with id null', async () => {
     const raw = await started();
     try {
