@@ -967,7 +967,12 @@ export class Raft {
     this.setConf({ voters: [...voters], learners: [...learners] });
     if (this.role === 'leader') {
       if (!this.voters.has(this.id)) {
-        // A removed leader steps down once its removal is committed (dissertation 4.2.2).
+        // A removed leader steps down once its removal is committed (dissertation 4.2.2). It
+        // first tells the remaining members the new commit index: members use the applied
+        // configuration, and one that never learns the removal committed keeps counting the
+        // removed member in its quorum, so without it no election may ever be won.
+        this.bcastAppend();
+        this.flushAppends();
         this.becomeFollower(this.term, null);
         return;
       }
