@@ -250,6 +250,7 @@ export class Raft {
 
   /** Linearizable read barrier: a ReadState with this context comes out of ready(). */
   readIndex(context: string): void {
+    if (this.removedTicksLeft !== null) throw new ProposalError('not_leader', `${this.id} was removed from the configuration and is stepping down`, null);
     if (this.role === 'leader') {
       this.handleReadIndex(context, this.id);
       return;
@@ -428,6 +429,7 @@ export class Raft {
     this.deferredReads = [];
     this.readAcks = [];
     this.uncommittedBytes = 0;
+    this.removedTicksLeft = null;
     this.resetProgress();
   }
 
@@ -741,6 +743,10 @@ export class Raft {
       this.leadTransferee = null;
       this.transferElapsed = 0;
     }
+    if (this.removedTicksLeft !== null && --this.removedTicksLeft <= 0) {
+      this.becomeFollower(this.term, null);
+      return;
+    }
     if (this.electionElapsed >= this.cfg.electionTicksMin) {
       this.electionElapsed = 0;
       if (this.cfg.checkQuorum) {
@@ -767,8 +773,8 @@ export class Raft {
   }
 
   private checkCanPropose(count: number, bytes = 0): void {
-    if (this.role !== 'leader') {
-      throw new ProposalError('not_leader', `${this.id} is not the leader`, this.lead);
+    if (this.role !== 'leader' || this.removedTicksLeft !== null) {
+      throw new ProposalError('not_leader', `${this.id} is not the leader${this.removedTicksLeft !== null ? ' (removed from the configuration, stepping down)' : ''}`, this.role === 'leader' ? null : this.lead);
     }
     if (this.leadTransferee !== null) {
       throw new ProposalError('transfer_in_progress', `leadership is being transferred to ${this.leadTransferee}; retry shortly`, this.lead);
@@ -840,6 +846,8 @@ export class Raft {
   }
 
   private commitBcastPending = false;
+  /** A leader removed by a committed change: ticks of heartbeats left before it steps down. */
+  private removedTicksLeft: number | null = null;
 
   /** Send entries (or a snapshot) to one follower. Returns whether anything was sent. */
   private sendAppend(to: NodeId, pr: Progress, sendIfEmpty = true): boolean {
@@ -971,9 +979,15 @@ export class Raft {
         // first tells the remaining members the new commit index: members use the applied
         // configuration, and one that never learns the removal committed keeps counting the
         // removed member in its quorum, so without it no election may ever be won.
-        this.bcastAppend();
-        this.flushAppends();
-        this.becomeFollower(this.term, null);
+        // It steps down once its removal is committed (dissertation 4.2.2), but only after
+        // one election timeout of heartbeats: they carry the new commit index. Members use
+        // the applied configuration, and one that never learns the removal committed keeps
+        // counting the removed member in its quorum: then no election may ever be won (sim
+        // seeds 2685, 4458). Meanwhile it takes no new proposal or read.
+        if (this.removedTicksLeft === null) {
+          this.removedTicksLeft = this.cfg.electionTicksMin;
+          this.bcastAppend();
+        }
         return;
       }
       if (this.leadTransferee !== null && !this.voters.has(this.leadTransferee)) this.leadTransferee = null;
