@@ -29,6 +29,18 @@ const ASYNC_PERSIST = 'test/host-async-persist.test.ts';
 const MACHINE = 'test/machine/coordination-machine.test.ts';
 const ORCH = 'test/machine/replicated-orchestration.test.ts';
 const WORKER = 'test/service/worker.test.ts';
+const TASK_RECOVERY = 'test/service/task-recovery.test.ts';
+const DURABILITY = 'test/storage/durability.test.ts';
+const REGISTRY_DURABILITY = 'test/storage/registry-durability.test.ts';
+const SESSIONS = 'test/machine/sessions.test.ts';
+const PROPOSER_SESSIONS = 'test/service/proposer-sessions.test.ts';
+const LOG_CLOCK = 'test/machine/log-clock.test.ts';
+const MEMBER_STORAGE = 'test/service/member-storage.test.ts';
+const MEMBER_IDENTITY = 'test/service/member-identity.test.ts';
+const CONFIG_VALIDATION = 'test/machine/config-validation.test.ts';
+const DISK_FULL = 'test/service/disk-full.test.ts';
+/** Every test file aimed at storage durability (the storage-* mutations run all of them). */
+const STORAGE_ALL = [STORAGE, DURABILITY, REGISTRY_DURABILITY];
 const sc = (name: string): string => `test/scenarios/${name}.test.ts`;
 
 const one = (find: string, replace: string): Edit[] => [{ find, replace }];
@@ -43,21 +55,21 @@ export const MUTATIONS: Mutation[] = [
       { find: "this.db.pragma('synchronous = FULL');", replace: "this.db.pragma('synchronous = OFF');" },
     ],
     breaks: 'durability: inline mode fsyncs every commit that must survive power loss (synchronous=FULL)',
-    tests: [STORAGE],
+    tests: STORAGE_ALL,
   },
   {
     id: 'storage-threadpool-skips-fdatasync',
     file: 'src/storage/sqlite-storage.ts',
-    edits: one('fs.fdatasync(fd, (err) => {', 'setImmediate((err: NodeJS.ErrnoException | null = null) => {'),
+    edits: one('this.sfs.fdatasync(fd, (err) => {', 'setImmediate((err: NodeJS.ErrnoException | null = null) => {'),
     breaks: 'durability: saveAsync() calls back only after the WAL is fdatasynced on the threadpool',
-    tests: [STORAGE, ASYNC_PERSIST],
+    tests: [...STORAGE_ALL, ASYNC_PERSIST],
   },
   {
     id: 'storage-fsync-main-file-not-wal',
     file: 'src/storage/sqlite-storage.ts',
     edits: one("fs.openSync(`${this.file}-wal`, 'r+')", "fs.openSync(this.file, 'r+')"),
     breaks: 'durability: the threadpool fsync must flush the -wal file, where commits live',
-    tests: [STORAGE, ASYNC_PERSIST],
+    tests: [...STORAGE_ALL, ASYNC_PERSIST],
   },
   {
     id: 'service-read-skips-readindex',
@@ -71,14 +83,14 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/service/scheduler.ts',
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && t.lease_until > now) {'),
     breaks: "recovery: a dead agent's tasks are reassigned when its heartbeats stop, not after the 30 s lease",
-    tests: [WORKER, ORCH],
+    tests: [WORKER, TASK_RECOVERY, ORCH],
   },
   {
     id: 'raft-stale-term-processed',
     file: 'src/raft/raft.ts',
     edits: one('} else if (m.term < this.term && m.term !== 0) {', '} else if (false && m.term < this.term && m.term !== 0) {'),
     breaks: 'election safety: messages from an older term are dropped, not acted on',
-    tests: [sc('election'), sc('prevote-checkquorum'), SIM],
+    tests: [sc('election'), sc('prevote-checkquorum'), sc('stale-term'), SIM],
   },
   {
     id: 'worker-continues-after-member-stops',
@@ -101,7 +113,7 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/raft/raft.ts',
     edits: one('if (mci > this.log.committed && this.log.term(mci) === this.term) {', 'if (mci > this.log.committed) {'),
     breaks: 'commit safety (Figure 8): a leader commits by counting replicas only entries of its own term',
-    tests: [sc('figure8'), SIM],
+    tests: [sc('figure8'), sc('figure8-commit-rule'), SIM],
   },
 
   // ---- raft core ---------------------------------------------------------------------------
@@ -160,7 +172,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'raft-heartbeat-commit-beyond-match',
     file: 'src/raft/raft.ts',
-    edits: one('commit: Math.min(pr.match, this.log.committed), context });', 'commit: this.log.committed, context });'),
+    edits: one('commit: Math.min(pr.match, this.log.committed), context, index: seq });', 'commit: this.log.committed, context, index: seq });'),
     breaks: 'a follower is never told to commit beyond what the leader knows it holds',
     tests: [sc('replication'), SIM],
   },
@@ -191,25 +203,33 @@ export const MUTATIONS: Mutation[] = [
 
   // ---- storage -----------------------------------------------------------------------------
   {
+    id: 'storage-open-skips-recovery-sync',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one("if (durability === 'full') storage.recoverySync();", ''),
+    breaks: "durability: open() fsyncs the -wal, the database file and the directory before returning state (a killed process's queued fdatasyncs may never have run)",
+    tests: STORAGE_ALL,
+  },
+  {
     id: 'storage-threadpool-save-skips-fdatasync',
     file: 'src/storage/sqlite-storage.ts',
-    edits: one('fs.fdatasyncSync(this.walFd());', 'void this.walFd();'),
+    // save()'s fdatasync only (setIdentity() has its own): the one inside the try.
+    edits: one('try {\n        this.sfs.fdatasyncSync(this.walFd());', 'try {\n        void this.walFd();'),
     breaks: 'durability: save() in threadpool mode fdatasyncs the WAL before returning',
-    tests: [STORAGE, ASYNC_PERSIST],
+    tests: [...STORAGE_ALL, ASYNC_PERSIST],
   },
   {
     id: 'storage-vote-not-persisted',
     file: 'src/storage/sqlite-storage.ts',
     edits: one('st.putHard.run(h.term, h.vote, h.commit);', 'st.putHard.run(h.term, null, h.commit);'),
     breaks: 'election safety: the vote is durable',
-    tests: [STORAGE, sc('persistence')],
+    tests: [...STORAGE_ALL, sc('persistence')],
   },
   {
     id: 'storage-conflicting-suffix-kept',
     file: 'src/storage/sqlite-storage.ts',
     edits: one('st.truncateFrom.run(first.index); // conflicting suffix, if any', '// conflicting suffix kept'),
     breaks: 'a batch replacing a conflicting suffix removes the old entries after it',
-    tests: [STORAGE, sc('persistence')],
+    tests: [...STORAGE_ALL, sc('persistence')],
   },
   {
     id: 'storage-vote-change-not-fsynced',
@@ -219,7 +239,7 @@ export const MUTATIONS: Mutation[] = [
       '(hs !== null && hs.term !== this.durableTerm);',
     ),
     breaks: 'durability: a vote cast within an already durable term is fsynced (MustSync)',
-    tests: [STORAGE],
+    tests: STORAGE_ALL,
   },
 
   // ---- host --------------------------------------------------------------------------------
@@ -284,16 +304,50 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'session-dedup-disabled',
     file: 'src/machine/coordination-machine.ts',
-    edits: one('const seen = session.results.get(cmd.seq);', 'const seen = undefined as OpResult | undefined;'),
+    edits: one('const seen = session?.results.get(cmd.seq);', 'const seen = undefined as OpResult | undefined;'),
     breaks: 'exactly-once: a retried command (same client, seq) is applied once and answered from the session',
-    tests: [MACHINE, ORCH],
+    tests: [MACHINE, ORCH, SESSIONS, PROPOSER_SESSIONS, LOG_CLOCK],
   },
   {
     id: 'machine-log-clock-moves-backwards',
     file: 'src/machine/coordination-machine.ts',
-    edits: one('if (cmd.now > this.clock) this.clock = cmd.now;', 'this.clock = cmd.now;'),
+    edits: one("if (typeof now === 'number' && now > this.clock) this.clock = now;", "if (typeof now === 'number') this.clock = now;"),
     breaks: 'log time never goes backwards (an expired key cannot come back)',
-    tests: [MACHINE],
+    tests: [MACHINE, LOG_CLOCK],
+  },
+
+  {
+    id: 'session-expiry-never-refuses',
+    file: 'src/machine/coordination-machine.ts',
+    edits: one('if (this.clock - s.last_active > s.timeout_ms) return undefined;\n    this.bump(client, s, ack);', 'this.bump(client, s, ack);'),
+    breaks: 'a registered session idle past its timeout is refused (session_expired) when it is looked up, even before the sweep reaches it',
+    tests: [SESSIONS, PROPOSER_SESSIONS, MACHINE],
+  },
+  {
+    id: 'config-not-validated-at-apply',
+    file: 'src/machine/coordination-machine.ts',
+    edits: one("if (bad) return { ok: false, code: 'invalid',", "if (false && bad) return { ok: false, code: 'invalid',"),
+    breaks: 'a committed config entry outside the bounds is a recorded no-op, never a config members cannot start with',
+    tests: [CONFIG_VALIDATION, MACHINE],
+  },
+
+  // ---- member identity, disk space ----------------------------------------------------------
+  {
+    id: 'member-identity-incarnation-ignored',
+    file: 'src/service/member-storage.ts',
+    edits: one(
+      'if (found.member !== member || (o.incarnation !== undefined && found.incarnation !== o.incarnation)) {',
+      'if (found.member !== member) {',
+    ),
+    breaks: "a member starts only on the database of its current incarnation (a re-spawned member never votes with an old member's file)",
+    tests: [MEMBER_STORAGE, MEMBER_IDENTITY],
+  },
+  {
+    id: 'host-disk-reserve-ignored',
+    file: 'src/host/node-host.ts',
+    edits: one('if (free === null || free >= reserve) return null;', 'return null;'),
+    breaks: 'writes are refused (disk_full) while free space is below the reserve, before SQLite hits a full disk',
+    tests: [DISK_FULL],
   },
 
   // ---- proposer and scheduler --------------------------------------------------------------
@@ -309,6 +363,6 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/service/scheduler.ts',
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
-    tests: [WORKER, ORCH],
+    tests: [WORKER, TASK_RECOVERY, ORCH],
   },
 ];
