@@ -5,27 +5,14 @@
 // of voting with an empty log.
 
 import fs from 'node:fs';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { listAgents, restartAgent, spawnAgent, terminateAgent } from '../../src/service/agents.js';
-import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/service/swarm.js';
-import { removeDir, tempDataDir, waitUntil } from './service-util.js';
+import { testResources, waitUntil } from './service-util.js';
 
-const dirs: string[] = [];
-const open: Coordinator[] = [];
-afterEach(() => {
-  for (const c of open.splice(0)) c.close();
-});
-afterAll(() => {
-  for (const d of dirs) removeDir(d);
-});
-
-function coordinatorOn(dataDir: string): Coordinator {
-  const c = new Coordinator({ dataDir, durability: 'full' });
-  open.push(c);
-  return c;
-}
+const res = testResources();
+const coordinatorOn = res.coordinatorOn;
 
 /** Every leader seen per term, from role changes: election safety says at most one. */
 function watchLeaders(swarm: Swarm, leadersByTerm: Map<number, Set<string>>): void {
@@ -39,8 +26,7 @@ function watchLeaders(swarm: Swarm, leadersByTerm: Map<number, Set<string>>): vo
 
 describe('member identity (a removed agent re-spawned under its name is a new member)', () => {
   it('keeps a write acknowledged by a majority that includes the re-spawned member, across a process restart', async () => {
-    const dir = tempDataDir('identity');
-    dirs.push(dir);
+    const dir = res.dir('identity');
     const first = coordinatorOn(dir);
     const swarm = first.init({ name: 'id', max_agents: 5 }).swarm;
     for (let i = 0; i < 5; i++) await spawnAgent(swarm, {});
@@ -64,7 +50,6 @@ describe('member identity (a removed agent re-spawned under its name is a new me
 
     // The process stops and starts again on the same data directory.
     first.close();
-    open.splice(open.indexOf(first), 1);
     const second = coordinatorOn(dir);
     const s2 = second.swarm('id');
     const leadersByTerm = new Map<number, Set<string>>();
@@ -85,8 +70,7 @@ describe('member identity (a removed agent re-spawned under its name is a new me
   });
 
   it('refuses to start a member whose database was lost; agent_restart re-adds it as a new member', async () => {
-    const dir = tempDataDir('identity-lost');
-    dirs.push(dir);
+    const dir = res.dir('identity-lost');
     const first = coordinatorOn(dir);
     const swarm = first.init({ name: 'lost', max_agents: 3 }).swarm;
     for (let i = 0; i < 3; i++) await spawnAgent(swarm, {});
@@ -95,7 +79,6 @@ describe('member identity (a removed agent re-spawned under its name is a new me
     const victim = swarm.activeMembers().find((a) => a !== swarm.cluster.leader()!.id)!;
     const file = swarm.registry.memberFile(victim);
     first.close();
-    open.splice(open.indexOf(first), 1);
     for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
 
     const second = coordinatorOn(dir);
@@ -118,8 +101,7 @@ describe('member identity (a removed agent re-spawned under its name is a new me
   });
 
   it('marks a member whose database is damaged crashed, naming the file; the others keep serving', async () => {
-    const dir = tempDataDir('identity-corrupt');
-    dirs.push(dir);
+    const dir = res.dir('identity-corrupt');
     const first = coordinatorOn(dir);
     const swarm = first.init({ name: 'bad', max_agents: 3 }).swarm;
     for (let i = 0; i < 3; i++) await spawnAgent(swarm, {});
@@ -128,7 +110,6 @@ describe('member identity (a removed agent re-spawned under its name is a new me
     const victim = swarm.activeMembers().find((a) => a !== swarm.cluster.leader()!.id)!;
     const file = swarm.registry.memberFile(victim);
     first.close();
-    open.splice(open.indexOf(first), 1);
     // Garbage over every page but the first (the header stays valid, the b-trees do not).
     const size = fs.statSync(file).size;
     expect(size).toBeGreaterThan(8192);

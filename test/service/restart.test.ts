@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { listAgents } from '../../src/service/agents.js';
 import { configure, electionHistory } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
@@ -14,23 +14,11 @@ import { UserError } from '../../src/service/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { orchestrate, taskResults, taskStatus } from '../../src/service/tasks.js';
 import type { TaskRecord } from '../../src/machine/types.js';
-import { removeDir, sleep, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
+import { sleep, swarmWithAgents, testResources, waitUntil } from './service-util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const dirs: string[] = [];
-const open: Coordinator[] = [];
-afterEach(() => {
-  for (const c of open.splice(0)) c.close();
-});
-afterAll(() => {
-  for (const d of dirs) removeDir(d);
-});
-
-function coordinatorOn(dataDir: string): Coordinator {
-  const c = new Coordinator({ dataDir, durability: 'full' });
-  open.push(c);
-  return c;
-}
+const res = testResources();
+const coordinatorOn = res.coordinatorOn;
 
 async function resultsOf(c: Coordinator, orch: string) {
   return (await taskResults(c.swarm('work'), orch, 1000)) as Record<string, unknown> & { tasks: TaskRecord[] };
@@ -38,10 +26,9 @@ async function resultsOf(c: Coordinator, orch: string) {
 
 describe('process restart (Coordinator.close, then a new Coordinator on the same data dir)', () => {
   it('finishes every task exactly once and restores memory, elections and agents', async () => {
-    const dir = tempDataDir('restart');
-    dirs.push(dir);
+    const dir = res.dir('restart');
     const first = await swarmWithAgents(dir, { name: 'work', agents: 3, durability: 'full' });
-    open.push(first.coordinator);
+    res.keep(first.coordinator);
     const swarm = first.swarm;
     // Two tasks per agent at a time, 1 s each: the first six are assigned (and running) at once.
     await configure(swarm, { batch_size: 2 });
@@ -71,7 +58,7 @@ describe('process restart (Coordinator.close, then a new Coordinator on the same
     let second: Coordinator;
     try {
       second = new Coordinator({ durability: 'full' });
-      open.push(second);
+      res.keep(second);
     } finally {
       if (saved === undefined) delete process.env.CONCORD_DATA_DIR;
       else process.env.CONCORD_DATA_DIR = saved;
@@ -134,8 +121,7 @@ describe('data-dir lock', () => {
   });
 
   it('a second process gets an error naming the holder; a dead holder is taken over', async () => {
-    const dir = tempDataDir('lock');
-    dirs.push(dir);
+    const dir = res.dir('lock');
     // Another process (a tsx child running the real lock code) takes the data dir and holds it.
     const script = `
       import { DataDirLock } from ${JSON.stringify(path.join(ROOT, 'src/service/data-dir.ts'))};

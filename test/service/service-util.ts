@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, afterEach } from 'vitest';
 import { spawnAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import type { Swarm } from '../../src/service/swarm.js';
@@ -40,4 +41,32 @@ export async function waitUntil(pred: () => boolean | Promise<boolean>, timeoutM
     if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/**
+ * A test file's temporary data directories and coordinators: coordinators are closed after
+ * each test (closing twice is harmless), directories removed after the file.
+ */
+export function testResources(): { dir: (tag: string) => string; keep: (c: Coordinator) => Coordinator; coordinatorOn: (dataDir: string) => Coordinator } {
+  const dirs: string[] = [];
+  const open: Coordinator[] = [];
+  afterEach(() => {
+    for (const c of open.splice(0)) c.close();
+  });
+  afterAll(() => {
+    for (const d of dirs) removeDir(d);
+  });
+  const keep = (c: Coordinator): Coordinator => {
+    open.push(c);
+    return c;
+  };
+  return {
+    dir: (tag) => {
+      const d = tempDataDir(tag);
+      dirs.push(d);
+      return d;
+    },
+    keep,
+    coordinatorOn: (dataDir) => keep(new Coordinator({ dataDir, durability: 'full' })),
+  };
 }

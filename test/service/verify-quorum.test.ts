@@ -1,26 +1,17 @@
 // consensus_verify_quorum runs a real round from the leader: what it reports is who answered,
 // not what the fault-injection table or the process table says.
 
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { InProcNetwork } from '../../src/host/inproc-network.js';
 import { verifyQuorum } from '../../src/service/consensus.js';
-import type { Coordinator } from '../../src/service/coordinator.js';
-import { removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
+import { swarmWithAgents, testResources } from './service-util.js';
 
-const dirs: string[] = [];
-const open: Coordinator[] = [];
-afterEach(() => {
-  for (const c of open.splice(0)) c.close();
-});
-afterAll(() => {
-  for (const d of dirs) removeDir(d);
-});
+const res = testResources();
 
 async function threeAgents() {
-  const dir = tempDataDir('verify-quorum');
-  dirs.push(dir);
+  const dir = res.dir('verify-quorum');
   const { coordinator, swarm } = await swarmWithAgents(dir, { agents: 3 });
-  open.push(coordinator);
+  res.keep(coordinator);
   const leader = swarm.cluster.leader()!;
   return { swarm, leader: leader.id, followers: swarm.activeMembers().filter((a) => a !== leader.id), net: swarm.cluster.network as InProcNetwork };
 }
