@@ -70,7 +70,10 @@ export function toInvocation(noun: string, verb: string, f: Flags): ToolInvocati
       if (!bool(f, 'yes')) throw new UserError('invalid_argument', `swarm destroy deletes every file of ${name}; add --yes to confirm`, 'yes');
       return { tool: 'swarm_destroy', args: { swarm: name, confirm: true } };
     }
-    case 'consensus config':
+    case 'consensus config': {
+      // The spec passes --protocol raft: the only protocol there is, so anything else is a mistake.
+      const protocol = str(f, 'protocol');
+      if (protocol !== undefined && protocol !== 'raft') throw new UserError('invalid_argument', `--protocol=${protocol}: accepted: raft (the only protocol Concord implements)`, 'protocol');
       return {
         tool: 'consensus_config',
         args: clean({
@@ -84,6 +87,7 @@ export function toInvocation(noun: string, verb: string, f: Flags): ToolInvocati
           batch_size: int(f, 'batch_size'),
         }),
       };
+    }
     case 'consensus status': {
       const watch = f.watch !== undefined ? (int(f, 'watch_ms') ?? (typeof f.watch === 'string' ? Number(f.watch) : 5000)) : int(f, 'watch_ms');
       return { tool: 'consensus_status', args: clean({ swarm, watch_ms: watch, wait_ms: int(f, 'wait_ms') }) };
@@ -180,4 +184,49 @@ export function formatTable(rows: Array<Record<string, unknown>>, cols: string[]
   const widths = cols.map((c, i) => Math.max(header[i]!.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 ? v : v.padEnd(widths[i]!))).join(' | ');
   return [line(header), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n');
+}
+
+/** Flags every `noun verb` command takes, besides its own. */
+const COMMON_FLAGS = ['swarm', 'data_dir', 'server', 'cluster', 'secret_file', 'timeout_ms', 'allow_http_host', 'format', 'watch', 'require', 'hook_stdin', 'wait_ms'];
+
+/**
+ * toInvocation, refusing flags the command does not take (a typo such as --fitler was silently
+ * ignored): the command's own flags are the ones its mapping reads.
+ */
+export function toCheckedInvocation(noun: string, verb: string, f: Flags): ToolInvocation {
+  const read = new Set<string>();
+  const tracked = new Proxy(f, {
+    get(target, key, receiver) {
+      if (typeof key === 'string') read.add(key);
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  const inv = toInvocation(noun, verb, tracked);
+  const known = [...new Set([...read, ...COMMON_FLAGS])];
+  for (const k of Object.keys(f)) {
+    if (known.includes(k)) continue;
+    const near = known.filter((c) => editDistance(c, k) <= 2).map((c) => `--${c.replace(/_/g, '-')}`);
+    const flag = `--${k.replace(/_/g, '-')}`;
+    throw new UserError(
+      'invalid_argument',
+      `${flag} is not a flag of "${noun} ${verb}"${near.length > 0 ? `; did you mean ${near.join(' or ')}?` : ''} (its flags: ${[...read].filter((c) => c !== 'swarm').map((c) => `--${c.replace(/_/g, '-')}`).join(', ') || 'none'}; run "concord help")`,
+      k,
+    );
+  }
+  return inv;
+}
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
 }

@@ -6,7 +6,7 @@ import type { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { HTTP_ALLOW_ENV, parseAllowList } from '../service/http-policy.js';
 import { logger } from '../util/logger.js';
-import { formatTable, parseFlags, toInvocation } from './commands.js';
+import { formatTable, parseFlags, toCheckedInvocation } from './commands.js';
 import { clusterFrom, runNode, runSecret } from './node-command.js';
 import type { ToolClient } from './tool-client.js';
 
@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
   const verb = positional[1];
   if (!verb) throw new UserError('invalid_argument', `"${cmd}" needs a verb; run "concord help"`);
   if (cmd === 'consensus' && verb === 'replicate' && flags.hook_stdin === true) flags.file = await fileFromHookStdin();
-  const inv = toInvocation(cmd, verb, flags);
+  const inv = toCheckedInvocation(cmd, verb, flags);
   // The CLI runs on the editor's side: it reads the file and sends the content.
   if (inv.tool === 'consensus_replicate' && typeof inv.args.file === 'string') inv.args.content = (await import('./replicate-file.js')).readFileToReplicate(inv.args.file);
   const cluster = clusterFrom(flags);
