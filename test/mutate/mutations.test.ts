@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import ts from 'typescript';
 import { REPO_ROOT, applyMutation, readRepoFile } from './apply.js';
 import { MUTATIONS } from './mutations.js';
 
@@ -27,6 +28,18 @@ describe('npm run mutate: the mutation list', () => {
       expect(fs.existsSync(path.join(REPO_ROOT, t)), `${m.id}: ${t}`).toBe(true);
     }
     expect(m.breaks.length).toBeGreaterThan(10);
+    // A find string must start and end on identifier boundaries: 'fs.x(' found inside
+    // 'this.sfs.x(' would splice the replacement into 'this.s...' and "kill" by a TypeError.
+    for (const e of m.edits) {
+      const at = before.indexOf(e.find);
+      const prev = before[at - 1] ?? '';
+      const next = before[at + e.find.length] ?? '';
+      if (/^[\w$]/.test(e.find)) expect(prev, `${m.id}: find starts inside an identifier`).not.toMatch(/[\w$.]/);
+      if (/[\w$]$/.test(e.find)) expect(next, `${m.id}: find ends inside an identifier`).not.toMatch(/[\w$]/);
+    }
+    // A mutant must still parse: a syntax error would count as a kill that proves nothing.
+    const out = ts.transpileModule(r.text, { reportDiagnostics: true, fileName: m.file, compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } });
+    expect((out.diagnostics ?? []).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'))).toEqual([]);
   });
 
   it('refuses a find string that is missing or occurs more than once', () => {

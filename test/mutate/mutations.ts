@@ -67,7 +67,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'storage-fsync-main-file-not-wal',
     file: 'src/storage/sqlite-storage.ts',
-    edits: one("fs.openSync(`${this.file}-wal`, 'r+')", "fs.openSync(this.file, 'r+')"),
+    edits: one("this.sfs.openSync(`${this.file}-wal`, 'r+')", "this.sfs.openSync(this.file, 'r+')"),
     breaks: 'durability: the threadpool fsync must flush the -wal file, where commits live',
     tests: [...STORAGE_ALL, ASYNC_PERSIST],
   },
