@@ -363,6 +363,6 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/service/scheduler.ts',
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
-    tests: [WORKER, TASK_RECOVERY, ORCH],
+    tests: [WORKER, TASK_RECOVERY, ORCH, 'test/service/lease-expiry.test.ts'],
   },
 ];
