@@ -36,6 +36,8 @@ describe('log time follows the appending leader clock', () => {
     const a = replay(more.slice(0, 4));
     expect(a.clock).toBe(T + 1_900_000);
     expect(a.memory.get('default', 'ttl', a.clock)).toBeUndefined();
+    // An older stamp (entry 5) leaves log time where it was.
+    expect(replay(more.slice(0, 5)).clock).toBe(T + 1_900_000);
     const b = replay(more);
     expect(b.clock).toBe(T + 1_950_000);
     expect(replay(more).snapshot()).toBe(b.snapshot());
