@@ -46,6 +46,8 @@ export const MIN_SESSION_TIMEOUT_MS = 1_000;
 export const MAX_SESSIONS = 4096;
 
 const ELECTION_HISTORY_MAX = 1000;
+/** Snapshot formats restore() reads (v1: before registered sessions). snapshot() writes the last. */
+const SNAPSHOT_VERSIONS = [1, 2];
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
@@ -322,10 +324,30 @@ export class CoordinationMachine implements StateMachine {
     });
   }
 
+  /**
+   * Why a snapshot sent by a peer cannot be restored (null when it can): checked before it
+   * reaches the log, so a forged or garbled one is refused instead of throwing halfway through
+   * restore. Versions are the ones restore() reads.
+   */
+  checkSnapshot(data: string): string | null {
+    let s: unknown;
+    try {
+      s = JSON.parse(data);
+    } catch {
+      return 'not JSON';
+    }
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'not a JSON object';
+    const o = s as Record<string, unknown>;
+    if (!SNAPSHOT_VERSIONS.includes(o.v as number)) return `snapshot version ${JSON.stringify(o.v)} (expected one of ${SNAPSHOT_VERSIONS.join(', ')})`;
+    const isObj = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x);
+    const ok = isObj(o.config) && Array.isArray(o.agents) && isObj(o.tasks) && Array.isArray(o.memory) && Array.isArray(o.elections) && Array.isArray(o.sessions);
+    return ok ? null : 'not a complete coordination snapshot';
+  }
+
   restore(data: string): void {
     if (!data) return;
     const s = JSON.parse(data);
-    if (s.v !== 1 && s.v !== 2) throw new Error(`unsupported snapshot version ${String(s.v)}`);
+    if (!SNAPSHOT_VERSIONS.includes(s.v)) throw new Error(`unsupported snapshot version ${String(s.v)}`);
     this.config = s.config;
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
     this.tasks = TaskTable.fromJSON(s.tasks);
