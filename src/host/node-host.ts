@@ -90,7 +90,14 @@ export interface RoleChange {
   previousRole: Role;
   previousLeader: NodeId | null;
   /** Set when this node just became leader: who voted for it and how long it took. */
-  election?: { votedBy: NodeId[]; durationMs: number; startedAt: number; transfer: boolean };
+  election?: {
+    votedBy: NodeId[];
+    durationMs: number;
+    startedAt: number;
+    transfer: boolean;
+    /** Last message from the previous leader to the start of this campaign (null: none known). */
+    detectionMs: number | null;
+  };
 }
 
 export interface HostMetrics {
@@ -183,6 +190,11 @@ export class NodeHost {
   private listeners: Array<(c: RoleChange) => void> = [];
   private role: Role = 'follower';
   private leader: NodeId | null = null;
+  /** When this member last heard from the leader it followed (clock time). */
+  private lastLeaderContactAt: number | null = null;
+  private campaignLastLeaderContactAt: number | null = null;
+  /** The current leadership's timing (see leadership()). */
+  private leadershipTiming: { lastContactAt: number | null; startedAt: number; wonAt: number; firstApplyAt: number | null } | null = null;
   /** When the current campaign started (election timeout fired), for election_duration_ms. */
   private campaignStartedAt: number | null = null;
   private campaignIsTransfer = false;
@@ -236,6 +248,8 @@ export class NodeHost {
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.role = 'follower';
     this.leader = null;
+    this.lastLeaderContactAt = null;
+    this.leadershipTiming = null;
     this.persisting = false;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
@@ -443,6 +457,7 @@ export class NodeHost {
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
+    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = this.opts.clock.now();
     const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
@@ -520,7 +535,23 @@ export class NodeHost {
     if (this.campaignStartedAt === null || this.role === 'follower') {
       this.campaignStartedAt = this.opts.clock.now();
       this.campaignIsTransfer = transfer;
+      this.campaignLastLeaderContactAt = this.lastLeaderContactAt;
     }
+  }
+
+  /**
+   * This leader's measured failover, on its own clock: from the last message it had from the
+   * previous leader, to its campaign (detection), to its win (election), to the first entry of
+   * its term it applied (failover). Null fields were not observed (e.g. the first election).
+   */
+  leadership(): { detectionMs: number | null; electionMs: number; failoverMs: number | null } | null {
+    const l = this.leadershipTiming;
+    if (!l || this.raft.role !== 'leader') return null;
+    return {
+      detectionMs: l.lastContactAt === null ? null : l.startedAt - l.lastContactAt,
+      electionMs: l.wonAt - l.startedAt,
+      failoverMs: l.lastContactAt === null || l.firstApplyAt === null ? null : l.firstApplyAt - l.lastContactAt,
+    };
   }
 
   private scheduleProcess(): void {
@@ -701,6 +732,8 @@ export class NodeHost {
 
   private applyEntry(e: Entry): void {
     this.appliedBytesSinceSnapshot += e.data.length;
+    const lt = this.leadershipTiming;
+    if (lt && lt.firstApplyAt === null && this.raft.role === 'leader' && e.term === this.raft.term) lt.firstApplyAt = this.opts.clock.now();
     let result: unknown;
     try {
       result = this.opts.machine.apply(e);
@@ -754,12 +787,15 @@ export class NodeHost {
       this.rtts.clear();
       this.heartbeatSentAt.clear();
       const startedAt = this.campaignStartedAt ?? change.at;
+      const lastContactAt = this.campaignStartedAt === null ? null : this.campaignLastLeaderContactAt;
       change.election = {
         votedBy: this.raft.status().votedBy,
         durationMs: change.at - startedAt,
         startedAt,
         transfer: this.campaignIsTransfer,
+        detectionMs: lastContactAt === null ? null : startedAt - lastContactAt,
       };
+      this.leadershipTiming = { lastContactAt, startedAt, wonAt: change.at, firstApplyAt: null };
     }
     if (role === 'follower') this.campaignStartedAt = null;
     if (role === 'leader') this.campaignStartedAt = null;

@@ -132,6 +132,9 @@ export interface ElectionRecord {
   new_leader: string;
   voted_by: string[];
   election_duration_ms: number;
+  /** The winner's last message from the previous leader to its campaign start (null: unknown,
+   * e.g. the first election). Absent in records written before it was measured. */
+  detection_ms?: number | null;
   cause: ElectionCause;
   at: number;
   /** In-flight tasks this leader reassigned from earlier terms (filled in as it happens). */

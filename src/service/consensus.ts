@@ -48,11 +48,16 @@ export function leaderInfo(swarm: Swarm): Record<string, unknown> {
   }
   const st = leader.status();
   const rec = lastElection(swarm, st.term);
+  // Measured by the leader on its own clock; null where not observed (see NodeHost.leadership).
+  const t = leader.leadership();
+  const ms = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x));
   return {
     leader_id: leader.id,
     term: st.term,
     voted_by: st.votedBy,
-    election_duration_ms: rec?.election_duration_ms ?? null,
+    election_duration_ms: rec?.election_duration_ms ?? ms(t?.electionMs),
+    detection_ms: ms(t?.detectionMs) ?? rec?.detection_ms ?? null,
+    failover_ms: ms(t?.failoverMs),
     heartbeat_status: heartbeatStatus(swarm),
     commit_index: st.commit,
   };

@@ -324,6 +324,7 @@ export class Swarm {
       new_leader: c.id,
       voted_by: c.election.votedBy,
       election_duration_ms: Math.round(c.election.durationMs),
+      detection_ms: c.election.detectionMs === null ? null : Math.round(c.election.detectionMs),
       cause,
     };
     // Proposed by the new leader itself, so the record lands in its own term.
