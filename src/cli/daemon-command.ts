@@ -1,5 +1,4 @@
-import fs from 'node:fs';
-import { control, connectDaemon, tail } from '../daemon/client.js';
+import { control, connectDaemon, processAlive, tail } from '../daemon/client.js';
 import { idleTimeoutS, logPath, socketPath } from '../daemon/paths.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { UserError } from '../service/errors.js';
@@ -45,8 +44,8 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
       }
       const pid = r.pid as number;
       const deadline = performance.now() + 10_000;
-      while (alive(pid) && performance.now() < deadline) await new Promise((res) => setTimeout(res, 25));
-      if (alive(pid)) throw new UserError('unavailable', `daemon pid ${pid} did not exit within 10 s; see ${logPath(dir)}`);
+      while (processAlive(pid) && performance.now() < deadline) await new Promise((res) => setTimeout(res, 25));
+      if (processAlive(pid)) throw new UserError('unavailable', `daemon pid ${pid} did not exit within 10 s; see ${logPath(dir)}`);
       print({ stopped: true, pid });
       return 0;
     }
@@ -64,16 +63,3 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // An exited daemon reparented to init stays a zombie until init reaps it: that is not alive.
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}

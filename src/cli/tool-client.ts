@@ -1,6 +1,4 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import type { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
@@ -67,7 +65,7 @@ export async function connectTools(dataDir?: string, server?: string, opts: Conn
   const embedded = opts.embedded ?? envEmbedded();
   const holder = server ? null : lockHolder(dir);
   // A `concord serve` that shares no socket (started with --embedded) is reached over HTTP.
-  const url = server ?? (embedded || !holder?.socket ? runningServer(dir) : undefined);
+  const url = server ?? (embedded || !holder?.socket ? holder?.http : undefined);
   if (!url && !embedded) {
     const sock = await connectDaemon(dir);
     await client.connect(new SocketTransport(sock));
@@ -119,18 +117,6 @@ function wrap(client: Client, where: string, onClose?: () => Promise<void>, befo
       await onClose?.();
     },
   };
-}
-
-/** The address a `concord serve` holding this data directory advertised in its lock file. */
-function runningServer(dir: string): string | undefined {
-  try {
-    const lock = JSON.parse(fs.readFileSync(path.join(dir, 'concord.lock'), 'utf8')) as { pid: number; http?: string };
-    if (!lock.http) return undefined;
-    process.kill(lock.pid, 0);
-    return lock.http;
-  } catch {
-    return undefined;
-  }
 }
 
 /** A process that just opened the files re-elects leaders; give that a moment. */

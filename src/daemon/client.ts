@@ -19,10 +19,24 @@ interface Holder {
 export function lockHolder(dir: string): Holder | null {
   try {
     const h = JSON.parse(fs.readFileSync(path.join(dir, 'concord.lock'), 'utf8')) as Holder;
-    process.kill(h.pid, 0);
-    return h;
+    return processAlive(h.pid) ? h : null;
   } catch {
     return null;
+  }
+}
+
+/** Whether `pid` runs. A process that exited but was not reaped yet (a zombie) does not. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // An exited daemon reparented to init stays a zombie until init reaps it: that is not alive.
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
   }
 }
 

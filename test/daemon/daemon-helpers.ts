@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { processAlive } from '../../src/daemon/client.js';
 import { MAIN, Mcp, ROOT, serverEnv, sleep } from '../mcp/helpers.js';
 
 export function daemonEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -48,19 +49,8 @@ export async function stdioClient(dataDir: string): Promise<{ mcp: Mcp; client: 
   return { mcp: new Mcp(client), client, stderr: () => err, pid: transport.pid! };
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // An exited daemon reparented to init stays a zombie until init reaps it: that is not alive.
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
+/** Whether the daemon process still runs (zombies do not count). */
+export const alive = processAlive;
 
 /** Pids of `concord daemon` processes serving this directory (from ps, not from the daemon). */
 export function daemonPids(dataDir: string): number[] {

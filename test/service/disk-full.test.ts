@@ -7,27 +7,19 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/host/local-cluster.js';
-import type { Coordinator } from '../../src/service/coordinator.js';
 import { UserError } from '../../src/service/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/service/swarm.js';
 import type { SqliteStorage } from '../../src/storage/sqlite-storage.js';
-import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
+import { swarmWithAgents, testResources, waitUntil } from './service-util.js';
 
-let dir = '';
-let coordinator: Coordinator | undefined;
-afterEach(() => {
-  coordinator?.close();
-  coordinator = undefined;
-  if (dir) removeDir(dir);
-});
+const res = testResources();
 
 async function swarmOf3(tag: string): Promise<{ swarm: Swarm; storages: SqliteStorage[] }> {
-  dir = tempDataDir(tag);
-  const r = await swarmWithAgents(dir, { agents: 3, durability: 'full' });
-  coordinator = r.coordinator;
+  const r = await swarmWithAgents(res.dir(tag), { agents: 3, durability: 'full' });
+  res.keep(r.coordinator);
   const cluster = r.swarm.cluster as LocalCluster;
   return { swarm: r.swarm, storages: r.swarm.activeMembers().map((id) => cluster.storage(id) as SqliteStorage) };
 }
@@ -106,7 +98,7 @@ describe('a full disk, for real', () => {
     fs.writeFileSync(filler, Buffer.alloc(3 << 20));
     try {
       const r = await swarmWithAgents(path.join(mnt, 'data'), { agents: 3, durability: 'full' });
-      coordinator = r.coordinator;
+      res.keep(r.coordinator);
       const swarm = r.swarm;
       const acked: string[] = [];
       let err: UserError | null = null;
