@@ -10,12 +10,17 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'Create a swarm (Raft group)',
       description:
-        'Create a swarm: one Raft consensus group whose members are the agents you spawn next. Starts with no agents (status "initializing"); agent_spawn adds members. Idempotent for an existing name.',
+        'Create a swarm: one Raft consensus group whose members are the agents you spawn next. Starts with no agents (status "initializing"); agent_spawn adds members. Like Consul\'s bootstrap_expect, the group forms once bootstrap_expect agents exist: those agents are its initial voters and hold a real election; later agents join as learners and are promoted. Idempotent for an existing name.',
       inputSchema: input({
         name: z.string().min(1).max(64).optional().describe('Swarm name, e.g. "critical-group"; default "default"'),
         topology: z.string().optional().describe('Only "mesh" is supported: Raft members talk all-to-all'),
         consensus: z.string().optional().describe('Only "raft" is supported'),
         max_agents: z.number().int().min(1).max(15).optional().describe('Most agents (Raft members) this swarm may have; default 5'),
+        bootstrap_expect: z
+          .number()
+          .int()
+          .optional()
+          .describe('Agents the group forms with, 1..max_agents; default the quorum size of max_agents (3 of 5). Agents spawned before that many exist wait (status "waiting_for_bootstrap"). Fixed once the group formed'),
       }),
       outputSchema: output({ swarm_id: z.string(), topology: z.string(), consensus: z.string(), status: z.string(), agents: z.array(z.string()), created_at: z.string() }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

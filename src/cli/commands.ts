@@ -59,7 +59,7 @@ export function toInvocation(noun: string, verb: string, f: Flags): ToolInvocati
   const key = `${noun} ${verb}`;
   switch (key) {
     case 'swarm init':
-      return { tool: 'swarm_init', args: clean({ name: str(f, 'name') ?? swarm, topology: str(f, 'topology'), consensus: str(f, 'consensus'), max_agents: int(f, 'max_agents') }) };
+      return { tool: 'swarm_init', args: clean({ name: str(f, 'name') ?? swarm, topology: str(f, 'topology'), consensus: str(f, 'consensus'), max_agents: int(f, 'max_agents'), bootstrap_expect: int(f, 'bootstrap_expect') }) };
     case 'swarm status':
       return { tool: 'swarm_status', args: clean({ swarm, verbose: bool(f, 'verbose') }) };
     case 'swarm list':

@@ -42,7 +42,7 @@ Usage:
                                MCP on stdio for a running cluster (also serve --cluster);
                                FILE: the client key (or the cluster secret)
   concord <noun> <verb> [--flags]   the spec's commands, e.g.
-    swarm init --topology mesh --consensus raft --max-agents 5
+    swarm init --topology mesh --consensus raft --max-agents 5 [--bootstrap-expect 3]
     swarm status --verbose | swarm list | swarm destroy --swarm NAME --yes
     consensus config --election-timeout-min 150 --election-timeout-max 300 --heartbeat-interval 50
                      --log-compaction-threshold 1000 --quorum-size 3 --max-log-entries 10000 --batch-size 100

@@ -195,6 +195,8 @@ export class NodeHost {
   private campaignLastLeaderContactAt: number | null = null;
   /** The current leadership's timing (see leadership()). */
   private leadershipTiming: { lastContactAt: number | null; startedAt: number; wonAt: number; firstApplyAt: number | null } | null = null;
+  /** Callers of whenLeaderTermApplied, answered at the first apply of their term or its end. */
+  private termAppliedWaiters: Array<{ term: number; resolve: (applied: boolean) => void }> = [];
   /** When the current campaign started (election timeout fired), for election_duration_ms. */
   private campaignStartedAt: number | null = null;
   private campaignIsTransfer = false;
@@ -269,6 +271,7 @@ export class NodeHost {
     this.tickTimer = null;
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
+    this.settleTermWaiters(false);
   }
 
   get isRunning(): boolean {
@@ -554,6 +557,25 @@ export class NodeHost {
     };
   }
 
+  /**
+   * Resolves true once this node, leading `term`, has applied the first entry of that term
+   * (its no-op committed: leadership() then has failoverMs when the previous leader was
+   * heard); false if it stops leading that term first.
+   */
+  whenLeaderTermApplied(term: number): Promise<boolean> {
+    if (!this.running || this.raft.term !== term || this.raft.role !== 'leader') return Promise.resolve(false);
+    if (this.leadershipTiming?.firstApplyAt != null) return Promise.resolve(true);
+    return new Promise((resolve) => this.termAppliedWaiters.push({ term, resolve }));
+  }
+
+  private settleTermWaiters(applied: boolean): void {
+    if (this.termAppliedWaiters.length === 0) return;
+    const waiters = this.termAppliedWaiters;
+    this.termAppliedWaiters = [];
+    const term = this.raft.term;
+    for (const w of waiters) w.resolve(applied && w.term === term);
+  }
+
   private scheduleProcess(): void {
     // While a Ready waits for its fsync there is nothing to do: its callback runs process().
     if (this.processScheduled || !this.running || this.persisting) return;
@@ -733,7 +755,10 @@ export class NodeHost {
   private applyEntry(e: Entry): void {
     this.appliedBytesSinceSnapshot += e.data.length;
     const lt = this.leadershipTiming;
-    if (lt && lt.firstApplyAt === null && this.raft.role === 'leader' && e.term === this.raft.term) lt.firstApplyAt = this.opts.clock.now();
+    if (lt && lt.firstApplyAt === null && this.raft.role === 'leader' && e.term === this.raft.term) {
+      lt.firstApplyAt = this.opts.clock.now();
+      this.settleTermWaiters(true);
+    }
     let result: unknown;
     try {
       result = this.opts.machine.apply(e);
@@ -800,6 +825,7 @@ export class NodeHost {
     if (role === 'follower') this.campaignStartedAt = null;
     if (role === 'leader') this.campaignStartedAt = null;
     if (this.role === 'leader' && role !== 'leader') {
+      this.settleTermWaiters(false);
       // Reads queued at a deposed leader can never be confirmed: fail them now.
       for (const [ctx, r] of this.reads) {
         if (r.index === null) {

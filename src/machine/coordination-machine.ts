@@ -280,6 +280,14 @@ export class CoordinationMachine implements StateMachine {
         this.publishElections();
         return { ok: true };
       }
+      case 'election.timing': {
+        const rec = this.elections.find((e) => e.term === op.term);
+        if (!rec) return { ok: false, code: 'not_found', message: `no election record of term ${op.term}` };
+        rec.failover_ms = op.failover_ms;
+        delete rec.timing_note;
+        this.publishElections();
+        return { ok: true };
+      }
       case 'clock':
         this.memory.expire(this.clock);
         return { ok: true };

@@ -135,6 +135,13 @@ export interface ElectionRecord {
   /** The winner's last message from the previous leader to its campaign start (null: unknown,
    * e.g. the first election). Absent in records written before it was measured. */
   detection_ms?: number | null;
+  /** The winner's last message from the previous leader to the first entry of its term
+   * applied (its no-op committed), on the winner's clock. Measured after the record is
+   * written, so filled in by an election.timing entry; null until then or when not
+   * measurable, with timing_note saying which. Absent in records written before it. */
+  failover_ms?: number | null;
+  /** Why detection_ms or failover_ms is null; absent once both are measured. */
+  timing_note?: string;
   cause: ElectionCause;
   at: number;
   /** In-flight tasks this leader reassigned from earlier terms (filled in as it happens). */
@@ -158,6 +165,8 @@ export type Op =
   | { t: 'mem.put'; key: string; namespace: string; value: unknown; ttl_s: number | null; if_version: number | null }
   | { t: 'mem.del'; key: string; namespace: string; if_version: number | null }
   | { t: 'election'; record: Omit<ElectionRecord, 'tasks_recovered' | 'at'> }
+  /** The leader of `term` completes its record once its failover is measured. */
+  | { t: 'election.timing'; term: number; failover_ms: number }
   | { t: 'clock' }
   /** Open a client session (dissertation 6.3); its id is derived from this entry's index.
    * timeout_ms: idle time after which it expires (clamped to the machine's bounds). */

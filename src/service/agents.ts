@@ -11,7 +11,7 @@ export interface AgentView {
   name: string;
   type: string;
   /** unreachable: cluster mode, another process's member that does not answer the leader. */
-  status: 'active' | 'crashed' | 'terminated' | 'unreachable';
+  status: 'active' | 'crashed' | 'terminated' | 'unreachable' | 'waiting_for_bootstrap';
   role: string;
   capabilities: string[];
   term: number | null;
@@ -34,19 +34,19 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
     // crashed: its process is down. unreachable: it may run, but the leader does not hear it
     // (a partition, or another process's member that does not answer).
     const heard = live === null || live.has(id);
-    const status = entry.state === 'removed' ? 'terminated' : running ? (heard ? 'active' : 'unreachable') : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
+    const status = entry.state === 'removed' ? 'terminated' : entry.state === 'waiting' ? 'waiting_for_bootstrap' : running ? (heard ? 'active' : 'unreachable') : host || swarm.cluster.mode === 'embedded' ? 'crashed' : 'unreachable';
     if (filter === 'active' && status !== 'active') continue;
-    if (filter === 'terminated' && status === 'active') continue;
+    if (filter === 'terminated' && (status === 'active' || status === 'waiting_for_bootstrap')) continue;
     const st = host?.isRunning ? host.status() : null;
     const leaderTerm = running && !host ? (swarm.cluster.leader()?.core.term ?? null) : null;
     out.push({
       agent_id: id,
       name: rec?.name ?? id,
-      type: rec?.type ?? 'coordinator',
+      type: rec?.type ?? entry.pending_agent?.type ?? 'coordinator',
       status,
       // It answered the leader of this term, so it follows that leader.
       role: st ? ((leaderConf ?? st.conf).learners.includes(id) ? 'learner' : st.role) : running ? 'follower' : 'none',
-      capabilities: rec?.capabilities ?? [],
+      capabilities: rec?.capabilities ?? entry.pending_agent?.capabilities ?? [],
       term: st?.term ?? leaderTerm,
       applied_index: st?.applied ?? null,
     });
@@ -79,23 +79,45 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
     );
   }
   const t0 = performance.now();
-  const bootstrap = members.length === 0;
+  const agent = { id, name: id, type: o.type ?? 'coordinator', capabilities: o.capabilities ?? [] };
   // A new member: new incarnation, new file (a removed agent's would replay its old state).
   swarm.prepareNewMember(id);
-  swarm.data.members[id] = { bootstrap, state: 'active', incarnation: randomUUID() };
-  swarm.registry.save();
-  const agent = { id, name: id, type: o.type ?? 'coordinator', capabilities: o.capabilities ?? [] };
-  if (bootstrap) {
-    swarm.startMember(id);
-    await swarm.waitForLeader(5_000);
-    if (swarm.data.pending_config) {
-      await swarm.proposeOk({ t: 'config', patch: swarm.data.pending_config });
-      delete swarm.data.pending_config;
+  if (!swarm.bootstrapped) {
+    swarm.data.members[id] = { bootstrap: false, state: 'waiting', incarnation: randomUUID(), pending_agent: { type: agent.type, capabilities: agent.capabilities } };
+    swarm.createMemberFile(id);
+    const waiting = swarm.waitingMembers();
+    if (waiting.length < swarm.bootstrapExpect) {
       swarm.registry.save();
+      return {
+        agent_id: id,
+        type: agent.type,
+        status: 'waiting_for_bootstrap',
+        capabilities: agent.capabilities,
+        agents_spawned: waiting.length,
+        bootstrap_expect: swarm.bootstrapExpect,
+        waiting: waiting,
+        detail: `not started yet: the group forms when ${swarm.bootstrapExpect} agents exist (${waiting.length} so far; agent_spawn ${swarm.bootstrapExpect - waiting.length} more). They then start together as its initial voters and elect a leader.`,
+        voters: [],
+        join_ms: Math.round(performance.now() - t0),
+      };
     }
-  } else {
-    await joinAsNewMember(swarm, id);
+    const bootstrap = await bootstrapGroup(swarm, waiting);
+    const leader = swarm.cluster.leader();
+    return {
+      agent_id: id,
+      type: agent.type,
+      status: 'active',
+      capabilities: agent.capabilities,
+      joined_as: `initial voter: the group formed with ${waiting.length} agents (bootstrap_expect=${swarm.bootstrapExpect})`,
+      voters: leader?.status().conf.voters ?? [],
+      bootstrap,
+      join_ms: Math.round(performance.now() - t0),
+    };
   }
+  swarm.data.members[id] = { bootstrap: false, state: 'active', incarnation: randomUUID() };
+  swarm.registry.save();
+  await joinAsNewMember(swarm, id);
+  await registerPendingAgents(swarm);
   await swarm.proposeOk({ t: 'agent.register', agent });
   const leader = swarm.cluster.leader();
   return {
@@ -103,10 +125,50 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
     type: agent.type,
     status: 'active',
     capabilities: agent.capabilities,
-    joined_as: bootstrap ? 'bootstrap voter (first member)' : 'learner, then promoted to voter',
+    joined_as: 'learner, then promoted to voter',
     voters: leader?.status().conf.voters ?? [],
     join_ms: Math.round(performance.now() - t0),
   };
+}
+
+/**
+ * Form the group from the waiting agents, as Consul does once bootstrap_expect servers exist:
+ * every one starts as a voter of the same initial configuration, so none can win alone, and
+ * their randomized election timeouts decide who campaigns first. The registry says the group
+ * formed (durably) before any member starts: a restart then reopens this group, never forms
+ * a second one.
+ */
+async function bootstrapGroup(swarm: Swarm, voters: string[]): Promise<Record<string, unknown>> {
+  swarm.data.bootstrap_voters = [...voters].sort();
+  swarm.data.bootstrapped_at = new Date().toISOString();
+  for (const v of voters) {
+    const m = swarm.data.members[v]!;
+    m.bootstrap = true;
+    m.state = 'active';
+  }
+  swarm.registry.save();
+  const t0 = performance.now();
+  for (const v of swarm.data.bootstrap_voters) swarm.startMember(v);
+  const leader = await swarm.waitForLeader(10_000);
+  const formedMs = performance.now() - t0;
+  if (swarm.data.pending_config) {
+    await swarm.proposeOk({ t: 'config', patch: swarm.data.pending_config });
+    delete swarm.data.pending_config;
+    swarm.registry.save();
+  }
+  await registerPendingAgents(swarm);
+  const st = leader.status();
+  return { voters: swarm.data.bootstrap_voters, leader_id: leader.id, term: st.term, voted_by: st.votedBy, elected_ms: Math.round(formedMs) };
+}
+
+/** Register agents whose labels waited for the group (also after a restart that cut it short). */
+async function registerPendingAgents(swarm: Swarm): Promise<void> {
+  for (const [id, m] of Object.entries(swarm.data.members)) {
+    if (!m.pending_agent || m.state === 'waiting') continue;
+    if (m.state !== 'removed') await swarm.proposeOk({ t: 'agent.register', agent: { id, name: id, ...m.pending_agent } });
+    delete m.pending_agent;
+    swarm.registry.save();
+  }
 }
 
 /** Start `id` on a new, empty file and add it: a learner until caught up, then a voter. */
@@ -171,6 +233,21 @@ export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | '
   if (!entry || entry.state === 'removed') {
     throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not an agent of swarm ${swarm.name}; agents: ${swarm.activeMembers().join(', ') || '(none)'}`, 'agent_id');
   }
+  if (entry.state === 'waiting') {
+    // Never started, so nothing to stop and no vote to lose: it just no longer counts toward
+    // bootstrap_expect. Its file holds only its identity.
+    entry.state = 'removed';
+    delete entry.pending_agent;
+    swarm.registry.save();
+    const waiting = swarm.waitingMembers();
+    return {
+      agent_id: id,
+      mode,
+      status: 'terminated',
+      was_leader: false,
+      note: `it was waiting for bootstrap and had not started; ${waiting.length} of bootstrap_expect=${swarm.bootstrapExpect} agents now wait`,
+    };
+  }
   const wasLeader = swarm.cluster.leader()?.id === id;
   const t0 = performance.now();
   if (mode === 'crash') {
@@ -222,6 +299,7 @@ export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
   processOnly(swarm, 'agent_restart');
   const entry = swarm.data.members[id];
   if (!entry || entry.state === 'removed') throw new UserError('not_found', `agent_id=${JSON.stringify(id)} is not a restartable agent of swarm ${swarm.name}`, 'agent_id');
+  if (entry.state === 'waiting') throw new UserError('conflict', `agent ${id} has not started yet: ${swarm.bootstrapSummary()}`, 'agent_id');
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
   const t0 = performance.now();
   if (!fs.existsSync(swarm.registry.memberFile(id))) return replaceLostMember(swarm, id, t0);
@@ -269,6 +347,7 @@ export function agentMetrics(swarm: Swarm, id?: string, metric?: string): unknow
   }
   const agents = ids.map((a) => {
     const h = swarm.cluster.hosts.get(a);
+    if (!h && swarm.data.members[a]!.state === 'waiting') return { agent_id: a, status: 'waiting_for_bootstrap (not started: no metrics yet)' };
     if (!h) return { agent_id: a, status: swarm.cluster.mode === 'tcp' ? 'runs in another process (metrics are measured by each process for its own member)' : 'not started in this process' };
     const m = h.metrics();
     const st = h.isRunning ? h.status() : null;

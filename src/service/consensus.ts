@@ -14,7 +14,7 @@ export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unkno
   const running = members.filter((id) => swarm.isRunning(id));
   // degraded: an agent is down, or the leader has not heard from every voter within an
   // election timeout (a partitioned agent's process still runs).
-  const status = members.length === 0 ? 'initializing' : !leader ? 'electing' : running.length < members.length || heartbeatStatus(swarm) !== 'healthy' ? 'degraded' : 'active';
+  const status = members.length === 0 ? 'initializing' : swarm.waitingForBootstrap() ? 'waiting_for_bootstrap' : !leader ? 'electing' : running.length < members.length || heartbeatStatus(swarm) !== 'healthy' ? 'degraded' : 'active';
   const out: Record<string, unknown> = {
     swarm_id: swarm.name,
     topology: swarm.data.topology,
@@ -26,6 +26,11 @@ export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unkno
     leader_id: leader?.id ?? null,
     term: leader?.status().term ?? null,
     created_at: swarm.data.created_at,
+    bootstrap_expect: swarm.bootstrapExpect,
+    // Who formed the group (its initial voters), or who waits for it to form.
+    bootstrap: swarm.bootstrapped
+      ? { formed: true, voters: swarm.data.bootstrap_voters ?? null, formed_at: swarm.data.bootstrapped_at ?? null }
+      : { formed: false, waiting: swarm.waitingMembers(), detail: members.length > 0 ? swarm.bootstrapSummary() : `the group forms when ${swarm.bootstrapExpect} agents have been spawned` },
   };
   if (verbose) {
     const st = leader?.status();
@@ -57,7 +62,7 @@ export function leaderInfo(swarm: Swarm): Record<string, unknown> {
     voted_by: st.votedBy,
     election_duration_ms: rec?.election_duration_ms ?? ms(t?.electionMs),
     detection_ms: ms(t?.detectionMs) ?? rec?.detection_ms ?? null,
-    failover_ms: ms(t?.failoverMs),
+    failover_ms: ms(t?.failoverMs) ?? rec?.failover_ms ?? null,
     heartbeat_status: heartbeatStatus(swarm),
     commit_index: st.commit,
   };

@@ -4,6 +4,7 @@ import { DataDirLock, resolveDataDir } from './data-dir.js';
 import { UserError, invalid } from './errors.js';
 import { SwarmRegistry } from './registry.js';
 import { Swarm, type SwarmOptions } from './swarm.js';
+import { majority } from '../raft/quorum.js';
 import type { Durability } from '../storage/sqlite-storage.js';
 
 export const DEFAULT_SWARM = 'default';
@@ -122,7 +123,7 @@ export class Coordinator {
     );
   }
 
-  init(o: { name?: string; topology?: string; consensus?: string; max_agents?: number }): { swarm: Swarm; created: boolean } {
+  init(o: { name?: string; topology?: string; consensus?: string; max_agents?: number; bootstrap_expect?: number }): { swarm: Swarm; created: boolean } {
     const name = o.name ?? this.member?.swarm ?? DEFAULT_SWARM;
     if (this.member && name !== this.member.swarm) {
       throw new UserError('unsupported', `name=${JSON.stringify(name)}: this cluster serves swarm ${JSON.stringify(this.member.swarm)} only (its members were started with --swarm ${this.member.swarm})`, 'name');
@@ -141,15 +142,22 @@ export class Coordinator {
       if (o.max_agents !== undefined && o.max_agents !== existing.data.max_agents) {
         throw invalid('max_agents', o.max_agents, `${existing.data.max_agents}: in cluster mode the members are the processes listed in --peers`);
       }
+      if (o.bootstrap_expect !== undefined) {
+        throw invalid('bootstrap_expect', o.bootstrap_expect, 'nothing in cluster mode: the group is formed by the processes listed in --peers');
+      }
       return { swarm: existing, created: false };
     }
     if (existing) {
-      if (existing.data.max_agents !== maxAgents) {
+      const expect = this.bootstrapExpectFor(existing, o.bootstrap_expect, maxAgents);
+      if (existing.data.max_agents !== maxAgents || (expect !== undefined && expect !== existing.data.bootstrap_expect)) {
         existing.data.max_agents = maxAgents;
+        if (expect !== undefined) existing.data.bootstrap_expect = expect;
         existing.registry.save();
       }
       return { swarm: existing, created: false };
     }
+    const expect = o.bootstrap_expect ?? majority(maxAgents);
+    checkBootstrapExpect(expect, maxAgents);
     const reg = new SwarmRegistry(this.swarmDir(name), {
       name,
       topology: 'mesh',
@@ -157,12 +165,31 @@ export class Coordinator {
       max_agents: maxAgents,
       created_at: new Date().toISOString(),
       members: {},
+      bootstrap_expect: expect,
     });
     reg.save();
     const s = new Swarm(reg, this.swarmOpts);
     this.swarms.set(name, s);
     s.open();
     return { swarm: s, created: true };
+  }
+
+  /**
+   * bootstrap_expect for a swarm_init of an existing swarm (undefined: leave it). It can change
+   * only before the group formed; an unchanged max_agents keeps it, a new one moves the
+   * default with it.
+   */
+  private bootstrapExpectFor(s: Swarm, given: number | undefined, maxAgents: number): number | undefined {
+    if (s.bootstrapped) {
+      if (given !== undefined && given !== s.bootstrapExpect) {
+        const voters = s.data.bootstrap_voters?.length ?? 1;
+        throw invalid('bootstrap_expect', given, `${s.bootstrapExpect} (unchanged): swarm ${s.name} already formed with ${voters} initial voter(s); add agents with agent_spawn instead`);
+      }
+      return undefined;
+    }
+    const expect = given ?? (maxAgents !== s.data.max_agents ? majority(maxAgents) : s.bootstrapExpect);
+    checkBootstrapExpect(expect, maxAgents);
+    return expect;
   }
 
   destroy(name: string): { destroyed: string; files_removed: number } {
@@ -176,5 +203,12 @@ export class Coordinator {
     const files = fs.existsSync(dir) ? fs.readdirSync(dir).length : 0;
     fs.rmSync(dir, { recursive: true, force: true });
     return { destroyed: name, files_removed: files };
+  }
+}
+
+/** 1..max_agents: the group cannot wait for more agents than the swarm may have. */
+function checkBootstrapExpect(expect: number, maxAgents: number): void {
+  if (!Number.isInteger(expect) || expect < 1 || expect > maxAgents) {
+    throw invalid('bootstrap_expect', expect, `an integer 1..${maxAgents} (max_agents); default ${majority(maxAgents)}, the quorum size`);
   }
 }

@@ -231,6 +231,7 @@ function retrySafe(op: Op): boolean {
   switch (op.t) {
     case 'clock':
     case 'election':
+    case 'election.timing':
     case 'session.register':
       return true;
     case 'mem.put':

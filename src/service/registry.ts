@@ -4,10 +4,19 @@ import type { SwarmConfig } from '../machine/types.js';
 import { fsyncDirectory, mkdirDurable, nodeSyncFs, type SyncFs } from '../storage/sync-fs.js';
 
 export interface MemberEntry {
-  /** The first member bootstraps the group alone; later ones join with no membership. */
+  /**
+   * One of the group's initial voters (RegistryData.bootstrap_voters; in registries written
+   * before bootstrap_expect, the one first member that bootstrapped alone). Later members
+   * join with no membership and learn it from the leader.
+   */
   bootstrap: boolean;
-  /** crashed: stopped abruptly, restartable. removed: left the group for good. */
-  state: 'active' | 'crashed' | 'removed';
+  /**
+   * waiting: spawned before bootstrap_expect agents existed; not started until the group forms.
+   * crashed: stopped abruptly, restartable. removed: left the group for good.
+   */
+  state: 'waiting' | 'active' | 'crashed' | 'removed';
+  /** A waiting agent's labels, registered through the log once the group has a leader. */
+  pending_agent?: { type: string; capabilities: string[] };
   /**
    * Random id of this member's life, also written into its database at creation. A member
    * removed and spawned again under the same name gets a new one (and a new file): a name is
@@ -25,6 +34,18 @@ export interface RegistryData {
   members: Record<string, MemberEntry>;
   /** Configuration given before any agent existed: committed once the first agent leads. */
   pending_config?: Partial<SwarmConfig>;
+  /**
+   * Agents the group forms with (Consul's bootstrap_expect): agents spawned before this many
+   * exist wait. Absent in registries written before it: those swarms bootstrapped already.
+   */
+  bootstrap_expect?: number;
+  /**
+   * When the group formed. Saved durably before any initial voter starts and never unset:
+   * a second bootstrap would start a second group next to the first.
+   */
+  bootstrapped_at?: string;
+  /** The initial voters: every one of them starts from this same configuration. */
+  bootstrap_voters?: string[];
 }
 
 /**

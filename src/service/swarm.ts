@@ -56,11 +56,13 @@ export class Swarm {
   private closed = false;
   /** Members being created by agent_spawn: the only ones allowed to start on a new file. */
   private readonly freshMembers = new Set<string>();
+  private readonly durability: Durability;
 
   constructor(
     readonly registry: SwarmRegistry,
     opts: SwarmOptions = {},
   ) {
+    this.durability = opts.durability ?? 'full';
     const machineFor = (id: string): CoordinationMachine => {
       const m = new CoordinationMachine({
         onAssigned: (items) => this.workerFor(id).enqueue(items),
@@ -80,7 +82,7 @@ export class Swarm {
       clock: new RealClock(),
       prng: new Prng(Date.now() >>> 0),
       // fsync on the libuv threadpool: five members' fsyncs overlap instead of queueing on the loop.
-      storageFor: (id) => this.openStorage(id, opts.durability ?? 'full'),
+      storageFor: (id) => this.openStorage(id, this.durability),
       machineFor,
       tickMs: TICK_MS,
       raft: raftTiming(undefined),
@@ -98,6 +100,7 @@ export class Swarm {
         if (this.activeMembers().length === 0) {
           throw new UserError('unavailable', `swarm ${this.name} has no agents yet; agent_spawn at least one (a majority must be running)`);
         }
+        if (this.waitingForBootstrap()) throw new UserError('unavailable', this.bootstrapSummary());
       },
       opts.sessionTimeoutMs ?? null,
     );
@@ -155,6 +158,14 @@ export class Swarm {
     this.freshMembers.add(id);
   }
 
+  /**
+   * A waiting agent's file, created now with its identity (then closed): the group starts it
+   * later, possibly in another process life, and a member starts only on its own file.
+   */
+  createMemberFile(id: string): void {
+    this.openStorage(id, this.durability).close();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -164,8 +175,45 @@ export class Swarm {
 
   // ---- membership ------------------------------------------------------------------------
 
+  /**
+   * The membership a member starts from when its log has none: the initial voters for one of
+   * them (the same list for each, so no one can elect itself alone), nothing for a joiner.
+   * Registries from before bootstrap_expect have one bootstrap member that started alone.
+   */
   confFor(id: string): ConfState {
-    return this.data.members[id]?.bootstrap ? { voters: [id], learners: [] } : { voters: [], learners: [] };
+    if (!this.data.members[id]?.bootstrap) return { voters: [], learners: [] };
+    return { voters: [...(this.data.bootstrap_voters ?? [id])], learners: [] };
+  }
+
+  /** Agents the group forms with; registries from before bootstrap_expect formed with one. */
+  get bootstrapExpect(): number {
+    return this.data.bootstrap_expect ?? 1;
+  }
+
+  /**
+   * Whether the group has formed. Registries written before bootstrap_expect have no
+   * bootstrapped_at: there the first spawned agent always bootstrapped at once, so any member
+   * means it formed. Cluster mode: the group is the --peers list, formed by the processes.
+   */
+  get bootstrapped(): boolean {
+    if (this.cluster.mode === 'tcp') return true;
+    if (this.data.bootstrapped_at !== undefined) return true;
+    return this.data.bootstrap_expect === undefined && Object.keys(this.data.members).length > 0;
+  }
+
+  waitingForBootstrap(): boolean {
+    return !this.bootstrapped && this.activeMembers().length > 0;
+  }
+
+  /** Agents spawned and waiting for the group to form. */
+  waitingMembers(): string[] {
+    return this.activeMembers().filter((id) => this.data.members[id]!.state === 'waiting');
+  }
+
+  bootstrapSummary(): string {
+    const n = this.waitingMembers().length;
+    const need = this.bootstrapExpect - n;
+    return `swarm ${this.name} is waiting for bootstrap: ${n} of bootstrap_expect=${this.bootstrapExpect} agents spawned; agent_spawn ${need} more to form the group`;
   }
 
   startMember(id: string): NodeHost {
@@ -272,6 +320,7 @@ export class Swarm {
   }
 
   quorumSummary(): string {
+    if (this.waitingForBootstrap()) return this.bootstrapSummary();
     const members = this.activeMembers();
     const running = members.filter((id) => this.isRunning(id));
     return `${running.length} of ${members.length} agents running, a majority needs ${majority(members.length)}`;
@@ -318,19 +367,43 @@ export class Swarm {
     this.expectedCause = null;
     const host = this.cluster.hosts.get(c.id);
     if (!host) return;
+    const heardOld = c.election.detectionMs !== null;
     const record = {
       term: c.term,
       old_leader: old,
       new_leader: c.id,
       voted_by: c.election.votedBy,
       election_duration_ms: Math.round(c.election.durationMs),
-      detection_ms: c.election.detectionMs === null ? null : Math.round(c.election.detectionMs),
+      detection_ms: heardOld ? Math.round(c.election.detectionMs!) : null,
+      failover_ms: null,
+      timing_note: heardOld
+        ? 'failover_ms: not measured yet; the new leader adds it once the first entry of its term is applied'
+        : 'detection_ms and failover_ms: not measurable, the winner had heard no previous leader since it started (first election of the group, or of this process)',
       cause,
     };
-    // Proposed by the new leader itself, so the record lands in its own term.
+    // Proposed by the new leader itself, so the record lands in its own term. Proposed at
+    // once (with the no-op's append), before any task reassignment of the term counts into it.
     const data = JSON.stringify({ op: { t: 'election', record }, now: Date.now() });
     host.propose(data).catch((e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'));
     logger.info({ swarm: this.name, ...record }, 'leader elected');
+    if (heardOld) void this.completeElectionRecord(host, c.term);
+  }
+
+  /**
+   * failover_ms ends at the first entry of the new term applied, after the record was
+   * proposed: the leader measures it then and adds it to its record through the log.
+   */
+  private async completeElectionRecord(host: NodeHost, term: number): Promise<void> {
+    if (!(await host.whenLeaderTermApplied(term))) return; // lost the term first: nothing measured
+    const failover = host.leadership()?.failoverMs;
+    if (failover === null || failover === undefined || this.closed) return;
+    const data = JSON.stringify({ op: { t: 'election.timing', term, failover_ms: Math.round(failover) }, now: Date.now() });
+    try {
+      await host.propose(data);
+      logger.info({ swarm: this.name, term, failover_ms: Math.round(failover) }, 'failover measured');
+    } catch (e) {
+      logger.debug({ err: (e as Error).message, term }, 'election timing not committed');
+    }
   }
 
   private lastRecordedLeader(id: string): string | null {
