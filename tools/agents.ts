@@ -10,7 +10,7 @@ export function registerAgentTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'Spawn an agent (add a Raft member)',
       description:
-        'Add an agent to the swarm. It is a real Raft member with its own SQLite log: it joins as a learner, catches up, then is promoted to voter through a membership change. The first agent bootstraps the group and leads it.',
+        'Add an agent to the swarm. It is a real Raft member with its own SQLite log: it joins as a learner, catches up, then is promoted to voter through a membership change. Until the swarm has bootstrap_expect agents (swarm_init; default the quorum of max_agents) agents wait, not started (status "waiting_for_bootstrap"); the one that reaches the count starts them all as the initial voters, which elect a leader.',
       inputSchema: input({
         swarm: swarmArg,
         type: z.string().min(1).max(64).optional().describe('Agent type label, e.g. "coordinator"'),

@@ -46,7 +46,10 @@ describe('every tool, successfully, on a named swarm', () => {
   });
 
   it('agent_spawn (default names), agent_list, swarm_status', async () => {
-    for (const id of AGENTS) expect(await mcp.ok('agent_spawn', { swarm: S, type: 'worker' })).toMatchObject({ agent_id: id, type: 'worker', status: 'active' });
+    // bootstrap_expect defaults to the quorum of max_agents (2 of 3): the first agent waits,
+    // the second forms the group with it, the third joins as a learner.
+    const statuses = ['waiting_for_bootstrap', 'active', 'active'];
+    for (const [i, id] of AGENTS.entries()) expect(await mcp.ok('agent_spawn', { swarm: S, type: 'worker' })).toMatchObject({ agent_id: id, type: 'worker', status: statuses[i] });
     const agents = (await mcp.ok('agent_list', { swarm: S })).agents as Array<Record<string, unknown>>;
     expect(agents.map((a) => [a.agent_id, a.status, a.type])).toEqual(AGENTS.map((a) => [a, 'active', 'worker']));
     const st = await mcp.ok('swarm_status', { swarm: S, verbose: true });
@@ -67,7 +70,8 @@ describe('every tool, successfully, on a named swarm', () => {
     expect(q).toMatchObject({ quorum_size: 2, has_quorum: true, leader_id: leader, tolerates_failures: 1 });
     const h = await mcp.ok('consensus_election_history', { swarm: S, limit: 5 });
     expect(h).toMatchObject({ swarm: S, total_elections: 1, leader_failures: 0 });
-    expect(h.elections).toEqual([expect.objectContaining({ new_leader: 'raft-agent-1', cause: 'startup' })]);
+    // Both initial voters elected the first leader (a majority of 2 is 2).
+    expect(h.elections).toEqual([expect.objectContaining({ new_leader: leader, cause: 'startup', voted_by: ['raft-agent-1', 'raft-agent-2'] })]);
   });
 
   it('agent_metrics: measured disk, log and message counters', async () => {

@@ -11,7 +11,7 @@ beforeAll(async () => {
   requireBuild();
   srv = await startStdio(tempDataDir('bad-args'));
   // One agent, so nothing below waits on a swarm that cannot commit.
-  await srv.mcp.ok('swarm_init', { max_agents: 5 });
+  await srv.mcp.ok('swarm_init', { max_agents: 5, bootstrap_expect: 1 });
   await srv.mcp.ok('agent_spawn', { name: 'raft-agent-1' });
 });
 
@@ -23,6 +23,7 @@ afterAll(async () => {
 /** [tool, arguments, text the message must contain (field=value)]. */
 const CASES: Array<[string, Record<string, unknown>, string]> = [
   ['swarm_init', { max_agents: 99 }, 'max_agents=99'],
+  ['swarm_init', { bootstrap_expect: 9 }, 'bootstrap_expect=9'],
   ['swarm_init', { topology: 'ring' }, 'topology="ring"'],
   ['swarm_init', { name: 'bad name!' }, 'name="bad name!"'],
   ['swarm_status', { swarm: 'ghost' }, 'swarm="ghost"'],

@@ -83,7 +83,8 @@ describe('resources', () => {
   it('lists nothing before a swarm exists, then three views per swarm', async () => {
     expect((await srv.client.listResources()).resources).toEqual([]);
     await srv.mcp.ok('swarm_init', { name: 'res-a', max_agents: 3 });
-    await srv.mcp.ok('swarm_init', {});
+    // A group of one (bootstrap_expect 1): the one agent spawned below forms it alone.
+    await srv.mcp.ok('swarm_init', { bootstrap_expect: 1 });
     const uris = (await srv.client.listResources()).resources.map((r) => r.uri).sort();
     expect(uris).toEqual([
       'concord://swarms/default/election-history',

@@ -41,12 +41,13 @@ describe("the spec's eight steps over MCP stdio", () => {
     expect(r.applied).toMatch(/stored/);
   });
 
-  it('3. spawn 5 agents: one bootstraps, four join as learners and are promoted', async () => {
+  it('3. spawn 5 agents: two wait, the third forms the group with them (bootstrap_expect 3), two join as learners and are promoted', async () => {
     for (const [i, name] of AGENTS.entries()) {
       const a = await mcp.ok('agent_spawn', { type: 'coordinator', name, capabilities: ['task-processing', 'log-replication', 'voting'] });
-      expect(a).toMatchObject({ agent_id: name, status: 'active', type: 'coordinator', capabilities: ['task-processing', 'log-replication', 'voting'] });
-      expect([...(a.voters as string[])].sort()).toEqual(AGENTS.slice(0, i + 1));
-      expect(a.joined_as).toMatch(i === 0 ? /bootstrap/ : /learner, then promoted/);
+      expect(a).toMatchObject({ agent_id: name, status: i < 2 ? 'waiting_for_bootstrap' : 'active', type: 'coordinator', capabilities: ['task-processing', 'log-replication', 'voting'] });
+      expect([...(a.voters as string[])].sort()).toEqual(i < 2 ? [] : AGENTS.slice(0, i + 1));
+      if (i < 2) expect(a).toMatchObject({ agents_spawned: i + 1, bootstrap_expect: 3 });
+      else expect(a.joined_as).toMatch(i === 2 ? /initial voter: the group formed with 3 agents/ : /learner, then promoted/);
       expect(a.join_ms).toBeGreaterThanOrEqual(0);
     }
     const list = await mcp.ok('agent_list', { filter: 'active' });
@@ -72,6 +73,8 @@ describe("the spec's eight steps over MCP stdio", () => {
     expect(AGENTS).toContain(l.leader_id);
     expect(l.term).toBeGreaterThanOrEqual(1);
     expect(l.voted_by).toContain(l.leader_id);
+    // A real election among the three initial voters: a majority (2 of 3) voted.
+    expect((l.voted_by as string[]).length).toBeGreaterThanOrEqual(2);
     oldLeader = l.leader_id as string;
   });
 

@@ -68,7 +68,7 @@ describe('stdout carries JSON-RPC only', () => {
     const list = await raw.response(1);
     expect(((list.result as { tools: unknown[] }).tools).length).toBe(30);
 
-    raw.send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'swarm_init', arguments: { max_agents: 3 } } });
+    raw.send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'swarm_init', arguments: { max_agents: 3, bootstrap_expect: 1 } } });
     expect((await raw.response(2)).result).toMatchObject({ structuredContent: { swarm_id: 'default', created: true } });
     raw.send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'agent_spawn', arguments: {} } });
     expect((await raw.response(3)).result).toMatchObject({ structuredContent: { agent_id: 'raft-agent-1', status: 'active' } });
@@ -128,9 +128,12 @@ describe('lifecycle', () => {
     raw.send(INITIALIZE);
     await raw.response(0);
     raw.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    // A live swarm: Raft timers and SQLite files open.
-    raw.send({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'agent_spawn', arguments: {} } });
-    expect((await raw.response(1)).result).toMatchObject({ structuredContent: { agent_id: 'raft-agent-1' } });
+    // A live swarm: Raft timers and SQLite files open (the default swarm forms with 3 agents).
+    for (let i = 1; i <= 3; i++) {
+      raw.send({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'agent_spawn', arguments: {} } });
+      expect((await raw.response(i)).result).toMatchObject({ structuredContent: { agent_id: `raft-agent-${i}` } });
+    }
+    expect((await raw.response(3)).result).toMatchObject({ structuredContent: { status: 'active' } });
     expect(fs.existsSync(path.join(dir, 'concord.lock'))).toBe(true);
     const t0 = performance.now();
     raw.child.stdin.end();
