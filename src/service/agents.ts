@@ -93,6 +93,7 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
         type: agent.type,
         status: 'waiting_for_bootstrap',
         capabilities: agent.capabilities,
+        joined_as: `waiting for bootstrap (${waiting.length} of ${swarm.bootstrapExpect} agents)`,
         agents_spawned: waiting.length,
         bootstrap_expect: swarm.bootstrapExpect,
         waiting: waiting,

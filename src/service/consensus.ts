@@ -26,9 +26,11 @@ export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unkno
     leader_id: leader?.id ?? null,
     term: leader?.status().term ?? null,
     created_at: swarm.data.created_at,
-    bootstrap_expect: swarm.bootstrapExpect,
+    bootstrap_expect: swarm.cluster.mode === 'tcp' ? null : swarm.bootstrapExpect,
     // Who formed the group (its initial voters), or who waits for it to form.
-    bootstrap: swarm.bootstrapped
+    bootstrap: swarm.cluster.mode === 'tcp'
+      ? { formed: true, detail: 'cluster mode: the group is the members listed in --peers' }
+      : swarm.bootstrapped
       ? { formed: true, voters: swarm.data.bootstrap_voters ?? null, formed_at: swarm.data.bootstrapped_at ?? null }
       : { formed: false, waiting: swarm.waitingMembers(), detail: members.length > 0 ? swarm.bootstrapSummary() : `the group forms when ${swarm.bootstrapExpect} agents have been spawned` },
   };
