@@ -58,13 +58,24 @@ export function leaderInfo(swarm: Swarm): Record<string, unknown> {
   // Measured by the leader on its own clock; null where not observed (see NodeHost.leadership).
   const t = leader.leadership();
   const ms = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x));
+  const detection = ms(t?.detectionMs) ?? rec?.detection_ms ?? null;
+  const failover = ms(t?.failoverMs) ?? rec?.failover_ms ?? null;
   return {
     leader_id: leader.id,
     term: st.term,
     voted_by: st.votedBy,
     election_duration_ms: rec?.election_duration_ms ?? ms(t?.electionMs),
-    detection_ms: ms(t?.detectionMs) ?? rec?.detection_ms ?? null,
-    failover_ms: ms(t?.failoverMs) ?? rec?.failover_ms ?? null,
+    detection_ms: detection,
+    failover_ms: failover,
+    // Why a figure is null: never a made-up number instead.
+    ...(failover === null
+      ? {
+          timing_note:
+            detection === null
+              ? 'detection_ms and failover_ms: not measurable, this leader had heard no previous leader since it started (first election of the group, or of this process)'
+              : 'failover_ms: not measured yet, the first entry of this term is not applied yet',
+        }
+      : {}),
     heartbeat_status: heartbeatStatus(swarm),
     commit_index: st.commit,
   };
