@@ -110,6 +110,28 @@ describe('bootstrap_expect', () => {
     expect(listAgents(swarm).find((a) => a.agent_id === 'w1')).toMatchObject({ status: 'active', type: 'worker' });
   });
 
+  it('a process stopped after recording the formation but before starting the voters starts them at reopen', async () => {
+    const dir = res.dir('boot-midway');
+    let c = open(dir);
+    const swarm = c.init({ name: 'm', max_agents: 3, bootstrap_expect: 3 }).swarm;
+    await spawnAgent(swarm, { name: 'p1' });
+    await spawnAgent(swarm, { name: 'p2' });
+    c.close();
+    // What bootstrapGroup saves before it starts anyone, as if the process died right after:
+    // the files hold only the identities written when the agents were spawned.
+    const reg = SwarmRegistry.load(`${dir}/swarms/m`);
+    reg.data.bootstrapped_at = new Date().toISOString();
+    reg.data.bootstrap_voters = ['p1', 'p2'];
+    for (const id of ['p1', 'p2']) Object.assign(reg.data.members[id]!, { bootstrap: true, state: 'active' });
+    reg.save();
+
+    c = open(dir);
+    const again = c.swarm('m');
+    await again.waitForLeader(5_000);
+    expect(again.cluster.leader()!.status().conf.voters).toEqual(['p1', 'p2']);
+    expect((await waitForFirstRecord(again)).voted_by).toEqual(['p1', 'p2']);
+  });
+
   it('a formed group never forms again: a restart reopens the same group and a new agent joins it', async () => {
     const dir = res.dir('boot-once');
     let c = open(dir);
