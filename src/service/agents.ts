@@ -118,7 +118,7 @@ export async function spawnAgent(swarm: Swarm, o: { type?: string; name?: string
   swarm.data.members[id] = { bootstrap: false, state: 'active', incarnation: randomUUID() };
   swarm.registry.save();
   await joinAsNewMember(swarm, id);
-  await registerPendingAgents(swarm);
+  await finishFormation(swarm);
   await swarm.proposeOk({ t: 'agent.register', agent });
   const leader = swarm.cluster.leader();
   return {
@@ -152,18 +152,21 @@ async function bootstrapGroup(swarm: Swarm, voters: string[]): Promise<Record<st
   for (const v of swarm.data.bootstrap_voters) swarm.startMember(v);
   const leader = await swarm.waitForLeader(10_000);
   const formedMs = performance.now() - t0;
+  await finishFormation(swarm);
+  const st = leader.status();
+  return { voters: swarm.data.bootstrap_voters, leader_id: leader.id, term: st.term, voted_by: st.votedBy, elected_ms: Math.round(formedMs) };
+}
+
+/**
+ * Commit what waited for the group: the configuration given before it formed, then the
+ * waiting agents' labels. Also run at later spawns, should a restart have cut it short.
+ */
+async function finishFormation(swarm: Swarm): Promise<void> {
   if (swarm.data.pending_config) {
     await swarm.proposeOk({ t: 'config', patch: swarm.data.pending_config });
     delete swarm.data.pending_config;
     swarm.registry.save();
   }
-  await registerPendingAgents(swarm);
-  const st = leader.status();
-  return { voters: swarm.data.bootstrap_voters, leader_id: leader.id, term: st.term, voted_by: st.votedBy, elected_ms: Math.round(formedMs) };
-}
-
-/** Register agents whose labels waited for the group (also after a restart that cut it short). */
-async function registerPendingAgents(swarm: Swarm): Promise<void> {
   for (const [id, m] of Object.entries(swarm.data.members)) {
     if (!m.pending_agent || m.state === 'waiting') continue;
     if (m.state !== 'removed') await swarm.proposeOk({ t: 'agent.register', agent: { id, name: id, ...m.pending_agent } });

@@ -285,10 +285,10 @@ export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Prom
       );
     }
   }
-  if (swarm.activeMembers().length === 0) {
+  if (!swarm.bootstrapped) {
     swarm.data.pending_config = { ...swarm.data.pending_config, ...patch };
     swarm.registry.save();
-    return { swarm: swarm.name, config: next, applied: 'stored; committed through the log as soon as the first agent is spawned' };
+    return { swarm: swarm.name, config: next, applied: `stored; committed through the log as soon as the group forms (bootstrap_expect=${swarm.bootstrapExpect} agents spawned)` };
   }
   const value = await swarm.proposeOk({ t: 'config', patch });
   return { swarm: swarm.name, config: value, applied: 'through the log; timing takes effect on every member as it applies the entry' };

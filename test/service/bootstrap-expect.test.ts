@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { listAgents, spawnAgent, terminateAgent } from '../../src/service/agents.js';
-import { electionHistory, swarmStatus } from '../../src/service/consensus.js';
+import { configure, electionHistory, swarmStatus } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
 import { SwarmRegistry } from '../../src/service/registry.js';
@@ -68,10 +68,14 @@ describe('bootstrap_expect', () => {
     expect(swarm.data.bootstrap_expect).toBe(3);
     expect((await spawnAgent(swarm, {})) as Rec).toMatchObject({ status: 'waiting_for_bootstrap', agents_spawned: 1, bootstrap_expect: 3 });
     expect((await spawnAgent(swarm, {})) as Rec).toMatchObject({ status: 'waiting_for_bootstrap', agents_spawned: 2 });
+    // Configuration given while agents wait is kept and committed when the group forms.
+    expect((await configure(swarm, { heartbeat_interval: 40 })).applied).toMatch(/stored; committed .* as soon as the group forms/);
     const third = (await spawnAgent(swarm, {})) as Rec & { bootstrap: Rec };
     expect(third.bootstrap.voters).toEqual(['raft-agent-1', 'raft-agent-2', 'raft-agent-3']);
     const first = await waitForFirstRecord(swarm);
     expect((first.voted_by as string[]).length).toBeGreaterThanOrEqual(2); // a majority of 3
+    expect(swarm.config().heartbeat_interval).toBe(40);
+    expect(swarm.data.pending_config).toBeUndefined();
     const fourth = (await spawnAgent(swarm, {})) as Rec;
     expect(fourth).toMatchObject({ status: 'active', joined_as: 'learner, then promoted to voter' });
     await spawnAgent(swarm, {});
