@@ -27,7 +27,7 @@ export function registerAgentTools(server: McpServer, coord: Coordinator): void 
     'agent_list',
     {
       title: 'List agents',
-      description: 'Agents of a swarm with their real status (active, crashed, terminated) and Raft role (leader, follower, learner, candidate).',
+      description: 'Agents of a swarm with their real status (active, crashed, terminated, unreachable, or waiting_for_bootstrap before the group formed) and Raft role (leader, follower, learner, candidate).',
       inputSchema: input({ swarm: swarmArg, filter: z.enum(['active', 'terminated', 'all']).optional().describe('Which agents; default all. "terminated" includes crashed ones') }),
       outputSchema: output({ agents: z.array(z.record(z.string(), z.unknown())) }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
