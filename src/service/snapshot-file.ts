@@ -109,6 +109,7 @@ export function decodeSnapshotFile(bytes: Buffer, file: string): DecodedSnapshot
   const first = bytes.subarray(0, nl < 0 ? Math.min(bytes.length, 64) : Math.min(nl, 64)).toString('utf8');
   if (!first.startsWith(`${MAGIC} `)) {
     if (bytes.length === 0) throw refused(file, 'the file is empty');
+    if (nl < 0 && `${MAGIC} ${SNAPSHOT_FORMAT_VERSION}`.startsWith(first)) throw refused(file, `truncated: the file ends inside its format line (${bytes.length} bytes)`);
     throw refused(file, `not a Concord snapshot file (its first line is ${JSON.stringify(first.slice(0, 40))}, expected "${MAGIC} ${SNAPSHOT_FORMAT_VERSION}")`);
   }
   if (nl < 0) throw refused(file, `truncated: the file ends inside its format line (${bytes.length} bytes)`);
