@@ -92,6 +92,7 @@ async function save(file: string, swarm: string | undefined, overwrite: boolean,
       const { saveSnapshotFile } = await import('../service/backup.js');
       return { ...(await saveSnapshotFile(tools.coordinator.swarm(swarm), file, { overwrite })), via: tools.where };
     }
+    if (tools.where.startsWith('concord daemon')) return { ...(await viaDaemonBackups(tools, file, swarm, overwrite, dataDir)), via: tools.where };
     const r = await tools.call('swarm_snapshot', { ...(swarm ? { swarm } : {}), inline: true });
     if (!r.ok) throw new UserError('unavailable', `snapshot save via ${tools.where}: ${r.text}`);
     const bytes = Buffer.from(String(r.data.content_base64 ?? ''), 'base64');
@@ -102,6 +103,37 @@ async function save(file: string, swarm: string | undefined, overwrite: boolean,
     return { ...summary, path: (await import('node:path')).resolve(file), sha256: s.sha256, bytes: s.bytes, via: tools.where };
   } finally {
     await tools.close();
+  }
+}
+
+/**
+ * The daemon shares this machine and data directory: it writes the file into its backups
+ * directory (no size limit, unlike a tool result on the socket, whose lines are capped at
+ * 10 MiB), and we move it to FILE after verifying it.
+ */
+async function viaDaemonBackups(tools: import('./tool-client.js').ToolClient, file: string, swarm: string | undefined, overwrite: boolean, dataDir: string | undefined): Promise<Record<string, unknown>> {
+  const [{ randomBytes }, path, fs, { resolveDataDir }, { backupsDir }, sf] = await Promise.all([
+    import('node:crypto'),
+    import('node:path'),
+    import('node:fs'),
+    import('../service/data-dir.js'),
+    import('../service/backup.js'),
+    import('../service/snapshot-file.js'),
+  ]);
+  const name = `cli-save-${process.pid}-${randomBytes(4).toString('hex')}.snapshot`;
+  const r = await tools.call('swarm_snapshot', { ...(swarm ? { swarm } : {}), path: name });
+  if (!r.ok) throw new UserError('unavailable', `snapshot save via ${tools.where}: ${r.text}`);
+  const written = String(r.data.path);
+  const expected = path.join(backupsDir(resolveDataDir(dataDir)), name);
+  if (written !== expected) throw new UserError('unavailable', `the daemon wrote ${written}, expected ${expected}; not moving it`);
+  try {
+    const bytes = fs.readFileSync(written);
+    const s = sf.decodeSnapshotFile(bytes, written);
+    if (s.sha256 !== r.data.sha256) throw new UserError('unavailable', `${written} hashes to ${s.sha256}, the daemon reported ${String(r.data.sha256)}`);
+    sf.writeFileAtomic(file, bytes, { overwrite });
+    return { ...r.data, path: path.resolve(file), sha256: s.sha256, bytes: s.bytes };
+  } finally {
+    fs.rmSync(written, { force: true });
   }
 }
 

@@ -1,6 +1,7 @@
 // Backups of a swarm's replicated state: taken through the leader, at one log index, after a
 // ReadIndex round (so the state holds at least everything committed when the save started).
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError, invalid } from './errors.js';
@@ -34,29 +35,38 @@ export interface SnapshotSummary extends Record<string, unknown> {
  * JSON string of one replica at one index: nothing is applied while it is copied.
  */
 export async function takeSnapshot(swarm: Swarm): Promise<TakenSnapshot> {
-  return swarm.proposer.read((leaderId) => {
+  const taken = await swarm.proposer.read((leaderId) => {
     const m = swarm.machines.get(leaderId);
     if (!m) throw new UserError('unavailable', `leader ${leaderId} has no replica in this process`);
     const host = swarm.cluster.host(leaderId);
     const conf = host.core.confState();
-    const state = m.snapshot();
-    const header: SnapshotHeader = {
-      format_version: 1,
-      swarm: swarm.name,
+    return {
+      state: m.snapshot(),
+      leader: leaderId,
+      leaderTerm: host.core.term,
       index: m.appliedIndex,
       term: m.appliedTerm,
-      leader: leaderId,
-      leader_term: host.core.term,
       members: { voters: [...conf.voters].sort(), learners: [...conf.learners].sort() },
-      max_agents: swarm.data.max_agents,
       counts: countsOf(m),
-      state_sha256: m.stateHash(),
-      state_bytes: Buffer.byteLength(state, 'utf8'),
-      created_at: new Date().toISOString(),
     };
-    const { bytes, sha256 } = encodeSnapshotFile(header, state);
-    return { header, bytes, sha256 };
   });
+  // Hashed once, from the copied string (stateHash() would serialize the state again).
+  const header: SnapshotHeader = {
+    format_version: 1,
+    swarm: swarm.name,
+    index: taken.index,
+    term: taken.term,
+    leader: taken.leader,
+    leader_term: taken.leaderTerm,
+    members: taken.members,
+    max_agents: swarm.data.max_agents,
+    counts: taken.counts,
+    state_sha256: createHash('sha256').update(taken.state).digest('hex'),
+    state_bytes: Buffer.byteLength(taken.state, 'utf8'),
+    created_at: new Date().toISOString(),
+  };
+  const { bytes, sha256 } = encodeSnapshotFile(header, taken.state);
+  return { header, bytes, sha256 };
 }
 
 export function summarize(t: TakenSnapshot, file: string | null): SnapshotSummary {

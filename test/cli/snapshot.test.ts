@@ -27,18 +27,21 @@ describe('concord snapshot', () => {
     await cliOk(src, ['swarm', 'init', '--name', 'prod', '--max-agents', '3']);
     for (let i = 1; i <= 3; i++) await cliOk(src, ['agent', 'spawn', '--swarm', 'prod', '--name', `raft-agent-${i}`]);
     await cliOk(src, ['memory', 'store', '--swarm', 'prod', '--key', 'release/plan', '--value', '{"step":7}']);
-    await cliOk(src, ['task', 'orchestrate', '--swarm', 'prod', '--task', 'x', '--count', '50', '--wait']);
+    // Enough tasks for a state over 10 MiB: larger than one message on the daemon's socket.
+    await cliOk(src, ['task', 'orchestrate', '--swarm', 'prod', '--task', 'x', '--count', '30000', '--wait']);
 
     const file = path.join(src, 'prod.snapshot');
     const saved = await cliOk(src, ['snapshot', 'save', file, '--swarm', 'prod']);
     expect(saved).toMatchObject({ swarm: 'prod', path: file });
     expect(saved.via).toMatch(/concord daemon/);
     expect(saved.bytes).toBe(fs.statSync(file).size);
-    expect((saved.counts as Record<string, number>).tasks_completed).toBe(50);
+    expect(saved.bytes).toBeGreaterThan(10 << 20);
+    expect((saved.counts as Record<string, number>).tasks_completed).toBe(30000);
     expect((saved.counts as Record<string, number>).memory_keys).toBe(1);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
-    // No temporary file left beside it.
+    // No temporary file left beside it, nor the daemon's copy in its backups directory.
     expect(fs.readdirSync(src).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(fs.readdirSync(path.join(src, 'backups'))).toEqual([]);
 
     const st = await cliOk(src, ['snapshot', 'status', file]);
     expect(st).toMatchObject({ verified: true, sha256: saved.sha256, swarm: 'prod', index: saved.index, term: saved.term });
@@ -75,7 +78,7 @@ describe('concord snapshot', () => {
     const got = await cliOk(dst, ['memory', 'retrieve', '--swarm', 'prod-copy', '--key', 'release/plan']);
     expect(got.value).toEqual({ step: 7 });
     const results = await cliOk(dst, ['task', 'results', '--swarm', 'prod-copy']);
-    expect(results).toMatchObject({ total_tasks: 50, completed: 50, duplicates: 0 });
+    expect(results).toMatchObject({ total_tasks: 30000, completed: 30000, duplicates: 0 });
     // While the daemon owns the directory a restore is refused (it would not see the swarm).
     const busy = await cli(dst, ['snapshot', 'restore', file, '--data-dir', dst, '--swarm', 'third']);
     expect(busy.code).toBe(2);
