@@ -12,7 +12,9 @@ import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { saveSnapshotFile } from '../../src/service/backup.js';
 import { configure } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
+import type { NodeHost } from '../../src/host/node-host.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
+import { networkPartition } from '../../src/service/network.js';
 import { SwarmRegistry } from '../../src/service/registry.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
 import { readSnapshotFile } from '../../src/service/snapshot-file.js';
@@ -272,5 +274,45 @@ describe('backup and restore', () => {
     const bytes = Buffer.from(inline.data.content_base64 as string, 'base64');
     expect(bytes.length).toBe(inline.data.bytes);
     expect(inline.text).not.toContain(inline.data.content_base64 as string);
+  }, 60_000);
+
+  it('a save served by a deposed leader fails or holds the newer write, never the stale state (ReadIndex barrier)', async () => {
+    const dir = res.dir('backup-stale');
+    const { coordinator, swarm } = await swarmWithAgents(dir, { name: 'src', agents: 5 });
+    res.keep(coordinator);
+    await memoryStore(swarm, { key: 'k', value: 'old' });
+    const old = await swarm.waitForLeader(5_000);
+    const oldTerm = old.core.term;
+    // It keeps believing it leads while cut off (see stale-leader-read.test.ts).
+    old.reconfigure({ checkQuorum: false });
+    const others = swarm.activeMembers().filter((id) => id !== old.id);
+    await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
+    await waitUntil(() => {
+      const l = swarm.cluster.leader();
+      return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
+    }, 5_000, 'a new leader in the majority');
+    await memoryStore(swarm, { key: 'k', value: 'new' });
+    expect(old.core.role).toBe('leader');
+    // Routed to the old leader, as a cluster-mode process hosting only that member would be.
+    const cluster = swarm.cluster as { leader: () => NodeHost | undefined };
+    const real = cluster.leader;
+    cluster.leader = () => (old.isRunning && old.core.role === 'leader' ? old : undefined);
+    const file = path.join(dir, 'stale.snapshot');
+    let outcome: 'refused' | 'saved';
+    try {
+      await saveSnapshotFile(swarm, file, { overwrite: false });
+      outcome = 'saved';
+    } catch {
+      outcome = 'refused';
+    } finally {
+      cluster.leader = real;
+    }
+    if (outcome === 'saved') {
+      const m = new CoordinationMachine();
+      m.restore(readSnapshotFile(file).state);
+      expect(m.memory.get('default', 'k', m.clock)?.value).toBe('new');
+    } else {
+      expect(fs.existsSync(file)).toBe(false);
+    }
   }, 60_000);
 });
