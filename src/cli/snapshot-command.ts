@@ -24,9 +24,9 @@ export const SNAPSHOT_HELP = `concord snapshot: back up and restore a swarm's re
       add --id ID --peers ID=HOST:PORT,... (as for concord node), then start the nodes.`;
 
 const FLAGS: Record<string, string[]> = {
-  save: ['swarm', 'overwrite', 'data_dir', 'server', 'cluster', 'secret_file', 'timeout_ms', 'allow_http_host', 'format'],
-  status: ['format'],
-  restore: ['data_dir', 'swarm', 'id', 'peers', 'format', 'allow_http_host'],
+  save: ['swarm', 'overwrite', 'data_dir', 'server', 'cluster', 'secret_file', 'timeout_ms', 'allow_http_host'],
+  status: [],
+  restore: ['data_dir', 'swarm', 'id', 'peers', 'allow_http_host'],
 };
 
 export async function runSnapshotCommand(positional: string[], flags: Flags, o: { embedded: boolean }): Promise<number> {
