@@ -1,7 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
-import { backupTarget, summarize, takeSnapshot } from '../src/service/backup.js';
+import { backupTarget, refuseLowSpace, summarize, takeSnapshot } from '../src/service/backup.js';
 import { swarmStatus } from '../src/service/consensus.js';
 import { UserError } from '../src/service/errors.js';
 import { refuseExisting, writeFileAtomic } from '../src/service/snapshot-file.js';
@@ -104,6 +104,7 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
           const file = backupTarget(coord.dataDir, swarm.name, a.path);
           if (a.overwrite !== true) refuseExisting(file);
           const t = await takeSnapshot(swarm);
+          refuseLowSpace(file, t.bytes.length);
           writeFileAtomic(file, t.bytes, { overwrite: a.overwrite === true });
           return { ...summarize(t, file), written_by: t.header.leader };
         });

@@ -4,9 +4,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_DISK_RESERVE_BYTES } from '../host/node-host.js';
 import { UserError, invalid } from './errors.js';
 import { countsOf, encodeSnapshotFile, refuseExisting, writeFileAtomic, type SnapshotCounts, type SnapshotHeader } from './snapshot-file.js';
-import type { Swarm } from './swarm.js';
+import { diskReserveFromEnv, type Swarm } from './swarm.js';
 
 export interface TakenSnapshot {
   header: SnapshotHeader;
@@ -120,4 +121,23 @@ export function backupTarget(dataDir: string, swarm: string, name: string | unde
   // Belt and braces: the name rules above already keep it inside.
   if (path.dirname(full) !== dir) throw invalid('path', name, `a file name inside ${dir}`);
   return full;
+}
+
+/**
+ * A backup written by a tool shares the disk of the members' logs: refused (disk_full) when
+ * it would leave less than the members' reserve free (CONCORD_DISK_RESERVE_MB, default
+ * 64 MiB), so backups cannot stop the swarm's writes.
+ */
+export function refuseLowSpace(file: string, bytes: number): void {
+  const reserve = diskReserveFromEnv() ?? DEFAULT_DISK_RESERVE_BYTES;
+  let free: number;
+  try {
+    const st = fs.statfsSync(path.dirname(file));
+    free = Number(st.bavail) * Number(st.bsize);
+  } catch {
+    return; // unknown: the write itself reports a real failure
+  }
+  if (free - bytes < reserve) {
+    throw new UserError('disk_full', `${file}: ${bytes} bytes would leave ${Math.max(0, free - bytes)} bytes free on its filesystem, under the ${reserve}-byte reserve the swarm's logs need (CONCORD_DISK_RESERVE_MB); free space or remove old backups`, 'path');
+  }
 }

@@ -53,7 +53,13 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
 
   const dataDir = resolveDataDir(o.dataDir);
   // The directory's owner (a daemon, a serve, a node) would not see a swarm added behind its back.
-  const lock = DataDirLock.acquire(dataDir);
+  let lock: DataDirLock;
+  try {
+    lock = DataDirLock.acquire(dataDir);
+  } catch (e) {
+    if (!(e instanceof UserError) || e.code !== 'locked') throw e;
+    throw new UserError('locked', `${e.message.replace(/; stop it, talk to it.*$/, '')}; a restore needs the directory to itself (the process would not see the new swarm): stop it first (concord daemon stop --data-dir ${dataDir}) or restore into another directory`, 'data_dir');
+  }
   try {
     const swarmsDir = path.join(dataDir, 'swarms');
     const target = path.join(swarmsDir, name);

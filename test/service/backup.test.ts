@@ -187,7 +187,7 @@ describe('backup and restore', () => {
   it('refuses to restore over an existing swarm, and leaves nothing when a restore fails midway', async () => {
     const { file, coordinator } = await savedSnapshot('backup-exists');
     // The source directory is in use (locked) and holds the swarm.
-    expect(() => restoreSnapshot(file, { dataDir: coordinator.dataDir, swarm: 'other' })).toThrow(/is in use/);
+    expect(() => restoreSnapshot(file, { dataDir: coordinator.dataDir, swarm: 'other' })).toThrow(/is in use by pid \d+ .*a restore needs the directory to itself/);
     const dst = res.dir('backup-exists-dst');
     restoreSnapshot(file, { dataDir: dst });
     const before = listTree(dst);
@@ -267,6 +267,20 @@ describe('backup and restore', () => {
     const linked = await call({});
     expect(linked.error).toBe(true);
     expect(linked.text).toMatch(/not a plain directory/);
+
+    // A backup must not eat the space the members' logs keep in reserve.
+    fs.rmSync(backups);
+    const prev = process.env.CONCORD_DISK_RESERVE_MB;
+    process.env.CONCORD_DISK_RESERVE_MB = String(1 << 30); // 1 PiB: more than any disk here
+    try {
+      const full = await call({ path: 'big.snapshot' });
+      expect(full.error).toBe(true);
+      expect(full.text).toMatch(/^disk_full: .*big\.snapshot: \d+ bytes would leave \d+ bytes free/);
+      expect(fs.existsSync(path.join(backups, 'big.snapshot'))).toBe(false);
+    } finally {
+      if (prev === undefined) delete process.env.CONCORD_DISK_RESERVE_MB;
+      else process.env.CONCORD_DISK_RESERVE_MB = prev;
+    }
 
     // inline: the file's bytes in the result, nothing written on the server.
     const inline = await call({ inline: true });
