@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_DISK_RESERVE_BYTES } from '../host/node-host.js';
 import { UserError, invalid } from './errors.js';
-import { countsOf, encodeSnapshotFile, refuseExisting, writeFileAtomic, type SnapshotCounts, type SnapshotHeader } from './snapshot-file.js';
+import { SNAPSHOT_FORMAT_VERSION, countsOf, encodeSnapshotFile, refuseExisting, writeFileAtomic, type SnapshotCounts, type SnapshotHeader } from './snapshot-file.js';
 import { diskReserveFromEnv, type Swarm } from './swarm.js';
 
 export interface TakenSnapshot {
@@ -53,7 +53,7 @@ export async function takeSnapshot(swarm: Swarm): Promise<TakenSnapshot> {
   });
   // Hashed once, from the copied string (stateHash() would serialize the state again).
   const header: SnapshotHeader = {
-    format_version: 1,
+    format_version: SNAPSHOT_FORMAT_VERSION,
     swarm: swarm.name,
     index: taken.index,
     term: taken.term,
