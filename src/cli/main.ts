@@ -58,6 +58,8 @@ Usage:
     task claim --agent-id A [--count N] | complete --task-id T --agent-id A --epoch E [--result JSON]
     memory store --key K --value JSON [--ttl-s N] | retrieve --key K | list [--prefix P] | delete --key K
     network diagnose | partition --isolate ID | partition --groups a,b;c,d,e | heal
+    snapshot save FILE [--swarm S] | status FILE | restore FILE --data-dir DIR [--swarm NAME]
+                                   backup and restore (concord snapshot help)
   Every command takes --swarm NAME (default "default") and --data-dir DIR (or CONCORD_DATA_DIR,
   default ~/.concord). Commands go to the directory's daemon (<DIR>/concord.sock), starting
   it when none runs; --embedded (or CONCORD_EMBEDDED=1) runs them in-process instead.
@@ -130,6 +132,8 @@ async function main(argv: string[]): Promise<number> {
       return runNode(flags);
     case 'secret':
       return runSecret(positional, flags);
+    case 'snapshot':
+      return (await import('./snapshot-command.js')).runSnapshotCommand(positional, flags, { embedded });
     default:
       break;
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
 import { configProblem } from './config-bounds.js';
@@ -330,6 +331,15 @@ export class CoordinationMachine implements StateMachine {
       appliedTerm: this.appliedTerm,
       duplicateCommands: this.duplicateCommands,
     });
+  }
+
+  /**
+   * SHA-256 (hex) of snapshot(): the replicated state as a whole. Replicas at the same applied
+   * index hold the same state (the simulators compare snapshot() strings), so they have the
+   * same hash; a backup restored elsewhere is checked against it.
+   */
+  stateHash(): string {
+    return createHash('sha256').update(this.snapshot()).digest('hex');
   }
 
   /**

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { runHttp } from '../../src/server/http.js';
 import { RemoteError, TcpClient } from '../../src/transport/tcp-client.js';
+import { EXPECTED_TOOLS } from '../mcp/helpers.js';
 
 const MAIN = path.resolve('dist/src/cli/main.js');
 const IDS = ['m1', 'm2', 'm3'];
@@ -321,7 +322,7 @@ describe('concord node (cluster mode)', () => {
     await mcp.connect(transport);
     try {
       const tools = await mcp.listTools();
-      expect(tools.tools).toHaveLength(30);
+      expect(tools.tools).toHaveLength(EXPECTED_TOOLS.length);
       const r = await mcp.callTool({ name: 'memory_store', arguments: { key: 'over-stdio', value: [1, 2] } });
       expect(r.isError).toBeFalsy();
       const back = await mcp.callTool({ name: 'memory_retrieve', arguments: { key: 'over-stdio' } });

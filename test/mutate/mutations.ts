@@ -365,4 +365,20 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
     tests: [WORKER, TASK_RECOVERY, ORCH, 'test/service/lease-expiry.test.ts'],
   },
+
+  // ---- backup and restore (issue 11) ---------------------------------------------------------
+  {
+    id: 'backup-snapshot-without-readindex',
+    file: 'src/service/backup.ts',
+    edits: one('const taken = await swarm.proposer.read((leaderId) => {', 'const taken = ((fn: (id: string) => any) => fn(swarm.cluster.leader()!.id))((leaderId: string) => {'),
+    breaks: 'a backup holds every write committed before the save began (a ReadIndex round first; a deposed leader never answers with its stale state)',
+    tests: ['test/service/backup.test.ts'],
+  },
+  {
+    id: 'snapshot-file-hash-unchecked',
+    file: 'src/service/snapshot-file.ts',
+    edits: one('if (sha256 !== m[1]) throw refused(', 'if (false) throw refused('),
+    breaks: 'a snapshot file with any changed byte is refused before anything in it is used',
+    tests: ['test/service/backup.test.ts'],
+  },
 ];
