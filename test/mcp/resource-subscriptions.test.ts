@@ -14,6 +14,11 @@ import { swarmWithAgents, sleep, testResources, waitUntil } from '../service/ser
 
 const res = testResources();
 
+async function readJson<T>(client: Client, uri: string): Promise<T> {
+  const c = (await client.readResource({ uri })).contents[0] as { text: string };
+  return JSON.parse(c.text) as T;
+}
+
 async function connect(coord: Parameters<typeof createServer>[0]) {
   const server = createServer(coord);
   const client = new Client({ name: 'sub-test', version: '0' });
@@ -26,8 +31,8 @@ async function connect(coord: Parameters<typeof createServer>[0]) {
   client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
     updates.push(n.params.uri);
     if (!n.params.uri.endsWith('/election-history')) return;
-    void client.readResource({ uri: n.params.uri }).then(
-      (r) => historySeen.push((JSON.parse(r.contents[0]!.text as string) as { total_elections: number }).total_elections),
+    void readJson<{ total_elections: number }>(client, n.params.uri).then(
+      (h) => historySeen.push(h.total_elections),
       () => undefined,
     );
   });
@@ -51,8 +56,7 @@ describe('MCP resource subscriptions', () => {
       // A leader crash: a membership change, then an election (every member changes role) and
       // its record. Coalesced: a handful of notifications, not one per member per event.
       const leader = swarm.cluster.leader()!.id;
-      const before = (await client.readResource({ uri: history })).contents[0]!;
-      const elections = (JSON.parse(before.text as string) as { total_elections: number }).total_elections;
+      const elections = (await readJson<{ total_elections: number }>(client, history)).total_elections;
       await terminateAgent(swarm, leader, 'crash');
       await swarm.waitForLeader(5_000);
       await waitUntil(() => updates.includes(status) && updates.includes(history), 5_000, 'status and election-history updates');
@@ -61,7 +65,7 @@ describe('MCP resource subscriptions', () => {
       await sleep(RESOURCE_UPDATE_COALESCE_MS * 3);
       // Five members changing role, a crash saved, a record applied on four replicas: coalesced.
       expect(updates.length).toBeLessThanOrEqual(8);
-      const statusNow = JSON.parse((await client.readResource({ uri: status })).contents[0]!.text as string) as { leader_id: string };
+      const statusNow = await readJson<{ leader_id: string }>(client, status);
       expect(statusNow.leader_id).not.toBe(leader);
 
       // A restart is a membership change: status is updated.
