@@ -18,7 +18,8 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
   e.g. \`openssl rand -hex 32 > FILE && chmod 600 FILE\`) is the cluster secret: only members
   hold it. Clients get a client key that can call tools but never act as a member:
     concord secret client --secret-file FILE > client.key && chmod 600 client.key
-    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key`;
+    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key
+  --metrics HOST:PORT serves /metrics, /health and /readyz for this member, without a token.`;
 
 export function parseAddress(field: string, spec: string): PeerAddress {
   const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
