@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server/create-server.js';
 import { RESOURCE_UPDATE_COALESCE_MS } from '../../src/server/resource-subscriptions.js';
 import { restartAgent, terminateAgent } from '../../src/service/agents.js';
-import { swarmWithAgents, sleep, testResources, waitUntil } from '../service/service-util.js';
+import { configure } from '../../src/service/consensus.js';
+import { CALM, swarmWithAgents, sleep, testResources, waitUntil } from '../service/service-util.js';
 
 const res = testResources();
 
@@ -43,6 +44,8 @@ describe('MCP resource subscriptions', () => {
   it('notifies subscribers of elections and membership changes, coalesced, until unsubscribe', async () => {
     const { coordinator, swarm } = await swarmWithAgents(res.dir('subs'), { name: 's', agents: 5 });
     res.keep(coordinator);
+    // Long election timeouts: on a loaded machine no spurious election sends updates.
+    await configure(swarm, CALM);
     const { client, updates, historySeen } = await connect(coordinator);
     try {
       expect(client.getServerCapabilities()?.resources?.subscribe).toBe(true);
@@ -58,8 +61,8 @@ describe('MCP resource subscriptions', () => {
       const leader = swarm.cluster.leader()!.id;
       const elections = (await readJson<{ total_elections: number }>(client, history)).total_elections;
       await terminateAgent(swarm, leader, 'crash');
-      await swarm.waitForLeader(5_000);
-      await waitUntil(() => updates.includes(status) && updates.includes(history), 5_000, 'status and election-history updates');
+      await swarm.waitForLeader(15_000);
+      await waitUntil(() => updates.includes(status) && updates.includes(history), 15_000, 'status and election-history updates');
       // A subscriber that re-reads on each update sees the new election record.
       await waitUntil(() => historySeen.some((n) => n > elections), 5_000, 'an update after which the new election record is readable');
       await sleep(RESOURCE_UPDATE_COALESCE_MS * 3);

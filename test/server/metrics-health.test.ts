@@ -11,7 +11,7 @@ import { configure, electionHistory } from '../../src/service/consensus.js';
 import { memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/service/swarm.js';
 import { parsePrometheusText, samplesOf, valueOf, type Family } from '../helpers/prom-text.js';
-import { removeDir, tempDataDir, waitUntil } from '../service/service-util.js';
+import { CALM, removeDir, tempDataDir, waitUntil } from '../service/service-util.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(removeDir));
@@ -55,10 +55,13 @@ describe('/metrics and /health on concord serve --http', () => {
     try {
       const coord = srv.coordinator!;
       const { swarm } = coord.init({ name: 'm', max_agents: 5 });
+      // Small threshold: the write burst below takes snapshots on every member. Long election
+      // timeouts: on a loaded machine no spurious election moves the leader under the checks.
+      // Given before any agent exists: committed as soon as the first one leads.
+      await configure(swarm, { log_compaction_threshold: 10, ...CALM });
       for (let i = 0; i < 5; i++) await spawnAgent(swarm, {});
       await swarm.waitForLeader(5_000);
-      // Small threshold: the write burst below takes snapshots on every member.
-      await configure(swarm, { log_compaction_threshold: 10 });
+      const electionsAtStart = electionHistory(swarm).total_elections;
       const members = swarm.activeMembers();
       const L = (member: string) => ({ swarm: 'm', member });
 
@@ -79,7 +82,10 @@ describe('/metrics and /health on concord serve --http', () => {
       const commit = swarm.cluster.leader()!.status().commit;
       await waitUntil(() => members.every((id) => swarm.cluster.host(id).status().applied >= commit), 5_000, 'every member to apply the burst');
       const fsyncBefore = Object.fromEntries(members.map((id) => [id, fsyncCount(swarm, id)]));
+      const rttSamples = () => new Map([...swarm.cluster.host(leader).roundTrips()].map(([peer, r]) => [peer, r.samples]));
+      const rttBefore = rttSamples();
       const after = await scrape(srv.port);
+      const rttAfter = rttSamples();
       for (const id of members) {
         const scraped = valueOf(after, 'concord_disk_wal_fsync_duration_seconds_count', L(id));
         // The histogram's _count is the fsync counter agent_metrics reports (no restart here).
@@ -96,12 +102,20 @@ describe('/metrics and /health on concord serve --http', () => {
       expect(valueOf(after, 'concord_proposals_committed_total', L(leader))).toBeGreaterThanOrEqual(commit);
       // Every write committed through the leader's own proposals: one commit-latency observation each.
       expect(valueOf(after, 'concord_proposal_commit_duration_seconds_count', L(leader)) - valueOf(before, 'concord_proposal_commit_duration_seconds_count', L(leader))).toBeGreaterThanOrEqual(burst);
-      // Heartbeat round trips from the leader to each of its four peers.
+      // Heartbeat round trips from the leader to each of its four peers: the samples
+      // network_diagnose counts (one leadership so far, so the same span).
       expect(samplesOf(after, 'concord_network_peer_round_trip_time_seconds_count', L(leader)).map((s) => s.labels.peer).sort()).toEqual(members.filter((m) => m !== leader));
+      for (const peer of members.filter((m) => m !== leader)) {
+        const n = valueOf(after, 'concord_network_peer_round_trip_time_seconds_count', { ...L(leader), peer });
+        expect(n).toBeGreaterThan(0);
+        expect(n).toBeGreaterThanOrEqual(rttBefore.get(peer)!);
+        expect(n).toBeLessThanOrEqual(rttAfter.get(peer)!);
+      }
       expect(valueOf(after, 'concord_memory_keys', { swarm: 'm' }) - valueOf(before, 'concord_memory_keys', { swarm: 'm' })).toBe(burst);
       expect(valueOf(after, 'concord_memory_bytes', { swarm: 'm' })).toBeGreaterThan(burst * 20);
 
       // ---- health while the swarm is whole ----
+      expect(electionHistory(swarm).total_elections).toBe(electionsAtStart); // the leader never moved
       const h = await get(srv.port, '/health?swarm=m');
       expect(h.status).toBe(200);
       expect(JSON.parse(h.body)).toMatchObject({ status: 'ok', healthy: true, leader });
@@ -111,14 +125,14 @@ describe('/metrics and /health on concord serve --http', () => {
       // ---- failover: leader changes seen and the election totals move ----
       const elections = (electionHistory(swarm).total_elections as number);
       await terminateAgent(swarm, leader, 'crash');
-      const next = await swarm.waitForLeader(5_000);
+      const next = await swarm.waitForLeader(15_000);
       expect(next.id).not.toBe(leader);
-      await waitUntil(() => (electionHistory(swarm).total_elections as number) > elections, 5_000, 'the election record');
-      const failover = await scrape(srv.port);
-      for (const id of members.filter((m) => m !== leader)) {
-        expect(valueOf(failover, 'concord_leader_changes_seen_total', L(id))).toBeGreaterThan(valueOf(after, 'concord_leader_changes_seen_total', L(id)));
-        expect(valueOf(failover, 'concord_has_leader', L(id))).toBe(1);
-      }
+      await waitUntil(() => (electionHistory(swarm).total_elections as number) > elections, 15_000, 'the election record');
+      // A follower the leader did not need for its majority learns of it a little later.
+      let failover = await scrape(srv.port);
+      const survivors = members.filter((m) => m !== leader);
+      const seen = (f: Map<string, Family>) => survivors.every((id) => valueOf(f, 'concord_leader_changes_seen_total', L(id)) > valueOf(after, 'concord_leader_changes_seen_total', L(id)) && valueOf(f, 'concord_has_leader', L(id)) === 1);
+      await waitUntil(async () => seen((failover = await scrape(srv.port))), 15_000, 'every survivor to see the new leader');
       expect(valueOf(failover, 'concord_member_up', L(leader))).toBe(0);
       expect(samplesOf(failover, 'concord_has_leader', L(leader))).toEqual([]);
       expect(valueOf(failover, 'concord_elections_total', { swarm: 'm' })).toBe(electionHistory(swarm).total_elections);
@@ -127,7 +141,7 @@ describe('/metrics and /health on concord serve --http', () => {
       // ---- lose the quorum: 3 of 5 crashed ----
       for (const id of members.filter((m) => m !== leader && m !== next.id).slice(0, 1).concat(next.id)) await terminateAgent(swarm, id, 'crash');
       expect(swarm.activeMembers().filter((a) => swarm.isRunning(a))).toHaveLength(2);
-      await waitUntil(async () => (await get(srv.port, '/health?swarm=m')).status === 503, 5_000, '/health to report the lost quorum');
+      await waitUntil(async () => (await get(srv.port, '/health?swarm=m')).status === 503, 15_000, '/health to report the lost quorum');
       const down = await get(srv.port, '/health');
       expect(down.status).toBe(503);
       const body = JSON.parse(down.body) as { status: string; reason: string; swarms: Array<{ healthy: boolean; reason: string }> };
