@@ -4,6 +4,7 @@
 // Nothing here is sampled in the background: an idle server does no work for metrics.
 
 import type { HostMetrics } from '../host/node-host.js';
+import type { MemoryRecord } from '../machine/types.js';
 import type { Coordinator } from './coordinator.js';
 import type { Swarm } from './swarm.js';
 
@@ -56,7 +57,7 @@ export function sampleSwarm(swarm: Swarm): SwarmSample {
       // What memory_list would show: keys whose TTL has not passed in log time.
       if (r.expires_at !== null && r.expires_at <= m.clock) continue;
       memory.keys++;
-      memory.bytes += Buffer.byteLength(r.key, 'utf8') + Buffer.byteLength(JSON.stringify(r.value) ?? '', 'utf8');
+      memory.bytes += recordBytes(r);
     }
   }
   return {
@@ -70,6 +71,18 @@ export function sampleSwarm(swarm: Swarm): SwarmSample {
     tasks,
     memory,
   };
+}
+
+/**
+ * A write replaces its record object, so sizes cached by object stay right: a scrape
+ * serializes only the values written since the previous one (it still visits every key).
+ */
+const sizeOf = new WeakMap<MemoryRecord, number>();
+
+function recordBytes(r: MemoryRecord): number {
+  let n = sizeOf.get(r);
+  if (n === undefined) sizeOf.set(r, (n = Buffer.byteLength(r.key, 'utf8') + Buffer.byteLength(JSON.stringify(r.value) ?? '', 'utf8')));
+  return n;
 }
 
 export function sampleAll(coord: Coordinator): SwarmSample[] {
