@@ -116,7 +116,7 @@ export interface HostMetrics {
   storage: StorageStats;
   /** The storage's counters since this life of the member started (start()). */
   storageThisLife: { bytesWritten: number; syncs: number; syncMsTotal: number };
-  /** Since this host object was created (it spans embedded restarts), like etcd's counters: */
+  // The fields below count since this host object was created (it spans embedded restarts).
   /** Times this member saw the leader change to a known leader (etcd leader_changes_seen). */
   leaderChangesSeen: number;
   /** Proposals refused at once or rejected later (timeout, superseded, lost leadership, stop). */
@@ -796,8 +796,7 @@ export class NodeHost {
     if (p.term === e.term) {
       this.commitHistogram.observe((this.opts.clock.now() - p.at) / 1000);
       p.resolve({ index: e.index, result });
-    }
-    else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
+    } else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
   }
 
   private failProposalsUpTo(index: number): void {
