@@ -11,14 +11,15 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
 
   concord node --swarm NAME --id raft-agent-1 --listen 127.0.0.1:7001 \\
     --peers raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,... \\
-    --data-dir DIR --secret-file FILE [--durability full|normal|off]
+    --data-dir DIR --secret-file FILE [--durability full|normal|off] [--metrics HOST:PORT]
 
   --peers lists every member (this one included): they are the voters. Restarting with the same
   --data-dir rejoins with the member's durable state. The secret file (>= 32 bytes, mode 0600,
   e.g. \`openssl rand -hex 32 > FILE && chmod 600 FILE\`) is the cluster secret: only members
   hold it. Clients get a client key that can call tools but never act as a member:
     concord secret client --secret-file FILE > client.key && chmod 600 client.key
-    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key`;
+    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key
+  --metrics HOST:PORT serves /metrics, /health and /readyz for this member, without a token.`;
 
 export function parseAddress(field: string, spec: string): PeerAddress {
   const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
@@ -112,7 +113,9 @@ export async function runNode(flags: Flags): Promise<number> {
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   const { MemberNode } = await import('../cluster/member-node.js');
-  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability });
+  // /metrics, /health and /readyz of this member, without a token: bind it where scrapers are.
+  const metrics = flags.metrics !== undefined ? parseAddress('metrics', String(flags.metrics)) : undefined;
+  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability, metrics });
   const at = node.cluster.transport.address;
   process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
   let stopping = false;

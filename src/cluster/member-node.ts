@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { createServer } from '../server/create-server.js';
+import { startMetricsListener } from '../server/observability.js';
 import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
@@ -36,6 +37,8 @@ export interface MemberNodeOptions {
   dataDir?: string;
   secret: Buffer;
   durability?: Durability;
+  /** Serve /metrics, /health and /readyz for this member here (no token: bind it privately). */
+  metrics?: PeerAddress;
 }
 
 /** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
@@ -75,6 +78,8 @@ export class MemberNode {
   private toolList: Promise<unknown> | undefined;
   private readonly tools: ToolTable;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
+  /** The --metrics listener, when started. */
+  metricsListener: { port: number; close: () => Promise<void> } | null = null;
 
   private constructor(coord: Coordinator, cluster: MemberCluster, server: McpServer, mcp: Client) {
     this.coord = coord;
@@ -148,6 +153,14 @@ export class MemberNode {
     await mcp.connect(b);
     const node = new MemberNode(coord, c, server, mcp);
     c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    if (o.metrics) {
+      try {
+        node.metricsListener = await startMetricsListener({ ...o.metrics, coord });
+      } catch (e) {
+        await node.close();
+        throw new UserError('unavailable', `cannot listen on ${o.metrics.host}:${o.metrics.port} for --metrics: ${(e as Error).message}`, 'metrics');
+      }
+    }
     return node;
   }
 
@@ -159,6 +172,7 @@ export class MemberNode {
     if (this.closed) return;
     this.closed = true;
     this.loopDelay.disable();
+    await this.metricsListener?.close();
     await this.mcp.close().catch(() => undefined);
     await this.server.close().catch(() => undefined);
     this.coord.close();

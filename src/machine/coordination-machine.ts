@@ -59,6 +59,8 @@ export interface MachineEvents {
   onApplied?(index: number): void;
   /** Configuration changed at this log position (timing takes effect live). */
   onConfig?(config: SwarmConfig): void;
+  /** An election record was applied (the history changed): resource subscribers are told. */
+  onElectionRecorded?(): void;
 }
 
 /**
@@ -279,6 +281,7 @@ export class CoordinationMachine implements StateMachine {
         if (isLeaderFailure(rec.cause)) this.electionTotals.leader_failures++;
         if (this.elections.length > ELECTION_HISTORY_MAX) this.elections.shift();
         this.publishElections();
+        this.events.onElectionRecorded?.();
         return { ok: true };
       }
       case 'election.timing': {

@@ -2,6 +2,7 @@ import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mc
 import { registerAllTools } from '../../tools/index.js';
 import { electionHistory, logStatus, swarmStatus } from '../service/consensus.js';
 import type { Coordinator } from '../service/coordinator.js';
+import { enableResourceSubscriptions } from './resource-subscriptions.js';
 
 export const SERVER_NAME = 'concord';
 export const SERVER_VERSION = '0.1.0';
@@ -34,5 +35,6 @@ export function createServer(coord: Coordinator): McpServer {
       async (uri, vars) => ({ contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(fn(String(vars.name)), null, 2) }] }),
     );
   }
+  enableResourceSubscriptions(server, coord);
   return server;
 }

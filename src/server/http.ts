@@ -7,7 +7,8 @@ import { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
 import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
-import { allowedHosts, hostAllowed, originAllowed, tokenMatches } from './http-guards.js';
+import { allowedHosts, hostAllowed, isLoopback, originAllowed, tokenMatches } from './http-guards.js';
+import { OBSERVABILITY_PATHS, observabilityRoutes } from './observability.js';
 import { SessionTable } from './http-sessions.js';
 import type { ServeOptions } from './stdio.js';
 
@@ -50,6 +51,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
   const coord = cluster ? null : new Coordinator(opts);
   let hosts: Set<string> | null = null;
+  const observability = coord ? observabilityRoutes(coord) : null;
 
   const server = http.createServer(
     {
@@ -82,9 +84,17 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
+    const observe = OBSERVABILITY_PATHS.has(url.pathname);
+    if (url.pathname !== '/mcp' && !observe) return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
     if (!hostAllowed(req.headers.host, hosts)) {
       return reply(res, 403, { error: `Host header ${JSON.stringify(req.headers.host ?? '')} not allowed: this server answers ${[...(hosts ?? [])].join(', ')}; add names with --allowed-hosts (CONCORD_HTTP_ALLOWED_HOSTS)` });
+    }
+    if (observe) {
+      // Read-only, like etcd's /metrics: no token on loopback (only this machine reaches it);
+      // beyond loopback the MCP token applies, since swarm names and figures are visible.
+      if (opts.token && !isLoopback(opts.host) && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
+      if (observability && (await observability(req, res))) return;
+      return reply(res, 404, { error: `${url.pathname} is served by each member in cluster mode: concord node --metrics HOST:PORT` });
     }
     const origin = req.headers.origin;
     if (origin && !originAllowed(origin, opts.allowedOrigins ?? [])) return reply(res, 403, { error: `origin ${origin} not allowed` });
