@@ -7,8 +7,10 @@ import { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
 import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
+import { dashboardRoutes } from './dashboard/routes.js';
 import { allowedHosts, hostAllowed, originAllowed, tokenMatches } from './http-guards.js';
 import { SessionTable } from './http-sessions.js';
+import type { RouteHandler } from './route-handler.js';
 import type { ServeOptions } from './stdio.js';
 
 export interface HttpOptions extends ServeOptions {
@@ -28,6 +30,8 @@ export interface HttpOptions extends ServeOptions {
   requestTimeoutMs?: number;
   /** Open TCP connections at most; further ones are closed at once. */
   maxConnections?: number;
+  /** More routes, tried after the dashboard's and before /mcp. */
+  routes?: RouteHandler[];
 }
 
 export const HTTP_DEFAULTS = {
@@ -50,6 +54,9 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
   const coord = cluster ? null : new Coordinator(opts);
   let hosts: Set<string> | null = null;
+  // The live dashboard needs the swarms in this process (not a cluster proxy's).
+  const dashboard = coord ? dashboardRoutes(coord, { bindHost: opts.host, token: opts.token, allowedOrigins: opts.allowedOrigins }) : null;
+  const routes: RouteHandler[] = [...(dashboard ? [dashboard.routes] : []), ...(opts.routes ?? [])];
 
   const server = http.createServer(
     {
@@ -82,10 +89,12 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
+    // Every route, not only /mcp: a rebound name must not reach the dashboard either.
     if (!hostAllowed(req.headers.host, hosts)) {
       return reply(res, 403, { error: `Host header ${JSON.stringify(req.headers.host ?? '')} not allowed: this server answers ${[...(hosts ?? [])].join(', ')}; add names with --allowed-hosts (CONCORD_HTTP_ALLOWED_HOSTS)` });
     }
+    for (const r of routes) if (await r(req, res)) return;
+    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
     const origin = req.headers.origin;
     if (origin && !originAllowed(origin, opts.allowedOrigins ?? [])) return reply(res, 403, { error: `origin ${origin} not allowed` });
     if (opts.token && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
@@ -132,13 +141,15 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   hosts = allowedHosts(opts.host, port, opts.allowedHosts ?? []);
-  coord?.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
+  const base = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  coord?.advertise({ http: `${base}/mcp`, ...(dashboard ? { dashboard: `${base}/` } : {}) });
   logger.info({ host: opts.host, port, max_sessions: sessions.max_sessions, session_idle_ms: sessions.idle_ms, request_timeout_ms: requestTimeoutMs, max_connections: server.maxConnections }, 'concord MCP server on Streamable HTTP');
   return {
     port,
     coordinator: coord,
     cluster,
     close: async () => {
+      dashboard?.hub.close();
       await sessions.closeAll();
       // Sessions are closed: drop the remaining keep-alive sockets too, or close() waits for
       // the clients' idle timeout (SIGTERM took ~4 s after any tool call).
