@@ -26,11 +26,13 @@ let swarm: Swarm;
 let browser: Browser;
 let dir: string;
 
+/** Not a skip: the dashboard is untested without a browser, and CI installs one. */
+const NO_BROWSER = fs.existsSync(CHROMIUM)
+  ? null
+  : `no Chromium at ${CHROMIUM}: install Debian's chromium package (sudo apt-get install chromium; .ci/run does it) or set CONCORD_CHROMIUM to a Chromium binary`;
+
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    // Not a skip: the dashboard is untested without a browser, and CI installs one.
-    throw new Error(`no Chromium at ${CHROMIUM}: install Debian's chromium package (sudo apt-get install chromium; .ci/run does it) or set CONCORD_CHROMIUM to a Chromium binary`);
-  }
+  if (NO_BROWSER) return;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-dash-'));
   srv = await runHttp({ host: '127.0.0.1', port: 0, dataDir: dir });
   swarm = srv.coordinator!.init({ name: 'default', max_agents: 5 }).swarm;
@@ -49,6 +51,7 @@ const shownLeader = (page: Page) => page.locator('#leader').textContent();
 
 describe('dashboard in Chromium', () => {
   it('shows the live leader, crashes it from the page, and shows the failover', async () => {
+    if (NO_BROWSER) throw new Error(NO_BROWSER);
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const problems: string[] = [];
     page.on('console', (m) => {
