@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runHttp } from '../../src/server/http.js';
 import { spawnAgent } from '../../src/service/agents.js';
 import { leaderInfo } from '../../src/service/consensus.js';
+import { memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/service/swarm.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -37,6 +38,9 @@ beforeAll(async () => {
   srv = await runHttp({ host: '127.0.0.1', port: 0, dataDir: dir });
   swarm = srv.coordinator!.init({ name: 'default', max_agents: 5 }).swarm;
   for (let i = 0; i < 5; i++) await spawnAgent(swarm, {});
+  await memoryStore(swarm, { key: 'plan/current-step', value: { step: 3, of: 8, owner: 'raft-agent-2' } });
+  await memoryStore(swarm, { key: 'plan/lock', value: 'held', ttl_s: 600 });
+  await memoryStore(swarm, { key: 'results/summary', value: { ok: true } });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
 });
 
@@ -86,6 +90,13 @@ describe('dashboard in Chromium', () => {
     const text = (await row.textContent()) ?? '';
     expect(text).toContain('leader crash');
     expect(text).toContain(`${leader} → ${after.leader_id}`);
+
+    // The memory browser: search by prefix, then read one key's value, version and TTL.
+    await page.fill('#mem-prefix', 'plan/');
+    await page.click('#mem-form button:not([type])');
+    await expect.poll(() => page.locator('#mem-keys li[data-key]').allTextContents(), { timeout: UPDATE_BOUND_MS }).toEqual(['plan/current-step v1', 'plan/lock v1 · TTL']);
+    await page.click('#mem-keys li[data-key="plan/lock"]');
+    await expect.poll(() => page.locator('#mem-value').textContent(), { timeout: UPDATE_BOUND_MS }).toMatch(/^plan\/lock\nversion 1 · TTL \d+ s left/);
 
     // A few throughput points before the picture.
     await page.locator('#throughput canvas').waitFor({ timeout: UPDATE_BOUND_MS });

@@ -115,9 +115,9 @@ function renderElections(s) {
   const maxTerm = Math.max(0, ...e.recent.map((r) => r.term));
   $('#elections tbody').innerHTML = e.recent
     .map((r) => `<tr data-term="${esc(r.term)}" class="${seenTerm && r.term > seenTerm ? 'fresh' : ''}">
-      <td>${esc(r.term)}</td><td>${esc(new Date(r.at).toLocaleTimeString())}</td><td>${esc(r.cause)}</td>
-      <td>${show(r.old_leader)} → <strong>${esc(r.new_leader)}</strong></td><td>${esc(r.voted_by.join(', '))}</td>
-      <td>${show(r.detection_ms)}</td><td>${show(r.election_duration_ms)}</td><td>${show(r.tasks_recovered)}</td></tr>`)
+      <td title="${esc(new Date(r.at).toLocaleString())}">${esc(r.term)}</td><td>${esc(r.cause)}</td>
+      <td>${show(r.old_leader)} → <strong>${esc(r.new_leader)}</strong></td><td class="wrap">${esc(r.voted_by.join(', '))}</td>
+      <td>${show(r.detection_ms)} / ${show(r.election_duration_ms)}</td><td>${show(r.tasks_recovered)}</td></tr>`)
     .join('');
   seenTerm = Math.max(seenTerm, maxTerm);
 }
