@@ -107,4 +107,32 @@ describe('dashboard in Chromium', () => {
     expect(problems).toEqual([]);
     await page.close();
   });
+
+  it('works beyond loopback with the token given in the URL fragment', async () => {
+    if (NO_BROWSER) throw new Error(NO_BROWSER);
+    const token = 't'.repeat(48);
+    const wideDir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-dash-wide-'));
+    const wide = await runHttp({ host: '0.0.0.0', port: 0, dataDir: wideDir, token });
+    try {
+      const sw = wide.coordinator!.init({ name: 'guarded', max_agents: 3 }).swarm;
+      for (let i = 0; i < 3; i++) await spawnAgent(sw, {});
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`http://127.0.0.1:${wide.port}/#token=${token}`);
+      await expect.poll(() => shownLeader(page), { timeout: UPDATE_BOUND_MS }).toBe(leaderInfo(sw).leader_id);
+      // The fragment is dropped from the address bar once read.
+      expect(page.url()).toBe(`http://127.0.0.1:${wide.port}/`);
+      // Without it the same page gets nothing.
+      const bare = await browser.newPage();
+      await bare.goto(`http://127.0.0.1:${wide.port}/`);
+      await expect.poll(() => bare.locator('#conn').textContent(), { timeout: UPDATE_BOUND_MS }).toContain('401');
+      expect(problems).toEqual([]);
+      await bare.close();
+      await page.close();
+    } finally {
+      await wide.close();
+      fs.rmSync(wideDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -131,7 +131,7 @@ function renderOrchestrations(s, series) {
   $('#orchs').innerHTML = o.recent
     .map((r) => {
       const pct = (n) => (r.total_tasks > 0 ? (100 * n) / r.total_tasks : 0);
-      return `<div class="orch"><div>${esc(r.orchestration_id)} · ${esc(r.task)} · ${esc(r.status)} · ${esc(r.completed)}/${esc(r.total_tasks)} (${esc(r.progress)}%) · failed ${esc(r.failed)} · recovered ${esc(r.recovered)}</div>
+      return `<div class="orch"><div>${esc(r.orchestration_id)} · ${esc(r.task)} · ${esc(r.status)} · ${esc(r.completed)}/${esc(r.total_tasks)} (${esc(r.progress)}%) · failed ${esc(r.failed)} · recovered ${esc(r.recovered)} · re-executions ${Math.max(0, r.executions_started - r.completed - r.failed)}</div>
         <div class="bar"><span class="done" style="width:${pct(r.completed)}%"></span><span class="failed" style="width:${pct(r.failed)}%"></span></div></div>`;
     })
     .join('');
