@@ -50,10 +50,10 @@ export class DashboardHub {
       if (this.clients.size === 0) this.stop();
     };
     res.once('close', drop);
-    // A new page gets the current state at once, whatever the others last saw.
-    const snap = this.snapshot();
-    res.write(`data: ${snap}\n\n`);
     this.start();
+    // A new page gets the current state at once, whatever the others last saw.
+    const snap = this.safeSnapshot();
+    if (snap !== null) res.write(`data: ${snap}\n\n`);
   }
 
   /** Push soon (an action or a role change), not waiting for the next tick. */
@@ -88,16 +88,20 @@ export class DashboardHub {
 
   private tick(): void {
     if (this.clients.size === 0) return;
-    let snap: string;
-    try {
-      snap = this.snapshot();
-    } catch (e) {
-      logger.warn({ err: (e as Error).message }, 'dashboard snapshot failed');
-      return;
-    }
-    if (snap === this.lastSent) return;
+    const snap = this.safeSnapshot();
+    if (snap === null || snap === this.lastSent) return;
     this.lastSent = snap;
     for (const c of this.clients) c.write(`data: ${snap}\n\n`);
+  }
+
+  /** A snapshot, or null (logged) when building it failed: the next tick tries again. */
+  private safeSnapshot(): string | null {
+    try {
+      return this.snapshot();
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'dashboard snapshot failed');
+      return null;
+    }
   }
 
   private snapshot(): string {
