@@ -111,13 +111,14 @@ function renderMembers(s) {
 
 function renderElections(s) {
   const e = s.elections;
+  // failover_ms is measured by the leader of its own term only (consensus_leader).
   $('#election-totals').textContent = `${e.total} elections, ${e.leader_failures} leader failures`;
   const maxTerm = Math.max(0, ...e.recent.map((r) => r.term));
   $('#elections tbody').innerHTML = e.recent
     .map((r) => `<tr data-term="${esc(r.term)}" class="${seenTerm && r.term > seenTerm ? 'fresh' : ''}">
       <td title="${esc(new Date(r.at).toLocaleString())}">${esc(r.term)}</td><td>${esc(r.cause)}</td>
       <td>${show(r.old_leader)} → <strong>${esc(r.new_leader)}</strong></td><td class="wrap">${esc(r.voted_by.join(', '))}</td>
-      <td>${show(r.detection_ms)} / ${show(r.election_duration_ms)}</td><td>${show(r.tasks_recovered)}</td></tr>`)
+      <td>${show(r.detection_ms)} / ${show(r.election_duration_ms)} / ${r.term === s.leader.term ? show(s.leader.failover_ms) : '–'}</td><td>${show(r.tasks_recovered)}</td></tr>`)
     .join('');
   seenTerm = Math.max(seenTerm, maxTerm);
 }
