@@ -32,6 +32,8 @@ Usage:
         [--max-connections 1024] [--allowed-origins O,...]
                                MCP over Streamable HTTP (several assistants share swarms);
                                a token (>= 32 characters) is required beyond loopback
+  concord dashboard [--no-open] the live dashboard's URL (daemon started on demand), opened
+                               in a browser where one is available
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
   concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
                                one member per process over TCP (cluster mode; node --help)
@@ -126,6 +128,8 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGINT', stop);
       return -1;
     }
+    case 'dashboard':
+      return (await import('./dashboard-command.js')).runDashboardCommand(flags);
     case 'demo':
       return runDemo({ dataDir, keep: flags.keep === true });
     case 'node':

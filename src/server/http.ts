@@ -7,9 +7,11 @@ import { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
 import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
+import { dashboardRoutes } from './dashboard/routes.js';
 import { allowedHosts, hostAllowed, isLoopback, originAllowed, tokenMatches } from './http-guards.js';
 import { OBSERVABILITY_PATHS, observabilityRoutes } from './observability.js';
 import { SessionTable } from './http-sessions.js';
+import type { RouteHandler } from './route-handler.js';
 import type { ServeOptions } from './stdio.js';
 
 export interface HttpOptions extends ServeOptions {
@@ -29,6 +31,8 @@ export interface HttpOptions extends ServeOptions {
   requestTimeoutMs?: number;
   /** Open TCP connections at most; further ones are closed at once. */
   maxConnections?: number;
+  /** More routes, tried after the dashboard's and before /mcp. */
+  routes?: RouteHandler[];
 }
 
 export const HTTP_DEFAULTS = {
@@ -52,6 +56,9 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const coord = cluster ? null : new Coordinator(opts);
   let hosts: Set<string> | null = null;
   const observability = coord ? observabilityRoutes(coord) : null;
+  // The live dashboard needs the swarms in this process (not a cluster proxy's).
+  const dashboard = coord ? dashboardRoutes(coord, { bindHost: opts.host, token: opts.token, allowedOrigins: opts.allowedOrigins }) : null;
+  const routes: RouteHandler[] = [...(dashboard ? [dashboard.routes] : []), ...(opts.routes ?? [])];
 
   const server = http.createServer(
     {
@@ -84,18 +91,19 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const observe = OBSERVABILITY_PATHS.has(url.pathname);
-    if (url.pathname !== '/mcp' && !observe) return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
+    // Every route, not only /mcp: a rebound name must not reach the dashboard either.
     if (!hostAllowed(req.headers.host, hosts)) {
       return reply(res, 403, { error: `Host header ${JSON.stringify(req.headers.host ?? '')} not allowed: this server answers ${[...(hosts ?? [])].join(', ')}; add names with --allowed-hosts (CONCORD_HTTP_ALLOWED_HOSTS)` });
     }
-    if (observe) {
+    if (OBSERVABILITY_PATHS.has(url.pathname)) {
       // Read-only, like etcd's /metrics: no token on loopback (only this machine reaches it);
       // beyond loopback the MCP token applies, since swarm names and figures are visible.
       if (opts.token && !isLoopback(opts.host) && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
       if (observability && (await observability(req, res))) return;
       return reply(res, 404, { error: `${url.pathname} is served by each member in cluster mode: concord node --metrics HOST:PORT` });
     }
+    for (const r of routes) if (await r(req, res)) return;
+    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
     const origin = req.headers.origin;
     if (origin && !originAllowed(origin, opts.allowedOrigins ?? [])) return reply(res, 403, { error: `origin ${origin} not allowed` });
     if (opts.token && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
@@ -142,13 +150,15 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   hosts = allowedHosts(opts.host, port, opts.allowedHosts ?? []);
-  coord?.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
+  const base = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  coord?.advertise({ http: `${base}/mcp`, ...(dashboard ? { dashboard: `${base}/` } : {}) });
   logger.info({ host: opts.host, port, max_sessions: sessions.max_sessions, session_idle_ms: sessions.idle_ms, request_timeout_ms: requestTimeoutMs, max_connections: server.maxConnections }, 'concord MCP server on Streamable HTTP');
   return {
     port,
     coordinator: coord,
     cluster,
     close: async () => {
+      dashboard?.hub.close();
       await sessions.closeAll();
       // Sessions are closed: drop the remaining keep-alive sockets too, or close() waits for
       // the clients' idle timeout (SIGTERM took ~4 s after any tool call).

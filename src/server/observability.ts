@@ -10,9 +10,8 @@ import { sampleAll } from '../service/metrics-source.js';
 import { logger } from '../util/logger.js';
 import { allowedHosts, hostAllowed } from './http-guards.js';
 import { ConcordMetrics, METRICS_CONTENT_TYPE } from './metrics.js';
+import type { RouteHandler } from './route-handler.js';
 
-/** Handles the request and returns true, or returns false: not one of its paths. */
-export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
 
 export const OBSERVABILITY_PATHS: ReadonlySet<string> = new Set(['/metrics', '/health', '/readyz']);
 

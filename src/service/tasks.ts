@@ -56,7 +56,7 @@ function findOrch(m: CoordinationMachine, id: string): Orchestration {
   return o;
 }
 
-function orchView(o: Orchestration): Record<string, unknown> {
+export function orchView(o: Orchestration): Record<string, unknown> {
   const done = o.counts.completed + o.counts.failed;
   return {
     orchestration_id: o.id,
