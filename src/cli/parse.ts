@@ -84,6 +84,7 @@ export function parseCommandLine(argv: string[]): ParsedCommand {
   if (words.length === 0 && (help || version)) return { flags: {}, positionals: [], help, version };
   // No command: `concord mcp`, as MCP clients start it (main shows help on a terminal).
   const spec = words.length === 0 ? findCommand(['mcp']) : findCommand(words);
+  if (!spec && help) return { flags: {}, positionals: words, help, version }; // `help agent`: the group
   if (!spec) throw unknownCommand(words);
   const known = flagsOf(spec);
   const args = normalize(rest, known);

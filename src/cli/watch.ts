@@ -12,6 +12,8 @@ import type { ToolClient } from './tool-client.js';
 /** Elections shown when a watch starts. */
 const RECENT_ELECTIONS = 3;
 const POLL_MS = 100;
+/** How long a new leader's line waits for its election record. */
+const RECORD_GRACE_MS = 1_000;
 /** `--watch` alone when piped (a script must end); on a terminal it runs until Ctrl-C. */
 const PIPED_WATCH_MS = 5_000;
 
@@ -70,6 +72,7 @@ class EventPrinter {
 class ElectionWatch {
   private lastTerm = -1;
   private leader: Row | null = null;
+  private heldSince: number | null = null;
 
   constructor(
     private readonly tools: ToolClient,
@@ -103,8 +106,16 @@ class ElectionWatch {
     const l = await this.tools.call('consensus_leader', { ...this.swarm, wait_ms: 0 });
     if (!l.ok) return;
     const changed = !this.leader || l.data.leader_id !== this.leader.leader_id || l.data.term !== this.leader.term || l.data.heartbeat_status !== this.leader.heartbeat_status;
+    // A new leader's election record lands in the log just after it wins: print the record
+    // first (it says more), the leader line once the record is in or a moment has passed.
+    const term = typeof l.data.term === 'number' ? l.data.term : -1;
+    if (changed && term > this.lastTerm && l.data.leader_id) {
+      this.heldSince ??= performance.now();
+      if (performance.now() - this.heldSince < RECORD_GRACE_MS) return;
+    }
+    this.heldSince = null;
     if (changed) {
-      this.out.leader(l.data, first ? null : this.leader);
+      this.out.leader(l.data, first || !this.leader ? null : this.leader);
       this.leader = l.data;
     }
   }
