@@ -197,6 +197,17 @@ describe('concord node (cluster mode)', () => {
     expect(c.leaderAddress).toBe(members.get(leader)!.addr);
   });
 
+  it('follows a redirect to a leader it was not given (CONCORD_CLUSTER listing some members only)', async () => {
+    const c0 = client();
+    const leader = await leaderId(c0);
+    const follower = members.get(IDS.find((id) => id !== leader)!)!.addr;
+    const c = client([follower]);
+    const r = await c.callTool('memory_store', { key: 'via-unlisted-leader', value: 2 });
+    expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+    expect(c.leaderAddress).toBe(members.get(leader)!.addr);
+    expect(c.members).toContain(members.get(leader)!.addr);
+  });
+
   it('runs an orchestration to completion on the members (tasks executed by every process)', async () => {
     const c = client();
     const r = await c.callTool('task_orchestrate', { task: 'cluster work', count: 120, wait: true });
