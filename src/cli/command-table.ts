@@ -5,6 +5,14 @@
 // the MCP SDK, zod or the HTTP server).
 //
 // Keep this file free of heavy imports: main.ts loads it for every command.
+//
+// A new command, e.g. `concord snapshot save`, is one entry in COMMANDS:
+//   { path: 'snapshot save', summary: '...', client: true,
+//     flags: { out: str('where to write it', 'FILE', { arg: null }) },
+//     handler: () => import('./snapshot-command.js').then((m) => ({ run: m.runSnapshotSave })) }
+// or, when it is one MCP tool call: { path: 'member list', summary: '...', tool: 'member_list',
+//   flags: {...}, tables: [{ rows: 'members', columns: [...] }] } (no handler needed).
+// Its help, flag checks, did-you-mean and output follow from the entry.
 
 import { UserError } from '../service/errors.js';
 import type { CommandContext } from './context.js';
@@ -139,6 +147,8 @@ export const COMMANDS: CommandSpec[] = [
       lines: int('daemon logs: how many lines', 'N', { default: 50, arg: null }),
     },
     handler: () => import('./servers-command.js').then((m) => ({ run: m.runDaemon })),
+    more:
+      'run (default): own the data directory, serving its swarms on <DIR>/concord.sock (0600). start: in the background if none runs, then its status. status: pid, socket, uptime, clients, swarms (exit 1 when none runs). stop: graceful. logs: the tail of <DIR>/daemon.log. Clients start it on demand.',
   },
   {
     path: 'node',
@@ -154,6 +164,8 @@ export const COMMANDS: CommandSpec[] = [
       durability: str('fsync policy', 'MODE', { default: 'full', arg: null, choices: ['full', 'normal', 'off'] }),
     },
     handler: () => import('./node-command.js').then((m) => ({ run: (ctx) => m.runNode(ctx.flags) })),
+    more:
+      'Example: concord node --swarm NAME --id raft-agent-1 --listen 127.0.0.1:7001 --peers raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,... --data-dir DIR --secret-file FILE. Restarting with the same --data-dir rejoins with the member\'s durable state. Clients hold a client key (concord secret client --secret-file FILE > client.key) and call tools with --cluster HOST:PORT,... --secret-file client.key.',
   },
   {
     path: 'secret client',
