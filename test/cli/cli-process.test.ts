@@ -69,6 +69,10 @@ describe('the CLI as a process', () => {
     let next: Record<string, unknown> = {};
     for (let i = 0; i < 50 && (!next.leader_id || next.leader_id === leader); i++) next = await cliOk(dir, ['consensus', 'leader']);
     expect(next.leader_id).not.toBe(leader);
+    // The winner's record lands in the log just after it wins: the watch starts once it is in.
+    let last: Record<string, unknown> | undefined;
+    for (let i = 0; i < 50 && last?.old_leader !== leader; i++) last = ((await cliOk(dir, ['consensus', 'election-history', '--limit', '1'])).elections as Array<Record<string, unknown>>)[0];
+    expect(last).toMatchObject({ old_leader: leader, new_leader: next.leader_id });
 
     const w = await cli(dir, ['consensus', 'status', '--watch', '300']);
     expect(w.code).toBe(0);
