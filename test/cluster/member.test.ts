@@ -339,6 +339,13 @@ describe('concord node (cluster mode)', () => {
       expect(back.structuredContent).toMatchObject({ found: true, value: [1, 2] });
       const res = await mcp.listResources();
       expect(res.resources.map((x) => x.uri)).toContain('concord://swarms/ct/status');
+      // An unknown swarm's resource: MCP's resource-not-found (-32002), not an internal error.
+      const missing = await mcp.readResource({ uri: 'concord://swarms/ghost/status' }).then(
+        () => null,
+        (e: unknown) => e as { code?: number; message: string },
+      );
+      expect(missing?.code).toBe(-32002);
+      expect(missing?.message).toMatch(/concord:\/\/swarms\/ghost\/status not found/);
       const bad = await mcp.callTool({ name: 'memory_store', arguments: { key: 'x' } });
       expect(bad.isError).toBe(true);
     } finally {
