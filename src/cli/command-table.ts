@@ -35,6 +35,8 @@ export interface FlagSpec {
   choices?: readonly string[];
   /** `--watch` alone or `--watch 2000`: the value is optional (digits only). */
   optionalValue?: boolean;
+  /** One-letter alias, e.g. h for -h. */
+  short?: string;
 }
 
 /** How a list-like result prints on a terminal: the rows' field and the columns. */
@@ -86,7 +88,7 @@ export const CLIENT_FLAGS: Record<string, FlagSpec> = {
   'allow-http-host': str('hosts the http task executor may reach at private addresses (or CONCORD_HTTP_ALLOW)', 'HOST[:PORT],...', { arg: null }),
   json: bool('print JSON (the default when stdout is not a terminal)', { arg: null }),
   format: str('output: table on a terminal, json otherwise', 'FORMAT', { arg: null, choices: ['table', 'json'] }),
-  help: bool('this help', { arg: null }),
+  help: bool('this help', { arg: null, short: 'h' }),
 };
 
 /** Flags every command takes (servers too). */

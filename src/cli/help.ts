@@ -5,7 +5,7 @@ import { COMMANDS, flagsOf, VERSION, type CommandSpec, type FlagSpec } from './c
 function flagLine(name: string, f: FlagSpec): [string, string] {
   const value = f.kind === 'bool' ? '' : f.optionalValue ? ` [${f.value ?? 'VALUE'}]` : ` ${f.value ?? 'VALUE'}`;
   const extra = [f.choices ? `one of ${f.choices.join(', ')}` : '', f.default !== undefined ? `default ${String(f.default)}` : ''].filter(Boolean).join('; ');
-  return [`--${name}${value}`, `${f.help}${extra ? ` (${extra})` : ''}`];
+  return [`${f.short ? `-${f.short}, ` : ''}--${name}${value}`, `${f.help}${extra ? ` (${extra})` : ''}`];
 }
 
 function columns(rows: Array<[string, string]>, indent = '  '): string {

@@ -24,8 +24,8 @@ const kebab = (k: string) => k.replace(/_/g, '-');
 
 /** Every flag name of every command, with its kind: finds the command words in pass one. */
 function allFlagOptions(): ParseArgsConfig['options'] {
-  const opts: NonNullable<ParseArgsConfig['options']> = { version: { type: 'boolean' } };
-  for (const c of COMMANDS) for (const [name, f] of Object.entries(flagsOf(c))) opts[name] = { type: f.kind === 'bool' ? 'boolean' : 'string' };
+  const opts: NonNullable<ParseArgsConfig['options']> = { version: { type: 'boolean', short: 'V' } };
+  for (const c of COMMANDS) for (const [name, f] of Object.entries(flagsOf(c))) opts[name] = { type: f.kind === 'bool' ? 'boolean' : 'string', ...(f.short ? { short: f.short } : {}) };
   return opts;
 }
 
@@ -90,7 +90,7 @@ export function parseCommandLine(argv: string[]): ParsedCommand {
   const args = normalize(rest, known);
   // Unknown flags first, with a suggestion (parseArgs' own message has none).
   const tokens = parseArgs({ args, options: toOptions(known), strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
-  for (const t of tokens) if (t.kind === 'option' && !(t.name in known)) throw unknownFlag(t.name, spec, known);
+  for (const t of tokens) if (t.kind === 'option' && !(t.name in known)) throw unknownFlag(t.name, spec, known, t.rawName);
   let parsed;
   try {
     parsed = parseArgs({ args, options: toOptions(known), strict: true, allowPositionals: true });
@@ -113,7 +113,7 @@ export function parseCommandLine(argv: string[]): ParsedCommand {
 }
 
 function toOptions(known: Record<string, FlagSpec>): NonNullable<ParseArgsConfig['options']> {
-  return Object.fromEntries(Object.entries(known).map(([n, f]) => [n, { type: f.kind === 'bool' ? ('boolean' as const) : ('string' as const) }]));
+  return Object.fromEntries(Object.entries(known).map(([n, f]) => [n, { type: f.kind === 'bool' ? ('boolean' as const) : ('string' as const), ...(f.short ? { short: f.short } : {}) }]));
 }
 
 function checkValue(name: string, f: FlagSpec, v: string): void {
@@ -152,13 +152,13 @@ function unknownCommand(words: string[]): UserError {
   return new UserError('invalid_argument', `unknown command "${words[0]}"${near.length ? `; did you mean "${near[0]}"?` : ''}. Run "concord help" for the list.`);
 }
 
-function unknownFlag(name: string, spec: CommandSpec, known: Record<string, FlagSpec>): UserError {
+function unknownFlag(name: string, spec: CommandSpec, known: Record<string, FlagSpec>, raw = `--${kebab(name)}`): UserError {
   const cand = Object.keys(known);
   const near = cand.filter((c) => editDistance(c, kebab(name)) <= 2).map((c) => `--${c}`);
   const own = Object.keys(spec.flags ?? {}).map((c) => `--${c}`);
   return new UserError(
     'invalid_argument',
-    `--${kebab(name)} is not a flag of "${spec.path}"${near.length > 0 ? `; did you mean ${near.join(' or ')}?` : ''} (its flags: ${own.join(', ') || 'none'}; run "concord help ${spec.path}")`,
+    `${raw} is not a flag of "${spec.path}"${near.length > 0 ? `; did you mean ${near.join(' or ')}?` : ''} (its flags: ${own.join(', ') || 'none'}; run "concord help ${spec.path}")`,
     snake(name),
   );
 }
