@@ -195,6 +195,7 @@ export const COMMANDS: CommandSpec[] = [
       topology: str('member layout', 'TOPOLOGY', { default: 'mesh', choices: ['mesh'] }),
       consensus: str('protocol', 'PROTOCOL', { default: 'raft', choices: ['raft'] }),
       'max-agents': int('agents at most, 1..15', 'N', { default: 5 }),
+      'bootstrap-expect': int('agents to wait for before the first election (Consul bootstrap_expect; needs the tool argument of the same name)', 'N', { default: 'quorum of max-agents' }),
     },
     args: (a) => {
       const { swarm, ...rest } = a;
