@@ -9,39 +9,10 @@ import { UserError } from '../service/errors.js';
 import type { Flags } from './commands.js';
 import { clusterFrom, parsePeers } from './node-command.js';
 
-export const SNAPSHOT_HELP = `concord snapshot: back up and restore a swarm's replicated state
-
-  concord snapshot save FILE [--swarm S] [--overwrite]
-      A consistent snapshot taken through the leader (its applied state at one log index,
-      after a ReadIndex round), written to FILE on this machine: temp file, fsync, rename.
-      Goes to the data directory's daemon, --embedded, --server URL or --cluster like any command.
-  concord snapshot status FILE
-      Verifies the SHA-256 and prints the header (swarm, index, term, members, counts).
-  concord snapshot restore FILE --data-dir DIR [--swarm NAME]
-      Creates a NEW swarm NAME (default: the snapshot's) in DIR: new member files with new
-      incarnations, holding the snapshot only. Refused if NAME exists in DIR or DIR is in use
-      (stop its daemon first). Cluster mode, once per member, each into its own data directory:
-      add --id ID --peers ID=HOST:PORT,... (as for concord node), then start the nodes.`;
-
-const FLAGS: Record<string, string[]> = {
-  save: ['swarm', 'overwrite', 'data_dir', 'server', 'cluster', 'secret_file', 'timeout_ms', 'allow_http_host'],
-  status: [],
-  restore: ['data_dir', 'swarm', 'id', 'peers', 'allow_http_host'],
-};
-
-export async function runSnapshotCommand(positional: string[], flags: Flags, o: { embedded: boolean }): Promise<number> {
-  const verb = positional[1];
-  if (verb === undefined || verb === 'help' || flags.help === true) {
-    process.stdout.write(`${SNAPSHOT_HELP}\n`);
-    return verb === undefined ? 2 : 0;
-  }
-  const allowed = FLAGS[verb];
-  if (!allowed) throw new UserError('invalid_argument', `unknown command "snapshot ${verb}"; accepted: save, status, restore (concord snapshot help)`);
-  for (const k of Object.keys(flags)) {
-    if (!allowed.includes(k)) throw new UserError('invalid_argument', `--${k.replace(/_/g, '-')} is not a flag of "snapshot ${verb}" (its flags: ${allowed.map((f) => `--${f.replace(/_/g, '-')}`).join(', ')})`, k);
-  }
-  const file = positional[2];
-  if (file === undefined || positional.length > 3) throw new UserError('invalid_argument', `snapshot ${verb} takes one FILE (got ${positional.length - 2} arguments)`, 'file');
+/** `concord snapshot VERB FILE`: the command table checked the flags and the verb. */
+export async function runSnapshotCommand(verb: 'save' | 'status' | 'restore', positionals: string[], flags: Flags, o: { embedded: boolean }): Promise<number> {
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) throw new UserError('invalid_argument', `snapshot ${verb} takes one FILE (got ${positionals.length} arguments)`, 'file');
   const str = (k: string): string | undefined => {
     const v = flags[k];
     if (v === true) throw new UserError('invalid_argument', `--${k.replace(/_/g, '-')} needs a value`, k);

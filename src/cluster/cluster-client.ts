@@ -54,6 +54,12 @@ export function parseMembers(spec: string | string[]): string[] {
   return [...new Set(list)];
 }
 
+/** HOST:PORT as a member names another (a redirect's hint). */
+function isAddress(a: string): boolean {
+  const port = Number(a.slice(a.lastIndexOf(':') + 1));
+  return a.lastIndexOf(':') > 0 && Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
 function splitAddress(a: string): { host: string; port: number } {
   const i = a.lastIndexOf(':');
   return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
@@ -248,6 +254,9 @@ export class ClusterClient {
         if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
+          // A leader not among the addresses given (CONCORD_CLUSTER may list only some
+          // members): learn it from the member that named it.
+          if (hint !== null && !this.members.includes(hint) && isAddress(hint)) this.members.push(hint);
           const hintUp = hint !== null && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
           this.leader = hintUp ? hint : null;
           last = `${target}: ${e.message}`;

@@ -10,7 +10,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { createServer } from '../server/create-server.js';
+import { createServer, RESOURCE_NOT_FOUND } from '../server/create-server.js';
 import { startMetricsListener } from '../server/observability.js';
 import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
@@ -232,7 +232,13 @@ export class MemberNode {
         return this.mcp.listResourceTemplates();
       case 'resources/read':
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.mcp.readResource({ uri: req.uri }) };
+        try {
+          return { result: await this.mcp.readResource({ uri: req.uri }) };
+        } catch (e) {
+          // MCP's "resource not found" travels as a code the client side turns back into it.
+          if ((e as { code?: unknown }).code === RESOURCE_NOT_FOUND) throw Object.assign(new Error((e as Error).message), { code: 'resource_not_found' });
+          throw e;
+        }
       case 'propose': {
         // Raw log entries skip every tool's validation: only members forward them (a follower
         // relaying its own service's proposal to the leader); clients call tools.

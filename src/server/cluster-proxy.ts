@@ -4,6 +4,7 @@ import {
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
+  McpError,
   ReadResourceRequestSchema,
   type CallToolResult,
   type ListResourcesResult,
@@ -12,7 +13,8 @@ import {
   type ReadResourceResult,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { ClusterClient } from '../cluster/cluster-client.js';
-import { SERVER_NAME, SERVER_VERSION } from './create-server.js';
+import { RemoteError } from '../transport/tcp-client.js';
+import { RESOURCE_NOT_FOUND, SERVER_NAME, SERVER_VERSION } from './create-server.js';
 
 /**
  * MCP server for a running cluster: the same tools and resources, executed on the leader's
@@ -30,7 +32,14 @@ export function createClusterProxy(client: ClusterClient): Server {
   server.setRequestHandler(ListToolsRequestSchema, async () => (await client.anyMember({ kind: 'tools/list' })) as ListToolsResult);
   server.setRequestHandler(ListResourcesRequestSchema, async () => (await client.anyMember({ kind: 'resources/list' })) as ListResourcesResult);
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => (await client.anyMember({ kind: 'resources/templates/list' })) as ListResourceTemplatesResult);
-  server.setRequestHandler(ReadResourceRequestSchema, async (req) => (await client.readResource(req.params.uri)) as ReadResourceResult);
+  server.setRequestHandler(ReadResourceRequestSchema, async (req) => {
+    try {
+      return (await client.readResource(req.params.uri)) as ReadResourceResult;
+    } catch (e) {
+      if (e instanceof RemoteError && e.code === 'resource_not_found') throw new McpError(RESOURCE_NOT_FOUND, e.message.replace(/^MCP error -?\d+: /, ''), { uri: req.params.uri });
+      throw e;
+    }
+  });
   server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> => {
     try {
       return await client.callTool(req.params.name, req.params.arguments ?? {});

@@ -198,6 +198,17 @@ describe('concord node (cluster mode)', () => {
     expect(c.leaderAddress).toBe(members.get(leader)!.addr);
   });
 
+  it('follows a redirect to a leader it was not given (CONCORD_CLUSTER listing some members only)', async () => {
+    const c0 = client();
+    const leader = await leaderId(c0);
+    const follower = members.get(IDS.find((id) => id !== leader)!)!.addr;
+    const c = client([follower]);
+    const r = await c.callTool('memory_store', { key: 'via-unlisted-leader', value: 2 });
+    expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+    expect(c.leaderAddress).toBe(members.get(leader)!.addr);
+    expect(c.members).toContain(members.get(leader)!.addr);
+  });
+
   it('runs an orchestration to completion on the members (tasks executed by every process)', async () => {
     const c = client();
     const r = await c.callTool('task_orchestrate', { task: 'cluster work', count: 120, wait: true });
@@ -329,6 +340,13 @@ describe('concord node (cluster mode)', () => {
       expect(back.structuredContent).toMatchObject({ found: true, value: [1, 2] });
       const res = await mcp.listResources();
       expect(res.resources.map((x) => x.uri)).toContain('concord://swarms/ct/status');
+      // An unknown swarm's resource: MCP's resource-not-found (-32002), not an internal error.
+      const missing = await mcp.readResource({ uri: 'concord://swarms/ghost/status' }).then(
+        () => null,
+        (e: unknown) => e as { code?: number; message: string },
+      );
+      expect(missing?.code).toBe(-32002);
+      expect(missing?.message).toMatch(/concord:\/\/swarms\/ghost\/status not found/);
       const bad = await mcp.callTool({ name: 'memory_store', arguments: { key: 'x' } });
       expect(bad.isError).toBe(true);
     } finally {

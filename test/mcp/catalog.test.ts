@@ -130,7 +130,13 @@ describe('resources', () => {
   });
 
   it('refuses to read an unknown swarm, and keeps serving', async () => {
-    await expect(srv.client.readResource({ uri: 'concord://swarms/ghost/status' })).rejects.toThrow(/ghost/);
+    // MCP's "resource not found" (-32002), not an internal error (-32603).
+    const err = await srv.client.readResource({ uri: 'concord://swarms/ghost/status' }).then(
+      () => null,
+      (e: unknown) => e as { code?: number; message: string },
+    );
+    expect(err?.code).toBe(-32002);
+    expect(err?.message).toMatch(/concord:\/\/swarms\/ghost\/status not found: swarm="ghost" does not exist/);
     expect((await srv.mcp.ok('swarm_list')).swarms).toHaveLength(2);
   });
 });
