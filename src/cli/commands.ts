@@ -187,7 +187,7 @@ export function formatTable(rows: Array<Record<string, unknown>>, cols: string[]
 }
 
 /** Flags every `noun verb` command takes, besides its own. */
-const COMMON_FLAGS = ['swarm', 'data_dir', 'server', 'cluster', 'secret_file', 'timeout_ms', 'allow_http_host', 'format', 'watch', 'require', 'hook_stdin', 'wait_ms'];
+const COMMON_FLAGS = ['swarm', 'data_dir', 'server', 'cluster', 'secret_file', 'cert', 'tls_key', 'ca', 'timeout_ms', 'allow_http_host', 'format', 'watch', 'require', 'hook_stdin', 'wait_ms'];
 
 /**
  * toInvocation, refusing flags the command does not take (a typo such as --fitler was silently

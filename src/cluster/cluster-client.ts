@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ConnectionError, RemoteError, TcpClient } from '../transport/tcp-client.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import type { MemberStatus } from './protocol.js';
 
 export interface ClusterClientOptions {
@@ -17,6 +18,8 @@ export interface ClusterClientOptions {
   secret?: Buffer;
   /** Logged by the members as client:<name>. */
   name?: string;
+  /** Mutual TLS with the members (a client certificate, CN=client:<name>). */
+  tls?: TlsMaterial;
   /** Default bound for a call, including the search for a leader (ms). */
   timeoutMs?: number;
   /**
@@ -165,7 +168,7 @@ export class ClusterClient {
       try {
         return await this.conn(m).request(body, ANSWER_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e, this.o.tls !== undefined);
         errors.push(`${m}: ${(e as Error).message}`);
       }
     }
@@ -192,7 +195,7 @@ export class ClusterClient {
     let c = this.conns.get(member);
     if (!c) {
       const a = splitAddress(member);
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, name: this.o.name ?? 'client', failFast: true });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, tls: this.o.tls, name: this.o.name ?? 'client', failFast: true });
       this.conns.set(member, c);
     }
     return c;
@@ -245,7 +248,7 @@ export class ClusterClient {
         this.leader = null;
         attempt.uncertain = true;
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e, this.o.tls !== undefined);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
           const hintUp = hint !== null && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
@@ -286,6 +289,7 @@ function sessionExpiredResult(session: string, tool: string, seq: number): CallT
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-function authError(member: string, e: Error): Error {
-  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's client key or secret?)`);
+function authError(member: string, e: Error, tls: boolean): Error {
+  const check = tls ? "are --cert/--key a client certificate from the members' CA, --ca that CA, and --secret-file the cluster's client key?" : "is --secret-file the cluster's client key or secret?";
+  return new Error(`${member} refused the connection: ${e.message} (${check})`);
 }

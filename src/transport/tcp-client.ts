@@ -9,6 +9,7 @@ import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
 import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
+import { dialTls, type TlsMaterial } from './tls.js';
 
 export interface TcpClientOptions {
   host: string;
@@ -26,6 +27,8 @@ export interface TcpClientOptions {
   asMember?: string;
   /** Refuse to talk to a member with another id. */
   expectServer?: string;
+  /** Mutual TLS (tls.ts): this client's certificate, key and the CA that issued the members'. */
+  tls?: TlsMaterial;
   /**
    * One dial per request, no retry with backoff: for a caller with other members to try
    * (a refused connection to a dead leader should send it elsewhere at once).
@@ -188,7 +191,7 @@ export class TcpClient {
   private dial(handshakeTimeoutMs: number): Promise<SecureConn> {
     return new Promise((resolve, reject) => {
       const l = this.limits;
-      const socket = connect({ host: this.o.host, port: this.o.port });
+      const socket = this.o.tls ? dialTls(this.o.tls, this.o.host, this.o.port, this.o.expectServer) : connect({ host: this.o.host, port: this.o.port });
       this.conn = new SecureConn({
         socket,
         role: 'initiator',
