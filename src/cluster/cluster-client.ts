@@ -163,12 +163,14 @@ export class ClusterClient {
   /** Lists are the same on every member: the first that answers. */
   async anyMember(body: { kind: 'tools/list' | 'resources/list' | 'resources/templates/list' }): Promise<unknown> {
     const errors: string[] = [];
+    const afterTls = new Set<string>();
     const order = this.leader ? [this.leader, ...this.members.filter((m) => m !== this.leader)] : this.members;
     for (const m of order) {
       try {
         return await this.conn(m).request(body, ANSWER_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
       } catch (e) {
         if (e instanceof ConnectionError && e.authFailure) throw authError(m, e, this.o.tls !== undefined);
+        if (this.refusedByAll(afterTls, m, e)) throw authError(m, e as Error, true);
         errors.push(`${m}: ${(e as Error).message}`);
       }
     }
@@ -201,6 +203,17 @@ export class ClusterClient {
     return c;
   }
 
+  /**
+   * A member refuses a client certificate by closing right after the TLS handshake, which
+   * looks like a member stopping at that instant. Once every member did it, it is the
+   * certificate: fail now instead of retrying until the deadline.
+   */
+  private refusedByAll(seen: Set<string>, member: string, e: unknown): boolean {
+    if (!(e instanceof ConnectionError && e.closedAfterTls)) return false;
+    seen.add(member);
+    return this.members.every((m) => seen.has(m));
+  }
+
   /** The believed leader unless it looks down, else the next member that does not. */
   private pick(): string {
     const now = performance.now();
@@ -227,6 +240,8 @@ export class ClusterClient {
   private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
+    /** Members that closed right after the TLS handshake (see refusedByAll). */
+    const afterTls = new Set<string>();
     while (!this.closed) {
       const left = deadline - performance.now();
       if (left <= 0) break;
@@ -263,6 +278,7 @@ export class ClusterClient {
           // Only a refused or lost connection marks the member down: a slow answer may be a
           // member holding the request for an election in progress.
           last = `${target}: ${(e as Error).message}`;
+          if (this.refusedByAll(afterTls, target, e)) throw authError(target, e as Error, true);
           attempt.uncertain = true;
           if (e instanceof ConnectionError && e.timedOut) this.leader = this.leader === target ? null : this.leader;
           else this.markDown(target);

@@ -30,8 +30,13 @@ export interface TransportLog {
   error(obj: object, msg: string): void;
 }
 
-/** Why a connection ended: `auth` and `refused` count as authentication failures. */
-export type CloseKind = 'local' | 'io' | 'timeout' | 'auth' | 'refused' | 'protocol';
+/**
+ * Why a connection ended: `auth` and `refused` count as authentication failures.
+ * `closed-after-tls`: a TLS initiator's connection closed between the TLS handshake and the
+ * acceptor's CHALLENGE, which is how a member refuses its certificate (TLS 1.3 checks the
+ * client's certificate last) but also what a member stopping at that instant looks like.
+ */
+export type CloseKind = 'local' | 'io' | 'timeout' | 'auth' | 'refused' | 'protocol' | 'closed-after-tls';
 
 export interface SecureConnOptions {
   socket: Socket;
@@ -65,7 +70,6 @@ const HANDSHAKE = new Set<number>([FrameType.HELLO, FrameType.CHALLENGE, FrameTy
 const HEX_NONCE = new RegExp(`^[0-9a-f]{${NONCE_BYTES * 2}}$`);
 const HEX_MAC = new RegExp(`^[0-9a-f]{${TAG_BYTES * 2}}$`);
 const MAX_ID_CHARS = 256;
-/** Kept an I/O failure (retried): it is also what a member being stopped looks like. */
 const REFUSED_AFTER_TLS = 'connection closed right after the TLS handshake (the member refused this certificate: wrong --cert or --ca? or it is stopping)';
 
 class HandshakeError extends Error {
@@ -128,13 +132,13 @@ export class SecureConn {
       // A certificate or TLS protocol failure is an authentication failure (the caller does
       // not retry it); a connection reset or refused is not.
       if (this.tls && !this.ready && isTlsRefusal(e)) this.fail(`TLS handshake failed: ${e.message.split('\n')[0]}`, 'auth');
-      else if (this.closedAfterTls()) this.fail(`${REFUSED_AFTER_TLS} (${e.message})`, 'io');
+      else if (this.closedAfterTls()) this.fail(`${REFUSED_AFTER_TLS} (${e.message})`, 'closed-after-tls');
       else this.fail(`socket error: ${e.message}`, 'io');
     });
     s.on('close', () => {
       if (this.decoder.buffered > 0) this.fail(`connection closed mid-frame (${this.decoder.buffered} bytes of a truncated frame)`, 'protocol');
       else if (this.ready) this.fail('connection closed by peer', 'io');
-      else if (this.closedAfterTls()) this.fail(REFUSED_AFTER_TLS, 'io');
+      else if (this.closedAfterTls()) this.fail(REFUSED_AFTER_TLS, 'closed-after-tls');
       else this.fail('connection closed during handshake', 'io');
     });
     s.on('drain', () => this.o.onDrain?.(this));

@@ -56,6 +56,8 @@ export class ConnectionError extends Error {
     readonly authFailure = false,
     /** The connection was fine; the answer did not come in time (the member may be busy). */
     readonly timedOut = false,
+    /** Closed right after the TLS handshake: the member refused our certificate, or was stopping. */
+    readonly closedAfterTls = false,
   ) {
     super(message);
     this.name = 'ConnectionError';
@@ -164,6 +166,7 @@ export class TcpClient {
 
   private async connected(deadline: number): Promise<SecureConn> {
     let last = 'not connected';
+    let afterTls = false;
     while (!this.closed) {
       if (this.conn?.ready && !this.conn.closed) return this.conn;
       const left = deadline - Date.now();
@@ -181,11 +184,12 @@ export class TcpClient {
       // A wrong secret or an unknown server won't fix itself: fail at once.
       if (err.authFailure) throw err;
       last = err.message;
+      afterTls = err.closedAfterTls;
       if (this.o.failFast) break;
       const wait = Math.min(backoffMs(this.attempts++, this.limits), deadline - Date.now());
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`);
+    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`, false, false, afterTls && !this.closed);
   }
 
   private dial(handshakeTimeoutMs: number): Promise<SecureConn> {
@@ -213,7 +217,7 @@ export class TcpClient {
         onFrame: (_c, type, payload) => this.onFrame(type, payload),
         onClose: (c, reason, kind) => {
           if (this.conn === c) this.conn = null;
-          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused'));
+          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused', false, kind === 'closed-after-tls'));
           this.failPending(new ConnectionError(`connection lost (${reason}); request outcome unknown`));
         },
       });
