@@ -1,0 +1,173 @@
+// What mutual TLS costs in cluster mode: the same `concord node` cluster (built CLI, fresh
+// data dirs, durability full) started with and without --cert/--key/--ca, driven by one
+// ClusterClient with memory_store writes: sequentially (1 in flight: median and p99 latency,
+// writes/s) and with N in flight for a fixed time (writes/s). Rounds alternate plain and TLS
+// (ABAB...) so drifting machine load hits both alike. One JSON line on stdout.
+//
+//   npm run build && npx tsx test/bench/tls-cost.ts [--members 3] [--writes 1000]
+//        [--seconds 8] [--inflight 256] [--rounds 2]
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ClusterClient } from '../../src/cluster/cluster-client.js';
+import { clientKey } from '../../src/transport/auth.js';
+import { loadTls } from '../../src/transport/tls.js';
+import { freePorts, killAll, MemberProc, requireBuild } from '../cluster/procs.js';
+import { TestPki } from '../transport/tls-certs.js';
+
+interface Args {
+  members: number;
+  writes: number;
+  seconds: number;
+  inflight: number;
+  rounds: number;
+}
+
+function parse(argv: string[]): Args {
+  const a: Args = { members: 3, writes: 1000, seconds: 8, inflight: 256, rounds: 2 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const k = argv[i]!.replace(/^--/, '') as keyof Args;
+    const v = Number(argv[i + 1]);
+    if (!(k in a) || !Number.isInteger(v) || v < 1) throw new Error(`usage: tls-cost.ts [--members N] [--writes N] [--seconds N] [--inflight N] [--rounds N] (bad ${argv[i]} ${argv[i + 1]})`);
+    a[k] = v;
+  }
+  return a;
+}
+
+const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const r2 = (x: number): number => Math.round(x * 100) / 100;
+
+interface Run {
+  tls: boolean;
+  seq_p50_ms: number;
+  seq_p99_ms: number;
+  seq_writes_per_s: number;
+  inflight_writes_per_s: number;
+  inflight_p50_ms: number;
+  errors: number;
+}
+
+async function oneRun(tls: boolean, a: Args, pki: TestPki, log: (m: string) => void): Promise<Run> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `concord-tls-cost-${tls ? 'tls' : 'plain'}-`));
+  const hex = crypto.randomBytes(32).toString('hex');
+  const secretFile = path.join(dir, 'secret');
+  fs.writeFileSync(secretFile, `${hex}\n`, { mode: 0o600 });
+  const ids = Array.from({ length: a.members }, (_, i) => `b${i + 1}`);
+  const addrs = (await freePorts(a.members)).map((p) => `127.0.0.1:${p}`);
+  const peers = ids.map((id, i) => `${id}=${addrs[i]}`).join(',');
+  const procs = ids.map((id, i) => {
+    const dataDir = path.join(dir, id);
+    fs.mkdirSync(dataDir);
+    const args = ['node', '--swarm', 'bench', '--id', id, '--listen', addrs[i]!, '--peers', peers, '--data-dir', dataDir, '--secret-file', secretFile];
+    if (tls) {
+      const f = pki.leaf(id);
+      args.push('--cert', f.cert, '--key', f.key, '--ca', f.ca);
+    }
+    return new MemberProc(id, addrs[i]!, args, path.join(dir, `${id}.log`), { ...process.env, CONCORD_LOG_LEVEL: 'warn' });
+  });
+  const client = new ClusterClient({ members: addrs, clientKey: clientKey(Buffer.from(hex)), tls: tls ? loadTls(pki.leaf('client:bench')) : undefined, name: 'bench', timeoutMs: 20_000 });
+  try {
+    for (const p of procs) p.start();
+    await Promise.all(procs.map((p) => p.waitListening(30_000)));
+    // Warm up: a leader, a session, a few writes.
+    for (let i = 0; i < 50; i++) await client.callTool('memory_store', { key: `warm${i}`, value: i });
+    const lat: number[] = [];
+    let errors = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < a.writes; i++) {
+      const s = performance.now();
+      const r = await client.callTool('memory_store', { key: `seq${i % 100}`, value: i });
+      lat.push(performance.now() - s);
+      if (r.isError) errors++;
+    }
+    const seqS = (performance.now() - t0) / 1000;
+    lat.sort((x, y) => x - y);
+    const inflightLat: number[] = [];
+    let done = 0;
+    const end = performance.now() + a.seconds * 1000;
+    const t1 = performance.now();
+    await Promise.all(
+      Array.from({ length: a.inflight }, async (_, w) => {
+        for (let i = 0; performance.now() < end; i++) {
+          const s = performance.now();
+          const r = await client.callTool('memory_store', { key: `w${w}-${i % 10}`, value: i });
+          inflightLat.push(performance.now() - s);
+          if (r.isError) errors++;
+          else done++;
+        }
+      }),
+    );
+    const parS = (performance.now() - t1) / 1000;
+    inflightLat.sort((x, y) => x - y);
+    const run: Run = {
+      tls,
+      seq_p50_ms: r2(pct(lat, 50)),
+      seq_p99_ms: r2(pct(lat, 99)),
+      seq_writes_per_s: Math.round(a.writes / seqS),
+      inflight_writes_per_s: Math.round(done / parS),
+      inflight_p50_ms: r2(pct(inflightLat, 50)),
+      errors,
+    };
+    log(`${tls ? 'tls  ' : 'plain'}: 1 in flight p50 ${run.seq_p50_ms} ms p99 ${run.seq_p99_ms} ms ${run.seq_writes_per_s} writes/s; ${a.inflight} in flight ${run.inflight_writes_per_s} writes/s (p50 ${run.inflight_p50_ms} ms); errors ${errors}`);
+    return run;
+  } finally {
+    client.close();
+    await killAll(procs);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const a = parse(process.argv.slice(2));
+  requireBuild();
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const pki = new TestPki();
+  const runs: Run[] = [];
+  try {
+    for (let r = 0; r < a.rounds; r++) for (const tls of r % 2 === 0 ? [false, true] : [true, false]) runs.push(await oneRun(tls, a, pki, log));
+  } finally {
+    pki.remove();
+  }
+  const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+  const side = (tls: boolean) => {
+    const rs = runs.filter((r) => r.tls === tls);
+    return {
+      seq_p50_ms: median(rs.map((r) => r.seq_p50_ms)),
+      seq_p99_ms: median(rs.map((r) => r.seq_p99_ms)),
+      seq_writes_per_s: median(rs.map((r) => r.seq_writes_per_s)),
+      inflight_writes_per_s: median(rs.map((r) => r.inflight_writes_per_s)),
+      errors: rs.reduce((s, r) => s + r.errors, 0),
+    };
+  };
+  const plain = side(false);
+  const tlsSide = side(true);
+  process.stdout.write(
+    `${JSON.stringify({
+      bench: 'tls-cost',
+      members: a.members,
+      writes_sequential: a.writes,
+      inflight: a.inflight,
+      seconds: a.seconds,
+      rounds: a.rounds,
+      plain,
+      tls: tlsSide,
+      ratio_tls_over_plain: {
+        seq_p50: r2(tlsSide.seq_p50_ms / plain.seq_p50_ms),
+        seq_writes_per_s: r2(tlsSide.seq_writes_per_s / plain.seq_writes_per_s),
+        inflight_writes_per_s: r2(tlsSide.inflight_writes_per_s / plain.inflight_writes_per_s),
+      },
+      runs,
+    })}\n`,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`tls-cost: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
