@@ -2,7 +2,9 @@
 // data dirs, durability full) started with and without --cert/--key/--ca, driven by one
 // ClusterClient with memory_store writes: sequentially (1 in flight: median and p99 latency,
 // writes/s) and with N in flight for a fixed time (writes/s). Rounds alternate plain and TLS
-// (ABAB...) so drifting machine load hits both alike. One JSON line on stdout.
+// (ABAB...) so drifting machine load hits both alike. CPU time per write (members and
+// client) is reported too: on a busy machine it moves far less than latency. One JSON line on
+// stdout.
 //
 //   npm run build && npx tsx test/bench/tls-cost.ts [--members 3] [--writes 1000]
 //        [--seconds 8] [--inflight 256] [--rounds 2]
@@ -37,6 +39,25 @@ function parse(argv: string[]): Args {
   return a;
 }
 
+/** CPU time (user + system, ms) a process has used, from /proc (Linux); null elsewhere. */
+function cpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime), in clock ticks (100 per second on Linux).
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU ms used by the members and by this (client) process so far. */
+function cpuNow(procs: MemberProc[]): { members: number; client: number } {
+  const u = process.cpuUsage();
+  return { members: procs.reduce((s, p) => s + (cpuMs(p.pid) ?? NaN), 0), client: (u.user + u.system) / 1000 };
+}
+
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
@@ -47,6 +68,9 @@ interface Run {
   seq_writes_per_s: number;
   inflight_writes_per_s: number;
   inflight_p50_ms: number;
+  /** CPU time per acknowledged write (ms), all members together and the client, over both phases: less sensitive to machine load than latency. */
+  member_cpu_ms_per_write: number;
+  client_cpu_ms_per_write: number;
   errors: number;
 }
 
@@ -76,6 +100,7 @@ async function oneRun(tls: boolean, a: Args, pki: TestPki, log: (m: string) => v
     for (let i = 0; i < 50; i++) await client.callTool('memory_store', { key: `warm${i}`, value: i });
     const lat: number[] = [];
     let errors = 0;
+    const cpu0 = cpuNow(procs);
     const t0 = performance.now();
     for (let i = 0; i < a.writes; i++) {
       const s = performance.now();
@@ -101,6 +126,8 @@ async function oneRun(tls: boolean, a: Args, pki: TestPki, log: (m: string) => v
       }),
     );
     const parS = (performance.now() - t1) / 1000;
+    const cpu1 = cpuNow(procs);
+    const writes = a.writes + done;
     inflightLat.sort((x, y) => x - y);
     const run: Run = {
       tls,
@@ -109,9 +136,11 @@ async function oneRun(tls: boolean, a: Args, pki: TestPki, log: (m: string) => v
       seq_writes_per_s: Math.round(a.writes / seqS),
       inflight_writes_per_s: Math.round(done / parS),
       inflight_p50_ms: r2(pct(inflightLat, 50)),
+      member_cpu_ms_per_write: r2((cpu1.members - cpu0.members) / writes),
+      client_cpu_ms_per_write: r2((cpu1.client - cpu0.client) / writes),
       errors,
     };
-    log(`${tls ? 'tls  ' : 'plain'}: 1 in flight p50 ${run.seq_p50_ms} ms p99 ${run.seq_p99_ms} ms ${run.seq_writes_per_s} writes/s; ${a.inflight} in flight ${run.inflight_writes_per_s} writes/s (p50 ${run.inflight_p50_ms} ms); errors ${errors}`);
+    log(`${tls ? 'tls  ' : 'plain'}: 1 in flight p50 ${run.seq_p50_ms} ms p99 ${run.seq_p99_ms} ms ${run.seq_writes_per_s} writes/s; ${a.inflight} in flight ${run.inflight_writes_per_s} writes/s (p50 ${run.inflight_p50_ms} ms); CPU per write: members ${run.member_cpu_ms_per_write} ms, client ${run.client_cpu_ms_per_write} ms; errors ${errors}`);
     return run;
   } finally {
     client.close();
@@ -139,6 +168,8 @@ async function main(): Promise<void> {
       seq_p99_ms: median(rs.map((r) => r.seq_p99_ms)),
       seq_writes_per_s: median(rs.map((r) => r.seq_writes_per_s)),
       inflight_writes_per_s: median(rs.map((r) => r.inflight_writes_per_s)),
+      member_cpu_ms_per_write: median(rs.map((r) => r.member_cpu_ms_per_write)),
+      client_cpu_ms_per_write: median(rs.map((r) => r.client_cpu_ms_per_write)),
       errors: rs.reduce((s, r) => s + r.errors, 0),
     };
   };
@@ -158,7 +189,10 @@ async function main(): Promise<void> {
         seq_p50: r2(tlsSide.seq_p50_ms / plain.seq_p50_ms),
         seq_writes_per_s: r2(tlsSide.seq_writes_per_s / plain.seq_writes_per_s),
         inflight_writes_per_s: r2(tlsSide.inflight_writes_per_s / plain.inflight_writes_per_s),
+        member_cpu_per_write: r2(tlsSide.member_cpu_ms_per_write / plain.member_cpu_ms_per_write),
+        client_cpu_per_write: r2(tlsSide.client_cpu_ms_per_write / plain.client_cpu_ms_per_write),
       },
+      load_average: os.loadavg().map(r2),
       runs,
     })}\n`,
   );
