@@ -70,6 +70,15 @@ describe('mutual TLS between members and clients', () => {
     const c = client(m.get('n1')!.port, tls['client:cli']);
     expect(await c.request({ hi: 1 }, 3000)).toEqual({ req: { hi: 1 }, from: 'client:cli', credential: 'client' });
     for (const n of m.values()) expect(n.t.stats().authFailures).toBe(0);
+    // A member's request channel (forwarded proposals, fault injection) presents its own certificate.
+    const asMember = (material: TlsMaterial) => {
+      const r = new TcpClient({ host: '127.0.0.1', port: m.get('n1')!.port, secret: SECRET, name: 'n2', asMember: 'n2', expectServer: 'n1', tls: material, failFast: true, limits: FAST, log: captureLog() });
+      cleanup.push(() => r.close());
+      return r;
+    };
+    expect(await asMember(tls.n2!).request({ fwd: 1 }, 3000)).toEqual({ req: { fwd: 1 }, from: 'member:n2', credential: 'member' });
+    const e = await failure(asMember(tls.n3!).request({ fwd: 2 }, 1500));
+    expect(e.message).toMatch(/member n2 must present a certificate with CN=n2, not CN=n3/);
   });
 
   it('a member whose certificate comes from another CA is refused by the members, in both directions', async () => {
