@@ -209,6 +209,19 @@ describe('mutual TLS between members and clients', () => {
     expect(await client(n1.port, tls['client:cli']).request({ hi: 2 }, 3000)).toMatchObject({ from: 'client:cli' });
   });
 
+  it('a TLS client offering no certificate is refused and counted', async () => {
+    const n1 = await node('n1', tls.n1);
+    const s: TLSSocket = tlsConnect({ host: '127.0.0.1', port: n1.port, ca: tls.n1!.ca, checkServerIdentity: () => undefined });
+    cleanup.push(() => s.destroy());
+    const err = await new Promise<Error | null>((r) => {
+      s.once('error', (e) => r(e));
+      s.once('close', () => r(null));
+    });
+    expect(String((err as { code?: string } | null)?.code)).toMatch(/CERTIFICATE_REQUIRED/);
+    await waitFor(() => n1.t.stats().authFailures === 1, 'the refusal counted');
+    expect(n1.log.find(/TLS handshake failed: .*peer did not return a certificate/)).toBeDefined();
+  });
+
   it('the pre-authentication frame limit holds inside TLS', async () => {
     const n1 = await node('n1', tls.n1);
     const s: TLSSocket = tlsConnect({ host: '127.0.0.1', port: n1.port, cert: tls['client:cli']!.cert, key: tls['client:cli']!.key, ca: tls['client:cli']!.ca, checkServerIdentity: () => undefined });
