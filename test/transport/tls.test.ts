@@ -134,6 +134,20 @@ describe('mutual TLS between members and clients', () => {
     expect(bad.t.stats().clientRequests + old.t.stats().clientRequests).toBe(0);
   });
 
+  it('a certificate not valid yet is refused, on either end', async () => {
+    const n1 = await node('n1', tls.n1);
+    const early = pki.raw(pki.leaf('client:cli', { notYetValid: true }), 'client:cli');
+    const e1 = await failure(client(n1.port, early).request({ hi: 1 }, 1500));
+    expect(e1.message).toMatch(/refused this certificate/);
+    await waitFor(() => n1.log.lines.some((l) => /peer certificate refused \(CERT_NOT_YET_VALID\)/.test(l.msg)), 'the refusal logged');
+    expect(n1.t.stats().clientRequests).toBe(0);
+    const future = await node('n1', pki.raw(pki.leaf('n1', { notYetValid: true }), 'n1'));
+    const e2 = await failure(client(future.port, tls['client:cli']).request({ hi: 1 }, 1500));
+    expect((e2 as ConnectionError).authFailure).toBe(true);
+    expect(e2.message).toMatch(/TLS handshake failed: certificate is not yet valid/);
+    expect(future.t.stats().clientRequests).toBe(0);
+  });
+
   it('a certificate must name the identity proven: a client certificate cannot speak Raft, a member cannot pose as another', async () => {
     // "n2" holds the cluster secret but a client's certificate (from the right CA).
     const m = await mesh(['n1', 'n2'], (id) => (id === 'n2' ? tls['client:cli'] : tls[id]));
