@@ -1,13 +1,15 @@
 // Cluster mode over mutual TLS: three `concord node` processes started with --cert/--key/--ca
-// elect a leader and commit writes from a TLS client (the ClusterClient, and the CLI with the
-// CONCORD_TLS_* environment or flags); a plaintext CLI and a client with a certificate from
-// another CA are refused, cleanly and at once, and counted by the members.
+// elect a leader and commit writes from a TLS client (the ClusterClient, the CLI with the
+// CONCORD_TLS_* environment or flags, and `concord mcp`); a plaintext CLI and a client with a
+// certificate from another CA are refused, cleanly and at once, and counted by the members.
 
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { clientKey, clientKeyFileText } from '../../src/transport/auth.js';
@@ -102,6 +104,26 @@ describe('cluster mode over mutual TLS', () => {
     const viaEnv = cli(['memory', 'retrieve', '--key', 'from-cli'], { CONCORD_TLS_CERT: clientFiles.cert, CONCORD_TLS_KEY: clientFiles.key, CONCORD_TLS_CA: clientFiles.ca });
     expect(viaEnv.code).toBe(0);
     expect(JSON.parse(viaEnv.out)).toMatchObject({ found: true, value: { n: 1 } });
+  });
+
+  it('concord mcp serves the cluster over TLS with the CONCORD_TLS_* environment an MCP client sets', async () => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('CONCORD_')) env[k] = v;
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [MAIN, 'mcp'],
+      env: { ...env, CONCORD_CLUSTER: addrs.join(','), CONCORD_SECRET_FILE: clientKeyFile, CONCORD_TLS_CERT: clientFiles.cert, CONCORD_TLS_KEY: clientFiles.key, CONCORD_TLS_CA: clientFiles.ca, CONCORD_LOG_LEVEL: 'warn' },
+      stderr: 'ignore',
+    });
+    const mcp = new Client({ name: 'tls-test', version: '1' });
+    await mcp.connect(transport);
+    try {
+      expect((await mcp.callTool({ name: 'memory_store', arguments: { key: 'over-mcp', value: 'tls' } })).isError).toBeFalsy();
+      const back = await mcp.callTool({ name: 'memory_retrieve', arguments: { key: 'over-mcp' } });
+      expect(back.structuredContent).toMatchObject({ found: true, value: 'tls' });
+    } finally {
+      await mcp.close();
+    }
   });
 
   it('a plaintext CLI and a client with a certificate from another CA are refused at once, and counted', async () => {
