@@ -85,6 +85,9 @@ export const CLIENT_FLAGS: Record<string, FlagSpec> = {
   cluster: str('members of a running cluster (or CONCORD_CLUSTER)', 'HOST:PORT,...', { arg: null }),
   'secret-file': str('client key or cluster secret for --cluster (or CONCORD_SECRET_FILE)', 'FILE', { arg: null }),
   'timeout-ms': int('how long a cluster call may take (100..3600000)', 'MS', { arg: null }),
+  cert: str('TLS: this client\'s certificate, CN=client:<name> (or CONCORD_TLS_CERT)', 'FILE', { arg: null }),
+  'tls-key': str('TLS: its private key, mode 0600 (or CONCORD_TLS_KEY)', 'FILE', { arg: null }),
+  ca: str('TLS: the CA that issued the members\' certificates (or CONCORD_TLS_CA)', 'FILE', { arg: null }),
   'allow-http-host': str('hosts the http task executor may reach at private addresses (or CONCORD_HTTP_ALLOW)', 'HOST[:PORT],...', { arg: null }),
   json: bool('print JSON (the default when stdout is not a terminal)', { arg: null }),
   format: str('output: table on a terminal, json otherwise', 'FORMAT', { arg: null, choices: ['table', 'json'] }),
@@ -103,6 +106,9 @@ const CLUSTER_FLAGS: Record<string, FlagSpec> = {
   cluster: CLIENT_FLAGS.cluster!,
   'secret-file': CLIENT_FLAGS['secret-file']!,
   'timeout-ms': CLIENT_FLAGS['timeout-ms']!,
+  cert: CLIENT_FLAGS.cert!,
+  'tls-key': CLIENT_FLAGS['tls-key']!,
+  ca: CLIENT_FLAGS.ca!,
 };
 
 const waitMs = int('wait up to MS for a leader while an election runs (0..60000; 0 answers at once)', 'MS', { default: '3 x election_timeout_max' });
@@ -164,6 +170,9 @@ export const COMMANDS: CommandSpec[] = [
       listen: str('address to listen on (default: its --peers address)', 'HOST:PORT', { arg: null }),
       'secret-file': str('the cluster secret (>= 32 bytes, mode 0600)', 'FILE', { arg: null }),
       durability: str('fsync policy', 'MODE', { default: 'full', arg: null, choices: ['full', 'normal', 'off'] }),
+      cert: str('TLS: this member\'s certificate, CN = its --id (or CONCORD_TLS_CERT); with --key and --ca every connection is mutual TLS 1.3', 'FILE', { arg: null }),
+      key: str('TLS: its private key, mode 0600 (or CONCORD_TLS_KEY)', 'FILE', { arg: null }),
+      ca: str('TLS: the CA every member and client certificate must come from (or CONCORD_TLS_CA)', 'FILE', { arg: null }),
       metrics: str('serve /metrics, /health and /readyz for this member, without a token: bind it where scrapers are', 'HOST:PORT', { arg: null }),
     },
     handler: () => import('./node-command.js').then((m) => ({ run: (ctx) => m.runNode(ctx.flags) })),

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ConnectionError, RemoteError, TcpClient } from '../transport/tcp-client.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import type { MemberStatus } from './protocol.js';
 
 export interface ClusterClientOptions {
@@ -17,6 +18,8 @@ export interface ClusterClientOptions {
   secret?: Buffer;
   /** Logged by the members as client:<name>. */
   name?: string;
+  /** Mutual TLS with the members (a client certificate, CN=client:<name>). */
+  tls?: TlsMaterial;
   /** Default bound for a call, including the search for a leader (ms). */
   timeoutMs?: number;
   /**
@@ -166,12 +169,14 @@ export class ClusterClient {
   /** Lists are the same on every member: the first that answers. */
   async anyMember(body: { kind: 'tools/list' | 'resources/list' | 'resources/templates/list' }): Promise<unknown> {
     const errors: string[] = [];
+    const afterTls = new Set<string>();
     const order = this.leader ? [this.leader, ...this.members.filter((m) => m !== this.leader)] : this.members;
     for (const m of order) {
       try {
         return await this.conn(m).request(body, ANSWER_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e, this.o.tls !== undefined);
+        if (this.refusedByAll(afterTls, m, e)) throw authError(m, e as Error, true);
         errors.push(`${m}: ${(e as Error).message}`);
       }
     }
@@ -198,10 +203,21 @@ export class ClusterClient {
     let c = this.conns.get(member);
     if (!c) {
       const a = splitAddress(member);
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, name: this.o.name ?? 'client', failFast: true });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, tls: this.o.tls, name: this.o.name ?? 'client', failFast: true });
       this.conns.set(member, c);
     }
     return c;
+  }
+
+  /**
+   * A member refuses a client certificate by closing right after the TLS handshake, which
+   * looks like a member stopping at that instant. Once every member did it, it is the
+   * certificate: fail now instead of retrying until the deadline.
+   */
+  private refusedByAll(seen: Set<string>, member: string, e: unknown): boolean {
+    if (!(e instanceof ConnectionError && e.closedAfterTls)) return false;
+    seen.add(member);
+    return this.members.every((m) => seen.has(m));
   }
 
   /** The believed leader unless it looks down, else the next member that does not. */
@@ -230,6 +246,8 @@ export class ClusterClient {
   private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
+    /** Members that closed right after the TLS handshake (see refusedByAll). */
+    const afterTls = new Set<string>();
     while (!this.closed) {
       const left = deadline - performance.now();
       if (left <= 0) break;
@@ -251,7 +269,7 @@ export class ClusterClient {
         this.leader = null;
         attempt.uncertain = true;
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e, this.o.tls !== undefined);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
           // A leader not among the addresses given (CONCORD_CLUSTER may list only some
@@ -269,6 +287,7 @@ export class ClusterClient {
           // Only a refused or lost connection marks the member down: a slow answer may be a
           // member holding the request for an election in progress.
           last = `${target}: ${(e as Error).message}`;
+          if (this.refusedByAll(afterTls, target, e)) throw authError(target, e as Error, true);
           attempt.uncertain = true;
           if (e instanceof ConnectionError && e.timedOut) this.leader = this.leader === target ? null : this.leader;
           else this.markDown(target);
@@ -295,6 +314,7 @@ function sessionExpiredResult(session: string, tool: string, seq: number): CallT
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-function authError(member: string, e: Error): Error {
-  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's client key or secret?)`);
+function authError(member: string, e: Error, tls: boolean): Error {
+  const check = tls ? "are --cert/--key a client certificate from the members' CA, --ca that CA, and --secret-file the cluster's client key?" : "is --secret-file the cluster's client key or secret?";
+  return new Error(`${member} refused the connection: ${e.message} (${check})`);
 }

@@ -9,6 +9,7 @@ import type { ConfState, Message, NodeId, RaftConfig } from '../raft/types.js';
 import type { LogStorage } from '../storage/types.js';
 import { TcpClient } from '../transport/tcp-client.js';
 import { TcpTransport, type PeerAddress } from '../transport/tcp-transport.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import type { Clock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 
@@ -19,6 +20,8 @@ export interface MemberClusterOptions {
   /** Where to bind, when not the address peers dial (e.g. 0.0.0.0 behind that address). */
   listen?: PeerAddress;
   secret: Buffer;
+  /** Mutual TLS for every connection in and out (this member's certificate names its id). */
+  tls?: TlsMaterial;
   storage: LogStorage;
   machineFor: (id: NodeId) => StateMachine;
   clock: Clock;
@@ -75,7 +78,7 @@ export class MemberCluster implements ClusterBackend {
     if (!self) throw new Error(`--peers must include this member (${o.id})`);
     const others = Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id));
     const bind = o.listen ?? self;
-    this.transport = new TcpTransport({ id: o.id, secret: o.secret, host: bind.host, port: bind.port, peers: others });
+    this.transport = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
     this.links = new BlockingTransport(this.transport);
     this.network = this.faults();
   }
@@ -184,7 +187,7 @@ export class MemberCluster implements ClusterBackend {
     if (!c) {
       const a = this.o.peers[id];
       if (!a) return Promise.reject(new Error(`unknown member ${id}`));
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.id, asMember: this.o.id, expectServer: id });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, tls: this.o.tls, name: this.o.id, asMember: this.o.id, expectServer: id });
       this.clients.set(id, c);
     }
     return c.request(req, timeoutMs);

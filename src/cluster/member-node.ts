@@ -16,12 +16,13 @@ import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
-import { UserError } from '../service/errors.js';
+import { invalid, UserError } from '../service/errors.js';
 import { openMemberStorage } from '../service/member-storage.js';
 import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
 import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { MemberCluster } from './member-cluster.js';
@@ -36,6 +37,8 @@ export interface MemberNodeOptions {
   listen?: PeerAddress;
   dataDir?: string;
   secret: Buffer;
+  /** Mutual TLS (--cert/--key/--ca); the certificate's CN must be this member's id. */
+  tls?: TlsMaterial;
   durability?: Durability;
   /** Serve /metrics, /health and /readyz for this member here (no token: bind it privately). */
   metrics?: PeerAddress;
@@ -92,6 +95,8 @@ export class MemberNode {
 
   static async start(o: MemberNodeOptions): Promise<MemberNode> {
     if (!o.peers[o.id]) throw new Error(`--peers must list this member's own address (${o.id}=HOST:PORT)`);
+    // Peers check that a member's certificate names it: refuse now rather than at every connection.
+    if (o.tls && o.tls.name !== o.id) throw invalid('cert', `CN=${o.tls.name}`, `a certificate naming this member, CN=${o.id} (its id in --peers)`);
     const dataDir = resolveDataDir(o.dataDir);
     // A member that ran here before has a registry entry: it must find its own file again.
     const swarmDir = path.join(dataDir, 'swarms', o.swarm);
@@ -114,6 +119,7 @@ export class MemberNode {
             peers: o.peers,
             listen: o.listen,
             secret: o.secret,
+            tls: o.tls,
             storage: opened.storage,
             machineFor,
             clock: new RealClock(),

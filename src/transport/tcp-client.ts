@@ -9,6 +9,7 @@ import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
 import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
+import { dialTls, type TlsMaterial } from './tls.js';
 
 export interface TcpClientOptions {
   host: string;
@@ -26,6 +27,8 @@ export interface TcpClientOptions {
   asMember?: string;
   /** Refuse to talk to a member with another id. */
   expectServer?: string;
+  /** Mutual TLS (tls.ts): this client's certificate, key and the CA that issued the members'. */
+  tls?: TlsMaterial;
   /**
    * One dial per request, no retry with backoff: for a caller with other members to try
    * (a refused connection to a dead leader should send it elsewhere at once).
@@ -53,6 +56,8 @@ export class ConnectionError extends Error {
     readonly authFailure = false,
     /** The connection was fine; the answer did not come in time (the member may be busy). */
     readonly timedOut = false,
+    /** Closed right after the TLS handshake: the member refused our certificate, or was stopping. */
+    readonly closedAfterTls = false,
   ) {
     super(message);
     this.name = 'ConnectionError';
@@ -161,6 +166,7 @@ export class TcpClient {
 
   private async connected(deadline: number): Promise<SecureConn> {
     let last = 'not connected';
+    let afterTls = false;
     while (!this.closed) {
       if (this.conn?.ready && !this.conn.closed) return this.conn;
       const left = deadline - Date.now();
@@ -178,17 +184,18 @@ export class TcpClient {
       // A wrong secret or an unknown server won't fix itself: fail at once.
       if (err.authFailure) throw err;
       last = err.message;
+      afterTls = err.closedAfterTls;
       if (this.o.failFast) break;
       const wait = Math.min(backoffMs(this.attempts++, this.limits), deadline - Date.now());
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`);
+    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`, false, false, afterTls && !this.closed);
   }
 
   private dial(handshakeTimeoutMs: number): Promise<SecureConn> {
     return new Promise((resolve, reject) => {
       const l = this.limits;
-      const socket = connect({ host: this.o.host, port: this.o.port });
+      const socket = this.o.tls ? dialTls(this.o.tls, this.o.host, this.o.port, this.o.expectServer) : connect({ host: this.o.host, port: this.o.port });
       this.conn = new SecureConn({
         socket,
         role: 'initiator',
@@ -210,7 +217,7 @@ export class TcpClient {
         onFrame: (_c, type, payload) => this.onFrame(type, payload),
         onClose: (c, reason, kind) => {
           if (this.conn === c) this.conn = null;
-          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused'));
+          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused', false, kind === 'closed-after-tls'));
           this.failPending(new ConnectionError(`connection lost (${reason}); request outcome unknown`));
         },
       });

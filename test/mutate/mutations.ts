@@ -350,6 +350,28 @@ export const MUTATIONS: Mutation[] = [
     tests: [DISK_FULL],
   },
 
+  // ---- cluster-mode TLS --------------------------------------------------------------------
+  {
+    id: 'tls-member-accepts-unverified-peer',
+    file: 'src/transport/tls.ts',
+    edits: one('requestCert: true, rejectUnauthorized: true, handshakeTimeout', 'requestCert: true, rejectUnauthorized: false, handshakeTimeout'),
+    breaks: "mutual TLS: a member refuses a peer (member or client) whose certificate the CA did not issue, has expired, or is missing",
+    tests: ['test/transport/tls.test.ts'],
+  },
+  {
+    id: 'tls-dialler-accepts-unverified-member',
+    file: 'src/transport/tls.ts',
+    edits: one('host, port, rejectUnauthorized: true, checkServerIdentity', 'host, port, rejectUnauthorized: false, checkServerIdentity'),
+    breaks: "mutual TLS: whoever dials a member refuses a member certificate the CA did not issue or that has expired",
+    tests: ['test/transport/tls.test.ts'],
+  },
+  {
+    id: 'tls-certificate-identity-unchecked',
+    file: 'src/transport/tls.ts',
+    edits: one('return cn === id ? null :', 'return cn === id || true ? null :'),
+    breaks: 'mutual TLS: a member connection needs a certificate naming that member (a client certificate cannot speak Raft, a member cannot pose as another)',
+    tests: ['test/transport/tls.test.ts'],
+  },
   // ---- proposer and scheduler --------------------------------------------------------------
   {
     id: 'proposer-retry-with-new-seq',
