@@ -233,6 +233,7 @@ export class TcpTransport implements Transport {
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
           this.inboundByPeer.set(c.peerId!, state);
           state.reassembler = new Reassembler(l.maxMessageBytes);
+          this.links.get(c.peerId!)?.peerIsUp();
         },
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
