@@ -4,6 +4,7 @@ import { clientKeyFileText, loadClientKey, loadSecret } from '../transport/auth.
 import { UserError, invalid } from '../service/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
+import { startupMark } from '../util/startup-trace.js';
 
 type Flags = Record<string, string | boolean>;
 
@@ -98,6 +99,7 @@ export function clusterFrom(flags: Flags): ClusterClientOptions | undefined {
 
 /** Run a member until SIGTERM/SIGINT. */
 export async function runNode(flags: Flags): Promise<number> {
+  startupMark('cli-loaded');
   if (flags.help === true) {
     process.stdout.write(`${NODE_HELP}\n`);
     return 0;
@@ -112,8 +114,10 @@ export async function runNode(flags: Flags): Promise<number> {
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   const { MemberNode } = await import('../cluster/member-node.js');
+  startupMark('member-node-imported');
   const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability });
   const at = node.cluster.transport.address;
+  startupMark('started');
   process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
   let stopping = false;
   const stop = () => {

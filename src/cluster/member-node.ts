@@ -7,10 +7,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { createServer } from '../server/create-server.js';
 import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
@@ -23,9 +21,13 @@ import type { Durability } from '../storage/sqlite-storage.js';
 import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
+import { startupMark } from '../util/startup-trace.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
+import type { StateMachine } from '../host/node-host.js';
+import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
-import { ToolTable } from './tool-table.js';
-import { parseClientRequest, type ClientRequest, type MemberStatus, type ToolSession } from './protocol.js';
+import type { ToolTable } from './tool-table.js';
+import type { ClientRequest, MemberStatus, ToolSession } from './protocol.js';
 
 export interface MemberNodeOptions {
   swarm: string;
@@ -60,6 +62,11 @@ export class NotLeaderError extends Error {
 }
 
 const CLUSTER_TICK_TIMER_MS = 10;
+/** The request schema (zod): loaded with the first request that is not a status probe. */
+let protocolModule: typeof import('./protocol.js') | undefined;
+
+/** A member that got no call loads its tools this long after start, off the rejoin's path. */
+const PRELOAD_TOOLS_AFTER_MS = 1_000;
 /** How long a request waits for an election in progress to produce a leader. */
 const ELECTION_WAIT_MS = 1_000;
 
@@ -69,20 +76,60 @@ const LOG_PAGE_MAX = 50_000;
 export class MemberNode {
   readonly coord: Coordinator;
   readonly cluster: MemberCluster;
-  private readonly server: McpServer;
-  private readonly mcp: Client;
+  /** The tool table (zod and the tool modules): loaded on first use, or soon after start. */
+  private tableLoad: Promise<ToolTable> | null = null;
+  private table: ToolTable | null = null;
+  /** The MCP server and its in-process client (the SDK), for tools/list and resources. */
+  private mcpLoad: Promise<LoadedMcp> | null = null;
+  private mcp: LoadedMcp | null = null;
   private closed = false;
   private toolList: Promise<unknown> | undefined;
-  private readonly tools: ToolTable;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
 
-  private constructor(coord: Coordinator, cluster: MemberCluster, server: McpServer, mcp: Client) {
+  private constructor(coord: Coordinator, cluster: MemberCluster) {
     this.coord = coord;
     this.cluster = cluster;
-    this.server = server;
-    this.mcp = mcp;
-    this.tools = new ToolTable(coord);
     this.loopDelay.enable();
+  }
+
+  /**
+   * A member needs neither zod nor the MCP SDK to rejoin: a restarted member acknowledges
+   * appends first and loads the tool table (zod and the tool modules; each module's load
+   * blocks the event loop for a few ms) on the first call or PRELOAD_TOOLS_AFTER_MS after
+   * start, and the MCP SDK (one of its modules blocks for 50-250 ms, longer than a heartbeat
+   * gap a follower tolerates from its leader) on the first request needing it, or in the
+   * preload while it is a follower, never as an idle leader.
+   */
+  private tools(): Promise<ToolTable> {
+    if (this.table) return Promise.resolve(this.table);
+    this.tableLoad ??= import('./tool-table.js').then(({ ToolTable: Table }) => {
+      this.table = new Table(this.coord);
+      startupMark('tool-table-loaded');
+      return this.table;
+    });
+    return this.tableLoad;
+  }
+
+  private mcpServer(): Promise<LoadedMcp> {
+    if (this.mcp) return Promise.resolve(this.mcp);
+    this.mcpLoad ??= loadMcp(this.coord, this.cluster.id).then((m) => {
+      this.mcp = m;
+      startupMark('mcp-loaded');
+      if (this.closed) void closeMcp(m);
+      return m;
+    });
+    return this.mcpLoad;
+  }
+
+  /** See tools(): the table now, the SDK once this member is a follower. */
+  private preload(): void {
+    if (this.closed) return;
+    const failed = (e: unknown): void => logger.error({ err: (e as Error).message }, 'loading the tools failed');
+    this.tools().then(() => {
+      if (this.closed || this.mcp) return;
+      if (this.cluster.leader()) setTimeout(() => this.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
+      else this.mcpServer().catch(failed);
+    }, failed);
   }
 
   static async start(o: MemberNodeOptions): Promise<MemberNode> {
@@ -104,13 +151,14 @@ export class MemberNode {
           fs.mkdirSync(path.dirname(file), { recursive: true });
           const opened = openMemberStorage(file, o.id, { incarnation: prior?.incarnation, fresh: prior === undefined, durability: o.durability ?? 'full' });
           incarnation = opened.incarnation;
+          startupMark('storage-opened');
           cluster = new MemberCluster({
             id: o.id,
             peers: o.peers,
             listen: o.listen,
             secret: o.secret,
-            storage: opened.storage,
-            machineFor,
+            storage: WRITE_TRACE ? tracedStorage(opened.storage) : opened.storage,
+            machineFor: WRITE_TRACE ? (id) => tracedMachine(machineFor(id)) : machineFor,
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
             tickMs: TICK_MS,
@@ -141,13 +189,11 @@ export class MemberNode {
       const at = o.listen ?? o.peers[o.id]!;
       throw new UserError('unavailable', `cannot listen on ${at.host}:${at.port}: ${(e as Error).message} (another process has the port? pick another with --peers/--listen)`, 'listen');
     }
-    const server = createServer(coord);
-    const mcp = new Client({ name: `concord-node-${o.id}`, version: '0.1.0' });
-    const [a, b] = InMemoryTransport.createLinkedPair();
-    await server.connect(a);
-    await mcp.connect(b);
-    const node = new MemberNode(coord, c, server, mcp);
+    startupMark('listening');
+    const node = new MemberNode(coord, c);
     c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    startupMark('serving-requests');
+    setTimeout(() => node.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
     return node;
   }
 
@@ -159,8 +205,7 @@ export class MemberNode {
     if (this.closed) return;
     this.closed = true;
     this.loopDelay.disable();
-    await this.mcp.close().catch(() => undefined);
-    await this.server.close().catch(() => undefined);
+    if (this.mcp) await closeMcp(this.mcp);
     this.coord.close();
   }
 
@@ -199,26 +244,35 @@ export class MemberNode {
   }
 
   async handle(raw: unknown, from: string, credential: RequestCredential = 'client'): Promise<unknown> {
-    const req = parseClientRequest(raw);
+    // Status needs no schema: a restarted member answers probes before zod is loaded.
+    if (typeof raw === 'object' && raw !== null && (raw as { kind?: unknown }).kind === 'status') return this.status();
+    const protocol = (protocolModule ??= await import('./protocol.js'));
+    const req = protocol.parseClientRequest(raw);
     switch (req.kind) {
       case 'status':
         return this.status();
-      case 'tool':
+      case 'tool': {
+        if (WRITE_TRACE) traceWrite('tool_in');
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true) };
+        const result = await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true);
+        if (WRITE_TRACE) traceWrite('tool_out');
+        return { result };
+      }
       case 'session':
         await this.ensureLeader(req.hold_ms);
         return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
-        return (this.toolList ??= this.mcp.listTools());
+        return (this.toolList ??= this.mcpServer().then((t) => t.mcp.listTools()));
       case 'resources/list':
-        return this.mcp.listResources();
+        return (await this.mcpServer()).mcp.listResources();
       case 'resources/templates/list':
-        return this.mcp.listResourceTemplates();
-      case 'resources/read':
+        return (await this.mcpServer()).mcp.listResourceTemplates();
+      case 'resources/read': {
+        const t = await this.mcpServer();
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.mcp.readResource({ uri: req.uri }) };
+        return { result: await t.mcp.readResource({ uri: req.uri }) };
+      }
       case 'propose': {
         // Raw log entries skip every tool's validation: only members forward them (a follower
         // relaying its own service's proposal to the leader); clients call tools.
@@ -236,7 +290,8 @@ export class MemberNode {
   }
 
   private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
-    const call = () => this.tools.call(name, args);
+    const table = this.table ?? (await this.tools());
+    const call = () => table.call(name, args);
     if (!session && !onWrite) return call();
     const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
     const result = await callSession.run(cs, call);
@@ -299,6 +354,66 @@ export class MemberNode {
       entries: entries.map((e) => ({ index: e.index, term: e.term, hash: createHash('sha256').update(`${e.type}\n${e.data}`).digest('hex').slice(0, 16) })),
     };
   }
+}
+
+/** `inner` with one method replaced; every other member read from (and bound to) `inner` itself. */
+function withMethod<T extends object>(inner: T, name: string, fn: unknown): T {
+  return new Proxy(inner, {
+    get: (target, p) => {
+      if (p === name) return fn;
+      const v = Reflect.get(target, p, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** CONCORD_WRITE_TRACE: each batch's fsync, by the batch's last entry index (-1: no entries). */
+function tracedStorage(inner: LogStorage): LogStorage {
+  const save = inner.saveAsync?.bind(inner);
+  if (!save) return inner;
+  return withMethod(inner, 'saveAsync', (batch: Parameters<NonNullable<LogStorage['saveAsync']>>[0], done: (err: Error | null) => void): boolean => {
+    const idx = batch.entries.length > 0 ? batch.entries[batch.entries.length - 1]!.index : -1;
+    traceWrite('fsync_start', idx);
+    const durable = save(batch, (err) => {
+      traceWrite('fsync_end', idx);
+      done(err);
+    });
+    if (durable) traceWrite('fsync_end', idx);
+    return durable;
+  });
+}
+
+/** CONCORD_WRITE_TRACE: when each entry is applied. */
+function tracedMachine(inner: StateMachine): StateMachine {
+  return withMethod(inner, 'apply', (e: Parameters<StateMachine['apply']>[0]) => {
+    const r = inner.apply(e);
+    traceWrite('apply', e.index);
+    return r;
+  });
+}
+
+interface LoadedMcp {
+  server: McpServer;
+  mcp: Client;
+}
+
+async function loadMcp(coord: Coordinator, id: string): Promise<LoadedMcp> {
+  const [{ createServer }, { Client: McpClient }, { InMemoryTransport }] = await Promise.all([
+    import('../server/create-server.js'),
+    import('@modelcontextprotocol/sdk/client/index.js'),
+    import('@modelcontextprotocol/sdk/inMemory.js'),
+  ]);
+  const server = createServer(coord);
+  const mcp = new McpClient({ name: `concord-node-${id}`, version: '0.1.0' });
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  await server.connect(a);
+  await mcp.connect(b);
+  return { server, mcp };
+}
+
+async function closeMcp(m: LoadedMcp): Promise<void> {
+  await m.mcp.close().catch(() => undefined);
+  await m.server.close().catch(() => undefined);
 }
 
 /** Histogram nanoseconds to ms, 0.01 ms resolution. */
