@@ -140,6 +140,7 @@ export class MemberNode {
     const prior = fs.existsSync(SwarmRegistry.file(swarmDir)) ? SwarmRegistry.load(swarmDir).data.members[o.id] : undefined;
     let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
+    let listening: Promise<unknown> | undefined;
     const coord = new Coordinator({
       dataDir,
       durability: o.durability,
@@ -172,6 +173,11 @@ export class MemberNode {
             // every 100,000 entries), so the cost per entry stays constant as state grows.
             compactionLogToSnapshotRatio: 1,
           });
+          // Listen before the rest of the start-up: this member's links dial its peers at
+          // once, and a leader dials back as soon as it hears from a returning member; a
+          // refused dial-back would cost it a redial backoff (50-100 ms) before the first append.
+          listening = cluster.listen();
+          listening.catch(() => undefined); // awaited below
           return cluster;
         },
       },
@@ -183,7 +189,7 @@ export class MemberNode {
       coord.swarm(o.swarm).registry.save();
     }
     try {
-      await c.listen();
+      await listening;
     } catch (e) {
       coord.close();
       const at = o.listen ?? o.peers[o.id]!;
