@@ -18,7 +18,8 @@ import type { KvTarget, RetryOptions } from './loadgen.js';
 import { sleep } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+// CONCORD_BENCH_MAIN: another build's main.js, to measure a before/after pair with one bench.
+const MAIN = process.env.CONCORD_BENCH_MAIN ? path.resolve(process.env.CONCORD_BENCH_MAIN) : path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const SWARM = 'bench';
 
 /** The members run the built CLI: it must exist (and should not be older than src/). */
