@@ -11,6 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
@@ -373,6 +374,7 @@ export class TcpTransport implements Transport {
       // A client that stops reading must not make us buffer responses without bound.
       if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
       for (const frame of packJson(out, this.limits.maxFrameBytes - 64)) c.send(FrameType.CLIENT_RESP, [frame]);
+      if (WRITE_TRACE) traceWrite('resp_sent');
     });
   }
 }

@@ -13,7 +13,8 @@
 //   fsync done -> its ack reaches the leader     ack_to_leader
 //   quorum reached -> leader applied the entry   commit_to_apply
 //   applied -> handler answers                   apply_to_answer
-//   handler answers -> client has the answer     leader_to_client
+//   handler answers -> answer written to socket  answer_queued (batched once per loop turn)
+//   answer written -> client has the answer      answer_to_client
 // The follower steps are those of the follower whose ack completed the quorum; the commit
 // time is the later of the leader's fsync and that ack.
 
@@ -36,7 +37,8 @@ const SEGMENTS = [
   'ack_to_leader',
   'commit_to_apply',
   'apply_to_answer',
-  'leader_to_client',
+  'answer_queued',
+  'answer_to_client',
 ] as const;
 
 type Segment = (typeof SEGMENTS)[number];
@@ -124,7 +126,11 @@ export function analyzeBreakdown(writes: ClientWrite[], traces: Map<string, Writ
     add('ack_to_leader', q.ackAt - q.fe);
     add('commit_to_apply', applied.t - commitAt);
     add('apply_to_answer', toolOut.t - applied.t);
-    add('leader_to_client', w.t1 - toolOut.t);
+    // Older members without the resp_sent event: the whole way back counts as answer_to_client.
+    const sent = first(L, toolOut.t, (e) => e.ev === 'resp_sent');
+    const sentAt = sent && sent.t <= w.t1 ? sent.t : toolOut.t;
+    add('answer_queued', sentAt - toolOut.t);
+    add('answer_to_client', w.t1 - sentAt);
     rounds.push(commitAt - appSent.t);
     totals.push(w.t1 - w.t0);
   }
