@@ -96,9 +96,10 @@ export class MemberNode {
    * A member needs neither zod nor the MCP SDK to rejoin: a restarted member acknowledges
    * appends first and loads the tool table (zod and the tool modules; each module's load
    * blocks the event loop for a few ms) on the first call or PRELOAD_TOOLS_AFTER_MS after
-   * start, and the MCP SDK (one of its modules blocks for 50-250 ms, longer than a heartbeat
-   * gap a follower tolerates from its leader) on the first request needing it, or in the
-   * preload while it is a follower, never as an idle leader.
+   * start, so it is ready before it can be elected. The MCP SDK is loaded only by the first
+   * request that needs it (tools/list, resources): one of its modules blocks the event loop
+   * for 50-250 ms (loaded machine), which in a preload would land in whatever election
+   * happens then: a member that cannot answer votes or appends for that long slows it.
    */
   private tools(): Promise<ToolTable> {
     if (this.table) return Promise.resolve(this.table);
@@ -121,15 +122,10 @@ export class MemberNode {
     return this.mcpLoad;
   }
 
-  /** See tools(): the table now, the SDK once this member is a follower. */
+  /** See tools(). */
   private preload(): void {
     if (this.closed) return;
-    const failed = (e: unknown): void => logger.error({ err: (e as Error).message }, 'loading the tools failed');
-    this.tools().then(() => {
-      if (this.closed || this.mcp) return;
-      if (this.cluster.leader()) setTimeout(() => this.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
-      else this.mcpServer().catch(failed);
-    }, failed);
+    this.tools().catch((e: unknown) => logger.error({ err: (e as Error).message }, 'loading the tools failed'));
   }
 
   static async start(o: MemberNodeOptions): Promise<MemberNode> {

@@ -278,6 +278,14 @@ export class ConcordCluster {
     return out;
   }
 
+  /** The member's fsyncs in this life (agent_metrics disk-io, answered by its own process: ask the leader). */
+  async fsyncs(id: string): Promise<{ count: number; sumMs: number }> {
+    const r = await this.client.callTool('agent_metrics', { agent_id: id, metric: 'disk-io' });
+    const a = (r.structuredContent as { agents?: Array<{ 'disk-io'?: { fsync_count: number; fsync_ms_total: number } }> } | undefined)?.agents?.[0]?.['disk-io'];
+    if (r.isError || !a) throw new Error(`agent_metrics ${id}: ${resultText(r)}`);
+    return { count: a.fsync_count, sumMs: a.fsync_ms_total };
+  }
+
   memberProcess(id: string): MemberProcess {
     return this.member(id).proc;
   }

@@ -465,6 +465,17 @@ export class EtcdCluster {
     }
   }
 
+  /** The member's WAL fsyncs so far, from its Prometheus /metrics (etcd_disk_wal_fsync_duration_seconds). */
+  async walFsyncs(m: EtcdMember): Promise<{ count: number; sumMs: number }> {
+    const r = await httpRequest(this.probeAgent, 'GET', '127.0.0.1', m.clientPort, '/metrics', null, 2_000);
+    const num = (name: string): number => {
+      const x = new RegExp(`^${name} (\\S+)$`, 'm').exec(r.body);
+      if (!x) throw new Error(`${m.name} /metrics has no ${name}`);
+      return Number(x[1]);
+    };
+    return { count: num('etcd_disk_wal_fsync_duration_seconds_count'), sumMs: num('etcd_disk_wal_fsync_duration_seconds_sum') * 1000 };
+  }
+
   async kill9(m: EtcdMember): Promise<void> {
     await m.proc.kill9();
   }

@@ -73,6 +73,7 @@ interface Options {
   restartTrials: number;
   restartDownMs: number;
   breakdown: number;
+  preload: number;
   heartbeat: number;
   election: number;
   retry: RetryOptions;
@@ -107,6 +108,7 @@ function parseOptions(args: BenchArgs): Options {
     restartTrials: parseNumber(args, 'restart-trials', 5, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     restartDownMs: parseNumber(args, 'restart-down-ms', 1_000, (n) => n >= 0, 'ms >= 0'),
     breakdown: parseNumber(args, 'breakdown', 300, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+    preload: parseNumber(args, 'preload', 5_000, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     heartbeat,
     election,
     retry: {
@@ -144,6 +146,11 @@ interface System {
   spawnedAt(member: string): number;
   /** See the header: answering, following `leader`, applied >= what `leader` committed. */
   caughtUp(member: string, leader: string): Promise<boolean>;
+  /**
+   * The member's fsyncs so far (count, total ms): etcd's WAL fsync histogram (the syscall),
+   * Concord's storage counters (write start to durable, off-thread fsync included).
+   */
+  fsyncs(member: string): Promise<{ count: number; sumMs: number }>;
   /** The member's start-up marks of its last start, ms after its spawn (Concord only). */
   startupMarks(member: string): Record<string, number> | null;
   /** The failover writer's pacing for this system. */
@@ -184,6 +191,7 @@ function etcdSystem(c: EtcdCluster, version: string, o: Options): System {
     spawnedAt: (n) => byName(n).proc.spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(byName(n), byName(leader)),
     startupMarks: () => null,
+    fsyncs: (n) => c.walFsyncs(byName(n)),
     retry: o.retry,
     heartbeatMs: o.heartbeat,
     settings: () => ({
@@ -226,6 +234,7 @@ function concordSystem(c: ConcordCluster, o: Options): System {
     restart: (n) => c.restart(n),
     spawnedAt: (n) => c.memberProcess(n).spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(n, leader),
+    fsyncs: (n) => c.fsyncs(n),
     startupMarks: (n) => {
       const spawnAbs = performance.timeOrigin + c.memberProcess(n).spawnedAt;
       return Object.fromEntries(Object.entries(c.startupMarks(n)).map(([k, t]) => [k, round(t - spawnAbs, 1)]));
@@ -412,6 +421,28 @@ class Cleanup {
   }
 }
 
+/** `inflight` workers write until `total` writes are acknowledged (errors are counted, not retried). */
+async function closedLoopCount(targetOf: (worker: number) => KvTarget, gen: KvGen, inflight: number, total: number): Promise<{ writes: number; errors: number }> {
+  let started = 0;
+  let writes = 0;
+  let errors = 0;
+  const worker = async (w: number): Promise<void> => {
+    const t = targetOf(w);
+    while (started < total) {
+      started++;
+      const { key, value } = gen.next();
+      try {
+        await t.put(key, value, 10_000);
+        writes++;
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, (_, w) => worker(w)));
+  return { writes, errors };
+}
+
 /** Writes/s of one closed loop, or undefined. */
 function perS(r: Record<string, unknown> | undefined, key: string): number | undefined {
   return (r?.[key] as LoopResult | undefined)?.per_s;
@@ -461,6 +492,18 @@ async function runSize(n: number, o: Options, cleanup: Cleanup, prng: Prng, etcd
     const gens = new Map<SystemName, KvGen>(systems.map((s) => [s.name, new KvGen(s.name === 'etcd' ? 'etcd' : 'cncd', o.seed + n)]));
     const results = new Map<SystemName, Record<string, unknown>>(systems.map((s) => [s.name, {}]));
 
+    // Steady state before measuring: a fresh store's files are still growing, and on this ext4
+    // disk an fdatasync after a write that extends a file costs 4-6x one that overwrites
+    // (etcd preallocates its WAL segments; SQLite's WAL is reused in place once it has grown to
+    // its checkpoint size, ~450 commits). Long-running clusters are past that: so is the bench.
+    if (o.preload > 0) {
+      for (const s of systems) {
+        const t0 = performance.now();
+        const r = await closedLoopCount(await s.loadTargets(s.paths()[0] as string, 64), gens.get(s.name) as KvGen, 64, o.preload);
+        log(`${s.name}/${n}: preloaded ${r.writes} writes (${r.errors} errors) in ${Math.round(performance.now() - t0)} ms`);
+      }
+    }
+
     // Closed loops, alternating which system (and path) goes first at each level.
     const runs = systems.flatMap((s) => s.paths().map((p) => ({ s, p })));
     for (let li = 0; li < o.inflight.length; li++) {
@@ -468,10 +511,18 @@ async function runSize(n: number, o: Options, cleanup: Cleanup, prng: Prng, etcd
       for (const { s, p } of li % 2 === 0 ? runs : [...runs].reverse()) {
         await s.waitReady(60_000);
         const targets = await s.loadTargets(p, k);
-        const r: LoopResult = await closedLoop(targets, gens.get(s.name) as KvGen, k, o.seconds, o.warmup);
+        // At 1 in flight the leader's fsyncs are most of a write: their mean during the loop.
+        const leader = k === 1 ? await s.leader() : null;
+        const before = leader ? await s.fsyncs(leader).catch(() => null) : null;
+        const r: LoopResult & { leader_fsync?: unknown } = await closedLoop(targets, gens.get(s.name) as KvGen, k, o.seconds, o.warmup);
+        const after = leader && before ? await s.fsyncs(leader).catch(() => null) : null;
+        if (before && after && after.count > before.count) {
+          const n1 = after.count - before.count;
+          r.leader_fsync = { fsyncs: n1, mean_ms: round((after.sumMs - before.sumMs) / n1, 3), per_write: round(n1 / Math.max(1, r.writes), 2) };
+        }
         const key = s.name === 'etcd' ? `${p}_inflight_${k}` : `inflight_${k}`;
         (results.get(s.name) as Record<string, unknown>)[key] = r;
-        log(`${s.name}/${n}${s.name === 'etcd' ? ` ${p}` : ''} inflight=${k}: ${r.per_s} writes/s (median of ${r.per_s_windows.length} 1-s windows), p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}${r.first_error ? ` (first: ${r.first_error})` : ''}`);
+        log(`${s.name}/${n}${s.name === 'etcd' ? ` ${p}` : ''} inflight=${k}: ${r.per_s} writes/s (median of ${r.per_s_windows.length} 1-s windows), p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}${r.first_error ? ` (first: ${r.first_error})` : ''}${r.leader_fsync ? `, leader fsyncs ${JSON.stringify(r.leader_fsync)}` : ''}`);
       }
     }
 
@@ -520,7 +571,8 @@ async function runBreakdown(n: number, writes: number, o: Options, cleanup: Clea
   try {
     const gen = new KvGen('trce', o.seed);
     const target = c.target(0);
-    // Warm-up: session registration, connections, JIT.
+    // Steady state first, as for the closed loops; then a warm-up on the traced client.
+    if (o.preload > 0) await closedLoopCount(c.loadTargets(64), gen, 64, o.preload);
     for (let i = 0; i < 50; i++) {
       const { key, value } = gen.next();
       await target.put(key, value);
@@ -585,6 +637,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
         restart_trials: o.restartTrials,
         restart_down_ms: o.restartDownMs,
         breakdown_writes: o.breakdown,
+        preload_writes: o.preload,
         seed: o.seed,
       },
       goals_judged_on: `${o.members[0]} members, etcd over gRPC`,
@@ -616,6 +669,7 @@ export const bench: BenchModule = {
     'restart-trials': { description: 'follower kill -9 restart-to-healthy trials per system and size (0 skips)', default: '5' },
     'restart-down-ms': { description: 'how long a restarted follower stays down (ms)', default: '1000' },
     breakdown: { description: 'traced back-to-back writes for the Concord latency breakdown (0 skips)', default: '300' },
+    preload: { description: 'writes (64 in flight) to each fresh cluster before measuring, to reach steady state (0 skips)', default: '5000' },
     heartbeat: { description: 'etcd --heartbeat-interval (ms)', default: '25' },
     election: { description: 'etcd --election-timeout (ms)', default: '150' },
     'attempt-timeout': { description: 'failover writer: per-attempt timeout (ms), both systems', default: '250' },
