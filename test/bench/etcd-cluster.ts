@@ -16,8 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { noop } from 'cockatiel';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import type { KvTarget } from './loadgen.js';
 import { sleep } from './stats.js';
 
@@ -262,6 +261,15 @@ export function httpRequest(
   });
 }
 
+/**
+ * A fault-handling policy that runs each call once: etcd3 only calls execute() on it. (Its
+ * defaults retry and open a circuit breaker; cockatiel's own no-op policy is not a declared
+ * dependency here.)
+ */
+const NO_RETRY = {
+  execute: async <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> => fn({ signal: new AbortController().signal }),
+} as unknown;
+
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 // ---------------------------------------------------------------------------------------------
@@ -438,7 +446,7 @@ export class EtcdCluster {
   grpcTarget(m: EtcdMember): KvTarget {
     let client = this.grpc.get(m.name);
     if (!client) {
-      client = new Etcd3({ hosts: `http://127.0.0.1:${m.clientPort}`, dialTimeout: 1_000, faultHandling: { host: () => noop, global: noop } });
+      client = new Etcd3({ hosts: `http://127.0.0.1:${m.clientPort}`, dialTimeout: 1_000, faultHandling: { host: () => NO_RETRY, global: NO_RETRY } as IOptions['faultHandling'] });
       this.grpc.set(m.name, client);
     }
     const c = client;
