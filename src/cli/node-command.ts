@@ -5,6 +5,7 @@ import { loadTls, TlsConfigError, type TlsMaterial } from '../transport/tls.js';
 import { UserError, invalid } from '../service/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
+import { startupMark } from '../util/startup-trace.js';
 
 type Flags = Record<string, string | boolean>;
 
@@ -132,6 +133,7 @@ export function clusterFrom(flags: Flags): ClusterClientOptions | undefined {
 
 /** Run a member until SIGTERM/SIGINT. */
 export async function runNode(flags: Flags): Promise<number> {
+  startupMark('cli-loaded');
   if (flags.help === true) {
     process.stdout.write(`${NODE_HELP}\n`);
     return 0;
@@ -149,8 +151,10 @@ export async function runNode(flags: Flags): Promise<number> {
   const { MemberNode } = await import('../cluster/member-node.js');
   // /metrics, /health and /readyz of this member, without a token: bind it where scrapers are.
   const metrics = flags.metrics !== undefined ? parseAddress('metrics', String(flags.metrics)) : undefined;
+  startupMark('member-node-imported');
   const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, tls, durability, metrics });
   const at = node.cluster.transport.address;
+  startupMark('started');
   process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port}${tls ? ' (mutual TLS)' : ''} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
   let stopping = false;
   const stop = () => {

@@ -12,6 +12,8 @@ import { TcpTransport, type PeerAddress } from '../transport/tcp-transport.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import type { Clock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
+import { STARTUP_TRACE, startupMark } from '../util/startup-trace.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 
 export interface MemberClusterOptions {
   id: NodeId;
@@ -47,12 +49,16 @@ class BlockingTransport implements Transport {
 
   send(msg: Message): void {
     if (this.blocked.has(msg.to)) return void this.droppedOut.set(msg.to, (this.droppedOut.get(msg.to) ?? 0) + 1);
+    if (STARTUP_TRACE && msg.type === 'MsgAppResp' && !msg.reject) startupMark('first-append-acknowledged');
+    if (WRITE_TRACE) traceMessage('send', msg);
     this.inner.send(msg);
   }
 
   onMessage(handler: (msg: Message) => void): void {
     this.inner.onMessage((m) => {
       if (this.blocked.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
+      if (STARTUP_TRACE && m.type === 'MsgApp') startupMark('first-append-received');
+      if (WRITE_TRACE) traceMessage('recv', m);
       handler(m);
     });
   }
@@ -60,6 +66,13 @@ class BlockingTransport implements Transport {
   close(): void {
     // The TCP transport outlives member restarts in this process; MemberCluster closes it.
   }
+}
+
+/** Appends carrying entries and their acknowledgements, by the last entry's index. */
+function traceMessage(dir: 'send' | 'recv', m: Message): void {
+  const peer = dir === 'send' ? m.to : m.from;
+  if (m.type === 'MsgApp' && m.entries.length > 0) traceWrite(`app_${dir}`, m.entries[m.entries.length - 1]!.index, peer);
+  else if (m.type === 'MsgAppResp' && !m.reject) traceWrite(`ack_${dir}`, m.index, peer);
 }
 
 export class MemberCluster implements ClusterBackend {

@@ -10,7 +10,8 @@ export const SERVER_NAME = 'concord';
 export const SERVER_VERSION = '0.1.0';
 
 /** MCP's "resource not found" (the spec's -32002; the SDK has no constant for it). */
-export const RESOURCE_NOT_FOUND = -32002;
+export { RESOURCE_NOT_FOUND } from './mcp-codes.js';
+import { RESOURCE_NOT_FOUND } from './mcp-codes.js';
 
 /** One MCP server over a shared coordinator (one per client session over HTTP). */
 export function createServer(coord: Coordinator): McpServer {

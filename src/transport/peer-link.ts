@@ -75,6 +75,19 @@ export class PeerLink {
     this.dial();
   }
 
+  /**
+   * The peer just proved it is up (it connected to us): if this link is waiting out a backoff,
+   * dial now. Otherwise a member restarted after a long outage would wait out the backoff its
+   * absence grew (up to backoffMaxMs) before hearing from us again.
+   */
+  peerIsUp(): void {
+    if (this.closed || this.conn || !this.retryTimer) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.attempts = 0;
+    this.dial();
+  }
+
   /** Queue one serialized message; written with everything else queued this turn. */
   enqueue(json: string): void {
     if (this.closed) return;

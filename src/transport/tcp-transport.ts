@@ -12,6 +12,7 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
@@ -322,6 +323,7 @@ export class TcpTransport implements Transport {
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
           this.inboundByPeer.set(c.peerId!, state);
           state.reassembler = new Reassembler(l.maxMessageBytes);
+          this.links.get(c.peerId!)?.peerIsUp();
         },
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
@@ -460,6 +462,7 @@ export class TcpTransport implements Transport {
       // A client that stops reading must not make us buffer responses without bound.
       if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
       for (const frame of packJson(out, this.limits.maxFrameBytes - 64)) c.send(FrameType.CLIENT_RESP, [frame]);
+      if (WRITE_TRACE) traceWrite('resp_sent');
     });
   }
 }
