@@ -21,11 +21,11 @@ import { openMemberStorage } from '../service/member-storage.js';
 import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
-import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
+import type { ClientRequestContext, PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { MemberCluster } from './member-cluster.js';
-import { ToolTable } from './tool-table.js';
+import { ToolTable, type ForwardedCallContext } from './tool-table.js';
 import { parseClientRequest, type ClientRequest, type MemberStatus, type ToolSession } from './protocol.js';
 
 export interface MemberNodeOptions {
@@ -152,7 +152,7 @@ export class MemberNode {
     await server.connect(a);
     await mcp.connect(b);
     const node = new MemberNode(coord, c, server, mcp);
-    c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    c.transport.onClientRequest((body, from, credential, ctx) => node.handle(body, from, credential, ctx));
     if (o.metrics) {
       try {
         node.metricsListener = await startMetricsListener({ ...o.metrics, coord });
@@ -212,14 +212,16 @@ export class MemberNode {
     };
   }
 
-  async handle(raw: unknown, from: string, credential: RequestCredential = 'client'): Promise<unknown> {
+  async handle(raw: unknown, from: string, credential: RequestCredential = 'client', ctx?: ClientRequestContext): Promise<unknown> {
     const req = parseClientRequest(raw);
     switch (req.kind) {
       case 'status':
         return this.status();
       case 'tool':
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true) };
+        return {
+          result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true, ctx && { signal: ctx.signal, ...(req.progress ? { progress: ctx.progress } : {}) }),
+        };
       case 'session':
         await this.ensureLeader(req.hold_ms);
         return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
@@ -255,8 +257,8 @@ export class MemberNode {
     }
   }
 
-  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
-    const call = () => this.tools.call(name, args);
+  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean, fwd?: ForwardedCallContext): Promise<unknown> {
+    const call = () => this.tools.call(name, args, fwd);
     if (!session && !onWrite) return call();
     const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
     const result = await callSession.run(cs, call);
