@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Progress } from '@modelcontextprotocol/sdk/types.js';
+import { ResourceUpdatedNotificationSchema, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAIN, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
 import { alive, cli, cliOk, daemonEnv, daemonPids, killDaemons, logText, stdioClient } from './daemon-helpers.js';
@@ -80,6 +80,34 @@ describe('concord mcp and the CLI share one daemon', () => {
       // The connected MCP session survived: its proxy re-attached to the new daemon.
       expect((await s.mcp.ok('memory_retrieve', { key: 'survives' })).value).toBe('yes');
       expect(daemonPids(dir)).toEqual([st2.pid]);
+    } finally {
+      await s.client.close();
+    }
+  });
+
+  it("an MCP session's resource subscriptions survive a daemon restart (the proxy re-subscribes)", async () => {
+    const dir = dataDir('resub');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '5']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const s = await stdioClient(dir);
+    const uri = 'concord://swarms/default/status';
+    const updates: string[] = [];
+    s.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      updates.push(n.params.uri);
+    });
+    try {
+      await s.client.subscribeResource({ uri });
+      const pid = (await cliOk(dir, ['daemon', 'status'])).pid as number;
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the killed daemon to be gone', async () => !alive(pid));
+      // The proxy re-attaches to a new daemon; the session goes on.
+      await waitFor('a new daemon', async () => daemonPids(dir).length === 1 && daemonPids(dir)[0] !== pid);
+      expect(JSON.stringify(await s.mcp.ok('swarm_list'))).toMatch(/"default"/);
+      await sleep(500);
+      updates.length = 0;
+      // A membership change made by another client: the subscribed session hears of it.
+      await cliOk(dir, ['agent', 'spawn', '--name', 'a4']);
+      await waitFor('a status update after the restart', async () => updates.includes(uri));
     } finally {
       await s.client.close();
     }
