@@ -5,7 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ResourceUpdatedNotificationSchema, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAIN, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { MAIN, Mcp, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
 import { alive, cli, cliOk, daemonEnv, daemonPids, killDaemons, logText, stdioClient } from './daemon-helpers.js';
 
 const dirs: string[] = [];
@@ -212,5 +214,43 @@ describe('concord mcp and the CLI share one daemon', () => {
       await exited(child);
     }
     expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(false);
+  });
+
+  it('concord serve --http while a daemon owns the directory attaches to it (no "in use"); progress reaches the HTTP client', async () => {
+    const dir = dataDir('serve-attach');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '3']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const daemonPid = (await cliOk(dir, ['daemon', 'status'])).pid as number;
+    const child = spawn(process.execPath, [MAIN, 'serve', '--http', '127.0.0.1:0'], { env: daemonEnv(dir), cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString('utf8');
+    });
+    const client = new Client({ name: 'serve-attach', version: '0.0.0' });
+    try {
+      const port = await waitFor('serve to listen', async () => {
+        if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}`);
+        return /serving MCP at http:\/\/127\.0\.0\.1:(\d+)\/mcp/.exec(err)?.[1];
+      });
+      expect(err).toMatch(/attached to the daemon/);
+      await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+      const mcp = new Mcp(client);
+      // The daemon's swarm, its agents and its leader: the same state the CLI sees.
+      const leader = await mcp.ok('consensus_leader');
+      expect(leader.leader_id).toBe((await cliOk(dir, ['consensus', 'leader'])).leader_id);
+      await mcp.ok('memory_store', { key: 'via-http', value: 7 });
+      expect((await cliOk(dir, ['memory', 'retrieve', '--key', 'via-http'])).value).toBe(7);
+      const progress: Progress[] = [];
+      const orch = await mcp.ok('task_orchestrate', { task: 'p', count: 100, wait: true }, (p) => progress.push(p));
+      expect(orch.status).toBe('finished');
+      expect(progress.length).toBeGreaterThan(0);
+      // One owner: the daemon; serve holds no lock of its own.
+      expect(daemonPids(dir)).toEqual([daemonPid]);
+      expect((await cliOk(dir, ['daemon', 'status'])).pid).toBe(daemonPid);
+    } finally {
+      await client.close().catch(() => undefined);
+      child.kill('SIGTERM');
+      await exited(child);
+    }
   });
 });
