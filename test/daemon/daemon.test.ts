@@ -115,6 +115,37 @@ describe('concord mcp and the CLI share one daemon', () => {
     }
   });
 
+  it('notifications/cancelled passes through concord mcp to the daemon: the cancelled call is never answered', async () => {
+    const dir = dataDir('cancel');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '3']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const child = spawn(process.execPath, [MAIN, 'mcp'], { env: daemonEnv(dir), cwd: ROOT, stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    const answered = (id: number) => out.split('\n').some((l) => l.startsWith('{') && (JSON.parse(l) as { id?: unknown }).id === id);
+    const send = (m: object) => child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...m })}\n`);
+    try {
+      send({ id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } });
+      await waitFor('initialize answered', async () => answered(1));
+      send({ method: 'notifications/initialized' });
+      // External tasks never finish: uncancelled, this wait is answered when it times out (2 s).
+      const args = { task: 'never done', count: 2, executor: { kind: 'external' }, wait: true, wait_timeout_ms: 2000 };
+      send({ id: 7, method: 'tools/call', params: { name: 'task_orchestrate', arguments: args, _meta: { progressToken: 'p7' } } });
+      await waitFor('the wait to start (a progress notification)', async () => out.includes('"p7"'));
+      send({ method: 'notifications/cancelled', params: { requestId: 7, reason: 'test' } });
+      send({ id: 8, method: 'tools/call', params: { name: 'task_orchestrate', arguments: args } });
+      // The uncancelled twin is answered at its timeout; by then the cancelled one would have been too.
+      await waitFor('the uncancelled call to time out', async () => answered(8), 20_000);
+      await sleep(500);
+      expect(answered(7)).toBe(false);
+    } finally {
+      child.stdin.end();
+      await exited(child);
+    }
+  });
+
   it('clients racing to start the daemon end up with exactly one', async () => {
     const dir = dataDir('race');
     const racers = await Promise.all(Array.from({ length: 5 }, () => cli(dir, ['swarm', 'list'])));
