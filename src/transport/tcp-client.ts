@@ -124,8 +124,10 @@ export class TcpClient {
           // Sent on the connection that carries the request (a new one would not know its id).
           if (this.pending.has(id) && this.conn === c && c.ready && !c.closed) c.send(FrameType.CLIENT_REQ, [Buffer.from(JSON.stringify({ id, cancel: true }), 'utf8')]);
         };
-        if (opts.signal.aborted) setImmediate(cancel);
-        else opts.signal.addEventListener('abort', cancel, { once: true });
+        // Deferred: a request queued this turn leaves in the outbox's flush, which runs first.
+        const later = () => setImmediate(cancel);
+        if (opts.signal.aborted) later();
+        else opts.signal.addEventListener('abort', later, { once: true });
       }
       c.socket.ref();
       // Requests made in one event-loop turn leave as one frame (see TcpTransport).
