@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ConnectionError, RemoteError, TcpClient } from '../transport/tcp-client.js';
+import { ConnectionError, RemoteError, TcpClient, type RequestOptions } from '../transport/tcp-client.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import type { MemberStatus } from './protocol.js';
 
@@ -29,6 +29,14 @@ export interface ClusterClientOptions {
    * session_expired with its outcome unknown.
    */
   sessionTimeoutMs?: number;
+}
+
+export interface CallToolOptions {
+  timeoutMs?: number;
+  /** The tool's progress (progress, total, message), as the member reports it. */
+  onProgress?: (p: { progress: number; total?: number; message?: string }) => void;
+  /** Aborting cancels the call on the member (a wait stops waiting; what it started keeps running). */
+  signal?: AbortSignal;
 }
 
 /** No member led within the deadline: a majority is down or cut off. */
@@ -107,7 +115,9 @@ export class ClusterClient {
    * member may have run is re-sent under a new session; one that may have run is not (that
    * could apply it twice): it is answered `session_expired`, outcome unknown.
    */
-  async callTool(name: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number } = {}): Promise<CallToolResult> {
+  async callTool(name: string, args: Record<string, unknown> = {}, opts: CallToolOptions = {}): Promise<CallToolResult> {
+    const rq: RequestOptions = { onProgress: opts.onProgress as ((p: unknown) => void) | undefined, signal: opts.signal };
+    const asks = opts.onProgress ? { progress: true } : {};
     // A call that waits for work (wait: true) legitimately answers late.
     const totalMs = opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs);
     const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
@@ -118,8 +128,8 @@ export class ClusterClient {
         // No session yet: read-only calls never need one (no log entry for a hook that only
         // reads); a call that writes is refused at its first proposal and sent again below.
         try {
-          const body = { kind: 'tool', name, arguments: args, session_on_write: true };
-          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline)) as { result: CallToolResult }).result;
+          const body = { kind: 'tool', name, arguments: args, session_on_write: true, ...asks };
+          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline, rq)) as { result: CallToolResult }).result;
         } catch (e) {
           if (!(e instanceof RemoteError && (e.code === 'session_required' || e.code === 'session_expired'))) throw e;
           await this.ensureSession(totalMs, deadline);
@@ -132,8 +142,8 @@ export class ClusterClient {
       try {
         // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
         const ack = this.outstanding.values().next().value as number;
-        const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack } };
-        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline)) as { result: CallToolResult }).result;
+        const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack }, ...asks };
+        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline, rq)) as { result: CallToolResult }).result;
       } catch (e) {
         if (!(e instanceof RemoteError && e.code === 'session_expired')) throw e;
         if (this.sessionId === sid) this.sessionId = null;
@@ -243,7 +253,7 @@ export class ClusterClient {
    * `attempt.uncertain` becomes true once a member may have run the request without our
    * learning the outcome (a lost answer, a leader that lost its leadership mid-call).
    */
-  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
+  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs, rq: RequestOptions = {}): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
     /** Members that closed right after the TLS handshake (see refusedByAll). */
@@ -257,7 +267,7 @@ export class ClusterClient {
         const answerWithin = Math.min(left, answerMs);
         // A member holds a request while an election runs; it must answer before we give up.
         const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))) };
-        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
+        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS), rq)) as { result?: unknown };
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';

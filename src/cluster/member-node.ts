@@ -19,7 +19,7 @@ import { openMemberStorage } from '../service/member-storage.js';
 import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
-import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
+import type { ClientRequestContext, PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
@@ -28,7 +28,7 @@ import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 import type { StateMachine } from '../host/node-host.js';
 import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
-import type { ToolTable } from './tool-table.js';
+import type { ForwardedCallContext, ToolTable } from './tool-table.js';
 import type { ClientRequest, MemberStatus, ToolSession } from './protocol.js';
 
 export interface MemberNodeOptions {
@@ -204,7 +204,7 @@ export class MemberNode {
     }
     startupMark('listening');
     const node = new MemberNode(coord, c);
-    c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    c.transport.onClientRequest((body, from, credential, ctx) => node.handle(body, from, credential, ctx));
     if (o.metrics) {
       try {
         // Loaded only with --metrics: prom-client is not needed to rejoin.
@@ -267,7 +267,7 @@ export class MemberNode {
     };
   }
 
-  async handle(raw: unknown, from: string, credential: RequestCredential = 'client'): Promise<unknown> {
+  async handle(raw: unknown, from: string, credential: RequestCredential = 'client', ctx?: ClientRequestContext): Promise<unknown> {
     // Status needs no schema: a restarted member answers probes before zod is loaded.
     if (typeof raw === 'object' && raw !== null && (raw as { kind?: unknown }).kind === 'status') return this.status();
     const protocol = (protocolModule ??= await import('./protocol.js'));
@@ -278,7 +278,7 @@ export class MemberNode {
       case 'tool': {
         if (WRITE_TRACE) traceWrite('tool_in');
         await this.ensureLeader(req.hold_ms);
-        const result = await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true);
+        const result = await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true, ctx && { signal: ctx.signal, ...(req.progress ? { progress: ctx.progress } : {}) });
         if (WRITE_TRACE) traceWrite('tool_out');
         return { result };
       }
@@ -319,9 +319,9 @@ export class MemberNode {
     }
   }
 
-  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
+  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean, fwd?: ForwardedCallContext): Promise<unknown> {
     const table = this.table ?? (await this.tools());
-    const call = () => table.call(name, args);
+    const call = () => table.call(name, args, fwd);
     if (!session && !onWrite) return call();
     const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
     const result = await callSession.run(cs, call);

@@ -40,9 +40,16 @@ export function createClusterProxy(client: ClusterClient): Server {
       throw e;
     }
   });
-  server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> => {
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
+    const token = req.params._meta?.progressToken;
+    // The member reports progress without the client's token; it is put back here.
+    const onProgress =
+      token === undefined
+        ? undefined
+        : (p: { progress: number; total?: number; message?: string }) =>
+            void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } }).catch(() => undefined);
     try {
-      return await client.callTool(req.params.name, req.params.arguments ?? {});
+      return await client.callTool(req.params.name, req.params.arguments ?? {}, { onProgress, signal: extra.signal });
     } catch (e) {
       // No quorum, wrong secret, ...: an error result the assistant can read, not a crash.
       return { content: [{ type: 'text', text: (e as Error).message }], isError: true };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { Coordinator } from '../service/coordinator.js';
@@ -33,6 +34,11 @@ export interface HttpOptions extends ServeOptions {
   maxConnections?: number;
   /** More routes, tried after the dashboard's and before /mcp. */
   routes?: RouteHandler[];
+  /**
+   * Serve no swarms here: each MCP session is connected by this function to the process that
+   * owns them (`concord serve` attached to a running daemon).
+   */
+  attach?: (transport: Transport) => Promise<void>;
 }
 
 export const HTTP_DEFAULTS = {
@@ -53,7 +59,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const requestTimeoutMs = opts.requestTimeoutMs ?? HTTP_DEFAULTS.requestTimeoutMs;
   const sessions = new SessionTable(opts.maxSessions ?? HTTP_DEFAULTS.maxSessions, opts.sessionIdleMs ?? HTTP_DEFAULTS.sessionIdleMs);
   const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
-  const coord = cluster ? null : new Coordinator(opts);
+  const coord = cluster || opts.attach ? null : new Coordinator(opts);
   let hosts: Set<string> | null = null;
   const observability = coord ? observabilityRoutes(coord) : null;
   // The live dashboard needs the swarms in this process (not a cluster proxy's).
@@ -100,6 +106,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
       // beyond loopback the MCP token applies, since swarm names and figures are visible.
       if (opts.token && !isLoopback(opts.host) && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
       if (observability && (await observability(req, res))) return;
+      if (opts.attach) return reply(res, 404, { error: `${url.pathname} is served by the daemon that owns the swarms: concord daemon status shows its address` });
       return reply(res, 404, { error: `${url.pathname} is served by each member in cluster mode: concord node --metrics HOST:PORT` });
     }
     for (const r of routes) if (await r(req, res)) return;
@@ -135,7 +142,8 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
       transport.onclose = () => {
         if (transport.sessionId) sessions.remove(transport.sessionId);
       };
-      await (cluster ? createClusterProxy(cluster) : createServer(coord!)).connect(transport);
+      if (opts.attach) await opts.attach(transport);
+      else await (cluster ? createClusterProxy(cluster) : createServer(coord!)).connect(transport);
       await transport.handleRequest(req, res, body);
       if (!transport.sessionId) await transport.close();
     } finally {

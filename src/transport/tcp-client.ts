@@ -68,6 +68,14 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+  onProgress?: (p: unknown) => void;
+}
+
+export interface RequestOptions {
+  /** Progress the member reports for this request before answering it. */
+  onProgress?: (p: unknown) => void;
+  /** Aborting asks the member to cancel the request; its answer (if any) still arrives. */
+  signal?: AbortSignal;
 }
 
 export class TcpClient {
@@ -100,7 +108,7 @@ export class TcpClient {
    * `connectTimeoutMs` bounds only the wait for a connection: a caller with other members to
    * try can give up on a dead one quickly and still allow a slow answer from a live one.
    */
-  async request(body: unknown, timeoutMs = 5000, connectTimeoutMs = timeoutMs): Promise<unknown> {
+  async request(body: unknown, timeoutMs = 5000, connectTimeoutMs = timeoutMs, opts: RequestOptions = {}): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const c = await this.connected(Date.now() + Math.min(timeoutMs, connectTimeoutMs));
     const id = ++this.seq;
@@ -115,7 +123,17 @@ export class TcpClient {
         this.idle();
         reject(new ConnectionError(`request timed out after ${timeoutMs} ms (outcome unknown)`, false, true));
       }, Math.max(1, deadline - Date.now()));
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, onProgress: opts.onProgress });
+      if (opts.signal) {
+        const cancel = () => {
+          // Sent on the connection that carries the request (a new one would not know its id).
+          if (this.pending.has(id) && this.conn === c && c.ready && !c.closed) c.send(FrameType.CLIENT_REQ, [Buffer.from(JSON.stringify({ id, cancel: true }), 'utf8')]);
+        };
+        // Deferred: a request queued this turn leaves in the outbox's flush, which runs first.
+        const later = () => setImmediate(cancel);
+        if (opts.signal.aborted) later();
+        else opts.signal.addEventListener('abort', later, { once: true });
+      }
       c.socket.ref();
       // Requests made in one event-loop turn leave as one frame (see TcpTransport).
       this.outbox.push({ id, json });
@@ -236,9 +254,14 @@ export class TcpClient {
     for (const r of answers as Array<{ id?: unknown; ok?: unknown; body?: unknown; error?: unknown; code?: unknown } | null>) {
       if (typeof r !== 'object' || r === null || typeof r.id !== 'number') throw new Error('CLIENT_RESP without an id');
     }
-    for (const r of answers as Array<{ id: number; ok?: unknown; body?: unknown; error?: unknown; code?: unknown }>) {
+    for (const r of answers as Array<{ id: number; ok?: unknown; body?: unknown; error?: unknown; code?: unknown; progress?: unknown }>) {
       const p = this.pending.get(r.id);
       if (!p) continue; // timed out already
+      if (r.ok === undefined && r.progress !== undefined) {
+        // Not the answer: progress of a request still running.
+        p.onProgress?.(r.progress);
+        continue;
+      }
       this.pending.delete(r.id);
       clearTimeout(p.timer);
       if (r.ok === true) p.resolve(r.body);

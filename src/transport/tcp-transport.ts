@@ -28,7 +28,17 @@ export type { PeerStats, TcpLimits } from './limits.js';
 /** Which credential a request's connection proved: the client key or a member's key. */
 export type RequestCredential = 'client' | 'member';
 
-export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential) => Promise<unknown>;
+/**
+ * What a request's handler may do besides answering: report progress (sent to the client as
+ * `{id, progress}` entries before the answer) and notice that the client cancelled it (a
+ * `{id, cancel: true}` entry, or the connection closing).
+ */
+export interface ClientRequestContext {
+  progress(p: unknown): void;
+  signal: AbortSignal;
+}
+
+export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential, ctx: ClientRequestContext) => Promise<unknown>;
 
 export interface TcpTransportOptions {
   id: NodeId;
@@ -63,6 +73,8 @@ interface Inbound {
   inflight: number;
   /** Client answers waiting for this turn's frame. */
   outbox: string[];
+  /** Requests being served, by id: a cancel entry or the connection closing aborts them. */
+  running: Map<number, AbortController>;
 }
 
 export class TcpTransport implements Transport {
@@ -304,6 +316,7 @@ export class TcpTransport implements Transport {
       reassembler: null,
       inflight: 0,
       outbox: [],
+      running: new Map(),
       conn: new SecureConn({
         socket,
         role: 'acceptor',
@@ -328,6 +341,9 @@ export class TcpTransport implements Transport {
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
           doneHandshaking();
+          // Nobody is left to answer: a waiting call stops waiting.
+          for (const a of state.running.values()) a.abort();
+          state.running.clear();
           this.inbound.delete(state);
           if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
           this.countClose(c, kind);
@@ -418,7 +434,11 @@ export class TcpTransport implements Transport {
         throw new Error('CLIENT_REQ without a numeric id');
       }
     }
-    for (const req of reqs as Array<{ id: number; body?: unknown }>) this.serveClientRequest(st, req.id, req.body);
+    for (const req of reqs as Array<{ id: number; body?: unknown; cancel?: unknown }>) {
+      // A cancel entry names a request in flight on this connection; it gets no answer.
+      if (req.cancel === true) st.running.get(req.id)?.abort();
+      else this.serveClientRequest(st, req.id, req.body);
+    }
   }
 
   private serveClientRequest(st: Inbound, id: number, reqBody: unknown): void {
@@ -439,8 +459,16 @@ export class TcpTransport implements Transport {
     if (!h) return respond({ id, ok: false, error: `${this.id} does not serve client requests` });
     if (st.inflight >= this.limits.maxClientInflight) return respond({ id, ok: false, code: 'busy', error: `too many requests in flight on this connection (limit ${this.limits.maxClientInflight})` });
     st.inflight++;
+    const abort = new AbortController();
+    st.running.set(id, abort);
+    const ctx: ClientRequestContext = {
+      signal: abort.signal,
+      progress: (p) => {
+        if (!c.closed && st.running.get(id) === abort) this.queueResponse(st, JSON.stringify({ id, progress: p }));
+      },
+    };
     Promise.resolve()
-      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member'))
+      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member', ctx))
       .then(
         (body) => respond({ id, ok: true, body }),
         (e: unknown) => {
@@ -448,7 +476,10 @@ export class TcpTransport implements Transport {
           respond({ id, ok: false, error: e instanceof Error ? e.message : String(e), ...(typeof code === 'string' ? { code } : {}) });
         },
       )
-      .finally(() => st.inflight--);
+      .finally(() => {
+        st.inflight--;
+        if (st.running.get(id) === abort) st.running.delete(id);
+      });
   }
 
   /** Answers go out once per event-loop turn, as few frames as the frame limit allows. */

@@ -354,6 +354,40 @@ describe('concord node (cluster mode)', () => {
     }
   });
 
+  it('mcp --cluster passes progress notifications through to its client', async () => {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [MAIN, 'mcp', '--cluster', [...members.values()].map((m) => m.addr).join(','), '--secret-file', secretFile],
+      stderr: 'ignore',
+    });
+    const mcp = new Client({ name: 'member-progress', version: '1' });
+    await mcp.connect(transport);
+    try {
+      const progress: Array<{ progress: number; total?: number }> = [];
+      const r = await mcp.callTool({ name: 'task_orchestrate', arguments: { task: 'progress over the cluster', count: 60, wait: true } }, undefined, {
+        onprogress: (p) => progress.push(p),
+        timeout: 60_000,
+      });
+      expect(r.structuredContent).toMatchObject({ status: 'finished', completed: 60 });
+      expect(progress.length).toBeGreaterThan(0);
+      // (The last one may reach the SDK client after the answer, which drops it: not asserted.)
+      for (const p of progress) expect(p).toMatchObject({ total: 60, progress: expect.any(Number) });
+    } finally {
+      await mcp.close();
+    }
+  }, 60_000);
+
+  it('a cancelled call stops waiting on the member (the tasks it created keep their state)', async () => {
+    const c = client();
+    const abort = new AbortController();
+    const t0 = Date.now();
+    setTimeout(() => abort.abort(), 500);
+    // External tasks never finish on their own: without the cancel this waits out wait_timeout_ms.
+    const r = await c.callTool('task_orchestrate', { task: 'never done', count: 2, executor: { kind: 'external' }, wait: true, wait_timeout_ms: 30_000 }, { signal: abort.signal });
+    expect(r.structuredContent).toMatchObject({ status: 'running', note: expect.stringMatching(/cancelled by the client/) });
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  }, 60_000);
+
   it('serves MCP over HTTP for the cluster (serve --cluster)', async () => {
     const srv = await runHttp({ host: '127.0.0.1', port: 0, cluster: { members: [...members.values()].map((m) => m.addr), secret, name: 'http' } });
     const mcp = new Client({ name: 'member-http', version: '1' });
