@@ -418,12 +418,16 @@ describe('concord node (cluster mode)', () => {
       next = (await c2.status(members.get(others[0]!)!.addr)).leader ?? '';
       return others.includes(next);
     }, 10_000);
-    const hist = (await c2.callTool('consensus_election_history', { limit: 1 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
-    expect(hist.elections[0]).toMatchObject({ new_leader: next, old_leader: leader, cause: 'leader unreachable' });
+    // The election the partition caused (a loaded machine may add a later one among the majority).
+    const hist = (await c2.callTool('consensus_election_history', { limit: 10 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
+    const caused = hist.elections.find((e) => e.old_leader === leader);
+    expect(caused).toMatchObject({ cause: 'leader unreachable' });
+    expect(others).toContain(caused!.new_leader);
     // The new leader's process runs the round: the isolated member does not answer it.
     type Quorum = { leader_id: string; has_quorum: boolean; unreachable: string[]; responses: Array<{ agent_id: string; rtt_ms: number | null }> };
     const q = (await c2.callTool('consensus_verify_quorum', { timeout_ms: 500 })).structuredContent as Quorum;
-    expect(q).toMatchObject({ leader_id: next, has_quorum: true, unreachable: [leader] });
+    expect(q).toMatchObject({ has_quorum: true, unreachable: [leader] });
+    expect(others).toContain(q.leader_id);
     for (const r of q.responses) if (r.agent_id !== leader) expect(r.rtt_ms).toBeGreaterThanOrEqual(0);
     const healed = await c2.callTool('network_heal', {});
     expect(healed.isError).toBeFalsy();
