@@ -47,6 +47,11 @@ export interface NodeHostOptions {
    * keeps the tick's resolution in time while waking an idle process less often.
    */
   tickTimerMs?: number;
+  /**
+   * Clock for the tick timer only (default: clock). Many members in one process share one
+   * TickWheel here, so their ticks cost one wakeup per slot rather than one per member.
+   */
+  tickClock?: Clock;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -106,6 +111,8 @@ export interface HostMetrics {
   /** Peer messages refused because they would violate an invariant (logged at warn). */
   refusedMessages: number;
   messagesOut: number;
+  /** MsgHeartbeat sent (a subset of messagesOut): the idle cost of leading. */
+  heartbeatsOut: number;
   readies: number;
   applied: number;
   snapshotsTaken: number;
@@ -163,6 +170,7 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
+  private readonly tickClock: Clock;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
   /** Clock time the ticks so far account for. */
@@ -206,6 +214,7 @@ export class NodeHost {
   /** Peer messages refused by refusePeerMessage or because stepping them threw. */
   private refusedMessages = 0;
   private messagesOut = 0;
+  private heartbeatsOut = 0;
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
@@ -233,6 +242,7 @@ export class NodeHost {
       ...opts,
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
+    this.tickClock = opts.tickClock ?? opts.clock;
     this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
@@ -267,7 +277,7 @@ export class NodeHost {
   stop(reason = 'node stopped'): void {
     if (!this.running) return;
     this.running = false;
-    if (this.tickTimer) this.opts.clock.clearTimeout(this.tickTimer);
+    if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
@@ -383,6 +393,7 @@ export class NodeHost {
       messagesIn: this.messagesIn,
       refusedMessages: this.refusedMessages,
       messagesOut: this.messagesOut,
+      heartbeatsOut: this.heartbeatsOut,
       readies: this.readies,
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
@@ -465,7 +476,10 @@ export class NodeHost {
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote') this.advanceTicks();
+    // With a coarse tick timer, count them before every message: a heartbeat must reset an
+    // election clock that is up to date, or the time before it would be counted after it
+    // and a follower would time out up to a timer period early.
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks();
     const before = this.raft.role;
     const why = refusePeerMessage(m, { checkSnapshot: this.opts.machine.checkSnapshot?.bind(this.opts.machine) });
     if (why) return this.refuse(m, why);
@@ -501,7 +515,7 @@ export class NodeHost {
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
   private scheduleTick(): void {
-    this.tickTimer = this.opts.clock.setTimeout(() => {
+    this.tickTimer = this.tickClock.setTimeout(() => {
       if (!this.running) return;
       this.advanceTicks();
       this.scheduleTick();
@@ -515,8 +529,7 @@ export class NodeHost {
     const now = this.opts.clock.now();
     const due = Math.floor((now - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const maxCatchUp = Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
-    const n = Math.min(due, maxCatchUp);
+    const n = Math.min(due, this.maxCatchUpTicks());
     this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
     for (let i = 0; i < n && this.running; i++) {
       const before = this.raft.role;
@@ -526,9 +539,16 @@ export class NodeHost {
     }
   }
 
+  private maxCatchUpTicks(): number {
+    return Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
+  }
+
   /** The tick timer period, shortened to wake right when an election or heartbeat is due. */
   private nextTickDelayMs(): number {
-    const { tickMs, tickTimerMs } = this.opts;
+    const { tickMs } = this.opts;
+    // A timely wake never needs more ticks than advanceTicks catches up at once: more would
+    // be dropped as if the process had stalled.
+    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs);
     if (!this.running || tickTimerMs <= tickMs) return tickMs;
     const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
     return Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
@@ -608,6 +628,7 @@ export class NodeHost {
   private sendMessage(m: Message): void {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
+      this.heartbeatsOut++;
       const sent = this.heartbeatSentAt.get(m.to) ?? [];
       sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
       // An unanswered peer (down, partitioned) must not grow this without bound.
