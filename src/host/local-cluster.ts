@@ -20,6 +20,8 @@ export interface LocalClusterOptions {
   tickTimerMs?: number;
   /** See NodeHostOptions.tickClock: shared by every member (and by other clusters). */
   tickClock?: Clock;
+  /** See NodeHostOptions.tickSlackMs. */
+  tickSlackMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold?: number;
   /** See NodeHostOptions.compactionLogToSnapshotRatio. */
@@ -94,6 +96,7 @@ export class LocalCluster implements ClusterBackend {
       tickMs: this.opts.tickMs ?? 10,
       tickTimerMs: this.opts.tickTimerMs,
       tickClock: this.opts.tickClock,
+      tickSlackMs: this.opts.tickSlackMs,
       raft: this.opts.raft ?? {},
       compactionThreshold: this.opts.compactionThreshold ?? 1000,
       compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,

@@ -52,6 +52,12 @@ export interface NodeHostOptions {
    * TickWheel here, so their ticks cost one wakeup per slot rather than one per member.
    */
   tickClock?: Clock;
+  /**
+   * How late (ms) a tick timer may fire when it is not a follower's election deadline (a
+   * leader's heartbeat, an idle member's bookkeeping), so that the tick clock can wake many
+   * members at once. Default 0. Bounded by a fifth of the heartbeat interval.
+   */
+  tickSlackMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -515,12 +521,15 @@ export class NodeHost {
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
   private scheduleTick(): void {
-    this.tickTimer = this.tickClock.setTimeout(() => {
+    const fire = (): void => {
       if (!this.running) return;
       this.advanceTicks();
       this.scheduleTick();
       this.scheduleProcess();
-    }, this.nextTickDelayMs());
+    };
+    const { delayMs, slackMs } = this.nextTickDelay();
+    const clock = this.tickClock;
+    this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
   }
 
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
@@ -543,15 +552,23 @@ export class NodeHost {
     return Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
   }
 
-  /** The tick timer period, shortened to wake right when an election or heartbeat is due. */
-  private nextTickDelayMs(): number {
+  /**
+   * The tick timer period, shortened to wake right when an election or heartbeat is due, and
+   * how late it may fire: never for a follower's or candidate's election timeout (their
+   * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
+   */
+  private nextTickDelay(): { delayMs: number; slackMs: number } {
     const { tickMs } = this.opts;
-    // A timely wake never needs more ticks than advanceTicks catches up at once: more would
-    // be dropped as if the process had stalled.
-    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs);
-    if (!this.running || tickTimerMs <= tickMs) return tickMs;
+    if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
+    const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
+    // A timely wake, slack included, never needs more ticks than advanceTicks catches up at
+    // once: more would be dropped as if the process had stalled.
+    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
+    if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
-    return Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
+    const delayMs = Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
+    const electionDeadline = this.raft.role !== 'leader' && delayMs >= dueMs;
+    return { delayMs, slackMs: electionDeadline ? 0 : slackMs };
   }
 
   private noteCampaignStart(transfer: boolean): void {

@@ -34,11 +34,18 @@ export const TICK_MS = 2;
  * limit). At TICK_MS, 250 idle members in one process woke it 125,000 times a second.
  */
 export const EMBEDDED_TICK_TIMER_MS = 50;
+/**
+ * A leader's heartbeat and an idle member's bookkeeping may wake up to this late, on a
+ * 10 ms grid shared by every swarm: their rounds then run in the same turns of the event loop
+ * (a few per grid point for the whole process, not a few per swarm). Election timeouts keep
+ * their TICK_MS resolution.
+ */
+export const EMBEDDED_TICK_SLACK_MS = 10;
 
 /** One timer wheel for every embedded member of every swarm in this process. */
 let sharedTickWheel: TickWheel | null = null;
 function processTickWheel(): TickWheel {
-  sharedTickWheel ??= new TickWheel(new RealClock(), TICK_MS);
+  sharedTickWheel ??= new TickWheel(new RealClock(), TICK_MS, EMBEDDED_TICK_SLACK_MS);
   return sharedTickWheel;
 }
 
@@ -116,6 +123,7 @@ export class Swarm {
       tickMs: TICK_MS,
       tickTimerMs: EMBEDDED_TICK_TIMER_MS,
       tickClock: processTickWheel(),
+      tickSlackMs: EMBEDDED_TICK_SLACK_MS,
       raft: raftTiming(undefined),
       compactionThreshold: 1000,
       // Snapshots of a large task table are expensive: take one only once the log since the

@@ -5,6 +5,8 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
   /** Run fn after the current turn, before timers (setImmediate); default setTimeout 0. */
   defer?(fn: () => void): void;
+  /** setTimeout that may fire up to slackMs late, to share a wakeup (TickWheel); default setTimeout. */
+  setTimeoutWithin?(fn: () => void, ms: number, slackMs: number): TimerHandle;
 }
 
 export type TimerHandle = { readonly id: number } | NodeJS.Timeout;

@@ -33,8 +33,11 @@ export class TickWheel implements Clock {
   constructor(
     private readonly base: Clock,
     readonly slotMs = 2,
+    /** Grid for timers that accept slack (setTimeoutWithin): they gather on fewer wakeups. */
+    readonly coarseSlotMs = slotMs,
   ) {
     if (!(slotMs > 0)) throw new RangeError(`TickWheel: slotMs ${slotMs}: accepted: a number of ms > 0`);
+    if (!(coarseSlotMs >= slotMs)) throw new RangeError(`TickWheel: coarseSlotMs ${coarseSlotMs}: accepted: a number of ms >= slotMs (${slotMs})`);
   }
 
   now(): number {
@@ -42,8 +45,19 @@ export class TickWheel implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.setTimeoutWithin(fn, ms, 0);
+  }
+
+  /**
+   * Like setTimeout, but firing up to slackMs later is fine: the timer then goes to the next
+   * point of the coarse grid if that is within the slack, where it shares a wakeup with every
+   * other timer that accepted slack (a leader's heartbeat, an idle member's bookkeeping).
+   */
+  setTimeoutWithin(fn: () => void, ms: number, slackMs: number): TimerHandle {
     const delay = Number.isFinite(ms) && ms > 0 ? ms : 0;
-    const at = Math.ceil((this.base.now() + delay) / this.slotMs) * this.slotMs;
+    const due = this.base.now() + delay;
+    const coarse = Math.ceil(due / this.coarseSlotMs) * this.coarseSlotMs;
+    const at = coarse <= due + slackMs ? coarse : Math.ceil(due / this.slotMs) * this.slotMs;
     const e: Entry = { id: this.nextId++, at, fn, cancelled: false };
     this.heap.push(e);
     this.byId.set(e.id, e);

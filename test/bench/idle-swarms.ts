@@ -109,7 +109,7 @@ function totals(swarms: Swarm[]): Totals {
     for (const h of s.cluster.hosts.values()) {
       const m = h.metrics();
       t.messages += m.messagesOut;
-      t.heartbeats += m.heartbeatsOut;
+      t.heartbeats += m.heartbeatsOut ?? 0;
       t.syncs += m.storage.syncs;
       t.bytes += m.storage.bytesWritten;
     }
@@ -198,6 +198,9 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
       swarms_per_core_extrapolated: cpuPct > 0 ? Math.floor((100 / cpuPct) * o.swarms) : null,
       targets: TARGETS,
       meets_targets: cpuPct < TARGETS.cpu_pct_of_core_max && rss / (1 << 20) < TARGETS.rss_mb_max,
+      // 1-minute load average at the end: this machine is shared, and a starved process's
+      // timers fire late (fewer wakeups, missed heartbeats, elections).
+      loadavg_1m: round(os.loadavg()[0] as number, 2),
       node: process.version,
       cpus: os.cpus().length,
     };
