@@ -50,6 +50,16 @@ const zero = (): Counters => ({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytes
 /** A message on the wire: the sender's snapshot, either JSON text or a private clone. */
 type Wire = { json: string } | { clone: Message };
 
+/** A copy waiting on a FIFO link. */
+interface Pending {
+  from: NodeId;
+  to: NodeId;
+  wire: Wire;
+  bytes: number;
+}
+
+const NO_FAULTS: LinkFaults = Object.freeze({});
+
 export class InProcEndpoint implements Transport {
   private handler: ((msg: Message) => void) | null = null;
   private isClosed = false;
@@ -114,8 +124,12 @@ export class InProcNetwork {
   private readonly downed = new Set<NodeId>();
   private readonly links = new Map<string, Counters>();
   private readonly nodes = new Map<NodeId, Counters>();
-  /** Per FIFO link: copies in send order, and the latest delivery time scheduled. */
-  private readonly fifo = new Map<string, { queue: Array<() => void>; lastAt: number }>();
+  /** Per FIFO link: copies in send order, the latest delivery time scheduled, and the one
+   * function every timer of the link runs (no closure per message: idle swarms send
+   * thousands of heartbeats a second). */
+  private readonly fifo = new Map<string, { queue: Pending[]; lastAt: number; fire: () => void }>();
+  /** from -> to -> key(from, to): the key is built once per link, not per message. */
+  private readonly keys = new Map<NodeId, Map<NodeId, string>>();
 
   constructor(opts: InProcNetworkOptions) {
     this.clock = opts.clock;
@@ -214,7 +228,7 @@ export class InProcNetwork {
       wire = { clone: cloneMessage(msg) };
       bytes = payloadBytes(msg);
     }
-    const link = counters(this.links, key(from, to));
+    const link = counters(this.links, this.key(from, to));
     const src = counters(this.nodes, from);
     link.messagesOut++;
     link.bytesOut += bytes;
@@ -248,30 +262,47 @@ export class InProcNetwork {
   private schedule(from: NodeId, to: NodeId, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
     const { min, max } = f.delayMs;
     let delay = max > min ? this.prng.int(min, max + 1) : min;
-    const deliver = () => this.deliver(from, to, wire, bytes);
     if (f.reorder) {
+      const deliver = () => this.deliver(from, to, wire, bytes);
       if (delay <= 0 && this.clock.defer) this.clock.defer(deliver);
       else this.clock.setTimeout(deliver, delay);
       return;
     }
-    const k = key(from, to);
+    const k = this.key(from, to);
     let q = this.fifo.get(k);
-    if (!q) this.fifo.set(k, (q = { queue: [], lastAt: -Infinity }));
+    if (!q) {
+      const fifo: { queue: Pending[]; lastAt: number; fire: () => void } = {
+        queue: [],
+        lastAt: -Infinity,
+        // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
+        // clock that does not fire equal-time timers in creation order.
+        fire: () => {
+          const p = fifo.queue.shift();
+          if (p) this.deliver(p.from, p.to, p.wire, p.bytes);
+        },
+      };
+      this.fifo.set(k, (q = fifo));
+    }
     const now = this.clock.now();
     delay = Math.max(delay, q.lastAt - now);
     q.lastAt = now + delay;
-    q.queue.push(deliver);
-    // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
-    // clock that does not fire equal-time timers in creation order.
-    const fifo = q;
-    const fire = () => fifo.queue.shift()?.();
+    q.queue.push({ from, to, wire, bytes });
     // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
-    if (delay <= 0 && this.clock.defer) this.clock.defer(fire);
-    else this.clock.setTimeout(fire, delay);
+    if (delay <= 0 && this.clock.defer) this.clock.defer(q.fire);
+    else this.clock.setTimeout(q.fire, delay);
+  }
+
+  /** key(from, to), cached per link. */
+  private key(from: NodeId, to: NodeId): string {
+    let byTo = this.keys.get(from);
+    if (!byTo) this.keys.set(from, (byTo = new Map()));
+    let k = byTo.get(to);
+    if (k === undefined) byTo.set(to, (k = key(from, to)));
+    return k;
   }
 
   private deliver(from: NodeId, to: NodeId, wire: Wire, bytes: number): void {
-    const link = counters(this.links, key(from, to));
+    const link = counters(this.links, this.key(from, to));
     const ep = this.endpoints.get(to);
     if (!ep || !this.connected(from, to)) {
       link.dropped++;
@@ -298,7 +329,7 @@ export class InProcNetwork {
   }
 
   private effective(from: NodeId, to: NodeId): Required<LinkFaults> {
-    const l = this.linkFaults.get(key(from, to)) ?? {};
+    const l = this.linkFaults.size === 0 ? NO_FAULTS : (this.linkFaults.get(this.key(from, to)) ?? NO_FAULTS);
     const g = this.globalFaults;
     return {
       lossRate: l.lossRate ?? g.lossRate ?? 0,

@@ -15,7 +15,7 @@ import type { LogStorage, StorageStats } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
-import { refusePeerMessage } from './peer-input.js';
+import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
 
@@ -177,6 +177,7 @@ export class NodeHost {
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
   private readonly tickClock: Clock;
+  private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
   /** Clock time the ticks so far account for. */
@@ -249,6 +250,7 @@ export class NodeHost {
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
     this.tickClock = opts.tickClock ?? opts.clock;
+    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine) };
     this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
@@ -487,7 +489,7 @@ export class NodeHost {
     // and a follower would time out up to a timer period early.
     if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks();
     const before = this.raft.role;
-    const why = refusePeerMessage(m, { checkSnapshot: this.opts.machine.checkSnapshot?.bind(this.opts.machine) });
+    const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
     try {
       this.raft.step(m);
@@ -521,16 +523,18 @@ export class NodeHost {
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
   private scheduleTick(): void {
-    const fire = (): void => {
-      if (!this.running) return;
-      this.advanceTicks();
-      this.scheduleTick();
-      this.scheduleProcess();
-    };
     const { delayMs, slackMs } = this.nextTickDelay();
     const clock = this.tickClock;
+    const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
   }
+
+  private readonly onTickTimer = (): void => {
+    if (!this.running) return;
+    this.advanceTicks();
+    this.scheduleTick();
+    this.scheduleProcess();
+  };
 
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
   private advanceTicks(): void {
@@ -617,13 +621,15 @@ export class NodeHost {
     // While a Ready waits for its fsync there is nothing to do: its callback runs process().
     if (this.processScheduled || !this.running || this.persisting) return;
     this.processScheduled = true;
-    const run = (): void => {
-      this.processScheduled = false;
-      if (this.running) this.process();
-    };
-    if (this.opts.clock.defer) this.opts.clock.defer(run);
-    else this.opts.clock.setTimeout(run, 0);
+    if (this.opts.clock.defer) this.opts.clock.defer(this.runScheduledProcess);
+    else this.opts.clock.setTimeout(this.runScheduledProcess, 0);
   }
+
+  /** One function for every scheduleProcess (it runs per message received). */
+  private readonly runScheduledProcess = (): void => {
+    this.processScheduled = false;
+    if (this.running) this.process();
+  };
 
   /** Drain every ready: persist, then send, then apply, then advance. */
   private process(): void {
