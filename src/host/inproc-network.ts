@@ -52,10 +52,19 @@ type Wire = { json: string } | { clone: Message };
 
 /** A copy waiting on a FIFO link. */
 interface Pending {
-  from: NodeId;
-  to: NodeId;
   wire: Wire;
   bytes: number;
+}
+
+/** One direction of a link: its counters and, when FIFO, the copies in send order and the latest delivery time scheduled. */
+interface LinkState {
+  from: NodeId;
+  to: NodeId;
+  key: string;
+  counters: Counters;
+  queue: Pending[];
+  lastAt: number;
+  fire: () => void;
 }
 
 const NO_FAULTS: LinkFaults = Object.freeze({});
@@ -124,12 +133,8 @@ export class InProcNetwork {
   private readonly downed = new Set<NodeId>();
   private readonly links = new Map<string, Counters>();
   private readonly nodes = new Map<NodeId, Counters>();
-  /** Per FIFO link: copies in send order, the latest delivery time scheduled, and the one
-   * function every timer of the link runs (no closure per message: idle swarms send
-   * thousands of heartbeats a second). */
-  private readonly fifo = new Map<string, { queue: Pending[]; lastAt: number; fire: () => void }>();
-  /** from -> to -> key(from, to): the key is built once per link, not per message. */
-  private readonly keys = new Map<NodeId, Map<NodeId, string>>();
+  /** from -> to -> the link's key, counters and FIFO queue: looked up once per message. */
+  private readonly linkStates = new Map<NodeId, Map<NodeId, LinkState>>();
 
   constructor(opts: InProcNetworkOptions) {
     this.clock = opts.clock;
@@ -228,7 +233,8 @@ export class InProcNetwork {
       wire = { clone: cloneMessage(msg) };
       bytes = payloadBytes(msg);
     }
-    const link = counters(this.links, this.key(from, to));
+    const ls = this.link(from, to);
+    const link = ls.counters;
     const src = counters(this.nodes, from);
     link.messagesOut++;
     link.bytesOut += bytes;
@@ -250,7 +256,7 @@ export class InProcNetwork {
     if (copies === 2) link.duplicated++;
     for (let i = 0; i < copies; i++) {
       const copy = i === 0 || 'json' in wire ? wire : { clone: cloneMessage(wire.clone) };
-      this.schedule(from, to, copy, bytes, f);
+      this.schedule(ls, copy, bytes, f);
     }
   }
 
@@ -259,50 +265,54 @@ export class InProcNetwork {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
   }
 
-  private schedule(from: NodeId, to: NodeId, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
+  private schedule(ls: LinkState, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
     const { min, max } = f.delayMs;
     let delay = max > min ? this.prng.int(min, max + 1) : min;
     if (f.reorder) {
-      const deliver = () => this.deliver(from, to, wire, bytes);
+      const deliver = () => this.deliver(ls, wire, bytes);
       if (delay <= 0 && this.clock.defer) this.clock.defer(deliver);
       else this.clock.setTimeout(deliver, delay);
       return;
     }
-    const k = this.key(from, to);
-    let q = this.fifo.get(k);
-    if (!q) {
-      const fifo: { queue: Pending[]; lastAt: number; fire: () => void } = {
+    const now = this.clock.now();
+    delay = Math.max(delay, ls.lastAt - now);
+    ls.lastAt = now + delay;
+    ls.queue.push({ wire, bytes });
+    // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
+    if (delay <= 0 && this.clock.defer) this.clock.defer(ls.fire);
+    else this.clock.setTimeout(ls.fire, delay);
+  }
+
+  /** The link's state, created at its first message. */
+  private link(from: NodeId, to: NodeId): LinkState {
+    let byTo = this.linkStates.get(from);
+    if (!byTo) this.linkStates.set(from, (byTo = new Map()));
+    let ls = byTo.get(to);
+    if (!ls) {
+      const k = key(from, to);
+      const state: LinkState = {
+        from,
+        to,
+        key: k,
+        counters: counters(this.links, k),
         queue: [],
         lastAt: -Infinity,
         // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
-        // clock that does not fire equal-time timers in creation order.
+        // clock that does not fire equal-time timers in creation order. One function per
+        // link, not a closure per message: idle swarms send thousands of heartbeats a second.
         fire: () => {
-          const p = fifo.queue.shift();
-          if (p) this.deliver(p.from, p.to, p.wire, p.bytes);
+          const p = state.queue.shift();
+          if (p) this.deliver(state, p.wire, p.bytes);
         },
       };
-      this.fifo.set(k, (q = fifo));
+      byTo.set(to, (ls = state));
     }
-    const now = this.clock.now();
-    delay = Math.max(delay, q.lastAt - now);
-    q.lastAt = now + delay;
-    q.queue.push({ from, to, wire, bytes });
-    // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
-    if (delay <= 0 && this.clock.defer) this.clock.defer(q.fire);
-    else this.clock.setTimeout(q.fire, delay);
+    return ls;
   }
 
-  /** key(from, to), cached per link. */
-  private key(from: NodeId, to: NodeId): string {
-    let byTo = this.keys.get(from);
-    if (!byTo) this.keys.set(from, (byTo = new Map()));
-    let k = byTo.get(to);
-    if (k === undefined) byTo.set(to, (k = key(from, to)));
-    return k;
-  }
-
-  private deliver(from: NodeId, to: NodeId, wire: Wire, bytes: number): void {
-    const link = counters(this.links, this.key(from, to));
+  private deliver(ls: LinkState, wire: Wire, bytes: number): void {
+    const { from, to } = ls;
+    const link = ls.counters;
     const ep = this.endpoints.get(to);
     if (!ep || !this.connected(from, to)) {
       link.dropped++;
@@ -329,7 +339,7 @@ export class InProcNetwork {
   }
 
   private effective(from: NodeId, to: NodeId): Required<LinkFaults> {
-    const l = this.linkFaults.size === 0 ? NO_FAULTS : (this.linkFaults.get(this.key(from, to)) ?? NO_FAULTS);
+    const l = this.linkFaults.size === 0 ? NO_FAULTS : (this.linkFaults.get(key(from, to)) ?? NO_FAULTS);
     const g = this.globalFaults;
     return {
       lossRate: l.lossRate ?? g.lossRate ?? 0,
