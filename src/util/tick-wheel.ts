@@ -27,6 +27,8 @@ export class TickWheel implements Clock {
   private nextId = 1;
   /** The base timer, and the slot it is armed for. */
   private armed: { handle: TimerHandle; at: number } | null = null;
+  /** Inside fire(): timers set meanwhile do not arm the base timer (fire() does, at its end). */
+  private firing = false;
   /** Wakeups of the base timer so far (a measure of what the wheel saved). */
   fired = 0;
 
@@ -96,6 +98,7 @@ export class TickWheel implements Clock {
 
   /** Arm the base timer for the earliest live slot, unless it already is (or earlier). */
   private arm(): void {
+    if (this.firing) return; // fire() arms once it is done
     const next = this.peekLive();
     if (!next) return;
     if (this.armed) {
@@ -110,6 +113,7 @@ export class TickWheel implements Clock {
   private fire(at: number): void {
     this.armed = null;
     this.fired++;
+    this.firing = true;
     // Only entries that existed when the base timer fired: one set meanwhile waits for the next arming.
     const lastId = this.nextId - 1;
     try {
@@ -119,6 +123,7 @@ export class TickWheel implements Clock {
         e.fn();
       }
     } finally {
+      this.firing = false;
       this.arm();
     }
   }
