@@ -124,10 +124,12 @@ export class InProcNetwork {
   private readonly serialize: boolean;
   private readonly onError: ((err: DeliveryError) => void) | undefined;
   private readonly maxErrors: number;
+  /** effective() when no fault is set. */
+  private readonly noFaults: Required<LinkFaults>;
 
   private readonly endpoints = new Map<NodeId, InProcEndpoint>();
   private readonly linkFaults = new Map<string, LinkFaults>();
-  private globalFaults: LinkFaults = {};
+  private globalFaults: LinkFaults = NO_FAULTS;
   private groupOf: Map<NodeId, number> | null = null;
   private readonly isolated = new Set<NodeId>();
   private readonly downed = new Set<NodeId>();
@@ -143,6 +145,7 @@ export class InProcNetwork {
     this.serialize = opts.serialize ?? true;
     this.onError = opts.onError;
     this.maxErrors = opts.maxErrors ?? 1000;
+    this.noFaults = Object.freeze({ lossRate: 0, duplicateRate: 0, delayMs: this.defaultDelay, reorder: false });
   }
 
   /** One open endpoint per id; after close() the id may be reopened (a restarted node). */
@@ -163,7 +166,7 @@ export class InProcNetwork {
 
   clearFaults(): void {
     this.linkFaults.clear();
-    this.globalFaults = {};
+    this.globalFaults = NO_FAULTS;
   }
 
   /** Replaces any partition. Messages flow only within a group; a node in no group reaches
@@ -339,6 +342,8 @@ export class InProcNetwork {
   }
 
   private effective(from: NodeId, to: NodeId): Required<LinkFaults> {
+    // No fault anywhere (production): one shared answer instead of an object per message.
+    if (this.linkFaults.size === 0 && this.globalFaults === NO_FAULTS) return this.noFaults;
     const l = this.linkFaults.size === 0 ? NO_FAULTS : (this.linkFaults.get(key(from, to)) ?? NO_FAULTS);
     const g = this.globalFaults;
     return {

@@ -531,8 +531,13 @@ export class NodeHost {
 
   private readonly onTickTimer = (): void => {
     if (!this.running) return;
+    const before = this.raft.role;
     this.advanceTicks();
     this.scheduleTick();
+    // A follower's ticks make a Ready only by starting a campaign, which changes its role;
+    // anything else that makes one schedules its own process round. With a coarse timer
+    // most wakes of an idle follower are bookkeeping: skip the empty round.
+    if (this.opts.tickTimerMs > this.opts.tickMs && before === 'follower' && this.raft.role === 'follower') return;
     this.scheduleProcess();
   };
 
