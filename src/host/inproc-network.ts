@@ -50,6 +50,25 @@ const zero = (): Counters => ({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytes
 /** A message on the wire: the sender's snapshot, either JSON text or a private clone. */
 type Wire = { json: string } | { clone: Message };
 
+/** A copy waiting on a FIFO link. */
+interface Pending {
+  wire: Wire;
+  bytes: number;
+}
+
+/** One direction of a link: its counters and, when FIFO, the copies in send order and the latest delivery time scheduled. */
+interface LinkState {
+  from: NodeId;
+  to: NodeId;
+  key: string;
+  counters: Counters;
+  queue: Pending[];
+  lastAt: number;
+  fire: () => void;
+}
+
+const NO_FAULTS: LinkFaults = Object.freeze({});
+
 export class InProcEndpoint implements Transport {
   private handler: ((msg: Message) => void) | null = null;
   private isClosed = false;
@@ -105,17 +124,19 @@ export class InProcNetwork {
   private readonly serialize: boolean;
   private readonly onError: ((err: DeliveryError) => void) | undefined;
   private readonly maxErrors: number;
+  /** effective() when no fault is set. */
+  private readonly noFaults: Required<LinkFaults>;
 
   private readonly endpoints = new Map<NodeId, InProcEndpoint>();
   private readonly linkFaults = new Map<string, LinkFaults>();
-  private globalFaults: LinkFaults = {};
+  private globalFaults: LinkFaults = NO_FAULTS;
   private groupOf: Map<NodeId, number> | null = null;
   private readonly isolated = new Set<NodeId>();
   private readonly downed = new Set<NodeId>();
   private readonly links = new Map<string, Counters>();
   private readonly nodes = new Map<NodeId, Counters>();
-  /** Per FIFO link: copies in send order, and the latest delivery time scheduled. */
-  private readonly fifo = new Map<string, { queue: Array<() => void>; lastAt: number }>();
+  /** from -> to -> the link's key, counters and FIFO queue: looked up once per message. */
+  private readonly linkStates = new Map<NodeId, Map<NodeId, LinkState>>();
 
   constructor(opts: InProcNetworkOptions) {
     this.clock = opts.clock;
@@ -124,6 +145,7 @@ export class InProcNetwork {
     this.serialize = opts.serialize ?? true;
     this.onError = opts.onError;
     this.maxErrors = opts.maxErrors ?? 1000;
+    this.noFaults = Object.freeze({ lossRate: 0, duplicateRate: 0, delayMs: this.defaultDelay, reorder: false });
   }
 
   /** One open endpoint per id; after close() the id may be reopened (a restarted node). */
@@ -144,7 +166,7 @@ export class InProcNetwork {
 
   clearFaults(): void {
     this.linkFaults.clear();
-    this.globalFaults = {};
+    this.globalFaults = NO_FAULTS;
   }
 
   /** Replaces any partition. Messages flow only within a group; a node in no group reaches
@@ -214,7 +236,8 @@ export class InProcNetwork {
       wire = { clone: cloneMessage(msg) };
       bytes = payloadBytes(msg);
     }
-    const link = counters(this.links, key(from, to));
+    const ls = this.link(from, to);
+    const link = ls.counters;
     const src = counters(this.nodes, from);
     link.messagesOut++;
     link.bytesOut += bytes;
@@ -236,7 +259,7 @@ export class InProcNetwork {
     if (copies === 2) link.duplicated++;
     for (let i = 0; i < copies; i++) {
       const copy = i === 0 || 'json' in wire ? wire : { clone: cloneMessage(wire.clone) };
-      this.schedule(from, to, copy, bytes, f);
+      this.schedule(ls, copy, bytes, f);
     }
   }
 
@@ -245,33 +268,54 @@ export class InProcNetwork {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
   }
 
-  private schedule(from: NodeId, to: NodeId, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
+  private schedule(ls: LinkState, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
     const { min, max } = f.delayMs;
     let delay = max > min ? this.prng.int(min, max + 1) : min;
-    const deliver = () => this.deliver(from, to, wire, bytes);
     if (f.reorder) {
+      const deliver = () => this.deliver(ls, wire, bytes);
       if (delay <= 0 && this.clock.defer) this.clock.defer(deliver);
       else this.clock.setTimeout(deliver, delay);
       return;
     }
-    const k = key(from, to);
-    let q = this.fifo.get(k);
-    if (!q) this.fifo.set(k, (q = { queue: [], lastAt: -Infinity }));
     const now = this.clock.now();
-    delay = Math.max(delay, q.lastAt - now);
-    q.lastAt = now + delay;
-    q.queue.push(deliver);
-    // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
-    // clock that does not fire equal-time timers in creation order.
-    const fifo = q;
-    const fire = () => fifo.queue.shift()?.();
+    delay = Math.max(delay, ls.lastAt - now);
+    ls.lastAt = now + delay;
+    ls.queue.push({ wire, bytes });
     // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
-    if (delay <= 0 && this.clock.defer) this.clock.defer(fire);
-    else this.clock.setTimeout(fire, delay);
+    if (delay <= 0 && this.clock.defer) this.clock.defer(ls.fire);
+    else this.clock.setTimeout(ls.fire, delay);
   }
 
-  private deliver(from: NodeId, to: NodeId, wire: Wire, bytes: number): void {
-    const link = counters(this.links, key(from, to));
+  /** The link's state, created at its first message. */
+  private link(from: NodeId, to: NodeId): LinkState {
+    let byTo = this.linkStates.get(from);
+    if (!byTo) this.linkStates.set(from, (byTo = new Map()));
+    let ls = byTo.get(to);
+    if (!ls) {
+      const k = key(from, to);
+      const state: LinkState = {
+        from,
+        to,
+        key: k,
+        counters: counters(this.links, k),
+        queue: [],
+        lastAt: -Infinity,
+        // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
+        // clock that does not fire equal-time timers in creation order. One function per
+        // link, not a closure per message: idle swarms send thousands of heartbeats a second.
+        fire: () => {
+          const p = state.queue.shift();
+          if (p) this.deliver(state, p.wire, p.bytes);
+        },
+      };
+      byTo.set(to, (ls = state));
+    }
+    return ls;
+  }
+
+  private deliver(ls: LinkState, wire: Wire, bytes: number): void {
+    const { from, to } = ls;
+    const link = ls.counters;
     const ep = this.endpoints.get(to);
     if (!ep || !this.connected(from, to)) {
       link.dropped++;
@@ -298,7 +342,9 @@ export class InProcNetwork {
   }
 
   private effective(from: NodeId, to: NodeId): Required<LinkFaults> {
-    const l = this.linkFaults.get(key(from, to)) ?? {};
+    // No fault anywhere (production): one shared answer instead of an object per message.
+    if (this.linkFaults.size === 0 && this.globalFaults === NO_FAULTS) return this.noFaults;
+    const l = this.linkFaults.size === 0 ? NO_FAULTS : (this.linkFaults.get(key(from, to)) ?? NO_FAULTS);
     const g = this.globalFaults;
     return {
       lossRate: l.lossRate ?? g.lossRate ?? 0,

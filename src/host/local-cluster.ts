@@ -16,6 +16,12 @@ export interface LocalClusterOptions {
   /** Called at every (re)start: the machine is rebuilt from snapshot + log replay. */
   machineFor: (id: NodeId) => StateMachine;
   tickMs?: number;
+  /** See NodeHostOptions.tickTimerMs. */
+  tickTimerMs?: number;
+  /** See NodeHostOptions.tickClock: shared by every member (and by other clusters). */
+  tickClock?: Clock;
+  /** See NodeHostOptions.tickSlackMs. */
+  tickSlackMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold?: number;
   /** See NodeHostOptions.compactionLogToSnapshotRatio. */
@@ -88,6 +94,9 @@ export class LocalCluster implements ClusterBackend {
       // A restarted member draws fresh timeouts: reuse would replay the same collisions.
       seed: ((this.seeds.get(id) as number) + (existing ? 7919 : 0)) >>> 0,
       tickMs: this.opts.tickMs ?? 10,
+      tickTimerMs: this.opts.tickTimerMs,
+      tickClock: this.opts.tickClock,
+      tickSlackMs: this.opts.tickSlackMs,
       raft: this.opts.raft ?? {},
       compactionThreshold: this.opts.compactionThreshold ?? 1000,
       compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,

@@ -16,7 +16,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
-import { refusePeerMessage } from './peer-input.js';
+import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
 
@@ -48,6 +48,17 @@ export interface NodeHostOptions {
    * keeps the tick's resolution in time while waking an idle process less often.
    */
   tickTimerMs?: number;
+  /**
+   * Clock for the tick timer only (default: clock). Many members in one process share one
+   * TickWheel here, so their ticks cost one wakeup per slot rather than one per member.
+   */
+  tickClock?: Clock;
+  /**
+   * How late (ms) a tick timer may fire when it is not a follower's election deadline (a
+   * leader's heartbeat, an idle member's bookkeeping), so that the tick clock can wake many
+   * members at once. Default 0. Bounded by a fifth of the heartbeat interval.
+   */
+  tickSlackMs?: number;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -107,6 +118,8 @@ export interface HostMetrics {
   /** Peer messages refused because they would violate an invariant (logged at warn). */
   refusedMessages: number;
   messagesOut: number;
+  /** MsgHeartbeat sent (a subset of messagesOut): the idle cost of leading. */
+  heartbeatsOut: number;
   readies: number;
   applied: number;
   snapshotsTaken: number;
@@ -179,6 +192,8 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
+  private readonly tickClock: Clock;
+  private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
   /** Clock time the ticks so far account for. */
@@ -222,6 +237,7 @@ export class NodeHost {
   /** Peer messages refused by refusePeerMessage or because stepping them threw. */
   private refusedMessages = 0;
   private messagesOut = 0;
+  private heartbeatsOut = 0;
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
@@ -255,6 +271,8 @@ export class NodeHost {
       ...opts,
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
+    this.tickClock = opts.tickClock ?? opts.clock;
+    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine) };
     this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
@@ -289,7 +307,7 @@ export class NodeHost {
   stop(reason = 'node stopped'): void {
     if (!this.running) return;
     this.running = false;
-    if (this.tickTimer) this.opts.clock.clearTimeout(this.tickTimer);
+    if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
@@ -405,6 +423,7 @@ export class NodeHost {
       messagesIn: this.messagesIn,
       refusedMessages: this.refusedMessages,
       messagesOut: this.messagesOut,
+      heartbeatsOut: this.heartbeatsOut,
       readies: this.readies,
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
@@ -513,9 +532,12 @@ export class NodeHost {
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote') this.advanceTicks();
+    // With a coarse tick timer, count them before every message: a heartbeat must reset an
+    // election clock that is up to date, or the time before it would be counted after it
+    // and a follower would time out up to a timer period early.
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks();
     const before = this.raft.role;
-    const why = refusePeerMessage(m, { checkSnapshot: this.opts.machine.checkSnapshot?.bind(this.opts.machine) });
+    const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
     try {
       this.raft.step(m);
@@ -549,13 +571,23 @@ export class NodeHost {
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
   private scheduleTick(): void {
-    this.tickTimer = this.opts.clock.setTimeout(() => {
-      if (!this.running) return;
-      this.advanceTicks();
-      this.scheduleTick();
-      this.scheduleProcess();
-    }, this.nextTickDelayMs());
+    const { delayMs, slackMs } = this.nextTickDelay();
+    const clock = this.tickClock;
+    const fire = this.onTickTimer;
+    this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
   }
+
+  private readonly onTickTimer = (): void => {
+    if (!this.running) return;
+    const before = this.raft.role;
+    this.advanceTicks();
+    this.scheduleTick();
+    // A follower's ticks make a Ready only by starting a campaign, which changes its role;
+    // anything else that makes one schedules its own process round. With a coarse timer
+    // most wakes of an idle follower are bookkeeping: skip the empty round.
+    if (this.opts.tickTimerMs > this.opts.tickMs && before === 'follower' && this.raft.role === 'follower') return;
+    this.scheduleProcess();
+  };
 
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
   private advanceTicks(): void {
@@ -563,8 +595,7 @@ export class NodeHost {
     const now = this.opts.clock.now();
     const due = Math.floor((now - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const maxCatchUp = Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
-    const n = Math.min(due, maxCatchUp);
+    const n = Math.min(due, this.maxCatchUpTicks());
     this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
     for (let i = 0; i < n && this.running; i++) {
       const before = this.raft.role;
@@ -574,12 +605,27 @@ export class NodeHost {
     }
   }
 
-  /** The tick timer period, shortened to wake right when an election or heartbeat is due. */
-  private nextTickDelayMs(): number {
-    const { tickMs, tickTimerMs } = this.opts;
-    if (!this.running || tickTimerMs <= tickMs) return tickMs;
+  private maxCatchUpTicks(): number {
+    return Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
+  }
+
+  /**
+   * The tick timer period, shortened to wake right when an election or heartbeat is due, and
+   * how late it may fire: never for a follower's or candidate's election timeout (their
+   * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
+   */
+  private nextTickDelay(): { delayMs: number; slackMs: number } {
+    const { tickMs } = this.opts;
+    if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
+    const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
+    // A timely wake, slack included, never needs more ticks than advanceTicks catches up at
+    // once: more would be dropped as if the process had stalled.
+    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
+    if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
-    return Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
+    const delayMs = Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
+    const electionDeadline = this.raft.role !== 'leader' && delayMs >= dueMs;
+    return { delayMs, slackMs: electionDeadline ? 0 : slackMs };
   }
 
   private noteCampaignStart(transfer: boolean): void {
@@ -628,13 +674,15 @@ export class NodeHost {
     // While a Ready waits for its fsync there is nothing to do: its callback runs process().
     if (this.processScheduled || !this.running || this.persisting) return;
     this.processScheduled = true;
-    const run = (): void => {
-      this.processScheduled = false;
-      if (this.running) this.process();
-    };
-    if (this.opts.clock.defer) this.opts.clock.defer(run);
-    else this.opts.clock.setTimeout(run, 0);
+    if (this.opts.clock.defer) this.opts.clock.defer(this.runScheduledProcess);
+    else this.opts.clock.setTimeout(this.runScheduledProcess, 0);
   }
+
+  /** One function for every scheduleProcess (it runs per message received). */
+  private readonly runScheduledProcess = (): void => {
+    this.processScheduled = false;
+    if (this.running) this.process();
+  };
 
   /** Drain every ready: persist, then send, then apply, then advance. */
   private process(): void {
@@ -656,6 +704,7 @@ export class NodeHost {
   private sendMessage(m: Message): void {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
+      this.heartbeatsOut++;
       const sent = this.heartbeatSentAt.get(m.to) ?? [];
       sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
       // An unanswered peer (down, partitioned) must not grow this without bound.

@@ -5,6 +5,8 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
   /** Run fn after the current turn, before timers (setImmediate); default setTimeout 0. */
   defer?(fn: () => void): void;
+  /** setTimeout that may fire up to slackMs late, to share a wakeup (TickWheel); default setTimeout. */
+  setTimeoutWithin?(fn: () => void, ms: number, slackMs: number): TimerHandle;
 }
 
 export type TimerHandle = { readonly id: number } | NodeJS.Timeout;
@@ -26,6 +28,30 @@ export class RealClock implements Clock {
     // setTimeout(0) costs ~1 ms per hop; setImmediate keeps hops sub-millisecond. It must stay
     // referenced: with only unref'd immediates pending, libuv's poll phase sleeps until the
     // next timer (~10 ms per hop, measured). A run immediate keeps nothing alive.
-    setImmediate(fn);
+    // Every clock in the process shares one immediate per turn (many members, many messages
+    // each): same FIFO order as an immediate each, without an immediate object per hop.
+    deferred.push(fn);
+    if (deferred.length === 1) setImmediate(drainDeferred);
+  }
+}
+
+/** Functions deferred this turn, in order; drained by one immediate. */
+let deferred: Array<() => void> = [];
+
+function drainDeferred(): void {
+  const batch = deferred;
+  // What these defer runs in the next turn, as it would with an immediate of its own.
+  deferred = [];
+  let i = 0;
+  try {
+    for (; i < batch.length; i++) (batch[i] as () => void)();
+  } finally {
+    // A throw must not drop the rest: they run next turn, ahead of what was deferred since.
+    if (i < batch.length - 1) {
+      const rest = batch.slice(i + 1);
+      const later = deferred;
+      deferred = rest.concat(later);
+      if (later.length === 0) setImmediate(drainDeferred);
+    }
   }
 }

@@ -15,6 +15,10 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<BenchModule
     summary: 'noop tasks through the service layer (5 agents): tasks/s, latency, exactly-once under a leader crash',
     load: async () => (await import('./tasks.js')).bench,
   },
+  idle: {
+    summary: 'many idle swarms in one process (default 50 x 5 agents): CPU % of a core over 30 s, RSS, timers, heartbeats/s',
+    load: async () => (await import('./idle-swarms.js')).bench,
+  },
   'etcd-compare': {
     summary: 'Concord cluster (5 `concord node` processes) vs etcd 3.4 (5 members): writes/s, p50/p99, kill -9 leader failover',
     load: async () => (await import('./etcd-compare.js')).bench,

@@ -1,0 +1,130 @@
+import type { Clock, TimerHandle } from './clock.js';
+import { BinaryHeap } from './heap.js';
+
+interface Entry {
+  readonly id: number;
+  /** Slot time (base clock) the entry is due at. */
+  readonly at: number;
+  readonly fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * One timer for many: a Clock whose timers all share a single timer of the base clock.
+ * Due times are rounded up to a grid of slotMs, so members whose ticks fall in the same slot
+ * wake the process once, not once each. With hundreds of Raft members in one process (many
+ * swarms) this turns a wakeup per member per tick into at most one per slot.
+ *
+ * Timers fire in (slot, creation order), when the base clock fires the slot's timer: at most
+ * one slot later than asked (plus the base timer's own lateness); a timer set
+ * from inside a firing waits for the next arming of the base timer even when already due,
+ * so a callback that re-arms itself at 0 ms cannot starve the loop. now() and defer() are
+ * the base clock's: only timing passes through the wheel, randomness never does.
+ */
+export class TickWheel implements Clock {
+  private readonly heap = new BinaryHeap<Entry>((a, b) => a.at < b.at || (a.at === b.at && a.id < b.id));
+  private readonly byId = new Map<number, Entry>();
+  private nextId = 1;
+  /** The base timer, and the slot it is armed for. */
+  private armed: { handle: TimerHandle; at: number } | null = null;
+  /** Inside fire(): timers set meanwhile do not arm the base timer (fire() does, at its end). */
+  private firing = false;
+  /** Wakeups of the base timer so far (a measure of what the wheel saved). */
+  fired = 0;
+
+  constructor(
+    private readonly base: Clock,
+    readonly slotMs = 2,
+    /** Grid for timers that accept slack (setTimeoutWithin): they gather on fewer wakeups. */
+    readonly coarseSlotMs = slotMs,
+  ) {
+    if (!(slotMs > 0)) throw new RangeError(`TickWheel: slotMs ${slotMs}: accepted: a number of ms > 0`);
+    if (!(coarseSlotMs >= slotMs)) throw new RangeError(`TickWheel: coarseSlotMs ${coarseSlotMs}: accepted: a number of ms >= slotMs (${slotMs})`);
+  }
+
+  now(): number {
+    return this.base.now();
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.setTimeoutWithin(fn, ms, 0);
+  }
+
+  /**
+   * Like setTimeout, but firing up to slackMs later is fine: the timer then goes to the next
+   * point of the coarse grid if that is within the slack, where it shares a wakeup with every
+   * other timer that accepted slack (a leader's heartbeat, an idle member's bookkeeping).
+   */
+  setTimeoutWithin(fn: () => void, ms: number, slackMs: number): TimerHandle {
+    const delay = Number.isFinite(ms) && ms > 0 ? ms : 0;
+    const due = this.base.now() + delay;
+    const coarse = Math.ceil(due / this.coarseSlotMs) * this.coarseSlotMs;
+    const at = coarse <= due + slackMs ? coarse : Math.ceil(due / this.slotMs) * this.slotMs;
+    const e: Entry = { id: this.nextId++, at, fn, cancelled: false };
+    this.heap.push(e);
+    this.byId.set(e.id, e);
+    this.arm();
+    return { id: e.id };
+  }
+
+  /** Lazy: the entry stays in the heap, marked, and is skipped (its slot may still wake the base timer once). */
+  clearTimeout(handle: TimerHandle): void {
+    const id = (handle as { id?: unknown }).id;
+    if (typeof id !== 'number') return;
+    const e = this.byId.get(id);
+    if (!e) return;
+    e.cancelled = true;
+    this.byId.delete(id);
+  }
+
+  defer(fn: () => void): void {
+    if (this.base.defer) this.base.defer(fn);
+    else this.base.setTimeout(fn, 0);
+  }
+
+  /** Timers set and neither fired nor cancelled. */
+  pending(): number {
+    return this.byId.size;
+  }
+
+  private peekLive(): Entry | undefined {
+    let top = this.heap.peek();
+    while (top && top.cancelled) {
+      this.heap.pop();
+      top = this.heap.peek();
+    }
+    return top;
+  }
+
+  /** Arm the base timer for the earliest live slot, unless it already is (or earlier). */
+  private arm(): void {
+    if (this.firing) return; // fire() arms once it is done
+    const next = this.peekLive();
+    if (!next) return;
+    if (this.armed) {
+      if (this.armed.at <= next.at) return;
+      this.base.clearTimeout(this.armed.handle);
+    }
+    const at = next.at;
+    const handle = this.base.setTimeout(() => this.fire(at), Math.max(0, at - this.base.now()));
+    this.armed = { handle, at };
+  }
+
+  private fire(at: number): void {
+    this.armed = null;
+    this.fired++;
+    this.firing = true;
+    // Only entries that existed when the base timer fired: one set meanwhile waits for the next arming.
+    const lastId = this.nextId - 1;
+    try {
+      for (let e = this.peekLive(); e && e.at <= at && e.id <= lastId; e = this.peekLive()) {
+        this.heap.pop();
+        this.byId.delete(e.id);
+        e.fn();
+      }
+    } finally {
+      this.firing = false;
+      this.arm();
+    }
+  }
+}

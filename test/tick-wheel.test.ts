@@ -1,0 +1,153 @@
+// TickWheel: every member's tick timer on one timer of the base clock (many swarms in one
+// process), on a VirtualClock so slots, wakeups and elections are exact.
+
+import { describe, expect, it } from 'vitest';
+import { LocalCluster } from '../src/host/local-cluster.js';
+import type { NodeId } from '../src/raft/types.js';
+import { MemoryStorage } from '../src/storage/memory-storage.js';
+import { Prng } from '../src/util/prng.js';
+import { TickWheel } from '../src/util/tick-wheel.js';
+import { VirtualClock } from '../src/util/virtual-clock.js';
+import { RecordingMachine } from './helpers/sim-cluster.js';
+
+describe('TickWheel: many timers, one timer of the base clock', () => {
+  it('arms one base timer for any number of timers; each fires in (slot, creation) order, never early, at most a slot late', () => {
+    const clock = new VirtualClock();
+    const wheel = new TickWheel(clock, 2);
+    const delays = [7, 1, 4, 4, 0, 13, 2, 7];
+    const fired: Array<{ i: number; at: number }> = [];
+    delays.forEach((d, i) => wheel.setTimeout(() => fired.push({ i, at: clock.now() }), d));
+    expect(clock.pending()).toBe(1);
+    expect(wheel.pending()).toBe(delays.length);
+    clock.runAll();
+    expect(fired.map((f) => f.i).sort()).toEqual(delays.map((_, i) => i));
+    for (const f of fired) {
+      expect(f.at).toBeGreaterThanOrEqual(delays[f.i]!);
+      expect(f.at).toBeLessThan(delays[f.i]! + 2);
+    }
+    const slotOf = (i: number) => Math.ceil(delays[i]! / 2);
+    const expected = delays.map((_, i) => i).sort((a, b) => slotOf(a) - slotOf(b) || a - b);
+    expect(fired.map((f) => f.i)).toEqual(expected);
+    // One base wakeup per distinct slot (0, 2, 4, 8, 14), not one per timer.
+    expect(wheel.fired).toBe(5);
+    expect(wheel.pending()).toBe(0);
+  });
+
+  it('timers that accept slack gather on the coarse grid: fewer wakeups, none early, none later than the slack', () => {
+    const run = (slackMs: number) => {
+      const clock = new VirtualClock();
+      const wheel = new TickWheel(clock, 2, 10);
+      const late: number[] = [];
+      for (let d = 1; d <= 20; d++) wheel.setTimeoutWithin(() => late.push(clock.now() - d), d, slackMs);
+      clock.runAll();
+      return { fired: wheel.fired, late };
+    };
+    const fine = run(0);
+    const coarse = run(10);
+    expect(fine.fired).toBe(10); // slots 2, 4, ..., 20
+    expect(coarse.fired).toBe(2); // grid points 10 and 20
+    for (const l of coarse.late) {
+      expect(l).toBeGreaterThanOrEqual(0);
+      expect(l).toBeLessThanOrEqual(10);
+    }
+    // A slack too small to reach the coarse grid keeps the fine slot.
+    const clock = new VirtualClock();
+    const wheel = new TickWheel(clock, 2, 10);
+    let at = -1;
+    wheel.setTimeoutWithin(() => (at = clock.now()), 3, 2);
+    clock.runAll();
+    expect(at).toBe(4);
+  });
+
+  it('a cancelled timer never fires; one set from inside a firing waits for the next wakeup', () => {
+    const clock = new VirtualClock();
+    const wheel = new TickWheel(clock, 2);
+    const order: string[] = [];
+    const h = wheel.setTimeout(() => order.push('cancelled'), 4);
+    wheel.setTimeout(() => {
+      order.push(`a@${wheel.fired}`);
+      wheel.setTimeout(() => order.push(`b@${wheel.fired}`), 0);
+    }, 4);
+    wheel.clearTimeout(h);
+    clock.runAll();
+    expect(order).toEqual(['a@1', 'b@2']);
+  });
+});
+
+/** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */
+function sharedWheelGroups(groups: number, seed: number) {
+  const clock = new VirtualClock();
+  const wheel = new TickWheel(clock, 2, 10);
+  let tickTimers = 0;
+  // Count the members' tick timers the wheel multiplexes (the only timers set on it).
+  const setTimeoutWithin = wheel.setTimeoutWithin.bind(wheel);
+  wheel.setTimeoutWithin = (fn, ms, slack) => setTimeoutWithin(() => (tickTimers++, fn()), ms, slack);
+  const prng = new Prng(seed);
+  const clusters = Array.from({ length: groups }, (_, g) => {
+    const ids: NodeId[] = Array.from({ length: 5 }, (_, i) => `g${g}n${i + 1}`);
+    return new LocalCluster({
+      ids,
+      clock,
+      prng: prng.fork(),
+      storageFor: () => new MemoryStorage(),
+      machineFor: () => new RecordingMachine(),
+      tickMs: 2,
+      tickTimerMs: 50,
+      tickClock: wheel,
+      tickSlackMs: 10,
+      // The embedded defaults: 150-300 ms election timeout, 50 ms heartbeat.
+      raft: { electionTicksMin: 75, electionTicksMax: 150, heartbeatTicks: 25 },
+    });
+  });
+  for (const c of clusters) c.startAll();
+  return { clock, wheel, clusters, tickTimers: () => tickTimers };
+}
+
+describe('a shared TickWheel drives every member of every group', () => {
+  it('each group elects a leader and keeps it while idle; wakeups follow the grid, not the member count', () => {
+    const { clock, wheel, clusters, tickTimers } = sharedWheelGroups(4, 21);
+    clock.runFor(3000);
+    const leaders = clusters.map((c) => c.leader());
+    for (const l of leaders) expect(l).toBeDefined();
+    const terms = leaders.map((l) => l!.core.term);
+    const wakeups0 = wheel.fired;
+    const ticks0 = tickTimers();
+    clock.runFor(10_000);
+    // Heartbeats kept every follower from timing out: no group held an election.
+    expect(clusters.map((c) => c.leader()?.core.term)).toEqual(terms);
+    expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l!.id));
+    // Every one of the 20 members ran its tick timer: at least one per 64 ms (the catch-up
+    // bound minus the slack) as a follower, one per heartbeat as a leader.
+    const perMember = (tickTimers() - ticks0) / 20;
+    expect(perMember).toBeGreaterThanOrEqual(10_000 / 64);
+    // ... yet the base clock woke at most once per 10 ms grid point for all of them.
+    const wakeups = wheel.fired - wakeups0;
+    expect(wakeups).toBeLessThanOrEqual(10_000 / 10 + 1);
+    expect(tickTimers() - ticks0).toBeGreaterThan(2.5 * wakeups);
+    // Each member holds exactly one tick timer on the wheel.
+    expect(wheel.pending()).toBe(20);
+  });
+
+  it('a crashed leader is replaced: followers\' election timeouts still fire on time through the wheel', () => {
+    const { clock, clusters } = sharedWheelGroups(2, 33);
+    clock.runFor(3000);
+    const c = clusters[0]!;
+    const old = c.leader()!;
+    const other = clusters[1]!.leader()!;
+    c.crash(old.id);
+    const crashedAt = clock.now();
+    let elected: number | null = null;
+    for (let t = 0; t < 2000 && elected === null; t += 2) {
+      clock.runFor(2);
+      const l = c.leader();
+      if (l && l.id !== old.id) elected = clock.now() - crashedAt;
+    }
+    expect(elected).not.toBeNull();
+    // Detection takes one randomized election timeout (150-300 ms, from the last heartbeat),
+    // then a pre-vote and a vote round: well under a second unless ticks were lost.
+    expect(elected!).toBeGreaterThanOrEqual(100);
+    expect(elected!).toBeLessThan(1000);
+    // The other group never noticed.
+    expect(clusters[1]!.leader()?.id).toBe(other.id);
+  });
+});
