@@ -48,6 +48,8 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
   if (!NAME_RE.test(name)) throw invalid('swarm', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
   const members = [...new Set(o.members ?? [...h.members.voters, ...h.members.learners])].sort();
   if (members.length === 0) throw new UserError('invalid_argument', `snapshot ${file} lists no members; pass the members to restore`, 'members');
+  // Each id names a file (<id>.db) in the swarm directory: never a path.
+  for (const id of members) if (!NAME_RE.test(id)) throw invalid('members', id, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
   if (o.member !== undefined && !members.includes(o.member)) throw invalid('id', o.member, `one of the members: ${members.join(', ')}`);
   const local = o.member !== undefined ? [o.member] : members;
 
