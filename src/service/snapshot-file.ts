@@ -147,7 +147,7 @@ export function decodeSnapshotFile(bytes: Buffer, file: string): DecodedSnapshot
   const stateSha = createHash('sha256').update(stateBuf).digest('hex');
   if (stateSha !== header.state_sha256) throw refused(file, `state hash mismatch: header ${header.state_sha256}, state ${stateSha}`);
   const state = stateBuf.toString('utf8');
-  const bad = new CoordinationMachine().checkSnapshot(state) ?? configOf(state);
+  const bad = new CoordinationMachine().checkSnapshot(state) ?? stateProblem(state, header);
   if (bad) throw refused(file, `the state cannot be restored: ${bad}`);
   return { header, state, sha256, bytes: bytes.length };
 }
@@ -171,9 +171,17 @@ function headerProblem(h: SnapshotHeader): string | null {
   return null;
 }
 
-/** The state's swarm config must be one consensus_config could have committed. */
-function configOf(state: string): string | null {
-  const config = (JSON.parse(state) as { config: Record<string, unknown> }).config;
+/**
+ * What restore would load as is, checked: the swarm config must be one consensus_config could
+ * have committed, the log clock a time, and the state at the header's index and term.
+ */
+function stateProblem(state: string, h: SnapshotHeader): string | null {
+  const s = JSON.parse(state) as { config: Record<string, unknown>; clock: unknown; appliedIndex: unknown; appliedTerm: unknown };
+  if (typeof s.clock !== 'number' || !Number.isFinite(s.clock) || s.clock < 0) return `clock=${JSON.stringify(s.clock)} (accepted: a time in ms)`;
+  if (s.appliedIndex !== h.index || s.appliedTerm !== h.term) {
+    return `the state is at index ${JSON.stringify(s.appliedIndex)} term ${JSON.stringify(s.appliedTerm)}, the header says index ${h.index} term ${h.term}`;
+  }
+  const config = s.config;
   const base = new CoordinationMachine().config;
   const missing = Object.keys(base).find((k) => !(k in config));
   if (missing !== undefined) return `config.${missing} missing`;

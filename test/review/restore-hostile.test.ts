@@ -2,6 +2,7 @@
 // so restore must validate what it loads. A crafted file with a valid hash must be refused,
 // naming the problem, and must write nothing outside the data directory.
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,10 +18,10 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 function crafted(tag: string, patchHeader: Partial<SnapshotHeader>, patchState: (s: Record<string, unknown>) => void = () => {}): string {
   const m = new CoordinationMachine();
   const s = JSON.parse(m.snapshot()) as Record<string, unknown>;
+  s.appliedIndex = patchHeader.index ?? 10;
+  s.appliedTerm = patchHeader.term ?? 2;
   patchState(s);
   const state = JSON.stringify(s);
-  const check = new CoordinationMachine();
-  check.restore(state);
   const header: SnapshotHeader = {
     format_version: 1,
     swarm: 'src',
@@ -31,7 +32,7 @@ function crafted(tag: string, patchHeader: Partial<SnapshotHeader>, patchState: 
     members: { voters: ['a1', 'a2', 'a3'], learners: [] },
     max_agents: 10,
     counts: countsOf(m),
-    state_sha256: check.stateHash(),
+    state_sha256: createHash('sha256').update(state).digest('hex'),
     state_bytes: Buffer.byteLength(state),
     created_at: new Date().toISOString(),
     ...patchHeader,
@@ -85,5 +86,22 @@ describe('restore of a crafted snapshot with a valid hash', () => {
       s.config = {};
     });
     expect(() => readSnapshotFile(missing)).toThrow(/config/);
+  });
+
+  it('a log clock that is not a time, or a state at another index than its header, is refused', () => {
+    expect(() => readSnapshotFile(crafted('clock', {}, (st) => void (st.clock = 'abc')))).toThrow(/clock="abc"/);
+    expect(() => readSnapshotFile(crafted('index', {}, (st) => void (st.appliedIndex = 3)))).toThrow(/state is at index 3 term 2, the header says index 10 term 2/);
+  });
+
+  it('a state that does not load back as itself is refused before anything is written, naming the file', () => {
+    const dataDir = path.join(root, 'shape-dir');
+    for (const [tag, patch] of [
+      ['agents-null', (st: Record<string, unknown>) => void (st.agents = [null])],
+      ['sessions-bad', (st: Record<string, unknown>) => void (st.sessions = [[1, 'x', 5]])],
+    ] as const) {
+      const file = crafted(tag, {}, patch);
+      expect(() => restoreSnapshot(file, { dataDir }), tag).toThrow(new RegExp(`snapshot ${file} refused: the state`));
+      expect(fs.existsSync(path.join(dataDir, 'swarms', 'src')), tag).toBe(false);
+    }
   });
 });
