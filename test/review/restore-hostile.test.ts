@@ -104,4 +104,15 @@ describe('restore of a crafted snapshot with a valid hash', () => {
       expect(fs.existsSync(path.join(dataDir, 'swarms', 'src')), tag).toBe(false);
     }
   });
+
+  it('a swarm name or a member list that is a path is refused (the name held before; --peers ids are checked by the CLI, now by restore too)', () => {
+    const dataDir = path.join(root, 'names-dir');
+    const file = crafted('names', {});
+    for (const swarm of ['../x', '/tmp/x', 'a/b', '.', '..', 'x\0y', 'x'.repeat(65)]) {
+      expect(() => restoreSnapshot(file, { dataDir, swarm }), swarm).toThrow(/swarm=.* is not valid/);
+    }
+    expect(() => restoreSnapshot(file, { dataDir, member: '../m', members: ['a1', '../m'] })).toThrow(/members="..\/m" is not valid/);
+    expect(fs.existsSync(path.join(dataDir, 'swarms'))).toBe(false);
+    expect(fs.readdirSync(root).filter((f) => f === 'x' || f === 'm.db')).toEqual([]);
+  });
 });
