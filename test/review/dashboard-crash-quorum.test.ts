@@ -23,7 +23,9 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const crash = async (agent_id: string) =>
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+const crash = async (agent_id: string): Promise<Json> =>
   (await fetch(`${base}/dashboard/api/actions/crash`, { method: 'POST', headers: { 'content-type': 'application/json', origin: base }, body: JSON.stringify({ agent_id }) })).json();
 
 describe('crashing agents from the dashboard', () => {
