@@ -3,7 +3,7 @@
 
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { spawnAgent } from '../../src/service/agents.js';
+import { spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
 import { SwarmRegistry } from '../../src/service/registry.js';
@@ -66,5 +66,23 @@ describe('bootstrap_expect, hostile sequences', () => {
     const file = `${dir}/swarms/t/swarm.json`;
     fs.writeFileSync(file, fs.readFileSync(file, 'utf8').slice(0, 40));
     expect(() => open(dir)).toThrow(file);
+  });
+
+  it('concurrent spawns at the threshold form one group; a name reused while waiting counts once (held)', async () => {
+    const c = open(res.dir('boot-race'));
+    const swarm = c.init({ name: 'r', max_agents: 5, bootstrap_expect: 3 }).swarm;
+    await spawnAgent(swarm, { name: 'a' });
+    await spawnAgent(swarm, { name: 'b' });
+    // b leaves and comes back under the same name while the group waits.
+    await terminateAgent(swarm, 'b', 'graceful');
+    expect((await spawnAgent(swarm, { name: 'b' })) as Rec).toMatchObject({ status: 'waiting_for_bootstrap', agents_spawned: 2 });
+    const out = (await Promise.all(['c', 'd', 'e'].map((name) => spawnAgent(swarm, { name })))) as Array<Rec & { bootstrap?: Rec }>;
+    const formations = out.filter((r) => r.bootstrap !== undefined);
+    expect(formations).toHaveLength(1);
+    expect(formations[0]!.bootstrap!.voters).toEqual(['a', 'b', 'c']);
+    expect(out.filter((r) => r.joined_as === 'learner, then promoted to voter').map((r) => r.agent_id).sort()).toEqual(['d', 'e']);
+    await waitUntil(() => swarm.cluster.leader()?.status().conf.voters.length === 5, 10_000, 'five voters');
+    expect(swarm.cluster.running().filter((h) => h.core.role === 'leader')).toHaveLength(1);
+    expect(swarm.data.bootstrap_voters).toEqual(['a', 'b', 'c']);
   });
 });
