@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Coordinator } from '../../service/coordinator.js';
+import { DEFAULT_SWARM, type Coordinator } from '../../service/coordinator.js';
 import { UserError } from '../../service/errors.js';
 import { memoryList, memoryRetrieve } from '../../service/memory.js';
 import { logger } from '../../util/logger.js';
@@ -102,7 +102,9 @@ export function dashboardRoutes(coord: Coordinator, opts: DashboardOptions): Das
     }
     if (req.method !== 'GET') return refuse(res, 405, `${req.method} ${path}: only GET`, { allow: 'GET' });
     const q = url.searchParams;
-    const swarm = () => coord.swarm(q.get('swarm') ?? undefined);
+    // Named, so a read never creates the default swarm (coord.swarm() without a name would):
+    // any page can make a browser send this GET.
+    const swarm = () => coord.swarm(q.get('swarm') ?? DEFAULT_SWARM);
     switch (path) {
       case '/dashboard/api/events':
         hub.attach(req, res);
