@@ -69,4 +69,16 @@ describe('dashboard actions against cross-site requests', () => {
       expect(r.status).not.toBe(204);
     }
   });
+
+  it('refuses API calls a browser labels as coming from another site or port, reads and the stream included', async () => {
+    const host = `127.0.0.1:${srv.port}`;
+    for (const site of ['cross-site', 'same-site']) {
+      expect((await raw('GET', '/dashboard/api/events', { host, 'sec-fetch-site': site })).status, site).toBe(403);
+      expect((await raw('GET', '/dashboard/api/memory', { host, 'sec-fetch-site': site })).status, site).toBe(403);
+      expect((await raw('POST', '/dashboard/api/actions/heal', { host, 'sec-fetch-site': site, 'content-type': 'application/json' }, '{}')).status, site).toBe(403);
+    }
+    // The page's own calls (same-origin) and non-browser clients (no label) are served.
+    expect((await raw('GET', '/dashboard/api/memory', { host, 'sec-fetch-site': 'same-origin' })).status).toBe(200);
+    expect((await raw('GET', '/dashboard/api/memory', { host })).status).toBe(200);
+  });
 });

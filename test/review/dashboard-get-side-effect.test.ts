@@ -25,7 +25,7 @@ describe('dashboard reads on a server with no swarm', () => {
     for (const p of ['/dashboard/api/memory', '/dashboard/api/memory?page=1', '/dashboard/api/memory/key?key=x']) {
       const r = await fetch(`${base}${p}`);
       expect(r.status, p).toBe(404);
-      expect((await r.json()).error, p).toMatch(/swarm="default" does not exist/);
+      expect(((await r.json()) as { error: string }).error, p).toMatch(/swarm="default" does not exist/);
     }
     // Actions name their swarm too: a heal with no swarm creates none.
     const heal = await fetch(`${base}/dashboard/api/actions/heal`, { method: 'POST', headers: { 'content-type': 'application/json', origin: base }, body: '{}' });

@@ -77,6 +77,12 @@ export function dashboardRoutes(coord: Coordinator, opts: DashboardOptions): Das
       return true;
     }
     if (!path.startsWith('/dashboard/api/')) return false;
+    // Browsers label every request with where it comes from. Another site (or another port:
+    // "same-site") may not make the page's API calls, reads included: a GET needs no
+    // preflight, and an <img> pointed at the event stream would hold it open (and the daemon
+    // up) for as long as that page stays open. Clients that are not browsers send no label.
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') return refuse(res, 403, `dashboard API calls come from the dashboard page itself (Sec-Fetch-Site: ${site})`);
     if (!opts.token && !isLoopback(opts.bindHost)) return refuse(res, 403, `the dashboard API is refused: this server listens on ${opts.bindHost} (beyond loopback) without a bearer token`);
     if (opts.token && !tokenMatches(req.headers.authorization, opts.token)) return refuse(res, 401, 'missing or wrong bearer token (open the page as /#token=<token>)');
     const action = /^\/dashboard\/api\/actions\/([a-z-]+)$/.exec(path)?.[1];
