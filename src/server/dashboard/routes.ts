@@ -27,6 +27,8 @@ export interface Dashboard {
 
 const MEMORY_PAGE = 50;
 const MAX_BODY_BYTES = 64 << 10;
+/** Open event streams at most (pages; one each). */
+export const MAX_STREAMS = 32;
 
 /**
  * The page files ship in the package's web/dashboard (package.json "files"); this module runs
@@ -113,6 +115,12 @@ export function dashboardRoutes(coord: Coordinator, opts: DashboardOptions): Das
     const swarm = () => coord.swarm(q.get('swarm') ?? DEFAULT_SWARM);
     switch (path) {
       case '/dashboard/api/events':
+        // Each stream holds a connection for as long as it is open: capped well below the
+        // listener's connection limit, so open streams can never lock out /metrics, /health
+        // and the actions.
+        if (hub.count() >= MAX_STREAMS) {
+          return refuse(res, 503, `${hub.count()} dashboard streams are open (at most ${MAX_STREAMS}); close a page and retry`, { 'retry-after': '5' });
+        }
         hub.attach(req, res);
         return true;
       case '/dashboard/api/memory': {
