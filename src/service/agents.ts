@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import { majority } from '../raft/quorum.js';
 import { UserError, invalid } from './errors.js';
 import { pause } from './proposer.js';
 import type { Swarm } from './swarm.js';
@@ -260,7 +261,18 @@ export async function terminateAgent(swarm: Swarm, id: string, mode: 'crash' | '
     swarm.workers.get(id)?.reset();
     entry.state = 'crashed';
     swarm.registry.save();
-    return { agent_id: id, mode, status: 'crashed', was_leader: wasLeader, note: 'stopped abruptly; the others notice by missed heartbeats' };
+    // Say what the crash left: a fault control (the dashboard's button too) may take the
+    // swarm below its quorum, and then nothing commits until an agent_restart.
+    const agents = swarm.activeMembers().length;
+    const running = swarm.activeMembers().filter((a) => swarm.isRunning(a)).length;
+    const quorum = majority(agents);
+    const note =
+      running === 0
+        ? `stopped abruptly; no agent of swarm ${swarm.name} is running now: nothing commits until agent_restart`
+        : running < quorum
+          ? `stopped abruptly; swarm ${swarm.name} has lost its quorum (${running} of ${agents} agents running, a majority is ${quorum}): no leader can be elected and nothing commits until agent_restart`
+          : 'stopped abruptly; the others notice by missed heartbeats';
+    return { agent_id: id, mode, status: 'crashed', was_leader: wasLeader, agents_running: running, quorum_size: quorum, quorum_lost: running < quorum, note };
   }
   if (swarm.activeMembers().length === 1) {
     throw new UserError('conflict', `agent ${id} is the last member of swarm ${swarm.name}; use swarm_destroy to remove the swarm`, 'agent_id');

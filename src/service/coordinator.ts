@@ -189,6 +189,14 @@ export class Coordinator {
     }
     const expect = given ?? (maxAgents !== s.data.max_agents ? majority(maxAgents) : s.bootstrapExpect);
     checkBootstrapExpect(expect, maxAgents);
+    // The group forms at the spawn that brings the waiting agents to bootstrap_expect: it
+    // must stay above those already waiting, or no spawn would ever form it.
+    const waiting = s.waitingMembers().length;
+    if (waiting > 0 && expect <= waiting) {
+      const why = `${waiting} agents already wait for bootstrap (agent_terminate some first)`;
+      if (waiting >= maxAgents) throw invalid('max_agents', maxAgents, `an integer ${waiting + 1}..15: ${why}`);
+      throw invalid('bootstrap_expect', expect, `an integer ${waiting + 1}..${maxAgents}: ${why}`);
+    }
     return expect;
   }
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SwarmConfig } from '../machine/types.js';
 import { fsyncDirectory, mkdirDurable, nodeSyncFs, type SyncFs } from '../storage/sync-fs.js';
+import { UserError } from './errors.js';
 
 export interface MemberEntry {
   /**
@@ -69,7 +70,14 @@ export class SwarmRegistry {
   }
 
   static load(dir: string, syncFs: SyncFs = nodeSyncFs): SwarmRegistry {
-    const data = JSON.parse(fs.readFileSync(SwarmRegistry.file(dir), 'utf8')) as RegistryData;
+    const file = SwarmRegistry.file(dir);
+    let data: RegistryData;
+    try {
+      data = JSON.parse(fs.readFileSync(file, 'utf8')) as RegistryData;
+    } catch (e) {
+      // Written atomically, so damage is from outside: name the file, never guess its content.
+      throw new UserError('unavailable', `swarm registry ${file} cannot be read (${(e as Error).message}); restore it from a copy or move the swarm directory away`);
+    }
     return new SwarmRegistry(dir, data, syncFs);
   }
 

@@ -48,9 +48,20 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
   if (!NAME_RE.test(name)) throw invalid('swarm', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
   const members = [...new Set(o.members ?? [...h.members.voters, ...h.members.learners])].sort();
   if (members.length === 0) throw new UserError('invalid_argument', `snapshot ${file} lists no members; pass the members to restore`, 'members');
+  // Each id names a file (<id>.db) in the swarm directory: never a path.
+  for (const id of members) if (!NAME_RE.test(id)) throw invalid('members', id, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
   if (o.member !== undefined && !members.includes(o.member)) throw invalid('id', o.member, `one of the members: ${members.join(', ')}`);
   const local = o.member !== undefined ? [o.member] : members;
 
+  // A trial load, before anything is written: a state that does not load back as itself
+  // (wrong types, a crafted file with recomputed hashes) is refused naming the file.
+  const trial = new CoordinationMachine();
+  try {
+    trial.restore(snap.state);
+  } catch (e) {
+    throw new UserError('invalid_argument', `snapshot ${file} refused: the state cannot be loaded (${(e as Error).message}); nothing was restored`, 'file');
+  }
+  if (trial.stateHash() !== h.state_sha256) throw new UserError('invalid_argument', `snapshot ${file} refused: the state does not load back as itself (state hash ${trial.stateHash()}, header ${h.state_sha256}); nothing was restored`, 'file');
   const dataDir = resolveDataDir(o.dataDir);
   // The directory's owner (a daemon, a serve, a node) would not see a swarm added behind its back.
   let lock: DataDirLock;

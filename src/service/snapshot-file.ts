@@ -11,6 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { configProblem } from '../machine/config-bounds.js';
 import { CoordinationMachine } from '../machine/coordination-machine.js';
 import { isSystemKey } from '../machine/memory-store.js';
 import { fsyncDirectory } from '../storage/sync-fs.js';
@@ -20,6 +21,10 @@ export const SNAPSHOT_FORMAT_VERSION = 1;
 const MAGIC = 'CONCORD-SNAPSHOT';
 /** `sha256 ` + 64 hex digits + newline. */
 const TRAILER_BYTES = 7 + 64 + 1;
+/** Member ids become file names (`<id>.db`) on restore: the agent name rule, nothing else. */
+const MEMBER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Largest swarm (swarm_init max_agents). */
+const MAX_MEMBERS = 15;
 
 /** Measured from the state at `index` (never estimated). */
 export interface SnapshotCounts {
@@ -142,7 +147,7 @@ export function decodeSnapshotFile(bytes: Buffer, file: string): DecodedSnapshot
   const stateSha = createHash('sha256').update(stateBuf).digest('hex');
   if (stateSha !== header.state_sha256) throw refused(file, `state hash mismatch: header ${header.state_sha256}, state ${stateSha}`);
   const state = stateBuf.toString('utf8');
-  const bad = new CoordinationMachine().checkSnapshot(state);
+  const bad = new CoordinationMachine().checkSnapshot(state) ?? stateProblem(state, header);
   if (bad) throw refused(file, `the state cannot be restored: ${bad}`);
   return { header, state, sha256, bytes: bytes.length };
 }
@@ -156,7 +161,32 @@ function headerProblem(h: SnapshotHeader): string | null {
   if (typeof h.state_sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.state_sha256)) return 'state_sha256 missing';
   const ids = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === 'string');
   if (typeof h.members !== 'object' || h.members === null || !ids(h.members.voters) || !ids(h.members.learners)) return 'members missing';
+  // The hash is no authentication (anyone can recompute it): member ids name files on restore.
+  const all = [...h.members.voters, ...h.members.learners];
+  const badId = all.find((id) => !MEMBER_ID_RE.test(id));
+  if (badId !== undefined) return `member id ${JSON.stringify(badId.slice(0, 80))} is not valid (accepted: letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit)`;
+  if (new Set(all).size !== all.length) return 'a member is listed twice';
+  if (all.length > MAX_MEMBERS) return `${all.length} members (accepted: at most ${MAX_MEMBERS})`;
+  if (!Number.isInteger(h.max_agents) || h.max_agents < 1 || h.max_agents > MAX_MEMBERS) return `max_agents=${JSON.stringify(h.max_agents)} (accepted: an integer 1..${MAX_MEMBERS})`;
   return null;
+}
+
+/**
+ * What restore would load as is, checked: the swarm config must be one consensus_config could
+ * have committed, the log clock a time, and the state at the header's index and term.
+ */
+function stateProblem(state: string, h: SnapshotHeader): string | null {
+  const s = JSON.parse(state) as { config: Record<string, unknown>; clock: unknown; appliedIndex: unknown; appliedTerm: unknown };
+  if (typeof s.clock !== 'number' || !Number.isFinite(s.clock) || s.clock < 0) return `clock=${JSON.stringify(s.clock)} (accepted: a time in ms)`;
+  if (s.appliedIndex !== h.index || s.appliedTerm !== h.term) {
+    return `the state is at index ${JSON.stringify(s.appliedIndex)} term ${JSON.stringify(s.appliedTerm)}, the header says index ${h.index} term ${h.term}`;
+  }
+  const config = s.config;
+  const base = new CoordinationMachine().config;
+  const missing = Object.keys(base).find((k) => !(k in config));
+  if (missing !== undefined) return `config.${missing} missing`;
+  const p = configProblem(base, config);
+  return p ? `config.${p.field}=${JSON.stringify(p.value)} (accepted: ${p.accepted})` : null;
 }
 
 /** Read and verify a snapshot file. */

@@ -244,6 +244,9 @@ export class Swarm {
   get bootstrapped(): boolean {
     if (this.cluster.mode === 'tcp') return true;
     if (this.data.bootstrapped_at !== undefined) return true;
+    // A member that ever started (a bootstrap voter, or one active or crashed) means a group
+    // runs: a registry missing bootstrapped_at (edited, damaged) must never form a second one.
+    if (Object.values(this.data.members).some((m) => m.bootstrap || m.state === 'active' || m.state === 'crashed')) return true;
     return this.data.bootstrap_expect === undefined && Object.keys(this.data.members).length > 0;
   }
 

@@ -89,8 +89,11 @@ function renderSummary(s) {
 function renderMembers(s) {
   $('#members').innerHTML = s.members
     .map((m) => {
-      const role = m.status === 'crashed' ? 'down' : m.role;
-      const buttons = m.status === 'crashed'
+      const role = m.status === 'crashed' ? 'down' : m.status === 'waiting' ? 'waiting' : m.role;
+      // A waiting agent has not started: nothing to crash or restart until the group forms.
+      const buttons = m.status === 'waiting'
+        ? '<span class="note">waiting for bootstrap_expect</span>'
+        : m.status === 'crashed'
         ? `<button data-action="restart" data-agent="${esc(m.id)}">Restart</button>`
         : `<button data-action="crash" data-agent="${esc(m.id)}">Crash</button>` +
           (m.status === 'partitioned' ? '' : ` <button data-action="partition" data-agent="${esc(m.id)}">Isolate</button>`);

@@ -10,6 +10,11 @@ const THROUGHPUT_STEP_MS = 1_000;
 const THROUGHPUT_POINTS = 180;
 /** An SSE comment this often keeps proxies and idle timers from closing a quiet stream. */
 const KEEPALIVE_MS = 15_000;
+/**
+ * Unsent bytes a stream may hold (about 30 snapshots of a 15-member swarm). A reader that
+ * stops reading (a stalled or hostile client) is dropped past it; a live page reconnects.
+ */
+export const MAX_STREAM_BUFFER_BYTES = 1 << 20;
 
 interface Series {
   /** Unix seconds of each point. */
@@ -53,7 +58,18 @@ export class DashboardHub {
     this.start();
     // A new page gets the current state at once, whatever the others last saw.
     const snap = this.safeSnapshot();
-    if (snap !== null) res.write(`data: ${snap}\n\n`);
+    if (snap !== null) this.send(res, `data: ${snap}\n\n`);
+  }
+
+  /** Write to one stream, or drop it when its reader has left too much unread. */
+  private send(c: http.ServerResponse, text: string): void {
+    if (c.writableLength <= MAX_STREAM_BUFFER_BYTES) {
+      c.write(text);
+      return;
+    }
+    logger.warn({ unsent_bytes: c.writableLength, max_bytes: MAX_STREAM_BUFFER_BYTES }, 'dashboard stream dropped: its client is not reading');
+    this.clients.delete(c);
+    c.destroy();
   }
 
   /** Push soon (an action or a role change), not waiting for the next tick. */
@@ -71,7 +87,7 @@ export class DashboardHub {
     if (this.timer) return;
     this.timer = setInterval(() => this.tick(), SNAPSHOT_INTERVAL_MS);
     this.keepalive = setInterval(() => {
-      for (const c of this.clients) c.write(': keepalive\n\n');
+      for (const c of [...this.clients]) this.send(c, ': keepalive\n\n');
     }, KEEPALIVE_MS);
     this.timer.unref();
     this.keepalive.unref();
@@ -91,7 +107,7 @@ export class DashboardHub {
     const snap = this.safeSnapshot();
     if (snap === null || snap === this.lastSent) return;
     this.lastSent = snap;
-    for (const c of this.clients) c.write(`data: ${snap}\n\n`);
+    for (const c of [...this.clients]) this.send(c, `data: ${snap}\n\n`);
   }
 
   /** A snapshot, or null (logged) when building it failed: the next tick tries again. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Coordinator } from '../../service/coordinator.js';
+import { DEFAULT_SWARM, type Coordinator } from '../../service/coordinator.js';
 import { UserError } from '../../service/errors.js';
 import { memoryList, memoryRetrieve } from '../../service/memory.js';
 import { logger } from '../../util/logger.js';
@@ -27,6 +27,8 @@ export interface Dashboard {
 
 const MEMORY_PAGE = 50;
 const MAX_BODY_BYTES = 64 << 10;
+/** Open event streams at most (pages; one each). */
+export const MAX_STREAMS = 32;
 
 /**
  * The page files ship in the package's web/dashboard (package.json "files"); this module runs
@@ -77,6 +79,12 @@ export function dashboardRoutes(coord: Coordinator, opts: DashboardOptions): Das
       return true;
     }
     if (!path.startsWith('/dashboard/api/')) return false;
+    // Browsers label every request with where it comes from. Another site (or another port:
+    // "same-site") may not make the page's API calls, reads included: a GET needs no
+    // preflight, and an <img> pointed at the event stream would hold it open (and the daemon
+    // up) for as long as that page stays open. Clients that are not browsers send no label.
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') return refuse(res, 403, `dashboard API calls come from the dashboard page itself (Sec-Fetch-Site: ${site})`);
     if (!opts.token && !isLoopback(opts.bindHost)) return refuse(res, 403, `the dashboard API is refused: this server listens on ${opts.bindHost} (beyond loopback) without a bearer token`);
     if (opts.token && !tokenMatches(req.headers.authorization, opts.token)) return refuse(res, 401, 'missing or wrong bearer token (open the page as /#token=<token>)');
     const action = /^\/dashboard\/api\/actions\/([a-z-]+)$/.exec(path)?.[1];
@@ -102,9 +110,17 @@ export function dashboardRoutes(coord: Coordinator, opts: DashboardOptions): Das
     }
     if (req.method !== 'GET') return refuse(res, 405, `${req.method} ${path}: only GET`, { allow: 'GET' });
     const q = url.searchParams;
-    const swarm = () => coord.swarm(q.get('swarm') ?? undefined);
+    // Named, so a read never creates the default swarm (coord.swarm() without a name would):
+    // any page can make a browser send this GET.
+    const swarm = () => coord.swarm(q.get('swarm') ?? DEFAULT_SWARM);
     switch (path) {
       case '/dashboard/api/events':
+        // Each stream holds a connection for as long as it is open: capped well below the
+        // listener's connection limit, so open streams can never lock out /metrics, /health
+        // and the actions.
+        if (hub.count() >= MAX_STREAMS) {
+          return refuse(res, 503, `${hub.count()} dashboard streams are open (at most ${MAX_STREAMS}); close a page and retry`, { 'retry-after': '5' });
+        }
         hub.attach(req, res);
         return true;
       case '/dashboard/api/memory': {

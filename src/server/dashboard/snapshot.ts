@@ -8,8 +8,8 @@ import { orchestrationOverview, type OrchestrationOverview } from '../../service
 /** What the page shows of one member; null where nothing was measured. */
 export interface MemberView {
   id: string;
-  /** active, crashed, or partitioned (running, but a link to a running peer is cut). */
-  status: 'active' | 'crashed' | 'partitioned' | 'unreachable';
+  /** active, crashed, partitioned (running, but a link to a running peer is cut), or waiting (for bootstrap_expect: never started). */
+  status: 'active' | 'crashed' | 'partitioned' | 'unreachable' | 'waiting';
   role: string;
   term: number | null;
   commit: number | null;
@@ -61,7 +61,7 @@ export function swarmView(swarm: Swarm): SwarmView {
     const d = disk.get(m.agent_id);
     return {
       id: m.agent_id,
-      status: !running ? 'crashed' : cut.has(m.agent_id) ? 'partitioned' : a?.status === 'unreachable' ? 'unreachable' : 'active',
+      status: a?.status === 'waiting_for_bootstrap' ? 'waiting' : !running ? 'crashed' : cut.has(m.agent_id) ? 'partitioned' : a?.status === 'unreachable' ? 'unreachable' : 'active',
       role: a?.role ?? m.role,
       term: m.term,
       commit: m.commit,
