@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { ClusterBackend } from '../host/cluster-backend.js';
 import { LocalCluster } from '../host/local-cluster.js';
 import type { NodeHost, RoleChange, StateMachine } from '../host/node-host.js';
+import { PROCESS_TURN_BUDGET } from '../host/turn-budget.js';
 import { CoordinationMachine, type OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
 import { DEFAULT_SWARM_CONFIG, type CompleteGroup, type CompleteItem, type ElectionCause, type Op, type SwarmConfig } from '../machine/types.js';
@@ -90,6 +91,7 @@ export class Swarm {
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
       diskReserveBytes: diskReserveFromEnv(),
+      turnBudget: PROCESS_TURN_BUDGET,
     });
     this.proposer = new Proposer(
       this.cluster,
@@ -358,6 +360,8 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
     heartbeatTicks: ticks(c.heartbeat_interval),
     maxUncommittedEntries: c.max_log_entries,
     maxEntriesPerMsg: Math.max(64, c.batch_size),
+    // One large value per Ready: with the turn budget, members apply them a slice at a time.
+    maxCommittedBytesPerReady: 1 << 20,
   };
 }
 

@@ -10,6 +10,11 @@ import type { ConfState, Entry, EntryType, HardState, RestartState, Snapshot, Sn
 import type { LogStorage, PersistBatch, StorageStats } from './types.js';
 import { checkBatch, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
 import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from './sync-fs.js';
+import { logger } from '../util/logger.js';
+import { WAL_CHECKPOINTER } from './wal-checkpointer.js';
+
+/** WAL growth (row payload bytes) after which a 'threadpool' storage asks for a checkpoint. */
+const CHECKPOINT_BYTES = 4 << 20;
 
 const SCHEMA_VERSION = 1;
 
@@ -112,6 +117,11 @@ export class SqliteStorage implements LogStorage {
   /** A commit since the last recoverySync(): load() must make it durable before returning it. */
   private writtenSinceRecoverySync = false;
   private readonly sfs: SyncFs;
+  /** walSync only: payload written since the last checkpoint request, and one in flight. */
+  private walBytesSinceCheckpoint = 0;
+  private checkpointInFlight = false;
+  /** Checkpoints run by the worker thread and inline (worker unavailable or failed). */
+  private checkpoints = { worker: 0, inline: 0 };
 
   /**
    * Opens (creating if needed) the member's database. With durability 'full' it returns only
@@ -131,6 +141,8 @@ export class SqliteStorage implements LogStorage {
       if (mode !== 'wal') throw new Error(`SqliteStorage(${file}): could not enable WAL (journal_mode=${String(mode)})`);
       const walSync = durability === 'full' && opts.fsync === 'threadpool' && ASYNC_FSYNC_PLATFORM;
       db.pragma(`synchronous = ${walSync ? 'NORMAL' : durability.toUpperCase()}`);
+      // Checkpoints (and their fsyncs) off the event loop too: see wal-checkpointer.ts.
+      if (walSync) db.pragma('wal_autocheckpoint = 0');
       // On macOS plain fsync does not flush the drive cache; F_FULLFSYNC does (no-op elsewhere).
       if (durability === 'full') db.pragma('fullfsync = ON');
       db.transaction(() => {
@@ -291,7 +303,9 @@ export class SqliteStorage implements LogStorage {
     this.writtenSinceRecoverySync = true;
     if (mustSync || this.durability !== 'full' || this.walSync) {
       // With walSync the connection never fsyncs a commit itself; the caller does if needed.
-      this.bytesWritten += this.saveTx(batch);
+      const bytes = this.saveTx(batch);
+      this.bytesWritten += bytes;
+      if (this.walSync) this.maybeCheckpoint(bytes);
     } else {
       // Commit-index-only update: written, but not worth an fsync. (pragma must be exec'd
       // each time: a prepared PRAGMA statement applies at prepare time only.)
@@ -397,6 +411,38 @@ export class SqliteStorage implements LogStorage {
    * Closes the database at once. An fdatasync still running keeps our WAL descriptor until it
    * finishes (its `done` still runs, with its result); the database file itself is closed.
    */
+  /** Ask the worker for a PASSIVE checkpoint once the WAL grew enough; inline if it cannot. */
+  private maybeCheckpoint(bytes: number): void {
+    this.walBytesSinceCheckpoint += bytes;
+    if (this.walBytesSinceCheckpoint < CHECKPOINT_BYTES || this.checkpointInFlight) return;
+    this.walBytesSinceCheckpoint = 0;
+    this.checkpointInFlight = true;
+    const sent = WAL_CHECKPOINTER.request(this.file, (err) => {
+      this.checkpointInFlight = false;
+      if (this.closed) return;
+      if (!err) {
+        this.checkpoints.worker++;
+        return;
+      }
+      logger.debug({ file: this.file, err: err.message }, 'worker checkpoint failed; checkpointing inline');
+      this.checkpointInline();
+    });
+    if (!sent) {
+      this.checkpointInFlight = false;
+      this.checkpointInline();
+    }
+  }
+
+  private checkpointInline(): void {
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+    this.checkpoints.inline++;
+  }
+
+  /** WAL checkpoints run on the worker thread and inline so far (fsync 'threadpool' only). */
+  checkpointCounts(): { worker: number; inline: number } {
+    return { ...this.checkpoints };
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
