@@ -15,6 +15,10 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<BenchModule
     summary: 'noop tasks through the service layer (5 agents): tasks/s, latency, exactly-once under a leader crash',
     load: async () => (await import('./tasks.js')).bench,
   },
+  scale: {
+    summary: 'tasks at 1k/10k/100k (cost per task, RSS, retention), 100 x 1 MiB memory_store burst (elections, loop delay)',
+    load: async () => (await import('./scale.js')).bench,
+  },
   'etcd-compare': {
     summary: 'Concord cluster (5 `concord node` processes) vs etcd 3.4 (5 members): writes/s, p50/p99, kill -9 leader failover',
     load: async () => (await import('./etcd-compare.js')).bench,
