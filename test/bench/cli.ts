@@ -16,7 +16,7 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<BenchModule
     load: async () => (await import('./tasks.js')).bench,
   },
   scale: {
-    summary: 'tasks at 1k/10k/100k (cost per task, RSS, retention), 100 x 1 MiB memory_store burst (elections, loop delay)',
+    summary: 'tasks at 1k/10k/100k (cost per task, RSS, retention), 100 x 1 MiB memory_store burst (elections, loop delay), 50 idle swarms (CPU, RSS)',
     load: async () => (await import('./scale.js')).bench,
   },
   'etcd-compare': {

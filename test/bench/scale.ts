@@ -12,6 +12,9 @@
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
 // event loop's max and p99 delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution) against the
 // heartbeat interval, and memory_store latency p50/p99/max.
+//
+// Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
+// the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,27 +32,31 @@ import type { BenchArgs, BenchModule } from './types.js';
 
 const AGENTS = 5;
 const POLL_MS = 20;
-const TARGETS = { burst_elections_max: 0, cost_growth_max: 1.5 };
+const TARGETS = { burst_elections_max: 0, cost_growth_max: 1.5, idle_cpu_pct_max: 5, idle_rss_mib_max: 500 };
 
 interface Options {
   counts: number[];
   burst: number;
   valueKib: number;
   timeoutS: number;
-  only: 'all' | 'tasks' | 'burst';
+  only: 'all' | 'tasks' | 'burst' | 'idle';
+  swarms: number;
+  idleS: number;
 }
 
 function parseOptions(args: BenchArgs): Options {
   const counts = (args.counts ?? '1000,10000,100000').split(',').map((s) => Number(s));
   if (counts.some((n) => !Number.isInteger(n) || n < 2)) throw new Error(`--counts=${args.counts}: expected a comma list of integers >= 2`);
   const only = (args.only ?? 'all') as Options['only'];
-  if (!['all', 'tasks', 'burst'].includes(only)) throw new Error(`--only=${only}: expected all, tasks or burst`);
+  if (!['all', 'tasks', 'burst', 'idle'].includes(only)) throw new Error(`--only=${only}: expected all, tasks, burst or idle`);
   return {
     counts,
     burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
     timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
     only,
+    swarms: parseNumber(args, 'swarms', 50, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    idleS: parseNumber(args, 'idle-s', 30, (n) => n > 0, 'seconds > 0'),
   };
 }
 
@@ -228,14 +235,67 @@ async function burstScenario(o: Options, log: (m: string) => void): Promise<Reco
   }
 }
 
+async function idleScenario(o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-bench-scale-idle-'));
+  const coord = new Coordinator({ dataDir: dir, durability: 'full' });
+  try {
+    const rss0 = process.memoryUsage.rss();
+    const t0 = performance.now();
+    const swarms: Swarm[] = [];
+    for (let i = 0; i < o.swarms; i++) {
+      const { swarm } = coord.init({ name: `idle-${i}`, max_agents: AGENTS });
+      for (let a = 0; a < AGENTS; a++) await spawnAgent(swarm, {});
+      await swarm.waitForLeader(30_000);
+      swarms.push(swarm);
+    }
+    const setupMs = performance.now() - t0;
+    log(`idle: ${o.swarms} swarms x ${AGENTS} agents up in ${round(setupMs / 1000, 1)} s`);
+    // Let startup work (promotions, first snapshots) settle before measuring.
+    await sleep(3_000);
+    let elections = 0;
+    const offs = swarms.map((s) =>
+      s.onRoleChangeEvent((c) => {
+        if (c.role === 'leader') elections++;
+      }),
+    );
+    const rss = rssSampler();
+    const cpu0 = cpuUs();
+    const w0 = performance.now();
+    await sleep(o.idleS * 1000);
+    const cpuPct = ((cpuUs() - cpu0) / 1000 / (performance.now() - w0)) * 100;
+    const peak = rss.stop();
+    for (const off of offs) off();
+    const out = {
+      swarms: o.swarms,
+      members: o.swarms * AGENTS,
+      setup_s: round(setupMs / 1000, 1),
+      idle_s: o.idleS,
+      cpu_pct_of_one_core: round(cpuPct, 1),
+      cpu_pct_per_swarm: round(cpuPct / o.swarms, 3),
+      rss_mib: mib(process.memoryUsage.rss()),
+      peak_rss_mib: mib(peak),
+      rss_mib_before_swarms: mib(rss0),
+      elections_while_idle: elections,
+      load_average_1m: round(os.loadavg()[0] as number, 2),
+    };
+    log(`idle: ${out.cpu_pct_of_one_core} % of one core, RSS ${out.rss_mib} MiB, elections ${elections}`);
+    return out;
+  } finally {
+    coord.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<string, unknown>> {
   const o = parseOptions(args);
   const keepAlive = setInterval(() => {}, 1000);
   const tasks: Record<string, unknown> = {};
   let burst: Record<string, unknown> | null = null;
+  let idle: Record<string, unknown> | null = null;
   try {
-    if (o.only !== 'burst') for (const n of o.counts) tasks[`n${n}`] = await tasksScenario(n, o, log);
-    if (o.only !== 'tasks') burst = await burstScenario(o, log);
+    if (o.only === 'all' || o.only === 'tasks') for (const n of o.counts) tasks[`n${n}`] = await tasksScenario(n, o, log);
+    if (o.only === 'all' || o.only === 'burst') burst = await burstScenario(o, log);
+    if (o.only === 'all' || o.only === 'idle') idle = await idleScenario(o, log);
   } finally {
     clearInterval(keepAlive);
   }
@@ -251,11 +311,14 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
     tasks,
     cpu_per_task_growth: growth,
     burst,
+    idle,
     targets: TARGETS,
     meets: {
       burst_elections: burst ? burst.elections === 0 : null,
       burst_loop_delay_below_heartbeat: burst ? (burst.event_loop_delay_max_ms as number) < (burst.heartbeat_interval_ms as number) : null,
       cost_growth: growth === null ? null : growth <= TARGETS.cost_growth_max,
+      idle_cpu: idle ? (idle.cpu_pct_of_one_core as number) <= TARGETS.idle_cpu_pct_max : null,
+      idle_rss: idle ? (idle.rss_mib as number) <= TARGETS.idle_rss_mib_max : null,
     },
   };
 }
@@ -264,12 +327,14 @@ export const bench: BenchModule = {
   description:
     `Scale: noop tasks at growing counts on a ${AGENTS}-agent embedded swarm (tasks/s, CPU us, bytes and fsyncs per task, peak RSS, ` +
     'task records and database bytes per member before/after retention), then a burst of large memory_store writes ' +
-    '(elections, event-loop max delay against the heartbeat interval, latency).',
+    '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
   options: {
     counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
     burst: { description: 'memory_store writes in the burst', default: '100' },
     'value-kib': { description: 'size of each burst value in KiB (1..1024)', default: '1024' },
-    only: { description: 'all | tasks | burst', default: 'all' },
+    only: { description: 'all | tasks | burst | idle', default: 'all' },
+    swarms: { description: 'idle swarms of 5 agents in one process', default: '50' },
+    'idle-s': { description: 'seconds the idle swarms are measured', default: '30' },
     timeout: { description: 'seconds before a task scenario is declared stuck', default: '900' },
   },
   run,
