@@ -13,8 +13,14 @@ import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from
 import { logger } from '../util/logger.js';
 import { WAL_CHECKPOINTER } from './wal-checkpointer.js';
 
-/** WAL growth (row payload bytes) after which a 'threadpool' storage asks for a checkpoint. */
-const CHECKPOINT_BYTES = 4 << 20;
+/**
+ * WAL frames (pages) after which a 'threadpool' storage asks for a checkpoint: SQLite's own
+ * default. Estimated per commit (the row pages plus the B-tree and hard-state pages touched):
+ * counting payload bytes alone let small commits grow the WAL a hundred times further.
+ */
+const CHECKPOINT_FRAMES = 1000;
+const PAGE_BYTES = 4096;
+const FRAMES_PER_COMMIT = 3;
 
 const SCHEMA_VERSION = 1;
 
@@ -41,6 +47,15 @@ export type Durability = 'full' | 'normal' | 'off';
  * Ignored (inline) on macOS and Windows, and for durability 'normal'/'off'.
  */
 export type FsyncMode = 'inline' | 'threadpool';
+
+/**
+ * Who runs WAL checkpoints. 'inline' (default): SQLite's automatic checkpoint, inside the commit
+ * that crosses 1000 WAL pages, on the caller's thread, with its fsyncs. 'worker' (fsync
+ * 'threadpool' only): a worker thread (see wal-checkpointer.ts). Not the default: in a process
+ * of 50 idle five-member swarms it was followed by elections (1, 20, 42 and 4 in four 30 s
+ * windows, against 0 and 0 inline, load 12-19), while it cut a 1 MiB burst's loop stalls.
+ */
+export type CheckpointMode = 'inline' | 'worker';
 
 /** Who a member file belongs to: its id and the incarnation it was created for. */
 export interface MemberIdentity {
@@ -117,8 +132,8 @@ export class SqliteStorage implements LogStorage {
   /** A commit since the last recoverySync(): load() must make it durable before returning it. */
   private writtenSinceRecoverySync = false;
   private readonly sfs: SyncFs;
-  /** walSync only: payload written since the last checkpoint request, and one in flight. */
-  private walBytesSinceCheckpoint = 0;
+  /** walSync only: estimated WAL frames since the last checkpoint request, and one in flight. */
+  private walFramesSinceCheckpoint = 0;
   private checkpointInFlight = false;
   /** Checkpoints run by the worker thread and inline (worker unavailable or failed). */
   private checkpoints = { worker: 0, inline: 0 };
@@ -129,7 +144,7 @@ export class SqliteStorage implements LogStorage {
    * fsyncs pending left written but unsynced WAL frames, which this process reads from the page
    * cache and will treat as durable. `syncFs` (default node:fs) carries every fsync we issue.
    */
-  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode; syncFs?: SyncFs } = {}): SqliteStorage {
+  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode; syncFs?: SyncFs; checkpoint?: CheckpointMode } = {}): SqliteStorage {
     const durability = opts.durability ?? 'full';
     if (!['full', 'normal', 'off'].includes(durability)) throw new Error(`SqliteStorage: unknown durability ${String(durability)}`);
     const sfs = opts.syncFs ?? nodeSyncFs;
@@ -142,7 +157,8 @@ export class SqliteStorage implements LogStorage {
       const walSync = durability === 'full' && opts.fsync === 'threadpool' && ASYNC_FSYNC_PLATFORM;
       db.pragma(`synchronous = ${walSync ? 'NORMAL' : durability.toUpperCase()}`);
       // Checkpoints (and their fsyncs) off the event loop too: see wal-checkpointer.ts.
-      if (walSync) db.pragma('wal_autocheckpoint = 0');
+      const workerCheckpoints = walSync && opts.checkpoint === 'worker';
+      if (workerCheckpoints) db.pragma('wal_autocheckpoint = 0');
       // On macOS plain fsync does not flush the drive cache; F_FULLFSYNC does (no-op elsewhere).
       if (durability === 'full') db.pragma('fullfsync = ON');
       db.transaction(() => {
@@ -151,7 +167,7 @@ export class SqliteStorage implements LogStorage {
         if (v === undefined) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
         else if (Number(v) !== SCHEMA_VERSION) throw new Error(`SqliteStorage(${file}): schema version ${v}, expected ${SCHEMA_VERSION}`);
       })();
-      storage = new SqliteStorage(file, db, durability, walSync, sfs);
+      storage = new SqliteStorage(file, db, durability, walSync, sfs, workerCheckpoints);
       if (durability === 'full') storage.recoverySync();
       return storage;
     } catch (e) {
@@ -167,6 +183,7 @@ export class SqliteStorage implements LogStorage {
     durability: Durability,
     walSync: boolean,
     sfs: SyncFs,
+    private readonly workerCheckpoints = false,
   ) {
     this.durability = durability;
     this.walSync = walSync;
@@ -305,7 +322,7 @@ export class SqliteStorage implements LogStorage {
       // With walSync the connection never fsyncs a commit itself; the caller does if needed.
       const bytes = this.saveTx(batch);
       this.bytesWritten += bytes;
-      if (this.walSync) this.maybeCheckpoint(bytes);
+      if (this.workerCheckpoints) this.maybeCheckpoint(bytes);
     } else {
       // Commit-index-only update: written, but not worth an fsync. (pragma must be exec'd
       // each time: a prepared PRAGMA statement applies at prepare time only.)
@@ -413,9 +430,9 @@ export class SqliteStorage implements LogStorage {
    */
   /** Ask the worker for a PASSIVE checkpoint once the WAL grew enough; inline if it cannot. */
   private maybeCheckpoint(bytes: number): void {
-    this.walBytesSinceCheckpoint += bytes;
-    if (this.walBytesSinceCheckpoint < CHECKPOINT_BYTES || this.checkpointInFlight) return;
-    this.walBytesSinceCheckpoint = 0;
+    this.walFramesSinceCheckpoint += FRAMES_PER_COMMIT + Math.ceil(bytes / PAGE_BYTES);
+    if (this.walFramesSinceCheckpoint < CHECKPOINT_FRAMES || this.checkpointInFlight) return;
+    this.walFramesSinceCheckpoint = 0;
     this.checkpointInFlight = true;
     const sent = WAL_CHECKPOINTER.request(this.file, (err) => {
       this.checkpointInFlight = false;
@@ -438,7 +455,7 @@ export class SqliteStorage implements LogStorage {
     this.checkpoints.inline++;
   }
 
-  /** WAL checkpoints run on the worker thread and inline so far (fsync 'threadpool' only). */
+  /** WAL checkpoints run on the worker thread and inline so far (checkpoint 'worker' only). */
   checkpointCounts(): { worker: number; inline: number } {
     return { ...this.checkpoints };
   }

@@ -2,8 +2,8 @@
 // that crosses the threshold, on the caller's thread, and fsyncs the WAL and the database
 // there: with 1 MiB values every fourth write of each member held the loop for it (measured
 // on the shared 2-core machine: 70 % of the SQLite time of a 1 MiB burst, single writes up to
-// 230 ms). Storages opened with fsync 'threadpool' turn the automatic checkpoint off and ask
-// this worker thread instead, which opens its own connection to the file and runs a PASSIVE
+// 230 ms). Storages opened with checkpoint 'worker' turn the automatic checkpoint off and
+// ask this worker thread instead, which opens its own connection to the file and runs a PASSIVE
 // checkpoint (it never blocks the writer; SQLite's WAL locking makes the two connections safe).
 
 import { createRequire } from 'node:module';

@@ -1,5 +1,6 @@
-// With fsync 'threadpool' the WAL checkpoint (a copy into the database plus two fsyncs) runs on
-// a worker thread, never inside a commit on the event loop (issue 12: large values stalled it).
+// With checkpoint 'worker' (and fsync 'threadpool') the WAL checkpoint (a copy into the database
+// plus two fsyncs) runs on a worker thread, never inside a commit on the event loop (issue 12:
+// large values stalled it). Opt-in: see CheckpointMode.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,7 +22,7 @@ describe.runIf(ASYNC_FSYNC_PLATFORM)('WAL checkpoints off the event loop', () =>
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
     dirs.push(dir);
     const file = path.join(dir, 'member.db');
-    const s = SqliteStorage.open(file, { durability: 'full', fsync: 'threadpool' });
+    const s = SqliteStorage.open(file, { durability: 'full', fsync: 'threadpool', checkpoint: 'worker' });
     try {
       const value = 'x'.repeat(1 << 20);
       for (let i = 1; i <= 12; i++) {
