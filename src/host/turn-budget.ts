@@ -42,7 +42,7 @@ export class TurnBudget {
 /**
  * One per process for wall-clock hosts: 10 ms slices, a fifth of the default heartbeat. Not
  * wired into the embedded swarm yet: measured there (100 x 1 MiB writes, load 13-17) it lowered
- * the loop's p99 delay in some runs but not all, and 2 of 7 bursts had an election (0 of 15
+ * the loop's p99 delay in some runs but not all, and 2 of 7 bursts had an election (0 of 17
  * without it), presumably a follower's heartbeat responses waiting with its deferred Ready.
  */
 export const PROCESS_TURN_BUDGET = new TurnBudget(10);
