@@ -360,7 +360,7 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
     heartbeatTicks: ticks(c.heartbeat_interval),
     maxUncommittedEntries: c.max_log_entries,
     maxEntriesPerMsg: Math.max(64, c.batch_size),
-    // One large value per Ready: with the turn budget, members apply them a slice at a time.
+    // Bounds what one Ready applies: large values are applied one per Ready.
     maxCommittedBytesPerReady: 1 << 20,
   };
 }
