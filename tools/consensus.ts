@@ -51,6 +51,8 @@ export function registerConsensusTools(server: McpServer, coord: Coordinator): v
         quorum_size: z.number().int().optional().describe('Must equal the majority of voters; validated, not a free knob'),
         max_log_entries: z.number().int().optional().describe('Max uncommitted entries before proposals are refused (default 10000)'),
         batch_size: z.number().int().optional().describe('Tasks per assignment batch (an agent holds up to 4 batches at once) and entries per replication message, at least 64 (default 100)'),
+        task_retention_orchestrations: z.number().int().optional().describe('Finished orchestrations whose per-task records are kept (0..1000000, default 100); older ones keep exact counts only'),
+        task_retention_ms: z.number().int().optional().describe('Log time (ms) a finished orchestration keeps its per-task records (default 3600000); whichever retention limit comes first applies'),
       }),
       outputSchema: output({ swarm: z.string(), config: z.record(z.string(), z.unknown()) }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

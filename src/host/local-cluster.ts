@@ -5,6 +5,7 @@ import type { Prng } from '../util/prng.js';
 import type { ClusterBackend } from './cluster-backend.js';
 import { InProcNetwork } from './inproc-network.js';
 import { NodeHost, type RoleChange, type StateMachine } from './node-host.js';
+import type { TurnBudget } from './turn-budget.js';
 
 export interface LocalClusterOptions {
   ids: NodeId[];
@@ -29,6 +30,8 @@ export interface LocalClusterOptions {
   requestTimeoutMs?: number;
   /** See NodeHostOptions.diskReserveBytes. */
   diskReserveBytes?: number;
+  /** See NodeHostOptions.turnBudget: shared by the members of the cluster. */
+  turnBudget?: TurnBudget;
   /** JSON round trip per message: proves serializability; off for speed in production. */
   serializeMessages?: boolean;
 }
@@ -102,6 +105,7 @@ export class LocalCluster implements ClusterBackend {
       compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,
       requestTimeoutMs: this.opts.requestTimeoutMs ?? 5000,
       diskReserveBytes: this.opts.diskReserveBytes,
+      turnBudget: this.opts.turnBudget,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

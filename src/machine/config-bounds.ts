@@ -11,6 +11,9 @@ export const CONFIG_LIMITS: Record<keyof Omit<SwarmConfig, 'quorum_size'>, [numb
   log_compaction_threshold: [10, 10_000_000],
   max_log_entries: [10, 10_000_000],
   batch_size: [1, 10_000],
+  task_retention_orchestrations: [0, 1_000_000],
+  // Up to ten years of log time.
+  task_retention_ms: [0, 315_360_000_000],
 };
 
 /** Largest swarm (members), hence the largest quorum. */

@@ -47,8 +47,12 @@ export const MIN_SESSION_TIMEOUT_MS = 1_000;
 export const MAX_SESSIONS = 4096;
 
 const ELECTION_HISTORY_MAX = 1000;
-/** Snapshot formats restore() reads (v1: before registered sessions). snapshot() writes the last. */
-const SNAPSHOT_VERSIONS = [1, 2];
+/**
+ * Snapshot formats restore() reads (v1: before registered sessions; v2: before task retention,
+ * read with the default retention config). snapshot() writes the last. v3 is refused by older
+ * members, which would not know that a removed task record is not a missing one.
+ */
+const SNAPSHOT_VERSIONS = [1, 2, 3];
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
@@ -146,6 +150,9 @@ export class CoordinationMachine implements StateMachine {
         }
       }
     }
+    // Retention through the log: driven by this entry's index and log time only, so every
+    // replica removes the same task records at the same index.
+    this.tasks.retain(this.clock, entry.index, this.config.task_retention_orchestrations, this.config.task_retention_ms);
     this.events.onApplied?.(entry.index);
     return result;
   }
@@ -319,7 +326,7 @@ export class CoordinationMachine implements StateMachine {
 
   snapshot(): string {
     return JSON.stringify({
-      v: 2,
+      v: 3,
       config: this.config,
       agents: [...this.agents.values()],
       tasks: this.tasks.toJSON(),
@@ -369,7 +376,8 @@ export class CoordinationMachine implements StateMachine {
     if (!data) return;
     const s = JSON.parse(data);
     if (!SNAPSHOT_VERSIONS.includes(s.v)) throw new Error(`unsupported snapshot version ${String(s.v)}`);
-    this.config = s.config;
+    // Fields added since (task retention) take their defaults.
+    this.config = { ...DEFAULT_SWARM_CONFIG, ...s.config };
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
     this.tasks = TaskTable.fromJSON(s.tasks);
     this.memory = MemoryStore.fromJSON(s.memory);

@@ -162,8 +162,16 @@ export class MemoryStore {
  * bytes per UTF-8 byte (\\uXXXX) plus quotes: a short one is under the limit without
  * serializing it, which every replica did on every put.
  */
+const NEEDS_JSON_ESCAPE = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
 function jsonBytesOver(value: unknown, max: number): number | null {
-  if (typeof value === 'string' && Buffer.byteLength(value, 'utf8') * 6 + 2 <= max) return null;
+  if (typeof value === 'string') {
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes * 6 + 2 <= max) return null;
+    // Nothing JSON escapes (quotes, backslashes, control characters, surrogates): its JSON is
+    // the text in quotes. Every replica checks every write: this skips a copy of a 1 MiB value.
+    if (!NEEDS_JSON_ESCAPE.test(value)) return bytes + 2 > max ? bytes + 2 : null;
+  }
   const n = Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
   return n > max ? n : null;
 }

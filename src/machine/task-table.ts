@@ -2,6 +2,7 @@ import {
   MAX_TASK_ATTEMPTS,
   type CompleteGroup,
   type CompleteItem,
+  type CompactionSummary,
   type OrchestrationTallies,
   PRIORITIES,
   type Op,
@@ -18,6 +19,12 @@ type AssignOp = Extract<Op, { t: 'task.assign' }>;
 export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
 
 /**
+ * Task records retention may remove per applied entry: compacting a million-task orchestration
+ * is spread over entries instead of holding the event loop (every member applies it).
+ */
+export const COMPACT_TASKS_PER_ENTRY = 10_000;
+
+/**
  * Tasks and orchestrations, with the fencing rules that make the completion commit exactly-once:
  * an assignment bumps the task's epoch; a completion applies only with the current epoch
  * and assignee; anything else is refused and counted (stale_completions_refused). Execution
@@ -30,7 +37,15 @@ export class TaskTable {
   /** Ids of tasks currently assigned (leases to watch). Derived; rebuilt on restore. */
   assigned = new Set<string>();
   /** Tasks of each orchestration by seq - 1: O(1) lookup for compact ops. Derived. */
-  private byOrch = new Map<string, TaskRecord[]>();
+  private byOrch = new Map<string, Array<TaskRecord | undefined>>();
+  /**
+   * Finished orchestrations whose records are not all removed yet, by (finished_at,
+   * created_index): derived from the orchestrations alone, so a replica restored from a
+   * snapshot orders them exactly as one that applied the log.
+   */
+  private retentionQueue: Orchestration[] = [];
+  /** Execution reports refused because their task's record was removed by retention. */
+  compactedReportsRefused = 0;
   /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
   private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
@@ -128,18 +143,41 @@ export class TaskTable {
     // Log indices only grow: an entry at or below the highest seen is being applied again.
     const replayed = index > 0 && index <= this.completeIndexHigh ? index : 0;
     if (index > this.completeIndexHigh) this.completeIndexHigh = index;
-    for (const it of items) this.completeOne(this.tasks.get(it.task), it.agent, it.epoch, it.ok, it.result, it.starts, now, index, replayed, out);
+    for (const it of items) {
+      const t = this.tasks.get(it.task);
+      if (t) this.completeOne(t, it.agent, it.epoch, it.ok, it.result, it.starts, now, index, replayed, out);
+      else this.refuseMissing(typeof it.task === 'string' ? parseTaskId(it.task) : null, it.starts, out);
+    }
     for (const g of groups) {
       const list = this.byOrch.get(g.orch);
       for (let i = 0; i < g.seqs.length; i++) {
-        this.completeOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, g.starts?.[i], now, index, replayed, out);
+        const seq = g.seqs[i] as number;
+        const t = list?.[seq - 1];
+        if (t) this.completeOne(t, g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, g.starts?.[i], now, index, replayed, out);
+        else this.refuseMissing({ orch: g.orch, seq }, g.starts?.[i], out);
       }
     }
     return out;
   }
 
+  /**
+   * A report for a task with no record: unknown (refused), or removed by retention (refused
+   * and counted in its orchestration's aggregates, whose run it reports; never applied).
+   */
+  private refuseMissing(id: { orch: string; seq: number } | null, starts: number | undefined, out: { applied: number; rejected: number }): void {
+    out.rejected++;
+    const o = id ? this.orchs.get(id.orch) : undefined;
+    const c = o?.compacted;
+    if (!o || !c || !id || !(Number.isInteger(id.seq) && id.seq >= 1 && id.seq < c.next_seq)) return;
+    const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
+    o.counts.executions_started += runs;
+    o.counts.stale_completions_refused++;
+    c.late_reports_refused++;
+    this.compactedReportsRefused++;
+  }
+
   private completeOne(
-    t: TaskRecord | undefined,
+    t: TaskRecord,
     agent: string,
     epoch: number,
     ok: boolean,
@@ -150,10 +188,6 @@ export class TaskTable {
     replayed: number,
     out: { applied: number; rejected: number },
   ): void {
-    if (!t) {
-      out.rejected++;
-      return;
-    }
     const orch = this.orchs.get(t.orch) as Orchestration;
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
@@ -194,7 +228,81 @@ export class TaskTable {
         this.queues[t.priority].push(t.id);
       }
     }
-    if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) orch.finished_at = now;
+    if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) {
+      orch.finished_at = now;
+      this.queueForRetention(orch);
+    }
+  }
+
+  /** Insert in (finished_at, created_index) order; finished_at never decreases, so near the end. */
+  private queueForRetention(o: Orchestration): void {
+    const q = this.retentionQueue;
+    let i = q.length;
+    while (i > 0 && retentionBefore(o, q[i - 1] as Orchestration)) i--;
+    q.splice(i, 0, o);
+  }
+
+  /**
+   * Retention, run by the machine after every applied entry (log time `now`, log index
+   * `index`): removes the per-task records of finished orchestrations beyond the last
+   * `keepOrchestrations` finished or finished at least `keepMs` ago, at most `budget` task
+   * slots per call. The same log gives the same removals at the same index on every replica.
+   * O(1) when nothing is due. Returns the records removed.
+   */
+  retain(now: number, index: number, keepOrchestrations: number, keepMs: number, budget = COMPACT_TASKS_PER_ENTRY): number {
+    let removed = 0;
+    let left = budget;
+    const q = this.retentionQueue;
+    while (left > 0 && q.length > 0) {
+      const o = q[0] as Orchestration;
+      const due = q.length > keepOrchestrations || now - (o.finished_at as number) >= keepMs;
+      if (!due) break;
+      const r = this.compactSome(o, now, index, left);
+      removed += r.removed;
+      left -= r.visited;
+      if (o.compacted?.done_index !== null) q.shift();
+    }
+    return removed;
+  }
+
+  private compactSome(o: Orchestration, now: number, index: number, budget: number): { removed: number; visited: number } {
+    const c: CompactionSummary = (o.compacted ??= {
+      at_index: index,
+      at: now,
+      done_index: null,
+      next_seq: 1,
+      records_removed: 0,
+      failed_attempts: 0,
+      assignments: 0,
+      first_completed_at: null,
+      last_completed_at: null,
+      late_reports_refused: 0,
+    });
+    const list = this.byOrch.get(o.id);
+    let removed = 0;
+    let visited = 0;
+    while (c.next_seq <= o.count && visited < budget) {
+      const t = list?.[c.next_seq - 1];
+      if (t) {
+        c.failed_attempts += t.failures;
+        c.assignments += t.assignments;
+        if (t.completed_at !== null) {
+          if (c.first_completed_at === null || t.completed_at < c.first_completed_at) c.first_completed_at = t.completed_at;
+          if (c.last_completed_at === null || t.completed_at > c.last_completed_at) c.last_completed_at = t.completed_at;
+        }
+        this.tasks.delete(t.id);
+        (list as Array<TaskRecord | undefined>)[c.next_seq - 1] = undefined;
+        c.records_removed++;
+        removed++;
+      }
+      c.next_seq++;
+      visited++;
+    }
+    if (c.next_seq > o.count) {
+      c.done_index = index;
+      this.byOrch.delete(o.id);
+    }
+    return { removed, visited: Math.max(1, visited) };
   }
 
   /** duplicates stays equal to the sum over tasks of max(0, completions_applied - 1). */
@@ -251,18 +359,27 @@ export class TaskTable {
   }
 
   toJSON(): unknown {
-    return { tasks: [...this.tasks.values()], orchs: [...this.orchs.values()], idem: [...this.idempotency.entries()], complete_high: this.completeIndexHigh };
+    return {
+      tasks: [...this.tasks.values()],
+      orchs: [...this.orchs.values()],
+      idem: [...this.idempotency.entries()],
+      complete_high: this.completeIndexHigh,
+      compacted_refused: this.compactedReportsRefused,
+    };
   }
 
-  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number }): TaskTable {
+  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number; compacted_refused?: number }): TaskTable {
     const t = new TaskTable();
     t.completeIndexHigh = j.complete_high ?? 0;
+    t.compactedReportsRefused = j.compacted_refused ?? 0;
     const upgraded = new Set<string>();
     for (const o of j.orchs) {
       if (upgradeOrchestration(o)) upgraded.add(o.id);
       t.orchs.set(o.id, o);
-      t.byOrch.set(o.id, new Array(o.count));
+      if (o.compacted?.done_index == null) t.byOrch.set(o.id, new Array(o.count));
+      if (o.finished_at !== null && o.compacted?.done_index == null) t.retentionQueue.push(o);
     }
+    t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
     for (const r of j.tasks) {
       upgradeTask(r);
       if (upgraded.has(r.orch)) (t.orchs.get(r.orch) as Orchestration).counts.executions_started += r.executions_started;
@@ -283,6 +400,13 @@ export function parseTaskId(id: string): { orch: string; seq: number } | null {
   const seq = Number(id.slice(dash + 1));
   if (dash <= 0 || !Number.isInteger(seq) || seq < 1) return null;
   return { orch: id.slice(0, dash), seq };
+}
+
+/** Retention order: finished earlier in log time, then created earlier. */
+function retentionBefore(a: Orchestration, b: Orchestration): boolean {
+  const fa = a.finished_at as number;
+  const fb = b.finished_at as number;
+  return fa < fb || (fa === fb && a.created_index < b.created_index);
 }
 
 function newTask(id: string, orch: string, seq: number, priority: Priority): TaskRecord {

@@ -16,6 +16,14 @@ export interface SwarmConfig {
   quorum_size: number | null;
   max_log_entries: number;
   batch_size: number;
+  /**
+   * Retention of finished orchestrations' per-task records (their aggregates are kept forever):
+   * records are compacted once the orchestration is no longer among the last
+   * `task_retention_orchestrations` finished, or finished `task_retention_ms` ago in log time,
+   * whichever comes first. Applied deterministically at apply time (see TaskTable.retain).
+   */
+  task_retention_orchestrations: number;
+  task_retention_ms: number;
 }
 
 export const DEFAULT_SWARM_CONFIG: SwarmConfig = {
@@ -26,6 +34,8 @@ export const DEFAULT_SWARM_CONFIG: SwarmConfig = {
   quorum_size: null,
   max_log_entries: 10_000,
   batch_size: 100,
+  task_retention_orchestrations: 100,
+  task_retention_ms: 3_600_000,
 };
 
 export interface AgentRecord {
@@ -100,6 +110,30 @@ export interface Orchestration extends OrchestrationSpec {
   created_index: number;
   finished_at: number | null;
   counts: Record<TaskStatus, number> & OrchestrationTallies;
+  /** Set when retention starts removing its per-task records (absent: all records kept). */
+  compacted?: CompactionSummary;
+}
+
+/**
+ * What an orchestration keeps of its per-task records once retention removed them: `counts`
+ * stay exact; these are sums and bounds over the removed records, exact once `done_index` is set.
+ */
+export interface CompactionSummary {
+  /** Log index and log time of the entry whose apply started the compaction. */
+  at_index: number;
+  at: number;
+  /** Log index of the entry whose apply removed the last record (null while under way). */
+  done_index: number | null;
+  /** Tasks with seq < next_seq have had their records removed. */
+  next_seq: number;
+  records_removed: number;
+  /** Sums over the removed records of failures (failed runs) and assignments. */
+  failed_attempts: number;
+  assignments: number;
+  first_completed_at: number | null;
+  last_completed_at: number | null;
+  /** Execution reports for removed tasks, refused (never applied) and counted after removal. */
+  late_reports_refused: number;
 }
 
 /** Per-orchestration sums of the per-task figures, kept up to date at apply time. */

@@ -144,10 +144,10 @@ export class RaftLog {
   }
 
   /** Committed entries not yet handed to the application. */
-  nextCommitted(maxCount = Infinity): Entry[] {
+  nextCommitted(maxCount = Infinity, maxBytes = Infinity): Entry[] {
     if (this.committed <= this.applied) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    return this.slice(lo, this.committed + 1, maxCount);
+    return this.slice(lo, this.committed + 1, maxCount, maxBytes);
   }
 
   appliedTo(index: number): void {

@@ -124,7 +124,7 @@ export class Raft {
 
   constructor(config: RaftConfig, restart: RestartState) {
     const transferTimeoutTicks = config.transferTimeoutTicks ?? config.electionTicksMin;
-    this.cfg = { ...config, transferTimeoutTicks };
+    this.cfg = { ...config, transferTimeoutTicks, maxCommittedBytesPerReady: config.maxCommittedBytesPerReady ?? Infinity };
     validateConfig(this.cfg);
     this.id = config.id;
     this.prng = new Prng(config.seed);
@@ -325,7 +325,7 @@ export class Raft {
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
-      committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(),
+      committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
       readStates: this.readStates,
     };
     this.msgs = [];

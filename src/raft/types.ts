@@ -171,6 +171,12 @@ export interface RaftConfig {
   maxUncommittedBytes: number;
   /** Ticks a leadership transfer may take before it is abandoned. Defaults to election min. */
   transferTimeoutTicks?: number;
+  /**
+   * Entry data (UTF-16 length) one Ready hands over to apply, at least one entry; the rest
+   * comes in the next Ready. Bounds one Ready's work (etcd's MaxCommittedSizePerReady).
+   * Default unbounded.
+   */
+  maxCommittedBytesPerReady?: number;
 }
 
 export const DEFAULT_CONFIG: Omit<RaftConfig, 'id' | 'seed'> = {

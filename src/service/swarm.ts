@@ -137,6 +137,8 @@ export class Swarm {
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
       diskReserveBytes: diskReserveFromEnv(),
+      // No turn budget (see TurnBudget): with it, 2 of 7 bursts of 100 x 1 MiB writes had an
+      // election on the loaded 2-core machine, against 0 of 17 without; its delay gain was mixed.
     });
     this.proposer = new Proposer(
       this.cluster,
@@ -501,6 +503,8 @@ export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfi
     heartbeatTicks: ticks(c.heartbeat_interval),
     maxUncommittedEntries: c.max_log_entries,
     maxEntriesPerMsg: Math.max(64, c.batch_size),
+    // Bounds what one Ready applies: large values are applied one per Ready.
+    maxCommittedBytesPerReady: 1 << 20,
   };
 }
 

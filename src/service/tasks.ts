@@ -1,4 +1,5 @@
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
+import { parseTaskId } from '../machine/task-table.js';
 import type { ExecutorSpec, Orchestration, Priority, Strategy, TaskRecord } from '../machine/types.js';
 import { UserError, invalid } from './errors.js';
 import { idempotencyKey } from './executors.js';
@@ -74,6 +75,32 @@ export function orchView(o: Orchestration): Record<string, unknown> {
     created_at: new Date(o.created_at).toISOString(),
     finished_at: o.finished_at !== null ? new Date(o.finished_at).toISOString() : null,
     elapsed_ms: (o.finished_at ?? Date.now()) - o.created_at,
+    ...taskRecordsView(o),
+  };
+}
+
+/**
+ * Whether the per-task records are still there. Retention removes those of finished
+ * orchestrations (config task_retention_orchestrations / task_retention_ms); the counts above
+ * stay exact, and the removed records' sums are reported here.
+ */
+function taskRecordsView(o: Orchestration): Record<string, unknown> {
+  const c = o.compacted;
+  if (!c) return { task_records: 'kept' };
+  return {
+    task_records: c.done_index !== null ? 'compacted' : 'compacting',
+    compaction: {
+      note: 'per-task records removed by retention (config task_retention_orchestrations, task_retention_ms); counts above are exact',
+      records_removed: c.records_removed,
+      started_at_index: c.at_index,
+      done_at_index: c.done_index,
+      started_at: new Date(c.at).toISOString(),
+      failed_attempts: c.failed_attempts,
+      assignments: c.assignments,
+      first_completed_at: c.first_completed_at !== null ? new Date(c.first_completed_at).toISOString() : null,
+      last_completed_at: c.last_completed_at !== null ? new Date(c.last_completed_at).toISOString() : null,
+      late_reports_refused: c.late_reports_refused,
+    },
   };
 }
 
@@ -181,6 +208,7 @@ async function summarize(swarm: Swarm, orchestrationId: string | undefined, incl
         if (t) tasks.push(t);
       }
       out.tasks = tasks;
+      if (o.compacted) out.task_records = taskRecordsView(o);
     }
     return out;
   });
@@ -257,11 +285,14 @@ export async function completeTask(
     items: [{ task: o.task_id, agent: o.agent_id, epoch: o.epoch, ok: o.success ?? true, result: o.result ?? null }],
   })) as { applied: number; rejected: number };
   const leader = swarm.cluster.leader();
-  const t = leader ? swarm.machines.get(leader.id)?.tasks.tasks.get(o.task_id) : undefined;
+  const m = leader ? swarm.machines.get(leader.id) : undefined;
+  const t = m?.tasks.tasks.get(o.task_id);
+  const orchId = t ? null : parseTaskId(o.task_id)?.orch;
+  const compacted = orchId ? m?.tasks.orchs.get(orchId)?.compacted !== undefined : false;
   return {
     task_id: o.task_id,
     accepted: value.applied === 1,
-    status: t?.status ?? 'unknown',
+    status: t?.status ?? (compacted ? 'compacted (its orchestration finished and retention removed the record; see task_status)' : 'unknown'),
     current_epoch: t?.epoch ?? null,
     reason:
       value.applied === 1

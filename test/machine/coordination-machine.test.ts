@@ -508,7 +508,7 @@ describe('CoordinationMachine: pure properties', () => {
 
   it('rejects an unknown snapshot version', () => {
     const m = new CoordinationMachine();
-    expect(() => m.restore(JSON.stringify({ v: 3 }))).toThrow(/unsupported snapshot version 3/);
+    expect(() => m.restore(JSON.stringify({ v: 4 }))).toThrow(/unsupported snapshot version 4/);
   });
 });
 

@@ -1,0 +1,341 @@
+// Scale bench (issue 12): how cost per task grows with the task count, what task retention
+// gives back, and whether large values stall the event loop.
+//
+// Tasks: per count, a fresh embedded swarm (Coordinator, 5 agents, SQLite durability full, fsync
+// on the threadpool), one orchestration of N noop tasks polled with task_status until finished.
+// Reported per count: tasks/s (log clock), CPU us, bytes written and fsyncs per task (all five
+// members), peak RSS (sampled every 50 ms), and per member the task records held and the
+// database bytes (file + WAL) before and after retention (consensus_config
+// task_retention_orchestrations=0, applied through the log; records counted on every replica).
+//
+// Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
+// string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
+// event loop's max and p99 delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution) against the
+// heartbeat interval, and memory_store latency p50/p99/max.
+//
+// Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
+// the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { Orchestration } from '../../src/machine/types.js';
+import { spawnAgent } from '../../src/service/agents.js';
+import { configure } from '../../src/service/consensus.js';
+import { Coordinator } from '../../src/service/coordinator.js';
+import { memoryStore } from '../../src/service/memory.js';
+import type { Swarm } from '../../src/service/swarm.js';
+import { orchestrate, taskStatus } from '../../src/service/tasks.js';
+import { parseNumber, percentile, round, sleep } from './stats.js';
+import type { BenchArgs, BenchModule } from './types.js';
+
+const AGENTS = 5;
+const POLL_MS = 20;
+const TARGETS = { burst_elections_max: 0, cost_growth_max: 1.5, idle_cpu_pct_max: 5, idle_rss_mib_max: 500 };
+
+interface Options {
+  counts: number[];
+  burst: number;
+  valueKib: number;
+  timeoutS: number;
+  only: 'all' | 'tasks' | 'burst' | 'idle';
+  swarms: number;
+  idleS: number;
+}
+
+function parseOptions(args: BenchArgs): Options {
+  const counts = (args.counts ?? '1000,10000,100000').split(',').map((s) => Number(s));
+  if (counts.some((n) => !Number.isInteger(n) || n < 2)) throw new Error(`--counts=${args.counts}: expected a comma list of integers >= 2`);
+  const only = (args.only ?? 'all') as Options['only'];
+  if (!['all', 'tasks', 'burst', 'idle'].includes(only)) throw new Error(`--only=${only}: expected all, tasks, burst or idle`);
+  return {
+    counts,
+    burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
+    timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
+    only,
+    swarms: parseNumber(args, 'swarms', 50, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    idleS: parseNumber(args, 'idle-s', 30, (n) => n > 0, 'seconds > 0'),
+  };
+}
+
+async function freshSwarm(tag: string): Promise<{ coord: Coordinator; swarm: Swarm; dir: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `concord-bench-scale-${tag}-`));
+  const coord = new Coordinator({ dataDir: dir, durability: 'full' });
+  const { swarm } = coord.init({ name: 'bench', max_agents: AGENTS });
+  for (let i = 0; i < AGENTS; i++) await spawnAgent(swarm, {});
+  await swarm.waitForLeader(10_000);
+  return { coord, swarm, dir };
+}
+
+function counters(swarm: Swarm): { syncs: number; bytes: number } {
+  const c = { syncs: 0, bytes: 0 };
+  for (const h of swarm.cluster.hosts.values()) {
+    const m = h.metrics();
+    c.syncs += m.storage.syncs;
+    c.bytes += m.storage.bytesWritten;
+  }
+  return c;
+}
+
+function cpuUs(): number {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+}
+
+/** Database file plus WAL of each member, in bytes. */
+function dbBytes(swarm: Swarm): number[] {
+  return [...swarm.cluster.hosts.keys()].map((id) => {
+    const f = swarm.registry.memberFile(id);
+    let n = 0;
+    for (const p of [f, `${f}-wal`]) if (fs.existsSync(p)) n += fs.statSync(p).size;
+    return n;
+  });
+}
+
+/** Peak RSS sampled every 50 ms from start() to stop(). */
+function rssSampler(): { stop: () => number } {
+  let peak = process.memoryUsage.rss();
+  const t = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 50);
+  return {
+    stop: () => {
+      clearInterval(t);
+      return Math.max(peak, process.memoryUsage.rss());
+    },
+  };
+}
+
+const mib = (b: number): number => round(b / (1 << 20), 1);
+
+async function tasksScenario(n: number, o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const { coord, swarm, dir } = await freshSwarm(`n${n}`);
+  try {
+    const rss = rssSampler();
+    const c0 = counters(swarm);
+    const cpu0 = cpuUs();
+    const t0 = performance.now();
+    const res = await orchestrate(swarm, { task: 'scale noop', count: n, executor: { kind: 'noop' } });
+    const orchId = res.orchestration_id as string;
+    let pollErrors = 0;
+    for (;;) {
+      if (performance.now() - t0 > o.timeoutS * 1000) throw new Error(`${n} tasks: not finished after ${o.timeoutS} s`);
+      try {
+        if ((await taskStatus(swarm, orchId)).status === 'finished') break;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'unavailable') throw e;
+        pollErrors++;
+      }
+      await sleep(POLL_MS);
+    }
+    const wallMs = performance.now() - t0;
+    const cpu = cpuUs() - cpu0;
+    const c1 = counters(swarm);
+    const leader = await swarm.waitForLeader(10_000);
+    const orch = swarm.machines.get(leader.id)!.tasks.orchs.get(orchId) as Orchestration;
+    const logMs = (orch.finished_at as number) - orch.created_at;
+    const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
+    const dbBefore = dbBytes(swarm);
+    const peakRun = rss.stop();
+
+    // Retention through the log: every replica drops the records (chunked over entries).
+    const rss2 = rssSampler();
+    const tr = performance.now();
+    await configure(swarm, { task_retention_orchestrations: 0 });
+    // Compaction moves one chunk per applied entry: keep entries coming (clock entries).
+    while ([...swarm.machines.values()].some((m) => m.tasks.tasks.size > 0)) {
+      if (performance.now() - tr > 120_000) throw new Error(`${n} tasks: retention not done after 120 s`);
+      await swarm.proposeOk({ t: 'clock' });
+    }
+    const retentionMs = performance.now() - tr;
+    await sleep(200);
+    const recordsAfter = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
+    const dbAfter = dbBytes(swarm);
+    const peakRetention = rss2.stop();
+    const out = {
+      tasks: n,
+      tasks_per_s: round(n / (logMs / 1000), 0),
+      wall_ms: round(wallMs, 0),
+      completed: orch.counts.completed,
+      lost: n - orch.counts.completed - orch.counts.failed,
+      duplicates: orch.counts.duplicates,
+      cpu_us_per_task: round(cpu / n, 1),
+      bytes_written_per_task: round((c1.bytes - c0.bytes) / n, 1),
+      fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
+      peak_rss_mib: mib(peakRun),
+      status_poll_errors: pollErrors,
+      retention: {
+        ms: round(retentionMs, 0),
+        task_records_per_member_before: recordsBefore,
+        task_records_per_member_after: recordsAfter,
+        db_mib_per_member_before: dbBefore.map(mib),
+        db_mib_per_member_after: dbAfter.map(mib),
+        rss_mib_after: mib(process.memoryUsage.rss()),
+        peak_rss_mib: mib(peakRetention),
+      },
+    };
+    log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
+    return out;
+  } finally {
+    coord.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function burstScenario(o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const { coord, swarm, dir } = await freshSwarm('burst');
+  try {
+    let leaderChanges = 0;
+    const off = swarm.onRoleChangeEvent((c) => {
+      if (c.role === 'leader') leaderChanges++;
+    });
+    const value = 'v'.repeat(o.valueKib * 1024 - 16);
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    const cpu0 = cpuUs();
+    h.enable();
+    const lat: number[] = [];
+    let errors = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < o.burst; i++) {
+      const t = performance.now();
+      try {
+        await memoryStore(swarm, { key: `burst/${i}`, value });
+      } catch (e) {
+        errors++;
+        log(`burst write ${i} failed: ${(e as Error).message}`);
+      }
+      lat.push(performance.now() - t);
+    }
+    const wallMs = performance.now() - t0;
+    h.disable();
+    off();
+    const out = {
+      writes: o.burst,
+      value_bytes: value.length + 2,
+      errors,
+      elections: leaderChanges,
+      heartbeat_interval_ms: swarm.config().heartbeat_interval,
+      election_timeout_min_ms: swarm.config().election_timeout_min,
+      event_loop_delay_max_ms: round(h.max / 1e6, 1),
+      event_loop_delay_p99_ms: round(h.percentile(99) / 1e6, 1),
+      latency_p50_ms: round(percentile(lat, 50), 1),
+      latency_p99_ms: round(percentile(lat, 99), 1),
+      latency_max_ms: round(percentile(lat, 100), 1),
+      writes_per_s: round(o.burst / (wallMs / 1000), 1),
+      cpu_ms_per_write: round((cpuUs() - cpu0) / 1000 / o.burst, 1),
+      load_average_1m: round(os.loadavg()[0] as number, 2),
+    };
+    log(`burst: ${o.burst} x ${o.valueKib} KiB, elections ${out.elections}, loop delay max ${out.event_loop_delay_max_ms} ms, p99 latency ${out.latency_p99_ms} ms`);
+    return out;
+  } finally {
+    coord.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function idleScenario(o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-bench-scale-idle-'));
+  const coord = new Coordinator({ dataDir: dir, durability: 'full' });
+  try {
+    const rss0 = process.memoryUsage.rss();
+    const t0 = performance.now();
+    const swarms: Swarm[] = [];
+    for (let i = 0; i < o.swarms; i++) {
+      const { swarm } = coord.init({ name: `idle-${i}`, max_agents: AGENTS });
+      for (let a = 0; a < AGENTS; a++) await spawnAgent(swarm, {});
+      await swarm.waitForLeader(30_000);
+      swarms.push(swarm);
+    }
+    const setupMs = performance.now() - t0;
+    log(`idle: ${o.swarms} swarms x ${AGENTS} agents up in ${round(setupMs / 1000, 1)} s`);
+    // Let startup work (promotions, first snapshots) settle before measuring.
+    await sleep(3_000);
+    let elections = 0;
+    const offs = swarms.map((s) =>
+      s.onRoleChangeEvent((c) => {
+        if (c.role === 'leader') elections++;
+      }),
+    );
+    const rss = rssSampler();
+    const cpu0 = cpuUs();
+    const w0 = performance.now();
+    await sleep(o.idleS * 1000);
+    const cpuPct = ((cpuUs() - cpu0) / 1000 / (performance.now() - w0)) * 100;
+    const peak = rss.stop();
+    for (const off of offs) off();
+    const out = {
+      swarms: o.swarms,
+      members: o.swarms * AGENTS,
+      setup_s: round(setupMs / 1000, 1),
+      idle_s: o.idleS,
+      cpu_pct_of_one_core: round(cpuPct, 1),
+      cpu_pct_per_swarm: round(cpuPct / o.swarms, 3),
+      rss_mib: mib(process.memoryUsage.rss()),
+      peak_rss_mib: mib(peak),
+      rss_mib_before_swarms: mib(rss0),
+      elections_while_idle: elections,
+      load_average_1m: round(os.loadavg()[0] as number, 2),
+    };
+    log(`idle: ${out.cpu_pct_of_one_core} % of one core, RSS ${out.rss_mib} MiB, elections ${elections}`);
+    return out;
+  } finally {
+    coord.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const o = parseOptions(args);
+  const keepAlive = setInterval(() => {}, 1000);
+  const tasks: Record<string, unknown> = {};
+  let burst: Record<string, unknown> | null = null;
+  let idle: Record<string, unknown> | null = null;
+  try {
+    if (o.only === 'all' || o.only === 'tasks') for (const n of o.counts) tasks[`n${n}`] = await tasksScenario(n, o, log);
+    if (o.only === 'all' || o.only === 'burst') burst = await burstScenario(o, log);
+    if (o.only === 'all' || o.only === 'idle') idle = await idleScenario(o, log);
+  } finally {
+    clearInterval(keepAlive);
+  }
+  const runs = Object.values(tasks) as Array<{ cpu_us_per_task: number }>;
+  const growth = runs.length >= 2 ? round(runs[runs.length - 1]!.cpu_us_per_task / runs[0]!.cpu_us_per_task, 2) : null;
+  return {
+    bench: 'scale',
+    at: new Date().toISOString(),
+    node: process.version,
+    cores: os.availableParallelism(),
+    load_average_1m_at_end: round(os.loadavg()[0] as number, 2),
+    config: { agents: AGENTS, executor: 'noop', durability: 'full', fsync: 'threadpool' },
+    tasks,
+    cpu_per_task_growth: growth,
+    burst,
+    idle,
+    targets: TARGETS,
+    meets: {
+      burst_elections: burst ? burst.elections === 0 : null,
+      burst_loop_delay_below_heartbeat: burst ? (burst.event_loop_delay_max_ms as number) < (burst.heartbeat_interval_ms as number) : null,
+      cost_growth: growth === null ? null : growth <= TARGETS.cost_growth_max,
+      idle_cpu: idle ? (idle.cpu_pct_of_one_core as number) <= TARGETS.idle_cpu_pct_max : null,
+      idle_rss: idle ? (idle.rss_mib as number) <= TARGETS.idle_rss_mib_max : null,
+    },
+  };
+}
+
+export const bench: BenchModule = {
+  description:
+    `Scale: noop tasks at growing counts on a ${AGENTS}-agent embedded swarm (tasks/s, CPU us, bytes and fsyncs per task, peak RSS, ` +
+    'task records and database bytes per member before/after retention), then a burst of large memory_store writes ' +
+    '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
+  options: {
+    counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
+    burst: { description: 'memory_store writes in the burst', default: '100' },
+    'value-kib': { description: 'size of each burst value in KiB (1..1024)', default: '1024' },
+    only: { description: 'all | tasks | burst | idle', default: 'all' },
+    swarms: { description: 'idle swarms of 5 agents in one process', default: '50' },
+    'idle-s': { description: 'seconds the idle swarms are measured', default: '30' },
+    timeout: { description: 'seconds before a task scenario is declared stuck', default: '900' },
+  },
+  run,
+};
