@@ -35,6 +35,8 @@ Usage:
   concord demo [--keep]        the spec's eight steps end to end, with a verdict
   concord node --swarm NAME --id ID --peers ID=HOST:PORT,... --data-dir DIR --secret-file FILE
                                one member per process over TCP (cluster mode; node --help)
+  concord member list | add --id ID --address HOST:PORT | remove --id ID --cluster ...
+                               change a running cluster's members (member --help)
   concord secret client --secret-file FILE
                                print the client key for the cluster secret in FILE (clients
                                hold it: it calls tools but can never act as a member)
@@ -130,6 +132,8 @@ async function main(argv: string[]): Promise<number> {
       return runNode(flags);
     case 'secret':
       return runSecret(positional, flags);
+    case 'member':
+      return (await import('./member-command.js')).runMember(positional, flags);
     default:
       break;
   }

@@ -24,6 +24,7 @@ import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { MemberCluster } from './member-cluster.js';
+import { checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
 import { ToolTable } from './tool-table.js';
 import { parseClientRequest, type ClientRequest, type MemberStatus, type ToolSession } from './protocol.js';
 
@@ -36,6 +37,10 @@ export interface MemberNodeOptions {
   dataDir?: string;
   secret: Buffer;
   durability?: Durability;
+  /** Join a running cluster through these members (HOST:PORT): this one was added with member add. */
+  join?: string[];
+  /** This member must stop (removed from the cluster, or its id bound to another data directory). */
+  onFatal?: (message: string) => void;
 }
 
 /** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
@@ -75,6 +80,7 @@ export class MemberNode {
   private toolList: Promise<unknown> | undefined;
   private readonly tools: ToolTable;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
+  private keeper: MembershipKeeper | null = null;
 
   private constructor(coord: Coordinator, cluster: MemberCluster, server: McpServer, mcp: Client) {
     this.coord = coord;
@@ -91,14 +97,42 @@ export class MemberNode {
     // A member that ran here before has a registry entry: it must find its own file again.
     const swarmDir = path.join(dataDir, 'swarms', o.swarm);
     const prior = fs.existsSync(SwarmRegistry.file(swarmDir)) ? SwarmRegistry.load(swarmDir).data.members[o.id] : undefined;
+    // Membership: the bootstrap voters are fixed at the first start (a later --peers cannot
+    // change what the log starts from); members added since come from the replicated book.
+    const memberFile = membershipPath(swarmDir);
+    const recorded = loadMembership(memberFile);
+    if (o.join && o.join.length > 0) {
+      const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
+      await checkJoin({ id: o.id, join: o.join, secret: o.secret, local: recorded, hasState, incarnation: prior?.incarnation });
+    }
+    const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
+    const peers: Record<string, PeerAddress> = { ...o.peers };
+    for (const [id, e] of Object.entries(recorded?.members ?? {})) {
+      if (id === o.id) continue;
+      const i = e.address.lastIndexOf(':');
+      if (e.state === 'removed') delete peers[id];
+      else if (i > 0) peers[id] = { host: e.address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(e.address.slice(i + 1)) };
+    }
+    if (!recorded) saveMembership(memberFile, { cluster_id: null, bootstrap_voters: bootstrapVoters, members: {} });
     let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
+    let swarmRef: Swarm | undefined;
+    const keeper = new MembershipKeeper({
+      id: o.id,
+      incarnation: () => incarnation,
+      swarm: () => swarmRef!,
+      cluster: () => cluster!,
+      secret: o.secret,
+      file: memberFile,
+      bootstrapVoters,
+      onFatal: (message) => (o.onFatal ? o.onFatal(message) : logger.error({ id: o.id }, message)),
+    });
     const coord = new Coordinator({
       dataDir,
       durability: o.durability,
       member: {
         swarm: o.swarm,
-        members: Object.keys(o.peers).sort(),
+        members: Object.keys(peers).sort(),
         backend: (machineFor) => {
           const file = path.join(swarmDir, `${o.id}.db`);
           fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -106,11 +140,12 @@ export class MemberNode {
           incarnation = opened.incarnation;
           cluster = new MemberCluster({
             id: o.id,
-            peers: o.peers,
+            peers,
+            bootstrapVoters,
             listen: o.listen,
             secret: o.secret,
             storage: opened.storage,
-            machineFor,
+            machineFor: (id) => watchBook(machineFor(id), (book) => keeper.onBook(book)),
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
             tickMs: TICK_MS,
@@ -129,6 +164,7 @@ export class MemberNode {
       },
     });
     const c = cluster!;
+    swarmRef = coord.swarm(o.swarm);
     const self = coord.swarm(o.swarm).data.members[o.id];
     if (self && incarnation && self.incarnation !== incarnation) {
       self.incarnation = incarnation;
@@ -148,6 +184,8 @@ export class MemberNode {
     await mcp.connect(b);
     const node = new MemberNode(coord, c, server, mcp);
     c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    node.keeper = keeper;
+    keeper.start();
     return node;
   }
 
@@ -158,6 +196,7 @@ export class MemberNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.keeper?.stop();
     this.loopDelay.disable();
     await this.mcp.close().catch(() => undefined);
     await this.server.close().catch(() => undefined);
@@ -195,6 +234,7 @@ export class MemberNode {
         p99: ms(this.loopDelay.percentile(99)),
         max: ms(this.loopDelay.max),
       },
+      membership: this.swarm.localMachine()?.machine.book.view() ?? null,
     };
   }
 

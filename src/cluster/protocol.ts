@@ -64,6 +64,11 @@ export interface MemberStatus {
   protocol_errors: number;
   /** Event-loop delay of this process since start (ms): a stalled loop delays heartbeats. */
   event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /** The replicated address book as this member applied it (null before it applied any). */
+  membership?: {
+    cluster_id: string | null;
+    members: Record<string, { address: string; state: 'active' | 'removed'; incarnation: string | null }>;
+  } | null;
 }
 
 export function parseClientRequest(raw: unknown): ClientRequest {
