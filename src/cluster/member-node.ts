@@ -101,13 +101,15 @@ export class MemberNode {
     // change what the log starts from); members added since come from the replicated book.
     const memberFile = membershipPath(swarmDir);
     const recorded = loadMembership(memberFile);
+    let seen: Record<string, { address: string; state: 'active' | 'removed' }> = {};
     if (o.join && o.join.length > 0) {
       const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
-      await checkJoin({ id: o.id, join: o.join, secret: o.secret, local: recorded, hasState, incarnation: prior?.incarnation });
+      seen = (await checkJoin({ id: o.id, join: o.join, secret: o.secret, local: recorded, hasState, incarnation: prior?.incarnation })).members;
     }
     const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
     const peers: Record<string, PeerAddress> = { ...o.peers };
-    for (const [id, e] of Object.entries(recorded?.members ?? {})) {
+    // The seed's book first (a joiner must accept the members before it applies the book), then ours.
+    for (const [id, e] of [...Object.entries(seen), ...Object.entries(recorded?.members ?? {})]) {
       if (id === o.id) continue;
       const i = e.address.lastIndexOf(':');
       if (e.state === 'removed') delete peers[id];

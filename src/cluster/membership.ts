@@ -59,7 +59,8 @@ export type StatusMembership = MemberStatus['membership'];
 /**
  * Before a member started with --join runs: a seed's view of the book must list this id as
  * added and not removed, bound to no other incarnation, and a data directory that already
- * holds state must be this cluster's. Returns the seed's cluster id.
+ * holds state must be this cluster's. Returns the seed's view of the book: the joiner dials
+ * (and accepts) those members before it has applied the book itself.
  */
 export async function checkJoin(o: {
   id: string;
@@ -69,7 +70,7 @@ export async function checkJoin(o: {
   /** Files of this swarm's data directory other than the membership file (state from a previous run). */
   hasState: boolean;
   incarnation: string | undefined;
-}): Promise<void> {
+}): Promise<NonNullable<StatusMembership>> {
   const errors: string[] = [];
   let view: NonNullable<StatusMembership> | null = null;
   const deadline = Date.now() + 10_000;
@@ -106,6 +107,7 @@ export async function checkJoin(o: {
   if (me.incarnation && me.incarnation !== o.incarnation) {
     throw new UserError('conflict', `--join: member id ${o.id} is bound to another data directory (incarnation ${me.incarnation}); a member's id is never reused for different state: add this one under a new id`, 'id');
   }
+  return view;
 }
 
 /**
