@@ -138,7 +138,8 @@ export async function memberRemove(swarm: Swarm, o: { id: string }): Promise<Rec
     throw new UserError('not_leader', `leadership of ${swarm.name} is moving from ${o.id} to ${target} so that ${o.id} can be removed; retry on the new leader`);
   }
   await change(swarm, { type: 'removeNode', node: o.id, context: JSON.stringify({ address: prior?.address }) });
-  return { id: o.id, removed: true, was_voter: conf.voters.includes(o.id), voters: leaderHere(swarm).status().conf.voters, elapsed_ms: Math.round(performance.now() - t0) };
+  const st = leaderHere(swarm).status();
+  return { id: o.id, removed: true, was_voter: conf.voters.includes(o.id), removed_by_leader: leader.id, term: st.term, voters: st.conf.voters, elapsed_ms: Math.round(performance.now() - t0) };
 }
 
 /**

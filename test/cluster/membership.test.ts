@@ -183,6 +183,20 @@ describe('cluster membership changes under a write load', () => {
     });
     expect(st.first_index).toBeGreaterThan(1); // it started from a snapshot, not from entry 1
     expect(fs.existsSync(path.join(dir, 'm4', 'swarms', SWARM, 'membership.json'))).toBe(true);
+
+    // Restarts keep the book: m4 (same --join command line, its own data) and a bootstrap member
+    // whose --peers never listed m4 both come back connected to m4 and serving.
+    const boot = procs.get(['m1', 'm2', 'm3'].find((id) => id !== l.leader)!)!;
+    await Promise.all([m4.kill9(), boot.kill9()]);
+    m4.start();
+    boot.start();
+    await Promise.all([m4.waitListening(30_000), boot.waitListening(30_000)]);
+    await waitFor('m4 and the restarted bootstrap member to be linked and caught up', 30_000, async () => {
+      const [a, b] = await Promise.all([statusOf(m4), statusOf(boot)]);
+      return a.links[boot.id]?.connected && b.links.m4?.connected && (b.applied ?? 0) >= (a.commit ?? Infinity) - 50;
+    });
+    expect((await list()).voters).toEqual(['m1', 'm2', 'm3', 'm4']);
+    await writesContinue(20);
     passed++;
   });
 
@@ -228,6 +242,8 @@ describe('cluster membership changes under a write load', () => {
     const p = procs.get(old)!;
     const rm = cli('remove', '--id', old);
     expect(rm.status, rm.stderr).toBe(0);
+    // The removal was committed by another leader: leadership moved before it.
+    expect(JSON.parse(rm.stdout).removed_by_leader).not.toBe(old);
     await waitExit(p, 15_000);
     expect(p.exits.at(-1)!.code).toBe(3);
     const after = await list();
