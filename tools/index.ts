@@ -17,5 +17,6 @@ export function registerAllTools(server: McpServer, coord: Coordinator): void {
   registerNetworkTools(server, coord);
   registerTaskTools(server, coord);
   registerMemoryTools(server, coord);
-  registerMemberTools(server, coord);
+  // Runtime membership is cluster mode's (embedded mode adds and removes members with agent_spawn/agent_terminate).
+  if (coord.clusterMode) registerMemberTools(server, coord);
 }
