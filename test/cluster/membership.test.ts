@@ -264,9 +264,20 @@ describe('cluster membership changes under a write load', () => {
     const l = await list();
     const victimId = l.voters.find((id) => id !== l.leader && id !== 'm5')!;
     const victim = procs.get(victimId)!;
+    // A dead machine: it is down while it is removed, so it never applies its removal.
+    await victim.kill9();
     const rm = cli('remove', '--id', victimId);
     expect(rm.status, rm.stderr).toBe(0);
-    await waitExit(victim, 15_000);
+    // It comes back on its old data, without --join (that would be refused before it runs, as
+    // below): the others refuse its connections, it asks them and stops.
+    const old = [...(victim as unknown as { args: string[] }).args];
+    const j = old.indexOf('--join');
+    if (j >= 0) old.splice(j, 2, '--peers', `${victimId}=${victim.addr}`);
+    const back = new MemberProc(victimId, victim.addr, old, victim.logPath, env);
+    back.start();
+    await waitExit(back, 30_000);
+    expect(back.exits.at(-1)!.code).toBe(3);
+    expect(back.logTail(5)).toMatch(new RegExp(`member ${victimId} was removed from the cluster configuration \\(as m\\d reports\\)`));
     procs.delete(victimId);
     const victimDir = path.join(dir, victimId);
     fs.rmSync(victimDir, { recursive: true, force: true });
