@@ -141,8 +141,12 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
 }
 
 const KEEPER_PERIOD_MS = 200;
-/** Without a leader this long, ask the peers whether this member was removed meanwhile. */
-const LEADERLESS_CHECK_MS = 2_000;
+/**
+ * Without word from a leader this long, ask the peers whether this member was removed: a
+ * removed member never hears its removal commit (the leader stops replicating to it and the
+ * others refuse its connections), as etcd's removed members learn it from their peers.
+ */
+const LEADERLESS_CHECK_MS = 1_000;
 
 /** Runs on every member; see the file comment. */
 export class MembershipKeeper {
@@ -150,6 +154,9 @@ export class MembershipKeeper {
   private busy = false;
   private leaderlessSince: number | null = null;
   private lastPeerCheck = 0;
+  /** The leader this member followed at the last round, and the messages received from it by then. */
+  private lastLead: string | null = null;
+  private lastLeadIn = -1;
   private fatal = false;
 
   constructor(
@@ -210,8 +217,14 @@ export class MembershipKeeper {
       const leader = cluster.leader();
       const book = swarm.localMachine()?.machine.book;
       const now = Date.now();
-      const hasLeader = leader !== undefined || cluster.remoteLeader() !== null;
-      this.leaderlessSince = hasLeader ? null : (this.leaderlessSince ?? now);
+      const lead = cluster.remoteLeader();
+      const hasLeader = leader !== undefined || lead !== null;
+      // Heard from a leader since the last round: it leads here, or its link delivered messages.
+      const leadIn = lead ? (cluster.transport.stats().peers[lead]?.messagesIn ?? 0) : -1;
+      const heard = leader !== undefined || (lead !== null && lead === this.lastLead && leadIn !== this.lastLeadIn);
+      this.lastLead = lead;
+      this.lastLeadIn = leadIn;
+      this.leaderlessSince = heard ? null : (this.leaderlessSince ?? now);
       if (leader && book && leader.core.log.term(leader.core.log.committed) === leader.core.term) {
         if (book.clusterId === null) {
           // The first leader records the cluster's id and the bootstrap members' addresses.
