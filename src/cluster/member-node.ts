@@ -122,7 +122,7 @@ export class MemberNode {
     const keeper = new MembershipKeeper({
       id: o.id,
       incarnation: () => incarnation,
-      swarm: () => swarmRef!,
+      swarm: () => swarmRef,
       cluster: () => cluster!,
       secret: o.secret,
       file: memberFile,

@@ -73,6 +73,8 @@ export async function checkJoin(o: {
 }): Promise<NonNullable<StatusMembership>> {
   const errors: string[] = [];
   let view: NonNullable<StatusMembership> | null = null;
+  /** A seed that answered with the book but without this id (it may lag behind the add). */
+  let unlisted: string | null = null;
   const deadline = Date.now() + 10_000;
   while (view === null && Date.now() < deadline) {
     for (const seed of o.join) {
@@ -80,13 +82,22 @@ export async function checkJoin(o: {
       const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, name: `joining-${o.id}`, failFast: true });
       try {
         const st = (await c.request({ kind: 'status' }, 2_000, 1_000)) as MemberStatus;
-        // A seed that has the book (the first leader recorded the cluster id) speaks for it.
-        if (st.membership?.cluster_id) {
-          view = st.membership;
+        const b = st.membership;
+        if (!b?.cluster_id) {
+          errors.push(`${seed}: no cluster id recorded yet`);
+          continue;
+        }
+        // A removal is committed once any member applied it: authoritative from any seed.
+        if (b.members[o.id]?.state === 'removed') {
+          throw new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id');
+        }
+        if (b.members[o.id]) {
+          view = b;
           break;
         }
-        errors.push(`${seed}: no cluster id recorded yet`);
+        unlisted = `${seed} (${st.id})`;
       } catch (e) {
+        if (e instanceof UserError) throw e;
         errors.push(`${seed}: ${(e as Error).message}`);
       } finally {
         c.close();
@@ -94,10 +105,11 @@ export async function checkJoin(o: {
     }
     if (view === null) await new Promise((r) => setTimeout(r, 200));
   }
+  if (view === null && unlisted !== null) {
+    throw new UserError('conflict', `--join: member ${o.id} is not in the cluster's configuration (as ${unlisted} reports); add it first: concord member add --id ${o.id} --address HOST:PORT`, 'id');
+  }
   if (view === null) throw new UserError('unavailable', `--join: no member answered with the cluster's membership within 10 s (${errors.slice(-3).join('; ')})`, 'join');
-  const me = view.members[o.id];
-  if (!me) throw new UserError('conflict', `--join: member ${o.id} is not in the cluster's configuration; add it first: concord member add --id ${o.id} --address HOST:PORT`, 'id');
-  if (me.state === 'removed') throw new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id');
+  const me = view.members[o.id]!;
   if (o.local?.cluster_id && o.local.cluster_id !== view.cluster_id) {
     throw new UserError('conflict', `--join: this data directory holds state of cluster ${o.local.cluster_id}, not ${view.cluster_id}; start on an empty data directory`, 'data_dir');
   }
@@ -163,7 +175,8 @@ export class MembershipKeeper {
     private readonly o: {
       id: string;
       incarnation: () => string | undefined;
-      swarm: () => Swarm;
+      /** Undefined while the member replays its log at start-up. */
+      swarm: () => Swarm | undefined;
       cluster: () => MemberCluster;
       secret: Buffer;
       file: string;
@@ -183,13 +196,32 @@ export class MembershipKeeper {
     } catch (e) {
       logger.error({ file: this.o.file, err: (e as Error).message }, 'could not save the membership file');
     }
+    this.syncRegistry(view.members);
     const me = view.members[this.o.id];
     if (me?.state === 'removed') this.die(`member ${this.o.id} was removed from the cluster configuration; stopping (its id is never reused: add a new member under a new id)`);
     const inc = this.o.incarnation();
     if (me?.incarnation && inc && me.incarnation !== inc) this.die(`member id ${this.o.id} is bound to another data directory (incarnation ${me.incarnation}, this one is ${inc}); stopping`);
   }
 
+  /**
+   * Members added at runtime join this process's agent registry, so the scheduler treats them
+   * as its own (takes work back from one that goes silent instead of waiting for its lease).
+   * Removed ones stay as they were: silent, their work is taken back.
+   */
+  syncRegistry(members = this.o.swarm()?.localMachine()?.machine.book.view().members ?? {}): void {
+    const swarm = this.o.swarm();
+    if (!swarm) return;
+    let changed = false;
+    for (const [id, e] of Object.entries(members)) {
+      if (e.state !== 'active' || swarm.data.members[id]) continue;
+      swarm.data.members[id] = { bootstrap: false, state: 'active' };
+      changed = true;
+    }
+    if (changed) swarm.registry.save();
+  }
+
   start(): void {
+    this.syncRegistry();
     this.timer = setInterval(() => void this.round(), KEEPER_PERIOD_MS);
     this.timer.unref();
   }
@@ -212,7 +244,7 @@ export class MembershipKeeper {
     if (this.busy || this.fatal) return;
     this.busy = true;
     try {
-      const swarm = this.o.swarm();
+      const swarm = this.o.swarm()!;
       const cluster = this.o.cluster();
       const leader = cluster.leader();
       const book = swarm.localMachine()?.machine.book;
