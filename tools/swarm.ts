@@ -1,8 +1,14 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
+import { backupTarget, refuseLowSpace, summarize, takeSnapshot } from '../src/service/backup.js';
 import { swarmStatus } from '../src/service/consensus.js';
-import { input, output, run } from './result.js';
+import { UserError } from '../src/service/errors.js';
+import { refuseExisting, writeFileAtomic } from '../src/service/snapshot-file.js';
+import { fail, input, output, run } from './result.js';
+
+/** Largest snapshot returned inline (base64 in the result) rather than written on the server. */
+export const MAX_INLINE_SNAPSHOT_BYTES = 64 << 20;
 
 export function registerSwarmTools(server: McpServer, coord: Coordinator): void {
   server.registerTool(
@@ -69,5 +75,56 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },
     (a) => run(() => coord.destroy(a.swarm)),
+  );
+
+  server.registerTool(
+    'swarm_snapshot',
+    {
+      title: 'Back up a swarm (consistent snapshot)',
+      description:
+        'Take a consistent snapshot of a swarm through its leader (the applied state at one log index, after a ReadIndex round) and write it with a header and a SHA-256 hash to <data dir>/backups/ on the serving process. Use before a risky step; `concord snapshot restore FILE --data-dir DIR` recreates it as a new swarm. path: a file name inside backups/ (no directories); an existing file is refused unless overwrite is true.',
+      inputSchema: input({
+        swarm: z.string().min(1).max(64).optional().describe('Swarm name; default "default"'),
+        path: z.string().min(1).max(128).optional().describe('File name inside <data dir>/backups/ (no "/" or ".."); default <swarm>-<time>.snapshot'),
+        overwrite: z.boolean().optional().describe('Replace an existing file of that name (default false: refused)'),
+        inline: z.boolean().optional().describe('Return the file as content_base64 instead of writing it on the server (used by `concord snapshot save`; at most 64 MiB)'),
+      }),
+      outputSchema: output({
+        path: z.string().nullable(),
+        sha256: z.string(),
+        index: z.number(),
+        term: z.number(),
+        bytes: z.number(),
+        counts: z.record(z.string(), z.number()),
+      }),
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+    },
+    async (a) => {
+      if (a.inline && (a.path !== undefined || a.overwrite !== undefined)) {
+        return fail('invalid_argument: inline=true returns the file instead of writing it: path and overwrite do not apply');
+      }
+      if (!a.inline) {
+        return run(async () => {
+          const swarm = coord.swarm(a.swarm);
+          const file = backupTarget(coord.dataDir, swarm.name, a.path);
+          if (a.overwrite !== true) refuseExisting(file);
+          const t = await takeSnapshot(swarm);
+          refuseLowSpace(file, t.bytes.length);
+          writeFileAtomic(file, t.bytes, { overwrite: a.overwrite === true });
+          return { ...summarize(t, file), written_by: t.header.leader };
+        });
+      }
+      const r = await run(async () => {
+        const t = await takeSnapshot(coord.swarm(a.swarm));
+        if (t.bytes.length > MAX_INLINE_SNAPSHOT_BYTES) {
+          throw new UserError('invalid_argument', `the snapshot is ${t.bytes.length} bytes, over the ${MAX_INLINE_SNAPSHOT_BYTES} bytes returned inline; call swarm_snapshot without inline (it writes to the server's backups directory)`, 'inline');
+        }
+        return { ...summarize(t, null), content_base64: t.bytes.toString('base64') };
+      });
+      // The bytes only in structuredContent: the text mirror would double a large result.
+      const sc = r.structuredContent as Record<string, unknown> | undefined;
+      if (sc) r.content = [{ type: 'text', text: JSON.stringify({ ...sc, content_base64: `(${String(sc.content_base64).length} base64 characters in structuredContent)` }, null, 2) }];
+      return r;
+    },
   );
 }

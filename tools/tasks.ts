@@ -2,7 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { PRIORITIES, STRATEGIES } from '../src/machine/types.js';
-import { claimTasks, completeTask, orchestrate, taskResults, taskStatus } from '../src/service/tasks.js';
+import { RESULT_FORMATS, RESULT_ROWS_MAX, claimTasks, completeTask, orchestrate, taskResults, taskStatus } from '../src/service/tasks.js';
 import { input, output, run, swarmArg } from './result.js';
 
 const WAIT_MAX_MS = 600_000;
@@ -85,6 +85,8 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
       inputSchema: input({
         swarm: swarmArg,
         orchestration_id: z.string().optional().describe('One orchestration; default all tasks of the swarm'),
+        format: z.enum(RESULT_FORMATS).optional().describe('summary (default): the aggregates; detailed: also per-orchestration rows and per-task rows (bounded by limit); json: also the full task records (results included), bounded by limit'),
+        limit: z.number().int().min(1).max(RESULT_ROWS_MAX).optional().describe(`detailed / json: most task rows (1..${RESULT_ROWS_MAX}, default 100); tasks_truncated says when more exist`),
         include_tasks: z.number().int().min(0).max(1000).optional().describe('Also return the first N task records (with results) of the orchestration'),
       }),
       outputSchema: output({
@@ -100,7 +102,7 @@ export function registerTaskTools(server: McpServer, coord: Coordinator): void {
       }),
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
-    (a) => run(() => taskResults(coord.swarm(a.swarm), a.orchestration_id, a.include_tasks ?? 0)),
+    (a) => run(() => taskResults(coord.swarm(a.swarm), a.orchestration_id, { format: a.format, limit: a.limit, includeTasks: a.include_tasks })),
   );
 
   server.registerTool(

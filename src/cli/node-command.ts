@@ -1,9 +1,11 @@
 import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import { parseMembers } from '../cluster/cluster-client.js';
-import { clientKeyFileText, loadClientKey, loadSecret } from '../transport/auth.js';
+import { CLIENT_PREFIX, clientKeyFileText, loadClientKey, loadSecret } from '../transport/auth.js';
+import { loadTls, TlsConfigError, type TlsMaterial } from '../transport/tls.js';
 import { UserError, invalid } from '../service/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
+import { startupMark } from '../util/startup-trace.js';
 
 type Flags = Record<string, string | boolean>;
 
@@ -11,7 +13,8 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
 
   concord node --swarm NAME --id raft-agent-1 --listen 127.0.0.1:7001 \\
     --peers raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,... \\
-    --data-dir DIR --secret-file FILE [--durability full|normal|off]
+    --data-dir DIR --secret-file FILE [--durability full|normal|off] [--metrics HOST:PORT] \\
+    [--cert member.crt --key member.key --ca ca.crt]
 
   concord node --swarm NAME --id raft-agent-4 --listen 127.0.0.1:7004 --join 127.0.0.1:7001 \
     --data-dir EMPTY_DIR --secret-file FILE
@@ -23,7 +26,14 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
   e.g. \`openssl rand -hex 32 > FILE && chmod 600 FILE\`) is the cluster secret: only members
   hold it. Clients get a client key that can call tools but never act as a member:
     concord secret client --secret-file FILE > client.key && chmod 600 client.key
-    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key`;
+    concord mcp --cluster 127.0.0.1:7001,127.0.0.1:7002 --secret-file client.key
+
+  With --cert, --key and --ca (or CONCORD_TLS_CERT, CONCORD_TLS_KEY, CONCORD_TLS_CA) every
+  connection is mutual TLS 1.3 and plaintext is refused: the certificate's CN must be this
+  member's id, peers' certificates must come from the CA and name the member they claim to be.
+  Clients then need a certificate from the same CA with CN=client:<name>: --cert, --tls-key
+  (--key is the memory key of \`memory store\`) and --ca, or the same environment variables.
+  --metrics HOST:PORT serves /metrics, /health and /readyz for this member, without a token.`;
 
 export function parseAddress(field: string, spec: string): PeerAddress {
   const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
@@ -78,6 +88,29 @@ function clientKeyFrom(flags: Flags): Buffer {
   }
 }
 
+/**
+ * --cert, --key and --ca (or CONCORD_TLS_CERT/_KEY/_CA, for clients an MCP client starts):
+ * all three or none. `keyFlags` are the flags naming the private key: clients share their
+ * flags with `memory store --key`, so there it is --tls-key.
+ */
+function tlsFrom(flags: Flags, keyFlags: string[]): TlsMaterial | undefined {
+  const pick = (names: string[], env: string): string | undefined => {
+    for (const n of names) {
+      const v = flags[n];
+      if (v === true) throw new UserError('invalid_argument', `--${n.replace(/_/g, '-')} needs a file path`, n);
+      if (typeof v === 'string') return v;
+    }
+    return process.env[env] || undefined;
+  };
+  try {
+    return loadTls({ cert: pick(['cert'], 'CONCORD_TLS_CERT'), key: pick(keyFlags, 'CONCORD_TLS_KEY'), ca: pick(['ca'], 'CONCORD_TLS_CA') });
+  } catch (e) {
+    if (!(e instanceof TlsConfigError)) throw e;
+    const field = e.field === 'key' ? keyFlags[0]! : e.field;
+    throw new UserError('invalid_argument', keyFlags[0] === 'key' ? e.message : e.message.replace(/--key\b/g, `--${field.replace(/_/g, '-')}`), field);
+  }
+}
+
 /** `concord secret client --secret-file FILE`: print the client key derived from the cluster secret. */
 export function runSecret(positional: string[], flags: Flags): number {
   if (positional[1] !== 'client') throw invalid('secret', positional[1] ?? '(none)', '"client": concord secret client --secret-file FILE > client.key');
@@ -98,11 +131,14 @@ export function clusterFrom(flags: Flags): ClusterClientOptions | undefined {
   }
   const timeout = typeof flags.timeout_ms === 'string' ? Number(flags.timeout_ms) : undefined;
   if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 100 && timeout <= 3_600_000)) throw invalid('timeout_ms', flags.timeout_ms, 'an integer 100..3600000');
-  return { members, clientKey: clientKeyFrom(flags), name: 'cli', timeoutMs: timeout };
+  const tls = tlsFrom(flags, ['tls_key']);
+  if (tls && !tls.name.startsWith(CLIENT_PREFIX)) throw invalid('cert', `CN=${tls.name}`, `a client certificate, CN=${CLIENT_PREFIX}<name> (members refuse a client presenting another)`);
+  return { members, clientKey: clientKeyFrom(flags), name: 'cli', timeoutMs: timeout, tls };
 }
 
 /** Run a member until SIGTERM/SIGINT. */
 export async function runNode(flags: Flags): Promise<number> {
+  startupMark('cli-loaded');
   if (flags.help === true) {
     process.stdout.write(`${NODE_HELP}\n`);
     return 0;
@@ -119,17 +155,22 @@ export async function runNode(flags: Flags): Promise<number> {
   if (join && listen) peers[id] ??= listen;
   if (!peers[id]) throw invalid('id', id, `one of the members in --peers: ${Object.keys(peers).join(', ')}`);
   const secret = secretFrom(flags);
+  const tls = tlsFrom(flags, ['key', 'tls_key']);
   const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
   const { MemberNode } = await import('../cluster/member-node.js');
+  // /metrics, /health and /readyz of this member, without a token: bind it where scrapers are.
+  const metrics = flags.metrics !== undefined ? parseAddress('metrics', String(flags.metrics)) : undefined;
+  startupMark('member-node-imported');
   const fatal = (message: string): void => {
     process.stderr.write(`concord node ${id}: ${message}\n`);
     process.exit(3);
   };
-  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, durability, join, onFatal: fatal });
+  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, tls, durability, metrics, join, onFatal: fatal });
   const at = node.cluster.transport.address;
-  process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
+  startupMark('started');
+  process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port}${tls ? ' (mutual TLS)' : ''} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -5,7 +5,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ConnectionError, RemoteError, TcpClient } from '../transport/tcp-client.js';
+import { ConnectionError, RemoteError, TcpClient, type RequestOptions } from '../transport/tcp-client.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import type { MemberStatus } from './protocol.js';
 
 export interface ClusterClientOptions {
@@ -17,6 +18,8 @@ export interface ClusterClientOptions {
   secret?: Buffer;
   /** Logged by the members as client:<name>. */
   name?: string;
+  /** Mutual TLS with the members (a client certificate, CN=client:<name>). */
+  tls?: TlsMaterial;
   /** Default bound for a call, including the search for a leader (ms). */
   timeoutMs?: number;
   /**
@@ -26,6 +29,14 @@ export interface ClusterClientOptions {
    * session_expired with its outcome unknown.
    */
   sessionTimeoutMs?: number;
+}
+
+export interface CallToolOptions {
+  timeoutMs?: number;
+  /** The tool's progress (progress, total, message), as the member reports it. */
+  onProgress?: (p: { progress: number; total?: number; message?: string }) => void;
+  /** Aborting cancels the call on the member (a wait stops waiting; what it started keeps running). */
+  signal?: AbortSignal;
 }
 
 /** No member led within the deadline: a majority is down or cut off. */
@@ -52,6 +63,12 @@ export function parseMembers(spec: string | string[]): string[] {
     if (!/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/.test(m)) throw new Error(`cluster=${JSON.stringify(m)} is not HOST:PORT (e.g. 127.0.0.1:7001)`);
   }
   return [...new Set(list)];
+}
+
+/** HOST:PORT as a member names another (a redirect's hint). */
+function isAddress(a: string): boolean {
+  const port = Number(a.slice(a.lastIndexOf(':') + 1));
+  return a.lastIndexOf(':') > 0 && Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
 function splitAddress(a: string): { host: string; port: number } {
@@ -98,7 +115,9 @@ export class ClusterClient {
    * member may have run is re-sent under a new session; one that may have run is not (that
    * could apply it twice): it is answered `session_expired`, outcome unknown.
    */
-  async callTool(name: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number } = {}): Promise<CallToolResult> {
+  async callTool(name: string, args: Record<string, unknown> = {}, opts: CallToolOptions = {}): Promise<CallToolResult> {
+    const rq: RequestOptions = { onProgress: opts.onProgress as ((p: unknown) => void) | undefined, signal: opts.signal };
+    const asks = opts.onProgress ? { progress: true } : {};
     // A call that waits for work (wait: true) legitimately answers late.
     const totalMs = opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs);
     const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
@@ -109,8 +128,8 @@ export class ClusterClient {
         // No session yet: read-only calls never need one (no log entry for a hook that only
         // reads); a call that writes is refused at its first proposal and sent again below.
         try {
-          const body = { kind: 'tool', name, arguments: args, session_on_write: true };
-          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline)) as { result: CallToolResult }).result;
+          const body = { kind: 'tool', name, arguments: args, session_on_write: true, ...asks };
+          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline, rq)) as { result: CallToolResult }).result;
         } catch (e) {
           if (!(e instanceof RemoteError && (e.code === 'session_required' || e.code === 'session_expired'))) throw e;
           await this.ensureSession(totalMs, deadline);
@@ -123,8 +142,8 @@ export class ClusterClient {
       try {
         // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
         const ack = this.outstanding.values().next().value as number;
-        const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack } };
-        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline)) as { result: CallToolResult }).result;
+        const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack }, ...asks };
+        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline, rq)) as { result: CallToolResult }).result;
       } catch (e) {
         if (!(e instanceof RemoteError && e.code === 'session_expired')) throw e;
         if (this.sessionId === sid) this.sessionId = null;
@@ -160,12 +179,14 @@ export class ClusterClient {
   /** Lists are the same on every member: the first that answers. */
   async anyMember(body: { kind: 'tools/list' | 'resources/list' | 'resources/templates/list' }): Promise<unknown> {
     const errors: string[] = [];
+    const afterTls = new Set<string>();
     const order = this.leader ? [this.leader, ...this.members.filter((m) => m !== this.leader)] : this.members;
     for (const m of order) {
       try {
         return await this.conn(m).request(body, ANSWER_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(m, e, this.o.tls !== undefined);
+        if (this.refusedByAll(afterTls, m, e)) throw authError(m, e as Error, true);
         errors.push(`${m}: ${(e as Error).message}`);
       }
     }
@@ -192,10 +213,21 @@ export class ClusterClient {
     let c = this.conns.get(member);
     if (!c) {
       const a = splitAddress(member);
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, name: this.o.name ?? 'client', failFast: true });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, clientKey: this.o.clientKey, tls: this.o.tls, name: this.o.name ?? 'client', failFast: true });
       this.conns.set(member, c);
     }
     return c;
+  }
+
+  /**
+   * A member refuses a client certificate by closing right after the TLS handshake, which
+   * looks like a member stopping at that instant. Once every member did it, it is the
+   * certificate: fail now instead of retrying until the deadline.
+   */
+  private refusedByAll(seen: Set<string>, member: string, e: unknown): boolean {
+    if (!(e instanceof ConnectionError && e.closedAfterTls)) return false;
+    seen.add(member);
+    return this.members.every((m) => seen.has(m));
   }
 
   /** The believed leader unless it looks down, else the next member that does not. */
@@ -221,9 +253,11 @@ export class ClusterClient {
    * `attempt.uncertain` becomes true once a member may have run the request without our
    * learning the outcome (a lost answer, a leader that lost its leadership mid-call).
    */
-  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs): Promise<unknown> {
+  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs, rq: RequestOptions = {}): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
+    /** Members that closed right after the TLS handshake (see refusedByAll). */
+    const afterTls = new Set<string>();
     while (!this.closed) {
       const left = deadline - performance.now();
       if (left <= 0) break;
@@ -233,7 +267,7 @@ export class ClusterClient {
         const answerWithin = Math.min(left, answerMs);
         // A member holds a request while an election runs; it must answer before we give up.
         const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))) };
-        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS))) as { result?: unknown };
+        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS), rq)) as { result?: unknown };
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
@@ -245,9 +279,12 @@ export class ClusterClient {
         this.leader = null;
         attempt.uncertain = true;
       } catch (e) {
-        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e);
+        if (e instanceof ConnectionError && e.authFailure) throw authError(target, e, this.o.tls !== undefined);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
+          // A leader not among the addresses given (CONCORD_CLUSTER may list only some
+          // members): learn it from the member that named it.
+          if (hint !== null && !this.members.includes(hint) && isAddress(hint)) this.members.push(hint);
           const hintUp = hint !== null && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
           this.leader = hintUp ? hint : null;
           last = `${target}: ${e.message}`;
@@ -260,6 +297,7 @@ export class ClusterClient {
           // Only a refused or lost connection marks the member down: a slow answer may be a
           // member holding the request for an election in progress.
           last = `${target}: ${(e as Error).message}`;
+          if (this.refusedByAll(afterTls, target, e)) throw authError(target, e as Error, true);
           attempt.uncertain = true;
           if (e instanceof ConnectionError && e.timedOut) this.leader = this.leader === target ? null : this.leader;
           else this.markDown(target);
@@ -286,6 +324,7 @@ function sessionExpiredResult(session: string, tool: string, seq: number): CallT
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-function authError(member: string, e: Error): Error {
-  return new Error(`${member} refused the connection: ${e.message} (is --secret-file the cluster's client key or secret?)`);
+function authError(member: string, e: Error, tls: boolean): Error {
+  const check = tls ? "are --cert/--key a client certificate from the members' CA, --ca that CA, and --secret-file the cluster's client key?" : "is --secret-file the cluster's client key or secret?";
+  return new Error(`${member} refused the connection: ${e.message} (${check})`);
 }

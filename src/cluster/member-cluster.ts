@@ -9,8 +9,11 @@ import type { ConfState, Message, NodeId, RaftConfig } from '../raft/types.js';
 import type { LogStorage } from '../storage/types.js';
 import { TcpClient } from '../transport/tcp-client.js';
 import { TcpTransport, type PeerAddress } from '../transport/tcp-transport.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import type { Clock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
+import { STARTUP_TRACE, startupMark } from '../util/startup-trace.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 
 export interface MemberClusterOptions {
   id: NodeId;
@@ -24,6 +27,8 @@ export interface MemberClusterOptions {
   /** Where to bind, when not the address peers dial (e.g. 0.0.0.0 behind that address). */
   listen?: PeerAddress;
   secret: Buffer;
+  /** Mutual TLS for every connection in and out (this member's certificate names its id). */
+  tls?: TlsMaterial;
   storage: LogStorage;
   machineFor: (id: NodeId) => StateMachine;
   clock: Clock;
@@ -51,12 +56,16 @@ class BlockingTransport implements Transport {
 
   send(msg: Message): void {
     if (this.blocked.has(msg.to)) return void this.droppedOut.set(msg.to, (this.droppedOut.get(msg.to) ?? 0) + 1);
+    if (STARTUP_TRACE && msg.type === 'MsgAppResp' && !msg.reject) startupMark('first-append-acknowledged');
+    if (WRITE_TRACE) traceMessage('send', msg);
     this.inner.send(msg);
   }
 
   onMessage(handler: (msg: Message) => void): void {
     this.inner.onMessage((m) => {
       if (this.blocked.has(m.from) || this.removed.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
+      if (STARTUP_TRACE && m.type === 'MsgApp') startupMark('first-append-received');
+      if (WRITE_TRACE) traceMessage('recv', m);
       handler(m);
     });
   }
@@ -64,6 +73,13 @@ class BlockingTransport implements Transport {
   close(): void {
     // The TCP transport outlives member restarts in this process; MemberCluster closes it.
   }
+}
+
+/** Appends carrying entries and their acknowledgements, by the last entry's index. */
+function traceMessage(dir: 'send' | 'recv', m: Message): void {
+  const peer = dir === 'send' ? m.to : m.from;
+  if (m.type === 'MsgApp' && m.entries.length > 0) traceWrite(`app_${dir}`, m.entries[m.entries.length - 1]!.index, peer);
+  else if (m.type === 'MsgAppResp' && !m.reject) traceWrite(`ack_${dir}`, m.index, peer);
 }
 
 export class MemberCluster implements ClusterBackend {
@@ -82,7 +98,7 @@ export class MemberCluster implements ClusterBackend {
     if (!self) throw new Error(`--peers must include this member (${o.id})`);
     const others = Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id));
     const bind = o.listen ?? self;
-    this.transport = new TcpTransport({ id: o.id, secret: o.secret, host: bind.host, port: bind.port, peers: others });
+    this.transport = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
     this.links = new BlockingTransport(this.transport);
     this.network = this.faults();
   }
@@ -232,7 +248,7 @@ export class MemberCluster implements ClusterBackend {
     if (!c) {
       const a = this.o.peers[id];
       if (!a) return Promise.reject(new Error(`unknown member ${id}`));
-      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, name: this.o.id, asMember: this.o.id, expectServer: id });
+      c = new TcpClient({ host: a.host, port: a.port, secret: this.o.secret, tls: this.o.tls, name: this.o.id, asMember: this.o.id, expectServer: id });
       this.clients.set(id, c);
     }
     return c.request(req, timeoutMs);

@@ -7,26 +7,30 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { createServer } from '../server/create-server.js';
+import { RESOURCE_NOT_FOUND } from '../server/mcp-codes.js';
 import { stampForwarded } from '../machine/types.js';
 import { callSession, type CallSession } from '../service/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
-import { UserError } from '../service/errors.js';
+import { invalid, UserError } from '../service/errors.js';
 import { openMemberStorage } from '../service/member-storage.js';
 import { SwarmRegistry } from '../service/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../service/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
-import type { PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
+import type { ClientRequestContext, PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
+import { startupMark } from '../util/startup-trace.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
+import type { StateMachine } from '../host/node-host.js';
+import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
 import { checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
-import { ToolTable } from './tool-table.js';
-import { parseClientRequest, type ClientRequest, type MemberStatus, type ToolSession } from './protocol.js';
+import type { ForwardedCallContext, ToolTable } from './tool-table.js';
+import type { ClientRequest, MemberStatus, ToolSession } from './protocol.js';
 
 export interface MemberNodeOptions {
   swarm: string;
@@ -36,11 +40,15 @@ export interface MemberNodeOptions {
   listen?: PeerAddress;
   dataDir?: string;
   secret: Buffer;
+  /** Mutual TLS (--cert/--key/--ca); the certificate's CN must be this member's id. */
+  tls?: TlsMaterial;
   durability?: Durability;
   /** Join a running cluster through these members (HOST:PORT): this one was added with member add. */
   join?: string[];
   /** This member must stop (removed from the cluster, or its id bound to another data directory). */
   onFatal?: (message: string) => void;
+  /** Serve /metrics, /health and /readyz for this member here (no token: bind it privately). */
+  metrics?: PeerAddress;
 }
 
 /** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
@@ -65,6 +73,11 @@ export class NotLeaderError extends Error {
 }
 
 const CLUSTER_TICK_TIMER_MS = 10;
+/** The request schema (zod): loaded with the first request that is not a status probe. */
+let protocolModule: typeof import('./protocol.js') | undefined;
+
+/** A member that got no call loads its tools this long after start, off the rejoin's path. */
+const PRELOAD_TOOLS_AFTER_MS = 1_000;
 /** How long a request waits for an election in progress to produce a leader. */
 const ELECTION_WAIT_MS = 1_000;
 
@@ -74,25 +87,65 @@ const LOG_PAGE_MAX = 50_000;
 export class MemberNode {
   readonly coord: Coordinator;
   readonly cluster: MemberCluster;
-  private readonly server: McpServer;
-  private readonly mcp: Client;
+  /** The tool table (zod and the tool modules): loaded on first use, or soon after start. */
+  private tableLoad: Promise<ToolTable> | null = null;
+  private table: ToolTable | null = null;
+  /** The MCP server and its in-process client (the SDK), for tools/list and resources. */
+  private mcpLoad: Promise<LoadedMcp> | null = null;
+  private mcp: LoadedMcp | null = null;
   private closed = false;
   private toolList: Promise<unknown> | undefined;
-  private readonly tools: ToolTable;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
   private keeper: MembershipKeeper | null = null;
+  /** The --metrics listener, when started. */
+  metricsListener: { port: number; close: () => Promise<void> } | null = null;
 
-  private constructor(coord: Coordinator, cluster: MemberCluster, server: McpServer, mcp: Client) {
+  private constructor(coord: Coordinator, cluster: MemberCluster) {
     this.coord = coord;
     this.cluster = cluster;
-    this.server = server;
-    this.mcp = mcp;
-    this.tools = new ToolTable(coord);
     this.loopDelay.enable();
+  }
+
+  /**
+   * A member needs neither zod nor the MCP SDK to rejoin: a restarted member acknowledges
+   * appends first and loads the tool table (zod and the tool modules; each module's load
+   * blocks the event loop for a few ms) on the first call or PRELOAD_TOOLS_AFTER_MS after
+   * start, so it is ready before it can be elected. The MCP SDK is loaded only by the first
+   * request that needs it (tools/list, resources): one of its modules blocks the event loop
+   * for 50-250 ms (loaded machine), which in a preload would land in whatever election
+   * happens then: a member that cannot answer votes or appends for that long slows it.
+   */
+  private tools(): Promise<ToolTable> {
+    if (this.table) return Promise.resolve(this.table);
+    this.tableLoad ??= import('./tool-table.js').then(({ ToolTable: Table }) => {
+      this.table = new Table(this.coord);
+      startupMark('tool-table-loaded');
+      return this.table;
+    });
+    return this.tableLoad;
+  }
+
+  private mcpServer(): Promise<LoadedMcp> {
+    if (this.mcp) return Promise.resolve(this.mcp);
+    this.mcpLoad ??= loadMcp(this.coord, this.cluster.id).then((m) => {
+      this.mcp = m;
+      startupMark('mcp-loaded');
+      if (this.closed) void closeMcp(m);
+      return m;
+    });
+    return this.mcpLoad;
+  }
+
+  /** See tools(). */
+  private preload(): void {
+    if (this.closed) return;
+    this.tools().catch((e: unknown) => logger.error({ err: (e as Error).message }, 'loading the tools failed'));
   }
 
   static async start(o: MemberNodeOptions): Promise<MemberNode> {
     if (!o.peers[o.id]) throw new Error(`--peers must list this member's own address (${o.id}=HOST:PORT)`);
+    // Peers check that a member's certificate names it: refuse now rather than at every connection.
+    if (o.tls && o.tls.name !== o.id) throw invalid('cert', `CN=${o.tls.name}`, `a certificate naming this member, CN=${o.id} (its id in --peers)`);
     const dataDir = resolveDataDir(o.dataDir);
     // A member that ran here before has a registry entry: it must find its own file again.
     const swarmDir = path.join(dataDir, 'swarms', o.swarm);
@@ -104,7 +157,7 @@ export class MemberNode {
     let seen: Record<string, { address: string; state: 'active' | 'removed' }> = {};
     if (o.join && o.join.length > 0) {
       const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
-      seen = (await checkJoin({ id: o.id, join: o.join, secret: o.secret, local: recorded, hasState, incarnation: prior?.incarnation })).members;
+      seen = (await checkJoin({ id: o.id, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation })).members;
     }
     const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
     const peers: Record<string, PeerAddress> = { ...o.peers };
@@ -125,10 +178,12 @@ export class MemberNode {
       swarm: () => swarmRef,
       cluster: () => cluster!,
       secret: o.secret,
+      tls: o.tls,
       file: memberFile,
       bootstrapVoters,
       onFatal: (message) => (o.onFatal ? o.onFatal(message) : logger.error({ id: o.id }, message)),
     });
+    let listening: Promise<unknown> | undefined;
     const coord = new Coordinator({
       dataDir,
       durability: o.durability,
@@ -140,14 +195,20 @@ export class MemberNode {
           fs.mkdirSync(path.dirname(file), { recursive: true });
           const opened = openMemberStorage(file, o.id, { incarnation: prior?.incarnation, fresh: prior === undefined, durability: o.durability ?? 'full' });
           incarnation = opened.incarnation;
+          startupMark('storage-opened');
           cluster = new MemberCluster({
             id: o.id,
             peers,
             bootstrapVoters,
             listen: o.listen,
             secret: o.secret,
-            storage: opened.storage,
-            machineFor: (id) => watchBook(machineFor(id), (book) => keeper.onBook(book)),
+            tls: o.tls,
+            storage: WRITE_TRACE ? tracedStorage(opened.storage) : opened.storage,
+            machineFor: (id) => {
+              // The keeper reads the book off the coordination machine itself (under any tracing).
+              const watched = watchBook(machineFor(id), (book) => keeper.onBook(book));
+              return WRITE_TRACE ? tracedMachine(watched) : watched;
+            },
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
             tickMs: TICK_MS,
@@ -161,6 +222,11 @@ export class MemberNode {
             // every 100,000 entries), so the cost per entry stays constant as state grows.
             compactionLogToSnapshotRatio: 1,
           });
+          // Listen before the rest of the start-up: this member's links dial its peers at
+          // once, and a leader dials back as soon as it hears from a returning member; a
+          // refused dial-back would cost it a redial backoff (50-100 ms) before the first append.
+          listening = cluster.listen();
+          listening.catch(() => undefined); // awaited below
           return cluster;
         },
       },
@@ -173,21 +239,29 @@ export class MemberNode {
       coord.swarm(o.swarm).registry.save();
     }
     try {
-      await c.listen();
+      await listening;
     } catch (e) {
       coord.close();
       const at = o.listen ?? o.peers[o.id]!;
       throw new UserError('unavailable', `cannot listen on ${at.host}:${at.port}: ${(e as Error).message} (another process has the port? pick another with --peers/--listen)`, 'listen');
     }
-    const server = createServer(coord);
-    const mcp = new Client({ name: `concord-node-${o.id}`, version: '0.1.0' });
-    const [a, b] = InMemoryTransport.createLinkedPair();
-    await server.connect(a);
-    await mcp.connect(b);
-    const node = new MemberNode(coord, c, server, mcp);
-    c.transport.onClientRequest((body, from, credential) => node.handle(body, from, credential));
+    startupMark('listening');
+    const node = new MemberNode(coord, c);
+    c.transport.onClientRequest((body, from, credential, ctx) => node.handle(body, from, credential, ctx));
+    if (o.metrics) {
+      try {
+        // Loaded only with --metrics: prom-client is not needed to rejoin.
+        const { startMetricsListener } = await import('../server/observability.js');
+        node.metricsListener = await startMetricsListener({ ...o.metrics, coord });
+      } catch (e) {
+        await node.close();
+        throw new UserError('unavailable', `cannot listen on ${o.metrics.host}:${o.metrics.port} for --metrics: ${(e as Error).message}`, 'metrics');
+      }
+    }
     node.keeper = keeper;
     keeper.start();
+    startupMark('serving-requests');
+    setTimeout(() => node.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
     return node;
   }
 
@@ -200,8 +274,8 @@ export class MemberNode {
     this.closed = true;
     this.keeper?.stop();
     this.loopDelay.disable();
-    await this.mcp.close().catch(() => undefined);
-    await this.server.close().catch(() => undefined);
+    await this.metricsListener?.close();
+    if (this.mcp) await closeMcp(this.mcp);
     this.coord.close();
   }
 
@@ -240,27 +314,42 @@ export class MemberNode {
     };
   }
 
-  async handle(raw: unknown, from: string, credential: RequestCredential = 'client'): Promise<unknown> {
-    const req = parseClientRequest(raw);
+  async handle(raw: unknown, from: string, credential: RequestCredential = 'client', ctx?: ClientRequestContext): Promise<unknown> {
+    // Status needs no schema: a restarted member answers probes before zod is loaded.
+    if (typeof raw === 'object' && raw !== null && (raw as { kind?: unknown }).kind === 'status') return this.status();
+    const protocol = (protocolModule ??= await import('./protocol.js'));
+    const req = protocol.parseClientRequest(raw);
     switch (req.kind) {
       case 'status':
         return this.status();
-      case 'tool':
+      case 'tool': {
+        if (WRITE_TRACE) traceWrite('tool_in');
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true) };
+        const result = await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true, ctx && { signal: ctx.signal, ...(req.progress ? { progress: ctx.progress } : {}) });
+        if (WRITE_TRACE) traceWrite('tool_out');
+        return { result };
+      }
       case 'session':
         await this.ensureLeader(req.hold_ms);
         return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
-        return (this.toolList ??= this.mcp.listTools());
+        return (this.toolList ??= this.mcpServer().then((t) => t.mcp.listTools()));
       case 'resources/list':
-        return this.mcp.listResources();
+        return (await this.mcpServer()).mcp.listResources();
       case 'resources/templates/list':
-        return this.mcp.listResourceTemplates();
-      case 'resources/read':
+        return (await this.mcpServer()).mcp.listResourceTemplates();
+      case 'resources/read': {
+        const t = await this.mcpServer();
         await this.ensureLeader(req.hold_ms);
-        return { result: await this.mcp.readResource({ uri: req.uri }) };
+        try {
+          return { result: await t.mcp.readResource({ uri: req.uri }) };
+        } catch (e) {
+          // MCP's "resource not found" travels as a code the client side turns back into it.
+          if ((e as { code?: unknown }).code === RESOURCE_NOT_FOUND) throw Object.assign(new Error((e as Error).message), { code: 'resource_not_found' });
+          throw e;
+        }
+      }
       case 'propose': {
         // Raw log entries skip every tool's validation: only members forward them (a follower
         // relaying its own service's proposal to the leader); clients call tools.
@@ -277,8 +366,9 @@ export class MemberNode {
     }
   }
 
-  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean): Promise<unknown> {
-    const call = () => this.tools.call(name, args);
+  private async runTool(name: string, args: Record<string, unknown>, session: ToolSession | undefined, onWrite: boolean, fwd?: ForwardedCallContext): Promise<unknown> {
+    const table = this.table ?? (await this.tools());
+    const call = () => table.call(name, args, fwd);
     if (!session && !onWrite) return call();
     const cs: CallSession = session ? { ...session, next: 0 } : { client: null, seq: 0, ack: 0, next: 0 };
     const result = await callSession.run(cs, call);
@@ -341,6 +431,66 @@ export class MemberNode {
       entries: entries.map((e) => ({ index: e.index, term: e.term, hash: createHash('sha256').update(`${e.type}\n${e.data}`).digest('hex').slice(0, 16) })),
     };
   }
+}
+
+/** `inner` with one method replaced; every other member read from (and bound to) `inner` itself. */
+function withMethod<T extends object>(inner: T, name: string, fn: unknown): T {
+  return new Proxy(inner, {
+    get: (target, p) => {
+      if (p === name) return fn;
+      const v = Reflect.get(target, p, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** CONCORD_WRITE_TRACE: each batch's fsync, by the batch's last entry index (-1: no entries). */
+function tracedStorage(inner: LogStorage): LogStorage {
+  const save = inner.saveAsync?.bind(inner);
+  if (!save) return inner;
+  return withMethod(inner, 'saveAsync', (batch: Parameters<NonNullable<LogStorage['saveAsync']>>[0], done: (err: Error | null) => void): boolean => {
+    const idx = batch.entries.length > 0 ? batch.entries[batch.entries.length - 1]!.index : -1;
+    traceWrite('fsync_start', idx);
+    const durable = save(batch, (err) => {
+      traceWrite('fsync_end', idx);
+      done(err);
+    });
+    if (durable) traceWrite('fsync_end', idx);
+    return durable;
+  });
+}
+
+/** CONCORD_WRITE_TRACE: when each entry is applied. */
+function tracedMachine(inner: StateMachine): StateMachine {
+  return withMethod(inner, 'apply', (e: Parameters<StateMachine['apply']>[0]) => {
+    const r = inner.apply(e);
+    traceWrite('apply', e.index);
+    return r;
+  });
+}
+
+interface LoadedMcp {
+  server: McpServer;
+  mcp: Client;
+}
+
+async function loadMcp(coord: Coordinator, id: string): Promise<LoadedMcp> {
+  const [{ createServer }, { Client: McpClient }, { InMemoryTransport }] = await Promise.all([
+    import('../server/create-server.js'),
+    import('@modelcontextprotocol/sdk/client/index.js'),
+    import('@modelcontextprotocol/sdk/inMemory.js'),
+  ]);
+  const server = createServer(coord);
+  const mcp = new McpClient({ name: `concord-node-${id}`, version: '0.1.0' });
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  await server.connect(a);
+  await mcp.connect(b);
+  return { server, mcp };
+}
+
+async function closeMcp(m: LoadedMcp): Promise<void> {
+  await m.mcp.close().catch(() => undefined);
+  await m.server.close().catch(() => undefined);
 }
 
 /** Histogram nanoseconds to ms, 0.01 ms resolution. */

@@ -14,6 +14,7 @@ import { UserError } from '../service/errors.js';
 import { promoteCaughtUpLearners } from '../service/members.js';
 import type { Swarm } from '../service/swarm.js';
 import { TcpClient } from '../transport/tcp-client.js';
+import type { TlsMaterial } from '../transport/tls.js';
 import { logger } from '../util/logger.js';
 import type { MemberCluster } from './member-cluster.js';
 import type { MemberStatus } from './protocol.js';
@@ -66,6 +67,8 @@ export async function checkJoin(o: {
   id: string;
   join: string[];
   secret: Buffer;
+  /** With TLS the certificate names this member: it asks as the member (seeds know it once added). */
+  tls?: TlsMaterial;
   local: MembershipRecord | null;
   /** Files of this swarm's data directory other than the membership file (state from a previous run). */
   hasState: boolean;
@@ -79,7 +82,7 @@ export async function checkJoin(o: {
   while (view === null && Date.now() < deadline) {
     for (const seed of o.join) {
       const i = seed.lastIndexOf(':');
-      const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, name: `joining-${o.id}`, failFast: true });
+      const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `joining-${o.id}`, failFast: true });
       try {
         const st = (await c.request({ kind: 'status' }, 2_000, 1_000)) as MemberStatus;
         const b = st.membership;
@@ -179,6 +182,11 @@ export class MembershipKeeper {
       swarm: () => Swarm | undefined;
       cluster: () => MemberCluster;
       secret: Buffer;
+      /**
+       * With TLS the certificate names this member, so it asks as the member: peers that removed
+       * it refuse that, and a member removed while it was down is then refused but does not exit.
+       */
+      tls?: TlsMaterial;
       file: string;
       bootstrapVoters: string[];
       /** This member must stop: it was removed, or its id is another data directory's. */
@@ -294,7 +302,7 @@ export class MembershipKeeper {
         .filter(([id]) => id !== this.o.id)
         .map(async ([, a]) => {
           const i = a.lastIndexOf(':');
-          const c = new TcpClient({ host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)), secret: this.o.secret, name: `member-check-${this.o.id}`, failFast: true });
+          const c = new TcpClient({ host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)), secret: this.o.secret, tls: this.o.tls, ...(this.o.tls ? { asMember: this.o.id } : {}), name: `member-check-${this.o.id}`, failFast: true });
           try {
             const st = (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus;
             const me = st.membership?.members[this.o.id];

@@ -23,6 +23,8 @@ const request = z.discriminatedUnion('kind', [
     session_on_write: z.boolean().optional(),
     /** How long the caller lets a member wait for an election in progress (ms). */
     hold_ms: holdMs,
+    /** The caller wants the tool's progress (sent as progress entries before the answer). */
+    progress: z.boolean().optional(),
   }),
   /** Register a client session (a log entry); tool calls then carry its id. */
   z.object({ kind: z.literal('session'), timeout_ms: z.number().int().positive().max(86_400_000).optional(), hold_ms: holdMs }),

@@ -28,7 +28,11 @@ export class ToolTable {
     return this.tools.size;
   }
 
-  async call(name: string, args: Record<string, unknown>): Promise<CallToolResult> {
+  /**
+   * `ctx` carries a forwarded call's progress channel and cancellation: a tool's progress
+   * notifications go to `ctx.progress` (the caller's proxy adds its client's token back).
+   */
+  async call(name: string, args: Record<string, unknown>, ctx?: ForwardedCallContext): Promise<CallToolResult> {
     const t = this.tools.get(name);
     if (!t) return fail(`MCP error -32602: Tool ${name} not found; tools: ${[...this.tools.keys()].sort().join(', ')}`);
     let input: unknown = args;
@@ -40,11 +44,29 @@ export class ToolTable {
       }
       input = parsed.data;
     }
-    // No progress channel on a forwarded call: tools see no progress token and never abort.
-    return t.handler(input, FORWARDED_EXTRA);
+    if (!ctx) return t.handler(input, FORWARDED_EXTRA);
+    const extra = {
+      ...FORWARDED_EXTRA,
+      signal: ctx.signal,
+      // A placeholder token: the member never sees the client's, only that it asked for progress.
+      _meta: ctx.progress ? { progressToken: 0 } : {},
+      sendNotification: async (n: { method: string; params?: Record<string, unknown> }) => {
+        if (n.method !== 'notifications/progress' || !ctx.progress || !n.params) return;
+        const { progressToken: _token, ...p } = n.params;
+        ctx.progress(p);
+      },
+    };
+    return t.handler(input, extra);
   }
 }
 
+export interface ForwardedCallContext {
+  signal: AbortSignal;
+  /** Set when the caller asked for progress. */
+  progress?: (p: Record<string, unknown>) => void;
+}
+
+/** No caller context (a call made here): tools see no progress token and never abort. */
 const FORWARDED_EXTRA = { signal: new AbortController().signal, _meta: {}, requestId: 0, sendNotification: async () => undefined, sendRequest: async () => ({}) };
 
 function fail(text: string): CallToolResult {

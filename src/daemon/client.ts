@@ -13,6 +13,8 @@ interface Holder {
   command?: string;
   socket?: string;
   http?: string;
+  /** The dashboard's URL, when the holder serves one. */
+  dashboard?: string;
 }
 
 /** The process described in `concord.lock`, when it is still alive. */

@@ -1,6 +1,10 @@
 import { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
+import { dashboardRoutes, type Dashboard } from '../server/dashboard/routes.js';
+import { observabilityRoutes } from '../server/observability.js';
+import type { RouteHandler } from '../server/route-handler.js';
 import { logger } from '../util/logger.js';
+import { dashboardAddr, listenRoutes, type HttpListener } from './http-listener.js';
 import { hasRunnableWork } from './status.js';
 import { serveSocket, type SocketServer } from './socket-server.js';
 
@@ -8,6 +12,10 @@ export interface DaemonOptions {
   dataDir?: string;
   /** Exit after this long with no client attached and no runnable task; 0: never. */
   idleTimeoutS: number;
+  /** Loopback address of the HTTP listener (dashboard); null: none; unset: CONCORD_DASHBOARD_ADDR or 127.0.0.1:0 (see dashboardAddr). */
+  http?: { host: string; port: number } | null;
+  /** More routes for the HTTP listener, after the dashboard's (e.g. metrics). */
+  routes?: (coord: Coordinator) => RouteHandler[];
 }
 
 /**
@@ -15,6 +23,8 @@ export interface DaemonOptions {
  * already owns it (a racing start lost: the clients connect to the winner).
  */
 export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
+  // Checked before taking the directory: a bad address fails the start, with the reason in the log.
+  const httpAt = opts.http !== undefined ? opts.http : dashboardAddr(undefined);
   let coord: Coordinator;
   try {
     coord = new Coordinator({ dataDir: opts.dataDir });
@@ -30,6 +40,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
   let idleSinceMs = performance.now();
   let closing = false;
   let sock: SocketServer | undefined;
+  let web: HttpListener | undefined;
+  let dashboard: Dashboard | undefined;
+
+  // An open dashboard page watches the swarms as an attached client does: it keeps the daemon up.
+  const attached = () => (sock?.clients() ?? 0) + (dashboard?.hub.count() ?? 0);
 
   const shutdown = (why: string) => {
     if (closing) return;
@@ -37,7 +52,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
     logger.info({ why }, 'daemon shutting down');
     // Unref'd backstop: a stuck session must not keep a stopped daemon alive.
     setTimeout(() => process.exit(0), 3000).unref();
-    void (sock?.close() ?? Promise.resolve())
+    dashboard?.hub.close();
+    void Promise.all([sock?.close(), web?.close()])
       .catch((e: Error) => logger.error({ err: e.message }, 'closing the socket failed'))
       .finally(() => {
         coord.close();
@@ -50,6 +66,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
   process.on('SIGHUP', () => undefined);
 
   try {
+    if (httpAt) {
+      dashboard = dashboardRoutes(coord, { bindHost: httpAt.host });
+      web = await listenRoutes([dashboard.routes, observabilityRoutes(coord), ...(opts.routes?.(coord) ?? [])], httpAt);
+      coord.advertise({ dashboard: `${web.base}/` });
+    }
     sock = await serveSocket(coord, {
       role: 'daemon',
       stop: () => shutdown('stop requested'),
@@ -57,15 +78,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
         idleSinceMs = performance.now();
       },
       describe: () => ({
+        dashboard: web ? `${web.base}/` : null,
+        dashboard_pages: dashboard?.hub.count() ?? 0,
         idle_timeout_s: opts.idleTimeoutS,
-        idle_for_s: sock && sock.clients() === 0 ? Math.round((performance.now() - idleSinceMs) / 100) / 10 : 0,
+        idle_for_s: sock && attached() === 0 ? Math.round((performance.now() - idleSinceMs) / 100) / 10 : 0,
       }),
     });
   } catch (e) {
+    await web?.close();
     coord.close();
     throw e;
   }
-  process.stderr.write(`concord daemon pid ${process.pid} serving ${coord.dataDir} on ${sock.path} (idle timeout ${opts.idleTimeoutS ? `${opts.idleTimeoutS} s` : 'off'})\n`);
+  process.stderr.write(`concord daemon pid ${process.pid} serving ${coord.dataDir} on ${sock.path}${web ? `, dashboard at ${web.base}/` : ''} (idle timeout ${opts.idleTimeoutS ? `${opts.idleTimeoutS} s` : 'off'})\n`);
 
   if (idleMs > 0) {
     const every = Math.min(1000, Math.max(50, idleMs / 4));
@@ -73,7 +97,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
     setInterval(() => {
       if (closing) return;
       const now = performance.now();
-      if (sock!.clients() > 0 || hasRunnableWork(coord)) idleSinceMs = now;
+      if (attached() > 0 || hasRunnableWork(coord)) idleSinceMs = now;
       else if (now - idleSinceMs >= idleMs) shutdown(`idle for ${opts.idleTimeoutS} s`);
     }, every).unref();
   }

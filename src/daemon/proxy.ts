@@ -13,7 +13,8 @@ const MAX_RECONNECTS_PER_MIN = 5;
  * (the same newline-delimited JSON-RPC), so progress notifications, cancellations, resources,
  * errors and structured content pass through as they are. Lines are only looked at to survive
  * a daemon that died (kill -9, crash): the proxy starts a new one, replays the session's
- * initialize handshake, and answers the requests the dead one held with an error.
+ * initialize handshake and the session's resource subscriptions, and answers the requests
+ * the dead one held with an error.
  */
 export async function runProxy(dataDir?: string, maxMessageBytes = DEFAULT_STDIO_MAX_MESSAGE_BYTES): Promise<void> {
   const dir = resolveDataDir(dataDir);
@@ -21,9 +22,14 @@ export async function runProxy(dataDir?: string, maxMessageBytes = DEFAULT_STDIO
   logger.info({ dataDir: dir }, 'concord mcp attached to the daemon');
   let initLine: string | null = null;
   let initializedLine: string | null = null;
+  /** Resources the client subscribed to: a new daemon knows none of them, so they are re-sent. */
+  const subscribed = new Set<string>();
+  /** Ids of the proxy's own re-subscriptions: their answers are not the client's. */
+  const ownIds = new Set<string>();
   const pending = new Map<string, Id>();
   let queue: string[] | null = null; // set while reconnecting
   let replayId: string | null = null;
+  let resubscribes = 0;
   let stdinEnded = false;
   let stopping = false;
   const reconnects: number[] = [];
@@ -46,6 +52,9 @@ export async function runProxy(dataDir?: string, maxMessageBytes = DEFAULT_STDIO
     const m = parse(line);
     if (m?.method === 'initialize' && m.id !== undefined) initLine = line;
     if (m?.method === 'notifications/initialized') initializedLine = line;
+    const uri = m?.params?.uri;
+    if (m?.method === 'resources/subscribe' && typeof uri === 'string') subscribed.add(uri);
+    if (m?.method === 'resources/unsubscribe' && typeof uri === 'string') subscribed.delete(uri);
     if (queue) queue.push(line);
     else send(line);
   };
@@ -61,8 +70,18 @@ export async function runProxy(dataDir?: string, maxMessageBytes = DEFAULT_STDIO
       // The answer to the replayed initialize: the client already has one.
       replayId = null;
       if (initializedLine) sock.write(`${initializedLine}\n`);
+      for (const uri of subscribed) {
+        const id = `concord-proxy-resubscribe-${++resubscribes}`;
+        ownIds.add(JSON.stringify(id));
+        sock.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'resources/subscribe', params: { uri } })}\n`);
+      }
       for (const l of queue ?? []) send(l);
       queue = null;
+      return;
+    }
+    if (isResponse && ownIds.delete(JSON.stringify(m.id))) {
+      // A re-subscription refused (e.g. the swarm is gone): the client learns of it no other way.
+      if ((m as { error?: unknown }).error) logger.warn({ error: (m as { error?: unknown }).error }, 'resubscribing after a daemon restart failed');
       return;
     }
     if (isResponse) pending.delete(JSON.stringify(m.id));
@@ -130,7 +149,7 @@ export async function runProxy(dataDir?: string, maxMessageBytes = DEFAULT_STDIO
 interface Msg {
   id?: Id;
   method?: string;
-  params?: { requestId?: Id };
+  params?: { requestId?: Id; uri?: unknown };
 }
 
 function parse(line: string): Msg | null {

@@ -13,6 +13,7 @@ import {
 } from '../raft/types.js';
 import type { LogStorage, StorageStats } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
 import { refusePeerMessage } from './peer-input.js';
@@ -115,10 +116,25 @@ export interface HostMetrics {
   storage: StorageStats;
   /** The storage's counters since this life of the member started (start()). */
   storageThisLife: { bytesWritten: number; syncs: number; syncMsTotal: number };
+  // The fields below count since this host object was created (it spans embedded restarts).
+  /** Times this member saw the leader change to a known leader (etcd leader_changes_seen). */
+  leaderChangesSeen: number;
+  /** Proposals refused at once or rejected later (timeout, superseded, lost leadership, stop). */
+  proposalsFailed: number;
+  /** Proposals made here and not yet answered. */
+  proposalsPending: number;
+  /** Proposal to apply on this member, for those that committed (host clock). */
+  commitSeconds: HistogramSnapshot;
+  /** Local snapshots taken (state serialized and the log compacted), wall time each. */
+  snapshotSeconds: HistogramSnapshot;
+  /** Heartbeat round trips measured as leader, per peer, over every term it led. */
+  rttSeconds: Map<NodeId, HistogramSnapshot>;
 }
 
 interface PendingProposal {
   term: number;
+  /** Clock time of the proposal, for the commit latency histogram. */
+  at: number;
   resolve: (v: { index: number; result: unknown }) => void;
   reject: (e: Error) => void;
   timer: TimerHandle;
@@ -209,6 +225,12 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  private leaderChangesSeen = 0;
+  private proposalsFailed = 0;
+  private readonly commitHistogram = new BucketHistogram(DISK_BUCKETS_S);
+  private readonly snapshotHistogram = new BucketHistogram(DISK_BUCKETS_S);
+  /** Unlike rtts (this leadership only), these accumulate: Prometheus histograms never drop. */
+  private readonly rttHistograms = new Map<NodeId, BucketHistogram>();
   /** Storage counters when this life started: metrics report this life's share. */
   private storageAtStart = { bytesWritten: 0, syncs: 0, syncMsTotal: 0 };
   /**
@@ -393,7 +415,19 @@ export class NodeHost {
         syncs: storage.syncs - base.syncs,
         syncMsTotal: storage.syncMsTotal - base.syncMsTotal,
       },
+      leaderChangesSeen: this.leaderChangesSeen,
+      proposalsFailed: this.proposalsFailed,
+      proposalsPending: this.proposals.size,
+      commitSeconds: this.commitHistogram.snapshot(),
+      snapshotSeconds: this.snapshotHistogram.snapshot(),
+      rttSeconds: new Map([...this.rttHistograms].map(([id, h]) => [id, h.snapshot()])),
     };
+  }
+
+  /** Since this member last heard from the leader it follows (ms); null: none heard this life. */
+  leaderContactAgeMs(): number | null {
+    if (this.role === 'leader') return 0;
+    return this.lastLeaderContactAt === null ? null : this.opts.clock.now() - this.lastLeaderContactAt;
   }
 
   /** The core, for observers (simulator checks, status). Drive it only through the host. */
@@ -432,11 +466,24 @@ export class NodeHost {
     timeoutMs: number,
     what: string,
   ): Promise<{ index: number; result: unknown }> {
-    this.assertRunning();
-    this.assertDiskSpace();
-    const { index, term } = fn();
+    let index: number;
+    let term: number;
+    try {
+      this.assertRunning();
+      this.assertDiskSpace();
+      ({ index, term } = fn());
+    } catch (e) {
+      this.proposalsFailed++;
+      throw e;
+    }
     this.scheduleProcess();
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve, rejectOnce) => {
+      let failed = false;
+      const reject = (e: Error): void => {
+        if (!failed) this.proposalsFailed++;
+        failed = true;
+        rejectOnce(e);
+      };
       // An older proposal at this index (from an earlier term of ours) was truncated away:
       // it can never commit, and it must not shadow this one.
       const older = this.proposals.get(index);
@@ -446,6 +493,7 @@ export class NodeHost {
       }
       const p: PendingProposal = {
         term,
+        at: this.opts.clock.now(),
         resolve,
         reject,
         timer: this.opts.clock.setTimeout(() => {
@@ -770,8 +818,10 @@ export class NodeHost {
     if (!p) return;
     this.proposals.delete(e.index);
     this.opts.clock.clearTimeout(p.timer);
-    if (p.term === e.term) p.resolve({ index: e.index, result });
-    else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
+    if (p.term === e.term) {
+      this.commitHistogram.observe((this.opts.clock.now() - p.at) / 1000);
+      p.resolve({ index: e.index, result });
+    } else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
   }
 
   private failProposalsUpTo(index: number): void {
@@ -840,6 +890,7 @@ export class NodeHost {
         p.reject(new ProposalError('not_leader', `${this.id} lost leadership during the quorum round; retry`, leader));
       }
     }
+    if (leader !== null && leader !== this.leader) this.leaderChangesSeen++;
     this.role = role;
     this.leader = leader;
     for (const l of this.listeners) l(change);
@@ -860,9 +911,12 @@ export class NodeHost {
     }
     if (log.applied <= log.snapshotIndex) return;
     if (log.applied > log.stableIndex) return;
+    // Wall time (not the host clock): it measures work done, and decides nothing.
+    const t0 = performance.now();
     const snap = this.raft.compact(this.opts.machine.snapshot());
     this.opts.storage.compact(snap);
     this.snapshotsTaken++;
+    this.snapshotHistogram.observe((performance.now() - t0) / 1000);
     this.lastSnapshotBytes = snap.data.length;
     this.appliedBytesSinceSnapshot = 0;
   }
@@ -883,6 +937,9 @@ export class NodeHost {
     r.sumMs += ms;
     r.maxMs = Math.max(r.maxMs, ms);
     this.rtts.set(from, r);
+    let h = this.rttHistograms.get(from);
+    if (!h) this.rttHistograms.set(from, (h = new BucketHistogram(RTT_BUCKETS_S)));
+    h.observe(ms / 1000);
     return ms;
   }
 

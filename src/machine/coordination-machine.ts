@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
 import { configProblem } from './config-bounds.js';
@@ -59,6 +60,8 @@ export interface MachineEvents {
   onApplied?(index: number): void;
   /** Configuration changed at this log position (timing takes effect live). */
   onConfig?(config: SwarmConfig): void;
+  /** An election record was applied (the history changed): resource subscribers are told. */
+  onElectionRecorded?(): void;
 }
 
 /**
@@ -282,6 +285,7 @@ export class CoordinationMachine implements StateMachine {
         if (isLeaderFailure(rec.cause)) this.electionTotals.leader_failures++;
         if (this.elections.length > ELECTION_HISTORY_MAX) this.elections.shift();
         this.publishElections();
+        this.events.onElectionRecorded?.();
         return { ok: true };
       }
       case 'election.timing': {
@@ -339,6 +343,15 @@ export class CoordinationMachine implements StateMachine {
       duplicateCommands: this.duplicateCommands,
       book: this.book.toJSON(),
     });
+  }
+
+  /**
+   * SHA-256 (hex) of snapshot(): the replicated state as a whole. Replicas at the same applied
+   * index hold the same state (the simulators compare snapshot() strings), so they have the
+   * same hash; a backup restored elsewhere is checked against it.
+   */
+  stateHash(): string {
+    return createHash('sha256').update(this.snapshot()).digest('hex');
   }
 
   /**

@@ -1,10 +1,17 @@
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { registerAllTools } from '../../tools/index.js';
 import { electionHistory, logStatus, swarmStatus } from '../service/consensus.js';
 import type { Coordinator } from '../service/coordinator.js';
+import { enableResourceSubscriptions } from './resource-subscriptions.js';
+import { UserError } from '../service/errors.js';
 
 export const SERVER_NAME = 'concord';
 export const SERVER_VERSION = '0.1.0';
+
+/** MCP's "resource not found" (the spec's -32002; the SDK has no constant for it). */
+export { RESOURCE_NOT_FOUND } from './mcp-codes.js';
+import { RESOURCE_NOT_FOUND } from './mcp-codes.js';
 
 /** One MCP server over a shared coordinator (one per client session over HTTP). */
 export function createServer(coord: Coordinator): McpServer {
@@ -31,8 +38,19 @@ export function createServer(coord: Coordinator): McpServer {
       `swarm-${view}`,
       new ResourceTemplate(`concord://swarms/{name}/${view}`, { list: listOf(view) }),
       { title: `Swarm ${view}`, description: `Measured ${view} of a swarm`, mimeType: 'application/json' },
-      async (uri, vars) => ({ contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(fn(String(vars.name)), null, 2) }] }),
+      async (uri, vars) => {
+        let view: unknown;
+        try {
+          view = fn(String(vars.name));
+        } catch (e) {
+          // An unknown swarm is the client's to fix, not an internal error.
+          if (e instanceof UserError && e.code === 'not_found') throw new McpError(RESOURCE_NOT_FOUND, `Resource ${uri.href} not found: ${e.message}`, { uri: uri.href });
+          throw e;
+        }
+        return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(view, null, 2) }] };
+      },
     );
   }
+  enableResourceSubscriptions(server, coord);
   return server;
 }

@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { ClusterClient } from '../cluster/cluster-client.js';
 import { Coordinator } from '../service/coordinator.js';
 import { logger } from '../util/logger.js';
 import { createClusterProxy } from './cluster-proxy.js';
 import { createServer } from './create-server.js';
-import { allowedHosts, hostAllowed, originAllowed, tokenMatches } from './http-guards.js';
+import { dashboardRoutes } from './dashboard/routes.js';
+import { allowedHosts, hostAllowed, isLoopback, originAllowed, tokenMatches } from './http-guards.js';
+import { OBSERVABILITY_PATHS, observabilityRoutes } from './observability.js';
 import { SessionTable } from './http-sessions.js';
+import type { RouteHandler } from './route-handler.js';
 import type { ServeOptions } from './stdio.js';
 
 export interface HttpOptions extends ServeOptions {
@@ -28,6 +32,13 @@ export interface HttpOptions extends ServeOptions {
   requestTimeoutMs?: number;
   /** Open TCP connections at most; further ones are closed at once. */
   maxConnections?: number;
+  /** More routes, tried after the dashboard's and before /mcp. */
+  routes?: RouteHandler[];
+  /**
+   * Serve no swarms here: each MCP session is connected by this function to the process that
+   * owns them (`concord serve` attached to a running daemon).
+   */
+  attach?: (transport: Transport) => Promise<void>;
 }
 
 export const HTTP_DEFAULTS = {
@@ -48,8 +59,12 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const requestTimeoutMs = opts.requestTimeoutMs ?? HTTP_DEFAULTS.requestTimeoutMs;
   const sessions = new SessionTable(opts.maxSessions ?? HTTP_DEFAULTS.maxSessions, opts.sessionIdleMs ?? HTTP_DEFAULTS.sessionIdleMs);
   const cluster = opts.cluster ? new ClusterClient(opts.cluster) : null;
-  const coord = cluster ? null : new Coordinator(opts);
+  const coord = cluster || opts.attach ? null : new Coordinator(opts);
   let hosts: Set<string> | null = null;
+  const observability = coord ? observabilityRoutes(coord) : null;
+  // The live dashboard needs the swarms in this process (not a cluster proxy's).
+  const dashboard = coord ? dashboardRoutes(coord, { bindHost: opts.host, token: opts.token, allowedOrigins: opts.allowedOrigins }) : null;
+  const routes: RouteHandler[] = [...(dashboard ? [dashboard.routes] : []), ...(opts.routes ?? [])];
 
   const server = http.createServer(
     {
@@ -82,10 +97,20 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
+    // Every route, not only /mcp: a rebound name must not reach the dashboard either.
     if (!hostAllowed(req.headers.host, hosts)) {
       return reply(res, 403, { error: `Host header ${JSON.stringify(req.headers.host ?? '')} not allowed: this server answers ${[...(hosts ?? [])].join(', ')}; add names with --allowed-hosts (CONCORD_HTTP_ALLOWED_HOSTS)` });
     }
+    if (OBSERVABILITY_PATHS.has(url.pathname)) {
+      // Read-only, like etcd's /metrics: no token on loopback (only this machine reaches it);
+      // beyond loopback the MCP token applies, since swarm names and figures are visible.
+      if (opts.token && !isLoopback(opts.host) && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
+      if (observability && (await observability(req, res))) return;
+      if (opts.attach) return reply(res, 404, { error: `${url.pathname} is served by the daemon that owns the swarms: concord daemon status shows its address` });
+      return reply(res, 404, { error: `${url.pathname} is served by each member in cluster mode: concord node --metrics HOST:PORT` });
+    }
+    for (const r of routes) if (await r(req, res)) return;
+    if (url.pathname !== '/mcp') return reply(res, 404, { error: 'not found: the MCP endpoint is /mcp' });
     const origin = req.headers.origin;
     if (origin && !originAllowed(origin, opts.allowedOrigins ?? [])) return reply(res, 403, { error: `origin ${origin} not allowed` });
     if (opts.token && !tokenMatches(req.headers.authorization, opts.token)) return reply(res, 401, { error: 'missing or wrong bearer token' });
@@ -117,7 +142,8 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
       transport.onclose = () => {
         if (transport.sessionId) sessions.remove(transport.sessionId);
       };
-      await (cluster ? createClusterProxy(cluster) : createServer(coord!)).connect(transport);
+      if (opts.attach) await opts.attach(transport);
+      else await (cluster ? createClusterProxy(cluster) : createServer(coord!)).connect(transport);
       await transport.handleRequest(req, res, body);
       if (!transport.sessionId) await transport.close();
     } finally {
@@ -132,13 +158,15 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   hosts = allowedHosts(opts.host, port, opts.allowedHosts ?? []);
-  coord?.advertise({ http: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/mcp` });
+  const base = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  coord?.advertise({ http: `${base}/mcp`, ...(dashboard ? { dashboard: `${base}/` } : {}) });
   logger.info({ host: opts.host, port, max_sessions: sessions.max_sessions, session_idle_ms: sessions.idle_ms, request_timeout_ms: requestTimeoutMs, max_connections: server.maxConnections }, 'concord MCP server on Streamable HTTP');
   return {
     port,
     coordinator: coord,
     cluster,
     close: async () => {
+      dashboard?.hub.close();
       await sessions.closeAll();
       // Sessions are closed: drop the remaining keep-alive sockets too, or close() waits for
       // the clients' idle timeout (SIGTERM took ~4 s after any tool call).

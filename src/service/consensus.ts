@@ -1,7 +1,7 @@
 import type { RoleChange } from '../host/node-host.js';
 import type { QuorumProbeResult } from '../host/quorum-probe.js';
 import { DEFAULT_SWARM_CONFIG, type ElectionRecord, type SwarmConfig } from '../machine/types.js';
-import { configProblem } from '../machine/config-bounds.js';
+import { CONFIG_LIMITS, configProblem } from '../machine/config-bounds.js';
 import { majority } from '../raft/quorum.js';
 import { ProposalError } from '../raft/types.js';
 import { UserError, invalid } from './errors.js';
@@ -170,6 +170,19 @@ export async function triggerElection(swarm: Swarm, agent?: string): Promise<Rec
   const voters = leader?.status().conf.voters ?? swarm.activeMembers();
   const candidate = agent ?? voters.find((id) => id !== leader?.id && swarm.isRunning(id));
   if (!candidate || !swarm.isRunning(candidate)) throw invalid('agent', agent ?? null, `a running voter: ${voters.filter((v) => swarm.isRunning(v)).join(', ')}`);
+  // Every voter answered the leader within an election timeout: pre-vote would refuse the
+  // campaign (each voter still hears the leader), so waiting for an election only costs the
+  // caller (a failure hook) seconds. Answer at once.
+  if (leader && heartbeatStatus(swarm) === 'healthy') {
+    return {
+      old_leader: leader.id,
+      candidate,
+      event: 'no_change',
+      new_leader: leader.id,
+      term: leader.status().term,
+      detail: `the leader ${leader.id} is healthy (every voter answered within an election timeout): pre-vote keeps it in place, so no campaign was started`,
+    };
+  }
   const change = await waitForNewLeader(swarm, leader?.id ?? null, 3_000, () => {
     swarm.expectElection('trigger-election', 3_000);
     swarm.cluster.host(candidate).campaign();
@@ -267,8 +280,30 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Promise<Record<string, unknown>> {
+/**
+ * Raising only election_timeout_min to or past the current max (the spec's troubleshooting
+ * advice, `--election-timeout-min 300` with max 300) moves max to 2 x min, as etcd's timeout is
+ * drawn from [ET, 2 x ET]. The returned note says so; null when nothing moved.
+ */
+export function widenElectionRange(current: SwarmConfig, patch: Partial<SwarmConfig>): { patch: Partial<SwarmConfig>; note: Record<string, unknown> | null } {
+  const min = patch.election_timeout_min;
+  if (min === undefined || min === null || patch.election_timeout_max !== undefined || !Number.isInteger(min) || min < current.election_timeout_max) return { patch, note: null };
+  const max = Math.min(2 * min, CONFIG_LIMITS.election_timeout_max[1]);
+  return {
+    patch: { ...patch, election_timeout_max: max },
+    note: {
+      field: 'election_timeout_max',
+      from: current.election_timeout_max,
+      to: max,
+      reason: `election_timeout_min=${min} is not below the current election_timeout_max (${current.election_timeout_max}); max moved to 2 x min, the [ET, 2 x ET] range etcd uses. Pass --election-timeout-max to choose it.`,
+    },
+  };
+}
+
+export async function configure(swarm: Swarm, requested: Partial<SwarmConfig>): Promise<Record<string, unknown>> {
   const current = swarm.config();
+  const { patch, note } = widenElectionRange({ ...DEFAULT_SWARM_CONFIG, ...current }, requested);
+  const adjusted = note ? { adjusted: [note] } : {};
   const next: SwarmConfig = { ...DEFAULT_SWARM_CONFIG, ...current, ...patch };
   // The same bounds the state machine enforces when it applies the entry.
   const bad = configProblem({ ...DEFAULT_SWARM_CONFIG, ...current }, patch);
@@ -288,8 +323,8 @@ export async function configure(swarm: Swarm, patch: Partial<SwarmConfig>): Prom
   if (!swarm.bootstrapped) {
     swarm.data.pending_config = { ...swarm.data.pending_config, ...patch };
     swarm.registry.save();
-    return { swarm: swarm.name, config: next, applied: `stored; committed through the log as soon as the group forms (bootstrap_expect=${swarm.bootstrapExpect} agents spawned)` };
+    return { swarm: swarm.name, config: next, applied: `stored; committed through the log as soon as the group forms (bootstrap_expect=${swarm.bootstrapExpect} agents spawned)`, ...adjusted };
   }
   const value = await swarm.proposeOk({ t: 'config', patch });
-  return { swarm: swarm.name, config: value, applied: 'through the log; timing takes effect on every member as it applies the entry' };
+  return { swarm: swarm.name, config: value, applied: 'through the log; timing takes effect on every member as it applies the entry', ...adjusted };
 }

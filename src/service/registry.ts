@@ -61,6 +61,9 @@ export class SwarmRegistry {
     private readonly syncFs: SyncFs = nodeSyncFs,
   ) {}
 
+  /** Called after each save: membership changes (spawn, crash, restart, remove) are saved. */
+  onSaved: (() => void) | null = null;
+
   static file(dir: string): string {
     return path.join(dir, 'swarm.json');
   }
@@ -83,6 +86,7 @@ export class SwarmRegistry {
     }
     fs.renameSync(tmp, SwarmRegistry.file(this.dir));
     fsyncDirectory(this.dir, sfs);
+    this.onSaved?.();
   }
 
   memberFile(id: string): string {

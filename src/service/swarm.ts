@@ -34,6 +34,9 @@ export interface SwarmOptions {
   sessionTimeoutMs?: number;
 }
 
+/** Kinds of change Swarm.onChange reports. */
+export type SwarmChange = 'role' | 'election' | 'membership';
+
 /** Cause of the next election, when this process caused it (step-down, transfer, ...). */
 interface ExpectedCause {
   cause: ElectionCause;
@@ -53,6 +56,7 @@ export class Swarm {
   private lastLeader: string | null = null;
   private expectedCause: ExpectedCause | null = null;
   private readonly roleListeners: Array<(c: RoleChange) => void> = [];
+  private readonly changeListeners = new Set<(c: SwarmChange) => void>();
   private closed = false;
   /** Members being created by agent_spawn: the only ones allowed to start on a new file. */
   private readonly freshMembers = new Set<string>();
@@ -67,6 +71,7 @@ export class Swarm {
       const m = new CoordinationMachine({
         onAssigned: (items) => this.workerFor(id).enqueue(items),
         notifyAgent: id,
+        onElectionRecorded: () => this.emitChange('election'),
         onConfig: (c) => {
           const host = this.cluster.hosts.get(id);
           host?.reconfigure(raftTiming(c));
@@ -106,6 +111,7 @@ export class Swarm {
     );
     this.scheduler = new Scheduler(this);
     this.cluster.onRoleChange((c) => this.onRoleChange(c));
+    registry.onSaved = () => this.emitChange('membership');
   }
 
   get name(): string {
@@ -345,11 +351,32 @@ export class Swarm {
     };
   }
 
+  /**
+   * What status and election-history readers see changed: a role or leader change in this
+   * process, an election record applied, or a membership change saved. Synchronous; a
+   * listener must be cheap (resource subscriptions only mark and coalesce).
+   */
+  onChange(fn: (c: SwarmChange) => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
+  private emitChange(c: SwarmChange): void {
+    for (const l of [...this.changeListeners]) {
+      try {
+        l(c);
+      } catch (e) {
+        logger.warn({ swarm: this.name, err: (e as Error).message }, 'swarm change listener failed');
+      }
+    }
+  }
+
   private onRoleChange(c: RoleChange): void {
     // The scheduler acts only on a leader here; idle, its 2 ms timer would only cost wakeups.
     if (!this.closed && this.cluster.leader()) this.scheduler.start();
     else this.scheduler.stop();
     for (const l of this.roleListeners) l(c);
+    this.emitChange('role');
     if (!c.election) return;
     // Cluster mode: this process saw only its own member's life; the replicated history
     // knows the leader before this one (another process's member, or ours before a restart).

@@ -56,7 +56,7 @@ function findOrch(m: CoordinationMachine, id: string): Orchestration {
   return o;
 }
 
-function orchView(o: Orchestration): Record<string, unknown> {
+export function orchView(o: Orchestration): Record<string, unknown> {
   const done = o.counts.completed + o.counts.failed;
   return {
     orchestration_id: o.id,
@@ -87,7 +87,32 @@ export async function taskStatus(swarm: Swarm, orchestrationId?: string): Promis
   });
 }
 
-export async function taskResults(swarm: Swarm, orchestrationId?: string, includeTasks = 0): Promise<Record<string, unknown>> {
+/** task_results' output: the spec's aggregates, plus bounded rows, plus full records. */
+export const RESULT_FORMATS = ['summary', 'detailed', 'json'] as const;
+export type ResultFormat = (typeof RESULT_FORMATS)[number];
+export const RESULT_ROWS_DEFAULT = 100;
+export const RESULT_ROWS_MAX = 10_000;
+
+export interface ResultsOptions {
+  /** summary: aggregates; detailed: + per-orchestration and per-task rows; json: + full task records. */
+  format?: ResultFormat;
+  /** detailed / json: most task rows (default 100, at most 10000). */
+  limit?: number;
+  /** The first N task records of one orchestration (kept for older clients). */
+  includeTasks?: number;
+}
+
+export async function taskResults(swarm: Swarm, orchestrationId?: string, opts: ResultsOptions | number = {}): Promise<Record<string, unknown>> {
+  const o = typeof opts === 'number' ? { includeTasks: opts } : opts;
+  const format = o.format ?? 'summary';
+  if (!RESULT_FORMATS.includes(format)) throw invalid('format', format, RESULT_FORMATS.join(' | '));
+  const limit = o.limit ?? RESULT_ROWS_DEFAULT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > RESULT_ROWS_MAX) throw invalid('limit', limit, `an integer 1..${RESULT_ROWS_MAX}`);
+  const out = await summarize(swarm, orchestrationId, o.includeTasks ?? 0, format, limit);
+  return out;
+}
+
+async function summarize(swarm: Swarm, orchestrationId: string | undefined, includeTasks: number, format: ResultFormat, limit: number): Promise<Record<string, unknown>> {
   return swarm.proposer.read((leaderId) => {
     const m = swarm.machines.get(leaderId)!;
     const orchs = orchestrationId ? [findOrch(m, orchestrationId)] : [...m.tasks.orchs.values()];
@@ -120,6 +145,34 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
       execution_guarantee: executionGuarantee(sum.duplicates),
       counted_from: `replicated state on ${leaderId} after a linearizable read`,
     };
+    if (format !== 'summary') {
+      out.format = format;
+      out.orchestrations = orchs.map((x) => ({
+        orchestration_id: x.id,
+        task: x.task,
+        status: x.finished_at !== null ? 'finished' : 'running',
+        total_tasks: x.count,
+        completed: x.counts.completed,
+        failed: x.counts.failed,
+        in_progress: x.counts.pending + x.counts.assigned,
+        duplicates: x.counts.duplicates,
+        executions_started: x.counts.executions_started,
+        stale_completions_refused: x.counts.stale_completions_refused,
+        tasks_recovered: x.counts.recovered,
+      }));
+      // Task rows in orchestration order, bounded: a million-task swarm is not one answer.
+      const rows: Array<Record<string, unknown>> = [];
+      outer: for (const x of orchs) {
+        for (let i = 1; i <= x.count; i++) {
+          if (rows.length >= limit) break outer;
+          const t = m.tasks.tasks.get(`${x.id}-${i}`);
+          if (t) rows.push(format === 'json' ? { ...t } : taskRow(t));
+        }
+      }
+      out.tasks = rows;
+      out.tasks_shown = rows.length;
+      out.tasks_truncated = rows.length < sum.total;
+    }
     if (includeTasks > 0 && orchestrationId) {
       const o = orchs[0]!;
       const tasks: TaskRecord[] = [];
@@ -131,6 +184,23 @@ export async function taskResults(swarm: Swarm, orchestrationId?: string, includ
     }
     return out;
   });
+}
+
+/** One task as a row of `task_results --format detailed`. */
+function taskRow(t: TaskRecord): Record<string, unknown> {
+  return {
+    id: t.id,
+    orchestration_id: t.orch,
+    status: t.status,
+    assignee: t.assignee,
+    epoch: t.epoch,
+    assignments: t.assignments,
+    failures: t.failures,
+    completions_applied: t.completions_applied,
+    executions_started: t.executions_started,
+    stale_completions_refused: t.stale_completions_refused,
+    completed_by: t.completed_by,
+  };
 }
 
 /**

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import type { ConfState, Entry, EntryType, HardState, RestartState, Snapshot, SnapshotMetadata } from '../raft/types.js';
 import type { LogStorage, PersistBatch, StorageStats } from './types.js';
 import { checkBatch, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
+import { BucketHistogram, DISK_BUCKETS_S } from '../util/histogram.js';
 import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from './sync-fs.js';
 
 const SCHEMA_VERSION = 1;
@@ -83,6 +84,8 @@ export class SqliteStorage implements LogStorage {
   private bytesWritten = 0;
   private syncs = 0;
   private syncMsTotal = 0;
+  /** Each counted sync's duration (the same observations as syncs / syncMsTotal). */
+  private readonly syncHistogram = new BucketHistogram(DISK_BUCKETS_S);
   private loopMsTotal = 0;
   private closed = false;
   private freeAt = -Infinity;
@@ -388,6 +391,7 @@ export class SqliteStorage implements LogStorage {
       syncs: this.syncs,
       syncMsTotal: this.syncMsTotal,
       loopMsTotal: this.loopMsTotal,
+      syncSeconds: this.syncHistogram.snapshot(),
       entryCount: this.lastIndex - this.snapIndex,
       diskBytes: fileSize(this.file) + fileSize(`${this.file}-wal`),
     };
@@ -438,6 +442,7 @@ export class SqliteStorage implements LogStorage {
   private noteSync(ms: number): void {
     this.syncs++;
     this.syncMsTotal += ms;
+    this.syncHistogram.observe(ms / 1000);
   }
 
   /** The WAL exists once open()'s schema transaction ran (journal_mode=WAL; a fresh database

@@ -1,3 +1,4 @@
+import type { HistogramSnapshot } from '../util/histogram.js';
 import type { Entry, HardState, Snapshot, RestartState, ConfState } from '../raft/types.js';
 
 /** One Ready's worth of durable writes, applied atomically (one transaction, one fsync). */
@@ -26,6 +27,8 @@ export interface StorageStats {
   /** Time the caller's thread spent in save/saveAsync/compact, ms (transactions and inline
    * fsyncs, not off-thread ones). Absent for memory storage. */
   loopMsTotal?: number;
+  /** Durations of the syncs counted in `syncs` (count equals syncs). Absent for memory storage. */
+  syncSeconds?: HistogramSnapshot;
   /** Entries currently held (after the snapshot). */
   entryCount: number;
   /** Size of the database files on disk; 0 for memory storage. */

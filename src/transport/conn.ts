@@ -20,6 +20,7 @@ import {
   type HandshakeParams,
 } from './auth.js';
 import { FrameDecoder, frameHeader, frameTypeName, FrameType, HEADER_BYTES, PRE_AUTH_MAX_FRAME_BYTES, type Frame } from './frame.js';
+import { certMismatch, isTlsRefusal, peerCertName, TLS_HANDSHAKE_RECORD } from './tls.js';
 
 /** Structural subset of pino's Logger, so tests can capture what is logged. */
 export interface TransportLog {
@@ -29,8 +30,13 @@ export interface TransportLog {
   error(obj: object, msg: string): void;
 }
 
-/** Why a connection ended: `auth` and `refused` count as authentication failures. */
-export type CloseKind = 'local' | 'io' | 'timeout' | 'auth' | 'refused' | 'protocol';
+/**
+ * Why a connection ended: `auth` and `refused` count as authentication failures.
+ * `closed-after-tls`: a TLS initiator's connection closed between the TLS handshake and the
+ * acceptor's CHALLENGE, which is how a member refuses its certificate (TLS 1.3 checks the
+ * client's certificate last) but also what a member stopping at that instant looks like.
+ */
+export type CloseKind = 'local' | 'io' | 'timeout' | 'auth' | 'refused' | 'protocol' | 'closed-after-tls';
 
 export interface SecureConnOptions {
   socket: Socket;
@@ -64,6 +70,7 @@ const HANDSHAKE = new Set<number>([FrameType.HELLO, FrameType.CHALLENGE, FrameTy
 const HEX_NONCE = new RegExp(`^[0-9a-f]{${NONCE_BYTES * 2}}$`);
 const HEX_MAC = new RegExp(`^[0-9a-f]{${TAG_BYTES * 2}}$`);
 const MAX_ID_CHARS = 256;
+const REFUSED_AFTER_TLS = 'connection closed right after the TLS handshake (the member refused this certificate: wrong --cert or --ca? or it is stopping)';
 
 class HandshakeError extends Error {
   constructor(
@@ -105,6 +112,10 @@ export class SecureConn {
   private refused = false;
   /** This connection's credential key (see connectionKey); the acceptor learns it from HELLO. */
   private key: Buffer | null = null;
+  /** Over TLS (see tls.ts): the peer's certificate must name the identity it proves. */
+  private readonly tls: boolean;
+  /** TLS initiator: the TLS handshake finished (errors after it are the peer's refusal or a drop). */
+  private tlsUp = false;
 
   constructor(private readonly o: SecureConnOptions) {
     if (o.role === 'initiator') {
@@ -113,21 +124,43 @@ export class SecureConn {
       this.key = o.clientKey ?? connectionKey(o.secret!, o.selfId);
     } else if (!o.secret) throw new Error('SecureConn: an acceptor needs the cluster secret');
     const s = o.socket;
+    this.tls = (s as { encrypted?: boolean }).encrypted === true;
     this.remote = o.remote ?? `${s.remoteAddress ?? '?'}:${s.remotePort ?? '?'}`;
     s.setNoDelay(true);
     s.on('data', (d: Buffer) => this.onData(d));
-    s.on('error', (e) => this.fail(`socket error: ${e.message}`, 'io'));
+    s.on('error', (e) => {
+      // A certificate or TLS protocol failure is an authentication failure (the caller does
+      // not retry it); a connection reset or refused is not.
+      if (this.tls && !this.ready && isTlsRefusal(e)) this.fail(`TLS handshake failed: ${e.message.split('\n')[0]}`, 'auth');
+      else if (this.closedAfterTls()) this.fail(`${REFUSED_AFTER_TLS} (${e.message})`, 'closed-after-tls');
+      else this.fail(`socket error: ${e.message}`, 'io');
+    });
     s.on('close', () => {
       if (this.decoder.buffered > 0) this.fail(`connection closed mid-frame (${this.decoder.buffered} bytes of a truncated frame)`, 'protocol');
-      else this.fail(this.ready ? 'connection closed by peer' : 'connection closed during handshake', 'io');
+      else if (this.ready) this.fail('connection closed by peer', 'io');
+      else if (this.closedAfterTls()) this.fail(REFUSED_AFTER_TLS, 'closed-after-tls');
+      else this.fail('connection closed during handshake', 'io');
     });
     s.on('drain', () => this.o.onDrain?.(this));
     this.handshakeTimer = setTimeout(() => this.fail(`handshake not completed within ${o.handshakeTimeoutMs} ms`, 'timeout'), o.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     if (o.role === 'initiator') {
-      if (s.connecting) s.once('connect', () => this.sendHello());
+      if (this.tls) {
+        s.once('secureConnect', () => {
+          this.tlsUp = true;
+          this.sendHello();
+        });
+      } else if (s.connecting) s.once('connect', () => this.sendHello());
       else this.sendHello();
     }
+  }
+
+  /**
+   * TLS 1.3: the server verifies the client's certificate after the client's side of the
+   * handshake is done, and node:tls then just closes (or resets) a connection it refuses.
+   */
+  private closedAfterTls(): boolean {
+    return this.tlsUp && this.peerNonce === null;
   }
 
   /** Authenticated with the client key: may send requests, never Raft messages. */
@@ -188,6 +221,14 @@ export class SecureConn {
 
   private onData(d: Buffer): void {
     if (this.closed) return;
+    if (this.bytesIn === 0 && !this.tls && this.o.role === 'acceptor' && d[0] === TLS_HANDSHAKE_RECORD) {
+      // A TLS client dialled a member without TLS: answer with a TLS alert (protocol_version)
+      // so it fails at once with a TLS error rather than a reset it would retry.
+      this.o.socket.write(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]));
+      this.refused = true;
+      this.fail('a TLS connection to a member without TLS (give the members --cert, --key and --ca, or the client none)', 'refused');
+      return;
+    }
     this.bytesIn += d.length;
     this.lastRecv = Date.now();
     let frames: Frame[];
@@ -242,7 +283,7 @@ export class SecureConn {
         if (typeof b.id !== 'string' || b.id.length === 0 || b.id.length > MAX_ID_CHARS) throw new HandshakeError('HELLO without a valid id', 'protocol');
         if (typeof b.nonce !== 'string' || !HEX_NONCE.test(b.nonce)) throw new HandshakeError('HELLO without a valid nonce', 'protocol');
         this.peerId = b.id;
-        const why = this.o.admit?.(b.id) ?? null;
+        const why = this.o.admit?.(b.id) ?? (this.tls ? certMismatch(b.id, peerCertName(this.o.socket) ?? null) : null);
         if (why) throw new HandshakeError(`refused ${b.id}: ${why}`, 'refused', why);
         // The claimed identity picks the key it must prove: a client key never proves a member id.
         this.key = connectionKey(this.o.secret!, b.id);
@@ -268,6 +309,10 @@ export class SecureConn {
       if (typeof b.nonce !== 'string' || !HEX_NONCE.test(b.nonce)) throw new HandshakeError('CHALLENGE without a valid nonce', 'protocol');
       if (this.o.expectPeer !== undefined && b.id !== this.o.expectPeer) {
         throw new HandshakeError(`dialed ${this.o.expectPeer} at ${this.remote} but ${b.id} answered (address misconfigured?)`, 'auth');
+      }
+      if (this.tls) {
+        const cn = peerCertName(this.o.socket) ?? null;
+        if (cn !== b.id) throw new HandshakeError(`${b.id} at ${this.remote} presented a certificate naming ${cn ?? '(none)'}`, 'auth');
       }
       this.peerId = b.id;
       this.peerNonce = Buffer.from(b.nonce, 'hex');

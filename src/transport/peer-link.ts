@@ -7,6 +7,7 @@ import { chunkHeader, encodeBatch } from './codec.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
 import { backoffMs, type PeerStats, type TcpLimits } from './limits.js';
+import { dialTls, type TlsMaterial } from './tls.js';
 
 export interface PeerAddress {
   host: string;
@@ -18,9 +19,13 @@ export interface PeerLinkOptions {
   peerId: string;
   address: PeerAddress;
   secret: Buffer;
+  /** Dial over mutual TLS; the peer's certificate must name peerId. */
+  tls?: TlsMaterial;
   limits: TcpLimits;
   stats: PeerStats;
   log: TransportLog;
+  /** For the connection's own lines (rate-limited before authentication); default `log`. */
+  connLog?: TransportLog;
 }
 
 interface Transfer {
@@ -67,6 +72,19 @@ export class PeerLink {
     this.conn?.close('peer address changed');
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.dial();
+  }
+
+  /**
+   * The peer just proved it is up (it connected to us): if this link is waiting out a backoff,
+   * dial now. Otherwise a member restarted after a long outage would wait out the backoff its
+   * absence grew (up to backoffMaxMs) before hearing from us again.
+   */
+  peerIsUp(): void {
+    if (this.closed || this.conn || !this.retryTimer) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.attempts = 0;
     this.dial();
   }
 
@@ -182,7 +200,7 @@ export class PeerLink {
     this.retryTimer = null;
     const { host, port } = this.o.address;
     const l = this.o.limits;
-    const socket = connect({ host, port });
+    const socket = this.o.tls ? dialTls(this.o.tls, host, port, this.o.peerId) : connect({ host, port });
     this.conn = new SecureConn({
       socket,
       role: 'initiator',
@@ -194,7 +212,7 @@ export class PeerLink {
       maxFrameBytes: l.maxFrameBytes,
       pingIntervalMs: l.pingIntervalMs,
       deadAfterMs: l.deadAfterMs,
-      log: this.o.log,
+      log: this.o.connLog ?? this.o.log,
       onReady: () => {
         this.attempts = 0;
         this.o.stats.connected = true;

@@ -9,6 +9,7 @@ import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
 import { backoffMs, resolveLimits, type TcpLimits } from './limits.js';
+import { dialTls, type TlsMaterial } from './tls.js';
 
 export interface TcpClientOptions {
   host: string;
@@ -26,6 +27,8 @@ export interface TcpClientOptions {
   asMember?: string;
   /** Refuse to talk to a member with another id. */
   expectServer?: string;
+  /** Mutual TLS (tls.ts): this client's certificate, key and the CA that issued the members'. */
+  tls?: TlsMaterial;
   /**
    * One dial per request, no retry with backoff: for a caller with other members to try
    * (a refused connection to a dead leader should send it elsewhere at once).
@@ -53,6 +56,8 @@ export class ConnectionError extends Error {
     readonly authFailure = false,
     /** The connection was fine; the answer did not come in time (the member may be busy). */
     readonly timedOut = false,
+    /** Closed right after the TLS handshake: the member refused our certificate, or was stopping. */
+    readonly closedAfterTls = false,
   ) {
     super(message);
     this.name = 'ConnectionError';
@@ -63,6 +68,14 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+  onProgress?: (p: unknown) => void;
+}
+
+export interface RequestOptions {
+  /** Progress the member reports for this request before answering it. */
+  onProgress?: (p: unknown) => void;
+  /** Aborting asks the member to cancel the request; its answer (if any) still arrives. */
+  signal?: AbortSignal;
 }
 
 export class TcpClient {
@@ -95,7 +108,7 @@ export class TcpClient {
    * `connectTimeoutMs` bounds only the wait for a connection: a caller with other members to
    * try can give up on a dead one quickly and still allow a slow answer from a live one.
    */
-  async request(body: unknown, timeoutMs = 5000, connectTimeoutMs = timeoutMs): Promise<unknown> {
+  async request(body: unknown, timeoutMs = 5000, connectTimeoutMs = timeoutMs, opts: RequestOptions = {}): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const c = await this.connected(Date.now() + Math.min(timeoutMs, connectTimeoutMs));
     const id = ++this.seq;
@@ -110,7 +123,17 @@ export class TcpClient {
         this.idle();
         reject(new ConnectionError(`request timed out after ${timeoutMs} ms (outcome unknown)`, false, true));
       }, Math.max(1, deadline - Date.now()));
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, onProgress: opts.onProgress });
+      if (opts.signal) {
+        const cancel = () => {
+          // Sent on the connection that carries the request (a new one would not know its id).
+          if (this.pending.has(id) && this.conn === c && c.ready && !c.closed) c.send(FrameType.CLIENT_REQ, [Buffer.from(JSON.stringify({ id, cancel: true }), 'utf8')]);
+        };
+        // Deferred: a request queued this turn leaves in the outbox's flush, which runs first.
+        const later = () => setImmediate(cancel);
+        if (opts.signal.aborted) later();
+        else opts.signal.addEventListener('abort', later, { once: true });
+      }
       c.socket.ref();
       // Requests made in one event-loop turn leave as one frame (see TcpTransport).
       this.outbox.push({ id, json });
@@ -161,6 +184,7 @@ export class TcpClient {
 
   private async connected(deadline: number): Promise<SecureConn> {
     let last = 'not connected';
+    let afterTls = false;
     while (!this.closed) {
       if (this.conn?.ready && !this.conn.closed) return this.conn;
       const left = deadline - Date.now();
@@ -178,17 +202,18 @@ export class TcpClient {
       // A wrong secret or an unknown server won't fix itself: fail at once.
       if (err.authFailure) throw err;
       last = err.message;
+      afterTls = err.closedAfterTls;
       if (this.o.failFast) break;
       const wait = Math.min(backoffMs(this.attempts++, this.limits), deadline - Date.now());
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`);
+    throw new ConnectionError(this.closed ? 'client closed' : `cannot reach ${this.o.host}:${this.o.port}: ${last}`, false, false, afterTls && !this.closed);
   }
 
   private dial(handshakeTimeoutMs: number): Promise<SecureConn> {
     return new Promise((resolve, reject) => {
       const l = this.limits;
-      const socket = connect({ host: this.o.host, port: this.o.port });
+      const socket = this.o.tls ? dialTls(this.o.tls, this.o.host, this.o.port, this.o.expectServer) : connect({ host: this.o.host, port: this.o.port });
       this.conn = new SecureConn({
         socket,
         role: 'initiator',
@@ -210,7 +235,7 @@ export class TcpClient {
         onFrame: (_c, type, payload) => this.onFrame(type, payload),
         onClose: (c, reason, kind) => {
           if (this.conn === c) this.conn = null;
-          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused'));
+          reject(new ConnectionError(reason, kind === 'auth' || kind === 'refused', false, kind === 'closed-after-tls'));
           this.failPending(new ConnectionError(`connection lost (${reason}); request outcome unknown`));
         },
       });
@@ -229,9 +254,14 @@ export class TcpClient {
     for (const r of answers as Array<{ id?: unknown; ok?: unknown; body?: unknown; error?: unknown; code?: unknown } | null>) {
       if (typeof r !== 'object' || r === null || typeof r.id !== 'number') throw new Error('CLIENT_RESP without an id');
     }
-    for (const r of answers as Array<{ id: number; ok?: unknown; body?: unknown; error?: unknown; code?: unknown }>) {
+    for (const r of answers as Array<{ id: number; ok?: unknown; body?: unknown; error?: unknown; code?: unknown; progress?: unknown }>) {
       const p = this.pending.get(r.id);
       if (!p) continue; // timed out already
+      if (r.ok === undefined && r.progress !== undefined) {
+        // Not the answer: progress of a request still running.
+        p.onProgress?.(r.progress);
+        continue;
+      }
       this.pending.delete(r.id);
       clearTimeout(p.timer);
       if (r.ok === true) p.resolve(r.body);

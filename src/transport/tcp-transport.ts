@@ -8,16 +8,19 @@
 // that member's key) may send requests only clients may not (forwarded proposals).
 
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
-import { FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
+import { frameHeader, FrameType, frameTypeName, HEADER_BYTES } from './frame.js';
 import { resolveLimits, zeroStats, type PeerStats, type TcpLimits } from './limits.js';
 import { LogLimiter } from './log-limit.js';
 import { PeerLink, type PeerAddress } from './peer-link.js';
+import { TLS_HANDSHAKE_RECORD, tlsServer, type TlsMaterial } from './tls.js';
 
 export type { PeerAddress } from './peer-link.js';
 export type { PeerStats, TcpLimits } from './limits.js';
@@ -25,7 +28,17 @@ export type { PeerStats, TcpLimits } from './limits.js';
 /** Which credential a request's connection proved: the client key or a member's key. */
 export type RequestCredential = 'client' | 'member';
 
-export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential) => Promise<unknown>;
+/**
+ * What a request's handler may do besides answering: report progress (sent to the client as
+ * `{id, progress}` entries before the answer) and notice that the client cancelled it (a
+ * `{id, cancel: true}` entry, or the connection closing).
+ */
+export interface ClientRequestContext {
+  progress(p: unknown): void;
+  signal: AbortSignal;
+}
+
+export type ClientRequestHandler = (req: unknown, from: string, credential: RequestCredential, ctx: ClientRequestContext) => Promise<unknown>;
 
 export interface TcpTransportOptions {
   id: NodeId;
@@ -36,6 +49,8 @@ export interface TcpTransportOptions {
   peers?: Record<NodeId, PeerAddress>;
   limits?: Partial<TcpLimits>;
   log?: TransportLog;
+  /** Mutual TLS (tls.ts): every connection in and out, plaintext refused. */
+  tls?: TlsMaterial;
 }
 
 export interface TcpTransportStats {
@@ -58,6 +73,8 @@ interface Inbound {
   inflight: number;
   /** Client answers waiting for this turn's frame. */
   outbox: string[];
+  /** Requests being served, by id: a cancel entry or the connection closing aborts them. */
+  running: Map<number, AbortController>;
 }
 
 export class TcpTransport implements Transport {
@@ -76,6 +93,12 @@ export class TcpTransport implements Transport {
   /** Limits what unauthenticated sources can make us log (one line per kind per window, with a count). */
   private readonly preAuthLog: LogLimiter;
   private readonly connLog: TransportLog;
+  /** With TLS: verifies peers; fed the sockets `server` accepts. */
+  private readonly tlsServer: TlsServer | null = null;
+  /** Sockets in their TLS handshake, by remote address:port, waiting for the TLS socket. */
+  private readonly tlsPending = new Map<string, (tls: TLSSocket) => void>();
+  /** Accepted sockets still in their TLS handshake (closed with the transport). */
+  private readonly tlsHandshaking = new Set<Socket>();
   private closed = false;
   private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
 
@@ -96,6 +119,11 @@ export class TcpTransport implements Transport {
       return `conn:${String(c.kind)}:${reason.replace(/\d+/g, '#').slice(0, 200)}`;
     });
     this.server = createServer((s) => this.accept(s));
+    if (o.tls) {
+      this.tlsServer = tlsServer(o.tls, this.limits.handshakeTimeoutMs);
+      this.tlsServer.on('secureConnection', (s: TLSSocket) => this.onTlsSecure(s));
+      this.tlsServer.on('tlsClientError', (e: Error, s: TLSSocket) => this.onTlsError(e, s));
+    }
     for (const [id, a] of Object.entries(o.peers ?? {})) this.setPeer(id, a);
   }
 
@@ -122,7 +150,7 @@ export class TcpTransport implements Transport {
     const link = this.links.get(id);
     if (link) link.setAddress(address);
     else {
-      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, limits: this.limits, stats: this.stats_(id), log: this.log };
+      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, tls: this.o.tls, limits: this.limits, stats: this.stats_(id), log: this.log, connLog: this.connLog };
       this.links.set(id, new PeerLink(o));
     }
   }
@@ -169,6 +197,7 @@ export class TcpTransport implements Transport {
     for (const l of this.links.values()) l.close();
     this.links.clear();
     for (const i of [...this.inbound]) i.conn.close('transport closed');
+    for (const raw of [...this.tlsHandshaking]) raw.destroy();
   }
 
   private stats_(id: NodeId): PeerStats {
@@ -202,42 +231,119 @@ export class TcpTransport implements Transport {
     }
     this.pendingHandshakes++;
     this.pendingBySource.set(source, fromSource + 1);
+    let pending = true;
     const doneHandshaking = (): void => {
+      if (!pending) return;
+      pending = false;
       this.pendingHandshakes--;
       const n = (this.pendingBySource.get(source) ?? 1) - 1;
       if (n <= 0) this.pendingBySource.delete(source);
       else this.pendingBySource.set(source, n);
     };
+    const remote = `${source}:${socket.remotePort}`;
+    if (this.tlsServer) return this.acceptTls(socket, remote, doneHandshaking);
+    this.startConn(socket, remote, this.limits.handshakeTimeoutMs, doneHandshaking);
+  }
+
+  /**
+   * TLS first, inside the same admission slot and time budget as the HMAC handshake that
+   * follows. A plaintext client gets a plaintext REFUSE saying TLS is required (it would
+   * otherwise see a bare reset and retry); node:tls closes a peer whose certificate the CA
+   * did not issue.
+   */
+  private acceptTls(raw: Socket, remote: string, doneHandshaking: () => void): void {
     const l = this.limits;
-    let handshaking = true;
+    const deadline = Date.now() + l.handshakeTimeoutMs;
+    let handed = false;
+    const timer = setTimeout(() => {
+      this.preAuthLog.write('info', 'tls-timeout', { remote, limit_ms: l.handshakeTimeoutMs }, `connection closed: TLS handshake not completed within ${l.handshakeTimeoutMs} ms`);
+      raw.destroy();
+    }, l.handshakeTimeoutMs);
+    timer.unref();
+    raw.on('error', () => undefined); // reported through the TLS socket or the close below
+    this.tlsHandshaking.add(raw);
+    raw.once('close', () => {
+      this.tlsHandshaking.delete(raw);
+      clearTimeout(timer);
+      this.tlsPending.delete(remote);
+      if (!handed) doneHandshaking();
+    });
+    raw.setNoDelay(true);
+    raw.once('data', (first: Buffer) => {
+      raw.pause();
+      if (first[0] !== TLS_HANDSHAKE_RECORD) {
+        this.counters.authFailures++;
+        this.preAuthLog.write('warn', 'tls-plaintext', { remote, refused_total: this.counters.authFailures }, `refused a plaintext connection from ${remote}: this member requires TLS`);
+        const why = Buffer.from('this member requires TLS: give the client --cert, --key and --ca');
+        raw.end(Buffer.concat([frameHeader(FrameType.REFUSE, why.length), why]));
+        setTimeout(() => raw.destroy(), 200).unref();
+        return;
+      }
+      // node:tls replays what the socket already buffered; it reads the rest itself.
+      raw.unshift(first);
+      this.tlsPending.set(remote, (tls) => {
+        handed = true;
+        this.tlsHandshaking.delete(raw);
+        clearTimeout(timer);
+        this.tlsPending.delete(remote);
+        this.startConn(tls, remote, Math.max(1, deadline - Date.now()), doneHandshaking);
+      });
+      this.tlsServer!.emit('connection', raw);
+    });
+  }
+
+  private onTlsSecure(tls: TLSSocket): void {
+    const handoff = this.tlsPending.get(`${tls.remoteAddress}:${tls.remotePort}`);
+    if (!handoff || this.closed) return void tls.destroy();
+    handoff(tls);
+  }
+
+  /** A TLS handshake failed: counted with the authentication failures, logged rate-limited. */
+  private onTlsError(e: Error & { code?: string }, tls: TLSSocket): void {
+    const refusedCert = tls.authorizationError;
+    tls.destroy();
+    if (e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return; // logged by acceptTls's own timer
+    if (!refusedCert && e.code === 'ECONNRESET') return; // the peer went away mid-handshake
+    this.counters.authFailures++;
+    const reason = refusedCert ? `peer certificate refused (${String(refusedCert)})` : e.message.split('\n')[0]!.replace(/^[0-9A-F]+:error:[0-9A-F]+:/, '');
+    const remote = tls.remoteAddress ? `${tls.remoteAddress}:${tls.remotePort}` : undefined;
+    this.preAuthLog.write('warn', `tls:${refusedCert ?? e.code ?? 'error'}`, { remote, code: refusedCert ?? e.code, auth_failures: this.counters.authFailures }, `TLS handshake failed: ${reason}`);
+  }
+
+  private startConn(socket: Socket, remote: string, handshakeTimeoutMs: number, doneHandshaking: () => void): void {
+    const l = this.limits;
     const state: Inbound = {
       reassembler: null,
       inflight: 0,
       outbox: [],
+      running: new Map(),
       conn: new SecureConn({
         socket,
         role: 'acceptor',
+        remote,
         selfId: this.id,
         secret: this.o.secret,
         admit: (id) => this.admit(id),
-        handshakeTimeoutMs: l.handshakeTimeoutMs,
+        handshakeTimeoutMs,
         maxFrameBytes: l.maxFrameBytes,
         pingIntervalMs: l.pingIntervalMs,
         deadAfterMs: l.deadAfterMs,
         log: this.connLog,
         onReady: (c) => {
-          handshaking = false;
           doneHandshaking();
           if (c.isClient || c.isMemberRequest) return;
           // A restarted peer's new connection supersedes its old, possibly half-open one.
           this.inboundByPeer.get(c.peerId!)?.conn.close('replaced by a newer connection from the same peer');
           this.inboundByPeer.set(c.peerId!, state);
           state.reassembler = new Reassembler(l.maxMessageBytes);
+          this.links.get(c.peerId!)?.peerIsUp();
         },
         onFrame: (_c, type, payload) => this.onFrame(state, type, payload),
         onClose: (c, _reason, kind) => {
-          if (handshaking) doneHandshaking();
-          handshaking = false;
+          doneHandshaking();
+          // Nobody is left to answer: a waiting call stops waiting.
+          for (const a of state.running.values()) a.abort();
+          state.running.clear();
           this.inbound.delete(state);
           if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
           this.countClose(c, kind);
@@ -328,7 +434,11 @@ export class TcpTransport implements Transport {
         throw new Error('CLIENT_REQ without a numeric id');
       }
     }
-    for (const req of reqs as Array<{ id: number; body?: unknown }>) this.serveClientRequest(st, req.id, req.body);
+    for (const req of reqs as Array<{ id: number; body?: unknown; cancel?: unknown }>) {
+      // A cancel entry names a request in flight on this connection; it gets no answer.
+      if (req.cancel === true) st.running.get(req.id)?.abort();
+      else this.serveClientRequest(st, req.id, req.body);
+    }
   }
 
   private serveClientRequest(st: Inbound, id: number, reqBody: unknown): void {
@@ -349,8 +459,16 @@ export class TcpTransport implements Transport {
     if (!h) return respond({ id, ok: false, error: `${this.id} does not serve client requests` });
     if (st.inflight >= this.limits.maxClientInflight) return respond({ id, ok: false, code: 'busy', error: `too many requests in flight on this connection (limit ${this.limits.maxClientInflight})` });
     st.inflight++;
+    const abort = new AbortController();
+    st.running.set(id, abort);
+    const ctx: ClientRequestContext = {
+      signal: abort.signal,
+      progress: (p) => {
+        if (!c.closed && st.running.get(id) === abort) this.queueResponse(st, JSON.stringify({ id, progress: p }));
+      },
+    };
     Promise.resolve()
-      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member'))
+      .then(() => h(reqBody, c.peerId!, c.isClient ? 'client' : 'member', ctx))
       .then(
         (body) => respond({ id, ok: true, body }),
         (e: unknown) => {
@@ -358,7 +476,10 @@ export class TcpTransport implements Transport {
           respond({ id, ok: false, error: e instanceof Error ? e.message : String(e), ...(typeof code === 'string' ? { code } : {}) });
         },
       )
-      .finally(() => st.inflight--);
+      .finally(() => {
+        st.inflight--;
+        if (st.running.get(id) === abort) st.running.delete(id);
+      });
   }
 
   /** Answers go out once per event-loop turn, as few frames as the frame limit allows. */
@@ -372,6 +493,7 @@ export class TcpTransport implements Transport {
       // A client that stops reading must not make us buffer responses without bound.
       if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
       for (const frame of packJson(out, this.limits.maxFrameBytes - 64)) c.send(FrameType.CLIENT_RESP, [frame]);
+      if (WRITE_TRACE) traceWrite('resp_sent');
     });
   }
 }

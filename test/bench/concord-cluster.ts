@@ -1,4 +1,4 @@
-// A 5-process Concord cluster on loopback for the etcd-compare bench: one `concord node` per
+// An n-process Concord cluster on loopback for the etcd-compare bench: one `concord node` per
 // member (node dist/src/cli/main.js node ...), a fresh data dir each, a shared HMAC secret file
 // in the temp dir, ports picked free, the product's defaults (durability full, election
 // 150-300 ms, heartbeat 50 ms). Writes go through ClusterClient.callTool('memory_store').
@@ -12,12 +12,14 @@ import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { loadSecret } from '../../src/transport/auth.js';
 import { DEFAULT_LIMITS } from '../../src/transport/limits.js';
+import { TcpClient } from '../../src/transport/tcp-client.js';
 import { freePorts, MemberProcess } from './etcd-cluster.js';
 import type { KvTarget, RetryOptions } from './loadgen.js';
 import { sleep } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+// CONCORD_BENCH_MAIN: another build's main.js, to measure a before/after pair with one bench.
+const MAIN = process.env.CONCORD_BENCH_MAIN ? path.resolve(process.env.CONCORD_BENCH_MAIN) : path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const SWARM = 'bench';
 
 /** The members run the built CLI: it must exist (and should not be older than src/). */
@@ -43,6 +45,14 @@ export function checkBuild(log: (m: string) => void): void {
   };
   for (const d of ['src', 'tools']) if (fs.existsSync(path.join(ROOT, d))) walk(path.join(ROOT, d));
   if (newest > built) log(`warning: ${path.relative(ROOT, newestFile)} is newer than the build in dist/; run \`npm run build\` to measure the current code`);
+}
+
+/** One CONCORD_WRITE_TRACE event: absolute ms (time origin + now), what, the entry index when there is one, the peer. */
+export interface WriteTraceEvent {
+  t: number;
+  ev: string;
+  idx?: number;
+  peer?: string;
 }
 
 export interface ConcordMember {
@@ -74,6 +84,7 @@ export class ConcordCluster {
   private readonly clients: ClusterClient[];
   private readonly perClient = DEFAULT_LIMITS.maxClientInflight;
   private maxClients = 1;
+  private readonly probes = new Map<string, TcpClient>();
 
   private constructor(
     readonly members: ConcordMember[],
@@ -89,7 +100,8 @@ export class ConcordCluster {
     return this.members.map((m) => m.addr).join(',');
   }
 
-  static async start(dir: string, log: (m: string) => void, n = 5): Promise<ConcordCluster> {
+  /** `env` adds to the members' environment (e.g. CONCORD_WRITE_TRACE=1). */
+  static async start(dir: string, log: (m: string) => void, n: number, extraEnv: Record<string, string> = {}): Promise<ConcordCluster> {
     const secretFile = path.join(dir, 'secret');
     fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const secret = loadSecret(secretFile);
@@ -97,7 +109,8 @@ export class ConcordCluster {
     const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
     const addr = (i: number): string => `127.0.0.1:${ports[i]}`;
     const peers = ids.map((id, i) => `${id}=${addr(i)}`).join(',');
-    const env = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn' };
+    // The start-up marks (a handful of lines per start) time each restart's phases.
+    const env = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn', CONCORD_STARTUP_TRACE: '1', ...extraEnv };
     const members: ConcordMember[] = ids.map((id, i) => {
       const dataDir = path.join(dir, id);
       fs.mkdirSync(dataDir, { recursive: true });
@@ -216,6 +229,67 @@ export class ConcordCluster {
     };
   }
 
+  /**
+   * A restarted member is back: it answers status, follows the leader `leaderId` names, and
+   * has applied everything `leaderId` had committed when asked just before.
+   */
+  async caughtUp(id: string, leaderId: string): Promise<boolean> {
+    try {
+      const l = (await this.probe(leaderId).request({ kind: 'status' }, 500)) as MemberStatus;
+      const s = (await this.probe(id).request({ kind: 'status' }, 500)) as MemberStatus;
+      return l.role === 'leader' && s.leader === leaderId && (s.applied ?? 0) >= (l.commit ?? Infinity);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Status probes for restart timing: one dial per attempt, no backoff (a client's redial
+   * backoff would be measured instead of the member), like etcd's probes over HTTP.
+   */
+  private probe(id: string): TcpClient {
+    let c = this.probes.get(id);
+    if (!c) {
+      const [host, port] = this.member(id).addr.split(':') as [string, string];
+      c = new TcpClient({ host, port: Number(port), secret: this.secret, name: `probe-${id}`, failFast: true });
+      this.probes.set(id, c);
+    }
+    return c;
+  }
+
+  /** Absolute time (performance.timeOrigin-based ms) of each start-up mark of the member's last start. */
+  startupMarks(id: string): Record<string, number> {
+    const m = this.member(id);
+    const log = fs.readFileSync(m.proc.logPath, 'utf8');
+    const part = log.slice(Math.max(0, log.lastIndexOf('===== start #')));
+    const out: Record<string, number> = {};
+    for (const x of part.matchAll(/^concord startup (\S+) at ([\d.]+) ms \(origin ([\d.]+)\)$/gm)) out[x[1] as string] = Number(x[3]) + Number(x[2]);
+    return out;
+  }
+
+  /** Every write-trace event in the members' logs (CONCORD_WRITE_TRACE=1), by member id. */
+  writeTraces(): Map<string, WriteTraceEvent[]> {
+    const out = new Map<string, WriteTraceEvent[]>();
+    for (const m of this.members) {
+      const evs: WriteTraceEvent[] = [];
+      for (const x of fs.readFileSync(m.proc.logPath, 'utf8').matchAll(/^concord trace (\{.*\})$/gm)) evs.push(JSON.parse(x[1] as string) as WriteTraceEvent);
+      out.set(m.id, evs);
+    }
+    return out;
+  }
+
+  /** The member's fsyncs in this life (agent_metrics disk-io, answered by its own process: ask the leader). */
+  async fsyncs(id: string): Promise<{ count: number; sumMs: number }> {
+    const r = await this.client.callTool('agent_metrics', { agent_id: id, metric: 'disk-io' });
+    const a = (r.structuredContent as { agents?: Array<{ 'disk-io'?: { fsync_count: number; fsync_ms_total: number } }> } | undefined)?.agents?.[0]?.['disk-io'];
+    if (r.isError || !a) throw new Error(`agent_metrics ${id}: ${resultText(r)}`);
+    return { count: a.fsync_count, sumMs: a.fsync_ms_total };
+  }
+
+  memberProcess(id: string): MemberProcess {
+    return this.member(id).proc;
+  }
+
   async kill9(id: string): Promise<void> {
     await this.member(id).proc.kill9();
   }
@@ -253,6 +327,7 @@ export class ConcordCluster {
   async close(): Promise<void> {
     try {
       for (const cl of this.clients) cl.close();
+      for (const p of this.probes.values()) p.close();
     } catch {
       // closing anyway
     }

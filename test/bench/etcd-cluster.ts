@@ -1,8 +1,11 @@
-// A 5-member etcd 3.4 cluster on loopback for the etcd-compare bench: Debian's etcd-server
+// An n-member etcd 3.4 cluster on loopback for the etcd-compare bench: Debian's etcd-server
 // (installed with apt-get when missing), fresh temp data dirs, static --initial-cluster, client
 // and peer ports picked free, default fsync behaviour (etcd fsyncs its WAL on every Ready that
-// carries entries or a hard-state change). Writes go through etcd's v3 JSON gRPC gateway
-// (`POST /v3/kv/put`, base64 key and value) over keep-alive HTTP/1.1.
+// carries entries or a hard-state change). Writes go through etcd's native gRPC KV API (the
+// `etcd3` npm client over @grpc/grpc-js, one HTTP/2 channel per member, its retry and circuit
+// breaker policies off so the bench's own writer decides what is retried), or for comparison
+// through its v3 JSON gateway (`POST /v3/kv/put`, base64 key and value) over keep-alive HTTP/1.1.
+// Status probes use the gateway (a probe's path does not matter to what is measured).
 //
 // The process helpers at the top (free ports, member processes with a log file each, a
 // registry that kills every child on exit) are shared with concord-cluster.ts.
@@ -13,6 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Etcd3, type IOptions } from 'etcd3';
 import type { KvTarget } from './loadgen.js';
 import { sleep } from './stats.js';
 
@@ -64,6 +68,8 @@ export class MemberProcess {
   /** How the last run ended (null while running or before the first start). */
   lastExit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   starts = 0;
+  /** performance.now() just before the last spawn. */
+  spawnedAt = 0;
   /** The signal this bench sent to the current run, if any (to tell a foreign kill apart). */
   private sent: NodeJS.Signals | null = null;
 
@@ -91,6 +97,7 @@ export class MemberProcess {
     fs.writeSync(fd, `\n===== start #${++this.starts} at ${new Date().toISOString()}: ${this.command} ${this.args.join(' ')}\n`);
     let child: ChildProcess;
     try {
+      this.spawnedAt = performance.now();
       child = spawn(this.command, this.args, { stdio: ['ignore', fd, fd], env: this.env, cwd: this.cwd });
     } finally {
       fs.closeSync(fd);
@@ -254,6 +261,15 @@ export function httpRequest(
   });
 }
 
+/**
+ * A fault-handling policy that runs each call once: etcd3 only calls execute() on it. (Its
+ * defaults retry and open a circuit breaker; cockatiel's own no-op policy is not a declared
+ * dependency here.)
+ */
+const NO_RETRY = {
+  execute: async <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> => fn({ signal: new AbortController().signal }),
+} as unknown;
+
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +304,8 @@ export class EtcdCluster {
   readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
   /** Separate agent for status/health probes and the failover writer. */
   readonly probeAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  /** gRPC clients by member name (one channel each), made on first use. */
+  private readonly grpc = new Map<string, Etcd3>();
 
   private constructor(
     members: EtcdMember[],
@@ -298,7 +316,7 @@ export class EtcdCluster {
   }
 
   /** Starts `n` members in `dir` (created by the caller, removed by the caller) and waits until all are healthy. */
-  static async start(dir: string, settings: EtcdSettings, log: (m: string) => void, n = 5): Promise<EtcdCluster> {
+  static async start(dir: string, settings: EtcdSettings, log: (m: string) => void, n: number): Promise<EtcdCluster> {
     const ports = await freePorts(2 * n);
     const names = Array.from({ length: n }, (_, i) => `etcd${i + 1}`);
     const peerUrl = (i: number): string => `http://127.0.0.1:${ports[2 * i + 1]}`;
@@ -420,6 +438,52 @@ export class EtcdCluster {
     };
   }
 
+  /**
+   * A KvTarget that writes to one member over gRPC (KV.Put; a follower forwards to the leader).
+   * With a timeout the call gets a gRPC deadline. The client's own retry and circuit-breaker
+   * policies are off: a failed put fails, and the caller decides what to retry.
+   */
+  grpcTarget(m: EtcdMember): KvTarget {
+    let client = this.grpc.get(m.name);
+    if (!client) {
+      client = new Etcd3({ hosts: `http://127.0.0.1:${m.clientPort}`, dialTimeout: 1_000, faultHandling: { host: () => NO_RETRY, global: NO_RETRY } as IOptions['faultHandling'] });
+      this.grpc.set(m.name, client);
+    }
+    const c = client;
+    return {
+      put: async (key, value, timeoutMs) => {
+        const b = c.put(key).value(value);
+        if (timeoutMs !== undefined) b.options({ deadline: Date.now() + timeoutMs });
+        await b.exec();
+      },
+    };
+  }
+
+  /**
+   * A restarted member is back: it answers status, follows the leader `leader` names, and has
+   * applied everything `leader` had committed when asked just before.
+   */
+  async caughtUp(m: EtcdMember, leader: EtcdMember): Promise<boolean> {
+    try {
+      const l = await this.status(leader, 500);
+      const s = await this.status(m, 500);
+      return s.leader === l.memberId && s.raftAppliedIndex >= l.raftIndex;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The member's WAL fsyncs so far, from its Prometheus /metrics (etcd_disk_wal_fsync_duration_seconds). */
+  async walFsyncs(m: EtcdMember): Promise<{ count: number; sumMs: number }> {
+    const r = await httpRequest(this.probeAgent, 'GET', '127.0.0.1', m.clientPort, '/metrics', null, 2_000);
+    const num = (name: string): number => {
+      const x = new RegExp(`^${name} (\\S+)$`, 'm').exec(r.body);
+      if (!x) throw new Error(`${m.name} /metrics has no ${name}`);
+      return Number(x[1]);
+    };
+    return { count: num('etcd_disk_wal_fsync_duration_seconds_count'), sumMs: num('etcd_disk_wal_fsync_duration_seconds_sum') * 1000 };
+  }
+
   async kill9(m: EtcdMember): Promise<void> {
     await m.proc.kill9();
   }
@@ -433,6 +497,8 @@ export class EtcdCluster {
   async close(): Promise<void> {
     this.agent.destroy();
     this.probeAgent.destroy();
+    for (const c of this.grpc.values()) c.close();
+    this.grpc.clear();
     await Promise.all(this.members.map((m) => m.proc.stop(3_000)));
   }
 }

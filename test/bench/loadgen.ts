@@ -217,3 +217,35 @@ export async function writeUntilSuccess(
   }
   return { ms: done as number, attempts, lastError, settled: Promise.all(all).then(() => undefined) };
 }
+
+/**
+ * A light steady load: one write at a time, the next `everyMs` after the previous one
+ * started (or at once if it took longer). Failures are counted and the writer goes on.
+ * `stop()` resolves once the write in progress has ended.
+ */
+export function steadyWriter(target: KvTarget, gen: KvGen, everyMs: number, timeoutMs = 1_000): { stop(): Promise<{ writes: number; errors: number }> } {
+  let running = true;
+  let writes = 0;
+  let errors = 0;
+  const loop = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      const { key, value } = gen.next();
+      try {
+        await target.put(key, value, timeoutMs);
+        writes++;
+      } catch {
+        errors++;
+      }
+      const left = everyMs - (performance.now() - t0);
+      if (left > 0 && running) await sleep(left);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return { writes, errors };
+    },
+  };
+}

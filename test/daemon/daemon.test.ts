@@ -3,9 +3,11 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Progress } from '@modelcontextprotocol/sdk/types.js';
+import { ResourceUpdatedNotificationSchema, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAIN, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { MAIN, Mcp, ROOT, cleanupTempDirs, exited, requireBuild, sleep, tempDataDir, waitFor } from '../mcp/helpers.js';
 import { alive, cli, cliOk, daemonEnv, daemonPids, killDaemons, logText, stdioClient } from './daemon-helpers.js';
 
 const dirs: string[] = [];
@@ -82,6 +84,65 @@ describe('concord mcp and the CLI share one daemon', () => {
       expect(daemonPids(dir)).toEqual([st2.pid]);
     } finally {
       await s.client.close();
+    }
+  });
+
+  it("an MCP session's resource subscriptions survive a daemon restart (the proxy re-subscribes)", async () => {
+    const dir = dataDir('resub');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '5']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const s = await stdioClient(dir);
+    const uri = 'concord://swarms/default/status';
+    const updates: string[] = [];
+    s.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      updates.push(n.params.uri);
+    });
+    try {
+      await s.client.subscribeResource({ uri });
+      const pid = (await cliOk(dir, ['daemon', 'status'])).pid as number;
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the killed daemon to be gone', async () => !alive(pid));
+      // The proxy re-attaches to a new daemon; the session goes on.
+      await waitFor('a new daemon', async () => daemonPids(dir).length === 1 && daemonPids(dir)[0] !== pid);
+      expect(JSON.stringify(await s.mcp.ok('swarm_list'))).toMatch(/"default"/);
+      await sleep(500);
+      updates.length = 0;
+      // A membership change made by another client: the subscribed session hears of it.
+      await cliOk(dir, ['agent', 'spawn', '--name', 'a4']);
+      await waitFor('a status update after the restart', async () => updates.includes(uri));
+    } finally {
+      await s.client.close();
+    }
+  });
+
+  it('notifications/cancelled passes through concord mcp to the daemon: the cancelled call is never answered', async () => {
+    const dir = dataDir('cancel');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '3']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const child = spawn(process.execPath, [MAIN, 'mcp'], { env: daemonEnv(dir), cwd: ROOT, stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    const answered = (id: number) => out.split('\n').some((l) => l.startsWith('{') && (JSON.parse(l) as { id?: unknown }).id === id);
+    const send = (m: object) => child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...m })}\n`);
+    try {
+      send({ id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } });
+      await waitFor('initialize answered', async () => answered(1));
+      send({ method: 'notifications/initialized' });
+      // External tasks never finish: uncancelled, this wait is answered when it times out (2 s).
+      const args = { task: 'never done', count: 2, executor: { kind: 'external' }, wait: true, wait_timeout_ms: 2000 };
+      send({ id: 7, method: 'tools/call', params: { name: 'task_orchestrate', arguments: args, _meta: { progressToken: 'p7' } } });
+      await waitFor('the wait to start (a progress notification)', async () => out.includes('"p7"'));
+      send({ method: 'notifications/cancelled', params: { requestId: 7, reason: 'test' } });
+      send({ id: 8, method: 'tools/call', params: { name: 'task_orchestrate', arguments: args } });
+      // The uncancelled twin is answered at its timeout; by then the cancelled one would have been too.
+      await waitFor('the uncancelled call to time out', async () => answered(8), 20_000);
+      await sleep(500);
+      expect(answered(7)).toBe(false);
+    } finally {
+      child.stdin.end();
+      await exited(child);
     }
   });
 
@@ -184,5 +245,43 @@ describe('concord mcp and the CLI share one daemon', () => {
       await exited(child);
     }
     expect(fs.existsSync(path.join(dir, 'concord.sock'))).toBe(false);
+  });
+
+  it('concord serve --http while a daemon owns the directory attaches to it (no "in use"); progress reaches the HTTP client', async () => {
+    const dir = dataDir('serve-attach');
+    await cliOk(dir, ['swarm', 'init', '--max-agents', '3']);
+    for (let i = 1; i <= 3; i++) await cliOk(dir, ['agent', 'spawn', '--name', `a${i}`]);
+    const daemonPid = (await cliOk(dir, ['daemon', 'status'])).pid as number;
+    const child = spawn(process.execPath, [MAIN, 'serve', '--http', '127.0.0.1:0'], { env: daemonEnv(dir), cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString('utf8');
+    });
+    const client = new Client({ name: 'serve-attach', version: '0.0.0' });
+    try {
+      const port = await waitFor('serve to listen', async () => {
+        if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}`);
+        return /serving MCP at http:\/\/127\.0\.0\.1:(\d+)\/mcp/.exec(err)?.[1];
+      });
+      expect(err).toMatch(/attached to the daemon/);
+      await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+      const mcp = new Mcp(client);
+      // The daemon's swarm, its agents and its leader: the same state the CLI sees.
+      const leader = await mcp.ok('consensus_leader');
+      expect(leader.leader_id).toBe((await cliOk(dir, ['consensus', 'leader'])).leader_id);
+      await mcp.ok('memory_store', { key: 'via-http', value: 7 });
+      expect((await cliOk(dir, ['memory', 'retrieve', '--key', 'via-http'])).value).toBe(7);
+      const progress: Progress[] = [];
+      const orch = await mcp.ok('task_orchestrate', { task: 'p', count: 100, wait: true }, (p) => progress.push(p));
+      expect(orch.status).toBe('finished');
+      expect(progress.length).toBeGreaterThan(0);
+      // One owner: the daemon; serve holds no lock of its own.
+      expect(daemonPids(dir)).toEqual([daemonPid]);
+      expect((await cliOk(dir, ['daemon', 'status'])).pid).toBe(daemonPid);
+    } finally {
+      await client.close().catch(() => undefined);
+      child.kill('SIGTERM');
+      await exited(child);
+    }
   });
 });

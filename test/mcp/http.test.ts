@@ -10,7 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INITIALIZE, MAIN, Mcp, ROOT, cleanupTempDirs, exited, requireBuild, serverEnv, tempDataDir, waitFor } from './helpers.js';
+import { EXPECTED_TOOLS, INITIALIZE, MAIN, Mcp, ROOT, cleanupTempDirs, exited, requireBuild, serverEnv, tempDataDir, waitFor } from './helpers.js';
 
 interface HttpServer {
   child: ChildProcessWithoutNullStreams;
@@ -98,7 +98,7 @@ describe('two clients over Streamable HTTP', () => {
 
   it('gives each client its own session over the same swarms', async () => {
     const [ta, tb] = await Promise.all([a.client.listTools(), b.client.listTools()]);
-    expect(ta.tools).toHaveLength(30);
+    expect(ta.tools).toHaveLength(EXPECTED_TOOLS.length);
     expect(tb.tools.map((t) => t.name)).toEqual(ta.tools.map((t) => t.name));
     await a.mcp.ok('swarm_init', { max_agents: 3 });
     for (let i = 0; i < 3; i++) await a.mcp.ok('agent_spawn', {});

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INITIALIZE, cleanupTempDirs, exited, requireBuild, startRaw, startStdio, tempDataDir, waitFor, type RawServer } from './helpers.js';
+import { EXPECTED_TOOLS, INITIALIZE, cleanupTempDirs, exited, requireBuild, startRaw, startStdio, tempDataDir, waitFor, type RawServer } from './helpers.js';
 
 function alive(pid: number): boolean {
   try {
@@ -66,7 +66,7 @@ describe('stdout carries JSON-RPC only', () => {
 
     raw.send({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
     const list = await raw.response(1);
-    expect(((list.result as { tools: unknown[] }).tools).length).toBe(30);
+    expect(((list.result as { tools: unknown[] }).tools).length).toBe(EXPECTED_TOOLS.length);
 
     raw.send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'swarm_init', arguments: { max_agents: 3, bootstrap_expect: 1 } } });
     expect((await raw.response(2)).result).toMatchObject({ structuredContent: { swarm_id: 'default', created: true } });

@@ -350,6 +350,28 @@ export const MUTATIONS: Mutation[] = [
     tests: [DISK_FULL],
   },
 
+  // ---- cluster-mode TLS --------------------------------------------------------------------
+  {
+    id: 'tls-member-accepts-unverified-peer',
+    file: 'src/transport/tls.ts',
+    edits: one('requestCert: true, rejectUnauthorized: true, handshakeTimeout', 'requestCert: true, rejectUnauthorized: false, handshakeTimeout'),
+    breaks: "mutual TLS: a member refuses a peer (member or client) whose certificate the CA did not issue, has expired, or is missing",
+    tests: ['test/transport/tls.test.ts'],
+  },
+  {
+    id: 'tls-dialler-accepts-unverified-member',
+    file: 'src/transport/tls.ts',
+    edits: one('host, port, rejectUnauthorized: true, checkServerIdentity', 'host, port, rejectUnauthorized: false, checkServerIdentity'),
+    breaks: "mutual TLS: whoever dials a member refuses a member certificate the CA did not issue or that has expired",
+    tests: ['test/transport/tls.test.ts'],
+  },
+  {
+    id: 'tls-certificate-identity-unchecked',
+    file: 'src/transport/tls.ts',
+    edits: one('return cn === id ? null :', 'return cn === id || true ? null :'),
+    breaks: 'mutual TLS: a member connection needs a certificate naming that member (a client certificate cannot speak Raft, a member cannot pose as another)',
+    tests: ['test/transport/tls.test.ts'],
+  },
   // ---- proposer and scheduler --------------------------------------------------------------
   {
     id: 'proposer-retry-with-new-seq',
@@ -364,5 +386,21 @@ export const MUTATIONS: Mutation[] = [
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
     tests: [WORKER, TASK_RECOVERY, ORCH, 'test/service/lease-expiry.test.ts'],
+  },
+
+  // ---- backup and restore (issue 11) ---------------------------------------------------------
+  {
+    id: 'backup-snapshot-without-readindex',
+    file: 'src/service/backup.ts',
+    edits: one('const taken = await swarm.proposer.read((leaderId) => {', 'const taken = ((fn: (id: string) => any) => fn(swarm.cluster.leader()!.id))((leaderId: string) => {'),
+    breaks: 'a backup holds every write committed before the save began (a ReadIndex round first; a deposed leader never answers with its stale state)',
+    tests: ['test/service/backup.test.ts'],
+  },
+  {
+    id: 'snapshot-file-hash-unchecked',
+    file: 'src/service/snapshot-file.ts',
+    edits: one('if (sha256 !== m[1]) throw refused(', 'if (false) throw refused('),
+    breaks: 'a snapshot file with any changed byte is refused before anything in it is used',
+    tests: ['test/service/backup.test.ts'],
   },
 ];

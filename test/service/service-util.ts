@@ -70,3 +70,6 @@ export function testResources(): { dir: (tag: string) => string; keep: (c: Coord
     coordinatorOn: (dataDir) => keep(new Coordinator({ dataDir, durability: 'full' })),
   };
 }
+
+/** Election timeouts well above any event-loop stall of a loaded test machine (consensus_config patch). */
+export const CALM = { election_timeout_min: 1_000, election_timeout_max: 2_000, heartbeat_interval: 100 };

@@ -20,6 +20,14 @@ async function meshed(ids: string[], limits = FAST): Promise<Map<string, Member>
   return m;
 }
 
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
 /** A hand-made acceptor (id `id`) recording each authenticated frame; can stop reading. */
 async function recordingPeer(id: string): Promise<{ port: number; frames: Array<{ type: FrameType; payload: Buffer }>; conns: SecureConn[]; server: Server }> {
   const frames: Array<{ type: FrameType; payload: Buffer }> = [];
@@ -99,6 +107,28 @@ describe('TcpTransport delivery', () => {
     expect(got.map((x) => x.index)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(a.t.stats().peers.b!.reconnects).toBeGreaterThanOrEqual(1);
     expect(a.log.find(/connected to peer/, 'info')).toBeDefined();
+  });
+
+  it('a peer that connects to us is dialled back at once, not after the backoff its absence grew', async () => {
+    // a's redial backoff is a minute: only the returning peer's own connection can wake it.
+    const slow = { ...FAST, backoffMinMs: 60_000, backoffMaxMs: 120_000 };
+    const port = (await freePort()) as number;
+    const aLog = captureLog();
+    const a = new TcpTransport({ id: 'a', secret: SECRET, limits: slow, log: aLog, peers: { b: { host: '127.0.0.1', port } } });
+    cleanup.push(() => a.close());
+    await a.listen();
+    // a's first dial to b is refused (nothing listens yet) and a backs off for >= 30 s.
+    await waitFor(() => aLog.find(/peer unreachable/) !== undefined, 'a failing to reach b');
+    a.send(msg('a', 'b', { index: 7 }));
+
+    const b = new TcpTransport({ id: 'b', secret: SECRET, limits: FAST, log: captureLog(), port, peers: { a: a.address! } });
+    cleanup.push(() => b.close());
+    const got: Message[] = [];
+    b.onMessage((x) => got.push(x));
+    await b.listen();
+    await waitFor(() => got.length === 1, "a's queued message once b is back", 10_000);
+    expect(got[0]!.index).toBe(7);
+    expect(a.stats().peers.b!.connected).toBe(true);
   });
 
   it('bounds the send queue of a peer that is down and counts what it drops', async () => {

@@ -1,0 +1,90 @@
+// What /metrics reports, read at scrape time from the counters the tools read: the hosts'
+// metrics() (agent_metrics), their Raft status (consensus_status), the replicated election
+// totals (consensus_election_history), task tallies (task_results) and the memory store.
+// Nothing here is sampled in the background: an idle server does no work for metrics.
+
+import type { HostMetrics } from '../host/node-host.js';
+import type { MemoryRecord } from '../machine/types.js';
+import type { Coordinator } from './coordinator.js';
+import type { Swarm } from './swarm.js';
+
+export interface MemberSample {
+  member: string;
+  running: boolean;
+  /** Null for a member that is not running (no Raft view). */
+  view: { hasLeader: boolean; isLeader: boolean; term: number; committed: number; applied: number } | null;
+  counters: HostMetrics;
+}
+
+export interface SwarmSample {
+  swarm: string;
+  agents: number;
+  agentsRunning: number;
+  members: MemberSample[];
+  /** The member whose replicated state the swarm-wide figures below come from (null: none running). */
+  replica: string | null;
+  elections: number;
+  leaderFailures: number;
+  tasks: { completed: number; failed: number; recovered: number; duplicates: number };
+  memory: { keys: number; bytes: number };
+}
+
+export function sampleSwarm(swarm: Swarm): SwarmSample {
+  const agents = swarm.activeMembers();
+  const members: MemberSample[] = [];
+  // Hosts of this process only: in cluster mode the peers report from their own processes.
+  for (const [id, h] of [...swarm.cluster.hosts].sort(([a], [b]) => a.localeCompare(b))) {
+    const st = h.isRunning ? h.status() : null;
+    members.push({
+      member: id,
+      running: h.isRunning,
+      view: st && { hasLeader: st.leader !== null, isLeader: st.role === 'leader', term: st.term, committed: st.commit, applied: st.applied },
+      counters: h.metrics(),
+    });
+  }
+  const local = swarm.localMachine();
+  const m = local?.machine;
+  const tasks = { completed: 0, failed: 0, recovered: 0, duplicates: 0 };
+  for (const o of m?.tasks.orchs.values() ?? []) {
+    tasks.completed += o.counts.completed;
+    tasks.failed += o.counts.failed;
+    tasks.recovered += o.counts.recovered;
+    tasks.duplicates += o.counts.duplicates;
+  }
+  const memory = { keys: 0, bytes: 0 };
+  if (m) {
+    for (const r of m.memory.records.values()) {
+      // What memory_list would show: keys whose TTL has not passed in log time.
+      if (r.expires_at !== null && r.expires_at <= m.clock) continue;
+      memory.keys++;
+      memory.bytes += recordBytes(r);
+    }
+  }
+  return {
+    swarm: swarm.name,
+    agents: agents.length,
+    agentsRunning: agents.filter((a) => swarm.isRunning(a)).length,
+    members,
+    replica: local?.id ?? null,
+    elections: m?.electionTotals.elections ?? 0,
+    leaderFailures: m?.electionTotals.leader_failures ?? 0,
+    tasks,
+    memory,
+  };
+}
+
+/**
+ * A write replaces its record object, so sizes cached by object stay right: a scrape
+ * serializes only the values written since the previous one (it still visits every key).
+ */
+const sizeOf = new WeakMap<MemoryRecord, number>();
+
+function recordBytes(r: MemoryRecord): number {
+  let n = sizeOf.get(r);
+  if (n === undefined) sizeOf.set(r, (n = Buffer.byteLength(r.key, 'utf8') + Buffer.byteLength(JSON.stringify(r.value) ?? '', 'utf8')));
+  return n;
+}
+
+export function sampleAll(coord: Coordinator): SwarmSample[] {
+  return coord.names().map((n) => sampleSwarm(coord.swarm(n)));
+}

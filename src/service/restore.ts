@@ -1,0 +1,141 @@
+// Restore a backup as a NEW swarm: fresh member files, each with a new random incarnation and
+// holding only the snapshot (no log, no vote), in a new swarm directory. Nothing of the old
+// members' files or identities is reused. Built in a staging directory and renamed into
+// place, so a failure leaves nothing half-restored.
+
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CoordinationMachine } from '../machine/coordination-machine.js';
+import { SqliteStorage } from '../storage/sqlite-storage.js';
+import { fsyncDirectory, mkdirDurable } from '../storage/sync-fs.js';
+import { DataDirLock, resolveDataDir } from './data-dir.js';
+import { UserError, invalid } from './errors.js';
+import { SwarmRegistry, type MemberEntry } from './registry.js';
+import { readSnapshotFile } from './snapshot-file.js';
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface RestoreOptions {
+  dataDir: string;
+  /** Name of the new swarm; default the one in the snapshot. */
+  swarm?: string;
+  /**
+   * Cluster mode: the member this data directory will run (`concord node --id`), and every
+   * member of the new cluster (`--peers`). Default: every member in the snapshot, embedded.
+   */
+  member?: string;
+  members?: string[];
+  /** Test seam: runs after each member file is written (a failure there must leave nothing). */
+  afterMemberFile?: (id: string) => void;
+}
+
+export interface RestoreResult extends Record<string, unknown> {
+  swarm: string;
+  data_dir: string;
+  swarm_dir: string;
+  from_swarm: string;
+  index: number;
+  term: number;
+  state_sha256: string;
+  members: Array<{ agent_id: string; incarnation: string | null; file: string | null }>;
+}
+
+export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult {
+  const snap = readSnapshotFile(file);
+  const h = snap.header;
+  const name = o.swarm ?? h.swarm;
+  if (!NAME_RE.test(name)) throw invalid('swarm', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
+  const members = [...new Set(o.members ?? [...h.members.voters, ...h.members.learners])].sort();
+  if (members.length === 0) throw new UserError('invalid_argument', `snapshot ${file} lists no members; pass the members to restore`, 'members');
+  if (o.member !== undefined && !members.includes(o.member)) throw invalid('id', o.member, `one of the members: ${members.join(', ')}`);
+  const local = o.member !== undefined ? [o.member] : members;
+
+  const dataDir = resolveDataDir(o.dataDir);
+  // The directory's owner (a daemon, a serve, a node) would not see a swarm added behind its back.
+  let lock: DataDirLock;
+  try {
+    lock = DataDirLock.acquire(dataDir);
+  } catch (e) {
+    if (!(e instanceof UserError) || e.code !== 'locked') throw e;
+    throw new UserError('locked', `${e.message.replace(/; stop it, talk to it.*$/, '')}; a restore needs the directory to itself (the process would not see the new swarm): stop it first (concord daemon stop --data-dir ${dataDir}) or restore into another directory`, 'data_dir');
+  }
+  try {
+    const swarmsDir = path.join(dataDir, 'swarms');
+    const target = path.join(swarmsDir, name);
+    if (fs.existsSync(target)) {
+      throw new UserError('conflict', `swarm ${name} already exists in ${dataDir} (${target}); restore under another name (--swarm NAME) or into another data directory`, 'swarm');
+    }
+    // Outside swarms/: the coordinator never mistakes a staging directory for a swarm.
+    const stagingRoot = path.join(dataDir, 'restore-staging');
+    mkdirDurable(stagingRoot);
+    const staging = path.join(stagingRoot, `${name}.${randomBytes(6).toString('hex')}`);
+    fs.mkdirSync(staging, { mode: 0o700 });
+    try {
+      const entries: Record<string, MemberEntry> = {};
+      const out: RestoreResult['members'] = [];
+      const reg = new SwarmRegistry(staging, {
+        name,
+        topology: 'mesh',
+        consensus: 'raft',
+        max_agents: Math.max(h.max_agents ?? members.length, members.length),
+        created_at: new Date().toISOString(),
+        members: entries,
+      });
+      for (const id of members) {
+        if (!local.includes(id)) {
+          entries[id] = { bootstrap: false, state: 'active' };
+          out.push({ agent_id: id, incarnation: null, file: null });
+          continue;
+        }
+        const incarnation = randomUUID();
+        writeMemberFile(reg.memberFile(id), id, incarnation, members, h.index, h.term, snap.state, h.state_sha256);
+        entries[id] = { bootstrap: false, state: 'active', incarnation };
+        out.push({ agent_id: id, incarnation, file: path.join(target, path.basename(reg.memberFile(id))) });
+        o.afterMemberFile?.(id);
+      }
+      reg.save();
+      mkdirDurable(swarmsDir);
+      fs.renameSync(staging, target);
+      fsyncDirectory(swarmsDir);
+      fsyncDirectory(stagingRoot);
+      return { swarm: name, data_dir: dataDir, swarm_dir: target, from_swarm: h.swarm, index: h.index, term: h.term, state_sha256: h.state_sha256, members: out };
+    } catch (e) {
+      fs.rmSync(staging, { recursive: true, force: true });
+      throw e;
+    } finally {
+      try {
+        fs.rmdirSync(stagingRoot); // only when empty
+      } catch {
+        // another restore's leftovers (a killed process): harmless, never read
+      }
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * One member's new database: its identity, then the snapshot as its whole log (every member a
+ * voter, no vote cast, commit at the snapshot), read back and checked against the state hash.
+ */
+function writeMemberFile(file: string, id: string, incarnation: string, voters: string[], index: number, term: number, state: string, stateSha: string): void {
+  const storage = SqliteStorage.open(file, { durability: 'full' });
+  try {
+    storage.setIdentity({ member: id, incarnation });
+    storage.save({
+      snapshot: { metadata: { index, term, confState: { voters, learners: [] } }, data: state },
+      entries: [],
+      hardState: { term, vote: null, commit: index },
+    });
+    const back = storage.load({ voters: [], learners: [] });
+    const m = new CoordinationMachine();
+    m.restore(back.snapshotData ?? '');
+    if (back.snapshot?.index !== index || m.stateHash() !== stateSha) {
+      throw new Error(`restore: ${file} read back does not match the snapshot (index ${back.snapshot?.index}, state ${m.stateHash()})`);
+    }
+  } finally {
+    storage.close();
+  }
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+}
