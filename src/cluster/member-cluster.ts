@@ -42,7 +42,7 @@ export interface MemberClusterOptions {
 }
 
 /** Requests members send each other on the client channel. */
-export type PeerRequest = { kind: 'propose'; data: string } | { kind: 'admin'; op: 'block'; peers: NodeId[] } | { kind: 'admin'; op: 'unblock' };
+export type PeerRequest = { kind: 'propose'; data: string } | { kind: 'admin'; op: 'block'; peers: NodeId[] } | { kind: 'admin'; op: 'unblock' } | { kind: 'admin'; op: 'removed' };
 
 /** Drops Raft messages to and from blocked peers at this member (both directions). */
 class BlockingTransport implements Transport {
@@ -128,11 +128,17 @@ export class MemberCluster implements ClusterBackend {
       if (e.state === 'removed') {
         if (this.links.removed.has(id)) continue;
         this.links.removed.add(id);
-        delete this.o.peers[id];
-        this.transport.removePeer(id);
-        this.clients.get(id)?.close();
-        this.clients.delete(id);
-        logger.warn({ id: this.o.id, removed: id }, 'member removed from the configuration: its links are closed');
+        const drop = (): void => {
+          delete this.o.peers[id];
+          this.transport.removePeer(id);
+          this.clients.get(id)?.close();
+          this.clients.delete(id);
+          logger.warn({ id: this.o.id, removed: id }, 'member removed from the configuration: its links are closed');
+        };
+        // The leader stops replicating to it, so it would never apply its removal: tell it
+        // (as a member; it stops), then close the links. Its Raft messages are dropped already.
+        if (this.leader()) void this.peerRequest(id, { kind: 'admin', op: 'removed' }, 1_000).catch(() => undefined).finally(drop);
+        else drop();
         continue;
       }
       const a = splitAddress(e.address);

@@ -362,7 +362,7 @@ export class MemberNode {
         return this.cluster.leader()!.propose(stampForwarded(req.data, Date.now()), 2_000);
       }
       case 'admin':
-        return this.admin(req, from);
+        return this.admin(req, from, credential);
     }
   }
 
@@ -402,7 +402,7 @@ export class MemberNode {
     return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, s.leader_address);
   }
 
-  private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string): unknown {
+  private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string, credential: RequestCredential): unknown {
     logger.warn({ id: this.cluster.id, from, op: req.op }, 'admin request');
     switch (req.op) {
       case 'block':
@@ -413,6 +413,11 @@ export class MemberNode {
         return { id: this.cluster.id, blocked: [] };
       case 'log':
         return this.logDigest(req.from, req.to);
+      case 'removed':
+        // Only a member (holder of the cluster secret, whose id its key proves) may say so.
+        if (credential !== 'member') throw Object.assign(new Error('only a member may report a removal'), { code: 'forbidden' });
+        this.keeper?.removedBy(from);
+        return { id: this.cluster.id, stopping: true };
     }
   }
 

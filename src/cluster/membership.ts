@@ -228,6 +228,11 @@ export class MembershipKeeper {
     if (changed) swarm.registry.save();
   }
 
+  /** The leader that removed this member says so (it no longer replicates to it). */
+  removedBy(from: string): void {
+    this.die(`member ${this.o.id} was removed from the cluster configuration (${from} reports it); stopping: its id is never reused, add a new member under a new id`);
+  }
+
   start(): void {
     this.syncRegistry();
     this.timer = setInterval(() => void this.round(), KEEPER_PERIOD_MS);

@@ -35,7 +35,8 @@ const request = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('propose'), data: z.string().min(1), hold_ms: holdMs }),
   z.object({
     kind: z.literal('admin'),
-    op: z.enum(['block', 'unblock', 'log']),
+    /** removed: a leader tells a member it removed (members only; see MemberCluster.applyBook). */
+    op: z.enum(['block', 'unblock', 'log', 'removed']),
     peers: z.array(z.string().min(1).max(64)).max(64).default([]),
     from: z.number().int().nonnegative().optional(),
     to: z.number().int().nonnegative().optional(),
