@@ -280,7 +280,9 @@ describe('cluster membership changes under a write load', () => {
     back.start();
     await waitExit(back, 30_000);
     expect(back.exits.at(-1)!.code).toBe(3);
-    expect(back.logTail(5)).toMatch(new RegExp(`member ${victimId} was removed from the cluster configuration \\(as m\\d reports\\)`));
+    // It learns it from a peer it asks, from the leader's notice (if back within its retry) or
+    // from the log: whichever comes first, it stops with the reason.
+    expect(back.logTail(40)).toContain(`member ${victimId} was removed from the cluster configuration`);
     procs.delete(victimId);
     const victimDir = path.join(dir, victimId);
     fs.rmSync(victimDir, { recursive: true, force: true });
