@@ -16,6 +16,11 @@ export const NODE_HELP = `concord node: run one member of a swarm in this proces
     --data-dir DIR --secret-file FILE [--durability full|normal|off] [--metrics HOST:PORT] \\
     [--cert member.crt --key member.key --ca ca.crt]
 
+  concord node --swarm NAME --id raft-agent-4 --listen 127.0.0.1:7004 --join 127.0.0.1:7001 \
+    --data-dir EMPTY_DIR --secret-file FILE
+                  joins a running cluster after \`concord member add --id raft-agent-4
+                  --address 127.0.0.1:7004\`: a learner until caught up, then a voter
+
   --peers lists every member (this one included): they are the voters. Restarting with the same
   --data-dir rejoins with the member's durable state. The secret file (>= 32 bytes, mode 0600,
   e.g. \`openssl rand -hex 32 > FILE && chmod 600 FILE\`) is the cluster secret: only members
@@ -140,9 +145,15 @@ export async function runNode(flags: Flags): Promise<number> {
   }
   const swarm = need(flags, 'swarm', 'default');
   const id = need(flags, 'id', 'raft-agent-1');
-  const peers = parsePeers(need(flags, 'peers', 'raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,raft-agent-3=127.0.0.1:7003'));
-  if (!peers[id]) throw invalid('id', id, `one of the members in --peers: ${Object.keys(peers).join(', ')}`);
+  // --join HOST:PORT,...: a member added at runtime (concord member add) joins through these.
+  const join = typeof flags.join === 'string' ? flags.join.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  if (flags.join === true || (join && join.length === 0)) throw invalid('join', flags.join, 'HOST:PORT of running members, e.g. --join 127.0.0.1:7001,127.0.0.1:7002');
+  for (const j of join ?? []) parseAddress('join', j);
+  if (join && typeof flags.listen !== 'string') throw new UserError('invalid_argument', '--join needs --listen HOST:PORT (the address given to concord member add)', 'listen');
+  const peers = join && typeof flags.peers !== 'string' ? {} : parsePeers(need(flags, 'peers', 'raft-agent-1=127.0.0.1:7001,raft-agent-2=127.0.0.1:7002,raft-agent-3=127.0.0.1:7003'));
   const listen = typeof flags.listen === 'string' ? parseAddress('listen', flags.listen) : undefined;
+  if (join && listen) peers[id] ??= listen;
+  if (!peers[id]) throw invalid('id', id, `one of the members in --peers: ${Object.keys(peers).join(', ')}`);
   const secret = secretFrom(flags);
   const tls = tlsFrom(flags, ['key', 'tls_key']);
   const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
@@ -152,7 +163,11 @@ export async function runNode(flags: Flags): Promise<number> {
   // /metrics, /health and /readyz of this member, without a token: bind it where scrapers are.
   const metrics = flags.metrics !== undefined ? parseAddress('metrics', String(flags.metrics)) : undefined;
   startupMark('member-node-imported');
-  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, tls, durability, metrics });
+  const fatal = (message: string): void => {
+    process.stderr.write(`concord node ${id}: ${message}\n`);
+    process.exit(3);
+  };
+  const node = await MemberNode.start({ swarm, id, peers, listen, dataDir, secret, tls, durability, metrics, join, onFatal: fatal });
   const at = node.cluster.transport.address;
   startupMark('started');
   process.stderr.write(`concord node ${id} listening on ${at?.host}:${at?.port}${tls ? ' (mutual TLS)' : ''} (swarm ${swarm}, data: ${node.coord.dataDir})\n`);

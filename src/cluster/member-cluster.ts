@@ -17,8 +17,13 @@ import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 
 export interface MemberClusterOptions {
   id: NodeId;
-  /** Every member's address, this one's included: together they are the voters. */
+  /** Known members' addresses, this one's included (--peers, then the replicated book). */
   peers: Record<NodeId, PeerAddress>;
+  /**
+   * The voters the log starts from when storage holds no membership: the bootstrap members,
+   * or none for a member joining a running cluster (it then takes its base from a snapshot).
+   */
+  bootstrapVoters: NodeId[];
   /** Where to bind, when not the address peers dial (e.g. 0.0.0.0 behind that address). */
   listen?: PeerAddress;
   secret: Buffer;
@@ -37,11 +42,13 @@ export interface MemberClusterOptions {
 }
 
 /** Requests members send each other on the client channel. */
-export type PeerRequest = { kind: 'propose'; data: string } | { kind: 'admin'; op: 'block'; peers: NodeId[] } | { kind: 'admin'; op: 'unblock' };
+export type PeerRequest = { kind: 'propose'; data: string } | { kind: 'admin'; op: 'block'; peers: NodeId[] } | { kind: 'admin'; op: 'unblock' } | { kind: 'admin'; op: 'removed' };
 
 /** Drops Raft messages to and from blocked peers at this member (both directions). */
 class BlockingTransport implements Transport {
   readonly blocked = new Set<NodeId>();
+  /** Removed members (replicated book): their messages are dropped; ids are never reused. */
+  readonly removed = new Set<NodeId>();
   readonly droppedOut = new Map<NodeId, number>();
   readonly droppedIn = new Map<NodeId, number>();
 
@@ -56,7 +63,7 @@ class BlockingTransport implements Transport {
 
   onMessage(handler: (msg: Message) => void): void {
     this.inner.onMessage((m) => {
-      if (this.blocked.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
+      if (this.blocked.has(m.from) || this.removed.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
       if (STARTUP_TRACE && m.type === 'MsgApp') startupMark('first-append-received');
       if (WRITE_TRACE) traceMessage('recv', m);
       handler(m);
@@ -100,8 +107,55 @@ export class MemberCluster implements ClusterBackend {
     return this.o.id;
   }
 
+  /** The members of the configuration this member applied (the known peers before it runs). */
   get memberIds(): NodeId[] {
+    const h = this.hosts.get(this.o.id);
+    if (h?.isRunning) {
+      const c = h.core.confState();
+      const ids = [...c.voters, ...c.learners];
+      if (ids.length > 0) return [...new Set(ids)].sort();
+    }
     return Object.keys(this.o.peers).sort();
+  }
+
+  /**
+   * Adopt the replicated address book: dial members it adds (and accept their connections),
+   * forget removed ones (their connections are refused from then on, their messages dropped).
+   */
+  applyBook(members: Record<NodeId, { address: string; state: 'active' | 'removed' }>): void {
+    for (const [id, e] of Object.entries(members)) {
+      if (id === this.o.id) continue;
+      if (e.state === 'removed') {
+        if (this.links.removed.has(id)) continue;
+        this.links.removed.add(id);
+        const drop = (): void => {
+          delete this.o.peers[id];
+          this.transport.removePeer(id);
+          this.clients.get(id)?.close();
+          this.clients.delete(id);
+          logger.warn({ id: this.o.id, removed: id }, 'member removed from the configuration: its links are closed');
+        };
+        // The leader stops replicating to it, so it would never apply its removal: tell it
+        // (as a member; it stops), then close the links. Its Raft messages are dropped already.
+        if (this.leader()) void this.peerRequest(id, { kind: 'admin', op: 'removed' }, 1_000).catch(() => undefined).finally(drop);
+        else drop();
+        continue;
+      }
+      const a = splitAddress(e.address);
+      if (!a) continue;
+      const cur = this.o.peers[id];
+      if (cur && cur.host === a.host && cur.port === a.port) continue;
+      this.o.peers[id] = a;
+      this.transport.setPeer(id, a);
+      this.clients.get(id)?.close();
+      this.clients.delete(id);
+      logger.info({ id: this.o.id, peer: id, address: e.address }, 'member address from the replicated configuration');
+    }
+  }
+
+  /** Known addresses (id -> HOST:PORT), this member's included. */
+  addresses(): Record<NodeId, string> {
+    return Object.fromEntries(Object.entries(this.o.peers).map(([id, a]) => [id, `${a.host}:${a.port}`]));
   }
 
   address(id: NodeId): PeerAddress | undefined {
@@ -116,7 +170,7 @@ export class MemberCluster implements ClusterBackend {
     return id === this.o.id;
   }
 
-  /** Static membership: every member listed in --peers is a voter from the start. */
+  /** The bootstrap members start as voters; a joiner starts with no membership (see bootstrapVoters). */
   start(id: NodeId, _conf?: ConfState): NodeHost {
     if (id !== this.o.id) throw new Error(`member ${id} runs in another process`);
     const existing = this.hosts.get(id);
@@ -127,7 +181,7 @@ export class MemberCluster implements ClusterBackend {
       transport: this.links,
       storage: this.o.storage,
       machine: this.o.machineFor(id),
-      initialConf: { voters: this.memberIds, learners: [] },
+      initialConf: { voters: [...this.o.bootstrapVoters].sort(), learners: [] },
       seed: this.o.seed,
       tickMs: this.o.tickMs,
       tickTimerMs: this.o.tickTimerMs,
@@ -272,4 +326,10 @@ export class MemberCluster implements ClusterBackend {
       clearFaults: () => undefined,
     };
   }
+}
+
+function splitAddress(spec: string): PeerAddress | null {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(spec);
+  if (!m) return null;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }

@@ -28,6 +28,7 @@ import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 import type { StateMachine } from '../host/node-host.js';
 import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
+import { checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
 import type { ForwardedCallContext, ToolTable } from './tool-table.js';
 import type { ClientRequest, MemberStatus, ToolSession } from './protocol.js';
 
@@ -42,6 +43,10 @@ export interface MemberNodeOptions {
   /** Mutual TLS (--cert/--key/--ca); the certificate's CN must be this member's id. */
   tls?: TlsMaterial;
   durability?: Durability;
+  /** Join a running cluster through these members (HOST:PORT): this one was added with member add. */
+  join?: string[];
+  /** This member must stop (removed from the cluster, or its id bound to another data directory). */
+  onFatal?: (message: string) => void;
   /** Serve /metrics, /health and /readyz for this member here (no token: bind it privately). */
   metrics?: PeerAddress;
 }
@@ -91,6 +96,7 @@ export class MemberNode {
   private closed = false;
   private toolList: Promise<unknown> | undefined;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
+  private keeper: MembershipKeeper | null = null;
   /** The --metrics listener, when started. */
   metricsListener: { port: number; close: () => Promise<void> } | null = null;
 
@@ -144,15 +150,46 @@ export class MemberNode {
     // A member that ran here before has a registry entry: it must find its own file again.
     const swarmDir = path.join(dataDir, 'swarms', o.swarm);
     const prior = fs.existsSync(SwarmRegistry.file(swarmDir)) ? SwarmRegistry.load(swarmDir).data.members[o.id] : undefined;
+    // Membership: the bootstrap voters are fixed at the first start (a later --peers cannot
+    // change what the log starts from); members added since come from the replicated book.
+    const memberFile = membershipPath(swarmDir);
+    const recorded = loadMembership(memberFile);
+    let seen: Record<string, { address: string; state: 'active' | 'removed' }> = {};
+    if (o.join && o.join.length > 0) {
+      const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
+      seen = (await checkJoin({ id: o.id, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation })).members;
+    }
+    const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
+    const peers: Record<string, PeerAddress> = { ...o.peers };
+    // The seed's book first (a joiner must accept the members before it applies the book), then ours.
+    for (const [id, e] of [...Object.entries(seen), ...Object.entries(recorded?.members ?? {})]) {
+      if (id === o.id) continue;
+      const i = e.address.lastIndexOf(':');
+      if (e.state === 'removed') delete peers[id];
+      else if (i > 0) peers[id] = { host: e.address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(e.address.slice(i + 1)) };
+    }
+    if (!recorded) saveMembership(memberFile, { cluster_id: null, bootstrap_voters: bootstrapVoters, members: {} });
     let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
+    let swarmRef: Swarm | undefined;
+    const keeper = new MembershipKeeper({
+      id: o.id,
+      incarnation: () => incarnation,
+      swarm: () => swarmRef,
+      cluster: () => cluster!,
+      secret: o.secret,
+      tls: o.tls,
+      file: memberFile,
+      bootstrapVoters,
+      onFatal: (message) => (o.onFatal ? o.onFatal(message) : logger.error({ id: o.id }, message)),
+    });
     let listening: Promise<unknown> | undefined;
     const coord = new Coordinator({
       dataDir,
       durability: o.durability,
       member: {
         swarm: o.swarm,
-        members: Object.keys(o.peers).sort(),
+        members: Object.keys(peers).sort(),
         backend: (machineFor) => {
           const file = path.join(swarmDir, `${o.id}.db`);
           fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -161,12 +198,17 @@ export class MemberNode {
           startupMark('storage-opened');
           cluster = new MemberCluster({
             id: o.id,
-            peers: o.peers,
+            peers,
+            bootstrapVoters,
             listen: o.listen,
             secret: o.secret,
             tls: o.tls,
             storage: WRITE_TRACE ? tracedStorage(opened.storage) : opened.storage,
-            machineFor: WRITE_TRACE ? (id) => tracedMachine(machineFor(id)) : machineFor,
+            machineFor: (id) => {
+              // The keeper reads the book off the coordination machine itself (under any tracing).
+              const watched = watchBook(machineFor(id), (book) => keeper.onBook(book));
+              return WRITE_TRACE ? tracedMachine(watched) : watched;
+            },
             clock: new RealClock(),
             seed: (Date.now() ^ process.pid) >>> 0,
             tickMs: TICK_MS,
@@ -190,6 +232,7 @@ export class MemberNode {
       },
     });
     const c = cluster!;
+    swarmRef = coord.swarm(o.swarm);
     const self = coord.swarm(o.swarm).data.members[o.id];
     if (self && incarnation && self.incarnation !== incarnation) {
       self.incarnation = incarnation;
@@ -215,6 +258,8 @@ export class MemberNode {
         throw new UserError('unavailable', `cannot listen on ${o.metrics.host}:${o.metrics.port} for --metrics: ${(e as Error).message}`, 'metrics');
       }
     }
+    node.keeper = keeper;
+    keeper.start();
     startupMark('serving-requests');
     setTimeout(() => node.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
     return node;
@@ -227,6 +272,7 @@ export class MemberNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.keeper?.stop();
     this.loopDelay.disable();
     await this.metricsListener?.close();
     if (this.mcp) await closeMcp(this.mcp);
@@ -264,6 +310,7 @@ export class MemberNode {
         p99: ms(this.loopDelay.percentile(99)),
         max: ms(this.loopDelay.max),
       },
+      membership: this.swarm.localMachine()?.machine.book.view() ?? null,
     };
   }
 
@@ -315,7 +362,7 @@ export class MemberNode {
         return this.cluster.leader()!.propose(stampForwarded(req.data, Date.now()), 2_000);
       }
       case 'admin':
-        return this.admin(req, from);
+        return this.admin(req, from, credential);
     }
   }
 
@@ -355,7 +402,7 @@ export class MemberNode {
     return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, s.leader_address);
   }
 
-  private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string): unknown {
+  private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string, credential: RequestCredential): unknown {
     logger.warn({ id: this.cluster.id, from, op: req.op }, 'admin request');
     switch (req.op) {
       case 'block':
@@ -366,6 +413,11 @@ export class MemberNode {
         return { id: this.cluster.id, blocked: [] };
       case 'log':
         return this.logDigest(req.from, req.to);
+      case 'removed':
+        // Only a member (holder of the cluster secret, whose id its key proves) may say so.
+        if (credential !== 'member') throw Object.assign(new Error('only a member may report a removal'), { code: 'forbidden' });
+        this.keeper?.removedBy(from);
+        return { id: this.cluster.id, stopping: true };
     }
   }
 

@@ -35,7 +35,8 @@ const request = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('propose'), data: z.string().min(1), hold_ms: holdMs }),
   z.object({
     kind: z.literal('admin'),
-    op: z.enum(['block', 'unblock', 'log']),
+    /** removed: a leader tells a member it removed (members only; see MemberCluster.applyBook). */
+    op: z.enum(['block', 'unblock', 'log', 'removed']),
     peers: z.array(z.string().min(1).max(64)).max(64).default([]),
     from: z.number().int().nonnegative().optional(),
     to: z.number().int().nonnegative().optional(),
@@ -66,6 +67,11 @@ export interface MemberStatus {
   protocol_errors: number;
   /** Event-loop delay of this process since start (ms): a stalled loop delays heartbeats. */
   event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /** The replicated address book as this member applied it (null before it applied any). */
+  membership?: {
+    cluster_id: string | null;
+    members: Record<string, { address: string; state: 'active' | 'removed'; incarnation: string | null }>;
+  } | null;
 }
 
 export function parseClientRequest(raw: unknown): ClientRequest {

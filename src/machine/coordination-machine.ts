@@ -3,6 +3,7 @@ import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
 import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
+import { MemberBook } from './member-book.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
@@ -84,6 +85,8 @@ export class CoordinationMachine implements StateMachine {
   electionTotals = { elections: 0, leader_failures: 0 };
   /** By last activity, least recent first (Map insertion order; touched = moved to the end). */
   sessions = new Map<string, Session>();
+  /** Cluster mode's replicated address book (see member-book.ts); empty in embedded mode. */
+  book = new MemberBook();
   /**
    * False until the log's first `session.register`: a log written before sessions were
    * registered replays as it was first applied (sessions created on first use, evicted by
@@ -111,6 +114,7 @@ export class CoordinationMachine implements StateMachine {
     this.appliedIndex = entry.index;
     this.appliedTerm = entry.term;
     if (entry.type !== 'normal') {
+      if (entry.type === 'conf') this.book.applyConf(entry);
       this.events.onApplied?.(entry.index);
       return { ok: true };
     }
@@ -304,6 +308,10 @@ export class CoordinationMachine implements StateMachine {
         return { ok: true };
       case 'session.register':
         return this.registerSession(op.timeout_ms, entry);
+      case 'member.seed':
+        return this.book.seed(op.cluster_id, op.members);
+      case 'member.bind':
+        return this.book.bind(op.id, op.incarnation);
     }
   }
 
@@ -340,6 +348,7 @@ export class CoordinationMachine implements StateMachine {
       appliedIndex: this.appliedIndex,
       appliedTerm: this.appliedTerm,
       duplicateCommands: this.duplicateCommands,
+      book: this.book.toJSON(),
     });
   }
 
@@ -401,6 +410,8 @@ export class CoordinationMachine implements StateMachine {
     this.appliedIndex = s.appliedIndex;
     this.appliedTerm = s.appliedTerm;
     this.duplicateCommands = s.duplicateCommands;
+    // Snapshots from before the book carry none: it is rebuilt from later entries.
+    this.book = MemberBook.fromJSON(s.book);
     // A snapshot replaces entries that are never replayed: announce what they had set up, as
     // applying them would have. Otherwise a member restarted from (or sent) a snapshot never
     // runs work still assigned to it until its lease expires, nor adopts the config's timing.

@@ -204,7 +204,11 @@ export type Op =
   | { t: 'clock' }
   /** Open a client session (dissertation 6.3); its id is derived from this entry's index.
    * timeout_ms: idle time after which it expires (clamped to the machine's bounds). */
-  | { t: 'session.register'; timeout_ms?: number | null };
+  | { t: 'session.register'; timeout_ms?: number | null }
+  /** Cluster mode: the first leader records the cluster id and the bootstrap members' addresses. */
+  | { t: 'member.seed'; cluster_id: string; members: Record<string, string> }
+  /** Cluster mode: bind a member id to its data directory's incarnation (once). */
+  | { t: 'member.bind'; id: string; incarnation: string };
 
 /** Tasks of one orchestration given to one agent; `from[i]` is the epoch seqs[i] must have. */
 export interface AssignGroup {

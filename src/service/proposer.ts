@@ -233,6 +233,8 @@ function retrySafe(op: Op): boolean {
     case 'election':
     case 'election.timing':
     case 'session.register':
+    case 'member.seed':
+    case 'member.bind':
       return true;
     case 'mem.put':
     case 'mem.del':

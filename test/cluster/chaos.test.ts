@@ -1,7 +1,9 @@
 // Chaos test of cluster mode: five `concord node` processes on loopback, concurrent clients
 // (ClusterClient) orchestrating tasks and reading/writing replicated memory, and a nemesis
 // driven by a seeded PRNG that kill -9s members (the leader about half the time) and restarts
-// them on the same data dir, SIGSTOPs and SIGCONTs them, and partitions them with admin blocks.
+// them on the same data dir, SIGSTOPs and SIGCONTs them, partitions them with admin blocks, and
+// replaces members (kill -9 one as a dead machine, member_remove it, wipe its directory,
+// member_add a NEW id at its address and start that with --join while the load runs).
 // After the chaos everything is healed and the test checks: every acknowledged orchestration
 // completed exactly once, no acknowledged memory write was lost, the memory history is
 // linearizable, and the members' committed logs agree.
@@ -23,7 +25,7 @@ import { loadSecret } from '../../src/transport/auth.js';
 import { Prng } from '../../src/util/prng.js';
 import { HistoryRecorder, checkKvHistory, type KvInput, type KvOperation, type KvOutput } from '../helpers/linearizability.js';
 import { checkFinalValues, compareLogs, type LogDigest } from './chaos-checks.js';
-import { describeExit, freePorts, killAll, memberProcs, requireBuild, type MemberProc } from './procs.js';
+import { describeExit, freePorts, killAll, MemberProc, memberProcs, requireBuild } from './procs.js';
 
 // CI (CI set) uses the day's seed, so a red run replays with the seed it printed; locally
 // every run explores a new one.
@@ -41,6 +43,8 @@ const KEYS = ['chaos/a', 'chaos/b', 'chaos/c', 'chaos/d'];
  * The impatient one gives up during most failovers, so the history has unknown outcomes. */
 const MEMORY_CLIENT_TIMEOUTS_MS = [5_000, 5_000, 1_000];
 const CLIENT_TIMEOUT_MS = 5_000;
+/** Members replaced during the chaos (at evenly spaced times, when nothing else is down). */
+const REPLACES = CHAOS_MS >= 30_000 ? 2 : 0;
 /** Committed-log digests are sampled from the running members this often during the chaos. */
 const LOG_SAMPLE_MS = 2_000;
 /** Clients keep going at least this long after the final heal... */
@@ -119,6 +123,9 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
     const ports = await freePorts(IDS.length);
     procs = memberProcs({ swarm: SWARM, ids: IDS, ports, dir, secretFile });
     const byId = new Map(procs.map((p) => [p.id, p]));
+    /** The current members' ids (replacements change them). */
+    const memberIds = [...IDS];
+    const memberEnv = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn' };
     const addrs = procs.map((p) => p.addr);
     const prng = new Prng(SEED);
     const rec = new HistoryRecorder();
@@ -306,7 +313,68 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
       const np = prng.fork();
       let plan: Map<string, string[]> | null = null;
       const restores: Array<{ at: number; what: string; fn: () => Promise<void> }> = [];
-      const faults: Record<string, number> = { kill: 0, killLeader: 0, stop: 0, partition: 0, noQuorumWindows: 0, killAll: 0 };
+      const faults: Record<string, number> = { kill: 0, killLeader: 0, stop: 0, partition: 0, noQuorumWindows: 0, killAll: 0, replace: 0 };
+      const chaosStart = Date.now();
+      let nextMemberNo = IDS.length + 1;
+      const added: string[] = [];
+      /** A member_* call, retried through faults until it succeeds or `ms` passes; the error text otherwise. */
+      const membership = async (tool: string, args: Record<string, unknown>, ms: number): Promise<string | null> => {
+        const deadline = Date.now() + ms;
+        let last = '';
+        while (Date.now() < deadline) {
+          try {
+            const r = await admin.callTool(tool, args, { timeoutMs: 5_000 });
+            if (!r.isError) return null;
+            last = text(r);
+          } catch (e) {
+            last = (e as Error).message;
+          }
+          await sleep(200);
+        }
+        return last;
+      };
+      /** Replace a dead machine: kill -9 a follower, remove it, wipe it, add a new id at its address. */
+      const replaceMember = async (): Promise<void> => {
+        const leader = await currentLeader();
+        const candidates = procs.filter((p) => p.state === 'running' && p.id !== leader?.id);
+        if (!leader || candidates.length === 0) return;
+        const victim = np.pick(candidates);
+        const newId = `n${nextMemberNo++}`;
+        faults.replace!++;
+        await victim.kill9();
+        note(`replace: kill -9 ${victim.id} (a dead machine); member_remove it, wipe it, member_add ${newId} at ${victim.addr}`);
+        const rmErr = await membership('member_remove', { id: victim.id }, 20_000);
+        if (rmErr !== null) {
+          note(`replace: member_remove ${victim.id} failed (${rmErr.slice(0, 160)}); restarting it instead`);
+          restores.push({ at: Date.now() + 100, what: `restart ${victim.id}`, fn: () => restart(victim) });
+          return;
+        }
+        procs.splice(procs.indexOf(victim), 1);
+        byId.delete(victim.id);
+        memberIds.splice(memberIds.indexOf(victim.id), 1);
+        fs.rmSync(path.join(dir, victim.id), { recursive: true, force: true });
+        // A previous replacement may still be catching up as a learner: one change at a time.
+        const addErr = await membership('member_add', { id: newId, address: victim.addr }, 30_000);
+        if (addErr !== null) {
+          note(`replace: member_add ${newId} failed (${addErr.slice(0, 160)}); the cluster goes on with ${procs.length} members`);
+          return;
+        }
+        const dataDir = path.join(dir, newId);
+        fs.mkdirSync(dataDir, { recursive: true });
+        const args = ['node', '--swarm', SWARM, '--id', newId, '--listen', victim.addr, '--join', procs.map((p) => p.addr).join(','), '--data-dir', dataDir, '--secret-file', secretFile];
+        const joined = new MemberProc(newId, victim.addr, args, path.join(dir, `${newId}.log`), memberEnv);
+        procs.push(joined);
+        byId.set(newId, joined);
+        memberIds.push(newId);
+        added.push(newId);
+        joined.start();
+        try {
+          await joined.waitListening(15_000);
+          note(`replace: ${newId} started with --join`);
+        } catch (e) {
+          note(`replace: ${newId} did not start: ${(e as Error).message.split('\n')[0]}`);
+        }
+      };
 
       const setBlocks = async (p: MemberProc): Promise<void> => {
         if (p.state !== 'running') return;
@@ -343,6 +411,9 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
       const downCount = (): number => procs.filter((p) => p.state !== 'running').length;
 
       const injectFault = async (): Promise<void> => {
+        // Replacements at evenly spaced times, once nothing is down, stopped or cut off.
+        const replaceDue = faults.replace! < REPLACES && Date.now() - chaosStart >= ((faults.replace! + 1) * CHAOS_MS) / (REPLACES + 1);
+        if (replaceDue && downCount() === 0 && !plan && restores.length === 0) return replaceMember();
         // Keep a majority running most of the time; now and then allow a window without quorum.
         const budget = np.chance(0.12) ? 3 : 2;
         const r = np.next();
@@ -376,7 +447,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
         } else if (r < 0.9) {
           if (plan) return;
           const leader = await currentLeader();
-          const shuffled = [...IDS].sort(() => np.next() - 0.5);
+          const shuffled = [...memberIds].sort(() => np.next() - 0.5);
           const kind = np.pick(['isolate-leader', 'leader-in-minority', 'split-2-3', 'isolate-one'] as const);
           let groups: string[][];
           if ((kind === 'isolate-leader' || kind === 'leader-in-minority') && leader) {
@@ -387,7 +458,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
           } else {
             groups = [[shuffled[0]!], shuffled.slice(1)];
           }
-          plan = new Map(IDS.map((id) => [id, IDS.filter((o) => !groups.find((g) => g.includes(id))!.includes(o))]));
+          plan = new Map(memberIds.map((id) => [id, memberIds.filter((o) => !groups.find((g) => g.includes(id))!.includes(o))]));
           faults.partition!++;
           const healMs = np.int(800, 4_000);
           await applyPlan();
@@ -404,7 +475,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
         } else if (r < 0.95) {
           // A window without quorum: three members stopped at once, briefly.
           if (downCount() > 0) return;
-          const victims = [...IDS].sort(() => np.next() - 0.5).slice(0, 3).map((id) => byId.get(id)!);
+          const victims = [...memberIds].sort(() => np.next() - 0.5).slice(0, 3).map((id) => byId.get(id)!);
           const pauseMs = np.int(800, 2_500);
           faults.noQuorumWindows!++;
           for (const v of victims) {
@@ -530,6 +601,22 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
       const checker = new ClusterClient({ members: addrs, secret, name: 'chaos-checker', timeoutMs: 10_000 });
       clients.push(checker);
 
+      // Replacements: every new member was promoted to voter, every replaced id is gone.
+      const memberProblems: string[] = [];
+      const ml = await checker.callTool('member_list', {});
+      const mls = structured(ml) as { voters?: string[]; learners?: string[] };
+      if (ml.isError) memberProblems.push(`member_list failed: ${text(ml)}`);
+      else {
+        const want = [...memberIds].sort();
+        const deadlineVoters = Date.now() + 30_000;
+        let voters = mls.voters ?? [];
+        while (JSON.stringify([...voters].sort()) !== JSON.stringify(want) && Date.now() < deadlineVoters) {
+          await sleep(200);
+          voters = (structured(await checker.callTool('member_list', {})) as { voters?: string[] }).voters ?? [];
+        }
+        if (JSON.stringify([...voters].sort()) !== JSON.stringify(want)) memberProblems.push(`voters ${JSON.stringify(voters)} are not the running members ${JSON.stringify(want)}`);
+      }
+
       // ---- 2 + 3: memory ---------------------------------------------------------------------
       finals = [];
       for (const key of KEYS) {
@@ -622,6 +709,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
         seed: SEED,
         wall_s: Math.round((Date.now() - t0) / 1000),
         faults,
+        members_added: added,
         memory_ops: memOps.length,
         memory_acked: memOps.filter((o) => o.output !== null).length,
         memory_unknown: memOps.filter((o) => o.output === null).length,
@@ -646,6 +734,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
       const lateCrashes = procs.flatMap((p) => p.crashes().map((e) => `${p.id} ${describeExit(e)}; log: ${p.logPath}`));
       if (lateCrashes.length > 0) failures.push(`members crashed:\n  ${lateCrashes.join('\n  ')}`);
       if (taskProblems.length > 0) failures.push(`tasks:\n  ${taskProblems.join('\n  ')}`);
+      if (memberProblems.length > 0) failures.push(`membership:\n  ${memberProblems.join('\n  ')}`);
       if (lost.length > 0) failures.push(`lost writes:\n  ${lost.map((l) => l.message).join('\n  ')}`);
       if (!lin.linearizable) failures.push(`memory history not linearizable:\n${lin.explanation}`);
       if (logs.mismatches.length > 0) failures.push(`committed logs differ at ${logs.mismatches.length} indices (member=term:hash), first: ${JSON.stringify(logs.mismatches.slice(0, 5))}`);
@@ -654,6 +743,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
 
       // The run exercised what it should: faults bit, work got done, the cluster served after healing.
       expect(faults.kill! + faults.stop! + faults.partition!).toBeGreaterThan(5);
+      if (REPLACES > 0) expect(added.length, 'no member was replaced during the chaos').toBeGreaterThan(0);
       expect(acked.length).toBeGreaterThan(5);
       expect(summary.memory_acked).toBeGreaterThan(100);
       expect(summary.memory_after_heal).toBeGreaterThan(0);

@@ -333,7 +333,9 @@ describe('concord node (cluster mode)', () => {
     await mcp.connect(transport);
     try {
       const tools = await mcp.listTools();
-      expect(tools.tools).toHaveLength(EXPECTED_TOOLS.length);
+      // The spec's tools, and cluster mode's runtime membership tools.
+      expect(tools.tools).toHaveLength(EXPECTED_TOOLS.length + 3);
+      expect(tools.tools.map((t) => t.name)).toEqual(expect.arrayContaining(['member_list', 'member_add', 'member_remove']));
       const r = await mcp.callTool({ name: 'memory_store', arguments: { key: 'over-stdio', value: [1, 2] } });
       expect(r.isError).toBeFalsy();
       const back = await mcp.callTool({ name: 'memory_retrieve', arguments: { key: 'over-stdio' } });

@@ -1,0 +1,325 @@
+// Runtime membership on a `concord node`: the member's durable membership file, the checks a
+// member started with --join passes before it runs, and the keeper that follows the
+// replicated address book (dial new members, drop removed ones, exit when this member is the
+// one removed), records the cluster id, binds this member's incarnation and promotes
+// caught-up learners while it leads.
+
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { StateMachine } from '../host/node-host.js';
+import type { CoordinationMachine } from '../machine/coordination-machine.js';
+import type { MemberBook } from '../machine/member-book.js';
+import { UserError } from '../service/errors.js';
+import { promoteCaughtUpLearners } from '../service/members.js';
+import type { Swarm } from '../service/swarm.js';
+import { TcpClient } from '../transport/tcp-client.js';
+import type { TlsMaterial } from '../transport/tls.js';
+import { logger } from '../util/logger.js';
+import type { MemberCluster } from './member-cluster.js';
+import type { MemberStatus } from './protocol.js';
+
+/** What a member keeps on disk about membership (the log is the source; this survives restarts). */
+export interface MembershipRecord {
+  cluster_id: string | null;
+  /** The voters its log starts from; [] for a member that joined a running cluster. */
+  bootstrap_voters: string[];
+  /** The address book as last applied (addresses of members added at runtime). */
+  members: Record<string, { address: string; state: 'active' | 'removed' }>;
+}
+
+export function membershipPath(swarmDir: string): string {
+  return path.join(swarmDir, 'membership.json');
+}
+
+export function loadMembership(file: string): MembershipRecord | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as MembershipRecord;
+  } catch (e) {
+    throw new UserError('conflict', `membership file ${file} is unreadable (${(e as Error).message}); restore it or start this member on a new data directory under a new id`, 'data_dir');
+  }
+}
+
+export function saveMembership(file: string, rec: MembershipRecord): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(rec, null, 2));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/** The membership a member exposes in its status (any member answers; clients hold the client key). */
+export type StatusMembership = MemberStatus['membership'];
+
+/**
+ * Before a member started with --join runs: a seed's view of the book must list this id as
+ * added and not removed, bound to no other incarnation, and a data directory that already
+ * holds state must be this cluster's. Returns the seed's view of the book: the joiner dials
+ * (and accepts) those members before it has applied the book itself.
+ */
+export async function checkJoin(o: {
+  id: string;
+  join: string[];
+  secret: Buffer;
+  /** With TLS the certificate names this member: it asks as the member (seeds know it once added). */
+  tls?: TlsMaterial;
+  local: MembershipRecord | null;
+  /** Files of this swarm's data directory other than the membership file (state from a previous run). */
+  hasState: boolean;
+  incarnation: string | undefined;
+}): Promise<NonNullable<StatusMembership>> {
+  const errors: string[] = [];
+  let view: NonNullable<StatusMembership> | null = null;
+  /** A seed that answered with the book but without this id (it may lag behind the add). */
+  let unlisted: string | null = null;
+  const deadline = Date.now() + 10_000;
+  while (view === null && Date.now() < deadline) {
+    for (const seed of o.join) {
+      const i = seed.lastIndexOf(':');
+      const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `joining-${o.id}`, failFast: true });
+      try {
+        const st = (await c.request({ kind: 'status' }, 2_000, 1_000)) as MemberStatus;
+        const b = st.membership;
+        if (!b?.cluster_id) {
+          errors.push(`${seed}: no cluster id recorded yet`);
+          continue;
+        }
+        // A removal is committed once any member applied it: authoritative from any seed.
+        if (b.members[o.id]?.state === 'removed') {
+          throw new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id');
+        }
+        if (b.members[o.id]) {
+          view = b;
+          break;
+        }
+        unlisted = `${seed} (${st.id})`;
+      } catch (e) {
+        if (e instanceof UserError) throw e;
+        errors.push(`${seed}: ${(e as Error).message}`);
+      } finally {
+        c.close();
+      }
+    }
+    if (view === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  if (view === null && unlisted !== null) {
+    throw new UserError('conflict', `--join: member ${o.id} is not in the cluster's configuration (as ${unlisted} reports); add it first: concord member add --id ${o.id} --address HOST:PORT`, 'id');
+  }
+  if (view === null) throw new UserError('unavailable', `--join: no member answered with the cluster's membership within 10 s (${errors.slice(-3).join('; ')})`, 'join');
+  const me = view.members[o.id]!;
+  if (o.local?.cluster_id && o.local.cluster_id !== view.cluster_id) {
+    throw new UserError('conflict', `--join: this data directory holds state of cluster ${o.local.cluster_id}, not ${view.cluster_id}; start on an empty data directory`, 'data_dir');
+  }
+  if (!o.local?.cluster_id && o.hasState && (o.local === null || o.local.bootstrap_voters.length > 0)) {
+    throw new UserError('conflict', `--join: this data directory holds a member's state from another cluster (or from before membership records); start on an empty data directory`, 'data_dir');
+  }
+  if (me.incarnation && me.incarnation !== o.incarnation) {
+    throw new UserError('conflict', `--join: member id ${o.id} is bound to another data directory (incarnation ${me.incarnation}); a member's id is never reused for different state: add this one under a new id`, 'id');
+  }
+  return view;
+}
+
+/**
+ * A StateMachine that tells `changed` whenever the book of the machine under it changed (an
+ * applied conf or member entry, or a restored snapshot).
+ */
+export function watchBook(inner: StateMachine, changed: (book: MemberBook) => void): StateMachine {
+  const m = inner as CoordinationMachine;
+  let seen: MemberBook | null = null;
+  let version = -1;
+  const check = (): void => {
+    if (m.book === seen && m.book.version === version) return;
+    seen = m.book;
+    version = m.book.version;
+    changed(m.book);
+  };
+  return {
+    apply: (e) => {
+      const r = m.apply(e);
+      if (e.type !== 'noop') check();
+      return r;
+    },
+    snapshot: () => m.snapshot(),
+    restore: (d) => {
+      m.restore(d);
+      check();
+    },
+    sizeHint: () => m.sizeHint(),
+    checkSnapshot: (d) => m.checkSnapshot(d),
+  };
+}
+
+const KEEPER_PERIOD_MS = 200;
+/**
+ * Without word from a leader this long, ask the peers whether this member was removed: a
+ * removed member never hears its removal commit (the leader stops replicating to it and the
+ * others refuse its connections), as etcd's removed members learn it from their peers.
+ */
+const LEADERLESS_CHECK_MS = 1_000;
+
+/** Runs on every member; see the file comment. */
+export class MembershipKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  private leaderlessSince: number | null = null;
+  private lastPeerCheck = 0;
+  /** The leader this member followed at the last round, and the messages received from it by then. */
+  private lastLead: string | null = null;
+  private lastLeadIn = -1;
+  private fatal = false;
+
+  constructor(
+    private readonly o: {
+      id: string;
+      incarnation: () => string | undefined;
+      /** Undefined while the member replays its log at start-up. */
+      swarm: () => Swarm | undefined;
+      cluster: () => MemberCluster;
+      secret: Buffer;
+      /**
+       * With TLS the certificate names this member, so it asks as the member: peers that removed
+       * it refuse that, and a member removed while it was down is then refused but does not exit.
+       */
+      tls?: TlsMaterial;
+      file: string;
+      bootstrapVoters: string[];
+      /** This member must stop: it was removed, or its id is another data directory's. */
+      onFatal: (message: string) => void;
+    },
+  ) {}
+
+  /** The book changed (called while entries apply). */
+  onBook(book: MemberBook): void {
+    const view = book.view();
+    const members = Object.fromEntries(Object.entries(view.members).map(([id, e]) => [id, { address: e.address, state: e.state }]));
+    this.o.cluster().applyBook(members);
+    try {
+      saveMembership(this.o.file, { cluster_id: view.cluster_id, bootstrap_voters: this.o.bootstrapVoters, members });
+    } catch (e) {
+      logger.error({ file: this.o.file, err: (e as Error).message }, 'could not save the membership file');
+    }
+    this.syncRegistry(view.members);
+    const me = view.members[this.o.id];
+    if (me?.state === 'removed') this.die(`member ${this.o.id} was removed from the cluster configuration; stopping (its id is never reused: add a new member under a new id)`);
+    const inc = this.o.incarnation();
+    if (me?.incarnation && inc && me.incarnation !== inc) this.die(`member id ${this.o.id} is bound to another data directory (incarnation ${me.incarnation}, this one is ${inc}); stopping`);
+  }
+
+  /**
+   * Members added at runtime join this process's agent registry, so the scheduler treats them
+   * as its own (takes work back from one that goes silent instead of waiting for its lease).
+   * Removed ones stay as they were: silent, their work is taken back.
+   */
+  syncRegistry(members = this.o.swarm()?.localMachine()?.machine.book.view().members ?? {}): void {
+    const swarm = this.o.swarm();
+    if (!swarm) return;
+    let changed = false;
+    for (const [id, e] of Object.entries(members)) {
+      if (e.state !== 'active' || swarm.data.members[id]) continue;
+      swarm.data.members[id] = { bootstrap: false, state: 'active' };
+      changed = true;
+    }
+    if (changed) swarm.registry.save();
+  }
+
+  /** The leader that removed this member says so (it no longer replicates to it). */
+  removedBy(from: string): void {
+    this.die(`member ${this.o.id} was removed from the cluster configuration (${from} reports it); stopping: its id is never reused, add a new member under a new id`);
+  }
+
+  start(): void {
+    this.syncRegistry();
+    this.timer = setInterval(() => void this.round(), KEEPER_PERIOD_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private die(message: string): void {
+    if (this.fatal) return;
+    this.fatal = true;
+    this.stop();
+    logger.error({ id: this.o.id }, message);
+    // Not from inside the apply loop: let the host finish the entry it is applying.
+    setImmediate(() => this.o.onFatal(message));
+  }
+
+  private async round(): Promise<void> {
+    if (this.busy || this.fatal) return;
+    this.busy = true;
+    try {
+      const swarm = this.o.swarm()!;
+      const cluster = this.o.cluster();
+      const leader = cluster.leader();
+      const book = swarm.localMachine()?.machine.book;
+      const now = Date.now();
+      const lead = cluster.remoteLeader();
+      const hasLeader = leader !== undefined || lead !== null;
+      // Heard from a leader since the last round: it leads here, or its link delivered messages.
+      const leadIn = lead ? (cluster.transport.stats().peers[lead]?.messagesIn ?? 0) : -1;
+      const heard = leader !== undefined || (lead !== null && lead === this.lastLead && leadIn !== this.lastLeadIn);
+      this.lastLead = lead;
+      this.lastLeadIn = leadIn;
+      this.leaderlessSince = heard ? null : (this.leaderlessSince ?? now);
+      if (leader && book && leader.core.log.term(leader.core.log.committed) === leader.core.term) {
+        if (book.clusterId === null) {
+          // The first leader records the cluster's id and the bootstrap members' addresses.
+          const addrs = cluster.addresses();
+          const members = Object.fromEntries(this.o.bootstrapVoters.filter((id) => addrs[id]).map((id) => [id, addrs[id]!]));
+          await swarm.propose({ t: 'member.seed', cluster_id: randomUUID(), members }, 3_000);
+        }
+        await promoteCaughtUpLearners(swarm);
+      }
+      const me = book?.members.get(this.o.id);
+      const inc = this.o.incarnation();
+      if (hasLeader && me && me.state === 'active' && me.incarnation === null && inc) {
+        const r = await swarm.propose({ t: 'member.bind', id: this.o.id, incarnation: inc }, 3_000);
+        if (!r.ok && r.code === 'conflict') this.die(`refused by the cluster: ${r.message}`);
+      }
+      if (this.leaderlessSince !== null && now - this.leaderlessSince > LEADERLESS_CHECK_MS && now - this.lastPeerCheck > LEADERLESS_CHECK_MS) {
+        this.lastPeerCheck = now;
+        await this.askPeers();
+      }
+    } catch (e) {
+      logger.debug({ id: this.o.id, err: (e as Error).message }, 'membership round');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * A member removed while it was down never applies its removal (the others refuse its
+   * connections): it asks them, as a client, what the configuration says about it.
+   */
+  private async askPeers(): Promise<void> {
+    const addrs = this.o.cluster().addresses();
+    await Promise.all(
+      Object.entries(addrs)
+        .filter(([id]) => id !== this.o.id)
+        .map(async ([, a]) => {
+          const i = a.lastIndexOf(':');
+          const c = new TcpClient({ host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)), secret: this.o.secret, tls: this.o.tls, ...(this.o.tls ? { asMember: this.o.id } : {}), name: `member-check-${this.o.id}`, failFast: true });
+          try {
+            const st = (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus;
+            const me = st.membership?.members[this.o.id];
+            if (me?.state === 'removed') this.die(`member ${this.o.id} was removed from the cluster configuration (as ${st.id} reports); stopping: its id is never reused, add a new member under a new id`);
+            const inc = this.o.incarnation();
+            if (me?.incarnation && inc && me.incarnation !== inc) this.die(`member id ${this.o.id} is bound to another data directory (incarnation ${me.incarnation}, as ${st.id} reports); stopping`);
+          } catch {
+            // Down or unreachable: another round asks again.
+          } finally {
+            c.close();
+          }
+        }),
+    );
+  }
+}
