@@ -117,6 +117,23 @@ describe('daemon dashboard', () => {
   });
 
 
+  it('opens the browser without the token on its command line: through a 0600 page that redirects', async () => {
+    const dir = dataDir('open');
+    const { url, token } = await ownerUrl(dir);
+    // A stand-in xdg-open that records the arguments it was started with.
+    const bin = fs.mkdtempSync(path.join(dir, 'bin-'));
+    const argsFile = path.join(bin, 'args');
+    fs.writeFileSync(path.join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$*" > '${argsFile}'\n`, { mode: 0o700 });
+    const r = await cli(dir, ['dashboard'], { DISPLAY: ':99', WAYLAND_DISPLAY: '', PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(`${url}#token=${token}`);
+    const args = await waitFor('the opener to run', async () => (fs.existsSync(argsFile) ? fs.readFileSync(argsFile, 'utf8') || undefined : undefined), 10_000);
+    expect(args).not.toContain(token);
+    const page = new URL(args).pathname;
+    expect(fs.statSync(page).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(page, 'utf8')).toContain(`${url}#token=${token}`);
+  });
+
   it('serves the dashboard on loopback, named in daemon status and by concord dashboard', async () => {
     const dir = dataDir('dash');
     const st = await cliOk(dir, ['daemon', 'start']);
