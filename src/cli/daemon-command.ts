@@ -9,7 +9,9 @@ export const DAEMON_HELP = `concord daemon [run] [--data-dir DIR] [--idle-timeou
     Clients start it on demand; it exits after S seconds with no client attached and no
     runnable task (default 300, env CONCORD_DAEMON_IDLE_S; 0 = never).
 concord daemon start    start it in the background if none runs, then print its status
-concord daemon status   pid, socket, uptime, attached clients, swarms (exit 1 when none runs)
+concord daemon status   pid, socket, uptime, attached clients, swarms, the dashboard's address
+                        (its token is not shown: concord dashboard --no-open prints the URL
+                        with it; exit 1 when none runs)
 concord daemon stop     graceful stop (SQLite closed cleanly)
 concord daemon logs [--lines N]   the tail of <DIR>/daemon.log`;
 
@@ -24,7 +26,7 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
     }
     case 'start': {
       (await connectDaemon(dir)).end();
-      print(await control(dir, 'status'));
+      print(withoutToken(await control(dir, 'status')));
       return 0;
     }
     case 'status': {
@@ -33,7 +35,7 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
         print({ running: false, data_dir: dir, socket: socketPath(dir), log: logPath(dir) });
         return 1;
       }
-      print({ running: true, ...st, log: logPath(dir) });
+      print({ running: true, ...withoutToken(st), log: logPath(dir) });
       return 0;
     }
     case 'stop': {
@@ -63,3 +65,13 @@ export async function runDaemonCommand(verb: string | undefined, flags: Flags): 
   }
 }
 
+
+/**
+ * Status output gets pasted into issues and chats: the dashboard's token stays out of it
+ * (the terminal is the owner's, but the paste is not). `concord dashboard` prints it.
+ */
+function withoutToken(st: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!st || !('dashboard_token' in st)) return st;
+  const { dashboard_token: token, ...rest } = st;
+  return token ? { ...rest, dashboard_token: 'hidden: concord dashboard --no-open prints the URL with it' } : rest;
+}

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../service/errors.js';
 import { dashboardRoutes, type Dashboard } from '../server/dashboard/routes.js';
+import { tokenMatches } from '../server/http-guards.js';
 import { observabilityRoutes } from '../server/observability.js';
 import type { RouteHandler } from '../server/route-handler.js';
 import { logger } from '../util/logger.js';
@@ -42,6 +44,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
   let sock: SocketServer | undefined;
   let web: HttpListener | undefined;
   let dashboard: Dashboard | undefined;
+  // The listener is on loopback, where every local user can connect: the token makes it
+  // owner-only like the 0600 socket. Kept in memory and handed out only over that socket.
+  const token = randomBytes(32).toString('base64url');
 
   // An open dashboard page watches the swarms as an attached client does: it keeps the daemon up.
   const attached = () => (sock?.clients() ?? 0) + (dashboard?.hub.count() ?? 0);
@@ -67,8 +72,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
 
   try {
     if (httpAt) {
-      dashboard = dashboardRoutes(coord, { bindHost: httpAt.host });
-      web = await listenRoutes([dashboard.routes, observabilityRoutes(coord), ...(opts.routes?.(coord) ?? [])], httpAt);
+      dashboard = dashboardRoutes(coord, { bindHost: httpAt.host, token });
+      web = await listenRoutes([dashboard.routes, tokenOnly(token, [observabilityRoutes(coord), ...(opts.routes?.(coord) ?? [])])], httpAt);
       coord.advertise({ dashboard: `${web.base}/` });
     }
     sock = await serveSocket(coord, {
@@ -79,6 +84,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
       },
       describe: () => ({
         dashboard: web ? `${web.base}/` : null,
+        // Owner-only: the socket is 0600 in a 0700 directory. `concord dashboard` builds the URL.
+        dashboard_token: web ? token : null,
         dashboard_pages: dashboard?.hub.count() ?? 0,
         idle_timeout_s: opts.idleTimeoutS,
         idle_for_s: sock && attached() === 0 ? Math.round((performance.now() - idleSinceMs) / 100) / 10 : 0,
@@ -102,4 +109,19 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
     }, every).unref();
   }
   return true;
+}
+
+/**
+ * Everything but the dashboard's page files needs the token on the daemon's listener:
+ * /metrics and /health name the swarms and count their keys, and only the owner may see them.
+ */
+function tokenOnly(token: string, routes: RouteHandler[]): RouteHandler {
+  return async (req, res) => {
+    if (!tokenMatches(req.headers.authorization, token)) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'missing or wrong bearer token (concord dashboard --no-open prints the URL with it)' }));
+      return true;
+    }
+    for (const r of routes) if (await r(req, res)) return true;
+    return false;
+  };
 }

@@ -17,8 +17,9 @@ export interface HttpListener {
 
 /**
  * The daemon's HTTP address: --dashboard HOST:PORT, else CONCORD_DASHBOARD_ADDR, else
- * 127.0.0.1 on a free port; "off" serves none. Loopback only: the daemon has no token, and
- * anything beyond loopback belongs to `concord serve --http` with --token-file.
+ * 127.0.0.1 on a free port; "off" serves none. Loopback only: the daemon's token is made up
+ * per start for its owner's browser, and anything beyond loopback belongs to
+ * `concord serve --http` with --token-file.
  */
 export function dashboardAddr(flag: string | boolean | undefined, env: Record<string, string | undefined> = process.env): { host: string; port: number } | null {
   const raw = typeof flag === 'string' ? flag : env[DASHBOARD_ADDR_ENV] || DEFAULT_ADDR;

@@ -20,6 +20,11 @@ export interface HttpOptions extends ServeOptions {
   port: number;
   /** Required as `Authorization: Bearer <token>` when set (CONCORD_HTTP_TOKEN or --token-file). */
   token?: string;
+  /**
+   * The dashboard's bearer token when `token` is unset (MCP on loopback stays open, as
+   * documented); `concord serve` makes one up so the dashboard is owner-only.
+   */
+  dashboardToken?: string;
   /** Extra allowed Origin values; loopback origins are always allowed. */
   allowedOrigins?: string[];
   /** Extra allowed Host header values (`name` for any port, or `name:port`). */
@@ -63,7 +68,7 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
   let hosts: Set<string> | null = null;
   const observability = coord ? observabilityRoutes(coord) : null;
   // The live dashboard needs the swarms in this process (not a cluster proxy's).
-  const dashboard = coord ? dashboardRoutes(coord, { bindHost: opts.host, token: opts.token, allowedOrigins: opts.allowedOrigins }) : null;
+  const dashboard = coord ? dashboardRoutes(coord, { bindHost: opts.host, token: opts.token ?? opts.dashboardToken, allowedOrigins: opts.allowedOrigins }) : null;
   const routes: RouteHandler[] = [...(dashboard ? [dashboard.routes] : []), ...(opts.routes ?? [])];
 
   const server = http.createServer(

@@ -233,6 +233,7 @@ describe('concord mcp and the CLI share one daemon', () => {
     try {
       await waitFor('serve to share the socket', async () => /clients also on/.test(err));
       await cliOk(dir, ['swarm', 'init', '--max-agents', '1']);
+      await cliOk(dir, ['agent', 'spawn']);
       const st = await cliOk(dir, ['daemon', 'status']);
       expect(st).toMatchObject({ role: 'serve', pid: child.pid });
       const s = await stdioClient(dir);
@@ -240,6 +241,17 @@ describe('concord mcp and the CLI share one daemon', () => {
       await s.client.close();
       expect(JSON.stringify(list)).toMatch(/"default"/);
       expect(daemonPids(dir)).toHaveLength(0);
+      // Its dashboard is owner-only although loopback MCP has no token: the token comes over
+      // the socket (concord dashboard), never on stderr or in daemon status.
+      const port = /serving MCP at http:\/\/127\.0\.0\.1:(\d+)\/mcp/.exec(err)![1]!;
+      const api = `http://127.0.0.1:${port}/dashboard/api/memory?swarm=default`;
+      expect((await fetch(api)).status).toBe(401);
+      const shown = await cli(dir, ['dashboard', '--no-open']);
+      const m = new RegExp(`^http://127\\.0\\.0\\.1:${port}/#token=([A-Za-z0-9_-]{43,})$`).exec(shown.stdout.trim());
+      expect(m, shown.stdout + shown.stderr).not.toBeNull();
+      expect((await fetch(api, { headers: { authorization: `Bearer ${m![1]}` } })).status).toBe(200);
+      expect(err).not.toContain(m![1]);
+      expect((await cli(dir, ['daemon', 'status'])).stdout).not.toContain(m![1]);
     } finally {
       child.kill('SIGTERM');
       await exited(child);
