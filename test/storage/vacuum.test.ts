@@ -79,7 +79,7 @@ describe('member database size after compaction', () => {
       expect(s.pageStats().autoVacuum).toBe(2); // INCREMENTAL, set before the first table
       const { last } = await fillAndCompact(s);
       const peak = diskBytes(file);
-      expect(peak).toBeGreaterThan(32 * MIB);
+      expect(peak).toBeGreaterThan(24 * MIB); // the 16 MiB snapshot and most of the log
       const syncsBefore = s.stats().syncs;
       // The log is empty after this and the snapshot is a few bytes: the live data is ~7 pages.
       s.compact({ metadata: { index: last, term: 1, confState: CONF }, data: 'small state' });
