@@ -633,7 +633,10 @@ export class SqliteStorage implements LogStorage {
     const busy = this.db.pragma('busy_timeout', { simple: true }) as number;
     this.db.pragma('busy_timeout = 0');
     try {
+      // A reader or another checkpointer makes it do less (busy=1 in its result), or fail.
       this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (e) {
+      logger.debug({ file: this.file, err: (e as Error).message }, 'checkpoint after releasing free pages failed');
     } finally {
       this.db.pragma(`busy_timeout = ${busy}`);
     }
@@ -736,11 +739,17 @@ function convertToIncrementalVacuum(db: Database.Database, file: string): void {
   if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 0) return;
   const t0 = performance.now();
   const before = fileSize(file);
-  db.pragma('auto_vacuum = INCREMENTAL');
-  db.exec('VACUUM');
-  // VACUUM wrote the new file into the WAL; only a checkpoint shrinks the file itself. TRUNCATE
-  // also empties the WAL (nothing else has the file open yet). Both fsync, inline.
-  db.pragma('wal_checkpoint(TRUNCATE)');
+  try {
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.exec('VACUUM');
+    // VACUUM wrote the new file into the WAL; only a checkpoint shrinks the file itself.
+    // TRUNCATE also empties the WAL (nothing else has the file open yet). Both fsync, inline.
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch (e) {
+    // VACUUM needs free space for a copy: without it the member still opens, unconverted.
+    logger.warn({ file, err: (e as Error).message }, 'member database not converted to incremental vacuum; it keeps its free pages');
+    return;
+  }
   const mode = db.pragma('auto_vacuum', { simple: true }) as number;
   logger.info({ file, ms: Math.round(performance.now() - t0), bytes_before: before, bytes_after: fileSize(file), auto_vacuum: mode }, 'member database converted to incremental vacuum');
 }
