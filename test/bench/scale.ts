@@ -6,7 +6,9 @@
 // Reported per count: tasks/s (log clock), CPU us, bytes written and fsyncs per task (all five
 // members), peak RSS (sampled every 50 ms), and per member the task records held and the
 // database bytes (file + WAL) before and after retention (consensus_config
-// task_retention_orchestrations=0, applied through the log; records counted on every replica).
+// task_retention_orchestrations=0, applied through the log; records counted on every replica),
+// with pages and free pages of each file, and again after 1,100 more entries (every member has
+// snapshotted and compacted its log since retention, and released free pages).
 //
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
@@ -17,6 +19,7 @@
 // the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
 
 import fs from 'node:fs';
+import Database from 'better-sqlite3';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -94,6 +97,22 @@ function dbBytes(swarm: Swarm): number[] {
   });
 }
 
+/** Each member file's pages, free pages and WAL size, read through a second (read-only) connection. */
+function dbPages(swarm: Swarm): Array<{ pages: number; free: number; wal_mib: number }> {
+  return [...swarm.cluster.hosts.keys()].map((id) => {
+    const f = swarm.registry.memberFile(id);
+    const db = new Database(f, { readonly: true, fileMustExist: true });
+    try {
+      const pages = db.pragma('page_count', { simple: true }) as number;
+      const free = db.pragma('freelist_count', { simple: true }) as number;
+      const wal = fs.existsSync(`${f}-wal`) ? fs.statSync(`${f}-wal`).size : 0;
+      return { pages, free, wal_mib: mib(wal) };
+    } finally {
+      db.close();
+    }
+  });
+}
+
 /** Peak RSS sampled every 50 ms from start() to stop(). */
 function rssSampler(): { stop: () => number } {
   let peak = process.memoryUsage.rss();
@@ -138,6 +157,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const logMs = (orch.finished_at as number) - orch.created_at;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
+    const pagesBefore = dbPages(swarm);
     const peakRun = rss.stop();
 
     // Retention through the log: every replica drops the records (chunked over entries).
@@ -153,7 +173,16 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     await sleep(200);
     const recordsAfter = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbAfter = dbBytes(swarm);
+    const pagesAfter = dbPages(swarm);
     const peakRetention = rss2.stop();
+    // A member snapshots (and compacts its log) only after 1,000 applied entries: drive that
+    // many, so every member's file holds the post-retention state, then let free pages go.
+    const tc = performance.now();
+    for (let i = 0; i < 1100; i++) await swarm.proposeOk({ t: 'clock' });
+    await sleep(3000);
+    const dbCompacted = dbBytes(swarm);
+    const pagesCompacted = dbPages(swarm);
+    const compactionMs = performance.now() - tc;
     const out = {
       tasks: n,
       tasks_per_s: round(n / (logMs / 1000), 0),
@@ -172,6 +201,11 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
         task_records_per_member_after: recordsAfter,
         db_mib_per_member_before: dbBefore.map(mib),
         db_mib_per_member_after: dbAfter.map(mib),
+        db_pages_per_member_before: pagesBefore,
+        db_pages_per_member_after: pagesAfter,
+        db_mib_per_member_after_compaction: dbCompacted.map(mib),
+        db_pages_per_member_after_compaction: pagesCompacted,
+        compaction_wall_ms: round(compactionMs, 0),
         rss_mib_after: mib(process.memoryUsage.rss()),
         peak_rss_mib: mib(peakRetention),
       },
