@@ -14,7 +14,7 @@
 //   flags: {...}, tables: [{ rows: 'members', columns: [...] }] } (no handler needed).
 // Its help, flag checks, did-you-mean and output follow from the entry.
 
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import type { CommandContext } from './context.js';
 
 export type FlagKind = 'string' | 'int' | 'bool' | 'list';

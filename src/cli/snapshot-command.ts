@@ -5,7 +5,7 @@
 //   restore FILE --data-dir DIR [--swarm NAME] [--id ID --peers ID=HOST:PORT,...]
 //                                         a NEW swarm with fresh member identities
 
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import type { Flags } from './commands.js';
 import { clusterFrom, parsePeers } from './node-command.js';
 
