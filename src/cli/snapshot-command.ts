@@ -6,7 +6,7 @@
 //                                         a NEW swarm with fresh member identities
 
 import { UserError } from '../util/errors.js';
-import type { Flags } from './commands.js';
+import type { Flags } from './context.js';
 import { clusterFrom, parsePeers } from './node-command.js';
 
 /** `concord snapshot VERB FILE`: the command table checked the flags and the verb. */
