@@ -13,9 +13,9 @@ import {
   VERIFY_QUORUM_TIMEOUT_MS,
 } from '../src/service/consensus.js';
 import type { Coordinator } from '../src/service/coordinator.js';
-import { UserError } from '../src/service/errors.js';
-import type { Swarm } from '../src/service/swarm.js';
-import { awaitLeader, defaultLeaderWaitMs } from '../src/service/leader-wait.js';
+import { UserError } from '../src/util/errors.js';
+import type { Swarm } from '../src/swarm/swarm.js';
+import { awaitLeader, defaultLeaderWaitMs } from '../src/swarm/leader-wait.js';
 import { memoryStore } from '../src/service/memory.js';
 import { input, output, run, swarmArg } from './result.js';
 

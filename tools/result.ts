@@ -1,6 +1,6 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { UserError } from '../src/service/errors.js';
+import { UserError } from '../src/util/errors.js';
 import { logger } from '../src/util/logger.js';
 
 /** structuredContent plus its JSON text mirror, for clients that read only text. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
 import { backupTarget, refuseLowSpace, summarize, takeSnapshot } from '../src/service/backup.js';
 import { swarmStatus } from '../src/service/consensus.js';
-import { UserError } from '../src/service/errors.js';
+import { UserError } from '../src/util/errors.js';
 import { refuseExisting, writeFileAtomic } from '../src/service/snapshot-file.js';
 import { fail, input, output, run } from './result.js';
 

@@ -1,6 +1,6 @@
 // The spec's `noun verb --flags` as tool calls, from the command table (command-table.ts).
 
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { findCommand, flagsOf, type TableSpec } from './command-table.js';
 import type { CommandContext, Flags } from './context.js';
 import { editDistance, toolArgs } from './parse.js';

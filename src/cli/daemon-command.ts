@@ -1,8 +1,8 @@
 import { control, connectDaemon, processAlive, tail } from '../daemon/client.js';
 import { idleTimeoutS, logPath, socketPath } from '../daemon/paths.js';
 import { resolveDataDir } from '../service/data-dir.js';
-import { UserError } from '../service/errors.js';
-import type { Flags } from './commands.js';
+import { UserError } from '../util/errors.js';
+import type { Flags } from './context.js';
 
 export const DAEMON_HELP = `concord daemon [run] [--data-dir DIR] [--idle-timeout-s S]
     Own the data directory and serve its swarms to clients on <DIR>/concord.sock (0600).

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { connectDaemon, control, lockHolder } from '../daemon/client.js';
 import { DASHBOARD_ADDR_ENV } from '../daemon/http-listener.js';
 import { resolveDataDir } from '../service/data-dir.js';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 
 type Flags = Record<string, string | boolean>;
 

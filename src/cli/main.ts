@@ -3,8 +3,8 @@
 // command (a restarted `concord node` must not load the MCP SDK, zod or the HTTP server).
 
 import { envEmbedded } from '../daemon/paths.js';
-import { UserError } from '../service/errors.js';
-import { HTTP_ALLOW_ENV, parseAllowList } from '../service/http-policy.js';
+import { UserError } from '../util/errors.js';
+import { HTTP_ALLOW_ENV, parseAllowList } from '../swarm/http-policy.js';
 import { logger } from '../util/logger.js';
 import { VERSION } from './command-table.js';
 import type { CommandContext, Flags } from './context.js';

@@ -2,7 +2,7 @@ import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import { parseMembers } from '../cluster/cluster-client.js';
 import { CLIENT_PREFIX, clientKeyFileText, loadClientKey, loadSecret } from '../transport/auth.js';
 import { loadTls, TlsConfigError, type TlsMaterial } from '../transport/tls.js';
-import { UserError, invalid } from '../service/errors.js';
+import { UserError, invalid } from '../util/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
 import { startupMark } from '../util/startup-trace.js';

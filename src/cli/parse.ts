@@ -3,7 +3,7 @@
 // connection is made.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { COMMANDS, findCommand, flagsOf, type CommandSpec, type FlagSpec } from './command-table.js';
 import type { Flags } from './context.js';
 

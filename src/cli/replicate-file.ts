@@ -2,7 +2,7 @@
 // sends its content; the server never opens a path from a tool argument.
 
 import fs from 'node:fs';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 
 export const MAX_REPLICATED_FILE_BYTES = 1 << 20;
 

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { UserError, invalid } from '../service/errors.js';
+import { UserError, invalid } from '../util/errors.js';
 import { MIN_TOKEN_CHARS, isLoopback } from '../server/http-guards.js';
 import { DEFAULT_STDIO_MAX_MESSAGE_BYTES } from '../server/line-stdio-transport.js';
 

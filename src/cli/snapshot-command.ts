@@ -5,8 +5,8 @@
 //   restore FILE --data-dir DIR [--swarm NAME] [--id ID --peers ID=HOST:PORT,...]
 //                                         a NEW swarm with fresh member identities
 
-import { UserError } from '../service/errors.js';
-import type { Flags } from './commands.js';
+import { UserError } from '../util/errors.js';
+import type { Flags } from './context.js';
 import { clusterFrom, parsePeers } from './node-command.js';
 
 /** `concord snapshot VERB FILE`: the command table checked the flags and the verb. */

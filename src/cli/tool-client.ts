@@ -1,7 +1,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { ClusterClientOptions } from '../cluster/cluster-client.js';
 import type { Coordinator } from '../service/coordinator.js';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { connectDaemon, lockHolder } from '../daemon/client.js';
 import { envEmbedded, socketPath } from '../daemon/paths.js';

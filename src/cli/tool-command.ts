@@ -1,7 +1,7 @@
 // A command that is one MCP tool call: connect (daemon, --embedded, --server or --cluster),
 // call, print (table on a terminal, JSON otherwise).
 
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { invocationOf } from './commands.js';
 import type { CommandContext } from './context.js';
 import { clusterFrom } from './node-command.js';

@@ -1,7 +1,7 @@
 // Cluster mode's backend: the one member this process runs, over TCP, with link-level fault
 // injection that the serving leader can spread to its peers' processes (admin requests).
 
-import { diskReserveFromEnv } from '../service/swarm.js';
+import { diskReserveFromEnv } from '../swarm/swarm.js';
 import type { ClusterBackend, Committed, FaultControl, LinkCounters } from '../host/cluster-backend.js';
 import { NodeHost, type RoleChange, type StateMachine } from '../host/node-host.js';
 import type { Transport } from '../host/transport.js';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { CONTROL_METHOD, logPath, socketPath } from './paths.js';
 
 export const CONNECT_TIMEOUT_MS = 10_000;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Coordinator } from '../service/coordinator.js';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { dashboardRoutes, type Dashboard } from '../server/dashboard/routes.js';
 import { tokenMatches } from '../server/http-guards.js';
 import { observabilityRoutes } from '../server/observability.js';

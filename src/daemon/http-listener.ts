@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { allowedHosts, hostAllowed, isLoopback } from '../server/http-guards.js';
 import type { RouteHandler } from '../server/route-handler.js';
 import { logger } from '../util/logger.js';

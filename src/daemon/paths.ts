@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 
 /** JSON-RPC method of a control connection (`concord daemon status|stop`), never MCP. */
 export const CONTROL_METHOD = 'concord/daemon';

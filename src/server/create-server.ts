@@ -4,7 +4,7 @@ import { registerAllTools } from '../../tools/index.js';
 import { electionHistory, logStatus, swarmStatus } from '../service/consensus.js';
 import type { Coordinator } from '../service/coordinator.js';
 import { enableResourceSubscriptions } from './resource-subscriptions.js';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 
 export const SERVER_NAME = 'concord';
 export const SERVER_VERSION = '0.1.0';

@@ -4,7 +4,7 @@
 
 import http from 'node:http';
 import type { Coordinator } from '../service/coordinator.js';
-import { UserError } from '../service/errors.js';
+import { UserError } from '../util/errors.js';
 import { swarmHealth, type SwarmHealth } from '../service/health.js';
 import { sampleAll } from '../service/metrics-source.js';
 import { logger } from '../util/logger.js';

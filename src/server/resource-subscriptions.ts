@@ -8,8 +8,8 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ErrorCode, McpError, SubscribeRequestSchema, UnsubscribeRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Coordinator } from '../service/coordinator.js';
-import { UserError } from '../service/errors.js';
-import type { SwarmChange } from '../service/swarm.js';
+import { UserError } from '../util/errors.js';
+import type { SwarmChange } from '../swarm/swarm.js';
 import { logger } from '../util/logger.js';
 
 /** One notification per resource per window: an election's role changes arrive within it. */

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { majority } from '../raft/quorum.js';
-import { UserError, invalid } from './errors.js';
-import { pause } from './proposer.js';
-import type { Swarm } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import { pause } from '../swarm/proposer.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 const AGENT_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 

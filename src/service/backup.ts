@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_DISK_RESERVE_BYTES } from '../host/node-host.js';
-import { UserError, invalid } from './errors.js';
+import { UserError, invalid } from '../util/errors.js';
 import { SNAPSHOT_FORMAT_VERSION, countsOf, encodeSnapshotFile, refuseExisting, writeFileAtomic, type SnapshotCounts, type SnapshotHeader } from './snapshot-file.js';
-import { diskReserveFromEnv, type Swarm } from './swarm.js';
+import { diskReserveFromEnv, type Swarm } from '../swarm/swarm.js';
 
 export interface TakenSnapshot {
   header: SnapshotHeader;

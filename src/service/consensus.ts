@@ -4,9 +4,9 @@ import { DEFAULT_SWARM_CONFIG, type ElectionRecord, type SwarmConfig } from '../
 import { CONFIG_LIMITS, configProblem } from '../machine/config-bounds.js';
 import { majority } from '../raft/quorum.js';
 import { ProposalError } from '../raft/types.js';
-import { UserError, invalid } from './errors.js';
-import { pause } from './proposer.js';
-import { TICK_MS, type Swarm } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import { pause } from '../swarm/proposer.js';
+import { TICK_MS, type Swarm } from '../swarm/swarm.js';
 
 export function swarmStatus(swarm: Swarm, verbose = false): Record<string, unknown> {
   const leader = swarm.cluster.leader();

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataDirLock, resolveDataDir } from './data-dir.js';
-import { UserError, invalid } from './errors.js';
-import { SwarmRegistry } from './registry.js';
-import { Swarm, type SwarmOptions } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import { SwarmRegistry } from '../swarm/registry.js';
+import { Swarm, type SwarmOptions } from '../swarm/swarm.js';
 import { majority } from '../raft/quorum.js';
 import type { Durability } from '../storage/sqlite-storage.js';
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 
 export function resolveDataDir(explicit?: string): string {
   return path.resolve(explicit ?? process.env.CONCORD_DATA_DIR ?? path.join(os.homedir(), '.concord'));

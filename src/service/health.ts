@@ -5,7 +5,7 @@
 
 import { majority } from '../raft/quorum.js';
 import { heartbeatStatus } from './consensus.js';
-import type { Swarm } from './swarm.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface SwarmHealth {
   swarm: string;

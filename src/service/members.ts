@@ -7,9 +7,9 @@
 import type { NodeHost } from '../host/node-host.js';
 import type { BookEntry } from '../machine/member-book.js';
 import type { ConfChange } from '../raft/types.js';
-import { UserError, invalid } from './errors.js';
-import { pause } from './proposer.js';
-import { TICK_MS, type Swarm } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import { pause } from '../swarm/proposer.js';
+import { TICK_MS, type Swarm } from '../swarm/swarm.js';
 
 const MEMBER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ADDRESS_RE = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/;

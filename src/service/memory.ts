@@ -1,7 +1,7 @@
 import { isSystemKey, LOG_STATE_KEY, SYSTEM_NAMESPACE } from '../machine/memory-store.js';
 import type { MemoryRecord } from '../machine/types.js';
-import { UserError, invalid } from './errors.js';
-import type { Swarm } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export type Consistency = 'linearizable' | 'local';
 

@@ -6,7 +6,7 @@
 import type { HostMetrics } from '../host/node-host.js';
 import type { MemoryRecord } from '../machine/types.js';
 import type { Coordinator } from './coordinator.js';
-import type { Swarm } from './swarm.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface MemberSample {
   member: string;

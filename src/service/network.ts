@@ -1,5 +1,5 @@
-import { UserError } from './errors.js';
-import type { Swarm } from './swarm.js';
+import { UserError } from '../util/errors.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 /** Per-link figures measured on the in-process network and from heartbeat round trips. */
 export function networkDiagnose(swarm: Swarm): Record<string, unknown> {

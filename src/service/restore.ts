@@ -10,8 +10,8 @@ import { CoordinationMachine } from '../machine/coordination-machine.js';
 import { SqliteStorage } from '../storage/sqlite-storage.js';
 import { fsyncDirectory, mkdirDurable } from '../storage/sync-fs.js';
 import { DataDirLock, resolveDataDir } from './data-dir.js';
-import { UserError, invalid } from './errors.js';
-import { SwarmRegistry, type MemberEntry } from './registry.js';
+import { UserError, invalid } from '../util/errors.js';
+import { SwarmRegistry, type MemberEntry } from '../swarm/registry.js';
 import { readSnapshotFile } from './snapshot-file.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -15,7 +15,7 @@ import { configProblem } from '../machine/config-bounds.js';
 import { CoordinationMachine } from '../machine/coordination-machine.js';
 import { isSystemKey } from '../machine/memory-store.js';
 import { fsyncDirectory } from '../storage/sync-fs.js';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 const MAGIC = 'CONCORD-SNAPSHOT';

@@ -1,5 +1,5 @@
 import { orchView } from './tasks.js';
-import type { Swarm } from './swarm.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface OrchestrationOverview {
   /** The member whose applied state was read: the leader when there is one. */

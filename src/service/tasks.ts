@@ -1,9 +1,9 @@
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
 import type { ExecutorSpec, Orchestration, Priority, Strategy, TaskRecord } from '../machine/types.js';
-import { UserError, invalid } from './errors.js';
-import { idempotencyKey } from './executors.js';
-import type { Swarm } from './swarm.js';
+import { UserError, invalid } from '../util/errors.js';
+import { idempotencyKey } from '../swarm/executors.js';
+import type { Swarm } from '../swarm/swarm.js';
 
 export interface OrchestrateInput {
   task: string;

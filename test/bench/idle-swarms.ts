@@ -17,7 +17,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { spawnAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
 import { parseNumber, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { LocalCluster } from '../../src/host/local-cluster.js';
 import type { NodeHost, RoleChange, StateMachine } from '../../src/host/node-host.js';
 import type { Entry, NodeId } from '../../src/raft/types.js';
-import { raftTiming, TICK_MS } from '../../src/service/swarm.js';
+import { raftTiming, TICK_MS } from '../../src/swarm/swarm.js';
 import { SqliteStorage, type Durability, type FsyncMode } from '../../src/storage/sqlite-storage.js';
 import { RealClock } from '../../src/util/clock.js';
 import { Prng } from '../../src/util/prng.js';

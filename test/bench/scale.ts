@@ -28,7 +28,7 @@ import { spawnAgent } from '../../src/service/agents.js';
 import { configure } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskStatus } from '../../src/service/tasks.js';
 import { parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';

@@ -22,7 +22,7 @@ import type { RoleChange } from '../../src/host/node-host.js';
 import type { Orchestration } from '../../src/machine/types.js';
 import { spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskStatus } from '../../src/service/tasks.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
 import { median, parseNumber, percentile, round, sleep } from './stats.js';

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
-import { SwarmRegistry } from '../../src/service/registry.js';
+import { SwarmRegistry } from '../../src/swarm/registry.js';
 import { freePorts, killAll, MAIN, memberProcs, requireBuild, type MemberProc } from './procs.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-cluster-snapshot-'));

@@ -12,7 +12,7 @@ import { runHttp } from '../../src/server/http.js';
 import { spawnAgent } from '../../src/service/agents.js';
 import { leaderInfo } from '../../src/service/consensus.js';
 import { memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 
 const TOKEN = 'a'.repeat(40);
 const dirs: string[] = [];

@@ -15,7 +15,7 @@ import { runHttp } from '../../src/server/http.js';
 import { spawnAgent } from '../../src/service/agents.js';
 import { leaderInfo } from '../../src/service/consensus.js';
 import { memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CONCORD_CHROMIUM || '/usr/bin/chromium';

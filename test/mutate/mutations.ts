@@ -73,14 +73,14 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     id: 'service-read-skips-readindex',
-    file: 'src/service/proposer.ts',
+    file: 'src/swarm/proposer.ts',
     edits: one('await leader.readIndex(Math.min(remaining, 2_000));', ''),
     breaks: 'linearizable reads: a read is served only after a ReadIndex round confirms leadership',
     tests: [STALE_READ, LIN],
   },
   {
     id: 'scheduler-dead-agent-waits-for-lease',
-    file: 'src/service/scheduler.ts',
+    file: 'src/swarm/scheduler.ts',
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && t.lease_until > now) {'),
     breaks: "recovery: a dead agent's tasks are reassigned when its heartbeats stop, not after the 30 s lease",
     tests: [WORKER, TASK_RECOVERY, ORCH],
@@ -94,7 +94,7 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     id: 'worker-continues-after-member-stops',
-    file: 'src/service/worker.ts',
+    file: 'src/swarm/worker.ts',
     edits: [
       {
         find: 'if (!this.host.isRunning(this.agent)) {\n      this.reset();\n      return;\n    }\n    const m = this.host.machineOf(this.agent);',
@@ -334,7 +334,7 @@ export const MUTATIONS: Mutation[] = [
   // ---- member identity, disk space ----------------------------------------------------------
   {
     id: 'member-identity-incarnation-ignored',
-    file: 'src/service/member-storage.ts',
+    file: 'src/swarm/member-storage.ts',
     edits: one(
       'if (found.member !== member || (o.incarnation !== undefined && found.incarnation !== o.incarnation)) {',
       'if (found.member !== member) {',
@@ -375,14 +375,14 @@ export const MUTATIONS: Mutation[] = [
   // ---- proposer and scheduler --------------------------------------------------------------
   {
     id: 'proposer-retry-with-new-seq',
-    file: 'src/service/proposer.ts',
+    file: 'src/swarm/proposer.ts',
     edits: one('const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq, ack: ack() });', 'const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq: ++this.seq, ack: ack() });'),
     breaks: 'exactly-once: a retried proposal keeps its (client, seq) so it is never applied twice',
     tests: [LIN, 'test/service/restart.test.ts'],
   },
   {
     id: 'scheduler-expired-lease-never-reclaimed',
-    file: 'src/service/scheduler.ts',
+    file: 'src/swarm/scheduler.ts',
     edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
     tests: [WORKER, TASK_RECOVERY, ORCH, 'test/service/lease-expiry.test.ts'],

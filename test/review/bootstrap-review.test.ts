@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
-import { SwarmRegistry } from '../../src/service/registry.js';
+import { SwarmRegistry } from '../../src/swarm/registry.js';
 import { testResources, waitUntil } from '../service/service-util.js';
 
 const res = testResources();

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runHttp } from '../../src/server/http.js';
 import { spawnAgent } from '../../src/service/agents.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-review-crash-'));
 let srv: Awaited<ReturnType<typeof runHttp>>;

@@ -9,7 +9,7 @@ import { runHttp } from '../../src/server/http.js';
 import { agentMetrics, spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { configure, electionHistory } from '../../src/service/consensus.js';
 import { memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { parsePrometheusText, samplesOf, valueOf, type Family } from '../helpers/prom-text.js';
 import { CALM, removeDir, tempDataDir, waitUntil } from '../service/service-util.js';
 

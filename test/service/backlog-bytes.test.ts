@@ -2,7 +2,7 @@
 // same backlog_full error as the entry bound, long before max_log_entries is reached.
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryStore } from '../../src/service/memory.js';
 import { networkHeal, networkPartition } from '../../src/service/network.js';
 import { removeDir, sleep, swarmWithAgents, tempDataDir } from './service-util.js';

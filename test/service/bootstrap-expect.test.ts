@@ -8,8 +8,8 @@ import { listAgents, spawnAgent, terminateAgent } from '../../src/service/agents
 import { configure, electionHistory, swarmStatus } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
-import { SwarmRegistry } from '../../src/service/registry.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import { SwarmRegistry } from '../../src/swarm/registry.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { testResources, waitUntil } from './service-util.js';
 
 const res = testResources();

@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/host/local-cluster.js';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import type { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import { swarmWithAgents, testResources, waitUntil } from './service-util.js';
 

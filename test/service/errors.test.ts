@@ -4,10 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configure } from '../../src/service/consensus.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { networkHeal, networkPartition } from '../../src/service/network.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { removeDir, sleep, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 
 async function userError(p: Promise<unknown> | (() => unknown)): Promise<UserError> {

@@ -5,8 +5,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execute } from '../../src/service/executors.js';
-import { HTTP_ALLOW_ENV, isInternalAddress, parseAllowList } from '../../src/service/http-policy.js';
+import { execute } from '../../src/swarm/executors.js';
+import { HTTP_ALLOW_ENV, isInternalAddress, parseAllowList } from '../../src/swarm/http-policy.js';
 
 let sink: http.Server;
 let port: number;

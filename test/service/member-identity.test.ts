@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { listAgents, restartAgent, spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { testResources, waitUntil } from './service-util.js';
 
 const res = testResources();

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openMemberStorage } from '../../src/service/member-storage.js';
+import { openMemberStorage } from '../../src/swarm/member-storage.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import { removeDir, tempDataDir } from './service-util.js';
 

@@ -6,10 +6,10 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { restartAgent, spawnAgent, terminateAgent } from '../../src/service/agents.js';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve } from '../../src/service/memory.js';
-import { Proposer } from '../../src/service/proposer.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import { Proposer } from '../../src/swarm/proposer.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { Prng } from '../../src/util/prng.js';
 import { HistoryRecorder, checkKvHistory, type KvOutput } from '../helpers/linearizability.js';
 import { removeDir, sleep, swarmWithAgents, tempDataDir } from './service-util.js';

@@ -7,8 +7,8 @@ import type { ClusterBackend } from '../../src/host/cluster-backend.js';
 import { RequestTimeoutError, type NodeHost } from '../../src/host/node-host.js';
 import type { OpResult } from '../../src/machine/coordination-machine.js';
 import type { Op } from '../../src/machine/types.js';
-import { Proposer } from '../../src/service/proposer.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import { Proposer } from '../../src/swarm/proposer.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
 

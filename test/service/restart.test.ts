@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { listAgents } from '../../src/service/agents.js';
 import { configure, electionHistory } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { orchestrate, taskResults, taskStatus } from '../../src/service/tasks.js';
 import type { TaskRecord } from '../../src/machine/types.js';

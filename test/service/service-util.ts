@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, afterEach } from 'vitest';
 import { spawnAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
 
 export function tempDataDir(tag: string): string {

@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeHost } from '../../src/host/node-host.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
-import { UserError } from '../../src/service/errors.js';
+import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { networkHeal, networkPartition } from '../../src/service/network.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 
 const NS = 'stale-read';

@@ -7,7 +7,7 @@ import { listAgents } from '../../src/service/agents.js';
 import { swarmStatus } from '../../src/service/consensus.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { networkDiagnose, networkHeal, networkPartition } from '../../src/service/network.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { removeDir, sleep, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 
 let dir: string;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stepDown } from '../../src/service/consensus.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { memoryDelete, memoryList, memoryRetrieve, memoryStore } from '../../src/service/memory.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 
 let dir: string;

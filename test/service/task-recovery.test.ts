@@ -11,7 +11,7 @@ import type { CoordinationMachine } from '../../src/machine/coordination-machine
 import { terminateAgent } from '../../src/service/agents.js';
 import { configure, electionHistory, stepDown } from '../../src/service/consensus.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
-import type { Swarm } from '../../src/service/swarm.js';
+import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskResults, taskStatus } from '../../src/service/tasks.js';
 import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { CompleteItem } from '../../src/machine/types.js';
-import { AgentWorker } from '../../src/service/worker.js';
+import { AgentWorker } from '../../src/swarm/worker.js';
 import { LogBuilder, createOp } from '../machine/machine-util.js';
 import { sleep, waitUntil } from './service-util.js';
 

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { SwarmRegistry, type RegistryData } from '../../src/service/registry.js';
+import { SwarmRegistry, type RegistryData } from '../../src/swarm/registry.js';
 import { ino, syncRecorder } from './sync-recorder.js';
 
 const tempDirs: string[] = [];

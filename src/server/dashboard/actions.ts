@@ -1,9 +1,9 @@
 import { restartAgent, terminateAgent } from '../../service/agents.js';
 import { stepDown } from '../../service/consensus.js';
 import { DEFAULT_SWARM, type Coordinator } from '../../service/coordinator.js';
-import { invalid } from '../../service/errors.js';
+import { invalid } from '../../util/errors.js';
 import { networkHeal, networkPartition } from '../../service/network.js';
-import type { Swarm } from '../../service/swarm.js';
+import type { Swarm } from '../../swarm/swarm.js';
 import { orchestrate } from '../../service/tasks.js';
 
 type Body = Record<string, unknown>;

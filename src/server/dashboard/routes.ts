@@ -3,7 +3,7 @@ import type http from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SWARM, type Coordinator } from '../../service/coordinator.js';
-import { UserError } from '../../service/errors.js';
+import { UserError } from '../../util/errors.js';
 import { memoryList, memoryRetrieve } from '../../service/memory.js';
 import { logger } from '../../util/logger.js';
 import { isLoopback, originAllowed, tokenMatches } from '../http-guards.js';

@@ -2,7 +2,7 @@ import { agentMetrics, listAgents } from '../../service/agents.js';
 import { electionHistory, leaderInfo, logStatus, swarmStatus } from '../../service/consensus.js';
 import type { Coordinator } from '../../service/coordinator.js';
 import { networkDiagnose } from '../../service/network.js';
-import type { Swarm } from '../../service/swarm.js';
+import type { Swarm } from '../../swarm/swarm.js';
 import { orchestrationOverview, type OrchestrationOverview } from '../../service/task-overview.js';
 
 /** What the page shows of one member; null where nothing was measured. */

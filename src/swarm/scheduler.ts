@@ -1,6 +1,8 @@
+import type { ClusterBackend } from '../host/cluster-backend.js';
+import type { CoordinationMachine, OpResult } from '../machine/coordination-machine.js';
 import { parseTaskId } from '../machine/task-table.js';
-import type { AssignGroup, Orchestration, TaskRecord } from '../machine/types.js';
-import type { Swarm } from './swarm.js';
+import type { AssignGroup, Op, Orchestration, TaskRecord } from '../machine/types.js';
+import type { ProposeOptions } from './proposer.js';
 
 const SCHEDULER_INTERVAL_MS = 2;
 /** Lease on an internal assignment; a dead agent is detected sooner by missed heartbeats. */
@@ -11,6 +13,20 @@ export const AGENT_QUEUE_BATCHES = 4;
 const MAX_ASSIGN_PROPOSALS = 2;
 
 type AssignItem = { task: string; agent: string; from_epoch: number };
+
+/**
+ * What the scheduler needs from the swarm that owns it (Swarm satisfies it). Declared here so
+ * the scheduler does not import swarm.ts, which imports the scheduler.
+ */
+export interface SchedulerSwarm {
+  readonly cluster: Pick<ClusterBackend, 'leader'>;
+  readonly machines: ReadonlyMap<string, CoordinationMachine>;
+  /** Members the leader heard from within an election timeout; `acked`: that also answered this leader. */
+  liveAgents(opts?: { acked?: boolean }): Set<string>;
+  /** Members not removed: only their tasks are internal, so taken back when they fall silent. */
+  activeMembers(): string[];
+  propose(op: Op, timeoutMs?: number, opts?: ProposeOptions): Promise<OpResult>;
+}
 
 /**
  * Runs next to whichever member leads: hands pending tasks to live agents (each assignment
@@ -31,7 +47,7 @@ export class Scheduler {
   /** Ticks run (each a look at the leader's task table), for tests and figures. */
   ticks = 0;
 
-  constructor(private readonly swarm: Swarm) {}
+  constructor(private readonly swarm: SchedulerSwarm) {}
 
   start(): void {
     this.started = true;

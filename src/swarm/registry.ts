@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SwarmConfig } from '../machine/types.js';
 import { fsyncDirectory, mkdirDurable, nodeSyncFs, type SyncFs } from '../storage/sync-fs.js';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 
 export interface MemberEntry {
   /**

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 
 export interface MemberStorageOptions {
   /** The incarnation the registry recorded for this member; undefined before identities. */

@@ -13,7 +13,7 @@ import { RealClock } from '../util/clock.js';
 import { TickWheel } from '../util/tick-wheel.js';
 import { logger } from '../util/logger.js';
 import { Prng } from '../util/prng.js';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 import { openMemberStorage } from './member-storage.js';
 import { Proposer, pause, type ProposeOptions } from './proposer.js';
 import { SwarmRegistry, type RegistryData } from './registry.js';

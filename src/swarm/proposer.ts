@@ -4,7 +4,7 @@ import type { OpResult } from '../machine/coordination-machine.js';
 import type { Op } from '../machine/types.js';
 import { ProposalError } from '../raft/types.js';
 import { callSession, SUB_SEQS, type CallSession } from './call-session.js';
-import { UserError } from './errors.js';
+import { UserError } from '../util/errors.js';
 
 const RETRY_PAUSE_MS = 10;
 
