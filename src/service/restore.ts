@@ -7,6 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CoordinationMachine } from '../machine/coordination-machine.js';
+import { MemberBook } from '../machine/member-book.js';
 import { SqliteStorage } from '../storage/sqlite-storage.js';
 import { fsyncDirectory, mkdirDurable } from '../storage/sync-fs.js';
 import { DataDirLock, resolveDataDir } from './data-dir.js';
@@ -62,6 +63,16 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
     throw new UserError('invalid_argument', `snapshot ${file} refused: the state cannot be loaded (${(e as Error).message}); nothing was restored`, 'file');
   }
   if (trial.stateHash() !== h.state_sha256) throw new UserError('invalid_argument', `snapshot ${file} refused: the state does not load back as itself (state hash ${trial.stateHash()}, header ${h.state_sha256}); nothing was restored`, 'file');
+  // A restore makes a NEW cluster: the old one's address book (cluster mode only: seeded) (cluster id, addresses, each id
+  // bound to an old member's incarnation, tombstones) would make the new members refuse their
+  // own fresh identities and dial the old addresses. The new first leader seeds a new book.
+  let state = snap.state;
+  let stateSha256 = h.state_sha256;
+  if (trial.book.clusterId !== null) {
+    trial.book = new MemberBook();
+    state = trial.snapshot();
+    stateSha256 = trial.stateHash();
+  }
   const dataDir = resolveDataDir(o.dataDir);
   // The directory's owner (a daemon, a serve, a node) would not see a swarm added behind its back.
   let lock: DataDirLock;
@@ -100,7 +111,7 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
           continue;
         }
         const incarnation = randomUUID();
-        writeMemberFile(reg.memberFile(id), id, incarnation, members, h.index, h.term, snap.state, h.state_sha256);
+        writeMemberFile(reg.memberFile(id), id, incarnation, members, h.index, h.term, state, stateSha256);
         entries[id] = { bootstrap: false, state: 'active', incarnation };
         out.push({ agent_id: id, incarnation, file: path.join(target, path.basename(reg.memberFile(id))) });
         o.afterMemberFile?.(id);
@@ -110,7 +121,7 @@ export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult 
       fs.renameSync(staging, target);
       fsyncDirectory(swarmsDir);
       fsyncDirectory(stagingRoot);
-      return { swarm: name, data_dir: dataDir, swarm_dir: target, from_swarm: h.swarm, index: h.index, term: h.term, state_sha256: h.state_sha256, members: out };
+      return { swarm: name, data_dir: dataDir, swarm_dir: target, from_swarm: h.swarm, index: h.index, term: h.term, state_sha256: stateSha256, ...(stateSha256 !== h.state_sha256 ? { note: 'the old cluster\'s address book was dropped (a new cluster seeds its own), so the state hash differs from the file\'s' } : {}), members: out };
     } catch (e) {
       fs.rmSync(staging, { recursive: true, force: true });
       throw e;
