@@ -157,16 +157,25 @@ describe('concord node (cluster mode)', () => {
 
   it('a proposal forwarded by a member whose clock is an hour ahead cannot expire TTL memory early', async () => {
     const c = client();
-    const leader = await leaderId(c);
     expect((await c.callTool('memory_store', { key: 'ttl-key', value: 1, ttl_s: 1800 })).isError).toBeFalsy();
     // What a follower process forwards to the leader (Proposer -> forwardProposal), stamped
-    // with its own clock, here an hour fast.
-    const addr = members.get(leader)!.addr;
-    // Raw proposals are accepted only on a member's request channel (its member key).
-    const follower = IDS.find((id) => id !== leader)!;
-    const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: follower, asMember: follower });
-    await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
-    raw.close();
+    // with its own clock, here an hour fast. Sent to the leader of the moment: a loaded machine
+    // may move leadership between the lookup and the request.
+    for (let attempt = 1; ; attempt++) {
+      const leader = await leaderId(c);
+      const addr = members.get(leader)!.addr;
+      // Raw proposals are accepted only on a member's request channel (its member key).
+      const follower = IDS.find((id) => id !== leader)!;
+      const raw = new TcpClient({ host: '127.0.0.1', port: Number(addr.split(':')[1]), secret, name: follower, asMember: follower });
+      try {
+        await raw.request({ kind: 'propose', data: JSON.stringify({ op: { t: 'clock' }, now: Date.now() + 3_600_000 }) }, 10_000);
+        break;
+      } catch (e) {
+        if (attempt >= 5 || !/is not the leader/.test((e as Error).message)) throw e;
+      } finally {
+        raw.close();
+      }
+    }
     const got = await c.callTool('memory_retrieve', { key: 'ttl-key' });
     expect(got.isError, JSON.stringify(got.content)).toBeFalsy();
     expect(got.structuredContent).toMatchObject({ found: true, value: 1 });
@@ -420,9 +429,16 @@ describe('concord node (cluster mode)', () => {
       next = (await c2.status(members.get(others[0]!)!.addr)).leader ?? '';
       return others.includes(next);
     }, 10_000);
-    // The election the partition caused (a loaded machine may add a later one among the majority).
-    const hist = (await c2.callTool('consensus_election_history', { limit: 10 })).structuredContent as { elections: Array<{ new_leader: string; old_leader: string | null; cause: string }> };
-    const caused = hist.elections.find((e) => e.old_leader === leader);
+    // The election the partition caused: the new leader records it through the log, so the
+    // member answering may apply it a moment after it reports the new leader (and a loaded
+    // machine may add other elections around it).
+    type Rec = { new_leader: string; old_leader: string | null; cause: string };
+    let caused: Rec | undefined;
+    await waitFor(async () => {
+      const hist = (await c2.callTool('consensus_election_history', { limit: 10 })).structuredContent as { elections: Rec[] };
+      caused = hist.elections.find((e) => e.old_leader === leader && e.new_leader !== leader);
+      return caused !== undefined;
+    }, 10_000);
     expect(caused).toMatchObject({ cause: 'leader unreachable' });
     expect(others).toContain(caused!.new_leader);
     // The new leader's process runs the round: the isolated member does not answer it.
