@@ -19,7 +19,7 @@ export interface TcpLimits {
   /** Largest snapshot (UTF-8 bytes of its state data) sent or accepted as SNAP_PART frames. A
    * receiver holds at most one partial snapshot of at most this size per peer. */
   maxSnapshotBytes: number;
-  /** Snapshot parts sent but not yet acknowledged, at most (each up to chunkBytes). */
+  /** Snapshot parts sent but not yet acknowledged, at most (each chunkBytes characters of state, so at most 3 * chunkBytes bytes). */
   snapshotWindowChunks: number;
   /** A partial snapshot whose sender went quiet is kept this long for it to resume, then freed. */
   snapshotResumeMs: number;

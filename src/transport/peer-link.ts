@@ -136,15 +136,16 @@ export class PeerLink {
       this.scheduleFlush();
       return;
     }
-    const s = new SnapshotSend(m);
+    const s = new SnapshotSend(m, this.o.limits.chunkBytes);
     if (s.total > this.o.limits.maxSnapshotBytes) {
       st.dropped++;
       this.o.log.error({ peer: this.o.peerId, bytes: s.total, limit: this.o.limits.maxSnapshotBytes }, 'snapshot exceeds maxSnapshotBytes; dropped');
       return;
     }
     if (cur && !cur.done) st.dropped++;
+    cur?.cancel();
     this.snap = s;
-    this.scheduleFlush();
+    s.prepare(() => this.scheduleFlush());
   }
 
   close(): void {
@@ -156,6 +157,7 @@ export class PeerLink {
     this.head = 0;
     this.largeWaiting = null;
     this.transfer = null;
+    this.snap?.cancel();
     this.snap = null;
     this.o.stats.connected = false;
     this.o.stats.queued = 0;
@@ -212,9 +214,9 @@ export class PeerLink {
           progressed = true;
         }
         const sn = this.snap;
-        if (sn && sn.canSend(l.snapshotWindowChunks * l.chunkBytes) && c.writableLength < l.highWaterBytes) {
+        if (sn && sn.canSend(l.snapshotWindowChunks) && c.writableLength < l.highWaterBytes) {
           const before = sn.sent;
-          st.bytesOut += c.send(FrameType.SNAP_PART, sn.nextPart(l.chunkBytes));
+          st.bytesOut += c.send(FrameType.SNAP_PART, sn.nextPart());
           st.snapshotBytesOut += sn.sent - before;
           progressed = true;
         }

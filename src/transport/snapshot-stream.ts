@@ -9,6 +9,7 @@
 // SNAP_ACK payload (receiver to sender, on the same connection): JSON PartAck.
 
 import { createHash, type Hash } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import type { Message } from '../raft/types.js';
 import { invalidMessage } from './codec.js';
 
@@ -78,32 +79,74 @@ export function decodeAck(payload: Buffer): PartAck {
 
 export const encodeAck = (a: PartAck): Buffer => Buffer.from(JSON.stringify(a), 'utf8');
 
-/** Sender side of one snapshot transfer to one peer. */
+/** Parts encoded and hashed per event-loop turn while preparing (a few ms each). */
+const PREPARE_PARTS_PER_TURN = 4;
+
+/**
+ * Sender side of one snapshot transfer to one peer. The state is never copied whole: parts
+ * are UTF-8 encoded from slices of the core's string as they go out, and the SHA-256 the
+ * first part announces is computed beforehand a few parts per event-loop turn (hashing and
+ * encoding 50 MB in one go held the loop ~300 ms, past a heartbeat interval).
+ */
 export class SnapshotSend {
   readonly index: number;
   readonly term: number;
   readonly total: number;
-  readonly sha256: string;
+  sha256 = '';
   env: string;
   /** Next byte to send; rewound to `acked` when a connection is replaced. */
   sent = 0;
   /** Bytes the receiver acknowledged. */
   acked = 0;
-  /** Times this transfer continued past byte 0 on a new connection or after a refusal. */
+  /** Times this transfer continued past byte 0 on a new connection. */
   resumes = 0;
-  private readonly bytes: Buffer;
-  /** The core's string, to recognise a resend of the same snapshot without rehashing. */
+  /** Hash computed; parts may go out. */
+  ready = false;
+  private cancelled = false;
+  /** The core's string (shared, not copied); also recognises a resend of the same snapshot. */
   private readonly data: string;
+  /** Part i covers chars charAt[i]..charAt[i+1] and bytes byteAt[i]..byteAt[i+1]. */
+  private readonly charAt: number[] = [0];
+  private readonly byteAt: number[] = [0];
+  private readonly partOfByte = new Map<number, number>([[0, 0]]);
+  private part = 0;
 
-  constructor(m: Message) {
+  constructor(m: Message, private readonly partChars: number) {
     const s = m.snapshot!;
     this.index = s.metadata.index;
     this.term = s.metadata.term;
     this.data = s.data;
-    this.bytes = Buffer.from(s.data, 'utf8');
-    this.total = this.bytes.length;
-    this.sha256 = createHash('sha256').update(this.bytes).digest('hex');
+    this.total = Buffer.byteLength(s.data, 'utf8');
     this.env = envelope(m);
+  }
+
+  /** Hash the state a few parts per turn, then call onReady (unless cancelled). */
+  prepare(onReady: () => void): void {
+    const h = createHash('sha256');
+    const step = (): void => {
+      if (this.cancelled) return;
+      for (let n = 0; n < PREPARE_PARTS_PER_TURN && this.charAt.at(-1)! < this.data.length; n++) {
+        const from = this.charAt.at(-1)!;
+        let to = Math.min(this.data.length, from + this.partChars);
+        // Never split a surrogate pair: each part must be valid UTF-8 on its own.
+        if (to < this.data.length && to - from > 1 && isHighSurrogate(this.data.charCodeAt(to - 1))) to--;
+        const bytes = Buffer.from(this.data.slice(from, to), 'utf8');
+        h.update(bytes);
+        const end = this.byteAt.at(-1)! + bytes.length;
+        this.charAt.push(to);
+        this.byteAt.push(end);
+        this.partOfByte.set(end, this.byteAt.length - 1);
+      }
+      if (this.charAt.at(-1)! < this.data.length) return void setImmediate(step);
+      this.sha256 = h.digest('hex');
+      this.ready = true;
+      onReady();
+    };
+    step();
+  }
+
+  cancel(): void {
+    this.cancelled = true;
   }
 
   /** The core resent this snapshot (same index, term and data): keep going, newest envelope. */
@@ -117,43 +160,54 @@ export class SnapshotSend {
   }
 
   get done(): boolean {
-    return this.acked >= this.total;
+    return this.ready && this.acked >= this.total;
   }
 
-  /** Whether another part may go out under a window of `windowBytes` unacknowledged. */
-  canSend(windowBytes: number): boolean {
-    return this.sent < this.total && this.sent - this.acked < windowBytes;
+  /** Whether another part may go out with at most `windowParts` unacknowledged. */
+  canSend(windowParts: number): boolean {
+    return this.ready && this.sent < this.total && this.part - (this.partOfByte.get(this.acked) ?? 0) < windowParts;
   }
 
-  /** The next part's frame payload, at most chunkBytes of data. */
-  nextPart(chunkBytes: number): Buffer[] {
-    const data = this.bytes.subarray(this.sent, Math.min(this.total, this.sent + chunkBytes));
+  /** The next part's frame payload (at most partChars characters of state). */
+  nextPart(): Buffer[] {
+    const i = this.part;
+    const data = Buffer.from(this.data.slice(this.charAt[i]!, this.charAt[i + 1]!), 'utf8');
     const parts = encodePart({ index: this.index, term: this.term, total: this.total, sha256: this.sha256, offset: this.sent, env: this.env }, data);
-    this.sent += data.length;
+    this.part = i + 1;
+    this.sent = this.byteAt[i + 1]!;
     return parts;
+  }
+
+  /** Continue from byte `to` (a part boundary; anything else restarts from 0). */
+  private seek(to: number): void {
+    const i = this.partOfByte.get(to) ?? 0;
+    this.part = i;
+    this.sent = this.byteAt[i]!;
+    if (this.acked > this.sent) this.acked = this.sent;
   }
 
   /** A new connection: what the receiver has not acknowledged goes again. */
   rewind(): void {
-    if (this.acked > 0 && this.sent > this.acked) this.resumes++;
-    this.sent = this.acked;
+    if (this.acked > 0 && this.sent > 0) this.resumes++;
+    this.seek(this.acked);
   }
 
   /** Returns false if the ack is not about this transfer. */
   onAck(a: PartAck): boolean {
-    if (a.index !== this.index || a.term !== this.term || a.sha256 !== this.sha256) return false;
+    if (!this.ready || a.index !== this.index || a.term !== this.term || a.sha256 !== this.sha256) return false;
     if (a.received > this.total) throw new Error(`SNAP_ACK for ${a.received} bytes of a ${this.total}-byte snapshot`);
     if (a.rewind) {
-      if (a.received > 0) this.resumes++;
       this.acked = a.received;
-      this.sent = a.received;
+      this.seek(a.received);
     } else {
       this.acked = Math.max(this.acked, a.received);
-      if (this.sent < this.acked) this.sent = this.acked;
+      if (this.sent < this.acked) this.seek(this.acked);
     }
     return true;
   }
 }
+
+const isHighSurrogate = (c: number): boolean => c >= 0xd800 && c <= 0xdbff;
 
 function envelope(m: Message): string {
   return JSON.stringify({ ...m, snapshot: { metadata: m.snapshot!.metadata, data: '' } });
@@ -175,7 +229,7 @@ export interface PartResult {
  * caller closes the connection and drops this state).
  */
 export class SnapshotReceive {
-  private cur: { index: number; term: number; total: number; sha256: string; parts: Buffer[]; received: number; hash: Hash } | null = null;
+  private cur: { index: number; term: number; total: number; sha256: string; text: string; decoder: StringDecoder; received: number; hash: Hash } | null = null;
   /** The rewind last asked for (snapshot and offset); in-flight parts past it are dropped silently. */
   private rewindKey = '';
 
@@ -195,10 +249,14 @@ export class SnapshotReceive {
     if (h.offset === 0 && !(same && c.received === 0)) {
       // The start of a transfer: supersedes whatever was held (another snapshot, or this one
       // restarted by the sender).
-      this.cur = { index: h.index, term: h.term, total: h.total, sha256: h.sha256, parts: [], received: 0, hash: createHash('sha256') };
+      this.cur = { index: h.index, term: h.term, total: h.total, sha256: h.sha256, text: '', decoder: new StringDecoder('utf8'), received: 0, hash: createHash('sha256') };
       this.rewindKey = '';
+    } else if (same && h.offset < c.received) {
+      // Already held (sent again after a reconnect, before the sender learned how far we
+      // got): say how far, so it skips ahead rather than resending more.
+      return { ack: { index: c.index, term: c.term, sha256: c.sha256, received: c.received }, total: h.total };
     } else if (!same || h.offset !== c.received) {
-      // A part that does not continue what we hold: refuse it and say where to resume, once
+      // A gap, or a part of another snapshot's middle: refuse it and say where to resume, once
       // (the parts already in flight behind it are dropped without another answer).
       const received = same ? c.received : 0;
       if (!same) this.cur = null;
@@ -208,7 +266,8 @@ export class SnapshotReceive {
       return { ack: { index: h.index, term: h.term, sha256: h.sha256, received, rewind: true }, total: h.total };
     }
     const t = this.cur!;
-    t.parts.push(data);
+    // Decoded as it arrives (no buffer of the whole, no long decode at the end).
+    t.text += t.decoder.write(data);
     t.hash.update(data);
     t.received += data.length;
     this.rewindKey = '';
@@ -219,8 +278,8 @@ export class SnapshotReceive {
     if (digest !== t.sha256) {
       return { ack: { ...ack, received: 0, error: `SHA-256 ${digest} does not match the announced ${t.sha256}` }, total: t.total };
     }
-    const whole = Buffer.concat(t.parts, t.total);
-    t.parts = [];
+    const text = t.text + t.decoder.end();
+    t.text = '';
     let m: Message;
     try {
       m = JSON.parse(h.env) as Message;
@@ -230,7 +289,7 @@ export class SnapshotReceive {
     if (m?.type !== 'MsgSnap' || !m.snapshot || m.snapshot.metadata?.index !== t.index || m.snapshot.metadata?.term !== t.term) {
       throw new Error('SNAP_PART envelope is not the MsgSnap it announces');
     }
-    m.snapshot.data = whole.toString('utf8');
+    m.snapshot.data = text;
     const why = invalidMessage(m);
     if (why) throw new Error(`malformed snapshot message: ${why}`);
     return { ack, total: t.total, accepted: data.length, message: m };
