@@ -133,6 +133,9 @@ export class PeerLink {
     const cur = this.snap;
     if (cur && !cur.done && cur.sameAs(m)) {
       cur.update(m);
+      // No acknowledgement since the core's last resend: the receiver lost our parts or its
+      // answers (it restarted its state, or a bug); send again from what it acknowledged.
+      if (cur.stalled()) cur.rewind();
       this.scheduleFlush();
       return;
     }

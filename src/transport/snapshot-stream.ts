@@ -186,6 +186,15 @@ export class SnapshotSend {
     if (this.acked > this.sent) this.acked = this.sent;
   }
 
+  private ackedAtLastCheck = -1;
+
+  /** Parts are out but nothing was acknowledged since the previous call (the core's resend timer). */
+  stalled(): boolean {
+    const stalled = this.ready && this.sent > this.acked && this.acked === this.ackedAtLastCheck;
+    this.ackedAtLastCheck = this.acked;
+    return stalled;
+  }
+
   /** A new connection: what the receiver has not acknowledged goes again. */
   rewind(): void {
     if (this.acked > 0 && this.sent > 0) this.resumes++;

@@ -4,9 +4,11 @@
 // refuses inconsistent or oversized parts from a hand-driven peer.
 
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../../src/raft/types.js';
-import { FrameType } from '../../src/transport/frame.js';
+import { SecureConn } from '../../src/transport/conn.js';
+import { FrameType, MAX_FRAME_BYTES } from '../../src/transport/frame.js';
 import type { TcpLimits } from '../../src/transport/limits.js';
 import { decodeAck, encodePart, type PartAck, type PartHeader } from '../../src/transport/snapshot-stream.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
@@ -230,5 +232,43 @@ describe('snapshot receiver refuses inconsistent parts (hand-driven sender)', ()
     await p.closed;
     expect(b.log.find(/past the announced total/, 'warn')).toBeDefined();
     expect(snaps(b)).toHaveLength(0);
+  });
+});
+
+describe('snapshot sender flow control against a receiver that never acknowledges', () => {
+  it('stops at the window, and a resend by the core after no progress goes again from the last acknowledged byte', async () => {
+    const frames: FrameType[] = [];
+    const conns: SecureConn[] = [];
+    const server = createServer((socket) => {
+      conns.push(new SecureConn({
+        socket, role: 'acceptor', selfId: 'b', secret: SECRET, handshakeTimeoutMs: 1000, maxFrameBytes: MAX_FRAME_BYTES,
+        pingIntervalMs: 100, deadAfterMs: 60_000, log: captureLog(),
+        onFrame: (_c, type) => void frames.push(type),
+      }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const a = new TcpTransport({ id: 'a', secret: SECRET, limits: SMALL, log: captureLog() });
+    cleanup.push(() => {
+      a.close();
+      conns.forEach((c) => c.close());
+      server.close();
+    });
+    a.setPeer('b', { host: '127.0.0.1', port: (server.address() as { port: number }).port });
+    await waitFor(() => a.stats().peers.b!.connected, 'connection');
+    const m = snapMsg(1500, stateOf(2 << 20));
+    a.send(m);
+    const parts = (): number => frames.filter((t) => t === FrameType.SNAP_PART).length;
+    await waitFor(() => parts() === 2, 'the first window');
+    a.send(msg('a', 'b', { context: 'hb' }));
+    await waitFor(() => frames.includes(FrameType.MSG), 'a heartbeat past the stalled snapshot');
+    await sleep(100);
+    expect(parts()).toBe(2); // snapshotWindowChunks: nothing more without an acknowledgement
+    a.send(m); // the core's retry: progress was seen at the previous check (first resend arms it)
+    await sleep(50);
+    expect(parts()).toBe(2);
+    a.send(m); // no acknowledgement since: resend the window from byte 0
+    await waitFor(() => parts() === 4, 'the window again');
+    await sleep(100);
+    expect(parts()).toBe(4);
   });
 });
