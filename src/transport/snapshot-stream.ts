@@ -120,8 +120,9 @@ export class SnapshotSend {
     this.env = envelope(m);
   }
 
-  /** Hash the state a few parts per turn, then call onReady (unless cancelled). */
-  prepare(onReady: () => void): void {
+  /** Hash the state a few parts per turn, then call onReady (unless cancelled). `defer`
+   * schedules the next turn (the simulator passes its virtual clock's). */
+  prepare(onReady: () => void, defer: (fn: () => void) => void = setImmediate): void {
     const h = createHash('sha256');
     const step = (): void => {
       if (this.cancelled) return;
@@ -137,7 +138,7 @@ export class SnapshotSend {
         this.byteAt.push(end);
         this.partOfByte.set(end, this.byteAt.length - 1);
       }
-      if (this.charAt.at(-1)! < this.data.length) return void setImmediate(step);
+      if (this.charAt.at(-1)! < this.data.length) return void defer(step);
       this.sha256 = h.digest('hex');
       this.ready = true;
       onReady();

@@ -40,7 +40,9 @@ export class FaultCluster {
   private readonly initialConf: ConfState;
 
   constructor(private readonly opts: FaultClusterOptions) {
-    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true });
+    // Snapshots travel as parts (as over TCP), each subject to the link's faults; the sim's
+    // states are tens of bytes, so 4 characters a part makes most of them several parts.
+    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: 4, snapshotWindowParts: 3 });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
   }
