@@ -242,6 +242,7 @@ export class SnapshotReceive {
   private cur: { index: number; term: number; total: number; sha256: string; text: string; decoder: StringDecoder; received: number; hash: Hash } | null = null;
   /** The rewind last asked for (snapshot and offset); in-flight parts past it are dropped silently. */
   private rewindKey = '';
+  private rewindOffset = -1;
 
   constructor(private readonly maxBytes: number) {}
 
@@ -270,9 +271,16 @@ export class SnapshotReceive {
       // (the parts already in flight behind it are dropped without another answer).
       const received = same ? c.received : 0;
       if (!same) this.cur = null;
+      // Parts further along the same train as the last refused one are dropped silently; a
+      // part at or before it is the sender going back (its retry after our answer was lost),
+      // so it is answered again.
       const key = `${h.index}:${h.term}:${h.sha256}:${received}`;
-      if (this.rewindKey === key) return { ack: null, total: h.total };
+      if (this.rewindKey === key && h.offset > this.rewindOffset) {
+        this.rewindOffset = h.offset;
+        return { ack: null, total: h.total };
+      }
       this.rewindKey = key;
+      this.rewindOffset = h.offset;
       return { ack: { index: h.index, term: h.term, sha256: h.sha256, received, rewind: true }, total: h.total };
     }
     const t = this.cur!;
