@@ -197,6 +197,13 @@ describe('snapshot receiver refuses inconsistent parts (hand-driven sender)', ()
     // Skips a part: refused, told to resume at k.
     p.write(part(p, head({ offset: 2 * k }), data.subarray(2 * k, 3 * k)));
     expect(await acks()).toMatchObject({ received: k, rewind: true });
+    // The parts in flight behind it get no answer each...
+    p.write(part(p, head({ offset: 3 * k }), data.subarray(3 * k, 4 * k)));
+    // ...but the sender going back (its retry, as if our answer was lost) is answered again.
+    p.write(part(p, head({ offset: 2 * k }), data.subarray(2 * k, 3 * k)));
+    expect(await acks()).toMatchObject({ received: k, rewind: true });
+    await sleep(50);
+    expect(p.frames.filter((f) => f.type === FrameType.SNAP_ACK)).toHaveLength(0);
     // Another snapshot's middle: refused, resume it from 0.
     p.write(part(p, head({ index: 1300, offset: k }), data.subarray(k, 2 * k)));
     expect(await acks()).toMatchObject({ index: 1300, received: 0, rewind: true });
