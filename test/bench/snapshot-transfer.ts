@@ -1,6 +1,10 @@
 // Measures one snapshot streamed between two TcpTransports on loopback (same process):
 // transfer time, heartbeat delivery latency during it, event-loop delay and peak RSS.
 // Usage: npx tsx test/bench/snapshot-transfer.ts [megabytes=50] [cutAtHalf=0|1]
+// Measured 2026-12-01 on the shared 2-core box (both ends in one process, default limits):
+// 50 MB in 337-358 ms, heartbeats every 10 ms arrive p50 14 ms / max 25 ms, event-loop max
+// delay 17-19 ms, RSS +88 MB; cut at half: 420 ms, one resume, 4 MB sent twice; 300 MB
+// (past the 256 MiB message limit): 1975 ms, event-loop max 60 ms, RSS +339 MB.
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { newMessage, type Message } from '../../src/raft/types.js';
