@@ -1,6 +1,7 @@
-import type { Message, NodeId } from '../raft/types.js';
+import { newMessage, type Message, type NodeId } from '../raft/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
+import { decodeAck, encodeAck, SnapshotReceive, SnapshotSend } from '../transport/snapshot-stream.js';
 import type { LinkStats, Transport } from './transport.js';
 
 export interface DelayRange {
@@ -40,6 +41,12 @@ export interface InProcNetworkOptions {
   onError?: (err: DeliveryError) => void;
   /** Bound on the retained `errors` list (oldest dropped) so a failing node can't grow memory. */
   maxErrors?: number;
+  /** Stream each MsgSnap as parts of this many characters, as the TCP transport does
+   * (snapshot-stream.ts): each part and acknowledgement is its own delivery, subject to the
+   * link's faults. Unset: a snapshot travels as one message. */
+  snapshotChunkChars?: number;
+  /** Parts unacknowledged at most per link (default 4). */
+  snapshotWindowParts?: number;
 }
 
 export type InProcLinkStats = LinkStats & { dropped: number; duplicated: number };
@@ -47,8 +54,9 @@ export type InProcLinkStats = LinkStats & { dropped: number; duplicated: number 
 type Counters = InProcLinkStats;
 const zero = (): Counters => ({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, duplicated: 0 });
 
-/** A message on the wire: the sender's snapshot, either JSON text or a private clone. */
-type Wire = { json: string } | { clone: Message };
+/** A message on the wire: the sender's snapshot, either JSON text or a private clone; or a
+ * snapshot part / acknowledgement (bytes, immutable once sent). */
+type Wire = { json: string } | { clone: Message } | { part: Buffer } | { ack: Buffer };
 
 /** A copy waiting on a FIFO link. */
 interface Pending {
@@ -137,6 +145,9 @@ export class InProcNetwork {
   private readonly nodes = new Map<NodeId, Counters>();
   /** from -> to -> the link's key, counters and FIFO queue: looked up once per message. */
   private readonly linkStates = new Map<NodeId, Map<NodeId, LinkState>>();
+  /** Snapshot streams by link (from, to): the sender's and the receiver's state. */
+  private readonly snapOut = new Map<string, SnapshotSend>();
+  private readonly snapIn = new Map<string, SnapshotReceive>();
 
   constructor(opts: InProcNetworkOptions) {
     this.clock = opts.clock;
@@ -146,7 +157,12 @@ export class InProcNetwork {
     this.onError = opts.onError;
     this.maxErrors = opts.maxErrors ?? 1000;
     this.noFaults = Object.freeze({ lossRate: 0, duplicateRate: 0, delayMs: this.defaultDelay, reorder: false });
+    this.chunkChars = opts.snapshotChunkChars ?? 0;
+    this.windowParts = opts.snapshotWindowParts ?? 4;
   }
+
+  private readonly chunkChars: number;
+  private readonly windowParts: number;
 
   /** One open endpoint per id; after close() the id may be reopened (a restarted node). */
   endpoint(id: NodeId): InProcEndpoint {
@@ -223,6 +239,7 @@ export class InProcNetwork {
   /** @internal Called by InProcEndpoint.send. */
   route(msg: Message, senderClosed: boolean): void {
     const { from, to } = msg;
+    if (this.chunkChars > 0 && msg.type === 'MsgSnap' && msg.snapshot) return this.sendSnapshot(msg, senderClosed);
     // Snapshot now, so later mutation by the sender cannot leak into the receiver. Without
     // serialization, bytes are the payload size (entry and snapshot data plus a fixed header
     // per entry), not the JSON length: computing JSON only to count it cost ~20% of CPU.
@@ -236,12 +253,19 @@ export class InProcNetwork {
       wire = { clone: cloneMessage(msg) };
       bytes = payloadBytes(msg);
     }
+    this.transmit(from, to, wire, bytes, senderClosed, true);
+  }
+
+  /** Count and send one wire item through the link's connectivity and faults. */
+  private transmit(from: NodeId, to: NodeId, wire: Wire, bytes: number, senderClosed: boolean, isMessage: boolean): void {
     const ls = this.link(from, to);
     const link = ls.counters;
     const src = counters(this.nodes, from);
-    link.messagesOut++;
+    if (isMessage) {
+      link.messagesOut++;
+      src.messagesOut++;
+    }
     link.bytesOut += bytes;
-    src.messagesOut++;
     src.bytesOut += bytes;
 
     if (senderClosed || !this.connected(from, to)) {
@@ -258,14 +282,105 @@ export class InProcNetwork {
     const copies = f.duplicateRate >= 1 || (f.duplicateRate > 0 && this.prng.chance(f.duplicateRate)) ? 2 : 1;
     if (copies === 2) link.duplicated++;
     for (let i = 0; i < copies; i++) {
-      const copy = i === 0 || 'json' in wire ? wire : { clone: cloneMessage(wire.clone) };
+      const copy = i === 0 || !('clone' in wire) ? wire : { clone: cloneMessage(wire.clone) };
       this.schedule(ls, copy, bytes, f);
     }
+  }
+
+  /** A MsgSnap with chunking on: continue the link's stream of it, or start a new one. */
+  private sendSnapshot(msg: Message, senderClosed: boolean): void {
+    const k = key(msg.from, msg.to);
+    counters(this.links, k).messagesOut++;
+    counters(this.nodes, msg.from).messagesOut++;
+    if (senderClosed) return;
+    const cur = this.snapOut.get(k);
+    if (cur && !cur.done && cur.sameAs(msg)) {
+      cur.update(msg);
+      if (cur.stalled()) cur.rewind();
+      this.pump(msg.from, msg.to);
+      return;
+    }
+    cur?.cancel();
+    const s = new SnapshotSend(msg, this.chunkChars);
+    this.snapOut.set(k, s);
+    s.prepare(() => this.pump(msg.from, msg.to), (fn) => (this.clock.defer ? this.clock.defer(fn) : this.clock.setTimeout(fn, 0)));
+  }
+
+  private pump(from: NodeId, to: NodeId): void {
+    const s = this.snapOut.get(key(from, to));
+    if (!s || !this.endpoints.has(from)) return;
+    while (s.canSend(this.windowParts)) {
+      const part = Buffer.concat(s.nextPart());
+      this.transmit(from, to, { part }, part.length, false, false);
+    }
+  }
+
+  /** A part arrived at `to`: acknowledge it, and deliver the snapshot once whole. */
+  private receivePart(from: NodeId, to: NodeId, ep: InProcEndpoint, part: Buffer): void {
+    const k = key(from, to);
+    let rx = this.snapIn.get(k);
+    if (!rx) this.snapIn.set(k, (rx = new SnapshotReceive(Number.MAX_SAFE_INTEGER)));
+    let r;
+    try {
+      r = rx.push(part);
+    } catch (error) {
+      // What closes a TCP connection: drop the partial state; the sender starts over.
+      rx.reset();
+      this.recordError(error, newMessage({ type: 'MsgSnap', from, to, term: 0 }));
+      return;
+    }
+    if (r.ack) this.transmit(to, from, { ack: encodeAck(r.ack) }, 64, false, false);
+    if (r.message) this.receiveWhole(from, to, ep, r.message);
+  }
+
+  private receiveAck(from: NodeId, to: NodeId, ack: Buffer): void {
+    // An ack travels to -> from of the stream it answers: here `to` is the snapshot's sender.
+    const k = key(to, from);
+    const s = this.snapOut.get(k);
+    if (!s) return;
+    const a = decodeAck(ack);
+    if (!s.onAck(a)) return;
+    if (a.error || s.done) {
+      this.snapOut.delete(k);
+      return;
+    }
+    this.pump(to, from);
+  }
+
+  private receiveWhole(from: NodeId, to: NodeId, ep: InProcEndpoint, msg: Message): void {
+    const link = counters(this.links, key(from, to));
+    try {
+      if (!ep.receive(msg)) {
+        link.dropped++;
+        return;
+      }
+    } catch (error) {
+      this.recordError(error, msg);
+    }
+    link.messagesIn++;
+    counters(this.nodes, to).messagesIn++;
+  }
+
+  private recordError(error: unknown, msg: Message): void {
+    const rec: DeliveryError = { error, msg, at: this.clock.now() };
+    this.errors.push(rec);
+    if (this.errors.length > this.maxErrors) this.errors.shift();
+    this.onError?.(rec);
   }
 
   /** @internal Called by InProcEndpoint.close. */
   detach(ep: InProcEndpoint): void {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
+    // A closed (crashed) endpoint's streams die with its memory, in and out.
+    for (const m of [this.snapOut, this.snapIn]) {
+      for (const [k, v] of m) {
+        const [a, b] = JSON.parse(k) as [NodeId, NodeId];
+        if (a === ep.id || b === ep.id) {
+          if (v instanceof SnapshotSend) v.cancel();
+          m.delete(k);
+        }
+      }
+    }
   }
 
   private schedule(ls: LinkState, wire: Wire, bytes: number, f: Required<LinkFaults>): void {
@@ -319,6 +434,13 @@ export class InProcNetwork {
     const ep = this.endpoints.get(to);
     if (!ep || !this.connected(from, to)) {
       link.dropped++;
+      return;
+    }
+    if ('part' in wire || 'ack' in wire) {
+      link.bytesIn += bytes;
+      counters(this.nodes, to).bytesIn += bytes;
+      if ('part' in wire) this.receivePart(from, to, ep, wire.part);
+      else this.receiveAck(from, to, wire.ack);
       return;
     }
     const msg: Message = 'json' in wire ? (JSON.parse(wire.json) as Message) : wire.clone;

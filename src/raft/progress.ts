@@ -101,6 +101,11 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
+    // A refusal at or below match is stale, or from a follower that lost entries it had
+    // acknowledged (a wiped disk): the probe would go out unchanged and be refused again, a
+    // ping-pong at link speed that each duplicated copy doubles. Stay paused; the next
+    // heartbeat response probes again.
+    if (rejected <= this.match) return false;
     this.next = Math.max(Math.min(rejected, probeHint + 1), this.match + 1, 1);
     this.probeSent = false;
     return true;

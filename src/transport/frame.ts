@@ -17,6 +17,10 @@ export const FrameType = {
   CLIENT_RESP: 19,
   PING: 20,
   PONG: 21,
+  /** One piece of a snapshot's state data (snapshot-stream.ts): resumable, flow-controlled. */
+  SNAP_PART: 22,
+  /** Receiver to sender: how much of a snapshot it holds (or where to resume). */
+  SNAP_ACK: 23,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

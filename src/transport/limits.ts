@@ -14,8 +14,15 @@ export interface TcpLimits {
   /** Per-peer send queue bound; the oldest messages are dropped beyond it. */
   maxQueueMessages: number;
   maxQueueChars: number;
-  /** Largest message accepted (reassembled from chunks) or sent. */
+  /** Largest message accepted (reassembled from chunks) or sent; snapshots excepted. */
   maxMessageBytes: number;
+  /** Largest snapshot (UTF-8 bytes of its state data) sent or accepted as SNAP_PART frames. A
+   * receiver holds at most one partial snapshot of at most this size per peer. */
+  maxSnapshotBytes: number;
+  /** Snapshot parts sent but not yet acknowledged, at most (each chunkBytes characters of state, so at most 3 * chunkBytes bytes). */
+  snapshotWindowChunks: number;
+  /** A partial snapshot whose sender went quiet is kept this long for it to resume, then freed. */
+  snapshotResumeMs: number;
   /** Stop handing frames to a socket whose unsent buffer exceeds this (slow peer). */
   highWaterBytes: number;
   handshakeTimeoutMs: number;
@@ -40,6 +47,9 @@ export const DEFAULT_LIMITS: TcpLimits = {
   maxQueueMessages: 4096,
   maxQueueChars: 64 << 20,
   maxMessageBytes: 256 << 20,
+  maxSnapshotBytes: 1 << 30,
+  snapshotWindowChunks: 4,
+  snapshotResumeMs: 60_000,
   highWaterBytes: 2 << 20,
   handshakeTimeoutMs: 2000,
   pingIntervalMs: 1000,
@@ -57,6 +67,7 @@ export function resolveLimits(patch: Partial<TcpLimits> | undefined): TcpLimits 
   if (l.chunkBytes * 3 + 64 > l.maxFrameBytes || l.batchChars * 3 + 64 > l.maxFrameBytes) {
     throw new Error('TcpLimits: chunkBytes and batchChars must stay below maxFrameBytes / 3');
   }
+  if (!(Number.isSafeInteger(l.snapshotWindowChunks) && l.snapshotWindowChunks >= 1)) throw new Error('TcpLimits: snapshotWindowChunks must be an integer >= 1');
   return l;
 }
 
@@ -77,9 +88,14 @@ export interface PeerStats {
   reconnects: number;
   /** Handshakes with this peer that failed authentication, either direction. */
   authFailures: number;
-  /** Messages sent / received as SNAP_CHUNK sequences. */
+  /** Messages sent / received as SNAP_CHUNK sequences, or snapshots as SNAP_PART streams. */
   chunkedOut: number;
   chunkedIn: number;
+  /** Snapshot state bytes sent in SNAP_PART frames, and accepted from them. */
+  snapshotBytesOut: number;
+  snapshotBytesIn: number;
+  /** Snapshot transfers continued from a byte past 0 (after a dropped connection). */
+  snapshotResumes: number;
   /** Outbound connection authenticated right now. */
   connected: boolean;
   /** Messages waiting in the send queue. */
@@ -96,6 +112,9 @@ export const zeroStats = (): PeerStats => ({
   authFailures: 0,
   chunkedOut: 0,
   chunkedIn: 0,
+  snapshotBytesOut: 0,
+  snapshotBytesIn: 0,
+  snapshotResumes: 0,
   connected: false,
   queued: 0,
 });

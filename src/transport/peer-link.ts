@@ -5,9 +5,11 @@
 import { connect } from 'node:net';
 import { chunkHeader, encodeBatch } from './codec.js';
 import { SecureConn, type TransportLog } from './conn.js';
-import { FrameType } from './frame.js';
+import { FrameType, frameTypeName } from './frame.js';
 import { backoffMs, type PeerStats, type TcpLimits } from './limits.js';
+import { decodeAck, SnapshotSend } from './snapshot-stream.js';
 import { dialTls, type TlsMaterial } from './tls.js';
+import type { Message } from '../raft/types.js';
 
 export interface PeerAddress {
   host: string;
@@ -43,6 +45,8 @@ export class PeerLink {
   /** At most one large message waits while another is being chunked; newer replaces it. */
   private largeWaiting: string | null = null;
   private transfer: Transfer | null = null;
+  /** The snapshot being streamed as SNAP_PART frames (one at a time; a newer one replaces it). */
+  private snap: SnapshotSend | null = null;
   private transferSeq = 0;
   private conn: SecureConn | null = null;
   private attempts = 0;
@@ -118,6 +122,35 @@ export class PeerLink {
     this.scheduleFlush();
   }
 
+  /**
+   * Stream a MsgSnap as SNAP_PART frames. The core resends a snapshot it has not heard back
+   * about every election timeout: the same snapshot continues the transfer in progress
+   * rather than restarting it; a different one replaces it.
+   */
+  sendSnapshot(m: Message): void {
+    if (this.closed) return;
+    const st = this.o.stats;
+    const cur = this.snap;
+    if (cur && !cur.done && cur.sameAs(m)) {
+      cur.update(m);
+      // No acknowledgement since the core's last resend: the receiver lost our parts or its
+      // answers (it restarted its state, or a bug); send again from what it acknowledged.
+      if (cur.stalled()) cur.rewind();
+      this.scheduleFlush();
+      return;
+    }
+    const s = new SnapshotSend(m, this.o.limits.chunkBytes);
+    if (s.total > this.o.limits.maxSnapshotBytes) {
+      st.dropped++;
+      this.o.log.error({ peer: this.o.peerId, bytes: s.total, limit: this.o.limits.maxSnapshotBytes }, 'snapshot exceeds maxSnapshotBytes; dropped');
+      return;
+    }
+    if (cur && !cur.done) st.dropped++;
+    cur?.cancel();
+    this.snap = s;
+    s.prepare(() => this.scheduleFlush());
+  }
+
   close(): void {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -127,6 +160,8 @@ export class PeerLink {
     this.head = 0;
     this.largeWaiting = null;
     this.transfer = null;
+    this.snap?.cancel();
+    this.snap = null;
     this.o.stats.connected = false;
     this.o.stats.queued = 0;
   }
@@ -181,6 +216,13 @@ export class PeerLink {
           }
           progressed = true;
         }
+        const sn = this.snap;
+        if (sn && sn.canSend(l.snapshotWindowChunks) && c.writableLength < l.highWaterBytes) {
+          const before = sn.sent;
+          st.bytesOut += c.send(FrameType.SNAP_PART, sn.nextPart());
+          st.snapshotBytesOut += sn.sent - before;
+          progressed = true;
+        }
         if (!progressed) break;
       }
     } finally {
@@ -193,6 +235,35 @@ export class PeerLink {
     }
     st.queued = this.queued;
     // Whatever is left waits for the socket's 'drain'.
+  }
+
+  /** The receiver's side of a snapshot stream; anything else on this connection is a violation. */
+  /** Close the current connection; it is redialled after the usual backoff. */
+  dropConnection(reason: string): void {
+    this.conn?.close(reason);
+  }
+
+  private onFrame(type: FrameType, payload: Buffer): void {
+    if (type !== FrameType.SNAP_ACK) throw new Error(`unexpected ${frameTypeName(type)} frame from ${this.o.peerId}`);
+    const a = decodeAck(payload);
+    const sn = this.snap;
+    if (!sn) return;
+    const r = sn.resumes;
+    if (!sn.onAck(a)) return; // about a transfer this link already replaced
+    this.o.stats.snapshotResumes += sn.resumes - r;
+    if (a.error) {
+      this.o.log.error({ peer: this.o.peerId, index: sn.index, term: sn.term, err: a.error }, 'peer refused the snapshot; abandoned until Raft resends it');
+      this.o.stats.dropped++;
+      this.snap = null;
+      return;
+    }
+    if (sn.done) {
+      this.snap = null;
+      this.o.stats.messagesOut++;
+      this.o.stats.chunkedOut++;
+      return;
+    }
+    this.flush();
   }
 
   private dial(): void {
@@ -222,9 +293,16 @@ export class PeerLink {
         this.reportedDown = false;
         // A transfer cut by the old connection restarts from its first chunk.
         if (this.transfer) this.transfer.next = 0;
+        // A snapshot resumes from what the receiver acknowledged (it keeps partial state).
+        if (this.snap) {
+          const r = this.snap.resumes;
+          this.snap.rewind();
+          this.o.stats.snapshotResumes += this.snap.resumes - r;
+        }
         this.flush();
       },
       onDrain: () => this.flush(),
+      onFrame: (_c, type, payload) => this.onFrame(type, payload),
       onClose: (c, reason, kind) => {
         if (this.conn === c) this.conn = null;
         this.o.stats.connected = false;

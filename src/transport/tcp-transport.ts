@@ -20,6 +20,7 @@ import { frameHeader, FrameType, frameTypeName, HEADER_BYTES } from './frame.js'
 import { resolveLimits, zeroStats, type PeerStats, type TcpLimits } from './limits.js';
 import { LogLimiter } from './log-limit.js';
 import { PeerLink, type PeerAddress } from './peer-link.js';
+import { encodeAck, SnapshotReceive } from './snapshot-stream.js';
 import { TLS_HANDSHAKE_RECORD, tlsServer, type TlsMaterial } from './tls.js';
 
 export type { PeerAddress } from './peer-link.js';
@@ -51,6 +52,8 @@ export interface TcpTransportOptions {
   log?: TransportLog;
   /** Mutual TLS (tls.ts): every connection in and out, plaintext refused. */
   tls?: TlsMaterial;
+  /** Each accepted snapshot part: bytes held so far of `total` (progress; tests cut links here). */
+  onSnapshotProgress?: (peer: NodeId, received: number, total: number) => void;
 }
 
 export interface TcpTransportStats {
@@ -86,6 +89,8 @@ export class TcpTransport implements Transport {
   private readonly peerStats = new Map<NodeId, PeerStats>();
   private readonly inbound = new Set<Inbound>();
   private readonly inboundByPeer = new Map<NodeId, Inbound>();
+  /** Partial snapshots by sending peer: they outlive a connection so a transfer can resume. */
+  private readonly snapIn = new Map<NodeId, { rx: SnapshotReceive; expiry: NodeJS.Timeout | null }>();
   private handler: ((m: Message) => void) | null = null;
   private clientHandler: ClientRequestHandler | null = null;
   private pendingHandshakes = 0;
@@ -160,6 +165,7 @@ export class TcpTransport implements Transport {
     this.links.get(id)?.close();
     this.links.delete(id);
     this.inboundByPeer.get(id)?.conn.close('peer removed');
+    this.dropSnapshotIn(id);
   }
 
   send(msg: Message): void {
@@ -170,7 +176,14 @@ export class TcpTransport implements Transport {
       this.counters.unroutable++;
       return;
     }
-    link.enqueue(JSON.stringify(msg));
+    if (msg.type === 'MsgSnap' && msg.snapshot) link.sendSnapshot(msg);
+    else link.enqueue(JSON.stringify(msg));
+  }
+
+  /** Close the connections to and from a peer; they are redialled (tests, operators). */
+  disconnect(id: NodeId, reason = 'disconnected locally'): void {
+    this.links.get(id)?.dropConnection(reason);
+    this.inboundByPeer.get(id)?.conn.close(reason);
   }
 
   onMessage(handler: (msg: Message) => void): void {
@@ -198,6 +211,13 @@ export class TcpTransport implements Transport {
     this.links.clear();
     for (const i of [...this.inbound]) i.conn.close('transport closed');
     for (const raw of [...this.tlsHandshaking]) raw.destroy();
+    for (const id of [...this.snapIn.keys()]) this.dropSnapshotIn(id);
+  }
+
+  private dropSnapshotIn(id: NodeId): void {
+    const e = this.snapIn.get(id);
+    if (e?.expiry) clearTimeout(e.expiry);
+    this.snapIn.delete(id);
   }
 
   private stats_(id: NodeId): PeerStats {
@@ -345,7 +365,10 @@ export class TcpTransport implements Transport {
           for (const a of state.running.values()) a.abort();
           state.running.clear();
           this.inbound.delete(state);
-          if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) this.inboundByPeer.delete(c.peerId);
+          if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) {
+            this.inboundByPeer.delete(c.peerId);
+            this.expireSnapshotIn(c.peerId, kind);
+          }
           this.countClose(c, kind);
         },
       }),
@@ -393,7 +416,38 @@ export class TcpTransport implements Transport {
       this.deliver(m as Message, ps);
       return;
     }
+    if (type === FrameType.SNAP_PART) return this.onSnapshotPart(st, peer, ps, payload);
     throw new Error(`member connection sent ${frameTypeName(type)}`);
+  }
+
+  private onSnapshotPart(st: Inbound, peer: NodeId, ps: PeerStats, payload: Buffer): void {
+    let e = this.snapIn.get(peer);
+    if (!e) this.snapIn.set(peer, (e = { rx: new SnapshotReceive(this.limits.maxSnapshotBytes), expiry: null }));
+    if (e.expiry) clearTimeout(e.expiry);
+    e.expiry = null;
+    const r = e.rx.push(payload); // throws on a violation: the connection closes, see onClose
+    if (r.ack) st.conn.send(FrameType.SNAP_ACK, [encodeAck(r.ack)]);
+    const accepted = r.ack !== null && !r.ack.rewind && !r.ack.error;
+    ps.snapshotBytesIn += r.accepted ?? 0;
+    if (r.ack?.error) this.log.warn({ peer, err: r.ack.error }, 'snapshot refused');
+    if (r.message) {
+      this.checkRoute(r.message, peer);
+      ps.chunkedIn++;
+      this.deliver(r.message, ps);
+    }
+    if (accepted) this.o.onSnapshotProgress?.(peer, r.ack!.received, r.total);
+  }
+
+  /**
+   * The connection from `peer` closed. After a protocol violation its partial snapshot goes
+   * at once; otherwise it is kept snapshotResumeMs for the sender to resume on a new one.
+   */
+  private expireSnapshotIn(peer: NodeId, kind: CloseKind): void {
+    const e = this.snapIn.get(peer);
+    if (!e) return;
+    if (kind === 'protocol' || kind === 'auth' || e.rx.inProgressBytes === 0) return this.dropSnapshotIn(peer);
+    e.expiry = setTimeout(() => this.dropSnapshotIn(peer), this.limits.snapshotResumeMs);
+    e.expiry.unref();
   }
 
   /** The sender proved it is `peer`; it may not speak for anyone else. */

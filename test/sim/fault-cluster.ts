@@ -20,6 +20,8 @@ export interface FaultClusterOptions {
   /** Called once per id: a restart reuses the storage the crash left behind. */
   storageFor: (id: NodeId, clock: NodeClock) => LogStorage;
   machineFor: (id: NodeId) => StateMachine;
+  /** Stream snapshots in parts of this many characters (InProcNetwork.snapshotChunkChars); 0: whole. */
+  snapshotChunkChars: number;
   /** Sees every message a member's process hands to its transport. */
   onSend?: (m: Message) => void;
   tickMs: number;
@@ -40,7 +42,7 @@ export class FaultCluster {
   private readonly initialConf: ConfState;
 
   constructor(private readonly opts: FaultClusterOptions) {
-    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true });
+    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: opts.snapshotChunkChars, snapshotWindowParts: 3 });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
   }

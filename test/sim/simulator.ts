@@ -260,6 +260,9 @@ class Simulation {
     this.cluster = new FaultCluster({
       ids,
       clock: this.clock,
+      // Snapshots travel as parts (as over TCP), each subject to the link's faults; the sim's
+      // states are tens of bytes, so 4 characters a part makes most of them several parts.
+      snapshotChunkChars: 4,
       prng: p.fork(),
       clockFor: (id) => {
         if (!this.skewed) return new NodeClock(this.clock);
@@ -349,10 +352,17 @@ class Simulation {
 
   /** Debugging aid: wrap the network's delivery to log each message that arrives. */
   private traceMessages(): void {
-    type Deliver = (from: NodeId, to: NodeId, wire: { json?: string; clone?: unknown }, bytes: number) => void;
+    type Deliver = (from: NodeId, to: NodeId, wire: { json?: string; clone?: unknown; part?: Buffer; ack?: Buffer }, bytes: number) => void;
     const net = this.cluster.network as unknown as { deliver: Deliver };
     const orig = net.deliver.bind(net);
     net.deliver = (from, to, wire, bytes) => {
+      if (wire.part || wire.ack) {
+        // A snapshot stream's part or acknowledgement: its JSON head says which bytes.
+        const b = wire.part ? wire.part.subarray(4, 4 + wire.part.readUInt32BE(0)).toString() : wire.ack!.toString();
+        const h = JSON.parse(b) as { index: number; offset?: number; received?: number; total?: number; rewind?: boolean };
+        this.log(`${wire.part ? `snap-part ${h.index} @${h.offset}/${h.total}` : `snap-ack ${h.index} got ${h.received}${h.rewind ? ' REWIND' : ''}`} ${from}->${to}`);
+        return orig(from, to, wire, bytes);
+      }
       const m = (wire.json !== undefined ? JSON.parse(wire.json) : wire.clone) as Message;
       const ents = m.entries.length > 0 ? ` ents ${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
       const extra = m.snapshot ? ` snap ${m.snapshot.metadata.index}/${m.snapshot.metadata.term}` : '';
@@ -385,7 +395,10 @@ class Simulation {
         if (t === undefined || t > target) break;
         if (++events > MAX_EVENTS_PER_MS * Math.max(ms, 1)) {
           this.checker.violation(`livelock: more than ${events - 1} events in ${ms} ms of virtual time at t=${this.clock.now()} (${this.stateLine()})`);
-          break;
+          // Not on to runUntil(target): its budget is the clock's 10 million events, which a
+          // message storm that multiplies (duplicated copies) spends for minutes.
+          await flush();
+          return;
         }
         this.clock.step();
         for (const [id, h] of this.cluster.hosts) {
