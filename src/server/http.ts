@@ -11,6 +11,7 @@ import { createServer } from './create-server.js';
 import { dashboardRoutes } from './dashboard/routes.js';
 import { allowedHosts, hostAllowed, isLoopback, originAllowed, tokenMatches } from './http-guards.js';
 import { OBSERVABILITY_PATHS, observabilityRoutes } from './observability.js';
+import { readJsonBody } from './http-body.js';
 import { SessionTable } from './http-sessions.js';
 import type { RouteHandler } from './route-handler.js';
 import type { ServeOptions } from './stdio.js';
@@ -127,12 +128,12 @@ export async function runHttp(opts: HttpOptions): Promise<{ close: () => Promise
       if (!use) return reply(res, 404, { error: 'unknown mcp-session-id (expired, evicted or closed): send initialize without it for a new session' });
       res.once('close', use.done);
       if (req.method !== 'POST') return use.transport.handleRequest(req, res);
-      const body = await readJson(req);
+      const body = await readJsonBody(req, MAX_BODY_BYTES);
       if (body === undefined) return reply(res, 400, { error: `request body must be JSON of at most ${MAX_BODY_BYTES} bytes` });
       return use.transport.handleRequest(req, res, body);
     }
     if (req.method !== 'POST') return reply(res, 400, { error: 'missing mcp-session-id; send initialize first' });
-    const body = await readJson(req);
+    const body = await readJsonBody(req, MAX_BODY_BYTES);
     if (body === undefined) return reply(res, 400, { error: `request body must be JSON of at most ${MAX_BODY_BYTES} bytes` });
     if (!isInitializeRequest(body)) return reply(res, 400, { error: 'missing mcp-session-id; send initialize first' });
     if (!(await sessions.reserve())) {
@@ -189,17 +190,3 @@ function reply(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(c as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-}

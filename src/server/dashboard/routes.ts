@@ -7,6 +7,7 @@ import { UserError } from '../../util/errors.js';
 import { memoryList, memoryRetrieve } from '../../service/memory.js';
 import { logger } from '../../util/logger.js';
 import { isLoopback, originAllowed, tokenMatches } from '../http-guards.js';
+import { readJsonBody } from '../http-body.js';
 import type { RouteHandler } from '../route-handler.js';
 import { ACTIONS } from './actions.js';
 import { DashboardHub } from './hub.js';
@@ -160,17 +161,6 @@ async function answer(res: http.ServerResponse, fn: () => Promise<unknown>): Pro
 }
 
 async function readBody(req: http.IncomingMessage): Promise<Record<string, unknown> | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(c as Buffer);
-  }
-  try {
-    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
+  const v = await readJsonBody(req, MAX_BODY_BYTES, {});
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }
