@@ -52,7 +52,7 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/storage/sqlite-storage.ts',
     edits: [
       { find: "db.pragma(`synchronous = ${walSync ? 'NORMAL' : durability.toUpperCase()}`);", replace: "db.pragma(`synchronous = ${walSync ? 'NORMAL' : 'OFF'}`);" },
-      { find: "this.db.pragma('synchronous = FULL');", replace: "this.db.pragma('synchronous = OFF');" },
+      { find: "} finally {\n        this.db.pragma('synchronous = FULL');", replace: "} finally {\n        this.db.pragma('synchronous = OFF');" },
     ],
     breaks: 'durability: inline mode fsyncs every commit that must survive power loss (synchronous=FULL)',
     tests: STORAGE_ALL,
