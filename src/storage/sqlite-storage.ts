@@ -551,7 +551,8 @@ export class SqliteStorage implements LogStorage {
    */
   releaseFreePages(): void {
     this.vacuumTimer = null;
-    if (this.closed || this.syncError) return;
+    // A handle closed under us (a crash simulated by closing the database) is not an error.
+    if (this.closed || this.syncError || !this.db.open) return;
     const { pageCount, freelistCount, autoVacuum } = this.pageStats();
     // 2 = INCREMENTAL. A file whose conversion failed at open keeps its pages (see open).
     if (autoVacuum !== 2) return;
@@ -605,7 +606,7 @@ export class SqliteStorage implements LogStorage {
    */
   private checkpointAfterVacuum(): void {
     this.vacuumTimer = null;
-    if (this.closed || this.syncError) return;
+    if (this.closed || this.syncError || !this.db.open) return;
     if (!this.workerCheckpoints) {
       this.truncateWal();
       return;
