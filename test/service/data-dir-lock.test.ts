@@ -16,25 +16,49 @@ afterAll(() => {
 });
 const LOCK_JS = path.join(path.dirname(MAIN), '..', 'service', 'data-dir.js');
 
-/** Start `n` processes that wait for `go`, then all try to lock `dir` and report. */
+/**
+ * Start `n` processes; once every one has loaded and said `ready`, let them all try to lock
+ * `dir` at once. Each holds what it got until all have answered, so a slow starter on a loaded
+ * machine cannot take a lock a faster one has already let go of.
+ */
 async function race(dir: string, n: number): Promise<string[]> {
   const go = path.join(dir, 'go');
+  const done = path.join(dir, 'done');
   const script = `
     import fs from 'node:fs';
     import { DataDirLock } from ${JSON.stringify(LOCK_JS)};
-    while (!fs.existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 1));
+    const wait = async (f) => { while (!fs.existsSync(f)) await new Promise((r) => setTimeout(r, 1)); };
+    console.log('ready');
+    await wait(${JSON.stringify(go)});
     try { DataDirLock.acquire(${JSON.stringify(dir)}); console.log('got'); }
     catch (e) { console.log(e.code === 'locked' ? 'busy' : 'error ' + e.message); }
-    setTimeout(() => process.exit(0), 1500);
+    await wait(${JSON.stringify(done)});
+    process.exit(0);
   `;
+  let ready = 0;
+  let answered = 0;
+  let allReady!: () => void;
+  let allAnswered!: () => void;
+  const readyP = new Promise<void>((r) => (allReady = r));
+  const answeredP = new Promise<void>((r) => (allAnswered = r));
   const outs = Array.from({ length: n }, () => {
     const c = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    c.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-    return new Promise<string>((resolve) => c.once('exit', () => resolve(out.trim())));
+    let seen = 0; // complete lines counted so far
+    c.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const lines = out.split('\n').length - 1;
+      for (; seen < lines; seen++) {
+        if (seen === 0 && ++ready === n) allReady();
+        if (seen === 1 && ++answered === n) allAnswered();
+      }
+    });
+    return new Promise<string>((resolve) => c.once('exit', () => resolve(out.split('\n')[1] ?? `no answer: ${out}`)));
   });
-  await new Promise((r) => setTimeout(r, 1500)); // let every child start and poll
+  await readyP;
   fs.writeFileSync(go, '');
+  await answeredP;
+  fs.writeFileSync(done, '');
   return Promise.all(outs);
 }
 
