@@ -22,7 +22,7 @@ const FROM = process.env.CONCORD_SIM_FROM ? Number(process.env.CONCORD_SIM_FROM)
 const PLANT_NO_SYNC = { from: 1000, count: 80 };
 const PLANT_AMNESIA_SEEDS = 12;
 
-async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number } = {}) {
+async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number; coordWorkload?: boolean } = {}) {
   const failures: Array<{ seed: number; first: string }> = [];
   const faults: FaultCounts = zeroFaults();
   const totals: Record<string, number> = {};
@@ -141,6 +141,16 @@ describe('the simulator catches planted bugs', () => {
     const clean = await runSeed(safety[0]!.seed, { steps: 300, nodes: 3 });
     expect(clean.violations).toEqual([]);
     expect(clean.stats.faults.disk_wipe).toBeGreaterThan(0);
+  });
+
+  it('a replica whose snapshot restore loses one memory record (coordination workload)', { timeout: 300_000 }, async () => {
+    const r = await runRange(1, 20, 300, { plant: { coordLossyRestore: true }, coordWorkload: true });
+    const caught = r.failures.filter((f) => /replica divergence/.test(f.first));
+    expect(caught.length).toBeGreaterThan(0);
+    const clean = await runSeed(caught[0]!.seed, { steps: 300, coordWorkload: true });
+    expect(clean.violations).toEqual([]);
+    expect(clean.stats.coordRuns).toBe(1);
+    expect(clean.stats.coordStateChecks).toBeGreaterThan(0);
   });
 });
 

@@ -106,6 +106,14 @@ interface Summary {
   violations: number;
   failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
   faults: FaultCounts;
+  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention. */
+  coordination: { runs: number; state_checks: number; orchestrations_compacted: number };
+}
+
+function addCoordination(s: Summary, st: SimResult['stats']): void {
+  s.coordination.runs += st.coordRuns;
+  s.coordination.state_checks += st.coordStateChecks;
+  s.coordination.orchestrations_compacted += st.coordOrchsCompacted;
 }
 
 function addFaults(into: FaultCounts, f: FaultCounts): void {
@@ -118,6 +126,7 @@ function add(s: Summary, r: SimResult): void {
   s.steps += r.steps;
   s.violations += r.violations.length;
   addFaults(s.faults, r.stats.faults);
+  addCoordination(s, r.stats);
   if (r.violations.length > 0) s.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] as string, count: r.violations.length });
 }
 
@@ -141,7 +150,9 @@ async function main(): Promise<void> {
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    finish({ seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults }, started);
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0 } };
+    addCoordination(one, r.stats);
+    finish(one, started);
     return;
   }
 
@@ -153,7 +164,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults() };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0 } };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
@@ -182,6 +193,7 @@ async function main(): Promise<void> {
         summary.steps += r.steps;
         summary.violations += r.count;
         addFaults(summary.faults, r.stats.faults);
+        addCoordination(summary, r.stats);
         if (r.count > 0) summary.failing.push({ seed: r.seed, nodes: r.nodes, first: r.violations[0] ?? '', count: r.count });
         progress(r);
       }));
@@ -237,7 +249,7 @@ function finish(s: Summary, started: number): void {
     process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
   }
   const elapsed = Math.round((performance.now() - started) / 10) / 100;
-  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults })}\n`);
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination })}\n`);
   process.exitCode = s.violations > 0 ? 1 : 0;
 }
 

@@ -5,6 +5,7 @@
 // costs time proportional to what changed, not to the length of the logs.
 
 import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
+import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Raft } from '../../src/raft/raft.js';
 import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
 
@@ -92,15 +93,30 @@ export function chainHash(prev: number, e: Pick<Entry, 'term' | 'type' | 'data'>
  * which holds the one history all machines must follow. Its snapshot is just
  * "index:hash", so snapshots stay small however long the run.
  */
+/** Non-JSON entries (the plain workload's tokens) reach the coordination machine as this. */
+const CLOCK_ONLY = JSON.stringify({ op: { t: 'clock' }, now: 0 });
+
+/**
+ * The simulator's state machine: a hash chain over the applied entries (any divergence shows
+ * at once), and, in runs with the coordination workload, the product's CoordinationMachine
+ * fed the same entries (tasks, retention, memory with TTLs): its state hash at an index must
+ * be the same on every replica, whether it applied the log or restored a snapshot.
+ */
 export class SimMachine implements StateMachine {
   lastIndex = 0;
   hash = 0;
+  readonly coord: CoordinationMachine | null;
 
   constructor(
     readonly node: NodeId,
     private readonly checker: InvariantChecker,
     private readonly onApplied?: (node: NodeId, e: Entry) => void,
-  ) {}
+    withCoord = false,
+    /** Planted bug (see PlantedBugs.coordLossyRestore). */
+    private readonly lossyRestore = false,
+  ) {
+    this.coord = withCoord ? new CoordinationMachine() : null;
+  }
 
   apply(e: Entry): unknown {
     if (e.index !== this.lastIndex + 1) {
@@ -108,13 +124,19 @@ export class SimMachine implements StateMachine {
     }
     this.hash = chainHash(this.hash, e);
     this.lastIndex = e.index;
+    if (this.coord) {
+      this.coord.apply(e.type === 'normal' && !e.data.startsWith('{') ? { ...e, data: CLOCK_ONLY } : e);
+      // Every 4th index (hashing the whole state on each apply would dominate the run).
+      if (e.index % 4 === 0) this.checker.onStateHash(this.node, e.index, this.coord.stateHash(), 'apply');
+    }
     this.checker.onApply(this.node, e, this.hash);
     this.onApplied?.(this.node, e);
     return e.data;
   }
 
   snapshot(): string {
-    return `${this.lastIndex}:${this.hash}`;
+    const head = `${this.lastIndex}:${this.hash}`;
+    return this.coord ? `${head}:${this.coord.snapshot()}` : head;
   }
 
   restore(data: string): void {
@@ -122,13 +144,25 @@ export class SimMachine implements StateMachine {
       this.lastIndex = 0;
       this.hash = 0;
     } else {
-      const [i, h] = data.split(':');
-      const index = Number(i);
+      const a = data.indexOf(':');
+      const b = data.indexOf(':', a + 1);
+      const index = Number(data.slice(0, a));
       if (index < this.lastIndex) {
         this.checker.violation(`state machine safety: ${this.node} restored snapshot at ${index} over applied ${this.lastIndex} (went backwards)`);
       }
       this.lastIndex = index;
-      this.hash = Number(h);
+      this.hash = Number(b < 0 ? data.slice(a + 1) : data.slice(a + 1, b));
+      if (this.coord) {
+        if (b < 0) this.checker.violation(`state machine safety: ${this.node} restored a snapshot at ${index} without the coordination state`);
+        else {
+          this.coord.restore(data.slice(b + 1));
+          if (this.lossyRestore) {
+            const first = this.coord.memory.records.keys().next();
+            if (!first.done) this.coord.memory.records.delete(first.value);
+          }
+          this.checker.onStateHash(this.node, index, this.coord.stateHash(), 'restore');
+        }
+      }
     }
     this.checker.onRestore(this.node, this.lastIndex, this.hash);
   }
@@ -374,6 +408,20 @@ export class InvariantChecker {
     if (h.hash === undefined) h.hash = hash;
     else if (h.hash !== hash) {
       this.violation(`state machine safety: ${id} state after applying ${e.index} differs from history (hash ${hash} != ${h.hash})`);
+    }
+  }
+
+  /** Coordination state hash of each index, from whoever got there first. */
+  private readonly stateHashes = new Map<number, { hash: string; by: string }>();
+  /** Coordination state hashes compared with another replica's at the same index. */
+  stateChecks = 0;
+
+  /** Replicas at the same applied index hold the same coordination state (retention included). */
+  onStateHash(id: NodeId, index: number, hash: string, how: 'apply' | 'restore'): void {
+    const h = this.stateHashes.get(index);
+    if (!h) this.stateHashes.set(index, { hash, by: `${id} (${how})` });
+    else if (++this.stateChecks && h.hash !== hash) {
+      this.violation(`replica divergence: ${id}'s coordination state at ${index} (${how}) differs from ${h.by}'s (${hash.slice(0, 12)} != ${h.hash.slice(0, 12)})`);
     }
   }
 

@@ -45,6 +45,7 @@ import { FaultCluster } from './fault-cluster.js';
 import { InvariantChecker, SimMachine } from './invariants.js';
 import { NodeClock } from './node-clock.js';
 import { AsyncSimStorage, SimStorage } from './sim-storage.js';
+import { CoordWorkload, coordWorkloadFor } from './coord-workload.js';
 
 export interface SimOptions {
   /** Cluster size; when absent it is derived from the seed (3, 5 or 7). */
@@ -57,6 +58,8 @@ export interface SimOptions {
   messages?: boolean;
   /** Planted bugs, for the checker's self-tests: the simulator must catch each. */
   plant?: PlantedBugs;
+  /** Run the coordination workload (coord-workload.ts); when absent the seed decides. */
+  coordWorkload?: boolean;
 }
 
 export interface PlantedBugs {
@@ -65,6 +68,9 @@ export interface PlantedBugs {
   /** A member whose disk was wiped restarts under its old id, still a voter, with an empty
    * log (what the product's identity check at start-up refuses). */
   amnesiacRejoin?: boolean;
+  /** With the coordination workload: a replica restoring a snapshot drops one memory record
+   * (a lossy snapshot format), which the replica state hashes must catch. */
+  coordLossyRestore?: boolean;
 }
 
 /** Every kind of fault the simulator injects, counted per run (0 = silently off). */
@@ -112,6 +118,11 @@ export interface SimStats {
   leaderChanges: number;
   maxIndex: number;
   faults: FaultCounts;
+  /** The coordination workload (coord-workload.ts): whether this run had it, replica state
+   * hashes compared, and orchestrations whose task records retention removed (on any replica). */
+  coordRuns: number;
+  coordStateChecks: number;
+  coordOrchsCompacted: number;
 }
 
 export interface SimResult {
@@ -164,6 +175,8 @@ class Simulation {
   /** null: synchronous storage; else fsyncs complete off-loop within this many ms. */
   private readonly maxSyncMs: number | null;
   private readonly storages = new Map<NodeId, SimStorage>();
+  /** The coordination workload (see coord-workload.ts), or null: plain tokens. */
+  private readonly workload: CoordWorkload | null;
   private readonly params: {
     compactionThreshold: number;
     raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
@@ -221,6 +234,9 @@ class Simulation {
     leaderChanges: 0,
     maxIndex: 0,
     faults: zeroFaults(),
+    coordRuns: 0,
+    coordStateChecks: 0,
+    coordOrchsCompacted: 0,
   };
 
   constructor(
@@ -253,6 +269,9 @@ class Simulation {
     this.skewed = p.chance(0.7);
     this.clockPrng = p.fork();
 
+    const coordPrng = coordWorkloadFor(seed, opts.coordWorkload);
+    this.workload = coordPrng ? new CoordWorkload(coordPrng) : null;
+
     const ids = Array.from({ length: this.n }, (_, i) => `n${i + 1}`);
     for (const id of ids) this.voters.add(id);
     this.checker.now = () => this.clock.now();
@@ -262,7 +281,8 @@ class Simulation {
       clock: this.clock,
       // Snapshots travel as parts (as over TCP), each subject to the link's faults; the sim's
       // states are tens of bytes, so 4 characters a part makes most of them several parts.
-      snapshotChunkChars: 4,
+      // With the coordination workload a state is a few KB: parts of 256 characters.
+      snapshotChunkChars: this.workload ? 256 : 4,
       prng: p.fork(),
       clockFor: (id) => {
         if (!this.skewed) return new NodeClock(this.clock);
@@ -279,7 +299,7 @@ class Simulation {
         this.storages.set(id, st);
         return st;
       },
-      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e)),
+      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true),
       onSend: (m) => {
         if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
         const st = this.storages.get(m.from);
@@ -339,6 +359,16 @@ class Simulation {
       this.stats.snapshotsTaken += m.snapshotsTaken;
     }
     this.stats.maxIndex = this.checker.committedIndex;
+    if (this.workload) {
+      this.stats.coordRuns = 1;
+      this.stats.coordStateChecks = this.checker.stateChecks;
+      for (const id of this.cluster.hosts.keys()) {
+        const coord = (this.cluster.machine(id) as SimMachine | undefined)?.coord;
+        let n = 0;
+        for (const o of coord?.tasks.orchs.values() ?? []) if (o.compacted) n++;
+        this.stats.coordOrchsCompacted = Math.max(this.stats.coordOrchsCompacted, n);
+      }
+    }
     return {
       seed: this.seed,
       nodes: this.n,
@@ -626,8 +656,16 @@ class Simulation {
     if (!h) return 'propose: no running node';
     const count = this.prng.int(1, 4);
     const out: string[] = [];
-    for (let i = 0; i < count; i++) out.push(this.propose(h, `p${++this.proposalSeq}`));
+    for (let i = 0; i < count; i++) out.push(this.propose(h, this.proposalData(h)));
     return `propose via ${h.id}: ${out.join(' ')}`;
+  }
+
+  /** A plain token, or with the coordination workload a command built from `h`'s view. */
+  private proposalData(h: NodeHost): string {
+    ++this.proposalSeq;
+    if (!this.workload) return `p${this.proposalSeq}`;
+    const view = (this.cluster.machine(h.id) as SimMachine | undefined)?.coord ?? null;
+    return this.workload.next(view, this.clock.now(), h.core.term);
   }
 
   private actRead(): string {
