@@ -315,8 +315,12 @@ export class InProcNetwork {
     }
   }
 
+  /** Snapshot parts that reached their receiver (copies and resends included). */
+  snapshotPartsDelivered = 0;
+
   /** A part arrived at `to`: acknowledge it, and deliver the snapshot once whole. */
   private receivePart(from: NodeId, to: NodeId, ep: InProcEndpoint, part: Buffer): void {
+    this.snapshotPartsDelivered++;
     const k = key(from, to);
     let rx = this.snapIn.get(k);
     if (!rx) this.snapIn.set(k, (rx = new SnapshotReceive(Number.MAX_SAFE_INTEGER)));

@@ -7,6 +7,9 @@ import { InProcNetwork } from './inproc-network.js';
 import { NodeHost, type RoleChange, type StateMachine } from './node-host.js';
 import type { TurnBudget } from './turn-budget.js';
 
+/** 1 Mi characters per part: the TCP transport's part size. */
+export const SNAPSHOT_PART_CHARS = 1 << 20;
+
 export interface LocalClusterOptions {
   ids: NodeId[];
   clock: Clock;
@@ -32,6 +35,11 @@ export interface LocalClusterOptions {
   diskReserveBytes?: number;
   /** See NodeHostOptions.turnBudget: shared by the members of the cluster. */
   turnBudget?: TurnBudget;
+  /**
+   * Snapshots travel in parts of this many characters, acknowledged, a few in flight, as over
+   * TCP, so a large one never holds the loop nor delays heartbeats; 0 hands them over whole.
+   */
+  snapshotChunkChars?: number;
   /** JSON round trip per message: proves serializability; off for speed in production. */
   serializeMessages?: boolean;
 }
@@ -57,6 +65,7 @@ export class LocalCluster implements ClusterBackend {
       clock: opts.clock,
       prng: opts.prng.fork(),
       serialize: opts.serializeMessages ?? true,
+      snapshotChunkChars: opts.snapshotChunkChars ?? SNAPSHOT_PART_CHARS,
     });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
