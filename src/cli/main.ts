@@ -4,7 +4,6 @@
 
 import { envEmbedded } from '../daemon/paths.js';
 import { UserError } from '../util/errors.js';
-import { HTTP_ALLOW_ENV, parseAllowList } from '../swarm/http-policy.js';
 import { logger } from '../util/logger.js';
 import { VERSION } from './command-table.js';
 import type { CommandContext, Flags } from './context.js';
@@ -31,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const flags = parsed.flags;
-  allowHttpHosts(flags);
+  await allowHttpHosts(flags);
   const ctx: CommandContext = {
     spec,
     flags,
@@ -44,14 +43,20 @@ async function main(argv: string[]): Promise<number> {
   return mod.run(ctx);
 }
 
+/** The variable http-policy.ts reads (the type fails to check if the two names ever differ). */
+const HTTP_ALLOW_ENV: typeof import('../swarm/http-policy.js').HTTP_ALLOW_ENV = 'CONCORD_HTTP_ALLOW';
+
 /**
  * --allow-http-host HOST[:PORT],... joins CONCORD_HTTP_ALLOW: hosts the http executor may reach
  * even at loopback, private or link-local addresses (it refuses those otherwise). Checked now
- * so a typo fails at start, not in every task.
+ * so a typo fails at start, not in every task. The policy module (node:dns) is loaded only when
+ * there is a list to check: a restarted member does not need it to rejoin.
  */
-function allowHttpHosts(flags: Flags): void {
+async function allowHttpHosts(flags: Flags): Promise<void> {
   const v = flags.allow_http_host;
   if (typeof v === 'string') process.env[HTTP_ALLOW_ENV] = [process.env[HTTP_ALLOW_ENV], v].filter(Boolean).join(',');
+  if (!process.env[HTTP_ALLOW_ENV]) return;
+  const { parseAllowList } = await import('../swarm/http-policy.js');
   try {
     parseAllowList(process.env[HTTP_ALLOW_ENV]);
   } catch (e) {

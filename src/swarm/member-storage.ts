@@ -25,7 +25,15 @@ export function openMemberStorage(file: string, member: string, o: MemberStorage
     throw corrupt(member, file, (e as Error).message);
   }
   try {
-    const check = storage.quickCheck();
+    // Reads every page: the start-up's own reads (schema, identity, hard state, last index)
+    // would miss a damaged page in the middle of the log. SQLite reports some damage as rows,
+    // some by throwing SQLITE_CORRUPT.
+    let check: string;
+    try {
+      check = storage.quickCheck();
+    } catch (e) {
+      throw corrupt(member, file, (e as Error).message);
+    }
     if (check !== 'ok') throw corrupt(member, file, check);
     // Owner-only: the log holds every replicated value. SQLite gives -wal/-shm the file's mode.
     for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
