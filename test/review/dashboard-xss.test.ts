@@ -1,5 +1,5 @@
 // Stored XSS through the dashboard: text any MCP client can write (memory keys and values, an
-// orchestration's task text) is rendered by web/dashboard/app.js. It must show as text and
+// orchestration's task text) is rendered by src/server/dashboard/web/app.js. It must show as text and
 // never run. Drives Debian's Chromium as test/dashboard/dashboard.test.ts does.
 import fs from 'node:fs';
 import os from 'node:os';

@@ -32,15 +32,16 @@ const MAX_BODY_BYTES = 64 << 10;
 export const MAX_STREAMS = 32;
 
 /**
- * The page files ship in the package's web/dashboard (package.json "files"); this module runs
- * from src/server/dashboard (tsx, vitest) or dist/src/server/dashboard (the build).
+ * The page files live beside this module, in src/server/dashboard/web (shipped: package.json
+ * "files"); this module runs from src/server/dashboard (tsx, vitest), dist/src/server/dashboard
+ * (tsc's output) or dist/src/chunks (the CLI bundle).
  */
 function webDir(): string {
-  for (const up of ['../../../web/dashboard/', '../../../../web/dashboard/']) {
+  for (const up of ['./web/', '../../../../src/server/dashboard/web/', '../../../src/server/dashboard/web/']) {
     const dir = fileURLToPath(new URL(up, import.meta.url));
     if (fs.existsSync(`${dir}index.html`)) return dir;
   }
-  throw new Error(`dashboard files not found next to ${fileURLToPath(import.meta.url)} (expected web/dashboard/index.html in the package)`);
+  throw new Error(`dashboard files not found next to ${fileURLToPath(import.meta.url)} (expected src/server/dashboard/web/index.html in the package)`);
 }
 
 /** uPlot is a runtime dependency: served from wherever node resolves it, never a CDN. */
