@@ -167,15 +167,17 @@ describe('daemon dashboard', () => {
 
   it('an open page keeps an idle daemon up; it exits once the page is gone', async () => {
     const dir = dataDir('idle');
-    const st = await cliOk(dir, ['daemon', 'start'], { CONCORD_DAEMON_IDLE_S: '1' });
+    // Idle 4 s: the page must connect before the daemon's first idle exit, and a CLI call to
+    // fetch the token took over a second at load average 24.
+    const st = await cliOk(dir, ['daemon', 'start'], { CONCORD_DAEMON_IDLE_S: '4' });
     const pid = st.pid as number;
     const page = await openStream(st.dashboard as string, (await ownerUrl(dir)).token);
-    await sleep(3_000);
+    await sleep(9_000); // over twice the idle time with the page as the only client
     expect(alive(pid), logText(dir)).toBe(true);
     const during = await cliOk(dir, ['daemon', 'status']);
     expect(during.dashboard_pages).toBe(1);
     page.close();
-    await waitFor('the idle daemon to exit', async () => !alive(pid), 15_000);
+    await waitFor('the idle daemon to exit', async () => !alive(pid), 20_000);
   });
 
   it('CONCORD_DASHBOARD_ADDR: off serves none; beyond loopback the daemon refuses to start', async () => {
