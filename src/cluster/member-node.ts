@@ -155,10 +155,14 @@ export class MemberNode {
     const memberFile = membershipPath(swarmDir);
     const recorded = loadMembership(memberFile);
     let seen: Record<string, { address: string; state: 'active' | 'removed' }> = {};
-    if (o.join && o.join.length > 0) {
-      const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
-      seen = (await checkJoin({ id: o.id, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation })).members;
-    }
+    const hasState = fs.existsSync(swarmDir) && fs.readdirSync(swarmDir).some((f) => f.endsWith('.db'));
+    // A member that joined before (it recorded the cluster's id beside its state) restarts from
+    // what it has, as etcd ignores its initial-cluster flags once the data directory exists:
+    // its seeds may all be down (a whole-cluster restart), and waiting for them would keep
+    // the cluster from forming. It still asks them in the background (below).
+    const joinedBefore = Boolean(recorded?.cluster_id) && hasState && prior !== undefined;
+    const joinArgs = o.join && o.join.length > 0 ? { id: o.id, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation } : null;
+    if (joinArgs && !joinedBefore) seen = (await checkJoin(joinArgs)).members;
     const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
     const peers: Record<string, PeerAddress> = { ...o.peers };
     // The seed's book first (a joiner must accept the members before it applies the book), then ours.
@@ -260,6 +264,14 @@ export class MemberNode {
     }
     node.keeper = keeper;
     keeper.start();
+    if (joinArgs && joinedBefore) {
+      // Removed while it was down: the seeds say so, and it stops as a removed member does.
+      checkJoin(joinArgs).catch((e: unknown) => {
+        if (node.closed) return;
+        if (e instanceof UserError && e.code === 'conflict') (o.onFatal ?? ((m: string) => logger.error({ id: o.id }, m)))(e.message);
+        else logger.warn({ id: o.id, err: (e as Error).message }, '--join: could not confirm the membership with the seeds; running on local state');
+      });
+    }
     startupMark('serving-requests');
     setTimeout(() => node.preload(), PRELOAD_TOOLS_AFTER_MS).unref();
     return node;

@@ -148,7 +148,7 @@ describe('cluster membership changes under a write load', () => {
     await writer.catch(() => undefined);
     client?.close();
     await killAll([...procs.values()]);
-    if (dir && passed === 6) fs.rmSync(dir, { recursive: true, force: true });
+    if (dir && passed === 7) fs.rmSync(dir, { recursive: true, force: true });
     else if (dir) console.log(`membership: data dirs and member logs kept in ${dir}`);
   });
 
@@ -197,6 +197,26 @@ describe('cluster membership changes under a write load', () => {
     });
     expect((await list()).voters).toEqual(['m1', 'm2', 'm3', 'm4']);
     await writesContinue(20);
+    passed++;
+  });
+
+  it('a joined member restarted with its --join command line while every seed is down starts from its own state', { timeout: 120_000 }, async () => {
+    // A whole-cluster restart (power cut) where the joiner comes back first: its seeds are all
+    // down. It joined before, so it must not wait for them (it exited with "no member
+    // answered" and kept the cluster from forming: found by the chaos test, seed 20788).
+    const all = ['m1', 'm2', 'm3', 'm4'].map((id) => procs.get(id)!);
+    await Promise.all(all.map((p) => p.kill9()));
+    const m4 = procs.get('m4')!;
+    m4.start();
+    await m4.waitListening(30_000);
+    await sleep(3_000); // the old code gave up after 10 s of unanswered seeds: it must still run
+    expect(m4.state).toBe('running');
+    for (const p of all) if (p !== m4) p.start();
+    await Promise.all(all.map((p) => p.waitListening(30_000)));
+    await waitFor('a leader after the whole-cluster restart', 30_000, async () => (await list()).leader);
+    await writesContinue(20);
+    expect((await list()).voters).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(m4.exits.every((e) => e.code === null)).toBe(true); // only kill -9s, never an exit of its own
     passed++;
   });
 
