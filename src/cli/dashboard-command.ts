@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { connectDaemon, control, lockHolder } from '../daemon/client.js';
 import { DASHBOARD_ADDR_ENV } from '../daemon/http-listener.js';
+import { dashboardOpenPath } from '../daemon/paths.js';
 import { resolveDataDir } from '../service/data-dir.js';
 import { UserError } from '../util/errors.js';
 
@@ -64,7 +65,7 @@ function dashboardUrl(st: Record<string, unknown> | null): string | undefined {
  */
 function launchTarget(dir: string, url: string): string {
   if (!url.includes('#token=')) return url;
-  const file = path.join(dir, 'dashboard-open.html');
+  const file = dashboardOpenPath(dir);
   fs.rmSync(file, { force: true });
   // 'wx' with mode 0600: a fresh file, never an existing one with wider permissions.
   fs.writeFileSync(file, `<!doctype html><meta http-equiv="refresh" content="0;url=${url.replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"><title>concord dashboard</title>\n`, { mode: 0o600, flag: 'wx' });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { Coordinator } from '../service/coordinator.js';
 import { UserError } from '../util/errors.js';
 import { dashboardRoutes, type Dashboard } from '../server/dashboard/routes.js';
@@ -7,6 +8,7 @@ import { observabilityRoutes } from '../server/observability.js';
 import type { RouteHandler } from '../server/route-handler.js';
 import { logger } from '../util/logger.js';
 import { dashboardAddr, listenRoutes, type HttpListener } from './http-listener.js';
+import { dashboardOpenPath } from './paths.js';
 import { hasRunnableWork } from './status.js';
 import { serveSocket, type SocketServer } from './socket-server.js';
 
@@ -47,6 +49,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
   // The listener is on loopback, where every local user can connect: the token makes it
   // owner-only like the 0600 socket. Kept in memory and handed out only over that socket.
   const token = randomBytes(32).toString('base64url');
+  // The page `concord dashboard` opened a browser with holds a token of this daemon's life only:
+  // a previous life's is dead, and this one's goes when the daemon does.
+  const dropOpenPage = () => fs.rmSync(dashboardOpenPath(coord.dataDir), { force: true });
+  dropOpenPage();
 
   // An open dashboard page watches the swarms as an attached client does: it keeps the daemon up.
   const attached = () => (sock?.clients() ?? 0) + (dashboard?.hub.count() ?? 0);
@@ -58,6 +64,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<boolean> {
     // Unref'd backstop: a stuck session must not keep a stopped daemon alive.
     setTimeout(() => process.exit(0), 3000).unref();
     dashboard?.hub.close();
+    dropOpenPage();
     void Promise.all([sock?.close(), web?.close()])
       .catch((e: Error) => logger.error({ err: e.message }, 'closing the socket failed'))
       .finally(() => {

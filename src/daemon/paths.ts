@@ -24,6 +24,11 @@ export function socketPath(dataDir: string): string {
   return p;
 }
 
+/** The 0600 page `concord dashboard` opens the browser with (it holds the daemon's token). */
+export function dashboardOpenPath(dataDir: string): string {
+  return path.join(dataDir, 'dashboard-open.html');
+}
+
 export function logPath(dataDir: string): string {
   return path.join(dataDir, LOG_FILE);
 }

@@ -132,6 +132,9 @@ describe('daemon dashboard', () => {
     const page = new URL(args).pathname;
     expect(fs.statSync(page).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(page, 'utf8')).toContain(`${url}#token=${token}`);
+    // The page holds a token of this daemon's life: it goes with the daemon.
+    expect((await cli(dir, ['daemon', 'stop'])).code).toBe(0);
+    await waitFor('the open page to be removed', async () => !fs.existsSync(page), 10_000);
   });
 
   it('serves the dashboard on loopback, named in daemon status and by concord dashboard', async () => {
