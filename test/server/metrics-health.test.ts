@@ -65,7 +65,10 @@ describe('/metrics and /health on concord serve --http', () => {
       const members = swarm.activeMembers();
       const L = (member: string) => ({ swarm: 'm', member });
 
+      const rttSamplesNow = (id: string) => new Map([...swarm.cluster.host(id).roundTrips()].map(([peer, r]) => [peer, r.samples]));
+      const rttB0 = rttSamplesNow(swarm.cluster.leader()!.id);
       const before = await scrape(srv.port);
+      const rttB1 = rttSamplesNow(swarm.cluster.leader()!.id);
       for (const f of ['concord_has_leader', 'concord_leader_changes_seen_total', 'concord_proposals_committed_total', 'concord_proposals_applied_total', 'concord_proposals_pending', 'concord_proposals_failed_total', 'concord_tasks_completed_total', 'concord_tasks_failed_total', 'concord_tasks_recovered_total', 'concord_memory_keys', 'concord_memory_bytes', 'concord_snapshots_taken_total']) {
         expect(before.get(f), f).toBeDefined();
       }
@@ -102,14 +105,18 @@ describe('/metrics and /health on concord serve --http', () => {
       expect(valueOf(after, 'concord_proposals_committed_total', L(leader))).toBeGreaterThanOrEqual(commit);
       // Every write committed through the leader's own proposals: one commit-latency observation each.
       expect(valueOf(after, 'concord_proposal_commit_duration_seconds_count', L(leader)) - valueOf(before, 'concord_proposal_commit_duration_seconds_count', L(leader))).toBeGreaterThanOrEqual(burst);
-      // Heartbeat round trips from the leader to each of its four peers: the samples
-      // network_diagnose counts (one leadership so far, so the same span).
+      // Heartbeat round trips from the leader to each of its four peers: between the two
+      // scrapes the histogram counts the samples network_diagnose counts. (Compared as
+      // increases: the histogram is a counter over every leadership of the member, the samples
+      // start at its current one, and the leader may have been re-elected while agents joined.)
+      expect(electionHistory(swarm).total_elections).toBe(electionsAtStart);
       expect(samplesOf(after, 'concord_network_peer_round_trip_time_seconds_count', L(leader)).map((s) => s.labels.peer).sort()).toEqual(members.filter((m) => m !== leader));
       for (const peer of members.filter((m) => m !== leader)) {
-        const n = valueOf(after, 'concord_network_peer_round_trip_time_seconds_count', { ...L(leader), peer });
-        expect(n).toBeGreaterThan(0);
-        expect(n).toBeGreaterThanOrEqual(rttBefore.get(peer)!);
-        expect(n).toBeLessThanOrEqual(rttAfter.get(peer)!);
+        const key = { ...L(leader), peer };
+        const grew = valueOf(after, 'concord_network_peer_round_trip_time_seconds_count', key) - (samplesOf(before, 'concord_network_peer_round_trip_time_seconds_count', key)[0]?.value ?? 0);
+        expect(grew).toBeGreaterThan(0);
+        expect(grew).toBeGreaterThanOrEqual(rttBefore.get(peer)! - (rttB1.get(peer) ?? 0));
+        expect(grew).toBeLessThanOrEqual(rttAfter.get(peer)! - (rttB0.get(peer) ?? 0));
       }
       expect(valueOf(after, 'concord_memory_keys', { swarm: 'm' }) - valueOf(before, 'concord_memory_keys', { swarm: 'm' })).toBe(burst);
       expect(valueOf(after, 'concord_memory_bytes', { swarm: 'm' })).toBeGreaterThan(burst * 20);
