@@ -1,6 +1,6 @@
 // The members of one process apply the same large entries: the entry text is parsed once per
 // process (parse-shared.ts) and each replica gets its own copy of the tree. Checked: one parse
-// for five replicas (before: five), replicas hash equal, no object is shared between them
+// and one size count of the value for five replicas (before: five each), replicas hash equal, no object is shared between them
 // (changing one replica's record leaves the others alone), and copies equal JSON.parse.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -22,15 +22,18 @@ function bigParses(spy: { mock: { calls: unknown[][] } }): number {
 describe('large entries parsed once per process', () => {
   it('five replicas applying a 1 MiB write parse its text once and hash equal', () => {
     const machines = Array.from({ length: 5 }, () => new CoordinationMachine());
-    const value = 'v'.repeat(MiB - 64);
-    const es = [1, 2, 3].map((i) => entry(i, { op: putOp(`big/${i}`, value), now: 1_000 + i }));
+    const value = (i: number) => 'v'.repeat(MiB - 64 - i);
+    const es = [1, 2, 3].map((i) => entry(i, { op: putOp(`big/${i}`, value(i)), now: 1_000 + i }));
     const spy = vi.spyOn(JSON, 'parse');
+    // The size check counts the value's bytes.
+    const counts = vi.spyOn(Buffer, 'byteLength');
     // Interleaved as members of one process apply: every replica applies entry i before i+1.
     for (const e of es) for (const m of machines) expect(m.apply(e)).toMatchObject({ ok: true });
     expect(bigParses(spy)).toBe(es.length); // before: es.length * machines.length
+    expect(bigParses(counts)).toBe(es.length); // before: es.length * machines.length
     const hashes = machines.map((m) => m.stateHash());
     expect(new Set(hashes).size).toBe(1);
-    expect(machines[4]!.memory.get('default', 'big/3', 2_000)?.value).toBe(value);
+    expect(machines[4]!.memory.get('default', 'big/3', 2_000)?.value).toBe(value(3));
   });
 
   it('replicas never share an object of a large value: changing one leaves the others as applied', () => {
