@@ -1,17 +1,17 @@
 // Members of one process share one event loop. A 1 MiB write used to be persisted by the four
 // followers of an embedded swarm back to back in one loop iteration (they get the leader's
 // append in the same turn): measured 8-11 ms of SQLite work each (on-CPU, 1 MiB row), so one
-// iteration held timers (heartbeats, election clocks, lease checks) for 40-70 ms on a lightly
-// loaded machine, and for several times that once the process waits for a core.
+// iteration held timers (heartbeats, election clocks, lease checks) for 60-75 ms at load 7 on
+// the shared 2-core machine, and for several times that once the process waits for a core.
 //
-// A TurnBudget is a process-wide FIFO of such heavy items: each runs in a loop iteration of
-// its own (an immediate queued from an immediate runs in the next iteration, after that
-// iteration's due timers and I/O callbacks), so a due timer waits for about one member's item,
-// never for all of them. FIFO means none waits behind items that came later: no starvation,
-// hence no deadline to fall back on. (The first version used time slices and a deadline: once
-// the deadline passed, every waiting item ran in the same turn, the stall it was meant to
-// avoid; the arm/disarm of its slice spanned two iterations, so waiting items could keep losing
-// to new ones until that deadline.)
+// A TurnBudget is a process-wide FIFO of such heavy items, a few per loop iteration (an
+// immediate queued from an immediate runs in the next iteration, after that iteration's due
+// timers and I/O callbacks), so a due timer waits for a few members' items, never for all.
+// FIFO means none waits behind items that came later: no starvation, hence no deadline to
+// fall back on. (The first version used time slices and a deadline: once the deadline passed,
+// every waiting item ran in the same turn, the stall it was meant to avoid; and the slice was
+// armed and disarmed in different iterations, so waiting items could keep losing to new ones
+// until that deadline.)
 
 export class TurnBudget {
   private readonly queue: Array<() => void> = [];
@@ -23,9 +23,11 @@ export class TurnBudget {
   constructor(
     /** Runs fn in a later loop iteration; called from fn's own run, in the one after that. */
     private readonly nextIteration: (fn: () => void) => void = (fn) => setImmediate(fn),
+    /** Items run per loop iteration. */
+    private readonly perIteration = 1,
   ) {}
 
-  /** Run `fn` in a loop iteration of its own, after the items queued before it. */
+  /** Run `fn` in a later loop iteration, after the items queued before it. */
   defer(fn: () => void): void {
     this.queue.push(fn);
     if (this.queue.length > this.maxWaiting) this.maxWaiting = this.queue.length;
@@ -40,9 +42,10 @@ export class TurnBudget {
   }
 
   private readonly pump = (): void => {
-    const fn = this.queue.shift();
     try {
-      if (fn) {
+      for (let i = 0; i < this.perIteration; i++) {
+        const fn = this.queue.shift();
+        if (!fn) break;
         this.ran++;
         fn();
       }
@@ -55,14 +58,15 @@ export class TurnBudget {
 }
 
 /**
- * One per process, for the members of an embedded swarm (wall-clock hosts only). Not wired into
- * the swarm: measured there (100 x 1 MiB writes, load 12-22 on the shared 2-core machine) it
- * cut the loop's p99 delay from 134-246 ms to 62-102 ms and its max from 188-390 ms to
- * 92-275 ms (one outlier of 875 ms at load 22), but 8 of 10 bursts had an election (0 of 6
- * without). Each one traced was the leader stepping down on its quorum check: followers waiting
- * for their turn and then their fsync (230-270 ms) answered no heartbeat meanwhile, and the
- * others' answers were still queued for delivery behind the iteration in progress when the
- * leader's late tick judged the quorum. Answering heartbeats while a write is in flight (4 of
- * 6 bursts with an election), and also ticking after queued deliveries (4 of 6), did not fix it.
+ * One per process, for the members of embedded swarms (wall-clock hosts only): two heavy items
+ * per loop iteration, the two followers a five-member commit needs. Measured in the swarm (100 x
+ * 1 MiB writes, load 17-20 on the shared 2-core machine, alternating runs): loop delay max
+ * 135-246 ms and p99 92-149 ms, against 284-432 and 207-246 ms without a budget; 0 elections in
+ * 6 bursts each. One item per iteration cut the p99 to 62-102 ms but 8 of 10 bursts had an
+ * election: each one traced was the leader stepping down on its quorum check, with the followers
+ * that would have answered waiting their turn, then their fsync (230-270 ms), answering no
+ * heartbeat meanwhile, and the others' answers still queued for delivery behind the iteration in
+ * progress when the leader's late tick judged the quorum. With two per iteration the followers
+ * that make the quorum never wait for the budget.
  */
-export const PROCESS_TURN_BUDGET = new TurnBudget();
+export const PROCESS_TURN_BUDGET = new TurnBudget(undefined, 2);

@@ -131,3 +131,29 @@ describe('shared turn budget', () => {
     expect(budget.waiting).toBe(0);
   });
 });
+
+describe('turn budget with two items per iteration', () => {
+  it('runs them in pairs, first in first out', async () => {
+    let iteration = 0;
+    let marking = true;
+    const mark = (): void => {
+      iteration++;
+      if (marking) setImmediate(mark);
+    };
+    setImmediate(mark);
+    const budget = new TurnBudget(undefined, 2);
+    const ran: Array<[string, number]> = [];
+    try {
+      for (const name of ['a', 'b', 'c', 'd', 'e']) budget.defer(() => void ran.push([name, iteration]));
+      const t0 = Date.now();
+      while (ran.length < 5 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      marking = false;
+    }
+    expect(ran.map(([n]) => n)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    const [a, b, c, d, e] = ran.map(([, i]) => i);
+    expect(a).toBe(b);
+    expect(c).toBe(d);
+    expect(new Set([a, c, e]).size).toBe(3);
+  });
+});
