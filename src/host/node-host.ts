@@ -74,14 +74,14 @@ export interface NodeHostOptions {
    */
   diskReserveBytes?: number;
   /**
-   * Shared with the other members on this event loop (real clocks only): once its slice is
-   * spent, a member continues its Readies after the due timers (see TurnBudget).
+   * Shared with the other members on this event loop (real clocks only): a follower's heavy
+   * Ready runs in a loop iteration of its own, one member's after another (see TurnBudget).
    */
   turnBudget?: TurnBudget;
 }
 
 /**
- * A Ready carrying at least this much entry data counts against the loop's turn budget (see
+ * A Ready carrying at least this much entry data goes through the loop's turn budget (see
  * TurnBudget); lighter ones (heartbeats, votes, task batches) are handled at once. At 64 KiB,
  * followers deferred busy task traffic too (100,000 noop tasks: 2,769-12,713 tasks/s against
  * 9,865-15,926 before, loaded machine); at 512 KiB the two measured alike.
@@ -259,7 +259,7 @@ export class NodeHost {
   private campaignStartedAt: number | null = null;
   private campaignIsTransfer = false;
   private appliedBytesSinceSnapshot = 0;
-  /** Times process() yielded to the timers phase because the loop's slice was spent. */
+  /** Heavy Readies (or their applies) this member ran through the turn budget. */
   private yields = 0;
   private lastSnapshotBytes = 0;
   private messagesIn = 0;
@@ -725,12 +725,13 @@ export class NodeHost {
       const rd = this.raft.ready();
       this.readies++;
       this.sendReplicationEarly(rd);
-      // A follower's heavy Ready (large entries to write or apply) waits for the due timers
-      // once the loop's slice is spent; light ones (heartbeats, votes, acks) never wait, nor
-      // does the leader, whose heartbeats would wait with it.
+      // A follower's heavy Ready (large entries to write or apply) takes a loop iteration of
+      // its own, after the other members' (the four followers of an embedded swarm get each
+      // append in the same turn); light ones (heartbeats, votes, acks) never wait, nor does
+      // the leader, whose heartbeats would wait with it.
       const budget = this.opts.turnBudget;
-      if (budget && this.raft.role !== 'leader' && readyBytes(rd) >= HEAVY_READY_BYTES && budget.spent()) {
-        this.deferReady(rd, budget, this.opts.clock.now() + this.maxDeferMs());
+      if (budget && this.raft.role !== 'leader' && readyBytes(rd) >= HEAVY_READY_BYTES) {
+        this.deferReady(rd, budget);
         return;
       }
       if (!this.persist(rd)) return; // handleReady(rd) runs once the batch is durable
@@ -739,29 +740,15 @@ export class NodeHost {
   }
 
   /**
-   * How long a follower's heavy Ready may wait for its turn: one heartbeat interval. Its
-   * messages (heartbeat responses included) wait with it, and the leader's quorum check
-   * counts those responses.
+   * Persist and handle `rd` in a loop iteration of its own (see TurnBudget); no other Ready is
+   * taken meanwhile, so its messages (heartbeat responses included) wait with it.
    */
-  private maxDeferMs(): number {
-    return this.raftConfig.heartbeatTicks * this.opts.tickMs;
-  }
-
-  /**
-   * Persist and handle `rd` after the due timers, in a slice of its own (other members' heavy
-   * Readies deferred to the same timers phase wait again); no other Ready is taken meanwhile.
-   */
-  private deferReady(rd: Ready, budget: TurnBudget, until: number): void {
+  private deferReady(rd: Ready, budget: TurnBudget): void {
     this.persisting = true;
     this.yields++;
     const life = this.starts;
-    budget.yieldThen(() => {
+    budget.defer(() => {
       if (!this.running || this.starts !== life) return;
-      // Bounded by maxDeferMs: its heartbeat responses wait with it.
-      if (this.opts.clock.now() < until && budget.spent()) {
-        this.deferReady(rd, budget, until);
-        return;
-      }
       this.persisting = false;
       if (!this.persist(rd)) return;
       this.handleReady(rd);
@@ -873,20 +860,12 @@ export class NodeHost {
           this.handleReady(rd);
           this.process();
         };
-        // Other members' callbacks land in the same loop phase: apply after due timers once
-        // the slice is spent. Still persisting meanwhile, so no further Ready is taken.
+        // Other members' callbacks land in the same loop phase: a follower's heavy apply takes
+        // its own iteration. Still persisting meanwhile, so no further Ready is taken.
         const budget = this.opts.turnBudget;
-        const until = this.opts.clock.now() + this.maxDeferMs();
-        const later = (): void => {
-          if (!this.running || this.starts !== life) return;
-          if (this.opts.clock.now() < until && budget!.spent()) {
-            this.yields++;
-            budget!.yieldThen(later);
-          } else finish();
-        };
-        if (budget && this.raft.role !== 'leader' && appliedBytes(rd) >= HEAVY_READY_BYTES && budget.spent()) {
+        if (budget && this.raft.role !== 'leader' && appliedBytes(rd) >= HEAVY_READY_BYTES) {
           this.yields++;
-          budget.yieldThen(later);
+          budget.defer(finish);
         } else finish();
       });
     } catch (e) {

@@ -4,6 +4,7 @@ import type { Entry } from '../raft/types.js';
 import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
+import { parseShared } from './parse-shared.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
@@ -118,7 +119,8 @@ export class CoordinationMachine implements StateMachine {
       this.events.onApplied?.(entry.index);
       return { ok: true };
     }
-    const parsed = JSON.parse(entry.data) as Command | ForwardedCommand;
+    // Parsed once per process for all the replicas it hosts; each gets its own copy.
+    const parsed = parseShared(entry.data) as Command | ForwardedCommand;
     // Log time: the leader's clock only (see ForwardedCommand); deterministic, never backwards.
     const forwarded = typeof parsed === 'object' && parsed !== null && 'lnow' in parsed;
     const cmd = forwarded ? parsed.cmd : (parsed as Command);

@@ -13,11 +13,14 @@
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
 // event loop's max and p99 delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution) against the
-// heartbeat interval, and memory_store latency p50/p99/max.
+// heartbeat interval, and memory_store latency p50/p99/max. Beside it, the same delay figures
+// of an idle Node process running meanwhile (a child doing nothing): what the machine's load
+// alone costs a loop, the floor under the burst's figures.
 //
 // Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
 // the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
 
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import os from 'node:os';
@@ -218,6 +221,40 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
   }
 }
 
+/**
+ * An idle Node process measuring its own event-loop delay until told to stop: the delay the
+ * machine's load alone causes (on the shared 2-core VM at load 20: tens to hundreds of ms).
+ */
+function idleLoopProbe(): { stop: () => Promise<{ max_ms: number; p99_ms: number } | null> } {
+  const src = `const { monitorEventLoopDelay } = require('node:perf_hooks');
+const h = monitorEventLoopDelay({ resolution: 1 }); h.enable();
+process.stdin.on('data', () => { h.disable(); process.stdout.write(JSON.stringify({ max_ms: h.max / 1e6, p99_ms: h.percentile(99) / 1e6 })); process.exit(0); });
+process.stdout.write('ready\\n');`;
+  const child = spawn(process.execPath, ['-e', src], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let out = '';
+  const ready = new Promise<void>((resolve) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.startsWith('ready\n')) resolve();
+    });
+    child.on('exit', () => resolve());
+  });
+  const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  return {
+    stop: async () => {
+      await ready;
+      child.stdin.end('stop');
+      await done;
+      try {
+        const r = JSON.parse(out.slice('ready\n'.length)) as { max_ms: number; p99_ms: number };
+        return { max_ms: round(r.max_ms, 1), p99_ms: round(r.p99_ms, 1) };
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
 async function burstScenario(o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
   const { coord, swarm, dir } = await freshSwarm('burst');
   try {
@@ -227,6 +264,7 @@ async function burstScenario(o: Options, log: (m: string) => void): Promise<Reco
     });
     const value = 'v'.repeat(o.valueKib * 1024 - 16);
     const h = monitorEventLoopDelay({ resolution: 1 });
+    const probe = idleLoopProbe();
     const cpu0 = cpuUs();
     h.enable();
     const lat: number[] = [];
@@ -245,6 +283,7 @@ async function burstScenario(o: Options, log: (m: string) => void): Promise<Reco
     const wallMs = performance.now() - t0;
     h.disable();
     off();
+    const idle = await probe.stop();
     const out = {
       writes: o.burst,
       value_bytes: value.length + 2,
@@ -254,6 +293,8 @@ async function burstScenario(o: Options, log: (m: string) => void): Promise<Reco
       election_timeout_min_ms: swarm.config().election_timeout_min,
       event_loop_delay_max_ms: round(h.max / 1e6, 1),
       event_loop_delay_p99_ms: round(h.percentile(99) / 1e6, 1),
+      idle_process_loop_delay_max_ms: idle?.max_ms ?? null,
+      idle_process_loop_delay_p99_ms: idle?.p99_ms ?? null,
       latency_p50_ms: round(percentile(lat, 50), 1),
       latency_p99_ms: round(percentile(lat, 99), 1),
       latency_max_ms: round(percentile(lat, 100), 1),
@@ -261,7 +302,10 @@ async function burstScenario(o: Options, log: (m: string) => void): Promise<Reco
       cpu_ms_per_write: round((cpuUs() - cpu0) / 1000 / o.burst, 1),
       load_average_1m: round(os.loadavg()[0] as number, 2),
     };
-    log(`burst: ${o.burst} x ${o.valueKib} KiB, elections ${out.elections}, loop delay max ${out.event_loop_delay_max_ms} ms, p99 latency ${out.latency_p99_ms} ms`);
+    log(
+      `burst: ${o.burst} x ${o.valueKib} KiB, elections ${out.elections}, loop delay max ${out.event_loop_delay_max_ms} ms ` +
+        `(an idle process meanwhile: ${out.idle_process_loop_delay_max_ms} ms), p99 latency ${out.latency_p99_ms} ms`,
+    );
     return out;
   } finally {
     coord.close();
