@@ -1,6 +1,6 @@
 // Per-orchestration columnar storage of task records. A million-task orchestration held as
 // one object per task cost ~260 bytes per task per replica (18-field object, id string, map
-// entry; five replicas in one embedded process); in columns it is ~25 bytes. Every value is
+// entry; five replicas in one embedded process); in columns it is ~18 bytes. Every value is
 // kept exactly: what does not fit a column's small encoding goes to a per-column side map.
 
 import type { Orchestration, Priority, TaskRecord, TaskStatus } from './types.js';
@@ -15,108 +15,129 @@ const SMALL = 64;
 
 type Slots = Uint8Array | Uint16Array | Uint32Array | number[];
 
-function slots(bits: 8 | 16 | 32, n: number): Slots {
-  if (n < SMALL) return new Array<number>(n).fill(0);
-  return bits === 8 ? new Uint8Array(n) : bits === 16 ? new Uint16Array(n) : new Uint32Array(n);
-}
+/** Largest slot value of width w (0: one byte, 1: two, 2: four); it means "see the side map". */
+const maxOf = (w: number): number => (w === 0 ? 0xff : w === 1 ? 0xffff : 0xffffffff);
 
 /**
  * A numeric column: slot 0 is `zero` (0, or null for nullable fields), slot s in [1, max) is
  * `base + s - 1`, slot max means "see the side map", which holds any other value exactly
- * (large, negative, fractional, or not a number at all). Allocated on first non-zero write.
+ * (negative, fractional, past 2^32, or not a number at all). Allocated on first non-zero write,
+ * one byte a slot, widened to two then four when a value needs it.
  */
 export class NumColumn {
   private a: Slots | null = null;
+  /** Current width (see maxOf; plain arrays hold any 32-bit value: 2). */
+  private width = 0;
   private wide: Map<number, unknown> | null = null;
-  private readonly max: number;
 
   constructor(
-    private readonly bits: 8 | 16 | 32,
     private readonly n: number,
     private readonly base: number,
     private readonly zero: number | null,
-  ) {
-    this.max = bits === 8 ? 0xff : bits === 16 ? 0xffff : 0xffffffff;
-  }
+  ) {}
 
   get(i: number): number {
     const s = this.a === null ? 0 : (this.a[i] as number);
     if (s === 0) return this.zero as number;
-    if (s === this.max) return (this.wide as Map<number, unknown>).get(i) as number;
+    if (s === maxOf(this.width)) return (this.wide as Map<number, unknown>).get(i) as number;
     return this.base + s - 1;
   }
 
   set(i: number, v: unknown): void {
+    const a0 = this.a;
+    if (a0 !== null && a0[i] === maxOf(this.width)) this.wide?.delete(i);
     if (v === this.zero) {
-      if (this.a !== null && this.a[i] === this.max) this.wide?.delete(i);
-      if (this.a !== null) this.a[i] = 0;
+      if (a0 !== null) a0[i] = 0;
       return;
     }
-    const a = (this.a ??= slots(this.bits, this.n));
-    if (a[i] === this.max) this.wide?.delete(i);
     const d = typeof v === 'number' ? v - this.base + 1 : Number.NaN;
-    if (Number.isInteger(d) && d >= 1 && d < this.max) {
+    const fits = Number.isInteger(d) && d >= 1 && d < maxOf(2);
+    if (fits) while (d >= maxOf(this.width) || this.a === null) this.grow();
+    else if (this.a === null) this.grow();
+    const a = this.a as unknown as Slots;
+    if (fits) {
       a[i] = d;
       return;
     }
-    a[i] = this.max;
+    a[i] = maxOf(this.width);
     (this.wide ??= new Map()).set(i, v);
+  }
+
+  /** Allocate (one byte a slot), or widen keeping every slot's meaning. */
+  private grow(): void {
+    if (this.a === null) {
+      if (this.n < SMALL) {
+        this.a = new Array<number>(this.n).fill(0);
+        this.width = 2;
+      } else this.a = new Uint8Array(this.n);
+      return;
+    }
+    const old = this.a;
+    const oldMax = maxOf(this.width);
+    this.width++;
+    const a = this.width === 1 ? new Uint16Array(this.n) : new Uint32Array(this.n);
+    const max = maxOf(this.width);
+    for (let i = 0; i < this.n; i++) {
+      const s = old[i] as number;
+      a[i] = s === oldMax ? max : s;
+    }
+    this.a = a;
   }
 
   /** Values kept in the side map (for tests: the compact encoding is the common case). */
   get wideCount(): number {
     return this.wide?.size ?? 0;
   }
+
+  /** Bytes a slot takes now (0 before the first non-zero value). */
+  get slotBytes(): number {
+    return this.a === null ? 0 : this.a instanceof Array ? 8 : this.a.BYTES_PER_ELEMENT;
+  }
 }
 
-/**
- * Agent ids (assignee, completed_by) as codes into a table shared by the task table: 0 is
- * null, 1..0xfffe a table entry, 0xffff a side-map value (table full, or not a string).
- */
+/** Agent ids (assignee, completed_by) as codes into a table shared by the task table: code - 1 is the index. */
 export class Interner {
   readonly values: string[] = [];
   private readonly codes = new Map<string, number>();
 
   code(v: string): number {
     let c = this.codes.get(v);
-    if (c === undefined && this.values.length < 0xfffe - 1) {
+    if (c === undefined) {
       this.values.push(v);
       c = this.values.length;
       this.codes.set(v, c);
     }
-    return c ?? 0xffff;
+    return c;
   }
 }
 
+/** Agent ids by code (0: null); a value that is not a string is kept as is in a side map. */
 export class RefColumn {
-  private a: Slots | null = null;
-  private wide: Map<number, unknown> | null = null;
+  private readonly codes: NumColumn;
+  private other: Map<number, unknown> | null = null;
 
   constructor(
-    private readonly n: number,
+    n: number,
     private readonly names: Interner,
-  ) {}
+  ) {
+    this.codes = new NumColumn(n, 1, 0);
+  }
 
   get(i: number): string | null {
-    const s = this.a === null ? 0 : (this.a[i] as number);
-    if (s === 0) return null;
-    if (s === 0xffff) return (this.wide as Map<number, unknown>).get(i) as string;
-    return this.names.values[s - 1] as string;
+    const c = this.codes.get(i);
+    if (c === 0) return null;
+    if (c === -1) return (this.other as Map<number, unknown>).get(i) as string;
+    return this.names.values[c - 1] as string;
   }
 
   set(i: number, v: unknown): void {
-    if (v === null) {
-      if (this.a !== null) {
-        if (this.a[i] === 0xffff) this.wide?.delete(i);
-        this.a[i] = 0;
-      }
-      return;
+    if (this.codes.get(i) === -1) this.other?.delete(i);
+    if (v === null) this.codes.set(i, 0);
+    else if (typeof v === 'string') this.codes.set(i, this.names.code(v));
+    else {
+      this.codes.set(i, -1);
+      (this.other ??= new Map()).set(i, v);
     }
-    const a = (this.a ??= slots(16, this.n));
-    if (a[i] === 0xffff) this.wide?.delete(i);
-    const c = typeof v === 'string' ? this.names.code(v) : 0xffff;
-    a[i] = c;
-    if (c === 0xffff) (this.wide ??= new Map()).set(i, v);
   }
 }
 
@@ -148,18 +169,18 @@ export class OrchTasks {
   ) {
     const n = orch.count;
     this.status = n < SMALL ? new Array<number>(n).fill(present ? 0 : ABSENT) : new Uint8Array(n).fill(present ? 0 : ABSENT);
-    this.epoch = new NumColumn(8, n, 1, 0);
+    this.epoch = new NumColumn(n, 1, 0);
     this.assignee = new RefColumn(n, names);
-    this.assignedTerm = new NumColumn(32, n, 1, 0);
-    this.leaseUntil = new NumColumn(32, n, orch.created_at, 0);
-    this.assignments = new NumColumn(8, n, 1, 0);
-    this.failures = new NumColumn(8, n, 1, 0);
-    this.completionsApplied = new NumColumn(8, n, 1, 0);
-    this.completedIndex = new NumColumn(32, n, orch.created_index, null);
-    this.executionsStarted = new NumColumn(8, n, 1, 0);
-    this.staleRefused = new NumColumn(8, n, 1, 0);
+    this.assignedTerm = new NumColumn(n, 1, 0);
+    this.leaseUntil = new NumColumn(n, orch.created_at, 0);
+    this.assignments = new NumColumn(n, 1, 0);
+    this.failures = new NumColumn(n, 1, 0);
+    this.completionsApplied = new NumColumn(n, 1, 0);
+    this.completedIndex = new NumColumn(n, orch.created_index, null);
+    this.executionsStarted = new NumColumn(n, 1, 0);
+    this.staleRefused = new NumColumn(n, 1, 0);
     this.completedBy = new RefColumn(n, names);
-    this.completedAt = new NumColumn(32, n, orch.created_at, null);
+    this.completedAt = new NumColumn(n, orch.created_at, null);
   }
 
   has(i: number): boolean {

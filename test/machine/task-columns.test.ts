@@ -31,13 +31,13 @@ describe('task columns', () => {
   // Both backings: plain arrays below 64 slots, typed arrays from 64.
   for (const n of [10, 1000]) {
     it(`a numeric column (${n} slots) keeps every value exactly, compact or not`, () => {
-      const counter = new NumColumn(8, n, 1, 0);
-      const time = new NumColumn(32, n, T0, null);
+      const counter = new NumColumn(n, 1, 0);
+      const time = new NumColumn(n, T0, null);
       const values: unknown[] = [0, 1, 2, 254, 255, 256, 70_000, 2 ** 40, -1, 1.5, -0.25, Number.MAX_SAFE_INTEGER, 'x', undefined, null];
       values.forEach((v, i) => counter.set(i, v));
       values.forEach((v, i) => expect(counter.get(i)).toBe(v === null ? null : v));
-      // The common values are held in the column itself, not the side map.
-      const compact = [0, 1, 2, 254];
+      // Integers in [0, 2^32 - 1) are held in the column itself (widened as needed), the rest in the side map.
+      const compact = [0, 1, 2, 254, 255, 256, 70_000];
       expect(counter.wideCount).toBe(values.length - compact.length);
       const times: unknown[] = [null, T0, T0 + 1, T0 + 30_000, T0 + 2 ** 32, T0 - 1, 0, T0 + 0.5];
       times.forEach((v, i) => time.set(i, v));
@@ -52,13 +52,33 @@ describe('task columns', () => {
     });
   }
 
+  it('a column takes one byte a slot until a value needs two, then four; side-map values survive the widening', () => {
+    const c = new NumColumn(1000, 1, 0);
+    expect(c.slotBytes).toBe(0);
+    c.set(0, 3);
+    c.set(1, -7);
+    expect(c.slotBytes).toBe(1);
+    c.set(2, 300);
+    expect(c.slotBytes).toBe(2);
+    c.set(3, 70_000);
+    expect(c.slotBytes).toBe(4);
+    expect([0, 1, 2, 3, 4].map((i) => c.get(i))).toEqual([3, -7, 300, 70_000, 0]);
+    expect(c.wideCount).toBe(1);
+  });
+
   it('an agent column keeps ids, null and non-string values', () => {
     const names = new Interner();
-    const c = new RefColumn(100, names);
+    const c = new RefColumn(400, names);
     const values: unknown[] = ['raft-agent-1', null, 'raft-agent-2', 'raft-agent-1', 42, { a: 1 }, ''];
+    // More distinct agents than one byte of codes holds.
+    for (let k = 0; k < 300; k++) values.push(`agent-${k}`);
     values.forEach((v, i) => c.set(i, v));
     values.forEach((v, i) => expect(c.get(i)).toEqual(v));
-    expect(names.values).toEqual(['raft-agent-1', 'raft-agent-2', '']);
+    expect(names.values.slice(0, 3)).toEqual(['raft-agent-1', 'raft-agent-2', '']);
+    // Overwritten: a non-string value leaves its side map.
+    c.set(4, 'x');
+    c.set(5, null);
+    expect([c.get(4), c.get(5)]).toEqual(['x', null]);
   });
 
   it('a record stored and read back is the same record, field order included', () => {
