@@ -391,6 +391,16 @@ export class TaskTable {
     for (const [id, s] of this.assignedSlots) fn(id, s.t.assignee.get(s.i), s.t.leaseUntil.get(s.i));
   }
 
+  /**
+   * The orchestration of task `id` when it is assigned to `agent` at `epoch`, else undefined:
+   * a worker's check before it runs an assignment, without building the record.
+   */
+  heldBy(id: string, epoch: number, agent: string): Orchestration | undefined {
+    const s = this.assignedSlots.get(id);
+    if (!s || s.t.epoch.get(s.i) !== epoch || s.t.assignee.get(s.i) !== agent) return undefined;
+    return s.t.orch;
+  }
+
   /** False only when no queue can hold a pending task (cheap: the scheduler asks every tick). */
   mayHavePending(): boolean {
     for (const p of PRIORITIES) if (this.heads[p] < this.queues[p].length) return true;

@@ -146,4 +146,30 @@ describe('task table on columns', () => {
     expect(b.op({ t: 'task.complete', items: [{ task: 'orch-1-01', agent: 'a', epoch: 1, ok: true, result: null }] })).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
     expect(b.machine.tasks.tasks.get('orch-1-1')?.status).toBe('assigned');
   });
+
+  it('heldBy names the orchestration only while the task is assigned to that agent at that epoch', () => {
+    const b = new LogBuilder();
+    b.op(createOp(2));
+    const tasks = b.machine.tasks;
+    expect(tasks.heldBy('orch-1-1', 0, 'a')).toBeUndefined(); // pending
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, groups: [{ orch: 'orch-1', agent: 'a', seqs: [1, 2], from: [0, 0] }] });
+    expect(tasks.heldBy('orch-1-1', 1, 'a')?.id).toBe('orch-1');
+    expect(tasks.heldBy('orch-1-1', 0, 'a')).toBeUndefined();
+    expect(tasks.heldBy('orch-1-1', 1, 'b')).toBeUndefined();
+    expect(tasks.heldBy('orch-1-01', 1, 'a')).toBeUndefined();
+    // Reassigned to b (epoch 2): a's assignment is gone.
+    b.op({ t: 'task.assign', term: 2, lease_ms: 1000, groups: [{ orch: 'orch-1', agent: 'b', seqs: [1], from: [1] }] });
+    expect(tasks.heldBy('orch-1-1', 1, 'a')).toBeUndefined();
+    expect(tasks.heldBy('orch-1-1', 2, 'b')?.id).toBe('orch-1');
+    b.op({ t: 'task.complete', groups: [{ orch: 'orch-1', agent: 'b', seqs: [1], epochs: [2], ok: true }] });
+    b.op({ t: 'task.complete', groups: [{ orch: 'orch-1', agent: 'a', seqs: [2], epochs: [1], ok: false }] });
+    expect(tasks.heldBy('orch-1-1', 2, 'b')).toBeUndefined(); // completed
+    expect(tasks.heldBy('orch-1-2', 1, 'a')).toBeUndefined(); // failed once: pending again
+    // The same after a restore (the index is rebuilt from the records).
+    b.op({ t: 'task.assign', term: 2, lease_ms: 1000, groups: [{ orch: 'orch-1', agent: 'c', seqs: [2], from: [1] }] });
+    const r = new CoordinationMachine();
+    r.restore(b.machine.snapshot());
+    expect(r.tasks.heldBy('orch-1-2', 2, 'c')?.id).toBe('orch-1');
+    expect(r.tasks.heldBy('orch-1-1', 2, 'b')).toBeUndefined();
+  });
 });
