@@ -198,7 +198,7 @@ class LeaderCrash {
     const catchUpMs = performance.now() - t0;
     const perMember = [...this.swarm.machines.entries()].map(([mid, m]) => {
       const o = m.tasks.orchs.get(this.orchId) as Orchestration;
-      return { id: mid, completed: o.counts.completed, failed: o.counts.failed, duplicates: o.counts.duplicates, executions_started: o.counts.executions_started, recovered: o.counts.recovered };
+      return { id: mid, completed: o.counts.completed, failed: o.counts.failed, duplicates: o.counts.duplicates, executions_started: o.counts.executions_started, stale_completions_refused: o.counts.stale_completions_refused, recovered: o.counts.recovered };
     });
     const newLeaderId = this.newLeader?.id ?? null;
     const rec = newLeaderId ? [...(this.swarm.machines.get(newLeaderId)?.elections ?? [])].reverse().find((e) => e.new_leader === newLeaderId) : undefined;
