@@ -9,6 +9,9 @@
 // task_retention_orchestrations=0, applied through the log; records counted on every replica),
 // with pages and free pages of each file, and again after 1,100 more entries (every member has
 // snapshotted and compacted its log since retention, and released free pages).
+// With --crash-at F the leader is crashed (agent_terminate, mode crash) once F of the tasks
+// completed and restarted after the run; lost, duplicates and executions come from every
+// replica's counters, failover from the wall clock and the new leader's election record.
 //
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
