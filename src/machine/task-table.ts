@@ -11,6 +11,7 @@ import {
   type TaskRecord,
   type TaskStatus,
 } from './types.js';
+import { ABSENT, Interner, OrchTasks, STATUS_CODE } from './task-columns.js';
 
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
@@ -31,13 +32,20 @@ export const COMPACT_TASKS_PER_ENTRY = 10_000;
  * itself is at-least-once: every report says how many runs it covers (executions_started).
  */
 export class TaskTable {
-  tasks = new Map<string, TaskRecord>();
+  /** The task records by id, read-only: each lookup builds a fresh record from the columns. */
+  readonly tasks: TaskIndex = new TaskIndex(this);
   orchs = new Map<string, Orchestration>();
   idempotency = new Map<string, string>();
   /** Ids of tasks currently assigned (leases to watch). Derived; rebuilt on restore. */
   assigned = new Set<string>();
-  /** Tasks of each orchestration by seq - 1: O(1) lookup for compact ops. Derived. */
-  private byOrch = new Map<string, Array<TaskRecord | undefined>>();
+  /** Where each assigned task's record is (same keys as `assigned`). Derived. */
+  private assignedSlots = new Map<string, Slot>();
+  /** Task records of each orchestration whose records are not all removed. Derived from the records. */
+  private byOrch = new Map<string, OrchTasks>();
+  /** Agent ids of assignee / completed_by, shared by all orchestrations' columns. */
+  private readonly names = new Interner();
+  /** Records held (removed ones not counted). */
+  private records = 0;
   /**
    * Finished orchestrations whose records are not all removed yet, by (finished_at,
    * created_index): derived from the orchestrations alone, so a replica restored from a
@@ -46,8 +54,8 @@ export class TaskTable {
   private retentionQueue: Orchestration[] = [];
   /** Execution reports refused because their task's record was removed by retention. */
   compactedReportsRefused = 0;
-  /** Pending task ids per priority, FIFO. A cache for the scheduler, rebuilt on restore. */
-  private queues: Record<Priority, string[]> = { low: [], medium: [], high: [], critical: [] };
+  /** Pending tasks per priority, FIFO, as seq ranges. A cache for the scheduler, rebuilt on restore. */
+  private queues: Record<Priority, QueueRange[]> = { low: [], medium: [], high: [], critical: [] };
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
   /** Highest log index of a task.complete entry applied: a lower or equal one is a replay. */
   completeIndexHigh = 0;
@@ -78,16 +86,11 @@ export class TaskTable {
     };
     this.orchs.set(id, orch);
     if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
-    const q = this.queues[op.priority];
-    const list: TaskRecord[] = new Array(op.count);
-    for (let seq = 1; seq <= op.count; seq++) {
-      const tid = `${id}-${seq}`;
-      const t = newTask(tid, id, seq, op.priority);
-      this.tasks.set(tid, t);
-      list[seq - 1] = t;
-      q.push(tid);
-    }
-    this.byOrch.set(id, list);
+    // Every field of a new task is its zero value: the columns start that way.
+    const cols = new OrchTasks(orch, this.names, true);
+    this.byOrch.set(id, cols);
+    this.records += op.count;
+    this.enqueue(cols, 1, op.count);
     return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
   }
 
@@ -99,42 +102,48 @@ export class TaskTable {
   ): { items: Array<{ task: string; agent: string; epoch: number }>; assigned: number; stale: number; recovered: number } {
     const out = { items: [] as Array<{ task: string; agent: string; epoch: number }>, assigned: 0, stale: 0, recovered: 0, notify: notifyAgent };
     const leaseUntil = now + op.lease_ms;
-    for (const it of op.items ?? []) this.assignOne(this.tasks.get(it.task), it.agent, it.from_epoch, op.term, leaseUntil, out);
+    for (const it of op.items ?? []) {
+      const slot = this.slotOf(it.task);
+      this.assignOne(slot?.t, slot?.i ?? -1, it.agent, it.from_epoch, op.term, leaseUntil, out);
+    }
     for (const g of op.groups ?? []) {
-      const list = this.byOrch.get(g.orch);
+      const cols = this.byOrch.get(g.orch);
       for (let i = 0; i < g.seqs.length; i++) {
-        this.assignOne(list?.[(g.seqs[i] as number) - 1], g.agent, g.from[i] as number, op.term, leaseUntil, out);
+        this.assignOne(cols, seqIndex(g.seqs[i]), g.agent, g.from[i] as number, op.term, leaseUntil, out);
       }
     }
     return out;
   }
 
   private assignOne(
-    t: TaskRecord | undefined,
+    t: OrchTasks | undefined,
+    i: number,
     agent: string,
     fromEpoch: number,
     term: number,
     leaseUntil: number,
     out: { items: Array<{ task: string; agent: string; epoch: number }>; assigned: number; stale: number; recovered: number; notify?: string | undefined },
   ): void {
-    if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== fromEpoch) {
+    const status = t && t.has(i) ? t.status[i] : ABSENT;
+    if (!t || (status !== STATUS_CODE.pending && status !== STATUS_CODE.assigned) || t.epoch.get(i) !== fromEpoch) {
       out.stale++;
       return;
     }
-    if (t.status === 'assigned') {
+    if (status === STATUS_CODE.assigned) {
       // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
-      (this.orchs.get(t.orch) as Orchestration).counts.recovered++;
+      t.orch.counts.recovered++;
       // The election record counts only what this leader inherited from earlier terms.
-      if (t.assigned_term < term) out.recovered++;
+      if (t.assignedTerm.get(i) < term) out.recovered++;
     }
-    this.setStatus(t, 'assigned');
-    t.epoch++;
-    t.assignee = agent;
-    t.assigned_term = term;
-    t.lease_until = leaseUntil;
-    t.assignments++;
+    this.setStatus(t, i, 'assigned');
+    const epoch = t.epoch.get(i) + 1;
+    t.epoch.set(i, epoch);
+    t.assignee.set(i, agent);
+    t.assignedTerm.set(i, term);
+    t.leaseUntil.set(i, leaseUntil);
+    t.assignments.set(i, t.assignments.get(i) + 1);
     out.assigned++;
-    if (out.notify === undefined || out.notify === agent) out.items.push({ task: t.id, agent, epoch: t.epoch });
+    if (out.notify === undefined || out.notify === agent) out.items.push({ task: taskId(t, i), agent, epoch });
   }
 
   /** Apply execution reports carried by the log entry at `index`. */
@@ -144,16 +153,16 @@ export class TaskTable {
     const replayed = index > 0 && index <= this.completeIndexHigh ? index : 0;
     if (index > this.completeIndexHigh) this.completeIndexHigh = index;
     for (const it of items) {
-      const t = this.tasks.get(it.task);
-      if (t) this.completeOne(t, it.agent, it.epoch, it.ok, it.result, it.starts, now, index, replayed, out);
+      const slot = this.slotOf(it.task);
+      if (slot) this.completeOne(slot.t, slot.i, it.agent, it.epoch, it.ok, it.result, it.starts, now, index, replayed, out);
       else this.refuseMissing(typeof it.task === 'string' ? parseTaskId(it.task) : null, it.starts, out);
     }
     for (const g of groups) {
-      const list = this.byOrch.get(g.orch);
+      const cols = this.byOrch.get(g.orch);
       for (let i = 0; i < g.seqs.length; i++) {
         const seq = g.seqs[i] as number;
-        const t = list?.[seq - 1];
-        if (t) this.completeOne(t, g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, g.starts?.[i], now, index, replayed, out);
+        const at = seqIndex(seq);
+        if (cols && cols.has(at)) this.completeOne(cols, at, g.agent, g.epochs[i] as number, g.ok, g.results?.[i] ?? null, g.starts?.[i], now, index, replayed, out);
         else this.refuseMissing({ orch: g.orch, seq }, g.starts?.[i], out);
       }
     }
@@ -177,7 +186,8 @@ export class TaskTable {
   }
 
   private completeOne(
-    t: TaskRecord,
+    t: OrchTasks,
+    i: number,
     agent: string,
     epoch: number,
     ok: boolean,
@@ -188,44 +198,46 @@ export class TaskTable {
     replayed: number,
     out: { applied: number; rejected: number },
   ): void {
-    const orch = this.orchs.get(t.orch) as Orchestration;
+    const orch = t.orch;
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
-    t.executions_started += runs;
+    t.executionsStarted.set(i, t.executionsStarted.get(i) + runs);
     orch.counts.executions_started += runs;
-    if (replayed > 0 && t.status === 'completed' && t.completed_index === replayed) {
+    const status = t.status[i];
+    if (replayed > 0 && status === STATUS_CODE.completed && t.completedIndex.get(i) === replayed) {
       // The very entry that completed this task, applied a second time: only a replay bug in
       // the host or in snapshot restore does that. Counted, never hidden behind the fence.
       out.applied++;
-      this.countCompletion(t, orch);
+      this.countCompletion(t, i);
       return;
     }
-    if (t.status !== 'assigned' || t.epoch !== epoch || t.assignee !== agent) {
+    if (status !== STATUS_CODE.assigned || t.epoch.get(i) !== epoch || t.assignee.get(i) !== agent) {
       // A late or repeated report (old epoch, another agent, already done): fenced off. Its
       // run happened (at-least-once execution), its result is not committed.
-      t.stale_completions_refused++;
+      t.staleRefused.set(i, t.staleRefused.get(i) + 1);
       orch.counts.stale_completions_refused++;
       out.rejected++;
       return;
     }
     out.applied++;
     if (ok) {
-      this.countCompletion(t, orch);
-      t.completed_index = index;
-      t.result = result;
-      t.completed_by = agent;
-      t.completed_at = now;
-      this.setStatus(t, 'completed');
+      this.countCompletion(t, i);
+      t.completedIndex.set(i, index);
+      t.setResult(i, result);
+      t.completedBy.set(i, agent);
+      t.completedAt.set(i, now);
+      this.setStatus(t, i, 'completed');
     } else {
-      t.failures++;
-      t.result = result;
-      if (t.failures >= MAX_TASK_ATTEMPTS) {
-        t.completed_at = now;
-        this.setStatus(t, 'failed');
+      const failures = t.failures.get(i) + 1;
+      t.failures.set(i, failures);
+      t.setResult(i, result);
+      if (failures >= MAX_TASK_ATTEMPTS) {
+        t.completedAt.set(i, now);
+        this.setStatus(t, i, 'failed');
       } else {
-        t.assignee = null;
-        this.setStatus(t, 'pending');
-        this.queues[t.priority].push(t.id);
+        t.assignee.set(i, null);
+        this.setStatus(t, i, 'pending');
+        this.enqueue(t, i + 1, i + 1);
       }
     }
     if (orch.counts.completed + orch.counts.failed === orch.count && orch.finished_at === null) {
@@ -278,20 +290,23 @@ export class TaskTable {
       last_completed_at: null,
       late_reports_refused: 0,
     });
-    const list = this.byOrch.get(o.id);
+    const t = this.byOrch.get(o.id);
     let removed = 0;
     let visited = 0;
     while (c.next_seq <= o.count && visited < budget) {
-      const t = list?.[c.next_seq - 1];
-      if (t) {
-        c.failed_attempts += t.failures;
-        c.assignments += t.assignments;
-        if (t.completed_at !== null) {
-          if (c.first_completed_at === null || t.completed_at < c.first_completed_at) c.first_completed_at = t.completed_at;
-          if (c.last_completed_at === null || t.completed_at > c.last_completed_at) c.last_completed_at = t.completed_at;
+      const i = c.next_seq - 1;
+      if (t && t.has(i)) {
+        c.failed_attempts += t.failures.get(i);
+        c.assignments += t.assignments.get(i);
+        const completedAt = t.completedAt.get(i) as number | null;
+        if (completedAt !== null) {
+          if (c.first_completed_at === null || completedAt < c.first_completed_at) c.first_completed_at = completedAt;
+          if (c.last_completed_at === null || completedAt > c.last_completed_at) c.last_completed_at = completedAt;
         }
-        this.tasks.delete(t.id);
-        (list as Array<TaskRecord | undefined>)[c.next_seq - 1] = undefined;
+        // An assigned task's record is not removed here in practice (the orchestration finished).
+        if (t.status[i] === STATUS_CODE.assigned) this.unassign(taskId(t, i));
+        t.remove(i);
+        this.records--;
         c.records_removed++;
         removed++;
       }
@@ -306,18 +321,84 @@ export class TaskTable {
   }
 
   /** duplicates stays equal to the sum over tasks of max(0, completions_applied - 1). */
-  private countCompletion(t: TaskRecord, orch: Orchestration): void {
-    t.completions_applied++;
-    if (t.completions_applied > 1) orch.counts.duplicates++;
+  private countCompletion(t: OrchTasks, i: number): void {
+    const n = t.completionsApplied.get(i) + 1;
+    t.completionsApplied.set(i, n);
+    if (n > 1) t.orch.counts.duplicates++;
   }
 
-  private setStatus(t: TaskRecord, s: TaskStatus): void {
-    const orch = this.orchs.get(t.orch) as Orchestration;
-    orch.counts[t.status]--;
-    orch.counts[s]++;
-    t.status = s;
-    if (s === 'assigned') this.assigned.add(t.id);
-    else this.assigned.delete(t.id);
+  private setStatus(t: OrchTasks, i: number, s: TaskStatus): void {
+    const counts = t.orch.counts;
+    const was = t.statusOf(i);
+    counts[was]--;
+    counts[s]++;
+    t.status[i] = STATUS_CODE[s];
+    if (s === 'assigned') {
+      if (was !== 'assigned') {
+        const id = taskId(t, i);
+        this.assigned.add(id);
+        this.assignedSlots.set(id, { t, i });
+      }
+    } else if (was === 'assigned') this.unassign(taskId(t, i));
+  }
+
+  private unassign(id: string): void {
+    this.assigned.delete(id);
+    this.assignedSlots.delete(id);
+  }
+
+  /** Append seqs from..to of `t` to its priority's pending queue (merged with a run it continues). */
+  private enqueue(t: OrchTasks, from: number, to: number): void {
+    const q = this.queues[t.orch.priority];
+    const last = q[q.length - 1];
+    if (last && last.t === t && last.to + 1 === from && q.length > this.heads[t.orch.priority]) last.to = to;
+    else q.push({ t, from, to });
+  }
+
+  /** The record's place for a task id, or null when there is no such record. */
+  private slotOf(id: unknown): Slot | null {
+    if (typeof id !== 'string') return null;
+    const p = parseTaskId(id);
+    if (!p) return null;
+    const t = this.byOrch.get(p.orch);
+    const i = p.seq - 1;
+    // Only the canonical spelling names a task (`orch-1-01` is no id).
+    if (!t || !t.has(i) || taskId(t, i) !== id) return null;
+    return { t, i };
+  }
+
+  /** Records held (what `tasks.size` reports). */
+  get recordCount(): number {
+    return this.records;
+  }
+
+  /** A fresh copy of the record with this id, or undefined. */
+  record(id: string): TaskRecord | undefined {
+    const s = this.slotOf(id);
+    return s ? s.t.record(s.i) : undefined;
+  }
+
+  /** Every record, in creation order (orchestration, then seq), built on demand. */
+  *allRecords(): IterableIterator<TaskRecord> {
+    for (const t of this.byOrch.values()) for (let i = 0; i < t.orch.count; i++) if (t.has(i)) yield t.record(i);
+  }
+
+  /**
+   * Each assigned task's id, assignee and lease end, without building its record: the
+   * scheduler looks at every one of them every tick.
+   */
+  forEachAssigned(fn: (id: string, assignee: string | null, leaseUntil: number) => void): void {
+    for (const [id, s] of this.assignedSlots) fn(id, s.t.assignee.get(s.i), s.t.leaseUntil.get(s.i));
+  }
+
+  /**
+   * The orchestration of task `id` when it is assigned to `agent` at `epoch`, else undefined:
+   * a worker's check before it runs an assignment, without building the record.
+   */
+  heldBy(id: string, epoch: number, agent: string): Orchestration | undefined {
+    const s = this.assignedSlots.get(id);
+    if (!s || s.t.epoch.get(s.i) !== epoch || s.t.assignee.get(s.i) !== agent) return undefined;
+    return s.t.orch;
   }
 
   /** False only when no queue can hold a pending task (cheap: the scheduler asks every tick). */
@@ -334,25 +415,31 @@ export class TaskTable {
     const out: TaskRecord[] = [];
     // A task that failed and went back to pending can sit in its queue twice.
     const seen = new Set<string>();
+    const pending = (r: QueueRange, seq: number): boolean => this.byOrch.get(r.t.orch.id) === r.t && r.t.status[seq - 1] === STATUS_CODE.pending;
     for (let p = PRIORITIES.length - 1; p >= 0 && out.length < limit; p--) {
       const prio = PRIORITIES[p] as Priority;
       const q = this.queues[prio];
       // Drop the head while it no longer needs scheduling, so scans stay short.
       while (this.heads[prio] < q.length) {
-        const t = this.tasks.get(q[this.heads[prio]] as string);
-        if (t && t.status === 'pending') break;
+        const r = q[this.heads[prio]] as QueueRange;
+        while (r.from <= r.to && !pending(r, r.from)) r.from++;
+        if (r.from <= r.to) break;
         this.heads[prio]++;
       }
       if (this.heads[prio] > 4096 && this.heads[prio] * 2 > q.length) {
         q.splice(0, this.heads[prio]);
         this.heads[prio] = 0;
       }
-      for (let i = this.heads[prio]; i < q.length && out.length < limit; i++) {
-        const t = this.tasks.get(q[i] as string);
-        if (!t || t.status !== 'pending' || exclude.has(t.id) || seen.has(t.id)) continue;
-        seen.add(t.id);
-        if (orchFilter && !orchFilter(t.orch)) continue;
-        out.push(t);
+      for (let k = this.heads[prio]; k < q.length && out.length < limit; k++) {
+        const r = q[k] as QueueRange;
+        if (orchFilter && !orchFilter(r.t.orch.id)) continue;
+        for (let seq = r.from; seq <= r.to && out.length < limit; seq++) {
+          if (!pending(r, seq)) continue;
+          const id = taskId(r.t, seq - 1);
+          if (exclude.has(id) || seen.has(id)) continue;
+          seen.add(id);
+          out.push(r.t.record(seq - 1));
+        }
       }
     }
     return out;
@@ -360,7 +447,7 @@ export class TaskTable {
 
   toJSON(): unknown {
     return {
-      tasks: [...this.tasks.values()],
+      tasks: [...this.allRecords()],
       orchs: [...this.orchs.values()],
       idem: [...this.idempotency.entries()],
       complete_high: this.completeIndexHigh,
@@ -376,18 +463,24 @@ export class TaskTable {
     for (const o of j.orchs) {
       if (upgradeOrchestration(o)) upgraded.add(o.id);
       t.orchs.set(o.id, o);
-      if (o.compacted?.done_index == null) t.byOrch.set(o.id, new Array(o.count));
+      if (o.compacted?.done_index == null) t.byOrch.set(o.id, new OrchTasks(o, t.names, false));
       if (o.finished_at !== null && o.compacted?.done_index == null) t.retentionQueue.push(o);
     }
     t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
     for (const r of j.tasks) {
       upgradeTask(r);
       if (upgraded.has(r.orch)) (t.orchs.get(r.orch) as Orchestration).counts.executions_started += r.executions_started;
-      t.tasks.set(r.id, r);
-      const list = t.byOrch.get(r.orch);
-      if (list) list[r.seq - 1] = r;
-      if (r.status === 'pending') t.queues[r.priority].push(r.id);
-      if (r.status === 'assigned') t.assigned.add(r.id);
+      const cols = t.byOrch.get(r.orch);
+      const i = r.seq - 1;
+      // A snapshot holds records only of orchestrations it lists, at seqs 1..count.
+      if (!cols || !(Number.isInteger(r.seq) && i >= 0 && i < cols.orch.count) || r.id !== taskId(cols, i)) throw new Error(`snapshot task record ${JSON.stringify(r.id)} does not belong to a listed orchestration`);
+      cols.load(r);
+      t.records++;
+      if (r.status === 'pending') t.enqueue(cols, r.seq, r.seq);
+      if (r.status === 'assigned') {
+        t.assigned.add(r.id);
+        t.assignedSlots.set(r.id, { t: cols, i });
+      }
     }
     t.idempotency = new Map(j.idem);
     return t;
@@ -407,29 +500,6 @@ function retentionBefore(a: Orchestration, b: Orchestration): boolean {
   const fa = a.finished_at as number;
   const fb = b.finished_at as number;
   return fa < fb || (fa === fb && a.created_index < b.created_index);
-}
-
-function newTask(id: string, orch: string, seq: number, priority: Priority): TaskRecord {
-  return {
-    id,
-    orch,
-    seq,
-    priority,
-    status: 'pending',
-    epoch: 0,
-    assignee: null,
-    assigned_term: 0,
-    lease_until: 0,
-    assignments: 0,
-    failures: 0,
-    completions_applied: 0,
-    completed_index: null,
-    executions_started: 0,
-    stale_completions_refused: 0,
-    result: null,
-    completed_by: null,
-    completed_at: null,
-  };
 }
 
 function emptyTallies(): OrchestrationTallies {
@@ -459,4 +529,50 @@ function upgradeOrchestration(o: Orchestration): boolean {
   delete c.rejected_duplicate_attempts;
   c.executions_started = 0;
   return true;
+}
+
+/** Where a task's record is: its orchestration's columns and seq - 1. */
+interface Slot {
+  t: OrchTasks;
+  i: number;
+}
+
+/** Seqs from..to of one orchestration, waiting in a priority queue (from advances as they leave). */
+interface QueueRange {
+  t: OrchTasks;
+  from: number;
+  to: number;
+}
+
+function taskId(t: OrchTasks, i: number): string {
+  return `${t.orch.id}-${i + 1}`;
+}
+
+/** seq - 1 when seq is a positive integer, else -1 (no record). */
+function seqIndex(seq: unknown): number {
+  return typeof seq === 'number' && Number.isInteger(seq) && seq >= 1 ? seq - 1 : -1;
+}
+
+/**
+ * The task records seen as a read-only map by id. Records live in columns (task-columns.ts):
+ * get() and values() build fresh copies, so changing one changes nothing.
+ */
+export class TaskIndex {
+  constructor(private readonly table: TaskTable) {}
+
+  get size(): number {
+    return this.table.recordCount;
+  }
+
+  get(id: string): TaskRecord | undefined {
+    return this.table.record(id);
+  }
+
+  has(id: string): boolean {
+    return this.table.record(id) !== undefined;
+  }
+
+  values(): IterableIterator<TaskRecord> {
+    return this.table.allRecords();
+  }
 }

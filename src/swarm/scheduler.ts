@@ -105,18 +105,18 @@ export class Scheduler {
     // Count work in proposals not yet applied too, so two proposals never overfill an agent.
     const load = new Map<string, number>();
     for (const id of ready) load.set(id, this.inflightByAgent.get(id) ?? 0);
-    const takeBack: TaskRecord[] = [];
-    for (const tid of machine.tasks.assigned) {
-      const t = machine.tasks.tasks.get(tid);
-      if (!t || t.assignee === null || this.inflight.has(tid)) continue;
-      const internal = members.has(t.assignee);
-      if (internal && live.has(t.assignee) && t.lease_until > now) {
-        load.set(t.assignee, (load.get(t.assignee) ?? 0) + 1);
+    const takeBack: string[] = [];
+    // Read in place (no record built): this runs over every assigned task every tick.
+    machine.tasks.forEachAssigned((tid, assignee, leaseUntil) => {
+      if (assignee === null || this.inflight.has(tid)) return;
+      const internal = members.has(assignee);
+      if (internal && live.has(assignee) && leaseUntil > now) {
+        load.set(assignee, (load.get(assignee) ?? 0) + 1);
       } else if (internal) {
-        takeBack.push(t);
+        takeBack.push(tid);
       }
       // External claims are only taken back by lease expiry, at the next claim.
-    }
+    });
 
     const items: AssignItem[] = [];
     const pick = (t: TaskRecord): void => {
@@ -127,7 +127,10 @@ export class Scheduler {
       load.set(agent, (load.get(agent) ?? 0) + 1);
       items.push({ task: t.id, agent, from_epoch: t.epoch });
     };
-    for (const t of takeBack) pick(t);
+    for (const tid of takeBack) {
+      const t = machine.tasks.tasks.get(tid);
+      if (t) pick(t);
+    }
     let capacity = 0;
     for (const id of ready) capacity += Math.max(0, batch - (load.get(id) ?? 0));
     if (capacity > 0) {

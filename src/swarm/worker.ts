@@ -81,9 +81,9 @@ export class AgentWorker {
     while (this.queue.length > 0 && this.active < limit) {
       const item = this.queue.shift()!;
       const key = `${item.task}@${item.epoch}`;
-      const t = m.tasks.tasks.get(item.task);
-      const orch = t ? m.tasks.orchs.get(t.orch) : undefined;
-      if (!t || !orch || t.status !== 'assigned' || t.epoch !== item.epoch || t.assignee !== this.agent) {
+      // Still ours at this epoch (read in place: no record built per task).
+      const orch = m.tasks.heldBy(item.task, item.epoch, this.agent);
+      if (!orch) {
         this.known.delete(key);
         this.starts.delete(key);
         continue;
@@ -93,11 +93,11 @@ export class AgentWorker {
         this.known.delete(key);
         // No I/O: complete inline so large batches cost no promise per task.
         this.executed++;
-        this.buffer.push(report(t.id, this.agent, item.epoch, true, null, runs));
+        this.buffer.push(report(item.task, this.agent, item.epoch, true, null, runs));
         continue;
       }
       this.active++;
-      void execute(orch.executor, t.id, item.epoch, orch.payload).then((out) => {
+      void execute(orch.executor, item.task, item.epoch, orch.payload).then((out) => {
         this.active--;
         this.known.delete(key);
         this.executed++;

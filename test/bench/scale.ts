@@ -9,6 +9,9 @@
 // task_retention_orchestrations=0, applied through the log; records counted on every replica),
 // with pages and free pages of each file, and again after 1,100 more entries (every member has
 // snapshotted and compacted its log since retention, and released free pages).
+// With --crash-at F the leader is crashed (agent_terminate, mode crash) once F of the tasks
+// completed and restarted after the run; lost, duplicates and executions come from every
+// replica's counters, failover from the wall clock and the new leader's election record.
 //
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
@@ -27,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { Orchestration } from '../../src/machine/types.js';
-import { spawnAgent } from '../../src/service/agents.js';
+import { restartAgent, spawnAgent, terminateAgent } from '../../src/service/agents.js';
 import { configure } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
@@ -42,6 +45,8 @@ const TARGETS = { burst_elections_max: 0, cost_growth_max: 1.5, idle_cpu_pct_max
 
 interface Options {
   counts: number[];
+  /** Crash the leader (agent_terminate mode crash) once this fraction of the tasks completed; null: no crash. */
+  crashAt: number | null;
   burst: number;
   valueKib: number;
   timeoutS: number;
@@ -57,6 +62,7 @@ function parseOptions(args: BenchArgs): Options {
   if (!['all', 'tasks', 'burst', 'idle'].includes(only)) throw new Error(`--only=${only}: expected all, tasks, burst or idle`);
   return {
     counts,
+    crashAt: args['crash-at'] === undefined ? null : parseNumber(args, 'crash-at', 0.5, (n) => n > 0 && n < 1, 'a fraction in (0, 1)'),
     burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
     timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
@@ -132,6 +138,92 @@ function rssSampler(): { stop: () => number } {
 
 const mib = (b: number): number => round(b / (1 << 20), 1);
 
+/**
+ * The leader-crash variant of the tasks scenario: once `atCompleted` tasks completed, the leader
+ * is crashed through the service call agent_terminate (mode crash) uses. Measured: wall time from
+ * the crash to another member leading (new_leader_ms) and to the first completion committed
+ * after it (progress_resumed_ms, on the new leader's replica), the new leader's own failover_ms
+ * from its election record, and after the run the restart and catch-up of the crashed member.
+ * Lost and duplicates come from every replica's orchestration counters (never assumed).
+ */
+class LeaderCrash {
+  private crashed: { id: string; at: number; completed: number } | null = null;
+  private newLeader: { id: string; ms: number } | null = null;
+  private progressMs: number | null = null;
+
+  constructor(
+    private readonly swarm: Swarm,
+    private readonly orchId: string,
+    private readonly atCompleted: number,
+  ) {}
+
+  async poll(completed: number, log: (m: string) => void): Promise<void> {
+    if (this.crashed || completed < this.atCompleted) return;
+    const leader = this.swarm.cluster.leader();
+    if (!leader) return;
+    const at = performance.now();
+    await terminateAgent(this.swarm, leader.id, 'crash');
+    this.crashed = { id: leader.id, at, completed };
+    log(`crashed leader ${leader.id} at ${completed} completed`);
+  }
+
+  /** Called every poll interval: notes the new leader and the first completion it commits. */
+  watch(): void {
+    if (!this.crashed) return;
+    const l = this.swarm.cluster.leader();
+    if (!this.newLeader && l && l.id !== this.crashed.id) this.newLeader = { id: l.id, ms: performance.now() - this.crashed.at };
+    if (this.newLeader && this.progressMs === null) {
+      const o = this.swarm.machines.get(this.newLeader.id)?.tasks.orchs.get(this.orchId);
+      // Strictly more than any replica could have seen at the crash: committed under the new leader.
+      if (o && o.counts.completed > this.maxCompletedAtCrash()) this.progressMs = performance.now() - this.crashed.at;
+    }
+  }
+
+  private completedAtCrash: number | null = null;
+  private maxCompletedAtCrash(): number {
+    if (this.completedAtCrash === null) {
+      // The crashed replica's machine stops applying at the crash: its count is what was applied there.
+      const m = this.swarm.machines.get((this.crashed as { id: string }).id);
+      this.completedAtCrash = m?.tasks.orchs.get(this.orchId)?.counts.completed ?? (this.crashed as { completed: number }).completed;
+    }
+    return this.completedAtCrash;
+  }
+
+  async finish(timeoutMs: number, log: (m: string) => void): Promise<Record<string, unknown>> {
+    if (!this.crashed) throw new Error('--crash-at: the run finished before the leader was crashed');
+    const { id } = this.crashed;
+    const t0 = performance.now();
+    await restartAgent(this.swarm, id);
+    // Caught up: its replica applied the orchestration's end.
+    for (;;) {
+      const o = this.swarm.machines.get(id)?.tasks.orchs.get(this.orchId);
+      if (o?.finished_at != null) break;
+      if (performance.now() - t0 > timeoutMs) throw new Error(`crashed leader ${id}: not caught up ${timeoutMs} ms after its restart`);
+      await sleep(POLL_MS);
+    }
+    const catchUpMs = performance.now() - t0;
+    const perMember = [...this.swarm.machines.entries()].map(([mid, m]) => {
+      const o = m.tasks.orchs.get(this.orchId) as Orchestration;
+      return { id: mid, completed: o.counts.completed, failed: o.counts.failed, duplicates: o.counts.duplicates, executions_started: o.counts.executions_started, stale_completions_refused: o.counts.stale_completions_refused, recovered: o.counts.recovered };
+    });
+    const newLeaderId = this.newLeader?.id ?? null;
+    const rec = newLeaderId ? [...(this.swarm.machines.get(newLeaderId)?.elections ?? [])].reverse().find((e) => e.new_leader === newLeaderId) : undefined;
+    log(`restarted ${id}, caught up in ${round(catchUpMs, 0)} ms`);
+    return {
+      crashed_leader: id,
+      crashed_at_completed: this.crashed.completed,
+      new_leader: newLeaderId,
+      new_leader_ms: this.newLeader ? round(this.newLeader.ms, 0) : null,
+      progress_resumed_ms: this.progressMs === null ? null : round(this.progressMs, 0),
+      election_failover_ms: rec?.failover_ms ?? null,
+      election_cause: rec?.cause ?? null,
+      restart_catch_up_ms: round(catchUpMs, 0),
+      members_agree: perMember.every((p) => JSON.stringify({ ...p, id: '' }) === JSON.stringify({ ...perMember[0], id: '' })),
+      per_member: perMember,
+    };
+  }
+}
+
 async function tasksScenario(n: number, o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
   const { coord, swarm, dir } = await freshSwarm(`n${n}`);
   try {
@@ -142,14 +234,18 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const res = await orchestrate(swarm, { task: 'scale noop', count: n, executor: { kind: 'noop' } });
     const orchId = res.orchestration_id as string;
     let pollErrors = 0;
+    const crash = o.crashAt === null ? null : new LeaderCrash(swarm, orchId, Math.ceil(o.crashAt * n));
     for (;;) {
       if (performance.now() - t0 > o.timeoutS * 1000) throw new Error(`${n} tasks: not finished after ${o.timeoutS} s`);
       try {
-        if ((await taskStatus(swarm, orchId)).status === 'finished') break;
+        const st = await taskStatus(swarm, orchId);
+        if (st.status === 'finished') break;
+        if (crash) await crash.poll(st.completed as number, log);
       } catch (e) {
         if ((e as { code?: string }).code !== 'unavailable') throw e;
         pollErrors++;
       }
+      if (crash) crash.watch();
       await sleep(POLL_MS);
     }
     const wallMs = performance.now() - t0;
@@ -158,6 +254,8 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const leader = await swarm.waitForLeader(10_000);
     const orch = swarm.machines.get(leader.id)!.tasks.orchs.get(orchId) as Orchestration;
     const logMs = (orch.finished_at as number) - orch.created_at;
+    // The crashed member comes back (agent_restart) and catches up before retention is measured.
+    const crashOut = crash ? await crash.finish(o.timeoutS * 1000, log) : null;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
@@ -198,6 +296,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
       peak_rss_mib: mib(peakRun),
       status_poll_errors: pollErrors,
+      ...(crashOut ? { leader_crash: crashOut } : {}),
       retention: {
         ms: round(retentionMs, 0),
         task_records_per_member_before: recordsBefore,
@@ -214,6 +313,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       },
     };
     log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
+    if (crashOut) log(`${n} tasks, leader crashed at ${crashOut.crashed_at_completed} completed: lost ${out.lost}, duplicates ${out.duplicates}, new leader after ${crashOut.new_leader_ms} ms, progress after ${crashOut.progress_resumed_ms} ms`);
     return out;
   } finally {
     coord.close();
@@ -408,6 +508,7 @@ export const bench: BenchModule = {
     '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
   options: {
     counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
+    'crash-at': { description: 'crash the leader (agent_terminate crash) once this fraction of the tasks completed; restarted after the run', default: '(no crash)' },
     burst: { description: 'memory_store writes in the burst', default: '100' },
     'value-kib': { description: 'size of each burst value in KiB (1..1024)', default: '1024' },
     only: { description: 'all | tasks | burst | idle', default: 'all' },

@@ -393,8 +393,8 @@ describe('CoordinationMachine: pure properties', () => {
     // The scheduler reassigns after lease expiry: epoch 2, agent b. A stale re-assign loses.
     expect(assign('b', 1)).toEqual({ ok: true, value: { assigned: 1, stale: 0 } });
     expect(assign('c', 1)).toEqual({ ok: true, value: { assigned: 0, stale: 1 } });
-    const t = b.machine.tasks.tasks.get('orch-1-1')!;
-    expect(t.epoch).toBe(2);
+    // Records are read as copies (columns hold them): read again after each change.
+    expect(b.machine.tasks.tasks.get('orch-1-1')!.epoch).toBe(2);
     expect(complete('a', 1)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } }); // stale epoch
     expect(complete('a', 2)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } }); // wrong agent
     expect(complete('b', 3)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } }); // future epoch
@@ -402,6 +402,7 @@ describe('CoordinationMachine: pure properties', () => {
     expect(complete('b', 2)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } }); // repeated
     expect(complete('nobody', 9)).toEqual({ ok: true, value: { applied: 0, rejected: 1 } });
     const o = b.machine.tasks.orchs.get('orch-1')!;
+    const t = b.machine.tasks.tasks.get('orch-1-1')!;
     expect(t.status).toBe('completed');
     expect(t.completions_applied).toBe(1);
     expect(t.completed_by).toBe('b');

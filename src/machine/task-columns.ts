@@ -1,0 +1,252 @@
+// Per-orchestration columnar storage of task records. A million-task orchestration held as
+// one object per task cost ~260 bytes per task per replica (18-field object, id string, map
+// entry; five replicas in one embedded process); in columns it is ~18 bytes. Every value is
+// kept exactly: what does not fit a column's small encoding goes to a per-column side map.
+
+import type { Orchestration, Priority, TaskRecord, TaskStatus } from './types.js';
+
+export const STATUS_NAMES: readonly TaskStatus[] = ['pending', 'assigned', 'completed', 'failed'];
+export const STATUS_CODE: Readonly<Record<TaskStatus, number>> = { pending: 0, assigned: 1, completed: 2, failed: 3 };
+/** Status code of a seq whose record was removed by retention (or never restored). */
+export const ABSENT = 255;
+
+/** Below this count a column is a plain array (a typed array costs ~200 bytes of overhead). */
+const SMALL = 64;
+
+type Slots = Uint8Array | Uint16Array | Uint32Array | number[];
+
+/** Largest slot value of width w (0: one byte, 1: two, 2: four); it means "see the side map". */
+const maxOf = (w: number): number => (w === 0 ? 0xff : w === 1 ? 0xffff : 0xffffffff);
+
+/**
+ * A numeric column: slot 0 is `zero` (0, or null for nullable fields), slot s in [1, max) is
+ * `base + s - 1`, slot max means "see the side map", which holds any other value exactly
+ * (negative, fractional, past 2^32, or not a number at all). Allocated on first non-zero write,
+ * one byte a slot, widened to two then four when a value needs it.
+ */
+export class NumColumn {
+  private a: Slots | null = null;
+  /** Current width (see maxOf; plain arrays hold any 32-bit value: 2). */
+  private width = 0;
+  private wide: Map<number, unknown> | null = null;
+
+  constructor(
+    private readonly n: number,
+    private readonly base: number,
+    private readonly zero: number | null,
+  ) {}
+
+  get(i: number): number {
+    const s = this.a === null ? 0 : (this.a[i] as number);
+    if (s === 0) return this.zero as number;
+    if (s === maxOf(this.width)) return (this.wide as Map<number, unknown>).get(i) as number;
+    return this.base + s - 1;
+  }
+
+  set(i: number, v: unknown): void {
+    const a0 = this.a;
+    if (a0 !== null && a0[i] === maxOf(this.width)) this.wide?.delete(i);
+    if (v === this.zero) {
+      if (a0 !== null) a0[i] = 0;
+      return;
+    }
+    const d = typeof v === 'number' ? v - this.base + 1 : Number.NaN;
+    const fits = Number.isInteger(d) && d >= 1 && d < maxOf(2);
+    if (fits) while (d >= maxOf(this.width) || this.a === null) this.grow();
+    else if (this.a === null) this.grow();
+    const a = this.a as unknown as Slots;
+    if (fits) {
+      a[i] = d;
+      return;
+    }
+    a[i] = maxOf(this.width);
+    (this.wide ??= new Map()).set(i, v);
+  }
+
+  /** Allocate (one byte a slot), or widen keeping every slot's meaning. */
+  private grow(): void {
+    if (this.a === null) {
+      if (this.n < SMALL) {
+        this.a = new Array<number>(this.n).fill(0);
+        this.width = 2;
+      } else this.a = new Uint8Array(this.n);
+      return;
+    }
+    const old = this.a;
+    const oldMax = maxOf(this.width);
+    this.width++;
+    const a = this.width === 1 ? new Uint16Array(this.n) : new Uint32Array(this.n);
+    const max = maxOf(this.width);
+    for (let i = 0; i < this.n; i++) {
+      const s = old[i] as number;
+      a[i] = s === oldMax ? max : s;
+    }
+    this.a = a;
+  }
+
+  /** Values kept in the side map (for tests: the compact encoding is the common case). */
+  get wideCount(): number {
+    return this.wide?.size ?? 0;
+  }
+
+  /** Bytes a slot takes now (0 before the first non-zero value). */
+  get slotBytes(): number {
+    return this.a === null ? 0 : this.a instanceof Array ? 8 : this.a.BYTES_PER_ELEMENT;
+  }
+}
+
+/** Agent ids (assignee, completed_by) as codes into a table shared by the task table: code - 1 is the index. */
+export class Interner {
+  readonly values: string[] = [];
+  private readonly codes = new Map<string, number>();
+
+  code(v: string): number {
+    let c = this.codes.get(v);
+    if (c === undefined) {
+      this.values.push(v);
+      c = this.values.length;
+      this.codes.set(v, c);
+    }
+    return c;
+  }
+}
+
+/** Agent ids by code (0: null); a value that is not a string is kept as is in a side map. */
+export class RefColumn {
+  private readonly codes: NumColumn;
+  private other: Map<number, unknown> | null = null;
+
+  constructor(
+    n: number,
+    private readonly names: Interner,
+  ) {
+    this.codes = new NumColumn(n, 1, 0);
+  }
+
+  get(i: number): string | null {
+    const c = this.codes.get(i);
+    if (c === 0) return null;
+    if (c === -1) return (this.other as Map<number, unknown>).get(i) as string;
+    return this.names.values[c - 1] as string;
+  }
+
+  set(i: number, v: unknown): void {
+    if (this.codes.get(i) === -1) this.other?.delete(i);
+    if (v === null) this.codes.set(i, 0);
+    else if (typeof v === 'string') this.codes.set(i, this.names.code(v));
+    else {
+      this.codes.set(i, -1);
+      (this.other ??= new Map()).set(i, v);
+    }
+  }
+}
+
+/**
+ * The task records of one orchestration, by seq - 1. Fields shared by all its tasks (orch id,
+ * priority) are the orchestration's; log times and indices are offsets from its creation.
+ */
+export class OrchTasks {
+  readonly status: Uint8Array | number[];
+  readonly epoch: NumColumn;
+  readonly assignee: RefColumn;
+  readonly assignedTerm: NumColumn;
+  readonly leaseUntil: NumColumn;
+  readonly assignments: NumColumn;
+  readonly failures: NumColumn;
+  readonly completionsApplied: NumColumn;
+  readonly completedIndex: NumColumn;
+  readonly executionsStarted: NumColumn;
+  readonly staleRefused: NumColumn;
+  readonly completedBy: RefColumn;
+  readonly completedAt: NumColumn;
+  /** Results other than null, by index (noop tasks have none). */
+  private results: Map<number, unknown> | null = null;
+
+  constructor(
+    readonly orch: Orchestration,
+    names: Interner,
+    present: boolean,
+  ) {
+    const n = orch.count;
+    this.status = n < SMALL ? new Array<number>(n).fill(present ? 0 : ABSENT) : new Uint8Array(n).fill(present ? 0 : ABSENT);
+    this.epoch = new NumColumn(n, 1, 0);
+    this.assignee = new RefColumn(n, names);
+    this.assignedTerm = new NumColumn(n, 1, 0);
+    this.leaseUntil = new NumColumn(n, orch.created_at, 0);
+    this.assignments = new NumColumn(n, 1, 0);
+    this.failures = new NumColumn(n, 1, 0);
+    this.completionsApplied = new NumColumn(n, 1, 0);
+    this.completedIndex = new NumColumn(n, orch.created_index, null);
+    this.executionsStarted = new NumColumn(n, 1, 0);
+    this.staleRefused = new NumColumn(n, 1, 0);
+    this.completedBy = new RefColumn(n, names);
+    this.completedAt = new NumColumn(n, orch.created_at, null);
+  }
+
+  has(i: number): boolean {
+    return i >= 0 && i < this.orch.count && this.status[i] !== ABSENT;
+  }
+
+  statusOf(i: number): TaskStatus {
+    return STATUS_NAMES[this.status[i] as number] as TaskStatus;
+  }
+
+  result(i: number): unknown {
+    return this.results !== null && this.results.has(i) ? this.results.get(i) : null;
+  }
+
+  setResult(i: number, v: unknown): void {
+    if (v === null) this.results?.delete(i);
+    else (this.results ??= new Map()).set(i, v);
+  }
+
+  /** Remove the record (retention): its slot reads as absent, its side values go. */
+  remove(i: number): void {
+    this.status[i] = ABSENT;
+    this.results?.delete(i);
+  }
+
+  /** A fresh object with the record's fields, in the order records always had. */
+  record(i: number): TaskRecord {
+    const o = this.orch;
+    return {
+      id: `${o.id}-${i + 1}`,
+      orch: o.id,
+      seq: i + 1,
+      priority: o.priority as Priority,
+      status: this.statusOf(i),
+      epoch: this.epoch.get(i),
+      assignee: this.assignee.get(i),
+      assigned_term: this.assignedTerm.get(i),
+      lease_until: this.leaseUntil.get(i),
+      assignments: this.assignments.get(i),
+      failures: this.failures.get(i),
+      completions_applied: this.completionsApplied.get(i),
+      completed_index: this.completedIndex.get(i),
+      executions_started: this.executionsStarted.get(i),
+      stale_completions_refused: this.staleRefused.get(i),
+      result: this.result(i),
+      completed_by: this.completedBy.get(i),
+      completed_at: this.completedAt.get(i),
+    };
+  }
+
+  /** Store a record read from a snapshot at seq r.seq. */
+  load(r: TaskRecord): void {
+    const i = r.seq - 1;
+    this.status[i] = STATUS_CODE[r.status];
+    this.epoch.set(i, r.epoch);
+    this.assignee.set(i, r.assignee);
+    this.assignedTerm.set(i, r.assigned_term);
+    this.leaseUntil.set(i, r.lease_until);
+    this.assignments.set(i, r.assignments);
+    this.failures.set(i, r.failures);
+    this.completionsApplied.set(i, r.completions_applied);
+    this.completedIndex.set(i, r.completed_index);
+    this.executionsStarted.set(i, r.executions_started);
+    this.staleRefused.set(i, r.stale_completions_refused);
+    this.setResult(i, r.result);
+    this.completedBy.set(i, r.completed_by);
+    this.completedAt.set(i, r.completed_at);
+  }
+}
