@@ -51,6 +51,7 @@ import { closedLoop, KEY_BYTES, KvGen, type KvTarget, type LoopResult, type Retr
 import { median, parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
 import { analyzeBreakdown, type Breakdown, type ClientWrite } from './write-breakdown.js';
+import { analyzeFailover, type FailoverTrace, summarizeFailoverTraces } from './failover-breakdown.js';
 
 type SystemName = 'etcd' | 'concord';
 
@@ -151,6 +152,11 @@ interface System {
    * Concord's storage counters (write start to durable, off-thread fsync included).
    */
   fsyncs(member: string): Promise<{ count: number; sumMs: number }>;
+  /**
+   * Concord with CONCORD_FAILOVER_TRACE=1: where the failover from killing `old` at `killAt` to
+   * the write acknowledged at `ackAt` went (absolute ms); null otherwise.
+   */
+  failoverTrace(killAt: number, ackAt: number, old: string): FailoverTrace | null;
   /** The member's start-up marks of its last start, ms after its spawn (Concord only). */
   startupMarks(member: string): Record<string, number> | null;
   /** The failover writer's pacing for this system. */
@@ -191,6 +197,7 @@ function etcdSystem(c: EtcdCluster, version: string, o: Options): System {
     spawnedAt: (n) => byName(n).proc.spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(byName(n), byName(leader)),
     startupMarks: () => null,
+    failoverTrace: () => null,
     fsyncs: (n) => c.walFsyncs(byName(n)),
     retry: o.retry,
     heartbeatMs: o.heartbeat,
@@ -235,6 +242,7 @@ function concordSystem(c: ConcordCluster, o: Options): System {
     spawnedAt: (n) => c.memberProcess(n).spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(n, leader),
     fsyncs: (n) => c.fsyncs(n),
+    failoverTrace: (killAt, ackAt, old) => (process.env.CONCORD_FAILOVER_TRACE === '1' ? analyzeFailover(killAt, ackAt, old, c.writeTraces()) : null),
     startupMarks: (n) => {
       const spawnAbs = performance.timeOrigin + c.memberProcess(n).spawnedAt;
       return Object.fromEntries(Object.entries(c.startupMarks(n)).map(([k, t]) => [k, round(t - spawnAbs, 1)]));
@@ -261,6 +269,8 @@ interface FailoverResult {
   recover_max_ms: number;
   /** What the writer got during the outage (last error before the success), per trial. */
   last_errors: Array<string | null>;
+  /** CONCORD_FAILOVER_TRACE=1 (Concord): medians of each step, and each trial's. */
+  breakdown?: { p50_ms: Record<string, number | null>; trials: FailoverTrace[] };
 }
 
 interface Trial {
@@ -268,6 +278,7 @@ interface Trial {
   attempts: number;
   recoverMs: number;
   lastError: string | null;
+  trace: FailoverTrace | null;
 }
 
 async function failoverTrial(s: System, gen: KvGen, o: Options, prng: Prng, trial: number, log: (m: string) => void): Promise<Trial> {
@@ -285,8 +296,9 @@ async function failoverTrial(s: System, gen: KvGen, o: Options, prng: Prng, tria
   s.restart(old);
   await s.waitReady(60_000);
   const recoverMs = performance.now() - t1;
-  log(`${s.name}/${s.members} failover ${trial + 1}/${o.trials}: killed ${old}, first write acknowledged after ${round(r.ms, 1)} ms (${r.attempts} attempts); restarted, healthy after ${round(recoverMs, 0)} ms`);
-  return { ms: r.ms, attempts: r.attempts, recoverMs, lastError: r.lastError };
+  const trace = s.failoverTrace(performance.timeOrigin + t0, performance.timeOrigin + t0 + r.ms, old);
+  log(`${s.name}/${s.members} failover ${trial + 1}/${o.trials}: killed ${old}, first write acknowledged after ${round(r.ms, 1)} ms (${r.attempts} attempts); restarted, healthy after ${round(recoverMs, 0)} ms${trace ? `; trace ${JSON.stringify(trace)}` : ''}`);
+  return { ms: r.ms, attempts: r.attempts, recoverMs, lastError: r.lastError, trace };
 }
 
 function summarize(trials: Trial[]): FailoverResult {
@@ -302,7 +314,13 @@ function summarize(trials: Trial[]): FailoverResult {
     recover_p50_ms: round(median(rec), 0),
     recover_max_ms: round(percentile(rec, 100), 0),
     last_errors: trials.map((t) => (t.lastError === null ? null : t.lastError.slice(0, 160))),
+    ...breakdownOf(trials),
   };
+}
+
+function breakdownOf(trials: Trial[]): Pick<FailoverResult, 'breakdown'> {
+  const traced = trials.map((t) => t.trace).filter((t): t is FailoverTrace => t !== null);
+  return traced.length === 0 ? {} : { breakdown: { p50_ms: summarizeFailoverTraces(traced), trials: traced } };
 }
 
 interface RestartTrial {
