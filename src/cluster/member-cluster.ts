@@ -103,6 +103,12 @@ export class MemberCluster implements ClusterBackend {
     const bind = o.listen ?? self;
     this.transport = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
     this.links = new BlockingTransport(this.transport);
+    // A crashed leader's address refuses our redial at once: no need to wait out its lease.
+    this.transport.onPeerRefused((id) => {
+      if (this.links.blocked.has(id)) return;
+      if (FAILOVER_TRACE && this.local()?.isRunning && this.local()?.core.lead === id) traceWrite('leader_refused', undefined, id);
+      this.local()?.leaderUnreachable(id);
+    });
     this.network = this.faults();
   }
 

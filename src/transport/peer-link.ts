@@ -28,7 +28,12 @@ export interface PeerLinkOptions {
   log: TransportLog;
   /** For the connection's own lines (rate-limited before authentication); default `log`. */
   connLog?: TransportLog;
+  /** A dial was refused (ECONNREFUSED): no process listens at the peer's address. */
+  onRefused?: () => void;
 }
+
+/** A lost connection is redialled at once at most this often (then with backoff). */
+const IMMEDIATE_REDIAL_EVERY_MS = 1_000;
 
 interface Transfer {
   id: number;
@@ -53,6 +58,7 @@ export class PeerLink {
   private everConnected = false;
   private reportedDown = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private lastImmediateRedialAt = -Infinity;
   private flushScheduled = false;
   private closed = false;
 
@@ -272,6 +278,10 @@ export class PeerLink {
     const { host, port } = this.o.address;
     const l = this.o.limits;
     const socket = this.o.tls ? dialTls(this.o.tls, host, port, this.o.peerId) : connect({ host, port });
+    let refused = false;
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      refused = e.code === 'ECONNREFUSED';
+    });
     this.conn = new SecureConn({
       socket,
       role: 'initiator',
@@ -312,7 +322,13 @@ export class PeerLink {
           this.reportedDown = true;
           this.o.log.info({ peer: this.o.peerId, host, port, reason }, 'peer unreachable; reconnecting with backoff');
         }
-        this.retryTimer = setTimeout(() => this.dial(), backoffMs(this.attempts++, l));
+        if (refused) this.o.onRefused?.();
+        // An established connection that ends (the peer's process died, or a hiccup) is
+        // dialled again at once: either it is back, or the refusal says its process is gone.
+        const now = performance.now();
+        const immediate = c.ready && kind === 'io' && now - this.lastImmediateRedialAt >= IMMEDIATE_REDIAL_EVERY_MS;
+        if (immediate) this.lastImmediateRedialAt = now;
+        this.retryTimer = setTimeout(() => this.dial(), immediate ? 0 : backoffMs(this.attempts++, l));
         this.retryTimer.unref();
       },
     });
