@@ -77,6 +77,8 @@ interface Options {
   preload: number;
   heartbeat: number;
   election: number;
+  /** How the failover trials take the leader down. */
+  fault: 'kill' | 'freeze';
   retry: RetryOptions;
   seed: number;
   keep: boolean;
@@ -112,6 +114,7 @@ function parseOptions(args: BenchArgs): Options {
     preload: parseNumber(args, 'preload', 5_000, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     heartbeat,
     election,
+    fault: parseFault(args.fault),
     retry: {
       attemptTimeoutMs,
       retryEveryMs,
@@ -122,6 +125,12 @@ function parseOptions(args: BenchArgs): Options {
     seed: parseNumber(args, 'seed', 1, (n) => Number.isInteger(n), 'an integer'),
     keep: (args.keep ?? 'false') !== 'false',
   };
+}
+
+function parseFault(raw: string | undefined): 'kill' | 'freeze' {
+  const f = raw ?? 'kill';
+  if (f !== 'kill' && f !== 'freeze') throw new Error(`--fault=${f}: expected kill (kill -9: the leader's port refuses connections) or freeze (SIGSTOP: its connections stay open)`);
+  return f;
 }
 
 /** What the bench drives on each system. */
@@ -140,6 +149,8 @@ interface System {
   followers(leader: string): string[];
   /** Sends SIGKILL now; resolves when the process is gone. */
   kill9(member: string): Promise<void>;
+  /** Sends SIGSTOP now (kill9 ends it later). */
+  freeze(member: string): void;
   /** The failover writer's target for each attempt. */
   failoverTarget(): (attempt: number) => KvTarget;
   restart(member: string): void;
@@ -187,6 +198,7 @@ function etcdSystem(c: EtcdCluster, version: string, o: Options): System {
     leader: async () => (await c.leader()).name,
     followers: (leader) => c.members.filter((m) => m.proc.running && m.name !== leader).map((m) => m.name),
     kill9: (n) => c.kill9(byName(n)),
+    freeze: (n) => byName(n).proc.freeze(),
     // Like a client configured with every endpoint: it does not know which member died (an
     // attempt on the dead one fails at once).
     failoverTarget: () => {
@@ -234,6 +246,7 @@ function concordSystem(c: ConcordCluster, o: Options): System {
     leader: async () => c.leader(),
     followers: (leader) => c.members.filter((m) => m.proc.running && m.id !== leader).map((m) => m.id),
     kill9: (n) => c.kill9(n),
+    freeze: (n) => c.memberProcess(n).freeze(),
     failoverTarget: () => {
       const t = c.target(0);
       return () => t;
@@ -288,9 +301,12 @@ async function failoverTrial(s: System, gen: KvGen, o: Options, prng: Prng, tria
   // Kill at a random phase of the leader's heartbeat cycle.
   await sleep(prng.int(0, Math.max(1, s.heartbeatMs)));
   const t0 = performance.now();
-  const gone = s.kill9(old);
+  let gone: Promise<void> = Promise.resolve();
+  if (o.fault === 'kill') gone = s.kill9(old);
+  else s.freeze(old);
   const r = await writeUntilSuccess(target, gen, t0, s.retry);
   await gone;
+  if (o.fault === 'freeze') await s.kill9(old);
   await r.settled;
   const t1 = performance.now();
   s.restart(old);
@@ -652,6 +668,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
         seconds: o.seconds,
         warmup_seconds: o.warmup,
         trials: o.trials,
+        failover_fault: o.fault === 'kill' ? 'kill -9 (the port refuses connections at once)' : 'SIGSTOP (connections stay open), then kill -9 after the trial',
         restart_trials: o.restartTrials,
         restart_down_ms: o.restartDownMs,
         breakdown_writes: o.breakdown,
@@ -684,6 +701,7 @@ export const bench: BenchModule = {
     warmup: { description: 'warm-up seconds before each measured window', default: '1' },
     inflight: { description: 'comma list of closed-loop concurrency levels (empty: none)', default: '1,64,256' },
     trials: { description: 'leader kill -9 failover trials per system and size (0 skips)', default: '5' },
+    fault: { description: 'how failover trials take the leader down: kill (kill -9: its port refuses connections at once) | freeze (SIGSTOP: its connections stay open, as when a machine hangs; killed after the trial)', default: 'kill' },
     'restart-trials': { description: 'follower kill -9 restart-to-healthy trials per system and size (0 skips)', default: '5' },
     'restart-down-ms': { description: 'how long a restarted follower stays down (ms)', default: '1000' },
     breakdown: { description: 'traced back-to-back writes for the Concord latency breakdown (0 skips)', default: '300' },

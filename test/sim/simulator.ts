@@ -57,6 +57,12 @@ export interface SimOptions {
   messages?: boolean;
   /** Planted bugs, for the checker's self-tests: the simulator must catch each. */
   plant?: PlantedBugs;
+  /**
+   * Report leader-gone (a refused dial, Raft.leaderUnreachable) to followers of a crashed
+   * leader and, now and then, spuriously (default true). Off replays a trajectory recorded
+   * before these reports existed.
+   */
+  leaderGone?: boolean;
 }
 
 export interface PlantedBugs {
@@ -155,6 +161,7 @@ class Simulation {
    * apart so that they leave every other draw of a seed's trajectory where it was.
    */
   private readonly goneRng: Prng;
+  private readonly leaderGone: boolean;
   private readonly n: number;
   private readonly stepsTarget: number;
   private readonly traceOn: boolean;
@@ -235,6 +242,7 @@ class Simulation {
   ) {
     this.prng = new Prng(seed);
     this.goneRng = new Prng((seed ^ 0x6f6e65) >>> 0);
+    this.leaderGone = opts.leaderGone ?? true;
     // Burn a few draws: mulberry32's first outputs for adjacent small seeds are correlated.
     for (let i = 0; i < 4; i++) this.prng.next();
     this.n = opts.nodes ?? nodesForSeed(seed);
@@ -559,7 +567,7 @@ class Simulation {
   private act(): string | null {
     // Now and then a follower hears that its leader is gone when it is not (a link that
     // refused a dial for another reason): at most an early election, never a safety issue.
-    if (this.goneRng.chance(0.03)) {
+    if (this.leaderGone && this.goneRng.chance(0.03)) {
       const fs = this.running().filter((h) => h.core.role === 'follower' && h.core.lead !== null);
       if (fs.length > 0) {
         const f = this.goneRng.pick(fs);
@@ -741,7 +749,7 @@ class Simulation {
   private crash(id: NodeId, powerFail?: boolean): string {
     this.cluster.crash(id);
     // Its followers' redials are refused (a crashed process): most hear it at once.
-    for (const h of this.running()) {
+    for (const h of this.leaderGone ? this.running() : []) {
       if (h.core.lead === id && this.goneRng.chance(0.7)) {
         h.leaderUnreachable(id);
         this.stats.faults.leader_gone++;
