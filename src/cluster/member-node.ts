@@ -3,7 +3,7 @@
 // member port (authenticated CLIENT_REQ): a tool call runs on the leader's process (others
 // redirect), under the caller's client session so a retried call is never applied twice.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
@@ -73,6 +73,16 @@ export class NotLeaderError extends Error {
 }
 
 const CLUSTER_TICK_TIMER_MS = 10;
+
+/**
+ * Seed of this member's Raft PRNG (its randomized election timeouts). From the OS's random
+ * source: members started together share the millisecond and have consecutive pids, and
+ * (Date.now() ^ pid) then often gave two of them the same seed, so they drew the same
+ * timeouts, campaigned at the same instant and split the vote, failover after failover.
+ */
+export function electionSeed(): number {
+  return randomBytes(4).readUInt32LE(0);
+}
 /** The request schema (zod): loaded with the first request that is not a status probe. */
 let protocolModule: typeof import('./protocol.js') | undefined;
 
@@ -210,7 +220,7 @@ export class MemberNode {
               return ANY_TRACE ? tracedMachine(watched) : watched;
             },
             clock: new RealClock(),
-            seed: (Date.now() ^ process.pid) >>> 0,
+            seed: electionSeed(),
             tickMs: TICK_MS,
             // One process per member: waking every 2 ms cost ~5% of a core per idle member.
             // Ticks still follow elapsed time, and members' timers are not in phase.

@@ -14,14 +14,17 @@
 //   Concord: ClusterClient.callTool('memory_store'), which finds the leader itself. The goals
 //   are judged against gRPC.
 // - crash failover: kill -9 the leader (at a random phase of its heartbeat), time from the kill
-//   to the first acknowledged write. Each write attempt has a short timeout (--attempt-timeout).
+//   to the first acknowledged write (--fault freeze: SIGSTOP instead; the leader's connections
+//   stay open, as when a machine hangs). Each write attempt has a short timeout (--attempt-timeout).
 //   The same writer for both: it starts another attempt every --retry-every ms while one is
 //   pending (up to attempt-timeout / retry-every + 8 pending), or at once after a failure, so
 //   the figure is not quantized to the attempt timeout. etcd's attempts are gRPC puts that
 //   rotate over every member's channel (the dead one fails at once; a follower forwards to the
 //   leader once it knows one); Concord's are callTool on the load's first ClusterClient with
 //   timeoutMs = --attempt-timeout (the client finds the leader itself). Then the killed member
-//   is restarted and we wait until it is healthy and caught up (recover_ms).
+//   is restarted and we wait until it is healthy and caught up (recover_ms). With
+//   CONCORD_FAILOVER_TRACE=1 each Concord trial is also broken down into its steps
+//   (failover-breakdown.ts: detection, pre-vote, vote, first commit, the client's write).
 // - restart to healthy: kill -9 a follower, write 20 entries while it is down and leave it down
 //   --restart-down-ms in all (so the leader's redial backoff grows as it would), then, with a
 //   light writer committing one write every 20 ms, restart it on its data dir and time from the
@@ -260,10 +263,10 @@ function concordSystem(c: ConcordCluster, o: Options): System {
       const spawnAbs = performance.timeOrigin + c.memberProcess(n).spawnedAt;
       return Object.fromEntries(Object.entries(c.startupMarks(n)).map(([k, t]) => [k, round(t - spawnAbs, 1)]));
     },
-    // The same writer as etcd's. ClusterClient also retries inside each call (lost connection ->
-    // next member -> not_leader redirect, 25 ms pause), but a call that is on the dead leader's
-    // address waits there up to its connect timeout, so hedged calls keep the figure from being
-    // quantized to the attempt timeout, as for etcd.
+    // The same writer as etcd's. ClusterClient also retries inside each call: a lost or refused
+    // connection marks that member down and the call goes to another, which holds it while the
+    // leader it follows is one the client could not reach, then redirects it to the new leader.
+    // Hedged calls keep the figure from being quantized to the attempt timeout, as for etcd.
     retry: o.retry,
     heartbeatMs: c.heartbeatMs,
     settings: () => c.settings(o.retry),
