@@ -106,8 +106,11 @@ export class MemberCluster implements ClusterBackend {
     // A crashed leader's address refuses our redial at once: no need to wait out its lease.
     this.transport.onPeerRefused((id) => {
       if (this.links.blocked.has(id)) return;
-      if (FAILOVER_TRACE && this.local()?.isRunning && this.local()?.core.lead === id) traceWrite('leader_refused', undefined, id);
-      this.local()?.leaderUnreachable(id);
+      const h = this.local();
+      const traced = FAILOVER_TRACE && h?.isRunning === true && h.core.lead === id;
+      h?.leaderUnreachable(id);
+      // How many ticks the election timer then had left (its random part).
+      if (traced) traceWrite('leader_refused', undefined, id, { ticks_left: h!.core.ticksUntilTimeout(), role: h!.core.role });
     });
     this.network = this.faults();
   }
