@@ -30,6 +30,8 @@ export interface PeerLinkOptions {
   connLog?: TransportLog;
   /** A dial was refused (ECONNREFUSED): no process listens at the peer's address. */
   onRefused?: () => void;
+  /** Whether the peer's own connection to us is up (see redialIfPeerGone). */
+  inboundUp?: () => boolean;
 }
 
 /** A lost connection is redialled at once at most this often (then with backoff). */
@@ -59,6 +61,8 @@ export class PeerLink {
   private reportedDown = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private lastImmediateRedialAt = -Infinity;
+  /** The last connection was established and ended by the peer's side (not yet redialled). */
+  private lostReady = false;
   private flushScheduled = false;
   private closed = false;
 
@@ -323,14 +327,28 @@ export class PeerLink {
           this.o.log.info({ peer: this.o.peerId, host, port, reason }, 'peer unreachable; reconnecting with backoff');
         }
         if (refused) this.o.onRefused?.();
-        // An established connection that ends (the peer's process died, or a hiccup) is
-        // dialled again at once: either it is back, or the refusal says its process is gone.
-        const now = performance.now();
-        const immediate = c.ready && kind === 'io' && now - this.lastImmediateRedialAt >= IMMEDIATE_REDIAL_EVERY_MS;
-        if (immediate) this.lastImmediateRedialAt = now;
-        this.retryTimer = setTimeout(() => this.dial(), immediate ? 0 : backoffMs(this.attempts++, l));
+        this.lostReady = c.ready && kind === 'io';
+        this.retryTimer = setTimeout(() => this.dial(), backoffMs(this.attempts++, l));
         this.retryTimer.unref();
+        this.redialIfPeerGone();
       },
     });
+  }
+
+  /**
+   * Both of a peer's connections ended by its side (the last one to go calls this): its
+   * process likely died, so dial again now rather than after the backoff, and a refusal tells
+   * at once that it is gone. Only one direction ending is a superseded or dropped connection
+   * (a peer redialling replaces its old one), which waits out the backoff as before.
+   */
+  redialIfPeerGone(): void {
+    if (this.closed || this.conn || !this.retryTimer || !this.lostReady || this.o.inboundUp?.() !== false) return;
+    const now = performance.now();
+    if (now - this.lastImmediateRedialAt < IMMEDIATE_REDIAL_EVERY_MS) return;
+    this.lastImmediateRedialAt = now;
+    this.lostReady = false;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.dial();
   }
 }
