@@ -60,7 +60,9 @@ describe('deterministic simulator', () => {
   });
 
   it('exercises every kind of fault and request', { timeout: 300_000 }, async () => {
-    const r = await runRange(1000, 40, 200);
+    // 50 seeds: with leader-gone reports the trajectories moved, and seeds 1000-1039 no longer
+    // happened to tear a batch (a rare fault); 1000-1049 still exercise every kind.
+    const r = await runRange(1000, 50, 200);
     expect(r.failures).toEqual([]);
     for (const k of ['acked', 'readsOk', 'confChanges', 'transfers', 'snapshotsInstalled', 'snapshotsTaken', 'livenessChecks']) {
       expect(r.totals[k], k).toBeGreaterThan(0);

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ConnectionError, RemoteError, TcpClient, type RequestOptions } from '../transport/tcp-client.js';
 import type { TlsMaterial } from '../transport/tls.js';
+import { FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 import type { MemberStatus } from './protocol.js';
 
 export interface ClusterClientOptions {
@@ -243,6 +244,16 @@ export class ClusterClient {
     return [...this.members].sort((a, b) => (this.downUntil.get(a) ?? 0) - (this.downUntil.get(b) ?? 0))[0]!;
   }
 
+  /**
+   * Members that refused or dropped us lately (a crashed leader): a member that still follows
+   * one of them holds the request for the next leader rather than sending us there again.
+   */
+  private unreachable(target: string): { unreachable?: string[] } {
+    const now = performance.now();
+    const down = this.members.filter((m) => m !== target && (this.downUntil.get(m) ?? 0) > now);
+    return down.length > 0 ? { unreachable: down } : {};
+  }
+
   private markDown(member: string): void {
     this.downUntil.set(member, performance.now() + DOWN_MS);
     if (this.leader === member) this.leader = null;
@@ -266,8 +277,10 @@ export class ClusterClient {
       try {
         const answerWithin = Math.min(left, answerMs);
         // A member holds a request while an election runs; it must answer before we give up.
-        const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))) };
+        const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))), ...this.unreachable(target) };
+        if (FAILOVER_TRACE) traceWrite('client_try', undefined, target);
         const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS), rq)) as { result?: unknown };
+        if (FAILOVER_TRACE) traceWrite('client_answer', undefined, target);
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
@@ -279,6 +292,7 @@ export class ClusterClient {
         this.leader = null;
         attempt.uncertain = true;
       } catch (e) {
+        if (FAILOVER_TRACE) traceWrite('client_error', undefined, target, { err: (e as Error).message.slice(0, 120) });
         if (e instanceof ConnectionError && e.authFailure) throw authError(target, e, this.o.tls !== undefined);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;

@@ -13,7 +13,7 @@ import type { TlsMaterial } from '../transport/tls.js';
 import type { Clock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { STARTUP_TRACE, startupMark } from '../util/startup-trace.js';
-import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
+import { ANY_TRACE, FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 
 export interface MemberClusterOptions {
   id: NodeId;
@@ -57,7 +57,7 @@ class BlockingTransport implements Transport {
   send(msg: Message): void {
     if (this.blocked.has(msg.to)) return void this.droppedOut.set(msg.to, (this.droppedOut.get(msg.to) ?? 0) + 1);
     if (STARTUP_TRACE && msg.type === 'MsgAppResp' && !msg.reject) startupMark('first-append-acknowledged');
-    if (WRITE_TRACE) traceMessage('send', msg);
+    if (ANY_TRACE) traceMessage('send', msg);
     this.inner.send(msg);
   }
 
@@ -65,7 +65,7 @@ class BlockingTransport implements Transport {
     this.inner.onMessage((m) => {
       if (this.blocked.has(m.from) || this.removed.has(m.from)) return void this.droppedIn.set(m.from, (this.droppedIn.get(m.from) ?? 0) + 1);
       if (STARTUP_TRACE && m.type === 'MsgApp') startupMark('first-append-received');
-      if (WRITE_TRACE) traceMessage('recv', m);
+      if (ANY_TRACE) traceMessage('recv', m);
       handler(m);
     });
   }
@@ -75,11 +75,14 @@ class BlockingTransport implements Transport {
   }
 }
 
-/** Appends carrying entries and their acknowledgements, by the last entry's index. */
+/** Appends carrying entries and their acknowledgements, by the last entry's index; with the failover trace also heartbeats and vote traffic. */
 function traceMessage(dir: 'send' | 'recv', m: Message): void {
   const peer = dir === 'send' ? m.to : m.from;
   if (m.type === 'MsgApp' && m.entries.length > 0) traceWrite(`app_${dir}`, m.entries[m.entries.length - 1]!.index, peer);
   else if (m.type === 'MsgAppResp' && !m.reject) traceWrite(`ack_${dir}`, m.index, peer);
+  else if (!FAILOVER_TRACE) return;
+  else if (m.type === 'MsgHeartbeat' || m.type === 'MsgPreVote' || m.type === 'MsgVote') traceWrite(`${m.type}_${dir}`, undefined, peer, { term: m.term });
+  else if (m.type === 'MsgPreVoteResp' || m.type === 'MsgVoteResp') traceWrite(`${m.type}_${dir}`, undefined, peer, { term: m.term, reject: m.reject });
 }
 
 export class MemberCluster implements ClusterBackend {
@@ -100,6 +103,15 @@ export class MemberCluster implements ClusterBackend {
     const bind = o.listen ?? self;
     this.transport = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
     this.links = new BlockingTransport(this.transport);
+    // A crashed leader's address refuses our redial at once: no need to wait out its lease.
+    this.transport.onPeerRefused((id) => {
+      if (this.links.blocked.has(id)) return;
+      const h = this.local();
+      const traced = FAILOVER_TRACE && h?.isRunning === true && h.core.lead === id;
+      h?.leaderUnreachable(id);
+      // How many ticks the election timer then had left (its random part).
+      if (traced) traceWrite('leader_refused', undefined, id, { ticks_left: h!.core.ticksUntilTimeout(), role: h!.core.role });
+    });
     this.network = this.faults();
   }
 

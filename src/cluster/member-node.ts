@@ -3,7 +3,7 @@
 // member port (authenticated CLIENT_REQ): a tool call runs on the leader's process (others
 // redirect), under the caller's client session so a retried call is never applied twice.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
@@ -24,7 +24,7 @@ import type { TlsMaterial } from '../transport/tls.js';
 import { RealClock } from '../util/clock.js';
 import { logger } from '../util/logger.js';
 import { startupMark } from '../util/startup-trace.js';
-import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
+import { ANY_TRACE, FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 import type { StateMachine } from '../host/node-host.js';
 import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
@@ -73,6 +73,16 @@ export class NotLeaderError extends Error {
 }
 
 const CLUSTER_TICK_TIMER_MS = 10;
+
+/**
+ * Seed of this member's Raft PRNG (its randomized election timeouts). From the OS's random
+ * source: members started together share the millisecond and have consecutive pids, and
+ * (Date.now() ^ pid) then often gave two of them the same seed, so they drew the same
+ * timeouts, campaigned at the same instant and split the vote, failover after failover.
+ */
+export function electionSeed(): number {
+  return randomBytes(4).readUInt32LE(0);
+}
 /** The request schema (zod): loaded with the first request that is not a status probe. */
 let protocolModule: typeof import('./protocol.js') | undefined;
 
@@ -207,14 +217,14 @@ export class MemberNode {
             listen: o.listen,
             secret: o.secret,
             tls: o.tls,
-            storage: WRITE_TRACE ? tracedStorage(opened.storage) : opened.storage,
+            storage: ANY_TRACE ? tracedStorage(opened.storage) : opened.storage,
             machineFor: (id) => {
               // The keeper reads the book off the coordination machine itself (under any tracing).
               const watched = watchBook(machineFor(id), (book) => keeper.onBook(book));
-              return WRITE_TRACE ? tracedMachine(watched) : watched;
+              return ANY_TRACE ? tracedMachine(watched) : watched;
             },
             clock: new RealClock(),
-            seed: (Date.now() ^ process.pid) >>> 0,
+            seed: electionSeed(),
             tickMs: TICK_MS,
             // One process per member: waking every 2 ms cost ~5% of a core per idle member.
             // Ticks still follow elapsed time, and members' timers are not in phase.
@@ -335,14 +345,14 @@ export class MemberNode {
       case 'status':
         return this.status();
       case 'tool': {
-        if (WRITE_TRACE) traceWrite('tool_in');
-        await this.ensureLeader(req.hold_ms);
+        if (ANY_TRACE) traceWrite('tool_in');
+        await this.ensureLeader(req.hold_ms, req.unreachable);
         const result = await this.runTool(req.name, req.arguments, req.session, req.session_on_write === true, ctx && { signal: ctx.signal, ...(req.progress ? { progress: ctx.progress } : {}) });
-        if (WRITE_TRACE) traceWrite('tool_out');
+        if (ANY_TRACE) traceWrite('tool_out');
         return { result };
       }
       case 'session':
-        await this.ensureLeader(req.hold_ms);
+        await this.ensureLeader(req.hold_ms, req.unreachable);
         return { result: await this.swarm.proposer.registerSession(5_000, req.timeout_ms ?? null) };
       case 'tools/list':
         // Converting 30 schemas to JSON Schema takes ~30 ms; the list never changes.
@@ -353,7 +363,7 @@ export class MemberNode {
         return (await this.mcpServer()).mcp.listResourceTemplates();
       case 'resources/read': {
         const t = await this.mcpServer();
-        await this.ensureLeader(req.hold_ms);
+        await this.ensureLeader(req.hold_ms, req.unreachable);
         try {
           return { result: await t.mcp.readResource({ uri: req.uri }) };
         } catch (e) {
@@ -395,22 +405,34 @@ export class MemberNode {
    * Tools run where the state is current: on a leader that committed an entry of its term
    * (until then its applied state may lack entries a previous leader committed). While no
    * leader is known (an election is running) the request waits for the outcome, so its
-   * client is sent to the new leader as soon as there is one instead of polling for it.
+   * client is sent to the new leader as soon as there is one instead of polling for it. So
+   * does a request whose client could not reach the leader this member still follows (it
+   * crashed; this member will notice by its election timeout): redirecting the client there
+   * would only have it bounce between members until the election is over.
    */
-  private async ensureLeader(holdMs = ELECTION_WAIT_MS): Promise<void> {
+  private async ensureLeader(holdMs = ELECTION_WAIT_MS, unreachable: readonly string[] = []): Promise<void> {
     const deadline = performance.now() + Math.min(holdMs, ELECTION_WAIT_MS);
     for (;;) {
       const l = this.cluster.leader();
       if (l && l.core.log.term(l.core.log.committed) === l.core.term) return;
-      if (!l && this.cluster.remoteLeader() !== null) throw this.notLeader();
-      if (performance.now() > deadline) throw this.notLeader(l ? 'leader has not committed an entry of its term yet' : 'no leader elected yet');
+      const remote = l ? null : this.cluster.remoteLeader();
+      if (remote !== null && !this.isUnreachable(remote, unreachable)) throw this.notLeader();
+      if (performance.now() > deadline) throw this.notLeader(l ? 'leader has not committed an entry of its term yet' : remote !== null ? 'the caller cannot reach it, and no new leader was elected yet' : 'no leader elected yet');
       await new Promise((r) => setTimeout(r, 1));
     }
+  }
+
+  /** The caller said it could not reach `id`'s address (as this member names it in redirects). */
+  private isUnreachable(id: string, unreachable: readonly string[]): boolean {
+    if (unreachable.length === 0) return false;
+    const a = this.cluster.address(id);
+    return a !== undefined && unreachable.includes(`${a.host}:${a.port}`);
   }
 
   private notLeader(why?: string): NotLeaderError {
     const s = this.status();
     const where = s.leader ? `the leader is ${s.leader} at ${s.leader_address}` : 'no leader is known yet';
+    if (FAILOVER_TRACE) traceWrite('not_leader', undefined, s.leader ?? undefined, { why });
     return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, s.leader_address);
   }
 
@@ -461,7 +483,7 @@ function withMethod<T extends object>(inner: T, name: string, fn: unknown): T {
   });
 }
 
-/** CONCORD_WRITE_TRACE: each batch's fsync, by the batch's last entry index (-1: no entries). */
+/** CONCORD_WRITE_TRACE / CONCORD_FAILOVER_TRACE: each batch's fsync, by the batch's last entry index (-1: no entries). */
 function tracedStorage(inner: LogStorage): LogStorage {
   const save = inner.saveAsync?.bind(inner);
   if (!save) return inner;
@@ -477,7 +499,7 @@ function tracedStorage(inner: LogStorage): LogStorage {
   });
 }
 
-/** CONCORD_WRITE_TRACE: when each entry is applied. */
+/** CONCORD_WRITE_TRACE / CONCORD_FAILOVER_TRACE: when each entry is applied. */
 function tracedMachine(inner: StateMachine): StateMachine {
   return withMethod(inner, 'apply', (e: Parameters<StateMachine['apply']>[0]) => {
     const r = inner.apply(e);

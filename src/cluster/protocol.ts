@@ -11,6 +11,11 @@ const session = z.object({
 });
 
 const holdMs = z.number().int().nonnegative().max(60_000).optional();
+/**
+ * Leader addresses (HOST:PORT) the caller could not reach: a member whose leader is one of
+ * them holds the request (up to hold_ms) for the next leader instead of redirecting there.
+ */
+const unreachable = z.array(z.string().min(1).max(300)).max(64).optional();
 
 const request = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('status') }),
@@ -23,15 +28,16 @@ const request = z.discriminatedUnion('kind', [
     session_on_write: z.boolean().optional(),
     /** How long the caller lets a member wait for an election in progress (ms). */
     hold_ms: holdMs,
+    unreachable,
     /** The caller wants the tool's progress (sent as progress entries before the answer). */
     progress: z.boolean().optional(),
   }),
   /** Register a client session (a log entry); tool calls then carry its id. */
-  z.object({ kind: z.literal('session'), timeout_ms: z.number().int().positive().max(86_400_000).optional(), hold_ms: holdMs }),
+  z.object({ kind: z.literal('session'), timeout_ms: z.number().int().positive().max(86_400_000).optional(), hold_ms: holdMs, unreachable }),
   z.object({ kind: z.literal('tools/list') }),
   z.object({ kind: z.literal('resources/list') }),
   z.object({ kind: z.literal('resources/templates/list') }),
-  z.object({ kind: z.literal('resources/read'), uri: z.string().min(1).max(2000), hold_ms: holdMs }),
+  z.object({ kind: z.literal('resources/read'), uri: z.string().min(1).max(2000), hold_ms: holdMs, unreachable }),
   z.object({ kind: z.literal('propose'), data: z.string().min(1), hold_ms: holdMs }),
   z.object({
     kind: z.literal('admin'),

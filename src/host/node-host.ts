@@ -439,6 +439,18 @@ export class NodeHost {
     this.scheduleProcess();
   }
 
+  /**
+   * `peer`'s process is gone (its address refused a connection): if it led, its lease ends
+   * now (see Raft.leaderUnreachable) and the tick timer is re-armed for the nearer deadline.
+   */
+  leaderUnreachable(peer: NodeId): void {
+    if (!this.running || this.raft.role !== 'follower' || this.raft.lead !== peer) return;
+    this.advanceTicks();
+    this.raft.leaderUnreachable(peer);
+    if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
+    this.scheduleTick();
+  }
+
   status(): RaftStatus {
     this.assertRunning();
     return this.raft.status();

@@ -174,6 +174,20 @@ export class Raft {
     this.hup(false);
   }
 
+  /**
+   * The host learned that `id`'s process is gone (its address refuses connections). If it is
+   * the leader this follower follows, the leader's lease ends now: the follower grants votes
+   * from now on, and its own election timer has only its randomized part left to run
+   * (0 to electionTicksMax - electionTicksMin ticks), which still spreads the candidates.
+   * Nothing else changes: a follower that did not see the refusal keeps its lease and still
+   * refuses to vote until it times out too, so one member's broken link disrupts nobody.
+   * Safety never depends on timing, so a wrong report costs at most an election.
+   */
+  leaderUnreachable(id: NodeId): void {
+    if (this.role !== 'follower' || this.lead !== id || id === this.id) return;
+    this.electionElapsed = Math.max(this.electionElapsed, this.cfg.electionTicksMin);
+  }
+
   step(m: Message): void {
     if (m.term > this.term && m.term !== 0) {
       if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {

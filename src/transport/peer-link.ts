@@ -28,7 +28,14 @@ export interface PeerLinkOptions {
   log: TransportLog;
   /** For the connection's own lines (rate-limited before authentication); default `log`. */
   connLog?: TransportLog;
+  /** A dial was refused (ECONNREFUSED): no process listens at the peer's address. */
+  onRefused?: () => void;
+  /** Whether the peer's own connection to us is up (see redialIfPeerGone). */
+  inboundUp?: () => boolean;
 }
+
+/** A lost connection is redialled at once at most this often (then with backoff). */
+const IMMEDIATE_REDIAL_EVERY_MS = 1_000;
 
 interface Transfer {
   id: number;
@@ -53,6 +60,9 @@ export class PeerLink {
   private everConnected = false;
   private reportedDown = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private lastImmediateRedialAt = -Infinity;
+  /** The last connection was established and ended by the peer's side (not yet redialled). */
+  private lostReady = false;
   private flushScheduled = false;
   private closed = false;
 
@@ -272,6 +282,10 @@ export class PeerLink {
     const { host, port } = this.o.address;
     const l = this.o.limits;
     const socket = this.o.tls ? dialTls(this.o.tls, host, port, this.o.peerId) : connect({ host, port });
+    let refused = false;
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      refused = e.code === 'ECONNREFUSED';
+    });
     this.conn = new SecureConn({
       socket,
       role: 'initiator',
@@ -312,9 +326,29 @@ export class PeerLink {
           this.reportedDown = true;
           this.o.log.info({ peer: this.o.peerId, host, port, reason }, 'peer unreachable; reconnecting with backoff');
         }
+        if (refused) this.o.onRefused?.();
+        this.lostReady = c.ready && kind === 'io';
         this.retryTimer = setTimeout(() => this.dial(), backoffMs(this.attempts++, l));
         this.retryTimer.unref();
+        this.redialIfPeerGone();
       },
     });
+  }
+
+  /**
+   * Both of a peer's connections ended by its side (the last one to go calls this): its
+   * process likely died, so dial again now rather than after the backoff, and a refusal tells
+   * at once that it is gone. Only one direction ending is a superseded or dropped connection
+   * (a peer redialling replaces its old one), which waits out the backoff as before.
+   */
+  redialIfPeerGone(): void {
+    if (this.closed || this.conn || !this.retryTimer || !this.lostReady || this.o.inboundUp?.() !== false) return;
+    const now = performance.now();
+    if (now - this.lastImmediateRedialAt < IMMEDIATE_REDIAL_EVERY_MS) return;
+    this.lastImmediateRedialAt = now;
+    this.lostReady = false;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.dial();
   }
 }

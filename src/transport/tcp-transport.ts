@@ -93,6 +93,7 @@ export class TcpTransport implements Transport {
   private readonly snapIn = new Map<NodeId, { rx: SnapshotReceive; expiry: NodeJS.Timeout | null }>();
   private handler: ((m: Message) => void) | null = null;
   private clientHandler: ClientRequestHandler | null = null;
+  private refusedHandler: ((id: NodeId) => void) | null = null;
   private pendingHandshakes = 0;
   private readonly pendingBySource = new Map<string, number>();
   /** Limits what unauthenticated sources can make us log (one line per kind per window, with a count). */
@@ -155,9 +156,18 @@ export class TcpTransport implements Transport {
     const link = this.links.get(id);
     if (link) link.setAddress(address);
     else {
-      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, tls: this.o.tls, limits: this.limits, stats: this.stats_(id), log: this.log, connLog: this.connLog };
+      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, tls: this.o.tls, limits: this.limits, stats: this.stats_(id), log: this.log, connLog: this.connLog, onRefused: () => this.refusedHandler?.(id), inboundUp: () => this.inboundByPeer.has(id) };
       this.links.set(id, new PeerLink(o));
     }
+  }
+
+  /**
+   * `fn(peer)` runs each time a dial to that peer is refused (ECONNREFUSED: nothing listens at
+   * its address, so its process is gone). When both of a peer's connections end from its side
+   * the link dials again at once, so a peer that crashed is known within a round trip.
+   */
+  onPeerRefused(fn: (id: NodeId) => void): void {
+    this.refusedHandler = fn;
   }
 
   /** Forget a peer: its links close and it can no longer connect to us. */
@@ -368,6 +378,7 @@ export class TcpTransport implements Transport {
           if (c.peerId !== null && this.inboundByPeer.get(c.peerId) === state) {
             this.inboundByPeer.delete(c.peerId);
             this.expireSnapshotIn(c.peerId, kind);
+            if (kind === 'io') this.links.get(c.peerId)?.redialIfPeerGone();
           }
           this.countClose(c, kind);
         },

@@ -53,6 +53,9 @@ export interface WriteTraceEvent {
   ev: string;
   idx?: number;
   peer?: string;
+  /** Failover trace: a vote message's term, an answer's refusal. */
+  term?: number;
+  reject?: boolean;
 }
 
 export interface ConcordMember {

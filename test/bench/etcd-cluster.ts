@@ -130,6 +130,14 @@ export class MemberProcess {
     await this.exited;
   }
 
+  /**
+   * SIGSTOP: the process stops answering but its sockets stay open, like a machine that hangs
+   * (no refused connection tells its peers). kill9() ends it afterwards.
+   */
+  freeze(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs = 5_000): Promise<void> {
     const c = this.child;

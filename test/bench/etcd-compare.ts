@@ -14,14 +14,17 @@
 //   Concord: ClusterClient.callTool('memory_store'), which finds the leader itself. The goals
 //   are judged against gRPC.
 // - crash failover: kill -9 the leader (at a random phase of its heartbeat), time from the kill
-//   to the first acknowledged write. Each write attempt has a short timeout (--attempt-timeout).
+//   to the first acknowledged write (--fault freeze: SIGSTOP instead; the leader's connections
+//   stay open, as when a machine hangs). Each write attempt has a short timeout (--attempt-timeout).
 //   The same writer for both: it starts another attempt every --retry-every ms while one is
 //   pending (up to attempt-timeout / retry-every + 8 pending), or at once after a failure, so
 //   the figure is not quantized to the attempt timeout. etcd's attempts are gRPC puts that
 //   rotate over every member's channel (the dead one fails at once; a follower forwards to the
 //   leader once it knows one); Concord's are callTool on the load's first ClusterClient with
 //   timeoutMs = --attempt-timeout (the client finds the leader itself). Then the killed member
-//   is restarted and we wait until it is healthy and caught up (recover_ms).
+//   is restarted and we wait until it is healthy and caught up (recover_ms). With
+//   CONCORD_FAILOVER_TRACE=1 each Concord trial is also broken down into its steps
+//   (failover-breakdown.ts: detection, pre-vote, vote, first commit, the client's write).
 // - restart to healthy: kill -9 a follower, write 20 entries while it is down and leave it down
 //   --restart-down-ms in all (so the leader's redial backoff grows as it would), then, with a
 //   light writer committing one write every 20 ms, restart it on its data dir and time from the
@@ -51,6 +54,7 @@ import { closedLoop, KEY_BYTES, KvGen, type KvTarget, type LoopResult, type Retr
 import { median, parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
 import { analyzeBreakdown, type Breakdown, type ClientWrite } from './write-breakdown.js';
+import { analyzeFailover, type FailoverTrace, summarizeFailoverTraces } from './failover-breakdown.js';
 
 type SystemName = 'etcd' | 'concord';
 
@@ -76,6 +80,8 @@ interface Options {
   preload: number;
   heartbeat: number;
   election: number;
+  /** How the failover trials take the leader down. */
+  fault: 'kill' | 'freeze';
   retry: RetryOptions;
   seed: number;
   keep: boolean;
@@ -111,6 +117,7 @@ function parseOptions(args: BenchArgs): Options {
     preload: parseNumber(args, 'preload', 5_000, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     heartbeat,
     election,
+    fault: parseFault(args.fault),
     retry: {
       attemptTimeoutMs,
       retryEveryMs,
@@ -121,6 +128,12 @@ function parseOptions(args: BenchArgs): Options {
     seed: parseNumber(args, 'seed', 1, (n) => Number.isInteger(n), 'an integer'),
     keep: (args.keep ?? 'false') !== 'false',
   };
+}
+
+function parseFault(raw: string | undefined): 'kill' | 'freeze' {
+  const f = raw ?? 'kill';
+  if (f !== 'kill' && f !== 'freeze') throw new Error(`--fault=${f}: expected kill (kill -9: the leader's port refuses connections) or freeze (SIGSTOP: its connections stay open)`);
+  return f;
 }
 
 /** What the bench drives on each system. */
@@ -139,6 +152,8 @@ interface System {
   followers(leader: string): string[];
   /** Sends SIGKILL now; resolves when the process is gone. */
   kill9(member: string): Promise<void>;
+  /** Sends SIGSTOP now (kill9 ends it later). */
+  freeze(member: string): void;
   /** The failover writer's target for each attempt. */
   failoverTarget(): (attempt: number) => KvTarget;
   restart(member: string): void;
@@ -151,6 +166,11 @@ interface System {
    * Concord's storage counters (write start to durable, off-thread fsync included).
    */
   fsyncs(member: string): Promise<{ count: number; sumMs: number }>;
+  /**
+   * Concord with CONCORD_FAILOVER_TRACE=1: where the failover from killing `old` at `killAt` to
+   * the write acknowledged at `ackAt` went (absolute ms); null otherwise.
+   */
+  failoverTrace(killAt: number, ackAt: number, old: string): FailoverTrace | null;
   /** The member's start-up marks of its last start, ms after its spawn (Concord only). */
   startupMarks(member: string): Record<string, number> | null;
   /** The failover writer's pacing for this system. */
@@ -181,6 +201,7 @@ function etcdSystem(c: EtcdCluster, version: string, o: Options): System {
     leader: async () => (await c.leader()).name,
     followers: (leader) => c.members.filter((m) => m.proc.running && m.name !== leader).map((m) => m.name),
     kill9: (n) => c.kill9(byName(n)),
+    freeze: (n) => byName(n).proc.freeze(),
     // Like a client configured with every endpoint: it does not know which member died (an
     // attempt on the dead one fails at once).
     failoverTarget: () => {
@@ -191,6 +212,7 @@ function etcdSystem(c: EtcdCluster, version: string, o: Options): System {
     spawnedAt: (n) => byName(n).proc.spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(byName(n), byName(leader)),
     startupMarks: () => null,
+    failoverTrace: () => null,
     fsyncs: (n) => c.walFsyncs(byName(n)),
     retry: o.retry,
     heartbeatMs: o.heartbeat,
@@ -227,6 +249,7 @@ function concordSystem(c: ConcordCluster, o: Options): System {
     leader: async () => c.leader(),
     followers: (leader) => c.members.filter((m) => m.proc.running && m.id !== leader).map((m) => m.id),
     kill9: (n) => c.kill9(n),
+    freeze: (n) => c.memberProcess(n).freeze(),
     failoverTarget: () => {
       const t = c.target(0);
       return () => t;
@@ -235,14 +258,15 @@ function concordSystem(c: ConcordCluster, o: Options): System {
     spawnedAt: (n) => c.memberProcess(n).spawnedAt,
     caughtUp: (n, leader) => c.caughtUp(n, leader),
     fsyncs: (n) => c.fsyncs(n),
+    failoverTrace: (killAt, ackAt, old) => (process.env.CONCORD_FAILOVER_TRACE === '1' ? analyzeFailover(killAt, ackAt, old, c.writeTraces()) : null),
     startupMarks: (n) => {
       const spawnAbs = performance.timeOrigin + c.memberProcess(n).spawnedAt;
       return Object.fromEntries(Object.entries(c.startupMarks(n)).map(([k, t]) => [k, round(t - spawnAbs, 1)]));
     },
-    // The same writer as etcd's. ClusterClient also retries inside each call (lost connection ->
-    // next member -> not_leader redirect, 25 ms pause), but a call that is on the dead leader's
-    // address waits there up to its connect timeout, so hedged calls keep the figure from being
-    // quantized to the attempt timeout, as for etcd.
+    // The same writer as etcd's. ClusterClient also retries inside each call: a lost or refused
+    // connection marks that member down and the call goes to another, which holds it while the
+    // leader it follows is one the client could not reach, then redirects it to the new leader.
+    // Hedged calls keep the figure from being quantized to the attempt timeout, as for etcd.
     retry: o.retry,
     heartbeatMs: c.heartbeatMs,
     settings: () => c.settings(o.retry),
@@ -261,6 +285,8 @@ interface FailoverResult {
   recover_max_ms: number;
   /** What the writer got during the outage (last error before the success), per trial. */
   last_errors: Array<string | null>;
+  /** CONCORD_FAILOVER_TRACE=1 (Concord): medians of each step, and each trial's. */
+  breakdown?: { p50_ms: Record<string, number | null>; trials: FailoverTrace[] };
 }
 
 interface Trial {
@@ -268,6 +294,7 @@ interface Trial {
   attempts: number;
   recoverMs: number;
   lastError: string | null;
+  trace: FailoverTrace | null;
 }
 
 async function failoverTrial(s: System, gen: KvGen, o: Options, prng: Prng, trial: number, log: (m: string) => void): Promise<Trial> {
@@ -277,16 +304,20 @@ async function failoverTrial(s: System, gen: KvGen, o: Options, prng: Prng, tria
   // Kill at a random phase of the leader's heartbeat cycle.
   await sleep(prng.int(0, Math.max(1, s.heartbeatMs)));
   const t0 = performance.now();
-  const gone = s.kill9(old);
+  let gone: Promise<void> = Promise.resolve();
+  if (o.fault === 'kill') gone = s.kill9(old);
+  else s.freeze(old);
   const r = await writeUntilSuccess(target, gen, t0, s.retry);
   await gone;
+  if (o.fault === 'freeze') await s.kill9(old);
   await r.settled;
   const t1 = performance.now();
   s.restart(old);
   await s.waitReady(60_000);
   const recoverMs = performance.now() - t1;
-  log(`${s.name}/${s.members} failover ${trial + 1}/${o.trials}: killed ${old}, first write acknowledged after ${round(r.ms, 1)} ms (${r.attempts} attempts); restarted, healthy after ${round(recoverMs, 0)} ms`);
-  return { ms: r.ms, attempts: r.attempts, recoverMs, lastError: r.lastError };
+  const trace = s.failoverTrace(performance.timeOrigin + t0, performance.timeOrigin + t0 + r.ms, old);
+  log(`${s.name}/${s.members} failover ${trial + 1}/${o.trials}: killed ${old}, first write acknowledged after ${round(r.ms, 1)} ms (${r.attempts} attempts); restarted, healthy after ${round(recoverMs, 0)} ms${trace ? `; trace ${JSON.stringify(trace)}` : ''}`);
+  return { ms: r.ms, attempts: r.attempts, recoverMs, lastError: r.lastError, trace };
 }
 
 function summarize(trials: Trial[]): FailoverResult {
@@ -302,7 +333,13 @@ function summarize(trials: Trial[]): FailoverResult {
     recover_p50_ms: round(median(rec), 0),
     recover_max_ms: round(percentile(rec, 100), 0),
     last_errors: trials.map((t) => (t.lastError === null ? null : t.lastError.slice(0, 160))),
+    ...breakdownOf(trials),
   };
+}
+
+function breakdownOf(trials: Trial[]): Pick<FailoverResult, 'breakdown'> {
+  const traced = trials.map((t) => t.trace).filter((t): t is FailoverTrace => t !== null);
+  return traced.length === 0 ? {} : { breakdown: { p50_ms: summarizeFailoverTraces(traced), trials: traced } };
 }
 
 interface RestartTrial {
@@ -634,6 +671,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
         seconds: o.seconds,
         warmup_seconds: o.warmup,
         trials: o.trials,
+        failover_fault: o.fault === 'kill' ? 'kill -9 (the port refuses connections at once)' : 'SIGSTOP (connections stay open), then kill -9 after the trial',
         restart_trials: o.restartTrials,
         restart_down_ms: o.restartDownMs,
         breakdown_writes: o.breakdown,
@@ -666,6 +704,7 @@ export const bench: BenchModule = {
     warmup: { description: 'warm-up seconds before each measured window', default: '1' },
     inflight: { description: 'comma list of closed-loop concurrency levels (empty: none)', default: '1,64,256' },
     trials: { description: 'leader kill -9 failover trials per system and size (0 skips)', default: '5' },
+    fault: { description: 'how failover trials take the leader down: kill (kill -9: its port refuses connections at once) | freeze (SIGSTOP: its connections stay open, as when a machine hangs; killed after the trial)', default: 'kill' },
     'restart-trials': { description: 'follower kill -9 restart-to-healthy trials per system and size (0 skips)', default: '5' },
     'restart-down-ms': { description: 'how long a restarted follower stays down (ms)', default: '1000' },
     breakdown: { description: 'traced back-to-back writes for the Concord latency breakdown (0 skips)', default: '300' },

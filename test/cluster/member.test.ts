@@ -218,6 +218,52 @@ describe('concord node (cluster mode)', () => {
     expect(c.members).toContain(members.get(leader)!.addr);
   });
 
+  it('a follower holds a request whose client cannot reach its leader, and redirects to the next leader', async () => {
+    const c0 = client();
+    const leader = await leaderId(c0);
+    const dead = members.get(leader)!;
+    const follower = members.get(IDS.find((id) => id !== leader)!)!;
+    // A 300-400 ms election timeout leaves the request time to arrive while its leader is
+    // still followed, and the election ends within the 1 s a member holds a request.
+    const timing = await c0.callTool('consensus_config', { election_timeout_min: 300, election_timeout_max: 400 });
+    expect(timing.isError, JSON.stringify(timing.content)).toBeFalsy();
+    // Frozen, not killed: its connections stay open, so the followers still follow it until
+    // their election timeout (a killed process's refused port would end their lease at once).
+    dead.proc!.kill('SIGSTOP');
+    try {
+      const raw = new TcpClient({ host: '127.0.0.1', port: Number(follower.addr.split(':')[1]), secret, name: 'hold' });
+      const body = { kind: 'tool', name: 'memory_retrieve', arguments: { key: 'nothing' }, hold_ms: 5_000, unreachable: [dead.addr] };
+      // Asked again after a hold that ran out (an election can take more than one round).
+      let err: RemoteError | null = null;
+      for (let i = 0; i < 10; i++) {
+        const t0 = Date.now();
+        err = (await raw.request(body, 8_000).then(
+          () => null,
+          (e: unknown) => e,
+        )) as RemoteError | null;
+        if (err === null || /the leader is m\d at /.test(err.message) && !err.message.includes(dead.addr)) break;
+        // No leader yet, or still the frozen one: said only after the whole hold (a member caps
+        // it at 1 s), never at once.
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+        if (err.message.includes(dead.addr)) expect(err.message).toContain('the caller cannot reach it');
+      }
+      raw.close();
+      // Then answered here (this member won the election) or sent to the winner.
+      if (err !== null) {
+        expect(err).toBeInstanceOf(RemoteError);
+        expect(err.code).toBe('not_leader');
+        expect(err.message).not.toContain(dead.addr);
+        expect(err.message).toMatch(/the leader is m\d at 127\.0\.0\.1:\d+/);
+      }
+    } finally {
+      dead.proc!.kill('SIGCONT');
+    }
+    // The old leader steps down on the new term and follows again.
+    await waitFor(async () => (await c0.status(dead.addr).catch(() => null))?.role === 'follower', 15_000);
+    const back = await c0.callTool('consensus_config', { election_timeout_min: 150, election_timeout_max: 300 });
+    expect(back.isError, JSON.stringify(back.content)).toBeFalsy();
+  }, 60_000);
+
   it('runs an orchestration to completion on the members (tasks executed by every process)', async () => {
     const c = client();
     const r = await c.callTool('task_orchestrate', { task: 'cluster work', count: 120, wait: true });

@@ -60,6 +60,12 @@ export interface SimOptions {
   plant?: PlantedBugs;
   /** Run the coordination workload (coord-workload.ts); when absent the seed decides. */
   coordWorkload?: boolean;
+  /**
+   * Report leader-gone (a refused dial, Raft.leaderUnreachable) to followers of a crashed
+   * leader and, now and then, spuriously (default true). Off replays a trajectory recorded
+   * before these reports existed.
+   */
+  leaderGone?: boolean;
 }
 
 export interface PlantedBugs {
@@ -94,6 +100,7 @@ export const FAULT_KINDS = [
   'clock_skew',
   'pause',
   'leader_pause',
+  'leader_gone',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 export type FaultCounts = Record<FaultKind, number>;
@@ -160,6 +167,12 @@ type Action = [weight: number, name: string, fn: () => string | null];
 
 class Simulation {
   private readonly prng: Prng;
+  /**
+   * Draws for leader-gone reports (a refused dial to the leader, see Raft.leaderUnreachable),
+   * apart so that they leave every other draw of a seed's trajectory where it was.
+   */
+  private readonly goneRng: Prng;
+  private readonly leaderGone: boolean;
   private readonly n: number;
   private readonly stepsTarget: number;
   private readonly traceOn: boolean;
@@ -244,6 +257,8 @@ class Simulation {
     opts: SimOptions,
   ) {
     this.prng = new Prng(seed);
+    this.goneRng = new Prng((seed ^ 0x6f6e65) >>> 0);
+    this.leaderGone = opts.leaderGone ?? true;
     // Burn a few draws: mulberry32's first outputs for adjacent small seeds are correlated.
     for (let i = 0; i < 4; i++) this.prng.next();
     this.n = opts.nodes ?? nodesForSeed(seed);
@@ -580,6 +595,16 @@ class Simulation {
   // ---- actions ---------------------------------------------------------------------------
 
   private act(): string | null {
+    // Now and then a follower hears that its leader is gone when it is not (a link that
+    // refused a dial for another reason): at most an early election, never a safety issue.
+    if (this.leaderGone && this.goneRng.chance(0.03)) {
+      const fs = this.running().filter((h) => h.core.role === 'follower' && h.core.lead !== null);
+      if (fs.length > 0) {
+        const f = this.goneRng.pick(fs);
+        f.leaderUnreachable(f.core.lead as NodeId);
+        this.stats.faults.leader_gone++;
+      }
+    }
     const churn = this.profile === 'churn';
     const actions: Action[] = [
       [30, 'propose', () => this.actPropose()],
@@ -761,6 +786,13 @@ class Simulation {
    * loses whatever was written but not yet fsynced. Returns which. */
   private crash(id: NodeId, powerFail?: boolean): string {
     this.cluster.crash(id);
+    // Its followers' redials are refused (a crashed process): most hear it at once.
+    for (const h of this.leaderGone ? this.running() : []) {
+      if (h.core.lead === id && this.goneRng.chance(0.7)) {
+        h.leaderUnreachable(id);
+        this.stats.faults.leader_gone++;
+      }
+    }
     this.checker.forget(id);
     this.paused.delete(id);
     this.stats.crashes++;
