@@ -3,6 +3,7 @@
 // slow or down the oldest queued messages are dropped rather than memory growing.
 
 import { connect } from 'node:net';
+import { afterPromiseJobs } from './after-jobs.js';
 import { chunkHeader, encodeBatch } from './codec.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType, frameTypeName } from './frame.js';
@@ -169,12 +170,15 @@ export class PeerLink {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // One flush per event-loop turn: everything sent this turn goes out as one batch.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    // Everything sent by this task and its promise jobs goes out as one batch, after the
+    // clients' answers those jobs sent (see afterPromiseJobs).
+    afterPromiseJobs(this.runFlush);
   }
+
+  private readonly runFlush = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   private flush(): void {
     const c = this.conn;
