@@ -79,4 +79,47 @@ describe('batched client requests', () => {
     expect(await good.request('b')).toBe('ok');
     expect(seen).toEqual(['b']);
   });
+
+  it('answers the only request in flight on a connection at once, in the turn it resolves', async () => {
+    const t = new TcpTransport({ id: 'm1', secret: SECRET, limits: FAST, log: captureLog() });
+    cleanup.push(() => t.close());
+    const { port } = await t.listen();
+    let framesAtCheck = -1;
+    t.onClientRequest(
+      () =>
+        new Promise((resolve) => {
+          // Queued together: the check runs right after the answer resolves, in the same phase.
+          setImmediate(() => resolve('done'));
+          setImmediate(() => (framesAtCheck = t.stats().clientResponseFrames));
+        }),
+    );
+    const raw = await RawPeer.authenticated(port, 'client:one');
+    raw.write(raw.tagged(FrameType.CLIENT_REQ, Buffer.from(JSON.stringify({ id: 1, body: 'x' }))));
+    const f = await raw.next(FrameType.CLIENT_RESP);
+    expect(JSON.parse(raw.auth.open(f.type, f.body)!.toString())).toEqual({ id: 1, ok: true, body: 'done' });
+    expect(framesAtCheck).toBe(1);
+  });
+
+  it('answers resolved together for one connection still leave in one frame', async () => {
+    const t = new TcpTransport({ id: 'm1', secret: SECRET, limits: FAST, log: captureLog() });
+    cleanup.push(() => t.close());
+    const { port } = await t.listen();
+    const waiting: Array<() => void> = [];
+    t.onClientRequest(async (req) => {
+      await new Promise<void>((r) => waiting.push(r));
+      // Chains of different lengths, as real handlers have.
+      for (let k = 0; k < (req as number) % 4; k++) await Promise.resolve();
+      return req;
+    });
+    const raw = await RawPeer.authenticated(port, 'client:many');
+    raw.write(raw.tagged(FrameType.CLIENT_REQ, Buffer.from(JSON.stringify(Array.from({ length: 50 }, (_, i) => ({ id: i + 1, body: i }))))));
+    await waitFor(() => waiting.length === 50, 'all 50 requests running');
+    setImmediate(() => waiting.forEach((r) => r()));
+    const f = await raw.next(FrameType.CLIENT_RESP);
+    const answers = JSON.parse(raw.auth.open(f.type, f.body)!.toString()) as Array<{ id: number; body: number }>;
+    expect(answers.map((a) => a.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    await sleep(50);
+    expect(raw.frames.filter((x) => x.type === FrameType.CLIENT_RESP)).toEqual([]);
+    expect(t.stats().clientResponseFrames).toBe(1);
+  });
 });

@@ -83,6 +83,46 @@ describe('TcpTransport delivery', () => {
     expect(batches.map((b) => b.length)).toEqual([200, 3]);
   });
 
+  it('writes a message sent from inside an immediate in the same loop turn, not the next', async () => {
+    // NodeHost's Ready loop runs in an immediate: a flush left to setImmediate from there
+    // waited a whole loop turn (I/O polling included) on every hop of a write.
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    const before = t.stats().peers.p!.bytesOut;
+    // Two immediates queued together run in the same check phase, one after the other.
+    const written = await new Promise<number>((resolve) => {
+      setImmediate(() => t.send(msg('a', 'p', { index: 1 })));
+      setImmediate(() => resolve(t.stats().peers.p!.bytesOut - before));
+    });
+    expect(written).toBeGreaterThan(0);
+    await waitFor(() => peer.frames.some((f) => f.type === FrameType.MSG), 'delivery');
+  });
+
+  it('still sends as one MSG frame what a task and the promise jobs it queued send', async () => {
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    setImmediate(() => {
+      for (let i = 0; i < 50; i++) t.send(msg('a', 'p', { index: i }));
+      // Sends at the end of chains of awaits (as answers resolved by a Ready's applies are).
+      for (let i = 50; i < 100; i++) {
+        void (async () => {
+          for (let k = 0; k < 1 + (i % 5); k++) await Promise.resolve();
+          t.send(msg('a', 'p', { index: i }));
+        })();
+      }
+    });
+    await waitFor(() => t.stats().peers.p!.messagesOut === 100, 'all sent');
+    await waitFor(() => peer.frames.filter((f) => f.type === FrameType.MSG).flatMap((f) => decodeBatch(f.payload)).length === 100, 'all delivered');
+    const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
+    // One frame; within it, in the order sent (the chains of awaits end in mixed order).
+    expect(batches.length).toBe(1);
+    expect([...batches[0]!].sort((x, y) => x - y)).toEqual([...Array(100).keys()]);
+  });
+
   it('reconnects to a restarted peer and delivers what was queued meanwhile', async () => {
     const m = await meshed(['a', 'b', 'c']);
     const a = m.get('a')!;
