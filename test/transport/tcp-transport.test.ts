@@ -69,18 +69,20 @@ describe('TcpTransport delivery', () => {
     expect(s.peers.n2!.bytesOut).toBeGreaterThan(0);
   });
 
-  it('writes everything sent in one event-loop turn as one MSG frame', async () => {
+  it('writes the first message a task sends at once, and the rest of what it sends as one MSG frame', async () => {
     const peer = await recordingPeer('p');
     const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
     cleanup.push(() => t.close());
     await waitFor(() => t.stats().peers.p!.connected, 'connection');
     for (let i = 0; i < 200; i++) t.send(msg('a', 'p', { index: i }));
-    await waitFor(() => peer.frames.length >= 1, 'first batch');
+    await waitFor(() => peer.frames.length >= 2, 'first task');
     await sleep(20);
     for (let i = 0; i < 3; i++) t.send(msg('a', 'p', { index: 200 + i }));
-    await waitFor(() => peer.frames.length >= 2, 'second batch');
+    await waitFor(() => peer.frames.length >= 4, 'second task');
+    await sleep(20);
     const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
-    expect(batches.map((b) => b.length)).toEqual([200, 3]);
+    expect(batches.map((b) => b.length)).toEqual([1, 199, 1, 2]);
+    expect(batches.flat()).toEqual([...Array(203).keys()]);
   });
 
   it('writes a message sent from inside an immediate in the same loop turn, not the next', async () => {
@@ -92,15 +94,21 @@ describe('TcpTransport delivery', () => {
     await waitFor(() => t.stats().peers.p!.connected, 'connection');
     const before = t.stats().peers.p!.bytesOut;
     // Two immediates queued together run in the same check phase, one after the other.
-    const written = await new Promise<number>((resolve) => {
-      setImmediate(() => t.send(msg('a', 'p', { index: 1 })));
-      setImmediate(() => resolve(t.stats().peers.p!.bytesOut - before));
+    const written = await new Promise<{ atReturn: number; nextImmediate: number }>((resolve) => {
+      let atReturn = -1;
+      setImmediate(() => {
+        t.send(msg('a', 'p', { index: 1 }));
+        atReturn = t.stats().peers.p!.bytesOut - before;
+      });
+      setImmediate(() => resolve({ atReturn, nextImmediate: t.stats().peers.p!.bytesOut - before }));
     });
-    expect(written).toBeGreaterThan(0);
+    expect(written.nextImmediate).toBeGreaterThan(0);
+    // The first message of a task is written before send returns (see PeerLink.scheduleFlush).
+    expect(written.atReturn).toBe(written.nextImmediate);
     await waitFor(() => peer.frames.some((f) => f.type === FrameType.MSG), 'delivery');
   });
 
-  it('still sends as one MSG frame what a task and the promise jobs it queued send', async () => {
+  it('still sends as one MSG frame what a task and the promise jobs it queued send after its first message', async () => {
     const peer = await recordingPeer('p');
     const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
     cleanup.push(() => t.close());
@@ -118,9 +126,9 @@ describe('TcpTransport delivery', () => {
     await waitFor(() => t.stats().peers.p!.messagesOut === 100, 'all sent');
     await waitFor(() => peer.frames.filter((f) => f.type === FrameType.MSG).flatMap((f) => decodeBatch(f.payload)).length === 100, 'all delivered');
     const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
-    // One frame; within it, in the order sent (the chains of awaits end in mixed order).
-    expect(batches.length).toBe(1);
-    expect([...batches[0]!].sort((x, y) => x - y)).toEqual([...Array(100).keys()]);
+    // The first message alone, then one frame (the chains of awaits end in mixed order).
+    expect(batches.map((b) => b.length)).toEqual([1, 99]);
+    expect(batches.flat().sort((x, y) => x - y)).toEqual([...Array(100).keys()]);
   });
 
   it('reconnects to a restarted peer and delivers what was queued meanwhile', async () => {
