@@ -180,7 +180,7 @@ export class TcpTransport implements Transport {
       return;
     }
     if (msg.type === 'MsgSnap' && msg.snapshot) link.sendSnapshot(msg);
-    else link.enqueue(JSON.stringify(msg));
+    else link.enqueue(JSON.stringify(msg), isUrgent(msg));
   }
 
   /** Close the connections to and from a peer; they are redialled (tests, operators). */
@@ -564,5 +564,26 @@ export class TcpTransport implements Transport {
       this.counters.clientResponseFrames++;
     }
     if (WRITE_TRACE) traceWrite('resp_sent');
+  }
+}
+
+/**
+ * Messages a write or an election waits for: written at once when they are the first their
+ * task sends (PeerLink.scheduleFlush). Not heartbeats, nor appends that carry only a commit
+ * index: a leader sends those before applying, and its client's answer should not wait for
+ * them (measured: writing them first added 0.2 ms before the apply at 1 write in flight).
+ */
+function isUrgent(m: Message): boolean {
+  switch (m.type) {
+    case 'MsgApp':
+      return m.entries.length > 0;
+    case 'MsgAppResp':
+    case 'MsgVote':
+    case 'MsgVoteResp':
+    case 'MsgPreVote':
+    case 'MsgPreVoteResp':
+      return true;
+    default:
+      return false;
   }
 }
