@@ -137,9 +137,12 @@ export class TcpClient {
       }
       c.socket.ref();
       // Requests made in one task (with its promise jobs) leave as one frame, without waiting
-      // for the next event-loop turn (see afterPromiseJobs).
+      // for the next event-loop turn (see afterPromiseJobs); the only request outstanding
+      // has nothing to be batched with and leaves at once.
       this.outbox.push({ id, json });
-      if (this.outbox.length === 1) afterPromiseJobs(() => this.flushOutbox());
+      if (this.outbox.length > 1) return;
+      if (this.pending.size === 1) this.flushOutbox();
+      else afterPromiseJobs(() => this.flushOutbox());
     });
   }
 

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { packJson } from '../../src/transport/codec.js';
 import { TcpClient } from '../../src/transport/tcp-client.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import type { SecureConn } from '../../src/transport/conn.js';
 import { FrameType } from '../../src/transport/frame.js';
 import { captureLog, FAST, RawPeer, SECRET, sleep, waitFor } from './helpers.js';
 
@@ -121,5 +122,34 @@ describe('batched client requests', () => {
     await sleep(50);
     expect(raw.frames.filter((x) => x.type === FrameType.CLIENT_RESP)).toEqual([]);
     expect(t.stats().clientResponseFrames).toBe(1);
+  });
+
+  it('a client sends its only outstanding request at once, and batches concurrent ones', async () => {
+    const t = new TcpTransport({ id: 'm1', secret: SECRET, limits: FAST, log: captureLog() });
+    cleanup.push(() => t.close());
+    const { port } = await t.listen();
+    t.onClientRequest(async (req) => req);
+    const c = new TcpClient({ host: '127.0.0.1', port, secret: SECRET, name: 'lone', limits: FAST, log: captureLog() });
+    cleanup.push(() => c.close());
+    await c.connect();
+    const conn = (c as unknown as { conn: SecureConn }).conn;
+    const before = conn.bytesOut;
+    const answer = c.request('only');
+    // A long chain of promise jobs in the same task: a batched flush would wait for all of it.
+    for (let i = 0; i < 200; i++) await Promise.resolve();
+    expect(conn.bytesOut).toBeGreaterThan(before);
+    expect(await answer).toBe('only');
+    // Frames the client writes from here on.
+    let frames = 0;
+    const send = conn.send.bind(conn);
+    conn.send = (type, parts) => {
+      if (type === FrameType.CLIENT_REQ) frames++;
+      return send(type, parts);
+    };
+    const many = Array.from({ length: 30 }, (_, i) => c.request(i));
+    expect(await Promise.all(many)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    // The first of the 30 was the only one outstanding when it was queued; the other 29 left
+    // together once the task's promise jobs were done.
+    expect(frames).toBe(2);
   });
 });
