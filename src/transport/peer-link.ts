@@ -3,6 +3,7 @@
 // slow or down the oldest queued messages are dropped rather than memory growing.
 
 import { connect } from 'node:net';
+import { afterPromiseJobs } from './after-jobs.js';
 import { chunkHeader, encodeBatch } from './codec.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType, frameTypeName } from './frame.js';
@@ -10,6 +11,7 @@ import { backoffMs, type PeerStats, type TcpLimits } from './limits.js';
 import { decodeAck, SnapshotSend } from './snapshot-stream.js';
 import { dialTls, type TlsMaterial } from './tls.js';
 import type { Message } from '../raft/types.js';
+import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
 
 export interface PeerAddress {
   host: string;
@@ -102,8 +104,11 @@ export class PeerLink {
     this.dial();
   }
 
-  /** Queue one serialized message; written with everything else queued this turn. */
-  enqueue(json: string): void {
+  /**
+   * Queue one serialized message; written with everything else its task sends, or (`urgent`,
+   * and the first the task sends) at once: see scheduleFlush.
+   */
+  enqueue(json: string, urgent = false): void {
     if (this.closed) return;
     const st = this.o.stats;
     if (json.length > this.o.limits.chunkBytes) {
@@ -129,7 +134,7 @@ export class PeerLink {
       }
     }
     st.queued = this.queued;
-    this.scheduleFlush();
+    this.scheduleFlush(urgent);
   }
 
   /**
@@ -176,15 +181,24 @@ export class PeerLink {
     this.o.stats.queued = 0;
   }
 
-  private scheduleFlush(): void {
+  /**
+   * Everything a task and its promise jobs send goes out as one batch after them
+   * (afterPromiseJobs). `now` (an urgent message that is the first the task sends): written at
+   * once, before the task goes on; a leader writes its own log right after sending its
+   * appends (measured: 0.6 ms of the append's 1.3 ms way to the follower at 1 write in
+   * flight). Under load a task still costs at most two frames per peer.
+   */
+  private scheduleFlush(now = false): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // One flush per event-loop turn: everything sent this turn goes out as one batch.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    afterPromiseJobs(this.runFlush);
+    if (now) this.flush();
   }
+
+  private readonly runFlush = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   private flush(): void {
     const c = this.conn;
@@ -208,6 +222,7 @@ export class PeerLink {
           this.queueChars -= chars;
           st.bytesOut += c.send(FrameType.MSG, [encodeBatch(batch)]);
           st.messagesOut += batch.length;
+          if (WRITE_TRACE) traceWrite('flush', undefined, this.o.peerId);
           progressed = true;
         }
         if (!this.transfer && this.largeWaiting !== null) {

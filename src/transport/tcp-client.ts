@@ -5,6 +5,7 @@
 
 import { connect } from 'node:net';
 import { logger } from '../util/logger.js';
+import { afterPromiseJobs } from './after-jobs.js';
 import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { SecureConn, type TransportLog } from './conn.js';
 import { FrameType } from './frame.js';
@@ -135,9 +136,13 @@ export class TcpClient {
         else opts.signal.addEventListener('abort', later, { once: true });
       }
       c.socket.ref();
-      // Requests made in one event-loop turn leave as one frame (see TcpTransport).
+      // Requests made in one task (with its promise jobs) leave as one frame, without waiting
+      // for the next event-loop turn (see afterPromiseJobs); the only request outstanding
+      // has nothing to be batched with and leaves at once.
       this.outbox.push({ id, json });
-      if (this.outbox.length === 1) setImmediate(() => this.flushOutbox());
+      if (this.outbox.length > 1) return;
+      if (this.pending.size === 1) this.flushOutbox();
+      else afterPromiseJobs(() => this.flushOutbox());
     });
   }
 

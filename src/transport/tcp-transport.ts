@@ -13,6 +13,7 @@ import type { Message, NodeId } from '../raft/types.js';
 import type { Transport } from '../host/transport.js';
 import { logger } from '../util/logger.js';
 import { traceWrite, WRITE_TRACE } from '../util/write-trace.js';
+import { afterPromiseJobs } from './after-jobs.js';
 import { CLIENT_PREFIX, MEMBER_REQUEST_PREFIX } from './auth.js';
 import { decodeBatch, invalidMessage, packJson, Reassembler } from './codec.js';
 import { SecureConn, type CloseKind, type TransportLog } from './conn.js';
@@ -67,6 +68,8 @@ export interface TcpTransportStats {
   /** Messages for a peer this transport does not know. */
   unroutable: number;
   clientRequests: number;
+  /** CLIENT_RESP frames sent: clientRequests / clientResponseFrames answers per frame. */
+  clientResponseFrames: number;
 }
 
 /** Per inbound connection state. */
@@ -106,7 +109,7 @@ export class TcpTransport implements Transport {
   /** Accepted sockets still in their TLS handshake (closed with the transport). */
   private readonly tlsHandshaking = new Set<Socket>();
   private closed = false;
-  private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0 };
+  private counters = { authFailures: 0, protocolErrors: 0, refusedConnections: 0, unroutable: 0, clientRequests: 0, clientResponseFrames: 0 };
 
   constructor(private readonly o: TcpTransportOptions) {
     if (o.id.startsWith(CLIENT_PREFIX) || o.id.startsWith(MEMBER_REQUEST_PREFIX)) throw new Error(`member id must not start with "${CLIENT_PREFIX}" or "${MEMBER_REQUEST_PREFIX}"`);
@@ -187,7 +190,7 @@ export class TcpTransport implements Transport {
       return;
     }
     if (msg.type === 'MsgSnap' && msg.snapshot) link.sendSnapshot(msg);
-    else link.enqueue(JSON.stringify(msg));
+    else link.enqueue(JSON.stringify(msg), isUrgent(msg));
   }
 
   /** Close the connections to and from a peer; they are redialled (tests, operators). */
@@ -518,7 +521,7 @@ export class TcpTransport implements Transport {
         body = JSON.stringify({ id, ok: false, error: `response not serializable: ${(e as Error).message}` });
       }
       if (Buffer.byteLength(body) + 64 > this.limits.maxFrameBytes) body = JSON.stringify({ id, ok: false, error: 'response too large' });
-      this.queueResponse(st, body);
+      this.queueResponse(st, body, true);
     };
     const h = this.clientHandler;
     if (!h) return respond({ id, ok: false, error: `${this.id} does not serve client requests` });
@@ -547,18 +550,51 @@ export class TcpTransport implements Transport {
       });
   }
 
-  /** Answers go out once per event-loop turn, as few frames as the frame limit allows. */
-  private queueResponse(st: Inbound, json: string): void {
+  /**
+   * The answer to the only request in flight on its connection leaves at once: there is
+   * nothing to batch it with. Otherwise answers (and progress) go out once the task that
+   * produced them and its promise jobs are done (afterPromiseJobs), as few frames as the frame
+   * limit allows: the answers one Ready applies leave together. In order either way: an answer
+   * goes at once only when nothing is waiting in the outbox.
+   */
+  private queueResponse(st: Inbound, json: string, final = false): void {
     st.outbox.push(json);
     if (st.outbox.length > 1) return;
-    setImmediate(() => {
-      const c = st.conn;
-      const out = st.outbox.splice(0);
-      if (c.closed) return;
-      // A client that stops reading must not make us buffer responses without bound.
-      if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
-      for (const frame of packJson(out, this.limits.maxFrameBytes - 64)) c.send(FrameType.CLIENT_RESP, [frame]);
-      if (WRITE_TRACE) traceWrite('resp_sent');
-    });
+    if (final && st.inflight <= 1) return this.flushResponses(st);
+    afterPromiseJobs(() => this.flushResponses(st));
+  }
+
+  private flushResponses(st: Inbound): void {
+    const c = st.conn;
+    const out = st.outbox.splice(0);
+    if (c.closed) return;
+    // A client that stops reading must not make us buffer responses without bound.
+    if (c.writableLength > this.limits.highWaterBytes * 4) return void c.close('client is not reading its responses');
+    for (const frame of packJson(out, this.limits.maxFrameBytes - 64)) {
+      c.send(FrameType.CLIENT_RESP, [frame]);
+      this.counters.clientResponseFrames++;
+    }
+    if (WRITE_TRACE) traceWrite('resp_sent');
+  }
+}
+
+/**
+ * Messages a write or an election waits for: written at once when they are the first their
+ * task sends (PeerLink.scheduleFlush). Not heartbeats, nor appends that carry only a commit
+ * index: a leader sends those before applying, and its client's answer should not wait for
+ * them (measured: writing them first added 0.2 ms before the apply at 1 write in flight).
+ */
+function isUrgent(m: Message): boolean {
+  switch (m.type) {
+    case 'MsgApp':
+      return m.entries.length > 0;
+    case 'MsgAppResp':
+    case 'MsgVote':
+    case 'MsgVoteResp':
+    case 'MsgPreVote':
+    case 'MsgPreVoteResp':
+      return true;
+    default:
+      return false;
   }
 }

@@ -15,6 +15,10 @@
 //   applied -> handler answers                   apply_to_answer
 //   handler answers -> answer written to socket  answer_queued (batched once per loop turn)
 //   answer written -> client has the answer      answer_to_client
+// Parts of the steps above (not added to the total again):
+//   append sent -> its frame written at the leader         append_queued (in net_to_follower)
+//   fsync done -> the follower's ack frame written          ack_queued (in ack_to_leader)
+//   the leader's commit-index-only write before applying    commit_write (in commit_to_apply)
 // The follower steps are those of the follower whose ack completed the quorum; the commit
 // time is the later of the leader's fsync and that ack.
 
@@ -39,6 +43,9 @@ const SEGMENTS = [
   'apply_to_answer',
   'answer_queued',
   'answer_to_client',
+  'append_queued',
+  'ack_queued',
+  'commit_write',
 ] as const;
 
 type Segment = (typeof SEGMENTS)[number];
@@ -99,14 +106,16 @@ export function analyzeBreakdown(writes: ClientWrite[], traces: Map<string, Writ
     const lfs = first(L, toolIn.t, (e) => e.ev === 'fsync_start' && (e.idx ?? -1) >= idx);
     const lfe = lfs && first(L, lfs.t, (e) => e.ev === 'fsync_end' && e.idx === lfs.idx);
     const applied = first(L, appSent.t, (e) => e.ev === 'apply' && e.idx === idx);
-    const perFollower: Array<{ recv: number; fs: number; fe: number; ackAt: number }> = [];
+    const perFollower: Array<{ id: string; recv: number; fs: number; fe: number; ackAt: number; ackFlush?: number }> = [];
     for (const f of followers) {
       const F = sorted.get(f) as WriteTraceEvent[];
       const recv = first(F, appSent.t - 5, (e) => e.ev === 'app_recv' && (e.idx ?? -1) >= idx);
       const fs = recv && first(F, recv.t, (e) => e.ev === 'fsync_start' && (e.idx ?? -1) >= idx);
       const fe = fs && first(F, fs.t, (e) => e.ev === 'fsync_end' && e.idx === fs.idx);
       const ack = first(L, appSent.t, (e) => e.ev === 'ack_recv' && e.peer === f && (e.idx ?? -1) >= idx);
-      if (recv && fs && fe && ack) perFollower.push({ recv: recv.t, fs: fs.t, fe: fe.t, ackAt: ack.t });
+      // Members without the flush event (older builds): the queued parts are left out.
+      const ackFlush = fe && first(F, fe.t, (e) => e.ev === 'flush' && e.peer === leaderId);
+      if (recv && fs && fe && ack) perFollower.push({ id: f, recv: recv.t, fs: fs.t, fe: fe.t, ackAt: ack.t, ackFlush: ackFlush && ackFlush.t <= ack.t ? ackFlush.t : undefined });
     }
     perFollower.sort((a, b) => a.ackAt - b.ackAt);
     const q = perFollower[needAcks - 1];
@@ -131,6 +140,12 @@ export function analyzeBreakdown(writes: ClientWrite[], traces: Map<string, Writ
     const sentAt = sent && sent.t <= w.t1 ? sent.t : toolOut.t;
     add('answer_queued', sentAt - toolOut.t);
     add('answer_to_client', w.t1 - sentAt);
+    const appFlush = first(L, appSent.t, (e) => e.ev === 'flush' && e.peer === q.id);
+    if (appFlush && appFlush.t <= q.recv) add('append_queued', appFlush.t - appSent.t);
+    if (q.ackFlush !== undefined) add('ack_queued', q.ackFlush - q.fe);
+    const cw = first(L, commitAt, (e) => e.ev === 'fsync_start' && e.idx === -1);
+    const cwEnd = cw && first(L, cw.t, (e) => e.ev === 'fsync_end' && e.idx === -1);
+    if (cw && cwEnd && cwEnd.t <= applied.t) add('commit_write', cwEnd.t - cw.t);
     rounds.push(commitAt - appSent.t);
     totals.push(w.t1 - w.t0);
   }

@@ -3,7 +3,7 @@
 
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Message } from '../../src/raft/types.js';
+import type { Entry, Message } from '../../src/raft/types.js';
 import { decodeBatch } from '../../src/transport/codec.js';
 import { SecureConn } from '../../src/transport/conn.js';
 import { FrameType, MAX_FRAME_BYTES } from '../../src/transport/frame.js';
@@ -19,6 +19,8 @@ async function meshed(ids: string[], limits = FAST): Promise<Map<string, Member>
   cleanup.push(() => m.forEach((x) => x.t.close()));
   return m;
 }
+
+const entry = (index: number): Entry => ({ index, term: 1, type: 'normal', data: 'x' });
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -69,7 +71,7 @@ describe('TcpTransport delivery', () => {
     expect(s.peers.n2!.bytesOut).toBeGreaterThan(0);
   });
 
-  it('writes everything sent in one event-loop turn as one MSG frame', async () => {
+  it('writes everything sent in one task as one MSG frame', async () => {
     const peer = await recordingPeer('p');
     const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
     cleanup.push(() => t.close());
@@ -79,8 +81,67 @@ describe('TcpTransport delivery', () => {
     await sleep(20);
     for (let i = 0; i < 3; i++) t.send(msg('a', 'p', { index: 200 + i }));
     await waitFor(() => peer.frames.length >= 2, 'second batch');
+    await sleep(20);
     const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
     expect(batches.map((b) => b.length)).toEqual([200, 3]);
+  });
+
+  it('writes a message sent from inside an immediate in the same loop turn, not the next', async () => {
+    // NodeHost's Ready loop runs in an immediate: a flush left to setImmediate from there
+    // waited a whole loop turn (I/O polling included) on every hop of a write.
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    const before = t.stats().peers.p!.bytesOut;
+    // Two immediates queued together run in the same check phase, one after the other.
+    const written = await new Promise<{ atReturn: number; nextImmediate: number }>((resolve) => {
+      let atReturn = -1;
+      setImmediate(() => {
+        t.send(msg('a', 'p', { type: 'MsgApp', index: 1, entries: [entry(2)] }));
+        atReturn = t.stats().peers.p!.bytesOut - before;
+      });
+      setImmediate(() => resolve({ atReturn, nextImmediate: t.stats().peers.p!.bytesOut - before }));
+    });
+    expect(written.nextImmediate).toBeGreaterThan(0);
+    // An append carrying entries, first of its task, is written before send returns.
+    expect(written.atReturn).toBe(written.nextImmediate);
+    await waitFor(() => peer.frames.some((f) => f.type === FrameType.MSG), 'delivery');
+  });
+
+  it('sends as one MSG frame what a task and the promise jobs it queued send', async () => {
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    const batchesOf = (): number[][] => peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
+    const task = (first: Message): void => {
+      setImmediate(() => {
+        t.send(first);
+        for (let i = 1; i < 50; i++) t.send(msg('a', 'p', { index: i }));
+        // Sends at the end of chains of awaits (as answers resolved by a Ready's applies are),
+        // appends with entries among them.
+        for (let i = 50; i < 100; i++) {
+          void (async () => {
+            for (let k = 0; k < 1 + (i % 5); k++) await Promise.resolve();
+            t.send(i % 2 === 0 ? msg('a', 'p', { type: 'MsgApp', index: i, entries: [entry(i + 1)] }) : msg('a', 'p', { index: i }));
+          })();
+        }
+      });
+    };
+    task(msg('a', 'p', { index: 0 }));
+    await waitFor(() => batchesOf().flat().length === 100, 'first task delivered');
+    await sleep(20);
+    const one = batchesOf();
+    // One frame (the chains of awaits end in mixed order).
+    expect(one.map((b) => b.length)).toEqual([100]);
+    expect(one.flat().sort((x, y) => x - y)).toEqual([...Array(100).keys()]);
+    // A task whose first message is an append with entries: that one alone at once, then the rest.
+    peer.frames.length = 0;
+    task(msg('a', 'p', { type: 'MsgApp', index: 0, entries: [entry(1)] }));
+    await waitFor(() => batchesOf().flat().length === 100, 'second task delivered');
+    await sleep(20);
+    expect(batchesOf().map((b) => b.length)).toEqual([1, 99]);
   });
 
   it('reconnects to a restarted peer and delivers what was queued meanwhile', async () => {
