@@ -626,9 +626,10 @@ export class NodeHost {
     if (due <= 0) return;
     const n = Math.min(due, this.maxCatchUpTicks());
     this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
-    for (let i = 0; i < n && this.running; i++) {
+    // tickMany returns early after a role change, so a campaign start is noted at its tick.
+    for (let left = n; left > 0 && this.running; ) {
       const before = this.raft.role;
-      this.raft.tick();
+      left -= this.raft.tickMany(left);
       const after = this.raft.role;
       if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
     }

@@ -161,6 +161,43 @@ export class Raft {
   }
 
   /**
+   * Up to n ticks, exactly as that many tick() calls, stopping right after a tick that
+   * changed the role (so a host can note a campaign start). Returns the ticks done. Spans in
+   * which no tick can act are counted in one step: a host with a coarse tick timer catches up
+   * dozens of ticks per wake, and hundreds of members share one process.
+   */
+  tickMany(n: number): number {
+    let done = 0;
+    while (done < n) {
+      const quiet = Math.min(n - done, this.quietTicks());
+      if (quiet > 0) {
+        this.ticks += quiet;
+        this.electionElapsed += quiet;
+        if (this.role === 'leader') this.heartbeatElapsed += quiet;
+        done += quiet;
+        continue;
+      }
+      const role = this.role;
+      this.tick();
+      done++;
+      if (this.role !== role) break;
+    }
+    return done;
+  }
+
+  /** How many coming ticks would only count (no timeout reached, nothing sent); 0 when unsure. */
+  private quietTicks(): number {
+    if (this.role !== 'leader') {
+      // tickElection acts only once the (unchanging) timeout is reached, and only if promotable.
+      if (!this.promotable()) return Infinity;
+      return Math.max(0, this.randomizedElectionTimeout - this.electionElapsed - 1);
+    }
+    if (this.leadTransferee !== null || this.removedTicksLeft !== null) return 0;
+    for (const pr of this.prs.values()) if (pr.state === 'snapshot') return 0;
+    return Math.max(0, Math.min(this.cfg.heartbeatTicks - this.heartbeatElapsed, this.cfg.electionTicksMin - this.electionElapsed) - 1);
+  }
+
+  /**
    * Ticks until tick() next acts by itself: a follower's or candidate's election timeout, a
    * leader's next heartbeat. Lets a host that ticks coarsely wake exactly when it matters.
    */
@@ -303,9 +340,11 @@ export class Raft {
 
   hasReady(): boolean {
     if (this.role === 'leader') this.flushAppends();
-    const soft = this.softState();
-    if (soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role) return true;
-    if (!sameHardState(this.hardState(), this.prevHard)) return true;
+    // Field by field, not softState()/hardState(): asked after every message, usually false.
+    const ps = this.prevSoft;
+    if (this.lead !== ps.leader || this.role !== ps.role) return true;
+    const ph = this.prevHard;
+    if (this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit) return true;
     return (
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
