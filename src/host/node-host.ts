@@ -556,15 +556,16 @@ export class NodeHost {
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
-    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = this.opts.clock.now();
-    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m) : null;
+    const now = this.opts.clock.now();
+    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = now;
+    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m, now) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
     // With a coarse tick timer, count them before every message: a heartbeat must reset an
     // election clock that is up to date, or the time before it would be counted after it
     // and a follower would time out up to a timer period early.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks();
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks(now);
     const before = this.raft.role;
     const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
@@ -599,8 +600,8 @@ export class NodeHost {
    * Catch-up is capped below the election timeout so one long stall cannot by itself make
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
-  private scheduleTick(): void {
-    const { delayMs, slackMs } = this.nextTickDelay();
+  private scheduleTick(now = this.opts.clock.now()): void {
+    const { delayMs, slackMs } = this.nextTickDelay(now);
     const clock = this.tickClock;
     const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
@@ -609,8 +610,9 @@ export class NodeHost {
   private readonly onTickTimer = (): void => {
     if (!this.running) return;
     const before = this.raft.role;
-    this.advanceTicks();
-    this.scheduleTick();
+    const now = this.opts.clock.now();
+    this.advanceTicks(now);
+    this.scheduleTick(now);
     // A follower's ticks make a Ready only by starting a campaign, which changes its role;
     // anything else that makes one schedules its own process round. With a coarse timer
     // most wakes of an idle follower are bookkeeping: skip the empty round.
@@ -619,9 +621,8 @@ export class NodeHost {
   };
 
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
-  private advanceTicks(): void {
+  private advanceTicks(now = this.opts.clock.now()): void {
     const tickMs = this.opts.tickMs;
-    const now = this.opts.clock.now();
     const due = Math.floor((now - this.lastTickAt) / tickMs);
     if (due <= 0) return;
     const n = Math.min(due, this.maxCatchUpTicks());
@@ -644,7 +645,7 @@ export class NodeHost {
    * how late it may fire: never for a follower's or candidate's election timeout (their
    * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
    */
-  private nextTickDelay(): { delayMs: number; slackMs: number } {
+  private nextTickDelay(now: number): { delayMs: number; slackMs: number } {
     const { tickMs } = this.opts;
     if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
@@ -652,7 +653,7 @@ export class NodeHost {
     // once: more would be dropped as if the process had stalled.
     const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
     if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
-    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
+    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now - this.lastTickAt);
     const delayMs = Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
     const electionDeadline = this.raft.role !== 'leader' && delayMs >= dueMs;
     return { delayMs, slackMs: electionDeadline ? 0 : slackMs };
@@ -774,11 +775,11 @@ export class NodeHost {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
       this.heartbeatsOut++;
-      const sent = this.heartbeatSentAt.get(m.to) ?? [];
+      let sent = this.heartbeatSentAt.get(m.to);
+      if (!sent) this.heartbeatSentAt.set(m.to, (sent = []));
       sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
       // An unanswered peer (down, partitioned) must not grow this without bound.
       if (sent.length > 64) sent.shift();
-      this.heartbeatSentAt.set(m.to, sent);
     }
     this.opts.transport.send(m);
   }
@@ -1059,21 +1060,24 @@ export class NodeHost {
   }
 
   /** Round trip of the heartbeat `m` answers (matched by sequence and term), or null. */
-  private recordRtt(m: Message): number | null {
+  private recordRtt(m: Message, now: number): number | null {
     const sent = this.heartbeatSentAt.get(m.from);
-    const i = sent ? sent.findIndex((h) => h.seq === m.index && h.term === m.term) : -1;
-    if (!sent || i < 0) return null;
-    const ms = this.opts.clock.now() - sent[i]!.at;
+    if (!sent) return null;
+    let i = 0;
+    while (i < sent.length && !(sent[i]!.seq === m.index && sent[i]!.term === m.term)) i++;
+    if (i === sent.length) return null;
+    const ms = now - sent[i]!.at;
     // Older unanswered heartbeats were lost or overtaken: drop them with this one.
-    sent.splice(0, i + 1);
+    if (i === 0) sent.shift();
+    else sent.splice(0, i + 1);
     const from = m.from;
-    const r = this.rtts.get(from) ?? { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 };
+    let r = this.rtts.get(from);
+    if (!r) this.rtts.set(from, (r = { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 }));
     r.lastMs = ms;
-    r.lastAt = this.opts.clock.now();
+    r.lastAt = now;
     r.samples++;
     r.sumMs += ms;
     r.maxMs = Math.max(r.maxMs, ms);
-    this.rtts.set(from, r);
     let h = this.rttHistograms.get(from);
     if (!h) this.rttHistograms.set(from, (h = new BucketHistogram(RTT_BUCKETS_S)));
     h.observe(ms / 1000);

@@ -4,7 +4,6 @@ import { Progress } from './progress.js';
 import { committedIndex, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
-  newMessage,
   ProposalError,
   type ConfChange,
   type ConfState,
@@ -356,11 +355,11 @@ export class Raft {
 
   ready(): Ready {
     if (this.role === 'leader') this.flushAppends();
-    const soft = this.softState();
-    const hard = this.hardState();
+    const ps = this.prevSoft;
+    const ph = this.prevHard;
     const rd: Ready = {
-      softState: soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ? soft : null,
-      hardState: sameHardState(hard, this.prevHard) ? null : hard,
+      softState: this.lead !== ps.leader || this.role !== ps.role ? this.softState() : null,
+      hardState: this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit ? this.hardState() : null,
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
@@ -1038,7 +1037,23 @@ export class Raft {
   // ---- plumbing --------------------------------------------------------------------------
 
   private send(partial: Partial<Message> & { type: MessageType; to: NodeId }): void {
-    this.msgs.push(newMessage({ from: this.id, term: this.term, ...partial }));
+    // newMessage({ from, term, ...partial }) built in one object (same fields, same order):
+    // heartbeats and their answers are most of an idle process's messages.
+    const m: Message = {
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      reject: false,
+      rejectHint: 0,
+      logTermHint: 0,
+      context: '',
+      from: this.id,
+      term: this.term,
+      type: partial.type,
+      to: partial.to,
+    };
+    this.msgs.push(Object.assign(m, partial));
   }
 }
 
@@ -1046,10 +1061,6 @@ function dataBytes(ents: ReadonlyArray<Pick<Entry, 'data'>>): number {
   let n = 0;
   for (const e of ents) n += Buffer.byteLength(e.data, 'utf8');
   return n;
-}
-
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
 function validateConfig(c: Required<RaftConfig>): void {

@@ -1,12 +1,16 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { BinaryHeap } from './heap.js';
 
-interface Entry {
-  readonly id: number;
-  /** Slot time (base clock) the entry is due at. */
-  readonly at: number;
-  readonly fn: () => void;
-  cancelled: boolean;
+/** A timer of the wheel, and its handle (no lookup table: idle members re-arm thousands a second). */
+class Entry {
+  cancelled = false;
+  constructor(
+    readonly id: number,
+    /** Slot time (base clock) the entry is due at. */
+    readonly at: number,
+    readonly fn: () => void,
+    readonly wheel: TickWheel,
+  ) {}
 }
 
 /**
@@ -23,7 +27,8 @@ interface Entry {
  */
 export class TickWheel implements Clock {
   private readonly heap = new BinaryHeap<Entry>((a, b) => a.at < b.at || (a.at === b.at && a.id < b.id));
-  private readonly byId = new Map<number, Entry>();
+  /** Entries set and neither fired nor cancelled. */
+  private live = 0;
   private nextId = 1;
   /** The base timer, and the slot it is armed for. */
   private armed: { handle: TimerHandle; at: number } | null = null;
@@ -60,21 +65,19 @@ export class TickWheel implements Clock {
     const due = this.base.now() + delay;
     const coarse = Math.ceil(due / this.coarseSlotMs) * this.coarseSlotMs;
     const at = coarse <= due + slackMs ? coarse : Math.ceil(due / this.slotMs) * this.slotMs;
-    const e: Entry = { id: this.nextId++, at, fn, cancelled: false };
+    const e = new Entry(this.nextId++, at, fn, this);
     this.heap.push(e);
-    this.byId.set(e.id, e);
+    this.live++;
     this.arm();
-    return { id: e.id };
+    return e;
   }
 
   /** Lazy: the entry stays in the heap, marked, and is skipped (its slot may still wake the base timer once). */
   clearTimeout(handle: TimerHandle): void {
-    const id = (handle as { id?: unknown }).id;
-    if (typeof id !== 'number') return;
-    const e = this.byId.get(id);
-    if (!e) return;
-    e.cancelled = true;
-    this.byId.delete(id);
+    // Foreign handles, and entries already fired or cancelled, are ignored.
+    if (!(handle instanceof Entry) || handle.wheel !== this || handle.cancelled) return;
+    handle.cancelled = true;
+    this.live--;
   }
 
   defer(fn: () => void): void {
@@ -84,7 +87,7 @@ export class TickWheel implements Clock {
 
   /** Timers set and neither fired nor cancelled. */
   pending(): number {
-    return this.byId.size;
+    return this.live;
   }
 
   private peekLive(): Entry | undefined {
@@ -119,7 +122,9 @@ export class TickWheel implements Clock {
     try {
       for (let e = this.peekLive(); e && e.at <= at && e.id <= lastId; e = this.peekLive()) {
         this.heap.pop();
-        this.byId.delete(e.id);
+        // Fired: a later clearTimeout of its handle is a no-op.
+        e.cancelled = true;
+        this.live--;
         e.fn();
       }
     } finally {
