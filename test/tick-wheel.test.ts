@@ -72,6 +72,36 @@ describe('TickWheel: many timers, one timer of the base clock', () => {
     clock.runAll();
     expect(order).toEqual(['a@1', 'b@2']);
   });
+
+  it('a throwing timer loses none of the others; stale and foreign handles are ignored', () => {
+    const clock = new VirtualClock();
+    const wheel = new TickWheel(clock, 2);
+    const order: string[] = [];
+    const first = wheel.setTimeout(() => order.push('a'), 2);
+    wheel.setTimeout(() => {
+      order.push('boom');
+      throw new Error('boom');
+    }, 2);
+    wheel.setTimeout(() => order.push('c'), 2);
+    wheel.setTimeout(() => order.push('d'), 6);
+    expect(() => clock.runAll()).toThrow('boom');
+    clock.runAll();
+    expect(order).toEqual(['a', 'boom', 'c', 'd']);
+    expect(wheel.pending()).toBe(0);
+    // Clearing a fired timer, twice, or another clock's handle changes nothing.
+    wheel.clearTimeout(first);
+    wheel.clearTimeout(first);
+    wheel.clearTimeout(clock.setTimeout(() => order.push('base'), 1));
+    wheel.clearTimeout({ id: 1 });
+    expect(wheel.pending()).toBe(0);
+    const late = wheel.setTimeout(() => order.push('e'), 4);
+    expect(wheel.pending()).toBe(1);
+    wheel.clearTimeout(late);
+    wheel.clearTimeout(late);
+    expect(wheel.pending()).toBe(0);
+    clock.runAll();
+    expect(order).toEqual(['a', 'boom', 'c', 'd', 'base']);
+  });
 });
 
 /** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */

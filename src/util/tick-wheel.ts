@@ -13,6 +13,12 @@ class Entry {
   ) {}
 }
 
+/** The timers due at one slot time, in creation order; those before head have run or been skipped. */
+interface Slot {
+  readonly entries: Entry[];
+  head: number;
+}
+
 /**
  * One timer for many: a Clock whose timers all share a single timer of the base clock.
  * Due times are rounded up to a grid of slotMs, so members whose ticks fall in the same slot
@@ -26,7 +32,10 @@ class Entry {
  * the base clock's: only timing passes through the wheel, randomness never does.
  */
 export class TickWheel implements Clock {
-  private readonly heap = new BinaryHeap<Entry>((a, b) => a.at < b.at || (a.at === b.at && a.id < b.id));
+  /** Timers by slot time, and the slot times in a heap: hundreds of members share a few dozen
+   * slots, so a timer costs an append, and firing one a step along an array. */
+  private readonly slots = new Map<number, Slot>();
+  private readonly times = new BinaryHeap<number>((a, b) => a < b);
   /** Entries set and neither fired nor cancelled. */
   private live = 0;
   private nextId = 1;
@@ -66,13 +75,18 @@ export class TickWheel implements Clock {
     const coarse = Math.ceil(due / this.coarseSlotMs) * this.coarseSlotMs;
     const at = coarse <= due + slackMs ? coarse : Math.ceil(due / this.slotMs) * this.slotMs;
     const e = new Entry(this.nextId++, at, fn, this);
-    this.heap.push(e);
+    let slot = this.slots.get(at);
+    if (!slot) {
+      this.slots.set(at, (slot = { entries: [], head: 0 }));
+      this.times.push(at);
+    }
+    slot.entries.push(e);
     this.live++;
     this.arm();
     return e;
   }
 
-  /** Lazy: the entry stays in the heap, marked, and is skipped (its slot may still wake the base timer once). */
+  /** Lazy: the entry stays in its slot, marked, and is skipped (its slot may still wake the base timer once). */
   clearTimeout(handle: TimerHandle): void {
     // Foreign handles, and entries already fired or cancelled, are ignored.
     if (!(handle instanceof Entry) || handle.wheel !== this || handle.cancelled) return;
@@ -90,25 +104,28 @@ export class TickWheel implements Clock {
     return this.live;
   }
 
-  private peekLive(): Entry | undefined {
-    let top = this.heap.peek();
-    while (top && top.cancelled) {
-      this.heap.pop();
-      top = this.heap.peek();
+  /** The earliest slot time holding a timer not yet run nor cancelled (dropping spent slots). */
+  private earliest(): number | undefined {
+    for (;;) {
+      const t = this.times.peek();
+      if (t === undefined) return undefined;
+      const slot = this.slots.get(t) as Slot;
+      while (slot.head < slot.entries.length && (slot.entries[slot.head] as Entry).cancelled) slot.head++;
+      if (slot.head < slot.entries.length) return t;
+      this.times.pop();
+      this.slots.delete(t);
     }
-    return top;
   }
 
   /** Arm the base timer for the earliest live slot, unless it already is (or earlier). */
   private arm(): void {
     if (this.firing) return; // fire() arms once it is done
-    const next = this.peekLive();
-    if (!next) return;
+    const at = this.earliest();
+    if (at === undefined) return;
     if (this.armed) {
-      if (this.armed.at <= next.at) return;
+      if (this.armed.at <= at) return;
       this.base.clearTimeout(this.armed.handle);
     }
-    const at = next.at;
     const handle = this.base.setTimeout(() => this.fire(at), Math.max(0, at - this.base.now()));
     this.armed = { handle, at };
   }
@@ -120,12 +137,22 @@ export class TickWheel implements Clock {
     // Only entries that existed when the base timer fired: one set meanwhile waits for the next arming.
     const lastId = this.nextId - 1;
     try {
-      for (let e = this.peekLive(); e && e.at <= at && e.id <= lastId; e = this.peekLive()) {
-        this.heap.pop();
-        // Fired: a later clearTimeout of its handle is a no-op.
-        e.cancelled = true;
-        this.live--;
-        e.fn();
+      slots: for (let t = this.earliest(); t !== undefined && t <= at; t = this.earliest()) {
+        const slot = this.slots.get(t) as Slot;
+        while (slot.head < slot.entries.length) {
+          const e = slot.entries[slot.head] as Entry;
+          if (e.cancelled) {
+            slot.head++;
+            continue;
+          }
+          // Set during this firing (it can only land in the last slot run): next arming.
+          if (e.id > lastId) break slots;
+          slot.head++;
+          // Fired: a later clearTimeout of its handle is a no-op.
+          e.cancelled = true;
+          this.live--;
+          e.fn();
+        }
       }
     } finally {
       this.firing = false;
