@@ -105,7 +105,7 @@ describe('TickWheel: many timers, one timer of the base clock', () => {
 });
 
 /** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */
-function sharedWheelGroups(groups: number, seed: number) {
+function sharedWheelGroups(groups: number, seed: number, alignTicks = false) {
   const clock = new VirtualClock();
   const wheel = new TickWheel(clock, 2, 10);
   let tickTimers = 0;
@@ -125,6 +125,7 @@ function sharedWheelGroups(groups: number, seed: number) {
       tickTimerMs: 50,
       tickClock: wheel,
       tickSlackMs: 10,
+      alignTicks,
       // The embedded defaults: 150-300 ms election timeout, 50 ms heartbeat.
       raft: { electionTicksMin: 75, electionTicksMax: 150, heartbeatTicks: 25 },
     });
@@ -180,4 +181,72 @@ describe('a shared TickWheel drives every member of every group', () => {
     // The other group never noticed.
     expect(clusters[1]!.leader()?.id).toBe(other.id);
   });
+
+  it('with alignTicks, idle members of every group wake together once per heartbeat interval; no heartbeat comes later than the slack', () => {
+    const groups = 6;
+    const run = (align: boolean) => {
+      const { clock, wheel, clusters } = sharedWheelGroups(groups, 44, align);
+      // Every member's heartbeat arrivals, on the shared clock, from before the first election
+      // (a leader's one early heartbeat, which aligns it, comes right after it wins).
+      const arrivals = new Map<string, number[]>();
+      for (const c of clusters) {
+        for (const h of c.hosts.values()) {
+          const times: number[] = [];
+          arrivals.set(h.id, times);
+          const core = h.core;
+          const step = core.step.bind(core);
+          core.step = (m) => {
+            if (m.type === 'MsgHeartbeat') times.push(clock.now());
+            step(m);
+          };
+        }
+      }
+      clock.runFor(3000);
+      const leaders = clusters.map((c) => c.leader()!);
+      for (const l of leaders) expect(l).toBeDefined();
+      for (const l of leaders) arrivals.delete(l.id);
+      const fired0 = wheel.fired;
+      const beats0 = leaders.reduce((n, l) => n + l.metrics().heartbeatsOut, 0);
+      clock.runFor(10_000);
+      // Nobody held an election.
+      expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+      let maxGap = 0;
+      for (const times of arrivals.values()) {
+        expect(times.length).toBeGreaterThan(13_000 / 60);
+        for (let i = 1; i < times.length; i++) maxGap = Math.max(maxGap, times[i]! - times[i - 1]!);
+      }
+      const beats = leaders.reduce((n, l) => n + l.metrics().heartbeatsOut, 0) - beats0;
+      return { wakeups: wheel.fired - fired0, maxGap, beatsPerLeader: beats / groups };
+    };
+    const aligned = run(true);
+    const plain = run(false);
+    // Heartbeat interval 50 ms, slack 10 ms: never later than that, aligned or not.
+    expect(aligned.maxGap).toBeLessThanOrEqual(60);
+    expect(plain.maxGap).toBeLessThanOrEqual(60);
+    // As many heartbeats (4 followers x 200 intervals), give or take the one sent early per leader.
+    expect(aligned.beatsPerLeader).toBeGreaterThanOrEqual(4 * 199);
+    expect(aligned.beatsPerLeader).toBeLessThanOrEqual(4 * 202);
+    // One wakeup per 50 ms grid point for all 30 members, against one per 10 ms point without.
+    expect(aligned.wakeups).toBeLessThanOrEqual(10_000 / 50 + 2);
+    expect(plain.wakeups).toBeGreaterThan(2 * aligned.wakeups);
+  });
+
+  it('with alignTicks, a crashed leader is still replaced within an election timeout or so', () => {
+    const { clock, clusters } = sharedWheelGroups(2, 35, true);
+    clock.runFor(3000);
+    const c = clusters[0]!;
+    const old = c.leader()!;
+    c.crash(old.id);
+    const crashedAt = clock.now();
+    let elected: number | null = null;
+    for (let t = 0; t < 2000 && elected === null; t += 2) {
+      clock.runFor(2);
+      const l = c.leader();
+      if (l && l.id !== old.id) elected = clock.now() - crashedAt;
+    }
+    expect(elected).not.toBeNull();
+    expect(elected!).toBeGreaterThanOrEqual(100);
+    expect(elected!).toBeLessThan(1000);
+  });
 });
+

@@ -60,6 +60,15 @@ export interface NodeHostOptions {
    * members at once. Default 0. Bounded by a fifth of the heartbeat interval.
    */
   tickSlackMs?: number;
+  /**
+   * Put idle wakes on a grid shared by every member in the process: multiples of the
+   * heartbeat interval on the host clock (needs tickTimerMs > tickMs). A leader's heartbeats
+   * fall on it (the first one after it takes the lead may come early, once), a follower's
+   * bookkeeping wakes too; election deadlines keep their exact times. Many idle swarms then
+   * wake the process once per heartbeat interval instead of at every slack grid point.
+   * Default false.
+   */
+  alignTicks?: boolean;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -223,8 +232,14 @@ export class NodeHost {
   private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
-  /** Clock time the ticks so far account for. */
+  /** Tick-clock time the ticks so far account for (see tickAheadMs). */
   private lastTickAt = 0;
+  /**
+   * How far this member's tick clock runs ahead of the host clock, ms. Only a leader aligning
+   * its heartbeats (alignTicks) moves it, forward and by less than one heartbeat interval
+   * each time; every timeout is a difference of this clock, so a constant lead changes none.
+   */
+  private tickAheadMs = 0;
   private processScheduled = false;
   private running = false;
   /**
@@ -338,6 +353,8 @@ export class NodeHost {
     this.running = false;
     if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    // start() counts ticks from the host clock again.
+    this.tickAheadMs = 0;
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
     this.settleTermWaiters(false);
@@ -623,10 +640,11 @@ export class NodeHost {
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
   private advanceTicks(now = this.opts.clock.now()): void {
     const tickMs = this.opts.tickMs;
-    const due = Math.floor((now - this.lastTickAt) / tickMs);
+    const t = now + this.tickAheadMs;
+    const due = Math.floor((t - this.lastTickAt) / tickMs);
     if (due <= 0) return;
     const n = Math.min(due, this.maxCatchUpTicks());
-    this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
+    this.lastTickAt = n < due ? t : this.lastTickAt + n * tickMs;
     // tickMany returns early after a role change, so a campaign start is noted at its tick.
     for (let left = n; left > 0 && this.running; ) {
       const before = this.raft.role;
@@ -653,10 +671,40 @@ export class NodeHost {
     // once: more would be dropped as if the process had stalled.
     const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
     if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
-    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now - this.lastTickAt);
+    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now + this.tickAheadMs - this.lastTickAt);
+    if (this.opts.alignTicks) {
+      const aligned = this.alignedWake(now, dueMs, tickTimerMs, slackMs);
+      if (aligned) return aligned;
+    }
     const delayMs = Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
     const electionDeadline = this.raft.role !== 'leader' && delayMs >= dueMs;
     return { delayMs, slackMs: electionDeadline ? 0 : slackMs };
+  }
+
+  /**
+   * alignTicks: a wake on the grid of heartbeat intervals (host clock), or null when no grid
+   * point fits (then the wake is planned as without alignment). A leader whose heartbeat would
+   * miss the grid by more than the slack sends it early instead, at the grid point before:
+   * its tick clock moves ahead by the difference (less than an interval), and from then on
+   * its heartbeats are due on the grid. A follower's or candidate's bookkeeping wake moves to
+   * the last grid point within its period, unless its election deadline comes first.
+   */
+  private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number } | null {
+    const { tickMs } = this.opts;
+    const gridMs = this.raftConfig.heartbeatTicks * tickMs;
+    const dueAt = now + dueMs;
+    if (this.raft.role === 'leader') {
+      if (dueMs > tickTimerMs) return null;
+      const after = Math.ceil(dueAt / gridMs) * gridMs;
+      if (after - dueAt <= slackMs) return wakeAt(Math.max(after, now + tickMs), now);
+      const before = after - gridMs;
+      if (before - now < tickMs) return null; // that grid point is (nearly) past: next heartbeat
+      this.tickAheadMs += dueAt - before;
+      return wakeAt(before, now);
+    }
+    const at = Math.floor((now + tickTimerMs) / gridMs) * gridMs;
+    if (at - now < tickMs || at >= dueAt) return null;
+    return wakeAt(at, now);
   }
 
   private noteCampaignStart(transfer: boolean): void {
@@ -1162,6 +1210,14 @@ export class NodeHost {
     }
     this.probes.clear();
   }
+}
+
+/**
+ * A tick timer for host-clock time `at` (a grid point): asked half a millisecond early with 1 ms
+ * of slack, so a later reading of the clock by the timer wheel cannot round it one slot on.
+ */
+function wakeAt(at: number, now: number): { delayMs: number; slackMs: number } {
+  return { delayMs: Math.max(0, at - now - 0.5), slackMs: 1 };
 }
 
 function mib(bytes: number): number {
