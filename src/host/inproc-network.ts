@@ -73,8 +73,8 @@ interface LinkState {
   src: Counters;
   dst: Counters;
   queue: Wire[];
-  /** Latest delivery time scheduled while the queue was non-empty; -Infinity once it drains
-   * (every earlier copy was then delivered, so none can be overtaken). */
+  /** Latest delivery time scheduled behind a queued copy or with a delay. Read only while the
+   * queue is non-empty or for a delayed copy: an empty queue has nothing to be overtaken. */
   lastAt: number;
   fire: () => void;
 }
@@ -429,7 +429,6 @@ export class InProcNetwork {
         // link, not a closure per message: idle swarms send thousands of heartbeats a second.
         fire: () => {
           const w = state.queue.shift();
-          if (state.queue.length === 0) state.lastAt = -Infinity;
           if (w) this.deliver(state, w);
         },
       };

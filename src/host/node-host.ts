@@ -1022,6 +1022,7 @@ export class NodeHost {
   }
 
   private releaseReads(): void {
+    if (this.reads.size === 0) return; // after every Ready: no iterator when nothing waits
     const applied = this.raft.log.applied;
     for (const [ctx, r] of this.reads) {
       if (r.index !== null && r.index <= applied) {
