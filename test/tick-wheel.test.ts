@@ -8,6 +8,7 @@ import { MemoryStorage } from '../src/storage/memory-storage.js';
 import { Prng } from '../src/util/prng.js';
 import { TickWheel } from '../src/util/tick-wheel.js';
 import { VirtualClock } from '../src/util/virtual-clock.js';
+import type { Clock, TimerHandle } from '../src/util/clock.js';
 import { RecordingMachine } from './helpers/sim-cluster.js';
 
 describe('TickWheel: many timers, one timer of the base clock', () => {
@@ -104,10 +105,36 @@ describe('TickWheel: many timers, one timer of the base clock', () => {
   });
 });
 
+/**
+ * A process that stalls: over a VirtualClock, every callback due while the process is stalled
+ * runs at the stall's end (in its original order) and reads the end as now().
+ */
+class StallingClock implements Clock {
+  private base!: VirtualClock;
+  private until = 0;
+  over(base: VirtualClock): this {
+    this.base = base;
+    return this;
+  }
+  stall(ms: number): void {
+    this.until = this.base.now() + ms;
+  }
+  now(): number {
+    return Math.max(this.base.now(), this.until);
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.base.setTimeout(fn, Math.max(0, ms) + (this.now() - this.base.now()));
+  }
+  clearTimeout(h: TimerHandle): void {
+    this.base.clearTimeout(h);
+  }
+}
+
 /** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */
-function sharedWheelGroups(groups: number, seed: number, alignTicks = false) {
+function sharedWheelGroups(groups: number, seed: number, alignTicks = false, stalls?: StallingClock) {
   const clock = new VirtualClock();
-  const wheel = new TickWheel(clock, 2, 10);
+  const host: Clock = stalls ? stalls.over(clock) : clock;
+  const wheel = new TickWheel(host, 2, 10);
   let tickTimers = 0;
   // Count the members' tick timers the wheel multiplexes (the only timers set on it).
   const setTimeoutWithin = wheel.setTimeoutWithin.bind(wheel);
@@ -117,7 +144,7 @@ function sharedWheelGroups(groups: number, seed: number, alignTicks = false) {
     const ids: NodeId[] = Array.from({ length: 5 }, (_, i) => `g${g}n${i + 1}`);
     return new LocalCluster({
       ids,
-      clock,
+      clock: host,
       prng: prng.fork(),
       storageFor: () => new MemoryStorage(),
       machineFor: () => new RecordingMachine(),
@@ -247,6 +274,29 @@ describe('a shared TickWheel drives every member of every group', () => {
     expect(elected).not.toBeNull();
     expect(elected!).toBeGreaterThanOrEqual(100);
     expect(elected!).toBeLessThan(1000);
+  });
+
+  it('with alignTicks, a stalled leader drops whole heartbeat intervals: it never moves its tick clock again, and nobody holds an election', () => {
+    const stalls = new StallingClock();
+    const { clock, clusters } = sharedWheelGroups(4, 46, true, stalls);
+    clock.runFor(3000);
+    const leaders = clusters.map((c) => c.leader()!);
+    for (const l of leaders) expect(l).toBeDefined();
+    // Aligned at their first heartbeat: the lead stays what it is from here on.
+    const leads = leaders.map((l) => l.tickClockLeadMs);
+    const prng = new Prng(7);
+    let capped = 0;
+    for (let i = 0; i < 30; i++) {
+      // The process stalls (no timer runs) for longer than the catch-up bound (74 ms) at times.
+      const stallMs = 20 + prng.int(0, 120);
+      if (stallMs > 74) capped++;
+      stalls.stall(stallMs);
+      clock.runFor(200 + prng.int(0, 100));
+    }
+    expect(capped).toBeGreaterThan(5);
+    expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+    expect(clusters.map((c) => c.leader()?.core.term)).toEqual(leaders.map((l) => l.core.term));
+    expect(leaders.map((l) => l.tickClockLeadMs)).toEqual(leads);
   });
 });
 

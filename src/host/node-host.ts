@@ -504,6 +504,11 @@ export class NodeHost {
     return this.opts.tickMs;
   }
 
+  /** How far this member's tick clock runs ahead of the host clock, ms (alignTicks; for tests). */
+  get tickClockLeadMs(): number {
+    return this.tickAheadMs;
+  }
+
   get config(): RaftConfig {
     return this.raftConfig;
   }
@@ -643,8 +648,17 @@ export class NodeHost {
     const t = now + this.tickAheadMs;
     const due = Math.floor((t - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const n = Math.min(due, this.maxCatchUpTicks());
-    this.lastTickAt = n < due ? t : this.lastTickAt + n * tickMs;
+    const cap = this.maxCatchUpTicks();
+    let n = Math.min(due, cap);
+    const hb = this.raftConfig.heartbeatTicks;
+    if (n < due && this.opts.alignTicks && this.raft.role === 'leader' && hb <= cap) {
+      // A stalled aligned leader drops whole heartbeat intervals (still at most cap ticks
+      // counted): its heartbeats stay on the grid, with no early one to realign them.
+      n = due - Math.ceil((due - cap) / hb) * hb;
+      this.lastTickAt += due * tickMs;
+    } else {
+      this.lastTickAt = n < due ? t : this.lastTickAt + n * tickMs;
+    }
     // tickMany returns early after a role change, so a campaign start is noted at its tick.
     for (let left = n; left > 0 && this.running; ) {
       const before = this.raft.role;
