@@ -81,7 +81,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'scheduler-dead-agent-waits-for-lease',
     file: 'src/swarm/scheduler.ts',
-    edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && t.lease_until > now) {'),
+    edits: one('if (internal && live.has(assignee) && leaseUntil > now) {', 'if (internal && leaseUntil > now) {'),
     breaks: "recovery: a dead agent's tasks are reassigned when its heartbeats stop, not after the 30 s lease",
     tests: [WORKER, TASK_RECOVERY, ORCH],
   },
@@ -290,14 +290,14 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'task-completion-at-stale-epoch',
     file: 'src/machine/task-table.ts',
-    edits: one("if (t.status !== 'assigned' || t.epoch !== epoch || t.assignee !== agent) {", "if (t.status !== 'assigned' || t.assignee !== agent) {"),
+    edits: one('if (status !== STATUS_CODE.assigned || t.epoch.get(i) !== epoch || t.assignee.get(i) !== agent) {', 'if (status !== STATUS_CODE.assigned || t.assignee.get(i) !== agent) {'),
     breaks: 'exactly-once: a completion carrying an old epoch (fencing token) is refused',
     tests: [MACHINE, ORCH],
   },
   {
     id: 'task-assign-ignores-from-epoch',
     file: 'src/machine/task-table.ts',
-    edits: one("if (!t || (t.status !== 'pending' && t.status !== 'assigned') || t.epoch !== fromEpoch) {", "if (!t || (t.status !== 'pending' && t.status !== 'assigned')) {"),
+    edits: one('if (!t || (status !== STATUS_CODE.pending && status !== STATUS_CODE.assigned) || t.epoch.get(i) !== fromEpoch) {', 'if (!t || (status !== STATUS_CODE.pending && status !== STATUS_CODE.assigned)) {'),
     breaks: 'an assignment decided on an old view of a task (its epoch moved) is refused',
     tests: [MACHINE, ORCH],
   },
@@ -383,7 +383,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'scheduler-expired-lease-never-reclaimed',
     file: 'src/swarm/scheduler.ts',
-    edits: one('if (internal && live.has(t.assignee) && t.lease_until > now) {', 'if (internal && live.has(t.assignee)) {'),
+    edits: one('if (internal && live.has(assignee) && leaseUntil > now) {', 'if (internal && live.has(assignee)) {'),
     breaks: 'recovery: a task whose lease ran out is reassigned even if its agent still heartbeats',
     tests: [WORKER, TASK_RECOVERY, ORCH, 'test/service/lease-expiry.test.ts'],
   },
