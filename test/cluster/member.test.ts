@@ -480,11 +480,15 @@ describe('concord node (cluster mode)', () => {
     // machine may add other elections around it).
     type Rec = { new_leader: string; old_leader: string | null; cause: string };
     let caused: Rec | undefined;
+    let seen: Rec[] = [];
     await waitFor(async () => {
       const hist = (await c2.callTool('consensus_election_history', { limit: 10 })).structuredContent as { elections: Rec[] };
+      seen = hist.elections;
       caused = hist.elections.find((e) => e.old_leader === leader && e.new_leader !== leader);
       return caused !== undefined;
-    }, 10_000);
+    }, 20_000).catch((e: Error) => {
+      throw new Error(`${e.message}: no election from ${leader} in ${JSON.stringify(seen)}`);
+    });
     expect(caused).toMatchObject({ cause: 'leader unreachable' });
     expect(others).toContain(caused!.new_leader);
     // The new leader's process runs the round: the isolated member does not answer it.
@@ -496,7 +500,7 @@ describe('concord node (cluster mode)', () => {
     const healed = await c2.callTool('network_heal', {});
     expect(healed.isError).toBeFalsy();
     for (const id of IDS) expect((await c2.status(members.get(id)!.addr)).blocked).toEqual([]);
-  }, 30_000);
+  }, 60_000);
 
   it('refuses malformed requests with a reason and keeps serving', async () => {
     const addr = members.get(IDS[0]!)!.addr;
