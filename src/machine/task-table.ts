@@ -12,11 +12,21 @@ import {
   type TaskStatus,
 } from './types.js';
 
+import type { TableChanges } from '../storage/types.js';
+import { DirtyRows } from './dirty-rows.js';
+
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
 
 /** Hard bound on tasks one orchestration may create (memory is finite). */
 export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
+
+/**
+ * A task's checkpoint row key: its orchestration's creation index, then its seq (below 2^20,
+ * above MAX_TASKS_PER_ORCHESTRATION). Keys in that order are `tasks`' insertion order: an
+ * orchestration's tasks are created together, in seq order, and never re-inserted.
+ */
+const TASK_ORD_SEQ_SPAN = 2 ** 20;
 
 /**
  * Task records retention may remove per applied entry: compacting a million-task orchestration
@@ -51,6 +61,12 @@ export class TaskTable {
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
   /** Highest log index of a task.complete entry applied: a lower or equal one is a replay. */
   completeIndexHigh = 0;
+  /** Rows changed since the last checkpoint (see DirtyRows). */
+  readonly dirtyTasks = new DirtyRows();
+  readonly dirtyOrchs = new DirtyRows();
+  /** Orchestrations created since the last checkpoint: all their tasks' rows are new. */
+  private createdOrchs = new Set<string>();
+  private createdTasks = 0;
 
   createOrchestration(op: CreateOp, index: number, now: number) {
     if (op.idempotency_key) {
@@ -88,6 +104,11 @@ export class TaskTable {
       q.push(tid);
     }
     this.byOrch.set(id, list);
+    this.dirtyOrchs.touch(id);
+    if (!this.dirtyTasks.full) {
+      this.createdOrchs.add(id);
+      this.createdTasks += op.count;
+    }
     return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
   }
 
@@ -121,6 +142,8 @@ export class TaskTable {
       out.stale++;
       return;
     }
+    this.dirtyTasks.touch(t.id);
+    this.dirtyOrchs.touch(t.orch);
     if (t.status === 'assigned') {
       // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
       (this.orchs.get(t.orch) as Orchestration).counts.recovered++;
@@ -170,6 +193,7 @@ export class TaskTable {
     const c = o?.compacted;
     if (!o || !c || !id || !(Number.isInteger(id.seq) && id.seq >= 1 && id.seq < c.next_seq)) return;
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
+    this.dirtyOrchs.touch(o.id);
     o.counts.executions_started += runs;
     o.counts.stale_completions_refused++;
     c.late_reports_refused++;
@@ -189,6 +213,8 @@ export class TaskTable {
     out: { applied: number; rejected: number },
   ): void {
     const orch = this.orchs.get(t.orch) as Orchestration;
+    this.dirtyTasks.touch(t.id);
+    this.dirtyOrchs.touch(orch.id);
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
     t.executions_started += runs;
@@ -279,6 +305,7 @@ export class TaskTable {
       late_reports_refused: 0,
     });
     const list = this.byOrch.get(o.id);
+    this.dirtyOrchs.touch(o.id);
     let removed = 0;
     let visited = 0;
     while (c.next_seq <= o.count && visited < budget) {
@@ -291,6 +318,7 @@ export class TaskTable {
           if (c.last_completed_at === null || t.completed_at > c.last_completed_at) c.last_completed_at = t.completed_at;
         }
         this.tasks.delete(t.id);
+        this.dirtyTasks.drop(taskOrd(o, t.seq));
         (list as Array<TaskRecord | undefined>)[c.next_seq - 1] = undefined;
         c.records_removed++;
         removed++;
@@ -368,19 +396,44 @@ export class TaskTable {
     };
   }
 
+  /** Restored from a snapshot: every row is to be written (dirty stays full). */
   static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number; compacted_refused?: number }): TaskTable {
+    const t = TaskTable.build(j.orchs, j.tasks, j.complete_high ?? 0, j.compacted_refused ?? 0);
+    t.idempotency = new Map(j.idem);
+    return t;
+  }
+
+  /**
+   * Restored from a checkpoint's rows (each table in ord order, which is insertion order).
+   * The idempotency map is rebuilt from the orchestrations: each key maps to the
+   * orchestration it created, entered when that one was created (so in creation order).
+   */
+  static fromRows(orchRows: Iterable<[number, string]>, taskRows: Iterable<[number, string]>, completeHigh: number, compactedRefused: number): TaskTable {
+    const orchs: Orchestration[] = [];
+    for (const [, json] of orchRows) orchs.push(JSON.parse(json) as Orchestration);
+    function* tasks(): Iterable<TaskRecord> {
+      for (const [, json] of taskRows) yield JSON.parse(json) as TaskRecord;
+    }
+    const t = TaskTable.build(orchs, tasks(), completeHigh, compactedRefused);
+    for (const o of orchs) if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
+    t.dirtyTasks.full = false;
+    t.dirtyOrchs.full = false;
+    return t;
+  }
+
+  private static build(orchs: Iterable<Orchestration>, tasks: Iterable<TaskRecord>, completeHigh: number, compactedRefused: number): TaskTable {
     const t = new TaskTable();
-    t.completeIndexHigh = j.complete_high ?? 0;
-    t.compactedReportsRefused = j.compacted_refused ?? 0;
+    t.completeIndexHigh = completeHigh;
+    t.compactedReportsRefused = compactedRefused;
     const upgraded = new Set<string>();
-    for (const o of j.orchs) {
+    for (const o of orchs) {
       if (upgradeOrchestration(o)) upgraded.add(o.id);
       t.orchs.set(o.id, o);
       if (o.compacted?.done_index == null) t.byOrch.set(o.id, new Array(o.count));
       if (o.finished_at !== null && o.compacted?.done_index == null) t.retentionQueue.push(o);
     }
     t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
-    for (const r of j.tasks) {
+    for (const r of tasks) {
       upgradeTask(r);
       if (upgraded.has(r.orch)) (t.orchs.get(r.orch) as Orchestration).counts.executions_started += r.executions_started;
       t.tasks.set(r.id, r);
@@ -389,9 +442,55 @@ export class TaskTable {
       if (r.status === 'pending') t.queues[r.priority].push(r.id);
       if (r.status === 'assigned') t.assigned.add(r.id);
     }
-    t.idempotency = new Map(j.idem);
     return t;
   }
+
+  /** Rows a checkpoint would write now. */
+  dirtyRows(): number {
+    return this.dirtyTasks.count(this.tasks.size) + this.createdTasks + this.dirtyOrchs.count(this.orchs.size);
+  }
+
+  /** Make the next checkpoint rewrite every row (its tracking was lost). */
+  markFull(): void {
+    this.dirtyTasks.setFull();
+    this.dirtyOrchs.setFull();
+    this.createdOrchs.clear();
+    this.createdTasks = 0;
+  }
+
+  /** Orchestration and task rows changed since the last call (all after a snapshot restore). */
+  takeChanges(): { orchs: TableChanges; tasks: TableChanges } {
+    const orchRow = (id: string): [number, string] | undefined => {
+      const o = this.orchs.get(id);
+      return o ? [orchOrd(o), JSON.stringify(o)] : undefined;
+    };
+    const taskRow = (id: string): [number, string] | undefined => {
+      const r = this.tasks.get(id);
+      return r ? [taskOrd(this.orchs.get(r.orch) as Orchestration, r.seq), JSON.stringify(r)] : undefined;
+    };
+    const created: Array<[number, string]> = [];
+    if (!this.dirtyTasks.full) {
+      // Created since the last checkpoint: every task still held (touched ones come below).
+      for (const oid of this.createdOrchs) {
+        const o = this.orchs.get(oid) as Orchestration;
+        for (const r of this.byOrch.get(oid) ?? []) if (r && !this.dirtyTasks.ids.has(r.id)) created.push([taskOrd(o, r.seq), JSON.stringify(r)]);
+      }
+    }
+    const tasks = this.dirtyTasks.take(taskRow, () => [...this.tasks.values()].map((r) => taskRow(r.id) as [number, string]));
+    for (const row of created) tasks.put.push(row);
+    this.createdOrchs.clear();
+    this.createdTasks = 0;
+    const orchs = this.dirtyOrchs.take(orchRow, () => [...this.orchs.values()].map((o) => orchRow(o.id) as [number, string]));
+    return { orchs, tasks };
+  }
+}
+
+function orchOrd(o: Orchestration): number {
+  return o.created_index;
+}
+
+function taskOrd(o: Orchestration, seq: number): number {
+  return orchOrd(o) * TASK_ORD_SEQ_SPAN + seq;
 }
 
 /** Task ids are `<orchestration id>-<seq>`; the orchestration id itself contains a dash. */
