@@ -156,7 +156,7 @@ function run(actions: Action[]): { restarts: number; installs: number; rowsResto
       }
       case 'complete': {
         const assigned = tasksWith('assigned');
-        const items = [];
+        const items: Array<{ task: string; agent: string; epoch: number; ok: boolean; result: unknown; starts: number }> = [];
         for (let i = 0; i < Math.min(a.n, assigned.length); i++) {
           const t = ref.tasks.tasks.get(assigned[(a.pick + i) % assigned.length] as string)!;
           if (items.some((x) => x.task === t.id)) continue;
