@@ -204,7 +204,7 @@ describe.each(kinds)('$name', ({ make }) => {
     hardState: m.hs,
     snapshot: fromRows(m) ? { index: m.rows!.index, term: m.rows!.term, confState: CONF } : (m.snap?.metadata ?? null),
     ...(fromRows(m)
-      ? { checkpoint: { meta: m.rows!.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0])])) } }
+      ? { checkpoint: { meta: m.rows!.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0]).map(([o, j]) => [o, JSON.parse(j)])])) } }
       : m.snap
         ? { snapshotData: m.snap.data }
         : {}),
@@ -271,7 +271,7 @@ describe.each(kinds)('$name', ({ make }) => {
             if (at === 0) continue;
             const term = termAt(m, at);
             const tables = Object.fromEntries(
-              CHECKPOINT_TABLES.map((t, i) => [t, { clear: overSnap || m.rows === null || o.clear[i]!, del: o.del.map((d) => d + i), put: o.put.map(([ord, j]) => [ord + i, `${t}:${j}`] as [number, string]) }]),
+              CHECKPOINT_TABLES.map((t, i) => [t, { clear: overSnap || m.rows === null || o.clear[i]!, del: o.del.map((d) => d + i), put: o.put.map(([ord, j]) => [ord + i, JSON.stringify(`${t}:${j}`)] as [number, string]) }]),
             ) as MachineCheckpoint['tables'];
             const c: MachineCheckpoint = { metadata: { index: at, term, confState: CONF }, meta: `meta@${at}`, tables };
             expect(h.store.checkpoint!(c)).toBe(true);
@@ -322,17 +322,17 @@ describe('SqliteStorage specifics', () => {
     const tables = (clear: boolean, put: Array<[number, string]>, del: number[] = []): MachineCheckpoint['tables'] =>
       Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear, del, put }])) as MachineCheckpoint['tables'];
     h.store.save(batch({ entries: ents(1, 10, 1), hardState: { term: 1, vote: 'a', commit: 10 } }));
-    expect(h.store.checkpoint!({ metadata: { index: 4, term: 1, confState: CONF }, meta: 'm4', tables: tables(true, [[1, 'one'], [2, 'two']]) })).toBe(true);
+    expect(h.store.checkpoint!({ metadata: { index: 4, term: 1, confState: CONF }, meta: 'm4', tables: tables(true, [[1, '"one"'], [2, '"two"']]) })).toBe(true);
     const before = loaded(h.reopen());
     // Clear, deletes and puts run before the bad row; the transaction must undo all of them.
-    const bad = { metadata: { index: 8, term: 1, confState: CONF }, meta: 'm8', tables: tables(true, [[3, 'three'], [4, null as unknown as string]], [1]) };
+    const bad = { metadata: { index: 8, term: 1, confState: CONF }, meta: 'm8', tables: tables(true, [[3, '"three"'], [4, null as unknown as string]], [1]) };
     expect(() => h.store.checkpoint!(bad)).toThrow(/NOT NULL/);
     expect(h.store.stats().entryCount).toBe(6);
     expect(loaded(h.store)).toEqual(before);
     expect(loaded(h.reopen())).toEqual(before);
     expect((before as { entries: Entry[] }).entries.map((e) => e.index)).toEqual([5, 6, 7, 8, 9, 10]);
     // The same checkpoint, well formed, then applies.
-    expect(h.store.checkpoint!({ ...bad, tables: tables(false, [[3, 'three']], [1]) })).toBe(true);
+    expect(h.store.checkpoint!({ ...bad, tables: tables(false, [[3, '"three"']], [1]) })).toBe(true);
     const after = loaded(h.reopen()) as { snapshot: { index: number }; checkpoint: { meta: string; tables: Record<string, unknown> }; entries: Entry[] };
     expect(after.snapshot.index).toBe(8);
     expect(after.checkpoint.meta).toBe('m8');
@@ -351,7 +351,7 @@ describe('SqliteStorage specifics', () => {
     raw.close();
     const s = track(SqliteStorage.open(h.file!));
     expect(s.load(CONF).entries).toHaveLength(3);
-    expect(s.checkpoint({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear: true, del: [], put: [[1, t as string]] as Array<[number, string]> }])) as unknown as MachineCheckpoint['tables'] })).toBe(true);
+    expect(s.checkpoint({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear: true, del: [], put: [[1, JSON.stringify(t)]] as Array<[number, string]> }])) as unknown as MachineCheckpoint['tables'] })).toBe(true);
     s.close();
     const raw2 = new Database(h.file!);
     expect(raw2.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get()).toBe('2');

@@ -423,8 +423,8 @@ export class CoordinationMachine implements StateMachine {
     this.tasks = TaskTable.fromRows(c.rows('orchs'), c.rows('tasks'), m.completeHigh, m.compactedRefused);
     this.sessions = new Map();
     this.sessionOrds = new Map();
-    for (const [ord, json] of c.rows('sessions')) {
-      const [id, floor, rs, last_active, timeout_ms] = JSON.parse(json) as [string, number, Array<[number, OpResult]>, number, number];
+    for (const [ord, row] of c.rows('sessions')) {
+      const [id, floor, rs, last_active, timeout_ms] = row as [string, number, Array<[number, OpResult]>, number, number];
       this.sessions.set(id, { floor, results: new Map(rs), last_active, timeout_ms });
       this.sessionOrds.set(id, ord);
     }

@@ -171,9 +171,9 @@ export class MemoryStore {
   }
 
   /** Restored from a checkpoint's rows, in ord order: what changes next is tracked by row. */
-  static fromRows(rows: Iterable<[number, string]>, nextOrd: number): MemoryStore {
+  static fromRows(rows: Iterable<[number, unknown]>, nextOrd: number): MemoryStore {
     const m = new MemoryStore();
-    for (const [ord, json] of rows) m.add(JSON.parse(json) as MemoryRecord, ord);
+    for (const [ord, r] of rows) m.add(r as MemoryRecord, ord);
     m.nextOrd = nextOrd;
     m.dirty.full = false;
     return m;

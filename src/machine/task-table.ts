@@ -408,11 +408,11 @@ export class TaskTable {
    * The idempotency map is rebuilt from the orchestrations: each key maps to the
    * orchestration it created, entered when that one was created (so in creation order).
    */
-  static fromRows(orchRows: Iterable<[number, string]>, taskRows: Iterable<[number, string]>, completeHigh: number, compactedRefused: number): TaskTable {
+  static fromRows(orchRows: Iterable<[number, unknown]>, taskRows: Iterable<[number, unknown]>, completeHigh: number, compactedRefused: number): TaskTable {
     const orchs: Orchestration[] = [];
-    for (const [, json] of orchRows) orchs.push(JSON.parse(json) as Orchestration);
+    for (const [, o] of orchRows) orchs.push(o as Orchestration);
     function* tasks(): Iterable<TaskRecord> {
-      for (const [, json] of taskRows) yield JSON.parse(json) as TaskRecord;
+      for (const [, r] of taskRows) yield r as TaskRecord;
     }
     const t = TaskTable.build(orchs, tasks(), completeHigh, compactedRefused);
     for (const o of orchs) if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);

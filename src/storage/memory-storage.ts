@@ -100,8 +100,8 @@ export class CheckpointImage {
   }
 
   reader(): CheckpointReader {
-    const snap = new Map([...this.tables].map(([t, rows]) => [t, [...rows].sort((a, b) => a[0] - b[0])]));
-    return { meta: this.meta, rows: (t) => snap.get(t) as Array<[number, string]> };
+    const snap = new Map([...this.tables].map(([t, rows]) => [t, [...rows].sort((a, b) => a[0] - b[0]).map(([ord, json]) => [ord, JSON.parse(json) as unknown] as [number, unknown])]));
+    return { meta: this.meta, rows: (t) => snap.get(t) as Array<[number, unknown]> };
   }
 
   copy(): CheckpointImage {

@@ -341,11 +341,21 @@ export class SqliteStorage implements LogStorage {
     return state;
   }
 
-  /** The stored rows, each table read in ord order as the caller iterates (not all at once). */
+  /**
+   * The stored rows, each table read in ord order as the caller iterates (not all at once),
+   * each row's JSON parsed. Measured (39,000 rows of ~330 bytes, CPU time): stepping the
+   * statement 34 ms plus parsing 39 ms; SQLite joining each 4,096 rows into one JSON array
+   * (one parse per chunk) cost more (80 + 40 ms).
+   */
   private checkpointReader(meta: string): CheckpointReader {
+    const db = this.db;
     return {
       meta,
-      rows: (t: CheckpointTable) => this.db.prepare(`SELECT ord, json FROM machine_${t} ORDER BY ord`).raw().iterate() as Iterable<[number, string]>,
+      rows: function* (t: CheckpointTable): Iterable<[number, unknown]> {
+        for (const [ord, json] of db.prepare(`SELECT ord, json FROM machine_${t} ORDER BY ord`).raw().iterate() as Iterable<[number, string]>) {
+          yield [ord, JSON.parse(json) as unknown];
+        }
+      },
     };
   }
 

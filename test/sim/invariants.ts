@@ -155,7 +155,7 @@ export class SimMachine implements StateMachine {
 
   takeCheckpoint(): { meta: string; tables: Record<CheckpointTable, TableChanges> } {
     const put: Array<[number, string]> = [];
-    for (const slot of this.full ? this.slots.keys() : this.dirty) put.push([slot, this.slots.get(slot) as string]);
+    for (const slot of this.full ? this.slots.keys() : this.dirty) put.push([slot, JSON.stringify(this.slots.get(slot))]);
     const empty = (): TableChanges => ({ clear: this.full, del: [], put: [] });
     const tables = { memory: { clear: this.full, del: [], put }, sessions: empty(), orchs: empty(), tasks: empty() };
     this.full = false;
@@ -167,7 +167,7 @@ export class SimMachine implements StateMachine {
     const [i, h] = c.meta.split(':');
     this.lastIndex = Number(i);
     this.hash = Number(h);
-    this.slots = new Map(c.rows('memory'));
+    this.slots = new Map([...c.rows('memory')].map(([slot, v]) => [slot, v as string]));
     this.dirty.clear();
     this.full = false;
     SimMachine.rowRestores++;
