@@ -61,12 +61,13 @@ export class TaskTable {
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
   /** Highest log index of a task.complete entry applied: a lower or equal one is a replay. */
   completeIndexHigh = 0;
-  /** Rows changed since the last checkpoint (see DirtyRows). */
+  /**
+   * Rows changed since the last checkpoint (see DirtyRows). A task as created (pending, never
+   * assigned or reported) has no row: restoreRows makes it from its orchestration's row, so
+   * creating a million tasks writes one row, and only tasks touched since get theirs.
+   */
   readonly dirtyTasks = new DirtyRows();
   readonly dirtyOrchs = new DirtyRows();
-  /** Orchestrations created since the last checkpoint: all their tasks' rows are new. */
-  private createdOrchs = new Set<string>();
-  private createdTasks = 0;
 
   createOrchestration(op: CreateOp, index: number, now: number) {
     if (op.idempotency_key) {
@@ -105,10 +106,6 @@ export class TaskTable {
     }
     this.byOrch.set(id, list);
     this.dirtyOrchs.touch(id);
-    if (!this.dirtyTasks.full) {
-      this.createdOrchs.add(id);
-      this.createdTasks += op.count;
-    }
     return { ok: true as const, value: { orchestration_id: id, deduplicated: false } };
   }
 
@@ -411,8 +408,15 @@ export class TaskTable {
   static fromRows(orchRows: Iterable<[number, unknown]>, taskRows: Iterable<[number, unknown]>, completeHigh: number, compactedRefused: number): TaskTable {
     const orchs: Orchestration[] = [];
     for (const [, o] of orchRows) orchs.push(o as Orchestration);
+    const rows = new Map<number, TaskRecord>();
+    for (const [ord, r] of taskRows) rows.set(ord, r as TaskRecord);
+    // Every task still held, in creation order: its row, or as created when it has none.
+    // Records below compacted.next_seq were removed by retention.
     function* tasks(): Iterable<TaskRecord> {
-      for (const [, r] of taskRows) yield r as TaskRecord;
+      for (const o of orchs) {
+        if (o.compacted?.done_index != null) continue;
+        for (let seq = o.compacted?.next_seq ?? 1; seq <= o.count; seq++) yield rows.get(taskOrd(o, seq)) ?? newTask(`${o.id}-${seq}`, o.id, seq, o.priority);
+      }
     }
     const t = TaskTable.build(orchs, tasks(), completeHigh, compactedRefused);
     for (const o of orchs) if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
@@ -447,15 +451,13 @@ export class TaskTable {
 
   /** Rows a checkpoint would write now. */
   dirtyRows(): number {
-    return this.dirtyTasks.count(this.tasks.size) + this.createdTasks + this.dirtyOrchs.count(this.orchs.size);
+    return this.dirtyTasks.count(this.tasks.size) + this.dirtyOrchs.count(this.orchs.size);
   }
 
   /** Make the next checkpoint rewrite every row (its tracking was lost). */
   markFull(): void {
     this.dirtyTasks.setFull();
     this.dirtyOrchs.setFull();
-    this.createdOrchs.clear();
-    this.createdTasks = 0;
   }
 
   /** Orchestration and task rows changed since the last call (all after a snapshot restore). */
@@ -468,18 +470,11 @@ export class TaskTable {
       const r = this.tasks.get(id);
       return r ? [taskOrd(this.orchs.get(r.orch) as Orchestration, r.seq), JSON.stringify(r)] : undefined;
     };
-    const created: Array<[number, string]> = [];
-    if (!this.dirtyTasks.full) {
-      // Created since the last checkpoint: every task still held (touched ones come below).
-      for (const oid of this.createdOrchs) {
-        const o = this.orchs.get(oid) as Orchestration;
-        for (const r of this.byOrch.get(oid) ?? []) if (r && !this.dirtyTasks.ids.has(r.id)) created.push([taskOrd(o, r.seq), JSON.stringify(r)]);
-      }
-    }
-    const tasks = this.dirtyTasks.take(taskRow, () => [...this.tasks.values()].map((r) => taskRow(r.id) as [number, string]));
-    for (const row of created) tasks.put.push(row);
-    this.createdOrchs.clear();
-    this.createdTasks = 0;
+    // Rewritten whole: tasks still as created are left out (see dirtyTasks).
+    const all = function* (this: TaskTable): Iterable<[number, string]> {
+      for (const r of this.tasks.values()) if (!isAsCreated(r)) yield taskRow(r.id) as [number, string];
+    };
+    const tasks = this.dirtyTasks.take(taskRow, () => all.call(this));
     const orchs = this.dirtyOrchs.take(orchRow, () => [...this.orchs.values()].map((o) => orchRow(o.id) as [number, string]));
     return { orchs, tasks };
   }
@@ -508,6 +503,22 @@ function retentionBefore(a: Orchestration, b: Orchestration): boolean {
   return fa < fb || (fa === fb && a.created_index < b.created_index);
 }
 
+/**
+ * A task exactly as createOrchestration made it, key order included (snapshot() shows it; a
+ * record upgraded from an older snapshot has another): no checkpoint row is kept for it.
+ */
+function isAsCreated(t: TaskRecord): boolean {
+  if (
+    !(t.status === 'pending' && t.epoch === 0 && t.assignee === null && t.assigned_term === 0 && t.lease_until === 0 && t.assignments === 0 &&
+      t.failures === 0 && t.completions_applied === 0 && t.completed_index === null && t.executions_started === 0 &&
+      t.stale_completions_refused === 0 && t.result === null && t.completed_by === null && t.completed_at === null)
+  ) {
+    return false;
+  }
+  const keys = Object.keys(t);
+  return keys.length === NEW_TASK_KEYS.length && keys.every((k, i) => k === NEW_TASK_KEYS[i]);
+}
+
 function newTask(id: string, orch: string, seq: number, priority: Priority): TaskRecord {
   return {
     id,
@@ -530,6 +541,8 @@ function newTask(id: string, orch: string, seq: number, priority: Priority): Tas
     completed_at: null,
   };
 }
+
+const NEW_TASK_KEYS = Object.keys(newTask('', '', 1, 'low'));
 
 function emptyTallies(): OrchestrationTallies {
   return { stale_completions_refused: 0, duplicates: 0, recovered: 0, executions_started: 0 };

@@ -162,6 +162,8 @@ export class SqliteStorage implements LogStorage {
   /** Prepared multi-row INSERTs by row count (1..INSERT_ROWS), created on first use. */
   private readonly inserts = new Map<number, Database.Statement>();
   private readonly insertArgs: unknown[] = [];
+  /** Prepared multi-row checkpoint row INSERTs, by table and row count. */
+  private readonly rowInserts = new Map<string, Database.Statement>();
   /** Term and vote last written: a batch that changes neither, and adds no entry or snapshot,
    * carries only the commit index, which Raft may lose (etcd's MustSync), so it skips fsync. */
   private durableTerm = 0;
@@ -276,7 +278,6 @@ export class SqliteStorage implements LogStorage {
         {
           clear: db.prepare(`DELETE FROM machine_${t}`),
           del: db.prepare(`DELETE FROM machine_${t} WHERE ord = ?`),
-          put: db.prepare(`INSERT OR REPLACE INTO machine_${t} (ord, json) VALUES (?, ?)`),
         },
       ]),
     );
@@ -284,13 +285,10 @@ export class SqliteStorage implements LogStorage {
       let bytes = 0;
       for (const t of CHECKPOINT_TABLES) {
         const ch = c.tables[t];
-        const q = rowSt.get(t) as { clear: Database.Statement; del: Database.Statement; put: Database.Statement };
+        const q = rowSt.get(t) as { clear: Database.Statement; del: Database.Statement };
         if (ch.clear) q.clear.run();
         for (const ord of ch.del) q.del.run(ord);
-        for (const [ord, json] of ch.put) {
-          q.put.run(ord, json);
-          bytes += INT + text(json);
-        }
+        bytes += this.putRows(t, ch.put);
       }
       const conf = JSON.stringify(c.metadata.confState);
       st.putCheckpoint.run(c.metadata.index, c.metadata.term, conf, c.meta);
@@ -813,6 +811,30 @@ export class SqliteStorage implements LogStorage {
       if (!stmt) {
         stmt = this.db.prepare(`INSERT INTO entries (idx, term, type, data) VALUES ${new Array(n).fill('(?, ?, ?, ?)').join(', ')}`);
         this.inserts.set(n, stmt);
+      }
+      stmt.run(args);
+    }
+    return bytes;
+  }
+
+  /** Checkpoint rows in multi-row INSERTs of up to INSERT_ROWS rows (as insertEntries). */
+  private putRows(t: CheckpointTable, rows: ReadonlyArray<[number, string]>): number {
+    let bytes = 0;
+    const args = this.insertArgs;
+    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+      const n = Math.min(INSERT_ROWS, rows.length - i);
+      args.length = 2 * n;
+      for (let j = 0; j < n; j++) {
+        const [ord, json] = rows[i + j] as [number, string];
+        args[2 * j] = ord;
+        args[2 * j + 1] = json;
+        bytes += INT + text(json);
+      }
+      const key = `${t}:${n}`;
+      let stmt = this.rowInserts.get(key);
+      if (!stmt) {
+        stmt = this.db.prepare(`INSERT OR REPLACE INTO machine_${t} (ord, json) VALUES ${new Array(n).fill('(?, ?)').join(', ')}`);
+        this.rowInserts.set(key, stmt);
       }
       stmt.run(args);
     }

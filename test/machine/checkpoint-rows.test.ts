@@ -241,7 +241,9 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
     const first = m.takeCheckpoint();
     expect(first.tables.memory.clear).toBe(true);
     expect(first.tables.memory.put).toHaveLength(50);
-    expect(first.tables.tasks.put).toHaveLength(100);
+    // Tasks as created have no row: they are rebuilt from their orchestration's.
+    expect(first.tables.tasks.put).toHaveLength(0);
+    expect(first.tables.orchs.put).toHaveLength(1);
     apply(putOp('k3', 'new'));
     apply({ t: 'mem.del', key: 'k4', namespace: 'default', if_version: null });
     apply({ t: 'task.assign', term: 1, lease_ms: 1000, items: [{ task: 'orch-51-7', agent: 'a', from_epoch: 0 }] });
@@ -253,6 +255,19 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
     expect(next.tables.orchs.put).toHaveLength(1);
     expect(next.tables.sessions.put).toHaveLength(0);
     expect(m.dirtyRows()).toBe(0);
+    // A second orchestration: one row, whatever its size.
+    apply(createOp(5000));
+    expect(m.dirtyRows()).toBe(1);
+    const third = m.takeCheckpoint();
+    expect(third.tables.tasks.put).toHaveLength(0);
+    expect(third.tables.orchs.put).toHaveLength(1);
+    // Restored from the three checkpoints' rows: every task back, in creation order.
+    const image = new CheckpointImage();
+    for (const c of [first, next, third]) image.apply({ metadata: { index: m.appliedIndex, term: 1, confState: CONF }, ...c });
+    const r = new CoordinationMachine();
+    r.restoreCheckpoint(image.reader());
+    expect(r.tasks.tasks.size).toBe(5100);
+    expect(r.snapshot()).toBe(m.snapshot());
   });
 
   it('tracking without checkpoints is bounded: past MAX_TRACKED_ROWS the next checkpoint rewrites the table', () => {
