@@ -251,7 +251,9 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
     const next = m.takeCheckpoint();
     expect(next.tables.memory).toMatchObject({ clear: false, del: [5] });
     expect(next.tables.memory.put.map(([, j]) => JSON.parse(j).key)).toEqual(['k3']);
-    expect(next.tables.tasks.put.map(([, j]) => JSON.parse(j).id)).toEqual(['orch-51-7']);
+    // Keyed by (orchestration index, seq); the row holds the fields that change, in order.
+    expect(next.tables.tasks.put.map(([ord]) => ord)).toEqual([51 * 2 ** 20 + 7]);
+    expect(JSON.parse(next.tables.tasks.put[0]![1]).slice(0, 3)).toEqual(['assigned', 1, 'a']);
     expect(next.tables.orchs.put).toHaveLength(1);
     expect(next.tables.sessions.put).toHaveLength(0);
     expect(m.dirtyRows()).toBe(0);
