@@ -311,6 +311,8 @@ export class NodeHost {
   private checkpointRows = 0;
   private snapshotsForFollowers = 0;
   private startState: StartState | null = null;
+  /** Index of the state the storage holds (checkpoint, or snapshot installed or loaded). */
+  private storedStateIndex = 0;
   private leaderChangesSeen = 0;
   private proposalsFailed = 0;
   private readonly commitHistogram = new BucketHistogram(DISK_BUCKETS_S);
@@ -366,6 +368,7 @@ export class NodeHost {
       restoreMs: performance.now() - t0,
     };
     this.raft = new Raft(this.raftConfig, state);
+    this.storedStateIndex = state.snapshot?.index ?? 0;
     this.durableTerm = state.hardState.term;
     this.durableVote = state.hardState.vote;
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
@@ -965,6 +968,7 @@ export class NodeHost {
   private handleReady(rd: Ready): void {
     if (rd.snapshot) {
       this.opts.machine.restore(rd.snapshot.data);
+      this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);
     }
@@ -1101,7 +1105,7 @@ export class NodeHost {
   private maybeCheckpoint(wanted: boolean): void {
     const log = this.raft.log;
     if (log.applied > log.stableIndex) return;
-    const since = log.applied - log.snapshotIndex;
+    const since = log.applied - this.storedStateIndex;
     const factor = this.compactionJitter * (this.raft.role === 'leader' ? 2 : 1);
     const due = since > 0 && (since >= this.opts.compactionThreshold * factor || (this.opts.machine.dirtyRows?.() ?? 0) >= CHECKPOINT_MAX_DIRTY_ROWS * factor);
     if (!due && !wanted) return;
@@ -1109,7 +1113,7 @@ export class NodeHost {
     const json = wanted && log.snapshot === null ? this.opts.machine.snapshot() : null;
     if (json !== null) this.snapshotsForFollowers++;
     if (since > 0) this.checkpoint(json);
-    else if (json !== null) this.raft.compact(json); // held for sending; nothing to drop
+    else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
   }
 
@@ -1117,7 +1121,9 @@ export class NodeHost {
   private checkpoint(json: string | null): void {
     const machine = this.opts.machine;
     const { meta, tables } = machine.takeCheckpoint!();
-    const snap = this.raft.compact(json);
+    // The storage drops its log up to the checkpoint; the core keeps compactionThreshold
+    // entries in memory for followers a little behind.
+    const snap = this.raft.compact(json, this.opts.compactionThreshold);
     let rows = 0;
     for (const t of Object.values(tables)) rows += t.put.length + t.del.length;
     let stored = false;
@@ -1134,6 +1140,7 @@ export class NodeHost {
       machine.markCheckpointLost?.();
       return;
     }
+    this.storedStateIndex = snap.metadata.index;
     this.snapshotsTaken++;
     this.checkpointsTaken++;
     this.checkpointRows += rows;

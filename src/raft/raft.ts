@@ -266,15 +266,20 @@ export class Raft {
    * the snapshot to send followers behind the log; null when the application keeps its state
    * in its own tables (a checkpoint): none is held then, and a follower that needs one makes
    * the host produce it (takeSnapshotRequest). With data at the first index's predecessor
-   * (nothing left to drop), the snapshot is only held for sending.
+   * (nothing left to drop), the snapshot is only held for sending. The snapshot returned is
+   * at the applied index, whatever the memory log keeps.
    */
-  compact(data: string | null): Snapshot {
+  compact(data: string | null, keepEntries = 0): Snapshot {
     const index = this.log.applied;
     const term = this.log.term(index);
     if (term === undefined) throw new Error(`compact: no term for applied index ${index}`);
     if (index > this.log.stableIndex) throw new Error(`compact: applied ${index} beyond stable ${this.log.stableIndex}`);
     const snap: Snapshot = { metadata: { index, term, confState: this.confState() }, data: data ?? '' };
-    this.log.compact(snap, data !== null);
+    // Without data, the last keepEntries entries stay in memory (etcd's catch-up entries): a
+    // follower a little behind gets entries, not a snapshot serialized for it.
+    const to = data === null ? Math.max(this.log.snapshotIndex, index - keepEntries) : index;
+    if (to < index) this.log.compact({ metadata: { index: to, term: this.log.term(to) as number, confState: snap.metadata.confState }, data: '' }, false);
+    else this.log.compact(snap, data !== null);
     return snap;
   }
 
