@@ -13,13 +13,17 @@ export const MAX_TRACKED_ROWS = 262_144;
  * hold a live row. `full`: everything must be rewritten (nothing stored yet, or the state was
  * replaced); tracking single rows is then pointless and skipped.
  */
-export class DirtyRows {
+export class DirtyRows<K = string> {
   full = true;
-  readonly ids = new Set<string>();
+  readonly ids = new Set<K>();
   dead: number[] = [];
+  /** The last id touched: a run of touches of one row (an orchestration, per task of a
+   * batch) costs a comparison each, not a Set lookup. */
+  private last: K | undefined = undefined;
 
-  touch(id: string): void {
-    if (this.full) return;
+  touch(id: K): void {
+    if (this.full || id === this.last) return;
+    this.last = id;
     this.ids.add(id);
     if (this.ids.size > MAX_TRACKED_ROWS) this.setFull();
   }
@@ -34,6 +38,7 @@ export class DirtyRows {
     this.full = true;
     this.ids.clear();
     this.dead = [];
+    this.last = undefined;
   }
 
   /** Rows a checkpoint would write now (`live` when full). */
@@ -45,7 +50,7 @@ export class DirtyRows {
    * The changes to write, built from the current rows (`row(id)`: [ord, json], or undefined
    * when the id has no row any more), then tracking restarts from a clean state.
    */
-  take(row: (id: string) => [number, string] | undefined, all: () => Iterable<[number, string]>): TableChanges {
+  take(row: (id: K) => [number, string] | undefined, all: () => Iterable<[number, string]>): TableChanges {
     const out: TableChanges = { clear: this.full, del: [], put: [] };
     if (this.full) {
       for (const r of all()) out.put.push(r);
@@ -59,6 +64,7 @@ export class DirtyRows {
     this.full = false;
     this.ids.clear();
     this.dead = [];
+    this.last = undefined;
     return out;
   }
 }

@@ -66,7 +66,7 @@ export class TaskTable {
    * assigned or reported) has no row: restoreRows makes it from its orchestration's row, so
    * creating a million tasks writes one row, and only tasks touched since get theirs.
    */
-  readonly dirtyTasks = new DirtyRows();
+  readonly dirtyTasks = new DirtyRows<TaskRecord>(); // by record: identity hashing, no string hashing
   readonly dirtyOrchs = new DirtyRows();
 
   createOrchestration(op: CreateOp, index: number, now: number) {
@@ -139,7 +139,7 @@ export class TaskTable {
       out.stale++;
       return;
     }
-    this.dirtyTasks.touch(t.id);
+    this.dirtyTasks.touch(t);
     this.dirtyOrchs.touch(t.orch);
     if (t.status === 'assigned') {
       // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
@@ -210,7 +210,7 @@ export class TaskTable {
     out: { applied: number; rejected: number },
   ): void {
     const orch = this.orchs.get(t.orch) as Orchestration;
-    this.dirtyTasks.touch(t.id);
+    this.dirtyTasks.touch(t);
     this.dirtyOrchs.touch(orch.id);
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
@@ -469,13 +469,12 @@ export class TaskTable {
       const o = this.orchs.get(id);
       return o ? [orchOrd(o), JSON.stringify(o)] : undefined;
     };
-    const taskRow = (id: string): [number, string] | undefined => {
-      const r = this.tasks.get(id);
-      return r ? [taskOrd(this.orchs.get(r.orch) as Orchestration, r.seq), JSON.stringify(taskToRow(r))] : undefined;
-    };
+    // A record removed since (retention) is no longer in `tasks`: its row was dropped.
+    const taskRow = (r: TaskRecord): [number, string] | undefined =>
+      this.tasks.get(r.id) === r ? [taskOrd(this.orchs.get(r.orch) as Orchestration, r.seq), JSON.stringify(taskToRow(r))] : undefined;
     // Rewritten whole: tasks still as created are left out (see dirtyTasks).
     const all = function* (this: TaskTable): Iterable<[number, string]> {
-      for (const r of this.tasks.values()) if (!isAsCreated(r)) yield taskRow(r.id) as [number, string];
+      for (const r of this.tasks.values()) if (!isAsCreated(r)) yield taskRow(r) as [number, string];
     };
     const tasks = this.dirtyTasks.take(taskRow, () => all.call(this));
     const orchs = this.dirtyOrchs.take(orchRow, () => [...this.orchs.values()].map((o) => orchRow(o.id) as [number, string]));
