@@ -116,6 +116,44 @@ describe('restart from checkpoint rows', () => {
     c.close();
   });
 
+  it('a follower a little behind (fewer entries than the threshold) catches up from the log, though the others checkpointed meanwhile', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 400);
+    const leader = c.cluster.leader()!;
+    const follower = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+    const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== follower)!;
+    // The leader checkpoints every 200-300 entries (threshold 100, jitter, leader x2). Crash
+    // the follower once the leader's log since its checkpoint holds 200: the leader's next
+    // checkpoint then comes within 100 entries, which it keeps in memory.
+    let n = 400;
+    while (leader.metrics().storage.entryCount < 200) {
+      await c.write(n, 5);
+      n += 5;
+    }
+    c.cluster.crash(follower);
+    const followerLast = c.machines.get(follower)!.appliedIndex;
+    const taken = leader.metrics().checkpointsTaken;
+    while (leader.metrics().checkpointsTaken === taken) {
+      await c.write(n, 5);
+      n += 5;
+    }
+    // The leader's stored state is past the follower's log: only its memory has the entries.
+    const leaderStored = c.machines.get(leader.id)!.appliedIndex - leader.metrics().storage.entryCount;
+    expect(leaderStored).toBeGreaterThan(followerLast);
+    expect(leaderStored - followerLast).toBeLessThanOrEqual(100);
+    expect(other).toBeDefined();
+    c.reopen(follower);
+    c.cluster.start(follower);
+    await c.run(500);
+    // The others kept the last 100 entries in memory: no snapshot was made or sent.
+    expect(leader.metrics().snapshotsForFollowers).toBe(0);
+    expect(c.cluster.hosts.get(follower)!.metrics().snapshotsInstalled).toBe(0);
+    expect(c.machines.get(follower)!.stateHash()).toBe(c.machines.get(leader.id)!.stateHash());
+    c.close();
+  });
+
   it('a follower down while the others checkpoint past its log gets a snapshot made on demand, then checkpoints it as rows', async () => {
     const c = setup();
     c.cluster.startAll();
