@@ -116,6 +116,8 @@ export interface SimStats {
   readsOk: number;
   crashes: number;
   restarts: number;
+  /** Restarts that rebuilt the machine from checkpoint rows (incremental snapshots). */
+  restartsFromCheckpoint: number;
   partitions: number;
   confChanges: number;
   transfers: number;
@@ -238,6 +240,7 @@ class Simulation {
     readsOk: 0,
     crashes: 0,
     restarts: 0,
+    restartsFromCheckpoint: 0,
     partitions: 0,
     confChanges: 0,
     transfers: 0,
@@ -820,8 +823,9 @@ class Simulation {
   private restart(id: NodeId): void {
     this.crashed.delete(id);
     this.fsyncFailed.delete(id);
-    this.cluster.restart(id);
+    const host = this.cluster.restart(id);
     this.stats.restarts++;
+    if (host?.metrics().startState?.from === 'checkpoint') this.stats.restartsFromCheckpoint++;
     this.stats.faults.restart++;
     const st = this.storages.get(id);
     if (st && this.maxSyncMs !== null && st.unsyncedAtLastOpen > 0 && !this.inLiveness && !this.stopped && this.prng.chance(0.6)) {
