@@ -9,12 +9,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/host/local-cluster.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
-import type { Command } from '../../src/machine/types.js';
+import type { Command, Op } from '../../src/machine/types.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import type { LogStorage } from '../../src/storage/types.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 import { Prng } from '../../src/util/prng.js';
-import { putOp } from '../machine/machine-util.js';
+import { createOp, putOp } from '../machine/machine-util.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -59,13 +59,13 @@ function setup() {
       await new Promise<void>((r) => setImmediate(r));
     }
   };
-  const write = async (from: number, n: number) => {
-    for (let i = from; i < from + n; i += 50) {
+  const proposeAll = async (ops: Op[]) => {
+    for (let i = 0; i < ops.length; i += 50) {
       const leader = cluster.leader();
       expect(leader).toBeDefined();
       const ps = [];
-      for (let j = i; j < Math.min(i + 50, from + n); j++) {
-        const cmd: Command = { op: putOp(`k${j % 700}`, { j, pad: 'x'.repeat(j % 40) }), now: clock.now() };
+      for (const op of ops.slice(i, i + 50)) {
+        const cmd: Command = { op, now: clock.now() };
         ps.push(leader!.propose(JSON.stringify(cmd)));
       }
       const all = Promise.all(ps);
@@ -75,6 +75,7 @@ function setup() {
       await all;
     }
   };
+  const write = (from: number, n: number) => proposeAll(Array.from({ length: n }, (_, k) => putOp(`k${(from + k) % 700}`, { j: from + k, pad: 'x'.repeat((from + k) % 40) })));
   const reopen = (id: string) => {
     files.get(id)!.close();
     open(id);
@@ -82,7 +83,7 @@ function setup() {
   const close = () => {
     cluster.close();
   };
-  return { clock, cluster, machines, run, write, reopen, close };
+  return { clock, cluster, machines, run, write, proposeAll, reopen, close };
 }
 
 describe('restart from checkpoint rows', () => {
@@ -90,7 +91,16 @@ describe('restart from checkpoint rows', () => {
     const c = setup();
     c.cluster.startAll();
     await c.run(1000);
-    await c.write(0, 1500);
+    await c.write(0, 500);
+    // Tasks too: one orchestration in typed-array columns, one small; some assigned, some done.
+    await c.proposeAll([createOp(2000), createOp(40, { priority: 'high' })]);
+    await c.write(500, 400);
+    const pick = (n: number) => c.machines.get(c.cluster.leader()!.id)!.tasks.pickPending(n, new Set());
+    await c.proposeAll([{ t: 'task.assign', term: 1, lease_ms: 60_000, items: pick(300).map((t, i) => ({ task: t.id, agent: `a${i % 3}`, from_epoch: t.epoch })) }]);
+    await c.write(900, 300);
+    const held = [...c.machines.get(c.cluster.leader()!.id)!.tasks.tasks.values()].filter((t) => t.status === 'assigned').slice(0, 200);
+    await c.proposeAll([{ t: 'task.complete', items: held.map((t, i) => ({ task: t.id, agent: t.assignee as string, epoch: t.epoch, ok: i % 5 !== 0, result: i % 2 ? { i } : null })) }]);
+    await c.write(1200, 300);
     await c.run(200);
     const leader = c.cluster.leader()!;
     const follower = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
@@ -113,6 +123,10 @@ describe('restart from checkpoint rows', () => {
     expect([...c.machines.values()].map((m) => m.appliedIndex)).toEqual([applied, applied, applied]);
     expect(hashes.size).toBe(1);
     expect(c.machines.get(follower)!.memory.records.size).toBe(700);
+    expect(c.machines.get(follower)!.tasks.tasks.size).toBe(2040);
+    expect(c.machines.get(follower)!.tasks.assigned.size).toBe(100);
+    const snaps = new Set([...c.machines.values()].map((m) => m.snapshot()));
+    expect(snaps.size).toBe(1);
     c.close();
   });
 
