@@ -177,6 +177,45 @@ describe('InProcNetwork', () => {
     }
   });
 
+  it('FIFO across fault changes: a message sent without delay waits behind a delayed one; once the link drains, none waits', () => {
+    const { clock, net, ep, log } = setup(['a', 'b']);
+    net.setLinkFaults('a', 'b', { delayMs: { min: 20, max: 20 } });
+    ep('a').send(msg('a', 'b', 1)); // due at 20
+    net.clearFaults();
+    clock.runFor(5);
+    ep('a').send(msg('a', 'b', 2)); // no delay of its own, but behind #1
+    ep('a').send(msg('a', 'b', 3));
+    clock.runFor(30);
+    expect(log).toEqual(['a->b#1@20', 'a->b#2@20', 'a->b#3@20']);
+    // Drained: the next one goes at the next turn, not behind the old delivery time.
+    ep('a').send(msg('a', 'b', 4));
+    clock.runFor(1);
+    expect(log.at(-1)).toBe('a->b#4@35');
+    // Many zero-delay messages interleaved with a delayed one keep their order too.
+    for (let i = 10; i < 40; i++) {
+      if (i === 20) net.setGlobalFaults({ delayMs: { min: 7, max: 7 } });
+      if (i === 21) net.clearFaults();
+      ep('a').send(msg('a', 'b', i));
+      if (i % 4 === 0) clock.runFor(1);
+    }
+    clock.runAll();
+    expect(log.slice(4).map((l) => Number(l.split('#')[1]!.split('@')[0]))).toEqual([...Array(30).keys()].map((i) => i + 10));
+  });
+
+  it('a partition set while messages are in flight drops them; heal lets later ones through', () => {
+    const { clock, net, ep, got } = setup(['a', 'b', 'c']);
+    ep('a').send(msg('a', 'b', 1));
+    ep('a').send(msg('a', 'c', 2));
+    net.partition([['a', 'c'], ['b']]);
+    clock.runAll();
+    expect(got.map((m) => m.index)).toEqual([2]);
+    expect(net.linkStats('a', 'b').dropped).toBe(1);
+    net.heal();
+    ep('a').send(msg('a', 'b', 3));
+    clock.runAll();
+    expect(got.map((m) => m.index)).toEqual([2, 3]);
+  });
+
   it('random delays with reorder true do reorder', () => {
     const { clock, net, ep, got } = setup(['a', 'b']);
     net.setGlobalFaults({ delayMs: { min: 0, max: 50 }, reorder: true });

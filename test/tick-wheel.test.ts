@@ -8,6 +8,7 @@ import { MemoryStorage } from '../src/storage/memory-storage.js';
 import { Prng } from '../src/util/prng.js';
 import { TickWheel } from '../src/util/tick-wheel.js';
 import { VirtualClock } from '../src/util/virtual-clock.js';
+import type { Clock, TimerHandle } from '../src/util/clock.js';
 import { RecordingMachine } from './helpers/sim-cluster.js';
 
 describe('TickWheel: many timers, one timer of the base clock', () => {
@@ -72,12 +73,68 @@ describe('TickWheel: many timers, one timer of the base clock', () => {
     clock.runAll();
     expect(order).toEqual(['a@1', 'b@2']);
   });
+
+  it('a throwing timer loses none of the others; stale and foreign handles are ignored', () => {
+    const clock = new VirtualClock();
+    const wheel = new TickWheel(clock, 2);
+    const order: string[] = [];
+    const first = wheel.setTimeout(() => order.push('a'), 2);
+    wheel.setTimeout(() => {
+      order.push('boom');
+      throw new Error('boom');
+    }, 2);
+    wheel.setTimeout(() => order.push('c'), 2);
+    wheel.setTimeout(() => order.push('d'), 6);
+    expect(() => clock.runAll()).toThrow('boom');
+    clock.runAll();
+    expect(order).toEqual(['a', 'boom', 'c', 'd']);
+    expect(wheel.pending()).toBe(0);
+    // Clearing a fired timer, twice, or another clock's handle changes nothing.
+    wheel.clearTimeout(first);
+    wheel.clearTimeout(first);
+    wheel.clearTimeout(clock.setTimeout(() => order.push('base'), 1));
+    wheel.clearTimeout({ id: 1 });
+    expect(wheel.pending()).toBe(0);
+    const late = wheel.setTimeout(() => order.push('e'), 4);
+    expect(wheel.pending()).toBe(1);
+    wheel.clearTimeout(late);
+    wheel.clearTimeout(late);
+    expect(wheel.pending()).toBe(0);
+    clock.runAll();
+    expect(order).toEqual(['a', 'boom', 'c', 'd', 'base']);
+  });
 });
 
+/**
+ * A process that stalls: over a VirtualClock, every callback due while the process is stalled
+ * runs at the stall's end (in its original order) and reads the end as now().
+ */
+class StallingClock implements Clock {
+  private base!: VirtualClock;
+  private until = 0;
+  over(base: VirtualClock): this {
+    this.base = base;
+    return this;
+  }
+  stall(ms: number): void {
+    this.until = this.base.now() + ms;
+  }
+  now(): number {
+    return Math.max(this.base.now(), this.until);
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.base.setTimeout(fn, Math.max(0, ms) + (this.now() - this.base.now()));
+  }
+  clearTimeout(h: TimerHandle): void {
+    this.base.clearTimeout(h);
+  }
+}
+
 /** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */
-function sharedWheelGroups(groups: number, seed: number) {
+function sharedWheelGroups(groups: number, seed: number, alignTicks = false, stalls?: StallingClock) {
   const clock = new VirtualClock();
-  const wheel = new TickWheel(clock, 2, 10);
+  const host: Clock = stalls ? stalls.over(clock) : clock;
+  const wheel = new TickWheel(host, 2, 10);
   let tickTimers = 0;
   // Count the members' tick timers the wheel multiplexes (the only timers set on it).
   const setTimeoutWithin = wheel.setTimeoutWithin.bind(wheel);
@@ -87,7 +144,7 @@ function sharedWheelGroups(groups: number, seed: number) {
     const ids: NodeId[] = Array.from({ length: 5 }, (_, i) => `g${g}n${i + 1}`);
     return new LocalCluster({
       ids,
-      clock,
+      clock: host,
       prng: prng.fork(),
       storageFor: () => new MemoryStorage(),
       machineFor: () => new RecordingMachine(),
@@ -95,6 +152,7 @@ function sharedWheelGroups(groups: number, seed: number) {
       tickTimerMs: 50,
       tickClock: wheel,
       tickSlackMs: 10,
+      alignTicks,
       // The embedded defaults: 150-300 ms election timeout, 50 ms heartbeat.
       raft: { electionTicksMin: 75, electionTicksMax: 150, heartbeatTicks: 25 },
     });
@@ -150,4 +208,95 @@ describe('a shared TickWheel drives every member of every group', () => {
     // The other group never noticed.
     expect(clusters[1]!.leader()?.id).toBe(other.id);
   });
+
+  it('with alignTicks, idle members of every group wake together once per heartbeat interval; no heartbeat comes later than the slack', () => {
+    const groups = 6;
+    const run = (align: boolean) => {
+      const { clock, wheel, clusters } = sharedWheelGroups(groups, 44, align);
+      // Every member's heartbeat arrivals, on the shared clock, from before the first election
+      // (a leader's one early heartbeat, which aligns it, comes right after it wins).
+      const arrivals = new Map<string, number[]>();
+      for (const c of clusters) {
+        for (const h of c.hosts.values()) {
+          const times: number[] = [];
+          arrivals.set(h.id, times);
+          const core = h.core;
+          const step = core.step.bind(core);
+          core.step = (m) => {
+            if (m.type === 'MsgHeartbeat') times.push(clock.now());
+            step(m);
+          };
+        }
+      }
+      clock.runFor(3000);
+      const leaders = clusters.map((c) => c.leader()!);
+      for (const l of leaders) expect(l).toBeDefined();
+      for (const l of leaders) arrivals.delete(l.id);
+      const fired0 = wheel.fired;
+      const beats0 = leaders.reduce((n, l) => n + l.metrics().heartbeatsOut, 0);
+      clock.runFor(10_000);
+      // Nobody held an election.
+      expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+      let maxGap = 0;
+      for (const times of arrivals.values()) {
+        expect(times.length).toBeGreaterThan(13_000 / 60);
+        for (let i = 1; i < times.length; i++) maxGap = Math.max(maxGap, times[i]! - times[i - 1]!);
+      }
+      const beats = leaders.reduce((n, l) => n + l.metrics().heartbeatsOut, 0) - beats0;
+      return { wakeups: wheel.fired - fired0, maxGap, beatsPerLeader: beats / groups };
+    };
+    const aligned = run(true);
+    const plain = run(false);
+    // Heartbeat interval 50 ms, slack 10 ms: never later than that, aligned or not.
+    expect(aligned.maxGap).toBeLessThanOrEqual(60);
+    expect(plain.maxGap).toBeLessThanOrEqual(60);
+    // As many heartbeats (4 followers x 200 intervals), give or take the one sent early per leader.
+    expect(aligned.beatsPerLeader).toBeGreaterThanOrEqual(4 * 199);
+    expect(aligned.beatsPerLeader).toBeLessThanOrEqual(4 * 202);
+    // One wakeup per 50 ms grid point for all 30 members, against one per 10 ms point without.
+    expect(aligned.wakeups).toBeLessThanOrEqual(10_000 / 50 + 2);
+    expect(plain.wakeups).toBeGreaterThan(2 * aligned.wakeups);
+  });
+
+  it('with alignTicks, a crashed leader is still replaced within an election timeout or so', () => {
+    const { clock, clusters } = sharedWheelGroups(2, 35, true);
+    clock.runFor(3000);
+    const c = clusters[0]!;
+    const old = c.leader()!;
+    c.crash(old.id);
+    const crashedAt = clock.now();
+    let elected: number | null = null;
+    for (let t = 0; t < 2000 && elected === null; t += 2) {
+      clock.runFor(2);
+      const l = c.leader();
+      if (l && l.id !== old.id) elected = clock.now() - crashedAt;
+    }
+    expect(elected).not.toBeNull();
+    expect(elected!).toBeGreaterThanOrEqual(100);
+    expect(elected!).toBeLessThan(1000);
+  });
+
+  it('with alignTicks, a stalled leader drops whole heartbeat intervals: it never moves its tick clock again, and nobody holds an election', () => {
+    const stalls = new StallingClock();
+    const { clock, clusters } = sharedWheelGroups(4, 46, true, stalls);
+    clock.runFor(3000);
+    const leaders = clusters.map((c) => c.leader()!);
+    for (const l of leaders) expect(l).toBeDefined();
+    // Aligned at their first heartbeat: the lead stays what it is from here on.
+    const leads = leaders.map((l) => l.tickClockLeadMs);
+    const prng = new Prng(7);
+    let capped = 0;
+    for (let i = 0; i < 30; i++) {
+      // The process stalls (no timer runs) for longer than the catch-up bound (74 ms) at times.
+      const stallMs = 20 + prng.int(0, 120);
+      if (stallMs > 74) capped++;
+      stalls.stall(stallMs);
+      clock.runFor(200 + prng.int(0, 100));
+    }
+    expect(capped).toBeGreaterThan(5);
+    expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+    expect(clusters.map((c) => c.leader()?.core.term)).toEqual(leaders.map((l) => l.core.term));
+    expect(leaders.map((l) => l.tickClockLeadMs)).toEqual(leads);
+  });
 });
+

@@ -419,8 +419,22 @@ export class MemberNode {
       const remote = l ? null : this.cluster.remoteLeader();
       if (remote !== null && !this.isUnreachable(remote, unreachable)) throw this.notLeader();
       if (performance.now() > deadline) throw this.notLeader(l ? 'leader has not committed an entry of its term yet' : remote !== null ? 'the caller cannot reach it, and no new leader was elected yet' : 'no leader elected yet');
-      await new Promise((r) => setTimeout(r, 1));
+      await this.nextPoll();
     }
+  }
+
+  /** Held requests (an election running) look again every ms on ONE shared timer, not one each. */
+  private pollWaiters: Array<() => void> = [];
+  private nextPoll(): Promise<void> {
+    return new Promise((resolve) => {
+      this.pollWaiters.push(resolve);
+      if (this.pollWaiters.length > 1) return;
+      setTimeout(() => {
+        const ws = this.pollWaiters;
+        this.pollWaiters = [];
+        for (const w of ws) w();
+      }, 1);
+    });
   }
 
   /** The caller said it could not reach `id`'s address (as this member names it in redirects). */

@@ -26,6 +26,8 @@ export interface LocalClusterOptions {
   tickClock?: Clock;
   /** See NodeHostOptions.tickSlackMs. */
   tickSlackMs?: number;
+  /** See NodeHostOptions.alignTicks. */
+  alignTicks?: boolean;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold?: number;
   /** See NodeHostOptions.compactionLogToSnapshotRatio. */
@@ -109,6 +111,7 @@ export class LocalCluster implements ClusterBackend {
       tickTimerMs: this.opts.tickTimerMs,
       tickClock: this.opts.tickClock,
       tickSlackMs: this.opts.tickSlackMs,
+      alignTicks: this.opts.alignTicks,
       raft: this.opts.raft ?? {},
       compactionThreshold: this.opts.compactionThreshold ?? 1000,
       compactionLogToSnapshotRatio: this.opts.compactionLogToSnapshotRatio ?? 0,

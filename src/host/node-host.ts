@@ -90,6 +90,15 @@ export interface NodeHostOptions {
    * members at once. Default 0. Bounded by a fifth of the heartbeat interval.
    */
   tickSlackMs?: number;
+  /**
+   * Put idle wakes on a grid shared by every member in the process: multiples of the
+   * heartbeat interval on the host clock (needs tickTimerMs > tickMs). A leader's heartbeats
+   * fall on it (the first one after it takes the lead may come early, once), a follower's
+   * bookkeeping wakes too; election deadlines keep their exact times. Many idle swarms then
+   * wake the process once per heartbeat interval instead of at every slack grid point.
+   * Default false.
+   */
+  alignTicks?: boolean;
   raft?: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   /** Snapshot and compact once this many entries were applied since the last snapshot. */
   compactionThreshold?: number;
@@ -260,8 +269,14 @@ export class NodeHost {
   private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
-  /** Clock time the ticks so far account for. */
+  /** Tick-clock time the ticks so far account for (see tickAheadMs). */
   private lastTickAt = 0;
+  /**
+   * How far this member's tick clock runs ahead of the host clock, ms. Only a leader aligning
+   * its heartbeats (alignTicks) moves it, forward and by less than one heartbeat interval
+   * each time; every timeout is a difference of this clock, so a constant lead changes none.
+   */
+  private tickAheadMs = 0;
   private processScheduled = false;
   private running = false;
   /**
@@ -393,6 +408,8 @@ export class NodeHost {
     this.running = false;
     if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    // start() counts ticks from the host clock again.
+    this.tickAheadMs = 0;
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
     this.settleTermWaiters(false);
@@ -558,6 +575,11 @@ export class NodeHost {
     return this.opts.tickMs;
   }
 
+  /** How far this member's tick clock runs ahead of the host clock, ms (alignTicks; for tests). */
+  get tickClockLeadMs(): number {
+    return this.tickAheadMs;
+  }
+
   get config(): RaftConfig {
     return this.raftConfig;
   }
@@ -627,15 +649,16 @@ export class NodeHost {
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
-    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = this.opts.clock.now();
-    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m) : null;
+    const now = this.opts.clock.now();
+    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = now;
+    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m, now) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
     // With a coarse tick timer, count them before every message: a heartbeat must reset an
     // election clock that is up to date, or the time before it would be counted after it
     // and a follower would time out up to a timer period early.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks();
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks(now);
     const before = this.raft.role;
     const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
@@ -670,8 +693,8 @@ export class NodeHost {
    * Catch-up is capped below the election timeout so one long stall cannot by itself make
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
-  private scheduleTick(): void {
-    const { delayMs, slackMs } = this.nextTickDelay();
+  private scheduleTick(now = this.opts.clock.now()): void {
+    const { delayMs, slackMs } = this.nextTickDelay(now);
     const clock = this.tickClock;
     const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
@@ -680,8 +703,9 @@ export class NodeHost {
   private readonly onTickTimer = (): void => {
     if (!this.running) return;
     const before = this.raft.role;
-    this.advanceTicks();
-    this.scheduleTick();
+    const now = this.opts.clock.now();
+    this.advanceTicks(now);
+    this.scheduleTick(now);
     // A follower's ticks make a Ready only by starting a campaign, which changes its role;
     // anything else that makes one schedules its own process round. With a coarse timer
     // most wakes of an idle follower are bookkeeping: skip the empty round.
@@ -690,16 +714,26 @@ export class NodeHost {
   };
 
   /** Apply the ticks elapsed since the last ones accounted for (none if less than a tick). */
-  private advanceTicks(): void {
+  private advanceTicks(now = this.opts.clock.now()): void {
     const tickMs = this.opts.tickMs;
-    const now = this.opts.clock.now();
-    const due = Math.floor((now - this.lastTickAt) / tickMs);
+    const t = now + this.tickAheadMs;
+    const due = Math.floor((t - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const n = Math.min(due, this.maxCatchUpTicks());
-    this.lastTickAt = n < due ? now : this.lastTickAt + n * tickMs;
-    for (let i = 0; i < n && this.running; i++) {
+    const cap = this.maxCatchUpTicks();
+    let n = Math.min(due, cap);
+    const hb = this.raftConfig.heartbeatTicks;
+    if (n < due && this.opts.alignTicks && this.raft.role === 'leader' && hb <= cap) {
+      // A stalled aligned leader drops whole heartbeat intervals (still at most cap ticks
+      // counted): its heartbeats stay on the grid, with no early one to realign them.
+      n = due - Math.ceil((due - cap) / hb) * hb;
+      this.lastTickAt += due * tickMs;
+    } else {
+      this.lastTickAt = n < due ? t : this.lastTickAt + n * tickMs;
+    }
+    // tickMany returns early after a role change, so a campaign start is noted at its tick.
+    for (let left = n; left > 0 && this.running; ) {
       const before = this.raft.role;
-      this.raft.tick();
+      left -= this.raft.tickMany(left);
       const after = this.raft.role;
       if (before === 'follower' && (after === 'preCandidate' || after === 'candidate')) this.noteCampaignStart(false);
     }
@@ -714,7 +748,7 @@ export class NodeHost {
    * how late it may fire: never for a follower's or candidate's election timeout (their
    * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
    */
-  private nextTickDelay(): { delayMs: number; slackMs: number } {
+  private nextTickDelay(now: number): { delayMs: number; slackMs: number } {
     const { tickMs } = this.opts;
     if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
@@ -722,10 +756,40 @@ export class NodeHost {
     // once: more would be dropped as if the process had stalled.
     const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
     if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
-    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (this.opts.clock.now() - this.lastTickAt);
+    const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now + this.tickAheadMs - this.lastTickAt);
+    if (this.opts.alignTicks) {
+      const aligned = this.alignedWake(now, dueMs, tickTimerMs, slackMs);
+      if (aligned) return aligned;
+    }
     const delayMs = Math.min(tickTimerMs, Math.max(tickMs, Math.ceil(dueMs)));
     const electionDeadline = this.raft.role !== 'leader' && delayMs >= dueMs;
     return { delayMs, slackMs: electionDeadline ? 0 : slackMs };
+  }
+
+  /**
+   * alignTicks: a wake on the grid of heartbeat intervals (host clock), or null when no grid
+   * point fits (then the wake is planned as without alignment). A leader whose heartbeat would
+   * miss the grid by more than the slack sends it early instead, at the grid point before:
+   * its tick clock moves ahead by the difference (less than an interval), and from then on
+   * its heartbeats are due on the grid. A follower's or candidate's bookkeeping wake moves to
+   * the last grid point within its period, unless its election deadline comes first.
+   */
+  private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number } | null {
+    const { tickMs } = this.opts;
+    const gridMs = this.raftConfig.heartbeatTicks * tickMs;
+    const dueAt = now + dueMs;
+    if (this.raft.role === 'leader') {
+      if (dueMs > tickTimerMs) return null;
+      const after = Math.ceil(dueAt / gridMs) * gridMs;
+      if (after - dueAt <= slackMs) return wakeAt(Math.max(after, now + tickMs), now);
+      const before = after - gridMs;
+      if (before - now < tickMs) return null; // that grid point is (nearly) past: next heartbeat
+      this.tickAheadMs += dueAt - before;
+      return wakeAt(before, now);
+    }
+    const at = Math.floor((now + tickTimerMs) / gridMs) * gridMs;
+    if (at - now < tickMs || at >= dueAt) return null;
+    return wakeAt(at, now);
   }
 
   private noteCampaignStart(transfer: boolean): void {
@@ -831,11 +895,11 @@ export class NodeHost {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
       this.heartbeatsOut++;
-      const sent = this.heartbeatSentAt.get(m.to) ?? [];
+      let sent = this.heartbeatSentAt.get(m.to);
+      if (!sent) this.heartbeatSentAt.set(m.to, (sent = []));
       sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
       // An unanswered peer (down, partitioned) must not grow this without bound.
       if (sent.length > 64) sent.shift();
-      this.heartbeatSentAt.set(m.to, sent);
     }
     this.opts.transport.send(m);
   }
@@ -1023,6 +1087,7 @@ export class NodeHost {
   }
 
   private releaseReads(): void {
+    if (this.reads.size === 0) return; // after every Ready: no iterator when nothing waits
     const applied = this.raft.log.applied;
     for (const [ctx, r] of this.reads) {
       if (r.index !== null && r.index <= applied) {
@@ -1168,21 +1233,24 @@ export class NodeHost {
   }
 
   /** Round trip of the heartbeat `m` answers (matched by sequence and term), or null. */
-  private recordRtt(m: Message): number | null {
+  private recordRtt(m: Message, now: number): number | null {
     const sent = this.heartbeatSentAt.get(m.from);
-    const i = sent ? sent.findIndex((h) => h.seq === m.index && h.term === m.term) : -1;
-    if (!sent || i < 0) return null;
-    const ms = this.opts.clock.now() - sent[i]!.at;
+    if (!sent) return null;
+    let i = 0;
+    while (i < sent.length && !(sent[i]!.seq === m.index && sent[i]!.term === m.term)) i++;
+    if (i === sent.length) return null;
+    const ms = now - sent[i]!.at;
     // Older unanswered heartbeats were lost or overtaken: drop them with this one.
-    sent.splice(0, i + 1);
+    if (i === 0) sent.shift();
+    else sent.splice(0, i + 1);
     const from = m.from;
-    const r = this.rtts.get(from) ?? { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 };
+    let r = this.rtts.get(from);
+    if (!r) this.rtts.set(from, (r = { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 }));
     r.lastMs = ms;
-    r.lastAt = this.opts.clock.now();
+    r.lastAt = now;
     r.samples++;
     r.sumMs += ms;
     r.maxMs = Math.max(r.maxMs, ms);
-    this.rtts.set(from, r);
     let h = this.rttHistograms.get(from);
     if (!h) this.rttHistograms.set(from, (h = new BucketHistogram(RTT_BUCKETS_S)));
     h.observe(ms / 1000);
@@ -1267,6 +1335,14 @@ export class NodeHost {
     }
     this.probes.clear();
   }
+}
+
+/**
+ * A tick timer for host-clock time `at` (a grid point): asked half a millisecond early with 1 ms
+ * of slack, so a later reading of the clock by the timer wheel cannot round it one slot on.
+ */
+function wakeAt(at: number, now: number): { delayMs: number; slackMs: number } {
+  return { delayMs: Math.max(0, at - now - 0.5), slackMs: 1 };
 }
 
 function mib(bytes: number): number {

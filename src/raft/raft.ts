@@ -4,7 +4,6 @@ import { Progress } from './progress.js';
 import { committedIndex, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
-  newMessage,
   ProposalError,
   type ConfChange,
   type ConfState,
@@ -160,6 +159,43 @@ export class Raft {
     this.ticks++;
     if (this.role === 'leader') this.tickHeartbeat();
     else this.tickElection();
+  }
+
+  /**
+   * Up to n ticks, exactly as that many tick() calls, stopping right after a tick that
+   * changed the role (so a host can note a campaign start). Returns the ticks done. Spans in
+   * which no tick can act are counted in one step: a host with a coarse tick timer catches up
+   * dozens of ticks per wake, and hundreds of members share one process.
+   */
+  tickMany(n: number): number {
+    let done = 0;
+    while (done < n) {
+      const quiet = Math.min(n - done, this.quietTicks());
+      if (quiet > 0) {
+        this.ticks += quiet;
+        this.electionElapsed += quiet;
+        if (this.role === 'leader') this.heartbeatElapsed += quiet;
+        done += quiet;
+        continue;
+      }
+      const role = this.role;
+      this.tick();
+      done++;
+      if (this.role !== role) break;
+    }
+    return done;
+  }
+
+  /** How many coming ticks would only count (no timeout reached, nothing sent); 0 when unsure. */
+  private quietTicks(): number {
+    if (this.role !== 'leader') {
+      // tickElection acts only once the (unchanging) timeout is reached, and only if promotable.
+      if (!this.promotable()) return Infinity;
+      return Math.max(0, this.randomizedElectionTimeout - this.electionElapsed - 1);
+    }
+    if (this.leadTransferee !== null || this.removedTicksLeft !== null) return 0;
+    for (const pr of this.prs.values()) if (pr.state === 'snapshot') return 0;
+    return Math.max(0, Math.min(this.cfg.heartbeatTicks - this.heartbeatElapsed, this.cfg.electionTicksMin - this.electionElapsed) - 1);
   }
 
   /**
@@ -330,9 +366,11 @@ export class Raft {
 
   hasReady(): boolean {
     if (this.role === 'leader') this.flushAppends();
-    const soft = this.softState();
-    if (soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role) return true;
-    if (!sameHardState(this.hardState(), this.prevHard)) return true;
+    // Field by field, not softState()/hardState(): asked after every message, usually false.
+    const ps = this.prevSoft;
+    if (this.lead !== ps.leader || this.role !== ps.role) return true;
+    const ph = this.prevHard;
+    if (this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit) return true;
     return (
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
@@ -344,11 +382,11 @@ export class Raft {
 
   ready(): Ready {
     if (this.role === 'leader') this.flushAppends();
-    const soft = this.softState();
-    const hard = this.hardState();
+    const ps = this.prevSoft;
+    const ph = this.prevHard;
     const rd: Ready = {
-      softState: soft.leader !== this.prevSoft.leader || soft.role !== this.prevSoft.role ? soft : null,
-      hardState: sameHardState(hard, this.prevHard) ? null : hard,
+      softState: this.lead !== ps.leader || this.role !== ps.role ? this.softState() : null,
+      hardState: this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit ? this.hardState() : null,
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
@@ -1033,7 +1071,23 @@ export class Raft {
   // ---- plumbing --------------------------------------------------------------------------
 
   private send(partial: Partial<Message> & { type: MessageType; to: NodeId }): void {
-    this.msgs.push(newMessage({ from: this.id, term: this.term, ...partial }));
+    // newMessage({ from, term, ...partial }) built in one object (same fields, same order):
+    // heartbeats and their answers are most of an idle process's messages.
+    const m: Message = {
+      logTerm: 0,
+      index: 0,
+      entries: [],
+      commit: 0,
+      reject: false,
+      rejectHint: 0,
+      logTermHint: 0,
+      context: '',
+      from: this.id,
+      term: this.term,
+      type: partial.type,
+      to: partial.to,
+    };
+    this.msgs.push(Object.assign(m, partial));
   }
 }
 
@@ -1041,10 +1095,6 @@ function dataBytes(ents: ReadonlyArray<Pick<Entry, 'data'>>): number {
   let n = 0;
   for (const e of ents) n += Buffer.byteLength(e.data, 'utf8');
   return n;
-}
-
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
 function validateConfig(c: Required<RaftConfig>): void {

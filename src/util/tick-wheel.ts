@@ -1,12 +1,22 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { BinaryHeap } from './heap.js';
 
-interface Entry {
-  readonly id: number;
-  /** Slot time (base clock) the entry is due at. */
-  readonly at: number;
-  readonly fn: () => void;
-  cancelled: boolean;
+/** A timer of the wheel, and its handle (no lookup table: idle members re-arm thousands a second). */
+class Entry {
+  cancelled = false;
+  constructor(
+    readonly id: number,
+    /** Slot time (base clock) the entry is due at. */
+    readonly at: number,
+    readonly fn: () => void,
+    readonly wheel: TickWheel,
+  ) {}
+}
+
+/** The timers due at one slot time, in creation order; those before head have run or been skipped. */
+interface Slot {
+  readonly entries: Entry[];
+  head: number;
 }
 
 /**
@@ -22,8 +32,12 @@ interface Entry {
  * the base clock's: only timing passes through the wheel, randomness never does.
  */
 export class TickWheel implements Clock {
-  private readonly heap = new BinaryHeap<Entry>((a, b) => a.at < b.at || (a.at === b.at && a.id < b.id));
-  private readonly byId = new Map<number, Entry>();
+  /** Timers by slot time, and the slot times in a heap: hundreds of members share a few dozen
+   * slots, so a timer costs an append, and firing one a step along an array. */
+  private readonly slots = new Map<number, Slot>();
+  private readonly times = new BinaryHeap<number>((a, b) => a < b);
+  /** Entries set and neither fired nor cancelled. */
+  private live = 0;
   private nextId = 1;
   /** The base timer, and the slot it is armed for. */
   private armed: { handle: TimerHandle; at: number } | null = null;
@@ -60,21 +74,24 @@ export class TickWheel implements Clock {
     const due = this.base.now() + delay;
     const coarse = Math.ceil(due / this.coarseSlotMs) * this.coarseSlotMs;
     const at = coarse <= due + slackMs ? coarse : Math.ceil(due / this.slotMs) * this.slotMs;
-    const e: Entry = { id: this.nextId++, at, fn, cancelled: false };
-    this.heap.push(e);
-    this.byId.set(e.id, e);
+    const e = new Entry(this.nextId++, at, fn, this);
+    let slot = this.slots.get(at);
+    if (!slot) {
+      this.slots.set(at, (slot = { entries: [], head: 0 }));
+      this.times.push(at);
+    }
+    slot.entries.push(e);
+    this.live++;
     this.arm();
-    return { id: e.id };
+    return e;
   }
 
-  /** Lazy: the entry stays in the heap, marked, and is skipped (its slot may still wake the base timer once). */
+  /** Lazy: the entry stays in its slot, marked, and is skipped (its slot may still wake the base timer once). */
   clearTimeout(handle: TimerHandle): void {
-    const id = (handle as { id?: unknown }).id;
-    if (typeof id !== 'number') return;
-    const e = this.byId.get(id);
-    if (!e) return;
-    e.cancelled = true;
-    this.byId.delete(id);
+    // Foreign handles, and entries already fired or cancelled, are ignored.
+    if (!(handle instanceof Entry) || handle.wheel !== this || handle.cancelled) return;
+    handle.cancelled = true;
+    this.live--;
   }
 
   defer(fn: () => void): void {
@@ -84,28 +101,31 @@ export class TickWheel implements Clock {
 
   /** Timers set and neither fired nor cancelled. */
   pending(): number {
-    return this.byId.size;
+    return this.live;
   }
 
-  private peekLive(): Entry | undefined {
-    let top = this.heap.peek();
-    while (top && top.cancelled) {
-      this.heap.pop();
-      top = this.heap.peek();
+  /** The earliest slot time holding a timer not yet run nor cancelled (dropping spent slots). */
+  private earliest(): number | undefined {
+    for (;;) {
+      const t = this.times.peek();
+      if (t === undefined) return undefined;
+      const slot = this.slots.get(t) as Slot;
+      while (slot.head < slot.entries.length && (slot.entries[slot.head] as Entry).cancelled) slot.head++;
+      if (slot.head < slot.entries.length) return t;
+      this.times.pop();
+      this.slots.delete(t);
     }
-    return top;
   }
 
   /** Arm the base timer for the earliest live slot, unless it already is (or earlier). */
   private arm(): void {
     if (this.firing) return; // fire() arms once it is done
-    const next = this.peekLive();
-    if (!next) return;
+    const at = this.earliest();
+    if (at === undefined) return;
     if (this.armed) {
-      if (this.armed.at <= next.at) return;
+      if (this.armed.at <= at) return;
       this.base.clearTimeout(this.armed.handle);
     }
-    const at = next.at;
     const handle = this.base.setTimeout(() => this.fire(at), Math.max(0, at - this.base.now()));
     this.armed = { handle, at };
   }
@@ -117,10 +137,22 @@ export class TickWheel implements Clock {
     // Only entries that existed when the base timer fired: one set meanwhile waits for the next arming.
     const lastId = this.nextId - 1;
     try {
-      for (let e = this.peekLive(); e && e.at <= at && e.id <= lastId; e = this.peekLive()) {
-        this.heap.pop();
-        this.byId.delete(e.id);
-        e.fn();
+      slots: for (let t = this.earliest(); t !== undefined && t <= at; t = this.earliest()) {
+        const slot = this.slots.get(t) as Slot;
+        while (slot.head < slot.entries.length) {
+          const e = slot.entries[slot.head] as Entry;
+          if (e.cancelled) {
+            slot.head++;
+            continue;
+          }
+          // Set during this firing (it can only land in the last slot run): next arming.
+          if (e.id > lastId) break slots;
+          slot.head++;
+          // Fired: a later clearTimeout of its handle is a no-op.
+          e.cancelled = true;
+          this.live--;
+          e.fn();
+        }
       }
     } finally {
       this.firing = false;

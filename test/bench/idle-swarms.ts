@@ -125,6 +125,10 @@ function elections(swarms: Swarm[]): number {
 
 async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<string, unknown>> {
   const o = parseOptions(args);
+  // Every timer of the swarms is unref'd: while a spawn waits for a commit that only the tick
+  // wheel's timer will bring, nothing else may hold the loop, and the process would exit (0)
+  // mid-run. One referenced timer (set before counting starts) keeps it up until the end.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   const timers = new TimerCounter();
   timers.install();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-bench-idle-'));
@@ -207,6 +211,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
   } finally {
     coord.close();
     timers.uninstall();
+    clearInterval(keepAlive);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
