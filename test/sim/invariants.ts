@@ -130,6 +130,8 @@ export class SimMachine implements StateMachine {
     withCoord = false,
     /** Planted bug (see PlantedBugs.coordLossyRestore). */
     private readonly lossyRestore = false,
+    /** Planted bug (see PlantedBugs.coordLossyCheckpoint). */
+    private readonly lossyCheckpoint = false,
   ) {
     this.coord = withCoord ? new CoordinationMachine() : null;
   }
@@ -220,6 +222,10 @@ export class SimMachine implements StateMachine {
       if (b < 0) this.checker.violation(`state machine safety: ${this.node} restored a checkpoint at ${index} without the coordination state`);
       else {
         this.coord.restoreCheckpoint({ meta: c.meta.slice(b + 1), rows: (t) => c.rows(t) });
+        if (this.lossyCheckpoint) {
+          const first = this.coord.memory.records.keys().next();
+          if (!first.done) this.coord.memory.records.delete(first.value);
+        }
         this.checker.onStateHash(this.node, index, this.coord.stateHash(), 'restore');
       }
       this.checker.onRestore(this.node, this.lastIndex, this.hash);

@@ -77,6 +77,8 @@ export interface PlantedBugs {
   /** With the coordination workload: a replica restoring a snapshot drops one memory record
    * (a lossy snapshot format), which the replica state hashes must catch. */
   coordLossyRestore?: boolean;
+  /** The same, on a restart from checkpoint rows (the coordination machine's restoreCheckpoint). */
+  coordLossyCheckpoint?: boolean;
 }
 
 /** Every kind of fault the simulator injects, counted per run (0 = silently off). */
@@ -317,7 +319,7 @@ class Simulation {
         this.storages.set(id, st);
         return st;
       },
-      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true),
+      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true, this.plant.coordLossyCheckpoint === true),
       onSend: (m) => {
         if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
         const st = this.storages.get(m.from);
