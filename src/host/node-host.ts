@@ -1161,6 +1161,9 @@ export class NodeHost {
   private maybeCheckpoint(wanted: boolean): void {
     const log = this.raft.log;
     if (log.applied > log.stableIndex) return;
+    // A snapshot received and stored but not applied yet: the machine's state is older than
+    // the log's start (its index has no term any more); the snapshot's restore comes first.
+    if (log.applied < log.snapshotIndex) return;
     const since = log.applied - this.storedStateIndex;
     const factor = this.compactionJitter * (this.raft.role === 'leader' ? 2 : 1);
     const due = since > 0 && (since >= this.opts.compactionThreshold * factor || (this.opts.machine.dirtyRows?.() ?? 0) >= CHECKPOINT_MAX_DIRTY_ROWS * factor);
