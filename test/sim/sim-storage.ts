@@ -106,6 +106,8 @@ interface PendingSync {
   /** null once the life that wrote it died: nobody is waiting any more. */
   done: ((err: Error | null) => void) | null;
   timer: TimerHandle | null;
+  /** This fsync reports an error (armed by failNextSync when it started). */
+  fail: boolean;
 }
 
 export interface PowerFailureResult {
@@ -132,6 +134,12 @@ export class SimStorage implements LogStorage {
   syncOnOpen = true;
   /** The next asynchronous fsync fails. */
   failNextSync = false;
+
+  /** No fsync error from here: neither an armed one nor one of an fsync already in flight. */
+  disarmFsyncErrors(): void {
+    this.failNextSync = false;
+    for (const p of this.pending) p.fail = false;
+  }
   /** Batches that were unsynced when the last load() read them. */
   unsyncedAtLastOpen = 0;
   /** Called when an injected fsync error was reported to the host. */
@@ -165,10 +173,9 @@ export class SimStorage implements LogStorage {
     const delay = this.prng.int(0, this.maxSyncMs + 1);
     const at = Math.max(this.clock.now() + delay, this.lastSyncAt);
     this.lastSyncAt = at;
-    const fail = this.failNextSync;
+    const p: PendingSync = { batch, done, timer: null, fail: this.failNextSync };
     this.failNextSync = false;
-    const p: PendingSync = { batch, done, timer: null };
-    p.timer = this.clock.setTimeout(() => (fail ? this.fsyncError(p) : this.complete(p)), at - this.clock.now());
+    p.timer = this.clock.setTimeout(() => (p.fail ? this.fsyncError(p) : this.complete(p)), at - this.clock.now());
     this.pending.push(p);
     return false;
   }
