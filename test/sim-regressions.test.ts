@@ -19,6 +19,22 @@ describe('simulator regressions', () => {
     });
   }
 
+  // Found merging checkpoints onto the columnar task table (coordination workload): a former
+  // leader back in the cluster stored a snapshot from the new leader (snapshot index 48) while
+  // its machine was still at 35; a checkpoint was due and asked the core to compact at 35,
+  // whose term the log no longer had: the host threw. A checkpoint now waits for the restore.
+  it('seed 788710, 150 steps: no checkpoint while an installed snapshot is not applied yet', async () => {
+    const r = await runSeed(788710, { steps: 150 });
+    expect(r.violations).toEqual([]);
+  });
+
+  // A harness false positive: an fsync doomed to fail was already in flight when a liveness
+  // check ("a majority up") began; it stopped its member 10 ms later, leaving 3 of 6 voters.
+  it('seed 100637: the liveness check disarms in-flight fsync errors too', async () => {
+    const r = await runSeed(100637, {});
+    expect(r.violations).toEqual([]);
+  });
+
   // With chunked snapshots the run took a path where the amnesiac member (planted) refused the
   // leader's probe at its old match point forever: a refusal/resend exchange at link speed,
   // multiplied by every duplicated copy. The run must end with the planted bug caught by an

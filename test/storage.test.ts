@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ConfState, Entry, HardState, RestartState, Snapshot } from '../src/raft/types.js';
 import { MemoryStorage } from '../src/storage/memory-storage.js';
 import { SqliteStorage } from '../src/storage/sqlite-storage.js';
-import type { LogStorage, PersistBatch } from '../src/storage/types.js';
+import { CHECKPOINT_TABLES, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch } from '../src/storage/types.js';
 
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const tempDirs: string[] = [];
@@ -74,6 +74,14 @@ const ents = (from: number, to: number, term: number): Entry[] =>
   Array.from({ length: to - from + 1 }, (_, i) => ({ index: from + i, term, type: 'normal' as const, data: `v${from + i}·é😀` }));
 const snap = (index: number, term: number, data = `state@${index}`): Snapshot => ({ metadata: { index, term, confState: CONF }, data });
 const batch = (b: Partial<PersistBatch>): PersistBatch => ({ snapshot: null, entries: [], hardState: null, ...b });
+
+/** load() with its checkpoint's rows read out (they are read lazily). */
+const loaded = (s: LogStorage): unknown => {
+  const st: LoadedState = s.load(CONF);
+  if (!st.checkpoint) return st;
+  const c = st.checkpoint;
+  return { ...st, checkpoint: { meta: c.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...c.rows(t)].map(([o, v, bin]) => (bin === undefined ? [o, v] : [o, v, [...bin]]))])) } };
+};
 
 describe.each(kinds)('$name', ({ make }) => {
   it('loads an empty store with defaults', () => {
@@ -183,15 +191,23 @@ describe.each(kinds)('$name', ({ make }) => {
     expect(s2.syncMsTotal).toBeGreaterThanOrEqual(s1.syncMsTotal);
   });
 
-  // Reference model: plain arrays, the obvious semantics.
-  interface Model { hs: HardState; snap: Snapshot | null; entries: Entry[] }
-  const snapIdx = (m: Model) => m.snap?.metadata.index ?? 0;
+  // Reference model: plain arrays, the obvious semantics. The log starts after the newer of
+  // the snapshot and the checkpoint rows (which then hold the state).
+  interface Rows { index: number; term: number; meta: string; tables: Record<CheckpointTable, Map<number, [json: string, bin?: number[]]>> }
+  interface Model { hs: HardState; snap: Snapshot | null; rows: Rows | null; entries: Entry[] }
+  const fromRows = (m: Model) => m.rows !== null && m.rows.index >= (m.snap?.metadata.index ?? 0);
+  const snapIdx = (m: Model) => Math.max(m.snap?.metadata.index ?? 0, m.rows?.index ?? 0);
   const lastIdx = (m: Model) => m.entries.at(-1)?.index ?? snapIdx(m);
-  const termAt = (m: Model, i: number) => (i === snapIdx(m) ? (m.snap?.metadata.term ?? 0) : m.entries.find((e) => e.index === i)!.term);
-  const expected = (m: Model): RestartState => ({
+  const baseTerm = (m: Model) => (fromRows(m) ? m.rows!.term : (m.snap?.metadata.term ?? 0));
+  const termAt = (m: Model, i: number) => (i === snapIdx(m) ? baseTerm(m) : m.entries.find((e) => e.index === i)!.term);
+  const expected = (m: Model): unknown => ({
     hardState: m.hs,
-    snapshot: m.snap?.metadata ?? null,
-    ...(m.snap ? { snapshotData: m.snap.data } : {}),
+    snapshot: fromRows(m) ? { index: m.rows!.index, term: m.rows!.term, confState: CONF } : (m.snap?.metadata ?? null),
+    ...(fromRows(m)
+      ? { checkpoint: { meta: m.rows!.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0]).map(([o, [j, bin]]) => (bin === undefined ? [o, JSON.parse(j)] : [o, JSON.parse(j), bin]))])) } }
+      : m.snap
+        ? { snapshotData: m.snap.data }
+        : {}),
     entries: m.entries,
     initialConf: CONF,
   });
@@ -201,6 +217,14 @@ describe.each(kinds)('$name', ({ make }) => {
     fc.record({ k: fc.constant('install' as const), ahead: fc.nat(8), bump: fc.nat(1), n: fc.nat(3) }),
     fc.record({ k: fc.constant('compact' as const), at: fc.nat(1000) }),
     fc.record({ k: fc.constant('hs' as const), bump: fc.nat(1), vote: fc.constantFrom(null, 'a', 'b'), at: fc.nat(1000) }),
+    fc.record({
+      k: fc.constant('checkpoint' as const),
+      at: fc.nat(1000),
+      clear: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+      del: fc.array(fc.nat(12), { maxLength: 4 }),
+      // Rows with a binary part (BLOB) too, empty ones included.
+      put: fc.array(fc.tuple(fc.nat(12), fc.string({ maxLength: 6 }), fc.option(fc.array(fc.nat(255), { maxLength: 5 }), { nil: undefined })), { maxLength: 6 }),
+    }),
     fc.constant({ k: 'reopen' as const }),
   );
 
@@ -208,7 +232,7 @@ describe.each(kinds)('$name', ({ make }) => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
         const h = make();
-        const m: Model = { hs: { term: 0, vote: null, commit: 0 }, snap: null, entries: [] };
+        const m: Model = { hs: { term: 0, vote: null, commit: 0 }, snap: null, rows: null, entries: [] };
         for (const o of ops) {
           if (o.k === 'append') {
             const first = Math.max(snapIdx(m) + 1, lastIdx(m) + 1 - o.back);
@@ -239,15 +263,41 @@ describe.each(kinds)('$name', ({ make }) => {
             const hs = { term: m.hs.term + o.bump, vote: o.vote, commit: o.at % (lastIdx(m) + 1) };
             h.store.save(batch({ hardState: hs }));
             m.hs = hs;
+          } else if (o.k === 'checkpoint') {
+            // At a later index; or at an installed snapshot's, then rewriting every table.
+            const span = lastIdx(m) - snapIdx(m);
+            const overSnap = m.snap !== null && !fromRows(m) && (span === 0 || o.at % 3 === 0);
+            if (span === 0 && !overSnap) continue;
+            const at = overSnap ? snapIdx(m) : snapIdx(m) + 1 + (o.at % span);
+            if (at === 0) continue;
+            const term = termAt(m, at);
+            const tables = Object.fromEntries(
+              CHECKPOINT_TABLES.map((t, i) => [t, { clear: overSnap || m.rows === null || o.clear[i]!, del: o.del.map((d) => d + i), put: o.put.map(([ord, j, bin]): CheckpointRow => (bin === undefined ? [ord + i, JSON.stringify(`${t}:${j}`)] : [ord + i, JSON.stringify(`${t}:${j}`), Uint8Array.from(bin)])) }]),
+            ) as MachineCheckpoint['tables'];
+            const c: MachineCheckpoint = { metadata: { index: at, term, confState: CONF }, meta: `meta@${at}`, tables };
+            expect(h.store.checkpoint!(c)).toBe(true);
+            // A stale one (at or below the rows) is refused and changes nothing.
+            expect(h.store.checkpoint!({ ...c, meta: 'stale' })).toBe(false);
+            const rows: Rows = m.rows ?? { index: 0, term: 0, meta: '', tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, new Map()])) as Rows['tables'] };
+            for (const t of CHECKPOINT_TABLES) {
+              const ch = tables[t];
+              if (ch.clear) rows.tables[t].clear();
+              for (const d of ch.del) rows.tables[t].delete(d);
+              for (const [ord, j, bin] of ch.put) rows.tables[t].set(ord, bin === undefined ? [j] : [j, [...bin]]);
+            }
+            Object.assign(rows, { index: at, term, meta: c.meta });
+            m.rows = rows;
+            if (m.snap && m.snap.metadata.index <= at) m.snap = null;
+            m.entries = m.entries.filter((e) => e.index > at);
           } else {
-            expect(h.reopen().load(CONF)).toEqual(expected(m));
+            expect(loaded(h.reopen())).toEqual(expected(m));
           }
           expect(h.store.stats().entryCount).toBe(m.entries.length);
         }
-        expect(h.reopen().load(CONF)).toEqual(expected(m));
+        expect(loaded(h.reopen())).toEqual(expected(m));
         h.store.close();
       }),
-      { numRuns: 60 },
+      { numRuns: 80 },
     );
   });
 });
@@ -266,6 +316,47 @@ describe('SqliteStorage specifics', () => {
     raw.close();
     const reopened = track(SqliteStorage.open(h.file!));
     expect(() => reopened.load(CONF)).toThrow(new RegExp(`${h.file!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*expected entry 3`));
+  });
+
+  it('a checkpoint that fails halfway (its last row is refused) leaves the previous checkpoint and the whole log', () => {
+    const h = fresh();
+    const tables = (clear: boolean, put: CheckpointRow[], del: number[] = []): MachineCheckpoint['tables'] =>
+      Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear, del, put }])) as MachineCheckpoint['tables'];
+    h.store.save(batch({ entries: ents(1, 10, 1), hardState: { term: 1, vote: 'a', commit: 10 } }));
+    expect(h.store.checkpoint!({ metadata: { index: 4, term: 1, confState: CONF }, meta: 'm4', tables: tables(true, [[1, '"one"'], [2, '"two"']]) })).toBe(true);
+    const before = loaded(h.reopen());
+    // Clear, deletes and puts run before the bad row; the transaction must undo all of them.
+    const bad = { metadata: { index: 8, term: 1, confState: CONF }, meta: 'm8', tables: tables(true, [[3, '"three"'], [4, null as unknown as string]], [1]) };
+    expect(() => h.store.checkpoint!(bad)).toThrow(/NOT NULL/);
+    expect(h.store.stats().entryCount).toBe(6);
+    expect(loaded(h.store)).toEqual(before);
+    expect(loaded(h.reopen())).toEqual(before);
+    expect((before as { entries: Entry[] }).entries.map((e) => e.index)).toEqual([5, 6, 7, 8, 9, 10]);
+    // The same checkpoint, well formed, then applies.
+    expect(h.store.checkpoint!({ ...bad, tables: tables(false, [[3, '"three"']], [1]) })).toBe(true);
+    const after = loaded(h.reopen()) as { snapshot: { index: number }; checkpoint: { meta: string; tables: Record<string, unknown> }; entries: Entry[] };
+    expect(after.snapshot.index).toBe(8);
+    expect(after.checkpoint.meta).toBe('m8');
+    expect(after.checkpoint.tables.memory).toEqual([[2, 'two'], [3, 'three']]);
+    expect(after.entries.map((e) => e.index)).toEqual([9, 10]);
+  });
+
+  it('upgrades a schema-1 file (no checkpoint tables) in place', () => {
+    const h = fresh();
+    h.store.save(batch({ entries: ents(1, 3, 1) }));
+    h.store.close();
+    const raw = new Database(h.file!);
+    for (const t of CHECKPOINT_TABLES) raw.exec(`DROP TABLE machine_${t}`);
+    raw.exec('DROP TABLE machine_checkpoint');
+    raw.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_version'`).run();
+    raw.close();
+    const s = track(SqliteStorage.open(h.file!));
+    expect(s.load(CONF).entries).toHaveLength(3);
+    expect(s.checkpoint({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear: true, del: [], put: [[1, JSON.stringify(t)]] as Array<[number, string]> }])) as unknown as MachineCheckpoint['tables'] })).toBe(true);
+    s.close();
+    const raw2 = new Database(h.file!);
+    expect(raw2.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get()).toBe('2');
+    raw2.close();
   });
 
   it('refuses an unknown schema version', () => {

@@ -230,11 +230,12 @@ export class MemberNode {
             // Ticks still follow elapsed time, and members' timers are not in phase.
             tickTimerMs: CLUSTER_TICK_TIMER_MS,
             raft: raftTiming(undefined),
+            // Compaction writes a checkpoint: the rows changed since the last one, in the
+            // member's own database (cost per entry independent of the state's size). A restart
+            // then replays at most ~1,000-3,000 entries on top of the rows.
             compactionThreshold: 1000,
-            // Each member process serializes its whole state per snapshot: wait until the log
-            // since the last one is as large as the state (LogCabin's policy; etcd snapshots
-            // every 100,000 entries), so the cost per entry stays constant as state grows.
-            compactionLogToSnapshotRatio: 1,
+            // Paces whole-state snapshots only, which a checkpointing member no longer takes.
+            compactionLogToSnapshotRatio: 0,
           });
           // Listen before the rest of the start-up: this member's links dial its peers at
           // once, and a leader dials back as soon as it hears from a returning member; a

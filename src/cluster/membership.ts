@@ -152,6 +152,13 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
     },
     sizeHint: () => m.sizeHint(),
     checkSnapshot: (d) => m.checkSnapshot(d),
+    takeCheckpoint: () => m.takeCheckpoint(),
+    restoreCheckpoint: (c) => {
+      m.restoreCheckpoint(c);
+      check();
+    },
+    dirtyRows: () => m.dirtyRows(),
+    markCheckpointLost: () => m.markCheckpointLost(),
   };
 }
 

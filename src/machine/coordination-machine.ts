@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { StateMachine } from '../host/node-host.js';
 import type { Entry } from '../raft/types.js';
+import type { CheckpointReader, CheckpointTable, TableChanges } from '../storage/types.js';
+import { DirtyRows } from './dirty-rows.js';
 import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
@@ -55,6 +57,8 @@ const ELECTION_HISTORY_MAX = 1000;
  * members, which would not know that a removed task record is not a missing one.
  */
 const SNAPSHOT_VERSIONS = [1, 2, 3];
+/** Format of a checkpoint's meta row (see takeCheckpoint); restoreCheckpoint reads only it. */
+const CHECKPOINT_META_VERSION = 1;
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
@@ -108,6 +112,13 @@ export class CoordinationMachine implements StateMachine {
    * scan for expired sessions, which would find none.
    */
   private noExpiryUntil = 0;
+  /**
+   * Each session's checkpoint row key: a fresh one each time it moves to the end of the LRU
+   * order, so rows read by key come back in `sessions`' order.
+   */
+  private sessionOrds = new Map<string, number>();
+  private nextSessionOrd = 0;
+  private readonly dirtySessions = new DirtyRows();
 
   constructor(private readonly events: MachineEvents = {}) {}
 
@@ -148,6 +159,7 @@ export class CoordinationMachine implements StateMachine {
         result = { ok: false, code: 'stale_sequence', message: `sequence ${cmd.seq} was already acknowledged by its client` };
       } else {
         result = this.applyOp(cmd.op, entry);
+        this.dirtySessions.touch(cmd.client);
         session.results.set(cmd.seq, result);
         if (session.results.size > MAX_SESSION_RESULTS) {
           const lowest = Math.min(...session.results.keys());
@@ -169,12 +181,12 @@ export class CoordinationMachine implements StateMachine {
    */
   private touchSession(client: string, ack: number): Session {
     let s = this.sessions.get(client);
-    if (s) this.sessions.delete(client);
+    if (s) this.dropSession(client);
     else s = { floor: 0, results: new Map(), last_active: this.clock, timeout_ms: SESSION_TIMEOUT_MS };
     this.bump(client, s, ack);
     // Map iteration order is insertion order, so the first key is the least recently used.
     while (this.sessions.size > MAX_SESSIONS) {
-      this.sessions.delete(this.sessions.keys().next().value as string);
+      this.dropSession(this.sessions.keys().next().value as string);
     }
     return s;
   }
@@ -183,15 +195,24 @@ export class CoordinationMachine implements StateMachine {
   private liveSession(client: string, ack: number): Session | undefined {
     const s = this.sessions.get(client);
     if (!s) return undefined;
-    this.sessions.delete(client);
+    this.dropSession(client);
     if (this.clock - s.last_active > s.timeout_ms) return undefined;
     this.bump(client, s, ack);
     return s;
   }
 
+  private dropSession(id: string): void {
+    if (!this.sessions.delete(id)) return;
+    this.dirtySessions.drop(this.sessionOrds.get(id) as number);
+    this.sessionOrds.delete(id);
+  }
+
   private bump(client: string, s: Session, ack: number): void {
     s.last_active = this.clock;
+    // Callers removed it first: set() appends, making it the most recently active.
     this.sessions.set(client, s);
+    this.sessionOrds.set(client, ++this.nextSessionOrd);
+    this.dirtySessions.touch(client);
     this.noExpiryUntil = Math.min(this.noExpiryUntil, s.last_active + s.timeout_ms);
     if (ack > s.floor) {
       s.floor = ack;
@@ -206,7 +227,7 @@ export class CoordinationMachine implements StateMachine {
   private expireIdleSessions(): void {
     for (const [id, s] of this.sessions) {
       if (this.clock - s.last_active <= s.timeout_ms) return;
-      this.sessions.delete(id);
+      this.dropSession(id);
     }
   }
 
@@ -221,7 +242,7 @@ export class CoordinationMachine implements StateMachine {
         ? Math.min(SESSION_TIMEOUT_MS, Math.max(MIN_SESSION_TIMEOUT_MS, Math.floor(timeoutMs)))
         : SESSION_TIMEOUT_MS;
     const id = `s${entry.index}`;
-    this.sessions.delete(id);
+    this.dropSession(id);
     this.bump(id, { floor: 0, results: new Map(), last_active: this.clock, timeout_ms }, 0);
     if (this.sessions.size > MAX_SESSIONS) {
       // Expired sessions go first (a one-shot client's short-lived ones, wherever they sit in
@@ -230,12 +251,12 @@ export class CoordinationMachine implements StateMachine {
         let next = Infinity;
         for (const [sid, s] of this.sessions) {
           const expiry = s.last_active + s.timeout_ms;
-          if (this.clock > expiry) this.sessions.delete(sid);
+          if (this.clock > expiry) this.dropSession(sid);
           else next = Math.min(next, expiry);
         }
         this.noExpiryUntil = next;
       }
-      while (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+      while (this.sessions.size > MAX_SESSIONS) this.dropSession(this.sessions.keys().next().value as string);
     }
     return { ok: true, value: { session: id, timeout_ms } };
   }
@@ -334,6 +355,89 @@ export class CoordinationMachine implements StateMachine {
     return 4096 + this.tasks.tasks.size * 300 + this.memory.records.size * 256 + this.sessions.size * 128;
   }
 
+  /** Rows the next checkpoint would write (every row after a snapshot restore): paces them. */
+  dirtyRows(): number {
+    return this.memory.dirty.count(this.memory.records.size) + this.dirtySessions.count(this.sessions.size) + this.tasks.dirtyRows();
+  }
+
+  /** The next checkpoint rewrites every row (the last one's changes were not stored). */
+  markCheckpointLost(): void {
+    this.memory.dirty.setFull();
+    this.dirtySessions.setFull();
+    this.tasks.markFull();
+  }
+
+  /**
+   * The state as checkpoint rows: what changed since the previous call, plus the small rest
+   * (meta) whole. Tracking restarts from here, so the caller must store the result (or call
+   * markCheckpointLost). Each row is what snapshot() holds for it; meta holds the rest, except
+   * the idempotency map (rebuilt from the orchestrations; see TaskTable.fromRows).
+   */
+  takeCheckpoint(): { meta: string; tables: Record<CheckpointTable, TableChanges> } {
+    const sessionRow = (id: string): [number, string] | undefined => {
+      const x = this.sessions.get(id);
+      return x ? [this.sessionOrds.get(id) as number, JSON.stringify([id, x.floor, [...x.results.entries()], x.last_active, x.timeout_ms])] : undefined;
+    };
+    const sessions = this.dirtySessions.take(sessionRow, () => [...this.sessions.keys()].map((id) => sessionRow(id) as [number, string]));
+    const orchs = this.tasks.takeChanges();
+    const memory = this.memory.takeChanges();
+    const meta = JSON.stringify({
+      v: CHECKPOINT_META_VERSION,
+      config: this.config,
+      agents: [...this.agents.values()],
+      elections: this.elections,
+      electionTotals: this.electionTotals,
+      explicitSessions: this.explicitSessions,
+      expiredCommands: this.expiredCommands,
+      clock: this.clock,
+      appliedIndex: this.appliedIndex,
+      appliedTerm: this.appliedTerm,
+      duplicateCommands: this.duplicateCommands,
+      book: this.book.toJSON(),
+      completeHigh: this.tasks.completeIndexHigh,
+      compactedRefused: this.tasks.compactedReportsRefused,
+      taskAgents: this.tasks.agentNames(),
+      memoryOrd: this.memory.lastOrd,
+      sessionOrd: this.nextSessionOrd,
+    });
+    return { meta, tables: { memory, sessions, orchs } };
+  }
+
+  /**
+   * Rebuild from a checkpoint (takeCheckpoint's rows, each table read in row-key order): the
+   * same state, maps in the same order, as the machine that wrote it. Changes from here on are
+   * tracked by row, on top of the stored ones.
+   */
+  restoreCheckpoint(c: CheckpointReader): void {
+    const m = JSON.parse(c.meta);
+    if (m.v !== CHECKPOINT_META_VERSION) throw new Error(`unsupported checkpoint version ${String(m.v)} (expected ${CHECKPOINT_META_VERSION})`);
+    this.config = { ...DEFAULT_SWARM_CONFIG, ...m.config };
+    this.agents = new Map((m.agents as AgentRecord[]).map((a) => [a.id, a]));
+    this.elections = m.elections;
+    this.electionTotals = m.electionTotals;
+    this.explicitSessions = m.explicitSessions === true;
+    this.expiredCommands = m.expiredCommands;
+    this.clock = m.clock;
+    this.appliedIndex = m.appliedIndex;
+    this.appliedTerm = m.appliedTerm;
+    this.duplicateCommands = m.duplicateCommands;
+    this.book = MemberBook.fromJSON(m.book);
+    this.memory = MemoryStore.fromRows(c.rows('memory'), m.memoryOrd);
+    this.tasks = TaskTable.fromRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused);
+    this.sessions = new Map();
+    this.sessionOrds = new Map();
+    for (const [ord, row] of c.rows('sessions')) {
+      const [id, floor, rs, last_active, timeout_ms] = row as [string, number, Array<[number, OpResult]>, number, number];
+      this.sessions.set(id, { floor, results: new Map(rs), last_active, timeout_ms });
+      this.sessionOrds.set(id, ord);
+    }
+    this.nextSessionOrd = m.sessionOrd;
+    this.dirtySessions.setFull();
+    this.dirtySessions.full = false;
+    this.noExpiryUntil = 0;
+    this.announceRestored();
+  }
+
   snapshot(): string {
     return JSON.stringify({
       v: 3,
@@ -405,6 +509,10 @@ export class CoordinationMachine implements StateMachine {
         { floor, results: new Map(rs), last_active: last ?? s.clock, timeout_ms: timeout ?? SESSION_TIMEOUT_MS },
       ]),
     );
+    // Row keys numbered afresh: the next checkpoint rewrites every table.
+    this.nextSessionOrd = 0;
+    this.sessionOrds = new Map([...this.sessions.keys()].map((id) => [id, ++this.nextSessionOrd]));
+    this.dirtySessions.setFull();
     this.explicitSessions = s.explicitSessions === true;
     this.noExpiryUntil = 0;
     this.expiredCommands = s.expiredCommands ?? 0;
@@ -414,9 +522,15 @@ export class CoordinationMachine implements StateMachine {
     this.duplicateCommands = s.duplicateCommands;
     // Snapshots from before the book carry none: it is rebuilt from later entries.
     this.book = MemberBook.fromJSON(s.book);
-    // A snapshot replaces entries that are never replayed: announce what they had set up, as
-    // applying them would have. Otherwise a member restarted from (or sent) a snapshot never
-    // runs work still assigned to it until its lease expires, nor adopts the config's timing.
+    this.announceRestored();
+  }
+
+  /**
+   * A snapshot or checkpoint replaces entries that are never replayed: announce what they had
+   * set up, as applying them would have. Otherwise a member restarted from (or sent) one never
+   * runs work still assigned to it until its lease expires, nor adopts the config's timing.
+   */
+  private announceRestored(): void {
     this.events.onConfig?.(this.config);
     const items: Array<{ task: string; agent: string; epoch: number }> = [];
     for (const id of this.tasks.assigned) {

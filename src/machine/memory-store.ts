@@ -1,3 +1,5 @@
+import type { TableChanges } from '../storage/types.js';
+import { DirtyRows } from './dirty-rows.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
 
 type PutOp = Extract<Op, { t: 'mem.put' }>;
@@ -40,6 +42,13 @@ export class MemoryStore {
   records = new Map<string, MemoryRecord>();
   /** Ids of records with a TTL, so expiry scans only those. */
   private withTtl = new Set<string>();
+  /**
+   * Each record's row key in a checkpoint: a counter at its insertion, so rows read by key
+   * come back in `records`' (insertion) order, which snapshot() follows. Overwrites keep it.
+   */
+  private ords = new Map<string, number>();
+  private nextOrd = 0;
+  readonly dirty = new DirtyRows();
 
   /** A client's write; refused (a recorded no-op) on a system key. */
   put(op: PutOp, now: number): Result {
@@ -75,6 +84,8 @@ export class MemoryStore {
       expires_at: op.ttl_s !== null ? now + op.ttl_s * 1000 : null,
     };
     this.records.set(id, rec);
+    if (!prev) this.ords.set(id, ++this.nextOrd);
+    this.dirty.touch(id);
     if (rec.expires_at !== null) this.withTtl.add(id);
     else this.withTtl.delete(id);
     return { ok: true, value: { key: rec.key, namespace: rec.namespace, version: rec.version, expires_at: rec.expires_at } };
@@ -93,8 +104,7 @@ export class MemoryStore {
     if (op.if_version !== null && prev.version !== op.if_version) {
       return { ok: false, code: 'version_mismatch', message: `delete of ${op.key}: expected version ${op.if_version}, current ${prev.version}` };
     }
-    this.records.delete(id);
-    this.withTtl.delete(id);
+    this.remove(id);
     return { ok: true, value: { deleted: true, version: prev.version } };
   }
 
@@ -121,12 +131,19 @@ export class MemoryStore {
     for (const id of this.withTtl) {
       const r = this.records.get(id);
       if (r && r.expires_at !== null && r.expires_at <= now) {
-        this.records.delete(id);
-        this.withTtl.delete(id);
+        this.remove(id);
         n++;
       }
     }
     return n;
+  }
+
+  private remove(id: string): void {
+    this.records.delete(id);
+    this.withTtl.delete(id);
+    const ord = this.ords.get(id);
+    if (ord !== undefined) this.dirty.drop(ord);
+    this.ords.delete(id);
   }
 
   hasTtlKeys(): boolean {
@@ -146,14 +163,41 @@ export class MemoryStore {
     return [...this.records.values()];
   }
 
+  /** Restored from a snapshot: rows numbered afresh, all to be written (dirty stays full). */
   static fromJSON(rs: MemoryRecord[]): MemoryStore {
     const m = new MemoryStore();
-    for (const r of rs) {
-      const id = memoryId(r.namespace, r.key);
-      m.records.set(id, r);
-      if (r.expires_at !== null) m.withTtl.add(id);
-    }
+    for (const r of rs) m.add(r, ++m.nextOrd);
     return m;
+  }
+
+  /** Restored from a checkpoint's rows, in ord order: what changes next is tracked by row. */
+  static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, nextOrd: number): MemoryStore {
+    const m = new MemoryStore();
+    for (const [ord, r] of rows) m.add(r as MemoryRecord, ord);
+    m.nextOrd = nextOrd;
+    m.dirty.full = false;
+    return m;
+  }
+
+  private add(r: MemoryRecord, ord: number): void {
+    const id = memoryId(r.namespace, r.key);
+    this.records.set(id, r);
+    this.ords.set(id, ord);
+    if (r.expires_at !== null) this.withTtl.add(id);
+  }
+
+  /** Last row key handed out (kept with the checkpoint so keys are never reused). */
+  get lastOrd(): number {
+    return this.nextOrd;
+  }
+
+  /** Rows changed since the last call (all of them after a restore from a snapshot). */
+  takeChanges(): TableChanges {
+    const row = (id: string): [number, string] | undefined => {
+      const r = this.records.get(id);
+      return r ? [this.ords.get(id) as number, JSON.stringify(r)] : undefined;
+    };
+    return this.dirty.take(row, () => [...this.records.keys()].map((id) => row(id) as [number, string]));
   }
 }
 

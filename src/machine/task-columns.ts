@@ -84,6 +84,27 @@ export class NumColumn {
     this.a = a;
   }
 
+  /**
+   * The column as a checkpoint row part: 0 (never written), or [width, slots, side map]
+   * where slots is the plain array itself or 'b' (its bytes appended to `w`).
+   */
+  toRow(w: BinWriter): unknown {
+    if (this.a === null) return 0;
+    const side = sideToRow(this.wide);
+    if (this.a instanceof Array) return [this.width, this.a, side];
+    w.push(this.a);
+    return [this.width, 'b', side];
+  }
+
+  /** Back from toRow's output (the column is fresh). */
+  loadRow(d: unknown, r: BinReader): void {
+    if (d === 0) return;
+    const [width, slots, side] = d as [number, number[] | 'b', unknown];
+    this.width = width;
+    this.a = slots !== 'b' ? slots : width === 0 ? r.take(Uint8Array, this.n) : width === 1 ? r.take(Uint16Array, this.n) : r.take(Uint32Array, this.n);
+    this.wide = sideFromRow(side);
+  }
+
   /** Values kept in the side map (for tests: the compact encoding is the common case). */
   get wideCount(): number {
     return this.wide?.size ?? 0;
@@ -99,6 +120,13 @@ export class NumColumn {
 export class Interner {
   readonly values: string[] = [];
   private readonly codes = new Map<string, number>();
+
+  /** Codes as `values` lists them (restored from a checkpoint: rows hold codes). */
+  static of(values: readonly string[]): Interner {
+    const n = new Interner();
+    for (const v of values) n.code(v);
+    return n;
+  }
 
   code(v: string): number {
     let c = this.codes.get(v);
@@ -128,6 +156,16 @@ export class RefColumn {
     if (c === 0) return null;
     if (c === -1) return (this.other as Map<number, unknown>).get(i) as string;
     return this.names.values[c - 1] as string;
+  }
+
+  toRow(w: BinWriter): unknown {
+    return [this.codes.toRow(w), sideToRow(this.other)];
+  }
+
+  loadRow(d: unknown, r: BinReader): void {
+    const [codes, other] = d as [unknown, unknown];
+    this.codes.loadRow(codes, r);
+    this.other = sideFromRow(other);
   }
 
   set(i: number, v: unknown): void {
@@ -165,10 +203,11 @@ export class OrchTasks {
   constructor(
     readonly orch: Orchestration,
     names: Interner,
-    present: boolean,
+    /** Every record present (new), none (to be loaded), or null: status set by the caller. */
+    present: boolean | null,
   ) {
     const n = orch.count;
-    this.status = n < SMALL ? new Array<number>(n).fill(present ? 0 : ABSENT) : new Uint8Array(n).fill(present ? 0 : ABSENT);
+    this.status = present === null ? [] : n < SMALL ? new Array<number>(n).fill(present ? 0 : ABSENT) : new Uint8Array(n).fill(present ? 0 : ABSENT);
     this.epoch = new NumColumn(n, 1, 0);
     this.assignee = new RefColumn(n, names);
     this.assignedTerm = new NumColumn(n, 1, 0);
@@ -185,6 +224,35 @@ export class OrchTasks {
 
   has(i: number): boolean {
     return i >= 0 && i < this.orch.count && this.status[i] !== ABSENT;
+  }
+
+  /** The columns in checkpoint row order (the status column is separate). */
+  private columns(): Array<NumColumn | RefColumn> {
+    return [this.epoch, this.assignee, this.assignedTerm, this.leaseUntil, this.assignments, this.failures, this.completionsApplied, this.completedIndex, this.executionsStarted, this.staleRefused, this.completedBy, this.completedAt];
+  }
+
+  /**
+   * The records as a checkpoint row part (JSON-able) plus bytes appended to `w`: the typed
+   * arrays copied as they are (platform byte order; every supported one is little-endian),
+   * small columns and side maps in the JSON. Cost is the columns' size, not a record each.
+   */
+  toRow(w: BinWriter): unknown {
+    let status: unknown = 'b';
+    if (this.status instanceof Array) status = this.status;
+    else w.push(this.status);
+    return [status, this.columns().map((c) => c.toRow(w)), sideToRow(this.results)];
+  }
+
+  /** Records back from toRow's output and its bytes (`bin`), exactly as they were. */
+  static fromRow(orch: Orchestration, names: Interner, d: unknown, bin: Uint8Array | undefined): OrchTasks {
+    const [status, cols, results] = d as [number[] | 'b', unknown[], unknown];
+    const t = new OrchTasks(orch, names, null);
+    const r = new BinReader(bin ?? new Uint8Array(0));
+    (t as { status: Uint8Array | number[] }).status = status === 'b' ? r.take(Uint8Array, orch.count) : status;
+    t.columns().forEach((c, k) => c.loadRow(cols[k], r));
+    t.results = sideFromRow(results);
+    r.end(orch.id);
+    return t;
   }
 
   statusOf(i: number): TaskStatus {
@@ -249,4 +317,76 @@ export class OrchTasks {
     this.completedBy.set(i, r.completed_by);
     this.completedAt.set(i, r.completed_at);
   }
+}
+
+/** A checkpoint row's binary part, gathered from typed arrays (copied once, at finish). */
+export class BinWriter {
+  private readonly parts: Uint8Array[] = [];
+  private bytes = 0;
+
+  push(a: Uint8Array | Uint16Array | Uint32Array): void {
+    this.parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    this.bytes += a.byteLength;
+  }
+
+  /** The bytes (a copy: the columns go on changing), or undefined when there are none. */
+  finish(): Uint8Array | undefined {
+    if (this.parts.length === 0) return undefined;
+    const out = Buffer.allocUnsafe(this.bytes);
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out;
+  }
+}
+
+/** Reads typed arrays back from a row's binary part, in the order BinWriter took them. */
+export class BinReader {
+  private at = 0;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  take<T extends Uint8Array | Uint16Array | Uint32Array>(ctor: { new (n: number): T; BYTES_PER_ELEMENT: number }, n: number): T {
+    const bytes = n * ctor.BYTES_PER_ELEMENT;
+    if (this.at + bytes > this.buf.byteLength) throw new Error(`checkpoint row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
+    const a = new ctor(n);
+    // A copy into a fresh (aligned) array: the row's buffer may start at any offset.
+    new Uint8Array(a.buffer).set(this.buf.subarray(this.at, this.at + bytes));
+    this.at += bytes;
+    return a;
+  }
+
+  end(where: string): void {
+    if (this.at !== this.buf.byteLength) throw new Error(`checkpoint row of ${where}: ${this.buf.byteLength - this.at} column bytes left over`);
+  }
+}
+
+/**
+ * A side map as JSON: 0 when empty, else [indices, values, indices whose value is undefined]
+ * (JSON has no undefined; a record shows one as a missing field, which must come back so).
+ */
+function sideToRow(m: Map<number, unknown> | null): unknown {
+  if (m === null || m.size === 0) return 0;
+  const keys: number[] = [];
+  const vals: unknown[] = [];
+  const undef: number[] = [];
+  for (const [k, v] of m) {
+    if (v === undefined) undef.push(k);
+    else {
+      keys.push(k);
+      vals.push(v);
+    }
+  }
+  return [keys, vals, undef];
+}
+
+function sideFromRow(d: unknown): Map<number, unknown> | null {
+  if (d === 0) return null;
+  const [keys, vals, undef] = d as [number[], unknown[], number[]];
+  const m = new Map<number, unknown>();
+  keys.forEach((k, i) => m.set(k, vals[i]));
+  for (const k of undef) m.set(k, undefined);
+  return m;
 }

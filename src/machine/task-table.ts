@@ -11,7 +11,9 @@ import {
   type TaskRecord,
   type TaskStatus,
 } from './types.js';
-import { ABSENT, Interner, OrchTasks, STATUS_CODE } from './task-columns.js';
+import { ABSENT, BinWriter, Interner, OrchTasks, STATUS_CODE } from './task-columns.js';
+import type { CheckpointRow, TableChanges } from '../storage/types.js';
+import { DirtyRows } from './dirty-rows.js';
 
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
@@ -43,7 +45,7 @@ export class TaskTable {
   /** Task records of each orchestration whose records are not all removed. Derived from the records. */
   private byOrch = new Map<string, OrchTasks>();
   /** Agent ids of assignee / completed_by, shared by all orchestrations' columns. */
-  private readonly names = new Interner();
+  private names = new Interner();
   /** Records held (removed ones not counted). */
   private records = 0;
   /**
@@ -59,6 +61,12 @@ export class TaskTable {
   private heads: Record<Priority, number> = { low: 0, medium: 0, high: 0, critical: 0 };
   /** Highest log index of a task.complete entry applied: a lower or equal one is a replay. */
   completeIndexHigh = 0;
+  /**
+   * Orchestrations changed since the last checkpoint (their metadata or any of their task
+   * records): each is one checkpoint row holding its metadata and its task columns, so a
+   * checkpoint costs copying the changed orchestrations' columns, not a row per task.
+   */
+  readonly dirtyOrchs = new DirtyRows();
 
   createOrchestration(op: CreateOp, index: number, now: number) {
     if (op.idempotency_key) {
@@ -85,6 +93,7 @@ export class TaskTable {
       counts: { pending: op.count, assigned: 0, completed: 0, failed: 0, ...emptyTallies() },
     };
     this.orchs.set(id, orch);
+    this.dirtyOrchs.touch(id);
     if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
     // Every field of a new task is its zero value: the columns start that way.
     const cols = new OrchTasks(orch, this.names, true);
@@ -129,6 +138,7 @@ export class TaskTable {
       out.stale++;
       return;
     }
+    this.dirtyOrchs.touch(t.orch.id);
     if (status === STATUS_CODE.assigned) {
       // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
       t.orch.counts.recovered++;
@@ -179,6 +189,7 @@ export class TaskTable {
     const c = o?.compacted;
     if (!o || !c || !id || !(Number.isInteger(id.seq) && id.seq >= 1 && id.seq < c.next_seq)) return;
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
+    this.dirtyOrchs.touch(o.id);
     o.counts.executions_started += runs;
     o.counts.stale_completions_refused++;
     c.late_reports_refused++;
@@ -199,6 +210,7 @@ export class TaskTable {
     out: { applied: number; rejected: number },
   ): void {
     const orch = t.orch;
+    this.dirtyOrchs.touch(orch.id);
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
     t.executionsStarted.set(i, t.executionsStarted.get(i) + runs);
@@ -291,6 +303,7 @@ export class TaskTable {
       late_reports_refused: 0,
     });
     const t = this.byOrch.get(o.id);
+    this.dirtyOrchs.touch(o.id);
     let removed = 0;
     let visited = 0;
     while (c.next_seq <= o.count && visited < budget) {
@@ -484,6 +497,96 @@ export class TaskTable {
     }
     t.idempotency = new Map(j.idem);
     return t;
+  }
+
+  /** Agent ids the task columns' codes index (checkpoint meta: rows hold codes). */
+  agentNames(): readonly string[] {
+    return this.names.values;
+  }
+
+  /** Rows a checkpoint would write now. */
+  dirtyRows(): number {
+    return this.dirtyOrchs.count(this.orchs.size);
+  }
+
+  /** Make the next checkpoint rewrite every row (its tracking was lost). */
+  markFull(): void {
+    this.dirtyOrchs.setFull();
+  }
+
+  /**
+   * Orchestration rows changed since the last call (all after a snapshot restore). A row is
+   * [metadata] for an orchestration whose records are all removed (its summary is all that
+   * is left), else [metadata, columns] with the columns' bytes as the row's binary part.
+   */
+  takeChanges(): TableChanges {
+    const row = (id: string): CheckpointRow | undefined => {
+      const o = this.orchs.get(id);
+      if (!o) return undefined;
+      const cols = this.byOrch.get(id);
+      if (!cols) return [o.created_index, JSON.stringify([o])];
+      const w = new BinWriter();
+      const json = JSON.stringify([o, cols.toRow(w)]);
+      const bin = w.finish();
+      return bin === undefined ? [o.created_index, json] : [o.created_index, json, bin];
+    };
+    return this.dirtyOrchs.take(row, () => [...this.orchs.keys()].map((id) => row(id) as CheckpointRow));
+  }
+
+  /**
+   * Rebuilt from checkpoint rows (takeChanges', in row-key order: creation order) and the
+   * agent names: the records exactly, and the derived structures as fromJSON builds them
+   * (queues from the pending records in creation order, assigned set, retention queue).
+   * The idempotency map is rebuilt from the orchestrations: each key maps to the one it
+   * created, entered when that one was created (so in creation order).
+   */
+  static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, names: readonly string[], completeHigh: number, compactedRefused: number): TaskTable {
+    const t = new TaskTable();
+    t.completeIndexHigh = completeHigh;
+    t.compactedReportsRefused = compactedRefused;
+    t.names = Interner.of(names);
+    for (const [, r, bin] of rows) {
+      const [o, cols] = r as [Orchestration, unknown?];
+      t.orchs.set(o.id, o);
+      if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
+      if (o.compacted?.done_index != null) continue;
+      if (cols === undefined) throw new Error(`checkpoint row of ${o.id}: no task columns, and its records are not all removed`);
+      t.byOrch.set(o.id, OrchTasks.fromRow(o, t.names, cols, bin));
+      if (o.finished_at !== null) t.retentionQueue.push(o);
+    }
+    t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
+    for (const cols of t.byOrch.values()) {
+      for (let i = 0; i < cols.orch.count; i++) {
+        const s = cols.status[i];
+        if (s === ABSENT) continue;
+        t.records++;
+        if (s === STATUS_CODE.pending) t.enqueue(cols, i + 1, i + 1);
+        else if (s === STATUS_CODE.assigned) {
+          const id = taskId(cols, i);
+          t.assigned.add(id);
+          t.assignedSlots.set(id, { t: cols, i });
+        }
+      }
+    }
+    t.dirtyOrchs.full = false;
+    return t;
+  }
+
+  /**
+   * The derived structures as JSON, for tests: a table rebuilt from checkpoint rows must
+   * hold the same as one rebuilt from a snapshot.
+   */
+  derivedForTest(): string {
+    const q = (p: Priority) => this.queues[p].slice(this.heads[p]).map((r) => [r.t.orch.id, r.from, r.to]);
+    return JSON.stringify({
+      assigned: [...this.assigned],
+      slots: [...this.assignedSlots].map(([id, s]) => [id, s.t.orch.id, s.i]),
+      queues: PRIORITIES.map(q),
+      retention: this.retentionQueue.map((o) => o.id),
+      byOrch: [...this.byOrch.keys()],
+      records: this.records,
+      idem: [...this.idempotency],
+    });
   }
 }
 

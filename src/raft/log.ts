@@ -165,16 +165,24 @@ export class RaftLog {
     this.pendingSnapshot = s;
   }
 
-  /** Local compaction after the application snapshotted its state at `s.metadata.index`. */
-  compact(s: Snapshot): void {
+  /**
+   * Local compaction after the application saved its state at `s.metadata.index`; `held`:
+   * s carries that state (it can be sent), else none is held from here (a checkpoint's).
+   * At the current snapshot index, a held one is taken only when none is held yet.
+   */
+  compact(s: Snapshot, held = true): void {
     const index = s.metadata.index;
     if (index > this.applied) throw new Error(`compact(${index}) beyond applied ${this.applied}`);
+    if (index === this.snapshotIndex && held && this.snapshot === null && s.metadata.term === this.snapshotTerm) {
+      this.snapshot = s;
+      return;
+    }
     if (index <= this.snapshotIndex) return;
     const term = this.term(index);
     if (term !== s.metadata.term) throw new Error(`compact(${index}): term ${s.metadata.term} != log term ${term}`);
     this.entries = this.entries.slice(index - this.snapshotIndex);
     this.snapshotIndex = index;
     this.snapshotTerm = term;
-    this.snapshot = s;
+    this.snapshot = held ? s : null;
   }
 }

@@ -139,7 +139,9 @@ export class Raft {
       this.log.snapshotTerm = m.term;
       this.log.committed = m.index;
       this.log.applied = m.index;
-      this.log.snapshot = { metadata: m, data: restart.snapshotData ?? '' };
+      // No data: the state was restored from the host's own checkpoint rows, and a follower
+      // that needs a snapshot waits for the host to make one (snapshotWanted).
+      this.log.snapshot = restart.snapshotData !== undefined ? { metadata: m, data: restart.snapshotData } : null;
       conf = m.confState;
     }
     this.log.append(restart.entries);
@@ -309,14 +311,25 @@ export class Raft {
     this.send({ type: 'MsgReadIndex', to: this.lead, term: 0, context });
   }
 
-  /** The application snapshotted its state at the applied index: drop the log up to it. */
-  compact(data: string): Snapshot {
+  /**
+   * The application saved its state at the applied index: drop the log up to it. `data` is
+   * the snapshot to send followers behind the log; null when the application keeps its state
+   * in its own tables (a checkpoint): none is held then, and a follower that needs one makes
+   * the host produce it (takeSnapshotRequest). With data at the first index's predecessor
+   * (nothing left to drop), the snapshot is only held for sending. The snapshot returned is
+   * at the applied index, whatever the memory log keeps.
+   */
+  compact(data: string | null, keepEntries = 0): Snapshot {
     const index = this.log.applied;
     const term = this.log.term(index);
     if (term === undefined) throw new Error(`compact: no term for applied index ${index}`);
     if (index > this.log.stableIndex) throw new Error(`compact: applied ${index} beyond stable ${this.log.stableIndex}`);
-    const snap: Snapshot = { metadata: { index, term, confState: this.confState() }, data };
-    this.log.compact(snap);
+    const snap: Snapshot = { metadata: { index, term, confState: this.confState() }, data: data ?? '' };
+    // Without data, the last keepEntries entries stay in memory (etcd's catch-up entries): a
+    // follower a little behind gets entries, not a snapshot serialized for it.
+    const to = data === null ? Math.max(this.log.snapshotIndex, index - keepEntries) : index;
+    if (to < index) this.log.compact({ metadata: { index: to, term: this.log.term(to) as number, confState: snap.metadata.confState }, data: '' }, false);
+    else this.log.compact(snap, data !== null);
     return snap;
   }
 
@@ -927,7 +940,14 @@ export class Raft {
 
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     const snap = this.log.snapshot;
-    if (!snap) throw new Error(`${this.id}: log compacted below ${pr.next} but no snapshot is held`);
+    if (!snap) {
+      // Compacted by a checkpoint, which holds no snapshot: have the host make one, and
+      // probe again at the next heartbeat (as for NEED_SNAPSHOT).
+      this.snapshotWanted = true;
+      pr.becomeProbe();
+      pr.probeSent = true;
+      return false;
+    }
     this.send({ type: 'MsgSnap', to, snapshot: snap });
     pr.becomeSnapshot(snap.metadata.index);
     return false;

@@ -3,8 +3,8 @@
 // only its in-memory core and rebuilds it from load() on this same object.
 // The invariant checks shared with SqliteStorage live here so both stores reject the same input.
 
-import type { ConfState, Entry, HardState, RestartState, Snapshot, SnapshotMetadata } from '../raft/types.js';
-import type { LogStorage, PersistBatch, StorageStats } from './types.js';
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../raft/types.js';
+import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats } from './types.js';
 
 const ENTRY_TYPES: ReadonlySet<string> = new Set(['normal', 'conf', 'noop']);
 
@@ -57,6 +57,71 @@ export function checkLog(snapshot: SnapshotMetadata | null, entries: readonly En
   }
 }
 
+/**
+ * Throws unless checkpoint `c` may be stored over a log whose snapshot (or checkpoint) ends at
+ * `snapIndex` and whose rows are `rowsIndex`'s: it moves forward, or turns the installed
+ * snapshot at `snapIndex` into rows (every table cleared), and agrees with the log's term.
+ * Returns false for a stale one (at or below the stored rows; nothing to do).
+ */
+export function checkCheckpoint(c: MachineCheckpoint, snapIndex: number, rowsIndex: number, lastIndex: number, termAt: (i: number) => number | undefined, where: string): boolean {
+  const at = c.metadata.index;
+  if (at <= rowsIndex) return false;
+  if (at < snapIndex) return false;
+  if (at === snapIndex) {
+    // The rows replace an installed snapshot: they must be the whole state.
+    const partial = CHECKPOINT_TABLES.filter((t) => !c.tables[t].clear);
+    if (partial.length > 0) throw new Error(`${where}: checkpoint at ${at} replaces the snapshot there but does not rewrite ${partial.join(', ')}`);
+    return true;
+  }
+  checkCompact(c.metadata, lastIndex, termAt(at), where);
+  return true;
+}
+
+/**
+ * A checkpoint's rows held in memory (MemoryStorage, the simulator's disk): the reference
+ * semantics of SqliteStorage's machine_* tables. Rows are copied in, and read back sorted by
+ * ord, so nothing aliases the caller's objects.
+ */
+export class CheckpointImage {
+  metadata: SnapshotMetadata | null = null;
+  meta = '';
+  tables = new Map<CheckpointTable, Map<number, CheckpointRow>>(CHECKPOINT_TABLES.map((t) => [t, new Map()]));
+
+  apply(c: MachineCheckpoint): void {
+    for (const t of CHECKPOINT_TABLES) {
+      const ch = c.tables[t];
+      const rows = this.tables.get(t) as Map<number, CheckpointRow>;
+      if (ch.clear) rows.clear();
+      for (const ord of ch.del) rows.delete(ord);
+      for (const [ord, json, bin] of ch.put) rows.set(ord, bin === undefined ? [ord, json] : [ord, json, bin.slice()]);
+    }
+    this.meta = c.meta;
+    this.metadata = structuredClone(c.metadata);
+  }
+
+  reader(): CheckpointReader {
+    const snap = new Map(
+      [...this.tables].map(([t, rows]) => [
+        t,
+        [...rows.values()].sort((a, b) => a[0] - b[0]).map(([ord, json, bin]) => (bin === undefined ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin.slice()]) as [number, unknown, Uint8Array?]),
+      ]),
+    );
+    return { meta: this.meta, rows: (t) => snap.get(t) as Array<[number, unknown, Uint8Array?]> };
+  }
+
+  copy(): CheckpointImage {
+    const c = new CheckpointImage();
+    c.metadata = structuredClone(this.metadata);
+    c.meta = this.meta;
+    c.tables = new Map([...this.tables].map(([t, rows]) => [t, new Map(rows)]));
+    return c;
+  }
+
+  get index(): number {
+    return this.metadata?.index ?? 0;
+  }
+}
+
 /** A Ready with nothing durable in it; stores skip it rather than pay for a sync. */
 export function isEmptyBatch(b: PersistBatch): boolean {
   return !b.snapshot && b.entries.length === 0 && !b.hardState;
@@ -66,21 +131,26 @@ export class MemoryStorage implements LogStorage {
   private static readonly WHERE = 'MemoryStorage';
   private hardState: HardState = { term: 0, vote: null, commit: 0 };
   private snapshot: Snapshot | null = null;
+  /** The machine's rows; the state at the log's start is theirs when they are newer than `snapshot`. */
+  private rows = new CheckpointImage();
   private entries: Entry[] = [];
   private bytesWritten = 0;
   private syncs = 0;
 
-  load(initialConf: ConfState): RestartState {
+  load(initialConf: ConfState): LoadedState {
     const snap = this.snapshot;
-    checkLog(snap?.metadata ?? null, this.entries, MemoryStorage.WHERE);
+    const fromRows = this.rows.index > 0 && this.rows.index >= (snap?.metadata.index ?? 0);
+    const meta = fromRows ? this.rows.metadata : (snap?.metadata ?? null);
+    checkLog(meta, this.entries, MemoryStorage.WHERE);
     // Fresh copies: the core may mutate what it loads without touching the "disk".
-    const state: RestartState = {
+    const state: LoadedState = {
       hardState: { ...this.hardState },
-      snapshot: snap ? structuredClone(snap.metadata) : null,
+      snapshot: meta ? structuredClone(meta) : null,
       entries: this.entries.map((e) => ({ ...e })),
       initialConf,
     };
-    if (snap) state.snapshotData = snap.data;
+    if (fromRows) state.checkpoint = this.rows.reader();
+    else if (snap) state.snapshotData = snap.data;
     return state;
   }
 
@@ -116,6 +186,21 @@ export class MemoryStorage implements LogStorage {
     this.syncs++;
   }
 
+  checkpoint(c: MachineCheckpoint): boolean {
+    const at = c.metadata.index;
+    if (!checkCheckpoint(c, this.snapIndex(), this.rows.index, this.lastIndex(), (i) => this.entries[i - this.snapIndex() - 1]?.term, MemoryStorage.WHERE)) return false;
+    let bytes = Buffer.byteLength(c.meta);
+    for (const t of CHECKPOINT_TABLES) for (const [, json, bin] of c.tables[t].put) bytes += 8 + Buffer.byteLength(json) + (bin?.byteLength ?? 0);
+    this.entries = this.entries.slice(at - this.snapIndex());
+    // apply() copies what it keeps (row bytes included): nothing aliases the caller's.
+    this.rows.apply(c);
+    // The rows are the newest state now; an older snapshot would only take space.
+    if (this.snapshot && this.snapshot.metadata.index <= at) this.snapshot = null;
+    this.bytesWritten += bytes;
+    this.syncs++;
+    return true;
+  }
+
   stats(): StorageStats {
     return { bytesWritten: this.bytesWritten, syncs: this.syncs, syncMsTotal: 0, entryCount: this.entries.length, diskBytes: 0 };
   }
@@ -123,8 +208,9 @@ export class MemoryStorage implements LogStorage {
   /** Contents survive close, as a disk's would; a "restarted" node calls load() again. */
   close(): void {}
 
+  /** Where the log starts: after the newer of the snapshot and the rows. */
   private snapIndex(): number {
-    return this.snapshot?.metadata.index ?? 0;
+    return Math.max(this.snapshot?.metadata.index ?? 0, this.rows.index);
   }
 
   private lastIndex(): number {

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import type { ConfState, Entry, EntryType, HardState, RestartState, Snapshot, SnapshotMetadata } from '../raft/types.js';
-import type { LogStorage, PersistBatch, StorageStats } from './types.js';
-import { checkBatch, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
+import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow as TableRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats } from './types.js';
+import { checkBatch, checkCheckpoint, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
 import { BucketHistogram, DISK_BUCKETS_S } from '../util/histogram.js';
 import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from './sync-fs.js';
 import { logger } from '../util/logger.js';
@@ -23,7 +23,12 @@ const CHECKPOINT_FRAMES = 1000;
 const PAGE_BYTES = 4096;
 const FRAMES_PER_COMMIT = 3;
 
-const SCHEMA_VERSION = 1;
+/**
+ * 2: the machine_* tables (checkpoints) were added. A version-1 file is upgraded in place (the
+ * tables are created empty); a version-1 binary refuses a version-2 file, whose log may start
+ * after a checkpoint it cannot read.
+ */
+const SCHEMA_VERSION = 2;
 
 /**
  * Free pages are released (auto_vacuum=INCREMENTAL) once they are at least VACUUM_MIN_FREE_PAGES
@@ -93,11 +98,16 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS snapshot (
   id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL,
   conf_state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS machine_checkpoint (
+  id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL,
+  conf_state TEXT NOT NULL, meta TEXT NOT NULL);
+${CHECKPOINT_TABLES.map((t) => `CREATE TABLE IF NOT EXISTS machine_${t} (ord INTEGER PRIMARY KEY, json TEXT NOT NULL, bin BLOB);`).join('\n')}
 `;
 
 interface EntryRow { idx: number; term: number; type: string; data: string }
 interface HardRow { term: number; vote: string | null; commit: number }
 interface SnapRow { idx: number; term: number; conf_state: string; data: string }
+interface CheckpointRow { idx: number; term: number; conf_state: string; meta: string }
 
 // bytesWritten counts the values bound into each written row: 8 per integer, UTF-8 length of text.
 const INT = 8;
@@ -117,6 +127,11 @@ export class SqliteStorage implements LogStorage {
   private readonly st: ReturnType<typeof prepare>;
   private readonly saveTx: (b: PersistBatch) => number;
   private readonly compactTx: (s: Snapshot) => number;
+  private readonly checkpointTx: (c: MachineCheckpoint) => number;
+  /** Index of the stored checkpoint (machine_* rows); 0 when none. */
+  private rowsIndex: number;
+  /** Index of the stored snapshot row; the log starts after the newer of the two. */
+  private jsonIndex: number;
   // Cached so validation and entryCount need no query; entryCount = lastIndex - snapIndex
   // because the stored log is contiguous after the snapshot.
   private snapIndex: number;
@@ -147,6 +162,8 @@ export class SqliteStorage implements LogStorage {
   /** Prepared multi-row INSERTs by row count (1..INSERT_ROWS), created on first use. */
   private readonly inserts = new Map<number, Database.Statement>();
   private readonly insertArgs: unknown[] = [];
+  /** Prepared multi-row checkpoint row INSERTs, by table and row count. */
+  private readonly rowInserts = new Map<string, Database.Statement>();
   /** Term and vote last written: a batch that changes neither, and adds no entry or snapshot,
    * carries only the commit index, which Raft may lose (etcd's MustSync), so it skips fsync. */
   private durableTerm = 0;
@@ -195,7 +212,7 @@ export class SqliteStorage implements LogStorage {
       db.transaction(() => {
         db.exec(SCHEMA);
         const v = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get() as string | undefined;
-        if (v === undefined) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
+        if (v === undefined || Number(v) === 1) db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
         else if (Number(v) !== SCHEMA_VERSION) throw new Error(`SqliteStorage(${file}): schema version ${v}, expected ${SCHEMA_VERSION}`);
       })();
       convertToIncrementalVacuum(db, file);
@@ -227,7 +244,9 @@ export class SqliteStorage implements LogStorage {
     const hs = st.hard.get() as HardRow | undefined;
     this.durableTerm = hs?.term ?? 0;
     this.durableVote = hs?.vote ?? null;
-    this.snapIndex = (st.snap.get() as SnapRow | undefined)?.idx ?? 0;
+    this.jsonIndex = (st.snapIdx.get() as number | undefined) ?? 0;
+    this.rowsIndex = (st.checkpointIdx.get() as number | undefined) ?? 0;
+    this.snapIndex = Math.max(this.jsonIndex, this.rowsIndex);
     this.lastIndex = (st.maxIdx.get() as number | null) ?? this.snapIndex;
 
     this.saveTx = db.transaction((b: PersistBatch): number => {
@@ -253,6 +272,32 @@ export class SqliteStorage implements LogStorage {
       st.compactTo.run(s.metadata.index);
       return bytes;
     });
+    const rowSt = new Map(
+      CHECKPOINT_TABLES.map((t) => [
+        t,
+        {
+          clear: db.prepare(`DELETE FROM machine_${t}`),
+          del: db.prepare(`DELETE FROM machine_${t} WHERE ord = ?`),
+        },
+      ]),
+    );
+    this.checkpointTx = db.transaction((c: MachineCheckpoint): number => {
+      let bytes = 0;
+      for (const t of CHECKPOINT_TABLES) {
+        const ch = c.tables[t];
+        const q = rowSt.get(t) as { clear: Database.Statement; del: Database.Statement };
+        if (ch.clear) q.clear.run();
+        for (const ord of ch.del) q.del.run(ord);
+        bytes += this.putRows(t, ch.put);
+      }
+      const conf = JSON.stringify(c.metadata.confState);
+      st.putCheckpoint.run(c.metadata.index, c.metadata.term, conf, c.meta);
+      bytes += 2 * INT + text(conf) + text(c.meta);
+      // The rows are the newest state: an older snapshot (an install's) would only take space.
+      st.dropSnapTo.run(c.metadata.index);
+      st.compactTo.run(c.metadata.index);
+      return bytes;
+    });
   }
 
   /**
@@ -260,7 +305,7 @@ export class SqliteStorage implements LogStorage {
    * object whose fsync may not have completed (a host restarted in-process while a saveAsync
    * fdatasync was in flight) are fsynced first, as open() does for an earlier process's.
    */
-  load(initialConf: ConfState): RestartState {
+  load(initialConf: ConfState): LoadedState {
     if (this.durability === 'full' && this.writtenSinceRecoverySync) {
       if (this.syncError) throw this.syncError;
       try {
@@ -272,21 +317,44 @@ export class SqliteStorage implements LogStorage {
     }
     const h = this.st.hard.get() as HardRow | undefined;
     const s = this.st.snap.get() as SnapRow | undefined;
-    const meta: SnapshotMetadata | null = s
-      ? { index: s.idx, term: s.term, confState: JSON.parse(s.conf_state) as ConfState }
+    const c = this.st.checkpoint.get() as CheckpointRow | undefined;
+    // The newer of the two is the state the log starts after (equal: the rows, written last).
+    const fromRows = c !== undefined && c.idx >= (s?.idx ?? 0);
+    const at = fromRows ? c : s;
+    const meta: SnapshotMetadata | null = at
+      ? { index: at.idx, term: at.term, confState: JSON.parse(at.conf_state) as ConfState }
       : null;
     const entries: Entry[] = (this.st.all.all() as EntryRow[]).map((r) => ({
       index: r.idx, term: r.term, type: r.type as EntryType, data: r.data,
     }));
     checkLog(meta, entries, `SqliteStorage(${this.file})`);
-    const state: RestartState = {
+    const state: LoadedState = {
       hardState: h ? { term: h.term, vote: h.vote, commit: h.commit } : { term: 0, vote: null, commit: 0 },
       snapshot: meta,
       entries,
       initialConf,
     };
-    if (s) state.snapshotData = s.data;
+    if (fromRows) state.checkpoint = this.checkpointReader(c.meta);
+    else if (s) state.snapshotData = s.data;
     return state;
+  }
+
+  /**
+   * The stored rows, each table read in ord order as the caller iterates (not all at once),
+   * each row's JSON parsed. Measured (39,000 rows of ~330 bytes, CPU time): stepping the
+   * statement 34 ms plus parsing 39 ms; SQLite joining each 4,096 rows into one JSON array
+   * (one parse per chunk) cost more (80 + 40 ms).
+   */
+  private checkpointReader(meta: string): CheckpointReader {
+    const db = this.db;
+    return {
+      meta,
+      rows: function* (t: CheckpointTable): Iterable<[number, unknown, Uint8Array?]> {
+        for (const [ord, json, bin] of db.prepare(`SELECT ord, json, bin FROM machine_${t} ORDER BY ord`).raw().iterate() as Iterable<[number, string, Buffer | null]>) {
+          yield bin === null ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin];
+        }
+      },
+    };
   }
 
   save(batch: PersistBatch): void {
@@ -374,7 +442,7 @@ export class SqliteStorage implements LogStorage {
     }
     // Caches move only after the commit succeeded (a failed transaction rolled back).
     if (batch.snapshot) {
-      this.snapIndex = this.lastIndex = batch.snapshot.metadata.index;
+      this.snapIndex = this.lastIndex = this.jsonIndex = batch.snapshot.metadata.index;
       this.scheduleVacuum(); // the installed snapshot replaced the old one and the whole log
     }
     const last = batch.entries.at(-1);
@@ -391,9 +459,31 @@ export class SqliteStorage implements LogStorage {
     const t0 = performance.now();
     this.writtenSinceRecoverySync = true;
     this.bytesWritten += this.compactTx(snapshot);
+    this.snapIndex = this.jsonIndex = at;
+    this.afterCompaction(t0);
+  }
+
+  /**
+   * Write checkpoint `c` (the machine's changed rows) and drop the log up to its index, in one
+   * transaction. Durability as compact(): nothing waits for its fsync (see there).
+   */
+  checkpoint(c: MachineCheckpoint): boolean {
+    const at = c.metadata.index;
+    const where = `SqliteStorage(${this.file})`;
+    if (!checkCheckpoint(c, this.snapIndex, this.rowsIndex, this.lastIndex, (i) => this.st.termAt.get(i) as number | undefined, where)) return false;
+    if (this.syncError) throw this.syncError;
+    const t0 = performance.now();
+    this.writtenSinceRecoverySync = true;
+    this.bytesWritten += this.checkpointTx(c);
+    this.snapIndex = this.rowsIndex = at;
+    if (this.jsonIndex <= at) this.jsonIndex = 0;
+    this.afterCompaction(t0);
+    return true;
+  }
+
+  private afterCompaction(t0: number): void {
     const ms = performance.now() - t0;
     this.loopMsTotal += ms;
-    this.snapIndex = at;
     this.scheduleVacuum();
     if (!this.walSync) {
       if (this.sqliteSyncsCommits()) this.noteSync(ms); // fsynced inside the commit
@@ -727,6 +817,32 @@ export class SqliteStorage implements LogStorage {
     return bytes;
   }
 
+  /** Checkpoint rows in multi-row INSERTs of up to INSERT_ROWS rows (as insertEntries). */
+  private putRows(t: CheckpointTable, rows: ReadonlyArray<TableRow>): number {
+    let bytes = 0;
+    const args = this.insertArgs;
+    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+      const n = Math.min(INSERT_ROWS, rows.length - i);
+      args.length = 3 * n;
+      for (let j = 0; j < n; j++) {
+        const [ord, json, bin] = rows[i + j] as TableRow;
+        args[3 * j] = ord;
+        args[3 * j + 1] = json;
+        // better-sqlite3 binds Buffers as BLOBs (a bare Uint8Array is refused).
+        args[3 * j + 2] = bin === undefined ? null : Buffer.isBuffer(bin) ? bin : Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength);
+        bytes += INT + text(json) + (bin?.byteLength ?? 0);
+      }
+      const key = `${t}:${n}`;
+      let stmt = this.rowInserts.get(key);
+      if (!stmt) {
+        stmt = this.db.prepare(`INSERT OR REPLACE INTO machine_${t} (ord, json, bin) VALUES ${new Array(n).fill('(?, ?, ?)').join(', ')}`);
+        this.rowInserts.set(key, stmt);
+      }
+      stmt.run(args);
+    }
+    return bytes;
+  }
+
   private putSnapshot(s: Snapshot): number {
     const conf = JSON.stringify(s.metadata.confState);
     this.st.putSnap.run(s.metadata.index, s.metadata.term, conf, s.data);
@@ -768,6 +884,11 @@ function prepare(db: Database.Database) {
     termAt: db.prepare('SELECT term FROM entries WHERE idx = ?').pluck(),
     hard: db.prepare('SELECT term, vote, "commit" FROM hard_state WHERE id = 1'),
     snap: db.prepare('SELECT idx, term, conf_state, data FROM snapshot WHERE id = 1'),
+    snapIdx: db.prepare('SELECT idx FROM snapshot WHERE id = 1').pluck(),
+    dropSnapTo: db.prepare('DELETE FROM snapshot WHERE idx <= ?'),
+    checkpoint: db.prepare('SELECT idx, term, conf_state, meta FROM machine_checkpoint WHERE id = 1'),
+    checkpointIdx: db.prepare('SELECT idx FROM machine_checkpoint WHERE id = 1').pluck(),
+    putCheckpoint: db.prepare('INSERT OR REPLACE INTO machine_checkpoint (id, idx, term, conf_state, meta) VALUES (1, ?, ?, ?, ?)'),
     all: db.prepare('SELECT idx, term, type, data FROM entries ORDER BY idx'),
     maxIdx: db.prepare('SELECT MAX(idx) FROM entries').pluck(),
     getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),

@@ -1,5 +1,5 @@
 import type { HistogramSnapshot } from '../util/histogram.js';
-import type { Entry, HardState, Snapshot, RestartState, ConfState } from '../raft/types.js';
+import type { Entry, HardState, Snapshot, RestartState, ConfState, SnapshotMetadata } from '../raft/types.js';
 
 /** One Ready's worth of durable writes, applied atomically (one transaction, one fsync). */
 export interface PersistBatch {
@@ -40,8 +40,12 @@ export interface StorageStats {
  * `save` returns only once the batch is durable (fsync in SQLite mode).
  */
 export interface LogStorage {
-  /** Everything needed to rebuild the core after a restart. */
-  load(initialConf: ConfState): RestartState;
+  /**
+   * Everything needed to rebuild the core after a restart. The state at `snapshot` is either
+   * snapshotData (a snapshot installed from a leader, or compact()'s) or `checkpoint`'s rows,
+   * whichever is newer.
+   */
+  load(initialConf: ConfState): LoadedState;
   save(batch: PersistBatch): void;
   /**
    * Optional: save() whose wait for durability (the fsync) runs off the event-loop thread.
@@ -54,8 +58,68 @@ export interface LogStorage {
   saveAsync?(batch: PersistBatch, done: (err: Error | null) => void): boolean;
   /** Store a snapshot taken locally and drop entries up to its index. */
   compact(snapshot: Snapshot): void;
+  /**
+   * Optional: write a checkpoint's rows and metadata and drop entries up to its index, in one
+   * transaction (a crash leaves the previous checkpoint or this one, never a mix). Its index
+   * must be above the stored checkpoint's and the stored snapshot's, or equal to the latter
+   * (the state a snapshot installed, now as rows): a snapshot newer than the stored rows is
+   * dropped. A table not cleared applies on top of the stored rows: the caller must know they
+   * are its previous checkpoint's (after a snapshot install, clear every table). Returns
+   * false, storing nothing, for a stale one (the caller's changes were then not stored).
+   */
+  checkpoint?(c: MachineCheckpoint): boolean;
   stats(): StorageStats;
   /** Free bytes on the filesystem holding the log, for callers that keep a reserve. */
   freeBytes?(): number | null;
   close(): void;
+}
+
+/**
+ * Tables a state machine keeps its rows in (see MachineCheckpoint). Each row is keyed by an
+ * integer `ord` that also orders it: reading a table by ord rebuilds the machine's maps in
+ * the order a replica that applied the log holds them.
+ */
+export const CHECKPOINT_TABLES = ['memory', 'sessions', 'orchs'] as const;
+export type CheckpointTable = (typeof CHECKPOINT_TABLES)[number];
+
+/**
+ * One table's changes since the previous checkpoint: rows removed (by ord), rows written (its
+ * JSON, and optionally bytes stored beside it: an orchestration's task columns);
+ * `clear`: every stored row is removed first (the table is rewritten whole).
+ */
+export interface TableChanges {
+  clear: boolean;
+  del: number[];
+  put: Array<CheckpointRow>;
+}
+
+/** A checkpoint row as written: key, JSON, optional binary part (a BLOB in SQLite). */
+export type CheckpointRow = [ord: number, json: string, bin?: Uint8Array];
+
+/**
+ * The replicated state at one applied index, written as rows (an incremental snapshot): per
+ * table the rows changed since the previous checkpoint, or all of them (TableChanges.clear).
+ * Stored in one transaction with its metadata, which also drops the log up to its index.
+ */
+export interface MachineCheckpoint {
+  metadata: SnapshotMetadata;
+  /** The small rest of the state, rewritten whole each time. */
+  meta: string;
+  tables: Record<CheckpointTable, TableChanges>;
+}
+
+/**
+ * A stored checkpoint, read back at restart: meta, then each table's rows in ord order, their
+ * JSON parsed (by the storage, which may parse many rows at once: one JSON.parse per row cost
+ * more than the rest of a restart).
+ */
+export interface CheckpointReader {
+  meta: string;
+  rows(table: CheckpointTable): Iterable<[ord: number, value: unknown, bin?: Uint8Array]>;
+}
+
+/** What load() found: the log's restart state, and the checkpoint when it is the newest state. */
+export interface LoadedState extends RestartState {
+  /** Set when the state at `snapshot` is a checkpoint (snapshotData then absent). */
+  checkpoint?: CheckpointReader;
 }

@@ -106,14 +106,18 @@ interface Summary {
   violations: number;
   failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
   faults: FaultCounts;
-  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention. */
-  coordination: { runs: number; state_checks: number; orchestrations_compacted: number };
+  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention, restarts from checkpoint rows in those runs. */
+  coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number };
+  /** Restarts (all runs) that rebuilt the machine from checkpoint rows. */
+  restarts_from_checkpoint: number;
 }
 
 function addCoordination(s: Summary, st: SimResult['stats']): void {
   s.coordination.runs += st.coordRuns;
   s.coordination.state_checks += st.coordStateChecks;
   s.coordination.orchestrations_compacted += st.coordOrchsCompacted;
+  if (st.coordRuns > 0) s.coordination.restarts_from_checkpoint += st.restartsFromCheckpoint;
+  s.restarts_from_checkpoint += st.restartsFromCheckpoint;
 }
 
 function addFaults(into: FaultCounts, f: FaultCounts): void {
@@ -150,7 +154,7 @@ async function main(): Promise<void> {
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0 } };
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0 }, restarts_from_checkpoint: 0 };
     addCoordination(one, r.stats);
     finish(one, started);
     return;
@@ -164,7 +168,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0 } };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0 }, restarts_from_checkpoint: 0 };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
@@ -249,7 +253,7 @@ function finish(s: Summary, started: number): void {
     process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
   }
   const elapsed = Math.round((performance.now() - started) / 10) / 100;
-  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination })}\n`);
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination, restarts_from_checkpoint: s.restarts_from_checkpoint })}\n`);
   process.exitCode = s.violations > 0 ? 1 : 0;
 }
 

@@ -8,6 +8,7 @@ import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Raft } from '../../src/raft/raft.js';
 import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
+import type { CheckpointReader, CheckpointTable, TableChanges } from '../../src/storage/types.js';
 
 /** One position of the single committed history every replica must agree on. */
 interface HistEntry {
@@ -96,16 +97,31 @@ export function chainHash(prev: number, e: Pick<Entry, 'term' | 'type' | 'data'>
 /** Non-JSON entries (the plain workload's tokens) reach the coordination machine as this. */
 const CLOCK_ONLY = JSON.stringify({ op: { t: 'clock' }, now: 0 });
 
+/** Rows a SimMachine without the coordination machine keeps in checkpoints: slot (index mod ROW_SLOTS) + 1 -> `index:hash`. */
+const ROW_SLOTS = 4;
+
 /**
  * The simulator's state machine: a hash chain over the applied entries (any divergence shows
  * at once), and, in runs with the coordination workload, the product's CoordinationMachine
  * fed the same entries (tasks, retention, memory with TTLs): its state hash at an index must
- * be the same on every replica, whether it applied the log or restored a snapshot.
+ * be the same on every replica, whether it applied the log, restored a snapshot or restarted
+ * from checkpoint rows.
  */
 export class SimMachine implements StateMachine {
   lastIndex = 0;
   hash = 0;
   readonly coord: CoordinationMachine | null;
+  /**
+   * Without the coordination machine, the state as checkpoint rows too (incremental
+   * snapshots): each slot holds the latest applied index in its residue class with the hash
+   * after it, so a restart from rows checks that the rows and the meta row come from the same
+   * checkpoint. With it, its rows are the coordination machine's (checked by state hash).
+   */
+  private slots = new Map<number, string>();
+  private dirty = new Set<number>();
+  private full = true;
+  /** Restarts of this machine from checkpoint rows (for the simulator's coverage count). */
+  static rowRestores = 0;
 
   constructor(
     readonly node: NodeId,
@@ -114,6 +130,8 @@ export class SimMachine implements StateMachine {
     withCoord = false,
     /** Planted bug (see PlantedBugs.coordLossyRestore). */
     private readonly lossyRestore = false,
+    /** Planted bug (see PlantedBugs.coordLossyCheckpoint). */
+    private readonly lossyCheckpoint = false,
   ) {
     this.coord = withCoord ? new CoordinationMachine() : null;
   }
@@ -128,6 +146,10 @@ export class SimMachine implements StateMachine {
       this.coord.apply(e.type === 'normal' && !e.data.startsWith('{') ? { ...e, data: CLOCK_ONLY } : e);
       // Every 4th index (hashing the whole state on each apply would dominate the run).
       if (e.index % 4 === 0) this.checker.onStateHash(this.node, e.index, this.coord.stateHash(), 'apply');
+    } else {
+      const slot = (e.index % ROW_SLOTS) + 1;
+      this.slots.set(slot, `${e.index}:${this.hash}`);
+      this.dirty.add(slot);
     }
     this.checker.onApply(this.node, e, this.hash);
     this.onApplied?.(this.node, e);
@@ -164,7 +186,74 @@ export class SimMachine implements StateMachine {
         }
       }
     }
+    // The slots' history is not in a snapshot: only the last one is known from here.
+    this.slots = new Map(this.lastIndex > 0 ? [[(this.lastIndex % ROW_SLOTS) + 1, `${this.lastIndex}:${this.hash}`]] : []);
+    this.full = true;
     this.checker.onRestore(this.node, this.lastIndex, this.hash);
+  }
+
+  takeCheckpoint(): { meta: string; tables: Record<CheckpointTable, TableChanges> } {
+    const head = `${this.lastIndex}:${this.hash}`;
+    if (this.coord) {
+      // The product's rows; the chain head rides in meta.
+      const c = this.coord.takeCheckpoint();
+      return { meta: `${head}:${c.meta}`, tables: c.tables };
+    }
+    const put: Array<[number, string]> = [];
+    for (const slot of this.full ? this.slots.keys() : this.dirty) put.push([slot, JSON.stringify(this.slots.get(slot))]);
+    const empty = (): TableChanges => ({ clear: this.full, del: [], put: [] });
+    const tables = { memory: { clear: this.full, del: [], put }, sessions: empty(), orchs: empty() };
+    this.full = false;
+    this.dirty.clear();
+    return { meta: head, tables };
+  }
+
+  restoreCheckpoint(c: CheckpointReader): void {
+    const a = c.meta.indexOf(':');
+    const b = c.meta.indexOf(':', a + 1);
+    const index = Number(c.meta.slice(0, a));
+    if (index < this.lastIndex) {
+      this.checker.violation(`state machine safety: ${this.node} restored checkpoint at ${index} over applied ${this.lastIndex} (went backwards)`);
+    }
+    this.lastIndex = index;
+    this.hash = Number(b < 0 ? c.meta.slice(a + 1) : c.meta.slice(a + 1, b));
+    SimMachine.rowRestores++;
+    if (this.coord) {
+      if (b < 0) this.checker.violation(`state machine safety: ${this.node} restored a checkpoint at ${index} without the coordination state`);
+      else {
+        this.coord.restoreCheckpoint({ meta: c.meta.slice(b + 1), rows: (t) => c.rows(t) });
+        if (this.lossyCheckpoint) {
+          const first = this.coord.memory.records.keys().next();
+          if (!first.done) this.coord.memory.records.delete(first.value);
+        }
+        this.checker.onStateHash(this.node, index, this.coord.stateHash(), 'restore');
+      }
+      this.checker.onRestore(this.node, this.lastIndex, this.hash);
+      return;
+    }
+    this.slots = new Map([...c.rows('memory')].map(([slot, v]) => [slot, v as string]));
+    this.dirty.clear();
+    this.full = false;
+    // The slot of the meta's index holds exactly it; every other slot an earlier index.
+    for (const [slot, v] of this.slots) {
+      const idx = Number(v.split(':')[0]);
+      const mismatch = slot === (this.lastIndex % ROW_SLOTS) + 1 ? v !== c.meta : idx >= this.lastIndex || idx <= this.lastIndex - ROW_SLOTS || (idx % ROW_SLOTS) + 1 !== slot;
+      if (mismatch) this.checker.violation(`checkpoint: ${this.node} restored rows (slot ${slot}: ${v}) that do not belong to the checkpoint at ${c.meta}`);
+    }
+    if (this.lastIndex > 0 && this.slots.get((this.lastIndex % ROW_SLOTS) + 1) !== c.meta) {
+      this.checker.violation(`checkpoint: ${this.node} restored meta ${c.meta} without its row`);
+    }
+    this.checker.onRestore(this.node, this.lastIndex, this.hash);
+  }
+
+  dirtyRows(): number {
+    if (this.coord) return this.coord.dirtyRows();
+    return this.full ? this.slots.size : this.dirty.size;
+  }
+
+  markCheckpointLost(): void {
+    if (this.coord) this.coord.markCheckpointLost();
+    this.full = true;
   }
 }
 

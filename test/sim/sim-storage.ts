@@ -15,16 +15,17 @@
 //    pages (fsyncgate): every unsynced batch is gone; the host must stop, never ack;
 //  - wipe: the disk is replaced by an empty one.
 
-import type { ConfState, Entry, HardState, RestartState, Snapshot } from '../../src/raft/types.js';
-import { checkBatch, checkCompact, checkLog, isEmptyBatch } from '../../src/storage/memory-storage.js';
-import type { LogStorage, PersistBatch, StorageStats } from '../../src/storage/types.js';
+import type { ConfState, Entry, HardState, Snapshot } from '../../src/raft/types.js';
+import { CheckpointImage, checkBatch, checkCheckpoint, checkCompact, checkLog, isEmptyBatch } from '../../src/storage/memory-storage.js';
+import type { LoadedState, LogStorage, MachineCheckpoint, PersistBatch, StorageStats } from '../../src/storage/types.js';
 import type { Clock, TimerHandle } from '../../src/util/clock.js';
 import type { Prng } from '../../src/util/prng.js';
 
-/** One image of a store: snapshot, log suffix, hard state (MemoryStorage semantics). */
+/** One image of a store: snapshot, checkpoint rows, log suffix, hard state (MemoryStorage semantics). */
 export class DiskImage {
   hardState: HardState = { term: 0, vote: null, commit: 0 };
   snapshot: Snapshot | null = null;
+  rows = new CheckpointImage();
   entries: Entry[] = [];
 
   save(batch: PersistBatch): void {
@@ -50,16 +51,29 @@ export class DiskImage {
     this.snapshot = structuredClone(snapshot);
   }
 
-  load(initialConf: ConfState): RestartState {
+  /** A checkpoint (one transaction): rows, metadata, log dropped up to it; false if stale. */
+  checkpoint(c: MachineCheckpoint): boolean {
+    const at = c.metadata.index;
+    if (!checkCheckpoint(c, this.snapIndex(), this.rows.index, this.lastIndex(), (i) => this.entries[i - this.snapIndex() - 1]?.term, 'SimStorage')) return false;
+    this.entries = this.entries.slice(at - this.snapIndex());
+    this.rows.apply(structuredClone(c));
+    if (this.snapshot && this.snapshot.metadata.index <= at) this.snapshot = null;
+    return true;
+  }
+
+  load(initialConf: ConfState): LoadedState {
     const snap = this.snapshot;
-    checkLog(snap?.metadata ?? null, this.entries, 'SimStorage');
-    const st: RestartState = {
+    const fromRows = this.rows.index > 0 && this.rows.index >= (snap?.metadata.index ?? 0);
+    const meta = fromRows ? this.rows.metadata : (snap?.metadata ?? null);
+    checkLog(meta, this.entries, 'SimStorage');
+    const st: LoadedState = {
       hardState: { ...this.hardState },
-      snapshot: snap ? structuredClone(snap.metadata) : null,
+      snapshot: meta ? structuredClone(meta) : null,
       entries: this.entries.map((e) => ({ ...e })),
       initialConf,
     };
-    if (snap) st.snapshotData = snap.data;
+    if (fromRows) st.checkpoint = this.rows.reader();
+    else if (snap) st.snapshotData = snap.data;
     return st;
   }
 
@@ -67,6 +81,7 @@ export class DiskImage {
     const d = new DiskImage();
     d.hardState = { ...this.hardState };
     d.snapshot = this.snapshot ? structuredClone(this.snapshot) : null;
+    d.rows = this.rows.copy();
     d.entries = this.entries.map((e) => ({ ...e }));
     return d;
   }
@@ -78,7 +93,7 @@ export class DiskImage {
   }
 
   snapIndex(): number {
-    return this.snapshot?.metadata.index ?? 0;
+    return Math.max(this.snapshot?.metadata.index ?? 0, this.rows.index);
   }
 
   lastIndex(): number {
@@ -91,6 +106,8 @@ interface PendingSync {
   /** null once the life that wrote it died: nobody is waiting any more. */
   done: ((err: Error | null) => void) | null;
   timer: TimerHandle | null;
+  /** This fsync reports an error (armed by failNextSync when it started). */
+  fail: boolean;
 }
 
 export interface PowerFailureResult {
@@ -117,6 +134,12 @@ export class SimStorage implements LogStorage {
   syncOnOpen = true;
   /** The next asynchronous fsync fails. */
   failNextSync = false;
+
+  /** No fsync error from here: neither an armed one nor one of an fsync already in flight. */
+  disarmFsyncErrors(): void {
+    this.failNextSync = false;
+    for (const p of this.pending) p.fail = false;
+  }
   /** Batches that were unsynced when the last load() read them. */
   unsyncedAtLastOpen = 0;
   /** Called when an injected fsync error was reported to the host. */
@@ -129,7 +152,7 @@ export class SimStorage implements LogStorage {
     readonly maxSyncMs = 0,
   ) {}
 
-  load(initialConf: ConfState): RestartState {
+  load(initialConf: ConfState): LoadedState {
     this.unsyncedAtLastOpen = this.pending.length;
     if (this.syncOnOpen) this.syncAll(true);
     return this.written.load(initialConf);
@@ -150,10 +173,9 @@ export class SimStorage implements LogStorage {
     const delay = this.prng.int(0, this.maxSyncMs + 1);
     const at = Math.max(this.clock.now() + delay, this.lastSyncAt);
     this.lastSyncAt = at;
-    const fail = this.failNextSync;
+    const p: PendingSync = { batch, done, timer: null, fail: this.failNextSync };
     this.failNextSync = false;
-    const p: PendingSync = { batch, done, timer: null };
-    p.timer = this.clock.setTimeout(() => (fail ? this.fsyncError(p) : this.complete(p)), at - this.clock.now());
+    p.timer = this.clock.setTimeout(() => (p.fail ? this.fsyncError(p) : this.complete(p)), at - this.clock.now());
     this.pending.push(p);
     return false;
   }
@@ -162,6 +184,15 @@ export class SimStorage implements LogStorage {
     this.written.compact(snapshot);
     this.syncAll(false);
     this.durable.compact(snapshot);
+  }
+
+  /** Like compact: written, then durable with everything before it (a synchronous commit). */
+  checkpoint(c: MachineCheckpoint): boolean {
+    if (!this.written.checkpoint(c)) return false;
+    this.bytesWritten += JSON.stringify(c).length;
+    this.syncAll(false);
+    this.durable.checkpoint(c);
+    return true;
   }
 
   stats(): StorageStats {
