@@ -136,8 +136,9 @@ export class Swarm {
       alignTicks: true,
       raft: raftTiming(undefined),
       compactionThreshold: 1000,
-      // Snapshots of a large task table are expensive: take one only once the log since the
-      // last one is a quarter of its size (the entry threshold still applies as a minimum).
+      // Only for a storage without checkpoints (which compacts by whole JSON snapshots): take
+      // one once the log since the last is a quarter of the state's size. Member files keep
+      // checkpoints, which cost the rows changed, not the state, and ignore this.
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
       diskReserveBytes: diskReserveFromEnv(),
