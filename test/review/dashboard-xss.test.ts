@@ -42,7 +42,9 @@ describe('dashboard rendering of client-written text', () => {
     await shows('#orchs', `t${PAYLOAD}`);
     await shows('#mem-keys', `k${PAYLOAD}`);
     await page.locator('#mem-keys li[data-key]', { hasText: `k${PAYLOAD}` }).click();
-    await shows('#mem-value', 'version');
+    // Wait for the value itself: the placeholder ("Select a key to read its value, version and
+    // TTL.") already contains the word 'version'.
+    await shows('#mem-value', PAYLOAD.replace(/"/g, '\\"'));
     expect(await page.textContent('#mem-value')).toContain(PAYLOAD.replace(/"/g, '\\"'));
     // Give an injected onerror the chance to fire.
     await page.waitForTimeout(500);
