@@ -87,7 +87,11 @@ describe("the spec's CLI sequence through the daemon", () => {
       const calls = [['consensus', 'leader'], ['agent', 'list', '--format', 'json'], ['swarm', 'status'], ['memory', 'retrieve', '--key', 'coordination/raft/commit-index'], ['consensus', 'log-status']];
       for (let i = 0; i < 20; i++) {
         const r = await cliOk(dir, calls[i % calls.length]!);
-        if (i % calls.length === 0) expect(r.leader_id).toBe(newLeader.leader_id);
+        if (i % calls.length === 0 && r.leader_id !== newLeader.leader_id) {
+          // Say why (the election record's cause and timings) before failing.
+          const h = await cliOk(dir, ['consensus', 'election-history', '--limit', '3']);
+          expect(r.leader_id, `leader changed at call ${i}: ${JSON.stringify(h)}`).toBe(newLeader.leader_id);
+        }
       }
       const after = await cliOk(dir, ['consensus', 'election-history', '--limit', '10']);
       expect(after).toMatchObject({ total_elections: 2, leader_failures: 1 });
