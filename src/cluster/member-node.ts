@@ -277,9 +277,11 @@ export class MemberNode {
     keeper.start();
     if (joinArgs && joinedBefore) {
       // Removed while it was down: the seeds say so, and it stops as a removed member does.
+      // Only that stops it: a seed lagging behind this member's own add (not listing it yet)
+      // must not stop a member that joined and holds state.
       checkJoin(joinArgs).catch((e: unknown) => {
         if (node.closed) return;
-        if (e instanceof UserError && e.code === 'conflict') (o.onFatal ?? ((m: string) => logger.error({ id: o.id }, m)))(e.message);
+        if ((e as { removed?: boolean }).removed === true) (o.onFatal ?? ((m: string) => logger.error({ id: o.id }, m)))((e as Error).message);
         else logger.warn({ id: o.id, err: (e as Error).message }, '--join: could not confirm the membership with the seeds; running on local state');
       });
     }

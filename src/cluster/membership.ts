@@ -92,7 +92,7 @@ export async function checkJoin(o: {
         }
         // A removal is committed once any member applied it: authoritative from any seed.
         if (b.members[o.id]?.state === 'removed') {
-          throw new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id');
+          throw Object.assign(new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id'), { removed: true });
         }
         if (b.members[o.id]) {
           view = b;
