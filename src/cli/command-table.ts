@@ -15,51 +15,15 @@
 // Its help, flag checks, did-you-mean and output follow from the entry.
 
 import { UserError } from '../util/errors.js';
-import type { CommandSpec, FlagSpec } from './context.js';
+import type { CommandSpec } from './context.js';
+import { BASE_FLAGS, bool, CLIENT_FLAGS, CLUSTER_FLAGS, int, list, str } from './flag-specs.js';
+
+export { BASE_FLAGS, CLIENT_FLAGS, flagsOf } from './flag-specs.js';
 
 // The spec types live in context.ts (which imports nothing from here); re-exported for readers
 // of the table.
 export type { CommandModule, CommandSpec, FlagKind, FlagSpec, TableSpec } from './context.js';
 
-const str = (help: string, value = 'VALUE', extra: Partial<FlagSpec> = {}): FlagSpec => ({ kind: 'string', help, value, ...extra });
-const int = (help: string, value = 'N', extra: Partial<FlagSpec> = {}): FlagSpec => ({ kind: 'int', help, value, ...extra });
-const bool = (help: string, extra: Partial<FlagSpec> = {}): FlagSpec => ({ kind: 'bool', help, ...extra });
-const list = (help: string, value = 'A,B', extra: Partial<FlagSpec> = {}): FlagSpec => ({ kind: 'list', help, value, ...extra });
-
-/** Flags of every command that talks to swarms (tool commands), read by the CLI. */
-export const CLIENT_FLAGS: Record<string, FlagSpec> = {
-  swarm: str('swarm (Raft group) name', 'NAME', { default: 'default' }),
-  'data-dir': str('data directory (or CONCORD_DATA_DIR)', 'DIR', { default: '~/.concord', arg: null }),
-  embedded: bool('run in this process instead of through the daemon (or CONCORD_EMBEDDED=1)', { arg: null }),
-  server: str('a running `concord serve` to call instead (http://HOST:PORT/mcp)', 'URL', { arg: null }),
-  cluster: str('members of a running cluster (or CONCORD_CLUSTER)', 'HOST:PORT,...', { arg: null }),
-  'secret-file': str('client key or cluster secret for --cluster (or CONCORD_SECRET_FILE)', 'FILE', { arg: null }),
-  'timeout-ms': int('how long a cluster call may take (100..3600000)', 'MS', { arg: null }),
-  cert: str('TLS: this client\'s certificate, CN=client:<name> (or CONCORD_TLS_CERT)', 'FILE', { arg: null }),
-  'tls-key': str('TLS: its private key, mode 0600 (or CONCORD_TLS_KEY)', 'FILE', { arg: null }),
-  ca: str('TLS: the CA that issued the members\' certificates (or CONCORD_TLS_CA)', 'FILE', { arg: null }),
-  'allow-http-host': str('hosts the http task executor may reach at private addresses (or CONCORD_HTTP_ALLOW)', 'HOST[:PORT],...', { arg: null }),
-  json: bool('print JSON (the default when stdout is not a terminal)', { arg: null }),
-  format: str('output: table on a terminal, json otherwise', 'FORMAT', { arg: null, choices: ['table', 'json'] }),
-  help: bool('this help', { arg: null, short: 'h' }),
-};
-
-/** Flags every command takes (servers too). */
-export const BASE_FLAGS: Record<string, FlagSpec> = {
-  'data-dir': CLIENT_FLAGS['data-dir']!,
-  embedded: CLIENT_FLAGS.embedded!,
-  'allow-http-host': CLIENT_FLAGS['allow-http-host']!,
-  help: CLIENT_FLAGS.help!,
-};
-
-const CLUSTER_FLAGS: Record<string, FlagSpec> = {
-  cluster: CLIENT_FLAGS.cluster!,
-  'secret-file': CLIENT_FLAGS['secret-file']!,
-  'timeout-ms': CLIENT_FLAGS['timeout-ms']!,
-  cert: CLIENT_FLAGS.cert!,
-  'tls-key': CLIENT_FLAGS['tls-key']!,
-  ca: CLIENT_FLAGS.ca!,
-};
 
 const waitMs = int('wait up to MS for a leader while an election runs (0..60000; 0 answers at once)', 'MS', { default: '3 x election_timeout_max' });
 const orchId = str('one orchestration, e.g. orch-1 (default: the most recent ones)', 'ID');
@@ -411,12 +375,6 @@ export const VERSION = '0.1.0';
 function printVersion(): number {
   process.stdout.write(`${VERSION}\n`);
   return 0;
-}
-
-/** A command's flags: its own over the client (or base) flags. */
-export function flagsOf(spec: CommandSpec): Record<string, FlagSpec> {
-  const client = spec.client ?? spec.tool !== undefined;
-  return { ...(client ? CLIENT_FLAGS : BASE_FLAGS), ...(spec.flags ?? {}) };
 }
 
 /** The command a command line names: the longest path its first words match. */

@@ -1,28 +1,15 @@
 // The spec's `noun verb --flags` as tool calls, from the command table (command-table.ts).
 
 import { UserError } from '../util/errors.js';
-import { findCommand, flagsOf, type TableSpec } from './command-table.js';
-import type { CommandContext, Flags } from './context.js';
-import { editDistance, toolArgs } from './parse.js';
+import { findCommand, flagsOf } from './command-table.js';
+import type { Flags } from './context.js';
+import { invocationOf, type ToolInvocation } from './invocation.js';
+import { editDistance } from './parse.js';
+
+export { invocationOf, type ToolInvocation } from './invocation.js';
 
 export type { Flags } from './context.js';
 export { formatTable } from './output.js';
-
-export interface ToolInvocation {
-  tool: string;
-  args: Record<string, unknown>;
-  /** Printed as tables on a terminal. */
-  tables?: TableSpec[];
-}
-
-/** The tool call a parsed command makes. */
-export function invocationOf(ctx: CommandContext): ToolInvocation {
-  const spec = ctx.spec;
-  if (!spec.tool) throw new UserError('invalid_argument', `"${spec.path}" is not a tool command`);
-  const base = toolArgs(spec, ctx.flags);
-  const args = spec.args ? spec.args(base, ctx) : base;
-  return { tool: spec.tool, args: Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)), tables: spec.tables };
-}
 
 /**
  * `noun verb` with already-split flags (snake_case) as a tool call, refusing flags the command

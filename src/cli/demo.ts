@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { RoleChange } from '../host/node-host.js';
 import { connectTools, type ToolClient } from './tool-client.js';
-import { formatTable } from './commands.js';
+import { formatTable } from './output.js';
 
 const TASKS = 1000;
 /** Each task sleeps this long (a stand-in for an API call): with instant tasks, progress jumps

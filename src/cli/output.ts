@@ -1,7 +1,7 @@
 // What a command prints: JSON when asked (--json, --format json) or when stdout is not a
 // terminal (hooks and scripts parse it), tables and key: value lines on a terminal.
 
-import type { TableSpec } from './command-table.js';
+import type { TableSpec } from './context.js';
 
 function cell(v: unknown): string {
   if (Array.isArray(v)) return v.map((x) => (typeof x === 'object' && x !== null ? JSON.stringify(x) : String(x))).join(',');

@@ -123,23 +123,6 @@ function checkValue(name: string, f: FlagSpec, v: string): void {
   if (f.choices && !f.choices.includes(v)) throw new UserError('invalid_argument', `--${name}=${v}: accepted: ${f.choices.join(', ')}`, snake(name));
 }
 
-/** The tool arguments a command line gives, typed as the tool takes them. */
-export function toolArgs(spec: CommandSpec, flags: Flags): Record<string, unknown> {
-  const known = flagsOf(spec);
-  const out: Record<string, unknown> = {};
-  for (const [name, f] of Object.entries(known)) {
-    if (f.arg === null) continue;
-    const v = flags[snake(name)];
-    if (v === undefined) continue;
-    const arg = f.arg ?? snake(name);
-    if (out[arg] !== undefined) continue; // the first spelling wins (--orchestration-id over --id)
-    if (f.kind === 'int') out[arg] = Number(v);
-    else if (f.kind === 'list') out[arg] = String(v).split(',').map((s) => s.trim()).filter(Boolean);
-    else out[arg] = v;
-  }
-  return out;
-}
-
 function unknownCommand(words: string[]): UserError {
   const nouns = [...new Set(COMMANDS.map((c) => c.path.split(' ')[0]!))];
   const same = COMMANDS.filter((c) => c.path.startsWith(`${words[0]} `)).map((c) => c.path.split(' ')[1]!);

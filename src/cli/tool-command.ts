@@ -2,7 +2,7 @@
 // call, print (table on a terminal, JSON otherwise).
 
 import { UserError } from '../util/errors.js';
-import { invocationOf } from './commands.js';
+import { invocationOf } from './invocation.js';
 import type { CommandContext } from './context.js';
 import { clusterFrom } from './node-command.js';
 import { printResult } from './output.js';

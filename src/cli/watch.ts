@@ -6,7 +6,7 @@
 import type { CommandContext } from './context.js';
 import { printResult } from './output.js';
 import { runTool, withTools } from './tool-command.js';
-import { invocationOf } from './commands.js';
+import { invocationOf } from './invocation.js';
 import type { ToolClient } from './tool-client.js';
 
 /** Elections shown when a watch starts. */
