@@ -233,12 +233,12 @@ describe('restart from checkpoint rows', () => {
     const fm = c.machines.get(follower)!;
     expect(c.cluster.hosts.get(follower)!.metrics().checkpointsTaken).toBeGreaterThan(0);
     expect(fm.sessions.has(session)).toBe(true);
-    const rowsOf = (): { memory: string[]; sessions: string[]; orchs: unknown[] } => {
+    const rowsOf = (): { memory: string[]; sessions: string[]; orchs: Array<Array<{ id?: string }>> } => {
       const db = new Database(path.join(c.dir, `${follower}.db`), { readonly: true, fileMustExist: true });
       try {
         const memory = (db.prepare('SELECT json FROM machine_memory').pluck().all() as string[]).map((j) => (JSON.parse(j) as { key: string }).key);
         const sessions = (db.prepare('SELECT json FROM machine_sessions').pluck().all() as string[]).map((j) => (JSON.parse(j) as [string])[0]);
-        const orchs = (db.prepare('SELECT json FROM machine_orchs').pluck().all() as string[]).map((j) => JSON.parse(j) as unknown[]);
+        const orchs = (db.prepare('SELECT json FROM machine_orchs').pluck().all() as string[]).map((j) => JSON.parse(j) as Array<{ id?: string }>);
         return { memory, sessions, orchs };
       } finally {
         db.close();
@@ -283,7 +283,7 @@ describe('restart from checkpoint rows', () => {
     const rows = rowsOf();
     expect(rows.memory.filter((k) => k.startsWith('gone/') || k.startsWith('ttl/'))).toEqual([]);
     expect(rows.sessions).not.toContain(session);
-    const orow = rows.orchs.find((r) => (r[0] as { id: string }).id === orch)!;
+    const orow = rows.orchs.find((r) => r[0]?.id === orch)!;
     expect(orow).toHaveLength(1); // summary only: its task columns are gone
     const f = c.machines.get(follower)!;
     expect(f.memory.get('default', 'gone/1', f.clock)).toBeUndefined();
