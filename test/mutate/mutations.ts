@@ -403,4 +403,57 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a snapshot file with any changed byte is refused before anything in it is used',
     tests: ['test/service/backup.test.ts'],
   },
+  // ---- review of checkpoints, rejoin and client retries (h/review) ----------------------------
+  {
+    id: 'checkpoint-evicted-session-row-kept',
+    file: 'src/machine/coordination-machine.ts',
+    edits: one(
+      'while (this.sessions.size > MAX_SESSIONS) this.dropSession(this.sessions.keys().next().value as string);',
+      'while (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);',
+    ),
+    breaks: 'a session evicted by count leaves no checkpoint row: a member restarted from rows refuses its retry as the others do',
+    tests: ['test/machine/checkpoint-sessions.test.ts'],
+  },
+  {
+    id: 'checkpoint-partial-compaction-not-resumed',
+    file: 'src/machine/task-table.ts',
+    edits: one('if (o.finished_at !== null) t.retentionQueue.push(o);', 'if (o.finished_at !== null && !o.compacted) t.retentionQueue.push(o);'),
+    breaks: 'a member restarted from rows taken mid-way through a multi-entry compaction goes on compacting as the others do',
+    tests: ['test/machine/checkpoint-compaction.test.ts'],
+  },
+  {
+    id: 'checkpoint-clear-ignored',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('if (ch.clear) q.clear.run();', 'if (false) q.clear.run();'),
+    breaks: 'a checkpoint after a snapshot install rewrites every table: no stale row of the member survives',
+    tests: ['test/host/checkpoint-restart.test.ts'],
+  },
+  {
+    id: 'cluster-client-resends-after-expiry',
+    file: 'src/cluster/cluster-client.ts',
+    edits: one('if (attempt.uncertain) return sessionExpiredResult(sid, name, seq);', 'if (false) return sessionExpiredResult(sid, name, seq);'),
+    breaks: 'exactly-once: a call that may have applied is not re-sent under a new session once its session expired',
+    tests: ['test/cluster/client-retry.test.ts'],
+  },
+  {
+    id: 'join-restart-removal-ignored',
+    file: 'src/cluster/member-node.ts',
+    edits: one('if ((e as { removed?: boolean }).removed === true)', 'if (false && (e as { removed?: boolean }).removed === true)'),
+    breaks: 'a joined member removed while it was down stops on its seeds\' answer when it restarts with --join',
+    tests: ['test/cluster/rejoin-checks.test.ts'],
+  },
+  {
+    id: 'wiped-bootstrap-member-unchecked',
+    file: 'src/cluster/member-node.ts',
+    edits: one('if (!joinArgs && prior === undefined', 'if (false && !joinArgs && prior === undefined'),
+    breaks: 'a member whose data directory was wiped does not run as an empty-logged voter while its peers bind its id to another directory',
+    tests: ['test/cluster/rejoin-checks.test.ts'],
+  },
+  {
+    id: 'unbound-learner-promoted',
+    file: 'src/service/members.ts',
+    edits: one('if (!b.get(id)?.incarnation) continue;', ''),
+    breaks: 'a learner becomes a voter only once its id is bound to its data directory (a wiped unbound joiner could come back as a voter that forgot its acks and votes)',
+    tests: ['test/service/member-promotion.test.ts'],
+  },
 ];
