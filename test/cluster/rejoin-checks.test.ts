@@ -157,4 +157,20 @@ describe('concord node restarted on its own data', () => {
     }
     expect(refusal?.message ?? `started (no refusal); fatal reports: ${JSON.stringify(fatal.get(victim))}`).toMatch(new RegExp(`${victim} is bound to another data directory`));
   });
+  it('--join under the id of a running, bound member on another (empty) data directory is refused before it runs', { timeout: 60_000 }, async () => {
+    const taken = [...nodes.keys()].find((id) => boot.includes(id))!;
+    const bound = leader()!.status().membership!.members[taken]!.incarnation;
+    expect(bound).toEqual(expect.any(String));
+    const o: MemberNodeOptions = { swarm: SWARM, id: taken, peers: { [taken]: { host: '127.0.0.1', port: ports[3]! } }, dataDir: path.join(dir, `${taken}-copy`), secret, durability: 'normal', join: [...nodes.keys()].map(addr) };
+    let refusal: Error | null = null;
+    try {
+      const rogue = await MemberNode.start(o);
+      await rogue.close(); // it ran: the test fails below
+    } catch (e) {
+      refusal = e as Error;
+    }
+    expect(refusal?.message ?? 'started (no refusal)').toMatch(new RegExp(`--join: member id ${taken} is bound to another data directory \\(incarnation ${bound}\\)`));
+    // Nothing of it ran: the running member keeps its binding.
+    expect(leader()!.status().membership!.members[taken]!.incarnation).toBe(bound);
+  });
 });

@@ -456,4 +456,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a learner becomes a voter only once its id is bound to its data directory (a wiped unbound joiner could come back as a voter that forgot its acks and votes)',
     tests: ['test/service/member-promotion.test.ts'],
   },
+  {
+    id: 'join-bound-id-on-new-directory',
+    file: 'src/cluster/membership.ts',
+    edits: one('if (me.incarnation && me.incarnation !== o.incarnation) {', 'if (false) {'),
+    breaks: "--join under a bound member's id on another data directory is refused before it runs (one id, one directory's state)",
+    tests: ['test/cluster/rejoin-checks.test.ts'],
+  },
 ];
