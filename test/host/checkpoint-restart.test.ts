@@ -294,4 +294,38 @@ describe('restart from checkpoint rows', () => {
     expect(f.stateHash()).toBe(c.machines.get(c.cluster.leader()!.id)!.stateHash());
     c.close();
   });
+  it("a deposed leader's pending proposal covered by a snapshot it installs is refused as 'outcome unknown', never resolved, and never applied", async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 50);
+    const old = c.cluster.leader()!;
+    // Cut off: its proposal is appended to its own log only.
+    c.cluster.network.isolate(old.id);
+    let outcome: { ok?: unknown; err?: Error } | null = null;
+    old.propose(JSON.stringify({ op: putOp('orphan', 1), now: c.clock.now() }), 60_000).then(
+      (r) => (outcome = { ok: r }),
+      (e: Error) => (outcome = { err: e }),
+    );
+    await c.run(100);
+    // The others elect a leader and checkpoint far past the old leader's log.
+    let next = c.cluster.leader();
+    for (let i = 0; i < 300 && (!next || next.id === old.id); i++) {
+      await c.run(10);
+      next = c.cluster.leader();
+    }
+    expect(next && next.id !== old.id).toBe(true);
+    await c.write(50, 600);
+    expect(outcome).toBeNull();
+    c.cluster.network.heal();
+    await c.run(1000);
+    expect(c.cluster.hosts.get(old.id)!.metrics().snapshotsInstalled).toBe(1);
+    // Settled by the install (its proposal timeout is a minute away), not left hanging.
+    expect(outcome).not.toBeNull();
+    expect(outcome!.ok).toBeUndefined();
+    expect(outcome!.err?.message).toMatch(/outcome of index \d+ unknown after snapshot install; retry/);
+    for (const m of c.machines.values()) expect(m.memory.get('default', 'orphan', m.clock)).toBeUndefined();
+    expect(new Set([...c.machines.values()].map((m) => m.stateHash())).size).toBe(1);
+    c.close();
+  });
 });
