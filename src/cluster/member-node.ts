@@ -28,7 +28,7 @@ import { ANY_TRACE, FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 import type { StateMachine } from '../host/node-host.js';
 import type { LogStorage } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
-import { checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
+import { checkFreshStart, checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
 import type { ForwardedCallContext, ToolTable } from './tool-table.js';
 import type { ClientRequest, MemberStatus, ToolSession } from './protocol.js';
 
@@ -182,6 +182,8 @@ export class MemberNode {
       if (e.state === 'removed') delete peers[id];
       else if (i > 0) peers[id] = { host: e.address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(e.address.slice(i + 1)) };
     }
+    // Nothing of this member here and no --join: ask its peers whether the id ran elsewhere.
+    if (!joinArgs && prior === undefined && !fs.existsSync(path.join(swarmDir, `${o.id}.db`))) await checkFreshStart({ id: o.id, peers, secret: o.secret, tls: o.tls });
     if (!recorded) saveMembership(memberFile, { cluster_id: null, bootstrap_voters: bootstrapVoters, members: {} });
     let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;

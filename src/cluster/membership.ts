@@ -14,6 +14,7 @@ import { UserError } from '../util/errors.js';
 import { promoteCaughtUpLearners } from '../service/members.js';
 import type { Swarm } from '../swarm/swarm.js';
 import { TcpClient } from '../transport/tcp-client.js';
+import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import { logger } from '../util/logger.js';
 import type { MemberCluster } from './member-cluster.js';
@@ -123,6 +124,44 @@ export async function checkJoin(o: {
     throw new UserError('conflict', `--join: member id ${o.id} is bound to another data directory (incarnation ${me.incarnation}); a member's id is never reused for different state: add this one under a new id`, 'id');
   }
   return view;
+}
+
+/**
+ * Before a member runs on a data directory holding nothing of it (no registry entry, no
+ * database) without --join: a bootstrap member's first start, or one whose directory was
+ * wiped. Its peers are asked what the replicated book says about its id: bound to an
+ * incarnation, or removed, means the id ran on another directory, whose log and votes this
+ * empty one forgot; as a voter it would grant any candidate its vote. Peers that do not answer
+ * (the cluster's first start, or all down) cannot tell, and it starts.
+ */
+export async function checkFreshStart(o: { id: string; peers: Record<string, PeerAddress>; secret: Buffer; tls?: TlsMaterial }): Promise<void> {
+  const answers = await Promise.all(
+    Object.entries(o.peers)
+      .filter(([id]) => id !== o.id)
+      .map(async ([peer, a]) => {
+        const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
+        try {
+          const st = (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus;
+          return { peer: st.id ?? peer, me: st.membership?.cluster_id ? st.membership.members[o.id] : undefined };
+        } catch {
+          return null; // down, starting, or refusing us: no answer
+        } finally {
+          c.close();
+        }
+      }),
+  );
+  for (const a of answers) {
+    if (a?.me?.state === 'removed') {
+      throw new UserError('conflict', `member id ${o.id} was removed from this cluster (as ${a.peer} reports) and ids are never reused; add a new member under a new id`, 'id');
+    }
+    if (a?.me?.incarnation) {
+      throw new UserError(
+        'conflict',
+        `member id ${o.id} is bound to another data directory (incarnation ${a.me.incarnation}, as ${a.peer} reports), and this one holds nothing of it (wiped or new): a member that forgot its log and votes must not vote. Restore its data directory, or remove it (concord member remove --id ${o.id}) and add a new member under a new id`,
+        'data_dir',
+      );
+    }
+  }
 }
 
 /**

@@ -143,18 +143,23 @@ export async function memberRemove(swarm: Swarm, o: { id: string }): Promise<Rec
 }
 
 /**
- * Promote every learner that holds the whole committed log (the criterion agent_spawn uses).
- * Run periodically by a cluster-mode leader: a member added with member_add becomes a voter
- * once the process started with --join has caught up.
+ * Promote every learner that holds the whole committed log (the criterion agent_spawn uses)
+ * and whose id is bound to its data directory's incarnation (member.bind). Run periodically by
+ * a cluster-mode leader: a member added with member_add becomes a voter once the process
+ * started with --join has caught up and bound itself. Unbound, a wiped directory could join
+ * again under the id (checkJoin has no incarnation to compare) as a voter that forgot what it
+ * acknowledged and voted for; a learner that forgets is harmless.
  */
 export async function promoteCaughtUpLearners(swarm: Swarm): Promise<string[]> {
   const leader = swarm.cluster.leader();
   if (!leader || inFlight.has(swarm)) return [];
   const st = leader.status();
+  const b = book(swarm);
   const promoted: string[] = [];
   for (const id of st.conf.learners) {
     const pr = st.peers.find((p) => p.id === id);
     if (!pr || pr.match < st.commit || st.commit === 0) continue;
+    if (!b.get(id)?.incarnation) continue;
     try {
       await leader.proposeConfChange({ type: 'addVoter', node: id, context: JSON.stringify({ address: book(swarm).get(id)?.address }) }, 3_000);
       promoted.push(id);

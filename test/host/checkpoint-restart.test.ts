@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/host/local-cluster.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Command, Op } from '../../src/machine/types.js';
+import Database from 'better-sqlite3';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import type { LogStorage } from '../../src/storage/types.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
@@ -75,6 +76,19 @@ function setup() {
       await all;
     }
   };
+  /** One raw command (a client session's), committed. */
+  const proposeCmd = async (cmd: Omit<Command, 'now'>): Promise<unknown> => {
+    const p = c0().propose(JSON.stringify({ ...cmd, now: clock.now() }));
+    let done = false;
+    void p.then(() => (done = true));
+    while (!done) await run(10);
+    return (await p).result;
+  };
+  const c0 = () => {
+    const l = cluster.leader();
+    expect(l).toBeDefined();
+    return l!;
+  };
   const write = (from: number, n: number) => proposeAll(Array.from({ length: n }, (_, k) => putOp(`k${(from + k) % 700}`, { j: from + k, pad: 'x'.repeat((from + k) % 40) })));
   const reopen = (id: string) => {
     files.get(id)!.close();
@@ -83,7 +97,7 @@ function setup() {
   const close = () => {
     cluster.close();
   };
-  return { clock, cluster, machines, run, write, proposeAll, reopen, close };
+  return { dir, clock, cluster, machines, run, write, proposeAll, proposeCmd, reopen, close };
 }
 
 describe('restart from checkpoint rows', () => {
@@ -196,6 +210,122 @@ describe('restart from checkpoint rows', () => {
     expect(again.metrics().startState!.from).toBe('checkpoint');
     await c.run(300);
     expect(c.machines.get(follower)!.stateHash()).toBe(c.machines.get(leader.id)!.stateHash());
+    c.close();
+  });
+  it('a follower that installed a snapshot keeps none of its own stale rows: deleted, expired and compacted state stays gone after restarts from the snapshot and from rows', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    // State the follower will hold in its rows, all of which the others then remove.
+    await c.proposeAll([
+      { t: 'config', patch: { task_retention_orchestrations: 0, task_retention_ms: 3_600_000 } },
+      ...Array.from({ length: 40 }, (_, i) => putOp(`gone/${i}`, i)),
+      ...Array.from({ length: 10 }, (_, i) => putOp(`ttl/${i}`, i, { ttl_s: 1 })),
+      createOp(5),
+    ]);
+    const reg = (await c.proposeCmd({ op: { t: 'session.register', timeout_ms: 1_000 } })) as { value: { session: string } };
+    const session = reg.value.session;
+    expect(await c.proposeCmd({ op: putOp('by-session', 1), client: session, seq: 1, ack: 0 })).toMatchObject({ ok: true });
+    await c.write(0, 300);
+    await c.run(200);
+    const leader = c.cluster.leader()!;
+    const follower = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+    const fm = c.machines.get(follower)!;
+    expect(c.cluster.hosts.get(follower)!.metrics().checkpointsTaken).toBeGreaterThan(0);
+    expect(fm.sessions.has(session)).toBe(true);
+    const rowsOf = (): { memory: string[]; sessions: string[]; orchs: Array<Array<{ id?: string }>> } => {
+      const db = new Database(path.join(c.dir, `${follower}.db`), { readonly: true, fileMustExist: true });
+      try {
+        const memory = (db.prepare('SELECT json FROM machine_memory').pluck().all() as string[]).map((j) => (JSON.parse(j) as { key: string }).key);
+        const sessions = (db.prepare('SELECT json FROM machine_sessions').pluck().all() as string[]).map((j) => (JSON.parse(j) as [string])[0]);
+        const orchs = (db.prepare('SELECT json FROM machine_orchs').pluck().all() as string[]).map((j) => JSON.parse(j) as Array<{ id?: string }>);
+        return { memory, sessions, orchs };
+      } finally {
+        db.close();
+      }
+    };
+    const stale = rowsOf();
+    expect(stale.memory.filter((k) => k.startsWith('gone/'))).toHaveLength(40);
+    expect(stale.sessions).toContain(session);
+
+    // Down while the others delete, expire (TTL, session idle past 1 s), finish and compact,
+    // and checkpoint far past its log.
+    c.cluster.crash(follower);
+    await c.proposeAll(Array.from({ length: 40 }, (_, i) => ({ t: 'mem.del' as const, key: `gone/${i}`, namespace: 'default', if_version: null })));
+    const lm = c.machines.get(leader.id)!;
+    const orch = [...lm.tasks.orchs.keys()][0]!;
+    await c.proposeAll([{ t: 'task.assign', term: 1, lease_ms: 60_000, items: [1, 2, 3, 4, 5].map((q) => ({ task: `${orch}-${q}`, agent: 'a', from_epoch: 0 })) }]);
+    await c.proposeAll([{ t: 'task.complete', items: [1, 2, 3, 4, 5].map((q) => ({ task: `${orch}-${q}`, agent: 'a', epoch: 1, ok: true, result: null })) }]);
+    await c.run(2_000);
+    await c.proposeAll([{ t: 'clock' }]);
+    await c.write(300, 1000);
+    expect(lm.memory.get('default', 'gone/0', lm.clock)).toBeUndefined();
+    expect([...lm.memory.records.keys()].some((k) => k.includes('ttl/'))).toBe(false);
+    expect(lm.sessions.has(session)).toBe(false);
+    expect(lm.tasks.orchs.get(orch)!.compacted?.done_index).not.toBeNull();
+
+    // Back: it is sent a snapshot, and crashes before its next checkpoint.
+    c.reopen(follower);
+    c.cluster.start(follower);
+    await c.run(1000);
+    expect(c.cluster.hosts.get(follower)!.metrics().snapshotsInstalled).toBe(1);
+    c.cluster.crash(follower);
+    c.reopen(follower);
+    expect(c.cluster.start(follower).metrics().startState!.from).toBe('snapshot');
+    await c.run(300);
+    // Then it checkpoints (every table rewritten) and restarts from those rows.
+    await c.write(1300, 400);
+    await c.run(300);
+    c.cluster.crash(follower);
+    c.reopen(follower);
+    expect(c.cluster.start(follower).metrics().startState!.from).toBe('checkpoint');
+    await c.run(300);
+    const rows = rowsOf();
+    expect(rows.memory.filter((k) => k.startsWith('gone/') || k.startsWith('ttl/'))).toEqual([]);
+    expect(rows.sessions).not.toContain(session);
+    const orow = rows.orchs.find((r) => r[0]?.id === orch)!;
+    expect(orow).toHaveLength(1); // summary only: its task columns are gone
+    const f = c.machines.get(follower)!;
+    expect(f.memory.get('default', 'gone/1', f.clock)).toBeUndefined();
+    expect(f.sessions.has(session)).toBe(false);
+    // Its late retry is refused there as everywhere, not applied again.
+    expect(await c.proposeCmd({ op: putOp('by-session', 1), client: session, seq: 1, ack: 0 })).toMatchObject({ ok: false, code: 'session_expired' });
+    await c.run(300);
+    expect(f.stateHash()).toBe(c.machines.get(c.cluster.leader()!.id)!.stateHash());
+    c.close();
+  });
+  it("a deposed leader's pending proposal covered by a snapshot it installs is refused as 'outcome unknown', never resolved, and never applied", async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 50);
+    const old = c.cluster.leader()!;
+    // Cut off: its proposal is appended to its own log only.
+    c.cluster.network.isolate(old.id);
+    let outcome: { ok?: unknown; err?: Error } | null = null;
+    old.propose(JSON.stringify({ op: putOp('orphan', 1), now: c.clock.now() }), 60_000).then(
+      (r) => (outcome = { ok: r }),
+      (e: Error) => (outcome = { err: e }),
+    );
+    await c.run(100);
+    // The others elect a leader and checkpoint far past the old leader's log.
+    let next = c.cluster.leader();
+    for (let i = 0; i < 300 && (!next || next.id === old.id); i++) {
+      await c.run(10);
+      next = c.cluster.leader();
+    }
+    expect(next && next.id !== old.id).toBe(true);
+    await c.write(50, 600);
+    expect(outcome).toBeNull();
+    c.cluster.network.heal();
+    await c.run(1000);
+    expect(c.cluster.hosts.get(old.id)!.metrics().snapshotsInstalled).toBe(1);
+    // Settled by the install (its proposal timeout is a minute away), not left hanging.
+    expect(outcome).not.toBeNull();
+    expect(outcome!.ok).toBeUndefined();
+    expect(outcome!.err?.message).toMatch(/outcome of index \d+ unknown after snapshot install; retry/);
+    for (const m of c.machines.values()) expect(m.memory.get('default', 'orphan', m.clock)).toBeUndefined();
+    expect(new Set([...c.machines.values()].map((m) => m.stateHash())).size).toBe(1);
     c.close();
   });
 });
