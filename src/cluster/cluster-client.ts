@@ -56,6 +56,11 @@ const DOWN_MS = 300;
 const ANSWER_TIMEOUT_MS = 5_000;
 /** Pause after every member was tried once without reaching a leader (e.g. mid-election). */
 const RETRY_PAUSE_MS = 5;
+/** The cluster's Raft timing, as learned, is asked for again after this long (consensus_config may change it). */
+const TIMING_REFRESH_MS = 60_000;
+
+/** A hedge ended at a member that still follows the suspected leader: it is alive to its followers. */
+class StillLeadsError extends Error {}
 
 export function parseMembers(spec: string | string[]): string[] {
   const list = (Array.isArray(spec) ? spec : spec.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
@@ -93,6 +98,22 @@ export class ClusterClient {
   private registering: Promise<string> | null = null;
   /** Sessions this client registered (the first included). */
   sessionsRegistered = 0;
+  /**
+   * The cluster's minimum election timeout (ms), from a member's status: a leader that has
+   * answered nothing for this long is suspect to this client, as it would be to its followers.
+   * Null until learned (no hedging before).
+   */
+  private suspectMs: number | null = null;
+  /** The cluster's maximum election timeout (ms): a follower that follows a leader for longer after its last sign of life is hearing from it. */
+  private electionMaxMs: number | null = null;
+  private timingAt = -Infinity;
+  private timingFetch: Promise<void> | null = null;
+  /** When each member last answered this client (anything: a result, an error, a status). */
+  private readonly lastHeard = new Map<string, number>();
+  /** Calls waiting on a suspect leader, told when another member answers as leader. */
+  private readonly leaderWatchers = new Set<(leader: string) => void>();
+  /** Calls sent again to another member because the leader they were sent to was silent (tests, diagnostics). */
+  hedges = 0;
 
   constructor(private readonly o: ClusterClientOptions) {
     this.members = parseMembers(o.members);
@@ -110,6 +131,11 @@ export class ClusterClient {
     return this.sessionId;
   }
 
+  /** The minimum election timeout learned from the cluster (ms), if any (tests and diagnostics). */
+  get electionTimeoutMinMs(): number | null {
+    return this.suspectMs;
+  }
+
   /**
    * Call an MCP tool on the leader, exactly once even across leader changes. If the cluster no
    * longer knows this client's session (idle past its timeout, or evicted), a call that no
@@ -122,6 +148,8 @@ export class ClusterClient {
     // A call that waits for work (wait: true) legitimately answers late.
     const totalMs = opts.timeoutMs ?? (args.wait === true ? 3_600_000 : this.timeoutMs);
     const answerMs = args.wait === true ? (opts.timeoutMs ?? 3_600_000) : ANSWER_TIMEOUT_MS;
+    // A call that waits for work is silent on a live leader too: silence says nothing there.
+    const hedge = args.wait !== true;
     const deadline = performance.now() + totalMs;
     for (;;) {
       const sid = this.sessionId;
@@ -130,7 +158,7 @@ export class ClusterClient {
         // reads); a call that writes is refused at its first proposal and sent again below.
         try {
           const body = { kind: 'tool', name, arguments: args, session_on_write: true, ...asks };
-          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline, rq)) as { result: CallToolResult }).result;
+          return ((await this.onLeader(body, totalMs, answerMs, { uncertain: false }, deadline, rq, hedge)) as { result: CallToolResult }).result;
         } catch (e) {
           if (!(e instanceof RemoteError && (e.code === 'session_required' || e.code === 'session_expired'))) throw e;
           await this.ensureSession(totalMs, deadline);
@@ -144,7 +172,7 @@ export class ClusterClient {
         // Seqs enter in increasing order and a Set iterates in insertion order: first = smallest.
         const ack = this.outstanding.values().next().value as number;
         const body = { kind: 'tool', name, arguments: args, session: { client: sid, seq, ack }, ...asks };
-        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline, rq)) as { result: CallToolResult }).result;
+        return ((await this.onLeader(body, totalMs, answerMs, attempt, deadline, rq, hedge)) as { result: CallToolResult }).result;
       } catch (e) {
         if (!(e instanceof RemoteError && e.code === 'session_expired')) throw e;
         if (this.sessionId === sid) this.sessionId = null;
@@ -161,7 +189,7 @@ export class ClusterClient {
   private ensureSession(timeoutMs: number, deadline: number): Promise<string> {
     if (this.sessionId) return Promise.resolve(this.sessionId);
     const body = { kind: 'session', ...(this.o.sessionTimeoutMs !== undefined ? { timeout_ms: this.o.sessionTimeoutMs } : {}) };
-    this.registering ??= this.onLeader(body, timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false }, deadline)
+    this.registering ??= this.onLeader(body, timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false }, deadline, {}, true)
       .then((r) => {
         this.sessionsRegistered++;
         this.sessionId = (r as { result: { session: string } }).result.session;
@@ -174,7 +202,7 @@ export class ClusterClient {
   }
 
   async readResource(uri: string): Promise<unknown> {
-    return ((await this.onLeader({ kind: 'resources/read', uri }, this.timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false })) as { result: unknown }).result;
+    return ((await this.onLeader({ kind: 'resources/read', uri }, this.timeoutMs, ANSWER_TIMEOUT_MS, { uncertain: false }, undefined, {}, true)) as { result: unknown }).result;
   }
 
   /** Lists are the same on every member: the first that answers. */
@@ -196,7 +224,9 @@ export class ClusterClient {
 
   /** One member's own status. */
   async status(member: string, timeoutMs = 2_000): Promise<MemberStatus> {
-    return (await this.conn(member).request({ kind: 'status' }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS))) as MemberStatus;
+    const st = (await this.send(member, { kind: 'status' }, timeoutMs, Math.min(timeoutMs, CONNECT_TIMEOUT_MS))) as MemberStatus;
+    this.learnTiming(st);
+    return st;
   }
 
   /** Fault injection and inspection on one member (open to client credentials). */
@@ -208,6 +238,51 @@ export class ClusterClient {
     this.closed = true;
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
+  }
+
+  /** A request to one member; any answer (an error included) proves the member alive. */
+  private send(member: string, body: object, timeoutMs: number, connectTimeoutMs: number, rq: RequestOptions = {}): Promise<unknown> {
+    return this.conn(member)
+      .request(body, timeoutMs, connectTimeoutMs, rq)
+      .then(
+        (r) => {
+          this.lastHeard.set(member, performance.now());
+          return r;
+        },
+        (e: unknown) => {
+          if (e instanceof RemoteError) this.lastHeard.set(member, performance.now());
+          throw e;
+        },
+      );
+  }
+
+  private learnTiming(st: MemberStatus): void {
+    const t = st.raft_timing;
+    if (!t || !(t.election_timeout_min_ms > 0)) return;
+    this.suspectMs = t.election_timeout_min_ms;
+    this.electionMaxMs = t.election_timeout_max_ms;
+    this.timingAt = performance.now();
+  }
+
+  /** Ask `member` (which just answered as leader) for the cluster's timing, in the background, when not known or old. */
+  private refreshTiming(member: string): void {
+    if (this.timingFetch || this.closed || performance.now() - this.timingAt < TIMING_REFRESH_MS) return;
+    this.timingFetch = this.status(member)
+      .then(
+        () => undefined,
+        () => undefined, // asked again after the next answer
+      )
+      .finally(() => {
+        this.timingFetch = null;
+      });
+  }
+
+  /** `member` answered as leader: remember it, and tell calls waiting on another that there is a new one. */
+  private setLeader(member: string): void {
+    const changed = this.leader !== member;
+    this.leader = member;
+    this.refreshTiming(member);
+    if (changed) for (const w of [...this.leaderWatchers]) w(member);
   }
 
   private conn(member: string): TcpClient {
@@ -231,26 +306,27 @@ export class ClusterClient {
     return this.members.every((m) => seen.has(m));
   }
 
-  /** The believed leader unless it looks down, else the next member that does not. */
-  private pick(): string {
+  /** The believed leader unless it looks down, else the next member that does not; never `avoid` (a suspect leader) while there are others. */
+  private pick(avoid: string | null = null): string {
     const now = performance.now();
-    const up = (m: string) => (this.downUntil.get(m) ?? 0) <= now;
+    const up = (m: string) => m !== avoid && (this.downUntil.get(m) ?? 0) <= now;
     if (this.leader && up(this.leader)) return this.leader;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[this.next++ % this.members.length]!;
       if (up(m)) return m;
     }
     // All look down: the one that went down first is the best bet.
-    return [...this.members].sort((a, b) => (this.downUntil.get(a) ?? 0) - (this.downUntil.get(b) ?? 0))[0]!;
+    const others = this.members.filter((m) => m !== avoid);
+    return [...(others.length > 0 ? others : this.members)].sort((a, b) => (this.downUntil.get(a) ?? 0) - (this.downUntil.get(b) ?? 0))[0]!;
   }
 
   /**
    * Members that refused or dropped us lately (a crashed leader): a member that still follows
    * one of them holds the request for the next leader rather than sending us there again.
    */
-  private unreachable(target: string): { unreachable?: string[] } {
+  private unreachable(target: string, suspect: string | null = null): { unreachable?: string[] } {
     const now = performance.now();
-    const down = this.members.filter((m) => m !== target && (this.downUntil.get(m) ?? 0) > now);
+    const down = this.members.filter((m) => m !== target && (m === suspect || (this.downUntil.get(m) ?? 0) > now));
     return down.length > 0 ? { unreachable: down } : {};
   }
 
@@ -263,29 +339,61 @@ export class ClusterClient {
    * Send to the leader, following redirects and retrying elsewhere until the deadline.
    * `attempt.uncertain` becomes true once a member may have run the request without our
    * learning the outcome (a lost answer, a leader that lost its leadership mid-call).
+   *
+   * With `hedge`, a request to the believed leader that hears nothing from it (no answer to
+   * any request) for the cluster's minimum election timeout, the time its followers wait
+   * before they suspect it, is also sent elsewhere naming that leader unreachable (a frozen
+   * process keeps its connections open: nothing fails, nothing answers). A member that still
+   * follows it holds the copy until a new leader is elected, then redirects it there. Both
+   * copies carry the same session (client, seq): a copy the old leader runs after it resumes
+   * is proposed in its stale term, which cannot commit, and a copy that reached the log is
+   * answered from the session table, never applied twice. `hedgeOf`: this is such a copy; it
+   * never goes to the suspect and ends (StillLeadsError) at a member that still follows it.
    */
-  private async onLeader(body: object, timeoutMs: number, answerMs: number, attempt: { uncertain: boolean }, deadline = performance.now() + timeoutMs, rq: RequestOptions = {}): Promise<unknown> {
+  private async onLeader(
+    body: object,
+    timeoutMs: number,
+    answerMs: number,
+    attempt: { uncertain: boolean },
+    deadline = performance.now() + timeoutMs,
+    rq: RequestOptions = {},
+    hedge = false,
+    hedgeOf: { suspect: string; stop: { done: boolean } } | null = null,
+  ): Promise<unknown> {
     let last = 'no member tried yet';
     let tried = 0;
     /** Members that closed right after the TLS handshake (see refusedByAll). */
     const afterTls = new Set<string>();
-    while (!this.closed) {
+    const suspect = hedgeOf?.suspect ?? null;
+    while (!this.closed && !hedgeOf?.stop.done) {
       const left = deadline - performance.now();
       if (left <= 0) break;
-      const target = this.pick();
+      const target = this.pick(suspect);
       tried++;
+      const answerWithin = Math.min(left, answerMs);
+      // A member holds a request while an election runs; it must answer before we give up.
+      const holdMs = Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS)));
       try {
-        const answerWithin = Math.min(left, answerMs);
-        // A member holds a request while an election runs; it must answer before we give up.
-        const held = { ...body, hold_ms: Math.min(MAX_HOLD_MS, Math.max(0, Math.floor(answerWithin - HOLD_MARGIN_MS))), ...this.unreachable(target) };
-        if (FAILOVER_TRACE) traceWrite('client_try', undefined, target);
-        const r = (await this.conn(target).request(held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS), rq)) as { result?: unknown };
+        const held = { ...body, hold_ms: holdMs, ...this.unreachable(target, suspect) };
+        if (FAILOVER_TRACE) traceWrite(suspect === null ? 'client_try' : 'client_hedge_try', undefined, target);
+        const sent = this.send(target, held, answerWithin, Math.min(left, CONNECT_TIMEOUT_MS), rq);
+        const quietMs = this.suspectMs;
+        let r: { result?: unknown };
+        if (hedge && suspect === null && quietMs !== null && target === this.leader && this.members.length > 1) {
+          const stop = { done: false };
+          const h = await this.hedged(sent, target, quietMs, attempt, stop, () => this.onLeader(body, timeoutMs, answerMs, attempt, deadline, rq, false, { suspect: target, stop }));
+          // The copy's own loop checked its answer and learned the leader that gave it.
+          if (h.hedged) return h.r;
+          r = h.r as { result?: unknown };
+        } else {
+          r = (await sent) as { result?: unknown };
+        }
         if (FAILOVER_TRACE) traceWrite('client_answer', undefined, target);
         const res = r.result as CallToolResult | undefined;
         // A leader that lost its leadership mid-call says so in the tool's own error.
         const text = res?.isError ? String((res.content?.[0] as { text?: unknown } | undefined)?.text ?? '') : '';
         if (!text.startsWith('not_leader:')) {
-          this.leader = target;
+          this.setLeader(target);
           return r;
         }
         last = `${target}: ${text}`;
@@ -296,13 +404,22 @@ export class ClusterClient {
         if (e instanceof ConnectionError && e.authFailure) throw authError(target, e, this.o.tls !== undefined);
         if (e instanceof RemoteError && e.code === 'not_leader') {
           const hint = /at (\S+:\d+)$/.exec(e.message)?.[1] ?? null;
-          // A leader not among the addresses given (CONCORD_CLUSTER may list only some
-          // members): learn it from the member that named it.
-          if (hint !== null && !this.members.includes(hint) && isAddress(hint)) this.members.push(hint);
-          const hintUp = hint !== null && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
-          this.leader = hintUp ? hint : null;
-          last = `${target}: ${e.message}`;
-          if (this.leader && this.leader !== target) continue;
+          if (suspect !== null && hint === suspect) {
+            // A copy sent because `suspect` was silent: this member held it longer than any
+            // election timeout and still follows `suspect`, so it hears from it: alive, only
+            // slow to answer us. The original request waits for its answer. (After a shorter
+            // hold the election may just not have started: the copy tries on.)
+            if (this.electionMaxMs !== null && holdMs > this.electionMaxMs) throw new StillLeadsError(`${target} still follows ${suspect} after holding the request ${holdMs} ms: ${e.message}`);
+            last = `${target}: ${e.message}`;
+          } else {
+            // A leader not among the addresses given (CONCORD_CLUSTER may list only some
+            // members): learn it from the member that named it.
+            if (hint !== null && !this.members.includes(hint) && isAddress(hint)) this.members.push(hint);
+            const hintUp = hint !== null && hint !== suspect && this.members.includes(hint) && (this.downUntil.get(hint) ?? 0) <= performance.now();
+            this.leader = hintUp ? hint : null;
+            last = `${target}: ${e.message}`;
+            if (this.leader && this.leader !== target) continue;
+          }
         } else if (e instanceof RemoteError) {
           if (e.code !== 'busy') throw e;
           last = `${target}: ${e.message}`;
@@ -326,6 +443,72 @@ export class ClusterClient {
     throw new ClusterUnavailableError(
       `unavailable: no leader answered within ${timeoutMs} ms from ${this.members.join(',')} (a majority of members must be up and connected); last: ${last}`,
     );
+  }
+
+  /**
+   * Wait for `sent` (to `target`, the believed leader). If `target` answers nothing for
+   * `quietMs` (answers to this client's other requests count), or another member answers as
+   * leader meanwhile, also run `copy` (see onLeader) and take whichever answers first. An
+   * error a leader gave the copy (session_required, invalid arguments, ...) is the answer too;
+   * a copy that found no other leader leaves the call to the original (the caller then handles
+   * its answer, a timeout or a lost connection as before).
+   */
+  private hedged(sent: Promise<unknown>, target: string, quietMs: number, attempt: { uncertain: boolean }, stop: { done: boolean }, copy: () => Promise<unknown>): Promise<{ r: unknown; hedged: boolean }> {
+    return new Promise((resolve, reject) => {
+      const sentAt = performance.now();
+      let settled = false;
+      let copying = false;
+      let copyOver = false;
+      let firstOver = false;
+      let firstErr: unknown = null;
+      let timer: NodeJS.Timeout | undefined;
+      const unwatch = (): void => {
+        clearTimeout(timer);
+        this.leaderWatchers.delete(onNewLeader);
+      };
+      const settle = (f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        stop.done = true; // a copy still looking for a leader stops
+        unwatch();
+        f();
+      };
+      const startCopy = (): void => {
+        if (settled || copying) return;
+        copying = true;
+        unwatch();
+        this.hedges++;
+        attempt.uncertain = true;
+        if (FAILOVER_TRACE) traceWrite('client_hedge', undefined, target);
+        copy().then(
+          (r) => settle(() => resolve({ r, hedged: true })),
+          (e: unknown) => {
+            copyOver = true;
+            if (e instanceof RemoteError) settle(() => reject(e));
+            else if (firstOver) settle(() => reject(firstErr));
+          },
+        );
+      };
+      const check = (): void => {
+        const quiet = performance.now() - Math.max(sentAt, this.lastHeard.get(target) ?? -Infinity);
+        if (quiet >= quietMs) startCopy();
+        else timer = setTimeout(check, Math.max(1, quietMs - quiet));
+      };
+      const onNewLeader = (leader: string): void => {
+        if (leader !== target) startCopy();
+      };
+      timer = setTimeout(check, quietMs);
+      this.leaderWatchers.add(onNewLeader);
+      sent.then(
+        (r) => settle(() => resolve({ r, hedged: false })),
+        (e: unknown) => {
+          firstOver = true;
+          firstErr = e;
+          if (!copying || copyOver) settle(() => reject(e));
+          else unwatch();
+        },
+      );
+    });
   }
 }
 

@@ -10,7 +10,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { RESOURCE_NOT_FOUND } from '../server/mcp-codes.js';
-import { stampForwarded } from '../machine/types.js';
+import { stampForwarded, type SwarmConfig } from '../machine/types.js';
 import { callSession, type CallSession } from '../swarm/call-session.js';
 import { Coordinator } from '../service/coordinator.js';
 import { resolveDataDir } from '../service/data-dir.js';
@@ -337,6 +337,7 @@ export class MemberNode {
         p99: ms(this.loopDelay.percentile(99)),
         max: ms(this.loopDelay.max),
       },
+      raft_timing: raftTimingOf(this.swarm.localMachine()?.machine.config),
       membership: this.swarm.localMachine()?.machine.book.view() ?? null,
     };
   }
@@ -554,4 +555,8 @@ async function closeMcp(m: LoadedMcp): Promise<void> {
 /** Histogram nanoseconds to ms, 0.01 ms resolution. */
 function ms(ns: number): number {
   return Math.round(ns / 1e4) / 100;
+}
+
+function raftTimingOf(c: SwarmConfig | undefined): MemberStatus['raft_timing'] {
+  return c ? { election_timeout_min_ms: c.election_timeout_min, election_timeout_max_ms: c.election_timeout_max, heartbeat_interval_ms: c.heartbeat_interval } : null;
 }

@@ -73,6 +73,12 @@ export interface MemberStatus {
   protocol_errors: number;
   /** Event-loop delay of this process since start (ms): a stalled loop delays heartbeats. */
   event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /**
+   * The cluster's Raft timing (consensus_config) as this member applied it, ms; null before it
+   * applied any. Clients take a leader silent for election_timeout_min as suspect (see
+   * ClusterClient), as its followers do.
+   */
+  raft_timing?: { election_timeout_min_ms: number; election_timeout_max_ms: number; heartbeat_interval_ms: number } | null;
   /** The replicated address book as this member applied it (null before it applied any). */
   membership?: {
     cluster_id: string | null;
