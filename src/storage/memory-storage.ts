@@ -106,7 +106,14 @@ export class CheckpointImage {
         [...rows.values()].sort((a, b) => a[0] - b[0]).map(([ord, json, bin]) => (bin === undefined ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin.slice()]) as [number, unknown, Uint8Array?]),
       ]),
     );
-    return { meta: this.meta, rows: (t) => snap.get(t) as Array<[number, unknown, Uint8Array?]> };
+    const json = new Map([...this.tables].map(([t, rows]) => [t, [...rows.values()].sort((a, b) => a[0] - b[0]).map(([ord, j]) => [ord, j] as const)]));
+    return {
+      meta: this.meta,
+      rows: (t) => snap.get(t) as Array<[number, unknown, Uint8Array?]>,
+      jsonRows: (t, each) => {
+        for (const [ord, j] of json.get(t) ?? []) each(ord, j);
+      },
+    };
   }
 
   copy(): CheckpointImage {
