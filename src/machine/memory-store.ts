@@ -320,17 +320,17 @@ function storedRowId(json: string): string | null {
   return memoryId(namespace, key);
 }
 
-/** Why `r` is not a stored memory record (with id `id`, when given), or null. */
+/**
+ * Why `r` is not a stored memory record (with id `id`, when given), or null. Only what the
+ * store relies on: any record write() made passes (a value may even be absent: a put whose
+ * value was undefined is stored without one), so no file restored before is refused now.
+ */
 function recordProblem(r: unknown, id: string | null): string | null {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'not a JSON object';
   const o = r as Record<string, unknown>;
   if (typeof o.key !== 'string' || typeof o.namespace !== 'string') return 'no string key and namespace';
   if (id !== null && memoryId(o.namespace, o.key) !== id) return `it holds key ${JSON.stringify(o.key)} of namespace ${JSON.stringify(o.namespace)}`;
-  if (!('value' in o)) return 'no value';
-  if (!Number.isSafeInteger(o.version) || (o.version as number) < 1) return `version ${JSON.stringify(o.version)}`;
-  if (typeof o.created_at !== 'number' || typeof o.updated_at !== 'number') return 'no created_at/updated_at times';
-  if (o.expires_at !== null && typeof o.expires_at !== 'number') return `expires_at ${JSON.stringify(o.expires_at)}`;
-  // A row kept as text had no TTL: one that has one now was changed after it was written.
+  // A row kept as text had no TTL (expiry never looks at it): it must not have one now.
   if (id !== null && o.expires_at !== null) return 'a TTL its stored text did not have';
   return null;
 }

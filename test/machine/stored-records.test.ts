@@ -49,6 +49,8 @@ describe('memory records restored from checkpoint rows (kept as text until read)
     p.apply(putOp('obj', { a: { b: ['c'] }, __proto__: 'own' }, { namespace: 'other' }));
     p.apply(putOp('ttl', 'short', { ttl_s: 5 }));
     p.apply(putOp('plain', 'v2')); // version 2, created_at kept
+    // A put without a value (proposed around the tools): its row has no value field.
+    p.apply(putOp('novalue', undefined));
     p.checkpoint();
     const stored = new CoordinationMachine();
     stored.restoreCheckpoint(p.image.reader());
