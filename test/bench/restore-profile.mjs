@@ -2,6 +2,9 @@
 // step of the rebuild a restarted member runs before it listens: load (hard state, checkpoint
 // meta, log tail), the checkpoint rows into the machine, and the replay of the committed tail.
 // The machine is shared: compare builds alternately, by the CPU time as well as the wall time.
+// Measured 14:20 UTC (a bench member's file: 45,315 memory records, 21 MB; load 30+), 8 rounds
+// each, alternating: restoreCheckpoint CPU median 291 ms before the rows were kept as text and
+// read in chunks, 182 ms after (0.63x).
 // Usage: node test/bench/restore-profile.mjs <member.db> [rounds] [dist root]
 import fs from 'node:fs';
 import os from 'node:os';
