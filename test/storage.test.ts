@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ConfState, Entry, HardState, RestartState, Snapshot } from '../src/raft/types.js';
 import { MemoryStorage } from '../src/storage/memory-storage.js';
 import { SqliteStorage } from '../src/storage/sqlite-storage.js';
-import { CHECKPOINT_TABLES, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch } from '../src/storage/types.js';
+import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch } from '../src/storage/types.js';
 
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const tempDirs: string[] = [];
@@ -75,12 +75,26 @@ const ents = (from: number, to: number, term: number): Entry[] =>
 const snap = (index: number, term: number, data = `state@${index}`): Snapshot => ({ metadata: { index, term, confState: CONF }, data });
 const batch = (b: Partial<PersistBatch>): PersistBatch => ({ snapshot: null, entries: [], hardState: null, ...b });
 
-/** load() with its checkpoint's rows read out (they are read lazily). */
+/** A table's rows as jsonRows passes them (unparsed, in ord order). */
+const jsonRowsOf = (c: CheckpointReader, t: CheckpointTable): Array<[number, string]> => {
+  const out: Array<[number, string]> = [];
+  c.jsonRows(t, (ord, json) => out.push([ord, json]));
+  return out;
+};
+
+/** load() with its checkpoint's rows read out (they are read lazily), parsed and as text. */
 const loaded = (s: LogStorage): unknown => {
   const st: LoadedState = s.load(CONF);
   if (!st.checkpoint) return st;
   const c = st.checkpoint;
-  return { ...st, checkpoint: { meta: c.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...c.rows(t)].map(([o, v, bin]) => (bin === undefined ? [o, v] : [o, v, [...bin]]))])) } };
+  return {
+    ...st,
+    checkpoint: {
+      meta: c.meta,
+      tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...c.rows(t)].map(([o, v, bin]) => (bin === undefined ? [o, v] : [o, v, [...bin]]))])),
+      json: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, jsonRowsOf(c, t)])),
+    },
+  };
 };
 
 describe.each(kinds)('$name', ({ make }) => {
@@ -204,7 +218,13 @@ describe.each(kinds)('$name', ({ make }) => {
     hardState: m.hs,
     snapshot: fromRows(m) ? { index: m.rows!.index, term: m.rows!.term, confState: CONF } : (m.snap?.metadata ?? null),
     ...(fromRows(m)
-      ? { checkpoint: { meta: m.rows!.meta, tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0]).map(([o, [j, bin]]) => (bin === undefined ? [o, JSON.parse(j)] : [o, JSON.parse(j), bin]))])) } }
+      ? {
+          checkpoint: {
+            meta: m.rows!.meta,
+            tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0]).map(([o, [j, bin]]) => (bin === undefined ? [o, JSON.parse(j)] : [o, JSON.parse(j), bin]))])),
+            json: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, [...m.rows!.tables[t]].sort((a, b) => a[0] - b[0]).map(([o, [j]]) => [o, j])])),
+          },
+        }
       : m.snap
         ? { snapshotData: m.snap.data }
         : {}),
@@ -300,6 +320,21 @@ describe.each(kinds)('$name', ({ make }) => {
       { numRuns: 80 },
     );
   });
+
+  it('jsonRows passes every row as stored, in ord order: many rows (several chunks), long rows, any text', () => {
+    const h = make();
+    h.store.save(batch({ entries: ents(1, 3, 1) }));
+    // Ords with gaps; JSON with escapes (newline, quote, backslash), non-ASCII, astral
+    // characters and line separators; some rows longer than a joined row may be (16 KiB).
+    const texts = ['plain', 'line\nbreak "quoted" back\\slash', 'é😀\u2028\u2029\u0000', 'x'.repeat(20_000), '😀'.repeat(9_000)];
+    const put: CheckpointRow[] = Array.from({ length: 10_000 }, (_, i) => [3 * i + 1, JSON.stringify({ i, s: texts[i % 97 === 0 ? 3 + (i % 2) : i % 3] })]);
+    const empty = { clear: true, del: [], put: [] };
+    expect(h.store.checkpoint!({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: { memory: { clear: true, del: [], put }, sessions: empty, orchs: empty } })).toBe(true);
+    const want = put.map(([o, j]) => [o, j]);
+    expect(jsonRowsOf(h.store.load(CONF).checkpoint!, 'memory')).toEqual(want);
+    expect(jsonRowsOf(h.reopen().load(CONF).checkpoint!, 'memory')).toEqual(want);
+    expect(jsonRowsOf(h.store.load(CONF).checkpoint!, 'sessions')).toEqual([]);
+  });
 });
 
 describe('SqliteStorage specifics', () => {
@@ -339,6 +374,21 @@ describe('SqliteStorage specifics', () => {
     expect(after.checkpoint.meta).toBe('m8');
     expect(after.checkpoint.tables.memory).toEqual([[2, 'two'], [3, 'three']]);
     expect(after.entries.map((e) => e.index)).toEqual([9, 10]);
+  });
+
+  it('jsonRows refuses rows it cannot cut apart (a raw newline in a row), naming the file and table', () => {
+    const h = fresh();
+    h.store.save(batch({ entries: ents(1, 3, 1) }));
+    const empty = { clear: true, del: [], put: [] };
+    const put: CheckpointRow[] = [[1, '"a"'], [2, '"b"'], [3, '"c"']];
+    expect(h.store.checkpoint!({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: { memory: { clear: true, del: [], put }, sessions: empty, orchs: empty } })).toBe(true);
+    h.store.close();
+    const raw = new Database(h.file!);
+    // Not JSON that stringify writes (it escapes newlines): damage from outside.
+    raw.prepare(`UPDATE machine_memory SET json = ? WHERE ord = 2`).run('"b\n9 x"');
+    raw.close();
+    const c = track(SqliteStorage.open(h.file!)).load(CONF).checkpoint!;
+    expect(() => jsonRowsOf(c, 'memory')).toThrow(/machine_memory rows after ord -Infinity cannot be read: a row holds a raw newline/);
   });
 
   it('upgrades a schema-1 file (no checkpoint tables) in place', () => {

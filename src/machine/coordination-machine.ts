@@ -352,12 +352,12 @@ export class CoordinationMachine implements StateMachine {
    * JSON, a few hundred per memory record). Only paces compaction; never reported.
    */
   sizeHint(): number {
-    return 4096 + this.tasks.tasks.size * 300 + this.memory.records.size * 256 + this.sessions.size * 128;
+    return 4096 + this.tasks.tasks.size * 300 + this.memory.size * 256 + this.sessions.size * 128;
   }
 
   /** Rows the next checkpoint would write (every row after a snapshot restore): paces them. */
   dirtyRows(): number {
-    return this.memory.dirty.count(this.memory.records.size) + this.dirtySessions.count(this.sessions.size) + this.tasks.dirtyRows();
+    return this.memory.dirty.count(this.memory.size) + this.dirtySessions.count(this.sessions.size) + this.tasks.dirtyRows();
   }
 
   /** The next checkpoint rewrites every row (the last one's changes were not stored). */
@@ -422,7 +422,7 @@ export class CoordinationMachine implements StateMachine {
     this.appliedTerm = m.appliedTerm;
     this.duplicateCommands = m.duplicateCommands;
     this.book = MemberBook.fromJSON(m.book);
-    this.memory = MemoryStore.fromRows(c.rows('memory'), m.memoryOrd);
+    this.memory = MemoryStore.fromRows((each) => c.jsonRows('memory', each), m.memoryOrd);
     this.tasks = TaskTable.fromRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused);
     this.sessions = new Map();
     this.sessionOrds = new Map();

@@ -35,11 +35,40 @@ export function memoryId(namespace: string, key: string): string {
 }
 
 /**
+ * A stored record that no longer reads back as the record it was written as (its checkpoint
+ * row's JSON is not a record, or names another key): the member's file is damaged. Raised
+ * when the record is first read, never served as a value.
+ */
+export class StoredRecordDamage extends Error {
+  constructor(
+    readonly id: string,
+    readonly ord: number,
+    why: string,
+  ) {
+    super(`memory record ${JSON.stringify(id.replace('\u0000', '/'))} (checkpoint row ${ord}) is damaged: ${why}; restore this member from a healthy one (remove its file, it rejoins from the leader)`);
+    this.name = 'StoredRecordDamage';
+  }
+}
+
+// A checkpoint row is JSON.stringify(record), fields in MemoryRecord's order (see write()):
+// {"key":"...","namespace":"...","value":...,"version":N,"created_at":N,"updated_at":N,"expires_at":N|null}
+const ROW_HEAD = '{"key":"';
+const ROW_NAMESPACE = '","namespace":"';
+const ROW_VALUE = '","value":';
+const ROW_NO_TTL_TAIL = ',"expires_at":null}';
+
+/**
  * Replicated key-value memory. Expiry uses the log's clock (the proposers' timestamps), so
  * every replica expires the same keys at the same log position.
  */
 export class MemoryStore {
-  records = new Map<string, MemoryRecord>();
+  /**
+   * By id, in insertion order (snapshot() follows it). A string is a record restored from a
+   * checkpoint row and not read since: the row's JSON, exactly JSON.stringify of the record
+   * (takeChanges wrote it), parsed on first use (see at()). A restart then reads each row's
+   * key, not its value: parsing every row was most of a restart's rebuild.
+   */
+  private readonly records = new Map<string, MemoryRecord | string>();
   /** Ids of records with a TTL, so expiry scans only those. */
   private withTtl = new Set<string>();
   /**
@@ -66,7 +95,7 @@ export class MemoryStore {
       return { ok: false, code: 'invalid', message: `value is ${valueBytes} bytes; accepted: <= ${MAX_VALUE_BYTES} bytes` };
     }
     const id = memoryId(op.namespace, op.key);
-    const prev = this.records.get(id);
+    const prev = this.at(id);
     if (op.if_version !== null && (prev?.version ?? 0) !== op.if_version) {
       return {
         ok: false,
@@ -99,7 +128,7 @@ export class MemoryStore {
   del(op: DelOp): Result {
     if (isSystemKey(op.namespace, op.key)) return systemKeyRefusal(op.key);
     const id = memoryId(op.namespace, op.key);
-    const prev = this.records.get(id);
+    const prev = this.at(id);
     if (!prev) return { ok: true, value: { deleted: false } };
     if (op.if_version !== null && prev.version !== op.if_version) {
       return { ok: false, code: 'version_mismatch', message: `delete of ${op.key}: expected version ${op.if_version}, current ${prev.version}` };
@@ -109,14 +138,19 @@ export class MemoryStore {
   }
 
   get(namespace: string, key: string, now: number): MemoryRecord | undefined {
-    const r = this.records.get(memoryId(namespace, key));
+    const r = this.at(memoryId(namespace, key));
     if (!r || (r.expires_at !== null && r.expires_at <= now)) return undefined;
     return r;
   }
 
   list(namespace: string, prefix: string, now: number, limit: number): MemoryRecord[] {
     const out: MemoryRecord[] = [];
-    for (const r of this.records.values()) {
+    const idPrefix = memoryId(namespace, prefix);
+    for (const [id, v] of this.records) {
+      // The id is namespace NUL key: records of other namespaces and keys are skipped without
+      // parsing a stored row. (A necessary condition only: a namespace may hold a NUL.)
+      if (!id.startsWith(idPrefix)) continue;
+      const r = typeof v === 'string' ? this.parseStored(id, v) : v;
       if (r.namespace !== namespace || !r.key.startsWith(prefix)) continue;
       if (r.expires_at !== null && r.expires_at <= now) continue;
       out.push(r);
@@ -125,11 +159,55 @@ export class MemoryStore {
     return out.slice(0, limit);
   }
 
+  /** Number of records held (expired ones not yet dropped included). */
+  get size(): number {
+    return this.records.size;
+  }
+
+  has(namespace: string, key: string): boolean {
+    return this.records.has(memoryId(namespace, key));
+  }
+
+  /** Simulator mutation check (a lossy restore must be caught): forget the first record. */
+  dropFirstForTest(): void {
+    const first = this.records.keys().next();
+    if (!first.done) this.remove(first.value);
+  }
+
+  /** Every record held, in insertion order (stored rows are parsed as they are reached). */
+  *values(): IterableIterator<MemoryRecord> {
+    for (const [id, v] of this.records) yield typeof v === 'string' ? this.parseStored(id, v) : v;
+  }
+
+  /** The record with this id, its stored row parsed (once) if it was not read yet. */
+  private at(id: string): MemoryRecord | undefined {
+    const v = this.records.get(id);
+    return typeof v === 'string' ? this.parseStored(id, v) : v;
+  }
+
+  /**
+   * A stored row as its record, which replaces the row in `records` (same place: Map.set on
+   * a present key keeps the order). Checked, so a damaged row is reported, never served.
+   */
+  private parseStored(id: string, json: string): MemoryRecord {
+    const ord = this.ords.get(id) as number;
+    let r: unknown;
+    try {
+      r = JSON.parse(json);
+    } catch (e) {
+      throw new StoredRecordDamage(id, ord, `not JSON (${(e as Error).message})`);
+    }
+    const why = recordProblem(r, id);
+    if (why) throw new StoredRecordDamage(id, ord, why);
+    this.records.set(id, r as MemoryRecord);
+    return r as MemoryRecord;
+  }
+
   /** Drop keys whose TTL passed at log time `now`. */
   expire(now: number): number {
     let n = 0;
     for (const id of this.withTtl) {
-      const r = this.records.get(id);
+      const r = this.at(id);
       if (r && r.expires_at !== null && r.expires_at <= now) {
         this.remove(id);
         n++;
@@ -153,14 +231,14 @@ export class MemoryStore {
   /** Whether some key's TTL has passed by `now` (a wall time, say) though not yet in log time. */
   hasDueKeys(now: number): boolean {
     for (const id of this.withTtl) {
-      const r = this.records.get(id);
+      const r = this.at(id);
       if (r && r.expires_at !== null && r.expires_at <= now) return true;
     }
     return false;
   }
 
   toJSON(): MemoryRecord[] {
-    return [...this.records.values()];
+    return [...this.values()];
   }
 
   /** Restored from a snapshot: rows numbered afresh, all to be written (dirty stays full). */
@@ -170,10 +248,30 @@ export class MemoryStore {
     return m;
   }
 
-  /** Restored from a checkpoint's rows, in ord order: what changes next is tracked by row. */
-  static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, nextOrd: number): MemoryStore {
+  /**
+   * Restored from a checkpoint's rows (their JSON text, in ord order): what changes next is
+   * tracked by row. A row without a TTL whose key and namespace need no unescaping (the usual
+   * one) is kept as its text, its id read off the text; the others are parsed now.
+   */
+  static fromRows(read: (each: (ord: number, json: string) => void) => void, nextOrd: number): MemoryStore {
     const m = new MemoryStore();
-    for (const [ord, r] of rows) m.add(r as MemoryRecord, ord);
+    read((ord, json) => {
+      const id = storedRowId(json);
+      if (id !== null) {
+        m.records.set(id, json);
+        m.ords.set(id, ord);
+        return;
+      }
+      let r: unknown;
+      try {
+        r = JSON.parse(json);
+      } catch (e) {
+        throw new Error(`memory checkpoint row ${ord} is damaged: not JSON (${(e as Error).message})`);
+      }
+      const why = recordProblem(r, null);
+      if (why) throw new Error(`memory checkpoint row ${ord} is damaged: ${why}`);
+      m.add(r as MemoryRecord, ord);
+    });
     m.nextOrd = nextOrd;
     m.dirty.full = false;
     return m;
@@ -193,12 +291,48 @@ export class MemoryStore {
 
   /** Rows changed since the last call (all of them after a restore from a snapshot). */
   takeChanges(): TableChanges {
+    // A row never parsed is unchanged since it was stored: its text is what stringify gives.
     const row = (id: string): [number, string] | undefined => {
       const r = this.records.get(id);
-      return r ? [this.ords.get(id) as number, JSON.stringify(r)] : undefined;
+      return r === undefined ? undefined : [this.ords.get(id) as number, typeof r === 'string' ? r : JSON.stringify(r)];
     };
     return this.dirty.take(row, () => [...this.records.keys()].map((id) => row(id) as [number, string]));
   }
+}
+
+/**
+ * The id of a checkpoint row read off its text without parsing it, when that is exact: the row
+ * has the layout stringify gives a record, no TTL (expiry must see TTL records), and its key
+ * and namespace contain no backslash (no escape: the text between the quotes is the string).
+ * Null otherwise (the caller parses the row). The value is checked when the row is parsed.
+ */
+function storedRowId(json: string): string | null {
+  if (!json.startsWith(ROW_HEAD) || !json.endsWith(ROW_NO_TTL_TAIL)) return null;
+  const keyEnd = json.indexOf('"', ROW_HEAD.length);
+  if (keyEnd < 0 || !json.startsWith(ROW_NAMESPACE, keyEnd)) return null;
+  const key = json.slice(ROW_HEAD.length, keyEnd);
+  const nsStart = keyEnd + ROW_NAMESPACE.length;
+  const nsEnd = json.indexOf('"', nsStart);
+  if (nsEnd < 0 || !json.startsWith(ROW_VALUE, nsEnd)) return null;
+  const namespace = json.slice(nsStart, nsEnd);
+  // An escaped quote would end the slice early: its backslash is then in the slice.
+  if (key.includes('\\') || namespace.includes('\\')) return null;
+  return memoryId(namespace, key);
+}
+
+/**
+ * Why `r` is not a stored memory record (with id `id`, when given), or null. Only what the
+ * store relies on: any record write() made passes (a value may even be absent: a put whose
+ * value was undefined is stored without one), so no file restored before is refused now.
+ */
+function recordProblem(r: unknown, id: string | null): string | null {
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'not a JSON object';
+  const o = r as Record<string, unknown>;
+  if (typeof o.key !== 'string' || typeof o.namespace !== 'string') return 'no string key and namespace';
+  if (id !== null && memoryId(o.namespace, o.key) !== id) return `it holds key ${JSON.stringify(o.key)} of namespace ${JSON.stringify(o.namespace)}`;
+  // A row kept as text had no TTL (expiry never looks at it): it must not have one now.
+  if (id !== null && o.expires_at !== null) return 'a TTL its stored text did not have';
+  return null;
 }
 
 /**

@@ -53,7 +53,7 @@ export function sampleSwarm(swarm: Swarm): SwarmSample {
   }
   const memory = { keys: 0, bytes: 0 };
   if (m) {
-    for (const r of m.memory.records.values()) {
+    for (const r of m.memory.values()) {
       // What memory_list would show: keys whose TTL has not passed in log time.
       if (r.expires_at !== null && r.expires_at <= m.clock) continue;
       memory.keys++;

@@ -77,7 +77,7 @@ export function countsOf(m: CoordinationMachine): SnapshotCounts {
   const c = { pending: 0, assigned: 0, completed: 0, failed: 0 };
   for (const t of m.tasks.tasks.values()) c[t.status]++;
   let system = 0;
-  for (const r of m.memory.records.values()) if (isSystemKey(r.namespace, r.key)) system++;
+  for (const r of m.memory.values()) if (isSystemKey(r.namespace, r.key)) system++;
   return {
     orchestrations: m.tasks.orchs.size,
     tasks: m.tasks.tasks.size,
@@ -85,7 +85,7 @@ export function countsOf(m: CoordinationMachine): SnapshotCounts {
     tasks_assigned: c.assigned,
     tasks_completed: c.completed,
     tasks_failed: c.failed,
-    memory_keys: m.memory.records.size - system,
+    memory_keys: m.memory.size - system,
     system_keys: system,
     agents: [...m.agents.values()].filter((a) => a.removed_at === null).length,
     client_sessions: m.sessions.size,

@@ -99,14 +99,19 @@ export class CheckpointImage {
     this.metadata = structuredClone(c.metadata);
   }
 
+  /** The rows as of now (later changes to the image do not show); parsed as they are read. */
   reader(): CheckpointReader {
-    const snap = new Map(
-      [...this.tables].map(([t, rows]) => [
-        t,
-        [...rows.values()].sort((a, b) => a[0] - b[0]).map(([ord, json, bin]) => (bin === undefined ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin.slice()]) as [number, unknown, Uint8Array?]),
-      ]),
+    const sorted = new Map(
+      [...this.tables].map(([t, rows]) => [t, [...rows.values()].sort((a, b) => a[0] - b[0]).map(([ord, json, bin]): CheckpointRow => (bin === undefined ? [ord, json] : [ord, json, bin.slice()]))]),
     );
-    return { meta: this.meta, rows: (t) => snap.get(t) as Array<[number, unknown, Uint8Array?]> };
+    const of = (t: CheckpointTable): CheckpointRow[] => sorted.get(t) ?? [];
+    return {
+      meta: this.meta,
+      rows: (t) => of(t).map(([ord, json, bin]) => (bin === undefined ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin.slice()])),
+      jsonRows: (t, each) => {
+        for (const [ord, json] of of(t)) each(ord, json);
+      },
+    };
   }
 
   copy(): CheckpointImage {

@@ -354,6 +354,7 @@ export class SqliteStorage implements LogStorage {
           yield bin === null ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin];
         }
       },
+      jsonRows: (t, each) => readJsonRows(db, t, each, this.file),
     };
   }
 
@@ -847,6 +848,60 @@ export class SqliteStorage implements LogStorage {
     const conf = JSON.stringify(s.metadata.confState);
     this.st.putSnap.run(s.metadata.index, s.metadata.term, conf, s.data);
     return 2 * INT + text(conf) + text(s.data);
+  }
+}
+
+/**
+ * Rows per chunk of readJsonRows, and the longest row JSON (bytes) joined into a chunk: longer
+ * rows (large values, up to ~1 MiB) are read on their own, so a chunk's string stays below
+ * ROW_CHUNK_ROWS x ROW_JOIN_MAX_BYTES (64 MiB; V8 strings hold at most ~512 Mi characters).
+ */
+const ROW_CHUNK_ROWS = 4096;
+const ROW_JOIN_MAX_BYTES = 16_384;
+
+/**
+ * A table's rows in ord order, unparsed, read in chunks: SQLite joins each chunk's rows into
+ * one string ("ord json" lines; JSON text holds no raw newline), cut here into slices of it.
+ * A string per row, kept by the caller, was copied twice by the garbage collector (young
+ * generation, then old); a chunk's string is allocated once, large. Measured on a member
+ * file of 45,000 rows (~400 bytes each; CPU time, loaded 2-core machine): rows read one by
+ * one and kept 180-200 ms, chunks 125-140 ms. The chunk's rows come in the subquery's order
+ * (checked: a row out of order stops the read). Each chunk is its own statement run, so no
+ * statement stays open on the connection between them.
+ */
+function readJsonRows(db: Database.Database, t: CheckpointTable, each: (ord: number, json: string) => void, file: string): void {
+  const chunk = db
+    .prepare(
+      `SELECT count(*), max(ord), group_concat(CASE WHEN octet_length(json) <= ${ROW_JOIN_MAX_BYTES} THEN ord || ' ' || json ELSE ord || ' ' END, char(10))
+       FROM (SELECT ord, json FROM machine_${t} WHERE ord > ? ORDER BY ord LIMIT ${ROW_CHUNK_ROWS})`,
+    )
+    .raw();
+  const one = db.prepare(`SELECT json FROM machine_${t} WHERE ord = ?`).pluck();
+  const damaged = (after: number, why: string): Error => new Error(`SqliteStorage(${file}): machine_${t} rows after ord ${after} cannot be read: ${why}`);
+  let after = -Infinity;
+  for (;;) {
+    const [count, last, text] = chunk.get(after) as [number, number | null, string | null];
+    if (count === 0 || last === null || text === null) return;
+    let prev = after;
+    let at = 0;
+    for (let n = 0; n < count; n++) {
+      // "ord json": the ord's digits (a positive integer), a space, the JSON (empty: too long
+      // to join, read alone).
+      let ord = 0;
+      let i = at;
+      for (let c = text.charCodeAt(i); c !== 32; c = text.charCodeAt(++i)) {
+        if (!(c >= 48 && c <= 57) || i - at > 15) throw damaged(after, 'a row holds a raw newline');
+        ord = ord * 10 + (c - 48);
+      }
+      if (!(ord > prev)) throw damaged(after, `rows came out of ord order (${ord} after ${prev})`);
+      let end = text.indexOf('\n', i + 1);
+      if (end < 0) end = text.length;
+      if (n === count - 1 && (end !== text.length || ord !== last)) throw damaged(after, 'a row holds a raw newline');
+      each(ord, end === i + 1 ? (one.get(ord) as string) : text.slice(i + 1, end));
+      prev = ord;
+      at = end + 1;
+    }
+    after = last;
   }
 }
 

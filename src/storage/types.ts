@@ -116,6 +116,12 @@ export interface MachineCheckpoint {
 export interface CheckpointReader {
   meta: string;
   rows(table: CheckpointTable): Iterable<[ord: number, value: unknown, bin?: Uint8Array]>;
+  /**
+   * A table's rows as stored, JSON unparsed, in ord order, each passed to `each` (for tables
+   * that parse their rows themselves, or not all of them: memory, see MemoryStore.fromRows).
+   * A callback, not an iterator: no array per row, and the storage may read rows in chunks.
+   */
+  jsonRows(table: CheckpointTable, each: (ord: number, json: string) => void): void;
 }
 
 /** What load() found: the log's restart state, and the checkpoint when it is the newest state. */

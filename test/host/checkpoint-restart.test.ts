@@ -136,7 +136,7 @@ describe('restart from checkpoint rows', () => {
     const hashes = new Set([...c.machines.values()].map((m) => m.stateHash()));
     expect([...c.machines.values()].map((m) => m.appliedIndex)).toEqual([applied, applied, applied]);
     expect(hashes.size).toBe(1);
-    expect(c.machines.get(follower)!.memory.records.size).toBe(700);
+    expect(c.machines.get(follower)!.memory.size).toBe(700);
     expect(c.machines.get(follower)!.tasks.tasks.size).toBe(2040);
     expect(c.machines.get(follower)!.tasks.assigned.size).toBe(100);
     const snaps = new Set([...c.machines.values()].map((m) => m.snapshot()));

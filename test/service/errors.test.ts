@@ -107,7 +107,7 @@ describe('clear errors, and TTL on an idle swarm (real swarm of 5)', () => {
     expect(e.message).toContain('(never stored, deleted, or expired)');
     // Every replica agrees: log time moved through the log, and each dropped the key.
     await waitUntil(() => swarm.activeMembers().every((id) => swarm.machines.get(id)!.clock >= expiresAt), 2_000, 'every replica to apply the clock entry');
-    for (const id of swarm.activeMembers()) expect(swarm.machines.get(id)!.memory.records.has('default\u0000ephemeral')).toBe(false);
+    for (const id of swarm.activeMembers()) expect(swarm.machines.get(id)!.memory.has('default', 'ephemeral')).toBe(false);
   });
 
   it('an unknown swarm is named, with the existing ones', async () => {

@@ -179,8 +179,7 @@ export class SimMachine implements StateMachine {
         else {
           this.coord.restore(data.slice(b + 1));
           if (this.lossyRestore) {
-            const first = this.coord.memory.records.keys().next();
-            if (!first.done) this.coord.memory.records.delete(first.value);
+            this.coord.memory.dropFirstForTest();
           }
           this.checker.onStateHash(this.node, index, this.coord.stateHash(), 'restore');
         }
@@ -221,10 +220,9 @@ export class SimMachine implements StateMachine {
     if (this.coord) {
       if (b < 0) this.checker.violation(`state machine safety: ${this.node} restored a checkpoint at ${index} without the coordination state`);
       else {
-        this.coord.restoreCheckpoint({ meta: c.meta.slice(b + 1), rows: (t) => c.rows(t) });
+        this.coord.restoreCheckpoint({ meta: c.meta.slice(b + 1), rows: (t) => c.rows(t), jsonRows: (t, each) => c.jsonRows(t, each) });
         if (this.lossyCheckpoint) {
-          const first = this.coord.memory.records.keys().next();
-          if (!first.done) this.coord.memory.records.delete(first.value);
+          this.coord.memory.dropFirstForTest();
         }
         this.checker.onStateHash(this.node, index, this.coord.stateHash(), 'restore');
       }
