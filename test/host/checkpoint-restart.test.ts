@@ -260,7 +260,7 @@ describe('restart from checkpoint rows', () => {
     await c.proposeAll([{ t: 'clock' }]);
     await c.write(300, 1000);
     expect(lm.memory.get('default', 'gone/0', lm.clock)).toBeUndefined();
-    expect([...lm.memory.records.keys()].some((k) => k.includes('ttl/'))).toBe(false);
+    expect([...lm.memory.values()].some((r) => r.key.includes('ttl/'))).toBe(false);
     expect(lm.sessions.has(session)).toBe(false);
     expect(lm.tasks.orchs.get(orch)!.compacted?.done_index).not.toBeNull();
 
