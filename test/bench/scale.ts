@@ -243,6 +243,11 @@ class LeaderCrash {
       election_failover_ms: rec?.failover_ms ?? null,
       election_cause: rec?.cause ?? null,
       restart_catch_up_ms: round(catchUpMs, 0),
+      // How the restarted member caught up: from the log, or from a JSON snapshot of the whole
+      // state made on demand (the others' checkpoints had compacted past its log).
+      restart_from: this.swarm.cluster.hosts.get(id)?.metrics().startState?.from ?? null,
+      restart_snapshots_installed: this.swarm.cluster.hosts.get(id)?.metrics().snapshotsInstalled ?? null,
+      snapshots_for_followers: [...this.swarm.cluster.hosts.values()].reduce((a, h) => a + h.metrics().snapshotsForFollowers, 0),
       members_agree: perMember.every((p) => JSON.stringify({ ...p, id: '' }) === JSON.stringify({ ...perMember[0], id: '' })),
       per_member: perMember,
     };
