@@ -660,6 +660,14 @@ export class NodeHost {
     return this.running ? Math.max(this.leaderCommitSeen, this.raft.log.committed) : 0;
   }
 
+  /**
+   * True while this member cannot tell whether it is behind: it restarted and has not yet had
+   * an append from a leader (nor leads), so its own log may end far before the cluster's.
+   */
+  get commitUnknown(): boolean {
+    return this.running && this.leaderCommitSeen === 0 && this.raft.role !== 'leader';
+  }
+
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
@@ -683,7 +691,7 @@ export class NodeHost {
       return this.refuse(m, (e as Error).message);
     }
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
-    if (m.type === 'MsgApp' && m.commit > this.leaderCommitSeen) this.leaderCommitSeen = m.commit;
+    if (m.type === 'MsgApp') this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit, 1);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
       // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
       this.noteCampaignStart(true);

@@ -307,7 +307,7 @@ export class Swarm {
         catchingUp: (a) => {
           const h = this.cluster.hosts.get(a);
           const m = this.machines.get(a);
-          return h !== undefined && m !== undefined && h.isRunning && m.appliedIndex < h.knownCommit;
+          return h !== undefined && m !== undefined && h.isRunning && (h.commitUnknown || m.appliedIndex < h.knownCommit);
         },
         submitCompletions: async (items) => {
           await this.propose({ t: 'task.complete', groups: groupCompletions(items) }, undefined, { background: true });
