@@ -102,6 +102,8 @@ export class AgentWorker {
         this.recheck = null;
         if (this.waiting) this.schedulePump();
       }, CATCH_UP_RECHECK_MS);
+      // Never what keeps a process alive (a closed swarm's worker may still be waiting).
+      this.recheck.unref?.();
       return;
     }
     const limit = Math.max(1, this.host.batchSize());
