@@ -36,7 +36,7 @@ describe('checkpoints from before task blocks', () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-legacy-ckpt-'));
       dirs.push(dir);
       const file = path.join(dir, 'a.db');
-      fs.copyFileSync(path.join(FIXTURE, 'legacy-orch-rows.db'), file);
+      fs.copyFileSync(path.join(FIXTURE, 'legacy-orch-rows.sqlite'), file);
       let st = SqliteStorage.open(file, { durability: 'off' });
       const m = restoreFrom(st, tasksPerBlock);
       expect(m.appliedIndex).toBe(want.index);
