@@ -325,6 +325,8 @@ export class NodeHost {
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
   private checkpointsTaken = 0;
+  /** Highest commit index in a leader's append since start() (see knownCommit). */
+  private leaderCommitSeen = 0;
   private checkpointRows = 0;
   private snapshotsForFollowers = 0;
   private startState: StartState | null = null;
@@ -389,6 +391,7 @@ export class NodeHost {
     this.durableTerm = state.hardState.term;
     this.durableVote = state.hardState.vote;
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
+    this.leaderCommitSeen = 0;
     this.role = 'follower';
     this.leader = null;
     this.lastLeaderContactAt = null;
@@ -648,6 +651,23 @@ export class NodeHost {
     });
   }
 
+  /**
+   * Commit index known to be reached cluster-wide: the highest a leader announced in an append
+   * since this start, or this member's own. A replica applied below it is catching up (replay
+   * after a restart, a follower behind): what it applies now was decided long ago.
+   */
+  get knownCommit(): number {
+    return this.running ? Math.max(this.leaderCommitSeen, this.raft.log.committed) : 0;
+  }
+
+  /**
+   * True while this member cannot tell whether it is behind: it restarted and has not yet had
+   * an append from a leader (nor leads), so its own log may end far before the cluster's.
+   */
+  get commitUnknown(): boolean {
+    return this.running && this.leaderCommitSeen === 0 && this.raft.role !== 'leader';
+  }
+
   private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
@@ -671,6 +691,7 @@ export class NodeHost {
       return this.refuse(m, (e as Error).message);
     }
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
+    if (m.type === 'MsgApp') this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit, 1);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
       // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
       this.noteCampaignStart(true);

@@ -57,8 +57,13 @@ const ELECTION_HISTORY_MAX = 1000;
  * members, which would not know that a removed task record is not a missing one.
  */
 const SNAPSHOT_VERSIONS = [1, 2, 3];
-/** Format of a checkpoint's meta row (see takeCheckpoint); restoreCheckpoint reads only it. */
-const CHECKPOINT_META_VERSION = 1;
+/**
+ * Format of a checkpoint's meta row (see takeCheckpoint). 1: one orchestration row holds all
+ * its task columns; 2: task blocks of `taskBlock` tasks are rows of their own. restoreCheckpoint
+ * reads both (1 is rewritten as 2 by the next checkpoint); older code refuses 2.
+ */
+const CHECKPOINT_META_VERSION = 2;
+const CHECKPOINT_META_VERSIONS = [1, 2];
 
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
@@ -67,6 +72,9 @@ export interface MachineEvents {
    * per replica for work that replica's worker would discard. */
   notifyAgent?: string;
   onApplied?(index: number): void;
+  /** Tasks per checkpoint block row (a power of two; TASKS_PER_BLOCK when unset): only the
+   * local checkpoint layout depends on it, never the replicated state. */
+  tasksPerBlock?: number;
   /** Configuration changed at this log position (timing takes effect live). */
   onConfig?(config: SwarmConfig): void;
   /** An election record was applied (the history changed): resource subscribers are told. */
@@ -120,7 +128,9 @@ export class CoordinationMachine implements StateMachine {
   private nextSessionOrd = 0;
   private readonly dirtySessions = new DirtyRows();
 
-  constructor(private readonly events: MachineEvents = {}) {}
+  constructor(private readonly events: MachineEvents = {}) {
+    if (events.tasksPerBlock !== undefined) this.tasks = new TaskTable(events.tasksPerBlock);
+  }
 
   apply(entry: Entry): unknown {
     this.appliedIndex = entry.index;
@@ -397,6 +407,7 @@ export class CoordinationMachine implements StateMachine {
       completeHigh: this.tasks.completeIndexHigh,
       compactedRefused: this.tasks.compactedReportsRefused,
       taskAgents: this.tasks.agentNames(),
+      taskBlock: this.tasks.tasksPerBlock,
       memoryOrd: this.memory.lastOrd,
       sessionOrd: this.nextSessionOrd,
     });
@@ -410,7 +421,7 @@ export class CoordinationMachine implements StateMachine {
    */
   restoreCheckpoint(c: CheckpointReader): void {
     const m = JSON.parse(c.meta);
-    if (m.v !== CHECKPOINT_META_VERSION) throw new Error(`unsupported checkpoint version ${String(m.v)} (expected ${CHECKPOINT_META_VERSION})`);
+    if (!CHECKPOINT_META_VERSIONS.includes(m.v)) throw new Error(`unsupported checkpoint version ${String(m.v)} (expected one of ${CHECKPOINT_META_VERSIONS.join(', ')})`);
     this.config = { ...DEFAULT_SWARM_CONFIG, ...m.config };
     this.agents = new Map((m.agents as AgentRecord[]).map((a) => [a.id, a]));
     this.elections = m.elections;
@@ -423,7 +434,10 @@ export class CoordinationMachine implements StateMachine {
     this.duplicateCommands = m.duplicateCommands;
     this.book = MemberBook.fromJSON(m.book);
     this.memory = MemoryStore.fromRows((each) => c.jsonRows('memory', each), m.memoryOrd);
-    this.tasks = TaskTable.fromRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused);
+    this.tasks =
+      m.v === 1
+        ? TaskTable.fromWholeRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused, this.events.tasksPerBlock)
+        : TaskTable.fromRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused, m.taskBlock);
     this.sessions = new Map();
     this.sessionOrds = new Map();
     for (const [ord, row] of c.rows('sessions')) {
@@ -494,7 +508,7 @@ export class CoordinationMachine implements StateMachine {
     // Fields added since (task retention) take their defaults.
     this.config = { ...DEFAULT_SWARM_CONFIG, ...s.config };
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
-    this.tasks = TaskTable.fromJSON(s.tasks);
+    this.tasks = TaskTable.fromJSON(s.tasks, this.events.tasksPerBlock);
     this.memory = MemoryStore.fromJSON(s.memory);
     this.elections = s.elections;
     this.electionTotals = s.electionTotals ?? {

@@ -61,10 +61,15 @@ export class DirtyRows<K = string> {
         if (r) out.put.push(r);
       }
     }
+    this.reset();
+    return out;
+  }
+
+  /** Tracking restarts from a clean state (the caller wrote the changes itself). */
+  reset(): void {
     this.full = false;
     this.ids.clear();
     this.dead = [];
     this.last = undefined;
-    return out;
   }
 }

@@ -13,10 +13,76 @@ export const ABSENT = 255;
 /** Below this count a column is a plain array (a typed array costs ~200 bytes of overhead). */
 const SMALL = 64;
 
+/**
+ * Tasks per checkpoint block row (a power of two): a checkpoint writes only the blocks whose
+ * tasks changed, ~230 KB each for noop tasks, instead of a million-task orchestration's ~14 MB.
+ */
+export const TASKS_PER_BLOCK = 16_384;
+
+/** log2 of a block size; throws unless it is a power of two in [1, 2^30]. */
+export function blockShift(tasksPerBlock: number): number {
+  const shift = Math.log2(tasksPerBlock);
+  if (!Number.isInteger(shift) || shift < 0 || shift > 30) throw new Error(`tasks per block = ${tasksPerBlock}; accepted: a power of two in 1..2^30`);
+  return shift;
+}
+
+const DEFAULT_SHIFT = blockShift(TASKS_PER_BLOCK);
+
 type Slots = Uint8Array | Uint16Array | Uint32Array | number[];
 
 /** Largest slot value of width w (0: one byte, 1: two, 2: four); it means "see the side map". */
 const maxOf = (w: number): number => (w === 0 ? 0xff : w === 1 ? 0xffff : 0xffffffff);
+
+/**
+ * A side map split by block (index i is in block i >>> shift): a block row carries only its
+ * own block's entries, so writing one block never walks a million-entry map.
+ */
+class SideMaps {
+  private maps: Array<Map<number, unknown> | undefined> | null = null;
+
+  constructor(private readonly shift: number) {}
+
+  get(i: number): unknown {
+    return this.maps?.[i >>> this.shift]?.get(i);
+  }
+
+  has(i: number): boolean {
+    return this.maps?.[i >>> this.shift]?.has(i) ?? false;
+  }
+
+  set(i: number, v: unknown): void {
+    const maps = (this.maps ??= []);
+    const b = i >>> this.shift;
+    (maps[b] ??= new Map()).set(i, v);
+  }
+
+  delete(i: number): void {
+    this.maps?.[i >>> this.shift]?.delete(i);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.maps ?? []) n += m?.size ?? 0;
+    return n;
+  }
+
+  /** Block b's entries as a row part (see sideToRow). */
+  blockToRow(b: number): unknown {
+    return sideToRow(this.maps?.[b] ?? null);
+  }
+
+  /** Block b's entries back from blockToRow's output. */
+  loadBlock(b: number, d: unknown): void {
+    const m = sideFromRow(d);
+    if (m !== null) (this.maps ??= [])[b] = m;
+  }
+
+  /** Entries of every block from a whole-column row part (the format before blocks). */
+  loadWhole(d: unknown): void {
+    const m = sideFromRow(d);
+    if (m !== null) for (const [k, v] of m) this.set(k, v);
+  }
+}
 
 /**
  * A numeric column: slot 0 is `zero` (0, or null for nullable fields), slot s in [1, max) is
@@ -28,24 +94,27 @@ export class NumColumn {
   private a: Slots | null = null;
   /** Current width (see maxOf; plain arrays hold any 32-bit value: 2). */
   private width = 0;
-  private wide: Map<number, unknown> | null = null;
+  private readonly wide: SideMaps;
 
   constructor(
     private readonly n: number,
     private readonly base: number,
     private readonly zero: number | null,
-  ) {}
+    shift = DEFAULT_SHIFT,
+  ) {
+    this.wide = new SideMaps(shift);
+  }
 
   get(i: number): number {
     const s = this.a === null ? 0 : (this.a[i] as number);
     if (s === 0) return this.zero as number;
-    if (s === maxOf(this.width)) return (this.wide as Map<number, unknown>).get(i) as number;
+    if (s === maxOf(this.width)) return this.wide.get(i) as number;
     return this.base + s - 1;
   }
 
   set(i: number, v: unknown): void {
     const a0 = this.a;
-    if (a0 !== null && a0[i] === maxOf(this.width)) this.wide?.delete(i);
+    if (a0 !== null && a0[i] === maxOf(this.width)) this.wide.delete(i);
     if (v === this.zero) {
       if (a0 !== null) a0[i] = 0;
       return;
@@ -60,7 +129,7 @@ export class NumColumn {
       return;
     }
     a[i] = maxOf(this.width);
-    (this.wide ??= new Map()).set(i, v);
+    this.wide.set(i, v);
   }
 
   /** Allocate (one byte a slot), or widen keeping every slot's meaning. */
@@ -85,29 +154,56 @@ export class NumColumn {
   }
 
   /**
-   * The column as a checkpoint row part: 0 (never written), or [width, slots, side map]
-   * where slots is the plain array itself or 'b' (its bytes appended to `w`).
+   * Slots [from, to) of block b as a checkpoint row part: 0 (column never written), or [width,
+   * slots, the block's side map] where slots is a plain array's slice or 'b' (the bytes
+   * appended to `w`). A block written at a narrower width than the column's reads back the
+   * same (see loadBlock), so widening does not make clean blocks dirty.
    */
-  toRow(w: BinWriter): unknown {
+  blockRow(w: BinWriter, b: number, from: number, to: number): unknown {
     if (this.a === null) return 0;
-    const side = sideToRow(this.wide);
-    if (this.a instanceof Array) return [this.width, this.a, side];
-    w.push(this.a);
+    const side = this.wide.blockToRow(b);
+    if (this.a instanceof Array) return [this.width, this.a.slice(from, to), side];
+    w.push(this.a.subarray(from, to));
     return [this.width, 'b', side];
   }
 
-  /** Back from toRow's output (the column is fresh). */
-  loadRow(d: unknown, r: BinReader): void {
+  /** Block b (slots from..from+count) back from blockRow's output; other blocks are kept. */
+  loadBlock(d: unknown, r: BinReader, b: number, from: number, count: number): void {
+    if (d === 0) return;
+    const [width, slots, side] = d as [number, number[] | 'b', unknown];
+    if (this.a === null) this.grow();
+    if (slots !== 'b') {
+      const a = this.a as number[];
+      for (let k = 0; k < count; k++) a[from + k] = slots[k] as number;
+    } else {
+      while (this.width < width) this.grow();
+      const a = this.a as Uint8Array | Uint16Array | Uint32Array;
+      if (width === this.width) r.copyInto(a, from, count);
+      else {
+        const src: Uint8Array | Uint16Array | Uint32Array = width === 0 ? r.take(Uint8Array, count) : width === 1 ? r.take(Uint16Array, count) : r.take(Uint32Array, count);
+        const srcMax = maxOf(width);
+        const max = maxOf(this.width);
+        for (let k = 0; k < count; k++) {
+          const v = src[k] as number;
+          a[from + k] = v === srcMax ? max : v;
+        }
+      }
+    }
+    this.wide.loadBlock(b, side);
+  }
+
+  /** Back from a whole-column row part (the format before blocks; the column is fresh). */
+  loadWholeRow(d: unknown, r: BinReader): void {
     if (d === 0) return;
     const [width, slots, side] = d as [number, number[] | 'b', unknown];
     this.width = width;
     this.a = slots !== 'b' ? slots : width === 0 ? r.take(Uint8Array, this.n) : width === 1 ? r.take(Uint16Array, this.n) : r.take(Uint32Array, this.n);
-    this.wide = sideFromRow(side);
+    this.wide.loadWhole(side);
   }
 
   /** Values kept in the side map (for tests: the compact encoding is the common case). */
   get wideCount(): number {
-    return this.wide?.size ?? 0;
+    return this.wide.size;
   }
 
   /** Bytes a slot takes now (0 before the first non-zero value). */
@@ -142,39 +238,47 @@ export class Interner {
 /** Agent ids by code (0: null); a value that is not a string is kept as is in a side map. */
 export class RefColumn {
   private readonly codes: NumColumn;
-  private other: Map<number, unknown> | null = null;
+  private readonly other: SideMaps;
 
   constructor(
     n: number,
     private readonly names: Interner,
+    shift = DEFAULT_SHIFT,
   ) {
-    this.codes = new NumColumn(n, 1, 0);
+    this.codes = new NumColumn(n, 1, 0, shift);
+    this.other = new SideMaps(shift);
   }
 
   get(i: number): string | null {
     const c = this.codes.get(i);
     if (c === 0) return null;
-    if (c === -1) return (this.other as Map<number, unknown>).get(i) as string;
+    if (c === -1) return this.other.get(i) as string;
     return this.names.values[c - 1] as string;
   }
 
-  toRow(w: BinWriter): unknown {
-    return [this.codes.toRow(w), sideToRow(this.other)];
+  blockRow(w: BinWriter, b: number, from: number, to: number): unknown {
+    return [this.codes.blockRow(w, b, from, to), this.other.blockToRow(b)];
   }
 
-  loadRow(d: unknown, r: BinReader): void {
+  loadBlock(d: unknown, r: BinReader, b: number, from: number, count: number): void {
     const [codes, other] = d as [unknown, unknown];
-    this.codes.loadRow(codes, r);
-    this.other = sideFromRow(other);
+    this.codes.loadBlock(codes, r, b, from, count);
+    this.other.loadBlock(b, other);
+  }
+
+  loadWholeRow(d: unknown, r: BinReader): void {
+    const [codes, other] = d as [unknown, unknown];
+    this.codes.loadWholeRow(codes, r);
+    this.other.loadWhole(other);
   }
 
   set(i: number, v: unknown): void {
-    if (this.codes.get(i) === -1) this.other?.delete(i);
+    if (this.codes.get(i) === -1) this.other.delete(i);
     if (v === null) this.codes.set(i, 0);
     else if (typeof v === 'string') this.codes.set(i, this.names.code(v));
     else {
       this.codes.set(i, -1);
-      (this.other ??= new Map()).set(i, v);
+      this.other.set(i, v);
     }
   }
 }
@@ -182,6 +286,8 @@ export class RefColumn {
 /**
  * The task records of one orchestration, by seq - 1. Fields shared by all its tasks (orch id,
  * priority) are the orchestration's; log times and indices are offsets from its creation.
+ * For checkpoints the tasks are cut in blocks of 2^shift: a block row holds every column's
+ * slots of its tasks, and only blocks with a changed task (markDirty) are written again.
  */
 export class OrchTasks {
   readonly status: Uint8Array | number[];
@@ -198,28 +304,37 @@ export class OrchTasks {
   readonly completedBy: RefColumn;
   readonly completedAt: NumColumn;
   /** Results other than null, by index (noop tasks have none). */
-  private results: Map<number, unknown> | null = null;
+  private readonly results: SideMaps;
+  /** Checkpoint blocks: count, which changed since the last take (flag and list), how many loaded. */
+  readonly blocks: number;
+  private readonly dirty: Uint8Array;
+  private dirtyList: number[] = [];
+  private loaded = 0;
 
   constructor(
     readonly orch: Orchestration,
     names: Interner,
     /** Every record present (new), none (to be loaded), or null: status set by the caller. */
     present: boolean | null,
+    readonly shift = DEFAULT_SHIFT,
   ) {
     const n = orch.count;
     this.status = present === null ? [] : n < SMALL ? new Array<number>(n).fill(present ? 0 : ABSENT) : new Uint8Array(n).fill(present ? 0 : ABSENT);
-    this.epoch = new NumColumn(n, 1, 0);
-    this.assignee = new RefColumn(n, names);
-    this.assignedTerm = new NumColumn(n, 1, 0);
-    this.leaseUntil = new NumColumn(n, orch.created_at, 0);
-    this.assignments = new NumColumn(n, 1, 0);
-    this.failures = new NumColumn(n, 1, 0);
-    this.completionsApplied = new NumColumn(n, 1, 0);
-    this.completedIndex = new NumColumn(n, orch.created_index, null);
-    this.executionsStarted = new NumColumn(n, 1, 0);
-    this.staleRefused = new NumColumn(n, 1, 0);
-    this.completedBy = new RefColumn(n, names);
-    this.completedAt = new NumColumn(n, orch.created_at, null);
+    this.epoch = new NumColumn(n, 1, 0, shift);
+    this.assignee = new RefColumn(n, names, shift);
+    this.assignedTerm = new NumColumn(n, 1, 0, shift);
+    this.leaseUntil = new NumColumn(n, orch.created_at, 0, shift);
+    this.assignments = new NumColumn(n, 1, 0, shift);
+    this.failures = new NumColumn(n, 1, 0, shift);
+    this.completionsApplied = new NumColumn(n, 1, 0, shift);
+    this.completedIndex = new NumColumn(n, orch.created_index, null, shift);
+    this.executionsStarted = new NumColumn(n, 1, 0, shift);
+    this.staleRefused = new NumColumn(n, 1, 0, shift);
+    this.completedBy = new RefColumn(n, names, shift);
+    this.completedAt = new NumColumn(n, orch.created_at, null, shift);
+    this.results = new SideMaps(shift);
+    this.blocks = Math.ceil(n / 2 ** shift);
+    this.dirty = new Uint8Array(this.blocks);
   }
 
   has(i: number): boolean {
@@ -231,26 +346,77 @@ export class OrchTasks {
     return [this.epoch, this.assignee, this.assignedTerm, this.leaseUntil, this.assignments, this.failures, this.completionsApplied, this.completedIndex, this.executionsStarted, this.staleRefused, this.completedBy, this.completedAt];
   }
 
-  /**
-   * The records as a checkpoint row part (JSON-able) plus bytes appended to `w`: the typed
-   * arrays copied as they are (platform byte order; every supported one is little-endian),
-   * small columns and side maps in the JSON. Cost is the columns' size, not a record each.
-   */
-  toRow(w: BinWriter): unknown {
-    let status: unknown = 'b';
-    if (this.status instanceof Array) status = this.status;
-    else w.push(this.status);
-    return [status, this.columns().map((c) => c.toRow(w)), sideToRow(this.results)];
+  /** Task i's block must be written by the next checkpoint; true when it was not marked yet. */
+  markDirty(i: number): boolean {
+    const b = i >>> this.shift;
+    if (this.dirty[b] === 1) return false;
+    this.dirty[b] = 1;
+    this.dirtyList.push(b);
+    return true;
   }
 
-  /** Records back from toRow's output and its bytes (`bin`), exactly as they were. */
-  static fromRow(orch: Orchestration, names: Interner, d: unknown, bin: Uint8Array | undefined): OrchTasks {
+  /** Blocks changed since the last takeDirty (every block: `all`), in block order; then none is. */
+  takeDirty(all: boolean): number[] {
+    const out = all ? Array.from({ length: this.blocks }, (_, b) => b) : this.dirtyList.sort((x, y) => x - y);
+    this.dirty.fill(0);
+    this.dirtyList = [];
+    return out;
+  }
+
+  get dirtyCount(): number {
+    return this.dirtyList.length;
+  }
+
+  /**
+   * Block b as a checkpoint row part (JSON-able) plus bytes appended to `w`: the typed arrays'
+   * slices copied as they are (platform byte order; every supported one is little-endian),
+   * small columns and the block's side maps in the JSON. Cost is the block's size.
+   */
+  blockRow(b: number, w: BinWriter): unknown {
+    const from = b << this.shift;
+    const to = Math.min(this.orch.count, from + 2 ** this.shift);
+    let status: unknown = 'b';
+    if (this.status instanceof Array) status = this.status.slice(from, to);
+    else w.push(this.status.subarray(from, to));
+    return [status, this.columns().map((c) => c.blockRow(w, b, from, to)), this.results.blockToRow(b)];
+  }
+
+  /** Block b back from blockRow's output and its bytes (`bin`), exactly as it was. */
+  loadBlock(b: number, d: unknown, bin: Uint8Array | undefined): void {
+    if (!(Number.isInteger(b) && b >= 0 && b < this.blocks) || this.dirty[b] === 1) throw new Error(`checkpoint rows of ${this.orch.id}: block ${b} is not one of its ${this.blocks} or came twice`);
+    // Marked while loading (a block seen twice is an error), cleared by finishLoad.
+    this.dirty[b] = 1;
+    this.loaded++;
+    const from = b << this.shift;
+    const count = Math.min(this.orch.count, from + 2 ** this.shift) - from;
     const [status, cols, results] = d as [number[] | 'b', unknown[], unknown];
-    const t = new OrchTasks(orch, names, null);
+    const r = new BinReader(bin ?? new Uint8Array(0));
+    if (status === 'b') r.copyInto(this.status as Uint8Array, from, count);
+    else for (let k = 0; k < count; k++) this.status[from + k] = status[k] as number;
+    this.columns().forEach((c, k) => c.loadBlock(cols[k], r, b, from, count));
+    this.results.loadBlock(b, results);
+    r.end(`${this.orch.id} block ${b}`);
+  }
+
+  /** After loadBlock of every block: throws if one is missing; nothing is dirty then. */
+  finishLoad(): void {
+    if (this.loaded !== this.blocks) throw new Error(`checkpoint rows of ${this.orch.id}: ${this.loaded} of its ${this.blocks} task blocks`);
+    this.dirty.fill(0);
+  }
+
+  /** A table for block rows to be loaded into (loadBlock, then finishLoad). */
+  static forBlocks(orch: Orchestration, names: Interner, shift: number): OrchTasks {
+    return new OrchTasks(orch, names, false, shift);
+  }
+
+  /** Records back from a whole-orchestration row part (the format before blocks) and its bytes. */
+  static fromWholeRow(orch: Orchestration, names: Interner, d: unknown, bin: Uint8Array | undefined, shift = DEFAULT_SHIFT): OrchTasks {
+    const [status, cols, results] = d as [number[] | 'b', unknown[], unknown];
+    const t = new OrchTasks(orch, names, null, shift);
     const r = new BinReader(bin ?? new Uint8Array(0));
     (t as { status: Uint8Array | number[] }).status = status === 'b' ? r.take(Uint8Array, orch.count) : status;
-    t.columns().forEach((c, k) => c.loadRow(cols[k], r));
-    t.results = sideFromRow(results);
+    t.columns().forEach((c, k) => c.loadWholeRow(cols[k], r));
+    t.results.loadWhole(results);
     r.end(orch.id);
     return t;
   }
@@ -260,18 +426,18 @@ export class OrchTasks {
   }
 
   result(i: number): unknown {
-    return this.results !== null && this.results.has(i) ? this.results.get(i) : null;
+    return this.results.has(i) ? this.results.get(i) : null;
   }
 
   setResult(i: number, v: unknown): void {
-    if (v === null) this.results?.delete(i);
-    else (this.results ??= new Map()).set(i, v);
+    if (v === null) this.results.delete(i);
+    else this.results.set(i, v);
   }
 
   /** Remove the record (retention): its slot reads as absent, its side values go. */
   remove(i: number): void {
     this.status[i] = ABSENT;
-    this.results?.delete(i);
+    this.results.delete(i);
   }
 
   /** A fresh object with the record's fields, in the order records always had. */
@@ -356,6 +522,14 @@ export class BinReader {
     new Uint8Array(a.buffer).set(this.buf.subarray(this.at, this.at + bytes));
     this.at += bytes;
     return a;
+  }
+
+  /** The next count slots' bytes copied into `a` at slot `at` (the same slot width). */
+  copyInto(a: Uint8Array | Uint16Array | Uint32Array, at: number, count: number): void {
+    const bytes = count * a.BYTES_PER_ELEMENT;
+    if (this.at + bytes > this.buf.byteLength) throw new Error(`checkpoint row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
+    new Uint8Array(a.buffer, a.byteOffset + at * a.BYTES_PER_ELEMENT, bytes).set(this.buf.subarray(this.at, this.at + bytes));
+    this.at += bytes;
   }
 
   end(where: string): void {

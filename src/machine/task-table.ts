@@ -11,7 +11,7 @@ import {
   type TaskRecord,
   type TaskStatus,
 } from './types.js';
-import { ABSENT, BinWriter, Interner, OrchTasks, STATUS_CODE } from './task-columns.js';
+import { ABSENT, BinWriter, blockShift, Interner, OrchTasks, STATUS_CODE, TASKS_PER_BLOCK } from './task-columns.js';
 import type { CheckpointRow, TableChanges } from '../storage/types.js';
 import { DirtyRows } from './dirty-rows.js';
 
@@ -26,6 +26,16 @@ export const MAX_TASKS_PER_ORCHESTRATION = 1_000_000;
  * is spread over entries instead of holding the event loop (every member applies it).
  */
 export const COMPACT_TASKS_PER_ENTRY = 10_000;
+
+/**
+ * Row keys of an orchestration's checkpoint rows: its metadata at created_index * stride,
+ * task block b at that + 1 + b. The stride is the power of two above the most blocks an
+ * orchestration can have (64 at 16,384 tasks a block), so rows read in key order come
+ * orchestration by orchestration, in creation order, metadata first.
+ */
+export function ordStride(shift: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.ceil(MAX_TASKS_PER_ORCHESTRATION / 2 ** shift) + 1));
+}
 
 /**
  * Tasks and orchestrations, with the fencing rules that make the completion commit exactly-once:
@@ -63,10 +73,22 @@ export class TaskTable {
   completeIndexHigh = 0;
   /**
    * Orchestrations changed since the last checkpoint (their metadata or any of their task
-   * records): each is one checkpoint row holding its metadata and its task columns, so a
-   * checkpoint costs copying the changed orchestrations' columns, not a row per task.
+   * records): each has a metadata row and a row per block of tasks (OrchTasks tracks which
+   * blocks changed), so a checkpoint costs copying the changed blocks' columns, not a row per
+   * task nor a whole million-task orchestration. Dead ords: block rows of orchestrations whose
+   * records retention removed.
    */
   readonly dirtyOrchs = new DirtyRows();
+  /** Blocks changed since the last checkpoint (paces checkpoints with the other rows). */
+  private dirtyBlocks = 0;
+  /** log2 of the tasks per checkpoint block row, and the row-key stride that follows. */
+  private readonly shift: number;
+  private readonly stride: number;
+
+  constructor(readonly tasksPerBlock = TASKS_PER_BLOCK) {
+    this.shift = blockShift(tasksPerBlock);
+    this.stride = ordStride(this.shift);
+  }
 
   createOrchestration(op: CreateOp, index: number, now: number) {
     if (op.idempotency_key) {
@@ -96,7 +118,8 @@ export class TaskTable {
     this.dirtyOrchs.touch(id);
     if (op.idempotency_key) this.idempotency.set(op.idempotency_key, id);
     // Every field of a new task is its zero value: the columns start that way.
-    const cols = new OrchTasks(orch, this.names, true);
+    const cols = new OrchTasks(orch, this.names, true, this.shift);
+    for (let i = 0; i < op.count; i += this.tasksPerBlock) this.touchTask(cols, i);
     this.byOrch.set(id, cols);
     this.records += op.count;
     this.enqueue(cols, 1, op.count);
@@ -138,7 +161,7 @@ export class TaskTable {
       out.stale++;
       return;
     }
-    this.dirtyOrchs.touch(t.orch.id);
+    this.touchTask(t, i);
     if (status === STATUS_CODE.assigned) {
       // Taken back from its holder (dead, lease expired, or assigned by an earlier leader).
       t.orch.counts.recovered++;
@@ -210,7 +233,7 @@ export class TaskTable {
     out: { applied: number; rejected: number },
   ): void {
     const orch = t.orch;
-    this.dirtyOrchs.touch(orch.id);
+    this.touchTask(t, i);
     // Every report, applied or refused, stands for the runs it says it covers (default one).
     const runs = starts !== undefined && Number.isInteger(starts) && starts >= 0 ? starts : 1;
     t.executionsStarted.set(i, t.executionsStarted.get(i) + runs);
@@ -319,6 +342,7 @@ export class TaskTable {
         // An assigned task's record is not removed here in practice (the orchestration finished).
         if (t.status[i] === STATUS_CODE.assigned) this.unassign(taskId(t, i));
         t.remove(i);
+        this.touchTask(t, i);
         this.records--;
         c.records_removed++;
         removed++;
@@ -329,8 +353,23 @@ export class TaskTable {
     if (c.next_seq > o.count) {
       c.done_index = index;
       this.byOrch.delete(o.id);
+      // Its metadata row stays (the summary); its block rows go.
+      if (t) for (let b = 0; b < t.blocks; b++) this.dirtyOrchs.drop(this.ordOf(o) + 1 + b);
     }
     return { removed, visited: Math.max(1, visited) };
+  }
+
+  /** Task i of `t` changed: its orchestration's metadata row and its block row are rewritten. */
+  private touchTask(t: OrchTasks, i: number): void {
+    this.dirtyOrchs.touch(t.orch.id);
+    if (t.markDirty(i)) this.dirtyBlocks++;
+  }
+
+  /** Key of the orchestration's metadata row (see ordStride). */
+  private ordOf(o: Orchestration): number {
+    const ord = o.created_index * this.stride;
+    if (!Number.isSafeInteger(ord + this.stride)) throw new Error(`checkpoint row key of ${o.id}: created_index ${o.created_index} times ${this.stride} is past 2^53`);
+    return ord;
   }
 
   /** duplicates stays equal to the sum over tasks of max(0, completions_applied - 1). */
@@ -468,15 +507,15 @@ export class TaskTable {
     };
   }
 
-  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number; compacted_refused?: number }): TaskTable {
-    const t = new TaskTable();
+  static fromJSON(j: { tasks: TaskRecord[]; orchs: Orchestration[]; idem: Array<[string, string]>; complete_high?: number; compacted_refused?: number }, tasksPerBlock = TASKS_PER_BLOCK): TaskTable {
+    const t = new TaskTable(tasksPerBlock);
     t.completeIndexHigh = j.complete_high ?? 0;
     t.compactedReportsRefused = j.compacted_refused ?? 0;
     const upgraded = new Set<string>();
     for (const o of j.orchs) {
       if (upgradeOrchestration(o)) upgraded.add(o.id);
       t.orchs.set(o.id, o);
-      if (o.compacted?.done_index == null) t.byOrch.set(o.id, new OrchTasks(o, t.names, false));
+      if (o.compacted?.done_index == null) t.byOrch.set(o.id, new OrchTasks(o, t.names, false, t.shift));
       if (o.finished_at !== null && o.compacted?.done_index == null) t.retentionQueue.push(o);
     }
     t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
@@ -506,7 +545,7 @@ export class TaskTable {
 
   /** Rows a checkpoint would write now. */
   dirtyRows(): number {
-    return this.dirtyOrchs.count(this.orchs.size);
+    return this.dirtyOrchs.count(this.orchs.size) + (this.dirtyOrchs.full ? 0 : this.dirtyBlocks);
   }
 
   /** Make the next checkpoint rewrite every row (its tracking was lost). */
@@ -515,33 +554,88 @@ export class TaskTable {
   }
 
   /**
-   * Orchestration rows changed since the last call (all after a snapshot restore). A row is
-   * [metadata] for an orchestration whose records are all removed (its summary is all that
-   * is left), else [metadata, columns] with the columns' bytes as the row's binary part.
+   * Orchestration rows changed since the last call (all after a snapshot restore). Per
+   * orchestration a metadata row, [metadata] once its records are all removed (its summary is
+   * all that is left), else [metadata, block count]; and a row per changed block of tasks
+   * (OrchTasks.blockRow) with the columns' bytes as the row's binary part.
    */
   takeChanges(): TableChanges {
-    const row = (id: string): CheckpointRow | undefined => {
+    const d = this.dirtyOrchs;
+    const full = d.full;
+    const out: TableChanges = { clear: full, del: full ? [] : d.dead, put: [] };
+    for (const id of full ? this.orchs.keys() : d.ids) {
       const o = this.orchs.get(id);
-      if (!o) return undefined;
-      const cols = this.byOrch.get(id);
-      if (!cols) return [o.created_index, JSON.stringify([o])];
+      if (o) this.putRows(o, full, out.put);
+    }
+    d.reset();
+    this.dirtyBlocks = 0;
+    return out;
+  }
+
+  private putRows(o: Orchestration, all: boolean, put: CheckpointRow[]): void {
+    const ord = this.ordOf(o);
+    const cols = this.byOrch.get(o.id);
+    if (!cols) {
+      put.push([ord, JSON.stringify([o])]);
+      return;
+    }
+    put.push([ord, JSON.stringify([o, cols.blocks])]);
+    for (const b of cols.takeDirty(all)) {
       const w = new BinWriter();
-      const json = JSON.stringify([o, cols.toRow(w)]);
+      const json = JSON.stringify(cols.blockRow(b, w));
       const bin = w.finish();
-      return bin === undefined ? [o.created_index, json] : [o.created_index, json, bin];
-    };
-    return this.dirtyOrchs.take(row, () => [...this.orchs.keys()].map((id) => row(id) as CheckpointRow));
+      put.push(bin === undefined ? [ord + 1 + b, json] : [ord + 1 + b, json, bin]);
+    }
   }
 
   /**
-   * Rebuilt from checkpoint rows (takeChanges', in row-key order: creation order) and the
-   * agent names: the records exactly, and the derived structures as fromJSON builds them
-   * (queues from the pending records in creation order, assigned set, retention queue).
-   * The idempotency map is rebuilt from the orchestrations: each key maps to the one it
-   * created, entered when that one was created (so in creation order).
+   * Rebuilt from checkpoint rows (takeChanges', in row-key order: creation order, each
+   * orchestration's metadata then its blocks; written with `tasksPerBlock`) and the agent
+   * names: the records exactly, and the derived structures as fromJSON builds them (queues
+   * from the pending records in creation order, assigned set, retention queue). The
+   * idempotency map is rebuilt from the orchestrations: each key maps to the one it created,
+   * entered when that one was created (so in creation order).
    */
-  static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, names: readonly string[], completeHigh: number, compactedRefused: number): TaskTable {
-    const t = new TaskTable();
+  static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, names: readonly string[], completeHigh: number, compactedRefused: number, tasksPerBlock: number): TaskTable {
+    const t = new TaskTable(tasksPerBlock);
+    t.completeIndexHigh = completeHigh;
+    t.compactedReportsRefused = compactedRefused;
+    t.names = Interner.of(names);
+    let cur: OrchTasks | null = null;
+    let curOrd = -1;
+    for (const [ord, r, bin] of rows) {
+      const k = ord % t.stride;
+      if (k !== 0) {
+        if (cur === null || ord - k !== curOrd) throw new Error(`checkpoint row ${ord}: a task block without its orchestration's row`);
+        cur.loadBlock(k - 1, r, bin);
+        continue;
+      }
+      cur?.finishLoad();
+      cur = null;
+      const [o, blocks] = r as [Orchestration, number?];
+      if (ord !== t.ordOf(o)) throw new Error(`checkpoint row ${ord} holds ${o.id}, whose row key is ${t.ordOf(o)}`);
+      t.orchs.set(o.id, o);
+      if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
+      if (o.compacted?.done_index != null) continue;
+      cur = OrchTasks.forBlocks(o, t.names, t.shift);
+      if (blocks !== cur.blocks) throw new Error(`checkpoint row of ${o.id}: ${String(blocks)} task blocks, expected ${cur.blocks} (${o.count} tasks, ${tasksPerBlock} a block)`);
+      curOrd = ord;
+      t.byOrch.set(o.id, cur);
+      if (o.finished_at !== null) t.retentionQueue.push(o);
+    }
+    (cur as OrchTasks | null)?.finishLoad();
+    t.rebuildDerived();
+    t.dirtyOrchs.full = false;
+    return t;
+  }
+
+  /**
+   * Rebuilt from checkpoint rows of the format before blocks (one row per orchestration at
+   * ord created_index: [metadata] or [metadata, all its columns], bytes in one part). The next
+   * checkpoint rewrites the table in blocks (the stored rows are converted once).
+   */
+  static fromWholeRows(rows: Iterable<[number, unknown, Uint8Array?]>, names: readonly string[], completeHigh: number, compactedRefused: number, tasksPerBlock = TASKS_PER_BLOCK): TaskTable {
+    const t = new TaskTable(tasksPerBlock);
     t.completeIndexHigh = completeHigh;
     t.compactedReportsRefused = compactedRefused;
     t.names = Interner.of(names);
@@ -551,25 +645,30 @@ export class TaskTable {
       if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
       if (o.compacted?.done_index != null) continue;
       if (cols === undefined) throw new Error(`checkpoint row of ${o.id}: no task columns, and its records are not all removed`);
-      t.byOrch.set(o.id, OrchTasks.fromRow(o, t.names, cols, bin));
+      t.byOrch.set(o.id, OrchTasks.fromWholeRow(o, t.names, cols, bin, t.shift));
       if (o.finished_at !== null) t.retentionQueue.push(o);
     }
-    t.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
-    for (const cols of t.byOrch.values()) {
+    t.rebuildDerived();
+    t.markFull();
+    return t;
+  }
+
+  /** Retention order, record count, pending queues and assigned set from the loaded columns. */
+  private rebuildDerived(): void {
+    this.retentionQueue.sort((a, b) => (retentionBefore(a, b) ? -1 : retentionBefore(b, a) ? 1 : 0));
+    for (const cols of this.byOrch.values()) {
       for (let i = 0; i < cols.orch.count; i++) {
         const s = cols.status[i];
         if (s === ABSENT) continue;
-        t.records++;
-        if (s === STATUS_CODE.pending) t.enqueue(cols, i + 1, i + 1);
+        this.records++;
+        if (s === STATUS_CODE.pending) this.enqueue(cols, i + 1, i + 1);
         else if (s === STATUS_CODE.assigned) {
           const id = taskId(cols, i);
-          t.assigned.add(id);
-          t.assignedSlots.set(id, { t: cols, i });
+          this.assigned.add(id);
+          this.assignedSlots.set(id, { t: cols, i });
         }
       }
     }
-    t.dirtyOrchs.full = false;
-    return t;
   }
 
   /**

@@ -110,6 +110,7 @@ export class Swarm {
       m.apply = (e) => {
         const r = apply(e);
         this.scheduler?.wake();
+        this.workers.get(id)?.applied();
         return r;
       };
       m.restore = (data) => {
@@ -303,6 +304,11 @@ export class Swarm {
         machineOf: (a) => (this.isRunning(a) ? this.machines.get(a) : undefined),
         isRunning: (a) => this.isRunning(a),
         batchSize: () => this.config().batch_size,
+        catchingUp: (a) => {
+          const h = this.cluster.hosts.get(a);
+          const m = this.machines.get(a);
+          return h !== undefined && m !== undefined && h.isRunning && (h.commitUnknown || m.appliedIndex < h.knownCommit);
+        },
         submitCompletions: async (items) => {
           await this.propose({ t: 'task.complete', groups: groupCompletions(items) }, undefined, { background: true });
         },

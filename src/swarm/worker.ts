@@ -13,7 +13,16 @@ export interface WorkerHost {
   isRunning(agent: string): boolean;
   batchSize(): number;
   submitCompletions(items: Completion[]): Promise<void>;
+  /**
+   * True while the agent's replica applies entries the cluster committed long ago (replay after
+   * a restart, a follower catching up): an assignment applied then may be completed or
+   * reassigned by an entry it has not applied yet, so running it now is likely wasted work.
+   */
+  catchingUp?(agent: string): boolean;
 }
+
+/** Fallback re-check while waiting for the replica to catch up (applied() normally wakes it). */
+const CATCH_UP_RECHECK_MS = 50;
 
 /**
  * The work loop of one agent (a Raft member). It learns of its assignments by applying the
@@ -36,6 +45,9 @@ export class AgentWorker {
    */
   private starts = new Map<string, number>();
   executed = 0;
+  /** Queued work held back until the replica has caught up (see WorkerHost.catchingUp). */
+  private waiting = false;
+  private recheck: NodeJS.Timeout | null = null;
 
   constructor(
     readonly agent: string,
@@ -50,6 +62,11 @@ export class AgentWorker {
       this.queue.push({ task: it.task, epoch: it.epoch });
     }
     if (this.queue.length > 0) this.schedulePump();
+  }
+
+  /** The replica applied an entry: work held back while it caught up may run now. */
+  applied(): void {
+    if (this.waiting) this.schedulePump();
   }
 
   /** Forget queued work (the member crashed): its leases will expire and be reassigned. */
@@ -77,6 +94,18 @@ export class AgentWorker {
     }
     const m = this.host.machineOf(this.agent);
     if (!m) return;
+    // Behind the cluster: wait, then check each assignment against the caught-up replica
+    // (heldBy below), rather than run work the entries ahead already completed or took back.
+    this.waiting = this.queue.length > 0 && this.host.catchingUp?.(this.agent) === true;
+    if (this.waiting) {
+      this.recheck ??= setTimeout(() => {
+        this.recheck = null;
+        if (this.waiting) this.schedulePump();
+      }, CATCH_UP_RECHECK_MS);
+      // Never what keeps a process alive (a closed swarm's worker may still be waiting).
+      this.recheck.unref?.();
+      return;
+    }
     const limit = Math.max(1, this.host.batchSize());
     while (this.queue.length > 0 && this.active < limit) {
       const item = this.queue.shift()!;

@@ -139,6 +139,31 @@ function rssSampler(): { stop: () => number } {
 const mib = (b: number): number => round(b / (1 << 20), 1);
 
 /**
+ * Checkpoints of the current hosts (a restarted member counts from its restart): how many, rows
+ * written, and the time each took on the event loop (take rows + store them; the host's
+ * snapshot histogram: mean from its sum, max as the upper bound of the highest bucket hit).
+ */
+function checkpointFigures(swarm: Swarm): { count: number; rows_per_checkpoint: number; ms_mean: number; ms_max_bucket: number } {
+  let count = 0;
+  let rows = 0;
+  let sumS = 0;
+  let maxS = 0;
+  for (const h of swarm.cluster.hosts.values()) {
+    const m = h.metrics();
+    count += m.checkpointsTaken;
+    rows += m.checkpointRows;
+    const s = m.snapshotSeconds;
+    sumS += s.sum_s;
+    let prev = 0;
+    s.cumulative.forEach((c, k) => {
+      if (c > prev) maxS = Math.max(maxS, s.bounds_s[k] ?? Number.POSITIVE_INFINITY);
+      prev = c;
+    });
+  }
+  return { count, rows_per_checkpoint: count ? round(rows / count, 1) : 0, ms_mean: count ? round((sumS / count) * 1000, 1) : 0, ms_max_bucket: round(maxS * 1000, 0) };
+}
+
+/**
  * The leader-crash variant of the tasks scenario: once `atCompleted` tasks completed, the leader
  * is crashed through the service call agent_terminate (mode crash) uses. Measured: wall time from
  * the crash to another member leading (new_leader_ms) and to the first completion committed
@@ -218,6 +243,11 @@ class LeaderCrash {
       election_failover_ms: rec?.failover_ms ?? null,
       election_cause: rec?.cause ?? null,
       restart_catch_up_ms: round(catchUpMs, 0),
+      // How the restarted member caught up: from the log, or from a JSON snapshot of the whole
+      // state made on demand (the others' checkpoints had compacted past its log).
+      restart_from: this.swarm.cluster.hosts.get(id)?.metrics().startState?.from ?? null,
+      restart_snapshots_installed: this.swarm.cluster.hosts.get(id)?.metrics().snapshotsInstalled ?? null,
+      snapshots_for_followers: [...this.swarm.cluster.hosts.values()].reduce((a, h) => a + h.metrics().snapshotsForFollowers, 0),
       members_agree: perMember.every((p) => JSON.stringify({ ...p, id: '' }) === JSON.stringify({ ...perMember[0], id: '' })),
       per_member: perMember,
     };
@@ -260,6 +290,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
     const peakRun = rss.stop();
+    const checkpoints = checkpointFigures(swarm);
 
     // Retention through the log: every replica drops the records (chunked over entries).
     const rss2 = rssSampler();
@@ -295,6 +326,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       bytes_written_per_task: round((c1.bytes - c0.bytes) / n, 1),
       fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
       peak_rss_mib: mib(peakRun),
+      checkpoints,
       status_poll_errors: pollErrors,
       ...(crashOut ? { leader_crash: crashOut } : {}),
       retention: {
@@ -312,7 +344,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
         peak_rss_mib: mib(peakRetention),
       },
     };
-    log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
+    log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, checkpoints ${checkpoints.count} of ${checkpoints.ms_mean} ms mean (max bucket ${checkpoints.ms_max_bucket} ms), records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
     if (crashOut) log(`${n} tasks, leader crashed at ${crashOut.crashed_at_completed} completed: lost ${out.lost}, duplicates ${out.duplicates}, new leader after ${crashOut.new_leader_ms} ms, progress after ${crashOut.progress_resumed_ms} ms`);
     return out;
   } finally {

@@ -1,16 +1,18 @@
 // A member restarted from its SQLite file rebuilds the machine from the checkpoint rows
 // (incremental snapshot) and replays only the log after them; a follower that falls behind
 // the others' checkpoints is sent a snapshot made on demand. Every replica ends with the same
-// state hash.
+// state hash. Task blocks are 64 tasks here, so the 2,000-task orchestration is 32 block rows
+// and checkpoints between its assignments and completions write some of them.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/host/local-cluster.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Command, Op } from '../../src/machine/types.js';
-import Database from 'better-sqlite3';
+import { ordStride } from '../../src/machine/task-table.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import type { LogStorage } from '../../src/storage/types.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
@@ -46,7 +48,7 @@ function setup() {
       });
     },
     machineFor: (id) => {
-      const m = new CoordinationMachine();
+      const m = new CoordinationMachine({ tasksPerBlock: 64 });
       machines.set(id, m);
       return m;
     },
@@ -120,6 +122,15 @@ describe('restart from checkpoint rows', () => {
     const follower = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
     const before = c.cluster.hosts.get(follower)!.metrics();
     expect(before.checkpointsTaken).toBeGreaterThan(5);
+    // The follower's file holds the orchestrations as rows: metadata, then its task blocks.
+    const db = new Database(path.join(c.dir, `${follower}.db`), { readonly: true });
+    const ords = (db.prepare('SELECT ord FROM machine_orchs ORDER BY ord').all() as Array<{ ord: number }>).map((r) => r.ord);
+    db.close();
+    const stride = ordStride(6);
+    const big = c.machines.get(leader.id)!.tasks.orchs.get(`orch-${ords[0]! / stride}`)!;
+    expect(big.count).toBe(2000);
+    const at = big.created_index * stride;
+    expect(ords).toEqual([at, ...Array.from({ length: 32 }, (_, b) => at + 1 + b), at + stride, at + stride + 1]);
     // No JSON snapshot was serialized: nobody needed one.
     expect(before.snapshotsForFollowers).toBe(0);
     c.cluster.crash(follower);

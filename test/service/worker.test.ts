@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CompleteItem } from '../../src/machine/types.js';
 import { AgentWorker } from '../../src/swarm/worker.js';
-import { LogBuilder, createOp } from '../machine/machine-util.js';
+import { LogBuilder, createOp, replay } from '../machine/machine-util.js';
 import { sleep, waitUntil } from './service-util.js';
 
 type Completion = CompleteItem;
@@ -105,5 +105,42 @@ describe('AgentWorker', () => {
       ['orch-1-2', 2],
     ]);
     expect(b.machine.tasks.orchs.get('orch-1')!.counts).toMatchObject({ completed: 2, duplicates: 0, executions_started: 4 });
+  });
+});
+
+describe('AgentWorker on a replica catching up', () => {
+  it('runs no assignment the entries it has not applied yet complete or take back; runs the one still held once caught up', async () => {
+    // The cluster's log: three assignments to `me` (epoch 1); then `me` completed the first
+    // (before a crash) and the second was taken back and given to `other`.
+    const b = new LogBuilder();
+    b.op(createOp(3));
+    b.op({ t: 'task.assign', term: 1, lease_ms: 1000, items: [1, 2, 3].map((i) => ({ task: `orch-1-${i}`, agent: 'me', from_epoch: 0 })) });
+    const assignedAt = b.entries.length;
+    b.op({ t: 'task.complete', items: [{ task: 'orch-1-1', agent: 'me', epoch: 1, ok: true, result: null }] });
+    b.op({ t: 'task.assign', term: 2, lease_ms: 1000, items: [{ task: 'orch-1-2', agent: 'other', from_epoch: 1 }] });
+    // `me` restarted: its replica has applied up to the assignments only.
+    const replica = replay(b.entries.slice(0, assignedAt));
+    const submitted: Completion[] = [];
+    const worker = new AgentWorker('me', {
+      machineOf: () => replica,
+      isRunning: () => true,
+      batchSize: () => 10,
+      submitCompletions: async (items) => {
+        submitted.push(...items);
+      },
+      catchingUp: () => replica.appliedIndex < b.entries.length,
+    });
+    worker.enqueue([1, 2, 3].map((i) => ({ task: `orch-1-${i}`, agent: 'me', epoch: 1 })));
+    await sleep(30);
+    // Without the wait it ran all three, two of them for nothing (refused as stale).
+    expect(worker.executed).toBe(0);
+    for (const e of b.entries.slice(assignedAt)) {
+      replica.apply(e);
+      worker.applied();
+    }
+    await waitUntil(() => submitted.length >= 1, 2_000, 'the held assignment reported');
+    await sleep(30);
+    expect(worker.executed).toBe(1);
+    expect(submitted.map((c) => [c.task, c.epoch])).toEqual([['orch-1-3', 1]]);
   });
 });
