@@ -128,7 +128,7 @@ export async function checkJoin(o: {
 }
 
 /** Between probe rounds of a member waiting to bootstrap. */
-const BOOTSTRAP_PROBE_MS = 500;
+const BOOTSTRAP_PROBE_MS = 200;
 /** A waiting member says on stderr why it waits, and whom it heard from, this often. */
 const BOOTSTRAP_LOG_MS = 5_000;
 
@@ -261,7 +261,8 @@ async function waitingListener(o: { id: string; swarm: string; peers: Record<str
   const loop = monitorEventLoopDelay({ resolution: 20 });
   loop.enable();
   t.onClientRequest(async (req) => {
-    if ((req as { kind?: unknown } | null)?.kind !== 'status') throw Object.assign(new Error(`member ${o.id} is waiting to bootstrap (fresh, not yet a voter); ask another member`), { code: 'unavailable' });
+    // As a follower that knows no leader answers: clients go on to the other members.
+    if ((req as { kind?: unknown } | null)?.kind !== 'status') throw Object.assign(new Error(`${o.id} is not the leader (waiting to bootstrap: fresh, not yet a voter); no leader is known yet`), { code: 'not_leader' });
     const s = t.stats();
     const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
     const status: MemberStatus = {
