@@ -196,7 +196,9 @@ export async function checkFreshStart(o: {
   const words = new Map<string, PeerWord>();
   const listener = await waitingListener(o);
   const t0 = Date.now();
-  let lastLog = 0;
+  // The first word after a second of waiting: members started together wait about one round,
+  // and a start that waits for nothing writes nothing (nor loads the logger).
+  let lastLog = t0 - BOOTSTRAP_LOG_MS + 1_000;
   try {
     for (;;) {
       if (o.signal?.aborted) throw new UserError('unavailable', `member ${o.id}: start cancelled while waiting to bootstrap`, 'peers');
