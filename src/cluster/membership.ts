@@ -203,8 +203,9 @@ export async function checkFreshStart(o: {
     for (;;) {
       if (o.signal?.aborted) throw new UserError('unavailable', `member ${o.id}: start cancelled while waiting to bootstrap`, 'peers');
       await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, a))));
-      for (const [peer, w] of words) {
-        if (w.kind !== 'cluster') continue;
+      // Every report of a formed cluster is read before any lets it start: one refusal wins.
+      const cluster = [...words].filter((e): e is [string, Extract<PeerWord, { kind: 'cluster' }>] => e[1].kind === 'cluster');
+      for (const [peer, w] of cluster) {
         if (w.me?.state === 'removed') {
           throw new UserError('conflict', `member id ${o.id} was removed from this cluster (as ${peer} reports) and ids are never reused; add a new member under a new id`, 'id');
         }
@@ -218,8 +219,10 @@ export async function checkFreshStart(o: {
         if (!w.me) {
           throw new UserError('conflict', `cluster ${w.cluster_id} (as ${peer} reports) does not list member id ${o.id}: add it (concord member add --id ${o.id} --address HOST:PORT) and start it with --join on an empty data directory`, 'id');
         }
+      }
+      if (cluster.length > 0) {
         // Listed, never bound: it never ran (down at the first start). It starts and catches up.
-        logger.info({ id: o.id, cluster_id: w.cluster_id, from: peer }, 'the cluster formed without this member; starting to catch up');
+        logger.info({ id: o.id, cluster_id: cluster[0]![1].cluster_id, from: cluster.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
         return;
       }
       const fresh = [...words].filter(([, w]) => w.kind === 'fresh').map(([p]) => p);
