@@ -186,7 +186,6 @@ export class MemberNode {
       if (e.state === 'removed') delete peers[id];
       else if (i > 0) peers[id] = { host: e.address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(e.address.slice(i + 1)) };
     }
-    // Nothing of this member here and no --join: ask its peers whether the id ran elsewhere.
     // Nothing of this member here and no --join: it waits for evidence that its empty log and
     // votes are all it ever had (the cluster never formed, or it never ran in it).
     if (!joinArgs && prior === undefined && !fs.existsSync(path.join(swarmDir, `${o.id}.db`))) {
