@@ -49,6 +49,8 @@ export interface MemberNodeOptions {
   onFatal?: (message: string) => void;
   /** Serve /metrics, /health and /readyz for this member here (no token: bind it privately). */
   metrics?: PeerAddress;
+  /** Ends a start that waits to bootstrap (membership.ts checkFreshStart): it then throws. */
+  signal?: AbortSignal;
 }
 
 /** A tool call refused before any effect: no client session yet, or an unknown or expired one. */
@@ -107,6 +109,8 @@ export class MemberNode {
   private toolList: Promise<unknown> | undefined;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
   private keeper: MembershipKeeper | null = null;
+  /** The voters this member's log starts from ([] when it joined with --join); in status. */
+  private bootstrapVoters: string[] = [];
   /** The --metrics listener, when started. */
   metricsListener: { port: number; close: () => Promise<void> } | null = null;
 
@@ -182,8 +186,11 @@ export class MemberNode {
       if (e.state === 'removed') delete peers[id];
       else if (i > 0) peers[id] = { host: e.address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(e.address.slice(i + 1)) };
     }
-    // Nothing of this member here and no --join: ask its peers whether the id ran elsewhere.
-    if (!joinArgs && prior === undefined && !fs.existsSync(path.join(swarmDir, `${o.id}.db`))) await checkFreshStart({ id: o.id, peers, secret: o.secret, tls: o.tls });
+    // Nothing of this member here and no --join: it waits for evidence that its empty log and
+    // votes are all it ever had (the cluster never formed, or it never ran in it).
+    if (!joinArgs && prior === undefined && !fs.existsSync(path.join(swarmDir, `${o.id}.db`))) {
+      await checkFreshStart({ id: o.id, swarm: o.swarm, peers, voters: bootstrapVoters, listen: o.listen, secret: o.secret, tls: o.tls, signal: o.signal });
+    }
     if (!recorded) saveMembership(memberFile, { cluster_id: null, bootstrap_voters: bootstrapVoters, members: {} });
     let incarnation: string | undefined;
     let cluster: MemberCluster | undefined;
@@ -276,6 +283,7 @@ export class MemberNode {
       }
     }
     node.keeper = keeper;
+    node.bootstrapVoters = bootstrapVoters;
     keeper.start();
     if (joinArgs && joinedBefore) {
       // Removed while it was down: the seeds say so, and it stops as a removed member does.
@@ -339,6 +347,7 @@ export class MemberNode {
       },
       raft_timing: raftTimingOf(this.swarm.localMachine()?.machine.config),
       membership: this.swarm.localMachine()?.machine.book.view() ?? null,
+      bootstrap: { state: 'running', voters: this.bootstrapVoters },
     };
   }
 

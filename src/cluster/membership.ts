@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { StateMachine } from '../host/node-host.js';
 import type { CoordinationMachine } from '../machine/coordination-machine.js';
 import type { MemberBook } from '../machine/member-book.js';
@@ -14,7 +15,7 @@ import { UserError } from '../util/errors.js';
 import { promoteCaughtUpLearners } from '../service/members.js';
 import type { Swarm } from '../swarm/swarm.js';
 import { TcpClient } from '../transport/tcp-client.js';
-import type { PeerAddress } from '../transport/tcp-transport.js';
+import { TcpTransport, type PeerAddress } from '../transport/tcp-transport.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import { logger } from '../util/logger.js';
 import type { MemberCluster } from './member-cluster.js';
@@ -126,42 +127,183 @@ export async function checkJoin(o: {
   return view;
 }
 
+/** Between probe rounds of a member waiting to bootstrap. */
+const BOOTSTRAP_PROBE_MS = 200;
+/** A waiting member says on stderr why it waits, and whom it heard from, this often. */
+const BOOTSTRAP_LOG_MS = 5_000;
+
+/** What one peer's answer says to a member with no state deciding whether it may bootstrap. */
+type PeerWord =
+  | { kind: 'silent' }
+  /** Waiting to bootstrap too, or running from a bootstrap of the same voters with nothing committed. */
+  | { kind: 'fresh'; state: 'waiting' | 'running' }
+  /** A formed cluster (a recorded cluster id): what its book says about this id. */
+  | { kind: 'cluster'; cluster_id: string; me: { state: 'active' | 'removed'; incarnation: string | null } | undefined }
+  /** Neither: other voters (another --peers), or a member too old to say. */
+  | { kind: 'other'; why: string };
+
+function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
+}
+
+function classify(id: string, voters: readonly string[], st: MemberStatus): PeerWord {
+  const b = st.membership;
+  if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id] };
+  if (!st.bootstrap) return { kind: 'other', why: 'no cluster id yet and no bootstrap state (an older member?)' };
+  if (!sameIds(st.bootstrap.voters, voters)) return { kind: 'other', why: `it bootstraps other voters (${st.bootstrap.voters.join(',') || 'none: it joined with --join'})` };
+  // Committed entries and no cluster id yet: the first leader is recording it (ask again).
+  if (st.bootstrap.state === 'running' && (st.commit ?? 0) > 0) return { kind: 'other', why: 'it committed entries but records no cluster id yet' };
+  return { kind: 'fresh', state: st.bootstrap.state };
+}
+
 /**
  * Before a member runs on a data directory holding nothing of it (no registry entry, no
  * database) without --join: a bootstrap member's first start, or one whose directory was
- * wiped. Its peers are asked what the replicated book says about its id: bound to an
- * incarnation, or removed, means the id ran on another directory, whose log and votes this
- * empty one forgot; as a voter it would grant any candidate its vote. Peers that do not answer
- * (the cluster's first start, or all down) cannot tell, and it starts.
+ * wiped. An empty voter forgot the votes it granted and the entries it acknowledged, so it
+ * runs only on positive evidence, as Consul's bootstrap_expect waits for its servers:
+ * - a peer reports a formed cluster (a recorded cluster id): its book decides. This id bound
+ *   to an incarnation (it ran on another directory) or removed: refused. Listed and never
+ *   bound: a bootstrap member that was down at the first start (it never ran, so it forgot
+ *   nothing): it starts and catches up. Not listed: it must be added and started with --join.
+ * - a majority of the bootstrap voters, itself included, are fresh (waiting here too, or
+ *   running from a bootstrap of the same voters with nothing committed): the cluster never
+ *   formed, and it starts. Running members count: the first to start stops waiting at once,
+ *   and the others must still see it.
+ * Otherwise it waits, probing every BOOTSTRAP_PROBE_MS, and serves status probes on its
+ * member port ("waiting") so fresh members see each other. It waits without limit (a member
+ * started first, or restarted by a supervisor, must not give up before the others come up);
+ * `signal` ends the wait (the process exits on SIGTERM).
+ *
+ * Limit: a majority counting its own word cannot tell a first start with a member down from
+ * "a cluster formed without member X, then all its members but this wiped one are down, and
+ * X comes up". Only more fresh peers (n - majority + 1 besides itself) would rule that out.
  */
-export async function checkFreshStart(o: { id: string; peers: Record<string, PeerAddress>; secret: Buffer; tls?: TlsMaterial }): Promise<void> {
-  const answers = await Promise.all(
-    Object.entries(o.peers)
-      .filter(([id]) => id !== o.id)
-      .map(async ([peer, a]) => {
-        const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
-        try {
-          const st = (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus;
-          return { peer: st.id ?? peer, me: st.membership?.cluster_id ? st.membership.members[o.id] : undefined };
-        } catch {
-          return null; // down, starting, or refusing us: no answer
-        } finally {
-          c.close();
+export async function checkFreshStart(o: {
+  id: string;
+  swarm: string;
+  peers: Record<string, PeerAddress>;
+  /** The bootstrap voters (ids of --peers): fresh peers must name the same. */
+  voters: string[];
+  listen?: PeerAddress;
+  secret: Buffer;
+  tls?: TlsMaterial;
+  signal?: AbortSignal;
+}): Promise<void> {
+  const others = Object.entries(o.peers).filter(([id]) => id !== o.id);
+  const need = Math.floor(o.voters.length / 2) + 1;
+  // Alone in its configuration: nothing else could have formed a cluster with it.
+  if (others.length === 0 && need <= 1) return;
+  const words = new Map<string, PeerWord>();
+  const listener = await waitingListener(o);
+  const t0 = Date.now();
+  // The first word after a second of waiting: members started together wait about one round,
+  // and a start that waits for nothing writes nothing (nor loads the logger).
+  let lastLog = t0 - BOOTSTRAP_LOG_MS + 1_000;
+  try {
+    for (;;) {
+      if (o.signal?.aborted) throw new UserError('unavailable', `member ${o.id}: start cancelled while waiting to bootstrap`, 'peers');
+      await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, a))));
+      // Every report of a formed cluster is read before any lets it start: one refusal wins.
+      const cluster = [...words].filter((e): e is [string, Extract<PeerWord, { kind: 'cluster' }>] => e[1].kind === 'cluster');
+      for (const [peer, w] of cluster) {
+        if (w.me?.state === 'removed') {
+          throw new UserError('conflict', `member id ${o.id} was removed from this cluster (as ${peer} reports) and ids are never reused; add a new member under a new id`, 'id');
         }
-      }),
-  );
-  for (const a of answers) {
-    if (a?.me?.state === 'removed') {
-      throw new UserError('conflict', `member id ${o.id} was removed from this cluster (as ${a.peer} reports) and ids are never reused; add a new member under a new id`, 'id');
+        if (w.me?.incarnation) {
+          throw new UserError(
+            'conflict',
+            `member id ${o.id} is bound to another data directory (incarnation ${w.me.incarnation}, as ${peer} reports), and this one holds nothing of it (wiped or new): a member that forgot its log and votes must not vote. Restore its data directory, or remove it (concord member remove --id ${o.id}) and add a new member under a new id`,
+            'data_dir',
+          );
+        }
+        if (!w.me) {
+          throw new UserError('conflict', `cluster ${w.cluster_id} (as ${peer} reports) does not list member id ${o.id}: add it (concord member add --id ${o.id} --address HOST:PORT) and start it with --join on an empty data directory`, 'id');
+        }
+      }
+      if (cluster.length > 0) {
+        // Listed, never bound: it never ran (down at the first start). It starts and catches up.
+        logger.info({ id: o.id, cluster_id: cluster[0]![1].cluster_id, from: cluster.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
+        return;
+      }
+      const fresh = [...words].filter(([, w]) => w.kind === 'fresh').map(([p]) => p);
+      if (fresh.length + 1 >= need) {
+        logger.info({ id: o.id, fresh, waited_ms: Date.now() - t0 }, 'bootstrapping: a majority of the members are fresh');
+        return;
+      }
+      if (Date.now() - lastLog >= BOOTSTRAP_LOG_MS) {
+        lastLog = Date.now();
+        const heard = Object.fromEntries([...words].map(([p, w]) => [p, w.kind === 'fresh' ? `fresh (${w.state})` : w.kind === 'other' ? w.why : 'no answer']));
+        logger.warn(
+          { id: o.id, need, fresh: fresh.length + 1, heard, waited_ms: Date.now() - t0 },
+          `waiting to bootstrap: no state here and no --join; starting as a voter needs ${need} of ${o.voters.length} members fresh (itself included) or a peer of a formed cluster`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, BOOTSTRAP_PROBE_MS));
     }
-    if (a?.me?.incarnation) {
-      throw new UserError(
-        'conflict',
-        `member id ${o.id} is bound to another data directory (incarnation ${a.me.incarnation}, as ${a.peer} reports), and this one holds nothing of it (wiped or new): a member that forgot its log and votes must not vote. Restore its data directory, or remove it (concord member remove --id ${o.id}) and add a new member under a new id`,
-        'data_dir',
-      );
-    }
+  } finally {
+    listener.close();
+    // Let the listening socket close before the member's own transport binds the port.
+    await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+async function probe(o: { id: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, a: PeerAddress): Promise<PeerWord> {
+  const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
+  try {
+    return classify(o.id, o.voters, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
+  } catch {
+    return { kind: 'silent' }; // down, starting, or refusing us
+  } finally {
+    c.close();
+  }
+}
+
+/** The member port while it waits: status probes only ("waiting to bootstrap"). */
+async function waitingListener(o: { id: string; swarm: string; peers: Record<string, PeerAddress>; voters: string[]; listen?: PeerAddress; secret: Buffer; tls?: TlsMaterial }): Promise<{ close: () => void }> {
+  const bind = o.listen ?? o.peers[o.id]!;
+  // Peers known, so that members probing as themselves (TLS) are admitted.
+  const t = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id)) });
+  const loop = monitorEventLoopDelay({ resolution: 20 });
+  loop.enable();
+  t.onClientRequest(async (req) => {
+    // As a follower that knows no leader answers: clients go on to the other members.
+    if ((req as { kind?: unknown } | null)?.kind !== 'status') throw Object.assign(new Error(`${o.id} is not the leader (waiting to bootstrap: fresh, not yet a voter); no leader is known yet`), { code: 'not_leader' });
+    const s = t.stats();
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    const status: MemberStatus = {
+      id: o.id,
+      swarm: o.swarm,
+      role: 'waiting-to-bootstrap',
+      term: null,
+      leader: null,
+      leader_address: null,
+      commit: null,
+      applied: null,
+      last_index: null,
+      first_index: null,
+      blocked: [],
+      links: {},
+      auth_failures: s.authFailures,
+      protocol_errors: s.protocolErrors,
+      event_loop_delay_ms: { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) },
+      membership: null,
+      bootstrap: { state: 'waiting', voters: o.voters },
+    };
+    return status;
+  });
+  try {
+    await t.listen();
+  } catch (e) {
+    t.close();
+    loop.disable();
+    throw new UserError('unavailable', `cannot listen on ${bind.host}:${bind.port}: ${(e as Error).message} (another process has the port? pick another with --peers/--listen)`, 'listen');
+  }
+  return {
+    close: () => {
+      loop.disable();
+      t.close();
+    },
+  };
 }
 
 /**

@@ -84,6 +84,11 @@ export interface MemberStatus {
     cluster_id: string | null;
     members: Record<string, { address: string; state: 'active' | 'removed'; incarnation: string | null }>;
   } | null;
+  /**
+   * The voters this member's log starts from (--peers at its first start), and whether it
+   * runs or still waits for evidence that the cluster never formed (membership.ts).
+   */
+  bootstrap?: { state: 'waiting' | 'running'; voters: string[] };
 }
 
 export function parseClientRequest(raw: unknown): ClientRequest {

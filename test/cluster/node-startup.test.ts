@@ -70,7 +70,7 @@ describe('concord node start-up', () => {
     const register = recorder(dir, "u.includes('/node_modules/') || u.startsWith('node:')");
     const secret = path.join(dir, 'secret');
     fs.writeFileSync(secret, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-    // b and c never run: a restarted member listens before it hears from anyone.
+    // b and c are down at the restart: a restarted member listens before it hears from anyone.
     const [pa, pb, pc] = await freePorts(3);
     const args = ['--import', register, MAIN, 'node', '--swarm', 's', '--id', 'a', '--peers', `a=127.0.0.1:${pa},b=127.0.0.1:${pb},c=127.0.0.1:${pc}`, '--data-dir', path.join(dir, 'data'), '--secret-file', secret];
     const started = async (): Promise<string[]> => {
@@ -94,7 +94,16 @@ describe('concord node start-up', () => {
       }
       return err.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7));
     };
-    await started(); // creates the member's file
+    // The first start creates the member's file. A member with no state waits until a majority
+    // of --peers is fresh (membership.ts checkFreshStart), so b and c run for it, then stop.
+    const others = ['b', 'c'].map((id) =>
+      spawn(process.execPath, [MAIN, 'node', '--swarm', 's', '--id', id, '--peers', `a=127.0.0.1:${pa},b=127.0.0.1:${pb},c=127.0.0.1:${pc}`, '--data-dir', path.join(dir, `data-${id}`), '--secret-file', secret], { cwd: ROOT, stdio: 'ignore' }),
+    );
+    try {
+      await started();
+    } finally {
+      for (const o of others) o.kill('SIGKILL');
+    }
     const loaded = await started(); // the restart
     expect(loaded.some((u) => u.includes('/node_modules/better-sqlite3/'))).toBe(true);
     expect(loaded).toContain('node:net');
