@@ -1,4 +1,4 @@
-import { newMessage, type Message, type NodeId } from '../raft/types.js';
+import { newMessage, snapshotChars, type Message, type NodeId } from '../raft/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
 import { decodeAck, encodeAck, SnapshotReceive, SnapshotSend } from '../transport/snapshot-stream.js';
@@ -531,6 +531,6 @@ function cloneMessage(m: Message): Message {
 function payloadBytes(m: Message): number {
   let n = 64 + m.context.length;
   for (const e of m.entries) n += 24 + e.data.length;
-  if (m.snapshot) n += 64 + m.snapshot.data.length;
+  if (m.snapshot) n += 64 + snapshotChars(m.snapshot.data);
   return n;
 }

@@ -2,6 +2,7 @@ import { Raft, type RaftStatus } from '../raft/raft.js';
 import {
   DEFAULT_CONFIG,
   ProposalError,
+  snapshotChars,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -10,6 +11,7 @@ import {
   type RaftConfig,
   type Ready,
   type Role,
+  type SnapshotData,
 } from '../raft/types.js';
 import type { CheckpointReader, CheckpointTable, LogStorage, StorageStats, TableChanges } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -26,11 +28,14 @@ export interface StateMachine {
   /** Apply one committed entry (normal, conf or noop); the result goes to the proposer. */
   apply(entry: Entry): unknown;
   snapshot(): string;
-  restore(data: string): void;
+  /** The state to send a follower, when it may be too large for snapshot()'s one string:
+   * bounded parts (see SnapshotData). The host uses it instead of snapshot() when present. */
+  snapshotData?(): SnapshotData;
+  restore(data: SnapshotData): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
   /** Why snapshot data received from a peer cannot be restored, or null (checked before the core takes it). */
-  checkSnapshot?(data: string): string | null;
+  checkSnapshot?(data: SnapshotData): string | null;
   /**
    * Incremental snapshots (all four or none): with a storage that keeps checkpoints, the host
    * compacts by writing the rows changed since the last checkpoint (takeCheckpoint) instead of
@@ -131,13 +136,13 @@ const HEAVY_READY_BYTES = 512 << 10;
 
 /** Entry data a Ready writes and applies (UTF-16 length: a cheap, monotone size). */
 function readyBytes(rd: Ready): number {
-  let n = rd.snapshot ? rd.snapshot.data.length : 0;
+  let n = rd.snapshot ? snapshotChars(rd.snapshot.data) : 0;
   for (const e of rd.entries) n += e.data.length;
   return n + appliedBytes(rd);
 }
 
 function appliedBytes(rd: Ready): number {
-  let n = rd.snapshot ? rd.snapshot.data.length : 0;
+  let n = rd.snapshot ? snapshotChars(rd.snapshot.data) : 0;
   for (const e of rd.committedEntries) n += e.data.length;
   return n;
 }
@@ -1171,7 +1176,7 @@ export class NodeHost {
     const due = since > 0 && (since >= this.opts.compactionThreshold * factor || (this.opts.machine.dirtyRows?.() ?? 0) >= CHECKPOINT_MAX_DIRTY_ROWS * factor);
     if (!due && !wanted) return;
     const t0 = performance.now();
-    const json = wanted && log.snapshot === null ? this.opts.machine.snapshot() : null;
+    const json = wanted && log.snapshot === null ? this.serialize() : null;
     if (json !== null) this.snapshotsForFollowers++;
     if (since > 0) this.checkpoint(json);
     else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
@@ -1179,7 +1184,7 @@ export class NodeHost {
   }
 
   /** Write the machine's changed rows at the applied index and drop the log up to it. */
-  private checkpoint(json: string | null): void {
+  private checkpoint(json: SnapshotData | null): void {
     const machine = this.opts.machine;
     const { meta, tables } = machine.takeCheckpoint!();
     // The storage drops its log up to the checkpoint; the core keeps compactionThreshold
@@ -1208,6 +1213,12 @@ export class NodeHost {
     this.appliedBytesSinceSnapshot = 0;
   }
 
+  /** The machine's state for a snapshot: in parts when it offers them. */
+  private serialize(): SnapshotData {
+    const m = this.opts.machine;
+    return m.snapshotData ? m.snapshotData() : m.snapshot();
+  }
+
   private maybeCompact(force = false): void {
     if (this.checkpointing()) {
       this.maybeCheckpoint(force);
@@ -1229,11 +1240,11 @@ export class NodeHost {
     if (log.applied > log.stableIndex) return;
     // Wall time (not the host clock): it measures work done, and decides nothing.
     const t0 = performance.now();
-    const snap = this.raft.compact(this.opts.machine.snapshot());
+    const snap = this.raft.compact(this.serialize());
     this.opts.storage.compact(snap);
     this.snapshotsTaken++;
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
-    this.lastSnapshotBytes = snap.data.length;
+    this.lastSnapshotBytes = snapshotChars(snap.data);
     this.appliedBytesSinceSnapshot = 0;
   }
 

@@ -19,6 +19,7 @@ import {
   type RestartState,
   type Role,
   type Snapshot,
+  type SnapshotData,
   type SoftState,
 } from './types.js';
 
@@ -319,7 +320,7 @@ export class Raft {
    * (nothing left to drop), the snapshot is only held for sending. The snapshot returned is
    * at the applied index, whatever the memory log keeps.
    */
-  compact(data: string | null, keepEntries = 0): Snapshot {
+  compact(data: SnapshotData | null, keepEntries = 0): Snapshot {
     const index = this.log.applied;
     const term = this.log.term(index);
     if (term === undefined) throw new Error(`compact: no term for applied index ${index}`);

@@ -211,7 +211,7 @@ describe('snapshot receiver refuses inconsistent parts (hand-driven sender)', ()
     // Restarting 1200 from 0 and sending it whole works.
     for (let off = 0; off < data.length; off += k) p.write(part(p, head({ offset: off }), data.subarray(off, off + k)));
     await waitFor(() => snaps(b).length === 1, 'snapshot');
-    expect(Buffer.from(snaps(b)[0]!.snapshot!.data, 'utf8').equals(data)).toBe(true);
+    expect(Buffer.from(snaps(b)[0]!.snapshot!.data as string, 'utf8').equals(data)).toBe(true);
   });
 
   it('a hash mismatch delivers nothing and tells the sender', async () => {
