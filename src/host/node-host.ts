@@ -1039,6 +1039,7 @@ export class NodeHost {
     for (const e of rd.committedEntries) this.applyEntry(e);
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
+    if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;

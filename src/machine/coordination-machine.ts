@@ -127,6 +127,8 @@ export class CoordinationMachine implements StateMachine {
   private sessionOrds = new Map<string, number>();
   private nextSessionOrd = 0;
   private readonly dirtySessions = new DirtyRows();
+  /** The parts checkSnapshot last accepted, parsed (see restore); not replicated state. */
+  private checkedParts: { parts: readonly string[]; s: Record<string, unknown> } | null = null;
 
   constructor(private readonly events: MachineEvents = {}) {}
 
@@ -486,6 +488,8 @@ export class CoordinationMachine implements StateMachine {
     if (parts.length > 1) {
       s = CoordinationMachine.assembleParts(parts);
       if (typeof s === 'string') return s;
+      // Parsing a large state takes seconds: restore() takes this parse if it restores these parts.
+      this.checkedParts = { parts, s: s as Record<string, unknown> };
     } else {
       try {
         s = JSON.parse(parts[0] ?? '');
@@ -576,7 +580,9 @@ export class CoordinationMachine implements StateMachine {
     if (parts.length === 0 || (parts.length === 1 && !parts[0])) return;
     let s;
     if (parts.length > 1) {
-      const a = CoordinationMachine.assembleParts(parts);
+      const held = this.checkedParts;
+      this.checkedParts = null;
+      const a = held?.parts === parts ? held.s : CoordinationMachine.assembleParts(parts);
       if (typeof a === 'string') throw new Error(`snapshot: ${a}`);
       s = a as any; // eslint-disable-line @typescript-eslint/no-explicit-any
     } else {

@@ -26,32 +26,32 @@ export class PartPacker {
   readonly parts: string[] = [];
   /** Characters of all parts so far. */
   chars = 0;
-  private rows: string[] = [];
-  private rowChars = 0;
+  /** The part being filled (a rope: appending copies nothing), without its closing `]}`. */
+  private cur = '';
+  private rows = 0;
   private table: PartTable | null = null;
 
   constructor(private readonly maxChars: number) {}
 
   add(table: PartTable, row: unknown): void {
     const j = JSON.stringify(row);
-    if (this.table !== table || (this.rows.length > 0 && this.head(table).length + this.rowChars + j.length + 2 > this.maxChars)) this.flush();
-    this.table = table;
-    this.rows.push(j);
-    this.rowChars += j.length + 1;
+    if (this.table !== table || (this.rows > 0 && this.cur.length + j.length + 3 > this.maxChars)) this.flush();
+    if (this.rows === 0) {
+      this.table = table;
+      this.cur = `{"v":4,"k":"${table}","rows":[${j}`;
+    } else this.cur += `,${j}`;
+    this.rows++;
   }
 
   /** Close the current part (if it holds rows). */
   flush(): void {
-    if (this.table !== null && this.rows.length > 0) {
-      const p = `${this.head(this.table)}${this.rows.join(',')}]}`;
+    if (this.rows > 0) {
+      const p = `${this.cur}]}`;
       this.parts.push(p);
       this.chars += p.length;
     }
-    this.rows = [];
-    this.rowChars = 0;
-  }
-
-  private head(table: PartTable): string {
-    return `{"v":4,"k":"${table}","rows":[`;
+    this.cur = '';
+    this.rows = 0;
+    this.table = null;
   }
 }

@@ -345,6 +345,15 @@ export class Raft {
     return acks;
   }
 
+  /**
+   * The host restored an installed snapshot into tables it can serialize again on demand
+   * (checkpoints): stop holding its data, a second copy of the state in memory. A follower
+   * that needs one later is served as after a checkpoint (takeSnapshotRequest).
+   */
+  releaseSnapshot(): void {
+    if (this.log.pendingSnapshot === null) this.log.snapshot = null;
+  }
+
   /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
   takeSnapshotRequest(): boolean {
     const wanted = this.snapshotWanted;
