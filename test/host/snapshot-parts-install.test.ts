@@ -74,7 +74,7 @@ describe('multi-part snapshot install (embedded swarm)', () => {
       frames++;
       if (transfers === 1 && h.offset > 0 && corrupted === 0) {
         const bad = Buffer.from(part);
-        bad[bad.length - 1] ^= 1; // last data byte of this frame
+        bad[bad.length - 1] = bad[bad.length - 1]! ^ 1; // last data byte of this frame
         corrupted++;
         return bad;
       }
