@@ -146,6 +146,7 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
       return r;
     },
     snapshot: () => m.snapshot(),
+    snapshotData: () => m.snapshotData(),
     restore: (d) => {
       m.restore(d);
       check();

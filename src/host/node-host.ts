@@ -1029,7 +1029,10 @@ export class NodeHost {
 
   private handleReady(rd: Ready): void {
     if (rd.snapshot) {
+      const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
+      const d = rd.snapshot.data;
+      logger.info({ id: this.id, index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restore_ms: Math.round(performance.now() - t0) }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);
