@@ -147,6 +147,7 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
     },
     snapshot: () => m.snapshot(),
     snapshotData: () => m.snapshotData(),
+    snapshotSteps: () => m.snapshotSteps(),
     restore: (d) => {
       m.restore(d);
       check();

@@ -31,6 +31,9 @@ export interface StateMachine {
   /** The state to send a follower, when it may be too large for snapshot()'s one string:
    * bounded parts (see SnapshotData). The host uses it instead of snapshot() when present. */
   snapshotData?(): SnapshotData;
+  /** snapshotData() in steps (see CoordinationMachine.snapshotSteps): a large state is
+   * serialized over several turns, applies held. */
+  snapshotSteps?(): Generator<void, SnapshotData>;
   restore(data: SnapshotData): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
@@ -399,6 +402,7 @@ export class NodeHost {
     this.lastLeaderContactAt = null;
     this.leadershipTiming = null;
     this.persisting = false;
+    this.serializing = null;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
     this.lastTickAt = this.opts.clock.now();
@@ -1159,6 +1163,9 @@ export class NodeHost {
     for (const l of this.listeners) l(change);
   }
 
+  /** A snapshot being serialized over several turns (see serializeLater), or null. */
+  private serializing: Generator<void, SnapshotData> | null = null;
+
   private checkpointing(): boolean {
     return this.opts.storage.checkpoint !== undefined && this.opts.machine.takeCheckpoint !== undefined;
   }
@@ -1171,6 +1178,7 @@ export class NodeHost {
    */
   private maybeCheckpoint(wanted: boolean): void {
     const log = this.raft.log;
+    if (this.serializing !== null) return; // applies are held; it checkpoints when done
     if (log.applied > log.stableIndex) return;
     // A snapshot received and stored but not applied yet: the machine's state is older than
     // the log's start (its index has no term any more); the snapshot's restore comes first.
@@ -1180,11 +1188,49 @@ export class NodeHost {
     const due = since > 0 && (since >= this.opts.compactionThreshold * factor || (this.opts.machine.dirtyRows?.() ?? 0) >= CHECKPOINT_MAX_DIRTY_ROWS * factor);
     if (!due && !wanted) return;
     const t0 = performance.now();
-    const json = wanted && log.snapshot === null ? this.serialize() : null;
+    const steps = wanted && log.snapshot === null ? this.opts.machine.snapshotSteps?.() : undefined;
+    if (steps) {
+      // First slice now; a state larger than one slice goes on over later turns (below).
+      const r = steps.next();
+      if (!r.done) {
+        this.serializeLater(steps, t0);
+        return;
+      }
+      this.finishCheckpoint(r.value, t0);
+      return;
+    }
+    this.finishCheckpoint(wanted && log.snapshot === null ? this.serialize() : null, t0);
+  }
+
+  private finishCheckpoint(json: SnapshotData | null, t0: number): void {
     if (json !== null) this.snapshotsForFollowers++;
+    const since = this.raft.log.applied - this.storedStateIndex;
     if (since > 0) this.checkpoint(json);
     else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
+  }
+
+  /**
+   * Serialize a large state for a follower a slice per turn, applies held meanwhile (the state
+   * must not change under it), so heartbeats and appends keep flowing: one call of 1 GiB held
+   * the loop ~10-30 s, and the other followers elected a new leader.
+   */
+  private serializeLater(steps: Generator<void, SnapshotData>, t0: number): void {
+    const life = this.starts;
+    const at = this.raft.log.applied;
+    this.raft.holdApply(true);
+    this.serializing = steps;
+    const step = (): void => {
+      if (!this.running || this.starts !== life || this.serializing !== steps) return;
+      const r = steps.next();
+      if (!r.done) return void this.opts.clock.setTimeout(step, 0);
+      this.serializing = null;
+      this.raft.holdApply(false);
+      // Only a snapshot of the state at `at` is one: an install meanwhile replaced it.
+      if (this.raft.log.applied === at && this.raft.log.snapshot === null) this.finishCheckpoint(r.value, t0);
+      this.process();
+    };
+    this.opts.clock.setTimeout(step, 0);
   }
 
   /** Write the machine's changed rows at the applied index and drop the log up to it. */

@@ -26,6 +26,8 @@ export class PartPacker {
   readonly parts: string[] = [];
   /** Characters of all parts so far. */
   chars = 0;
+  /** Characters of rows added so far (closed parts and the open one). */
+  written = 0;
   /** The part being filled (a rope: appending copies nothing), without its closing `]}`. */
   private cur = '';
   private rows = 0;
@@ -35,6 +37,7 @@ export class PartPacker {
 
   add(table: PartTable, row: unknown): void {
     const j = JSON.stringify(row);
+    this.written += j.length + 1;
     if (this.table !== table || (this.rows > 0 && this.cur.length + j.length + 3 > this.maxChars)) this.flush();
     if (this.rows === 0) {
       this.table = table;

@@ -118,6 +118,8 @@ export class Raft {
   private baseKnown: boolean;
   /** Leader: a member needs a snapshot and none is held; the host should compact now. */
   private snapshotWanted = false;
+  /** See holdApply. */
+  private applyHeld = false;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -350,6 +352,15 @@ export class Raft {
    * (checkpoints): stop holding its data, a second copy of the state in memory. A follower
    * that needs one later is served as after a checkpoint (takeSnapshotRequest).
    */
+  /**
+   * Host input: while held, Readys carry no committed entries, so the state machine stays at
+   * one index while the host serializes it over several turns (a large state: seconds);
+   * messages, heartbeats and appends go on meanwhile.
+   */
+  holdApply(held: boolean): void {
+    this.applyHeld = held;
+  }
+
   releaseSnapshot(): void {
     if (this.log.pendingSnapshot === null) this.log.snapshot = null;
   }
@@ -386,7 +397,7 @@ export class Raft {
       this.readStates.length > 0 ||
       this.log.pendingSnapshot !== null ||
       this.log.stableIndex < this.log.lastIndex() ||
-      this.log.committed > this.log.applied
+      (this.log.committed > this.log.applied && !this.applyHeld)
     );
   }
 
@@ -400,7 +411,7 @@ export class Raft {
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
-      committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
+      committedEntries: this.log.pendingSnapshot || this.applyHeld ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
       readStates: this.readStates,
     };
     this.msgs = [];
