@@ -200,6 +200,8 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters) and restore wall time. */
+  lastInstall: { index: number; parts: number; chars: number; restoreMs: number } | null;
   /** Of snapshotsTaken, checkpoints (changed rows written, no snapshot serialized), and the rows they wrote. */
   checkpointsTaken: number;
   checkpointRows: number;
@@ -332,6 +334,7 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  private lastInstall: HostMetrics['lastInstall'] = null;
   private checkpointsTaken = 0;
   private checkpointRows = 0;
   private snapshotsForFollowers = 0;
@@ -552,6 +555,7 @@ export class NodeHost {
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
+      lastInstall: this.lastInstall,
       checkpointsTaken: this.checkpointsTaken,
       checkpointRows: this.checkpointRows,
       snapshotsForFollowers: this.snapshotsForFollowers,
@@ -1036,7 +1040,8 @@ export class NodeHost {
       const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
       const d = rd.snapshot.data;
-      logger.info({ id: this.id, index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restore_ms: Math.round(performance.now() - t0) }, 'snapshot installed');
+      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0 };
+      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs) }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);

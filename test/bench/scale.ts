@@ -20,6 +20,11 @@
 // of an idle Node process running meanwhile (a child doing nothing): what the machine's load
 // alone costs a loop, the floor under the burst's figures.
 //
+// With --lagging 1 a follower is crashed (agent_terminate, mode crash) before the orchestration
+// and restarted after it: the leader has compacted far past it, so it installs the state as a
+// snapshot (issue 12). Reported: the install's size (characters, parts), the time from the
+// restart to installed and to caught up, its restore time, and elections meanwhile.
+//
 // Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
 // the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
 
@@ -47,6 +52,8 @@ interface Options {
   counts: number[];
   /** Crash the leader (agent_terminate mode crash) once this fraction of the tasks completed; null: no crash. */
   crashAt: number | null;
+  /** Crash a follower before the orchestration and restart it after: it installs a snapshot. */
+  lagging: boolean;
   burst: number;
   valueKib: number;
   timeoutS: number;
@@ -63,6 +70,7 @@ function parseOptions(args: BenchArgs): Options {
   return {
     counts,
     crashAt: args['crash-at'] === undefined ? null : parseNumber(args, 'crash-at', 0.5, (n) => n > 0 && n < 1, 'a fraction in (0, 1)'),
+    lagging: args.lagging === '1' || args.lagging === 'true',
     burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
     timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
@@ -224,9 +232,52 @@ class LeaderCrash {
   }
 }
 
+/**
+ * Restart the follower crashed before the run and time its snapshot install (the leader has
+ * compacted past it) and catch-up: wall time from agent_restart; size and restore time from its
+ * host's record of the install; elections from the replicated history's total.
+ */
+async function laggingInstall(swarm: Swarm, id: string, orchId: string, timeoutMs: number, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const leader = await swarm.waitForLeader(10_000);
+  const electionsBefore = swarm.machines.get(leader.id)!.electionTotals.elections;
+  const termBefore = leader.core.term;
+  const t0 = performance.now();
+  await restartAgent(swarm, id);
+  let installedMs: number | null = null;
+  for (;;) {
+    const h = swarm.cluster.hosts.get(id);
+    if (installedMs === null && h && h.metrics().snapshotsInstalled > 0) installedMs = performance.now() - t0;
+    if (swarm.machines.get(id)?.tasks.orchs.get(orchId)?.finished_at != null && installedMs !== null) break;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`lagging ${id}: not installed and caught up ${timeoutMs} ms after its restart`);
+    await sleep(POLL_MS);
+  }
+  const caughtUpMs = performance.now() - t0;
+  const inst = swarm.cluster.hosts.get(id)!.metrics().lastInstall!;
+  const now = await swarm.waitForLeader(10_000);
+  const out = {
+    member: id,
+    snapshot_chars: inst.chars,
+    snapshot_parts: inst.parts,
+    restart_to_installed_ms: round(installedMs as number, 0),
+    restart_to_caught_up_ms: round(caughtUpMs, 0),
+    restore_ms: round(inst.restoreMs, 0),
+    elections_during_install: swarm.machines.get(now.id)!.electionTotals.elections - electionsBefore,
+    term_changes_during_install: now.core.term - termBefore,
+  };
+  log(`lagging ${id}: installed ${inst.chars} chars in ${inst.parts} parts, ${out.restart_to_installed_ms} ms after restart (restore ${out.restore_ms} ms), caught up at ${out.restart_to_caught_up_ms} ms, elections ${out.elections_during_install}`);
+  return out;
+}
+
 async function tasksScenario(n: number, o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
   const { coord, swarm, dir } = await freshSwarm(`n${n}`);
   try {
+    let lagging: string | null = null;
+    if (o.lagging) {
+      const l = await swarm.waitForLeader(10_000);
+      lagging = [...swarm.cluster.hosts.keys()].find((id) => id !== l.id)!;
+      await terminateAgent(swarm, lagging, 'crash');
+      log(`${n} tasks: follower ${lagging} crashed before the run`);
+    }
     const rss = rssSampler();
     const c0 = counters(swarm);
     const cpu0 = cpuUs();
@@ -256,6 +307,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const logMs = (orch.finished_at as number) - orch.created_at;
     // The crashed member comes back (agent_restart) and catches up before retention is measured.
     const crashOut = crash ? await crash.finish(o.timeoutS * 1000, log) : null;
+    const laggingOut = lagging ? await laggingInstall(swarm, lagging, orchId, o.timeoutS * 1000, log) : null;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
@@ -297,6 +349,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       peak_rss_mib: mib(peakRun),
       status_poll_errors: pollErrors,
       ...(crashOut ? { leader_crash: crashOut } : {}),
+      ...(laggingOut ? { lagging_install: laggingOut } : {}),
       retention: {
         ms: round(retentionMs, 0),
         task_records_per_member_before: recordsBefore,
@@ -508,6 +561,7 @@ export const bench: BenchModule = {
     '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
   options: {
     counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
+    lagging: { description: '1: crash a follower before each orchestration, restart it after, time its snapshot install', default: '0' },
     'crash-at': { description: 'crash the leader (agent_terminate crash) once this fraction of the tasks completed; restarted after the run', default: '(no crash)' },
     burst: { description: 'memory_store writes in the burst', default: '100' },
     'value-kib': { description: 'size of each burst value in KiB (1..1024)', default: '1024' },
