@@ -54,6 +54,8 @@ interface Options {
   crashAt: number | null;
   /** Crash a follower before the orchestration and restart it after: it installs a snapshot. */
   lagging: boolean;
+  /** Measure retention after each run (--retention 0 skips it). */
+  retention: boolean;
   burst: number;
   valueKib: number;
   timeoutS: number;
@@ -71,6 +73,7 @@ function parseOptions(args: BenchArgs): Options {
     counts,
     crashAt: args['crash-at'] === undefined ? null : parseNumber(args, 'crash-at', 0.5, (n) => n > 0 && n < 1, 'a fraction in (0, 1)'),
     lagging: args.lagging === '1' || args.lagging === 'true',
+    retention: args.retention !== '0',
     burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
     timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
@@ -312,6 +315,11 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
     const peakRun = rss.stop();
+    if (!o.retention) {
+      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
+      log(`${n} tasks: ${out.tasks_per_s} tasks/s (retention not measured: --retention 0)`);
+      return out;
+    }
 
     // Retention through the log: every replica drops the records (chunked over entries).
     const rss2 = rssSampler();
@@ -561,6 +569,7 @@ export const bench: BenchModule = {
     '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
   options: {
     counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
+    retention: { description: '0: skip the retention measurement after each task run', default: '1' },
     lagging: { description: '1: crash a follower before each orchestration, restart it after, time its snapshot install', default: '0' },
     'crash-at': { description: 'crash the leader (agent_terminate crash) once this fraction of the tasks completed; restarted after the run', default: '(no crash)' },
     burst: { description: 'memory_store writes in the burst', default: '100' },
