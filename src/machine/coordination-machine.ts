@@ -7,7 +7,7 @@ import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
 import { parseShared } from './parse-shared.js';
-import { PART_TABLES, PartPacker, snapshotPartChars, type PartTable } from './snapshot-parts.js';
+import { PART_TABLES, PartPacker, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
@@ -65,8 +65,6 @@ const SNAPSHOT_VERSIONS = [1, 2, 3];
  * fits in one part is still written as v3.
  */
 const PARTS_VERSION = 4;
-/** JSON characters snapshotSteps writes per step (measured ~5-15 ms per MiB under load). */
-export const SNAPSHOT_SLICE_CHARS = 1 << 20;
 /** Format of a checkpoint's meta row (see takeCheckpoint); restoreCheckpoint reads only it. */
 const CHECKPOINT_META_VERSION = 1;
 
@@ -525,7 +523,7 @@ export class CoordinationMachine implements StateMachine {
    * serialize a large state over several event-loop turns (holding its applies meanwhile: the
    * state must not change until the last step returns the data).
    */
-  *snapshotSteps(maxPartChars = snapshotPartChars(), sliceChars = SNAPSHOT_SLICE_CHARS): Generator<void, SnapshotData> {
+  *snapshotSteps(maxPartChars = snapshotPartChars(), sliceChars = snapshotSliceChars()): Generator<void, SnapshotData> {
     const p = new PartPacker(maxPartChars);
     let mark = 0;
     const rows: Array<[PartTable, Iterable<unknown>]> = [

@@ -14,6 +14,15 @@ export function snapshotPartChars(): number {
   return Number.isSafeInteger(v) && v >= 1024 ? v : DEFAULT_SNAPSHOT_PART_CHARS;
 }
 
+/** JSON characters a stepped snapshot writes per step (see CoordinationMachine.snapshotSteps). */
+export const DEFAULT_SNAPSHOT_SLICE_CHARS = 1 << 20;
+
+/** Step size in force: CONCORD_SNAPSHOT_SLICE_CHARS (the simulator forces small steps), else the default. */
+export function snapshotSliceChars(): number {
+  const v = Number(process.env.CONCORD_SNAPSHOT_SLICE_CHARS);
+  return Number.isSafeInteger(v) && v >= 1 ? v : DEFAULT_SNAPSHOT_SLICE_CHARS;
+}
+
 /** The tables a v4 snapshot slices into row parts, in the order they are written. */
 export const PART_TABLES = ['tasks', 'orchs', 'idem', 'memory', 'sessions'] as const;
 export type PartTable = (typeof PART_TABLES)[number];

@@ -250,20 +250,22 @@ async function laggingInstall(swarm: Swarm, id: string, orchId: string, timeoutM
   for (;;) {
     const h = swarm.cluster.hosts.get(id);
     if (installedMs === null && h && h.metrics().snapshotsInstalled > 0) installedMs = performance.now() - t0;
-    if (swarm.machines.get(id)?.tasks.orchs.get(orchId)?.finished_at != null && installedMs !== null) break;
+    // Caught up; without an install if the leader still held the entries it missed.
+    if (swarm.machines.get(id)?.tasks.orchs.get(orchId)?.finished_at != null) break;
     if (performance.now() - t0 > timeoutMs) throw new Error(`lagging ${id}: not installed and caught up ${timeoutMs} ms after its restart`);
     await sleep(POLL_MS);
   }
   const caughtUpMs = performance.now() - t0;
-  const inst = swarm.cluster.hosts.get(id)!.metrics().lastInstall!;
+  const inst = swarm.cluster.hosts.get(id)!.metrics().lastInstall ?? { chars: null, parts: null, restoreMs: null };
   const now = await swarm.waitForLeader(10_000);
   const out = {
     member: id,
     snapshot_chars: inst.chars,
     snapshot_parts: inst.parts,
-    restart_to_installed_ms: round(installedMs as number, 0),
+    installed: installedMs !== null,
+    restart_to_installed_ms: installedMs === null ? null : round(installedMs, 0),
     restart_to_caught_up_ms: round(caughtUpMs, 0),
-    restore_ms: round(inst.restoreMs, 0),
+    restore_ms: inst.restoreMs === null ? null : round(inst.restoreMs, 0),
     elections_during_install: swarm.machines.get(now.id)!.electionTotals.elections - electionsBefore,
     term_changes_during_install: now.core.term - termBefore,
   };
