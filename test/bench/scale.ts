@@ -24,6 +24,10 @@
 // and restarted after it: the leader has compacted far past it, so it installs the state as a
 // snapshot (issue 12). Reported: the install's size (characters, parts), the time from the
 // restart to installed and to caught up, its restore time, and elections meanwhile.
+// Measured 2026-12-01 (2-core VM, load 9-15, --retention 0): 100,000 tasks: 37.6 M characters
+// in 1 part (v3), installed 3.3 s after the restart (restore 378 ms); 1,000,000 tasks: 378.5 M
+// characters in 10 parts of <= 64 Mi, installed 37.2 s after the restart (restore 1.8 s),
+// caught up at the same time; 0 elections and 0 term changes in both.
 //
 // Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
 // the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
