@@ -372,7 +372,7 @@ export class NodeHost {
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
     this.tickClock = opts.tickClock ?? opts.clock;
-    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine) };
+    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine), committed: () => this.raft.log.committed };
     this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
