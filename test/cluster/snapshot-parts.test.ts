@@ -83,7 +83,7 @@ describe('multi-part snapshot install in cluster mode', () => {
     const p = byId.get(lagging)!;
     p.start();
     await p.waitListening(30_000);
-    await until(async () => (await metric(lagging, 'concord_snapshots_installed_total')) >= 1, 90_000, `${lagging} to install a snapshot`);
+    await until(async () => (await metric(lagging, 'concord_snapshots_installed_total')) >= 1, 180_000, `${lagging} to install a snapshot`);
     const target = await metric(leader, 'concord_proposals_committed_total');
     await until(async () => (await metric(lagging, 'concord_proposals_applied_total')) >= target, 60_000, `${lagging} to catch up`);
 
@@ -105,5 +105,5 @@ describe('multi-part snapshot install in cluster mode', () => {
     db.close();
     for (let i = 0; i < 50; i++) expect(m.memory.get('default', `big/${i}`, m.clock)?.value).toBe(value(i));
     for (let i = 0; i < 40; i++) expect(m.memory.get('default', `small/${i}`, m.clock)?.value).toEqual({ i });
-  }, 240_000);
+  }, 420_000);
 });
