@@ -13,10 +13,10 @@
 // 1,076 records written in 401 s; the state, 1,128,418,467 characters, travelled as 20 parts;
 // installed 367 s after the restart, caught up at 388 s (restore 9 ms: it reused the check's
 // parse); receiver peak RSS (VmHWM) 6,810 MiB, leader peak 5,232 MiB (heap limit 8 GiB);
-// 53 elections (149 term changes) during the install: NOT 0. The two live members already
-// elected ~130 times during the 7-minute write phase, before any snapshot (a 2-of-3 cluster
-// taking 1 MiB writes on this load): each leader change makes the new leader serialize the
-// state again and restart the transfer. An earlier run at load 25-32 did not install within
+// 53 elections (149 term changes) during the install: NOT 0. The two live members had already
+// recorded ~130 elections from the start to a minute after the restart, most in the 7-minute
+// write phase, before any snapshot (a 2-of-3 cluster taking 1 MiB writes on this load): each
+// leader change makes the new leader serialize the state again and restart the transfer. An earlier run at load 25-32 did not install within
 // 8 minutes. The code before this change cannot serialize the state at all:
 // JSON.stringify throws RangeError: Invalid string length (in-process probe, 1,100 x 1 MiB).
 // Measured 2026-12-01 on the shared 2-core box (both ends in one process, default limits):
