@@ -327,6 +327,8 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
       return r;
     },
     snapshot: () => m.snapshot(),
+    snapshotData: () => m.snapshotData(),
+    snapshotSteps: () => m.snapshotSteps(),
     restore: (d) => {
       m.restore(d);
       check();

@@ -1,4 +1,4 @@
-import { newMessage, type Message, type NodeId } from '../raft/types.js';
+import { newMessage, snapshotChars, type Message, type NodeId } from '../raft/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
 import { decodeAck, encodeAck, SnapshotReceive, SnapshotSend } from '../transport/snapshot-stream.js';
@@ -321,6 +321,8 @@ export class InProcNetwork {
 
   /** Snapshot parts that reached their receiver (copies and resends included). */
   snapshotPartsDelivered = 0;
+  /** Tests: each snapshot part (SNAP_PART payload) as it arrives; return it, a changed copy, or null to drop it. */
+  partFault: ((from: NodeId, to: NodeId, part: Buffer) => Buffer | null) | null = null;
 
   /** A part arrived at `to`: acknowledge it, and deliver the snapshot once whole. */
   private receivePart(from: NodeId, to: NodeId, ep: InProcEndpoint, part: Buffer): void {
@@ -453,7 +455,15 @@ export class InProcNetwork {
     if (wire.kind === 'part' || wire.kind === 'ack') {
       link.bytesIn += bytes;
       ls.dst.bytesIn += bytes;
-      if (wire.kind === 'part') this.receivePart(from, to, ep, wire.data as Buffer);
+      if (wire.kind === 'part') {
+        // Tests corrupt or drop parts in flight here (faults loss alone cannot make).
+        const part = this.partFault ? this.partFault(from, to, wire.data as Buffer) : (wire.data as Buffer);
+        if (part === null) {
+          link.dropped++;
+          return;
+        }
+        this.receivePart(from, to, ep, part);
+      }
       else this.receiveAck(from, to, wire.data as Buffer);
       return;
     }
@@ -531,6 +541,6 @@ function cloneMessage(m: Message): Message {
 function payloadBytes(m: Message): number {
   let n = 64 + m.context.length;
   for (const e of m.entries) n += 24 + e.data.length;
-  if (m.snapshot) n += 64 + m.snapshot.data.length;
+  if (m.snapshot) n += 64 + snapshotChars(m.snapshot.data);
   return n;
 }

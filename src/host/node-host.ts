@@ -2,6 +2,7 @@ import { Raft, type RaftStatus } from '../raft/raft.js';
 import {
   DEFAULT_CONFIG,
   ProposalError,
+  snapshotChars,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -10,6 +11,7 @@ import {
   type RaftConfig,
   type Ready,
   type Role,
+  type SnapshotData,
 } from '../raft/types.js';
 import type { CheckpointReader, CheckpointTable, LogStorage, StorageStats, TableChanges } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -26,11 +28,17 @@ export interface StateMachine {
   /** Apply one committed entry (normal, conf or noop); the result goes to the proposer. */
   apply(entry: Entry): unknown;
   snapshot(): string;
-  restore(data: string): void;
+  /** The state to send a follower, when it may be too large for snapshot()'s one string:
+   * bounded parts (see SnapshotData). The host uses it instead of snapshot() when present. */
+  snapshotData?(): SnapshotData;
+  /** snapshotData() in steps (see CoordinationMachine.snapshotSteps): a large state is
+   * serialized over several turns, applies held. */
+  snapshotSteps?(): Generator<void, SnapshotData>;
+  restore(data: SnapshotData): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
   /** Why snapshot data received from a peer cannot be restored, or null (checked before the core takes it). */
-  checkSnapshot?(data: string): string | null;
+  checkSnapshot?(data: SnapshotData): string | null;
   /**
    * Incremental snapshots (all four or none): with a storage that keeps checkpoints, the host
    * compacts by writing the rows changed since the last checkpoint (takeCheckpoint) instead of
@@ -131,13 +139,13 @@ const HEAVY_READY_BYTES = 512 << 10;
 
 /** Entry data a Ready writes and applies (UTF-16 length: a cheap, monotone size). */
 function readyBytes(rd: Ready): number {
-  let n = rd.snapshot ? rd.snapshot.data.length : 0;
+  let n = rd.snapshot ? snapshotChars(rd.snapshot.data) : 0;
   for (const e of rd.entries) n += e.data.length;
   return n + appliedBytes(rd);
 }
 
 function appliedBytes(rd: Ready): number {
-  let n = rd.snapshot ? rd.snapshot.data.length : 0;
+  let n = rd.snapshot ? snapshotChars(rd.snapshot.data) : 0;
   for (const e of rd.committedEntries) n += e.data.length;
   return n;
 }
@@ -192,6 +200,8 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters) and restore wall time. */
+  lastInstall: { index: number; parts: number; chars: number; restoreMs: number } | null;
   /** Of snapshotsTaken, checkpoints (changed rows written, no snapshot serialized), and the rows they wrote. */
   checkpointsTaken: number;
   checkpointRows: number;
@@ -324,6 +334,7 @@ export class NodeHost {
   private readies = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  private lastInstall: HostMetrics['lastInstall'] = null;
   private checkpointsTaken = 0;
   /** Highest commit index in a leader's append since start() (see knownCommit). */
   private leaderCommitSeen = 0;
@@ -363,7 +374,7 @@ export class NodeHost {
     } as NodeHost['opts'];
     this.opts.tickTimerMs = opts.tickTimerMs ?? this.opts.tickMs;
     this.tickClock = opts.tickClock ?? opts.clock;
-    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine) };
+    this.peerInput = { checkSnapshot: opts.machine.checkSnapshot?.bind(opts.machine), committed: () => this.raft.log.committed };
     this.compactionJitter = 1 + new Prng((opts.seed ^ 0x2545f491) >>> 0).next() / 2;
     this.raftConfig = { ...DEFAULT_CONFIG, ...opts.raft, id: opts.id, seed: opts.seed };
   }
@@ -397,6 +408,7 @@ export class NodeHost {
     this.lastLeaderContactAt = null;
     this.leadershipTiming = null;
     this.persisting = false;
+    this.serializing = null;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
     this.lastTickAt = this.opts.clock.now();
@@ -546,6 +558,7 @@ export class NodeHost {
       applied: this.raft ? this.raft.log.applied : 0,
       snapshotsTaken: this.snapshotsTaken,
       snapshotsInstalled: this.snapshotsInstalled,
+      lastInstall: this.lastInstall,
       checkpointsTaken: this.checkpointsTaken,
       checkpointRows: this.checkpointRows,
       snapshotsForFollowers: this.snapshotsForFollowers,
@@ -1045,7 +1058,11 @@ export class NodeHost {
 
   private handleReady(rd: Ready): void {
     if (rd.snapshot) {
+      const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
+      const d = rd.snapshot.data;
+      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0 };
+      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs) }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);
@@ -1055,6 +1072,7 @@ export class NodeHost {
     for (const e of rd.committedEntries) this.applyEntry(e);
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
+    if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;
@@ -1171,6 +1189,9 @@ export class NodeHost {
     for (const l of this.listeners) l(change);
   }
 
+  /** A snapshot being serialized over several turns (see serializeLater), or null. */
+  private serializing: Generator<void, SnapshotData> | null = null;
+
   private checkpointing(): boolean {
     return this.opts.storage.checkpoint !== undefined && this.opts.machine.takeCheckpoint !== undefined;
   }
@@ -1183,6 +1204,7 @@ export class NodeHost {
    */
   private maybeCheckpoint(wanted: boolean): void {
     const log = this.raft.log;
+    if (this.serializing !== null) return; // applies are held; it checkpoints when done
     if (log.applied > log.stableIndex) return;
     // A snapshot received and stored but not applied yet: the machine's state is older than
     // the log's start (its index has no term any more); the snapshot's restore comes first.
@@ -1192,15 +1214,53 @@ export class NodeHost {
     const due = since > 0 && (since >= this.opts.compactionThreshold * factor || (this.opts.machine.dirtyRows?.() ?? 0) >= CHECKPOINT_MAX_DIRTY_ROWS * factor);
     if (!due && !wanted) return;
     const t0 = performance.now();
-    const json = wanted && log.snapshot === null ? this.opts.machine.snapshot() : null;
+    const steps = wanted && log.snapshot === null ? this.opts.machine.snapshotSteps?.() : undefined;
+    if (steps) {
+      // First slice now; a state larger than one slice goes on over later turns (below).
+      const r = steps.next();
+      if (!r.done) {
+        this.serializeLater(steps, t0);
+        return;
+      }
+      this.finishCheckpoint(r.value, t0);
+      return;
+    }
+    this.finishCheckpoint(wanted && log.snapshot === null ? this.serialize() : null, t0);
+  }
+
+  private finishCheckpoint(json: SnapshotData | null, t0: number): void {
     if (json !== null) this.snapshotsForFollowers++;
+    const since = this.raft.log.applied - this.storedStateIndex;
     if (since > 0) this.checkpoint(json);
     else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
   }
 
+  /**
+   * Serialize a large state for a follower a slice per turn, applies held meanwhile (the state
+   * must not change under it), so heartbeats and appends keep flowing: one call of 1 GiB held
+   * the loop ~10-30 s, and the other followers elected a new leader.
+   */
+  private serializeLater(steps: Generator<void, SnapshotData>, t0: number): void {
+    const life = this.starts;
+    const at = this.raft.log.applied;
+    this.raft.holdApply(true);
+    this.serializing = steps;
+    const step = (): void => {
+      if (!this.running || this.starts !== life || this.serializing !== steps) return;
+      const r = steps.next();
+      if (!r.done) return void this.opts.clock.setTimeout(step, 0);
+      this.serializing = null;
+      this.raft.holdApply(false);
+      // Only a snapshot of the state at `at` is one: an install meanwhile replaced it.
+      if (this.raft.log.applied === at && this.raft.log.snapshot === null) this.finishCheckpoint(r.value, t0);
+      this.process();
+    };
+    this.opts.clock.setTimeout(step, 0);
+  }
+
   /** Write the machine's changed rows at the applied index and drop the log up to it. */
-  private checkpoint(json: string | null): void {
+  private checkpoint(json: SnapshotData | null): void {
     const machine = this.opts.machine;
     const { meta, tables } = machine.takeCheckpoint!();
     // The storage drops its log up to the checkpoint; the core keeps compactionThreshold
@@ -1229,6 +1289,12 @@ export class NodeHost {
     this.appliedBytesSinceSnapshot = 0;
   }
 
+  /** The machine's state for a snapshot: in parts when it offers them. */
+  private serialize(): SnapshotData {
+    const m = this.opts.machine;
+    return m.snapshotData ? m.snapshotData() : m.snapshot();
+  }
+
   private maybeCompact(force = false): void {
     if (this.checkpointing()) {
       this.maybeCheckpoint(force);
@@ -1250,11 +1316,11 @@ export class NodeHost {
     if (log.applied > log.stableIndex) return;
     // Wall time (not the host clock): it measures work done, and decides nothing.
     const t0 = performance.now();
-    const snap = this.raft.compact(this.opts.machine.snapshot());
+    const snap = this.raft.compact(this.serialize());
     this.opts.storage.compact(snap);
     this.snapshotsTaken++;
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
-    this.lastSnapshotBytes = snap.data.length;
+    this.lastSnapshotBytes = snapshotChars(snap.data);
     this.appliedBytesSinceSnapshot = 0;
   }
 

@@ -4,11 +4,13 @@
 // message that breaks one is refused (the caller logs it); it never reaches the core, where
 // it could throw halfway through a step or install state no replica can serve from.
 
-import type { Message } from '../raft/types.js';
+import { snapshotChars, type Message, type SnapshotData } from '../raft/types.js';
 
 export interface PeerInputContext {
   /** Optional deeper check of snapshot data by the state machine: a reason, or null if usable. */
-  checkSnapshot?: (data: string) => string | null;
+  checkSnapshot?: (data: SnapshotData) => string | null;
+  /** The core's commit index: a snapshot at or below it is only answered, never restored. */
+  committed?: () => number;
 }
 
 /** Why `m` must be refused, or null to let the core step it. */
@@ -33,7 +35,10 @@ export function refusePeerMessage(m: Message, ctx: PeerInputContext): string | n
     if (index < 1) return `MsgSnap at index ${index}: a snapshot covers at least one entry`;
     if (term < 1 || term > m.term) return `MsgSnap term ${term} outside 1..${m.term} (the sender's term)`;
     if (confState.voters.length === 0) return 'MsgSnap with no voters in its membership';
-    if (s.data.length === 0) return 'MsgSnap with empty state data (installing it would discard this member\'s state)';
+    if (snapshotChars(s.data) === 0) return 'MsgSnap with empty state data (installing it would discard this member\'s state)';
+    // The core answers it with its commit and drops the data (a leader's resend while this
+    // member installs the first copy): parsing a large state again would only stall us.
+    if (ctx.committed && index <= ctx.committed()) return null;
     const why = ctx.checkSnapshot?.(s.data) ?? null;
     if (why) return `MsgSnap state data unusable: ${why}`;
     return null;

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { StateMachine } from '../host/node-host.js';
-import type { Entry } from '../raft/types.js';
+import { snapshotParts, type Entry, type SnapshotData } from '../raft/types.js';
 import type { CheckpointReader, CheckpointTable, TableChanges } from '../storage/types.js';
 import { DirtyRows } from './dirty-rows.js';
 import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
 import { parseShared } from './parse-shared.js';
+import { PART_TABLES, PartPacker, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
 import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
@@ -57,6 +58,13 @@ const ELECTION_HISTORY_MAX = 1000;
  * members, which would not know that a removed task record is not a missing one.
  */
 const SNAPSHOT_VERSIONS = [1, 2, 3];
+/**
+ * A state too large for one part is written as format v4 (snapshotData): a meta part (v3's
+ * fields without the table rows, plus `parts`, the number of parts) then row parts, each a
+ * slice of one table (see snapshot-parts.ts). Members before it cannot read it; a state that
+ * fits in one part is still written as v3.
+ */
+const PARTS_VERSION = 4;
 /**
  * Format of a checkpoint's meta row (see takeCheckpoint). 1: one orchestration row holds all
  * its task columns; 2: task blocks of `taskBlock` tasks are rows of their own. restoreCheckpoint
@@ -127,6 +135,8 @@ export class CoordinationMachine implements StateMachine {
   private sessionOrds = new Map<string, number>();
   private nextSessionOrd = 0;
   private readonly dirtySessions = new DirtyRows();
+  /** The parts checkSnapshot last accepted, parsed (see restore); not replicated state. */
+  private checkedParts: { parts: readonly string[]; s: Record<string, unknown> } | null = null;
 
   constructor(private readonly events: MachineEvents = {}) {
     if (events.tasksPerBlock !== undefined) this.tasks = new TaskTable(events.tasksPerBlock);
@@ -486,25 +496,138 @@ export class CoordinationMachine implements StateMachine {
    * reaches the log, so a forged or garbled one is refused instead of throwing halfway through
    * restore. Versions are the ones restore() reads.
    */
-  checkSnapshot(data: string): string | null {
+  checkSnapshot(data: SnapshotData): string | null {
+    const parts = snapshotParts(data);
     let s: unknown;
-    try {
-      s = JSON.parse(data);
-    } catch {
-      return 'not JSON';
+    if (parts.length > 1) {
+      s = CoordinationMachine.assembleParts(parts);
+      if (typeof s === 'string') return s;
+      // Parsing a large state takes seconds: restore() takes this parse if it restores these parts.
+      this.checkedParts = { parts, s: s as Record<string, unknown> };
+    } else {
+      try {
+        s = JSON.parse(parts[0] ?? '');
+      } catch {
+        return 'not JSON';
+      }
+      if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'not a JSON object';
+      const v = (s as Record<string, unknown>).v;
+      if (!SNAPSHOT_VERSIONS.includes(v as number)) return `snapshot version ${JSON.stringify(v)} (expected one of ${SNAPSHOT_VERSIONS.join(', ')})`;
     }
-    if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'not a JSON object';
     const o = s as Record<string, unknown>;
-    if (!SNAPSHOT_VERSIONS.includes(o.v as number)) return `snapshot version ${JSON.stringify(o.v)} (expected one of ${SNAPSHOT_VERSIONS.join(', ')})`;
     const isObj = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x);
     const ok = isObj(o.config) && Array.isArray(o.agents) && isObj(o.tasks) && Array.isArray(o.memory) && Array.isArray(o.elections) && Array.isArray(o.sessions);
     return ok ? null : 'not a complete coordination snapshot';
   }
 
-  restore(data: string): void {
-    if (!data) return;
-    const s = JSON.parse(data);
-    if (!SNAPSHOT_VERSIONS.includes(s.v)) throw new Error(`unsupported snapshot version ${String(s.v)}`);
+  /**
+   * The state to send a follower: snapshot() (v3) when it fits in one part of `maxPartChars`,
+   * else v4 parts, so no string ever holds the whole of a large state.
+   */
+  snapshotData(maxPartChars = snapshotPartChars()): SnapshotData {
+    const steps = this.snapshotSteps(maxPartChars, Infinity);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * snapshotData() in steps: yields after each `sliceChars` of JSON written, so a host can
+   * serialize a large state over several event-loop turns (holding its applies meanwhile: the
+   * state must not change until the last step returns the data).
+   */
+  *snapshotSteps(maxPartChars = snapshotPartChars(), sliceChars = snapshotSliceChars()): Generator<void, SnapshotData> {
+    const p = new PartPacker(maxPartChars);
+    let mark = 0;
+    const rows: Array<[PartTable, Iterable<unknown>]> = [
+      ['tasks', this.tasks.allRecords()],
+      ['orchs', this.tasks.orchs.values()],
+      ['idem', this.tasks.idempotency.entries()],
+      ['memory', this.memory.values()],
+      ['sessions', [...this.sessions].map(([c, x]) => [c, x.floor, [...x.results.entries()], x.last_active, x.timeout_ms])],
+    ];
+    for (const [table, it] of rows) {
+      for (const r of it) {
+        p.add(table, r);
+        if (p.written - mark >= sliceChars) {
+          mark = p.written;
+          yield;
+        }
+      }
+    }
+    p.flush();
+    const meta = JSON.stringify({
+      v: PARTS_VERSION,
+      parts: p.parts.length + 1,
+      config: this.config,
+      agents: [...this.agents.values()],
+      tasks: { complete_high: this.tasks.completeIndexHigh, compacted_refused: this.tasks.compactedReportsRefused },
+      elections: this.elections,
+      electionTotals: this.electionTotals,
+      explicitSessions: this.explicitSessions,
+      expiredCommands: this.expiredCommands,
+      clock: this.clock,
+      appliedIndex: this.appliedIndex,
+      appliedTerm: this.appliedTerm,
+      duplicateCommands: this.duplicateCommands,
+      book: this.book.toJSON(),
+    });
+    // Small: the rows are dropped and v3 written (what every member version reads).
+    if (p.chars + meta.length <= maxPartChars) return this.snapshot();
+    return [meta, ...p.parts];
+  }
+
+  /**
+   * A v4 snapshot's parts parsed into v3's shape (tables' rows gathered from their parts),
+   * or a reason it is not one. Parses every part: nothing is restored from a broken one.
+   */
+  private static assembleParts(parts: readonly string[]): Record<string, unknown> | string {
+    let s: Record<string, unknown>;
+    try {
+      s = JSON.parse(parts[0] ?? '');
+    } catch {
+      return 'part 0 is not JSON';
+    }
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'part 0 is not a JSON object';
+    if (s.v !== PARTS_VERSION) return `a ${parts.length}-part snapshot of version ${JSON.stringify(s.v)} (expected ${PARTS_VERSION})`;
+    if (s.parts !== parts.length) return `${parts.length} parts, the snapshot says ${JSON.stringify(s.parts)}`;
+    const rows: Record<PartTable, unknown[]> = { tasks: [], orchs: [], idem: [], memory: [], sessions: [] };
+    for (let i = 1; i < parts.length; i++) {
+      let p: { v?: unknown; k?: unknown; rows?: unknown };
+      try {
+        p = JSON.parse(parts[i]!);
+      } catch {
+        return `part ${i} is not JSON`;
+      }
+      if (typeof p !== 'object' || p === null || p.v !== PARTS_VERSION || !PART_TABLES.includes(p.k as PartTable) || !Array.isArray(p.rows)) {
+        return `part ${i} is not a table part`;
+      }
+      const into = rows[p.k as PartTable];
+      for (const r of p.rows) into.push(r);
+    }
+    const t = s.tasks as Record<string, unknown> | null;
+    if (typeof t !== 'object' || t === null) return 'part 0 has no tasks summary';
+    s.tasks = { ...t, tasks: rows.tasks, orchs: rows.orchs, idem: rows.idem };
+    s.memory = rows.memory;
+    s.sessions = rows.sessions;
+    return s;
+  }
+
+  restore(data: SnapshotData): void {
+    const parts = snapshotParts(data);
+    if (parts.length === 0 || (parts.length === 1 && !parts[0])) return;
+    let s;
+    if (parts.length > 1) {
+      const held = this.checkedParts;
+      this.checkedParts = null;
+      const a = held?.parts === parts ? held.s : CoordinationMachine.assembleParts(parts);
+      if (typeof a === 'string') throw new Error(`snapshot: ${a}`);
+      s = a as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    } else {
+      s = JSON.parse(parts[0]!);
+      if (!SNAPSHOT_VERSIONS.includes(s.v)) throw new Error(`unsupported snapshot version ${String(s.v)}`);
+    }
     // Fields added since (task retention) take their defaults.
     this.config = { ...DEFAULT_SWARM_CONFIG, ...s.config };
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));

@@ -19,6 +19,7 @@ import {
   type RestartState,
   type Role,
   type Snapshot,
+  type SnapshotData,
   type SoftState,
 } from './types.js';
 
@@ -117,6 +118,8 @@ export class Raft {
   private baseKnown: boolean;
   /** Leader: a member needs a snapshot and none is held; the host should compact now. */
   private snapshotWanted = false;
+  /** See holdApply. */
+  private applyHeld = false;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -319,7 +322,7 @@ export class Raft {
    * (nothing left to drop), the snapshot is only held for sending. The snapshot returned is
    * at the applied index, whatever the memory log keeps.
    */
-  compact(data: string | null, keepEntries = 0): Snapshot {
+  compact(data: SnapshotData | null, keepEntries = 0): Snapshot {
     const index = this.log.applied;
     const term = this.log.term(index);
     if (term === undefined) throw new Error(`compact: no term for applied index ${index}`);
@@ -342,6 +345,24 @@ export class Raft {
     const acks = this.readAcks;
     this.readAcks = [];
     return acks;
+  }
+
+  /**
+   * The host restored an installed snapshot into tables it can serialize again on demand
+   * (checkpoints): stop holding its data, a second copy of the state in memory. A follower
+   * that needs one later is served as after a checkpoint (takeSnapshotRequest).
+   */
+  /**
+   * Host input: while held, Readys carry no committed entries, so the state machine stays at
+   * one index while the host serializes it over several turns (a large state: seconds);
+   * messages, heartbeats and appends go on meanwhile.
+   */
+  holdApply(held: boolean): void {
+    this.applyHeld = held;
+  }
+
+  releaseSnapshot(): void {
+    if (this.log.pendingSnapshot === null) this.log.snapshot = null;
   }
 
   /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
@@ -376,7 +397,7 @@ export class Raft {
       this.readStates.length > 0 ||
       this.log.pendingSnapshot !== null ||
       this.log.stableIndex < this.log.lastIndex() ||
-      this.log.committed > this.log.applied
+      (this.log.committed > this.log.applied && !this.applyHeld)
     );
   }
 
@@ -390,7 +411,7 @@ export class Raft {
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
-      committedEntries: this.log.pendingSnapshot ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
+      committedEntries: this.log.pendingSnapshot || this.applyHeld ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
       readStates: this.readStates,
     };
     this.msgs = [];

@@ -44,10 +44,29 @@ export interface SnapshotMetadata {
   confState: ConfState;
 }
 
+/**
+ * Serialized application state, opaque to the core: one string, or a list of parts when the
+ * whole would pass V8's string limit (~512 Mi characters); each part stays far below it.
+ */
+export type SnapshotData = string | readonly string[];
+
+/** The state's parts (one for a single string). */
+export function snapshotParts(d: SnapshotData): readonly string[] {
+  return typeof d === 'string' ? [d] : d;
+}
+
+/** UTF-16 length of all parts: a cheap, monotone size. */
+export function snapshotChars(d: SnapshotData): number {
+  if (typeof d === 'string') return d.length;
+  let n = 0;
+  for (const p of d) n += p.length;
+  return n;
+}
+
 export interface Snapshot {
   metadata: SnapshotMetadata;
   /** Serialized application state as of metadata.index. */
-  data: string;
+  data: SnapshotData;
 }
 
 export type MessageType =
@@ -197,7 +216,7 @@ export interface RestartState {
   hardState: HardState;
   /** Snapshot the log starts after; null means the log starts at index 1. */
   snapshot: SnapshotMetadata | null;
-  snapshotData?: string;
+  snapshotData?: SnapshotData;
   /** Entries after the snapshot, contiguous. */
   entries: Entry[];
   /** Membership when there is no snapshot and no conf entries yet (bootstrap). */

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import type { ConfState, Entry, EntryType, HardState, RestartState, Snapshot, SnapshotMetadata } from '../raft/types.js';
+import { snapshotParts, type ConfState, type Entry, type EntryType, type HardState, type RestartState, type Snapshot, type SnapshotMetadata } from '../raft/types.js';
 import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow as TableRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats } from './types.js';
 import { checkBatch, checkCheckpoint, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
 import { BucketHistogram, DISK_BUCKETS_S } from '../util/histogram.js';
@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS snapshot (
   id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL,
   conf_state TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshot_part (n INTEGER PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS machine_checkpoint (
   id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL,
   conf_state TEXT NOT NULL, meta TEXT NOT NULL);
@@ -295,6 +296,7 @@ export class SqliteStorage implements LogStorage {
       bytes += 2 * INT + text(conf) + text(c.meta);
       // The rows are the newest state: an older snapshot (an install's) would only take space.
       st.dropSnapTo.run(c.metadata.index);
+      st.dropOrphanParts.run();
       st.compactTo.run(c.metadata.index);
       return bytes;
     });
@@ -335,7 +337,10 @@ export class SqliteStorage implements LogStorage {
       initialConf,
     };
     if (fromRows) state.checkpoint = this.checkpointReader(c.meta);
-    else if (s) state.snapshotData = s.data;
+    else if (s) {
+      const rest = this.st.snapParts.all() as string[];
+      state.snapshotData = rest.length === 0 ? s.data : [s.data, ...rest];
+    }
     return state;
   }
 
@@ -844,10 +849,21 @@ export class SqliteStorage implements LogStorage {
     return bytes;
   }
 
+  /**
+   * The state's first (or only) part in the snapshot row, the others one row each in
+   * snapshot_part (n = 1, 2, ...): no value holds more than a part of a large state.
+   */
   private putSnapshot(s: Snapshot): number {
     const conf = JSON.stringify(s.metadata.confState);
-    this.st.putSnap.run(s.metadata.index, s.metadata.term, conf, s.data);
-    return 2 * INT + text(conf) + text(s.data);
+    const parts = snapshotParts(s.data);
+    this.st.putSnap.run(s.metadata.index, s.metadata.term, conf, parts[0] ?? '');
+    this.st.clearParts.run();
+    let bytes = 2 * INT + text(conf) + text(parts[0] ?? '');
+    for (let i = 1; i < parts.length; i++) {
+      this.st.putPart.run(i, parts[i]!);
+      bytes += INT + text(parts[i]!);
+    }
+    return bytes;
   }
 }
 
@@ -941,6 +957,10 @@ function prepare(db: Database.Database) {
     snap: db.prepare('SELECT idx, term, conf_state, data FROM snapshot WHERE id = 1'),
     snapIdx: db.prepare('SELECT idx FROM snapshot WHERE id = 1').pluck(),
     dropSnapTo: db.prepare('DELETE FROM snapshot WHERE idx <= ?'),
+    dropOrphanParts: db.prepare('DELETE FROM snapshot_part WHERE NOT EXISTS (SELECT 1 FROM snapshot)'),
+    clearParts: db.prepare('DELETE FROM snapshot_part'),
+    putPart: db.prepare('INSERT INTO snapshot_part (n, data) VALUES (?, ?)'),
+    snapParts: db.prepare('SELECT data FROM snapshot_part ORDER BY n').pluck(),
     checkpoint: db.prepare('SELECT idx, term, conf_state, meta FROM machine_checkpoint WHERE id = 1'),
     checkpointIdx: db.prepare('SELECT idx FROM machine_checkpoint WHERE id = 1').pluck(),
     putCheckpoint: db.prepare('INSERT OR REPLACE INTO machine_checkpoint (id, idx, term, conf_state, meta) VALUES (1, ?, ?, ?, ?)'),

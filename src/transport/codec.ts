@@ -32,7 +32,7 @@ export function invalidMessage(x: unknown): string | null {
   }
   if (x.snapshot !== undefined) {
     const s = x.snapshot;
-    if (!isObj(s) || typeof s.data !== 'string' || !isObj(s.metadata)) return 'bad snapshot';
+    if (!isObj(s) || !(typeof s.data === 'string' || isStrArr(s.data)) || !isObj(s.metadata)) return 'bad snapshot';
     const m = s.metadata;
     if (!isNat(m.index) || !isNat(m.term) || !isObj(m.confState)) return 'bad snapshot metadata';
     if (!isStrArr(m.confState.voters) || !isStrArr(m.confState.learners)) return 'bad snapshot confState';

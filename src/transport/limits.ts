@@ -17,7 +17,8 @@ export interface TcpLimits {
   /** Largest message accepted (reassembled from chunks) or sent; snapshots excepted. */
   maxMessageBytes: number;
   /** Largest snapshot (UTF-8 bytes of its state data) sent or accepted as SNAP_PART frames. A
-   * receiver holds at most one partial snapshot of at most this size per peer. */
+   * receiver holds at most one partial snapshot of at most this size per peer. 8 GiB: a
+   * state in parts may pass 1 GiB (issue 12), and must still reach a lagging member. */
   maxSnapshotBytes: number;
   /** Snapshot parts sent but not yet acknowledged, at most (each chunkBytes characters of state, so at most 3 * chunkBytes bytes). */
   snapshotWindowChunks: number;
@@ -47,7 +48,7 @@ export const DEFAULT_LIMITS: TcpLimits = {
   maxQueueMessages: 4096,
   maxQueueChars: 64 << 20,
   maxMessageBytes: 256 << 20,
-  maxSnapshotBytes: 1 << 30,
+  maxSnapshotBytes: 8 * 2 ** 30,
   snapshotWindowChunks: 4,
   snapshotResumeMs: 60_000,
   highWaterBytes: 2 << 20,

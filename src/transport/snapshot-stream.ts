@@ -3,6 +3,10 @@
 // of them unacknowledged, between other frames, and a transfer cut by a dropped connection
 // resumes from the receiver's last acknowledged byte instead of starting over.
 //
+// State data in parts (SnapshotData as a list, for a state past V8's string limit) travels as
+// one byte stream too: `ends` in the header gives each part's end offset, no frame spans two
+// parts, and the receiver rebuilds the list (the hash covers all parts' bytes, in order).
+//
 // SNAP_PART payload: [u32 BE header length][header JSON][data bytes]. Every part carries the
 // snapshot's identity (index, term, total bytes, SHA-256 of the bytes) and the message
 // envelope (the MsgSnap with empty data), so a resumed transfer needs no extra round trip.
@@ -10,7 +14,7 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import type { Message } from '../raft/types.js';
+import { snapshotParts, type Message, type SnapshotData } from '../raft/types.js';
 import { invalidMessage } from './codec.js';
 
 export interface PartHeader {
@@ -21,6 +25,8 @@ export interface PartHeader {
   offset: number;
   /** JSON of the MsgSnap with snapshot.data = "". */
   env: string;
+  /** State data in parts: each part's end byte (the last is `total`). Absent: one string. */
+  ends?: number[];
 }
 
 export interface PartAck {
@@ -36,6 +42,8 @@ export interface PartAck {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** Most state data parts a header may list (64 MiB parts: 64 TiB; bounds the header). */
+const MAX_DATA_PARTS = 1 << 20;
 const isNat = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
 export function encodePart(h: PartHeader, data: Buffer): Buffer[] {
@@ -60,6 +68,12 @@ export function decodePart(payload: Buffer): { h: PartHeader; data: Buffer } {
     throw new Error('SNAP_PART header lacks index/term/total/offset');
   }
   if (typeof o.sha256 !== 'string' || !HEX64.test(o.sha256) || typeof o.env !== 'string') throw new Error('SNAP_PART header lacks sha256/env');
+  if (o.ends !== undefined) {
+    const e = o.ends;
+    let ok = Array.isArray(e) && e.length >= 1 && e.length <= MAX_DATA_PARTS && e.at(-1) === o.total;
+    for (let i = 0; ok && i < (e as unknown[]).length; i++) ok = isNat((e as unknown[])[i]) && (i === 0 || (e as number[])[i]! >= (e as number[])[i - 1]!);
+    if (!ok) throw new Error('SNAP_PART header ends are not part ends ascending to the total');
+  }
   return { h: h as PartHeader, data: payload.subarray(4 + n) };
 }
 
@@ -103,10 +117,16 @@ export class SnapshotSend {
   /** Hash computed; parts may go out. */
   ready = false;
   private cancelled = false;
-  /** The core's string (shared, not copied); also recognises a resend of the same snapshot. */
-  private readonly data: string;
-  /** Part i covers chars charAt[i]..charAt[i+1] and bytes byteAt[i]..byteAt[i+1]. */
-  private readonly charAt: number[] = [0];
+  /** The core's data (shared, not copied); also recognises a resend of the same snapshot. */
+  private readonly src: SnapshotData;
+  /** The data's strings (one, or its parts). */
+  private readonly segs: readonly string[];
+  /** End byte of each of segs (sent as `ends` when the data is in parts). */
+  private readonly ends: number[] | undefined;
+  /** Frame i covers chars charFrom[i]..charTo[i] of segs[segOf[i]] and bytes byteAt[i]..byteAt[i+1]. */
+  private readonly segOf: number[] = [];
+  private readonly charFrom: number[] = [];
+  private readonly charTo: number[] = [];
   private readonly byteAt: number[] = [0];
   private readonly partOfByte = new Map<number, number>([[0, 0]]);
   private part = 0;
@@ -115,8 +135,13 @@ export class SnapshotSend {
     const s = m.snapshot!;
     this.index = s.metadata.index;
     this.term = s.metadata.term;
-    this.data = s.data;
-    this.total = Buffer.byteLength(s.data, 'utf8');
+    this.src = s.data;
+    this.segs = snapshotParts(s.data);
+    let total = 0;
+    const ends: number[] = [];
+    for (const x of this.segs) ends.push((total += Buffer.byteLength(x, 'utf8')));
+    this.total = total;
+    this.ends = typeof s.data === 'string' ? undefined : ends;
     this.env = envelope(m);
   }
 
@@ -124,21 +149,33 @@ export class SnapshotSend {
    * schedules the next turn (the simulator passes its virtual clock's). */
   prepare(onReady: () => void, defer: (fn: () => void) => void = setImmediate): void {
     const h = createHash('sha256');
+    let seg = 0;
+    let at = 0;
     const step = (): void => {
       if (this.cancelled) return;
-      for (let n = 0; n < PREPARE_PARTS_PER_TURN && this.charAt.at(-1)! < this.data.length; n++) {
-        const from = this.charAt.at(-1)!;
-        let to = Math.min(this.data.length, from + this.partChars);
+      for (let n = 0; n < PREPARE_PARTS_PER_TURN && seg < this.segs.length; ) {
+        const data = this.segs[seg]!;
+        if (at >= data.length) {
+          seg++;
+          at = 0;
+          continue;
+        }
+        const from = at;
+        let to = Math.min(data.length, from + this.partChars);
         // Never split a surrogate pair: each part must be valid UTF-8 on its own.
-        if (to < this.data.length && to - from > 1 && isHighSurrogate(this.data.charCodeAt(to - 1))) to--;
-        const bytes = Buffer.from(this.data.slice(from, to), 'utf8');
+        if (to < data.length && to - from > 1 && isHighSurrogate(data.charCodeAt(to - 1))) to--;
+        const bytes = Buffer.from(data.slice(from, to), 'utf8');
         h.update(bytes);
         const end = this.byteAt.at(-1)! + bytes.length;
-        this.charAt.push(to);
+        this.segOf.push(seg);
+        this.charFrom.push(from);
+        this.charTo.push(to);
         this.byteAt.push(end);
         this.partOfByte.set(end, this.byteAt.length - 1);
+        at = to;
+        n++;
       }
-      if (this.charAt.at(-1)! < this.data.length) return void defer(step);
+      if (seg < this.segs.length) return void defer(step);
       this.sha256 = h.digest('hex');
       this.ready = true;
       onReady();
@@ -153,7 +190,7 @@ export class SnapshotSend {
   /** The core resent this snapshot (same index, term and data): keep going, newest envelope. */
   sameAs(m: Message): boolean {
     const s = m.snapshot!;
-    return s.metadata.index === this.index && s.metadata.term === this.term && s.data === this.data;
+    return s.metadata.index === this.index && s.metadata.term === this.term && s.data === this.src;
   }
 
   update(m: Message): void {
@@ -172,8 +209,10 @@ export class SnapshotSend {
   /** The next part's frame payload (at most partChars characters of state). */
   nextPart(): Buffer[] {
     const i = this.part;
-    const data = Buffer.from(this.data.slice(this.charAt[i]!, this.charAt[i + 1]!), 'utf8');
-    const parts = encodePart({ index: this.index, term: this.term, total: this.total, sha256: this.sha256, offset: this.sent, env: this.env }, data);
+    const data = Buffer.from(this.segs[this.segOf[i]!]!.slice(this.charFrom[i]!, this.charTo[i]!), 'utf8');
+    const h: PartHeader = { index: this.index, term: this.term, total: this.total, sha256: this.sha256, offset: this.sent, env: this.env };
+    if (this.ends) h.ends = this.ends;
+    const parts = encodePart(h, data);
     this.part = i + 1;
     this.sent = this.byteAt[i + 1]!;
     return parts;
@@ -239,7 +278,21 @@ export interface PartResult {
  * caller closes the connection and drops this state).
  */
 export class SnapshotReceive {
-  private cur: { index: number; term: number; total: number; sha256: string; text: string; decoder: StringDecoder; received: number; hash: Hash } | null = null;
+  private cur: {
+    index: number;
+    term: number;
+    total: number;
+    sha256: string;
+    /** Part ends (header `ends`, as JSON to compare), or '' for one string. */
+    endsKey: string;
+    ends: number[] | undefined;
+    /** Finished parts; `text` is the current one so far. */
+    done: string[];
+    text: string;
+    decoder: StringDecoder;
+    received: number;
+    hash: Hash;
+  } | null = null;
   /** The rewind last asked for (snapshot and offset); in-flight parts past it are dropped silently. */
   private rewindKey = '';
   private rewindOffset = -1;
@@ -256,11 +309,15 @@ export class SnapshotReceive {
     if (h.offset + data.length > h.total) throw new Error(`SNAP_PART bytes ${h.offset}..${h.offset + data.length} past the announced total ${h.total}`);
     if (data.length === 0 && h.total > 0) throw new Error('SNAP_PART without data');
     const c = this.cur;
-    const same = c !== null && c.index === h.index && c.term === h.term && c.total === h.total && c.sha256 === h.sha256;
+    const endsKey = h.ends ? JSON.stringify(h.ends) : '';
+    const same = c !== null && c.index === h.index && c.term === h.term && c.total === h.total && c.sha256 === h.sha256 && c.endsKey === endsKey;
     if (h.offset === 0 && !(same && c.received === 0)) {
       // The start of a transfer: supersedes whatever was held (another snapshot, or this one
       // restarted by the sender).
-      this.cur = { index: h.index, term: h.term, total: h.total, sha256: h.sha256, text: '', decoder: new StringDecoder('utf8'), received: 0, hash: createHash('sha256') };
+      this.cur = {
+        index: h.index, term: h.term, total: h.total, sha256: h.sha256, endsKey, ends: h.ends,
+        done: [], text: '', decoder: new StringDecoder('utf8'), received: 0, hash: createHash('sha256'),
+      };
       this.rewindKey = '';
     } else if (same && h.offset < c.received) {
       // Already held (sent again after a reconnect, before the sender learned how far we
@@ -284,10 +341,23 @@ export class SnapshotReceive {
       return { ack: { index: h.index, term: h.term, sha256: h.sha256, received, rewind: true }, total: h.total };
     }
     const t = this.cur!;
+    if (t.ends) {
+      // A frame never spans two parts of the data (the sender cuts at their ends).
+      const end = t.ends[t.done.length];
+      if (end !== undefined && t.received < end && t.received + data.length > end) throw new Error(`SNAP_PART bytes ${t.received}..${t.received + data.length} span the data part ending at ${end}`);
+    }
     // Decoded as it arrives (no buffer of the whole, no long decode at the end).
     t.text += t.decoder.write(data);
     t.hash.update(data);
     t.received += data.length;
+    if (t.ends) {
+      // Parts that end here are finished (empty ones too).
+      while (t.done.length < t.ends.length && t.ends[t.done.length]! <= t.received) {
+        t.done.push(t.text + t.decoder.end());
+        t.text = '';
+        t.decoder = new StringDecoder('utf8');
+      }
+    }
     this.rewindKey = '';
     const ack: PartAck = { index: t.index, term: t.term, sha256: t.sha256, received: t.received };
     if (t.received < t.total) return { ack, total: t.total, accepted: data.length };
@@ -298,6 +368,8 @@ export class SnapshotReceive {
     }
     const text = t.text + t.decoder.end();
     t.text = '';
+    const parts = t.done;
+    t.done = [];
     let m: Message;
     try {
       m = JSON.parse(h.env) as Message;
@@ -307,7 +379,7 @@ export class SnapshotReceive {
     if (m?.type !== 'MsgSnap' || !m.snapshot || m.snapshot.metadata?.index !== t.index || m.snapshot.metadata?.term !== t.term) {
       throw new Error('SNAP_PART envelope is not the MsgSnap it announces');
     }
-    m.snapshot.data = text;
+    m.snapshot.data = t.ends ? parts : text;
     const why = invalidMessage(m);
     if (why) throw new Error(`malformed snapshot message: ${why}`);
     return { ack, total: t.total, accepted: data.length, message: m };

@@ -20,6 +20,15 @@
 // of an idle Node process running meanwhile (a child doing nothing): what the machine's load
 // alone costs a loop, the floor under the burst's figures.
 //
+// With --lagging 1 a follower is crashed (agent_terminate, mode crash) before the orchestration
+// and restarted after it: the leader has compacted far past it, so it installs the state as a
+// snapshot (issue 12). Reported: the install's size (characters, parts), the time from the
+// restart to installed and to caught up, its restore time, and elections meanwhile.
+// Measured 2026-12-01 (2-core VM, load 9-15, --retention 0): 100,000 tasks: 37.6 M characters
+// in 1 part (v3), installed 3.3 s after the restart (restore 378 ms); 1,000,000 tasks: 378.5 M
+// characters in 10 parts of <= 64 Mi, installed 37.2 s after the restart (restore 1.8 s),
+// caught up at the same time; 0 elections and 0 term changes in both.
+//
 // Idle: `swarms` swarms of 5 agents in one process (one Coordinator), nothing proposed; CPU of
 // the whole process over `idle_s` seconds as % of one core, RSS, and elections meanwhile.
 
@@ -47,6 +56,10 @@ interface Options {
   counts: number[];
   /** Crash the leader (agent_terminate mode crash) once this fraction of the tasks completed; null: no crash. */
   crashAt: number | null;
+  /** Crash a follower before the orchestration and restart it after: it installs a snapshot. */
+  lagging: boolean;
+  /** Measure retention after each run (--retention 0 skips it). */
+  retention: boolean;
   burst: number;
   valueKib: number;
   timeoutS: number;
@@ -63,6 +76,8 @@ function parseOptions(args: BenchArgs): Options {
   return {
     counts,
     crashAt: args['crash-at'] === undefined ? null : parseNumber(args, 'crash-at', 0.5, (n) => n > 0 && n < 1, 'a fraction in (0, 1)'),
+    lagging: args.lagging === '1' || args.lagging === 'true',
+    retention: args.retention !== '0',
     burst: parseNumber(args, 'burst', 100, (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     valueKib: parseNumber(args, 'value-kib', 1024, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer 1..1024'),
     timeoutS: parseNumber(args, 'timeout', 900, (n) => n > 0, 'seconds > 0'),
@@ -254,9 +269,65 @@ class LeaderCrash {
   }
 }
 
+/**
+ * Restart the follower crashed before the run and time its snapshot install (the leader has
+ * compacted past it) and catch-up: wall time from agent_restart; size and restore time from its
+ * host's record of the install; elections from the replicated history's total.
+ */
+async function laggingInstall(swarm: Swarm, id: string, orchId: string, timeoutMs: number, log: (m: string) => void): Promise<Record<string, unknown>> {
+  const leader = await swarm.waitForLeader(10_000);
+  // Compact past it: entries until the leader's in-memory log starts after what it applied
+  // (checkpoints keep the last compaction-threshold entries for followers a little behind).
+  const behindAt = swarm.machines.get(id)?.appliedIndex ?? 0;
+  const tc = performance.now();
+  let clockEntries = 0;
+  while (leader.core.log.snapshotIndex <= behindAt && clockEntries < 50_000) {
+    await swarm.proposeOk({ t: 'clock' });
+    clockEntries++;
+  }
+  log(`lagging ${id} at ${behindAt}; leader compacted to ${leader.core.log.snapshotIndex} after ${clockEntries} clock entries (${round(performance.now() - tc, 0)} ms)`);
+  const electionsBefore = swarm.machines.get(leader.id)!.electionTotals.elections;
+  const termBefore = leader.core.term;
+  const t0 = performance.now();
+  await restartAgent(swarm, id);
+  let installedMs: number | null = null;
+  for (;;) {
+    const h = swarm.cluster.hosts.get(id);
+    if (installedMs === null && h && h.metrics().snapshotsInstalled > 0) installedMs = performance.now() - t0;
+    // Caught up; without an install if the leader still held the entries it missed.
+    if (swarm.machines.get(id)?.tasks.orchs.get(orchId)?.finished_at != null) break;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`lagging ${id}: not installed and caught up ${timeoutMs} ms after its restart`);
+    await sleep(POLL_MS);
+  }
+  const caughtUpMs = performance.now() - t0;
+  const inst = swarm.cluster.hosts.get(id)!.metrics().lastInstall ?? { chars: null, parts: null, restoreMs: null };
+  const now = await swarm.waitForLeader(10_000);
+  const out = {
+    member: id,
+    compacted_with_clock_entries: clockEntries,
+    snapshot_chars: inst.chars,
+    snapshot_parts: inst.parts,
+    installed: installedMs !== null,
+    restart_to_installed_ms: installedMs === null ? null : round(installedMs, 0),
+    restart_to_caught_up_ms: round(caughtUpMs, 0),
+    restore_ms: inst.restoreMs === null ? null : round(inst.restoreMs, 0),
+    elections_during_install: swarm.machines.get(now.id)!.electionTotals.elections - electionsBefore,
+    term_changes_during_install: now.core.term - termBefore,
+  };
+  log(`lagging ${id}: installed ${inst.chars} chars in ${inst.parts} parts, ${out.restart_to_installed_ms} ms after restart (restore ${out.restore_ms} ms), caught up at ${out.restart_to_caught_up_ms} ms, elections ${out.elections_during_install}`);
+  return out;
+}
+
 async function tasksScenario(n: number, o: Options, log: (m: string) => void): Promise<Record<string, unknown>> {
   const { coord, swarm, dir } = await freshSwarm(`n${n}`);
   try {
+    let lagging: string | null = null;
+    if (o.lagging) {
+      const l = await swarm.waitForLeader(10_000);
+      lagging = [...swarm.cluster.hosts.keys()].find((id) => id !== l.id)!;
+      await terminateAgent(swarm, lagging, 'crash');
+      log(`${n} tasks: follower ${lagging} crashed before the run`);
+    }
     const rss = rssSampler();
     const c0 = counters(swarm);
     const cpu0 = cpuUs();
@@ -286,11 +357,17 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const logMs = (orch.finished_at as number) - orch.created_at;
     // The crashed member comes back (agent_restart) and catches up before retention is measured.
     const crashOut = crash ? await crash.finish(o.timeoutS * 1000, log) : null;
+    const laggingOut = lagging ? await laggingInstall(swarm, lagging, orchId, o.timeoutS * 1000, log) : null;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
     const peakRun = rss.stop();
     const checkpoints = checkpointFigures(swarm);
+    if (!o.retention) {
+      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
+      log(`${n} tasks: ${out.tasks_per_s} tasks/s (retention not measured: --retention 0)`);
+      return out;
+    }
 
     // Retention through the log: every replica drops the records (chunked over entries).
     const rss2 = rssSampler();
@@ -329,6 +406,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       checkpoints,
       status_poll_errors: pollErrors,
       ...(crashOut ? { leader_crash: crashOut } : {}),
+      ...(laggingOut ? { lagging_install: laggingOut } : {}),
       retention: {
         ms: round(retentionMs, 0),
         task_records_per_member_before: recordsBefore,
@@ -540,6 +618,8 @@ export const bench: BenchModule = {
     '(elections, event-loop max delay against the heartbeat interval, latency), then idle swarms in one process (CPU % of a core, RSS).',
   options: {
     counts: { description: 'comma list of task counts (one orchestration each, fresh swarm each)', default: '1000,10000,100000' },
+    retention: { description: '0: skip the retention measurement after each task run', default: '1' },
+    lagging: { description: '1: crash a follower before each orchestration, restart it after, time its snapshot install', default: '0' },
     'crash-at': { description: 'crash the leader (agent_terminate crash) once this fraction of the tasks completed; restarted after the run', default: '(no crash)' },
     burst: { description: 'memory_store writes in the burst', default: '100' },
     'value-kib': { description: 'size of each burst value in KiB (1..1024)', default: '1024' },

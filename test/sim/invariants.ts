@@ -357,7 +357,7 @@ export class InvariantChecker {
       if (log.snapshotIndex > 0) {
         this.checkCommitted(id, log.snapshotIndex, log.snapshotTerm, undefined, 'snapshot');
         const snap = log.snapshot;
-        if (snap && snap.metadata.index === log.snapshotIndex && snap.data !== '') {
+        if (snap && snap.metadata.index === log.snapshotIndex && typeof snap.data === 'string' && snap.data !== '') {
           const [si, sh] = snap.data.split(':');
           if (Number(si) !== snap.metadata.index) {
             this.violation(`snapshot: ${id} snapshot metadata index ${snap.metadata.index} but state at ${si}`);

@@ -126,6 +126,26 @@ describe('snapshot streaming over TCP', () => {
     expect(a.t.stats().peers.b!.snapshotBytesOut).toBeLessThanOrEqual(total + 4 * 3 * (64 << 10));
   });
 
+  it('state data in parts arrives as the same parts, resuming after the connection drops mid-transfer', async () => {
+    const { a, b } = await pair();
+    // Parts of uneven sizes (one smaller than a frame, one empty), multi-byte characters.
+    const parts = [stateOf(40 << 10, 'm'), stateOf(700 << 10, 'p'), '', stateOf(10, 'q'), stateOf(1 << 20, 'r')];
+    const total = parts.reduce((n, x) => n + Buffer.byteLength(x), 0);
+    let cutAt = -1;
+    b.progress = (_p, received) => {
+      if (cutAt < 0 && received >= total / 2) {
+        cutAt = received;
+        b.t.disconnect('a', 'test cuts the link mid-snapshot');
+      }
+    };
+    a.t.send(msg('a', 'b', { type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 800, term: 2, confState: { voters: ['a', 'b'], learners: [] } }, data: parts } }));
+    await waitFor(() => snaps(b).length === 1, 'snapshot after reconnect', 20_000);
+    expect(cutAt).toBeGreaterThan(0);
+    expect(snaps(b)[0]!.snapshot!.data).toEqual(parts);
+    expect(b.t.stats().peers.a!.snapshotBytesIn).toBe(total);
+    expect(a.t.stats().peers.b!.snapshotResumes).toBeGreaterThanOrEqual(1);
+  });
+
   it('the core resending the same snapshot mid-transfer continues it; a newer one restarts cleanly', async () => {
     const { a, b } = await pair();
     const s1 = stateOf(2 << 20, 'one');
@@ -211,7 +231,7 @@ describe('snapshot receiver refuses inconsistent parts (hand-driven sender)', ()
     // Restarting 1200 from 0 and sending it whole works.
     for (let off = 0; off < data.length; off += k) p.write(part(p, head({ offset: off }), data.subarray(off, off + k)));
     await waitFor(() => snaps(b).length === 1, 'snapshot');
-    expect(Buffer.from(snaps(b)[0]!.snapshot!.data, 'utf8').equals(data)).toBe(true);
+    expect(Buffer.from(snaps(b)[0]!.snapshot!.data as string, 'utf8').equals(data)).toBe(true);
   });
 
   it('a hash mismatch delivers nothing and tells the sender', async () => {
@@ -222,6 +242,46 @@ describe('snapshot receiver refuses inconsistent parts (hand-driven sender)', ()
     const a = await acks();
     expect(a.error).toMatch(/SHA-256/);
     await sleep(50);
+    expect(snaps(b)).toHaveLength(0);
+  });
+
+  it('a multi-part snapshot with a corrupted byte delivers nothing; sent again intact, it arrives as its parts', async () => {
+    const { b, p, acks } = await rawToB();
+    const k = 64 << 10;
+    // Three data parts (ending between characters); frames cut at part ends, as the sender does.
+    const text = stateOf(300 << 10);
+    const ends = [Buffer.byteLength(text.slice(0, 40_000)), Buffer.byteLength(text.slice(0, 90_000)), data.length];
+    const h = (o: Partial<PartHeader>): PartHeader => head({ ends, ...o });
+    const frames = (buf: Buffer): Array<[number, Buffer]> => {
+      const out: Array<[number, Buffer]> = [];
+      let off = 0;
+      for (const end of ends) for (; off < end; off = Math.min(end, off + k)) out.push([off, buf.subarray(off, Math.min(end, off + k))]);
+      return out;
+    };
+    const bad = Buffer.from(data);
+    bad[150 << 10] = bad[150 << 10]! ^ 1;
+    let last: PartAck | null = null;
+    for (const [off, bytes] of frames(bad)) {
+      p.write(part(p, h({ offset: off }), bytes));
+      last = await acks();
+    }
+    expect(last!.error).toMatch(/SHA-256/);
+    await sleep(50);
+    expect(snaps(b)).toHaveLength(0);
+    for (const [off, bytes] of frames(data)) {
+      p.write(part(p, h({ offset: off }), bytes));
+      await acks();
+    }
+    await waitFor(() => snaps(b).length === 1, 'snapshot');
+    const got = snaps(b)[0]!.snapshot!.data as string[];
+    expect(got).toEqual([text.slice(0, 40_000), text.slice(40_000, 90_000), text.slice(90_000)]);
+  });
+
+  it('a frame spanning two data parts closes the connection', async () => {
+    const { b, p } = await rawToB();
+    p.write(part(p, head({ ends: [1000, data.length] }), data.subarray(0, 2000)));
+    await p.closed;
+    expect(b.log.find(/span the data part ending at 1000/, 'warn')).toBeDefined();
     expect(snaps(b)).toHaveLength(0);
   });
 
