@@ -101,6 +101,8 @@ export interface PeerStats {
   connected: boolean;
   /** Messages waiting in the send queue. */
   queued: number;
+  /** Bytes written to the connection that this process still buffers (the kernel has not taken them). */
+  buffered?: number;
 }
 
 export const zeroStats = (): PeerStats => ({

@@ -58,6 +58,11 @@ export class PeerLink {
   private snap: SnapshotSend | null = null;
   private transferSeq = 0;
   private conn: SecureConn | null = null;
+
+  /** Bytes written to the outbound connection that Node still buffers (not yet taken by the kernel). */
+  get buffered(): number {
+    return this.conn?.writableLength ?? 0;
+  }
   private attempts = 0;
   private everConnected = false;
   private reportedDown = false;

@@ -210,7 +210,7 @@ export class TcpTransport implements Transport {
 
   stats(): TcpTransportStats {
     const peers: Record<NodeId, PeerStats> = {};
-    for (const [id, s] of this.peerStats) peers[id] = { ...s };
+    for (const [id, s] of this.peerStats) peers[id] = { ...s, buffered: this.links.get(id)?.buffered ?? 0 };
     return { peers, ...this.counters };
   }
 

@@ -218,16 +218,20 @@ describe('TcpTransport delivery', () => {
     await waitFor(() => peer.conns[0]?.ready === true, 'connection');
     peer.conns[0]!.socket.pause();
     const entry = { index: 1, term: 1, type: 'normal' as const, data: 'y'.repeat(10_000) };
+    let maxBuffered = 0;
     for (let round = 0; round < 40; round++) {
       for (let i = 0; i < 100; i++) t.send(msg('a', 'slow', { type: 'MsgApp', entries: [entry] }));
       await sleep(2);
+      maxBuffered = Math.max(maxBuffered, t.stats().peers.slow!.buffered ?? 0);
     }
     const s = t.stats().peers.slow!;
     expect(s.queued).toBeLessThanOrEqual(1000);
     expect(s.dropped).toBeGreaterThan(0);
-    // 40 MB were offered; what left the queue is bounded by the kernel's socket buffers
-    // (a few MB on loopback) plus highWaterBytes, and the rest by the queue bound.
-    expect(s.bytesOut).toBeLessThan(16 << 20);
+    // 40 MB were offered. What this process holds is bounded: the queue by its bound, the
+    // bytes Node buffers for the socket by highWaterBytes plus one batch (a batch is at most
+    // batchChars). What the kernel took is not ours to bound: loopback buffers autotune up to
+    // net.ipv4.tcp_rmem's max (32 MiB on the dev VM), so bytesOut is not asserted.
+    expect(maxBuffered).toBeLessThan((256 << 10) + 2 * (1 << 20)); // highWaterBytes + a default batch (1 Mi chars) and its framing
     expect(s.messagesOut + s.queued + s.dropped).toBe(4000);
   });
 
