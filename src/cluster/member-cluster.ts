@@ -202,6 +202,8 @@ export class MemberCluster implements ClusterBackend {
       compactionLogToSnapshotRatio: this.o.compactionLogToSnapshotRatio,
       requestTimeoutMs: 5_000,
       diskReserveBytes: diskReserveFromEnv(),
+      // One member per process: nothing else shares the loop (see NodeHostOptions).
+      inlineLightSyncs: true,
     });
     host.onRoleChange((c) => {
       for (const l of this.listeners) l(c);

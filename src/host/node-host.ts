@@ -119,7 +119,25 @@ export interface NodeHostOptions {
    * Ready runs in a loop iteration of its own, one member's after another (see TurnBudget).
    */
   turnBudget?: TurnBudget;
+  /**
+   * Make a light Ready durable on the event-loop thread (storage.save, whose fsync is inline)
+   * rather than on the threadpool (saveAsync), when nothing else needs the loop meanwhile:
+   * see syncInline. For a process that hosts one member (cluster mode): the threadpool's
+   * callback costs a loop wake-up per write, and while a Ready waits for its fsync the host
+   * takes no further Ready anyway. Off by default: members sharing a loop would queue behind
+   * each other's fsyncs.
+   */
+  inlineLightSyncs?: boolean;
 }
+
+/**
+ * The most entries a Ready may write, and a leader may have awaiting their answers, for its
+ * fsync to run inline (inlineLightSyncs); and the most entry data (UTF-16 length). Above
+ * them other writes are in flight, and the loop keeps taking their requests and appends
+ * while the disk works (threadpool).
+ */
+const INLINE_SYNC_MAX_ENTRIES = 2;
+const INLINE_SYNC_MAX_CHARS = 64 << 10;
 
 /**
  * A Ready carrying at least this much entry data goes through the loop's turn budget (see
@@ -966,7 +984,7 @@ export class NodeHost {
     if (!rd.snapshot && rd.entries.length === 0 && !rd.hardState) return true;
     const batch = { snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState };
     const storage = this.opts.storage;
-    if (!storage.saveAsync) {
+    if (!storage.saveAsync || this.syncInline(rd)) {
       try {
         storage.save(batch);
       } catch (e) {
@@ -1014,6 +1032,20 @@ export class NodeHost {
     if (!durable) this.persisting = true; // done always runs later, never inside saveAsync
     else this.noteDurable(rd);
     return durable;
+  }
+
+  /**
+   * True when rd's fsync should run inline (see inlineLightSyncs): no snapshot, few and small
+   * entries, and, on a leader, no more proposals awaiting answers than such a Ready holds (one
+   * client write in flight: its own). The leader's appends left before this (see
+   * sendReplicationEarly), so the followers' fsyncs run in parallel with the leader's.
+   */
+  private syncInline(rd: Ready): boolean {
+    if (!this.opts.inlineLightSyncs || rd.snapshot || rd.entries.length > INLINE_SYNC_MAX_ENTRIES) return false;
+    if (this.raft.role === 'leader' && this.proposals.size > INLINE_SYNC_MAX_ENTRIES) return false;
+    let chars = 0;
+    for (const e of rd.entries) chars += e.data.length;
+    return chars <= INLINE_SYNC_MAX_CHARS;
   }
 
   private noteDurable(rd: Ready): void {
