@@ -73,6 +73,10 @@ class BlockingTransport implements Transport {
   close(): void {
     // The TCP transport outlives member restarts in this process; MemberCluster closes it.
   }
+
+  flush(): void {
+    this.inner.flush();
+  }
 }
 
 /** Appends carrying entries and their acknowledgements, by the last entry's index; with the failover trace also heartbeats and vote traffic. */

@@ -984,7 +984,12 @@ export class NodeHost {
     if (!rd.snapshot && rd.entries.length === 0 && !rd.hardState) return true;
     const batch = { snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState };
     const storage = this.opts.storage;
-    if (!storage.saveAsync || this.syncInline(rd)) {
+    const inline = storage.saveAsync !== undefined && this.syncInline(rd);
+    // What this task sent (a leader's appends, sent before its own write) leaves before the
+    // loop blocks on the disk, not after: else a heartbeat queued first in the same task
+    // would hold the appends behind it in their batch until the fsync is done.
+    if (inline) this.opts.transport.flush?.();
+    if (!storage.saveAsync || inline) {
       try {
         storage.save(batch);
       } catch (e) {

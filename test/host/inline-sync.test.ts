@@ -29,6 +29,8 @@ class TwoPathStorage extends MemoryStorage {
   private written: Image = { seq: 0, hs: { term: 0, vote: null, commit: 0 }, last: 0 };
   /** Batches with entries, by the path that made them durable. */
   entryBatches = { inline: 0, async: 0 };
+  /** The member's transport sends and flushes, and its inline saves, in order. */
+  readonly events: string[] = [];
 
   constructor(
     private readonly clock: VirtualClock,
@@ -54,6 +56,7 @@ class TwoPathStorage extends MemoryStorage {
 
   override save(batch: PersistBatch): void {
     if (batch.entries.length > 0) this.entryBatches.inline++;
+    this.events.push('save');
     this.makeDurable(this.record(batch));
   }
 
@@ -104,6 +107,19 @@ function setup(inlineLightSyncs: boolean) {
     serializeMessages: false,
     inlineLightSyncs,
   });
+  // Endpoints with a flush() (as the TCP transport has), recording sends and flushes.
+  const endpoint = cluster.network.endpoint.bind(cluster.network);
+  cluster.network.endpoint = (id: NodeId) => {
+    const ep = endpoint(id);
+    const send = ep.send.bind(ep);
+    const events = (): string[] => storages.get(id)?.events ?? [];
+    ep.send = (m: Message) => {
+      events().push(`send ${m.type}`);
+      send(m);
+    };
+    (ep as typeof ep & { flush(): void }).flush = () => void events().push('flush');
+    return ep;
+  };
   // Every message a member sends must depend only on what it has made durable.
   const violations: string[] = [];
   const route = cluster.network.route.bind(cluster.network);
@@ -153,6 +169,21 @@ describe('NodeHost inlineLightSyncs', () => {
       expect(s.entryBatches.async - b.async, id).toBe(0);
     }
     for (const m of machines.values()) expect(m.applied).toEqual(Array.from({ length: 20 }, (_, i) => `w${i}`));
+    expect(violations).toEqual([]);
+    cluster.close();
+  });
+
+  it('before it blocks on an inline fsync, the leader flushes what it sent (its appends)', async () => {
+    const { clock, cluster, storages, violations } = setup(true);
+    const leader = await elect(clock, cluster);
+    const ev = storages.get(leader.id)!.events;
+    ev.length = 0;
+    for (let i = 0; i < 5; i++) await writeAll(clock, leader, [`w${i}`]);
+    const saves = ev.flatMap((e, i) => (e === 'save' ? [i] : []));
+    expect(saves.length).toBeGreaterThanOrEqual(5);
+    // Each inline save comes right after a flush; the appends of its write were sent before.
+    for (const i of saves) expect(ev[i - 1], ev.slice(Math.max(0, i - 4), i + 1).join(', ')).toBe('flush');
+    expect(ev.filter((e) => e === 'send MsgApp').length).toBeGreaterThanOrEqual(10);
     expect(violations).toEqual([]);
     cluster.close();
   });
