@@ -987,8 +987,10 @@ export class NodeHost {
     const inline = storage.saveAsync !== undefined && this.syncInline(rd);
     // What this task sent (a leader's appends, sent before its own write) leaves before the
     // loop blocks on the disk, not after: else a heartbeat queued first in the same task
-    // would hold the appends behind it in their batch until the fsync is done.
-    if (inline) this.opts.transport.flush?.();
+    // would hold the appends behind it in their batch until the fsync is done. Only when the
+    // save will fsync: a commit-index-only one does not block, and its Ready's messages then
+    // leave with the rest of the task (the client's answer among them).
+    if (inline && this.mustSync(rd)) this.opts.transport.flush?.();
     if (!storage.saveAsync || inline) {
       try {
         storage.save(batch);
@@ -1051,6 +1053,12 @@ export class NodeHost {
     let chars = 0;
     for (const e of rd.entries) chars += e.data.length;
     return chars <= INLINE_SYNC_MAX_CHARS;
+  }
+
+  /** Whether persisting rd needs an fsync (entries, a snapshot, or a new term or vote). */
+  private mustSync(rd: Ready): boolean {
+    if (rd.snapshot || rd.entries.length > 0) return true;
+    return rd.hardState !== null && (rd.hardState.term !== this.durableTerm || rd.hardState.vote !== this.durableVote);
   }
 
   private noteDurable(rd: Ready): void {

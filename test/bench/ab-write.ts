@@ -2,7 +2,7 @@
 // each, all started once and preloaded, then measured in short closed loops that rotate
 // through the three systems round after round, so each round compares them in the same
 // seconds of a machine whose load drifts (other work shares the cores).
-//   npx tsx test/bench/ab-write.ts --a dist/src/cli/main.js --b /path/to/old/main.js [--rounds 8] [--seconds 3] [--inflight 1]
+//   npx tsx test/bench/ab-write.ts --a dist/src/cli/main.js --b /path/to/old/main.js [--c third/main.js] [--rounds 8] [--seconds 3] [--inflight 1]
 // Prints each round and the medians: writes/s, p50, leader fsync mean, ratios to etcd.
 
 import fs from 'node:fs';
@@ -28,6 +28,7 @@ interface Sys {
 async function main(): Promise<void> {
   const a = path.resolve(arg('a', 'dist/src/cli/main.js'));
   const b = path.resolve(arg('b', ''));
+  const c = arg('c', '');
   const rounds = Number(arg('rounds', '8'));
   const seconds = Number(arg('seconds', '3'));
   const inflight = Number(arg('inflight', '1'));
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
       };
     };
     systems.push(await concord('A', a), await concord('B', b));
+    if (c !== '') systems.push(await concord('C', path.resolve(c)));
     const edir = path.join(root, 'etcd');
     fs.mkdirSync(edir);
     const e = await EtcdCluster.start(edir, { heartbeatMs: 25, electionMs: 150 }, log, 5);
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
       fsyncs: async () => e.walFsyncs(await e.leader()).catch(() => null),
       close: () => e.close(),
     });
-    const gens = new Map(systems.map((s, i) => [s.name, new KvGen(['cnca', 'cncb', 'etcd'][i] as string, 1 + i)]));
+    const gens = new Map(systems.map((s, i) => [s.name, new KvGen(s.name === 'etcd' ? 'etcd' : `cnc${s.name.toLowerCase()}`, 1 + i)]));
     for (const s of systems) {
       const t = await s.targets(64);
       const g = gens.get(s.name) as KvGen;
@@ -97,8 +99,8 @@ async function main(): Promise<void> {
       seconds,
       rounds,
       medians: Object.fromEntries(systems.map((s) => [s.name, { per_s: med(s.name, 'per_s'), p50_ms: med(s.name, 'p50'), leader_fsync_ms: med(s.name, 'fsync') }])),
-      ratio_to_etcd_per_round: { A: ratio('A'), B: ratio('B') },
-      ratio_to_etcd_median: { A: round(median(ratio('A')), 3), B: round(median(ratio('B')), 3) },
+      ratio_to_etcd_per_round: Object.fromEntries(systems.filter((s) => s.name !== 'etcd').map((s) => [s.name, ratio(s.name)])),
+      ratio_to_etcd_median: Object.fromEntries(systems.filter((s) => s.name !== 'etcd').map((s) => [s.name, round(median(ratio(s.name)), 3)])),
       a_over_b_per_round: (rows.A ?? []).map((row, i) => round(row.per_s / ((rows.B ?? [])[i]?.per_s ?? NaN), 3)),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
