@@ -5,7 +5,7 @@
 // VirtualClock: the threadpool "fsync" is a virtual-time delay, so runs are deterministic.
 
 import { describe, expect, it } from 'vitest';
-import { LocalCluster } from '../../src/host/local-cluster.js';
+import { LocalCluster, type LocalClusterOptions } from '../../src/host/local-cluster.js';
 import type { NodeHost, StateMachine } from '../../src/host/node-host.js';
 import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
@@ -85,7 +85,7 @@ class Log implements StateMachine {
   }
 }
 
-function setup(inlineLightSyncs: boolean) {
+function setup(inlineLightSyncs: boolean, raft: LocalClusterOptions['raft'] = {}) {
   const clock = new VirtualClock();
   const storages = new Map<NodeId, TwoPathStorage>();
   const machines = new Map<NodeId, Log>();
@@ -106,6 +106,7 @@ function setup(inlineLightSyncs: boolean) {
     tickMs: 10,
     serializeMessages: false,
     inlineLightSyncs,
+    raft,
   });
   // Endpoints with a flush() (as the TCP transport has), recording sends and flushes.
   const endpoint = cluster.network.endpoint.bind(cluster.network);
@@ -189,19 +190,19 @@ describe('NodeHost inlineLightSyncs', () => {
     cluster.close();
   });
 
-  it('a leader with other writes awaiting answers keeps its loop free: their Readies fsync on the threadpool', async () => {
-    const { clock, cluster, storages, machines, violations } = setup(true);
+  it('with other writes in flight, leader and followers keep their loops free: their Readies fsync on the threadpool', async () => {
+    // A window wide enough that each append carries one entry.
+    const { clock, cluster, storages, machines, violations } = setup(true, { maxInflightMsgs: 256 });
     const leader = await elect(clock, cluster);
-    const st = storages.get(leader.id)!;
-    const asyncBefore = st.entryBatches.async;
-    // One new write per ms, each in a Ready of its own, while earlier ones wait for commit
-    // (each hop takes 8 ms).
-    cluster.network.setGlobalFaults({ delayMs: { min: 8, max: 8 } });
+    const asyncBefore = new Map([...storages].map(([id, s]) => [id, s.entryBatches.async]));
+    // One new write every 4 ms (longer than a threadpool fsync, 3 ms), so each Ready, and
+    // each append, carries one entry, while earlier ones wait for commit (each hop: 20 ms).
+    cluster.network.setGlobalFaults({ delayMs: { min: 20, max: 20 } });
     const values = Array.from({ length: 30 }, (_, i) => `m${i}`);
     let answered = 0;
     for (const v of values) {
       void leader.propose(v).then(() => answered++);
-      clock.runFor(1);
+      clock.runFor(4);
       await Promise.resolve();
     }
     for (let i = 0; i < 400 && answered < values.length; i++) {
@@ -210,7 +211,8 @@ describe('NodeHost inlineLightSyncs', () => {
     }
     expect(answered).toBe(values.length);
     clock.runFor(100);
-    expect(st.entryBatches.async - asyncBefore).toBeGreaterThan(0);
+    // Followers too: each append carries one entry, but their logs run ahead of the commit.
+    for (const [id, s] of storages) expect(s.entryBatches.async - asyncBefore.get(id)!, id).toBeGreaterThan(0);
     for (const m of machines.values()) expect(m.applied.slice(-30)).toEqual(values);
     expect(violations).toEqual([]);
     cluster.close();
