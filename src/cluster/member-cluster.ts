@@ -73,6 +73,10 @@ class BlockingTransport implements Transport {
   close(): void {
     // The TCP transport outlives member restarts in this process; MemberCluster closes it.
   }
+
+  flush(): void {
+    this.inner.flush();
+  }
 }
 
 /** Appends carrying entries and their acknowledgements, by the last entry's index; with the failover trace also heartbeats and vote traffic. */
@@ -202,6 +206,8 @@ export class MemberCluster implements ClusterBackend {
       compactionLogToSnapshotRatio: this.o.compactionLogToSnapshotRatio,
       requestTimeoutMs: 5_000,
       diskReserveBytes: diskReserveFromEnv(),
+      // One member per process: nothing else shares the loop (see NodeHostOptions).
+      inlineLightSyncs: true,
     });
     host.onRoleChange((c) => {
       for (const l of this.listeners) l(c);

@@ -26,7 +26,7 @@ import { logger } from '../util/logger.js';
 import { startupMark } from '../util/startup-trace.js';
 import { ANY_TRACE, FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 import type { StateMachine } from '../host/node-host.js';
-import type { LogStorage } from '../storage/types.js';
+import type { LogStorage, PersistBatch } from '../storage/types.js';
 import { MemberCluster } from './member-cluster.js';
 import { checkFreshStart, checkJoin, loadMembership, MembershipKeeper, membershipPath, saveMembership, watchBook } from './membership.js';
 import type { ForwardedCallContext, ToolTable } from './tool-table.js';
@@ -512,19 +512,30 @@ function withMethod<T extends object>(inner: T, name: string, fn: unknown): T {
   });
 }
 
-/** CONCORD_WRITE_TRACE / CONCORD_FAILOVER_TRACE: each batch's fsync, by the batch's last entry index (-1: no entries). */
+/**
+ * CONCORD_WRITE_TRACE / CONCORD_FAILOVER_TRACE: each batch's fsync, by the batch's last entry
+ * index (-1: no entries), on the threadpool (saveAsync) or inline (save, see inlineLightSyncs).
+ */
 function tracedStorage(inner: LogStorage): LogStorage {
-  const save = inner.saveAsync?.bind(inner);
-  if (!save) return inner;
-  return withMethod(inner, 'saveAsync', (batch: Parameters<NonNullable<LogStorage['saveAsync']>>[0], done: (err: Error | null) => void): boolean => {
-    const idx = batch.entries.length > 0 ? batch.entries[batch.entries.length - 1]!.index : -1;
+  const saveAsync = inner.saveAsync?.bind(inner);
+  if (!saveAsync) return inner;
+  const save = inner.save.bind(inner);
+  const lastIndex = (batch: PersistBatch): number => (batch.entries.length > 0 ? batch.entries[batch.entries.length - 1]!.index : -1);
+  const traced = withMethod(inner, 'saveAsync', (batch: PersistBatch, done: (err: Error | null) => void): boolean => {
+    const idx = lastIndex(batch);
     traceWrite('fsync_start', idx);
-    const durable = save(batch, (err) => {
+    const durable = saveAsync(batch, (err) => {
       traceWrite('fsync_end', idx);
       done(err);
     });
     if (durable) traceWrite('fsync_end', idx);
     return durable;
+  });
+  return withMethod(traced, 'save', (batch: PersistBatch): void => {
+    const idx = lastIndex(batch);
+    traceWrite('fsync_start', idx);
+    save(batch);
+    traceWrite('fsync_end', idx);
   });
 }
 

@@ -37,6 +37,8 @@ export interface LocalClusterOptions {
   diskReserveBytes?: number;
   /** See NodeHostOptions.turnBudget: shared by the members of the cluster. */
   turnBudget?: TurnBudget;
+  /** See NodeHostOptions.inlineLightSyncs (tests: members here share one loop). */
+  inlineLightSyncs?: boolean;
   /**
    * Snapshots travel in parts of this many characters, acknowledged, a few in flight, as over
    * TCP, so a large one never holds the loop nor delays heartbeats; 0 hands them over whole.
@@ -118,6 +120,7 @@ export class LocalCluster implements ClusterBackend {
       requestTimeoutMs: this.opts.requestTimeoutMs ?? 5000,
       diskReserveBytes: this.opts.diskReserveBytes,
       turnBudget: this.opts.turnBudget,
+      inlineLightSyncs: this.opts.inlineLightSyncs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

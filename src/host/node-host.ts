@@ -127,7 +127,25 @@ export interface NodeHostOptions {
    * Ready runs in a loop iteration of its own, one member's after another (see TurnBudget).
    */
   turnBudget?: TurnBudget;
+  /**
+   * Make a light Ready durable on the event-loop thread (storage.save, whose fsync is inline)
+   * rather than on the threadpool (saveAsync), when nothing else needs the loop meanwhile:
+   * see syncInline. For a process that hosts one member (cluster mode): the threadpool's
+   * callback costs a loop wake-up per write, and while a Ready waits for its fsync the host
+   * takes no further Ready anyway. Off by default: members sharing a loop would queue behind
+   * each other's fsyncs.
+   */
+  inlineLightSyncs?: boolean;
 }
+
+/**
+ * The most entries a Ready may write, and a member may have in flight (appended, not yet
+ * committed), for its fsync to run inline (inlineLightSyncs); and the most entry data (UTF-16
+ * length). Above them other writes are in flight, and the loop keeps taking their requests
+ * and appends while the disk works (threadpool).
+ */
+const INLINE_SYNC_MAX_ENTRIES = 2;
+const INLINE_SYNC_MAX_CHARS = 64 << 10;
 
 /**
  * A Ready carrying at least this much entry data goes through the loop's turn budget (see
@@ -1000,7 +1018,14 @@ export class NodeHost {
     if (!rd.snapshot && rd.entries.length === 0 && !rd.hardState) return true;
     const batch = { snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState };
     const storage = this.opts.storage;
-    if (!storage.saveAsync) {
+    const inline = storage.saveAsync !== undefined && this.syncInline(rd);
+    // What this task sent (a leader's appends, sent before its own write) leaves before the
+    // loop blocks on the disk, not after: else a heartbeat queued first in the same task
+    // would hold the appends behind it in their batch until the fsync is done. Only when the
+    // save will fsync: a commit-index-only one does not block, and its Ready's messages then
+    // leave with the rest of the task (the client's answer among them).
+    if (inline && this.mustSync(rd)) this.opts.transport.flush?.();
+    if (!storage.saveAsync || inline) {
       try {
         storage.save(batch);
       } catch (e) {
@@ -1048,6 +1073,30 @@ export class NodeHost {
     if (!durable) this.persisting = true; // done always runs later, never inside saveAsync
     else this.noteDurable(rd);
     return durable;
+  }
+
+  /**
+   * True when rd's fsync should run inline (see inlineLightSyncs): no snapshot, few and small
+   * entries, and no more entries in flight (appended, not yet committed) than such a Ready
+   * holds: one client write at a time. A follower learns the load this way too: under many
+   * writes in flight its log runs ahead of the commit index it has heard, and it keeps its
+   * loop free to decode the next appends while the disk works (without this check, 5 members
+   * at 256 in flight: 3,269 writes/s against 4,007 with threadpool fsyncs only, medians of 6
+   * rounds). The leader's appends left before this (see sendReplicationEarly), so the
+   * followers' fsyncs run in parallel with the leader's.
+   */
+  private syncInline(rd: Ready): boolean {
+    if (!this.opts.inlineLightSyncs || rd.snapshot || rd.entries.length > INLINE_SYNC_MAX_ENTRIES) return false;
+    if (this.raft.log.lastIndex() - this.raft.log.committed > INLINE_SYNC_MAX_ENTRIES) return false;
+    let chars = 0;
+    for (const e of rd.entries) chars += e.data.length;
+    return chars <= INLINE_SYNC_MAX_CHARS;
+  }
+
+  /** Whether persisting rd needs an fsync (entries, a snapshot, or a new term or vote). */
+  private mustSync(rd: Ready): boolean {
+    if (rd.snapshot || rd.entries.length > 0) return true;
+    return rd.hardState !== null && (rd.hardState.term !== this.durableTerm || rd.hardState.vote !== this.durableVote);
   }
 
   private noteDurable(rd: Ready): void {

@@ -7,6 +7,12 @@ export interface Transport {
   /** Register the handler for messages addressed to this endpoint. */
   onMessage(handler: (msg: Message) => void): void;
   close(): void;
+  /**
+   * Optional: write at once what this task sent that is waiting for its batch. NodeHost calls
+   * it before it blocks its loop on an inline fsync (inlineLightSyncs), which would otherwise
+   * hold those messages (a leader's appends among them) until the disk is done.
+   */
+  flush?(): void;
 }
 
 /** Per-link message counters, measured at the endpoint. */

@@ -200,6 +200,11 @@ export class PeerLink {
     if (now) this.flush();
   }
 
+  /** Write now what waits for this task's batch, if anything (see TcpTransport.flush). */
+  flushPending(): void {
+    if (this.flushScheduled) this.flush();
+  }
+
   private readonly runFlush = (): void => {
     this.flushScheduled = false;
     this.flush();

@@ -193,6 +193,12 @@ export class TcpTransport implements Transport {
     else link.enqueue(JSON.stringify(msg), isUrgent(msg));
   }
 
+  /** See Transport.flush: every link writes what it holds now (the batch still runs later). */
+  flush(): void {
+    if (this.closed) return;
+    for (const link of this.links.values()) link.flushPending();
+  }
+
   /** Close the connections to and from a peer; they are redialled (tests, operators). */
   disconnect(id: NodeId, reason = 'disconnected locally'): void {
     this.links.get(id)?.dropConnection(reason);

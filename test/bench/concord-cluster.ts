@@ -103,8 +103,11 @@ export class ConcordCluster {
     return this.members.map((m) => m.addr).join(',');
   }
 
-  /** `env` adds to the members' environment (e.g. CONCORD_WRITE_TRACE=1). */
-  static async start(dir: string, log: (m: string) => void, n: number, extraEnv: Record<string, string> = {}): Promise<ConcordCluster> {
+  /**
+   * `env` adds to the members' environment (e.g. CONCORD_WRITE_TRACE=1); `main` is the CLI
+   * they run (default dist/, or CONCORD_BENCH_MAIN): A/B runs start one cluster per build.
+   */
+  static async start(dir: string, log: (m: string) => void, n: number, extraEnv: Record<string, string> = {}, main: string = MAIN): Promise<ConcordCluster> {
     const secretFile = path.join(dir, 'secret');
     fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const secret = loadSecret(secretFile);
@@ -117,7 +120,7 @@ export class ConcordCluster {
     const members: ConcordMember[] = ids.map((id, i) => {
       const dataDir = path.join(dir, id);
       fs.mkdirSync(dataDir, { recursive: true });
-      const args = [MAIN, 'node', '--swarm', SWARM, '--id', id, '--listen', addr(i), '--peers', peers, '--data-dir', dataDir, '--secret-file', secretFile];
+      const args = [main, 'node', '--swarm', SWARM, '--id', id, '--listen', addr(i), '--peers', peers, '--data-dir', dataDir, '--secret-file', secretFile];
       return { id, addr: addr(i), proc: new MemberProcess(`concord ${id}`, process.execPath, args, path.join(dir, `${id}.log`), env, ROOT) };
     });
     const client = new ClusterClient({ members: members.map((m) => m.addr).join(','), secret, name: 'bench', timeoutMs: 10_000 });

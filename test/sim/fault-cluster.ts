@@ -28,6 +28,8 @@ export interface FaultClusterOptions {
   raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
   compactionThreshold: number;
   requestTimeoutMs: number;
+  /** NodeHostOptions.inlineLightSyncs. */
+  inlineLightSyncs?: boolean;
 }
 
 export class FaultCluster {
@@ -82,6 +84,7 @@ export class FaultCluster {
       raft: this.opts.raft,
       compactionThreshold: this.opts.compactionThreshold,
       requestTimeoutMs: this.opts.requestTimeoutMs,
+      inlineLightSyncs: this.opts.inlineLightSyncs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

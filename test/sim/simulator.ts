@@ -191,6 +191,8 @@ class Simulation {
   private readonly profile: 'balanced' | 'churn' | 'membership';
   /** null: synchronous storage; else fsyncs complete off-loop within this many ms. */
   private readonly maxSyncMs: number | null;
+  /** Async-disk seeds: light Readies fsync inline (NodeHost inlineLightSyncs) in half of them. */
+  private readonly inlineSyncs: boolean;
   private readonly storages = new Map<NodeId, SimStorage>();
   /** The coordination workload (see coord-workload.ts), or null: plain tokens. */
   private readonly workload: CoordWorkload | null;
@@ -285,6 +287,8 @@ class Simulation {
     // restart quickly: the Figure 8 family), or membership-heavy.
     this.profile = p.pick(['balanced', 'balanced', 'churn', 'membership'] as const);
     this.maxSyncMs = p.chance(0.5) ? null : p.pick([1, 5, 20, 50]);
+    // From the seed's bits, not the PRNG, so every other draw (and each seed's schedule) is as before.
+    this.inlineSyncs = this.maxSyncMs !== null && Math.imul(seed, 0x9e3779b1) >>> 31 === 1;
     const diskPrng = p.fork();
     this.skewed = p.chance(0.7);
     this.clockPrng = p.fork();
@@ -328,6 +332,7 @@ class Simulation {
       tickMs: 10,
       raft,
       compactionThreshold: this.params.compactionThreshold,
+      inlineLightSyncs: this.inlineSyncs,
       requestTimeoutMs: 5000,
     });
     this.randomFaults();
@@ -349,7 +354,7 @@ class Simulation {
 
   async run(): Promise<SimResult> {
     this.log(
-      `seed ${this.seed}: ${this.n} nodes, ${this.profile} schedule, compactionThreshold ${this.params.compactionThreshold}, ${this.maxSyncMs === null ? 'sync disk' : `async fsync <= ${this.maxSyncMs} ms`}, raft ${JSON.stringify(this.params.raft)}`,
+      `seed ${this.seed}: ${this.n} nodes, ${this.profile} schedule, compactionThreshold ${this.params.compactionThreshold}, ${this.maxSyncMs === null ? 'sync disk' : `async fsync <= ${this.maxSyncMs} ms${this.inlineSyncs ? ', light Readies inline' : ''}`}, raft ${JSON.stringify(this.params.raft)}`,
     );
     for (const id of this.cluster.ids) {
       this.started.add(id);

@@ -109,6 +109,33 @@ describe('TcpTransport delivery', () => {
     await waitFor(() => peer.frames.some((f) => f.type === FrameType.MSG), 'delivery');
   });
 
+  it('flush() writes at once what the task queued for its batch (a host about to block on an inline fsync)', async () => {
+    const peer = await recordingPeer('p');
+    const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
+    cleanup.push(() => t.close());
+    await waitFor(() => t.stats().peers.p!.connected, 'connection');
+    const before = t.stats().peers.p!.bytesOut;
+    const out = await new Promise<{ queued: number; flushed: number }>((resolve) => {
+      setImmediate(() => {
+        // A heartbeat first: the append behind it waits for the task's batch...
+        t.send(msg('a', 'p', { type: 'MsgHeartbeat', index: 1 }));
+        t.send(msg('a', 'p', { type: 'MsgApp', index: 2, entries: [entry(3)] }));
+        const queued = t.stats().peers.p!.bytesOut - before;
+        // ...unless the task flushes: both are written before flush() returns.
+        t.flush();
+        const flushed = t.stats().peers.p!.bytesOut - before;
+        resolve({ queued, flushed });
+      });
+    });
+    expect(out.queued).toBe(0);
+    expect(out.flushed).toBeGreaterThan(0);
+    await waitFor(() => peer.frames.some((f) => f.type === FrameType.MSG), 'delivery');
+    await sleep(20);
+    // One frame with both; the batch that runs after the task finds nothing left to send.
+    const batches = peer.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeBatch(f.payload).map((x) => x.index));
+    expect(batches).toEqual([[1, 2]]);
+  });
+
   it('sends as one MSG frame what a task and the promise jobs it queued send', async () => {
     const peer = await recordingPeer('p');
     const t = new TcpTransport({ id: 'a', secret: SECRET, limits: FAST, log: captureLog(), peers: { p: { host: '127.0.0.1', port: peer.port } } });
