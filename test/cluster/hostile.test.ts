@@ -144,7 +144,10 @@ describe('hostile peers against concord node', () => {
     await waitFor(async () => (await status(victim)).applied === leaderNow.commit, 'victim applies the new write');
     const v = await status(victim);
     expect(v.commit!).toBeLessThan(forgedIndex);
-    expect(v.term).toBe(term);
+    // The forgeries carried the current term, so they could not move terms; a loaded machine
+    // can still hold a real election meanwhile: the victim must be in the cluster's term.
+    expect(v.term).toBeGreaterThanOrEqual(term);
+    expect(v.term).toBe((await status(v.leader ?? leader)).term);
     await waitFor(() => (logOf(victim).match(/refused a peer message that would violate an invariant/g) ?? []).length >= 3, 'three refusals logged');
     expect(logOf(victim)).toMatch(/MsgSnap with empty state data/);
     expect(logOf(victim)).toMatch(/MsgSnap state data unusable: not JSON/);
