@@ -15,25 +15,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MemberNode, type MemberNodeOptions } from '../../src/cluster/member-node.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { TcpClient } from '../../src/transport/tcp-client.js';
-import { freePorts } from './procs.js';
+import { freePorts, waitFor } from './procs.js';
 
 const SWARM = 'bs';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(50);
-  }
-}
 
 /** One start in flight: settled or not, and how. */
 interface Starting {

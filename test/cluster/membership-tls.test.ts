@@ -10,24 +10,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { loadSecret } from '../../src/transport/auth.js';
 import { TestPki } from '../transport/tls-certs.js';
-import { freePorts, killAll, MemberProc, requireBuild } from './procs.js';
+import { freePorts, killAll, MemberProc, requireBuild, waitFor } from './procs.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(100);
-  }
-}
 
 describe('membership changes over mutual TLS', () => {
   const procs: MemberProc[] = [];

@@ -16,7 +16,7 @@ import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { loadSecret } from '../../src/transport/auth.js';
 import { compareLogs, type LogDigest } from './chaos-checks.js';
-import { freePorts, killAll, MAIN, MemberProc, memberProcs, requireBuild } from './procs.js';
+import { freePorts, killAll, MAIN, MemberProc, memberProcs, requireBuild, waitFor } from './procs.js';
 
 const SWARM = 'ms';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -26,20 +26,6 @@ function text(r: CallToolResult): string {
   return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
 }
 
-async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(100);
-  }
-}
 
 describe('cluster membership changes under a write load', () => {
   let dir = '';

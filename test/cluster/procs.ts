@@ -31,6 +31,25 @@ function hookExit(): void {
 }
 
 /** Throws with instructions when the CLI has not been built. */
+/**
+ * Poll fn until it returns something truthy (returned), every `everyMs`; after `ms` fail with
+ * what was awaited and the last error fn threw.
+ */
+export async function waitFor<T>(what: string, ms: number, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 export function requireBuild(): void {
   if (!fs.existsSync(MAIN)) {
     throw new Error(`${MAIN} not found: cluster tests run the built CLI (\`npm run build\` first)`);
