@@ -6,11 +6,12 @@
 
 import { describe, expect, it } from 'vitest';
 import { LocalCluster, type LocalClusterOptions } from '../../src/host/local-cluster.js';
-import type { NodeHost, StateMachine } from '../../src/host/node-host.js';
-import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
+import type { NodeHost } from '../../src/host/node-host.js';
+import type { HardState, Message, NodeId } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { PersistBatch } from '../../src/storage/types.js';
 import { Prng } from '../../src/util/prng.js';
+import { RecordingMachine } from '../helpers/sim-cluster.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 
 interface Image {
@@ -71,24 +72,10 @@ class TwoPathStorage extends MemoryStorage {
   }
 }
 
-class Log implements StateMachine {
-  applied: string[] = [];
-  apply(e: Entry): unknown {
-    if (e.type === 'normal') this.applied.push(e.data);
-    return e.data;
-  }
-  snapshot(): string {
-    return JSON.stringify(this.applied);
-  }
-  restore(data: string): void {
-    this.applied = data ? (JSON.parse(data) as string[]) : [];
-  }
-}
-
 function setup(inlineLightSyncs: boolean, raft: LocalClusterOptions['raft'] = {}) {
   const clock = new VirtualClock();
   const storages = new Map<NodeId, TwoPathStorage>();
-  const machines = new Map<NodeId, Log>();
+  const machines = new Map<NodeId, RecordingMachine>();
   const cluster = new LocalCluster({
     ids: ['a', 'b', 'c'],
     clock,
@@ -99,7 +86,7 @@ function setup(inlineLightSyncs: boolean, raft: LocalClusterOptions['raft'] = {}
       return s;
     },
     machineFor: (id) => {
-      const m = new Log();
+      const m = new RecordingMachine();
       machines.set(id, m);
       return m;
     },
@@ -169,7 +156,7 @@ describe('NodeHost inlineLightSyncs', () => {
       expect(s.entryBatches.inline - b.inline, id).toBeGreaterThanOrEqual(20);
       expect(s.entryBatches.async - b.async, id).toBe(0);
     }
-    for (const m of machines.values()) expect(m.applied).toEqual(Array.from({ length: 20 }, (_, i) => `w${i}`));
+    for (const m of machines.values()) expect(m.applied.map((a) => a.data)).toEqual(Array.from({ length: 20 }, (_, i) => `w${i}`));
     expect(violations).toEqual([]);
     cluster.close();
   });
@@ -213,7 +200,7 @@ describe('NodeHost inlineLightSyncs', () => {
     clock.runFor(100);
     // Followers too: each append carries one entry, but their logs run ahead of the commit.
     for (const [id, s] of storages) expect(s.entryBatches.async - asyncBefore.get(id)!, id).toBeGreaterThan(0);
-    for (const m of machines.values()) expect(m.applied.slice(-30)).toEqual(values);
+    for (const m of machines.values()) expect(m.applied.slice(-30).map((a) => a.data)).toEqual(values);
     expect(violations).toEqual([]);
     cluster.close();
   });
