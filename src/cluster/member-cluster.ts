@@ -208,6 +208,7 @@ export class MemberCluster implements ClusterBackend {
       diskReserveBytes: diskReserveFromEnv(),
       // One member per process: nothing else shares the loop (see NodeHostOptions).
       inlineLightSyncs: true,
+      commitNoticeDelayMs: Number(process.env.CONCORD_COMMIT_NOTICE_DELAY_MS ?? 2),
     });
     host.onRoleChange((c) => {
       for (const l of this.listeners) l(c);

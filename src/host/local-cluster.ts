@@ -39,6 +39,8 @@ export interface LocalClusterOptions {
   turnBudget?: TurnBudget;
   /** See NodeHostOptions.inlineLightSyncs (tests: members here share one loop). */
   inlineLightSyncs?: boolean;
+  /** See NodeHostOptions.commitNoticeDelayMs. */
+  commitNoticeDelayMs?: number;
   /**
    * Snapshots travel in parts of this many characters, acknowledged, a few in flight, as over
    * TCP, so a large one never holds the loop nor delays heartbeats; 0 hands them over whole.
@@ -121,6 +123,7 @@ export class LocalCluster implements ClusterBackend {
       diskReserveBytes: this.opts.diskReserveBytes,
       turnBudget: this.opts.turnBudget,
       inlineLightSyncs: this.opts.inlineLightSyncs,
+      commitNoticeDelayMs: this.opts.commitNoticeDelayMs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

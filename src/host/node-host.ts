@@ -136,6 +136,17 @@ export interface NodeHostOptions {
    * each other's fsyncs.
    */
   inlineLightSyncs?: boolean;
+  /**
+   * A leader holds an append that carries only a new commit index (no entries) for up to this
+   * long, per follower, and drops it if an append with entries goes to that follower first
+   * (it carries the same or a newer commit index). Raft tolerates delayed and lost messages,
+   * so this is a cost choice, not a safety one: at one write in flight the next write's append
+   * follows within about a millisecond, and each commit-only notice otherwise costs every
+   * follower a wake-up, a Ready and an answer, and the leader four more of each, on the path
+   * of the next write. Followers learn a commit this much later when writes stop (heartbeats
+   * carry it too). Default 0: sent at once.
+   */
+  commitNoticeDelayMs?: number;
 }
 
 /**
@@ -445,6 +456,7 @@ export class NodeHost {
     this.tickTimer = null;
     // start() counts ticks from the host clock again.
     this.tickAheadMs = 0;
+    this.heldNotices.clear();
     this.opts.transport.close();
     this.failAll(new ProposalError('not_leader', `${this.id}: ${reason}`, null));
     this.settleTermWaiters(false);
@@ -946,6 +958,15 @@ export class NodeHost {
   }
 
   private sendMessage(m: Message): void {
+    const delayMs = this.opts.commitNoticeDelayMs ?? 0;
+    if (delayMs > 0 && m.type === 'MsgApp') {
+      if (m.entries.length === 0 && this.raft.role === 'leader') return this.holdCommitNotice(m, delayMs);
+      this.heldNotices.delete(m.to); // this append carries the commit index too
+    }
+    this.emit(m);
+  }
+
+  private emit(m: Message): void {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
       this.heartbeatsOut++;
@@ -956,6 +977,25 @@ export class NodeHost {
       if (sent.length > 64) sent.shift();
     }
     this.opts.transport.send(m);
+  }
+
+  /** Commit-only appends a leader holds, newest per follower (see commitNoticeDelayMs). */
+  private readonly heldNotices = new Map<NodeId, Message>();
+  private noticeTimer: TimerHandle | null = null;
+
+  private holdCommitNotice(m: Message, delayMs: number): void {
+    this.heldNotices.set(m.to, m);
+    if (this.noticeTimer !== null) return;
+    const life = this.starts;
+    this.noticeTimer = this.opts.clock.setTimeout(() => {
+      this.noticeTimer = null;
+      if (!this.running || this.starts !== life) return;
+      const held = [...this.heldNotices.values()];
+      this.heldNotices.clear();
+      // Still the leader of the term they carry: else they are stale and Raft does without.
+      if (this.raft.role !== 'leader') return;
+      for (const h of held) if (h.term === this.raft.term) this.emit(h);
+    }, delayMs);
   }
 
   /**

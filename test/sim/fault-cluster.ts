@@ -30,6 +30,8 @@ export interface FaultClusterOptions {
   requestTimeoutMs: number;
   /** NodeHostOptions.inlineLightSyncs. */
   inlineLightSyncs?: boolean;
+  /** NodeHostOptions.commitNoticeDelayMs. */
+  commitNoticeDelayMs?: number;
 }
 
 export class FaultCluster {
@@ -85,6 +87,7 @@ export class FaultCluster {
       compactionThreshold: this.opts.compactionThreshold,
       requestTimeoutMs: this.opts.requestTimeoutMs,
       inlineLightSyncs: this.opts.inlineLightSyncs,
+      commitNoticeDelayMs: this.opts.commitNoticeDelayMs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

@@ -193,6 +193,8 @@ class Simulation {
   private readonly maxSyncMs: number | null;
   /** Async-disk seeds: light Readies fsync inline (NodeHost inlineLightSyncs) in half of them. */
   private readonly inlineSyncs: boolean;
+  /** Leaders hold commit-only appends this long (NodeHost commitNoticeDelayMs): 0 in half the seeds. */
+  private readonly noticeDelayMs: number;
   private readonly storages = new Map<NodeId, SimStorage>();
   /** The coordination workload (see coord-workload.ts), or null: plain tokens. */
   private readonly workload: CoordWorkload | null;
@@ -289,6 +291,8 @@ class Simulation {
     this.maxSyncMs = p.chance(0.5) ? null : p.pick([1, 5, 20, 50]);
     // From the seed's bits, not the PRNG, so every other draw (and each seed's schedule) is as before.
     this.inlineSyncs = this.maxSyncMs !== null && Math.imul(seed, 0x9e3779b1) >>> 31 === 1;
+    // From the seed's bits, not the PRNG: every other draw of a seed stays as it was.
+    this.noticeDelayMs = [0, 0, 2, 25][Math.imul(seed, 0x85ebca6b) >>> 30] as number;
     const diskPrng = p.fork();
     this.skewed = p.chance(0.7);
     this.clockPrng = p.fork();
@@ -333,6 +337,7 @@ class Simulation {
       raft,
       compactionThreshold: this.params.compactionThreshold,
       inlineLightSyncs: this.inlineSyncs,
+      commitNoticeDelayMs: this.noticeDelayMs,
       requestTimeoutMs: 5000,
     });
     this.randomFaults();
@@ -354,7 +359,7 @@ class Simulation {
 
   async run(): Promise<SimResult> {
     this.log(
-      `seed ${this.seed}: ${this.n} nodes, ${this.profile} schedule, compactionThreshold ${this.params.compactionThreshold}, ${this.maxSyncMs === null ? 'sync disk' : `async fsync <= ${this.maxSyncMs} ms${this.inlineSyncs ? ', light Readies inline' : ''}`}, raft ${JSON.stringify(this.params.raft)}`,
+      `seed ${this.seed}: ${this.n} nodes, ${this.profile} schedule, compactionThreshold ${this.params.compactionThreshold}, ${this.maxSyncMs === null ? 'sync disk' : `async fsync <= ${this.maxSyncMs} ms${this.inlineSyncs ? ', light Readies inline' : ''}`}${this.noticeDelayMs > 0 ? `, commit notices held ${this.noticeDelayMs} ms` : ''}, raft ${JSON.stringify(this.params.raft)}`,
     );
     for (const id of this.cluster.ids) {
       this.started.add(id);
