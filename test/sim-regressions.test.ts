@@ -28,6 +28,15 @@ describe('simulator regressions', () => {
     expect(r.violations).toEqual([]);
   });
 
+  // Found once leaders held commit notices (NodeHost commitNoticeDelayMs): the notice of the
+  // change making n4 a voter was lost and its leader isolated; n4 held the longest log but not
+  // the commit, so it neither campaigned nor let n1 win. Candidates now carry their commit
+  // index in vote requests (test/raft/commit-from-candidate.test.ts).
+  it('seed 1947: a member that never heard its promotion committed learns it from a candidate', async () => {
+    const r = await runSeed(1947, {});
+    expect(r.violations).toEqual([]);
+  });
+
   // A harness false positive: an fsync doomed to fail was already in flight when a liveness
   // check ("a majority up") began; it stopped its member 10 ms later, leaving 3 of 6 voters.
   it('seed 100637: the liveness check disarms in-flight fsync errors too', async () => {

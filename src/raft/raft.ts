@@ -595,6 +595,9 @@ export class Raft {
         term,
         logTerm: this.log.lastTerm(),
         index: this.log.lastIndex(),
+        // What this member knows committed (see learnCommitFromCandidate).
+        commit: this.log.committed,
+        logTermHint: this.log.term(this.log.committed) ?? 0,
         context: transfer ? CAMPAIGN_TRANSFER : '',
       });
     }
@@ -615,7 +618,21 @@ export class Raft {
     return res;
   }
 
+  /**
+   * A candidate's commit index is true (it heard it from a leader). Where this member's entry
+   * at that index has the same term, its log up to there is the committed prefix (log
+   * matching), so it may commit that far. A member that holds a membership change making it a
+   * voter, but never heard it committed (the notice was lost with its leader), learns it here:
+   * without it, it would neither campaign nor, having the longest log, let the others win.
+   */
+  private learnCommitFromCandidate(m: Message): void {
+    const c = m.commit;
+    if (c <= this.log.committed || c > this.log.lastIndex() || m.logTermHint <= 0) return;
+    if (this.log.term(c) === m.logTermHint) this.log.commitTo(c);
+  }
+
   private handleVoteRequest(m: Message): void {
+    this.learnCommitFromCandidate(m);
     const pre = m.type === 'MsgPreVote';
     const canVote = this.vote === m.from || (this.vote === null && this.lead === null) || (pre && m.term > this.term);
     const respType: MessageType = pre ? 'MsgPreVoteResp' : 'MsgVoteResp';

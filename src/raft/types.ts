@@ -101,7 +101,8 @@ export interface Message {
   reject: boolean;
   /** MsgAppResp rejection: the follower's hint for fast backtracking (see log.ts). */
   rejectHint: number;
-  /** Term of the hinted index, so the leader can skip a whole conflicting term. */
+  /** Term of the hinted index, so the leader can skip a whole conflicting term. Votes: the
+   * term of the candidate's entry at `commit` (its commit index). */
   logTermHint: number;
   /** ReadIndex request context, heartbeats carrying it, and vote-campaign kind. */
   context: string;

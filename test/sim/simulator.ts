@@ -412,25 +412,28 @@ class Simulation {
 
   /** Debugging aid: wrap the network's delivery to log each message that arrives. */
   private traceMessages(): void {
-    type Deliver = (from: NodeId, to: NodeId, wire: { json?: string; clone?: unknown; part?: Buffer; ack?: Buffer }, bytes: number) => void;
+    type Wire = { kind: 'json' | 'clone' | 'part' | 'ack'; data: string | Message | Buffer; bytes: number };
+    type Deliver = (ls: { from: NodeId; to: NodeId }, wire: Wire) => void;
     const net = this.cluster.network as unknown as { deliver: Deliver };
     const orig = net.deliver.bind(net);
-    net.deliver = (from, to, wire, bytes) => {
-      if (wire.part || wire.ack) {
+    net.deliver = (ls, wire) => {
+      const { from, to } = ls;
+      if (wire.kind === 'part' || wire.kind === 'ack') {
         // A snapshot stream's part or acknowledgement: its JSON head says which bytes.
-        const b = wire.part ? wire.part.subarray(4, 4 + wire.part.readUInt32BE(0)).toString() : wire.ack!.toString();
+        const buf = wire.data as Buffer;
+        const b = wire.kind === 'part' ? buf.subarray(4, 4 + buf.readUInt32BE(0)).toString() : buf.toString();
         const h = JSON.parse(b) as { index: number; offset?: number; received?: number; total?: number; rewind?: boolean };
-        this.log(`${wire.part ? `snap-part ${h.index} @${h.offset}/${h.total}` : `snap-ack ${h.index} got ${h.received}${h.rewind ? ' REWIND' : ''}`} ${from}->${to}`);
-        return orig(from, to, wire, bytes);
+        this.log(`${wire.kind === 'part' ? `snap-part ${h.index} @${h.offset}/${h.total}` : `snap-ack ${h.index} got ${h.received}${h.rewind ? ' REWIND' : ''}`} ${from}->${to}`);
+        return orig(ls, wire);
       }
-      const m = (wire.json !== undefined ? JSON.parse(wire.json) : wire.clone) as Message;
+      const m = (wire.kind === 'json' ? JSON.parse(wire.data as string) : wire.data) as Message;
       const ents = m.entries.length > 0 ? ` ents ${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
       const extra = m.snapshot ? ` snap ${m.snapshot.metadata.index}/${m.snapshot.metadata.term}` : '';
       const ok = this.cluster.network.connected(from, to) && this.cluster.hosts.get(to)?.isRunning ? '' : ' (dropped)';
       this.log(
         `msg ${m.type} ${from}->${to} t${m.term} i${m.index} lt${m.logTerm} c${m.commit}${m.reject ? ` REJ hint ${m.rejectHint}/${m.logTermHint}` : ''}${m.context ? ` ctx ${m.context}` : ''}${ents}${extra}${ok}`,
       );
-      orig(from, to, wire, bytes);
+      orig(ls, wire);
     };
   }
 
