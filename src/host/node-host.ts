@@ -18,6 +18,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
+import { LocalStateDamage } from './local-damage.js';
 import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
@@ -318,6 +319,8 @@ export class NodeHost {
   /** Clock time the first write failed for lack of space; null while writes succeed. */
   private diskFullSince: number | null = null;
   private diskFullMessage = '';
+  /** Why this member stopped itself (see failStop); null while it has not. */
+  private stoppedFault: string | null = null;
   /** Term and vote known durable (for sending a leader's appends before its own write). */
   private durableTerm = -1;
   private durableVote: NodeId | null = null;
@@ -421,6 +424,7 @@ export class NodeHost {
     this.durableVote = state.hardState.vote;
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.leaderCommitSeen = 0;
+    this.stoppedFault = null;
     this.role = 'follower';
     this.leader = null;
     this.lastLeaderContactAt = null;
@@ -1118,7 +1122,8 @@ export class NodeHost {
     }
     if (rd.entries.length > 0 && this.raft.role === 'leader') this.noteAppend(rd.entries[rd.entries.length - 1]!.index);
     for (const m of rd.messages) this.sendMessage(m);
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    // Stopped on this member's damaged state: nothing further is applied or advanced.
+    for (const e of rd.committedEntries) if (!this.applyEntry(e)) return;
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
     if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
@@ -1141,7 +1146,8 @@ export class NodeHost {
     if (wanted || this.raft.log.applied !== appliedBefore) this.maybeCompact(wanted);
   }
 
-  private applyEntry(e: Entry): void {
+  /** False when this member fail-stopped on it (see failStop). */
+  private applyEntry(e: Entry): boolean {
     this.appliedBytesSinceSnapshot += e.data.length;
     const lt = this.leadershipTiming;
     if (lt && lt.firstApplyAt === null && this.raft.role === 'leader' && e.term === this.raft.term) {
@@ -1152,17 +1158,41 @@ export class NodeHost {
     try {
       result = this.opts.machine.apply(e);
     } catch (err) {
+      if (err instanceof LocalStateDamage) {
+        this.failStop(e, err);
+        return false;
+      }
       // The machine is deterministic, so every replica fails the same way; report, not crash.
       result = { error: (err as Error).message };
     }
     const p = this.proposals.get(e.index);
-    if (!p) return;
+    if (!p) return true;
     this.proposals.delete(e.index);
     this.opts.clock.clearTimeout(p.timer);
     if (p.term === e.term) {
       this.commitHistogram.observe((this.opts.clock.now() - p.at) / 1000);
       p.resolve({ index: e.index, result });
     } else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
+    return true;
+  }
+
+  /**
+   * This member's stored state is damaged where entry `e` reads it; the other replicas apply
+   * `e`. Recording it as failed here would leave this replica's state unlike theirs from then
+   * on, and its checkpoints would store that: stop instead (the machine, left mid-entry, is
+   * discarded with the host), applying, acknowledging and storing nothing further. The other
+   * members of the process keep running. A restart on the same file stops at `e` again.
+   */
+  private failStop(e: Entry, err: LocalStateDamage): void {
+    const file = this.opts.storage.file;
+    this.stoppedFault = `${this.id} stopped before applying log index ${e.index}: its stored state${file ? ` in ${file}` : ''} is damaged: ${err.message}. It stops rather than skip an entry the other members applied; they keep serving`;
+    logger.error({ id: this.id, index: e.index, file, err: err.message }, 'member stopped: its stored state is damaged');
+    this.stop(this.stoppedFault);
+  }
+
+  /** Why this member stopped itself (its stored state is damaged), or null. Kept until start(). */
+  get fault(): string | null {
+    return this.stoppedFault;
   }
 
   private failProposalsUpTo(index: number): void {
