@@ -1143,7 +1143,16 @@ export class NodeHost {
     this.releaseReads();
     // A leader asks for a snapshot when a joining member needs one and none exists yet.
     const wanted = this.raft.takeSnapshotRequest();
-    if (wanted || this.raft.log.applied !== appliedBefore) this.maybeCompact(wanted);
+    if (wanted || this.raft.log.applied !== appliedBefore) {
+      try {
+        this.maybeCompact(wanted);
+      } catch (err) {
+        // A snapshot for a follower read a damaged stored record: thrown on, it would end
+        // the process (every member of an embedded swarm), from a timer or an I/O callback.
+        if (!(err instanceof LocalStateDamage)) throw err;
+        this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, err);
+      }
+    }
   }
 
   /** False when this member fail-stopped on it (see failStop). */
@@ -1159,7 +1168,7 @@ export class NodeHost {
       result = this.opts.machine.apply(e);
     } catch (err) {
       if (err instanceof LocalStateDamage) {
-        this.failStop(e, err);
+        this.failStop(`before applying log index ${e.index}`, err);
         return false;
       }
       // The machine is deterministic, so every replica fails the same way; report, not crash.
@@ -1177,16 +1186,17 @@ export class NodeHost {
   }
 
   /**
-   * This member's stored state is damaged where entry `e` reads it; the other replicas apply
-   * `e`. Recording it as failed here would leave this replica's state unlike theirs from then
-   * on, and its checkpoints would store that: stop instead (the machine, left mid-entry, is
-   * discarded with the host), applying, acknowledging and storing nothing further. The other
-   * members of the process keep running. A restart on the same file stops at `e` again.
+   * This member's stored state is damaged where an entry being applied (or a snapshot being
+   * serialized) reads it; the other replicas apply that entry. Recording it as failed here
+   * would leave this replica's state unlike theirs from then on, and its checkpoints would
+   * store that: stop instead (the machine, left mid-entry, is discarded with the host),
+   * applying, acknowledging and storing nothing further. The other members of the process
+   * keep running. A restart on the same file stops at the same entry again.
    */
-  private failStop(e: Entry, err: LocalStateDamage): void {
+  private failStop(when: string, err: LocalStateDamage): void {
     const file = this.opts.storage.file;
-    this.stoppedFault = `${this.id} stopped before applying log index ${e.index}: its stored state${file ? ` in ${file}` : ''} is damaged: ${err.message}. It stops rather than skip an entry the other members applied; they keep serving`;
-    logger.error({ id: this.id, index: e.index, file, err: err.message }, 'member stopped: its stored state is damaged');
+    this.stoppedFault = `${this.id} stopped ${when}: its stored state${file ? ` in ${file}` : ''} is damaged: ${err.message}. It stops rather than apply the log unlike the other members; they keep serving`;
+    logger.error({ id: this.id, when, file, err: err.message }, 'member stopped: its stored state is damaged');
     this.stop(this.stoppedFault);
   }
 
