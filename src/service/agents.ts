@@ -328,7 +328,19 @@ export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
   const t0 = performance.now();
   if (!fs.existsSync(swarm.registry.memberFile(id))) return replaceLostMember(swarm, id, t0);
-  const host = swarm.startMember(id);
+  let host;
+  try {
+    host = swarm.startMember(id);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    // Its file opened but its state could not be rebuilt from it (a damaged checkpoint row).
+    throw new UserError(
+      'conflict',
+      `agent ${id} cannot start from its database ${swarm.registry.memberFile(id)}: ${(e as Error).message}. The other agents keep serving. ` +
+        'If the file is damaged, move it away (keep it for diagnosis) and agent_restart the agent: it then joins as a new member and catches up from the others',
+      'agent_id',
+    );
+  }
   entry.state = 'active';
   swarm.registry.save();
   // Replaying its log met damage in its file again (see NodeHost.fault): it stopped.

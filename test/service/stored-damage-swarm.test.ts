@@ -61,4 +61,44 @@ describe('a damaged memory row met by an apply (embedded swarm)', () => {
     await waitUntil(() => (s2.machines.get(victim)?.memory.get('default', 'k3', Number.MAX_SAFE_INTEGER)?.value ?? null) === 'overwritten', 10_000, 'the new member to catch up');
     expect(listAgents(s2).find((a) => a.agent_id === victim)!.fault).toBeUndefined();
   });
+
+  it('a row the restart reads (a TTL record) damaged: the agent does not start, and agent_restart names the file and the way back', async () => {
+    const dir = res.dir('stored-damage-open');
+    const first = res.coordinatorOn(dir);
+    const swarm = first.init({ name: 'dmg', max_agents: 3 }).swarm;
+    for (let i = 0; i < 3; i++) await spawnAgent(swarm, {});
+    await swarm.waitForLeader(5_000);
+    await configure(swarm, { ...CALM, log_compaction_threshold: 20 });
+    await memoryStore(swarm, { key: 'lease', value: { i: 1 }, ttl_s: 3600 });
+    for (let i = 0; i < 80; i++) await memoryStore(swarm, { key: `k${i}`, value: { i } });
+    const victim = swarm.activeMembers().find((a) => a !== swarm.cluster.leader()!.id)!;
+    await waitUntil(() => (swarm.cluster.hosts.get(victim)?.metrics().checkpointsTaken ?? 0) > 0, 10_000, 'a checkpoint on the follower');
+    const file = swarm.registry.memberFile(victim);
+    first.close();
+
+    const db = new Database(file);
+    const row = db.prepare(`SELECT ord, json FROM machine_memory WHERE json LIKE '{"key":"lease",%'`).get() as { ord: number; json: string };
+    db.prepare('UPDATE machine_memory SET json = ? WHERE ord = ?').run(row.json.replace('"value":{', '"value":{{'), row.ord);
+    db.close();
+
+    const second = res.coordinatorOn(dir);
+    const s2 = second.swarm('dmg');
+    expect(s2.isRunning(victim)).toBe(false);
+    expect(listAgents(s2).find((a) => a.agent_id === victim)!.status).toBe('crashed');
+    await s2.waitForLeader(10_000);
+    expect(((await memoryRetrieve(s2, { key: 'lease' })) as { value: unknown }).value).toEqual({ i: 1 });
+    const err = await restartAgent(s2, victim).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(err).toContain(`memory checkpoint row ${row.ord} is damaged`);
+    expect(err).toContain(file);
+    expect(err).toContain('agent_restart');
+    // As told: the file moved away, agent_restart re-adds it as a new member, which catches up.
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    const r = (await restartAgent(s2, victim)) as { replaced?: string };
+    expect(r.replaced).toMatch(/new member/);
+    await waitUntil(() => (s2.machines.get(victim)?.memory.get('default', 'lease', 0)?.value ?? null) !== null, 10_000, 'the new member to catch up');
+    expect(s2.machines.get(victim)!.memory.get('default', 'lease', 0)!.value).toEqual({ i: 1 });
+  });
 });
