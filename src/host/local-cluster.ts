@@ -102,10 +102,11 @@ export class LocalCluster implements ClusterBackend {
     }
     const machine = this.opts.machineFor(id);
     this.machines.set(id, machine);
+    const transport = this.network.endpoint(id);
     const host = new NodeHost({
       id,
       clock: this.opts.clock,
-      transport: this.network.endpoint(id),
+      transport,
       storage,
       machine,
       initialConf,
@@ -130,7 +131,14 @@ export class LocalCluster implements ClusterBackend {
       for (const l of this.listeners) l(c);
     });
     this.hosts.set(id, host);
-    host.start();
+    try {
+      host.start();
+    } catch (e) {
+      // It never ran (its stored state could not be rebuilt): free its endpoint, or the next
+      // start of this member (agent_restart, even on a new file) would find it still open.
+      transport.close();
+      throw e;
+    }
     return host;
   }
 

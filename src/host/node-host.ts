@@ -18,6 +18,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
+import { LocalStateDamage } from './local-damage.js';
 import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
@@ -329,6 +330,8 @@ export class NodeHost {
   /** Clock time the first write failed for lack of space; null while writes succeed. */
   private diskFullSince: number | null = null;
   private diskFullMessage = '';
+  /** Why this member stopped itself (see failStop); null while it has not. */
+  private stoppedFault: string | null = null;
   /** Term and vote known durable (for sending a leader's appends before its own write). */
   private durableTerm = -1;
   private durableVote: NodeId | null = null;
@@ -432,6 +435,7 @@ export class NodeHost {
     this.durableVote = state.hardState.vote;
     this.readNonce = `${(this.opts.seed >>> 0).toString(36)}.${++this.starts}.${state.hardState.term}`;
     this.leaderCommitSeen = 0;
+    this.stoppedFault = null;
     this.role = 'follower';
     this.leader = null;
     this.lastLeaderContactAt = null;
@@ -1158,7 +1162,8 @@ export class NodeHost {
     }
     if (rd.entries.length > 0 && this.raft.role === 'leader') this.noteAppend(rd.entries[rd.entries.length - 1]!.index);
     for (const m of rd.messages) this.sendMessage(m);
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    // Stopped on this member's damaged state: nothing further is applied or advanced.
+    for (const e of rd.committedEntries) if (!this.applyEntry(e)) return;
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
     if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
@@ -1178,10 +1183,20 @@ export class NodeHost {
     this.releaseReads();
     // A leader asks for a snapshot when a joining member needs one and none exists yet.
     const wanted = this.raft.takeSnapshotRequest();
-    if (wanted || this.raft.log.applied !== appliedBefore) this.maybeCompact(wanted);
+    if (wanted || this.raft.log.applied !== appliedBefore) {
+      try {
+        this.maybeCompact(wanted);
+      } catch (err) {
+        // A snapshot for a follower read a damaged stored record: thrown on, it would end
+        // the process (every member of an embedded swarm), from a timer or an I/O callback.
+        if (!(err instanceof LocalStateDamage)) throw err;
+        this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, err);
+      }
+    }
   }
 
-  private applyEntry(e: Entry): void {
+  /** False when this member fail-stopped on it (see failStop). */
+  private applyEntry(e: Entry): boolean {
     this.appliedBytesSinceSnapshot += e.data.length;
     const lt = this.leadershipTiming;
     if (lt && lt.firstApplyAt === null && this.raft.role === 'leader' && e.term === this.raft.term) {
@@ -1192,17 +1207,42 @@ export class NodeHost {
     try {
       result = this.opts.machine.apply(e);
     } catch (err) {
+      if (err instanceof LocalStateDamage) {
+        this.failStop(`before applying log index ${e.index}`, err);
+        return false;
+      }
       // The machine is deterministic, so every replica fails the same way; report, not crash.
       result = { error: (err as Error).message };
     }
     const p = this.proposals.get(e.index);
-    if (!p) return;
+    if (!p) return true;
     this.proposals.delete(e.index);
     this.opts.clock.clearTimeout(p.timer);
     if (p.term === e.term) {
       this.commitHistogram.observe((this.opts.clock.now() - p.at) / 1000);
       p.resolve({ index: e.index, result });
     } else p.reject(new ProposalError('not_leader', `proposal at index ${e.index} was superseded by a new leader (term ${e.term}); retry`, this.raft.lead));
+    return true;
+  }
+
+  /**
+   * This member's stored state is damaged where an entry being applied (or a snapshot being
+   * serialized) reads it; the other replicas apply that entry. Recording it as failed here
+   * would leave this replica's state unlike theirs from then on, and its checkpoints would
+   * store that: stop instead (the machine, left mid-entry, is discarded with the host),
+   * applying, acknowledging and storing nothing further. The other members of the process
+   * keep running. A restart on the same file stops at the same entry again.
+   */
+  private failStop(when: string, err: LocalStateDamage): void {
+    const file = this.opts.storage.file;
+    this.stoppedFault = `${this.id} stopped ${when}: its stored state${file ? ` in ${file}` : ''} is damaged: ${err.message}. It stops rather than apply the log unlike the other members; they keep serving`;
+    logger.error({ id: this.id, when, file, err: err.message }, 'member stopped: its stored state is damaged');
+    this.stop(this.stoppedFault);
+  }
+
+  /** Why this member stopped itself (its stored state is damaged), or null. Kept until start(). */
+  get fault(): string | null {
+    return this.stoppedFault;
   }
 
   private failProposalsUpTo(index: number): void {

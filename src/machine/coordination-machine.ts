@@ -73,6 +73,17 @@ const PARTS_VERSION = 4;
 const CHECKPOINT_META_VERSION = 2;
 const CHECKPOINT_META_VERSIONS = [1, 2];
 
+/** See CoordinationMachine.scalarFields. */
+interface ScalarFields {
+  explicitSessions: boolean;
+  expiredCommands: number;
+  clock: number;
+  appliedIndex: number;
+  appliedTerm: number;
+  duplicateCommands: number;
+  book: unknown;
+}
+
 /** Events a replica's hosts listen to (e.g. an agent's worker learns of its assignments). */
 export interface MachineEvents {
   onAssigned?(items: Array<{ task: string; agent: string; epoch: number }>): void;
@@ -407,13 +418,7 @@ export class CoordinationMachine implements StateMachine {
       agents: [...this.agents.values()],
       elections: this.elections,
       electionTotals: this.electionTotals,
-      explicitSessions: this.explicitSessions,
-      expiredCommands: this.expiredCommands,
-      clock: this.clock,
-      appliedIndex: this.appliedIndex,
-      appliedTerm: this.appliedTerm,
-      duplicateCommands: this.duplicateCommands,
-      book: this.book.toJSON(),
+      ...this.scalarFields(),
       completeHigh: this.tasks.completeIndexHigh,
       compactedRefused: this.tasks.compactedReportsRefused,
       taskAgents: this.tasks.agentNames(),
@@ -436,13 +441,7 @@ export class CoordinationMachine implements StateMachine {
     this.agents = new Map((m.agents as AgentRecord[]).map((a) => [a.id, a]));
     this.elections = m.elections;
     this.electionTotals = m.electionTotals;
-    this.explicitSessions = m.explicitSessions === true;
-    this.expiredCommands = m.expiredCommands;
-    this.clock = m.clock;
-    this.appliedIndex = m.appliedIndex;
-    this.appliedTerm = m.appliedTerm;
-    this.duplicateCommands = m.duplicateCommands;
-    this.book = MemberBook.fromJSON(m.book);
+    this.restoreScalarFields(m);
     this.memory = MemoryStore.fromRows((each) => c.jsonRows('memory', each), m.memoryOrd);
     this.tasks =
       m.v === 1
@@ -462,6 +461,36 @@ export class CoordinationMachine implements StateMachine {
     this.announceRestored();
   }
 
+  /**
+   * The fields written alike, in this order, at the end of snapshot() (v3), of the v4 meta part
+   * and after the elections in the checkpoint meta. Key order is part of the v3 bytes, hashed
+   * into state hashes (test/machine/snapshot-layout.test.ts pins all three).
+   */
+  private scalarFields(): ScalarFields {
+    return {
+      explicitSessions: this.explicitSessions,
+      expiredCommands: this.expiredCommands,
+      clock: this.clock,
+      appliedIndex: this.appliedIndex,
+      appliedTerm: this.appliedTerm,
+      duplicateCommands: this.duplicateCommands,
+      book: this.book.toJSON(),
+    };
+  }
+
+  /** scalarFields() read back (from a snapshot of any version, or a checkpoint meta row). */
+  private restoreScalarFields(s: Partial<ScalarFields>): void {
+    this.explicitSessions = s.explicitSessions === true;
+    // Snapshots from before this counter (v1) carry none.
+    this.expiredCommands = s.expiredCommands ?? 0;
+    this.clock = s.clock as number;
+    this.appliedIndex = s.appliedIndex as number;
+    this.appliedTerm = s.appliedTerm as number;
+    this.duplicateCommands = s.duplicateCommands as number;
+    // Snapshots from before the book carry none: it is rebuilt from later entries.
+    this.book = MemberBook.fromJSON(s.book);
+  }
+
   snapshot(): string {
     return JSON.stringify({
       v: 3,
@@ -472,13 +501,7 @@ export class CoordinationMachine implements StateMachine {
       elections: this.elections,
       electionTotals: this.electionTotals,
       sessions: [...this.sessions.entries()].map(([c, s]) => [c, s.floor, [...s.results.entries()], s.last_active, s.timeout_ms]),
-      explicitSessions: this.explicitSessions,
-      expiredCommands: this.expiredCommands,
-      clock: this.clock,
-      appliedIndex: this.appliedIndex,
-      appliedTerm: this.appliedTerm,
-      duplicateCommands: this.duplicateCommands,
-      book: this.book.toJSON(),
+      ...this.scalarFields(),
     });
   }
 
@@ -565,13 +588,7 @@ export class CoordinationMachine implements StateMachine {
       tasks: { complete_high: this.tasks.completeIndexHigh, compacted_refused: this.tasks.compactedReportsRefused },
       elections: this.elections,
       electionTotals: this.electionTotals,
-      explicitSessions: this.explicitSessions,
-      expiredCommands: this.expiredCommands,
-      clock: this.clock,
-      appliedIndex: this.appliedIndex,
-      appliedTerm: this.appliedTerm,
-      duplicateCommands: this.duplicateCommands,
-      book: this.book.toJSON(),
+      ...this.scalarFields(),
     });
     // Small: the rows are dropped and v3 written (what every member version reads).
     if (p.chars + meta.length <= maxPartChars) return this.snapshot();
@@ -650,15 +667,8 @@ export class CoordinationMachine implements StateMachine {
     this.nextSessionOrd = 0;
     this.sessionOrds = new Map([...this.sessions.keys()].map((id) => [id, ++this.nextSessionOrd]));
     this.dirtySessions.setFull();
-    this.explicitSessions = s.explicitSessions === true;
     this.noExpiryUntil = 0;
-    this.expiredCommands = s.expiredCommands ?? 0;
-    this.clock = s.clock;
-    this.appliedIndex = s.appliedIndex;
-    this.appliedTerm = s.appliedTerm;
-    this.duplicateCommands = s.duplicateCommands;
-    // Snapshots from before the book carry none: it is rebuilt from later entries.
-    this.book = MemberBook.fromJSON(s.book);
+    this.restoreScalarFields(s);
     this.announceRestored();
   }
 

@@ -1,3 +1,4 @@
+import { LocalStateDamage } from '../host/local-damage.js';
 import type { TableChanges } from '../storage/types.js';
 import { DirtyRows } from './dirty-rows.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
@@ -37,9 +38,10 @@ export function memoryId(namespace: string, key: string): string {
 /**
  * A stored record that no longer reads back as the record it was written as (its checkpoint
  * row's JSON is not a record, or names another key): the member's file is damaged. Raised
- * when the record is first read, never served as a value.
+ * when the record is first read, never served as a value. Only this member's file holds it:
+ * its host fail-stops when an apply meets it (LocalStateDamage).
  */
-export class StoredRecordDamage extends Error {
+export class StoredRecordDamage extends LocalStateDamage {
   constructor(
     readonly id: string,
     readonly ord: number,

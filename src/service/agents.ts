@@ -17,6 +17,8 @@ export interface AgentView {
   capabilities: string[];
   term: number | null;
   applied_index: number | null;
+  /** Why a crashed agent stopped itself (its stored state is damaged) and what to do. */
+  fault?: string;
 }
 
 export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all' = 'all'): AgentView[] {
@@ -50,9 +52,16 @@ export function listAgents(swarm: Swarm, filter: 'active' | 'terminated' | 'all'
       capabilities: rec?.capabilities ?? entry.pending_agent?.capabilities ?? [],
       term: st?.term ?? leaderTerm,
       applied_index: st?.applied ?? null,
+      ...(host && !host.isRunning && host.fault ? { fault: damagedAdvice(swarm, id, host.fault) } : {}),
     });
   }
   return out;
+}
+
+/** A member stopped on its damaged file: the fault, and how to bring the agent back. */
+function damagedAdvice(swarm: Swarm, id: string, fault: string): string {
+  const file = swarm.registry.memberFile(id);
+  return `${fault}. To bring ${id} back: move ${file} away (keep it for diagnosis) and agent_restart it: it joins as a new member and catches up from the others`;
 }
 
 /** Cluster mode: members are processes this server cannot start or stop. */
@@ -319,9 +328,23 @@ export async function restartAgent(swarm: Swarm, id: string): Promise<unknown> {
   if (swarm.isRunning(id)) throw new UserError('conflict', `agent ${id} is already running`, 'agent_id');
   const t0 = performance.now();
   if (!fs.existsSync(swarm.registry.memberFile(id))) return replaceLostMember(swarm, id, t0);
-  const host = swarm.startMember(id);
+  let host;
+  try {
+    host = swarm.startMember(id);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    // Its file opened but its state could not be rebuilt from it (a damaged checkpoint row).
+    throw new UserError(
+      'conflict',
+      `agent ${id} cannot start from its database ${swarm.registry.memberFile(id)}: ${(e as Error).message}. The other agents keep serving. ` +
+        'If the file is damaged, move it away (keep it for diagnosis) and agent_restart the agent: it then joins as a new member and catches up from the others',
+      'agent_id',
+    );
+  }
   entry.state = 'active';
   swarm.registry.save();
+  // Replaying its log met damage in its file again (see NodeHost.fault): it stopped.
+  if (!host.isRunning) throw new UserError('conflict', damagedAdvice(swarm, id, host.fault ?? `agent ${id} stopped while starting`), 'agent_id');
   const st = host.status();
   return { agent_id: id, status: 'active', recovered: { term: st.term, last_index: st.lastIndex, commit: st.commit, snapshot_index: st.snapshotIndex }, restart_ms: Math.round(performance.now() - t0) };
 }

@@ -43,7 +43,7 @@ export function swarmHealth(swarm: Swarm): SwarmHealth {
   }
   if (swarm.cluster.mode === 'tcp') {
     const self = [...swarm.cluster.hosts.values()][0];
-    if (!self?.isRunning) return down(`member ${self?.id ?? '(none)'} is not running in this process`);
+    if (!self?.isRunning) return down(self?.fault ?? `member ${self?.id ?? '(none)'} is not running in this process`);
     const st = self.status();
     const at = { leader: st.leader, term: st.term, observed_by: self.id };
     if (st.leader === null) return down(`no leader known to ${self.id} (term ${st.term}): an election is running or a majority is unreachable`, at);

@@ -231,7 +231,7 @@ export class SqliteStorage implements LogStorage {
   }
 
   private constructor(
-    private readonly file: string,
+    readonly file: string,
     private readonly db: Database.Database,
     durability: Durability,
     walSync: boolean,

@@ -40,6 +40,8 @@ export interface StorageStats {
  * `save` returns only once the batch is durable (fsync in SQLite mode).
  */
 export interface LogStorage {
+  /** The file holding this member's state, when there is one: named in fault reports. */
+  readonly file?: string;
   /**
    * Everything needed to rebuild the core after a restart. The state at `snapshot` is either
    * snapshotData (a snapshot installed from a leader, or compact()'s) or `checkpoint`'s rows,

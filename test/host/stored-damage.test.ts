@@ -1,0 +1,190 @@
+// A memory record restored from a checkpoint row stays as the row's text until it is read
+// (memory-store.ts). When that row is damaged and a committed entry reads it (an overwrite of
+// the key), the damage is this member's alone: the others apply the entry. The member must
+// fail-stop, naming its file and the record, and never skip the entry (its state would differ
+// from the others' from then on) nor take the other members down with it.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LocalCluster } from '../../src/host/local-cluster.js';
+import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
+import type { Command, Op } from '../../src/machine/types.js';
+import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
+import type { LogStorage } from '../../src/storage/types.js';
+import { VirtualClock } from '../../src/util/virtual-clock.js';
+import { Prng } from '../../src/util/prng.js';
+import { putOp } from '../machine/machine-util.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** 3 members on SQLite files the test can close, edit and reopen (a process restart). */
+function setup() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-damage-'));
+  dirs.push(dir);
+  const clock = new VirtualClock();
+  const files = new Map<string, SqliteStorage>();
+  const fileOf = (id: string) => path.join(dir, `${id}.db`);
+  const open = (id: string) => files.set(id, SqliteStorage.open(fileOf(id), { durability: 'off' }));
+  const machines = new Map<string, CoordinationMachine>();
+  const cluster = new LocalCluster({
+    ids: ['n1', 'n2', 'n3'],
+    clock,
+    prng: new Prng(5),
+    storageFor: (id) => {
+      open(id);
+      // Forwards to the file currently open for this member.
+      return new Proxy({} as LogStorage, {
+        get: (_, p) => {
+          const t = files.get(id) as unknown as Record<string | symbol, unknown>;
+          const v = t[p];
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+    },
+    machineFor: (id) => {
+      const m = new CoordinationMachine();
+      machines.set(id, m);
+      return m;
+    },
+    tickMs: 10,
+    compactionThreshold: 100,
+    requestTimeoutMs: 5000,
+  });
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += 10) {
+      clock.runFor(10);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  };
+  const propose = async (ops: Op[]): Promise<unknown[]> => {
+    const leader = cluster.leader();
+    expect(leader).toBeDefined();
+    const all = Promise.all(ops.map((op) => leader!.propose(JSON.stringify({ op, now: clock.now() } satisfies Command))));
+    let done = false;
+    void all.then(
+      () => (done = true),
+      () => (done = true),
+    );
+    while (!done) await run(10);
+    return (await all).map((r) => r.result);
+  };
+  const write = async (from: number, n: number) => {
+    for (let i = from; i < from + n; i += 50) await propose(Array.from({ length: Math.min(50, from + n - i) }, (_, k) => putOp(`k${i + k}`, { j: i + k })));
+  };
+  return { clock, cluster, machines, files, fileOf, open, run, propose, write };
+}
+
+/** Garble k5's stored row (its value no longer JSON) with the layout of a row kept as text. */
+function damageRow(file: string, key: string): number {
+  const db = new Database(file);
+  const row = db.prepare(`SELECT ord, json FROM machine_memory WHERE json LIKE ?`).get(`{"key":"${key}","%`) as { ord: number; json: string } | undefined;
+  expect(row).toBeDefined();
+  db.prepare('UPDATE machine_memory SET json = ? WHERE ord = ?').run(row!.json.replace('"value":{', '"value":{{'), row!.ord);
+  db.close();
+  return row!.ord;
+}
+
+describe('a damaged stored record found while applying', () => {
+  it('fail-stops that member, naming its file and the record; the others apply the entry and keep serving', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 300);
+    await c.run(200);
+    const leader = c.cluster.leader()!;
+    const victim = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+    const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== victim)!;
+    expect(c.cluster.hosts.get(victim)!.metrics().checkpointsTaken).toBeGreaterThan(0);
+
+    // Restart the follower on a file whose k5 row is damaged. Opening does not read it.
+    c.cluster.crash(victim);
+    c.files.get(victim)!.close();
+    const ord = damageRow(c.fileOf(victim), 'k5');
+    c.open(victim);
+    const host = c.cluster.start(victim);
+    expect(host.metrics().startState!.from).toBe('checkpoint');
+    await c.run(300);
+    expect(host.isRunning).toBe(true);
+    const before = c.machines.get(victim)!.appliedIndex;
+
+    // An overwrite of k5 reads the damaged record on the victim only.
+    const [result] = await c.propose([putOp('k5', 'new value')]);
+    expect(result).toMatchObject({ ok: true, value: { version: 2 } });
+    await c.run(300);
+    expect(host.isRunning).toBe(false);
+    const fault = host.fault!;
+    expect(fault).toContain(c.fileOf(victim));
+    expect(fault).toContain(`"default/k5" (checkpoint row ${ord}) is damaged`);
+    expect(fault).toMatch(/remove/);
+    // It applied nothing past the damage (the host never advanced past the entry).
+    expect(host.core.log.applied).toBeLessThan(c.machines.get(leader.id)!.appliedIndex);
+    expect(host.core.log.applied).toBeGreaterThanOrEqual(before);
+
+    // The other two go on: the write is there, later writes commit, their states agree.
+    await c.write(300, 20);
+    await c.run(200);
+    const lm = c.machines.get(leader.id)!;
+    const om = c.machines.get(other)!;
+    expect(lm.memory.get('default', 'k5', lm.clock)?.value).toBe('new value');
+    expect(om.appliedIndex).toBe(lm.appliedIndex);
+    expect(om.stateHash()).toBe(lm.stateHash());
+    expect(c.cluster.leader()).toBeDefined();
+
+    // Restarted on the same file it stops again at the same entry: nothing was stored past it.
+    c.files.get(victim)!.close();
+    c.open(victim);
+    const again = c.cluster.start(victim);
+    await c.run(300);
+    expect(again.isRunning).toBe(false);
+    expect(again.fault).toContain(`(checkpoint row ${ord}) is damaged`);
+    c.cluster.close();
+  });
+
+  it('a leader that meets the damage serializing a snapshot for a lagging follower fail-stops; the others elect a leader that sends it', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 300);
+    await c.run(200);
+    const first = c.cluster.leader()!;
+    const victim = ['n1', 'n2', 'n3'].find((id) => id !== first.id)!;
+    const lagger = ['n1', 'n2', 'n3'].find((id) => id !== first.id && id !== victim)!;
+    c.cluster.crash(victim);
+    c.files.get(victim)!.close();
+    const ord = damageRow(c.fileOf(victim), 'k5');
+    c.open(victim);
+    const host = c.cluster.start(victim);
+    await c.run(300);
+    first.transferLeadership(victim);
+    await c.run(500);
+    expect(c.cluster.leader()?.id).toBe(victim);
+    // The lagger misses more than the others keep as log: it needs a snapshot, which the
+    // victim (leading) serializes from its records, k5's damaged row among them.
+    c.cluster.crash(lagger);
+    await c.write(300, 600);
+    await c.run(300);
+    c.files.get(lagger)!.close();
+    c.open(lagger);
+    c.cluster.start(lagger);
+    await c.run(3000);
+    expect(host.isRunning).toBe(false);
+    expect(host.fault).toContain(`${victim} stopped while serializing a snapshot`);
+    expect(host.fault).toContain(`its stored state in ${c.fileOf(victim)} is damaged`);
+    expect(host.fault).toContain(`"default/k5" (checkpoint row ${ord}) is damaged`);
+    // The two others elect a leader, which sends the lagger its snapshot.
+    const leader = c.cluster.leader()!;
+    expect(leader.id).not.toBe(victim);
+    const lm = c.machines.get(leader.id)!;
+    const gm = c.machines.get(lagger)!;
+    expect(gm.appliedIndex).toBe(lm.appliedIndex);
+    expect(gm.stateHash()).toBe(lm.stateHash());
+    expect(gm.memory.get('default', 'k5', gm.clock)?.value).toEqual({ j: 5 });
+    c.cluster.close();
+  });
+});
