@@ -18,7 +18,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
-import { LocalStateDamage } from './local-damage.js';
+import { LocalStateDamage } from '../util/local-damage.js';
 import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';

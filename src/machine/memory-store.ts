@@ -1,4 +1,4 @@
-import { LocalStateDamage } from '../host/local-damage.js';
+import { LocalStateDamage } from '../util/local-damage.js';
 import type { TableChanges } from '../storage/types.js';
 import { DirtyRows } from './dirty-rows.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
