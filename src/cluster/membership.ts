@@ -137,8 +137,11 @@ type PeerWord =
   | { kind: 'silent' }
   /** Waiting to bootstrap too, or running from a bootstrap of the same voters with nothing committed. */
   | { kind: 'fresh'; state: 'waiting' | 'running' }
-  /** A formed cluster (a recorded cluster id): what its book says about this id. */
-  | { kind: 'cluster'; cluster_id: string; me: { state: 'active' | 'removed'; incarnation: string | null } | undefined }
+  /**
+   * A formed cluster (a recorded cluster id): what its book says about this id. `current`: the
+   * word of a leader that applied all it committed; a follower's book may lag behind a bind.
+   */
+  | { kind: 'cluster'; cluster_id: string; me: { state: 'active' | 'removed'; incarnation: string | null } | undefined; current: boolean }
   /** Neither: other voters (another --peers), or a member too old to say. */
   | { kind: 'other'; why: string };
 
@@ -148,11 +151,12 @@ function sameIds(a: readonly string[], b: readonly string[]): boolean {
 
 function classify(id: string, voters: readonly string[], st: MemberStatus): PeerWord {
   const b = st.membership;
-  if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id] };
+  if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id], current: st.role === 'leader' && st.applied !== null && st.commit !== null && st.applied >= st.commit };
   if (!st.bootstrap) return { kind: 'other', why: 'no cluster id yet and no bootstrap state (an older member?)' };
   if (!sameIds(st.bootstrap.voters, voters)) return { kind: 'other', why: `it bootstraps other voters (${st.bootstrap.voters.join(',') || 'none: it joined with --join'})` };
-  // Committed entries and no cluster id yet: the first leader is recording it (ask again).
-  if (st.bootstrap.state === 'running' && (st.commit ?? 0) > 0) return { kind: 'other', why: 'it committed entries but records no cluster id yet' };
+  // Entries in its log and no cluster id yet: the first leader is recording it (ask again), or
+  // this peer fell behind the cluster (its commit index unknown: 0). Either way it took part.
+  if (st.bootstrap.state === 'running' && ((st.commit ?? 0) > 0 || (st.last_index ?? 0) > 0)) return { kind: 'other', why: 'it holds log entries but records no cluster id yet' };
   return { kind: 'fresh', state: st.bootstrap.state };
 }
 
@@ -162,13 +166,16 @@ function classify(id: string, voters: readonly string[], st: MemberStatus): Peer
  * wiped. An empty voter forgot the votes it granted and the entries it acknowledged, so it
  * runs only on positive evidence, as Consul's bootstrap_expect waits for its servers:
  * - a peer reports a formed cluster (a recorded cluster id): its book decides. This id bound
- *   to an incarnation (it ran on another directory) or removed: refused. Listed and never
- *   bound: a bootstrap member that was down at the first start (it never ran, so it forgot
- *   nothing): it starts and catches up. Not listed: it must be added and started with --join.
- * - a majority of the bootstrap voters, itself included, are fresh (waiting here too, or
- *   running from a bootstrap of the same voters with nothing committed): the cluster never
- *   formed, and it starts. Running members count: the first to start stops waiting at once,
- *   and the others must still see it.
+ *   to an incarnation (it ran on another directory) or removed: refused, on any member's
+ *   word. Listed and never bound: a bootstrap member that was down at the first start (it
+ *   never ran, so it forgot nothing): it starts and catches up, on the word of a leader that
+ *   applied all it committed (a follower that fell behind before the bind lists it unbound
+ *   too). Not listed: it must be added and started with --join.
+ * - no peer reports a formed cluster, and a majority of the bootstrap voters, itself
+ *   included, are fresh (waiting here too, or running from a bootstrap of the same voters
+ *   with an empty log): the cluster never formed, and it starts. Running members count: the
+ *   first to start stops waiting at once, and the others must still see it. A running member
+ *   with log entries took part in a cluster, whatever commit index it knows.
  * Otherwise it waits, probing every BOOTSTRAP_PROBE_MS, and serves status probes on its
  * member port ("waiting") so fresh members see each other. It waits without limit (a member
  * started first, or restarted by a supervisor, must not give up before the others come up);
@@ -220,19 +227,25 @@ export async function checkFreshStart(o: {
           throw new UserError('conflict', `cluster ${w.cluster_id} (as ${peer} reports) does not list member id ${o.id}: add it (concord member add --id ${o.id} --address HOST:PORT) and start it with --join on an empty data directory`, 'id');
         }
       }
-      if (cluster.length > 0) {
-        // Listed, never bound: it never ran (down at the first start). It starts and catches up.
-        logger.info({ id: o.id, cluster_id: cluster[0]![1].cluster_id, from: cluster.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
+      // Listed, never bound: it never ran (down at the first start). It starts and catches up,
+      // on a current leader's word only: a follower that fell behind before this id's bind
+      // applied lists it unbound too, and with the leader down the two would be a majority.
+      const current = cluster.filter(([, w]) => w.current);
+      if (current.length > 0) {
+        logger.info({ id: o.id, cluster_id: current[0]![1].cluster_id, from: current.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
         return;
       }
       const fresh = [...words].filter(([, w]) => w.kind === 'fresh').map(([p]) => p);
-      if (fresh.length + 1 >= need) {
+      // A peer of a formed cluster says it formed: a fresh majority is no evidence then.
+      if (cluster.length === 0 && fresh.length + 1 >= need) {
         logger.info({ id: o.id, fresh, waited_ms: Date.now() - t0 }, 'bootstrapping: a majority of the members are fresh');
         return;
       }
       if (Date.now() - lastLog >= BOOTSTRAP_LOG_MS) {
         lastLog = Date.now();
-        const heard = Object.fromEntries([...words].map(([p, w]) => [p, w.kind === 'fresh' ? `fresh (${w.state})` : w.kind === 'other' ? w.why : 'no answer']));
+        const heard = Object.fromEntries(
+          [...words].map(([p, w]) => [p, w.kind === 'fresh' ? `fresh (${w.state})` : w.kind === 'other' ? w.why : w.kind === 'cluster' ? `cluster ${w.cluster_id}, not its leader (waiting for the leader's word)` : 'no answer']),
+        );
         logger.warn(
           { id: o.id, need, fresh: fresh.length + 1, heard, waited_ms: Date.now() - t0 },
           `waiting to bootstrap: no state here and no --join; starting as a voter needs ${need} of ${o.voters.length} members fresh (itself included) or a peer of a formed cluster`,
