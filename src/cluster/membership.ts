@@ -149,7 +149,10 @@ function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
 }
 
-function classify(id: string, voters: readonly string[], st: MemberStatus): PeerWord {
+function classify(id: string, swarm: string, voters: readonly string[], st: MemberStatus): PeerWord {
+  // Another swarm's member at a peer's address (same secret, a port mixed up): its book and
+  // its freshness say nothing about this swarm.
+  if (st.swarm !== swarm) return { kind: 'other', why: `it is a member of swarm ${JSON.stringify(st.swarm)}, not ${JSON.stringify(swarm)}` };
   const b = st.membership;
   if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id], current: st.role === 'leader' && st.applied !== null && st.commit !== null && st.applied >= st.commit };
   if (!st.bootstrap) return { kind: 'other', why: 'no cluster id yet and no bootstrap state (an older member?)' };
@@ -260,10 +263,10 @@ export async function checkFreshStart(o: {
   }
 }
 
-async function probe(o: { id: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, a: PeerAddress): Promise<PeerWord> {
+async function probe(o: { id: string; swarm: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, a: PeerAddress): Promise<PeerWord> {
   const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
   try {
-    return classify(o.id, o.voters, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
+    return classify(o.id, o.swarm, o.voters, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
   } catch {
     return { kind: 'silent' }; // down, starting, or refusing us
   } finally {

@@ -112,3 +112,14 @@ describe('checkFreshStart: a wiped member and a peer that lags behind', () => {
     expect(await freshStart({ a: pa!, b: pb!, w: pw! })).toBe('started');
   });
 });
+
+describe('checkFreshStart: a member of another swarm at a peer address', () => {
+  it("another swarm's leader listing this id unbound does not let w start, nor count as fresh", async () => {
+    const [pa, pb, pw] = await freePorts(3);
+    await fakePeer('b', pb!, status({ swarm: 'other', role: 'leader', leader: 'b', term: 2, commit: 40, applied: 40, last_index: 40, membership: book(null) }));
+    expect(await freshStart({ a: pa!, b: pb!, w: pw! })).toBe('waiting');
+    const [qa, qb, qw] = await freePorts(3);
+    await fakePeer('b', qb!, status({ swarm: 'other', role: 'candidate', last_index: 0, membership: null }));
+    expect(await freshStart({ a: qa!, b: qb!, w: qw! })).toBe('waiting');
+  });
+});
