@@ -12,7 +12,7 @@
 
 import crypto from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkFreshStart } from '../../src/cluster/membership.js';
+import { checkFreshStart, checkJoin } from '../../src/cluster/membership.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
 import { freePorts } from './procs.js';
@@ -121,5 +121,30 @@ describe('checkFreshStart: a member of another swarm at a peer address', () => {
     const [qa, qb, qw] = await freePorts(3);
     await fakePeer('b', qb!, status({ swarm: 'other', role: 'candidate', last_index: 0, membership: null }));
     expect(await freshStart({ a: qa!, b: qb!, w: qw! })).toBe('waiting');
+  });
+});
+
+// The same lag, for a member started with --join on an empty data directory (a joined member
+// whose disk was replaced, restarted by its unit file's command line): a seed that applied
+// its add but not its bind lists it active and unbound, as for a first join.
+describe('checkJoin: a seed that lags behind the bind', () => {
+  const joinBook = (incarnation: string | null) => ({ cluster_id: 'c-1', members: { a: { address: 'x:1', state: 'active' as const, incarnation: 'inc-a' }, j: { address: 'x:4', state: 'active' as const, incarnation } } });
+  const join = (seeds: number[]) => checkJoin({ id: 'j', join: seeds.map((p) => `127.0.0.1:${p}`), secret, local: null, hasState: false, incarnation: undefined });
+
+  it("a follower's view listing the id unbound is not enough when the leader it names cannot be asked", { timeout: 30_000 }, async () => {
+    const [ps, pl] = await freePorts(2);
+    await fakePeer('s', ps!, status({ id: 's', role: 'follower', leader: 'a', leader_address: `127.0.0.1:${pl}`, term: 5, commit: 9, applied: 9, last_index: 9, membership: joinBook(null) }));
+    await expect(join([ps!])).rejects.toThrow(/unavailable|leader/);
+  });
+
+  it("the view of the leader a follower names decides: unbound, the join goes on; bound elsewhere, refused", { timeout: 30_000 }, async () => {
+    const [ps, pl] = await freePorts(2);
+    await fakePeer('s', ps!, status({ id: 's', role: 'follower', leader: 'a', leader_address: `127.0.0.1:${pl}`, term: 5, commit: 9, applied: 9, last_index: 9, membership: joinBook(null) }));
+    await fakePeer('a', pl!, status({ id: 'a', role: 'leader', leader: 'a', leader_address: `127.0.0.1:${pl}`, term: 5, commit: 40, applied: 40, last_index: 40, membership: joinBook(null) }));
+    expect((await join([ps!])).members.j).toMatchObject({ state: 'active', incarnation: null });
+    const [qs, ql] = await freePorts(2);
+    await fakePeer('s', qs!, status({ id: 's', role: 'follower', leader: 'a', leader_address: `127.0.0.1:${ql}`, term: 5, commit: 9, applied: 9, last_index: 9, membership: joinBook(null) }));
+    await fakePeer('a', ql!, status({ id: 'a', role: 'leader', leader: 'a', leader_address: `127.0.0.1:${ql}`, term: 5, commit: 40, applied: 40, last_index: 40, membership: joinBook('inc-j') }));
+    await expect(join([qs!])).rejects.toThrow(/bound to another data directory/);
   });
 });
