@@ -80,9 +80,14 @@ export async function checkJoin(o: {
   let view: NonNullable<StatusMembership> | null = null;
   /** A seed that answered with the book but without this id (it may lag behind the add). */
   let unlisted: string | null = null;
+  /** A seed that listed this id but is not a current leader (its book may lag behind the bind). */
+  let follower: string | null = null;
   const deadline = Date.now() + 10_000;
   while (view === null && Date.now() < deadline) {
-    for (const seed of o.join) {
+    // The seeds, then the leaders they name (asked in the same round).
+    const targets = [...o.join];
+    for (let k = 0; k < targets.length; k++) {
+      const seed = targets[k]!;
       const i = seed.lastIndexOf(':');
       const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `joining-${o.id}`, failFast: true });
       try {
@@ -96,9 +101,23 @@ export async function checkJoin(o: {
         if (b.members[o.id]?.state === 'removed') {
           throw Object.assign(new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id'), { removed: true });
         }
-        if (b.members[o.id]) {
-          view = b;
-          break;
+        const listed = b.members[o.id];
+        if (listed) {
+          // Bound to another directory: authoritative from any seed (a bind is never undone).
+          if (listed.incarnation && listed.incarnation !== o.incarnation) {
+            view = b;
+            break;
+          }
+          // Unbound (or bound to this directory) on the word of a leader that applied all it
+          // committed only: a follower that fell behind before a wiped member's bind lists it
+          // unbound too. Ask the leader it names.
+          if (st.role === 'leader' && st.applied !== null && st.commit !== null && st.applied >= st.commit) {
+            view = b;
+            break;
+          }
+          follower = `${seed} (${st.id}, ${st.role}${st.leader ? `, following ${st.leader}` : ''})`;
+          if (st.leader_address && !targets.includes(st.leader_address)) targets.push(st.leader_address);
+          continue;
         }
         unlisted = `${seed} (${st.id})`;
       } catch (e) {
@@ -109,6 +128,9 @@ export async function checkJoin(o: {
       }
     }
     if (view === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  if (view === null && follower !== null) {
+    throw new UserError('unavailable', `--join: member ${o.id} is listed by ${follower}, but no leader confirmed it within 10 s (a follower's view may lag behind the cluster's); retry once a leader is reachable from here`, 'join');
   }
   if (view === null && unlisted !== null) {
     throw new UserError('conflict', `--join: member ${o.id} is not in the cluster's configuration (as ${unlisted} reports); add it first: concord member add --id ${o.id} --address HOST:PORT`, 'id');
