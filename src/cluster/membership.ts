@@ -67,6 +67,8 @@ export type StatusMembership = MemberStatus['membership'];
  */
 export async function checkJoin(o: {
   id: string;
+  /** The swarm it joins: a seed of another swarm (same secret, an address mixed up) is skipped. */
+  swarm?: string;
   join: string[];
   secret: Buffer;
   /** With TLS the certificate names this member: it asks as the member (seeds know it once added). */
@@ -93,6 +95,10 @@ export async function checkJoin(o: {
       try {
         const st = (await c.request({ kind: 'status' }, 2_000, 1_000)) as MemberStatus;
         const b = st.membership;
+        if (o.swarm !== undefined && st.swarm !== o.swarm) {
+          errors.push(`${seed}: a member of swarm ${JSON.stringify(st.swarm)}, not ${JSON.stringify(o.swarm)}`);
+          continue;
+        }
         if (!b?.cluster_id) {
           errors.push(`${seed}: no cluster id recorded yet`);
           continue;

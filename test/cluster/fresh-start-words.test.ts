@@ -148,3 +148,12 @@ describe('checkJoin: a seed that lags behind the bind', () => {
     await expect(join([qs!])).rejects.toThrow(/bound to another data directory/);
   });
 });
+
+describe('checkJoin: a seed of another swarm', () => {
+  it("is skipped: its leader's book listing the id does not let the member join", { timeout: 30_000 }, async () => {
+    const [pl] = await freePorts(1);
+    const b = { cluster_id: 'c-9', members: { j: { address: 'x:4', state: 'active' as const, incarnation: null } } };
+    await fakePeer('a', pl!, status({ id: 'a', swarm: 'other', role: 'leader', leader: 'a', term: 5, commit: 40, applied: 40, last_index: 40, membership: b }));
+    await expect(checkJoin({ id: 'j', swarm: 's', join: [`127.0.0.1:${pl}`], secret, local: null, hasState: false, incarnation: undefined })).rejects.toThrow(/swarm "other", not "s"/);
+  });
+});
