@@ -177,7 +177,10 @@ function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
 }
 
-function classify(id: string, swarm: string, voters: readonly string[], st: MemberStatus): PeerWord {
+function classify(id: string, swarm: string, voters: readonly string[], peer: string, st: MemberStatus): PeerWord {
+  // Another member at this peer's address (two ids given one address, or an address reused):
+  // its word must not count for this peer too (one fresh member counted twice makes a majority).
+  if (st.id !== peer) return { kind: 'other', why: `member ${JSON.stringify(st.id)} answers at its address` };
   // Another swarm's member at a peer's address (same secret, a port mixed up): its book and
   // its freshness say nothing about this swarm.
   if (st.swarm !== swarm) return { kind: 'other', why: `it is a member of swarm ${JSON.stringify(st.swarm)}, not ${JSON.stringify(swarm)}` };
@@ -240,7 +243,7 @@ export async function checkFreshStart(o: {
   try {
     for (;;) {
       if (o.signal?.aborted) throw new UserError('unavailable', `member ${o.id}: start cancelled while waiting to bootstrap`, 'peers');
-      await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, a))));
+      await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, peer, a))));
       // Every report of a formed cluster is read before any lets it start: one refusal wins.
       const cluster = [...words].filter((e): e is [string, Extract<PeerWord, { kind: 'cluster' }>] => e[1].kind === 'cluster');
       for (const [peer, w] of cluster) {
@@ -291,10 +294,10 @@ export async function checkFreshStart(o: {
   }
 }
 
-async function probe(o: { id: string; swarm: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, a: PeerAddress): Promise<PeerWord> {
+async function probe(o: { id: string; swarm: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, peer: string, a: PeerAddress): Promise<PeerWord> {
   const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
   try {
-    return classify(o.id, o.swarm, o.voters, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
+    return classify(o.id, o.swarm, o.voters, peer, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
   } catch {
     return { kind: 'silent' }; // down, starting, or refusing us
   } finally {

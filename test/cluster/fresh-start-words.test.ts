@@ -157,3 +157,21 @@ describe('checkJoin: a seed of another swarm', () => {
     await expect(checkJoin({ id: 'j', swarm: 's', join: [`127.0.0.1:${pl}`], secret, local: null, hasState: false, incarnation: undefined })).rejects.toThrow(/swarm "other", not "s"/);
   });
 });
+
+describe('checkFreshStart: one member answering for two peers', () => {
+  it('two ids given the same address (a typo in --peers): the fresh member there counts once, for its own id only', async () => {
+    const five = ['a', 'b', 'c', 'd', 'w'];
+    const [pc, pd, pw, pcOwn] = await freePorts(4);
+    // c, fresh and waiting, listens at the address --peers gives both a and b; c's own address
+    // and d's are silent. Counting c twice would make w + 2 = 3 of 5 fresh.
+    await fakePeer('c', pc!, status({ id: 'c', role: 'waiting-to-bootstrap', term: null, commit: null, applied: null, last_index: null, first_index: null, bootstrap: { state: 'waiting', voters: five } }));
+    const abort = new AbortController();
+    const peers = { a: { host: '127.0.0.1', port: pc! }, b: { host: '127.0.0.1', port: pc! }, c: { host: '127.0.0.1', port: pcOwn! }, d: { host: '127.0.0.1', port: pd! }, w: { host: '127.0.0.1', port: pw! } };
+    const run = checkFreshStart({ id: 'w', swarm: 's', peers, voters: five, secret, signal: abort.signal }).then(
+      () => 'started',
+      () => (abort.signal.aborted ? 'waiting' : 'refused'),
+    );
+    setTimeout(() => abort.abort(), 1_500);
+    expect(await run).toBe('waiting');
+  });
+});
