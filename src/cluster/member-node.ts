@@ -175,7 +175,7 @@ export class MemberNode {
     // its seeds may all be down (a whole-cluster restart), and waiting for them would keep
     // the cluster from forming. It still asks them in the background (below).
     const joinedBefore = Boolean(recorded?.cluster_id) && hasState && prior !== undefined;
-    const joinArgs = o.join && o.join.length > 0 ? { id: o.id, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation } : null;
+    const joinArgs = o.join && o.join.length > 0 ? { id: o.id, swarm: o.swarm, join: o.join, secret: o.secret, tls: o.tls, local: recorded, hasState, incarnation: prior?.incarnation } : null;
     if (joinArgs && !joinedBefore) seen = (await checkJoin(joinArgs)).members;
     const bootstrapVoters = recorded ? recorded.bootstrap_voters : o.join && o.join.length > 0 ? [] : Object.keys(o.peers).sort();
     const peers: Record<string, PeerAddress> = { ...o.peers };

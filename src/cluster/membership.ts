@@ -67,6 +67,8 @@ export type StatusMembership = MemberStatus['membership'];
  */
 export async function checkJoin(o: {
   id: string;
+  /** The swarm it joins: a seed of another swarm (same secret, an address mixed up) is skipped. */
+  swarm?: string;
   join: string[];
   secret: Buffer;
   /** With TLS the certificate names this member: it asks as the member (seeds know it once added). */
@@ -80,14 +82,23 @@ export async function checkJoin(o: {
   let view: NonNullable<StatusMembership> | null = null;
   /** A seed that answered with the book but without this id (it may lag behind the add). */
   let unlisted: string | null = null;
+  /** A seed that listed this id but is not a current leader (its book may lag behind the bind). */
+  let follower: string | null = null;
   const deadline = Date.now() + 10_000;
   while (view === null && Date.now() < deadline) {
-    for (const seed of o.join) {
+    // The seeds, then the leaders they name (asked in the same round).
+    const targets = [...o.join];
+    for (let k = 0; k < targets.length; k++) {
+      const seed = targets[k]!;
       const i = seed.lastIndexOf(':');
       const c = new TcpClient({ host: seed.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(seed.slice(i + 1)), secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `joining-${o.id}`, failFast: true });
       try {
         const st = (await c.request({ kind: 'status' }, 2_000, 1_000)) as MemberStatus;
         const b = st.membership;
+        if (o.swarm !== undefined && st.swarm !== o.swarm) {
+          errors.push(`${seed}: a member of swarm ${JSON.stringify(st.swarm)}, not ${JSON.stringify(o.swarm)}`);
+          continue;
+        }
         if (!b?.cluster_id) {
           errors.push(`${seed}: no cluster id recorded yet`);
           continue;
@@ -96,9 +107,23 @@ export async function checkJoin(o: {
         if (b.members[o.id]?.state === 'removed') {
           throw Object.assign(new UserError('conflict', `--join: member id ${o.id} was removed from this cluster and ids are never reused; add this member under a new id`, 'id'), { removed: true });
         }
-        if (b.members[o.id]) {
-          view = b;
-          break;
+        const listed = b.members[o.id];
+        if (listed) {
+          // Bound to another directory: authoritative from any seed (a bind is never undone).
+          if (listed.incarnation && listed.incarnation !== o.incarnation) {
+            view = b;
+            break;
+          }
+          // Unbound (or bound to this directory) on the word of a leader that applied all it
+          // committed only: a follower that fell behind before a wiped member's bind lists it
+          // unbound too. Ask the leader it names.
+          if (st.role === 'leader' && st.applied !== null && st.commit !== null && st.applied >= st.commit) {
+            view = b;
+            break;
+          }
+          follower = `${seed} (${st.id}, ${st.role}${st.leader ? `, following ${st.leader}` : ''})`;
+          if (st.leader_address && !targets.includes(st.leader_address)) targets.push(st.leader_address);
+          continue;
         }
         unlisted = `${seed} (${st.id})`;
       } catch (e) {
@@ -109,6 +134,9 @@ export async function checkJoin(o: {
       }
     }
     if (view === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  if (view === null && follower !== null) {
+    throw new UserError('unavailable', `--join: member ${o.id} is listed by ${follower}, but no leader confirmed it within 10 s (a follower's view may lag behind the cluster's); retry once a leader is reachable from here`, 'join');
   }
   if (view === null && unlisted !== null) {
     throw new UserError('conflict', `--join: member ${o.id} is not in the cluster's configuration (as ${unlisted} reports); add it first: concord member add --id ${o.id} --address HOST:PORT`, 'id');
@@ -137,8 +165,11 @@ type PeerWord =
   | { kind: 'silent' }
   /** Waiting to bootstrap too, or running from a bootstrap of the same voters with nothing committed. */
   | { kind: 'fresh'; state: 'waiting' | 'running' }
-  /** A formed cluster (a recorded cluster id): what its book says about this id. */
-  | { kind: 'cluster'; cluster_id: string; me: { state: 'active' | 'removed'; incarnation: string | null } | undefined }
+  /**
+   * A formed cluster (a recorded cluster id): what its book says about this id. `current`: the
+   * word of a leader that applied all it committed; a follower's book may lag behind a bind.
+   */
+  | { kind: 'cluster'; cluster_id: string; me: { state: 'active' | 'removed'; incarnation: string | null } | undefined; current: boolean }
   /** Neither: other voters (another --peers), or a member too old to say. */
   | { kind: 'other'; why: string };
 
@@ -146,13 +177,20 @@ function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
 }
 
-function classify(id: string, voters: readonly string[], st: MemberStatus): PeerWord {
+function classify(id: string, swarm: string, voters: readonly string[], peer: string, st: MemberStatus): PeerWord {
+  // Another member at this peer's address (two ids given one address, or an address reused):
+  // its word must not count for this peer too (one fresh member counted twice makes a majority).
+  if (st.id !== peer) return { kind: 'other', why: `member ${JSON.stringify(st.id)} answers at its address` };
+  // Another swarm's member at a peer's address (same secret, a port mixed up): its book and
+  // its freshness say nothing about this swarm.
+  if (st.swarm !== swarm) return { kind: 'other', why: `it is a member of swarm ${JSON.stringify(st.swarm)}, not ${JSON.stringify(swarm)}` };
   const b = st.membership;
-  if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id] };
+  if (b?.cluster_id) return { kind: 'cluster', cluster_id: b.cluster_id, me: b.members[id], current: st.role === 'leader' && st.applied !== null && st.commit !== null && st.applied >= st.commit };
   if (!st.bootstrap) return { kind: 'other', why: 'no cluster id yet and no bootstrap state (an older member?)' };
   if (!sameIds(st.bootstrap.voters, voters)) return { kind: 'other', why: `it bootstraps other voters (${st.bootstrap.voters.join(',') || 'none: it joined with --join'})` };
-  // Committed entries and no cluster id yet: the first leader is recording it (ask again).
-  if (st.bootstrap.state === 'running' && (st.commit ?? 0) > 0) return { kind: 'other', why: 'it committed entries but records no cluster id yet' };
+  // Entries in its log and no cluster id yet: the first leader is recording it (ask again), or
+  // this peer fell behind the cluster (its commit index unknown: 0). Either way it took part.
+  if (st.bootstrap.state === 'running' && ((st.commit ?? 0) > 0 || (st.last_index ?? 0) > 0)) return { kind: 'other', why: 'it holds log entries but records no cluster id yet' };
   return { kind: 'fresh', state: st.bootstrap.state };
 }
 
@@ -162,13 +200,16 @@ function classify(id: string, voters: readonly string[], st: MemberStatus): Peer
  * wiped. An empty voter forgot the votes it granted and the entries it acknowledged, so it
  * runs only on positive evidence, as Consul's bootstrap_expect waits for its servers:
  * - a peer reports a formed cluster (a recorded cluster id): its book decides. This id bound
- *   to an incarnation (it ran on another directory) or removed: refused. Listed and never
- *   bound: a bootstrap member that was down at the first start (it never ran, so it forgot
- *   nothing): it starts and catches up. Not listed: it must be added and started with --join.
- * - a majority of the bootstrap voters, itself included, are fresh (waiting here too, or
- *   running from a bootstrap of the same voters with nothing committed): the cluster never
- *   formed, and it starts. Running members count: the first to start stops waiting at once,
- *   and the others must still see it.
+ *   to an incarnation (it ran on another directory) or removed: refused, on any member's
+ *   word. Listed and never bound: a bootstrap member that was down at the first start (it
+ *   never ran, so it forgot nothing): it starts and catches up, on the word of a leader that
+ *   applied all it committed (a follower that fell behind before the bind lists it unbound
+ *   too). Not listed: it must be added and started with --join.
+ * - no peer reports a formed cluster, and a majority of the bootstrap voters, itself
+ *   included, are fresh (waiting here too, or running from a bootstrap of the same voters
+ *   with an empty log): the cluster never formed, and it starts. Running members count: the
+ *   first to start stops waiting at once, and the others must still see it. A running member
+ *   with log entries took part in a cluster, whatever commit index it knows.
  * Otherwise it waits, probing every BOOTSTRAP_PROBE_MS, and serves status probes on its
  * member port ("waiting") so fresh members see each other. It waits without limit (a member
  * started first, or restarted by a supervisor, must not give up before the others come up);
@@ -202,7 +243,7 @@ export async function checkFreshStart(o: {
   try {
     for (;;) {
       if (o.signal?.aborted) throw new UserError('unavailable', `member ${o.id}: start cancelled while waiting to bootstrap`, 'peers');
-      await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, a))));
+      await Promise.all(others.map(async ([peer, a]) => words.set(peer, await probe(o, peer, a))));
       // Every report of a formed cluster is read before any lets it start: one refusal wins.
       const cluster = [...words].filter((e): e is [string, Extract<PeerWord, { kind: 'cluster' }>] => e[1].kind === 'cluster');
       for (const [peer, w] of cluster) {
@@ -220,19 +261,25 @@ export async function checkFreshStart(o: {
           throw new UserError('conflict', `cluster ${w.cluster_id} (as ${peer} reports) does not list member id ${o.id}: add it (concord member add --id ${o.id} --address HOST:PORT) and start it with --join on an empty data directory`, 'id');
         }
       }
-      if (cluster.length > 0) {
-        // Listed, never bound: it never ran (down at the first start). It starts and catches up.
-        logger.info({ id: o.id, cluster_id: cluster[0]![1].cluster_id, from: cluster.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
+      // Listed, never bound: it never ran (down at the first start). It starts and catches up,
+      // on a current leader's word only: a follower that fell behind before this id's bind
+      // applied lists it unbound too, and with the leader down the two would be a majority.
+      const current = cluster.filter(([, w]) => w.current);
+      if (current.length > 0) {
+        logger.info({ id: o.id, cluster_id: current[0]![1].cluster_id, from: current.map(([p]) => p) }, 'the cluster formed without this member; starting to catch up');
         return;
       }
       const fresh = [...words].filter(([, w]) => w.kind === 'fresh').map(([p]) => p);
-      if (fresh.length + 1 >= need) {
+      // A peer of a formed cluster says it formed: a fresh majority is no evidence then.
+      if (cluster.length === 0 && fresh.length + 1 >= need) {
         logger.info({ id: o.id, fresh, waited_ms: Date.now() - t0 }, 'bootstrapping: a majority of the members are fresh');
         return;
       }
       if (Date.now() - lastLog >= BOOTSTRAP_LOG_MS) {
         lastLog = Date.now();
-        const heard = Object.fromEntries([...words].map(([p, w]) => [p, w.kind === 'fresh' ? `fresh (${w.state})` : w.kind === 'other' ? w.why : 'no answer']));
+        const heard = Object.fromEntries(
+          [...words].map(([p, w]) => [p, w.kind === 'fresh' ? `fresh (${w.state})` : w.kind === 'other' ? w.why : w.kind === 'cluster' ? `cluster ${w.cluster_id}, not its leader (waiting for the leader's word)` : 'no answer']),
+        );
         logger.warn(
           { id: o.id, need, fresh: fresh.length + 1, heard, waited_ms: Date.now() - t0 },
           `waiting to bootstrap: no state here and no --join; starting as a voter needs ${need} of ${o.voters.length} members fresh (itself included) or a peer of a formed cluster`,
@@ -247,10 +294,10 @@ export async function checkFreshStart(o: {
   }
 }
 
-async function probe(o: { id: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, a: PeerAddress): Promise<PeerWord> {
+async function probe(o: { id: string; swarm: string; secret: Buffer; tls?: TlsMaterial; voters: string[] }, peer: string, a: PeerAddress): Promise<PeerWord> {
   const c = new TcpClient({ host: a.host, port: a.port, secret: o.secret, tls: o.tls, ...(o.tls ? { asMember: o.id } : {}), name: `fresh-${o.id}`, failFast: true });
   try {
-    return classify(o.id, o.voters, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
+    return classify(o.id, o.swarm, o.voters, peer, (await c.request({ kind: 'status' }, 1_000, 500)) as MemberStatus);
   } catch {
     return { kind: 'silent' }; // down, starting, or refusing us
   } finally {

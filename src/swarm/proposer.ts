@@ -62,6 +62,8 @@ export class Proposer {
     const s = opts.background ? undefined : callSession.getStore();
     if (s && s.next < SUB_SEQS) return this.proposeInSession(op, s, timeoutMs);
     const deadline = performance.now() + timeoutMs;
+    /** An earlier attempt, under a session since expired, may have applied (see below). */
+    let maybeApplied: { session: string; seq: number } | null = null;
     for (;;) {
       const session = await this.currentSession(deadline);
       const seq = ++session.seq;
@@ -76,9 +78,17 @@ export class Proposer {
         session.outstanding.delete(seq);
       }
       const r = out.result;
+      // A conditional write re-sent after an attempt that may have applied: refused by version,
+      // or a delete that found no key, says nothing (that attempt may be what moved the version
+      // on or deleted the key), and answering it would tell the caller an applied write was
+      // not: its outcome is unknown. Applied by the re-send, it is the answer (the first did not).
+      if (maybeApplied && conditional(op) && (r.ok ? (r.value as { deleted?: unknown } | undefined)?.deleted === false : r.code !== 'session_expired')) {
+        throw sessionExpired(maybeApplied.session, op, maybeApplied.seq);
+      }
       if (r.ok || r.code !== 'session_expired') return r;
       if (this.session === session) this.session = null;
       if (out.uncertain && !retrySafe(op)) throw sessionExpired(session.id, op, seq);
+      if (out.uncertain) maybeApplied = { session: session.id, seq };
       // Refused without effect (or harmless to apply again): a new session, a new seq.
     }
   }
@@ -225,7 +235,9 @@ export class Proposer {
 /**
  * Ops that may be applied a second time without a second effect: re-sent under a new session
  * even when an earlier attempt may have applied. A compare-and-set (if_version) applied twice
- * is refused the second time (version_mismatch), never applied twice.
+ * is refused the second time (version_mismatch), never applied twice; that refusal is then no
+ * answer (the outcome is unknown, see propose), but a first attempt that did not apply is
+ * applied by the re-send.
  */
 function retrySafe(op: Op): boolean {
   switch (op.t) {
@@ -242,6 +254,11 @@ function retrySafe(op: Op): boolean {
     default:
       return false;
   }
+}
+
+/** A write that applies only if the key's version matches (re-sent safely, refused once applied). */
+function conditional(op: Op): boolean {
+  return (op.t === 'mem.put' || op.t === 'mem.del') && op.if_version !== null && op.if_version !== undefined;
 }
 
 function sessionExpired(session: string, op: Op, seq: number): UserError {
