@@ -326,7 +326,11 @@ export class CoordinationMachine implements StateMachine {
         if (applied.items.length > 0) this.events.onAssigned?.(applied.items);
         // Counted, not items.length: the items list is filtered per replica (notifyAgent),
         // and results are replicated state that must be identical everywhere.
-        return { ok: true, value: { assigned: applied.assigned, stale: applied.stale } };
+        // The item form (task_claim) also names what it assigned: a claim retried under the
+        // same session is answered from this result, and must report these tasks, not its
+        // own new picks. Derived from the op and the state: the same on every replica.
+        const claimed = op.items?.filter((it) => this.tasks.heldBy(it.task, it.from_epoch + 1, it.agent) !== undefined).map((it) => it.task);
+        return { ok: true, value: { assigned: applied.assigned, stale: applied.stale, ...(claimed ? { tasks: [...new Set(claimed)] } : {}) } };
       }
       case 'task.complete':
         return { ok: true, value: this.tasks.complete(op.items ?? [], this.clock, op.groups, entry.index) };

@@ -267,10 +267,13 @@ export async function claimTasks(
   }
   if (picks.length === 0) return { agent_id: o.agent_id, tasks: [], note: 'no claimable tasks (only orchestrations with executor "external" are claimable)' };
   const term = leader.status().term;
-  await swarm.proposeOk({ t: 'task.assign', term, lease_ms: leaseMs, items: picks });
+  // The entry's own list of what it assigned: a retry of this call (same client session) is
+  // answered with the first attempt's result, whose tasks may differ from this attempt's picks.
+  const value = (await swarm.proposeOk({ t: 'task.assign', term, lease_ms: leaseMs, items: picks })) as { tasks?: string[] };
   const after = swarm.machines.get(leader.id)!;
-  const tasks = picks
-    .map((p) => after.tasks.tasks.get(p.task)!)
+  const tasks = (value.tasks ?? picks.map((p) => p.task))
+    .map((id) => after.tasks.tasks.get(id))
+    .filter((t) => t !== undefined)
     .filter((t) => t.assignee === o.agent_id && t.status === 'assigned')
     .map((t) => ({ task_id: t.id, epoch: t.epoch, idempotency_key: idempotencyKey(t.id), lease_until: new Date(t.lease_until).toISOString(), payload: after.tasks.orchs.get(t.orch)?.payload ?? null, description: after.tasks.orchs.get(t.orch)?.task }));
   return { agent_id: o.agent_id, tasks, note: 'complete each with task_complete(task_id, agent_id, epoch, result); a stale epoch is rejected' };
