@@ -1,7 +1,8 @@
 // Seeds the simulator once failed on, each named after the bug it found. A seed's trajectory
 // depends on the whole code, so these are kept as replays of the exact failures, next to the
 // randomized runs that keep looking for new ones. They ran the plain workload (tokens, not the
-// coordination commands seeds may draw since, without leader-gone reports), and replay so.
+// coordination commands seeds may draw since, without leader-gone reports, with commit notices
+// sent at once), and replay so.
 
 import { describe, expect, it } from 'vitest';
 import { runSeed } from './sim/simulator.js';
@@ -14,7 +15,7 @@ const FOUND: Array<[seed: number, bug: string]> = [
 describe('simulator regressions', () => {
   for (const [seed, bug] of FOUND) {
     it(`seed ${seed}: ${bug}`, async () => {
-      const r = await runSeed(seed, { coordWorkload: false, leaderGone: false });
+      const r = await runSeed(seed, { coordWorkload: false, leaderGone: false, noticeDelayMs: 0 });
       expect(r.violations).toEqual([]);
     });
   }
@@ -24,7 +25,7 @@ describe('simulator regressions', () => {
   // its machine was still at 35; a checkpoint was due and asked the core to compact at 35,
   // whose term the log no longer had: the host threw. A checkpoint now waits for the restore.
   it('seed 788710, 150 steps: no checkpoint while an installed snapshot is not applied yet', async () => {
-    const r = await runSeed(788710, { steps: 150 });
+    const r = await runSeed(788710, { steps: 150, noticeDelayMs: 0 });
     expect(r.violations).toEqual([]);
   });
 
@@ -40,7 +41,7 @@ describe('simulator regressions', () => {
   // A harness false positive: an fsync doomed to fail was already in flight when a liveness
   // check ("a majority up") began; it stopped its member 10 ms later, leaving 3 of 6 voters.
   it('seed 100637: the liveness check disarms in-flight fsync errors too', async () => {
-    const r = await runSeed(100637, {});
+    const r = await runSeed(100637, { noticeDelayMs: 0 });
     expect(r.violations).toEqual([]);
   });
 
@@ -51,7 +52,7 @@ describe('simulator regressions', () => {
   // (and before the simulator's fix to that detector, not after minutes of spinning).
   it('seed 5, amnesiacRejoin planted, 80 steps: no endless refusal/resend exchange with the amnesiac member', async () => {
     // The trajectory as recorded, before followers were told of a crashed leader's refused port.
-    const r = await runSeed(5, { steps: 80, nodes: 3, plant: { amnesiacRejoin: true }, coordWorkload: false, leaderGone: false });
+    const r = await runSeed(5, { steps: 80, nodes: 3, plant: { amnesiacRejoin: true }, coordWorkload: false, leaderGone: false, noticeDelayMs: 0 });
     expect(r.violations.filter((v) => /^(livelock|exception)/.test(v))).toEqual([]);
     expect(r.violations.length).toBeGreaterThan(0);
   }, 120_000);

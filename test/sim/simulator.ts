@@ -66,6 +66,11 @@ export interface SimOptions {
    * before these reports existed.
    */
   leaderGone?: boolean;
+  /**
+   * Leaders hold commit-only appends this long (NodeHost commitNoticeDelayMs); when absent the
+   * seed decides (0, 2 or 25 ms). 0 replays a trajectory recorded before notices were held.
+   */
+  noticeDelayMs?: number;
 }
 
 export interface PlantedBugs {
@@ -292,7 +297,7 @@ class Simulation {
     // From the seed's bits, not the PRNG, so every other draw (and each seed's schedule) is as before.
     this.inlineSyncs = this.maxSyncMs !== null && Math.imul(seed, 0x9e3779b1) >>> 31 === 1;
     // From the seed's bits, not the PRNG: every other draw of a seed stays as it was.
-    this.noticeDelayMs = [0, 0, 2, 25][Math.imul(seed, 0x85ebca6b) >>> 30] as number;
+    this.noticeDelayMs = opts.noticeDelayMs ?? ([0, 0, 2, 25][Math.imul(seed, 0x85ebca6b) >>> 30] as number);
     const diskPrng = p.fork();
     this.skewed = p.chance(0.7);
     this.clockPrng = p.fork();
