@@ -45,6 +45,7 @@ import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskStatus } from '../../src/service/tasks.js';
+import { memSampler } from './mem-sampler.js';
 import { parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
 
@@ -152,6 +153,27 @@ function rssSampler(): { stop: () => number } {
 }
 
 const mib = (b: number): number => round(b / (1 << 20), 1);
+
+/**
+ * Each member's SQLite memory settings, read on its own live connection (the storage's private
+ * handle: a second connection would show its own defaults): cache_size (negative: KiB, positive:
+ * pages), page_size, mmap_size, and the WAL file's size now.
+ */
+function sqliteSettings(swarm: Swarm): Array<{ id: string; cache_size: number; page_size: number; mmap_size: number; wal_mib: number }> {
+  return [...swarm.cluster.hosts.entries()].map(([id, h]) => {
+    const db = (h as unknown as { opts: { storage: { db?: Database.Database } } }).opts.storage.db;
+    const f = swarm.registry.memberFile(id);
+    const wal = fs.existsSync(`${f}-wal`) ? fs.statSync(`${f}-wal`).size : 0;
+    if (!db) return { id, cache_size: Number.NaN, page_size: Number.NaN, mmap_size: Number.NaN, wal_mib: mib(wal) };
+    return {
+      id,
+      cache_size: db.pragma('cache_size', { simple: true }) as number,
+      page_size: db.pragma('page_size', { simple: true }) as number,
+      mmap_size: db.pragma('mmap_size', { simple: true }) as number,
+      wal_mib: mib(wal),
+    };
+  });
+}
 
 /**
  * Checkpoints of the current hosts (a restarted member counts from its restart): how many, rows
@@ -328,7 +350,9 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       await terminateAgent(swarm, lagging, 'crash');
       log(`${n} tasks: follower ${lagging} crashed before the run`);
     }
-    const rss = rssSampler();
+    let phase = 'run';
+    let completedSeen = 0;
+    const mem = memSampler({ note: () => `${phase} ${completedSeen}` });
     const c0 = counters(swarm);
     const cpu0 = cpuUs();
     const t0 = performance.now();
@@ -340,6 +364,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       if (performance.now() - t0 > o.timeoutS * 1000) throw new Error(`${n} tasks: not finished after ${o.timeoutS} s`);
       try {
         const st = await taskStatus(swarm, orchId);
+        completedSeen = st.completed as number;
         if (st.status === 'finished') break;
         if (crash) await crash.poll(st.completed as number, log);
       } catch (e) {
@@ -356,15 +381,19 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const orch = swarm.machines.get(leader.id)!.tasks.orchs.get(orchId) as Orchestration;
     const logMs = (orch.finished_at as number) - orch.created_at;
     // The crashed member comes back (agent_restart) and catches up before retention is measured.
+    phase = crash ? 'restart' : phase;
     const crashOut = crash ? await crash.finish(o.timeoutS * 1000, log) : null;
+    phase = lagging ? 'lagging' : phase;
     const laggingOut = lagging ? await laggingInstall(swarm, lagging, orchId, o.timeoutS * 1000, log) : null;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
-    const peakRun = rss.stop();
+    const memRun = mem.stop();
+    const peakRun = memRun.peak.rss_mib * (1 << 20);
+    log(`${n} tasks: peak RSS ${memRun.peak.rss_mib} MiB at ${memRun.peak.t_s} s (${memRun.peak.note}): heap ${memRun.peak.heap_used_mib}/${memRun.peak.heap_total_mib} MiB, external ${memRun.peak.external_mib} (array buffers ${memRun.peak.array_buffers_mib}), native ${memRun.peak.native_mib}; sqlite ${JSON.stringify(sqliteSettings(swarm)[0])} per member`);
     const checkpoints = checkpointFigures(swarm);
     if (!o.retention) {
-      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
+      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), memory: memRun, sqlite_per_member: sqliteSettings(swarm), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
       log(`${n} tasks: ${out.tasks_per_s} tasks/s (retention not measured: --retention 0)`);
       return out;
     }
@@ -403,6 +432,8 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       bytes_written_per_task: round((c1.bytes - c0.bytes) / n, 1),
       fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
       peak_rss_mib: mib(peakRun),
+      memory: memRun,
+      sqlite_per_member: sqliteSettings(swarm),
       checkpoints,
       status_poll_errors: pollErrors,
       ...(crashOut ? { leader_crash: crashOut } : {}),
