@@ -43,7 +43,7 @@ function procStatus(): { rss_anon_mib?: number; rss_file_mib?: number } {
 }
 
 /** Samples every intervalMs until stop(); `note` is asked for a label at each timeline point. */
-export function memSampler(opts: { intervalMs?: number; timelineS?: number; note?: () => string } = {}): { stop: () => MemReport } {
+export function memSampler(opts: { intervalMs?: number; timelineS?: number; note?: () => string; rssOnly?: boolean } = {}): { stop: () => MemReport } {
   const intervalMs = opts.intervalMs ?? 50;
   const timelineS = opts.timelineS ?? 5;
   const t0 = Date.now();
@@ -51,7 +51,8 @@ export function memSampler(opts: { intervalMs?: number; timelineS?: number; note
   let peak: MemReport['peak'] | null = null;
   let nextTimeline = 0;
   const sample = (): void => {
-    const m = process.memoryUsage();
+    // rssOnly: the cheap call alone (the idle scenario measures the process's own CPU).
+    const m = opts.rssOnly ? { rss: process.memoryUsage.rss(), heapUsed: Number.NaN, heapTotal: Number.NaN, external: Number.NaN, arrayBuffers: Number.NaN } : process.memoryUsage();
     const t = (Date.now() - t0) / 1000;
     const s: MemSample = {
       t_s: round(t, 1),
@@ -62,14 +63,16 @@ export function memSampler(opts: { intervalMs?: number; timelineS?: number; note
       array_buffers_mib: mib(m.arrayBuffers),
       native_mib: mib(m.rss - m.heapTotal - m.external),
     };
-    if (peak === null || s.rss_mib > peak.rss_mib) peak = { ...s, ...(opts.note ? { note: opts.note() } : {}), ...procStatus() };
+    if (peak === null || s.rss_mib > peak.rss_mib) peak = { ...s, ...(opts.note ? { note: opts.note() } : {}), ...(opts.rssOnly ? {} : procStatus()) };
     if (t >= nextTimeline) {
       timeline.push(opts.note ? { ...s, note: opts.note() } : s);
       nextTimeline += timelineS;
     }
   };
   sample();
-  const timer = setInterval(sample, intervalMs);
+  // Unref'd: a run that throws before stop() must still let the process exit (a sampler
+  // left running held the scale bench open after a failed 1M crash run).
+  const timer = setInterval(sample, intervalMs).unref();
   return {
     stop: () => {
       clearInterval(timer);

@@ -138,20 +138,6 @@ function dbPages(swarm: Swarm): Array<{ pages: number; free: number; wal_mib: nu
   });
 }
 
-/** Peak RSS sampled every 50 ms from start() to stop(). */
-function rssSampler(): { stop: () => number } {
-  let peak = process.memoryUsage.rss();
-  const t = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 50);
-  return {
-    stop: () => {
-      clearInterval(t);
-      return Math.max(peak, process.memoryUsage.rss());
-    },
-  };
-}
-
 const mib = (b: number): number => round(b / (1 << 20), 1);
 
 /**
@@ -389,17 +375,16 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
     const memRun = mem.stop();
-    const peakRun = memRun.peak.rss_mib * (1 << 20);
     log(`${n} tasks: peak RSS ${memRun.peak.rss_mib} MiB at ${memRun.peak.t_s} s (${memRun.peak.note}): heap ${memRun.peak.heap_used_mib}/${memRun.peak.heap_total_mib} MiB, external ${memRun.peak.external_mib} (array buffers ${memRun.peak.array_buffers_mib}), native ${memRun.peak.native_mib}; sqlite ${JSON.stringify(sqliteSettings(swarm)[0])} per member`);
     const checkpoints = checkpointFigures(swarm);
     if (!o.retention) {
-      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), memory: memRun, sqlite_per_member: sqliteSettings(swarm), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
+      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: memRun.peak.rss_mib, memory: memRun, sqlite_per_member: sqliteSettings(swarm), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
       log(`${n} tasks: ${out.tasks_per_s} tasks/s (retention not measured: --retention 0)`);
       return out;
     }
 
     // Retention through the log: every replica drops the records (chunked over entries).
-    const rss2 = rssSampler();
+    const rss2 = memSampler();
     const tr = performance.now();
     await configure(swarm, { task_retention_orchestrations: 0 });
     // Compaction moves one chunk per applied entry: keep entries coming (clock entries).
@@ -412,7 +397,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const recordsAfter = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbAfter = dbBytes(swarm);
     const pagesAfter = dbPages(swarm);
-    const peakRetention = rss2.stop();
+    const peakRetention = rss2.stop().peak.rss_mib;
     // A member snapshots (and compacts its log) only after 1,000 applied entries: drive that
     // many, so every member's file holds the post-retention state, then let free pages go.
     const tc = performance.now();
@@ -431,7 +416,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       cpu_us_per_task: round(cpu / n, 1),
       bytes_written_per_task: round((c1.bytes - c0.bytes) / n, 1),
       fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
-      peak_rss_mib: mib(peakRun),
+      peak_rss_mib: memRun.peak.rss_mib,
       memory: memRun,
       sqlite_per_member: sqliteSettings(swarm),
       checkpoints,
@@ -450,7 +435,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
         db_pages_per_member_after_compaction: pagesCompacted,
         compaction_wall_ms: round(compactionMs, 0),
         rss_mib_after: mib(process.memoryUsage.rss()),
-        peak_rss_mib: mib(peakRetention),
+        peak_rss_mib: peakRetention,
       },
     };
     log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, checkpoints ${checkpoints.count} of ${checkpoints.ms_mean} ms mean (max bucket ${checkpoints.ms_max_bucket} ms), records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
@@ -577,12 +562,12 @@ async function idleScenario(o: Options, log: (m: string) => void): Promise<Recor
         if (c.role === 'leader') elections++;
       }),
     );
-    const rss = rssSampler();
+    const rss = memSampler({ rssOnly: true });
     const cpu0 = cpuUs();
     const w0 = performance.now();
     await sleep(o.idleS * 1000);
     const cpuPct = ((cpuUs() - cpu0) / 1000 / (performance.now() - w0)) * 100;
-    const peak = rss.stop();
+    const peak = rss.stop().peak.rss_mib;
     for (const off of offs) off();
     const out = {
       swarms: o.swarms,
@@ -592,7 +577,7 @@ async function idleScenario(o: Options, log: (m: string) => void): Promise<Recor
       cpu_pct_of_one_core: round(cpuPct, 1),
       cpu_pct_per_swarm: round(cpuPct / o.swarms, 3),
       rss_mib: mib(process.memoryUsage.rss()),
-      peak_rss_mib: mib(peak),
+      peak_rss_mib: peak,
       rss_mib_before_swarms: mib(rss0),
       elections_while_idle: elections,
       load_average_1m: round(os.loadavg()[0] as number, 2),
