@@ -141,6 +141,56 @@ function dbPages(swarm: Swarm): Array<{ pages: number; free: number; wal_mib: nu
 const mib = (b: number): number => round(b / (1 << 20), 1);
 
 /**
+ * Each member's raft position (leader: its peers' progress), and whether its host is
+ * serializing a snapshot for a follower (applies held meanwhile: NodeHost.serializeLater) or
+ * waiting for a write to become durable (private fields, read for diagnosis only).
+ */
+/** Upper bound (ms) of the highest histogram bucket with an observation, and observations past 1 s. */
+function slowestFsync(h: { bounds_s: readonly number[]; cumulative: number[] } | undefined): string {
+  if (!h) return '?';
+  let max = 0;
+  let prev = 0;
+  h.cumulative.forEach((c, k) => {
+    if (c > prev) max = (h.bounds_s[k] ?? Number.POSITIVE_INFINITY) * 1000;
+    prev = c;
+  });
+  const k1 = h.bounds_s.findIndex((b) => b >= 1);
+  const over1s = k1 < 0 ? 0 : (h.cumulative[h.cumulative.length - 1] ?? 0) - (h.cumulative[k1] ?? 0);
+  return `slowest fsync <= ${max} ms (${over1s} over 1 s)`;
+}
+
+/** The kernel's dirty / writeback page cache and I/O pressure (Linux): what a slow fsync waits behind. */
+function systemIo(): string {
+  try {
+    const mi = fs.readFileSync('/proc/meminfo', 'utf8');
+    const kb = (k: string): string => `${round(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(mi)?.[1] ?? Number.NaN) / 1024, 1)} MiB`;
+    const p = fs.existsSync('/proc/pressure/io') ? fs.readFileSync('/proc/pressure/io', 'utf8').trim().replace(/\n/g, ' | ') : 'n/a';
+    return `dirty ${kb('Dirty')}, writeback ${kb('Writeback')}, io pressure ${p}`;
+  } catch {
+    return 'n/a';
+  }
+}
+
+/** Pending async resources of this process by type (FSReqCallback: fs calls on the threadpool). */
+function activeResources(): string {
+  const n = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) n.set(r, (n.get(r) ?? 0) + 1);
+  return [...n].map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+function memberStates(swarm: Swarm): string {
+  return `${systemIo()}; resources: ${activeResources()}; ` + [...swarm.cluster.hosts.entries()]
+    .map(([id, h]) => {
+      const st = h.isRunning ? h.status() : null;
+      const held = (h as unknown as { serializing?: unknown }).serializing != null;
+      const persisting = (h as unknown as { persisting?: boolean }).persisting === true;
+      const peers = st && st.role === 'leader' ? ` peers [${st.peers.map((p) => `${p.id} ${p.state} match ${p.match} next ${p.next} silent ${p.ticksSinceResponse} ticks`).join(', ')}] quorum_active ${st.quorumActive} uncommitted ${st.uncommittedEntries}` : '';
+      return `${id} ${st ? `${st.role} term ${st.term} last ${st.lastIndex} commit ${st.commit} applied ${st.applied}${peers}` : 'down'}${held ? ' SERIALIZING (applies held)' : ''}${persisting ? ' PERSISTING' : ''}, snapshots for followers ${h.metrics().snapshotsForFollowers}, fsyncs in flight ${(h as unknown as { opts: { storage: { syncsInFlight?: number } } }).opts.storage.syncsInFlight ?? '?'}, ${slowestFsync(h.metrics().storage.syncSeconds)}`;
+    })
+    .join('; ');
+}
+
+/**
  * Each member's SQLite memory settings, read on its own live connection (the storage's private
  * handle: a second connection would show its own defaults): cache_size (negative: KiB, positive:
  * pages), page_size, mmap_size, and the WAL file's size now.
@@ -240,23 +290,45 @@ class LeaderCrash {
   async finish(timeoutMs: number, log: (m: string) => void): Promise<Record<string, unknown>> {
     if (!this.crashed) throw new Error('--crash-at: the run finished before the leader was crashed');
     const { id } = this.crashed;
+    // What the restart costs the other members: the event loop's longest stall (five members
+    // share it) and leader changes while it catches up.
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    const termBefore = this.swarm.cluster.leader()?.core.term ?? null;
+    let leaderChanges = 0;
+    const off = this.swarm.onRoleChangeEvent((c) => {
+      if (c.role === 'leader') leaderChanges++;
+    });
     const t0 = performance.now();
-    await restartAgent(this.swarm, id);
-    // Caught up: its replica applied the orchestration's end.
-    for (;;) {
-      const o = this.swarm.machines.get(id)?.tasks.orchs.get(this.orchId);
-      if (o?.finished_at != null) break;
-      if (performance.now() - t0 > timeoutMs) throw new Error(`crashed leader ${id}: not caught up ${timeoutMs} ms after its restart`);
-      await sleep(POLL_MS);
+    // Every 2 s until a leader is known after the catch-up: what each member is doing.
+    const watch = setInterval(() => log(`restart of ${id}, ${round(performance.now() - t0, 0)} ms: loop stalled up to ${round(loop.max / 1e6, 0)} ms so far, heap ${mib(process.memoryUsage().heapUsed)} MiB; ${memberStates(this.swarm)}`), 2000).unref();
+    let termAfter: number;
+    let catchUpMs: number;
+    try {
+      await restartAgent(this.swarm, id);
+      // Caught up: its replica applied the orchestration's end.
+      for (;;) {
+        const o = this.swarm.machines.get(id)?.tasks.orchs.get(this.orchId);
+        if (o?.finished_at != null) break;
+        if (performance.now() - t0 > timeoutMs) throw new Error(`crashed leader ${id}: not caught up ${timeoutMs} ms after its restart`);
+        await sleep(POLL_MS);
+      }
+      catchUpMs = performance.now() - t0;
+      termAfter = (await this.swarm.waitForLeader(10_000)).core.term;
+    } catch (e) {
+      throw new Error(`restart of crashed leader ${id} (${round(performance.now() - t0, 0)} ms after it; event loop stalled up to ${round(loop.max / 1e6, 0)} ms, ${leaderChanges} leader changes; ${memberStates(this.swarm)}): ${(e as Error).message}`);
+    } finally {
+      clearInterval(watch);
+      loop.disable();
+      off();
     }
-    const catchUpMs = performance.now() - t0;
     const perMember = [...this.swarm.machines.entries()].map(([mid, m]) => {
       const o = m.tasks.orchs.get(this.orchId) as Orchestration;
       return { id: mid, completed: o.counts.completed, failed: o.counts.failed, duplicates: o.counts.duplicates, executions_started: o.counts.executions_started, stale_completions_refused: o.counts.stale_completions_refused, recovered: o.counts.recovered };
     });
     const newLeaderId = this.newLeader?.id ?? null;
     const rec = newLeaderId ? [...(this.swarm.machines.get(newLeaderId)?.elections ?? [])].reverse().find((e) => e.new_leader === newLeaderId) : undefined;
-    log(`restarted ${id}, caught up in ${round(catchUpMs, 0)} ms`);
+    log(`restarted ${id}, caught up in ${round(catchUpMs, 0)} ms (event loop stalled up to ${round(loop.max / 1e6, 0)} ms, ${leaderChanges} leader changes meanwhile)`);
     return {
       crashed_leader: id,
       crashed_at_completed: this.crashed.completed,
@@ -266,6 +338,9 @@ class LeaderCrash {
       election_failover_ms: rec?.failover_ms ?? null,
       election_cause: rec?.cause ?? null,
       restart_catch_up_ms: round(catchUpMs, 0),
+      restart_loop_delay_max_ms: round(loop.max / 1e6, 0),
+      restart_leader_changes: leaderChanges,
+      restart_term_change: termBefore === null ? null : termAfter - termBefore,
       // How the restarted member caught up: from the log, or from a JSON snapshot of the whole
       // state made on demand (the others' checkpoints had compacted past its log).
       restart_from: this.swarm.cluster.hosts.get(id)?.metrics().startState?.from ?? null,
@@ -386,7 +461,22 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     // Retention through the log: every replica drops the records (chunked over entries).
     const rss2 = memSampler();
     const tr = performance.now();
-    await configure(swarm, { task_retention_orchestrations: 0 });
+    const loopR = monitorEventLoopDelay({ resolution: 10 });
+    loopR.enable();
+    // A slow configure (seconds after a leader crash and restart): every member's raft state
+    // each second while it waits, logged, so a stuck proposal shows where it is stuck.
+    const watch = setInterval(() => log(`retention configure waiting ${round(performance.now() - tr, 0)} ms: ${memberStates(swarm)}`), 1000).unref();
+    try {
+      await configure(swarm, { task_retention_orchestrations: 0 });
+    } catch (e) {
+      loopR.disable();
+      const l = swarm.cluster.leader();
+      throw new Error(`${n} tasks: retention's configure failed after ${round(performance.now() - tr, 0)} ms (event loop stalled up to ${round(loopR.max / 1e6, 0)} ms meanwhile; leader now ${l?.id ?? 'none'}, term ${l?.core.term ?? '?'}; heap ${mib(process.memoryUsage().heapUsed)} MiB; ${memberStates(swarm)}): ${(e as Error).message}`);
+    } finally {
+      clearInterval(watch);
+    }
+    loopR.disable();
+    const configureMs = performance.now() - tr;
     // Compaction moves one chunk per applied entry: keep entries coming (clock entries).
     while ([...swarm.machines.values()].some((m) => m.tasks.tasks.size > 0)) {
       if (performance.now() - tr > 120_000) throw new Error(`${n} tasks: retention not done after 120 s`);
@@ -425,6 +515,8 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       ...(laggingOut ? { lagging_install: laggingOut } : {}),
       retention: {
         ms: round(retentionMs, 0),
+        configure_ms: round(configureMs, 0),
+        configure_loop_delay_max_ms: round(loopR.max / 1e6, 0),
         task_records_per_member_before: recordsBefore,
         task_records_per_member_after: recordsAfter,
         db_mib_per_member_before: dbBefore.map(mib),
