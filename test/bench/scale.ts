@@ -4,14 +4,18 @@
 // Tasks: per count, a fresh embedded swarm (Coordinator, 5 agents, SQLite durability full, fsync
 // on the threadpool), one orchestration of N noop tasks polled with task_status until finished.
 // Reported per count: tasks/s (log clock), CPU us, bytes written and fsyncs per task (all five
-// members), peak RSS (sampled every 50 ms), and per member the task records held and the
+// members), peak RSS (sampled every 50 ms) broken down at the peak and every 5 s into V8 heap,
+// external / array buffers and native (mem-sampler.ts), each member's SQLite cache settings,
+// and per member the task records held and the
 // database bytes (file + WAL) before and after retention (consensus_config
 // task_retention_orchestrations=0, applied through the log; records counted on every replica),
 // with pages and free pages of each file, and again after 1,100 more entries (every member has
 // snapshotted and compacted its log since retention, and released free pages).
 // With --crash-at F the leader is crashed (agent_terminate, mode crash) once F of the tasks
 // completed and restarted after the run; lost, duplicates and executions come from every
-// replica's counters, failover from the wall clock and the new leader's election record.
+// replica's counters, failover from the wall clock and the new leader's election record; the
+// restart's event-loop stall and leader changes; a failed restart or retention step names every
+// member's raft state instead of hanging.
 //
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
