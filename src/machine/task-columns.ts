@@ -87,107 +87,121 @@ class SideMaps {
 /**
  * A numeric column: slot 0 is `zero` (0, or null for nullable fields), slot s in [1, max) is
  * `base + s - 1`, slot max means "see the side map", which holds any other value exactly
- * (negative, fractional, past 2^32, or not a number at all). Allocated on first non-zero write,
- * one byte a slot, widened to two then four when a value needs it.
+ * (negative, fractional, past 2^32, or not a number at all). Kept per checkpoint block (2^shift
+ * slots): a block is allocated on its first non-zero write, one byte a slot, and widened to two
+ * then four on its own when one of its values needs it. Widening a whole million-slot column
+ * held its old and new copies at once (6 MB per column per replica, five replicas widening
+ * together at 65.5 s of log time) and made every block wide for the values of a few; blocks
+ * written before a value needed the width keep the narrow one.
  */
 export class NumColumn {
-  private a: Slots | null = null;
-  /** Current width (see maxOf; plain arrays hold any 32-bit value: 2). */
-  private width = 0;
+  /** Slots of each block (null: no non-zero value written yet); plain arrays when n < SMALL. */
+  private readonly a: Array<Slots | null>;
+  /** Width of each block (see maxOf; plain arrays hold any 32-bit value: 2). */
+  private readonly width: Uint8Array;
+  private readonly mask: number;
   private readonly wide: SideMaps;
 
   constructor(
     private readonly n: number,
     private readonly base: number,
     private readonly zero: number | null,
-    shift = DEFAULT_SHIFT,
+    private readonly shift = DEFAULT_SHIFT,
   ) {
     this.wide = new SideMaps(shift);
+    const blocks = Math.ceil(n / 2 ** shift);
+    this.a = new Array<Slots | null>(blocks).fill(null);
+    this.width = new Uint8Array(blocks);
+    this.mask = 2 ** shift - 1;
   }
 
   get(i: number): number {
-    const s = this.a === null ? 0 : (this.a[i] as number);
+    const b = i >>> this.shift;
+    const a = this.a[b];
+    const s = a == null ? 0 : (a[i & this.mask] as number);
     if (s === 0) return this.zero as number;
-    if (s === maxOf(this.width)) return this.wide.get(i) as number;
+    if (s === maxOf(this.width[b] as number)) return this.wide.get(i) as number;
     return this.base + s - 1;
   }
 
   set(i: number, v: unknown): void {
-    const a0 = this.a;
-    if (a0 !== null && a0[i] === maxOf(this.width)) this.wide.delete(i);
+    const b = i >>> this.shift;
+    const k = i & this.mask;
+    const a0 = this.a[b] ?? null;
+    if (a0 !== null && a0[k] === maxOf(this.width[b] as number)) this.wide.delete(i);
     if (v === this.zero) {
-      if (a0 !== null) a0[i] = 0;
+      if (a0 !== null) a0[k] = 0;
       return;
     }
     const d = typeof v === 'number' ? v - this.base + 1 : Number.NaN;
     const fits = Number.isInteger(d) && d >= 1 && d < maxOf(2);
-    if (fits) while (d >= maxOf(this.width) || this.a === null) this.grow();
-    else if (this.a === null) this.grow();
-    const a = this.a as unknown as Slots;
+    if (fits) while (this.a[b] == null || d >= maxOf(this.width[b] as number)) this.grow(b);
+    else if (a0 === null) this.grow(b);
+    const a = this.a[b] as Slots;
     if (fits) {
-      a[i] = d;
+      a[k] = d;
       return;
     }
-    a[i] = maxOf(this.width);
+    a[k] = maxOf(this.width[b] as number);
     this.wide.set(i, v);
   }
 
-  /** Allocate (one byte a slot), or widen keeping every slot's meaning. */
-  private grow(): void {
-    if (this.a === null) {
+  /** Slots in block b. */
+  private blockLength(b: number): number {
+    return Math.min(this.n, (b + 1) * 2 ** this.shift) - b * 2 ** this.shift;
+  }
+
+  /** Allocate block b (one byte a slot), or widen it keeping every slot's meaning. */
+  private grow(b: number): void {
+    const old = this.a[b] ?? null;
+    const len = this.blockLength(b);
+    if (old === null) {
       if (this.n < SMALL) {
-        this.a = new Array<number>(this.n).fill(0);
-        this.width = 2;
-      } else this.a = new Uint8Array(this.n);
+        this.a[b] = new Array<number>(len).fill(0);
+        this.width[b] = 2;
+      } else this.a[b] = new Uint8Array(len);
       return;
     }
-    const old = this.a;
-    const oldMax = maxOf(this.width);
-    this.width++;
-    const a = this.width === 1 ? new Uint16Array(this.n) : new Uint32Array(this.n);
-    const max = maxOf(this.width);
-    for (let i = 0; i < this.n; i++) {
-      const s = old[i] as number;
-      a[i] = s === oldMax ? max : s;
+    const oldW = this.width[b] as number;
+    const oldMax = maxOf(oldW);
+    const w = oldW + 1;
+    this.width[b] = w;
+    const a = w === 1 ? new Uint16Array(len) : new Uint32Array(len);
+    const max = maxOf(w);
+    for (let k = 0; k < len; k++) {
+      const s = old[k] as number;
+      a[k] = s === oldMax ? max : s;
     }
-    this.a = a;
+    this.a[b] = a;
   }
 
   /**
-   * Slots [from, to) of block b as a checkpoint row part: 0 (column never written), or [width,
-   * slots, the block's side map] where slots is a plain array's slice or 'b' (the bytes
-   * appended to `w`). A block written at a narrower width than the column's reads back the
-   * same (see loadBlock), so widening does not make clean blocks dirty.
+   * Slots [from, to) of block b as a checkpoint row part: 0 (no non-zero value in the block
+   * yet), or [width, slots, the block's side map] where slots is a plain array's slice or 'b'
+   * (the bytes appended to `w`). Blocks may differ in width; loadBlock reads any of them.
    */
   blockRow(w: BinWriter, b: number, from: number, to: number): unknown {
-    if (this.a === null) return 0;
+    const a = this.a[b] ?? null;
+    if (a === null) return 0;
     const side = this.wide.blockToRow(b);
-    if (this.a instanceof Array) return [this.width, this.a.slice(from, to), side];
-    w.push(this.a.subarray(from, to));
-    return [this.width, 'b', side];
+    if (a instanceof Array) return [this.width[b], a.slice(0, to - from), side];
+    w.push(a);
+    return [this.width[b], 'b', side];
   }
 
   /** Block b (slots from..from+count) back from blockRow's output; other blocks are kept. */
   loadBlock(d: unknown, r: BinReader, b: number, from: number, count: number): void {
     if (d === 0) return;
     const [width, slots, side] = d as [number, number[] | 'b', unknown];
-    if (this.a === null) this.grow();
     if (slots !== 'b') {
-      const a = this.a as number[];
-      for (let k = 0; k < count; k++) a[from + k] = slots[k] as number;
+      if (this.a[b] == null) this.grow(b);
+      const a = this.a[b] as number[];
+      for (let k = 0; k < count; k++) a[k] = slots[k] as number;
     } else {
-      while (this.width < width) this.grow();
-      const a = this.a as Uint8Array | Uint16Array | Uint32Array;
-      if (width === this.width) r.copyInto(a, from, count);
-      else {
-        const src: Uint8Array | Uint16Array | Uint32Array = width === 0 ? r.take(Uint8Array, count) : width === 1 ? r.take(Uint16Array, count) : r.take(Uint32Array, count);
-        const srcMax = maxOf(width);
-        const max = maxOf(this.width);
-        for (let k = 0; k < count; k++) {
-          const v = src[k] as number;
-          a[from + k] = v === srcMax ? max : v;
-        }
-      }
+      // Rows of the whole-column format's era carry the column's width: any of 0..2.
+      if (!(width === 0 || width === 1 || width === 2) || this.n < SMALL) throw new Error(`checkpoint row: a byte column of width ${JSON.stringify(width)} for ${this.n} slots`);
+      this.a[b] = width === 0 ? r.take(Uint8Array, count) : width === 1 ? r.take(Uint16Array, count) : r.take(Uint32Array, count);
+      this.width[b] = width;
     }
     this.wide.loadBlock(b, side);
   }
@@ -196,8 +210,12 @@ export class NumColumn {
   loadWholeRow(d: unknown, r: BinReader): void {
     if (d === 0) return;
     const [width, slots, side] = d as [number, number[] | 'b', unknown];
-    this.width = width;
-    this.a = slots !== 'b' ? slots : width === 0 ? r.take(Uint8Array, this.n) : width === 1 ? r.take(Uint16Array, this.n) : r.take(Uint32Array, this.n);
+    const all = slots !== 'b' ? slots : width === 0 ? r.take(Uint8Array, this.n) : width === 1 ? r.take(Uint16Array, this.n) : r.take(Uint32Array, this.n);
+    for (let b = 0; b < this.a.length; b++) {
+      const from = b * 2 ** this.shift;
+      this.a[b] = all.slice(from, from + this.blockLength(b));
+      this.width[b] = width;
+    }
     this.wide.loadWhole(side);
   }
 
@@ -206,9 +224,18 @@ export class NumColumn {
     return this.wide.size;
   }
 
-  /** Bytes a slot takes now (0 before the first non-zero value). */
+  /** Bytes a slot takes now in the widest block (0 before the first non-zero value). */
   get slotBytes(): number {
-    return this.a === null ? 0 : this.a instanceof Array ? 8 : this.a.BYTES_PER_ELEMENT;
+    let n = 0;
+    for (const a of this.a) if (a != null) n = Math.max(n, a instanceof Array ? 8 : a.BYTES_PER_ELEMENT);
+    return n;
+  }
+
+  /** Bytes the column's blocks hold (typed arrays; plain arrays counted at 8 a slot). */
+  get bytes(): number {
+    let n = 0;
+    for (const a of this.a) if (a != null) n += a instanceof Array ? 8 * a.length : a.byteLength;
+    return n;
   }
 }
 

@@ -31,6 +31,12 @@ const CATCH_UP_RECHECK_MS = 50;
  */
 export class AgentWorker {
   private queue: Array<{ task: string; epoch: number }> = [];
+  /**
+   * Index of the queue's next item (taken items are dropped in bulk, see take()). Array.shift()
+   * moves every item left once the array is large: a restarted member replaying its log queued
+   * ~100,000 assignments and draining them held the event loop 5-16 s (200,000: ~60 s).
+   */
+  private head = 0;
   /** `task@epoch` queued or executing: the same assignment announced twice (log replay, then
    * a snapshot install) runs once, not twice with the second completion fenced off. */
   private known = new Set<string>();
@@ -61,7 +67,22 @@ export class AgentWorker {
       this.known.add(key);
       this.queue.push({ task: it.task, epoch: it.epoch });
     }
-    if (this.queue.length > 0) this.schedulePump();
+    if (this.queued > 0) this.schedulePump();
+  }
+
+  /** Items queued and not taken yet. */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** The next queued item; the taken prefix is cut off once it is at least half the array. */
+  private take(): { task: string; epoch: number } {
+    const item = this.queue[this.head++]!;
+    if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return item;
   }
 
   /** The replica applied an entry: work held back while it caught up may run now. */
@@ -72,6 +93,7 @@ export class AgentWorker {
   /** Forget queued work (the member crashed): its leases will expire and be reassigned. */
   reset(): void {
     this.queue = [];
+    this.head = 0;
     this.buffer = [];
     this.known.clear();
   }
@@ -96,7 +118,7 @@ export class AgentWorker {
     if (!m) return;
     // Behind the cluster: wait, then check each assignment against the caught-up replica
     // (heldBy below), rather than run work the entries ahead already completed or took back.
-    this.waiting = this.queue.length > 0 && this.host.catchingUp?.(this.agent) === true;
+    this.waiting = this.queued > 0 && this.host.catchingUp?.(this.agent) === true;
     if (this.waiting) {
       this.recheck ??= setTimeout(() => {
         this.recheck = null;
@@ -107,8 +129,8 @@ export class AgentWorker {
       return;
     }
     const limit = Math.max(1, this.host.batchSize());
-    while (this.queue.length > 0 && this.active < limit) {
-      const item = this.queue.shift()!;
+    while (this.queued > 0 && this.active < limit) {
+      const item = this.take();
       const key = `${item.task}@${item.epoch}`;
       // Still ours at this epoch (read in place: no record built per task).
       const orch = m.tasks.heldBy(item.task, item.epoch, this.agent);
@@ -132,11 +154,11 @@ export class AgentWorker {
         this.executed++;
         this.buffer.push(report(item.task, this.agent, item.epoch, out.ok, out.result, this.starts.get(key) ?? 0));
         this.flush();
-        if (this.queue.length > 0) this.schedulePump();
+        if (this.queued > 0) this.schedulePump();
       });
     }
     this.flush();
-    if (this.queue.length > 0 && this.active < limit) this.schedulePump();
+    if (this.queued > 0 && this.active < limit) this.schedulePump();
   }
 
   private countStart(key: string): number {

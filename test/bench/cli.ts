@@ -108,12 +108,25 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/**
+ * Exit with `code` once the event loop is empty; if something still holds it (a timer or
+ * handle a failed run never released) after EXIT_GRACE_MS, name what and exit anyway: a
+ * failed bench must fail, not hang. The timer is unref'd, so it never delays a clean exit.
+ */
+const EXIT_GRACE_MS = 15_000;
+function finish(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => {
+    const held = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
+    process.stderr.write(`bench: process still held ${EXIT_GRACE_MS} ms after the run ${code === 0 ? 'finished' : 'failed'} (${held.join(', ') || 'nothing named'}); exiting\n`);
+    process.exit(code);
+  }, EXIT_GRACE_MS).unref();
+}
+
 main().then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => finish(code),
   (e: unknown) => {
     process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exitCode = 1;
+    finish(1);
   },
 );

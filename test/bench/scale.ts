@@ -4,14 +4,18 @@
 // Tasks: per count, a fresh embedded swarm (Coordinator, 5 agents, SQLite durability full, fsync
 // on the threadpool), one orchestration of N noop tasks polled with task_status until finished.
 // Reported per count: tasks/s (log clock), CPU us, bytes written and fsyncs per task (all five
-// members), peak RSS (sampled every 50 ms), and per member the task records held and the
+// members), peak RSS (sampled every 50 ms) broken down at the peak and every 5 s into V8 heap,
+// external / array buffers and native (mem-sampler.ts), each member's SQLite cache settings,
+// and per member the task records held and the
 // database bytes (file + WAL) before and after retention (consensus_config
 // task_retention_orchestrations=0, applied through the log; records counted on every replica),
 // with pages and free pages of each file, and again after 1,100 more entries (every member has
 // snapshotted and compacted its log since retention, and released free pages).
 // With --crash-at F the leader is crashed (agent_terminate, mode crash) once F of the tasks
 // completed and restarted after the run; lost, duplicates and executions come from every
-// replica's counters, failover from the wall clock and the new leader's election record.
+// replica's counters, failover from the wall clock and the new leader's election record; the
+// restart's event-loop stall and leader changes; a failed restart or retention step names every
+// member's raft state instead of hanging.
 //
 // Burst: a fresh 5-agent swarm, then `burst` sequential memory_store calls of a `value_kib`
 // string value (distinct keys). Reported: elections (leader changes seen) during the burst, the
@@ -45,6 +49,7 @@ import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskStatus } from '../../src/service/tasks.js';
+import { memSampler } from './mem-sampler.js';
 import { parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
 
@@ -137,21 +142,78 @@ function dbPages(swarm: Swarm): Array<{ pages: number; free: number; wal_mib: nu
   });
 }
 
-/** Peak RSS sampled every 50 ms from start() to stop(). */
-function rssSampler(): { stop: () => number } {
-  let peak = process.memoryUsage.rss();
-  const t = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 50);
-  return {
-    stop: () => {
-      clearInterval(t);
-      return Math.max(peak, process.memoryUsage.rss());
-    },
-  };
+const mib = (b: number): number => round(b / (1 << 20), 1);
+
+/**
+ * Each member's raft position (leader: its peers' progress), and whether its host is
+ * serializing a snapshot for a follower (applies held meanwhile: NodeHost.serializeLater) or
+ * waiting for a write to become durable (private fields, read for diagnosis only).
+ */
+/** Upper bound (ms) of the highest histogram bucket with an observation, and observations past 1 s. */
+function slowestFsync(h: { bounds_s: readonly number[]; cumulative: number[] } | undefined): string {
+  if (!h) return '?';
+  let max = 0;
+  let prev = 0;
+  h.cumulative.forEach((c, k) => {
+    if (c > prev) max = (h.bounds_s[k] ?? Number.POSITIVE_INFINITY) * 1000;
+    prev = c;
+  });
+  const k1 = h.bounds_s.findIndex((b) => b >= 1);
+  const over1s = k1 < 0 ? 0 : (h.cumulative[h.cumulative.length - 1] ?? 0) - (h.cumulative[k1] ?? 0);
+  return `slowest fsync <= ${max} ms (${over1s} over 1 s)`;
 }
 
-const mib = (b: number): number => round(b / (1 << 20), 1);
+/** The kernel's dirty / writeback page cache and I/O pressure (Linux): what a slow fsync waits behind. */
+function systemIo(): string {
+  try {
+    const mi = fs.readFileSync('/proc/meminfo', 'utf8');
+    const kb = (k: string): string => `${round(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(mi)?.[1] ?? Number.NaN) / 1024, 1)} MiB`;
+    const p = fs.existsSync('/proc/pressure/io') ? fs.readFileSync('/proc/pressure/io', 'utf8').trim().replace(/\n/g, ' | ') : 'n/a';
+    return `dirty ${kb('Dirty')}, writeback ${kb('Writeback')}, io pressure ${p}`;
+  } catch {
+    return 'n/a';
+  }
+}
+
+/** Pending async resources of this process by type (FSReqCallback: fs calls on the threadpool). */
+function activeResources(): string {
+  const n = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) n.set(r, (n.get(r) ?? 0) + 1);
+  return [...n].map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+function memberStates(swarm: Swarm): string {
+  return `${systemIo()}; resources: ${activeResources()}; ` + [...swarm.cluster.hosts.entries()]
+    .map(([id, h]) => {
+      const st = h.isRunning ? h.status() : null;
+      const held = (h as unknown as { serializing?: unknown }).serializing != null;
+      const persisting = (h as unknown as { persisting?: boolean }).persisting === true;
+      const peers = st && st.role === 'leader' ? ` peers [${st.peers.map((p) => `${p.id} ${p.state} match ${p.match} next ${p.next} silent ${p.ticksSinceResponse} ticks`).join(', ')}] quorum_active ${st.quorumActive} uncommitted ${st.uncommittedEntries}` : '';
+      return `${id} ${st ? `${st.role} term ${st.term} last ${st.lastIndex} commit ${st.commit} applied ${st.applied}${peers}` : 'down'}${held ? ' SERIALIZING (applies held)' : ''}${persisting ? ' PERSISTING' : ''}, snapshots for followers ${h.metrics().snapshotsForFollowers}, fsyncs in flight ${(h as unknown as { opts: { storage: { syncsInFlight?: number } } }).opts.storage.syncsInFlight ?? '?'}, ${slowestFsync(h.metrics().storage.syncSeconds)}`;
+    })
+    .join('; ');
+}
+
+/**
+ * Each member's SQLite memory settings, read on its own live connection (the storage's private
+ * handle: a second connection would show its own defaults): cache_size (negative: KiB, positive:
+ * pages), page_size, mmap_size, and the WAL file's size now.
+ */
+function sqliteSettings(swarm: Swarm): Array<{ id: string; cache_size: number; page_size: number; mmap_size: number; wal_mib: number }> {
+  return [...swarm.cluster.hosts.entries()].map(([id, h]) => {
+    const db = (h as unknown as { opts: { storage: { db?: Database.Database } } }).opts.storage.db;
+    const f = swarm.registry.memberFile(id);
+    const wal = fs.existsSync(`${f}-wal`) ? fs.statSync(`${f}-wal`).size : 0;
+    if (!db) return { id, cache_size: Number.NaN, page_size: Number.NaN, mmap_size: Number.NaN, wal_mib: mib(wal) };
+    return {
+      id,
+      cache_size: db.pragma('cache_size', { simple: true }) as number,
+      page_size: db.pragma('page_size', { simple: true }) as number,
+      mmap_size: db.pragma('mmap_size', { simple: true }) as number,
+      wal_mib: mib(wal),
+    };
+  });
+}
 
 /**
  * Checkpoints of the current hosts (a restarted member counts from its restart): how many, rows
@@ -232,23 +294,45 @@ class LeaderCrash {
   async finish(timeoutMs: number, log: (m: string) => void): Promise<Record<string, unknown>> {
     if (!this.crashed) throw new Error('--crash-at: the run finished before the leader was crashed');
     const { id } = this.crashed;
+    // What the restart costs the other members: the event loop's longest stall (five members
+    // share it) and leader changes while it catches up.
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    const termBefore = this.swarm.cluster.leader()?.core.term ?? null;
+    let leaderChanges = 0;
+    const off = this.swarm.onRoleChangeEvent((c) => {
+      if (c.role === 'leader') leaderChanges++;
+    });
     const t0 = performance.now();
-    await restartAgent(this.swarm, id);
-    // Caught up: its replica applied the orchestration's end.
-    for (;;) {
-      const o = this.swarm.machines.get(id)?.tasks.orchs.get(this.orchId);
-      if (o?.finished_at != null) break;
-      if (performance.now() - t0 > timeoutMs) throw new Error(`crashed leader ${id}: not caught up ${timeoutMs} ms after its restart`);
-      await sleep(POLL_MS);
+    // Every 2 s until a leader is known after the catch-up: what each member is doing.
+    const watch = setInterval(() => log(`restart of ${id}, ${round(performance.now() - t0, 0)} ms: loop stalled up to ${round(loop.max / 1e6, 0)} ms so far, heap ${mib(process.memoryUsage().heapUsed)} MiB; ${memberStates(this.swarm)}`), 2000).unref();
+    let termAfter: number;
+    let catchUpMs: number;
+    try {
+      await restartAgent(this.swarm, id);
+      // Caught up: its replica applied the orchestration's end.
+      for (;;) {
+        const o = this.swarm.machines.get(id)?.tasks.orchs.get(this.orchId);
+        if (o?.finished_at != null) break;
+        if (performance.now() - t0 > timeoutMs) throw new Error(`crashed leader ${id}: not caught up ${timeoutMs} ms after its restart`);
+        await sleep(POLL_MS);
+      }
+      catchUpMs = performance.now() - t0;
+      termAfter = (await this.swarm.waitForLeader(10_000)).core.term;
+    } catch (e) {
+      throw new Error(`restart of crashed leader ${id} (${round(performance.now() - t0, 0)} ms after it; event loop stalled up to ${round(loop.max / 1e6, 0)} ms, ${leaderChanges} leader changes; ${memberStates(this.swarm)}): ${(e as Error).message}`);
+    } finally {
+      clearInterval(watch);
+      loop.disable();
+      off();
     }
-    const catchUpMs = performance.now() - t0;
     const perMember = [...this.swarm.machines.entries()].map(([mid, m]) => {
       const o = m.tasks.orchs.get(this.orchId) as Orchestration;
       return { id: mid, completed: o.counts.completed, failed: o.counts.failed, duplicates: o.counts.duplicates, executions_started: o.counts.executions_started, stale_completions_refused: o.counts.stale_completions_refused, recovered: o.counts.recovered };
     });
     const newLeaderId = this.newLeader?.id ?? null;
     const rec = newLeaderId ? [...(this.swarm.machines.get(newLeaderId)?.elections ?? [])].reverse().find((e) => e.new_leader === newLeaderId) : undefined;
-    log(`restarted ${id}, caught up in ${round(catchUpMs, 0)} ms`);
+    log(`restarted ${id}, caught up in ${round(catchUpMs, 0)} ms (event loop stalled up to ${round(loop.max / 1e6, 0)} ms, ${leaderChanges} leader changes meanwhile)`);
     return {
       crashed_leader: id,
       crashed_at_completed: this.crashed.completed,
@@ -258,6 +342,9 @@ class LeaderCrash {
       election_failover_ms: rec?.failover_ms ?? null,
       election_cause: rec?.cause ?? null,
       restart_catch_up_ms: round(catchUpMs, 0),
+      restart_loop_delay_max_ms: round(loop.max / 1e6, 0),
+      restart_leader_changes: leaderChanges,
+      restart_term_change: termBefore === null ? null : termAfter - termBefore,
       // How the restarted member caught up: from the log, or from a JSON snapshot of the whole
       // state made on demand (the others' checkpoints had compacted past its log).
       restart_from: this.swarm.cluster.hosts.get(id)?.metrics().startState?.from ?? null,
@@ -328,7 +415,9 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       await terminateAgent(swarm, lagging, 'crash');
       log(`${n} tasks: follower ${lagging} crashed before the run`);
     }
-    const rss = rssSampler();
+    let phase = 'run';
+    let completedSeen = 0;
+    const mem = memSampler({ note: () => `${phase} ${completedSeen}` });
     const c0 = counters(swarm);
     const cpu0 = cpuUs();
     const t0 = performance.now();
@@ -340,6 +429,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       if (performance.now() - t0 > o.timeoutS * 1000) throw new Error(`${n} tasks: not finished after ${o.timeoutS} s`);
       try {
         const st = await taskStatus(swarm, orchId);
+        completedSeen = st.completed as number;
         if (st.status === 'finished') break;
         if (crash) await crash.poll(st.completed as number, log);
       } catch (e) {
@@ -356,23 +446,41 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const orch = swarm.machines.get(leader.id)!.tasks.orchs.get(orchId) as Orchestration;
     const logMs = (orch.finished_at as number) - orch.created_at;
     // The crashed member comes back (agent_restart) and catches up before retention is measured.
+    phase = crash ? 'restart' : phase;
     const crashOut = crash ? await crash.finish(o.timeoutS * 1000, log) : null;
+    phase = lagging ? 'lagging' : phase;
     const laggingOut = lagging ? await laggingInstall(swarm, lagging, orchId, o.timeoutS * 1000, log) : null;
     const recordsBefore = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbBefore = dbBytes(swarm);
     const pagesBefore = dbPages(swarm);
-    const peakRun = rss.stop();
+    const memRun = mem.stop();
+    log(`${n} tasks: peak RSS ${memRun.peak.rss_mib} MiB at ${memRun.peak.t_s} s (${memRun.peak.note}): heap ${memRun.peak.heap_used_mib}/${memRun.peak.heap_total_mib} MiB, external ${memRun.peak.external_mib} (array buffers ${memRun.peak.array_buffers_mib}), native ${memRun.peak.native_mib}; sqlite ${JSON.stringify(sqliteSettings(swarm)[0])} per member`);
     const checkpoints = checkpointFigures(swarm);
     if (!o.retention) {
-      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: mib(peakRun), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
+      const out = { tasks: n, tasks_per_s: round(n / (logMs / 1000), 0), wall_ms: round(wallMs, 0), completed: orch.counts.completed, lost: n - orch.counts.completed - orch.counts.failed, duplicates: orch.counts.duplicates, peak_rss_mib: memRun.peak.rss_mib, memory: memRun, sqlite_per_member: sqliteSettings(swarm), ...(crashOut ? { leader_crash: crashOut } : {}), ...(laggingOut ? { lagging_install: laggingOut } : {}) };
       log(`${n} tasks: ${out.tasks_per_s} tasks/s (retention not measured: --retention 0)`);
       return out;
     }
 
     // Retention through the log: every replica drops the records (chunked over entries).
-    const rss2 = rssSampler();
+    const rss2 = memSampler();
     const tr = performance.now();
-    await configure(swarm, { task_retention_orchestrations: 0 });
+    const loopR = monitorEventLoopDelay({ resolution: 10 });
+    loopR.enable();
+    // A slow configure (seconds after a leader crash and restart): every member's raft state
+    // each second while it waits, logged, so a stuck proposal shows where it is stuck.
+    const watch = setInterval(() => log(`retention configure waiting ${round(performance.now() - tr, 0)} ms: ${memberStates(swarm)}`), 1000).unref();
+    try {
+      await configure(swarm, { task_retention_orchestrations: 0 });
+    } catch (e) {
+      loopR.disable();
+      const l = swarm.cluster.leader();
+      throw new Error(`${n} tasks: retention's configure failed after ${round(performance.now() - tr, 0)} ms (event loop stalled up to ${round(loopR.max / 1e6, 0)} ms meanwhile; leader now ${l?.id ?? 'none'}, term ${l?.core.term ?? '?'}; heap ${mib(process.memoryUsage().heapUsed)} MiB; ${memberStates(swarm)}): ${(e as Error).message}`);
+    } finally {
+      clearInterval(watch);
+    }
+    loopR.disable();
+    const configureMs = performance.now() - tr;
     // Compaction moves one chunk per applied entry: keep entries coming (clock entries).
     while ([...swarm.machines.values()].some((m) => m.tasks.tasks.size > 0)) {
       if (performance.now() - tr > 120_000) throw new Error(`${n} tasks: retention not done after 120 s`);
@@ -383,7 +491,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const recordsAfter = [...swarm.machines.values()].map((m) => m.tasks.tasks.size);
     const dbAfter = dbBytes(swarm);
     const pagesAfter = dbPages(swarm);
-    const peakRetention = rss2.stop();
+    const peakRetention = rss2.stop().peak.rss_mib;
     // A member snapshots (and compacts its log) only after 1,000 applied entries: drive that
     // many, so every member's file holds the post-retention state, then let free pages go.
     const tc = performance.now();
@@ -402,13 +510,17 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
       cpu_us_per_task: round(cpu / n, 1),
       bytes_written_per_task: round((c1.bytes - c0.bytes) / n, 1),
       fsyncs_per_1k_tasks: round(((c1.syncs - c0.syncs) / n) * 1000, 2),
-      peak_rss_mib: mib(peakRun),
+      peak_rss_mib: memRun.peak.rss_mib,
+      memory: memRun,
+      sqlite_per_member: sqliteSettings(swarm),
       checkpoints,
       status_poll_errors: pollErrors,
       ...(crashOut ? { leader_crash: crashOut } : {}),
       ...(laggingOut ? { lagging_install: laggingOut } : {}),
       retention: {
         ms: round(retentionMs, 0),
+        configure_ms: round(configureMs, 0),
+        configure_loop_delay_max_ms: round(loopR.max / 1e6, 0),
         task_records_per_member_before: recordsBefore,
         task_records_per_member_after: recordsAfter,
         db_mib_per_member_before: dbBefore.map(mib),
@@ -419,7 +531,7 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
         db_pages_per_member_after_compaction: pagesCompacted,
         compaction_wall_ms: round(compactionMs, 0),
         rss_mib_after: mib(process.memoryUsage.rss()),
-        peak_rss_mib: mib(peakRetention),
+        peak_rss_mib: peakRetention,
       },
     };
     log(`${n} tasks: ${out.tasks_per_s} tasks/s, ${out.cpu_us_per_task} CPU us/task, peak RSS ${out.peak_rss_mib} MiB, checkpoints ${checkpoints.count} of ${checkpoints.ms_mean} ms mean (max bucket ${checkpoints.ms_max_bucket} ms), records ${recordsBefore[0]} -> ${recordsAfter[0]} in ${out.retention.ms} ms`);
@@ -546,12 +658,12 @@ async function idleScenario(o: Options, log: (m: string) => void): Promise<Recor
         if (c.role === 'leader') elections++;
       }),
     );
-    const rss = rssSampler();
+    const rss = memSampler({ rssOnly: true });
     const cpu0 = cpuUs();
     const w0 = performance.now();
     await sleep(o.idleS * 1000);
     const cpuPct = ((cpuUs() - cpu0) / 1000 / (performance.now() - w0)) * 100;
-    const peak = rss.stop();
+    const peak = rss.stop().peak.rss_mib;
     for (const off of offs) off();
     const out = {
       swarms: o.swarms,
@@ -561,7 +673,7 @@ async function idleScenario(o: Options, log: (m: string) => void): Promise<Recor
       cpu_pct_of_one_core: round(cpuPct, 1),
       cpu_pct_per_swarm: round(cpuPct / o.swarms, 3),
       rss_mib: mib(process.memoryUsage.rss()),
-      peak_rss_mib: mib(peak),
+      peak_rss_mib: peak,
       rss_mib_before_swarms: mib(rss0),
       elections_while_idle: elections,
       load_average_1m: round(os.loadavg()[0] as number, 2),

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
-import { Interner, NumColumn, OrchTasks, RefColumn } from '../../src/machine/task-columns.js';
+import { BinReader, BinWriter, Interner, NumColumn, OrchTasks, RefColumn, TASKS_PER_BLOCK } from '../../src/machine/task-columns.js';
 import type { Orchestration, TaskRecord } from '../../src/machine/types.js';
 import { LogBuilder, createOp } from './machine-util.js';
 
@@ -64,6 +64,34 @@ describe('task columns', () => {
     expect(c.slotBytes).toBe(4);
     expect([0, 1, 2, 3, 4].map((i) => c.get(i))).toEqual([3, -7, 300, 70_000, 0]);
     expect(c.wideCount).toBe(1);
+  });
+
+  it('widening is per block: a value that needs four bytes widens only its block, and each block row carries its own width', () => {
+    const B = TASKS_PER_BLOCK;
+    const c = new NumColumn(4 * B, 1, 0);
+    c.set(0, 5);
+    c.set(B + 7, 300);
+    c.set(3 * B + 1, 70_000);
+    c.set(3 * B + 2, -1); // side map
+    // Slots held: block 0 one byte, block 1 two, block 2 none, block 3 four (not 4 x 4 bytes).
+    expect(c.bytes).toBe(B + 2 * B + 4 * B);
+    const rows = [0, 1, 2, 3].map((b) => {
+      const w = new BinWriter();
+      const d = c.blockRow(w, b, b * B, (b + 1) * B);
+      return { d, bin: w.finish() };
+    });
+    expect(rows.map((r) => (r.d === 0 ? 0 : (r.d as unknown[])[0]))).toEqual([0, 1, 0, 2]);
+    expect(rows.map((r) => r.bin?.byteLength ?? 0)).toEqual([B, 2 * B, 0, 4 * B]);
+    // Back into a fresh column, block by block: every value exact, widths as written.
+    const back = new NumColumn(4 * B, 1, 0);
+    rows.forEach((r, b) => back.loadBlock(r.d, new BinReader(r.bin ?? new Uint8Array(0)), b, b * B, B));
+    for (const i of [0, 1, B + 7, 2 * B, 3 * B + 1, 3 * B + 2, 4 * B - 1]) expect(back.get(i)).toBe(c.get(i));
+    expect([back.get(0), back.get(B + 7), back.get(3 * B + 1), back.get(3 * B + 2)]).toEqual([5, 300, 70_000, -1]);
+    expect(back.bytes).toBe(c.bytes);
+    // A block loaded narrow widens on its own when a later value needs it.
+    back.set(5, 70_001);
+    expect([back.get(0), back.get(5)]).toEqual([5, 70_001]);
+    expect(back.bytes).toBe(4 * B + 2 * B + 4 * B);
   });
 
   it('an agent column keeps ids, null and non-string values', () => {
