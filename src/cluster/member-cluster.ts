@@ -1,7 +1,7 @@
 // Cluster mode's backend: the one member this process runs, over TCP, with link-level fault
 // injection that the serving leader can spread to its peers' processes (admin requests).
 
-import { diskReserveFromEnv } from '../swarm/swarm.js';
+import { commitNoticeDelayFromEnv, diskReserveFromEnv } from '../swarm/swarm.js';
 import type { ClusterBackend, Committed, FaultControl, LinkCounters } from '../host/cluster-backend.js';
 import { NodeHost, type RoleChange, type StateMachine } from '../host/node-host.js';
 import type { Transport } from '../host/transport.js';
@@ -208,7 +208,7 @@ export class MemberCluster implements ClusterBackend {
       diskReserveBytes: diskReserveFromEnv(),
       // One member per process: nothing else shares the loop (see NodeHostOptions).
       inlineLightSyncs: true,
-      commitNoticeDelayMs: Number(process.env.CONCORD_COMMIT_NOTICE_DELAY_MS ?? 2),
+      commitNoticeDelayMs: commitNoticeDelayFromEnv(),
     });
     host.onRoleChange((c) => {
       for (const l of this.listeners) l(c);

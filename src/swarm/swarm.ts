@@ -504,6 +504,21 @@ export function diskReserveFromEnv(env = process.env): number | undefined {
   return Math.round(mb * (1 << 20));
 }
 
+/** Cluster mode's default NodeHostOptions.commitNoticeDelayMs. */
+export const CLUSTER_COMMIT_NOTICE_DELAY_MS = 2;
+
+/**
+ * CONCORD_COMMIT_NOTICE_DELAY_MS: how long a cluster-mode leader holds a commit-only append
+ * (NodeHostOptions.commitNoticeDelayMs); 0 sends them at once (for A/B runs).
+ */
+export function commitNoticeDelayFromEnv(env = process.env): number {
+  const v = env.CONCORD_COMMIT_NOTICE_DELAY_MS;
+  if (v === undefined || v === '') return CLUSTER_COMMIT_NOTICE_DELAY_MS;
+  const ms = Number(v);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 50) throw new UserError('invalid_argument', `CONCORD_COMMIT_NOTICE_DELAY_MS=${JSON.stringify(v)}: accepted: a number of ms from 0 to 50 (0 sends commit notices at once; default ${CLUSTER_COMMIT_NOTICE_DELAY_MS})`);
+  return ms;
+}
+
 /** Swarm timing (ms) to Raft ticks; unset config gives the defaults (150-300 ms, 50 ms). */
 export function raftTiming(cfg: SwarmConfig | undefined): Partial<Omit<RaftConfig, 'id' | 'seed'>> {
   const c = cfg ?? DEFAULT_SWARM_CONFIG;

@@ -12,6 +12,7 @@ import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { Prng } from '../../src/util/prng.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 import { RecordingMachine } from '../helpers/sim-cluster.js';
+import { commitNoticeDelayFromEnv } from '../../src/swarm/swarm.js';
 
 const HOP_MS = 1;
 // Heartbeats every 5 ticks of 10 ms: a follower that learns a commit within 10 ms after the
@@ -99,5 +100,16 @@ describe('NodeHost commitNoticeDelayMs', () => {
     const after = sent.filter((m) => m.from === leader.id && commitOnly(m)).length;
     expect(after).toBe(during + 2);
     cluster.close();
+  });
+});
+
+describe('CONCORD_COMMIT_NOTICE_DELAY_MS', () => {
+  it('defaults to 2 ms in cluster mode, accepts 0-50, and names the accepted range otherwise', () => {
+    expect(commitNoticeDelayFromEnv({})).toBe(2);
+    expect(commitNoticeDelayFromEnv({ CONCORD_COMMIT_NOTICE_DELAY_MS: '0' })).toBe(0);
+    expect(commitNoticeDelayFromEnv({ CONCORD_COMMIT_NOTICE_DELAY_MS: '5' })).toBe(5);
+    for (const bad of ['-1', 'fast', '51']) {
+      expect(() => commitNoticeDelayFromEnv({ CONCORD_COMMIT_NOTICE_DELAY_MS: bad })).toThrow(/CONCORD_COMMIT_NOTICE_DELAY_MS=.*accepted: a number of ms from 0 to 50/);
+    }
   });
 });
