@@ -7,51 +7,15 @@
 // The outcome is unknown, and must be answered as such (session_expired), as for other writes.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ClusterBackend } from '../../src/host/cluster-backend.js';
-import { RequestTimeoutError, type NodeHost } from '../../src/host/node-host.js';
 import type { Op } from '../../src/machine/types.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { Proposer } from '../../src/swarm/proposer.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
-import { removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
+import { lossy, removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
 
 const HOUR_MS = 3_600_000;
 const put = (key: string, value: unknown, if_version: number | null): Op => ({ t: 'mem.put', key, namespace: 'default', value, ttl_s: null, if_version });
 const del = (key: string, if_version: number | null): Op => ({ t: 'mem.del', key, namespace: 'default', if_version });
-
-/** The swarm's cluster, except that the next proposal (when `lose.next`) commits and applies but its answer is lost, after `whileLost` ran. */
-function lossy(inner: ClusterBackend, whileLost: () => Promise<void>): { backend: ClusterBackend; lose: { next: boolean } } {
-  const lose = { next: false };
-  const bind = <T extends object>(t: T, p: string | symbol): unknown => {
-    const v = Reflect.get(t, p) as unknown;
-    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-  };
-  const wrapHost = (h: NodeHost): NodeHost =>
-    new Proxy(h, {
-      get(t, p) {
-        if (p !== 'propose') return bind(t, p);
-        return (data: string, ms: number) => {
-          const committed = t.propose(data, ms);
-          if (!lose.next) return committed;
-          lose.next = false;
-          return committed.then(async () => {
-            await whileLost();
-            throw new RequestTimeoutError('proposal', ms);
-          });
-        };
-      },
-    });
-  const backend = new Proxy(inner, {
-    get(t, p) {
-      if (p !== 'leader') return bind(t, p);
-      return () => {
-        const l = t.leader();
-        return l ? wrapHost(l) : undefined;
-      };
-    },
-  });
-  return { backend, lose };
-}
 
 describe('Proposer: a compare-and-set re-sent after its session expired', () => {
   let dir = '';

@@ -3,55 +3,16 @@
 // session expired is never re-sent blindly: the caller gets session_expired, outcome unknown.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ClusterBackend } from '../../src/host/cluster-backend.js';
-import { RequestTimeoutError, type NodeHost } from '../../src/host/node-host.js';
 import type { OpResult } from '../../src/machine/coordination-machine.js';
 import type { Op } from '../../src/machine/types.js';
 import { Proposer } from '../../src/swarm/proposer.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
-import { removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
+import { lossy, removeDir, swarmWithAgents, tempDataDir } from './service-util.js';
 
 const HOUR_MS = 3_600_000;
 
 const put = (key: string, value: unknown, if_version: number | null = null): Op => ({ t: 'mem.put', key, namespace: 'default', value, ttl_s: null, if_version });
-
-/**
- * The swarm's cluster, except that when `lose` is set the next proposal is committed and
- * applied but its answer is lost (the caller sees a timeout), after `whileLost` ran.
- */
-function lossy(inner: ClusterBackend, whileLost: () => Promise<void>): { backend: ClusterBackend; lose: { next: boolean } } {
-  const lose = { next: false };
-  const bind = <T extends object>(t: T, p: string | symbol): unknown => {
-    const v = Reflect.get(t, p) as unknown;
-    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-  };
-  const wrapHost = (h: NodeHost): NodeHost =>
-    new Proxy(h, {
-      get(t, p) {
-        if (p !== 'propose') return bind(t, p);
-        return (data: string, ms: number) => {
-          const committed = t.propose(data, ms);
-          if (!lose.next) return committed;
-          lose.next = false;
-          return committed.then(async () => {
-            await whileLost();
-            throw new RequestTimeoutError('proposal', ms);
-          });
-        };
-      },
-    });
-  const backend = new Proxy(inner, {
-    get(t, p) {
-      if (p !== 'leader') return bind(t, p);
-      return () => {
-        const l = t.leader();
-        return l ? wrapHost(l) : undefined;
-      };
-    },
-  });
-  return { backend, lose };
-}
 
 describe('Proposer: registered sessions', () => {
   let dir = '';

@@ -6,6 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach } from 'vitest';
 import { spawnAgent } from '../../src/service/agents.js';
+import type { ClusterBackend } from '../../src/host/cluster-backend.js';
+import { RequestTimeoutError, type NodeHost } from '../../src/host/node-host.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
@@ -73,3 +75,40 @@ export function testResources(): { dir: (tag: string) => string; keep: (c: Coord
 
 /** Election timeouts well above any event-loop stall of a loaded test machine (consensus_config patch). */
 export const CALM = { election_timeout_min: 1_000, election_timeout_max: 2_000, heartbeat_interval: 100 };
+
+/**
+ * The swarm's cluster, except that when `lose` is set the next proposal is committed and
+ * applied but its answer is lost (the caller sees a timeout), after `whileLost` ran.
+ */
+export function lossy(inner: ClusterBackend, whileLost: () => Promise<void>): { backend: ClusterBackend; lose: { next: boolean } } {
+  const lose = { next: false };
+  const bind = <T extends object>(t: T, p: string | symbol): unknown => {
+    const v = Reflect.get(t, p) as unknown;
+    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+  };
+  const wrapHost = (h: NodeHost): NodeHost =>
+    new Proxy(h, {
+      get(t, p) {
+        if (p !== 'propose') return bind(t, p);
+        return (data: string, ms: number) => {
+          const committed = t.propose(data, ms);
+          if (!lose.next) return committed;
+          lose.next = false;
+          return committed.then(async () => {
+            await whileLost();
+            throw new RequestTimeoutError('proposal', ms);
+          });
+        };
+      },
+    });
+  const backend = new Proxy(inner, {
+    get(t, p) {
+      if (p !== 'leader') return bind(t, p);
+      return () => {
+        const l = t.leader();
+        return l ? wrapHost(l) : undefined;
+      };
+    },
+  });
+  return { backend, lose };
+}
