@@ -1,5 +1,5 @@
 import { LocalCluster } from '../../src/host/local-cluster.js';
-import type { StateMachine } from '../../src/host/node-host.js';
+import type { NodeHost, StateMachine } from '../../src/host/node-host.js';
 import type { Entry, NodeId, RaftConfig } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { Prng } from '../../src/util/prng.js';
@@ -46,4 +46,18 @@ export function simCluster(o: SimClusterOptions) {
     compactionThreshold: o.compactionThreshold ?? 1000,
   });
   return { clock, prng, ids, cluster, storages };
+}
+
+/**
+ * Starts every member and runs virtual time until one leads, then 100 ms more (its first-term
+ * no-op commits). Throws when no leader emerges within 3 s of virtual time.
+ */
+export async function electLeader(clock: VirtualClock, cluster: LocalCluster): Promise<NodeHost> {
+  cluster.startAll();
+  for (let i = 0; i < 300 && !cluster.leader(); i++) clock.runFor(10);
+  const leader = cluster.leader();
+  if (!leader) throw new Error('no leader within 3 s of virtual time');
+  clock.runFor(100);
+  await Promise.resolve();
+  return leader;
 }

@@ -11,7 +11,7 @@ import type { Message, NodeId } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import { Prng } from '../../src/util/prng.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
-import { RecordingMachine } from '../helpers/sim-cluster.js';
+import { electLeader as elect, RecordingMachine } from '../helpers/sim-cluster.js';
 import { commitNoticeDelayFromEnv } from '../../src/swarm/swarm.js';
 
 const HOP_MS = 1;
@@ -45,16 +45,6 @@ function setup(commitNoticeDelayMs: number) {
     route(m, senderClosed);
   };
   return { clock, cluster, machines, sent };
-}
-
-async function elect(clock: VirtualClock, cluster: LocalCluster): Promise<NodeHost> {
-  cluster.startAll();
-  for (let i = 0; i < 300 && !cluster.leader(); i++) clock.runFor(10);
-  const leader = cluster.leader();
-  expect(leader).toBeDefined();
-  clock.runFor(100);
-  await Promise.resolve();
-  return leader!;
 }
 
 /** One write at a time, each proposed as soon as the previous one is answered. */

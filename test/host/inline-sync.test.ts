@@ -11,7 +11,7 @@ import type { HardState, Message, NodeId } from '../../src/raft/types.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { PersistBatch } from '../../src/storage/types.js';
 import { Prng } from '../../src/util/prng.js';
-import { RecordingMachine } from '../helpers/sim-cluster.js';
+import { electLeader as elect, RecordingMachine } from '../helpers/sim-cluster.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 
 interface Image {
@@ -119,17 +119,6 @@ function setup(inlineLightSyncs: boolean, raft: LocalClusterOptions['raft'] = {}
     route(m, senderClosed);
   };
   return { clock, cluster, storages, machines, violations };
-}
-
-async function elect(clock: VirtualClock, cluster: LocalCluster): Promise<NodeHost> {
-  cluster.startAll();
-  for (let i = 0; i < 300 && !cluster.leader(); i++) clock.runFor(10);
-  const leader = cluster.leader();
-  expect(leader).toBeDefined();
-  // The leader's first-term no-op and its commit.
-  clock.runFor(100);
-  await Promise.resolve();
-  return leader!;
 }
 
 /** Proposes `values` together and runs until all are answered. */
