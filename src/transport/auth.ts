@@ -9,7 +9,8 @@
 //   written by `concord secret client`. It proves only "client:<name>" identities, which may
 //   send requests and never Raft messages; it cannot be turned into a member key.
 
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
+import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 
 export const PROTOCOL_VERSION = 2;
@@ -173,25 +174,62 @@ export function equalMac(a: Buffer, b: Buffer): boolean {
 export const Direction = { InitiatorToAcceptor: 0, AcceptorToInitiator: 1 } as const;
 export type Direction = (typeof Direction)[keyof typeof Direction];
 
+/** SHA-256's block size: HMAC pads its key to this. */
+const SHA256_BLOCK_BYTES = 64;
+/** Tag header (direction, sequence number, frame type) after the key pad in `inner`. */
+const TAG_HEAD_BYTES = 10;
+/**
+ * Frames whose payload is at most this long are tagged with two one-shot hashes over copies
+ * (see FrameAuth); longer ones (snapshot chunks) with createHmac, which hashes them in place.
+ */
+const ONE_SHOT_MAX_BYTES = 4096;
+/** crypto.hash (Node >= 20.12): one call, digest looked up once per process, no hash object. */
+const oneShotHash = (nodeCrypto as { hash?: (algorithm: string, data: Buffer, encoding: 'buffer') => Buffer }).hash;
+
 /**
  * Per-direction frame tagging. The sequence number is implicit (both ends count frames), so
  * a dropped, replayed or reordered frame fails verification, as does any flipped bit.
+ *
+ * The tag is HMAC-SHA256(key, dir || seq || type || payload) (RFC 2104). For the small frames
+ * of the write path (appends, acknowledgements, heartbeats) it is computed as
+ * H((K ^ opad) || H((K ^ ipad) || message)) with the padded keys computed once per connection:
+ * createHmac looked the digest up by name, allocated a context and hashed both key pads for
+ * every frame (measured: ~9% of a cluster follower's CPU per write in perf, warm JIT).
  */
 export class FrameAuth {
   private sendSeq = 0n;
   private recvSeq = 0n;
+  /** (K ^ ipad) then the tag header, rewritten per tag. */
+  private readonly inner: Buffer;
+  /** (K ^ opad) then the inner digest, rewritten per tag. */
+  private readonly outer: Buffer;
 
   constructor(
     private readonly key: Buffer,
     private readonly sendDir: Direction,
-  ) {}
+  ) {
+    const k = key.length > SHA256_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key;
+    this.inner = Buffer.alloc(SHA256_BLOCK_BYTES + TAG_HEAD_BYTES, 0x36);
+    this.outer = Buffer.alloc(SHA256_BLOCK_BYTES + TAG_BYTES, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      this.inner[i]! ^= k[i]!;
+      this.outer[i]! ^= k[i]!;
+    }
+  }
 
   private tag(dir: number, seq: bigint, type: number, parts: readonly Buffer[]): Buffer {
-    const head = Buffer.allocUnsafe(10);
-    head.writeUInt8(dir, 0);
-    head.writeBigUInt64BE(seq, 1);
-    head.writeUInt8(type, 9);
-    const h = createHmac('sha256', this.key).update(head);
+    const inner = this.inner;
+    inner.writeUInt8(dir, SHA256_BLOCK_BYTES);
+    inner.writeBigUInt64BE(seq, SHA256_BLOCK_BYTES + 1);
+    inner.writeUInt8(type, SHA256_BLOCK_BYTES + 9);
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
+    if (oneShotHash && bytes <= ONE_SHOT_MAX_BYTES) {
+      const innerDigest = oneShotHash('sha256', Buffer.concat([inner, ...parts], inner.length + bytes), 'buffer');
+      innerDigest.copy(this.outer, SHA256_BLOCK_BYTES);
+      return oneShotHash('sha256', this.outer, 'buffer');
+    }
+    const h = createHmac('sha256', this.key).update(inner.subarray(SHA256_BLOCK_BYTES));
     for (const p of parts) h.update(p);
     return h.digest();
   }

@@ -1,5 +1,5 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -68,6 +68,45 @@ describe('FrameAuth', () => {
     // Reflection: the sender cannot be fed its own frames back.
     const back = new FrameAuth(key, Direction.InitiatorToAcceptor);
     expect(back.open(FrameType.MSG, body(new FrameAuth(key, Direction.InitiatorToAcceptor).sign(FrameType.MSG, [payload])))).toBeNull();
+  });
+});
+
+describe('FrameAuth tags are HMAC-SHA256 over direction, sequence, type and payload', () => {
+  // The reference: what every member computed with createHmac before the one-shot path, so
+  // old and new members interoperate. Sizes straddle the one-shot limit (4096) and the block.
+  const reference = (key: Buffer, dir: number, seq: bigint, type: number, parts: Buffer[]): Buffer => {
+    const head = Buffer.alloc(10);
+    head.writeUInt8(dir, 0);
+    head.writeBigUInt64BE(seq, 1);
+    head.writeUInt8(type, 9);
+    const h = createHmac('sha256', key).update(head);
+    for (const p of parts) h.update(p);
+    return h.digest();
+  };
+  for (const keyBytes of [32, 64, 100]) {
+    it(`${keyBytes}-byte key: every tag equals createHmac's, and the other end opens it`, () => {
+      const key = randomBytes(keyBytes);
+      const tx = new FrameAuth(key, Direction.AcceptorToInitiator);
+      const rx = new FrameAuth(key, Direction.InitiatorToAcceptor);
+      let seq = 0n;
+      for (const size of [0, 1, 55, 64, 1000, 4095, 4096, 4097, 70_000]) {
+        for (const split of [false, true]) {
+          const data = randomBytes(size);
+          const parts = split ? [data.subarray(0, size >> 1), data.subarray(size >> 1)] : [data];
+          const type = split ? FrameType.SNAP_CHUNK : FrameType.MSG;
+          const tag = tx.sign(type, parts);
+          expect(tag.equals(reference(key, Direction.AcceptorToInitiator, seq++, type, parts)), `size ${size} split ${split}`).toBe(true);
+          expect(rx.open(type, Buffer.concat([data, tag]))?.equals(data)).toBe(true);
+        }
+      }
+    });
+  }
+  it('sequence numbers past 2^32 are tagged as 64-bit values', () => {
+    const key = randomBytes(32);
+    const tx = new FrameAuth(key, Direction.InitiatorToAcceptor);
+    (tx as unknown as { sendSeq: bigint }).sendSeq = 2n ** 32n + 5n;
+    const p = Buffer.from('[]');
+    expect(tx.sign(FrameType.MSG, [p]).equals(reference(key, Direction.InitiatorToAcceptor, 2n ** 32n + 5n, FrameType.MSG, [p]))).toBe(true);
   });
 });
 
