@@ -596,6 +596,11 @@ export class NodeHost {
     };
   }
 
+  /** Snapshot counters alone (cheap, for a member's status; metrics() also reads storage). */
+  snapshotCounts(): { taken: number; installed: number; lastInstall: HostMetrics['lastInstall'] } {
+    return { taken: this.snapshotsTaken, installed: this.snapshotsInstalled, lastInstall: this.lastInstall };
+  }
+
   /** Since this member last heard from the leader it follows (ms); null: none heard this life. */
   leaderContactAgeMs(): number | null {
     if (this.role === 'leader') return 0;
