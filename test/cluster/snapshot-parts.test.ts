@@ -11,6 +11,10 @@
 // queue and catches up on entries its leader has long compacted, without a snapshot. That is
 // why an earlier version of this test (90 writes) saw no install on a quiet machine. Past 256
 // writes the leader stops sending, so the member needs entries only a snapshot still holds.
+//
+// The relay cuts the link at whatever byte it is at, almost always inside a SNAP_PART frame:
+// the receiver used to take that for a protocol violation and drop its partial snapshot, so
+// the transfer started over (measured here: 4.45 MB accepted for a 3.07 MB state).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,7 +26,7 @@ import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import { freePorts, killAll, MemberProc, requireBuild, waitFor } from './procs.js';
-import { TcpProxy } from './tcp-proxy.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const IDS = ['p1', 'p2', 'p3'];
 const PART_CHARS = 64 << 10;

@@ -12,6 +12,7 @@ import { FrameType, MAX_FRAME_BYTES } from '../../src/transport/frame.js';
 import type { TcpLimits } from '../../src/transport/limits.js';
 import { decodeAck, encodePart, type PartAck, type PartHeader } from '../../src/transport/snapshot-stream.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { captureLog, FAST, msg, RawPeer, SECRET, sleep, waitFor } from './helpers.js';
 
 const cleanup: Array<() => void> = [];
@@ -124,6 +125,32 @@ describe('snapshot streaming over TCP', () => {
     expect(a.t.stats().peers.b!.reconnects).toBeGreaterThanOrEqual(1);
     // At most the window in flight at the cut (and a part per rewind) went out twice.
     expect(a.t.stats().peers.b!.snapshotBytesOut).toBeLessThanOrEqual(total + 4 * 3 * (64 << 10));
+  });
+
+  it('resumes after the link drops in the middle of a frame (a network cut, not a protocol error)', async () => {
+    const { a, b } = await pair();
+    // a reaches b through a relay that forwards exactly up to a byte inside a SNAP_PART frame
+    // and then drops both connections, as a network failure does mid-transfer.
+    const relay = new TcpProxy({ host: '127.0.0.1', port: b.t.address!.port });
+    await relay.listen();
+    cleanup.push(() => void relay.close());
+    a.t.setPeer('b', { host: '127.0.0.1', port: relay.port });
+    a.t.disconnect('b', 'test moves the link onto the relay');
+    await waitFor(() => a.t.stats().peers.b!.connected && relay.bytesIn > 0, 'the link through the relay', 10_000);
+    const data = stateOf(3 << 20);
+    const total = Buffer.byteLength(data);
+    // 1 MiB past the relay's count now: inside the ~16th of 64 KiB parts, 777 bytes past a
+    // multiple of 1 MiB, never a frame boundary (each frame is a part plus a header).
+    relay.cutAfterBytes = relay.bytesIn + (1 << 20) + 777;
+    a.t.send(snapMsg(750, data));
+    await waitFor(() => snaps(b).length === 1, 'snapshot after reconnect', 20_000);
+    expect(relay.cuts).toBe(1);
+    expect(b.log.find(/truncated frame/)).toBeDefined();
+    expect(snaps(b)[0]!.snapshot!.data === data).toBe(true);
+    // The receiver kept what it had: every byte accepted once, the sender resumed.
+    expect(b.t.stats().peers.a!.snapshotBytesIn).toBe(total);
+    expect(a.t.stats().peers.b!.snapshotResumes).toBeGreaterThanOrEqual(1);
+    expect(b.t.stats().protocolErrors).toBe(0);
   });
 
   it('state data in parts arrives as the same parts, resuming after the connection drops mid-transfer', async () => {

@@ -1,7 +1,7 @@
-// A TCP relay in front of a member for cluster tests: the other members dial it (it is the
-// member's address in --peers) and it forwards to the member's real --listen port. The test
-// can slow the direction from the dialer to the member (so a transfer is observable while it
-// runs) and cut every connection at once (a dropped link mid-transfer).
+// A TCP relay in front of a member for tests: its peers dial the relay (the member's address
+// in --peers, or setPeer) and it forwards to the member's real port. The test can slow the
+// direction from the dialer to the member (so a transfer is observable while it runs), cut
+// every connection at once, or cut after an exact byte count (mid-frame: a dropped link).
 
 import net from 'node:net';
 
@@ -13,12 +13,20 @@ export class TcpProxy {
   /** Bytes relayed from dialers to the member, and connections cut, since start. */
   bytesIn = 0;
   cuts = 0;
+  /** Once this many bytes went from dialers to the member, forward no more and cut (once). */
+  cutAfterBytes: number | null = null;
 
   constructor(private readonly target: { host: string; port: number }) {
     this.server = net.createServer((a) => this.relay(a));
   }
 
-  listen(port: number): Promise<void> {
+  /** The port it listens on (after listen). */
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** Listen on 127.0.0.1:port (0: any free port). */
+  listen(port = 0): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, '127.0.0.1', () => resolve());
@@ -51,6 +59,16 @@ export class TcpProxy {
     }
     b.pipe(a);
     a.on('data', (chunk: Buffer) => {
+      const cutAt = this.cutAfterBytes;
+      if (cutAt !== null && this.bytesIn + chunk.length >= cutAt) {
+        this.cutAfterBytes = null;
+        const head = chunk.subarray(0, cutAt - this.bytesIn);
+        this.bytesIn += head.length;
+        // The bytes before the cut reach the member, then both ends see the link drop.
+        b.write(head, () => this.cutAll());
+        a.pause();
+        return;
+      }
       this.bytesIn += chunk.length;
       const rate = this.rateBytesPerS;
       if (rate === null) {
