@@ -205,6 +205,39 @@ describe('snapshot streaming over TCP', () => {
     expect(inBytes).toBeLessThan(t2 + t1);
   });
 
+  it('a resend of a snapshot the receiver acknowledged in full is not sent again on the same connection', async () => {
+    // The core resends until the follower answers, which a large install delays by minutes:
+    // each resend used to start the whole transfer over (and deliver the state again).
+    const { a, b } = await pair();
+    const data = stateOf(1 << 20);
+    const total = Buffer.byteLength(data);
+    a.t.send(snapMsg(900, data));
+    await waitFor(() => snaps(b).length === 1 && a.t.stats().peers.b!.chunkedOut === 1, 'snapshot and its final acknowledgement', 20_000);
+    for (let i = 0; i < 3; i++) a.t.send(snapMsg(900, data));
+    a.t.send(msg('a', 'b', { context: 'after-resends' }));
+    await waitFor(() => b.got.some((m) => m.context === 'after-resends'), 'a message sent after the resends');
+    await sleep(100);
+    expect(snaps(b).length).toBe(1);
+    expect(a.t.stats().peers.b!.snapshotBytesOut).toBe(total);
+    // A new connection (the follower may have restarted) sends it again.
+    b.t.disconnect('a', 'test replaces the connection');
+    await waitFor(() => a.t.stats().peers.b!.reconnects >= 1 && a.t.stats().peers.b!.connected, 'reconnect', 10_000);
+    a.t.send(snapMsg(900, data));
+    await waitFor(() => snaps(b).length === 2, 'the snapshot again on the new connection', 20_000);
+    expect(snaps(b)[1]!.snapshot!.data === data).toBe(true);
+  });
+
+  it('a resend after snapshotResumeMs goes again on the same connection', async () => {
+    const { a, b } = await pair({ ...SMALL, snapshotResumeMs: 200 });
+    const data = stateOf(256 << 10);
+    a.t.send(snapMsg(901, data));
+    await waitFor(() => snaps(b).length === 1 && a.t.stats().peers.b!.chunkedOut === 1, 'snapshot and its final acknowledgement', 20_000);
+    await sleep(300);
+    a.t.send(snapMsg(901, data));
+    await waitFor(() => snaps(b).length === 2, 'the snapshot again', 20_000);
+    expect(a.t.stats().peers.b!.reconnects).toBe(0);
+  });
+
   it('refuses a snapshot over maxSnapshotBytes at the sender', async () => {
     const { a, b } = await pair({ ...SMALL, maxSnapshotBytes: 1 << 20 });
     a.t.send(snapMsg(1000, stateOf(2 << 20)));
