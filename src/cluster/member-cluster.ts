@@ -116,6 +116,13 @@ export class MemberCluster implements ClusterBackend {
       // How many ticks the election timer then had left (its random part).
       if (traced) traceWrite('leader_refused', undefined, id, { ticks_left: h!.core.ticksUntilTimeout(), role: h!.core.role });
     });
+    // Parts of a snapshot are checked as they arrive, not all at once at the end (1 GiB: seconds).
+    this.transport.onSnapshotParts(
+      (peer, parts, i) => {
+        if (!this.links.blocked.has(peer)) this.local()?.prepareSnapshotPart(parts, i);
+      },
+      (_peer, parts) => this.local()?.dropSnapshotParts(parts),
+    );
     this.network = this.faults();
   }
 

@@ -35,6 +35,13 @@ export interface StateMachine {
    * serialized over several turns, applies held. */
   snapshotSteps?(): Generator<void, SnapshotData>;
   restore(data: SnapshotData): void;
+  /**
+   * Part i of a multi-part snapshot still arriving from a peer (`parts` fills in as it does and
+   * is the data checkSnapshot gets later): check and parse it now, so the check of the whole
+   * parses nothing. `dropSnapshotParts`: that transfer is gone.
+   */
+  prepareSnapshotPart?(parts: readonly string[], i: number): void;
+  dropSnapshotParts?(parts: readonly string[]): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
   /** Why snapshot data received from a peer cannot be restored, or null (checked before the core takes it). */
@@ -594,6 +601,15 @@ export class NodeHost {
       snapshotSeconds: this.snapshotHistogram.snapshot(),
       rttSeconds: new Map([...this.rttHistograms].map(([id, h]) => [id, h.snapshot()])),
     };
+  }
+
+  /** A part of a snapshot arriving from a peer (see StateMachine.prepareSnapshotPart). */
+  prepareSnapshotPart(parts: readonly string[], i: number): void {
+    if (this.running) this.opts.machine.prepareSnapshotPart?.(parts, i);
+  }
+
+  dropSnapshotParts(parts: readonly string[]): void {
+    this.opts.machine.dropSnapshotParts?.(parts);
   }
 
   /** Snapshot counters alone (cheap, for a member's status; metrics() also reads storage). */

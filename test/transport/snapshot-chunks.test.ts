@@ -173,6 +173,31 @@ describe('snapshot streaming over TCP', () => {
     expect(a.t.stats().peers.b!.snapshotResumes).toBeGreaterThanOrEqual(1);
   });
 
+  it('hands each data part over as it completes, before the whole arrived, in the array later delivered', async () => {
+    const { a, b } = await pair();
+    // Sizes that end on whole characters (a lone surrogate would not survive UTF-8).
+    const parts = [stateOf(40 << 10, 'm'), stateOf(700 << 10, 'p'), '', stateOf(1 << 20, 'r')];
+    const total = parts.reduce((n, x) => n + Buffer.byteLength(x), 0);
+    const events: string[] = [];
+    let arrays: Array<readonly string[]> = [];
+    b.progress = (_p, received) => void (received === total && events.push('last byte'));
+    b.t.onSnapshotParts(
+      (peer, arr, i) => {
+        expect(peer).toBe('a');
+        events.push(`part ${i}: ${arr[i] === parts[i]}`);
+        arrays.push(arr);
+      },
+      (_peer, arr) => events.push(`drop ${arr === arrays[0]}`),
+    );
+    a.t.send(msg('a', 'b', { type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 820, term: 2, confState: { voters: ['a', 'b'], learners: [] } }, data: parts } }));
+    await waitFor(() => snaps(b).length === 1, 'snapshot', 20_000);
+    // Parts 0-2 before the last frame; the last part, then (after delivery) the drop.
+    expect(events).toEqual(['part 0: true', 'part 1: true', 'part 2: true', 'part 3: true', 'drop true', 'last byte']);
+    expect(new Set(arrays).size).toBe(1);
+    expect(snaps(b)[0]!.snapshot!.data).toBe(arrays[0]);
+    arrays = [];
+  });
+
   it('the core resending the same snapshot mid-transfer continues it; a newer one restarts cleanly', async () => {
     const { a, b } = await pair();
     const s1 = stateOf(2 << 20, 'one');
