@@ -202,6 +202,17 @@ async function clusterMain(): Promise<void> {
     const during = (hist.elections ?? []).filter((e) => (e.term as number) > termBefore).map((e) => ({ term: e.term, old: e.old_leader, new: e.new_leader, cause: e.cause, detection_ms: e.detection_ms }));
     const installs = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot installed"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { parts: number; chars: number; restore_ms: number });
     const crashes = procs.flatMap((m) => m.crashes().map((e) => `${m.id}: ${JSON.stringify(e)}`));
+    // State bytes the member accepted and its peers sent (more than the state: restarted transfers).
+    const rx = await c.status(p.addr).catch(() => null);
+    const bytesIn = rx ? Object.values(rx.links).reduce((n, l) => n + (l.snapshot_bytes_in ?? 0), 0) : null;
+    let bytesOut = 0;
+    let resumes = 0;
+    for (const m of procs) {
+      if (m === p) continue;
+      const l = (await c.status(m.addr).catch(() => null))?.links[lagging];
+      bytesOut += l?.snapshot_bytes_out ?? 0;
+      resumes += l?.snapshot_resumes ?? 0;
+    }
     c.close();
     console.log(JSON.stringify({
       bench: 'snapshot-install-cluster',
@@ -223,6 +234,9 @@ async function clusterMain(): Promise<void> {
       same_leader: leaderAfter === leader,
       elections: during,
       installs: installs.length,
+      receiver_snapshot_bytes_in: bytesIn,
+      senders_snapshot_bytes_out: bytesOut,
+      snapshot_resumes: resumes,
       crashes,
       load_average_1m: Math.round(os.loadavg()[0]! * 100) / 100,
     }));
