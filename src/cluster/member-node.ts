@@ -342,7 +342,7 @@ export class MemberNode {
           },
         ]),
       ),
-      snapshots: sc && { taken: sc.taken, installed: sc.installed, last_install: sc.lastInstall && { index: sc.lastInstall.index, parts: sc.lastInstall.parts, chars: sc.lastInstall.chars, restore_ms: Math.round(sc.lastInstall.restoreMs) } },
+      snapshots: sc && { taken: sc.taken, installed: sc.installed, last_install: sc.lastInstall && { index: sc.lastInstall.index, parts: sc.lastInstall.parts, chars: sc.lastInstall.chars, restore_ms: Math.round(sc.lastInstall.restoreMs), parts_checked_on_arrival: sc.lastInstall.partsCheckedOnArrival } },
       auth_failures: t.authFailures,
       protocol_errors: t.protocolErrors,
       event_loop_delay_ms: {

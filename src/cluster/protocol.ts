@@ -75,10 +75,10 @@ export interface MemberStatus {
   }>;
   /**
    * This member's snapshots since its process started: taken (checkpoints included), installed
-   * from a leader, and the last install (index, parts, size in UTF-16 characters, restore time).
-   * Null while the member does not run.
+   * from a leader, and the last install (index, parts, size in UTF-16 characters, restore time,
+   * parts checked and parsed as they arrived rather than at the end). Null while it does not run.
    */
-  snapshots?: { taken: number; installed: number; last_install: { index: number; parts: number; chars: number; restore_ms: number } | null } | null;
+  snapshots?: { taken: number; installed: number; last_install: { index: number; parts: number; chars: number; restore_ms: number; parts_checked_on_arrival: number } | null } | null;
   /** Connections refused for authentication and closed for protocol errors, since start. */
   auth_failures: number;
   protocol_errors: number;

@@ -225,8 +225,9 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
-  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters) and restore wall time. */
-  lastInstall: { index: number; parts: number; chars: number; restoreMs: number } | null;
+  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters), restore
+   * wall time, and how many of its parts the machine checked as they arrived (prepareSnapshotPart). */
+  lastInstall: { index: number; parts: number; chars: number; restoreMs: number; partsCheckedOnArrival: number } | null;
   /** Of snapshotsTaken, checkpoints (changed rows written, no snapshot serialized), and the rows they wrote. */
   checkpointsTaken: number;
   checkpointRows: number;
@@ -605,12 +606,18 @@ export class NodeHost {
 
   /** A part of a snapshot arriving from a peer (see StateMachine.prepareSnapshotPart). */
   prepareSnapshotPart(parts: readonly string[], i: number): void {
-    if (this.running) this.opts.machine.prepareSnapshotPart?.(parts, i);
+    if (!this.running || !this.opts.machine.prepareSnapshotPart) return;
+    this.opts.machine.prepareSnapshotPart(parts, i);
+    if (this.arriving?.parts !== parts) this.arriving = { parts, n: 0 };
+    this.arriving.n++;
   }
 
   dropSnapshotParts(parts: readonly string[]): void {
     this.opts.machine.dropSnapshotParts?.(parts);
   }
+
+  /** Parts handed to prepareSnapshotPart, of the last snapshot arriving (for lastInstall). */
+  private arriving: { parts: readonly string[]; n: number } | null = null;
 
   /** Snapshot counters alone (cheap, for a member's status; metrics() also reads storage). */
   snapshotCounts(): { taken: number; installed: number; lastInstall: HostMetrics['lastInstall'] } {
@@ -1131,8 +1138,10 @@ export class NodeHost {
       const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
       const d = rd.snapshot.data;
-      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0 };
-      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs) }, 'snapshot installed');
+      const onArrival = this.arriving?.parts === d ? this.arriving.n : 0;
+      this.arriving = null;
+      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0, partsCheckedOnArrival: onArrival };
+      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs), parts_checked_on_arrival: onArrival }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);

@@ -126,6 +126,8 @@ describe('multi-part snapshot install in cluster mode', () => {
     const last = installed.snapshots!.last_install!;
     expect(last.parts).toBeGreaterThan(40);
     expect(last.chars).toBeGreaterThan(BIG * 60_000);
+    // Each part was checked and parsed as it arrived, not all of them once the last one came.
+    expect(last.parts_checked_on_arrival).toBe(last.parts);
     // It continued after the cut: the sender resumed at least once, and the member accepted
     // each byte of the state once (a restart from byte 0 would add the 1.5 MiB sent before
     // the cut, less at most the 4 x 64 KiB parts in flight). State is ASCII: bytes = chars.
