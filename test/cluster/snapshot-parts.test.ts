@@ -97,10 +97,10 @@ describe('multi-part snapshot install in cluster mode', () => {
       return true;
     });
 
-    // Restarted behind a slowed relay (2 MB/s from its peers), so the transfer runs long
+    // Restarted behind a slowed relay (1 MB/s from its peers), so the transfer runs long
     // enough to drop its link midway: once 1.5 MiB of snapshot state left the leader.
     const r = relay.get(lagging)!;
-    r.rateBytesPerS = 2_000_000;
+    r.rateBytesPerS = 1_000_000;
     p.start();
     await p.waitListening(30_000);
     const sentTo = async (): Promise<{ out: number; resumes: number }> => {
