@@ -608,16 +608,19 @@ export class NodeHost {
   prepareSnapshotPart(parts: readonly string[], i: number): void {
     if (!this.running || !this.opts.machine.prepareSnapshotPart) return;
     this.opts.machine.prepareSnapshotPart(parts, i);
-    if (this.arriving?.parts !== parts) this.arriving = { parts, n: 0 };
-    this.arriving.n++;
+    // Two transfers may interleave (see CoordinationMachine.preparing): the last two are counted.
+    const n = this.arriving.get(parts) ?? 0;
+    if (n === 0 && this.arriving.size >= 2) this.arriving.delete(this.arriving.keys().next().value!);
+    this.arriving.set(parts, n + 1);
   }
 
   dropSnapshotParts(parts: readonly string[]): void {
+    // Not forgotten in `arriving`: called right after delivery, before the install's Ready.
     this.opts.machine.dropSnapshotParts?.(parts);
   }
 
-  /** Parts handed to prepareSnapshotPart, of the last snapshot arriving (for lastInstall). */
-  private arriving: { parts: readonly string[]; n: number } | null = null;
+  /** Parts handed to prepareSnapshotPart, by snapshot arriving (for lastInstall). */
+  private arriving = new Map<readonly string[], number>();
 
   /** Snapshot counters alone (cheap, for a member's status; metrics() also reads storage). */
   snapshotCounts(): { taken: number; installed: number; lastInstall: HostMetrics['lastInstall'] } {
@@ -1138,8 +1141,8 @@ export class NodeHost {
       const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
       const d = rd.snapshot.data;
-      const onArrival = this.arriving?.parts === d ? this.arriving.n : 0;
-      this.arriving = null;
+      const onArrival = typeof d === 'string' ? 0 : (this.arriving.get(d) ?? 0);
+      this.arriving.clear();
       this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0, partsCheckedOnArrival: onArrival };
       logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs), parts_checked_on_arrival: onArrival }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;

@@ -65,6 +65,8 @@ const SNAPSHOT_VERSIONS = [1, 2, 3];
  * fits in one part is still written as v3.
  */
 const PARTS_VERSION = 4;
+/** Snapshot transfers whose parts are parsed as they arrive, at most (see prepareSnapshotPart). */
+const MAX_PREPARING = 2;
 
 /** One part of a v4 snapshot, parsed: part 0's meta object, or a table part's rows. */
 interface ParsedPart {
@@ -144,8 +146,12 @@ export class CoordinationMachine implements StateMachine {
   private readonly dirtySessions = new DirtyRows();
   /** The parts checkSnapshot last accepted, parsed (see restore); not replicated state. */
   private checkedParts: { parts: readonly string[]; s: Record<string, unknown> } | null = null;
-  /** Parts of a snapshot still arriving, parsed one by one (see prepareSnapshotPart). */
-  private preparing: { parts: readonly string[]; parsed: Array<ParsedPart | string> } | null = null;
+  /**
+   * Parts of snapshots still arriving, parsed one by one (see prepareSnapshotPart), by the
+   * transfer's array: two senders may stream at once (a deposed leader still sending its
+   * snapshot while the new one sends its own), so at most MAX_PREPARING are kept, oldest out.
+   */
+  private preparing = new Map<readonly string[], Array<ParsedPart | string>>();
   /** Parts checkSnapshot took already parsed from prepareSnapshotPart, since construction (tests, logs). */
   preparedPartsUsed = 0;
 
@@ -510,10 +516,10 @@ export class CoordinationMachine implements StateMachine {
   checkSnapshot(data: SnapshotData): string | null {
     const parts = snapshotParts(data);
     let s: unknown;
-    const prep = this.preparing;
-    this.preparing = null;
+    const prep = this.preparing.get(parts);
+    this.preparing.delete(parts);
     if (parts.length > 1) {
-      s = prep?.parts === parts ? this.assemblePrepared(prep) : CoordinationMachine.assembleParts(parts);
+      s = prep ? this.assemblePrepared(parts, prep) : CoordinationMachine.assembleParts(parts);
       if (typeof s === 'string') return s;
       // Parsing a large state takes seconds: restore() takes this parse if it restores these parts.
       this.checkedParts = { parts, s: s as Record<string, unknown> };
@@ -599,14 +605,17 @@ export class CoordinationMachine implements StateMachine {
    * Nothing is restored from it before checkSnapshot accepts the whole.
    */
   prepareSnapshotPart(parts: readonly string[], i: number): void {
-    if (this.preparing?.parts !== parts) this.preparing = { parts, parsed: [] };
-    const p = this.preparing;
-    if (p.parsed[i] === undefined) p.parsed[i] = CoordinationMachine.parsePart(parts[i] ?? '', i);
+    let parsed = this.preparing.get(parts);
+    if (!parsed) {
+      if (this.preparing.size >= MAX_PREPARING) this.preparing.delete(this.preparing.keys().next().value!);
+      this.preparing.set(parts, (parsed = []));
+    }
+    if (parsed[i] === undefined) parsed[i] = CoordinationMachine.parsePart(parts[i] ?? '', i);
   }
 
   /** The transfer of `parts` was given up: what prepareSnapshotPart parsed of it goes. */
   dropSnapshotParts(parts: readonly string[]): void {
-    if (this.preparing?.parts === parts) this.preparing = null;
+    this.preparing.delete(parts);
   }
 
   /** One part of a v4 snapshot parsed and checked on its own, or why it is not one. */
@@ -629,12 +638,12 @@ export class CoordinationMachine implements StateMachine {
   }
 
   /** assembleParts from the parts prepareSnapshotPart parsed (a part it missed is parsed here). */
-  private assemblePrepared(prep: NonNullable<CoordinationMachine['preparing']>): Record<string, unknown> | string {
+  private assemblePrepared(parts: readonly string[], prep: ReadonlyArray<ParsedPart | string>): Record<string, unknown> | string {
     let used = 0;
-    const r = CoordinationMachine.assembleParts(prep.parts, (i) => {
-      const had = prep.parsed[i];
+    const r = CoordinationMachine.assembleParts(parts, (i) => {
+      const had = prep[i];
       if (had !== undefined) used++;
-      return had ?? CoordinationMachine.parsePart(prep.parts[i]!, i);
+      return had ?? CoordinationMachine.parsePart(parts[i]!, i);
     });
     this.preparedPartsUsed += used;
     return r;

@@ -250,7 +250,9 @@ async function clusterMain(): Promise<void> {
     }));
   } finally {
     await killAll(procs);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    // CONCORD_BENCH_KEEP=1 keeps the members' logs and data (to see who campaigned and why).
+    if (process.env.CONCORD_BENCH_KEEP === '1') log(`kept ${tmp}`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 

@@ -108,4 +108,26 @@ describe('snapshot parts (format v4)', () => {
     expect(() => fresh.restore(garbled)).toThrow(/part 3 is not JSON/);
     expect(fresh.snapshot()).toBe(before);
   });
+
+  it('two transfers arriving interleaved (a deposed leader still sending) each keep their parsed parts', () => {
+    const m = bigState();
+    const parts = m.snapshotData(16 << 10) as readonly string[];
+    const fresh = new CoordinationMachine();
+    const fromOld: string[] = [];
+    const fromNew: string[] = [];
+    for (const [i, p] of parts.entries()) {
+      fromOld.push(p);
+      fresh.prepareSnapshotPart(fromOld, i);
+      fromNew.push(p);
+      fresh.prepareSnapshotPart(fromNew, i);
+    }
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expect(fresh.checkSnapshot(fromNew)).toBeNull();
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+    expect(fresh.preparedPartsUsed).toBe(parts.length);
+  });
 });
