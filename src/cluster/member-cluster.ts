@@ -77,6 +77,10 @@ class BlockingTransport implements Transport {
   flush(): void {
     this.inner.flush();
   }
+
+  abandonSnapshots(): void {
+    this.inner.abandonSnapshots();
+  }
 }
 
 /** Appends carrying entries and their acknowledgements, by the last entry's index; with the failover trace also heartbeats and vote traffic. */

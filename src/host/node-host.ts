@@ -1266,10 +1266,20 @@ export class NodeHost {
       }
     }
     if (leader !== null && leader !== this.leader) this.leaderChangesSeen++;
+    // Another member leads: snapshots this one streamed as leader are stale (the new leader
+    // sends its own). Not on a mere step-down: re-elected, it continues the same transfers.
+    if (leader !== null && leader !== this.id && this.streamedAsLeader) {
+      this.streamedAsLeader = false;
+      this.opts.transport.abandonSnapshots?.();
+    }
+    if (role === 'leader') this.streamedAsLeader = true;
     this.role = role;
     this.leader = leader;
     for (const l of this.listeners) l(change);
   }
+
+  /** Led since another member was last known to lead (its snapshot transfers may be under way). */
+  private streamedAsLeader = false;
 
   /** A snapshot being serialized over several turns (see serializeLater), or null. */
   private serializing: Generator<void, SnapshotData> | null = null;

@@ -183,6 +183,13 @@ export class PeerLink {
     s.prepare(() => this.scheduleFlush());
   }
 
+  /** Stop the snapshot transfer under way, if any (this member no longer leads). */
+  abandonSnapshot(): void {
+    this.snap?.cancel();
+    this.snap = null;
+    this.delivered = null;
+  }
+
   close(): void {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);

@@ -211,6 +211,11 @@ export class TcpTransport implements Transport {
     this.handler = handler;
   }
 
+  /** Stop every outgoing snapshot transfer (see Transport.abandonSnapshots). */
+  abandonSnapshots(): void {
+    for (const l of this.links.values()) l.abandonSnapshot();
+  }
+
   /**
    * Each part of a multi-part snapshot from `peer` as it completes, before the whole arrived
    * and its hash was checked (see SnapshotReceive), and each such transfer given up (`drop`).
@@ -463,6 +468,7 @@ export class TcpTransport implements Transport {
     const r = e.rx.push(payload); // throws on a violation: the connection closes, see onClose
     if (r.ack) st.conn.send(FrameType.SNAP_ACK, [encodeAck(r.ack)]);
     const accepted = r.ack !== null && !r.ack.rewind && !r.ack.error;
+
     ps.snapshotBytesIn += r.accepted ?? 0;
     if (r.ack?.error) this.log.warn({ peer, err: r.ack.error }, 'snapshot refused');
     if (r.message) {
@@ -472,6 +478,9 @@ export class TcpTransport implements Transport {
       // Delivered (the receiver checked it then, or skipped it): nothing parsed is kept for it.
       const d = r.message.snapshot?.data;
       if (Array.isArray(d)) this.partDropHandler?.(peer, d);
+      // A whole state arrived: what other peers (a deposed leader) sent of theirs, which may be
+      // as large, is not kept (a current leader still sending resumes from byte 0).
+      for (const other of [...this.snapIn.keys()]) if (other !== peer && this.snapIn.get(other)!.rx.inProgressBytes > 0) this.dropSnapshotIn(other);
     }
     if (accepted) this.o.onSnapshotProgress?.(peer, r.ack!.received, r.total);
   }

@@ -263,6 +263,53 @@ describe('snapshot streaming over TCP', () => {
     expect(a.t.stats().peers.b!.reconnects).toBe(0);
   });
 
+  it('abandonSnapshots (the sender stopped leading) stops a transfer under way', async () => {
+    const { a, b } = await pair();
+    const data = stateOf(3 << 20);
+    let outAtStop = -1;
+    b.progress = () => {
+      if (outAtStop >= 0) return;
+      a.t.abandonSnapshots();
+      outAtStop = a.t.stats().peers.b!.snapshotBytesOut;
+    };
+    a.t.send(snapMsg(950, data));
+    await waitFor(() => outAtStop >= 0, 'the first part');
+    a.t.send(msg('a', 'b', { context: 'after-abandon' }));
+    await waitFor(() => b.got.some((m) => m.context === 'after-abandon'), 'a message sent after abandoning');
+    await sleep(200);
+    expect(snaps(b)).toHaveLength(0);
+    expect(a.t.stats().peers.b!.snapshotBytesOut).toBe(outAtStop);
+    expect(outAtStop).toBeLessThan(Buffer.byteLength(data) / 4);
+  });
+
+  it("a whole snapshot delivered from one peer drops another peer's partial one", async () => {
+    const { a, b } = await pair();
+    const log = captureLog();
+    const c = new TcpTransport({ id: 'c', secret: SECRET, limits: SMALL, log });
+    await c.listen();
+    cleanup.push(() => c.close());
+    c.setPeer('b', b.t.address!);
+    b.t.setPeer('c', c.address!);
+    await waitFor(() => c.stats().peers.b!.connected, 'c to b');
+    const byPeer = new Map<string, readonly string[]>();
+    const dropped: Array<readonly string[]> = [];
+    b.t.onSnapshotParts((peer, arr) => void byPeer.set(peer, arr), (_peer, arr) => void dropped.push(arr));
+    // a (deposed) got part of its state across, then stopped.
+    const big = [stateOf(100 << 10, 'a'), stateOf(1 << 20, 'b'), stateOf(1 << 20, 'c')];
+    b.progress = (peer) => {
+      if (peer === 'a' && byPeer.has('a')) a.t.abandonSnapshots();
+    };
+    a.t.send(msg('a', 'b', { type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 960, term: 2, confState: { voters: ['a', 'b', 'c'], learners: [] } }, data: big } }));
+    await waitFor(() => byPeer.has('a'), "a's first part");
+    await sleep(100);
+    // c (the new leader) sends its whole state.
+    const small = [stateOf(40 << 10, 'x'), stateOf(10, 'y')];
+    c.send(msg('c', 'b', { type: 'MsgSnap', term: 3, snapshot: { metadata: { index: 970, term: 3, confState: { voters: ['a', 'b', 'c'], learners: [] } }, data: small } }));
+    await waitFor(() => snaps(b).length === 1, "c's snapshot");
+    expect(snaps(b)[0]!.from).toBe('c');
+    expect(dropped).toContain(byPeer.get('a'));
+  });
+
   it('refuses a snapshot over maxSnapshotBytes at the sender', async () => {
     const { a, b } = await pair({ ...SMALL, maxSnapshotBytes: 1 << 20 });
     a.t.send(snapMsg(1000, stateOf(2 << 20)));
