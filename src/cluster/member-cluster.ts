@@ -77,6 +77,10 @@ class BlockingTransport implements Transport {
   flush(): void {
     this.inner.flush();
   }
+
+  abandonSnapshots(): void {
+    this.inner.abandonSnapshots();
+  }
 }
 
 /** Appends carrying entries and their acknowledgements, by the last entry's index; with the failover trace also heartbeats and vote traffic. */
@@ -116,6 +120,13 @@ export class MemberCluster implements ClusterBackend {
       // How many ticks the election timer then had left (its random part).
       if (traced) traceWrite('leader_refused', undefined, id, { ticks_left: h!.core.ticksUntilTimeout(), role: h!.core.role });
     });
+    // Parts of a snapshot are checked as they arrive, not all at once at the end (1 GiB: seconds).
+    this.transport.onSnapshotParts(
+      (peer, parts, i) => {
+        if (!this.links.blocked.has(peer)) this.local()?.prepareSnapshotPart(parts, i);
+      },
+      (_peer, parts) => this.local()?.dropSnapshotParts(parts),
+    );
     this.network = this.faults();
   }
 

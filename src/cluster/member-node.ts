@@ -327,6 +327,7 @@ export class MemberNode {
     const leader = st?.leader ?? null;
     const addr = leader ? this.cluster.address(leader) : undefined;
     const t = this.cluster.transport.stats();
+    const sc = h?.isRunning ? h.snapshotCounts() : null;
     return {
       id: this.cluster.id,
       swarm: this.swarm.name,
@@ -342,9 +343,13 @@ export class MemberNode {
       links: Object.fromEntries(
         Object.entries(t.peers).map(([id, p]) => [
           id,
-          { connected: p.connected, messages_out: p.messagesOut, messages_in: p.messagesIn, dropped: p.dropped, queued: p.queued, reconnects: p.reconnects },
+          {
+            connected: p.connected, messages_out: p.messagesOut, messages_in: p.messagesIn, dropped: p.dropped, queued: p.queued, reconnects: p.reconnects,
+            snapshot_bytes_out: p.snapshotBytesOut, snapshot_bytes_in: p.snapshotBytesIn, snapshot_resumes: p.snapshotResumes,
+          },
         ]),
       ),
+      snapshots: sc && { taken: sc.taken, installed: sc.installed, last_install: sc.lastInstall && { index: sc.lastInstall.index, parts: sc.lastInstall.parts, chars: sc.lastInstall.chars, restore_ms: Math.round(sc.lastInstall.restoreMs), parts_checked_on_arrival: sc.lastInstall.partsCheckedOnArrival } },
       auth_failures: t.authFailures,
       protocol_errors: t.protocolErrors,
       event_loop_delay_ms: {

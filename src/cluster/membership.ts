@@ -382,6 +382,8 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
     },
     sizeHint: () => m.sizeHint(),
     checkSnapshot: (d) => m.checkSnapshot(d),
+    prepareSnapshotPart: (parts, i) => m.prepareSnapshotPart(parts, i),
+    dropSnapshotParts: (parts) => m.dropSnapshotParts(parts),
     takeCheckpoint: () => m.takeCheckpoint(),
     restoreCheckpoint: (c) => {
       m.restoreCheckpoint(c);

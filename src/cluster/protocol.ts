@@ -67,7 +67,18 @@ export interface MemberStatus {
   /** Peers this member drops Raft traffic with (fault injection). */
   blocked: string[];
   /** This member's TCP links, measured here. */
-  links: Record<string, { connected: boolean; messages_out: number; messages_in: number; dropped: number; queued: number; reconnects: number }>;
+  links: Record<string, {
+    connected: boolean; messages_out: number; messages_in: number; dropped: number; queued: number; reconnects: number;
+    /** Snapshot state bytes sent to / accepted from this peer as SNAP_PART frames, and transfers
+     * to it continued past byte 0 on a new connection (after a dropped one). */
+    snapshot_bytes_out: number; snapshot_bytes_in: number; snapshot_resumes: number;
+  }>;
+  /**
+   * This member's snapshots since its process started: taken (checkpoints included), installed
+   * from a leader, and the last install (index, parts, size in UTF-16 characters, restore time,
+   * parts checked and parsed as they arrived rather than at the end). Null while it does not run.
+   */
+  snapshots?: { taken: number; installed: number; last_install: { index: number; parts: number; chars: number; restore_ms: number; parts_checked_on_arrival: number } | null } | null;
   /** Connections refused for authentication and closed for protocol errors, since start. */
   auth_failures: number;
   protocol_errors: number;

@@ -36,6 +36,13 @@ export interface StateMachine {
    * serialized over several turns, applies held. */
   snapshotSteps?(): Generator<void, SnapshotData>;
   restore(data: SnapshotData): void;
+  /**
+   * Part i of a multi-part snapshot still arriving from a peer (`parts` fills in as it does and
+   * is the data checkSnapshot gets later): check and parse it now, so the check of the whole
+   * parses nothing. `dropSnapshotParts`: that transfer is gone.
+   */
+  prepareSnapshotPart?(parts: readonly string[], i: number): void;
+  dropSnapshotParts?(parts: readonly string[]): void;
   /** Rough size of snapshot() in bytes, cheap to compute: paces compaction of large state. */
   sizeHint?(): number;
   /** Why snapshot data received from a peer cannot be restored, or null (checked before the core takes it). */
@@ -230,8 +237,9 @@ export interface HostMetrics {
   applied: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
-  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters) and restore wall time. */
-  lastInstall: { index: number; parts: number; chars: number; restoreMs: number } | null;
+  /** The last snapshot installed from a leader: its index, parts, size (UTF-16 characters), restore
+   * wall time, and how many of its parts the machine checked as they arrived (prepareSnapshotPart). */
+  lastInstall: { index: number; parts: number; chars: number; restoreMs: number; partsCheckedOnArrival: number } | null;
   /** Of snapshotsTaken, checkpoints (changed rows written, no snapshot serialized), and the rows they wrote. */
   checkpointsTaken: number;
   checkpointRows: number;
@@ -610,6 +618,29 @@ export class NodeHost {
       snapshotSeconds: this.snapshotHistogram.snapshot(),
       rttSeconds: new Map([...this.rttHistograms].map(([id, h]) => [id, h.snapshot()])),
     };
+  }
+
+  /** A part of a snapshot arriving from a peer (see StateMachine.prepareSnapshotPart). */
+  prepareSnapshotPart(parts: readonly string[], i: number): void {
+    if (!this.running || !this.opts.machine.prepareSnapshotPart) return;
+    this.opts.machine.prepareSnapshotPart(parts, i);
+    // Two transfers may interleave (see CoordinationMachine.preparing): the last two are counted.
+    const n = this.arriving.get(parts) ?? 0;
+    if (n === 0 && this.arriving.size >= 2) this.arriving.delete(this.arriving.keys().next().value!);
+    this.arriving.set(parts, n + 1);
+  }
+
+  dropSnapshotParts(parts: readonly string[]): void {
+    // Not forgotten in `arriving`: called right after delivery, before the install's Ready.
+    this.opts.machine.dropSnapshotParts?.(parts);
+  }
+
+  /** Parts handed to prepareSnapshotPart, by snapshot arriving (for lastInstall). */
+  private arriving = new Map<readonly string[], number>();
+
+  /** Snapshot counters alone (cheap, for a member's status; metrics() also reads storage). */
+  snapshotCounts(): { taken: number; installed: number; lastInstall: HostMetrics['lastInstall'] } {
+    return { taken: this.snapshotsTaken, installed: this.snapshotsInstalled, lastInstall: this.lastInstall };
   }
 
   /** Since this member last heard from the leader it follows (ms); null: none heard this life. */
@@ -1154,8 +1185,10 @@ export class NodeHost {
       const t0 = performance.now();
       this.opts.machine.restore(rd.snapshot.data);
       const d = rd.snapshot.data;
-      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0 };
-      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs) }, 'snapshot installed');
+      const onArrival = typeof d === 'string' ? 0 : (this.arriving.get(d) ?? 0);
+      this.arriving.clear();
+      this.lastInstall = { index: rd.snapshot.metadata.index, parts: typeof d === 'string' ? 1 : d.length, chars: snapshotChars(d), restoreMs: performance.now() - t0, partsCheckedOnArrival: onArrival };
+      logger.info({ id: this.id, index: this.lastInstall.index, parts: this.lastInstall.parts, chars: this.lastInstall.chars, restore_ms: Math.round(this.lastInstall.restoreMs), parts_checked_on_arrival: onArrival }, 'snapshot installed');
       this.storedStateIndex = rd.snapshot.metadata.index;
       this.snapshotsInstalled++;
       this.failProposalsUpTo(rd.snapshot.metadata.index);
@@ -1313,10 +1346,20 @@ export class NodeHost {
       }
     }
     if (leader !== null && leader !== this.leader) this.leaderChangesSeen++;
+    // Another member leads: snapshots this one streamed as leader are stale (the new leader
+    // sends its own). Not on a mere step-down: re-elected, it continues the same transfers.
+    if (leader !== null && leader !== this.id && this.streamedAsLeader) {
+      this.streamedAsLeader = false;
+      this.opts.transport.abandonSnapshots?.();
+    }
+    if (role === 'leader') this.streamedAsLeader = true;
     this.role = role;
     this.leader = leader;
     for (const l of this.listeners) l(change);
   }
+
+  /** Led since another member was last known to lead (its snapshot transfers may be under way). */
+  private streamedAsLeader = false;
 
   /** A snapshot being serialized over several turns (see serializeLater), or null. */
   private serializing: Generator<void, SnapshotData> | null = null;

@@ -13,6 +13,11 @@ export interface Transport {
    * hold those messages (a leader's appends among them) until the disk is done.
    */
   flush?(): void;
+  /**
+   * Optional: this member stopped leading; snapshot transfers it has under way are stale (the
+   * new leader sends its own): stop them rather than stream a whole state nobody installs.
+   */
+  abandonSnapshots?(): void;
 }
 
 /** Per-link message counters, measured at the endpoint. */

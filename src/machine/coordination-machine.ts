@@ -65,6 +65,15 @@ const SNAPSHOT_VERSIONS = [1, 2, 3];
  * fits in one part is still written as v3.
  */
 const PARTS_VERSION = 4;
+/** Snapshot transfers whose parts are parsed as they arrive, at most (see prepareSnapshotPart). */
+const MAX_PREPARING = 2;
+
+/** One part of a v4 snapshot, parsed: part 0's meta object, or a table part's rows. */
+interface ParsedPart {
+  meta?: Record<string, unknown>;
+  table?: PartTable;
+  rows?: unknown[];
+}
 /**
  * Format of a checkpoint's meta row (see takeCheckpoint). 1: one orchestration row holds all
  * its task columns; 2: task blocks of `taskBlock` tasks are rows of their own. restoreCheckpoint
@@ -148,6 +157,14 @@ export class CoordinationMachine implements StateMachine {
   private readonly dirtySessions = new DirtyRows();
   /** The parts checkSnapshot last accepted, parsed (see restore); not replicated state. */
   private checkedParts: { parts: readonly string[]; s: Record<string, unknown> } | null = null;
+  /**
+   * Parts of snapshots still arriving, parsed one by one (see prepareSnapshotPart), by the
+   * transfer's array: two senders may stream at once (a deposed leader still sending its
+   * snapshot while the new one sends its own), so at most MAX_PREPARING are kept, oldest out.
+   */
+  private preparing = new Map<readonly string[], Array<ParsedPart | string>>();
+  /** Parts checkSnapshot took already parsed from prepareSnapshotPart, since construction (tests, logs). */
+  preparedPartsUsed = 0;
 
   constructor(private readonly events: MachineEvents = {}) {
     if (events.tasksPerBlock !== undefined) this.tasks = new TaskTable(events.tasksPerBlock);
@@ -526,8 +543,10 @@ export class CoordinationMachine implements StateMachine {
   checkSnapshot(data: SnapshotData): string | null {
     const parts = snapshotParts(data);
     let s: unknown;
+    const prep = this.preparing.get(parts);
+    this.preparing.delete(parts);
     if (parts.length > 1) {
-      s = CoordinationMachine.assembleParts(parts);
+      s = prep ? this.assemblePrepared(parts, prep) : CoordinationMachine.assembleParts(parts);
       if (typeof s === 'string') return s;
       // Parsing a large state takes seconds: restore() takes this parse if it restores these parts.
       this.checkedParts = { parts, s: s as Record<string, unknown> };
@@ -600,32 +619,77 @@ export class CoordinationMachine implements StateMachine {
   }
 
   /**
-   * A v4 snapshot's parts parsed into v3's shape (tables' rows gathered from their parts),
-   * or a reason it is not one. Parses every part: nothing is restored from a broken one.
+   * Part `i` of a multi-part snapshot that is still arriving (`parts` fills in as it does; the
+   * same array is later handed to checkSnapshot): parse and check it now, so that the check
+   * of the whole, once its hash matched, parses nothing. Each part is bounded (64 MiB), so the
+   * work per call is too; parsing 20 parts of a 1 GiB state at the end blocked for seconds.
+   * Nothing is restored from it before checkSnapshot accepts the whole.
    */
-  private static assembleParts(parts: readonly string[]): Record<string, unknown> | string {
-    let s: Record<string, unknown>;
-    try {
-      s = JSON.parse(parts[0] ?? '');
-    } catch {
-      return 'part 0 is not JSON';
+  prepareSnapshotPart(parts: readonly string[], i: number): void {
+    let parsed = this.preparing.get(parts);
+    if (!parsed) {
+      if (this.preparing.size >= MAX_PREPARING) this.preparing.delete(this.preparing.keys().next().value!);
+      this.preparing.set(parts, (parsed = []));
     }
-    if (typeof s !== 'object' || s === null || Array.isArray(s)) return 'part 0 is not a JSON object';
+    if (parsed[i] === undefined) parsed[i] = CoordinationMachine.parsePart(parts[i] ?? '', i);
+  }
+
+  /** The transfer of `parts` was given up: what prepareSnapshotPart parsed of it goes. */
+  dropSnapshotParts(parts: readonly string[]): void {
+    this.preparing.delete(parts);
+  }
+
+  /** One part of a v4 snapshot parsed and checked on its own, or why it is not one. */
+  private static parsePart(text: string, i: number): ParsedPart | string {
+    let x: unknown;
+    try {
+      x = JSON.parse(text);
+    } catch {
+      return `part ${i} is not JSON`;
+    }
+    if (i === 0) {
+      if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'part 0 is not a JSON object';
+      return { meta: x as Record<string, unknown> };
+    }
+    const p = x as { v?: unknown; k?: unknown; rows?: unknown } | null;
+    if (typeof p !== 'object' || p === null || p.v !== PARTS_VERSION || !PART_TABLES.includes(p.k as PartTable) || !Array.isArray(p.rows)) {
+      return `part ${i} is not a table part`;
+    }
+    return { table: p.k as PartTable, rows: p.rows as unknown[] };
+  }
+
+  /** assembleParts from the parts prepareSnapshotPart parsed (a part it missed is parsed here). */
+  private assemblePrepared(parts: readonly string[], prep: ReadonlyArray<ParsedPart | string>): Record<string, unknown> | string {
+    let used = 0;
+    const r = CoordinationMachine.assembleParts(parts, (i) => {
+      const had = prep[i];
+      if (had !== undefined) used++;
+      return had ?? CoordinationMachine.parsePart(parts[i]!, i);
+    });
+    this.preparedPartsUsed += used;
+    return r;
+  }
+
+  /**
+   * A v4 snapshot's parts parsed into v3's shape (tables' rows gathered from their parts),
+   * or a reason it is not one. Parses every part (`parse`: each part's parse, possibly done
+   * already): nothing is restored from a broken one.
+   */
+  private static assembleParts(
+    parts: readonly string[],
+    parse: (i: number) => ParsedPart | string = (i) => CoordinationMachine.parsePart(parts[i] ?? '', i),
+  ): Record<string, unknown> | string {
+    const head = parse(0);
+    if (typeof head === 'string') return head;
+    const s = head.meta!;
     if (s.v !== PARTS_VERSION) return `a ${parts.length}-part snapshot of version ${JSON.stringify(s.v)} (expected ${PARTS_VERSION})`;
     if (s.parts !== parts.length) return `${parts.length} parts, the snapshot says ${JSON.stringify(s.parts)}`;
     const rows: Record<PartTable, unknown[]> = { tasks: [], orchs: [], idem: [], memory: [], sessions: [] };
     for (let i = 1; i < parts.length; i++) {
-      let p: { v?: unknown; k?: unknown; rows?: unknown };
-      try {
-        p = JSON.parse(parts[i]!);
-      } catch {
-        return `part ${i} is not JSON`;
-      }
-      if (typeof p !== 'object' || p === null || p.v !== PARTS_VERSION || !PART_TABLES.includes(p.k as PartTable) || !Array.isArray(p.rows)) {
-        return `part ${i} is not a table part`;
-      }
-      const into = rows[p.k as PartTable];
-      for (const r of p.rows) into.push(r);
+      const p = parse(i);
+      if (typeof p === 'string') return p;
+      const into = rows[p.table!];
+      for (const r of p.rows!) into.push(r);
     }
     const t = s.tasks as Record<string, unknown> | null;
     if (typeof t !== 'object' || t === null) return 'part 0 has no tasks summary';

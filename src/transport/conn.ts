@@ -136,7 +136,10 @@ export class SecureConn {
       else this.fail(`socket error: ${e.message}`, 'io');
     });
     s.on('close', () => {
-      if (this.decoder.buffered > 0) this.fail(`connection closed mid-frame (${this.decoder.buffered} bytes of a truncated frame)`, 'protocol');
+      // After authentication a link that drops inside a frame is a network failure (a large
+      // frame is being written most of the time during a snapshot transfer): like any drop, it
+      // keeps a partial snapshot for the sender to resume. Before it, it counts as a protocol error.
+      if (this.decoder.buffered > 0) this.fail(`connection closed mid-frame (${this.decoder.buffered} bytes of a truncated frame)`, this.ready ? 'io' : 'protocol');
       else if (this.ready) this.fail('connection closed by peer', 'io');
       else if (this.closedAfterTls()) this.fail(REFUSED_AFTER_TLS, 'closed-after-tls');
       else this.fail('connection closed during handshake', 'io');

@@ -56,6 +56,12 @@ export class PeerLink {
   private transfer: Transfer | null = null;
   /** The snapshot being streamed as SNAP_PART frames (one at a time; a newer one replaces it). */
   private snap: SnapshotSend | null = null;
+  /**
+   * The last snapshot the peer acknowledged in full, on which connection and when: the core
+   * resends a snapshot until the follower answers, which it does only once it has checked,
+   * stored and restored it (a 1 GiB state: minutes). Such a resend is not a new transfer.
+   */
+  private delivered: { index: number; term: number; conn: SecureConn; at: number } | null = null;
   private transferSeq = 0;
   private conn: SecureConn | null = null;
 
@@ -151,6 +157,12 @@ export class PeerLink {
     if (this.closed) return;
     const st = this.o.stats;
     const cur = this.snap;
+    const d = this.delivered;
+    const meta = m.snapshot!.metadata;
+    // Acknowledged in full on this connection, recently: the follower holds it (the state at
+    // one index and term is the same whatever its encoding). A new connection, or a longer
+    // wait (snapshotResumeMs), sends it again: the follower may have restarted or dropped it.
+    if (d && d.conn === this.conn && d.index === meta.index && d.term === meta.term && Date.now() - d.at < this.o.limits.snapshotResumeMs) return;
     if (cur && !cur.done && cur.sameAs(m)) {
       cur.update(m);
       // No acknowledgement since the core's last resend: the receiver lost our parts or its
@@ -171,6 +183,13 @@ export class PeerLink {
     s.prepare(() => this.scheduleFlush());
   }
 
+  /** Stop the snapshot transfer under way, if any (this member no longer leads). */
+  abandonSnapshot(): void {
+    this.snap?.cancel();
+    this.snap = null;
+    this.delivered = null;
+  }
+
   close(): void {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -182,6 +201,7 @@ export class PeerLink {
     this.transfer = null;
     this.snap?.cancel();
     this.snap = null;
+    this.delivered = null;
     this.o.stats.connected = false;
     this.o.stats.queued = 0;
   }
@@ -294,6 +314,7 @@ export class PeerLink {
     }
     if (sn.done) {
       this.snap = null;
+      if (this.conn) this.delivered = { index: sn.index, term: sn.term, conn: this.conn, at: Date.now() };
       this.o.stats.messagesOut++;
       this.o.stats.chunkedOut++;
       return;

@@ -297,7 +297,23 @@ export class SnapshotReceive {
   private rewindKey = '';
   private rewindOffset = -1;
 
-  constructor(private readonly maxBytes: number) {}
+  /**
+   * `parts`: each part of the state data as it completes (same array as the message's data
+   * later; its hash is not checked yet), so the receiver's machine can check and parse it then
+   * instead of all at the end. `drop`: that array's transfer is gone (restarted, superseded,
+   * refused): what was parsed from it can go.
+   */
+  constructor(
+    private readonly maxBytes: number,
+    private readonly parts?: { part(parts: readonly string[], i: number): void; drop(parts: readonly string[]): void },
+  ) {}
+
+  /** Forget the transfer in progress, telling `parts`. */
+  private forget(): void {
+    const c = this.cur;
+    this.cur = null;
+    if (c?.ends) this.parts?.drop(c.done);
+  }
 
   get inProgressBytes(): number {
     return this.cur?.received ?? 0;
@@ -314,6 +330,7 @@ export class SnapshotReceive {
     if (h.offset === 0 && !(same && c.received === 0)) {
       // The start of a transfer: supersedes whatever was held (another snapshot, or this one
       // restarted by the sender).
+      this.forget();
       this.cur = {
         index: h.index, term: h.term, total: h.total, sha256: h.sha256, endsKey, ends: h.ends,
         done: [], text: '', decoder: new StringDecoder('utf8'), received: 0, hash: createHash('sha256'),
@@ -327,7 +344,7 @@ export class SnapshotReceive {
       // A gap, or a part of another snapshot's middle: refuse it and say where to resume, once
       // (the parts already in flight behind it are dropped without another answer).
       const received = same ? c.received : 0;
-      if (!same) this.cur = null;
+      if (!same) this.forget();
       // Parts further along the same train as the last refused one are dropped silently; a
       // part at or before it is the sender going back (its retry after our answer was lost),
       // so it is answered again.
@@ -356,6 +373,7 @@ export class SnapshotReceive {
         t.done.push(t.text + t.decoder.end());
         t.text = '';
         t.decoder = new StringDecoder('utf8');
+        this.parts?.part(t.done, t.done.length - 1);
       }
     }
     this.rewindKey = '';
@@ -364,6 +382,7 @@ export class SnapshotReceive {
     this.cur = null;
     const digest = t.hash.digest('hex');
     if (digest !== t.sha256) {
+      if (t.ends) this.parts?.drop(t.done);
       return { ack: { ...ack, received: 0, error: `SHA-256 ${digest} does not match the announced ${t.sha256}` }, total: t.total };
     }
     const text = t.text + t.decoder.end();
@@ -386,7 +405,7 @@ export class SnapshotReceive {
   }
 
   reset(): void {
-    this.cur = null;
+    this.forget();
     this.rewindKey = '';
   }
 }

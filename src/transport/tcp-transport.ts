@@ -95,6 +95,8 @@ export class TcpTransport implements Transport {
   /** Partial snapshots by sending peer: they outlive a connection so a transfer can resume. */
   private readonly snapIn = new Map<NodeId, { rx: SnapshotReceive; expiry: NodeJS.Timeout | null }>();
   private handler: ((m: Message) => void) | null = null;
+  private partHandler: ((peer: NodeId, parts: readonly string[], i: number) => void) | null = null;
+  private partDropHandler: ((peer: NodeId, parts: readonly string[]) => void) | null = null;
   private clientHandler: ClientRequestHandler | null = null;
   private refusedHandler: ((id: NodeId) => void) | null = null;
   private pendingHandshakes = 0;
@@ -209,6 +211,20 @@ export class TcpTransport implements Transport {
     this.handler = handler;
   }
 
+  /** Stop every outgoing snapshot transfer (see Transport.abandonSnapshots). */
+  abandonSnapshots(): void {
+    for (const l of this.links.values()) l.abandonSnapshot();
+  }
+
+  /**
+   * Each part of a multi-part snapshot from `peer` as it completes, before the whole arrived
+   * and its hash was checked (see SnapshotReceive), and each such transfer given up (`drop`).
+   */
+  onSnapshotParts(part: (peer: NodeId, parts: readonly string[], i: number) => void, drop: (peer: NodeId, parts: readonly string[]) => void): void {
+    this.partHandler = part;
+    this.partDropHandler = drop;
+  }
+
   /** Serve authenticated client requests on the member port. */
   onClientRequest(handler: ClientRequestHandler): void {
     this.clientHandler = handler;
@@ -236,6 +252,7 @@ export class TcpTransport implements Transport {
   private dropSnapshotIn(id: NodeId): void {
     const e = this.snapIn.get(id);
     if (e?.expiry) clearTimeout(e.expiry);
+    e?.rx.reset();
     this.snapIn.delete(id);
   }
 
@@ -442,18 +459,28 @@ export class TcpTransport implements Transport {
 
   private onSnapshotPart(st: Inbound, peer: NodeId, ps: PeerStats, payload: Buffer): void {
     let e = this.snapIn.get(peer);
-    if (!e) this.snapIn.set(peer, (e = { rx: new SnapshotReceive(this.limits.maxSnapshotBytes), expiry: null }));
+    if (!e) {
+      const parts = { part: (p: readonly string[], i: number) => this.partHandler?.(peer, p, i), drop: (p: readonly string[]) => this.partDropHandler?.(peer, p) };
+      this.snapIn.set(peer, (e = { rx: new SnapshotReceive(this.limits.maxSnapshotBytes, parts), expiry: null }));
+    }
     if (e.expiry) clearTimeout(e.expiry);
     e.expiry = null;
     const r = e.rx.push(payload); // throws on a violation: the connection closes, see onClose
     if (r.ack) st.conn.send(FrameType.SNAP_ACK, [encodeAck(r.ack)]);
     const accepted = r.ack !== null && !r.ack.rewind && !r.ack.error;
+
     ps.snapshotBytesIn += r.accepted ?? 0;
     if (r.ack?.error) this.log.warn({ peer, err: r.ack.error }, 'snapshot refused');
     if (r.message) {
       this.checkRoute(r.message, peer);
       ps.chunkedIn++;
       this.deliver(r.message, ps);
+      // Delivered (the receiver checked it then, or skipped it): nothing parsed is kept for it.
+      const d = r.message.snapshot?.data;
+      if (Array.isArray(d)) this.partDropHandler?.(peer, d);
+      // A whole state arrived: what other peers (a deposed leader) sent of theirs, which may be
+      // as large, is not kept (a current leader still sending resumes from byte 0).
+      for (const other of [...this.snapIn.keys()]) if (other !== peer && this.snapIn.get(other)!.rx.inProgressBytes > 0) this.dropSnapshotIn(other);
     }
     if (accepted) this.o.onSnapshotProgress?.(peer, r.ack!.received, r.total);
   }

@@ -19,6 +19,21 @@
 // leader change makes the new leader serialize the state again and restart the transfer. An earlier run at load 25-32 did not install within
 // 8 minutes. The code before this change cannot serialize the state at all:
 // JSON.stringify throws RangeError: Invalid string length (in-process probe, 1,100 x 1 MiB).
+// Measured 2026-12-01 17:01, one run, load 4.8-6.7, after parts are parsed as they arrive,
+// a fully acknowledged transfer is not restarted by the core's resends, and a link dropped
+// inside a frame resumes: 1,076 records written in 183 s; 1,128,378,222 characters in 20
+// parts installed 86 s after the restart (caught up at 118 s, restore 11 ms); receiver peak
+// RSS 3,791 MiB, leader peak 4,158 MiB; 10 elections (11 term changes) during the install, the
+// same two members leading in turn (s1, s3, s1); the member accepted 1,442,994,352 state bytes
+// (314 MB more than the state: a leader change restarted the transfer with its own snapshot),
+// 2 resumes. Still not 0 elections: the receiver writes all parts in one transaction at the end.
+// Measured 2026-12-01 17:31, one run, load 6.1-7.3, after a deposed leader also stops streaming
+// and parts are kept per transfer: 1,076 records written in 116 s; 1,128,366,697 characters in
+// 20 parts (all 20 checked on arrival) installed 56.4 s after the restart (caught up 56.8 s,
+// restore 19 ms); receiver peak RSS 2,948 MiB, leader peak 3,462 MiB; 4 elections during the
+// install; 1,267,849,415 state bytes accepted (139 MB beyond the state: one leader change);
+// the receiver's loop still stalled ~10.5 s at the end (its peers closed their idle links):
+// the single-transaction write of all parts (an in-process probe: 1.13 G chars, 14.7 s at load 5).
 // Measured 2026-12-01 on the shared 2-core box (both ends in one process, default limits):
 // 50 MB in 337-358 ms, heartbeats every 10 ms arrive p50 14 ms / max 25 ms, event-loop max
 // delay 17-19 ms, RSS +88 MB; cut at half: 420 ms, one resume, 4 MB sent twice; 300 MB
@@ -202,6 +217,17 @@ async function clusterMain(): Promise<void> {
     const during = (hist.elections ?? []).filter((e) => (e.term as number) > termBefore).map((e) => ({ term: e.term, old: e.old_leader, new: e.new_leader, cause: e.cause, detection_ms: e.detection_ms }));
     const installs = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot installed"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { parts: number; chars: number; restore_ms: number });
     const crashes = procs.flatMap((m) => m.crashes().map((e) => `${m.id}: ${JSON.stringify(e)}`));
+    // State bytes the member accepted and its peers sent (more than the state: restarted transfers).
+    const rx = await c.status(p.addr).catch(() => null);
+    const bytesIn = rx ? Object.values(rx.links).reduce((n, l) => n + (l.snapshot_bytes_in ?? 0), 0) : null;
+    let bytesOut = 0;
+    let resumes = 0;
+    for (const m of procs) {
+      if (m === p) continue;
+      const l = (await c.status(m.addr).catch(() => null))?.links[lagging];
+      bytesOut += l?.snapshot_bytes_out ?? 0;
+      resumes += l?.snapshot_resumes ?? 0;
+    }
     c.close();
     console.log(JSON.stringify({
       bench: 'snapshot-install-cluster',
@@ -223,12 +249,17 @@ async function clusterMain(): Promise<void> {
       same_leader: leaderAfter === leader,
       elections: during,
       installs: installs.length,
+      receiver_snapshot_bytes_in: bytesIn,
+      senders_snapshot_bytes_out: bytesOut,
+      snapshot_resumes: resumes,
       crashes,
       load_average_1m: Math.round(os.loadavg()[0]! * 100) / 100,
     }));
   } finally {
     await killAll(procs);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    // CONCORD_BENCH_KEEP=1 keeps the members' logs and data (to see who campaigned and why).
+    if (process.env.CONCORD_BENCH_KEEP === '1') log(`kept ${tmp}`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 

@@ -2,7 +2,7 @@
 // (meta, then slices of each table), which restore() rebuilds exactly and checkSnapshot()
 // vets as a whole; a state that fits in one part is still the v3 string older members read.
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { LogBuilder, createOp, putOp } from './machine-util.js';
 
@@ -61,5 +61,73 @@ describe('snapshot parts (format v4)', () => {
     const before = fresh.snapshot();
     expect(() => fresh.restore(garbled)).toThrow(/part 3 is not JSON/);
     expect(fresh.snapshot()).toBe(before);
+  });
+
+  it('parts checked as they arrive are not parsed again by the check of the whole, and restore the same state', () => {
+    const m = bigState();
+    const parts = m.snapshotData(16 << 10) as readonly string[];
+    const fresh = new CoordinationMachine();
+    // As a transport fills them in: one array, each part handed over once it is complete.
+    const arriving: string[] = [];
+    for (const [i, p] of parts.entries()) {
+      arriving.push(p);
+      fresh.prepareSnapshotPart(arriving, i);
+    }
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expect(fresh.checkSnapshot(arriving)).toBeNull();
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+    expect(fresh.preparedPartsUsed).toBe(parts.length);
+    fresh.restore(arriving);
+    expect(fresh.snapshot()).toBe(m.snapshot());
+  });
+
+  it('a part found broken as it arrived refuses the whole; parts of another transfer, or dropped, are not used', () => {
+    const m = bigState();
+    const parts = [...(m.snapshotData(16 << 10) as readonly string[])];
+    const fresh = new CoordinationMachine();
+    const garbled = [...parts];
+    garbled[3] = garbled[3]!.slice(0, -1);
+    garbled.forEach((_, i) => fresh.prepareSnapshotPart(garbled, i));
+    expect(fresh.checkSnapshot(garbled)).toBe('part 3 is not JSON');
+    const used = fresh.preparedPartsUsed;
+    // Prepared for one array, checked with another (a different transfer): parsed afresh.
+    parts.forEach((_, i) => fresh.prepareSnapshotPart(parts, i));
+    const other = [...parts];
+    expect(fresh.checkSnapshot(other)).toBeNull();
+    expect(fresh.preparedPartsUsed).toBe(used);
+    // Dropped (its transfer was given up): parsed afresh too.
+    parts.forEach((_, i) => fresh.prepareSnapshotPart(parts, i));
+    fresh.dropSnapshotParts(parts);
+    expect(fresh.checkSnapshot(parts)).toBeNull();
+    expect(fresh.preparedPartsUsed).toBe(used);
+    const before = fresh.snapshot();
+    expect(() => fresh.restore(garbled)).toThrow(/part 3 is not JSON/);
+    expect(fresh.snapshot()).toBe(before);
+  });
+
+  it('two transfers arriving interleaved (a deposed leader still sending) each keep their parsed parts', () => {
+    const m = bigState();
+    const parts = m.snapshotData(16 << 10) as readonly string[];
+    const fresh = new CoordinationMachine();
+    const fromOld: string[] = [];
+    const fromNew: string[] = [];
+    for (const [i, p] of parts.entries()) {
+      fromOld.push(p);
+      fresh.prepareSnapshotPart(fromOld, i);
+      fromNew.push(p);
+      fresh.prepareSnapshotPart(fromNew, i);
+    }
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expect(fresh.checkSnapshot(fromNew)).toBeNull();
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+    expect(fresh.preparedPartsUsed).toBe(parts.length);
   });
 });

@@ -12,6 +12,7 @@ import { FrameType, MAX_FRAME_BYTES } from '../../src/transport/frame.js';
 import type { TcpLimits } from '../../src/transport/limits.js';
 import { decodeAck, encodePart, type PartAck, type PartHeader } from '../../src/transport/snapshot-stream.js';
 import { TcpTransport } from '../../src/transport/tcp-transport.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { captureLog, FAST, msg, RawPeer, SECRET, sleep, waitFor } from './helpers.js';
 
 const cleanup: Array<() => void> = [];
@@ -126,6 +127,32 @@ describe('snapshot streaming over TCP', () => {
     expect(a.t.stats().peers.b!.snapshotBytesOut).toBeLessThanOrEqual(total + 4 * 3 * (64 << 10));
   });
 
+  it('resumes after the link drops in the middle of a frame (a network cut, not a protocol error)', async () => {
+    const { a, b } = await pair();
+    // a reaches b through a relay that forwards exactly up to a byte inside a SNAP_PART frame
+    // and then drops both connections, as a network failure does mid-transfer.
+    const relay = new TcpProxy({ host: '127.0.0.1', port: b.t.address!.port });
+    await relay.listen();
+    cleanup.push(() => void relay.close());
+    a.t.setPeer('b', { host: '127.0.0.1', port: relay.port });
+    a.t.disconnect('b', 'test moves the link onto the relay');
+    await waitFor(() => a.t.stats().peers.b!.connected && relay.bytesIn > 0, 'the link through the relay', 10_000);
+    const data = stateOf(3 << 20);
+    const total = Buffer.byteLength(data);
+    // 1 MiB past the relay's count now: inside the ~16th of 64 KiB parts, 777 bytes past a
+    // multiple of 1 MiB, never a frame boundary (each frame is a part plus a header).
+    relay.cutAfterBytes = relay.bytesIn + (1 << 20) + 777;
+    a.t.send(snapMsg(750, data));
+    await waitFor(() => snaps(b).length === 1, 'snapshot after reconnect', 20_000);
+    expect(relay.cuts).toBe(1);
+    expect(b.log.find(/truncated frame/)).toBeDefined();
+    expect(snaps(b)[0]!.snapshot!.data === data).toBe(true);
+    // The receiver kept what it had: every byte accepted once, the sender resumed.
+    expect(b.t.stats().peers.a!.snapshotBytesIn).toBe(total);
+    expect(a.t.stats().peers.b!.snapshotResumes).toBeGreaterThanOrEqual(1);
+    expect(b.t.stats().protocolErrors).toBe(0);
+  });
+
   it('state data in parts arrives as the same parts, resuming after the connection drops mid-transfer', async () => {
     const { a, b } = await pair();
     // Parts of uneven sizes (one smaller than a frame, one empty), multi-byte characters.
@@ -144,6 +171,31 @@ describe('snapshot streaming over TCP', () => {
     expect(snaps(b)[0]!.snapshot!.data).toEqual(parts);
     expect(b.t.stats().peers.a!.snapshotBytesIn).toBe(total);
     expect(a.t.stats().peers.b!.snapshotResumes).toBeGreaterThanOrEqual(1);
+  });
+
+  it('hands each data part over as it completes, before the whole arrived, in the array later delivered', async () => {
+    const { a, b } = await pair();
+    // Sizes that end on whole characters (a lone surrogate would not survive UTF-8).
+    const parts = [stateOf(40 << 10, 'm'), stateOf(700 << 10, 'p'), '', stateOf(1 << 20, 'r')];
+    const total = parts.reduce((n, x) => n + Buffer.byteLength(x), 0);
+    const events: string[] = [];
+    let arrays: Array<readonly string[]> = [];
+    b.progress = (_p, received) => void (received === total && events.push('last byte'));
+    b.t.onSnapshotParts(
+      (peer, arr, i) => {
+        expect(peer).toBe('a');
+        events.push(`part ${i}: ${arr[i] === parts[i]}`);
+        arrays.push(arr);
+      },
+      (_peer, arr) => events.push(`drop ${arr === arrays[0]}`),
+    );
+    a.t.send(msg('a', 'b', { type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 820, term: 2, confState: { voters: ['a', 'b'], learners: [] } }, data: parts } }));
+    await waitFor(() => snaps(b).length === 1, 'snapshot', 20_000);
+    // Parts 0-2 before the last frame; the last part, then (after delivery) the drop.
+    expect(events).toEqual(['part 0: true', 'part 1: true', 'part 2: true', 'part 3: true', 'drop true', 'last byte']);
+    expect(new Set(arrays).size).toBe(1);
+    expect(snaps(b)[0]!.snapshot!.data).toBe(arrays[0]);
+    arrays = [];
   });
 
   it('the core resending the same snapshot mid-transfer continues it; a newer one restarts cleanly', async () => {
@@ -176,6 +228,86 @@ describe('snapshot streaming over TCP', () => {
     // Half of the first (not restarted by the resend), then all of the second from byte 0.
     expect(inBytes).toBeGreaterThanOrEqual(t2 + t1 / 2);
     expect(inBytes).toBeLessThan(t2 + t1);
+  });
+
+  it('a resend of a snapshot the receiver acknowledged in full is not sent again on the same connection', async () => {
+    // The core resends until the follower answers, which a large install delays by minutes:
+    // each resend used to start the whole transfer over (and deliver the state again).
+    const { a, b } = await pair();
+    const data = stateOf(1 << 20);
+    const total = Buffer.byteLength(data);
+    a.t.send(snapMsg(900, data));
+    await waitFor(() => snaps(b).length === 1 && a.t.stats().peers.b!.chunkedOut === 1, 'snapshot and its final acknowledgement', 20_000);
+    for (let i = 0; i < 3; i++) a.t.send(snapMsg(900, data));
+    a.t.send(msg('a', 'b', { context: 'after-resends' }));
+    await waitFor(() => b.got.some((m) => m.context === 'after-resends'), 'a message sent after the resends');
+    await sleep(100);
+    expect(snaps(b).length).toBe(1);
+    expect(a.t.stats().peers.b!.snapshotBytesOut).toBe(total);
+    // A new connection (the follower may have restarted) sends it again.
+    b.t.disconnect('a', 'test replaces the connection');
+    await waitFor(() => a.t.stats().peers.b!.reconnects >= 1 && a.t.stats().peers.b!.connected, 'reconnect', 10_000);
+    a.t.send(snapMsg(900, data));
+    await waitFor(() => snaps(b).length === 2, 'the snapshot again on the new connection', 20_000);
+    expect(snaps(b)[1]!.snapshot!.data === data).toBe(true);
+  });
+
+  it('a resend after snapshotResumeMs goes again on the same connection', async () => {
+    const { a, b } = await pair({ ...SMALL, snapshotResumeMs: 200 });
+    const data = stateOf(256 << 10);
+    a.t.send(snapMsg(901, data));
+    await waitFor(() => snaps(b).length === 1 && a.t.stats().peers.b!.chunkedOut === 1, 'snapshot and its final acknowledgement', 20_000);
+    await sleep(300);
+    a.t.send(snapMsg(901, data));
+    await waitFor(() => snaps(b).length === 2, 'the snapshot again', 20_000);
+    expect(a.t.stats().peers.b!.reconnects).toBe(0);
+  });
+
+  it('abandonSnapshots (the sender stopped leading) stops a transfer under way', async () => {
+    const { a, b } = await pair();
+    const data = stateOf(3 << 20);
+    let outAtStop = -1;
+    b.progress = () => {
+      if (outAtStop >= 0) return;
+      a.t.abandonSnapshots();
+      outAtStop = a.t.stats().peers.b!.snapshotBytesOut;
+    };
+    a.t.send(snapMsg(950, data));
+    await waitFor(() => outAtStop >= 0, 'the first part');
+    a.t.send(msg('a', 'b', { context: 'after-abandon' }));
+    await waitFor(() => b.got.some((m) => m.context === 'after-abandon'), 'a message sent after abandoning');
+    await sleep(200);
+    expect(snaps(b)).toHaveLength(0);
+    expect(a.t.stats().peers.b!.snapshotBytesOut).toBe(outAtStop);
+    expect(outAtStop).toBeLessThan(Buffer.byteLength(data) / 4);
+  });
+
+  it("a whole snapshot delivered from one peer drops another peer's partial one", async () => {
+    const { a, b } = await pair();
+    const log = captureLog();
+    const c = new TcpTransport({ id: 'c', secret: SECRET, limits: SMALL, log });
+    await c.listen();
+    cleanup.push(() => c.close());
+    c.setPeer('b', b.t.address!);
+    b.t.setPeer('c', c.address!);
+    await waitFor(() => c.stats().peers.b!.connected, 'c to b');
+    const byPeer = new Map<string, readonly string[]>();
+    const dropped: Array<readonly string[]> = [];
+    b.t.onSnapshotParts((peer, arr) => void byPeer.set(peer, arr), (_peer, arr) => void dropped.push(arr));
+    // a (deposed) got part of its state across, then stopped.
+    const big = [stateOf(100 << 10, 'a'), stateOf(1 << 20, 'b'), stateOf(1 << 20, 'c')];
+    b.progress = (peer) => {
+      if (peer === 'a' && byPeer.has('a')) a.t.abandonSnapshots();
+    };
+    a.t.send(msg('a', 'b', { type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 960, term: 2, confState: { voters: ['a', 'b', 'c'], learners: [] } }, data: big } }));
+    await waitFor(() => byPeer.has('a'), "a's first part");
+    await sleep(100);
+    // c (the new leader) sends its whole state.
+    const small = [stateOf(40 << 10, 'x'), stateOf(10, 'y')];
+    c.send(msg('c', 'b', { type: 'MsgSnap', term: 3, snapshot: { metadata: { index: 970, term: 3, confState: { voters: ['a', 'b', 'c'], learners: [] } }, data: small } }));
+    await waitFor(() => snaps(b).length === 1, "c's snapshot");
+    expect(snaps(b)[0]!.from).toBe('c');
+    expect(dropped).toContain(byPeer.get('a'));
   });
 
   it('refuses a snapshot over maxSnapshotBytes at the sender', async () => {
