@@ -1420,7 +1420,18 @@ export class NodeHost {
     this.serializing = steps;
     const step = (): void => {
       if (!this.running || this.starts !== life || this.serializing !== steps) return;
-      const r = steps.next();
+      let r: IteratorResult<void, SnapshotData>;
+      try {
+        r = steps.next();
+      } catch (err) {
+        // A later slice read a damaged stored record: as for the first slice (handleReady),
+        // stop this member rather than let a timer callback end the whole process.
+        if (!(err instanceof LocalStateDamage)) throw err;
+        this.serializing = null;
+        this.raft.holdApply(false);
+        this.failStop(`while serializing a snapshot at log index ${at}`, err);
+        return;
+      }
       if (!r.done) return void this.opts.clock.setTimeout(step, 0);
       this.serializing = null;
       this.raft.holdApply(false);
