@@ -94,8 +94,8 @@ describe('NodeHost commitNoticeDelayMs', () => {
 });
 
 describe('CONCORD_COMMIT_NOTICE_DELAY_MS', () => {
-  it('defaults to 2 ms in cluster mode, accepts 0-50, and names the accepted range otherwise', () => {
-    expect(commitNoticeDelayFromEnv({})).toBe(2);
+  it('defaults to 0 (sent at once) in cluster mode, accepts 0-50, and names the accepted range otherwise', () => {
+    expect(commitNoticeDelayFromEnv({})).toBe(0);
     expect(commitNoticeDelayFromEnv({ CONCORD_COMMIT_NOTICE_DELAY_MS: '0' })).toBe(0);
     expect(commitNoticeDelayFromEnv({ CONCORD_COMMIT_NOTICE_DELAY_MS: '5' })).toBe(5);
     for (const bad of ['-1', 'fast', '51']) {
