@@ -78,6 +78,7 @@ interface Options {
   restartDownMs: number;
   breakdown: number;
   preload: number;
+  preloadSerial: number;
   heartbeat: number;
   election: number;
   /** How the failover trials take the leader down. */
@@ -115,6 +116,7 @@ function parseOptions(args: BenchArgs): Options {
     restartDownMs: parseNumber(args, 'restart-down-ms', 1_000, (n) => n >= 0, 'ms >= 0'),
     breakdown: parseNumber(args, 'breakdown', 300, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     preload: parseNumber(args, 'preload', 5_000, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+    preloadSerial: parseNumber(args, 'preload-serial', 10, (n) => n >= 0, 'a number of seconds >= 0'),
     heartbeat,
     election,
     fault: parseFault(args.fault),
@@ -540,6 +542,16 @@ async function runSize(n: number, o: Options, cleanup: Cleanup, prng: Prng, etcd
         log(`${s.name}/${n}: preloaded ${r.writes} writes (${r.errors} errors) in ${Math.round(performance.now() - t0)} ms`);
       }
     }
+    // And one write at a time for a while: a Node process runs a code path unoptimized until
+    // the JIT has seen it often (CPU per write at 1 in flight halves after 15-25 s of load,
+    // measured 2026-12-01); a long-running cluster is past that, and a Go binary never in it.
+    // Both systems get the same, before any level is measured.
+    if (o.preloadSerial > 0) {
+      for (const s of systems) {
+        const r = await closedLoop(await s.loadTargets(s.paths()[0] as string, 1), gens.get(s.name) as KvGen, 1, o.preloadSerial, 0);
+        log(`${s.name}/${n}: preloaded ${o.preloadSerial} s at 1 in flight (${r.writes} writes, ${r.errors} errors)`);
+      }
+    }
 
     // Closed loops, alternating which system (and path) goes first at each level.
     const runs = systems.flatMap((s) => s.paths().map((p) => ({ s, p })));
@@ -676,6 +688,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
         restart_down_ms: o.restartDownMs,
         breakdown_writes: o.breakdown,
         preload_writes: o.preload,
+        preload_serial_seconds: o.preloadSerial,
         seed: o.seed,
       },
       goals_judged_on: `${o.members[0]} members, etcd over gRPC`,
@@ -709,6 +722,7 @@ export const bench: BenchModule = {
     'restart-down-ms': { description: 'how long a restarted follower stays down (ms)', default: '1000' },
     breakdown: { description: 'traced back-to-back writes for the Concord latency breakdown (0 skips)', default: '300' },
     preload: { description: 'writes (64 in flight) to each fresh cluster before measuring, to reach steady state (0 skips)', default: '5000' },
+    'preload-serial': { description: 'then seconds of writes at 1 in flight, both systems, so JIT-compiled paths are warm (0 skips)', default: '10' },
     heartbeat: { description: 'etcd --heartbeat-interval (ms)', default: '25' },
     election: { description: 'etcd --election-timeout (ms)', default: '150' },
     'attempt-timeout': { description: 'failover writer: per-attempt timeout (ms), both systems', default: '250' },
