@@ -5,19 +5,13 @@
 // and checkpoints between its assignments and completions write some of them.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../../src/host/local-cluster.js';
-import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Command, Op } from '../../src/machine/types.js';
 import { ordStride } from '../../src/machine/task-table.js';
-import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
-import type { LogStorage } from '../../src/storage/types.js';
-import { VirtualClock } from '../../src/util/virtual-clock.js';
-import { Prng } from '../../src/util/prng.js';
 import { createOp, putOp } from '../machine/machine-util.js';
+import { sqliteCluster } from '../helpers/sqlite-cluster.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -26,42 +20,8 @@ afterEach(() => {
 
 /** A 3-member cluster on SQLite files that the test can close and reopen (a process restart). */
 function setup() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
+  const { dir, clock, cluster, files, open, machines, run } = sqliteCluster({ tag: 'ckpt', seed: 11, machine: { tasksPerBlock: 64 } });
   dirs.push(dir);
-  const clock = new VirtualClock();
-  const files = new Map<string, SqliteStorage>();
-  const open = (id: string) => files.set(id, SqliteStorage.open(path.join(dir, `${id}.db`), { durability: 'off' }));
-  const machines = new Map<string, CoordinationMachine>();
-  const cluster = new LocalCluster({
-    ids: ['n1', 'n2', 'n3'],
-    clock,
-    prng: new Prng(11),
-    storageFor: (id) => {
-      open(id);
-      // Forwards to the file currently open for this member.
-      return new Proxy({} as LogStorage, {
-        get: (_, p) => {
-          const t = files.get(id) as unknown as Record<string | symbol, unknown>;
-          const v = t[p];
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-        },
-      });
-    },
-    machineFor: (id) => {
-      const m = new CoordinationMachine({ tasksPerBlock: 64 });
-      machines.set(id, m);
-      return m;
-    },
-    tickMs: 10,
-    compactionThreshold: 100,
-    requestTimeoutMs: 5000,
-  });
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += 10) {
-      clock.runFor(10);
-      await new Promise<void>((r) => setImmediate(r));
-    }
-  };
   const proposeAll = async (ops: Op[]) => {
     for (let i = 0; i < ops.length; i += 50) {
       const leader = cluster.leader();

@@ -5,18 +5,11 @@
 // from the others' from then on) nor take the other members down with it.
 
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../../src/host/local-cluster.js';
-import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Command, Op } from '../../src/machine/types.js';
-import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
-import type { LogStorage } from '../../src/storage/types.js';
-import { VirtualClock } from '../../src/util/virtual-clock.js';
-import { Prng } from '../../src/util/prng.js';
 import { putOp } from '../machine/machine-util.js';
+import { sqliteCluster } from '../helpers/sqlite-cluster.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -25,43 +18,8 @@ afterEach(() => {
 
 /** 3 members on SQLite files the test can close, edit and reopen (a process restart). */
 function setup() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-damage-'));
+  const { dir, clock, cluster, files, fileOf, open, machines, run } = sqliteCluster({ tag: 'damage', seed: 5 });
   dirs.push(dir);
-  const clock = new VirtualClock();
-  const files = new Map<string, SqliteStorage>();
-  const fileOf = (id: string) => path.join(dir, `${id}.db`);
-  const open = (id: string) => files.set(id, SqliteStorage.open(fileOf(id), { durability: 'off' }));
-  const machines = new Map<string, CoordinationMachine>();
-  const cluster = new LocalCluster({
-    ids: ['n1', 'n2', 'n3'],
-    clock,
-    prng: new Prng(5),
-    storageFor: (id) => {
-      open(id);
-      // Forwards to the file currently open for this member.
-      return new Proxy({} as LogStorage, {
-        get: (_, p) => {
-          const t = files.get(id) as unknown as Record<string | symbol, unknown>;
-          const v = t[p];
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-        },
-      });
-    },
-    machineFor: (id) => {
-      const m = new CoordinationMachine();
-      machines.set(id, m);
-      return m;
-    },
-    tickMs: 10,
-    compactionThreshold: 100,
-    requestTimeoutMs: 5000,
-  });
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += 10) {
-      clock.runFor(10);
-      await new Promise<void>((r) => setImmediate(r));
-    }
-  };
   const propose = async (ops: Op[]): Promise<unknown[]> => {
     const leader = cluster.leader();
     expect(leader).toBeDefined();
