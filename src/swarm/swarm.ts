@@ -505,9 +505,9 @@ export function diskReserveFromEnv(env = process.env): number | undefined {
 }
 
 /**
- * Cluster mode's default NodeHostOptions.commitNoticeDelayMs: 0, sent at once. Held 2 ms, one
- * write in flight gained about 10 % in paired breakdown runs, but 256 in flight showed p99
- * stalls of 530-580 ms against 72-80 ms (alternating runs, 2026-12-01): not on by default.
+ * Cluster mode's default NodeHostOptions.commitNoticeDelayMs: 0, sent at once. Held 2 ms, the
+ * client's hops at one write in flight shortened in paired breakdowns, but etcd-compare pairs
+ * did not move (2026-12-01): no measured gain to justify it yet.
  */
 export const CLUSTER_COMMIT_NOTICE_DELAY_MS = 0;
 
