@@ -463,7 +463,10 @@ export class CoordinationMachine implements StateMachine {
     this.elections = m.elections;
     this.electionTotals = m.electionTotals;
     this.restoreScalarFields(m);
-    this.memory = MemoryStore.fromRows((each) => c.jsonRows('memory', each), m.memoryOrd);
+    // Read on demand when the storage offers it; read whole (and rewritten with lookup keys
+    // at the next checkpoint) when its rows have none (null: an older file).
+    const stored = c.storedRows?.('memory');
+    this.memory = stored ? MemoryStore.fromStored(stored, m.memoryOrd) : MemoryStore.fromRows((each) => c.jsonRows('memory', each), m.memoryOrd, stored === null);
     this.tasks =
       m.v === 1
         ? TaskTable.fromWholeRows(c.rows('orchs'), m.taskAgents, m.completeHigh, m.compactedRefused, this.events.tasksPerBlock)

@@ -1,5 +1,5 @@
 import { LocalStateDamage } from '../util/local-damage.js';
-import type { TableChanges } from '../storage/types.js';
+import type { CheckpointRow, StoredRows, TableChanges } from '../storage/types.js';
 import { DirtyRows } from './dirty-rows.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
 
@@ -33,6 +33,16 @@ function systemKeyRefusal(key: string): Result {
 
 export function memoryId(namespace: string, key: string): string {
   return `${namespace}\u0000${key}`;
+}
+
+/**
+ * A record's row lookup key (StoredRows.find): FNV-1a over the id's UTF-16 units, 32 bits.
+ * Ids may share one: a lookup checks each row it returns against the id.
+ */
+export function memoryRowKey(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /**
@@ -70,7 +80,7 @@ export class MemoryStore {
    * (takeChanges wrote it), parsed on first use (see at()). A restart then reads each row's
    * key, not its value: parsing every row was most of a restart's rebuild.
    */
-  private readonly records = new Map<string, MemoryRecord | string>();
+  private records = new Map<string, MemoryRecord | string>();
   /** Ids of records with a TTL, so expiry scans only those. */
   private withTtl = new Set<string>();
   /**
@@ -80,6 +90,19 @@ export class MemoryStore {
   private ords = new Map<string, number>();
   private nextOrd = 0;
   readonly dirty = new DirtyRows();
+  /**
+   * Restarted from stored rows read on demand (fromStored): the rows not read yet. `records`
+   * then holds only the records read or written since (and every TTL record); a record not
+   * there and not `gone` is looked up in `base`. Null once every row is in `records`
+   * (loadAll: whatever needs every record, in order).
+   */
+  private base: StoredRows | null = null;
+  /** With `base`: the last ord it holds (a larger one is this life's), its records still held, ids of it removed since. */
+  private baseLastOrd = 0;
+  private baseLive = 0;
+  private readonly gone = new Set<string>();
+  /** With `base`: records held with an ord past baseLastOrd. */
+  private fresh = 0;
 
   /** A client's write; refused (a recorded no-op) on a system key. */
   put(op: PutOp, now: number): Result {
@@ -115,7 +138,10 @@ export class MemoryStore {
       expires_at: op.ttl_s !== null ? now + op.ttl_s * 1000 : null,
     };
     this.records.set(id, rec);
-    if (!prev) this.ords.set(id, ++this.nextOrd);
+    if (!prev) {
+      this.ords.set(id, ++this.nextOrd);
+      if (this.base !== null) this.fresh++;
+    }
     this.dirty.touch(id);
     if (rec.expires_at !== null) this.withTtl.add(id);
     else this.withTtl.delete(id);
@@ -146,6 +172,7 @@ export class MemoryStore {
   }
 
   list(namespace: string, prefix: string, now: number, limit: number): MemoryRecord[] {
+    this.loadAll();
     const out: MemoryRecord[] = [];
     const idPrefix = memoryId(namespace, prefix);
     for (const [id, v] of this.records) {
@@ -163,28 +190,85 @@ export class MemoryStore {
 
   /** Number of records held (expired ones not yet dropped included). */
   get size(): number {
-    return this.records.size;
+    return this.base === null ? this.records.size : this.baseLive + this.fresh;
   }
 
   has(namespace: string, key: string): boolean {
-    return this.records.has(memoryId(namespace, key));
+    return this.held(memoryId(namespace, key)) !== undefined;
   }
 
   /** Simulator mutation check (a lossy restore must be caught): forget the first record. */
   dropFirstForTest(): void {
+    this.loadAll();
     const first = this.records.keys().next();
     if (!first.done) this.remove(first.value);
   }
 
   /** Every record held, in insertion order (stored rows are parsed as they are reached). */
   *values(): IterableIterator<MemoryRecord> {
+    this.loadAll();
     for (const [id, v] of this.records) yield typeof v === 'string' ? this.parseStored(id, v) : v;
   }
 
   /** The record with this id, its stored row parsed (once) if it was not read yet. */
   private at(id: string): MemoryRecord | undefined {
-    const v = this.records.get(id);
+    const v = this.held(id);
     return typeof v === 'string' ? this.parseStored(id, v) : v;
+  }
+
+  /** The record with this id as held (a stored row not parsed yet is its text), read from `base` if it is there. */
+  private held(id: string): MemoryRecord | string | undefined {
+    const v = this.records.get(id);
+    if (v !== undefined || this.base === null || this.gone.has(id)) return v;
+    for (const [ord, json] of this.base.find(memoryRowKey(id))) {
+      // Rows past baseLastOrd are this life's, written from `records`, which has them all.
+      if (ord > this.baseLastOrd || storedId(ord, json) !== id) continue;
+      this.records.set(id, json);
+      this.ords.set(id, ord);
+      return json;
+    }
+    return undefined;
+  }
+
+  /**
+   * Every stored row read into `records`, in ord order (the insertion order a replica that
+   * applied the log holds), merged with what changed since the restart. A row the lookups
+   * should have found but did not (its key damaged) is found here, and the store stops.
+   */
+  private loadAll(): void {
+    const base = this.base;
+    if (base === null) return;
+    const records = new Map<string, MemoryRecord | string>();
+    const ords = new Map<string, number>();
+    base.all((ord, json) => {
+      if (ord > this.baseLastOrd) return; // this life's: in `records`, added below
+      const id = storedId(ord, json);
+      const cur = this.records.get(id);
+      if (cur !== undefined && this.ords.get(id) === ord) {
+        records.set(id, cur);
+        ords.set(id, ord);
+      } else if (!this.gone.has(id)) {
+        if (cur !== undefined) throw new StoredRecordDamage(id, ord, 'its row was not found by its lookup key (the key is damaged), so the record was written anew');
+        if (!json.endsWith(ROW_NO_TTL_TAIL) && (JSON.parse(json) as MemoryRecord).expires_at !== null) {
+          throw new StoredRecordDamage(id, ord, 'it has a TTL but was not stored as a row read at restart, so expiry missed it');
+        }
+        records.set(id, json);
+        ords.set(id, ord);
+      }
+    });
+    if (records.size !== this.baseLive) {
+      throw new StoredRecordDamage('(several)', this.baseLastOrd, `${this.baseLive} stored records expected, ${records.size} found: rows are missing`);
+    }
+    const fresh = [...this.ords].filter(([, ord]) => ord > this.baseLastOrd).sort((a, b) => a[1] - b[1]);
+    for (const [id, ord] of fresh) {
+      records.set(id, this.records.get(id) as MemoryRecord | string);
+      ords.set(id, ord);
+    }
+    this.records = records;
+    this.ords = ords;
+    this.base = null;
+    this.gone.clear();
+    this.baseLive = this.fresh = 0;
   }
 
   /**
@@ -219,6 +303,12 @@ export class MemoryStore {
   }
 
   private remove(id: string): void {
+    if (this.base !== null) {
+      if ((this.ords.get(id) as number) <= this.baseLastOrd) {
+        this.baseLive--;
+        this.gone.add(id);
+      } else this.fresh--;
+    }
     this.records.delete(id);
     this.withTtl.delete(id);
     const ord = this.ords.get(id);
@@ -255,7 +345,7 @@ export class MemoryStore {
    * tracked by row. A row without a TTL whose key and namespace need no unescaping (the usual
    * one) is kept as its text, its id read off the text; the others are parsed now.
    */
-  static fromRows(read: (each: (ord: number, json: string) => void) => void, nextOrd: number): MemoryStore {
+  static fromRows(read: (each: (ord: number, json: string) => void) => void, nextOrd: number, rewrite = false): MemoryStore {
     const m = new MemoryStore();
     read((ord, json) => {
       const id = storedRowId(json);
@@ -264,16 +354,26 @@ export class MemoryStore {
         m.ords.set(id, ord);
         return;
       }
-      let r: unknown;
-      try {
-        r = JSON.parse(json);
-      } catch (e) {
-        throw new Error(`memory checkpoint row ${ord} is damaged: not JSON (${(e as Error).message})`);
-      }
-      const why = recordProblem(r, null);
-      if (why) throw new Error(`memory checkpoint row ${ord} is damaged: ${why}`);
-      m.add(r as MemoryRecord, ord);
+      m.add(parseRow(ord, json), ord);
     });
+    m.nextOrd = nextOrd;
+    // `rewrite`: the rows lack lookup keys (an older file); the next checkpoint writes them all.
+    m.dirty.full = rewrite;
+    return m;
+  }
+
+  /**
+   * Restored from a checkpoint's rows read on demand: only the TTL records now (expiry scans
+   * them), any other when first used (see held), all of them when something needs every
+   * record (loadAll). A restart then reads a few rows, not every row: with 50,000 records
+   * reading them all was most of a member's restart.
+   */
+  static fromStored(base: StoredRows, nextOrd: number): MemoryStore {
+    const m = new MemoryStore();
+    base.eager((ord, json) => m.add(parseRow(ord, json), ord));
+    m.base = base;
+    m.baseLastOrd = nextOrd;
+    m.baseLive = base.count;
     m.nextOrd = nextOrd;
     m.dirty.full = false;
     return m;
@@ -294,11 +394,15 @@ export class MemoryStore {
   /** Rows changed since the last call (all of them after a restore from a snapshot). */
   takeChanges(): TableChanges {
     // A row never parsed is unchanged since it was stored: its text is what stringify gives.
-    const row = (id: string): [number, string] | undefined => {
+    // With its lookup key, and read at restart when it has a TTL (expiry must see it).
+    const row = (id: string): CheckpointRow | undefined => {
       const r = this.records.get(id);
-      return r === undefined ? undefined : [this.ords.get(id) as number, typeof r === 'string' ? r : JSON.stringify(r)];
+      if (r === undefined) return undefined;
+      const ord = this.ords.get(id) as number;
+      return typeof r === 'string' ? [ord, r, undefined, memoryRowKey(id), false] : [ord, JSON.stringify(r), undefined, memoryRowKey(id), r.expires_at !== null];
     };
-    return this.dirty.take(row, () => [...this.records.keys()].map((id) => row(id) as [number, string]));
+    if (this.dirty.full) this.loadAll();
+    return this.dirty.take(row, () => [...this.records.keys()].map((id) => row(id) as CheckpointRow));
   }
 }
 
@@ -320,6 +424,32 @@ function storedRowId(json: string): string | null {
   // An escaped quote would end the slice early: its backslash is then in the slice.
   if (key.includes('\\') || namespace.includes('\\')) return null;
   return memoryId(namespace, key);
+}
+
+/** A checkpoint row parsed and checked (its id, when the text does not give it exactly). */
+function parseRow(ord: number, json: string): MemoryRecord {
+  let r: unknown;
+  try {
+    r = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`memory checkpoint row ${ord} is damaged: not JSON (${(e as Error).message})`);
+  }
+  const why = recordProblem(r, null);
+  if (why) throw new Error(`memory checkpoint row ${ord} is damaged: ${why}`);
+  return r as MemoryRecord;
+}
+
+/** The id of a stored row read after the restart: read off its text when exact, else parsed. */
+function storedId(ord: number, json: string): string {
+  const id = storedRowId(json);
+  if (id !== null) return id;
+  let r: MemoryRecord;
+  try {
+    r = parseRow(ord, json);
+  } catch (e) {
+    throw new StoredRecordDamage('(unknown)', ord, (e as Error).message);
+  }
+  return memoryId(r.namespace, r.key);
 }
 
 /**

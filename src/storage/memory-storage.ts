@@ -4,7 +4,7 @@
 // The invariant checks shared with SqliteStorage live here so both stores reject the same input.
 
 import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../raft/types.js';
-import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats } from './types.js';
+import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats, type StoredRows } from './types.js';
 
 const ENTRY_TYPES: ReadonlySet<string> = new Set(['normal', 'conf', 'noop']);
 
@@ -93,7 +93,7 @@ export class CheckpointImage {
       const rows = this.tables.get(t) as Map<number, CheckpointRow>;
       if (ch.clear) rows.clear();
       for (const ord of ch.del) rows.delete(ord);
-      for (const [ord, json, bin] of ch.put) rows.set(ord, bin === undefined ? [ord, json] : [ord, json, bin.slice()]);
+      for (const [ord, json, bin, find, eager] of ch.put) rows.set(ord, [ord, json, bin?.slice(), find, eager]);
     }
     this.meta = c.meta;
     this.metadata = structuredClone(c.metadata);
@@ -110,6 +110,29 @@ export class CheckpointImage {
       rows: (t) => of(t).map(([ord, json, bin]) => (bin === undefined ? [ord, JSON.parse(json) as unknown] : [ord, JSON.parse(json) as unknown, bin.slice()])),
       jsonRows: (t, each) => {
         for (const [ord, json] of of(t)) each(ord, json);
+      },
+      storedRows: (t) => this.storedRows(t),
+    };
+  }
+
+  /**
+   * SqliteStorage's on-demand reads: of the live rows (later checkpoints show, as in the
+   * file), null when some row has no lookup key, so the simulator restarts its machines the
+   * way a member process does.
+   */
+  private storedRows(t: CheckpointTable): StoredRows | null {
+    const rows = this.tables.get(t) as Map<number, CheckpointRow>;
+    for (const r of rows.values()) if (r[3] === undefined) return null;
+    const sorted = (keep: (r: CheckpointRow) => boolean): Array<[number, string]> =>
+      [...rows.values()].filter(keep).sort((a, b) => a[0] - b[0]).map(([ord, json]) => [ord, json]);
+    return {
+      count: rows.size,
+      find: (key) => sorted((r) => r[3] === key),
+      eager: (each) => {
+        for (const [ord, json] of sorted((r) => r[4] === true)) each(ord, json);
+      },
+      all: (each) => {
+        for (const [ord, json] of sorted(() => true)) each(ord, json);
       },
     };
   }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { snapshotParts, type ConfState, type Entry, type EntryType, type HardState, type RestartState, type Snapshot, type SnapshotMetadata } from '../raft/types.js';
-import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow as TableRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats } from './types.js';
+import { CHECKPOINT_TABLES, type CheckpointReader, type CheckpointRow as TableRow, type CheckpointTable, type LoadedState, type LogStorage, type MachineCheckpoint, type PersistBatch, type StorageStats, type StoredRows } from './types.js';
 import { checkBatch, checkCheckpoint, checkCompact, checkLog, isEmptyBatch } from './memory-storage.js';
 import { BucketHistogram, DISK_BUCKETS_S } from '../util/histogram.js';
 import { fsyncDirectory, fsyncPath, mkdirDurable, nodeSyncFs, type SyncFs } from './sync-fs.js';
@@ -111,8 +111,30 @@ CREATE TABLE IF NOT EXISTS snapshot_part (n INTEGER PRIMARY KEY, data TEXT NOT N
 CREATE TABLE IF NOT EXISTS machine_checkpoint (
   id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL,
   conf_state TEXT NOT NULL, meta TEXT NOT NULL);
-${CHECKPOINT_TABLES.map((t) => `CREATE TABLE IF NOT EXISTS machine_${t} (ord INTEGER PRIMARY KEY, json TEXT NOT NULL, bin BLOB);`).join('\n')}
+${CHECKPOINT_TABLES.map((t) => `CREATE TABLE IF NOT EXISTS machine_${t} (ord INTEGER PRIMARY KEY, json TEXT NOT NULL, bin BLOB, find INTEGER, eager INTEGER);`).join('\n')}
 `;
+
+/**
+ * Checkpoint tables whose rows are read on demand (CheckpointReader.storedRows): indexed by
+ * lookup key, and by ord for the rows a restart reads anyway. Created after addRowColumns.
+ */
+const ON_DEMAND_TABLES: readonly CheckpointTable[] = ['memory'];
+const ON_DEMAND_INDEXES = ON_DEMAND_TABLES.map(
+  (t) => `CREATE INDEX IF NOT EXISTS machine_${t}_find ON machine_${t} (find);
+CREATE INDEX IF NOT EXISTS machine_${t}_eager ON machine_${t} (ord) WHERE eager = 1;`,
+).join('\n');
+
+/**
+ * Files written before lookup keys have no `find`/`eager` columns: added (no rows change; an
+ * ADD COLUMN rewrites nothing). Their rows have no key: the table is then read whole at
+ * restart, and rewritten with keys by the next checkpoint (see MemoryStore.fromRows).
+ */
+function addRowColumns(db: Database.Database): void {
+  for (const t of CHECKPOINT_TABLES) {
+    const cols = new Set((db.prepare(`PRAGMA table_info(machine_${t})`).all() as Array<{ name: string }>).map((c) => c.name));
+    for (const c of ['find', 'eager']) if (!cols.has(c)) db.exec(`ALTER TABLE machine_${t} ADD COLUMN ${c} INTEGER`);
+  }
+}
 
 interface EntryRow { idx: number; term: number; type: string; data: string }
 interface HardRow { term: number; vote: string | null; commit: number }
@@ -222,6 +244,8 @@ export class SqliteStorage implements LogStorage {
       db.pragma('auto_vacuum = INCREMENTAL');
       db.transaction(() => {
         db.exec(SCHEMA);
+        addRowColumns(db);
+        db.exec(ON_DEMAND_INDEXES);
         const v = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get() as string | undefined;
         if (v === undefined || Number(v) === 1) db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
         else if (Number(v) !== SCHEMA_VERSION) throw new Error(`SqliteStorage(${file}): schema version ${v}, expected ${SCHEMA_VERSION}`);
@@ -370,6 +394,7 @@ export class SqliteStorage implements LogStorage {
         }
       },
       jsonRows: (t, each) => readJsonRows(db, t, each, this.file),
+      storedRows: (t) => storedRows(db, t, this.file),
     };
   }
 
@@ -839,19 +864,21 @@ export class SqliteStorage implements LogStorage {
     const args = this.insertArgs;
     for (let i = 0; i < rows.length; i += INSERT_ROWS) {
       const n = Math.min(INSERT_ROWS, rows.length - i);
-      args.length = 3 * n;
+      args.length = 5 * n;
       for (let j = 0; j < n; j++) {
-        const [ord, json, bin] = rows[i + j] as TableRow;
-        args[3 * j] = ord;
-        args[3 * j + 1] = json;
+        const [ord, json, bin, find, eager] = rows[i + j] as TableRow;
+        args[5 * j] = ord;
+        args[5 * j + 1] = json;
         // better-sqlite3 binds Buffers as BLOBs (a bare Uint8Array is refused).
-        args[3 * j + 2] = bin === undefined ? null : Buffer.isBuffer(bin) ? bin : Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength);
-        bytes += INT + text(json) + (bin?.byteLength ?? 0);
+        args[5 * j + 2] = bin === undefined ? null : Buffer.isBuffer(bin) ? bin : Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength);
+        args[5 * j + 3] = find ?? null;
+        args[5 * j + 4] = eager === undefined ? null : eager ? 1 : 0;
+        bytes += INT + text(json) + (bin?.byteLength ?? 0) + (find === undefined ? 0 : INT) + (eager === undefined ? 0 : INT);
       }
       const key = `${t}:${n}`;
       let stmt = this.rowInserts.get(key);
       if (!stmt) {
-        stmt = this.db.prepare(`INSERT OR REPLACE INTO machine_${t} (ord, json, bin) VALUES ${new Array(n).fill('(?, ?, ?)').join(', ')}`);
+        stmt = this.db.prepare(`INSERT OR REPLACE INTO machine_${t} (ord, json, bin, find, eager) VALUES ${new Array(n).fill('(?, ?, ?, ?, ?)').join(', ')}`);
         this.rowInserts.set(key, stmt);
       }
       stmt.run(args);
@@ -929,6 +956,26 @@ function readJsonRows(db: Database.Database, t: CheckpointTable, each: (ord: num
     }
     after = last;
   }
+}
+
+/**
+ * A table's rows read on demand (see StoredRows), or null when it is not kept for that or some
+ * row has no lookup key (an older file's: read it whole). Both checks use the find index.
+ */
+function storedRows(db: Database.Database, t: CheckpointTable, file: string): StoredRows | null {
+  if (!ON_DEMAND_TABLES.includes(t)) return null;
+  if (db.prepare(`SELECT EXISTS (SELECT 1 FROM machine_${t} WHERE find IS NULL)`).pluck().get() === 1) return null;
+  const count = db.prepare(`SELECT count(*) FROM machine_${t}`).pluck().get() as number;
+  const find = db.prepare(`SELECT ord, json FROM machine_${t} WHERE find = ? ORDER BY ord`).raw();
+  const eager = db.prepare(`SELECT ord, json FROM machine_${t} WHERE eager = 1 ORDER BY ord`).raw();
+  return {
+    count,
+    find: (key) => find.all(key) as Array<[number, string]>,
+    eager: (each) => {
+      for (const [ord, json] of eager.all() as Array<[number, string]>) each(ord, json);
+    },
+    all: (each) => readJsonRows(db, t, each, file),
+  };
 }
 
 /**

@@ -95,8 +95,29 @@ export interface TableChanges {
   put: Array<CheckpointRow>;
 }
 
-/** A checkpoint row as written: key, JSON, optional binary part (a BLOB in SQLite). */
-export type CheckpointRow = [ord: number, json: string, bin?: Uint8Array];
+/**
+ * A checkpoint row as written: key, JSON, optional binary part (a BLOB in SQLite), and for
+ * tables read on demand (see StoredRows) a lookup key (a hash of the row's id; several rows
+ * may share one) and whether the row must be read at restart anyway (`eager`).
+ */
+export type CheckpointRow = [ord: number, json: string, bin?: Uint8Array, find?: number, eager?: boolean];
+
+/**
+ * A table's stored rows read on demand (memory, see MemoryStore.fromStored): a restart reads
+ * the rows it must (`eager`) and looks the others up by key when first needed, rather than
+ * reading every row. Reads the table as it is when called, later checkpoints included: the
+ * caller only looks up rows no checkpoint since the restart has written.
+ */
+export interface StoredRows {
+  /** Rows in the table when the reader was made. */
+  readonly count: number;
+  /** Rows stored with lookup key `find`, [ord, json], in ord order. */
+  find(key: number): Array<[ord: number, json: string]>;
+  /** Rows stored with `eager` set, in ord order. */
+  eager(each: (ord: number, json: string) => void): void;
+  /** Every row, in ord order (as CheckpointReader.jsonRows). */
+  all(each: (ord: number, json: string) => void): void;
+}
 
 /**
  * The replicated state at one applied index, written as rows (an incremental snapshot): per
@@ -124,6 +145,12 @@ export interface CheckpointReader {
    * A callback, not an iterator: no array per row, and the storage may read rows in chunks.
    */
   jsonRows(table: CheckpointTable, each: (ord: number, json: string) => void): void;
+  /**
+   * The table's rows to be read on demand, or null when some row has no lookup key (written
+   * before them: the caller reads every row, and rewrites them with keys). Optional: a
+   * storage without it is read whole.
+   */
+  storedRows?(table: CheckpointTable): StoredRows | null;
 }
 
 /** What load() found: the log's restart state, and the checkpoint when it is the newest state. */
