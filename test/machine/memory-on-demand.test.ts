@@ -239,6 +239,35 @@ describe('memory records read on demand after a restart', () => {
     expect(again.snapshot()).toBe(m.snapshot());
   });
 
+  it('a member file from before lookup keys (no such columns) opens, is read whole, and its next checkpoint writes the keys', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-on-demand-legacy-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'a.db');
+    fs.copyFileSync(path.join(import.meta.dirname, 'fixtures', 'legacy-orch-rows.sqlite'), file);
+    let st = SqliteStorage.open(file, { durability: 'off' });
+    let loaded = st.load(CONF);
+    expect(loaded.checkpoint!.storedRows!('memory')).toBeNull();
+    const m = new CoordinationMachine();
+    m.restoreCheckpoint(loaded.checkpoint!);
+    const hash = m.stateHash();
+    expect(m.memory.size).toBeGreaterThan(0);
+    const index = m.appliedIndex;
+    const e = entry(index + 1, { op: putOp('after', 1), now: 900_000 }, 3);
+    m.apply(e);
+    st.save({ snapshot: null, entries: [e], hardState: { term: 3, vote: null, commit: index + 1 } });
+    expect(st.checkpoint({ metadata: { index: index + 1, term: 3, confState: CONF }, ...m.takeCheckpoint() })).toBe(true);
+    st.close();
+    st = SqliteStorage.open(file, { durability: 'off' });
+    loaded = st.load(CONF);
+    const rows = loaded.checkpoint!.storedRows!('memory');
+    expect(rows?.count).toBe(m.memory.size);
+    const again = new CoordinationMachine();
+    again.restoreCheckpoint(loaded.checkpoint!);
+    expect(again.snapshot()).toBe(m.snapshot());
+    expect(hash).not.toBe(m.stateHash());
+    st.close();
+  });
+
   it('a damaged row found by its key is reported when read, never served', () => {
     const disk = imageDisk();
     const m = new CoordinationMachine();
