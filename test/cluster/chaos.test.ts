@@ -21,11 +21,10 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
-import { loadSecret } from '../../src/transport/auth.js';
 import { Prng } from '../../src/util/prng.js';
 import { HistoryRecorder, checkKvHistory, type KvInput, type KvOperation, type KvOutput } from '../helpers/linearizability.js';
 import { checkFinalValues, compareLogs, type LogDigest } from './chaos-checks.js';
-import { describeExit, freePorts, killAll, MemberProc, memberProcs, requireBuild } from './procs.js';
+import { describeExit, freePorts, killAll, MemberProc, memberProcs, requireBuild, resultText, writeSecretFile } from './procs.js';
 
 // CI (CI set) uses the day's seed, so a red run replays with the seed it printed; locally
 // every run explores a new one.
@@ -54,10 +53,6 @@ const RECOVERY_MS = 20_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function text(r: CallToolResult): string {
-  const c = r.content?.[0] as { text?: unknown } | undefined;
-  return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
-}
 
 function structured(r: CallToolResult): Record<string, unknown> {
   return (r.structuredContent ?? {}) as Record<string, unknown>;
@@ -117,9 +112,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
     const t0 = Date.now();
     console.log(`chaos: seed ${SEED} (replay with CONCORD_CHAOS_SEED=${SEED}), ${CHAOS_MS / 1000}s of faults`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-chaos-'));
-    const secretFile = path.join(dir, 'secret');
-    fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-    const secret = loadSecret(secretFile);
+    const { secretFile, secret } = writeSecretFile(dir);
     const ports = await freePorts(IDS.length);
     procs = memberProcs({ swarm: SWARM, ids: IDS, ports, dir, secretFile });
     const byId = new Map(procs.map((p) => [p.id, p]));
@@ -196,7 +189,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
             const s = structured(r);
             return kind === 'put' ? { ok: true, version: s.version as number } : { ok: true, deleted: s.deleted as boolean };
           }
-          const t = text(r);
+          const t = resultText(r);
           // A version condition refused: applied through the log, no effect.
           if (t.startsWith('conflict:')) return { ok: false };
           const k = `tool ${t.split(':')[0]!.slice(0, 40)}`;
@@ -232,7 +225,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
                   const s = structured(res);
                   return { found: true, value: s.value, version: s.version as number };
                 }
-                if (text(res).startsWith('not_found:')) return { found: false };
+                if (resultText(res).startsWith('not_found:')) return { found: false };
               }
               st.failedReads++;
               return 'skip'; // a failed read changed nothing
@@ -285,8 +278,8 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
               st.lastSuccessAt = op.ret;
             } else {
               op.outcome = 'error';
-              op.detail = text(r).slice(0, 200);
-              const k = `tool ${text(r).split(':')[0]!.slice(0, 40)}`;
+              op.detail = resultText(r).slice(0, 200);
+              const k = `tool ${resultText(r).split(':')[0]!.slice(0, 40)}`;
               st.errors[k] = (st.errors[k] ?? 0) + 1;
             }
           } catch (e) {
@@ -325,7 +318,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
           try {
             const r = await admin.callTool(tool, args, { timeoutMs: 5_000 });
             if (!r.isError) return null;
-            last = text(r);
+            last = resultText(r);
           } catch (e) {
             last = (e as Error).message;
           }
@@ -605,7 +598,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
       const memberProblems: string[] = [];
       const ml = await checker.callTool('member_list', {});
       const mls = structured(ml) as { voters?: string[]; learners?: string[] };
-      if (ml.isError) memberProblems.push(`member_list failed: ${text(ml)}`);
+      if (ml.isError) memberProblems.push(`member_list failed: ${resultText(ml)}`);
       else {
         const want = [...memberIds].sort();
         const deadlineVoters = Date.now() + 30_000;
@@ -630,8 +623,8 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
               const s = structured(o.value);
               return { found: true, value: s.value, version: s.version as number };
             }
-            if (text(o.value).startsWith('not_found:')) return { found: false };
-            throw new Error(`final read of ${key} failed: ${text(o.value)}`);
+            if (resultText(o.value).startsWith('not_found:')) return { found: false };
+            throw new Error(`final read of ${key} failed: ${resultText(o.value)}`);
           },
         );
         finals.push(op!);
@@ -656,7 +649,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
           try {
             const r = await checker.callTool('task_status', { orchestration_id: id });
             if (r.isError) {
-              lastStatus.set(id, { error: text(r) });
+              lastStatus.set(id, { error: resultText(r) });
               continue;
             }
             const s = structured(r);
@@ -675,7 +668,7 @@ describe('cluster chaos (5 member processes, kill -9 / SIGSTOP / partitions)', (
         const r = await checker.callTool('task_results', { orchestration_id: id, include_tasks: t.count });
         const s = structured(r);
         if (r.isError || s.total_tasks !== t.count || s.completed !== t.count || s.failed !== 0 || s.duplicates !== 0 || s.in_progress !== 0) {
-          taskProblems.push(`${id} (${t.count} tasks, ${t.executor}): ${r.isError ? text(r) : JSON.stringify({ total_tasks: s.total_tasks, completed: s.completed, failed: s.failed, duplicates: s.duplicates, in_progress: s.in_progress })}`);
+          taskProblems.push(`${id} (${t.count} tasks, ${t.executor}): ${r.isError ? resultText(r) : JSON.stringify({ total_tasks: s.total_tasks, completed: s.completed, failed: s.failed, duplicates: s.duplicates, in_progress: s.in_progress })}`);
           continue;
         }
         // Retention (default: the last 100 finished orchestrations keep their records) removed

@@ -13,23 +13,14 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
-import { loadSecret } from '../../src/transport/auth.js';
-import { freePorts, killAll, type MemberProc, memberProcs, requireBuild, waitFor } from './procs.js';
+import { killAll, type MemberProc, resultText, startCluster, waitFor } from './procs.js';
 
 const IDS = ['r1', 'r2', 'r3'];
 const READERS = 6;
 const PAUSE_MS = 1_500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function text(r: CallToolResult): string {
-  const c = r.content?.[0] as { text?: unknown } | undefined;
-  return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
-}
 
 describe('a leader paused 1.5 s (SIGSTOP) and resumed during reads and writes', () => {
   let dir = '';
@@ -43,14 +34,9 @@ describe('a leader paused 1.5 s (SIGSTOP) and resumed during reads and writes', 
   });
 
   it('no read returns a value older than a write acknowledged before it was sent; no write lost or applied twice', { timeout: 120_000 }, async () => {
-    requireBuild();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-frozen-reads-'));
-    const secretFile = path.join(dir, 'secret');
-    fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-    const secret = loadSecret(secretFile);
-    procs = memberProcs({ swarm: 'frozenreads', ids: IDS, ports: await freePorts(IDS.length), dir, secretFile });
-    for (const p of procs) p.start();
-    await Promise.all(procs.map((p) => p.waitListening(30_000)));
+    const started = await startCluster('frozenreads', IDS);
+    ({ dir, procs } = started);
+    const { secret } = started;
     const byAddr = new Map(procs.map((p) => [p.addr, p]));
     const client = (name: string, members = procs.map((p) => p.addr)): ClusterClient => {
       const c = new ClusterClient({ members, secret, name, timeoutMs: 20_000 });
@@ -71,7 +57,7 @@ describe('a leader paused 1.5 s (SIGSTOP) and resumed during reads and writes', 
     // Every client knows the leader and the cluster's timing (so it hedges a silent leader).
     for (const c of readers) {
       const r = await c.callTool('memory_retrieve', { key: 'ctr' });
-      expect(r.isError, text(r)).toBeFalsy();
+      expect(r.isError, resultText(r)).toBeFalsy();
     }
     for (const c of [writer, ...readers]) await waitFor('the client to learn the election timeout', 10_000, () => c.electionTimeoutMinMs);
     expect(readers.every((c) => c.leaderAddress === oldAddr)).toBe(true);
@@ -85,7 +71,7 @@ describe('a leader paused 1.5 s (SIGSTOP) and resumed during reads and writes', 
       for (let n = 1; !stop; n++) {
         try {
           const r = await writer.callTool('memory_store', { key: 'ctr', value: n }, { timeoutMs: 15_000 });
-          if (r.isError) writeFailures.push(`${n}: ${text(r)}`);
+          if (r.isError) writeFailures.push(`${n}: ${resultText(r)}`);
           else acked.push({ n, at: performance.now() });
         } catch (e) {
           writeFailures.push(`${n}: ${(e as Error).message}`);
@@ -100,7 +86,7 @@ describe('a leader paused 1.5 s (SIGSTOP) and resumed during reads and writes', 
         try {
           const r = await c.callTool('memory_retrieve', { key: 'ctr' }, { timeoutMs: 15_000 });
           const s = r.structuredContent as { found?: boolean; value?: number; version?: number } | undefined;
-          if (r.isError || s?.found !== true) readFailures.push(text(r));
+          if (r.isError || s?.found !== true) readFailures.push(resultText(r));
           else reads.push({ sent, value: s.value as number, version: s.version as number, at: performance.now() });
         } catch (e) {
           readFailures.push((e as Error).message);

@@ -7,16 +7,11 @@
 // must still be applied exactly once. Three `concord node` processes (built CLI: `npm run
 // build` first).
 
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
-import { loadSecret } from '../../src/transport/auth.js';
-import { freePorts, killAll, type MemberProc, memberProcs, requireBuild } from './procs.js';
+import { killAll, type MemberProc, resultText, startCluster } from './procs.js';
 
 const IDS = ['f1', 'f2', 'f3'];
 /**
@@ -28,11 +23,6 @@ const IDS = ['f1', 'f2', 'f3'];
 const CALL_BUDGET_MS = 4_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function text(r: CallToolResult): string {
-  const c = r.content?.[0] as { text?: unknown } | undefined;
-  return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
-}
 
 async function waitFor<T>(what: string, timeoutMs: number, f: () => Promise<T | null>): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -56,14 +46,9 @@ describe('cluster client with a frozen (SIGSTOPped) leader', () => {
   });
 
   it('fails over to the new leader before the old one resumes, and applies each write once after it does', { timeout: 120_000 }, async () => {
-    requireBuild();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-frozen-'));
-    const secretFile = path.join(dir, 'secret');
-    fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-    const secret = loadSecret(secretFile);
-    procs = memberProcs({ swarm: 'frozen', ids: IDS, ports: await freePorts(IDS.length), dir, secretFile });
-    for (const p of procs) p.start();
-    await Promise.all(procs.map((p) => p.waitListening(30_000)));
+    const started = await startCluster('frozen', IDS);
+    ({ dir, procs } = started);
+    const { secret } = started;
     const byAddr = new Map(procs.map((p) => [p.addr, p]));
     const c = new ClusterClient({ members: procs.map((p) => p.addr), secret, name: 'frozen-test', timeoutMs: 30_000 });
     clients.push(c);
@@ -71,7 +56,7 @@ describe('cluster client with a frozen (SIGSTOPped) leader', () => {
 
     // A write through the leader: the client knows it, and learns the cluster's timing.
     const warm = await c.callTool('memory_store', { key: 'frozen/warm', value: 0 });
-    expect(warm.isError, text(warm)).toBeFalsy();
+    expect(warm.isError, resultText(warm)).toBeFalsy();
     const minMs = await waitFor('the client to learn the election timeout', 10_000, async () => c.electionTimeoutMinMs);
     expect(minMs).toBe(150); // the product's default, as the members report it
     const oldAddr = c.leaderAddress!;
@@ -92,7 +77,7 @@ describe('cluster client with a frozen (SIGSTOPped) leader', () => {
         const key = `load/${w}/${n}`;
         try {
           const r = await c.callTool('memory_store', { key, value: n }, { timeoutMs: CALL_BUDGET_MS });
-          if (r.isError) failures.push(`${key}: ${text(r)}`);
+          if (r.isError) failures.push(`${key}: ${resultText(r)}`);
           else acked.push({ key, at: Date.now() });
         } catch (e) {
           failures.push(`${key}: ${(e as Error).message}`);
@@ -112,8 +97,8 @@ describe('cluster client with a frozen (SIGSTOPped) leader', () => {
     const failoverMs = Date.now() - t0;
     // Answered while the old leader is still stopped, by another member.
     expect(old.state).toBe('stopped');
-    expect(stored.isError, text(stored)).toBeFalsy();
-    expect(orchestrated.isError, text(orchestrated)).toBeFalsy();
+    expect(stored.isError, resultText(stored)).toBeFalsy();
+    expect(orchestrated.isError, resultText(orchestrated)).toBeFalsy();
     expect(c.leaderAddress).not.toBeNull();
     expect(c.leaderAddress).not.toBe(oldAddr);
     expect(c.hedges - hedgesBefore).toBeGreaterThanOrEqual(2);
@@ -144,14 +129,14 @@ describe('cluster client with a frozen (SIGSTOPped) leader', () => {
     // Give whatever the old leader did with them time to reach the log, then commit past it.
     await sleep(500);
     const after = await c.callTool('memory_store', { key: 'frozen/after', value: 1 });
-    expect(after.isError, text(after)).toBeFalsy();
+    expect(after.isError, resultText(after)).toBeFalsy();
 
     // Applied once: the key's first version, and one orchestration of 3 tasks.
     const got = await c.callTool('memory_retrieve', { key: 'frozen/once' });
     expect(got.structuredContent).toMatchObject({ found: true, value: 'v', version: 1 });
     // The only orchestration of the test: 3 tasks in all (a second copy would make 6).
     const tasks = await c.callTool('task_results', {});
-    expect(tasks.isError, text(tasks)).toBeFalsy();
+    expect(tasks.isError, resultText(tasks)).toBeFalsy();
     expect(tasks.structuredContent).toMatchObject({ total_tasks: 3, duplicates: 0 });
     const one = await c.callTool('task_results', { orchestration_id: orchId });
     expect(one.structuredContent).toMatchObject({ total_tasks: 3 });

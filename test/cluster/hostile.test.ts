@@ -9,12 +9,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
-import { clientKey, loadSecret } from '../../src/transport/auth.js';
+import { clientKey } from '../../src/transport/auth.js';
 import { encodeBatch } from '../../src/transport/codec.js';
 import { FrameType } from '../../src/transport/frame.js';
 import { TcpClient } from '../../src/transport/tcp-client.js';
 import { msg, RawPeer } from '../transport/helpers.js';
-import { freePorts, killAll, memberProcs, requireBuild, type MemberProc } from './procs.js';
+import { freePorts, killAll, type MemberProc, memberProcs, requireBuild, writeSecretFile } from './procs.js';
 
 const IDS = ['h1', 'h2', 'h3'];
 let dir: string;
@@ -56,9 +56,9 @@ const logOf = (id: string): string => fs.readFileSync(byId(id).logPath, 'utf8');
 beforeAll(async () => {
   requireBuild();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-hostile-'));
-  const secretFile = path.join(dir, 'secret');
-  fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  secret = loadSecret(secretFile);
+  const w = writeSecretFile(dir);
+  const secretFile = w.secretFile;
+  secret = w.secret;
   key = clientKey(secret);
   procs = memberProcs({ swarm: 'hostile', ids: IDS, ports: await freePorts(IDS.length), dir, secretFile });
   for (const p of procs) p.start();

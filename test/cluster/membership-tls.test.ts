@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import { loadSecret } from '../../src/transport/auth.js';
 import { TestPki } from '../transport/tls-certs.js';
-import { freePorts, killAll, MemberProc, requireBuild, waitFor } from './procs.js';
+import { freePorts, killAll, MemberProc, requireBuild, waitFor, writeSecretFile } from './procs.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -32,8 +32,7 @@ describe('membership changes over mutual TLS', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-membership-tls-'));
     fs.mkdirSync(path.join(dir, 'pki'));
     const pki = new TestPki(path.join(dir, 'pki'));
-    const secretFile = path.join(dir, 'secret');
-    fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    const { secretFile } = writeSecretFile(dir);
     const env = { ...process.env, CONCORD_LOG_LEVEL: 'warn' };
     const ports = await freePorts(4);
     const ids = ['t1', 't2', 't3', 't4'];

@@ -10,21 +10,16 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterClient } from '../../src/cluster/cluster-client.js';
 import type { MemberStatus } from '../../src/cluster/protocol.js';
 import { loadSecret } from '../../src/transport/auth.js';
 import { compareLogs, type LogDigest } from './chaos-checks.js';
-import { freePorts, killAll, MAIN, MemberProc, memberProcs, requireBuild, waitFor } from './procs.js';
+import { freePorts, killAll, MAIN, MemberProc, memberProcs, requireBuild, resultText, waitFor, writeSecretFile } from './procs.js';
 
 const SWARM = 'ms';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function text(r: CallToolResult): string {
-  const c = r.content?.[0] as { text?: unknown } | undefined;
-  return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
-}
 
 
 describe('cluster membership changes under a write load', () => {
@@ -54,7 +49,7 @@ describe('cluster membership changes under a write load', () => {
 
   async function call(name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const r = await client.callTool(name, args, { timeoutMs: 20_000 });
-    if (r.isError) throw new Error(text(r));
+    if (r.isError) throw new Error(resultText(r));
     return (r.structuredContent ?? {}) as Record<string, unknown>;
   }
 
@@ -116,8 +111,7 @@ describe('cluster membership changes under a write load', () => {
   beforeAll(async () => {
     requireBuild();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-membership-'));
-    secretFile = path.join(dir, 'secret');
-    fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    secretFile = writeSecretFile(dir).secretFile;
     env = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn' };
     ports = await freePorts(8);
     for (const p of memberProcs({ swarm: SWARM, ids: ['m1', 'm2', 'm3'], ports: ports.slice(0, 3), dir, secretFile })) procs.set(p.id, p);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePrometheusText, samplesOf, valueOf, type Family } from '../helpers/prom-text.js';
-import { freePorts, killAll, MemberProc, requireBuild } from './procs.js';
+import { freePorts, killAll, MemberProc, requireBuild, writeSecretFile } from './procs.js';
 
 const IDS = ['m1', 'm2', 'm3'];
 let tmp: string;
@@ -19,8 +19,7 @@ const metricsPort = new Map<string, number>();
 beforeAll(async () => {
   requireBuild();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-node-metrics-'));
-  const secretFile = path.join(tmp, 'secret');
-  fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  const { secretFile } = writeSecretFile(tmp);
   const ports = await freePorts(IDS.length * 2);
   const peers = IDS.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
   const env = { ...process.env, CONCORD_LOG_LEVEL: 'warn' };

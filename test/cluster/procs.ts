@@ -4,10 +4,14 @@
 // (and a last-resort exit hook kills any that are left).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { loadSecret } from '../../src/transport/auth.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -30,7 +34,6 @@ function hookExit(): void {
   });
 }
 
-/** Throws with instructions when the CLI has not been built. */
 /**
  * Poll fn until it returns something truthy (returned), every `everyMs`; after `ms` fail with
  * what was awaited and the last error fn threw.
@@ -50,6 +53,7 @@ export async function waitFor<T>(what: string, ms: number, fn: () => Promise<T |
   }
 }
 
+/** Throws with instructions when the CLI has not been built. */
 export function requireBuild(): void {
   if (!fs.existsSync(MAIN)) {
     throw new Error(`${MAIN} not found: cluster tests run the built CLI (\`npm run build\` first)`);
@@ -243,4 +247,31 @@ export function memberProcs(o: MemberSpec): MemberProc[] {
 /** SIGCONT then SIGKILL every process still alive; waits for them to exit. */
 export async function killAll(procs: readonly MemberProc[]): Promise<void> {
   await Promise.all(procs.map((p) => p.kill9()));
+}
+
+/** A fresh cluster secret in `dir`/secret (owner-only, as members require), and its key. */
+export function writeSecretFile(dir: string): { secretFile: string; secret: Buffer } {
+  const secretFile = path.join(dir, 'secret');
+  fs.writeFileSync(secretFile, `${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  return { secretFile, secret: loadSecret(secretFile) };
+}
+
+/** A tool result's first text (its JSON when it has none), for assertions and messages. */
+export function resultText(r: CallToolResult): string {
+  const c = r.content?.[0] as { text?: unknown } | undefined;
+  return typeof c?.text === 'string' ? c.text : JSON.stringify(r.content ?? r);
+}
+
+/**
+ * A fresh temp dir, secret and `concord node` per id (swarm `swarm`), all started and
+ * listening. The caller removes `dir` and kills `procs` when done.
+ */
+export async function startCluster(swarm: string, ids: string[]): Promise<{ dir: string; secretFile: string; secret: Buffer; procs: MemberProc[] }> {
+  requireBuild();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `concord-${swarm}-`));
+  const { secretFile, secret } = writeSecretFile(dir);
+  const procs = memberProcs({ swarm, ids, ports: await freePorts(ids.length), dir, secretFile });
+  for (const p of procs) p.start();
+  await Promise.all(procs.map((p) => p.waitListening(30_000)));
+  return { dir, secretFile, secret, procs };
 }
