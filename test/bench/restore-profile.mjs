@@ -4,7 +4,8 @@
 // The machine is shared: compare builds alternately, by the CPU time as well as the wall time.
 // Measured 14:20 UTC (a bench member's file: 45,315 memory records, 21 MB; load 30+), 8 rounds
 // each, alternating: restoreCheckpoint CPU median 291 ms before the rows were kept as text and
-// read in chunks, 182 ms after (0.63x).
+// read in chunks, 182 ms after (0.63x). 19:25 UTC (50,001 records, 23 MB file, load 5-7): 115-175 ms
+// with every row read, 0.9-2.1 ms with memory rows read on demand (MemoryStore.fromStored).
 // Usage: node test/bench/restore-profile.mjs <member.db> [rounds] [dist root]
 import fs from 'node:fs';
 import os from 'node:os';
@@ -42,7 +43,7 @@ for (let r = 0; r < rounds; r++) {
   }
   t.push(performance.now());
   const d = (i) => (t[i + 1] - t[i]).toFixed(1);
-  console.log(`open ${d(0)} load ${d(1)} restore ${d(2)} (cpu ${((cpu.user + cpu.system) / 1000).toFixed(1)}) replay ${d(3)} (${applied} of ${state.entries.length} entries) memory ${m.memory.records.size} sessions ${m.sessions.size} orchs ${m.tasks.orchs.size}`);
+  console.log(`open ${d(0)} load ${d(1)} restore ${d(2)} (cpu ${((cpu.user + cpu.system) / 1000).toFixed(1)}) replay ${d(3)} (${applied} of ${state.entries.length} entries) memory held ${m.memory.records.size} of ${m.memory.size} sessions ${m.sessions.size} orchs ${m.tasks.orchs.size}`);
   st.close();
 }
 fs.rmSync(tmp, { recursive: true, force: true });
