@@ -496,11 +496,22 @@ class Simulation {
 
   private readonly holds = (id: NodeId, index: number, term: number): boolean => this.storages.get(id)?.durableImage.holds(index, term) ?? false;
 
+  /** Members whose damage stop (NodeHost.fault) was reported. */
+  private readonly faultsSeen = new Set<NodeId>();
+
   private checkStep(): void {
     this.checkDurable(`step ${this.step}`);
     for (const [id, h] of this.cluster.hosts) if (h.isRunning) this.checker.checkNode(id, h.core);
     for (const id of this.fsyncFailed) {
       if (this.cluster.hosts.get(id)?.isRunning) this.checker.violation(`fsync error: ${id} kept running after its disk reported an fsync failure`);
+    }
+    // The simulator never damages stored rows: a member that stopped on damaged state found
+    // its own state inconsistent (a bug in how it stores or reads it), never a disk fault.
+    for (const [id, h] of this.cluster.hosts) {
+      if (h.fault !== null && !this.faultsSeen.has(id)) {
+        this.faultsSeen.add(id);
+        this.checker.violation(`state machine safety: ${id} stopped on its own stored state: ${h.fault}`);
+      }
     }
     const errs = this.cluster.network.errors;
     for (; this.errorsSeen < errs.length; this.errorsSeen++) {
