@@ -288,6 +288,27 @@ export const MUTATIONS: Mutation[] = [
     tests: [MACHINE],
   },
   {
+    id: 'memory-on-demand-forgets-deleted',
+    file: 'src/machine/memory-store.ts',
+    edits: one('        this.gone.add(id);', ''),
+    breaks: 'a record deleted after a restart from rows is not read back from its still-stored row',
+    tests: ['test/machine/memory-on-demand.test.ts', SIM],
+  },
+  {
+    id: 'memory-on-demand-reads-this-lifes-rows',
+    file: 'src/machine/memory-store.ts',
+    edits: one('if (ord > this.baseLastOrd || storedId(ord, json) !== id) continue;', 'if (storedId(ord, json) !== id) continue;'),
+    breaks: 'a record created and deleted since a restart from rows stays deleted though its row is still stored',
+    tests: ['test/machine/memory-on-demand.test.ts'],
+  },
+  {
+    id: 'memory-on-demand-miscounts',
+    file: 'src/machine/memory-store.ts',
+    edits: one('      if (this.base !== null) this.fresh++;', ''),
+    breaks: 'the record count of a machine restarted from rows (it paces checkpoints) counts records created since',
+    tests: ['test/machine/memory-on-demand.test.ts'],
+  },
+  {
     id: 'task-completion-at-stale-epoch',
     file: 'src/machine/task-table.ts',
     edits: one('if (status !== STATUS_CODE.assigned || t.epoch.get(i) !== epoch || t.assignee.get(i) !== agent) {', 'if (status !== STATUS_CODE.assigned || t.assignee.get(i) !== agent) {'),
