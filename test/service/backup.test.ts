@@ -166,8 +166,8 @@ describe('backup and restore', () => {
       const f = variant(`trunc-${len}.snapshot`, good.subarray(0, len));
       expect(() => readSnapshotFile(f)).toThrow(new RegExp(`snapshot ${f} refused: truncated`));
     }
-    const v2 = variant('v2.snapshot', Buffer.concat([Buffer.from('CONCORD-SNAPSHOT 2'), good.subarray(good.indexOf(0x0a))]));
-    expect(() => readSnapshotFile(v2)).toThrow(/refused: unknown format version "2" \(this Concord reads version 1\)/);
+    const v3 = variant('v3.snapshot', Buffer.concat([Buffer.from('CONCORD-SNAPSHOT 3'), good.subarray(good.indexOf(0x0a))]));
+    expect(() => readSnapshotFile(v3)).toThrow(/refused: unknown format version "3" \(this Concord reads versions 1 and 2\)/);
     const foreign = variant('foreign.snapshot', Buffer.from('{"v":2}\n'));
     expect(() => readSnapshotFile(foreign)).toThrow(/refused: not a Concord snapshot file/);
     expect(() => readSnapshotFile(variant('empty.snapshot', Buffer.alloc(0)))).toThrow(/refused: the file is empty/);

@@ -1,0 +1,111 @@
+// Back up and restore a large state (issue 12: backups past V8's ~512 Mi-character string limit).
+// Usage (separate processes, so each phase's peak RSS is its own):
+//   npx tsx test/bench/backup-large.ts save DIR [mib=600]   one-member swarm in DIR/src, MIB
+//        records of ~1 MiB written, then saveSnapshotFile to DIR/big.snapshot
+//   npx tsx test/bench/backup-large.ts restore DIR         restoreSnapshot(DIR/big.snapshot)
+//        into DIR/dst, then open it and compare the state's hash with the one save printed
+// Each phase prints one JSON line: state characters, parts, seconds, the event loop's longest
+// stall during the save, peak RSS (VmHWM). The state hash here is SHA-256 over the parts of
+// snapshotData() (each part then "\n"), computable on old and new code alike.
+
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnAgent } from '../../src/service/agents.js';
+import { saveSnapshotFile } from '../../src/service/backup.js';
+import { Coordinator } from '../../src/service/coordinator.js';
+import { memoryStore } from '../../src/service/memory.js';
+import { restoreSnapshot } from '../../src/service/restore.js';
+import type { CoordinationMachine } from '../../src/machine/coordination-machine.js';
+
+function peakRssMiB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : -1;
+}
+
+function partsHash(m: CoordinationMachine): { sha256: string; chars: number; parts: number } {
+  const d = m.snapshotData();
+  const parts = typeof d === 'string' ? [d] : d;
+  const h = createHash('sha256');
+  let chars = 0;
+  for (const p of parts) {
+    h.update(p).update('\n');
+    chars += p.length;
+  }
+  return { sha256: h.digest('hex'), chars, parts: parts.length };
+}
+
+async function save(dir: string, mib: number): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const coordinator = new Coordinator({ dataDir: path.join(dir, 'src'), durability: 'off' });
+  const { swarm } = coordinator.init({ name: 'big', max_agents: 1 });
+  await spawnAgent(swarm, {});
+  await swarm.waitForLeader(10_000);
+  const t0 = performance.now();
+  const value = 'x'.repeat((1 << 20) - 64);
+  for (let i = 0; i < mib; i += 4) {
+    await Promise.all([0, 1, 2, 3].filter((j) => i + j < mib).map((j) => memoryStore(swarm, { key: `big/${i + j}`, value: `${i + j}:${value}` })));
+  }
+  const writeS = (performance.now() - t0) / 1000;
+  const file = path.join(dir, 'big.snapshot');
+  fs.rmSync(file, { force: true });
+  // The longest gap between ticks of a 5 ms timer: how long the save held the event loop.
+  let last = performance.now();
+  let stallMs = 0;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    stallMs = Math.max(stallMs, now - last - 5);
+    last = now;
+  }, 5);
+  const t1 = performance.now();
+  let out: Record<string, unknown>;
+  try {
+    const s = await saveSnapshotFile(swarm, file, { overwrite: false });
+    out = { ok: true, bytes: s.bytes, index: s.index, state_sha256: s.state_sha256 };
+  } catch (e) {
+    out = { ok: false, error: `${(e as Error).name}: ${(e as Error).message}` };
+  }
+  const saveS = (performance.now() - t1) / 1000;
+  clearInterval(ticker);
+  stallMs = Math.max(stallMs, performance.now() - last - 5); // a stall still running at the end
+  const m = swarm.localMachine()!.machine;
+  const h = partsHash(m);
+  fs.writeFileSync(path.join(dir, 'expected.json'), JSON.stringify(h));
+  console.log(JSON.stringify({ phase: 'save', records: mib, write_s: +writeS.toFixed(1), state_chars: h.chars, state_parts: h.parts, save_s: +saveS.toFixed(2), loop_max_stall_ms: Math.round(stallMs), peak_rss_mib: peakRssMiB(), ...out }));
+  coordinator.close();
+}
+
+async function restore(dir: string): Promise<void> {
+  const file = path.join(dir, 'big.snapshot');
+  const dst = path.join(dir, 'dst');
+  fs.rmSync(dst, { recursive: true, force: true });
+  const t0 = performance.now();
+  let out: Record<string, unknown>;
+  try {
+    const r = restoreSnapshot(file, { dataDir: dst, swarm: 'copy' });
+    out = { ok: true, index: r.index };
+  } catch (e) {
+    out = { ok: false, error: `${(e as Error).name}: ${(e as Error).message}` };
+  }
+  const restoreS = (performance.now() - t0) / 1000;
+  let same: boolean | null = null;
+  if (out.ok) {
+    const c = new Coordinator({ dataDir: dst, durability: 'off' });
+    const swarm = c.swarm('copy');
+    const id = swarm.activeMembers()[0]!;
+    const h = partsHash(swarm.machines.get(id)!);
+    const want = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { sha256: string };
+    same = h.sha256 === want.sha256;
+    c.close();
+  }
+  console.log(JSON.stringify({ phase: 'restore', restore_s: +restoreS.toFixed(2), state_equal: same, peak_rss_mib: peakRssMiB(), file_bytes: fs.existsSync(file) ? fs.statSync(file).size : null, ...out }));
+}
+
+const [verb, dir, n] = process.argv.slice(2);
+if (verb === 'save' && dir) await save(dir, Number(n ?? 600));
+else if (verb === 'restore' && dir) await restore(dir);
+else {
+  console.error('usage: backup-large.ts save DIR [mib] | restore DIR');
+  process.exit(2);
+}
+process.exit(0);
