@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { SnapshotData } from '../raft/types.js';
 import { fsyncDirectory } from '../storage/sync-fs.js';
 import { UserError } from '../util/errors.js';
-import { fileHead, partsOf, trailerLine, type SnapshotHeader } from './snapshot-file.js';
+import { fileHead, partsOf, trailerLine, utf8Chunks, type SnapshotHeader } from './snapshot-file.js';
 
 /** Write `bytes` to `file` whole or not at all (see the top of this file). */
 export function writeFileAtomic(file: string, bytes: Buffer, o: { overwrite: boolean }): void {
@@ -48,8 +48,9 @@ export function copyFileAtomic(from: string, file: string, o: { overwrite: boole
 }
 
 /**
- * Write a format 2 snapshot file part by part: each part encoded on its own and written with
- * an asynchronous write (the event loop runs between parts; no buffer holds the whole file).
+ * Write a format 2 snapshot file part by part, each part in chunks encoded on their own and
+ * written with asynchronous writes (the event loop runs between them; no buffer holds a
+ * whole part, let alone the file).
  * `header` must describe `state` (describeParts). Returns the file's hash and size.
  */
 export async function writeSnapshotFile(file: string, header: SnapshotHeader, state: SnapshotData, o: { overwrite: boolean }): Promise<{ sha256: string; bytes: number }> {
@@ -70,8 +71,9 @@ export async function writeSnapshotFile(file: string, header: SnapshotHeader, st
       };
       await put(fileHead(header));
       const nl = Buffer.from('\n');
+      // A chunk per write: the loop runs between them, and no buffer holds a whole part.
       for (const p of partsOf(state)) {
-        await put(Buffer.from(p, 'utf8'));
+        for (const b of utf8Chunks(p)) await put(b);
         await put(nl);
       }
       const sha256 = whole.digest('hex');

@@ -16,7 +16,7 @@ import { saveSnapshotFile } from '../../src/service/backup.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
-import { readSnapshotFile, stateSha256, type SnapshotHeader } from '../../src/service/snapshot-file.js';
+import { readSnapshotFile, stateSha256, utf8Chunks, type SnapshotHeader } from '../../src/service/snapshot-file.js';
 import { orchestrate } from '../../src/service/tasks.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { swarmWithAgents, testResources } from './service-util.js';
@@ -170,6 +170,15 @@ describe('backups in parts', () => {
     for (let i = 0; i < before; i++) expect(m.memory.get('default', `w/${i}`, m.clock)?.value, `w/${i}`).toBe(i);
     expect(liveHash(m)).toBe(s.state_sha256);
   }, 60_000);
+
+  it('a part is encoded in chunks cut between characters: the chunks are its UTF-8 bytes exactly', () => {
+    const part = `{"k":"${'a😀é'.repeat(50)}"}`;
+    for (const n of [1, 2, 3, 4, 7, 64, 1 << 20]) {
+      const chunks = [...utf8Chunks(part, n)];
+      expect(Buffer.concat(chunks).equals(Buffer.from(part, 'utf8')), `chunks of ${n}`).toBe(true);
+      if (n < part.length) expect(chunks.length, `chunks of ${n}`).toBeGreaterThan(1);
+    }
+  });
 
   it('a damaged, truncated or re-counted file is refused naming the file and the check; nothing is restored', async () => {
     const { dir, swarm } = await filled('parts-bad');
