@@ -17,7 +17,7 @@ import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { networkPartition } from '../../src/service/network.js';
 import { SwarmRegistry } from '../../src/swarm/registry.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
-import { readSnapshotFile } from '../../src/service/snapshot-file.js';
+import { decodeSnapshotFile, readSnapshotFile } from '../../src/service/snapshot-file.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskResults } from '../../src/service/tasks.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
@@ -287,6 +287,7 @@ describe('backup and restore', () => {
     expect(inline.error).toBe(false);
     const bytes = Buffer.from(inline.data.content_base64 as string, 'base64');
     expect(bytes.length).toBe(inline.data.bytes);
+    expect(decodeSnapshotFile(bytes, 'inline').sha256).toBe(inline.data.sha256);
     expect(inline.text).not.toContain(inline.data.content_base64 as string);
   }, 60_000);
 
