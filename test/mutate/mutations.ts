@@ -401,7 +401,17 @@ export const MUTATIONS: Mutation[] = [
     file: 'src/service/snapshot-file.ts',
     edits: one('if (sha256 !== recorded) throw refused(', 'if (false) throw refused('),
     breaks: 'a snapshot file with any changed byte is refused before anything in it is used',
-    tests: ['test/service/backup.test.ts'],
+    tests: ['test/service/backup.test.ts', 'test/service/backup-parts.test.ts'],
+  },
+  {
+    id: 'backup-stepped-copy-applies-not-held',
+    file: 'src/service/backup.ts',
+    edits: [
+      { find: 'if (!first.done) host.core.holdApply(true);', replace: 'if (!first.done) void 0;' },
+      { find: '      r.core.holdApply(true);\n', replace: '' },
+    ],
+    breaks: 'a backup copied over several event-loop turns holds the leader at one index (no entry applies inside the copy)',
+    tests: ['test/service/backup-parts.test.ts'],
   },
   // ---- review of checkpoints, rejoin and client retries (h/review) ----------------------------
   {
