@@ -1,7 +1,8 @@
 // Back up and restore a large state (issue 12: backups past V8's ~512 Mi-character string limit).
 // Usage (separate processes, so each phase's peak RSS is its own):
-//   npx tsx test/bench/backup-large.ts save DIR [mib=600]   one-member swarm in DIR/src, MIB
-//        records of ~1 MiB written, then saveSnapshotFile to DIR/big.snapshot
+//   npx tsx test/bench/backup-large.ts save DIR [mib=600] [tasks=0]   one-member swarm in
+//        DIR/src, MIB records of ~1 MiB written (and TASKS noop tasks run), then
+//        saveSnapshotFile to DIR/big.snapshot
 //   npx tsx test/bench/backup-large.ts restore DIR         restoreSnapshot(DIR/big.snapshot)
 //        into DIR/dst, then open it and compare the state's hash with the one save printed
 // Each phase prints one JSON line: state characters, parts, seconds, the event loop's longest
@@ -16,6 +17,7 @@ import { saveSnapshotFile } from '../../src/service/backup.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import { memoryStore } from '../../src/service/memory.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
+import { orchestrate } from '../../src/service/tasks.js';
 import type { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 
 function peakRssMiB(): number {
@@ -35,7 +37,7 @@ function partsHash(m: CoordinationMachine): { sha256: string; chars: number; par
   return { sha256: h.digest('hex'), chars, parts: parts.length };
 }
 
-async function save(dir: string, mib: number): Promise<void> {
+async function save(dir: string, mib: number, tasks: number): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const coordinator = new Coordinator({ dataDir: path.join(dir, 'src'), durability: 'off' });
   const { swarm } = coordinator.init({ name: 'big', max_agents: 1 });
@@ -45,6 +47,11 @@ async function save(dir: string, mib: number): Promise<void> {
   const value = 'x'.repeat((1 << 20) - 64);
   for (let i = 0; i < mib; i += 4) {
     await Promise.all([0, 1, 2, 3].filter((j) => i + j < mib).map((j) => memoryStore(swarm, { key: `big/${i + j}`, value: `${i + j}:${value}` })));
+  }
+  if (tasks > 0) {
+    const orch = (await orchestrate(swarm, { task: 'bench', count: tasks })).orchestration_id as string;
+    const m = swarm.localMachine()!.machine;
+    while ((m.tasks.orchs.get(orch)?.counts.completed ?? 0) < tasks) await new Promise((r) => setTimeout(r, 50));
   }
   const writeS = (performance.now() - t0) / 1000;
   const file = path.join(dir, 'big.snapshot');
@@ -71,7 +78,7 @@ async function save(dir: string, mib: number): Promise<void> {
   const m = swarm.localMachine()!.machine;
   const h = partsHash(m);
   fs.writeFileSync(path.join(dir, 'expected.json'), JSON.stringify(h));
-  console.log(JSON.stringify({ phase: 'save', records: mib, write_s: +writeS.toFixed(1), state_chars: h.chars, state_parts: h.parts, save_s: +saveS.toFixed(2), loop_max_stall_ms: Math.round(stallMs), peak_rss_mib: peakRssMiB(), ...out }));
+  console.log(JSON.stringify({ phase: 'save', records: mib, tasks, write_s: +writeS.toFixed(1), state_chars: h.chars, state_parts: h.parts, save_s: +saveS.toFixed(2), loop_max_stall_ms: Math.round(stallMs), peak_rss_mib: peakRssMiB(), ...out }));
   coordinator.close();
 }
 
@@ -101,11 +108,11 @@ async function restore(dir: string): Promise<void> {
   console.log(JSON.stringify({ phase: 'restore', restore_s: +restoreS.toFixed(2), state_equal: same, peak_rss_mib: peakRssMiB(), file_bytes: fs.existsSync(file) ? fs.statSync(file).size : null, ...out }));
 }
 
-const [verb, dir, n] = process.argv.slice(2);
-if (verb === 'save' && dir) await save(dir, Number(n ?? 600));
+const [verb, dir, n, tasks] = process.argv.slice(2);
+if (verb === 'save' && dir) await save(dir, Number(n ?? 600), Number(tasks ?? 0));
 else if (verb === 'restore' && dir) await restore(dir);
 else {
-  console.error('usage: backup-large.ts save DIR [mib] | restore DIR');
+  console.error('usage: backup-large.ts save DIR [mib] [tasks] | restore DIR');
   process.exit(2);
 }
 process.exit(0);
