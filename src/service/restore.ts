@@ -44,14 +44,18 @@ export interface RestoreResult extends Record<string, unknown> {
 }
 
 export function restoreSnapshot(file: string, o: RestoreOptions): RestoreResult {
+  const NAME_RULE = 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit';
+  // The caller's names first: a typo costs no read of a large file.
+  if (o.swarm !== undefined && !NAME_RE.test(o.swarm)) throw invalid('swarm', o.swarm, NAME_RULE);
+  for (const id of o.members ?? []) if (!NAME_RE.test(id)) throw invalid('members', id, NAME_RULE);
   const trial = new CoordinationMachine();
   const h = loadFile(file, trial);
   const name = o.swarm ?? h.swarm;
-  if (!NAME_RE.test(name)) throw invalid('swarm', name, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
+  if (!NAME_RE.test(name)) throw invalid('swarm', name, NAME_RULE);
   const members = [...new Set(o.members ?? [...h.members.voters, ...h.members.learners])].sort();
   if (members.length === 0) throw new UserError('invalid_argument', `snapshot ${file} lists no members; pass the members to restore`, 'members');
   // Each id names a file (<id>.db) in the swarm directory: never a path.
-  for (const id of members) if (!NAME_RE.test(id)) throw invalid('members', id, 'letters, digits, ".", "_" or "-", 1-64 characters, starting with a letter or digit');
+  for (const id of members) if (!NAME_RE.test(id)) throw invalid('members', id, NAME_RULE);
   if (o.member !== undefined && !members.includes(o.member)) throw invalid('id', o.member, `one of the members: ${members.join(', ')}`);
   const local = o.member !== undefined ? [o.member] : members;
 
