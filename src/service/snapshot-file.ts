@@ -253,6 +253,8 @@ function fdSource(fd: number, size: number): ByteSource {
 }
 
 const FIX_DAMAGED = 'use another copy of the file, or take a new backup (concord snapshot save)';
+/** Every hash matched, so the bytes are the ones written: by something else, or edited with the hashes recomputed. */
+const FIX_FOREIGN = 'its hashes match, so it was written that way (edited, or not by concord snapshot save / swarm_snapshot): use the original file, or take a new backup';
 const FIX_TRUNCATED = 'the copy is incomplete (an interrupted copy or transfer, or a full disk): copy it again from the original, or take a new backup (concord snapshot save)';
 
 function refused(file: string, what: string, fix?: string): UserError {
@@ -344,12 +346,12 @@ function decode(src: ByteSource, file: string, o: DecodeOptions): DecodedSnapsho
   // something other than this format's writer (and a file changed while it is read).
   const h = readHeader(src, nl, file);
   const problem = headerProblem(h.header, 2);
-  if (problem) throw refused(file, `damaged header: ${problem}`);
+  if (problem) throw refused(file, `damaged header: ${problem}`, FIX_FOREIGN);
   const header = h.header;
   const infos = header.parts!;
   const want = fileBytes(header);
   if (want !== size) {
-    throw refused(file, `the header lists ${infos.length} parts, ${header.state_bytes} state bytes in all, so the file should be ${want} bytes; it is ${size} bytes`, FIX_DAMAGED);
+    throw refused(file, `the header lists ${infos.length} parts, ${header.state_bytes} state bytes in all, so the file should be ${want} bytes; it is ${size} bytes`, FIX_FOREIGN);
   }
   const state = createHash('sha256');
   const parts: string[] = [];
@@ -358,16 +360,16 @@ function decode(src: ByteSource, file: string, o: DecodeOptions): DecodedSnapsho
     const info = infos[i]!;
     const b = src.read(pos, info.bytes + 1);
     if (b.length !== info.bytes + 1) throw refused(file, `truncated: part ${i} of ${infos.length} ends at byte ${pos + b.length}, the header says ${pos + info.bytes + 1}`, FIX_TRUNCATED);
-    if (b[info.bytes] !== 0x0a) throw refused(file, `part ${i} of ${infos.length} does not end where the header says (byte ${pos + info.bytes})`, FIX_DAMAGED);
+    if (b[info.bytes] !== 0x0a) throw refused(file, `part ${i} of ${infos.length} does not end where the header says (byte ${pos + info.bytes})`, FIX_FOREIGN);
     const body = b.subarray(0, info.bytes);
     const got = createHash('sha256').update(body).digest('hex');
-    if (got !== info.sha256) throw refused(file, `part ${i} of ${infos.length}: hash mismatch (header ${info.sha256}, part ${got})`, FIX_DAMAGED);
+    if (got !== info.sha256) throw refused(file, `part ${i} of ${infos.length}: hash mismatch (header ${info.sha256}, part ${got})`, FIX_FOREIGN);
     state.update(body);
     if (o.content !== false) parts.push(body.toString('utf8'));
     pos += info.bytes + 1;
   }
   const stateSha = state.digest('hex');
-  if (stateSha !== header.state_sha256) throw refused(file, `state hash mismatch: header ${header.state_sha256}, parts ${stateSha}`, FIX_DAMAGED);
+  if (stateSha !== header.state_sha256) throw refused(file, `state hash mismatch: header ${header.state_sha256}, parts ${stateSha}`, FIX_FOREIGN);
   const data = dataOf(parts);
   if (o.content !== false) checkContent(data, header, file, o.checker);
   return { header, state: data, sha256, bytes: size };
@@ -438,7 +440,7 @@ function decodeV1(bytes: Buffer, nl: number, file: string, o: DecodeOptions): De
 
 function checkContent(state: SnapshotData, header: SnapshotHeader, file: string, checker = new CoordinationMachine()): void {
   const bad = checker.checkSnapshot(state) ?? stateProblem(state, header);
-  if (bad) throw refused(file, `the state cannot be restored: ${bad}`);
+  if (bad) throw refused(file, `the state cannot be restored: ${bad}`, FIX_FOREIGN);
 }
 
 function headerProblem(h: SnapshotHeader, version: number): string | null {
