@@ -1,10 +1,10 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Coordinator } from '../src/service/coordinator.js';
-import { backupTarget, refuseLowSpace, summarize, takeSnapshot } from '../src/service/backup.js';
+import { backupTarget, refuseLowSpace, snapshotBytes, summarize, takeSnapshot } from '../src/service/backup.js';
 import { swarmStatus } from '../src/service/consensus.js';
 import { UserError } from '../src/util/errors.js';
-import { refuseExisting, writeFileAtomic } from '../src/service/snapshot-file.js';
+import { refuseExisting, writeSnapshotFile } from '../src/service/snapshot-write.js';
 import { fail, input, output, run } from './result.js';
 
 /** Largest snapshot returned inline (base64 in the result) rather than written on the server. */
@@ -82,7 +82,7 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
     {
       title: 'Back up a swarm (consistent snapshot)',
       description:
-        'Take a consistent snapshot of a swarm through its leader (the applied state at one log index, after a ReadIndex round) and write it with a header and a SHA-256 hash to <data dir>/backups/ on the serving process. Use before a risky step; `concord snapshot restore FILE --data-dir DIR` recreates it as a new swarm. path: a file name inside backups/ (no directories); an existing file is refused unless overwrite is true.',
+        'Take a consistent snapshot of a swarm through its leader (the applied state at one log index, after a ReadIndex round) and write it with a header and SHA-256 hashes (of each part of the state and of the whole file) to <data dir>/backups/ on the serving process, part by part. Use before a risky step; `concord snapshot restore FILE --data-dir DIR` recreates it as a new swarm. path: a file name inside backups/ (no directories); an existing file is refused unless overwrite is true.',
       inputSchema: input({
         swarm: z.string().min(1).max(64).optional().describe('Swarm name; default "default"'),
         path: z.string().min(1).max(128).optional().describe('File name inside <data dir>/backups/ (no "/" or ".."); default <swarm>-<time>.snapshot'),
@@ -95,6 +95,7 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
         index: z.number(),
         term: z.number(),
         bytes: z.number(),
+        parts: z.number(),
         counts: z.record(z.string(), z.number()),
       }),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -109,17 +110,18 @@ export function registerSwarmTools(server: McpServer, coord: Coordinator): void 
           const file = backupTarget(coord.dataDir, swarm.name, a.path);
           if (a.overwrite !== true) refuseExisting(file);
           const t = await takeSnapshot(swarm);
-          refuseLowSpace(file, t.bytes.length);
-          writeFileAtomic(file, t.bytes, { overwrite: a.overwrite === true });
-          return { ...summarize(t, file), written_by: t.header.leader };
+          refuseLowSpace(file, t.fileBytes);
+          const written = await writeSnapshotFile(file, t.header, t.state, { overwrite: a.overwrite === true });
+          return { ...summarize(t, file, written), written_by: t.header.leader };
         });
       }
       const r = await run(async () => {
         const t = await takeSnapshot(coord.swarm(a.swarm));
-        if (t.bytes.length > MAX_INLINE_SNAPSHOT_BYTES) {
-          throw new UserError('invalid_argument', `the snapshot is ${t.bytes.length} bytes, over the ${MAX_INLINE_SNAPSHOT_BYTES} bytes returned inline; call swarm_snapshot without inline (it writes to the server's backups directory)`, 'inline');
+        if (t.fileBytes > MAX_INLINE_SNAPSHOT_BYTES) {
+          throw new UserError('invalid_argument', `the snapshot is ${t.fileBytes} bytes, over the ${MAX_INLINE_SNAPSHOT_BYTES} bytes returned inline; call swarm_snapshot without inline (it writes to the server's backups directory)`, 'inline');
         }
-        return { ...summarize(t, null), content_base64: t.bytes.toString('base64') };
+        const b = snapshotBytes(t);
+        return { ...summarize(t, null, { sha256: b.sha256, bytes: b.bytes.length }), content_base64: b.bytes.toString('base64') };
       });
       // The bytes only in structuredContent: the text mirror would double a large result.
       const sc = r.structuredContent as Record<string, unknown> | undefined;

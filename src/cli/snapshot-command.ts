@@ -22,7 +22,8 @@ export async function runSnapshotCommand(verb: 'save' | 'status' | 'restore', po
     case 'status': {
       const { readSnapshotFile } = await import('../service/snapshot-file.js');
       const s = readSnapshotFile(file);
-      print({ file, verified: true, sha256: s.sha256, bytes: s.bytes, ...s.header });
+      // The per-part hashes were checked; the count is what a reader needs.
+      print({ file, verified: true, sha256: s.sha256, bytes: s.bytes, ...s.header, ...(s.header.parts ? { parts: s.header.parts.length } : {}) });
       return 0;
     }
     case 'save':
@@ -51,8 +52,9 @@ export async function runSnapshotCommand(verb: 'save' | 'status' | 'restore', po
 
 async function save(file: string, swarm: string | undefined, overwrite: boolean, flags: Flags, embedded: boolean): Promise<Record<string, unknown>> {
   const sf = await import('../service/snapshot-file.js');
+  const sw = await import('../service/snapshot-write.js');
   // Before asking the swarm for anything: a refused FILE costs no snapshot.
-  if (!overwrite) sf.refuseExisting(file);
+  if (!overwrite) sw.refuseExisting(file);
   const cluster = clusterFrom(flags);
   const tc = await import('./tool-client.js');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
@@ -69,7 +71,7 @@ async function save(file: string, swarm: string | undefined, overwrite: boolean,
     const bytes = Buffer.from(String(r.data.content_base64 ?? ''), 'base64');
     // Verified before it is written: what reaches FILE is what the leader hashed.
     const s = sf.decodeSnapshotFile(bytes, `received from ${tools.where}`);
-    sf.writeFileAtomic(file, bytes, { overwrite });
+    sw.writeFileAtomic(file, bytes, { overwrite });
     const { content_base64: _omit, ...summary } = r.data;
     return { ...summary, path: (await import('node:path')).resolve(file), sha256: s.sha256, bytes: s.bytes, via: tools.where };
   } finally {
@@ -83,13 +85,14 @@ async function save(file: string, swarm: string | undefined, overwrite: boolean,
  * 10 MiB), and we move it to FILE after verifying it.
  */
 async function viaDaemonBackups(tools: import('./tool-client.js').ToolClient, file: string, swarm: string | undefined, overwrite: boolean, dataDir: string | undefined): Promise<Record<string, unknown>> {
-  const [{ randomBytes }, path, fs, { resolveDataDir }, { backupsDir }, sf] = await Promise.all([
+  const [{ randomBytes }, path, fs, { resolveDataDir }, { backupsDir }, sf, sw] = await Promise.all([
     import('node:crypto'),
     import('node:path'),
     import('node:fs'),
     import('../service/data-dir.js'),
     import('../service/backup.js'),
     import('../service/snapshot-file.js'),
+    import('../service/snapshot-write.js'),
   ]);
   const name = `cli-save-${process.pid}-${randomBytes(4).toString('hex')}.snapshot`;
   const r = await tools.call('swarm_snapshot', { ...(swarm ? { swarm } : {}), path: name });
@@ -98,10 +101,11 @@ async function viaDaemonBackups(tools: import('./tool-client.js').ToolClient, fi
   const expected = path.join(backupsDir(resolveDataDir(dataDir)), name);
   if (written !== expected) throw new UserError('unavailable', `the daemon wrote ${written}, expected ${expected}; not moving it`);
   try {
-    const bytes = fs.readFileSync(written);
-    const s = sf.decodeSnapshotFile(bytes, written);
+    // Read part by part (the file may hold a state larger than one string), every hash checked;
+    // the content is checked again by status and restore.
+    const s = sf.readSnapshotFile(written, { content: false });
     if (s.sha256 !== r.data.sha256) throw new UserError('unavailable', `${written} hashes to ${s.sha256}, the daemon reported ${String(r.data.sha256)}`);
-    sf.writeFileAtomic(file, bytes, { overwrite });
+    sw.copyFileAtomic(written, file, { overwrite });
     return { ...r.data, path: path.resolve(file), sha256: s.sha256, bytes: s.bytes };
   } finally {
     fs.rmSync(written, { force: true });

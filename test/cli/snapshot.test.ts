@@ -46,6 +46,10 @@ describe('concord snapshot', () => {
     const st = await cliOk(src, ['snapshot', 'status', file]);
     expect(st).toMatchObject({ verified: true, sha256: saved.sha256, swarm: 'prod', index: saved.index, term: saved.term });
     expect((st.members as { voters: string[] }).voters).toEqual(['raft-agent-1', 'raft-agent-2', 'raft-agent-3']);
+    // Format 2: over 10 MiB of state in parts of at most 4 Mi characters, each hash checked.
+    expect(st.format_version).toBe(2);
+    expect(st.parts).toBeGreaterThan(2);
+    expect(saved.parts).toBe(st.parts);
 
     // An existing FILE is not replaced unasked.
     const again = await cli(src, ['snapshot', 'save', file, '--swarm', 'prod']);

@@ -9,13 +9,16 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
-import { countsOf, encodeSnapshotFile, readSnapshotFile, type SnapshotHeader } from '../../src/service/snapshot-file.js';
+import { countsOf, describeParts, encodeSnapshotFile, readSnapshotFile, type SnapshotHeader } from '../../src/service/snapshot-file.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-review-restore-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-/** A file whose hashes are all correct, with `header` and `state` patched as an attacker likes. */
-function crafted(tag: string, patchHeader: Partial<SnapshotHeader>, patchState: (s: Record<string, unknown>) => void = () => {}): string {
+/**
+ * A file whose hashes are all correct, with `header` and `state` patched as an attacker likes:
+ * format 1 (the state as one string) or format 2 (one part, its hash in the header).
+ */
+function craftedIn(version: 1 | 2, tag: string, patchHeader: Partial<SnapshotHeader>, patchState: (s: Record<string, unknown>) => void = () => {}): string {
   const m = new CoordinationMachine();
   const s = JSON.parse(m.snapshot()) as Record<string, unknown>;
   s.appliedIndex = patchHeader.index ?? 10;
@@ -23,7 +26,7 @@ function crafted(tag: string, patchHeader: Partial<SnapshotHeader>, patchState: 
   patchState(s);
   const state = JSON.stringify(s);
   const header: SnapshotHeader = {
-    format_version: 1,
+    format_version: version,
     swarm: 'src',
     index: 10,
     term: 2,
@@ -34,26 +37,29 @@ function crafted(tag: string, patchHeader: Partial<SnapshotHeader>, patchState: 
     counts: countsOf(m),
     state_sha256: createHash('sha256').update(state).digest('hex'),
     state_bytes: Buffer.byteLength(state),
+    ...(version === 2 ? { part_chars: 4 << 20, parts: describeParts(state).parts } : {}),
     created_at: new Date().toISOString(),
     ...patchHeader,
   };
-  const file = path.join(root, `${tag}.snapshot`);
+  const file = path.join(root, `v${version}-${tag}.snapshot`);
   fs.writeFileSync(file, encodeSnapshotFile(header, state).bytes);
   return file;
 }
 
-describe('restore of a crafted snapshot with a valid hash', () => {
+describe.each([1, 2] as const)('restore of a crafted format %i snapshot with a valid hash', (version) => {
+  const crafted = (tag: string, h: Partial<SnapshotHeader>, patch?: (s: Record<string, unknown>) => void): string => craftedIn(version, tag, h, patch);
+
   it('a good crafted file restores (the harness itself is sound)', () => {
-    const r = restoreSnapshot(crafted('good', {}), { dataDir: path.join(root, 'good-dir') });
+    const r = restoreSnapshot(crafted('good', {}), { dataDir: path.join(root, `v${version}-good-dir`) });
     expect(r.members.map((m) => m.agent_id)).toEqual(['a1', 'a2', 'a3']);
   });
 
   it('member ids that are paths are refused and nothing is written outside the data directory', () => {
-    const outside = path.join(root, 'escaped');
+    const outside = path.join(root, `v${version}-escaped`);
     fs.mkdirSync(outside);
-    const dataDir = path.join(root, 'trav-dir');
+    const dataDir = path.join(root, `v${version}-trav-dir`);
     // staging is DATA/restore-staging/NAME.x/: three levels up is `root`.
-    const evil = `../../../escaped/pwn`;
+    const evil = `../../../v${version}-escaped/pwn`;
     const file = crafted('traversal', { members: { voters: ['a1', evil], learners: [] } });
     let thrown: unknown = null;
     try {
@@ -94,7 +100,7 @@ describe('restore of a crafted snapshot with a valid hash', () => {
   });
 
   it('a state that does not load back as itself is refused before anything is written, naming the file', () => {
-    const dataDir = path.join(root, 'shape-dir');
+    const dataDir = path.join(root, `v${version}-shape-dir`);
     for (const [tag, patch] of [
       ['agents-null', (st: Record<string, unknown>) => void (st.agents = [null])],
       ['sessions-bad', (st: Record<string, unknown>) => void (st.sessions = [[1, 'x', 5]])],
@@ -106,7 +112,7 @@ describe('restore of a crafted snapshot with a valid hash', () => {
   });
 
   it('a swarm name or a member list that is a path is refused (the name held before; --peers ids are checked by the CLI, now by restore too)', () => {
-    const dataDir = path.join(root, 'names-dir');
+    const dataDir = path.join(root, `v${version}-names-dir`);
     const file = crafted('names', {});
     for (const swarm of ['../x', '/tmp/x', 'a/b', '.', '..', 'x\0y', 'x'.repeat(65)]) {
       expect(() => restoreSnapshot(file, { dataDir, swarm }), swarm).toThrow(/swarm=.* is not valid/);

@@ -17,7 +17,7 @@ import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { networkPartition } from '../../src/service/network.js';
 import { SwarmRegistry } from '../../src/swarm/registry.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
-import { readSnapshotFile } from '../../src/service/snapshot-file.js';
+import { decodeSnapshotFile, readSnapshotFile } from '../../src/service/snapshot-file.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskResults } from '../../src/service/tasks.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
@@ -166,8 +166,8 @@ describe('backup and restore', () => {
       const f = variant(`trunc-${len}.snapshot`, good.subarray(0, len));
       expect(() => readSnapshotFile(f)).toThrow(new RegExp(`snapshot ${f} refused: truncated`));
     }
-    const v2 = variant('v2.snapshot', Buffer.concat([Buffer.from('CONCORD-SNAPSHOT 2'), good.subarray(good.indexOf(0x0a))]));
-    expect(() => readSnapshotFile(v2)).toThrow(/refused: unknown format version "2" \(this Concord reads version 1\)/);
+    const v3 = variant('v3.snapshot', Buffer.concat([Buffer.from('CONCORD-SNAPSHOT 3'), good.subarray(good.indexOf(0x0a))]));
+    expect(() => readSnapshotFile(v3)).toThrow(/refused: unknown format version "3" \(this Concord reads versions 1 and 2\)/);
     const foreign = variant('foreign.snapshot', Buffer.from('{"v":2}\n'));
     expect(() => readSnapshotFile(foreign)).toThrow(/refused: not a Concord snapshot file/);
     expect(() => readSnapshotFile(variant('empty.snapshot', Buffer.alloc(0)))).toThrow(/refused: the file is empty/);
@@ -287,6 +287,7 @@ describe('backup and restore', () => {
     expect(inline.error).toBe(false);
     const bytes = Buffer.from(inline.data.content_base64 as string, 'base64');
     expect(bytes.length).toBe(inline.data.bytes);
+    expect(decodeSnapshotFile(bytes, 'inline').sha256).toBe(inline.data.sha256);
     expect(inline.text).not.toContain(inline.data.content_base64 as string);
   }, 60_000);
 
