@@ -1416,10 +1416,10 @@ export class NodeHost {
   private serializeLater(steps: Generator<void, SnapshotData>, t0: number): void {
     const life = this.starts;
     const at = this.raft.log.applied;
-    this.raft.holdApply(true);
+    const release = this.raft.holdApply();
     this.serializing = steps;
     const step = (): void => {
-      if (!this.running || this.starts !== life || this.serializing !== steps) return;
+      if (!this.running || this.starts !== life || this.serializing !== steps) return void release();
       let r: IteratorResult<void, SnapshotData>;
       try {
         r = steps.next();
@@ -1428,13 +1428,13 @@ export class NodeHost {
         // stop this member rather than let a timer callback end the whole process.
         if (!(err instanceof LocalStateDamage)) throw err;
         this.serializing = null;
-        this.raft.holdApply(false);
+        release();
         this.failStop(`while serializing a snapshot at log index ${at}`, err);
         return;
       }
       if (!r.done) return void this.opts.clock.setTimeout(step, 0);
       this.serializing = null;
-      this.raft.holdApply(false);
+      release();
       // Only a snapshot of the state at `at` is one: an install meanwhile replaced it.
       if (this.raft.log.applied === at && this.raft.log.snapshot === null) this.finishCheckpoint(r.value, t0);
       this.process();

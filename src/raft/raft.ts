@@ -118,8 +118,8 @@ export class Raft {
   private baseKnown: boolean;
   /** Leader: a member needs a snapshot and none is held; the host should compact now. */
   private snapshotWanted = false;
-  /** See holdApply. */
-  private applyHeld = false;
+  /** Holds taken by holdApply and not released yet. */
+  private applyHolds = 0;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -348,19 +348,27 @@ export class Raft {
   }
 
   /**
+   * Host input: while any hold is taken, Readys carry no committed entries, so the state
+   * machine stays at one index while the host serializes it over several turns (a large
+   * state: seconds); messages, heartbeats and appends go on meanwhile. Counted: a member's own
+   * snapshot for a follower and a backup may copy at once, and neither may release the
+   * other's hold. Returns the release (calling it again does nothing).
+   */
+  holdApply(): () => void {
+    this.applyHolds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.applyHolds--;
+    };
+  }
+
+  /**
    * The host restored an installed snapshot into tables it can serialize again on demand
    * (checkpoints): stop holding its data, a second copy of the state in memory. A follower
    * that needs one later is served as after a checkpoint (takeSnapshotRequest).
    */
-  /**
-   * Host input: while held, Readys carry no committed entries, so the state machine stays at
-   * one index while the host serializes it over several turns (a large state: seconds);
-   * messages, heartbeats and appends go on meanwhile.
-   */
-  holdApply(held: boolean): void {
-    this.applyHeld = held;
-  }
-
   releaseSnapshot(): void {
     if (this.log.pendingSnapshot === null) this.log.snapshot = null;
   }
@@ -397,7 +405,7 @@ export class Raft {
       this.readStates.length > 0 ||
       this.log.pendingSnapshot !== null ||
       this.log.stableIndex < this.log.lastIndex() ||
-      (this.log.committed > this.log.applied && !this.applyHeld)
+      (this.log.committed > this.log.applied && this.applyHolds === 0)
     );
   }
 
@@ -411,7 +419,7 @@ export class Raft {
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
-      committedEntries: this.log.pendingSnapshot || this.applyHeld ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
+      committedEntries: this.log.pendingSnapshot || this.applyHolds > 0 ? [] : this.log.nextCommitted(Infinity, this.cfg.maxCommittedBytesPerReady),
       readStates: this.readStates,
     };
     this.msgs = [];

@@ -111,8 +111,8 @@ async function copyState(swarm: Swarm, partChars: number, last: boolean) {
     const steps = m.snapshotSteps(partChars);
     const first = steps.next();
     // Not done in one slice: hold the applies now, in the same turn as the read's answer.
-    if (!first.done) host.core.holdApply(true);
-    return { ...at, m, core: host.core, steps, first };
+    const release = first.done ? () => {} : host.core.holdApply();
+    return { ...at, m, core: host.core, steps, first, release };
   });
   const base = { leader: r.leader, leaderTerm: r.leaderTerm, index: r.index, term: r.term, members: r.members, counts: r.counts };
   if (r.first.done) return { ...base, state: r.first.value };
@@ -122,8 +122,6 @@ async function copyState(swarm: Swarm, partChars: number, last: boolean) {
     for (;;) {
       await nextTurn();
       if (!same()) break;
-      // Again at each step: a member's own stepped snapshot releases the hold when it ends.
-      r.core.holdApply(true);
       const s = r.steps.next();
       if (s.done) {
         state = s.value;
@@ -131,11 +129,11 @@ async function copyState(swarm: Swarm, partChars: number, last: boolean) {
       }
     }
   } finally {
-    r.core.holdApply(false);
+    r.release();
   }
   if (state !== null && same()) return { ...base, state };
   if (!last) return null;
-  throw new UserError('unavailable', `the state of leader ${r.leader} changed while it was being copied (${COPY_ATTEMPTS} attempts: it was at index ${r.index}, now ${r.m.appliedIndex}; a restart, a snapshot install or a member's own snapshot released its applies); nothing was written; try again`);
+  throw new UserError('unavailable', `the state of leader ${r.leader} changed while it was being copied (${COPY_ATTEMPTS} attempts: it was at index ${r.index}, now ${r.m.appliedIndex}; a restart or a snapshot install moved it); nothing was written; try again`);
 }
 
 function sameIndex(m: CoordinationMachine, index: number, term: number): boolean {

@@ -427,10 +427,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'backup-stepped-copy-applies-not-held',
     file: 'src/service/backup.ts',
-    edits: [
-      { find: 'if (!first.done) host.core.holdApply(true);', replace: 'if (!first.done) void 0;' },
-      { find: '      r.core.holdApply(true);\n', replace: '' },
-    ],
+    edits: one('const release = first.done ? () => {} : host.core.holdApply();', 'const release = () => {};'),
     breaks: 'a backup copied over several event-loop turns holds the leader at one index (no entry applies inside the copy)',
     tests: ['test/service/backup-parts.test.ts'],
   },
