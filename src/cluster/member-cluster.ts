@@ -17,6 +17,8 @@ import { ANY_TRACE, FAILOVER_TRACE, traceWrite } from '../util/write-trace.js';
 
 export interface MemberClusterOptions {
   id: NodeId;
+  /** The swarm served: peers naming another in their handshake are refused (SecureConnOptions.swarm). */
+  swarm?: string;
   /** Known members' addresses, this one's included (--peers, then the replicated book). */
   peers: Record<NodeId, PeerAddress>;
   /**
@@ -109,7 +111,7 @@ export class MemberCluster implements ClusterBackend {
     if (!self) throw new Error(`--peers must include this member (${o.id})`);
     const others = Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id));
     const bind = o.listen ?? self;
-    this.transport = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
+    this.transport = new TcpTransport({ id: o.id, swarm: o.swarm, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: others });
     this.links = new BlockingTransport(this.transport);
     // A crashed leader's address refuses our redial at once: no need to wait out its lease.
     this.transport.onPeerRefused((id) => {

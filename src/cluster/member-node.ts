@@ -228,6 +228,7 @@ export class MemberNode {
           startupMark('storage-opened');
           cluster = new MemberCluster({
             id: o.id,
+            swarm: o.swarm,
             peers,
             bootstrapVoters,
             listen: o.listen,

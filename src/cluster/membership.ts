@@ -309,7 +309,7 @@ async function probe(o: { id: string; swarm: string; secret: Buffer; tls?: TlsMa
 async function waitingListener(o: { id: string; swarm: string; peers: Record<string, PeerAddress>; voters: string[]; listen?: PeerAddress; secret: Buffer; tls?: TlsMaterial }): Promise<{ close: () => void }> {
   const bind = o.listen ?? o.peers[o.id]!;
   // Peers known, so that members probing as themselves (TLS) are admitted.
-  const t = new TcpTransport({ id: o.id, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id)) });
+  const t = new TcpTransport({ id: o.id, swarm: o.swarm, secret: o.secret, tls: o.tls, host: bind.host, port: bind.port, peers: Object.fromEntries(Object.entries(o.peers).filter(([id]) => id !== o.id)) });
   const loop = monitorEventLoopDelay({ resolution: 20 });
   loop.enable();
   t.onClientRequest(async (req) => {

@@ -52,6 +52,12 @@ export interface SecureConnOptions {
   expectPeer?: string;
   /** Acceptor: a reason to refuse the claimed identity, or null to continue. */
   admit?: (claimedId: string) => string | null;
+  /**
+   * The swarm this member serves (members only; clients send none). Sent in HELLO and
+   * CHALLENGE; a peer naming another swarm is refused, so two swarms sharing a secret and
+   * member ids never exchange messages when an address is mixed up (etcd's cluster token).
+   */
+  swarm?: string;
   handshakeTimeoutMs: number;
   maxFrameBytes: number;
   /** Initiator sends PING this often; both ends check liveness at this period. */
@@ -219,7 +225,7 @@ export class SecureConn {
 
   private sendHello(): void {
     if (this.closed) return;
-    this.sendPlain(FrameType.HELLO, { v: PROTOCOL_VERSION, id: this.o.selfId, nonce: this.nonce.toString('hex') });
+    this.sendPlain(FrameType.HELLO, { v: PROTOCOL_VERSION, id: this.o.selfId, nonce: this.nonce.toString('hex'), ...this.swarmField() });
   }
 
   private onData(d: Buffer): void {
@@ -267,6 +273,17 @@ export class SecureConn {
     this.o.onFrame(this, f.type, payload);
   }
 
+  private swarmField(): { swarm?: string } {
+    return this.o.swarm === undefined ? {} : { swarm: this.o.swarm };
+  }
+
+  /** Why a peer naming `swarm` in its handshake is not one of ours (null: it is, or named none). */
+  private otherSwarm(id: string, swarm: unknown): string | null {
+    if (this.o.swarm === undefined || swarm === undefined) return null;
+    if (swarm === this.o.swarm) return null;
+    return `${id} serves swarm ${JSON.stringify(String(swarm).slice(0, 100))}, this member ${JSON.stringify(this.o.swarm)} (an address of another swarm in --peers? swarms sharing a secret must not share addresses)`;
+  }
+
   private params(initiatorId: string, acceptorId: string, initiatorNonce: Buffer, acceptorNonce: Buffer): HandshakeParams {
     return { initiatorId, acceptorId, initiatorNonce, acceptorNonce };
   }
@@ -286,12 +303,12 @@ export class SecureConn {
         if (typeof b.id !== 'string' || b.id.length === 0 || b.id.length > MAX_ID_CHARS) throw new HandshakeError('HELLO without a valid id', 'protocol');
         if (typeof b.nonce !== 'string' || !HEX_NONCE.test(b.nonce)) throw new HandshakeError('HELLO without a valid nonce', 'protocol');
         this.peerId = b.id;
-        const why = this.o.admit?.(b.id) ?? (this.tls ? certMismatch(b.id, peerCertName(this.o.socket) ?? null) : null);
+        const why = this.otherSwarm(b.id, b.swarm) ?? this.o.admit?.(b.id) ?? (this.tls ? certMismatch(b.id, peerCertName(this.o.socket) ?? null) : null);
         if (why) throw new HandshakeError(`refused ${b.id}: ${why}`, 'refused', why);
         // The claimed identity picks the key it must prove: a client key never proves a member id.
         this.key = connectionKey(this.o.secret!, b.id);
         this.peerNonce = Buffer.from(b.nonce, 'hex');
-        this.sendPlain(FrameType.CHALLENGE, { v: PROTOCOL_VERSION, id: this.o.selfId, nonce: this.nonce.toString('hex') });
+        this.sendPlain(FrameType.CHALLENGE, { v: PROTOCOL_VERSION, id: this.o.selfId, nonce: this.nonce.toString('hex'), ...this.swarmField() });
         return;
       }
       if (f.type !== FrameType.PROOF) throw new HandshakeError(`unauthenticated ${name} frame before PROOF`, 'auth', 'not authenticated');
@@ -313,6 +330,8 @@ export class SecureConn {
       if (this.o.expectPeer !== undefined && b.id !== this.o.expectPeer) {
         throw new HandshakeError(`dialed ${this.o.expectPeer} at ${this.remote} but ${b.id} answered (address misconfigured?)`, 'auth');
       }
+      const other = this.otherSwarm(b.id, b.swarm);
+      if (other) throw new HandshakeError(`dialed ${b.id} at ${this.remote}: ${other}`, 'refused');
       if (this.tls) {
         const cn = peerCertName(this.o.socket) ?? null;
         if (cn !== b.id) throw new HandshakeError(`${b.id} at ${this.remote} presented a certificate naming ${cn ?? '(none)'}`, 'auth');

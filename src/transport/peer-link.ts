@@ -34,6 +34,8 @@ export interface PeerLinkOptions {
   onRefused?: () => void;
   /** Whether the peer's own connection to us is up (see redialIfPeerGone). */
   inboundUp?: () => boolean;
+  /** This member's swarm, checked in the handshake (SecureConnOptions.swarm). */
+  swarm?: string;
 }
 
 /** A lost connection is redialled at once at most this often (then with backoff). */
@@ -339,6 +341,7 @@ export class PeerLink {
       selfId: this.o.selfId,
       secret: this.o.secret,
       expectPeer: this.o.peerId,
+      swarm: this.o.swarm,
       handshakeTimeoutMs: l.handshakeTimeoutMs,
       maxFrameBytes: l.maxFrameBytes,
       pingIntervalMs: l.pingIntervalMs,

@@ -53,6 +53,8 @@ export interface TcpTransportOptions {
   log?: TransportLog;
   /** Mutual TLS (tls.ts): every connection in and out, plaintext refused. */
   tls?: TlsMaterial;
+  /** The swarm these members serve: a peer naming another one in its handshake is refused. */
+  swarm?: string;
   /** Each accepted snapshot part: bytes held so far of `total` (progress; tests cut links here). */
   onSnapshotProgress?: (peer: NodeId, received: number, total: number) => void;
 }
@@ -161,7 +163,7 @@ export class TcpTransport implements Transport {
     const link = this.links.get(id);
     if (link) link.setAddress(address);
     else {
-      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, tls: this.o.tls, limits: this.limits, stats: this.stats_(id), log: this.log, connLog: this.connLog, onRefused: () => this.refusedHandler?.(id), inboundUp: () => this.inboundByPeer.has(id) };
+      const o = { selfId: this.id, peerId: id, address, secret: this.o.secret, tls: this.o.tls, swarm: this.o.swarm, limits: this.limits, stats: this.stats_(id), log: this.log, connLog: this.connLog, onRefused: () => this.refusedHandler?.(id), inboundUp: () => this.inboundByPeer.has(id) };
       this.links.set(id, new PeerLink(o));
     }
   }
@@ -379,6 +381,7 @@ export class TcpTransport implements Transport {
         remote,
         selfId: this.id,
         secret: this.o.secret,
+        swarm: this.o.swarm,
         admit: (id) => this.admit(id),
         handshakeTimeoutMs,
         maxFrameBytes: l.maxFrameBytes,

@@ -265,6 +265,14 @@ export const MUTATIONS: Mutation[] = [
     tests: ['test/inproc-network.test.ts', STALE_READ],
   },
 
+  {
+    id: 'handshake-ignores-swarm',
+    file: 'src/transport/conn.ts',
+    edits: one('    if (swarm === this.o.swarm) return null;', '    return null;'),
+    breaks: 'two swarms sharing a secret and member ids never exchange messages (the handshake names the swarm)',
+    tests: ['test/transport/auth.test.ts'],
+  },
+
   // ---- replicated state machine ------------------------------------------------------------
   {
     id: 'memory-cas-ignores-if-version',

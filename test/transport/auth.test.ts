@@ -84,6 +84,36 @@ describe('authentication', () => {
     void b;
   });
 
+  it('a member of another swarm (same secret, same ids) is refused on both sides and delivers nothing', async () => {
+    // Two swarms share a secret and member ids; a's --peers names green's b by mistake.
+    const bLog = captureLog();
+    const green = new TcpTransport({ id: 'b', swarm: 'green', secret: SECRET, limits: FAST, log: bLog });
+    extra.push(green);
+    const got: string[] = [];
+    green.onMessage((m) => got.push(m.type));
+    const addr = await green.listen();
+    green.setPeer('a', { host: '127.0.0.1', port: 1 });
+    const aLog = captureLog();
+    const blue = new TcpTransport({ id: 'a', swarm: 'blue', secret: SECRET, limits: FAST, log: aLog, peers: { b: addr } });
+    extra.push(blue);
+    blue.send(msg('a', 'b', { type: 'MsgVote', term: 9 }));
+    await waitFor(() => blue.stats().peers.b!.authFailures >= 1, 'the dialer told it was refused');
+    await waitFor(() => bLog.find(/refused a: a serves swarm "blue", this member "green"/) !== undefined, 'acceptor-side log');
+    expect(aLog.find(/swarm "blue", this member "green"/)).toBeDefined();
+    // green's b dialling blue's a (the other way round) is refused by the dialer itself.
+    const blueA = await blue.listen();
+    green.setPeer('a', blueA);
+    green.send(msg('b', 'a', { type: 'MsgVote', term: 9 }));
+    await waitFor(() => green.stats().peers.a!.authFailures >= 1, 'the reverse dial refused');
+    expect(got).toEqual([]);
+    expect(blue.stats().peers.b!.messagesOut).toBe(0);
+    // The same swarm name on both sides: connected (a member that names none is not checked).
+    const same = new TcpTransport({ id: 'a', swarm: 'green', secret: SECRET, limits: FAST, log: captureLog(), peers: { b: addr } });
+    extra.push(same);
+    same.send(msg('a', 'b', { term: 3 }));
+    await waitFor(() => got.length === 1, 'delivery within one swarm');
+  });
+
   it('refuses unknown member ids and clients that claim to be this member', async () => {
     const { b, port, stillServes } = await pair();
     const p = await RawPeer.authenticated(port, 'zz').catch((e: Error) => e);
