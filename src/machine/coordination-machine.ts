@@ -72,6 +72,8 @@ const SNAPSHOT_VERSIONS = [1, 2, 3];
  */
 const PARTS_VERSION = 5;
 const PARTS_VERSIONS = [4, 5];
+/** Fewest characters a task record takes in snapshot() (its field names alone take ~250). */
+const MIN_V3_TASK_CHARS = 256;
 /** Base64 as Buffer writes it (Buffer.from(s, 'base64') skips what is not, so it is checked first). */
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Snapshot transfers whose parts are parsed as they arrive, at most (see prepareSnapshotPart). */
@@ -626,8 +628,15 @@ export class CoordinationMachine implements StateMachine {
       electionTotals: this.electionTotals,
       ...this.scalarFields(),
     });
-    // Small: the rows are dropped and v3 written (what every member version reads).
-    if (p.chars + meta.length <= maxPartChars) return this.snapshot();
+    // Small: the rows are dropped and v3 written (what every member version reads), when it
+    // fits in one part. Its task records take ~300 characters each where the rows above take
+    // ~24, so it is built only when it may fit: the rest as written above plus the least the
+    // records take is at most a part (a million tasks never make a 380 M-character string).
+    const rest = p.written - (p.writtenOf.get('taskrows') ?? 0);
+    if (rest + meta.length + this.tasks.recordCount * MIN_V3_TASK_CHARS <= maxPartChars) {
+      const one = this.snapshot();
+      if (one.length <= maxPartChars) return one;
+    }
     return [meta, ...p.parts];
   }
 

@@ -49,6 +49,8 @@ export class PartPacker {
   chars = 0;
   /** Characters of rows added so far (closed parts and the open one). */
   written = 0;
+  /** The same, by table. */
+  readonly writtenOf = new Map<PartTable, number>();
   /** The part being filled (a rope: appending copies nothing), without its closing `]}`. */
   private cur = '';
   private rows = 0;
@@ -62,6 +64,7 @@ export class PartPacker {
   add(table: PartTable, row: unknown): void {
     const j = JSON.stringify(row);
     this.written += j.length + 1;
+    this.writtenOf.set(table, (this.writtenOf.get(table) ?? 0) + j.length + 1);
     if (this.table !== table || (this.rows > 0 && this.cur.length + j.length + 3 > this.maxChars)) this.flush();
     if (this.rows === 0) {
       this.table = table;

@@ -221,6 +221,26 @@ describe('snapshot parts: tasks as block rows (v5)', () => {
     expect(r.tasks.derivedForTest()).toBe(twin.tasks.derivedForTest());
   });
 
+  it('sends parts when the block rows fit in one part but the v3 string would not, without building that string', () => {
+    const m = blockState();
+    const v3 = m.snapshot().length;
+    const parts = m.snapshotData(4 << 20) as readonly string[];
+    // Fits whole: v3 (what older members read).
+    expect(parts).toBe(m.snapshot());
+    const max = Math.floor(v3 / 4);
+    const toString = vi.spyOn(m, 'snapshot');
+    try {
+      const data = m.snapshotData(max);
+      expect(Array.isArray(data)).toBe(true);
+      expect((data as string[]).length).toBe(3); // meta, task rows, memory
+      expect((data as string[]).join('').length).toBeLessThan(v3 / 10);
+      // 1,120 records of at least 256 characters do not fit in `max`: v3 was never built.
+      expect(toString).not.toHaveBeenCalled();
+    } finally {
+      toString.mockRestore();
+    }
+  });
+
   it('restores on a member with another block size, and its next checkpoint rewrites every table, read back exactly', () => {
     const m = blockState(64);
     const r = new CoordinationMachine();
