@@ -138,6 +138,8 @@ export interface SimStats {
    * hashes compared, and orchestrations whose task records retention removed (on any replica). */
   coordRuns: number;
   coordStateChecks: number;
+  /** Snapshots restored from the coordination machine's multi-part form (v5 task block rows). */
+  coordPartRestores: number;
   coordOrchsCompacted: number;
 }
 
@@ -203,6 +205,8 @@ class Simulation {
   private readonly storages = new Map<NodeId, SimStorage>();
   /** The coordination workload (see coord-workload.ts), or null: plain tokens. */
   private readonly workload: CoordWorkload | null;
+  /** SimMachine.partRestores when this run began (the count is per process). */
+  private readonly partRestoresBefore = SimMachine.partRestores;
   private readonly params: {
     compactionThreshold: number;
     raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
@@ -263,6 +267,7 @@ class Simulation {
     faults: zeroFaults(),
     coordRuns: 0,
     coordStateChecks: 0,
+    coordPartRestores: 0,
     coordOrchsCompacted: 0,
   };
 
@@ -397,6 +402,7 @@ class Simulation {
     if (this.workload) {
       this.stats.coordRuns = 1;
       this.stats.coordStateChecks = this.checker.stateChecks;
+      this.stats.coordPartRestores = SimMachine.partRestores - this.partRestoresBefore;
       for (const id of this.cluster.hosts.keys()) {
         const coord = (this.cluster.machine(id) as SimMachine | undefined)?.coord;
         let n = 0;
