@@ -140,9 +140,19 @@ export class SimMachine implements StateMachine {
     private readonly lossyRestore = false,
     /** Planted bug (see PlantedBugs.coordLossyCheckpoint). */
     private readonly lossyCheckpoint = false,
+    /** See SimOptions.snapshotPartsOnWire. */
+    partsOnWire = false,
   ) {
     this.coord = withCoord ? new CoordinationMachine() : null;
+    // Only then: a machine with these methods changes what travels, hence every trajectory.
+    if (this.coord && partsOnWire) {
+      this.snapshotSteps = this.partSteps;
+      this.checkSnapshot = this.checkParts;
+    }
   }
+
+  snapshotSteps?: () => Generator<void, SnapshotData>;
+  checkSnapshot?: (data: SnapshotData) => string | null;
 
   apply(e: Entry): unknown {
     if (e.index !== this.lastIndex + 1) {
@@ -170,13 +180,13 @@ export class SimMachine implements StateMachine {
   }
 
   /**
-   * What a follower is sent: with the coordination machine, its snapshotSteps with parts and
-   * slices forced small (SIM_PART_CHARS, SIM_SLICE_CHARS), so a few KB of state travels, is
-   * stored, checked and restored in the multi-part form (v5: tasks as their block rows) a
-   * large state takes, serialized over several turns with applies held. Part 0 is the chain
-   * head; a state that fits in one part stays the single string.
+   * What a follower is sent with snapshotPartsOnWire: the coordination machine's snapshotSteps
+   * with parts and slices forced small (SIM_PART_CHARS, SIM_SLICE_CHARS), so a few KB of state
+   * travels, is stored, checked and restored in the multi-part form (v5: tasks as their block
+   * rows) a large state takes, serialized over several turns with applies held. Part 0 is the
+   * chain head; a state that fits in one part stays the single string.
    */
-  *snapshotSteps(): Generator<void, SnapshotData> {
+  private *partSteps(): Generator<void, SnapshotData> {
     const head = `${this.lastIndex}:${this.hash}`;
     if (!this.coord) return head;
     const data = yield* this.coord.snapshotSteps(SIM_PART_CHARS, SIM_SLICE_CHARS);
@@ -184,7 +194,7 @@ export class SimMachine implements StateMachine {
   }
 
   /** The coordination machine's check of a multi-part snapshot (a single string is not checked, as before). */
-  checkSnapshot(data: SnapshotData): string | null {
+  private checkParts(data: SnapshotData): string | null {
     if (typeof data === 'string' || !this.coord) return null;
     const coord = data.slice(1);
     this.checked = { data, coord };
@@ -223,7 +233,7 @@ export class SimMachine implements StateMachine {
         if (b < 0 && !coordParts) this.checker.violation(`state machine safety: ${this.node} restored a snapshot at ${index} without the coordination state`);
         else {
           if (coordParts) coordParts();
-          else this.coord.restore(data.slice(b + 1));
+          else this.restoreV3(data.slice(b + 1), index);
           if (this.lossyRestore) {
             this.coord.memory.dropFirstForTest();
           }
@@ -235,6 +245,32 @@ export class SimMachine implements StateMachine {
     this.slots = new Map(this.lastIndex > 0 ? [[(this.lastIndex % ROW_SLOTS) + 1, `${this.lastIndex}:${this.hash}`]] : []);
     this.full = true;
     this.checker.onRestore(this.node, this.lastIndex, this.hash);
+  }
+
+  /**
+   * The coordination state sent as one (v3) string, restored by way of the multi-part form: a
+   * machine restored from the string writes its parts (SIM_PART_CHARS, so a few KB of state
+   * is several: v5, the tasks as their block rows), which are checked and restored here. The
+   * state hash check after it catches anything the parts lose; what travels, and so the
+   * trajectory, is unchanged.
+   */
+  private restoreV3(v3: string, index: number): void {
+    const coord = this.coord as CoordinationMachine;
+    const from = new CoordinationMachine();
+    from.restore(v3);
+    const parts = from.snapshotData(SIM_PART_CHARS);
+    if (typeof parts === 'string') {
+      coord.restore(parts);
+      return;
+    }
+    const why = coord.checkSnapshot(parts);
+    if (why !== null) {
+      this.checker.violation(`snapshot parts: ${this.node} refused the parts of the state at ${index}: ${why}`);
+      coord.restore(v3);
+      return;
+    }
+    coord.restore(parts);
+    SimMachine.partRestores++;
   }
 
   takeCheckpoint(): { meta: string; tables: Record<CheckpointTable, TableChanges> } {

@@ -61,6 +61,13 @@ export interface SimOptions {
   /** Run the coordination workload (coord-workload.ts); when absent the seed decides. */
   coordWorkload?: boolean;
   /**
+   * With the coordination workload, send followers its multi-part snapshots (SimMachine
+   * partSteps: v5 parts forced small) instead of the one string, so parts travel, are stored,
+   * checked and restored. Changes what travels, hence the trajectories of those seeds (off by
+   * default: the string is then restored by way of the parts, see SimMachine.restoreV3).
+   */
+  snapshotPartsOnWire?: boolean;
+  /**
    * Report leader-gone (a refused dial, Raft.leaderUnreachable) to followers of a crashed
    * leader and, now and then, spuriously (default true). Off replays a trajectory recorded
    * before these reports existed.
@@ -337,7 +344,7 @@ class Simulation {
         this.storages.set(id, st);
         return st;
       },
-      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true, this.plant.coordLossyCheckpoint === true),
+      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true, this.plant.coordLossyCheckpoint === true, opts.snapshotPartsOnWire === true),
       onSend: (m) => {
         if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
         const st = this.storages.get(m.from);
