@@ -65,7 +65,8 @@ const SNAPSHOT_VERSIONS = [1, 2, 3];
  * a slice of one table (see snapshot-parts.ts). A state that fits in one part is still written
  * as v3. v4 carried the tasks as one JSON record each (~380 characters a task: 378.5 M for a
  * million); v5, written now, carries them as the task table's checkpoint rows (a block of
- * tasks' column bytes as base64; the meta part's `tasks` adds the agent names the columns
+ * tasks' column bytes as base64, ~24 characters a task, in the platform's byte order: every
+ * supported one is little-endian; the meta part's `tasks` adds the agent names the columns
  * index and the block size), rebuilt by TaskTable.fromRows. Members before v5 refuse a v5
  * snapshot in checkSnapshot (a version they do not know), so a mixed cluster sends them
  * nothing they would restore wrongly; v4 parts are still read.
