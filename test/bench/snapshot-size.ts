@@ -2,6 +2,9 @@
 // task assigned and completed by one of 8 agents, as after `bench scale --counts 1000000`):
 // snapshotData() (the multi-part form), checkSnapshot() and restore() on a fresh machine.
 //   nice npx tsx test/bench/snapshot-size.ts [tasks]
+// 2026-12-01, 1,000,000 tasks, load 3-5: v4 (one JSON record per task) 377,768,915 chars in 8
+// parts, write 3,698 ms, check 2,743 ms, restore 771 ms; v5 (block rows) 17,190,088 chars in 2
+// parts, write 132 ms, check 119 ms (it rebuilds the task table), restore 0 ms.
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { snapshotParts } from '../../src/raft/types.js';
 import { createOp, LogBuilder } from '../machine/machine-util.js';
