@@ -22,7 +22,7 @@ const FROM = process.env.CONCORD_SIM_FROM ? Number(process.env.CONCORD_SIM_FROM)
 const PLANT_NO_SYNC = { from: 1000, count: 80 };
 const PLANT_AMNESIA_SEEDS = 12;
 
-async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number; coordWorkload?: boolean } = {}) {
+async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number; coordWorkload?: boolean; snapshotPartsOnWire?: boolean } = {}) {
   const failures: Array<{ seed: number; first: string }> = [];
   const faults: FaultCounts = zeroFaults();
   const totals: Record<string, number> = {};
@@ -153,6 +153,15 @@ describe('the simulator catches planted bugs', () => {
     expect(clean.violations).toEqual([]);
     expect(clean.stats.coordRuns).toBe(1);
     expect(clean.stats.coordStateChecks).toBeGreaterThan(0);
+    // Its restores went by way of the multi-part form (v5: tasks as block rows).
+    expect(clean.stats.coordPartRestores).toBeGreaterThan(0);
+  });
+
+  it('multi-part snapshots on the wire (coordination workload): sent, stored, checked and restored with every state hash agreeing', { timeout: 300_000 }, async () => {
+    const r = await runRange(1, 20, 300, { coordWorkload: true, snapshotPartsOnWire: true });
+    expect(r.failures).toEqual([]);
+    // (seeds 1-20: 268)
+    expect(r.totals.coordPartRestores).toBeGreaterThan(100);
   });
 
   it('a replica whose restart from checkpoint rows loses one memory record (coordination workload)', { timeout: 300_000 }, async () => {

@@ -7,8 +7,9 @@ import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
 import { parseShared } from './parse-shared.js';
-import { PART_TABLES, PartPacker, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
-import { TaskTable } from './task-table.js';
+import { PART_TABLES_OF, PartPacker, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
+import { blockShift } from './task-columns.js';
+import { MAX_TASKS_PER_ORCHESTRATION, ordStride, TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
   type AgentRecord,
@@ -59,18 +60,30 @@ const ELECTION_HISTORY_MAX = 1000;
  */
 const SNAPSHOT_VERSIONS = [1, 2, 3];
 /**
- * A state too large for one part is written as format v4 (snapshotData): a meta part (v3's
- * fields without the table rows, plus `parts`, the number of parts) then row parts, each a
- * slice of one table (see snapshot-parts.ts). Members before it cannot read it; a state that
- * fits in one part is still written as v3.
+ * A state too large for one part is written as a multi-part format (snapshotData): a meta part
+ * (v3's fields without the table rows, plus `parts`, the number of parts) then row parts, each
+ * a slice of one table (see snapshot-parts.ts). A state that fits in one part is still written
+ * as v3. v4 carried the tasks as one JSON record each (~380 characters a task: 378.5 M for a
+ * million); v5, written now, carries them as the task table's checkpoint rows (a block of
+ * tasks' column bytes as base64, ~24 characters a task, in the platform's byte order: every
+ * supported one is little-endian; the meta part's `tasks` adds the agent names the columns
+ * index and the block size), rebuilt by TaskTable.fromRows. Members before v5 refuse a v5
+ * snapshot in checkSnapshot (a version they do not know), so a mixed cluster sends them
+ * nothing they would restore wrongly; v4 parts are still read.
  */
-const PARTS_VERSION = 4;
+const PARTS_VERSION = 5;
+const PARTS_VERSIONS = [4, 5];
+/** Fewest characters a task record takes in snapshot() (its field names alone take ~250). */
+const MIN_V3_TASK_CHARS = 256;
+/** Base64 as Buffer writes it (Buffer.from(s, 'base64') skips what is not, so it is checked first). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Snapshot transfers whose parts are parsed as they arrive, at most (see prepareSnapshotPart). */
 const MAX_PREPARING = 2;
 
-/** One part of a v4 snapshot, parsed: part 0's meta object, or a table part's rows. */
+/** One part of a multi-part snapshot, parsed: part 0's meta object, or a table part's rows. */
 interface ParsedPart {
   meta?: Record<string, unknown>;
+  v?: number;
   table?: PartTable;
   rows?: unknown[];
 }
@@ -587,12 +600,10 @@ export class CoordinationMachine implements StateMachine {
    * state must not change until the last step returns the data).
    */
   *snapshotSteps(maxPartChars = snapshotPartChars(), sliceChars = snapshotSliceChars()): Generator<void, SnapshotData> {
-    const p = new PartPacker(maxPartChars);
+    const p = new PartPacker(maxPartChars, PARTS_VERSION);
     let mark = 0;
     const rows: Array<[PartTable, Iterable<unknown>]> = [
-      ['tasks', this.tasks.allRecords()],
-      ['orchs', this.tasks.orchs.values()],
-      ['idem', this.tasks.idempotency.entries()],
+      ['taskrows', CoordinationMachine.taskRowsOut(this.tasks)],
       ['memory', this.memory.values()],
       ['sessions', [...this.sessions].map(([c, x]) => [c, x.floor, [...x.results.entries()], x.last_active, x.timeout_ms])],
     ];
@@ -611,14 +622,33 @@ export class CoordinationMachine implements StateMachine {
       parts: p.parts.length + 1,
       config: this.config,
       agents: [...this.agents.values()],
-      tasks: { complete_high: this.tasks.completeIndexHigh, compacted_refused: this.tasks.compactedReportsRefused },
+      tasks: {
+        complete_high: this.tasks.completeIndexHigh,
+        compacted_refused: this.tasks.compactedReportsRefused,
+        agents: this.tasks.agentNames(),
+        block: this.tasks.tasksPerBlock,
+      },
       elections: this.elections,
       electionTotals: this.electionTotals,
       ...this.scalarFields(),
     });
-    // Small: the rows are dropped and v3 written (what every member version reads).
-    if (p.chars + meta.length <= maxPartChars) return this.snapshot();
+    // Small: the rows are dropped and v3 written (what every member version reads), when it
+    // fits in one part. Its task records take ~300 characters each where the rows above take
+    // ~24, so it is built only when it may fit: the rest as written above plus the least the
+    // records take is at most a part (a million tasks never make a 380 M-character string).
+    const rest = p.written - (p.writtenOf.get('taskrows') ?? 0);
+    if (rest + meta.length + this.tasks.recordCount * MIN_V3_TASK_CHARS <= maxPartChars) {
+      const one = this.snapshot();
+      if (one.length <= maxPartChars) return one;
+    }
     return [meta, ...p.parts];
+  }
+
+  /** The task table's rows as a v5 part holds them: [ord, row] or [ord, row, column bytes as base64]. */
+  private static *taskRowsOut(t: TaskTable): Generator<unknown[]> {
+    for (const [ord, row, bin] of t.snapshotRows()) {
+      yield bin === undefined ? [ord, row] : [ord, row, Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength).toString('base64')];
+    }
   }
 
   /**
@@ -642,7 +672,7 @@ export class CoordinationMachine implements StateMachine {
     this.preparing.delete(parts);
   }
 
-  /** One part of a v4 snapshot parsed and checked on its own, or why it is not one. */
+  /** One part of a multi-part snapshot parsed and checked on its own, or why it is not one. */
   private static parsePart(text: string, i: number): ParsedPart | string {
     let x: unknown;
     try {
@@ -655,10 +685,10 @@ export class CoordinationMachine implements StateMachine {
       return { meta: x as Record<string, unknown> };
     }
     const p = x as { v?: unknown; k?: unknown; rows?: unknown } | null;
-    if (typeof p !== 'object' || p === null || p.v !== PARTS_VERSION || !PART_TABLES.includes(p.k as PartTable) || !Array.isArray(p.rows)) {
+    if (typeof p !== 'object' || p === null || !PARTS_VERSIONS.includes(p.v as number) || !PART_TABLES_OF[p.v as number]!.includes(p.k as PartTable) || !Array.isArray(p.rows)) {
       return `part ${i} is not a table part`;
     }
-    return { table: p.k as PartTable, rows: p.rows as unknown[] };
+    return { v: p.v as number, table: p.k as PartTable, rows: p.rows as unknown[] };
   }
 
   /** assembleParts from the parts prepareSnapshotPart parsed (a part it missed is parsed here). */
@@ -674,9 +704,10 @@ export class CoordinationMachine implements StateMachine {
   }
 
   /**
-   * A v4 snapshot's parts parsed into v3's shape (tables' rows gathered from their parts),
-   * or a reason it is not one. Parses every part (`parse`: each part's parse, possibly done
-   * already): nothing is restored from a broken one.
+   * A multi-part snapshot's parts parsed into v3's shape (tables' rows gathered from their
+   * parts; of v5, `tasks` is the task table rebuilt from its rows), or a reason it is not one.
+   * Parses every part (`parse`: each part's parse, possibly done already) and, of v5, rebuilds
+   * the task table (every block's bytes checked): nothing is restored from a broken one.
    */
   private static assembleParts(
     parts: readonly string[],
@@ -685,21 +716,95 @@ export class CoordinationMachine implements StateMachine {
     const head = parse(0);
     if (typeof head === 'string') return head;
     const s = head.meta!;
-    if (s.v !== PARTS_VERSION) return `a ${parts.length}-part snapshot of version ${JSON.stringify(s.v)} (expected ${PARTS_VERSION})`;
+    if (!PARTS_VERSIONS.includes(s.v as number)) return `a ${parts.length}-part snapshot of version ${JSON.stringify(s.v)} (expected one of ${PARTS_VERSIONS.join(', ')})`;
     if (s.parts !== parts.length) return `${parts.length} parts, the snapshot says ${JSON.stringify(s.parts)}`;
-    const rows: Record<PartTable, unknown[]> = { tasks: [], orchs: [], idem: [], memory: [], sessions: [] };
+    const rows: Record<PartTable, unknown[]> = { tasks: [], orchs: [], idem: [], memory: [], sessions: [], taskrows: [] };
+    // Of v5, the task rows' parts by index (rows stay in their parts: they are read once, in order).
+    const taskParts: Array<[number, unknown[]]> = [];
     for (let i = 1; i < parts.length; i++) {
       const p = parse(i);
       if (typeof p === 'string') return p;
+      if (p.v !== s.v) return `part ${i} is of version ${p.v}, part 0 of ${JSON.stringify(s.v)}`;
+      if (p.table === 'taskrows') {
+        taskParts.push([i, p.rows!]);
+        continue;
+      }
       const into = rows[p.table!];
       for (const r of p.rows!) into.push(r);
     }
     const t = s.tasks as Record<string, unknown> | null;
     if (typeof t !== 'object' || t === null) return 'part 0 has no tasks summary';
-    s.tasks = { ...t, tasks: rows.tasks, orchs: rows.orchs, idem: rows.idem };
+    if (s.v === 5) {
+      const built = CoordinationMachine.buildTasks(t, taskParts);
+      if (typeof built === 'string') return built;
+      s.tasks = built;
+    } else s.tasks = { ...t, tasks: rows.tasks, orchs: rows.orchs, idem: rows.idem };
     s.memory = rows.memory;
     s.sessions = rows.sessions;
     return s;
+  }
+
+  /**
+   * The task table of a v5 snapshot, rebuilt from its rows (taskParts: [part index, rows]) as a
+   * checkpoint's are (TaskTable.fromRows), or why it cannot be: a row that is not one, column
+   * bytes that are not base64, of the wrong length or widths, a block missing or twice. The
+   * reason names the part and the orchestration (and block) being read.
+   */
+  private static buildTasks(t: Record<string, unknown>, taskParts: ReadonlyArray<[number, unknown[]]>): TaskTable | string {
+    const { complete_high: high, compacted_refused: refused, agents, block } = t;
+    if (!Number.isSafeInteger(high) || !Number.isSafeInteger(refused) || !Array.isArray(agents) || !agents.every((a) => typeof a === 'string') || !Number.isSafeInteger(block)) {
+      return 'part 0: its tasks summary is not complete_high, compacted_refused, agents and block';
+    }
+    let stride: number;
+    try {
+      stride = ordStride(blockShift(block as number));
+    } catch (e) {
+      return `part 0: ${(e as Error).message}`;
+    }
+    // Where the rows are being read, for the reason a build fails (set by rowsIn as it goes).
+    const at = { part: taskParts[0]?.[0] ?? 0, row: 'its task rows' };
+    try {
+      return TaskTable.fromRows(CoordinationMachine.rowsIn(taskParts, stride, at), agents as string[], high as number, refused as number, block as number);
+    } catch (e) {
+      return `part ${at.part}, ${at.row}: ${(e as Error).message}`;
+    }
+  }
+
+  /** A v5 snapshot's task rows in order, column bytes decoded, each checked for shape first; `at` follows. */
+  private static *rowsIn(taskParts: ReadonlyArray<[number, unknown[]]>, stride: number, at: { part: number; row: string }): Generator<[number, unknown, Uint8Array?]> {
+    let orchOrd = -1;
+    let orch = '';
+    for (const [i, rows] of taskParts) {
+      at.part = i;
+      for (const x of rows) {
+        const ord = Array.isArray(x) ? x[0] : undefined;
+        if (!Array.isArray(x) || x.length < 2 || x.length > 3 || !Number.isSafeInteger(ord) || (ord as number) < 0) {
+          at.row = `after ${orch || 'no orchestration'}`;
+          throw new Error(`a task row is not [row key, row, column bytes?]: ${JSON.stringify(x)?.slice(0, 80)}`);
+        }
+        const k = (ord as number) % stride;
+        const row = x[1] as unknown;
+        if (k === 0) {
+          const o = (Array.isArray(row) ? row[0] : undefined) as { id?: unknown; count?: unknown; created_index?: unknown } | undefined;
+          if (typeof o !== 'object' || o === null || typeof o.id !== 'string') {
+            at.row = `row key ${ord as number}`;
+            throw new Error('an orchestration row without its orchestration');
+          }
+          orchOrd = ord as number;
+          orch = o.id;
+          at.row = `${orch} (its metadata row)`;
+          // Columns are allocated for `count` tasks before any block is read.
+          if (!(Number.isInteger(o.count) && (o.count as number) >= 1 && (o.count as number) <= MAX_TASKS_PER_ORCHESTRATION)) throw new Error(`count=${JSON.stringify(o.count)}; accepted: integer 1..${MAX_TASKS_PER_ORCHESTRATION}`);
+        } else at.row = (ord as number) - k === orchOrd ? `${orch} block ${k - 1}` : `block ${k - 1} of row key ${(ord as number) - k}`;
+        const b64 = x[2] as unknown;
+        if (b64 === undefined) {
+          yield [ord as number, row];
+          continue;
+        }
+        if (typeof b64 !== 'string' || b64.length % 4 !== 0 || !BASE64.test(b64)) throw new Error(`its column bytes are not base64 (${typeof b64 === 'string' ? `${b64.length} characters` : typeof b64})`);
+        yield [ord as number, row, Buffer.from(b64, 'base64')];
+      }
+    }
   }
 
   restore(data: SnapshotData): void {
@@ -719,7 +824,10 @@ export class CoordinationMachine implements StateMachine {
     // Fields added since (task retention) take their defaults.
     this.config = { ...DEFAULT_SWARM_CONFIG, ...s.config };
     this.agents = new Map((s.agents as AgentRecord[]).map((a) => [a.id, a]));
-    this.tasks = TaskTable.fromJSON(s.tasks, this.events.tasksPerBlock);
+    // Of v5 the table was rebuilt from its rows by the check (with the sender's block size,
+    // which only sets the local checkpoint layout; the next checkpoint rewrites it all).
+    this.tasks = s.tasks instanceof TaskTable ? s.tasks : TaskTable.fromJSON(s.tasks, this.events.tasksPerBlock);
+    this.tasks.markFull();
     this.memory = MemoryStore.fromJSON(s.memory);
     this.elections = s.elections;
     this.electionTotals = s.electionTotals ?? {

@@ -1,4 +1,4 @@
-// Packing of a large snapshot into bounded JSON parts (format v4; see CoordinationMachine).
+// Packing of a large snapshot into bounded JSON parts (formats v4 and v5; see CoordinationMachine).
 // V8 cannot hold a string past ~512 Mi characters, so a state of 1 GiB is never one string:
 // each table's rows are serialized one by one and packed into parts of at most a set size.
 
@@ -23,13 +23,25 @@ export function snapshotSliceChars(): number {
   return Number.isSafeInteger(v) && v >= 1 ? v : DEFAULT_SNAPSHOT_SLICE_CHARS;
 }
 
-/** The tables a v4 snapshot slices into row parts, in the order they are written. */
-export const PART_TABLES = ['tasks', 'orchs', 'idem', 'memory', 'sessions'] as const;
-export type PartTable = (typeof PART_TABLES)[number];
+/**
+ * The tables a v4 snapshot sliced into row parts (one JSON record per task: ~380 characters a
+ * task), in the order they were written. Read, no longer written.
+ */
+export const V4_PART_TABLES = ['tasks', 'orchs', 'idem', 'memory', 'sessions'] as const;
+/**
+ * The tables a v5 snapshot slices into row parts. `taskrows`: the task table as its checkpoint
+ * rows (TaskTable.snapshotRows: per orchestration a metadata row, then a row per block of
+ * tasks whose column bytes are base64 text), ~24 characters a task.
+ */
+export const V5_PART_TABLES = ['taskrows', 'memory', 'sessions'] as const;
+export type PartTable = (typeof V4_PART_TABLES)[number] | (typeof V5_PART_TABLES)[number];
+
+/** Table kinds a part of each multi-part version may hold. */
+export const PART_TABLES_OF: Readonly<Record<number, readonly PartTable[]>> = { 4: V4_PART_TABLES, 5: V5_PART_TABLES };
 
 /**
- * Collects row parts: `{"v":4,"k":<table>,"rows":[...]}`, each at most maxChars characters
- * unless one row alone is larger.
+ * Collects row parts: `{"v":<version>,"k":<table>,"rows":[...]}`, each at most maxChars
+ * characters unless one row alone is larger.
  */
 export class PartPacker {
   readonly parts: string[] = [];
@@ -37,20 +49,26 @@ export class PartPacker {
   chars = 0;
   /** Characters of rows added so far (closed parts and the open one). */
   written = 0;
+  /** The same, by table. */
+  readonly writtenOf = new Map<PartTable, number>();
   /** The part being filled (a rope: appending copies nothing), without its closing `]}`. */
   private cur = '';
   private rows = 0;
   private table: PartTable | null = null;
 
-  constructor(private readonly maxChars: number) {}
+  constructor(
+    private readonly maxChars: number,
+    private readonly version: number,
+  ) {}
 
   add(table: PartTable, row: unknown): void {
     const j = JSON.stringify(row);
     this.written += j.length + 1;
+    this.writtenOf.set(table, (this.writtenOf.get(table) ?? 0) + j.length + 1);
     if (this.table !== table || (this.rows > 0 && this.cur.length + j.length + 3 > this.maxChars)) this.flush();
     if (this.rows === 0) {
       this.table = table;
-      this.cur = `{"v":4,"k":"${table}","rows":[${j}`;
+      this.cur = `{"v":${this.version},"k":"${table}","rows":[${j}`;
     } else this.cur += `,${j}`;
     this.rows++;
   }

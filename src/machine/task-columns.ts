@@ -194,12 +194,14 @@ export class NumColumn {
     if (d === 0) return;
     const [width, slots, side] = d as [number, number[] | 'b', unknown];
     if (slots !== 'b') {
+      // Plain arrays are the small columns' only (a typed block would truncate their values).
+      if (!Array.isArray(slots) || slots.length !== count || this.n >= SMALL) throw new Error(`task block ${b}: ${Array.isArray(slots) ? `${slots.length} JSON slots` : 'no slots'} for ${count} tasks of a ${this.n}-task column`);
       if (this.a[b] == null) this.grow(b);
       const a = this.a[b] as number[];
       for (let k = 0; k < count; k++) a[k] = slots[k] as number;
     } else {
       // Rows of the whole-column format's era carry the column's width: any of 0..2.
-      if (!(width === 0 || width === 1 || width === 2) || this.n < SMALL) throw new Error(`checkpoint row: a byte column of width ${JSON.stringify(width)} for ${this.n} slots`);
+      if (!(width === 0 || width === 1 || width === 2) || this.n < SMALL) throw new Error(`task row: a byte column of width ${JSON.stringify(width)} for ${this.n} slots`);
       this.a[b] = width === 0 ? r.take(Uint8Array, count) : width === 1 ? r.take(Uint16Array, count) : r.take(Uint32Array, count);
       this.width[b] = width;
     }
@@ -410,13 +412,16 @@ export class OrchTasks {
 
   /** Block b back from blockRow's output and its bytes (`bin`), exactly as it was. */
   loadBlock(b: number, d: unknown, bin: Uint8Array | undefined): void {
-    if (!(Number.isInteger(b) && b >= 0 && b < this.blocks) || this.dirty[b] === 1) throw new Error(`checkpoint rows of ${this.orch.id}: block ${b} is not one of its ${this.blocks} or came twice`);
+    if (!(Number.isInteger(b) && b >= 0 && b < this.blocks) || this.dirty[b] === 1) throw new Error(`task rows of ${this.orch.id}: block ${b} is not one of its ${this.blocks} or came twice`);
     // Marked while loading (a block seen twice is an error), cleared by finishLoad.
     this.dirty[b] = 1;
     this.loaded++;
     const from = b << this.shift;
     const count = Math.min(this.orch.count, from + 2 ** this.shift) - from;
     const [status, cols, results] = d as [number[] | 'b', unknown[], unknown];
+    const typed = this.status instanceof Uint8Array;
+    if (status === 'b' ? !typed : typed || !Array.isArray(status) || status.length !== count) throw new Error(`task rows of ${this.orch.id}: block ${b}'s status is not ${typed ? 'bytes' : `${count} JSON slots`}`);
+    if (!Array.isArray(cols) || cols.length !== this.columns().length) throw new Error(`task rows of ${this.orch.id}: block ${b} has ${Array.isArray(cols) ? cols.length : 'no'} columns, expected ${this.columns().length}`);
     const r = new BinReader(bin ?? new Uint8Array(0));
     if (status === 'b') r.copyInto(this.status as Uint8Array, from, count);
     else for (let k = 0; k < count; k++) this.status[from + k] = status[k] as number;
@@ -427,7 +432,7 @@ export class OrchTasks {
 
   /** After loadBlock of every block: throws if one is missing; nothing is dirty then. */
   finishLoad(): void {
-    if (this.loaded !== this.blocks) throw new Error(`checkpoint rows of ${this.orch.id}: ${this.loaded} of its ${this.blocks} task blocks`);
+    if (this.loaded !== this.blocks) throw new Error(`task rows of ${this.orch.id}: ${this.loaded} of its ${this.blocks} task blocks`);
     this.dirty.fill(0);
   }
 
@@ -543,7 +548,7 @@ export class BinReader {
 
   take<T extends Uint8Array | Uint16Array | Uint32Array>(ctor: { new (n: number): T; BYTES_PER_ELEMENT: number }, n: number): T {
     const bytes = n * ctor.BYTES_PER_ELEMENT;
-    if (this.at + bytes > this.buf.byteLength) throw new Error(`checkpoint row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
+    if (this.at + bytes > this.buf.byteLength) throw new Error(`task row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
     const a = new ctor(n);
     // A copy into a fresh (aligned) array: the row's buffer may start at any offset.
     new Uint8Array(a.buffer).set(this.buf.subarray(this.at, this.at + bytes));
@@ -554,13 +559,13 @@ export class BinReader {
   /** The next count slots' bytes copied into `a` at slot `at` (the same slot width). */
   copyInto(a: Uint8Array | Uint16Array | Uint32Array, at: number, count: number): void {
     const bytes = count * a.BYTES_PER_ELEMENT;
-    if (this.at + bytes > this.buf.byteLength) throw new Error(`checkpoint row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
+    if (this.at + bytes > this.buf.byteLength) throw new Error(`task row: column bytes end at ${this.buf.byteLength}, expected at least ${this.at + bytes}`);
     new Uint8Array(a.buffer, a.byteOffset + at * a.BYTES_PER_ELEMENT, bytes).set(this.buf.subarray(this.at, this.at + bytes));
     this.at += bytes;
   }
 
   end(where: string): void {
-    if (this.at !== this.buf.byteLength) throw new Error(`checkpoint row of ${where}: ${this.buf.byteLength - this.at} column bytes left over`);
+    if (this.at !== this.buf.byteLength) throw new Error(`task row of ${where}: ${this.buf.byteLength - this.at} column bytes left over`);
   }
 }
 

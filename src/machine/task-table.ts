@@ -573,19 +573,39 @@ export class TaskTable {
   }
 
   private putRows(o: Orchestration, all: boolean, put: CheckpointRow[]): void {
+    for (const [ord, row, bin] of this.rowsOf(o, (cols) => cols.takeDirty(all))) {
+      const json = JSON.stringify(row);
+      put.push(bin === undefined ? [ord, json] : [ord, json, bin]);
+    }
+  }
+
+  /**
+   * An orchestration's rows as values: its metadata row, then (while it has records) the
+   * rows of the blocks `blocks` picks, each with its column bytes. Built as they are read.
+   */
+  private *rowsOf(o: Orchestration, blocks: (cols: OrchTasks) => Iterable<number>): Generator<[number, unknown, Uint8Array | undefined]> {
     const ord = this.ordOf(o);
     const cols = this.byOrch.get(o.id);
     if (!cols) {
-      put.push([ord, JSON.stringify([o])]);
+      yield [ord, [o], undefined];
       return;
     }
-    put.push([ord, JSON.stringify([o, cols.blocks])]);
-    for (const b of cols.takeDirty(all)) {
+    yield [ord, [o, cols.blocks], undefined];
+    for (const b of blocks(cols)) {
       const w = new BinWriter();
-      const json = JSON.stringify(cols.blockRow(b, w));
-      const bin = w.finish();
-      put.push(bin === undefined ? [ord + 1 + b, json] : [ord + 1 + b, json, bin]);
+      const row = cols.blockRow(b, w);
+      yield [ord + 1 + b, row, w.finish()];
     }
+  }
+
+  /**
+   * Every row a full checkpoint would write, in row-key order, without touching the tracking of
+   * changes (a snapshot for a follower must not cost the next checkpoint its rows): what a
+   * multi-part snapshot carries and fromRows rebuilds. Each row's values are live (stringify
+   * it before the state changes); the bytes are a copy.
+   */
+  *snapshotRows(): Generator<[number, unknown, Uint8Array | undefined]> {
+    for (const o of this.orchs.values()) yield* this.rowsOf(o, (cols) => Array.from({ length: cols.blocks }, (_, b) => b));
   }
 
   /**
@@ -606,19 +626,19 @@ export class TaskTable {
     for (const [ord, r, bin] of rows) {
       const k = ord % t.stride;
       if (k !== 0) {
-        if (cur === null || ord - k !== curOrd) throw new Error(`checkpoint row ${ord}: a task block without its orchestration's row`);
+        if (cur === null || ord - k !== curOrd) throw new Error(`task row ${ord}: a task block without its orchestration's row`);
         cur.loadBlock(k - 1, r, bin);
         continue;
       }
       cur?.finishLoad();
       cur = null;
       const [o, blocks] = r as [Orchestration, number?];
-      if (ord !== t.ordOf(o)) throw new Error(`checkpoint row ${ord} holds ${o.id}, whose row key is ${t.ordOf(o)}`);
+      if (ord !== t.ordOf(o)) throw new Error(`task row ${ord} holds ${o.id}, whose row key is ${t.ordOf(o)}`);
       t.orchs.set(o.id, o);
       if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
       if (o.compacted?.done_index != null) continue;
       cur = OrchTasks.forBlocks(o, t.names, t.shift);
-      if (blocks !== cur.blocks) throw new Error(`checkpoint row of ${o.id}: ${String(blocks)} task blocks, expected ${cur.blocks} (${o.count} tasks, ${tasksPerBlock} a block)`);
+      if (blocks !== cur.blocks) throw new Error(`task row of ${o.id}: ${String(blocks)} task blocks, expected ${cur.blocks} (${o.count} tasks, ${tasksPerBlock} a block)`);
       curOrd = ord;
       t.byOrch.set(o.id, cur);
       if (o.finished_at !== null) t.retentionQueue.push(o);

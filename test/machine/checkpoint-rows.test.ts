@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import { MAX_TRACKED_ROWS } from '../../src/machine/dirty-rows.js';
 import type { Command, CompleteItem, Op, Priority } from '../../src/machine/types.js';
-import type { Entry } from '../../src/raft/types.js';
+import type { Entry, SnapshotData } from '../../src/raft/types.js';
 import { CheckpointImage } from '../../src/storage/memory-storage.js';
 import { TASKS_PER_BLOCK } from '../../src/machine/task-columns.js';
 import { ordStride } from '../../src/machine/task-table.js';
@@ -72,6 +72,8 @@ class Replica {
   readonly image = new CheckpointImage();
   restarts = 0;
   installs = 0;
+  /** Installs sent as multi-part (v5: task block rows), not as the v3 string. */
+  partInstalls = 0;
   rowsRestored = 0;
   bytesRestored = 0;
   /** Orchestrations written with some but not all of their blocks (a partially dirty one). */
@@ -139,7 +141,8 @@ class Replica {
 }
 
 function run(actions: Action[], tasksPerBlock: number): Replica {
-  const ref = new CoordinationMachine();
+  // The leader: its block size is the replica's (snapshots it sends carry its block rows).
+  const ref = new CoordinationMachine({ tasksPerBlock });
   const log: Entry[] = [];
   const r = new Replica(tasksPerBlock);
   let now = 1_000_000;
@@ -236,13 +239,26 @@ function run(actions: Action[], tasksPerBlock: number): Replica {
         break;
       case 'install': {
         // A snapshot from the leader: the state replaced whole, so the next checkpoint must
-        // rewrite every table.
+        // rewrite every table. Every other one as the leader sends a large state: parts
+        // (forced small), the tasks as their block rows, checked before they are restored.
         r.catchUp(log);
         const m = new CoordinationMachine({ tasksPerBlock });
-        m.restore(ref.snapshot());
+        let data: SnapshotData = ref.snapshot();
+        if (r.installs % 2 === 1) {
+          process.env.CONCORD_SNAPSHOT_PART_CHARS = '1024';
+          try {
+            data = ref.snapshotData();
+          } finally {
+            delete process.env.CONCORD_SNAPSHOT_PART_CHARS;
+          }
+          if (typeof data !== 'string') r.partInstalls++;
+        }
+        expect(m.checkSnapshot(data)).toBeNull();
+        m.restore(data);
         r.m = m;
         r.twin = new CoordinationMachine();
         r.twin.restore(ref.snapshot());
+        expect(m.tasks.derivedForTest()).toBe(r.twin.tasks.derivedForTest());
         r.installs++;
         const c = r.checkpoint();
         for (const t of CHECKPOINT_TABLES) expect(c.tables[t].clear).toBe(true);
@@ -271,6 +287,7 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
       let partial = 0;
       let blocksWritten = 0;
       let blocksRestored = 0;
+      let partInstalls = 0;
       fc.assert(
         fc.property(fc.array(actionArb, { minLength: 20, maxLength: 120 }), (actions) => {
           const o = run(actions, tasksPerBlock);
@@ -280,6 +297,7 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
           partial += o.partial;
           blocksWritten += o.blocksWritten;
           blocksRestored += o.blocksRestored;
+          partInstalls += o.partInstalls;
         }),
         { numRuns: 150, seed: 4242 },
       );
@@ -295,6 +313,9 @@ describe('CoordinationMachine checkpoints (incremental snapshots)', () => {
       expect(partial).toBeGreaterThan(30);
       expect(blocksWritten).toBeGreaterThan(800);
       expect(blocksRestored).toBeGreaterThan(400);
+      // Installs sent as parts (v5: the tasks as block rows) that restored the exact state.
+      // (seed 4242: 43 / 43)
+      expect(partInstalls).toBeGreaterThan(20);
     });
   }
 

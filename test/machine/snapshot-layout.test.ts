@@ -1,8 +1,10 @@
 // The byte layout of what the machine writes: snapshot() (v3, hashed into state hashes and
-// compared across replicas and versions), the v4 meta part and the checkpoint meta row. Each
-// is pinned to a SHA-256 recorded from the code before they shared their field list
+// compared across replicas and versions), the multi-part meta part and the checkpoint meta row.
+// Each is pinned to a SHA-256 recorded from the code before they shared their field list
 // (coordination-machine.ts scalarFields): a change of key order or of a field changes a
-// hash. If a format change is intended, record new hashes and say so.
+// hash. If a format change is intended, record new hashes and say so. (The meta part's hash
+// was recorded again for v5, whose `tasks` adds the agent names and the block size; v4's
+// was 84ea7939….)
 
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -50,13 +52,13 @@ function populated(): CoordinationMachine {
 }
 
 describe('snapshot and checkpoint layout', () => {
-  it('snapshot(), the v4 meta part and the checkpoint meta are byte-identical to the recorded ones', () => {
+  it('snapshot(), the v5 meta part and the checkpoint meta are byte-identical to the recorded ones', () => {
     const m = populated();
     expect(sha(m.snapshot())).toBe(V3_SHA);
     expect(m.stateHash()).toBe(V3_SHA);
     const parts = snapshotParts(m.snapshotData(200));
     expect(parts.length).toBeGreaterThan(2);
-    expect(sha(parts[0]!)).toBe(V4_META_SHA);
+    expect(sha(parts[0]!)).toBe(V5_META_SHA);
     expect(sha(m.takeCheckpoint().meta)).toBe(CHECKPOINT_META_SHA);
     // Each restores to the same state.
     const fromParts = new CoordinationMachine();
@@ -69,5 +71,5 @@ describe('snapshot and checkpoint layout', () => {
 });
 
 const V3_SHA = '5eaa62c6b2655880a58e4f653ed3aa03bd2ad066ec35e288811cbd5e2c93d547';
-const V4_META_SHA = '84ea79392ef5c0f1e38057d1dbbd1cf4d1507a05ce4f5dc2d6f0a39c0d435cc4';
+const V5_META_SHA = '16f456085e91af6562c8ed99f860d88ab4e956509f22e405d0b10dfe871f81e9';
 const CHECKPOINT_META_SHA = '165f8a254d4ea07b680ddfb66160c5de2fb9ad8746637177d9243666a57e2c16';

@@ -3,6 +3,8 @@
 //   {"seeds":N,"steps":S_total,"violations":V,"elapsed_s":T,"faults":{crash,...}}; exit status
 //   1 when V > 0. `faults` counts each kind of fault injected over all seeds (a kind that is
 //   silently off shows as 0).
+//   --snapshot-parts: with the coordination workload, followers are sent multi-part snapshots
+//   (SimOptions.snapshotPartsOnWire; changes those seeds' trajectories).
 // npm run sim -- --seed K [--nodes 5] [--steps S] --trace
 //   Replays one seed and prints its event trace.
 //
@@ -25,6 +27,7 @@ interface Args {
   worker: boolean;
   quiet: boolean;
   messages: boolean;
+  snapshotParts: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -39,6 +42,7 @@ function parseArgs(argv: string[]): Args {
     worker: false,
     quiet: false,
     messages: false,
+    snapshotParts: false,
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -77,6 +81,9 @@ function parseArgs(argv: string[]): Args {
       case '--quiet':
         a.quiet = true;
         break;
+      case '--snapshot-parts':
+        a.snapshotParts = true;
+        break;
       case '--worker':
         a.worker = true;
         break;
@@ -106,8 +113,8 @@ interface Summary {
   violations: number;
   failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
   faults: FaultCounts;
-  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention, restarts from checkpoint rows in those runs. */
-  coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number };
+  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention, restarts from checkpoint rows in those runs, snapshots restored from multi-part form (v5). */
+  coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number; part_restores: number };
   /** Restarts (all runs) that rebuilt the machine from checkpoint rows. */
   restarts_from_checkpoint: number;
 }
@@ -116,6 +123,7 @@ function addCoordination(s: Summary, st: SimResult['stats']): void {
   s.coordination.runs += st.coordRuns;
   s.coordination.state_checks += st.coordStateChecks;
   s.coordination.orchestrations_compacted += st.coordOrchsCompacted;
+  s.coordination.part_restores += st.coordPartRestores ?? 0;
   if (st.coordRuns > 0) s.coordination.restarts_from_checkpoint += st.restartsFromCheckpoint;
   s.restarts_from_checkpoint += st.restartsFromCheckpoint;
 }
@@ -137,7 +145,7 @@ function add(s: Summary, r: SimResult): void {
 /** Run a contiguous range of seeds in this process. */
 async function runRange(from: number, count: number, a: Args, onResult: (r: SimResult) => void): Promise<void> {
   for (let seed = from; seed < from + count; seed++) {
-    const opts: { steps: number; nodes?: number } = { steps: a.steps };
+    const opts: { steps: number; nodes?: number; snapshotPartsOnWire: boolean } = { steps: a.steps, snapshotPartsOnWire: a.snapshotParts };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     onResult(await runSeed(seed, opts));
   }
@@ -148,13 +156,13 @@ async function main(): Promise<void> {
   const started = performance.now();
 
   if (a.seed !== undefined) {
-    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean } = { steps: a.steps, trace: a.trace, messages: a.messages };
+    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean; snapshotPartsOnWire: boolean } = { steps: a.steps, trace: a.trace, messages: a.messages, snapshotPartsOnWire: a.snapshotParts };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     const r = await runSeed(a.seed, opts);
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0 }, restarts_from_checkpoint: 0 };
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0 }, restarts_from_checkpoint: 0 };
     addCoordination(one, r.stats);
     finish(one, started);
     return;
@@ -168,7 +176,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0 }, restarts_from_checkpoint: 0 };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0 }, restarts_from_checkpoint: 0 };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
@@ -220,6 +228,7 @@ interface ChildResult {
 function runChild(from: number, count: number, a: Args, onResult: (r: ChildResult) => void): Promise<void> {
   const args = ['--worker', '--from', String(from), '--seeds', String(count), '--steps', String(a.steps)];
   if (a.nodes !== undefined) args.push('--nodes', String(a.nodes));
+  if (a.snapshotParts) args.push('--snapshot-parts');
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     let buf = '';

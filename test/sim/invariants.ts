@@ -7,7 +7,7 @@
 import type { RoleChange, StateMachine } from '../../src/host/node-host.js';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
 import type { Raft } from '../../src/raft/raft.js';
-import type { Entry, HardState, Message, NodeId } from '../../src/raft/types.js';
+import type { Entry, HardState, Message, NodeId, SnapshotData } from '../../src/raft/types.js';
 import type { CheckpointReader, CheckpointTable, TableChanges } from '../../src/storage/types.js';
 
 /** One position of the single committed history every replica must agree on. */
@@ -97,6 +97,10 @@ export function chainHash(prev: number, e: Pick<Entry, 'term' | 'type' | 'data'>
 /** Non-JSON entries (the plain workload's tokens) reach the coordination machine as this. */
 const CLOCK_ONLY = JSON.stringify({ op: { t: 'clock' }, now: 0 });
 
+/** Part and slice sizes of the coordination machine's snapshots in the simulator (see SimMachine.snapshotSteps). */
+const SIM_PART_CHARS = 1024;
+const SIM_SLICE_CHARS = 512;
+
 /** Rows a SimMachine without the coordination machine keeps in checkpoints: slot (index mod ROW_SLOTS) + 1 -> `index:hash`. */
 /** Entries a machine restarted from rows applies before its own state is hashed again. */
 const LAZY_CHECK_AFTER = 12;
@@ -126,6 +130,10 @@ export class SimMachine implements StateMachine {
   private lazyUntil = 0;
   /** Restarts of this machine from checkpoint rows (for the simulator's coverage count). */
   static rowRestores = 0;
+  /** Snapshots restored from the coordination machine's multi-part form (coverage count). */
+  static partRestores = 0;
+  /** The coordination parts of the multi-part snapshot last checked (the same array goes to restore). */
+  private checked: { data: readonly string[]; coord: readonly string[] } | null = null;
 
   constructor(
     readonly node: NodeId,
@@ -136,9 +144,19 @@ export class SimMachine implements StateMachine {
     private readonly lossyRestore = false,
     /** Planted bug (see PlantedBugs.coordLossyCheckpoint). */
     private readonly lossyCheckpoint = false,
+    /** See SimOptions.snapshotPartsOnWire. */
+    partsOnWire = false,
   ) {
     this.coord = withCoord ? new CoordinationMachine() : null;
+    // Only then: a machine with these methods changes what travels, hence every trajectory.
+    if (this.coord && partsOnWire) {
+      this.snapshotSteps = this.partSteps;
+      this.checkSnapshot = this.checkParts;
+    }
   }
+
+  snapshotSteps?: () => Generator<void, SnapshotData>;
+  checkSnapshot?: (data: SnapshotData) => string | null;
 
   apply(e: Entry): unknown {
     if (e.index !== this.lastIndex + 1) {
@@ -166,7 +184,44 @@ export class SimMachine implements StateMachine {
     return this.coord ? `${head}:${this.coord.snapshot()}` : head;
   }
 
-  restore(data: string): void {
+  /**
+   * What a follower is sent with snapshotPartsOnWire: the coordination machine's snapshotSteps
+   * with parts and slices forced small (SIM_PART_CHARS, SIM_SLICE_CHARS), so a few KB of state
+   * travels, is stored, checked and restored in the multi-part form (v5: tasks as their block
+   * rows) a large state takes, serialized over several turns with applies held. Part 0 is the
+   * chain head; a state that fits in one part stays the single string.
+   */
+  private *partSteps(): Generator<void, SnapshotData> {
+    const head = `${this.lastIndex}:${this.hash}`;
+    if (!this.coord) return head;
+    const data = yield* this.coord.snapshotSteps(SIM_PART_CHARS, SIM_SLICE_CHARS);
+    return typeof data === 'string' ? `${head}:${data}` : [head, ...data];
+  }
+
+  /** The coordination machine's check of a multi-part snapshot (a single string is not checked, as before). */
+  private checkParts(data: SnapshotData): string | null {
+    if (typeof data === 'string' || !this.coord) return null;
+    const coord = data.slice(1);
+    this.checked = { data, coord };
+    return this.coord.checkSnapshot(coord);
+  }
+
+  restore(data: SnapshotData): void {
+    if (typeof data !== 'string') {
+      // Multi-part: the chain head, then the coordination machine's parts.
+      const coord = this.checked?.data === data ? this.checked.coord : data.slice(1);
+      this.checked = null;
+      this.restoreHead(data[0] ?? '', () => {
+        this.coord?.restore(coord);
+        SimMachine.partRestores++;
+      });
+      return;
+    }
+    this.restoreHead(data, null);
+  }
+
+  /** restore() of `head:hash[:coordination v3 string]`, or of `head:hash` with `coordParts` restoring the rest. */
+  private restoreHead(data: string, coordParts: (() => void) | null): void {
     if (data === '') {
       this.lastIndex = 0;
       this.hash = 0;
@@ -180,9 +235,10 @@ export class SimMachine implements StateMachine {
       this.lastIndex = index;
       this.hash = Number(b < 0 ? data.slice(a + 1) : data.slice(a + 1, b));
       if (this.coord) {
-        if (b < 0) this.checker.violation(`state machine safety: ${this.node} restored a snapshot at ${index} without the coordination state`);
+        if (b < 0 && !coordParts) this.checker.violation(`state machine safety: ${this.node} restored a snapshot at ${index} without the coordination state`);
         else {
-          this.coord.restore(data.slice(b + 1));
+          if (coordParts) coordParts();
+          else this.restoreV3(data.slice(b + 1), index);
           if (this.lossyRestore) {
             this.coord.memory.dropFirstForTest();
           }
@@ -194,6 +250,32 @@ export class SimMachine implements StateMachine {
     this.slots = new Map(this.lastIndex > 0 ? [[(this.lastIndex % ROW_SLOTS) + 1, `${this.lastIndex}:${this.hash}`]] : []);
     this.full = true;
     this.checker.onRestore(this.node, this.lastIndex, this.hash);
+  }
+
+  /**
+   * The coordination state sent as one (v3) string, restored by way of the multi-part form: a
+   * machine restored from the string writes its parts (SIM_PART_CHARS, so a few KB of state
+   * is several: v5, the tasks as their block rows), which are checked and restored here. The
+   * state hash check after it catches anything the parts lose; what travels, and so the
+   * trajectory, is unchanged.
+   */
+  private restoreV3(v3: string, index: number): void {
+    const coord = this.coord as CoordinationMachine;
+    const from = new CoordinationMachine();
+    from.restore(v3);
+    const parts = from.snapshotData(SIM_PART_CHARS);
+    if (typeof parts === 'string') {
+      coord.restore(parts);
+      return;
+    }
+    const why = coord.checkSnapshot(parts);
+    if (why !== null) {
+      this.checker.violation(`snapshot parts: ${this.node} refused the parts of the state at ${index}: ${why}`);
+      coord.restore(v3);
+      return;
+    }
+    coord.restore(parts);
+    SimMachine.partRestores++;
   }
 
   takeCheckpoint(): { meta: string; tables: Record<CheckpointTable, TableChanges> } {

@@ -61,6 +61,13 @@ export interface SimOptions {
   /** Run the coordination workload (coord-workload.ts); when absent the seed decides. */
   coordWorkload?: boolean;
   /**
+   * With the coordination workload, send followers its multi-part snapshots (SimMachine
+   * partSteps: v5 parts forced small) instead of the one string, so parts travel, are stored,
+   * checked and restored. Changes what travels, hence the trajectories of those seeds (off by
+   * default: the string is then restored by way of the parts, see SimMachine.restoreV3).
+   */
+  snapshotPartsOnWire?: boolean;
+  /**
    * Report leader-gone (a refused dial, Raft.leaderUnreachable) to followers of a crashed
    * leader and, now and then, spuriously (default true). Off replays a trajectory recorded
    * before these reports existed.
@@ -138,6 +145,8 @@ export interface SimStats {
    * hashes compared, and orchestrations whose task records retention removed (on any replica). */
   coordRuns: number;
   coordStateChecks: number;
+  /** Snapshots restored from the coordination machine's multi-part form (v5 task block rows). */
+  coordPartRestores: number;
   coordOrchsCompacted: number;
 }
 
@@ -203,6 +212,8 @@ class Simulation {
   private readonly storages = new Map<NodeId, SimStorage>();
   /** The coordination workload (see coord-workload.ts), or null: plain tokens. */
   private readonly workload: CoordWorkload | null;
+  /** SimMachine.partRestores when this run began (the count is per process). */
+  private readonly partRestoresBefore = SimMachine.partRestores;
   private readonly params: {
     compactionThreshold: number;
     raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
@@ -263,6 +274,7 @@ class Simulation {
     faults: zeroFaults(),
     coordRuns: 0,
     coordStateChecks: 0,
+    coordPartRestores: 0,
     coordOrchsCompacted: 0,
   };
 
@@ -332,7 +344,7 @@ class Simulation {
         this.storages.set(id, st);
         return st;
       },
-      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true, this.plant.coordLossyCheckpoint === true),
+      machineFor: (id) => new SimMachine(id, this.checker, (node, e) => this.onApplied(node, e), this.workload !== null, this.plant.coordLossyRestore === true, this.plant.coordLossyCheckpoint === true, opts.snapshotPartsOnWire === true),
       onSend: (m) => {
         if (this.fsyncFailed.has(m.from)) this.checker.violation(`fsync error: ${m.from} sent ${m.type} to ${m.to} after its disk reported an fsync failure (it must stop)`);
         const st = this.storages.get(m.from);
@@ -397,6 +409,7 @@ class Simulation {
     if (this.workload) {
       this.stats.coordRuns = 1;
       this.stats.coordStateChecks = this.checker.stateChecks;
+      this.stats.coordPartRestores = SimMachine.partRestores - this.partRestoresBefore;
       for (const id of this.cluster.hosts.keys()) {
         const coord = (this.cluster.machine(id) as SimMachine | undefined)?.coord;
         let n = 0;
