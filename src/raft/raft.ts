@@ -1093,15 +1093,11 @@ export class Raft {
     this.setConf({ voters: [...voters], learners: [...learners] });
     if (this.role === 'leader') {
       if (!this.voters.has(this.id)) {
-        // A removed leader steps down once its removal is committed (dissertation 4.2.2). It
-        // first tells the remaining members the new commit index: members use the applied
-        // configuration, and one that never learns the removal committed keeps counting the
-        // removed member in its quorum, so without it no election may ever be won.
-        // It steps down once its removal is committed (dissertation 4.2.2), but only after
-        // one election timeout of heartbeats: they carry the new commit index. Members use
-        // the applied configuration, and one that never learns the removal committed keeps
-        // counting the removed member in its quorum: then no election may ever be won (sim
-        // seeds 2685, 4458). Meanwhile it takes no new proposal or read.
+        // A removed leader steps down once its removal is committed (dissertation 4.2.2), but
+        // only after one election timeout of heartbeats: they carry the new commit index.
+        // Members use the applied configuration, and one that never learns the removal
+        // committed keeps counting the removed member in its quorum: then no election may ever
+        // be won (sim seeds 2685, 4458). Meanwhile it takes no new proposal or read.
         if (this.removedTicksLeft === null) {
           this.removedTicksLeft = this.cfg.electionTicksMin;
           this.bcastAppend();

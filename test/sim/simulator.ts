@@ -565,9 +565,21 @@ class Simulation {
     this.log(`membership committed at ${e.index}: ${cc.type} ${cc.node} -> voters [${[...this.voters].sort()}] learners [${[...this.learners].sort()}]`);
   }
 
+  /**
+   * A removed member that a running member still counts as a voter (it has not applied the
+   * removal yet: the leader that committed it, removing itself, may have crashed before telling
+   * anyone). Its vote may still be needed for a quorum of that member's view: an operator
+   * decommissions a member once its removal is known, and no fault takes it down meanwhile
+   * without the fault budget's consent.
+   */
+  private stillCounted(id: NodeId): boolean {
+    for (const h of this.cluster.hosts.values()) if (h.id !== id && h.isRunning && h.core && h.core.confState().voters.includes(id)) return true;
+    return false;
+  }
+
   private retire(): void {
     for (const [id, at] of this.retireAt) {
-      if (at > this.step) continue;
+      if (at > this.step || this.stillCounted(id)) continue;
       this.retireAt.delete(id);
       if (this.cluster.hosts.get(id)?.isRunning) {
         this.cluster.crash(id);
@@ -792,7 +804,7 @@ class Simulation {
     const id = this.armed as NodeId;
     this.armed = null;
     if (this.inLiveness || !this.cluster.hosts.get(id)?.isRunning) return;
-    if (!this.removed.has(id) && !this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
+    if ((!this.removed.has(id) || this.stillCounted(id)) && !this.budgetOk({ crashed: new Set(this.crashed).add(id) })) return;
     // A power failure loses the writes in flight; a process crash leaves them written but
     // not durable, for the next open to read back (a bounce: at once).
     const how = this.crash(id, this.armedHow === 'power');
@@ -819,7 +831,7 @@ class Simulation {
     }
     if (!h) return null;
     const crashed = new Set(this.crashed).add(h.id);
-    if (!this.removed.has(h.id) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
+    if ((!this.removed.has(h.id) || this.stillCounted(h.id)) && !this.budgetOk({ crashed })) return `crash ${h.id}: skipped (fault budget)`;
     if (this.maxSyncMs !== null && this.armed === null && this.prng.chance(0.5)) {
       this.armedHow = this.prng.pick(['power', 'power', 'crash', 'bounce'] as const);
       // Power-fail it during the coming step, at the first moment it has unsynced writes.
