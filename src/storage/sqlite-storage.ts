@@ -233,6 +233,8 @@ export class SqliteStorage implements LogStorage {
   private stage: Stage | null = null;
   private stageNextRow = 1;
   private stageStaleBelow = 1;
+  /** STAGE_PIECE_CHARS, smaller in tests (open's stagePieceChars). */
+  private stagePieceChars = STAGE_PIECE_CHARS;
   private staleDropScheduled = false;
   private staleDefer: (fn: () => void) => void = (fn) => void setImmediate(fn).unref();
 
@@ -242,7 +244,7 @@ export class SqliteStorage implements LogStorage {
    * fsyncs pending left written but unsynced WAL frames, which this process reads from the page
    * cache and will treat as durable. `syncFs` (default node:fs) carries every fsync we issue.
    */
-  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode; syncFs?: SyncFs; checkpoint?: CheckpointMode } = {}): SqliteStorage {
+  static open(file: string, opts: { durability?: Durability; fsync?: FsyncMode; syncFs?: SyncFs; checkpoint?: CheckpointMode; stagePieceChars?: number } = {}): SqliteStorage {
     const durability = opts.durability ?? 'full';
     if (!['full', 'normal', 'off'].includes(durability)) throw new Error(`SqliteStorage: unknown durability ${String(durability)}`);
     const sfs = opts.syncFs ?? nodeSyncFs;
@@ -278,6 +280,10 @@ export class SqliteStorage implements LogStorage {
       })();
       convertToIncrementalVacuum(db, file);
       storage = new SqliteStorage(file, db, durability, walSync, sfs, workerCheckpoints);
+      if (opts.stagePieceChars !== undefined) {
+        if (!Number.isSafeInteger(opts.stagePieceChars) || opts.stagePieceChars < 2) throw new Error(`SqliteStorage: stagePieceChars ${opts.stagePieceChars} is not an integer >= 2`);
+        storage.stagePieceChars = opts.stagePieceChars;
+      }
       // Before the recovery fsync: a conversion's commit is made durable with the rest.
       if (durability === 'full') storage.recoverySync();
       // Free pages left by an earlier process (it may have stopped mid-release).
@@ -1040,7 +1046,7 @@ export class SqliteStorage implements LogStorage {
     const i = st.queue[0]!;
     const part = st.parts[i]!;
     const from = st.at;
-    let to = Math.min(part.length, from + STAGE_PIECE_CHARS);
+    let to = Math.min(part.length, from + this.stagePieceChars);
     if (to < part.length && to - from > 1 && isHighSurrogate(part.charCodeAt(to - 1))) to--;
     let bytes = 0;
     if (to > from) {
