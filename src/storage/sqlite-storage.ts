@@ -532,6 +532,7 @@ export class SqliteStorage implements LogStorage {
     if (mustSync || this.durability !== 'full' || this.walSync) {
       // With walSync the connection never fsyncs a commit itself; the caller does if needed.
       let bytes: number;
+      const t0 = performance.now();
       try {
         bytes = this.saveTx(batch, staged);
       } catch (e) {
@@ -541,6 +542,10 @@ export class SqliteStorage implements LogStorage {
       }
       this.bytesWritten += bytes;
       if (this.workerCheckpoints) this.maybeCheckpoint(bytes);
+      if (staged) {
+        const rows = staged.rowsPerPart.reduce((a, b) => a + b, 0);
+        logger.info({ file: this.file, index: batch.snapshot!.metadata.index, parts: staged.parts.length, rows, commit_ms: Math.round(performance.now() - t0), stage_step_max_ms: Math.round(this.stageStepMaxMs) }, 'snapshot install committed from staged parts');
+      }
     } else {
       // Commit-index-only update: written, but not worth an fsync. (pragma must be exec'd
       // each time: a prepared PRAGMA statement applies at prepare time only.)

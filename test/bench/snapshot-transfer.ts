@@ -216,6 +216,8 @@ async function clusterMain(): Promise<void> {
     const hist = (await call('consensus_election_history', { limit: 20 }).catch(() => ({}))) as { elections?: Array<Record<string, unknown>> };
     const during = (hist.elections ?? []).filter((e) => (e.term as number) > termBefore).map((e) => ({ term: e.term, old: e.old_leader, new: e.new_leader, cause: e.cause, detection_ms: e.detection_ms }));
     const installs = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot installed"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { parts: number; chars: number; restore_ms: number });
+    // The install's commit of the parts staged as they arrived (SqliteStorage logs it).
+    const staged = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot install committed from staged parts"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { rows: number; commit_ms: number; stage_step_max_ms: number });
     const crashes = procs.flatMap((m) => m.crashes().map((e) => `${m.id}: ${JSON.stringify(e)}`));
     // State bytes the member accepted and its peers sent (more than the state: restarted transfers).
     const rx = await c.status(p.addr).catch(() => null);
@@ -242,6 +244,9 @@ async function clusterMain(): Promise<void> {
       restart_to_caught_up_ms: Math.round(caughtUpMs),
       receiver_restore_ms: installs[0]?.restore_ms ?? null,
       receiver_peak_rss_mib: Math.round(receiverPeak / 2 ** 20),
+      // The receiver's event-loop delay since its restart (the install is most of that time).
+      receiver_loop_delay_ms: rx?.event_loop_delay_ms ?? null,
+      staged_commits: staged.map((x) => ({ rows: x.rows, commit_ms: x.commit_ms, stage_step_max_ms: x.stage_step_max_ms })),
       leader_rss_mib_before: Math.round(leaderRssBefore / 2 ** 20),
       leader_rss_peak_mib: Math.round(leaderRssPeak / 2 ** 20),
       elections_during_install: electionsAfter - electionsBefore,
