@@ -1490,7 +1490,8 @@ export class NodeHost {
     for (const t of Object.values(tables)) rows += t.put.length + t.del.length;
     let stored = false;
     try {
-      stored = this.opts.storage.checkpoint!({ metadata: snap.metadata, meta, tables });
+      // A whole-state checkpoint (the first after an install) may be written in steps.
+      stored = this.opts.storage.checkpoint!({ metadata: snap.metadata, meta, tables }, this.deferStep);
     } catch (e) {
       // The rows taken are not stored: the next checkpoint rewrites every table.
       machine.markCheckpointLost?.();

@@ -68,8 +68,13 @@ export interface LogStorage {
    * dropped. A table not cleared applies on top of the stored rows: the caller must know they
    * are its previous checkpoint's (after a snapshot install, clear every table). Returns
    * false, storing nothing, for a stale one (the caller's changes were then not stored).
+   * With `defer`, a large checkpoint rewriting every table (the first after an install) may
+   * be written in steps scheduled with it and committed later: until then a crash, or
+   * load(), leaves the previous state and its log; another checkpoint or compact() commits it
+   * first. If such a checkpoint cannot be written, later calls return false until one
+   * rewrites every table.
    */
-  checkpoint?(c: MachineCheckpoint): boolean;
+  checkpoint?(c: MachineCheckpoint, defer?: (fn: () => void) => void): boolean;
   /**
    * Optional: part i of a multi-part snapshot still arriving from a peer (`parts` fills in as
    * it does; an install of that transfer saves this same array as its data). The part is
