@@ -203,12 +203,32 @@ async function clusterMain(): Promise<void> {
     }, 200);
     await p.waitListening(120_000);
     const listeningMs = performance.now() - t0;
+    // When the receiver's longest loop stall grew: seconds since the restart, the new longest
+    // (ms), and the snapshot bytes it had accepted by then (a status call waits out a stall).
+    const stallSteps: Array<{ at_s: number; max_ms: number; bytes_in: number }> = [];
+    let stallPoll = true;
+    void (async () => {
+      while (stallPoll) {
+        const st = await c.status(p.addr).catch(() => null);
+        const max = st?.event_loop_delay_ms?.max ?? 0;
+        if (st && max > (stallSteps.at(-1)?.max_ms ?? 0) + 50) {
+          stallSteps.push({ at_s: Math.round((performance.now() - t0) / 100) / 10, max_ms: Math.round(max), bytes_in: Object.values(st.links).reduce((n, l) => n + (l.snapshot_bytes_in ?? 0), 0) });
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
     await until(async () => (await metric(lagging, 'concord_snapshots_installed_total')) >= 1, 1_800_000, `${lagging} to install`);
     const installedMs = performance.now() - t0;
     const target = await metric(leader, 'concord_proposals_committed_total');
     await until(async () => (await metric(lagging, 'concord_proposals_applied_total')) >= target, 600_000, `${lagging} to catch up`);
     const caughtUpMs = performance.now() - t0;
+    // The receiver's first checkpoint after the install rewrites the whole state as rows: wait
+    // (up to 60 s) for it to commit, so its stalls and any election it causes are counted.
+    const checkpointed = (): boolean => fs.readFileSync(p.logPath, 'utf8').split('\n').some((l) => l.includes('"whole-state checkpoint committed from rows written in steps"') && l.includes(`/${lagging}.db"`));
+    await until(async () => checkpointed(), 60_000, `${lagging}'s first checkpoint`).catch(() => log(`${lagging} did not checkpoint within 60 s`));
+    const checkpointedMs = checkpointed() ? performance.now() - t0 : null;
     clearInterval(sampler);
+    stallPoll = false;
     const receiverPeak = rssOf(p.pid, 'VmHWM');
     const electionsAfter = await metric(leader, 'concord_elections_total');
     const termAfter = await metric(leader, 'concord_term');
@@ -218,6 +238,7 @@ async function clusterMain(): Promise<void> {
     const installs = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot installed"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { parts: number; chars: number; restore_ms: number });
     // The install's commit of the parts staged as they arrived (SqliteStorage logs it).
     const staged = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot install committed from staged parts"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { rows: number; commit_ms: number; stage_step_max_ms: number });
+    const takes = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"checkpoint rows taken (one turn)"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { rows: number; take_ms: number });
     const crashes = procs.flatMap((m) => m.crashes().map((e) => `${m.id}: ${JSON.stringify(e)}`));
     // State bytes the member accepted and its peers sent (more than the state: restarted transfers).
     const rx = await c.status(p.addr).catch(() => null);
@@ -242,10 +263,14 @@ async function clusterMain(): Promise<void> {
       restart_to_listening_ms: Math.round(listeningMs),
       restart_to_installed_ms: Math.round(installedMs),
       restart_to_caught_up_ms: Math.round(caughtUpMs),
+      // Elections and stalls below are counted until then (or caught up + 60 s).
+      restart_to_first_checkpoint_ms: checkpointedMs === null ? null : Math.round(checkpointedMs),
       receiver_restore_ms: installs[0]?.restore_ms ?? null,
       receiver_peak_rss_mib: Math.round(receiverPeak / 2 ** 20),
       // The receiver's event-loop delay since its restart (the install is most of that time).
       receiver_loop_delay_ms: rx?.event_loop_delay_ms ?? null,
+      receiver_stall_steps: stallSteps,
+      receiver_checkpoint_takes: takes.map((x) => ({ rows: x.rows, take_ms: x.take_ms })),
       staged_commits: staged.map((x) => ({ rows: x.rows, commit_ms: x.commit_ms, stage_step_max_ms: x.stage_step_max_ms })),
       leader_rss_mib_before: Math.round(leaderRssBefore / 2 ** 20),
       leader_rss_peak_mib: Math.round(leaderRssPeak / 2 ** 20),
