@@ -34,6 +34,20 @@
 // install; 1,267,849,415 state bytes accepted (139 MB beyond the state: one leader change);
 // the receiver's loop still stalled ~10.5 s at the end (its peers closed their idle links):
 // the single-transaction write of all parts (an in-process probe: 1.13 G chars, 14.7 s at load 5).
+// Measured 2026-12-01 19:24-19:48, after the receiver stages parts as they arrive (2 Mi-char
+// pieces, one per turn) and the install's save renames the staging table: the save's commit
+// took 1-2 ms (549 pieces), the longest staging step 47-59 ms. The first run (19:24, load
+// 6-12) then stalled 22.3 s right after the install: the receiver's first checkpoint rewrote
+// the whole state (1,137 rows, 1.1 GB) in one transaction; installed 225 s after the restart
+// with 16 elections (three transfers, leader changes between the two live members). With that
+// checkpoint written in steps too (committed by renames, 3 ms; longest step 245 ms), three
+// runs: installed 27.1 s (load 3.4-5.4), 41.4 s (1.8-3.8) and 43.4 s (about 4.6) after the
+// restart; receiver peak RSS 3,048 / 3,869 / 4,795 MiB (the last run waits for the first
+// checkpoint, 62.2 s after the restart, and counts it); 2 elections in each, in the last run
+// both in the transfer's first 14 s among the live members, as in the write phase before it
+// (26 elections in its 139 s), not caused by the receiver; longest receiver loop stall 2.7 /
+// 5.0 / 5.1 s: the machine's takeCheckpoint() building the whole state's rows on one turn
+// (5,008 ms for 1,145 rows in the last run), after the install.
 // Measured 2026-12-01 on the shared 2-core box (both ends in one process, default limits):
 // 50 MB in 337-358 ms, heartbeats every 10 ms arrive p50 14 ms / max 25 ms, event-loop max
 // delay 17-19 ms, RSS +88 MB; cut at half: 420 ms, one resume, 4 MB sent twice; 300 MB
