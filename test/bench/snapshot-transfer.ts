@@ -44,8 +44,8 @@
 // runs: installed 27.1 s (load 3.4-5.4), 41.4 s (1.8-3.8) and 43.4 s (about 4.6) after the
 // restart; receiver peak RSS 3,048 / 3,869 / 4,795 MiB (the last run waits for the first
 // checkpoint, 62.2 s after the restart, and counts it); 2 elections in each; in the last run
-// both started by the live members in the transfer's first 14 s (while the leader serialized
-// the state), 20 s before the receiver's longest stall, as in the write phase before it (26
+// both started by the live members in the transfer's first 14 s, 20 s before the receiver's
+// longest stall, as in the write phase before it (26
 // elections in its 139 s; cause not found); longest receiver loop stall 2.7 /
 // 5.0 / 5.1 s: the machine's takeCheckpoint() building the whole state's rows on one turn
 // (5,008 ms for 1,145 rows in the last run), after the install.
