@@ -265,6 +265,8 @@ export class SqliteStorage implements LogStorage {
   private stage: Stage | null = null;
   private stageNextRow = 1;
   private stageStaleBelow = 1;
+  /** Rows below stageStaleBelow may be left (deleted in steps, see scheduleStaleDrop). */
+  private staleRowsLeft = false;
   /** A whole-state checkpoint being written in steps (see startSteppedCheckpoint). */
   private pendingCheckpoint: PendingCheckpoint | null = null;
   /** Tables renamed away to be emptied in steps, oldest first; names trash_<seq>. */
@@ -1248,7 +1250,7 @@ export class SqliteStorage implements LogStorage {
       if (st.queue.length > 0 && !this.stageStep(() => this.writePiece(st), 'staging snapshot parts')) this.abandonStage();
       if (st.queue.length > 0) this.scheduleStageStep(st);
       else this.wakeStageWaiters(st);
-      if (this.stageStaleBelow > 1) this.scheduleStaleDrop();
+      if (this.staleRowsLeft) this.scheduleStaleDrop();
     });
   }
 
@@ -1319,6 +1321,7 @@ export class SqliteStorage implements LogStorage {
     if (!st) return;
     this.stage = null;
     this.stageStaleBelow = this.stageNextRow;
+    this.staleRowsLeft = true;
     this.staleDefer = st.defer;
     this.wakeStageWaiters(st);
     this.scheduleStaleDrop();
@@ -1329,6 +1332,7 @@ export class SqliteStorage implements LogStorage {
     // The staging table is a new, empty one (see commitStaged).
     this.stageNextRow = 1;
     this.stageStaleBelow = 1;
+    this.staleRowsLeft = false;
     this.wakeStageWaiters(st);
   }
 
@@ -1339,28 +1343,32 @@ export class SqliteStorage implements LogStorage {
     this.staleDefer(() => {
       this.staleDropScheduled = false;
       if (this.closed || this.syncError || !this.db.open) return;
-      let more = false;
-      if (this.stageStaleBelow > 1) {
-        this.stageStep(() => {
+      if (this.staleRowsLeft) {
+        // Rows of the stage being written (if any) are at or above stageStaleBelow.
+        let left = false;
+        const ok = this.stageStep(() => {
           this.st.dropStageStep.run(this.stageStaleBelow, STAGE_DELETE_ROWS);
-          more = (this.st.stageRowsBelow.get(this.stageStaleBelow) as number) > 0;
+          left = (this.st.stageRowsBelow.get(this.stageStaleBelow) as number) > 0;
           return 0;
         }, 'deleting abandoned staged rows');
-        // Rows of the stage being written (if any) are at or above stageStaleBelow.
-        if (!more && !this.stage) this.stageStaleBelow = 1;
+        // A failed step is not retried: open() clears what is left.
+        this.staleRowsLeft = ok && left;
       } else if (this.trash.length > 0) {
         const t = this.trash[0]!;
-        this.stageStep(() => {
+        let dropped = false;
+        const ok = this.stageStep(() => {
           const n = this.db.prepare(`DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} LIMIT ${STAGE_DELETE_ROWS})`).run().changes;
           if (n === 0) {
             this.db.exec(`DROP TABLE ${t}`);
-            this.trash.shift();
+            dropped = true;
           }
           return 0;
         }, 'emptying a replaced table');
-        more = this.trash.length > 0;
+        // Failed (e.g. a rename rolled back with its transaction, so no such table): open()
+        // drops whatever trash is left.
+        if (dropped || !ok) this.trash.shift();
       }
-      if (more) this.scheduleStaleDrop();
+      if (this.staleRowsLeft || this.trash.length > 0) this.scheduleStaleDrop();
     });
   }
 

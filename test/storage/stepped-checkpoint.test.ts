@@ -137,4 +137,34 @@ describe('SqliteStorage: whole-state checkpoint in steps', () => {
     expect(raw(file, (db) => db.prepare('SELECT COUNT(*) FROM machine_memory_stage').pluck().get())).toBe(0);
     s.close();
   });
+
+  it('replaced tables are emptied in steps while a snapshot transfer is being staged', () => {
+    const file = path.join(tmp, 'd.db');
+    const s = installed(file);
+    const st = steps();
+    // A transfer abandoned for another one still arriving.
+    const a = ['a0', 'a1'];
+    s.stageSnapshotPart(a, 0, st.defer);
+    s.stageSnapshotPart(a, 1, st.defer);
+    st.runAll();
+    expect(s.stagedRows()).toBe(2);
+    const b = ['b0'];
+    s.stageSnapshotPart(b, 0, st.defer);
+    st.runAll();
+    expect(s.stagedRows()).toBe(1);
+    expect(s.checkpoint(whole(15, 12, 'a'), st.defer)).toBe(true);
+    st.runAll();
+    expect(s.steppedCheckpoints).toBe(1);
+    expect(s.trashTables()).toBe(0);
+    expect(raw(file, (db) => db.prepare(`SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'trash%'`).pluck().get())).toBe(0);
+    // b is still staged, and installs from its staged rows.
+    b.push('b1');
+    s.stageSnapshotPart(b, 1, st.defer);
+    st.runAll();
+    const before = s.stats().bytesWritten;
+    s.save({ snapshot: { metadata: { index: 40, term: 3, confState: CONF }, data: b }, entries: [], hardState: { term: 3, vote: null, commit: 40 } });
+    expect(s.stats().bytesWritten - before).toBeLessThan(200);
+    expect(s.load(CONF).snapshotData).toEqual(['b0', 'b1']);
+    s.close();
+  });
 });
