@@ -405,7 +405,7 @@ describe('SqliteStorage specifics', () => {
     expect(s.checkpoint({ metadata: { index: 2, term: 1, confState: CONF }, meta: 'm', tables: Object.fromEntries(CHECKPOINT_TABLES.map((t) => [t, { clear: true, del: [], put: [[1, JSON.stringify(t)]] as Array<[number, string]> }])) as unknown as MachineCheckpoint['tables'] })).toBe(true);
     s.close();
     const raw2 = new Database(h.file!);
-    expect(raw2.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get()).toBe('2');
+    expect(raw2.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get()).toBe('3');
     raw2.close();
   });
 

@@ -2,7 +2,7 @@ import { newMessage, snapshotChars, type Message, type NodeId } from '../raft/ty
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
 import { decodeAck, encodeAck, SnapshotReceive, SnapshotSend } from '../transport/snapshot-stream.js';
-import type { LinkStats, Transport } from './transport.js';
+import type { ArrivingSnapshotHandlers, LinkStats, Transport } from './transport.js';
 
 export interface DelayRange {
   min: number;
@@ -83,6 +83,8 @@ const NO_FAULTS: LinkFaults = Object.freeze({});
 
 export class InProcEndpoint implements Transport {
   private handler: ((msg: Message) => void) | null = null;
+  /** @internal Parts of snapshots arriving here (see Transport.onArrivingSnapshot). */
+  arriving: ArrivingSnapshotHandlers | null = null;
   private isClosed = false;
 
   constructor(
@@ -105,9 +107,14 @@ export class InProcEndpoint implements Transport {
     this.handler = handler;
   }
 
+  onArrivingSnapshot(handlers: ArrivingSnapshotHandlers): void {
+    this.arriving = handlers;
+  }
+
   close(): void {
     this.isClosed = true;
     this.handler = null;
+    this.arriving = null;
     this.net.detach(this);
   }
 
@@ -329,7 +336,11 @@ export class InProcNetwork {
     this.snapshotPartsDelivered++;
     const k = key(from, to);
     let rx = this.snapIn.get(k);
-    if (!rx) this.snapIn.set(k, (rx = new SnapshotReceive(Number.MAX_SAFE_INTEGER)));
+    if (!rx) {
+      // Looked up per call: the receiver's endpoint may be a restarted member's by then.
+      const parts = { part: (p: readonly string[], i: number) => this.endpoints.get(to)?.arriving?.part(p, i), drop: (p: readonly string[]) => this.endpoints.get(to)?.arriving?.drop(p) };
+      this.snapIn.set(k, (rx = new SnapshotReceive(Number.MAX_SAFE_INTEGER, parts)));
+    }
     let r;
     try {
       r = rx.push(part);
@@ -340,7 +351,13 @@ export class InProcNetwork {
       return;
     }
     if (r.ack) this.transmit(to, from, { kind: 'ack', data: encodeAck(r.ack), bytes: 64 }, false, false);
-    if (r.message) this.receiveWhole(from, to, ep, r.message);
+    if (r.message) {
+      this.receiveWhole(from, to, ep, r.message);
+      // Delivered (checked then, or skipped): what was parsed or staged for it is not kept
+      // unless the member took it (as TcpTransport does).
+      const d = r.message.snapshot?.data;
+      if (Array.isArray(d)) ep.arriving?.drop(d);
+    }
   }
 
   private receiveAck(from: NodeId, to: NodeId, ack: Buffer): void {

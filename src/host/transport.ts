@@ -18,6 +18,18 @@ export interface Transport {
    * new leader sends its own): stop them rather than stream a whole state nobody installs.
    */
   abandonSnapshots?(): void;
+  /**
+   * Optional: each part of a multi-part snapshot from a peer as it completes, before the
+   * whole arrived and its hash was checked (`part`), and each such transfer given up (`drop`,
+   * also right after a whole one was delivered): the host checks and stages parts as they
+   * arrive. Cluster mode's TcpTransport is fed to the host by MemberCluster instead.
+   */
+  onArrivingSnapshot?(handlers: ArrivingSnapshotHandlers): void;
+}
+
+export interface ArrivingSnapshotHandlers {
+  part(parts: readonly string[], i: number): void;
+  drop(parts: readonly string[]): void;
 }
 
 /** Per-link message counters, measured at the endpoint. */

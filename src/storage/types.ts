@@ -1,5 +1,5 @@
 import type { HistogramSnapshot } from '../util/histogram.js';
-import type { Entry, HardState, Snapshot, RestartState, ConfState, SnapshotMetadata } from '../raft/types.js';
+import type { Entry, HardState, Snapshot, RestartState, ConfState, SnapshotData, SnapshotMetadata } from '../raft/types.js';
 
 /** One Ready's worth of durable writes, applied atomically (one transaction, one fsync). */
 export interface PersistBatch {
@@ -68,8 +68,31 @@ export interface LogStorage {
    * dropped. A table not cleared applies on top of the stored rows: the caller must know they
    * are its previous checkpoint's (after a snapshot install, clear every table). Returns
    * false, storing nothing, for a stale one (the caller's changes were then not stored).
+   * With `defer`, a large checkpoint rewriting every table (the first after an install) may
+   * be written in steps scheduled with it and committed later: until then a crash, or
+   * load(), leaves the previous state and its log; another checkpoint or compact() commits it
+   * first. If such a checkpoint cannot be written, later calls return false until one
+   * rewrites every table.
    */
-  checkpoint?(c: MachineCheckpoint): boolean;
+  checkpoint?(c: MachineCheckpoint, defer?: (fn: () => void) => void): boolean;
+  /**
+   * Optional: part i of a multi-part snapshot still arriving from a peer (`parts` fills in as
+   * it does; an install of that transfer saves this same array as its data). The part is
+   * written to a staging area in bounded steps, each scheduled with `defer`, so the save of
+   * the install only commits it (no state-sized write on one event-loop turn). Parts must
+   * come in order from 0; part 0 of another array starts a new stage (the old one is dropped).
+   * Staged parts belong to no stored state until that save: a crash before it leaves the
+   * previous state, and open() drops them.
+   */
+  stageSnapshotPart?(parts: readonly string[], i: number, defer: (fn: () => void) => void): void;
+  /** Optional: the transfer of `parts` is gone; its staged rows are removed, in steps. */
+  dropStagedSnapshot?(parts: readonly string[]): void;
+  /**
+   * Optional: true when nothing staged for `data` is left to write (or nothing is staged for
+   * it); otherwise false, and `done` runs once it is written or the stage was dropped. A host
+   * waits for it before saving the install, so the last part's write is stepped too.
+   */
+  stagedSnapshotWritten?(data: SnapshotData, done: () => void): boolean;
   stats(): StorageStats;
   /** Free bytes on the filesystem holding the log, for callers that keep a reserve. */
   freeBytes?(): number | null;

@@ -34,6 +34,25 @@
 // install; 1,267,849,415 state bytes accepted (139 MB beyond the state: one leader change);
 // the receiver's loop still stalled ~10.5 s at the end (its peers closed their idle links):
 // the single-transaction write of all parts (an in-process probe: 1.13 G chars, 14.7 s at load 5).
+// Measured 2026-12-01 19:24-19:48, after the receiver stages parts as they arrive (2 Mi-char
+// pieces, one per turn) and the install's save renames the staging table: the save's commit
+// took 1-2 ms (549 pieces), the longest staging step 47-59 ms. The first run (19:24, load
+// 6-12) then stalled 22.3 s right after the install: the receiver's first checkpoint rewrote
+// the whole state (1,137 rows, 1.1 GB) in one transaction; installed 225 s after the restart
+// with 16 elections (three transfers, leader changes between the two live members). With that
+// checkpoint written in steps too (committed by renames, 3 ms; longest step 245 ms), three
+// runs: installed 27.1 s (load 3.4-5.4), 41.4 s (1.8-3.8) and 43.4 s (about 4.6) after the
+// restart; receiver peak RSS 3,048 / 3,869 / 4,795 MiB (the last run waits for the first
+// checkpoint, 62.2 s after the restart, and counts it); 2 elections in each; in the last run
+// both started by the live members in the transfer's first 14 s, 20 s before the receiver's
+// longest stall, as in the write phase before it (26
+// elections in its 139 s; cause not found); longest receiver loop stall 2.7 /
+// 5.0 / 5.1 s: the machine's takeCheckpoint() building the whole state's rows on one turn
+// (5,008 ms for 1,145 rows in the last run), after the install. Once more on the final code
+// (19:55, load 1.3-3.6): installed 36.0 s after the restart, first checkpoint 44.2 s, receiver
+// peak RSS 3,435 MiB, 2 elections (6 and 12 s after the restart, the receiver voting in both),
+// longest receiver stall 3,756 ms (takeCheckpoint 3,719 ms, 1,144 rows); install commit 1 ms;
+// longest staging step 284 ms, longest checkpoint-row step 409 ms (this run's disk was slower).
 // Measured 2026-12-01 on the shared 2-core box (both ends in one process, default limits):
 // 50 MB in 337-358 ms, heartbeats every 10 ms arrive p50 14 ms / max 25 ms, event-loop max
 // delay 17-19 ms, RSS +88 MB; cut at half: 420 ms, one resume, 4 MB sent twice; 300 MB
@@ -203,12 +222,32 @@ async function clusterMain(): Promise<void> {
     }, 200);
     await p.waitListening(120_000);
     const listeningMs = performance.now() - t0;
+    // When the receiver's longest loop stall grew: seconds since the restart, the new longest
+    // (ms), and the snapshot bytes it had accepted by then (a status call waits out a stall).
+    const stallSteps: Array<{ at_s: number; max_ms: number; bytes_in: number }> = [];
+    let stallPoll = true;
+    void (async () => {
+      while (stallPoll) {
+        const st = await c.status(p.addr).catch(() => null);
+        const max = st?.event_loop_delay_ms?.max ?? 0;
+        if (st && max > (stallSteps.at(-1)?.max_ms ?? 0) + 50) {
+          stallSteps.push({ at_s: Math.round((performance.now() - t0) / 100) / 10, max_ms: Math.round(max), bytes_in: Object.values(st.links).reduce((n, l) => n + (l.snapshot_bytes_in ?? 0), 0) });
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
     await until(async () => (await metric(lagging, 'concord_snapshots_installed_total')) >= 1, 1_800_000, `${lagging} to install`);
     const installedMs = performance.now() - t0;
     const target = await metric(leader, 'concord_proposals_committed_total');
     await until(async () => (await metric(lagging, 'concord_proposals_applied_total')) >= target, 600_000, `${lagging} to catch up`);
     const caughtUpMs = performance.now() - t0;
+    // The receiver's first checkpoint after the install rewrites the whole state as rows: wait
+    // (up to 60 s) for it to commit, so its stalls and any election it causes are counted.
+    const checkpointed = (): boolean => fs.readFileSync(p.logPath, 'utf8').split('\n').some((l) => l.includes('"whole-state checkpoint committed from rows written in steps"') && l.includes(`/${lagging}.db"`));
+    await until(async () => checkpointed(), 60_000, `${lagging}'s first checkpoint`).catch(() => log(`${lagging} did not checkpoint within 60 s`));
+    const checkpointedMs = checkpointed() ? performance.now() - t0 : null;
     clearInterval(sampler);
+    stallPoll = false;
     const receiverPeak = rssOf(p.pid, 'VmHWM');
     const electionsAfter = await metric(leader, 'concord_elections_total');
     const termAfter = await metric(leader, 'concord_term');
@@ -216,6 +255,9 @@ async function clusterMain(): Promise<void> {
     const hist = (await call('consensus_election_history', { limit: 20 }).catch(() => ({}))) as { elections?: Array<Record<string, unknown>> };
     const during = (hist.elections ?? []).filter((e) => (e.term as number) > termBefore).map((e) => ({ term: e.term, old: e.old_leader, new: e.new_leader, cause: e.cause, detection_ms: e.detection_ms }));
     const installs = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot installed"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { parts: number; chars: number; restore_ms: number });
+    // The install's commit of the parts staged as they arrived (SqliteStorage logs it).
+    const staged = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"snapshot install committed from staged parts"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { rows: number; commit_ms: number; stage_step_max_ms: number });
+    const takes = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"checkpoint rows taken (one turn)"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { rows: number; take_ms: number });
     const crashes = procs.flatMap((m) => m.crashes().map((e) => `${m.id}: ${JSON.stringify(e)}`));
     // State bytes the member accepted and its peers sent (more than the state: restarted transfers).
     const rx = await c.status(p.addr).catch(() => null);
@@ -240,8 +282,15 @@ async function clusterMain(): Promise<void> {
       restart_to_listening_ms: Math.round(listeningMs),
       restart_to_installed_ms: Math.round(installedMs),
       restart_to_caught_up_ms: Math.round(caughtUpMs),
+      // Elections and stalls below are counted until then (or caught up + 60 s).
+      restart_to_first_checkpoint_ms: checkpointedMs === null ? null : Math.round(checkpointedMs),
       receiver_restore_ms: installs[0]?.restore_ms ?? null,
       receiver_peak_rss_mib: Math.round(receiverPeak / 2 ** 20),
+      // The receiver's event-loop delay since its restart (the install is most of that time).
+      receiver_loop_delay_ms: rx?.event_loop_delay_ms ?? null,
+      receiver_stall_steps: stallSteps,
+      receiver_checkpoint_takes: takes.map((x) => ({ rows: x.rows, take_ms: x.take_ms })),
+      staged_commits: staged.map((x) => ({ rows: x.rows, commit_ms: x.commit_ms, stage_step_max_ms: x.stage_step_max_ms })),
       leader_rss_mib_before: Math.round(leaderRssBefore / 2 ** 20),
       leader_rss_peak_mib: Math.round(leaderRssPeak / 2 ** 20),
       elections_during_install: electionsAfter - electionsBefore,
