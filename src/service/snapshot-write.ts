@@ -12,8 +12,7 @@ import { fileHead, partsOf, trailerLine, utf8Chunks, type SnapshotHeader } from 
 
 /** Write `bytes` to `file` whole or not at all (see the top of this file). */
 export function writeFileAtomic(file: string, bytes: Buffer, o: { overwrite: boolean }): void {
-  const { target, tmp } = prepare(file, o);
-  try {
+  placeAtomic(file, o, (tmp) => {
     const fd = fs.openSync(tmp, 'wx', 0o600);
     try {
       fs.writeFileSync(fd, bytes);
@@ -21,17 +20,12 @@ export function writeFileAtomic(file: string, bytes: Buffer, o: { overwrite: boo
     } finally {
       fs.closeSync(fd);
     }
-    publish(tmp, target, file, o);
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-  fsyncDirectory(path.dirname(target));
+  });
 }
 
 /** Copy the file `from` to `file` whole or not at all (a verified file moved into place). */
 export function copyFileAtomic(from: string, file: string, o: { overwrite: boolean }): void {
-  const { target, tmp } = prepare(file, o);
-  try {
+  placeAtomic(file, o, (tmp) => {
     fs.copyFileSync(from, tmp, fs.constants.COPYFILE_EXCL);
     fs.chmodSync(tmp, 0o600);
     const fd = fs.openSync(tmp, 'r+');
@@ -40,6 +34,14 @@ export function copyFileAtomic(from: string, file: string, o: { overwrite: boole
     } finally {
       fs.closeSync(fd);
     }
+  });
+}
+
+/** `fill` writes and fsyncs the temporary file; it is then put in place and the directory fsynced. */
+function placeAtomic(file: string, o: { overwrite: boolean }, fill: (tmp: string) => void): void {
+  const { target, tmp } = prepare(file, o);
+  try {
+    fill(tmp);
     publish(tmp, target, file, o);
   } finally {
     fs.rmSync(tmp, { force: true });

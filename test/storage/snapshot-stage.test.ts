@@ -11,22 +11,12 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ConfState, Snapshot } from '../../src/raft/types.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
+import { steps } from '../helpers/manual-steps.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-snap-stage-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const snap = (index: number, data: readonly string[] | string): Snapshot => ({ metadata: { index, term: 2, confState: CONF }, data });
-
-/** A deferral the test runs by hand: one step per call of run(). */
-function steps(): { defer: (fn: () => void) => void; run: () => number; runAll: () => number } {
-  const q: Array<() => void> = [];
-  const run = (): number => {
-    const n = q.length;
-    for (const fn of q.splice(0, n)) fn();
-    return n;
-  };
-  return { defer: (fn) => void q.push(fn), run, runAll: () => { let n = 0; while (q.length > 0) n += run(); return n; } };
-}
 
 function count(file: string, table: string): number {
   const db = new Database(file, { readonly: true });

@@ -11,21 +11,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ConfState } from '../../src/raft/types.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
 import type { CheckpointRow, LoadedState, MachineCheckpoint } from '../../src/storage/types.js';
+import { steps } from '../helpers/manual-steps.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-stepped-ck-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const none = { clear: false, del: [], put: [] };
-
-function steps(): { defer: (fn: () => void) => void; run: () => number; runAll: () => number } {
-  const q: Array<() => void> = [];
-  const run = (): number => {
-    const n = q.length;
-    for (const fn of q.splice(0, n)) fn();
-    return n;
-  };
-  return { defer: (fn) => void q.push(fn), run, runAll: () => { let n = 0; while (q.length > 0) n += run(); return n; } };
-}
 
 /** A whole-state checkpoint at `index` of `n` memory rows of 1 Mi characters (and a small session row). */
 function whole(index: number, n: number, tag: string): MachineCheckpoint {
