@@ -115,6 +115,25 @@ describe('restart from checkpoint rows', () => {
     c.close();
   });
 
+  it('large entries are checkpointed before the entry threshold: a checkpoint rewrites a bounded size (CHECKPOINT_MAX_APPLIED_CHARS)', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    const taken = () => [...c.cluster.hosts.values()].map((h) => h.metrics().checkpointsTaken);
+    const before = taken();
+    // 40 entries (the entry threshold is 100 and more) of 512 KiB values, one at a time (a
+    // checkpoint follows a Ready: entries applied in one Ready make one): 20 MiB applied.
+    for (let k = 0; k < 40; k++) await c.proposeAll([putOp(`big${k}`, 'v'.repeat(512 << 10))]);
+    await c.run(300);
+    const leader = c.cluster.leader()!.id;
+    const ids = [...c.cluster.hosts.keys()];
+    for (const [i, id] of ids.entries()) {
+      // A follower every 4-6 MiB (8-12 on the leader): at least 3 (1) over 20 MiB.
+      expect(taken()[i]! - before[i]!, id).toBeGreaterThanOrEqual(id === leader ? 1 : 3);
+    }
+    c.close();
+  });
+
   it('a follower a little behind (fewer entries than the threshold) catches up from the log, though the others checkpointed meanwhile', async () => {
     const c = setup();
     c.cluster.startAll();
