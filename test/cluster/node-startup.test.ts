@@ -76,15 +76,32 @@ describe('concord node start-up', () => {
     const started = async (): Promise<string[]> => {
       const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, CONCORD_LOG_LEVEL: 'warn', CONCORD_STARTUP_TRACE: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
+      let settling = false;
       try {
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`no 'started' mark within 60 s:\n${err}`)), 60_000);
           child.stderr.on('data', (d: Buffer) => {
             err += d.toString();
-            // Everything loaded before the member listens (the mark follows the listener).
-            if (/^concord startup started at/m.test(err)) {
-              clearTimeout(timer);
-              resolve();
+            // Everything loaded before the member listens (the mark follows the listener). The
+            // hooks run on their own thread, whose writes reach stderr through the main thread's
+            // loop: on a busy machine they may come after the mark. So wait until 150 ms pass
+            // without one (at most 600 ms after the mark: the deferred loads begin a second
+            // after the start).
+            if (/^concord startup started at/m.test(err) && !settling) {
+              settling = true;
+              const markAt = Date.now();
+              let lines = -1;
+              const quiet = (): void => {
+                const n = err.split('\n').length;
+                if (n === lines || Date.now() - markAt >= 600) {
+                  clearTimeout(timer);
+                  resolve();
+                  return;
+                }
+                lines = n;
+                setTimeout(quiet, 150);
+              };
+              quiet();
             }
           });
           child.once('exit', (code) => reject(new Error(`concord node exited (${code}) before listening:\n${err}`)));
