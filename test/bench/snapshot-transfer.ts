@@ -153,7 +153,8 @@ async function clusterMain(): Promise<void> {
   const ports = await freePorts(ids.length * 2);
   const peers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
   // Heap room for the state and its serialized parts (defaults near 4 GiB).
-  const env = { ...process.env, CONCORD_LOG_LEVEL: 'info', NODE_OPTIONS: '--max-old-space-size=8192' };
+  // CONCORD_BENCH_MEMBER_NODE_OPTIONS: more node options for the members (e.g. a --require hook).
+  const env = { ...process.env, CONCORD_LOG_LEVEL: 'info', NODE_OPTIONS: `--max-old-space-size=8192 ${process.env.CONCORD_BENCH_MEMBER_NODE_OPTIONS ?? ''}`.trim() };
   const procs = ids.map((id, i) => {
     const dataDir = path.join(tmp, id);
     fs.mkdirSync(dataDir, { recursive: true });
