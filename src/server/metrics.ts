@@ -92,7 +92,12 @@ export class ConcordMetrics {
     this.counter('concord_tasks_recovered_total', 'Tasks reassigned after their agent failed (task_results tasks_recovered).', perSwarm, swarm((s) => s.tasks.recovered));
     this.counter('concord_tasks_duplicates_total', 'Tasks whose completion was applied more than once (task_results duplicates).', perSwarm, swarm((s) => s.tasks.duplicates));
     this.gauge('concord_memory_keys', 'Live keys in the replicated memory (TTL not passed in log time).', perSwarm, swarm((s) => s.memory.keys));
-    this.gauge('concord_memory_bytes', 'UTF-8 bytes of those keys and their JSON values.', perSwarm, swarm((s) => s.memory.bytes));
+    // Absent from a scrape that could not size every value within its budget (see SIZE_BUDGET_MS):
+    // never a partial sum. concord_memory_bytes_unmeasured_keys says how many are left.
+    this.gauge('concord_memory_bytes', 'UTF-8 bytes of those keys and their JSON values; absent while values written since the last scrapes are still being sized.', perSwarm, (emit) => {
+      for (const s of this.sample) if (s.memory.bytes !== null) emit({ swarm: s.swarm }, s.memory.bytes);
+    });
+    this.gauge('concord_memory_bytes_unmeasured_keys', 'Live keys whose value this scrape did not size (its time budget ran out); 0 when concord_memory_bytes is complete.', perSwarm, swarm((s) => s.memory.unsized));
   }
 
   /** The Prometheus text exposition of every swarm, read now. */
