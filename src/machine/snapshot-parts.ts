@@ -51,8 +51,13 @@ export class PartPacker {
   written = 0;
   /** The same, by table. */
   readonly writtenOf = new Map<PartTable, number>();
-  /** The part being filled (a rope: appending copies nothing), without its closing `]}`. */
-  private cur = '';
+  /**
+   * The part being filled, as its pieces (head, then each row), joined into one flat string
+   * when it closes: a string grown by appending is a rope that its first reader flattens, on
+   * whatever turn that is (the snapshot sender's, for 20 parts of a 1.1 GB state: 3.3-4.3 s).
+   */
+  private cur: string[] = [];
+  private curChars = 0;
   private rows = 0;
   private table: PartTable | null = null;
 
@@ -65,22 +70,29 @@ export class PartPacker {
     const j = JSON.stringify(row);
     this.written += j.length + 1;
     this.writtenOf.set(table, (this.writtenOf.get(table) ?? 0) + j.length + 1);
-    if (this.table !== table || (this.rows > 0 && this.cur.length + j.length + 3 > this.maxChars)) this.flush();
+    if (this.table !== table || (this.rows > 0 && this.curChars + j.length + 3 > this.maxChars)) this.flush();
     if (this.rows === 0) {
       this.table = table;
-      this.cur = `{"v":${this.version},"k":"${table}","rows":[${j}`;
-    } else this.cur += `,${j}`;
+      const head = `{"v":${this.version},"k":"${table}","rows":[`;
+      this.cur.push(head, j);
+      this.curChars = head.length + j.length;
+    } else {
+      this.cur.push(',', j);
+      this.curChars += j.length + 1;
+    }
     this.rows++;
   }
 
   /** Close the current part (if it holds rows). */
   flush(): void {
     if (this.rows > 0) {
-      const p = `${this.cur}]}`;
+      this.cur.push(']}');
+      const p = this.cur.join('');
       this.parts.push(p);
       this.chars += p.length;
     }
-    this.cur = '';
+    this.cur = [];
+    this.curChars = 0;
     this.rows = 0;
     this.table = null;
   }

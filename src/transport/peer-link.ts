@@ -174,15 +174,22 @@ export class PeerLink {
       return;
     }
     const s = new SnapshotSend(m, this.o.limits.chunkBytes);
-    if (s.total > this.o.limits.maxSnapshotBytes) {
+    const tooLarge = (bytes: number): boolean => {
+      if (bytes <= this.o.limits.maxSnapshotBytes) return false;
       st.dropped++;
-      this.o.log.error({ peer: this.o.peerId, bytes: s.total, limit: this.o.limits.maxSnapshotBytes }, 'snapshot exceeds maxSnapshotBytes; dropped');
-      return;
-    }
+      this.o.log.error({ peer: this.o.peerId, bytes, limit: this.o.limits.maxSnapshotBytes }, 'snapshot exceeds maxSnapshotBytes; dropped');
+      return true;
+    };
+    // Its characters bound its bytes from below (a UTF-16 unit is at least one UTF-8 byte): a
+    // state over the limit in characters is refused now; its bytes are counted by prepare().
+    if (tooLarge(s.chars)) return;
     if (cur && !cur.done) st.dropped++;
     cur?.cancel();
     this.snap = s;
-    s.prepare(() => this.scheduleFlush());
+    s.prepare(() => {
+      if (!tooLarge(s.total)) return this.scheduleFlush();
+      if (this.snap === s) this.snap = null;
+    });
   }
 
   /** Stop the snapshot transfer under way, if any (this member no longer leads). */
