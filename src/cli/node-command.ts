@@ -6,6 +6,7 @@ import { UserError, invalid } from '../util/errors.js';
 import type { PeerAddress } from '../transport/tcp-transport.js';
 import type { Durability } from '../storage/sqlite-storage.js';
 import { startupMark } from '../util/startup-trace.js';
+import { applyMemberV8Flags } from '../util/jit-flags.js';
 
 type Flags = Record<string, string | boolean>;
 
@@ -159,6 +160,8 @@ export async function runNode(flags: Flags): Promise<number> {
   const durability = (typeof flags.durability === 'string' ? flags.durability : 'full') as Durability;
   if (!['full', 'normal', 'off'].includes(durability)) throw invalid('durability', durability, 'full (fsync every commit), normal or off');
   const dataDir = typeof flags.data_dir === 'string' ? flags.data_dir : undefined;
+  // Before the member's modules load and run (see MEMBER_V8_FLAGS).
+  applyMemberV8Flags();
   const { MemberNode } = await import('../cluster/member-node.js');
   // /metrics, /health and /readyz of this member, without a token: bind it where scrapers are.
   const metrics = flags.metrics !== undefined ? parseAddress('metrics', String(flags.metrics)) : undefined;

@@ -3,6 +3,8 @@
 // through the three systems round after round, so each round compares them in the same
 // seconds of a machine whose load drifts (other work shares the cores).
 //   npx tsx test/bench/ab-write.ts --a dist/src/cli/main.js --b /path/to/old/main.js [--c third/main.js] [--rounds 8] [--seconds 3] [--inflight 1]
+//   --a-env / --b-env / --c-env K=V[,K=V]: environment for that build's members (A/B of a setting
+//   on one build: --b dist/src/cli/main.js --b-env CONCORD_COMMIT_NOTICE_DELAY_MS=2).
 // Prints each round and the medians: writes/s, p50, leader fsync mean, ratios to etcd.
 
 import fs from 'node:fs';
@@ -38,10 +40,20 @@ async function main(): Promise<void> {
   const systems: Sys[] = [];
   try {
     ensureEtcd(log);
+    const envOf = (name: string): Record<string, string> => {
+      const spec = arg(`${name.toLowerCase()}-env`, '');
+      const env: Record<string, string> = {};
+      for (const kv of spec.split(',').filter((x) => x !== '')) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new Error(`--${name.toLowerCase()}-env: expected K=V[,K=V], got ${JSON.stringify(spec)}`);
+        env[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      return env;
+    };
     const concord = async (name: string, main: string): Promise<Sys> => {
       const dir = path.join(root, name);
       fs.mkdirSync(dir);
-      const c = await ConcordCluster.start(dir, log, 5, {}, main);
+      const c = await ConcordCluster.start(dir, log, 5, envOf(name), main);
       return {
         name,
         targets: async (k) => c.loadTargets(k),
