@@ -47,13 +47,15 @@ describe('simulator regressions', () => {
 
   // With chunked snapshots the run took a path where the amnesiac member (planted) refused the
   // leader's probe at its old match point forever: a refusal/resend exchange at link speed,
-  // multiplied by every duplicated copy. The run must end with the planted bug caught by an
-  // invariant (here liveness: the amnesiac cannot catch up), not with the livelock detector
-  // (and before the simulator's fix to that detector, not after minutes of spinning).
-  it('seed 5, amnesiacRejoin planted, 80 steps: no endless refusal/resend exchange with the amnesiac member', async () => {
-    // The trajectory as recorded, before followers were told of a crashed leader's refused port.
-    const r = await runSeed(5, { steps: 80, nodes: 3, plant: { amnesiacRejoin: true }, coordWorkload: false, leaderGone: false, noticeDelayMs: 0 });
-    expect(r.violations.filter((v) => /^(livelock|exception)/.test(v))).toEqual([]);
-    expect(r.violations.length).toBeGreaterThan(0);
-  }, 120_000);
+  // multiplied by every duplicated copy. A run must end with the planted bug caught by an
+  // invariant (test/sim.test.ts checks it is, over a range of seeds) or not at all, never with
+  // the livelock detector. Seed 5 replayed that trajectory until commit notices went unanswered
+  // (COMMIT_NOTICE, 2026-12-01), which changed the message flow; so seeds 1-12 now run with the
+  // planted bug, and none may end in a livelock or an exception.
+  it('amnesiacRejoin planted, seeds 1-12 x 80 steps: no endless refusal/resend exchange with the amnesiac member', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const r = await runSeed(seed, { steps: 80, nodes: 3, plant: { amnesiacRejoin: true }, coordWorkload: false, leaderGone: false, noticeDelayMs: 0 });
+      expect(r.violations.filter((v) => /^(livelock|exception)/.test(v)), `seed ${seed}`).toEqual([]);
+    }
+  }, 300_000);
 });

@@ -4,6 +4,7 @@ import { Progress } from './progress.js';
 import { committedIndex, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
+  COMMIT_NOTICE,
   ProposalError,
   type ConfChange,
   type ConfState,
@@ -793,6 +794,8 @@ export class Raft {
     }
     const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== null) {
+      // Accepted: a commit notice needs no answer (a rejected one gets one, below).
+      if (m.context === COMMIT_NOTICE && m.entries.length === 0) return;
       this.send({ type: 'MsgAppResp', to: m.from, index: lastNew });
       return;
     }
@@ -971,6 +974,9 @@ export class Raft {
         ? this.log.slice(pr.next, this.log.lastIndex() + 1, this.cfg.maxEntriesPerMsg, this.cfg.maxBytesPerMsg)
         : [];
     if (entries.length === 0 && !sendIfEmpty) return false;
+    // Nothing in flight and no entries: the answer would tell nothing new (see COMMIT_NOTICE).
+    // A probing leader waits for its answer, so only a replicating one marks it.
+    const notice = entries.length === 0 && pr.state === 'replicate' && pr.match === prevIndex;
     this.send({
       type: 'MsgApp',
       to,
@@ -978,6 +984,7 @@ export class Raft {
       logTerm: prevTerm,
       entries,
       commit: this.log.committed,
+      context: notice ? COMMIT_NOTICE : '',
     });
     const last = entries[entries.length - 1];
     pr.sentEntries(last ? last.index : prevIndex, entries.length);

@@ -104,10 +104,21 @@ export interface Message {
   /** Term of the hinted index, so the leader can skip a whole conflicting term. Votes: the
    * term of the candidate's entry at `commit` (its commit index). */
   logTermHint: number;
-  /** ReadIndex request context, heartbeats carrying it, and vote-campaign kind. */
+  /** ReadIndex request context, heartbeats carrying it, vote-campaign kind, and on MsgApp
+   * COMMIT_NOTICE. */
   context: string;
   snapshot?: Snapshot;
 }
+
+/**
+ * MsgApp context: an append that carries no entries, only a new commit index, to a follower
+ * the leader knows holds everything up to it (replicating, nothing in flight). A follower that
+ * accepts it sends no answer: the answer would repeat what the leader already has, and at one
+ * write in flight these answers were a third of the messages a leader received per write.
+ * Heartbeats keep the leader's view of the follower fresh. Members that do not know the
+ * context answer as before.
+ */
+export const COMMIT_NOTICE = 'commit-notice';
 
 /** A message with every optional field at its zero value, overridden by `partial`. */
 export function newMessage(partial: Partial<Message> & Pick<Message, 'type' | 'from' | 'to' | 'term'>): Message {
