@@ -243,6 +243,17 @@ export class Raft {
         // Pre-vote traffic never changes terms: granting a pre-vote promises nothing.
       } else if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
         this.becomeFollower(m.term, m.from);
+      } else if (m.type === 'MsgVote') {
+        // The election timer restarts on a leader's message or a vote granted (Raft 5.2), not
+        // on a newer term seen in a request this member may refuse: refusing means its log is
+        // more up to date than the candidate's, and it must still time out and run. Restarted
+        // by every such request, it could lose every race to candidates that cannot win
+        // (no pre-vote, a bare majority: simulator seed 3077 with --snapshot-parts).
+        const elapsed = this.electionElapsed;
+        const timeout = this.randomizedElectionTimeout;
+        this.becomeFollower(m.term, null);
+        this.electionElapsed = elapsed;
+        this.randomizedElectionTimeout = timeout;
       } else {
         this.becomeFollower(m.term, null);
       }
@@ -928,7 +939,9 @@ export class Raft {
     // Figure 8: only an entry of the current term is committed by counting replicas.
     if (mci > this.log.committed && this.log.term(mci) === this.term) {
       const firstInTerm = this.log.term(this.log.committed) !== this.term;
-      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - dataBytes(this.log.slice(this.log.committed + 1, mci + 1)));
+      const bytes = dataBytes(this.log.slice(this.log.committed + 1, mci + 1));
+      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - bytes);
+      this.commitBytesPending += bytes;
       this.log.commitTo(mci);
       if (firstInTerm) this.releaseDeferredReads();
       return true;
@@ -943,6 +956,8 @@ export class Raft {
   private flushAppends(): void {
     const commitMoved = this.commitBcastPending;
     this.commitBcastPending = false;
+    this.noticeLight = this.commitBytesPending <= NOTICE_MAX_COMMITTED_BYTES;
+    this.commitBytesPending = 0;
     for (const [id, pr] of this.prs) {
       if (id === this.id) continue;
       let sent = false;
@@ -960,6 +975,9 @@ export class Raft {
   }
 
   private commitBcastPending = false;
+  /** Entry bytes committed since the last flushAppends, and whether they were few (see sendAppend). */
+  private commitBytesPending = 0;
+  private noticeLight = true;
   /** A leader removed by a committed change: ticks of heartbeats left before it steps down. */
   private removedTicksLeft: number | null = null;
 
@@ -975,8 +993,11 @@ export class Raft {
         : [];
     if (entries.length === 0 && !sendIfEmpty) return false;
     // Nothing in flight and no entries: the answer would tell nothing new (see COMMIT_NOTICE).
-    // A probing leader waits for its answer, so only a replicating one marks it.
-    const notice = entries.length === 0 && pr.state === 'replicate' && pr.match === prevIndex;
+    // A probing leader waits for its answer, so only a replicating one marks it. After a
+    // large commit the answer is kept: it comes once the follower has applied it, while its
+    // heartbeat answers wait behind that apply (without it, 1 MiB writes on a loaded machine
+    // cost leaders their check-quorum: test/service/large-values.test.ts).
+    const notice = entries.length === 0 && pr.state === 'replicate' && pr.match === prevIndex && this.noticeLight;
     this.send({
       type: 'MsgApp',
       to,
@@ -1139,6 +1160,9 @@ export class Raft {
     this.msgs.push(Object.assign(m, partial));
   }
 }
+
+/** Above this many entry bytes in one commit, its notice is answered (see sendAppend). */
+const NOTICE_MAX_COMMITTED_BYTES = 64 << 10;
 
 function dataBytes(ents: ReadonlyArray<Pick<Entry, 'data'>>): number {
   let n = 0;

@@ -90,6 +90,26 @@ describe('commit notices', () => {
     expect(acks).toBe(100);
   });
 
+  it('a large commit is not a notice: its answer comes once the follower applied it', () => {
+    const net = electA();
+    const a = net.get('a');
+    const { index } = a.propose('v'.repeat(100 << 10));
+    net.settle();
+    for (const f of ['b', 'c']) {
+      expect(net.get(f).log.committed).toBe(index);
+      const apps = net.sent.filter((m) => m.type === 'MsgApp' && m.to === f);
+      expect(apps.map((m) => [m.entries.length, m.context])).toEqual([
+        [1, ''],
+        [0, ''],
+      ]);
+      expect(net.sent.filter((m) => m.type === 'MsgAppResp' && m.from === f).map((m) => m.index)).toEqual([index, index]);
+    }
+    // The next small write's notice is marked again.
+    a.propose('small');
+    net.settle();
+    expect(net.sent.filter((m) => m.type === 'MsgApp' && m.context === COMMIT_NOTICE)).toHaveLength(2);
+  });
+
   it('a follower answers an empty append that is not a notice, and a notice it cannot accept', () => {
     const net = electA();
     const b = net.get('b');
