@@ -7,7 +7,7 @@ import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
 import { parseShared } from './parse-shared.js';
-import { PART_TABLES_OF, PartPacker, partHead, partRowTexts, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
+import { PART_TABLES_OF, PartPacker, parseRowText, partHead, partRowTexts, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
 import { TaskRowsFeed } from './task-rows-feed.js';
 import { TaskTable } from './task-table.js';
 import {
@@ -722,7 +722,7 @@ export class CoordinationMachine implements StateMachine {
       if (row === null) return `part ${i} is not JSON`;
       let x: unknown;
       try {
-        x = JSON.parse(row);
+        x = parseRowText(row);
       } catch {
         return `part ${i} is not JSON`;
       }

@@ -4,11 +4,9 @@
 // rows (about twice the part's size: 31 MiB for a million tasks) nor all parts' rows are
 // held until the whole snapshot is in. Nothing here touches the state being replaced.
 
+import { BASE64 } from './snapshot-parts.js';
 import { blockShift } from './task-columns.js';
 import { MAX_TASKS_PER_ORCHESTRATION, ordStride, TaskTable } from './task-table.js';
-
-/** Base64 as Buffer writes it (Buffer.from(s, 'base64') skips what is not, so it is checked first). */
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export class TaskRowsFeed {
   /** Where rows are being read, for the reason a build fails: the part and the row. */

@@ -168,9 +168,11 @@ export class SnapshotSend {
         let to = Math.min(data.length, from + this.partChars);
         // Never split a surrogate pair: each part must be valid UTF-8 on its own.
         if (to < data.length && to - from > 1 && isHighSurrogate(data.charCodeAt(to - 1))) to--;
-        const bytes = Buffer.from(data.slice(from, to), 'utf8');
-        h.update(bytes);
-        const end = this.byteAt.at(-1)! + bytes.length;
+        // Hashed and counted from the string: no Buffer of each frame's bytes here (with the
+        // frames' own, three copies of the state went through ArrayBuffers per transfer).
+        const text = data.slice(from, to);
+        h.update(text, 'utf8');
+        const end = this.byteAt.at(-1)! + Buffer.byteLength(text, 'utf8');
         this.segOf.push(seg);
         this.charFrom.push(from);
         this.charTo.push(to);
@@ -211,16 +213,26 @@ export class SnapshotSend {
     return this.ready && this.sent < this.total && this.part - (this.partOfByte.get(this.acked) ?? 0) < windowParts;
   }
 
-  /** The next part's frame payload (at most partChars characters of state). */
+  /**
+   * The next part's frame payload (at most partChars characters of state), as one Buffer: the
+   * header and the state's bytes are written into it, not encoded apart and joined.
+   */
   nextPart(): Buffer[] {
     const i = this.part;
-    const data = Buffer.from(this.segs[this.segOf[i]!]!.slice(this.charFrom[i]!, this.charTo[i]!), 'utf8');
     const h: PartHeader = { index: this.index, term: this.term, total: this.total, sha256: this.sha256, offset: this.sent, env: this.env };
     if (this.ends) h.ends = this.ends;
-    const parts = encodePart(h, data);
+    const head = JSON.stringify(h);
+    const headBytes = Buffer.byteLength(head, 'utf8');
+    const dataBytes = this.byteAt[i + 1]! - this.byteAt[i]!;
+    const out = Buffer.allocUnsafe(4 + headBytes + dataBytes);
+    out.writeUInt32BE(headBytes, 0);
+    out.write(head, 4, 'utf8');
+    const wrote = out.write(this.segs[this.segOf[i]!]!.slice(this.charFrom[i]!, this.charTo[i]!), 4 + headBytes, 'utf8');
+    // Counted by prepare() from the same characters: a difference is a bug, never sent.
+    if (wrote !== dataBytes) throw new Error(`snapshot part ${i}: ${wrote} bytes encoded, ${dataBytes} counted`);
     this.part = i + 1;
     this.sent = this.byteAt[i + 1]!;
-    return parts;
+    return [out];
   }
 
   /** Continue from byte `to` (a part boundary; anything else restarts from 0). */

@@ -7,7 +7,7 @@
 
 import { describe, expect, it, vi } from 'vitest';
 import { CoordinationMachine } from '../../src/machine/coordination-machine.js';
-import { partHead, partRowTexts } from '../../src/machine/snapshot-parts.js';
+import { parseRowText, partHead, partRowTexts } from '../../src/machine/snapshot-parts.js';
 import { Prng } from '../../src/util/prng.js';
 import { createOp, entry, putOp } from './machine-util.js';
 
@@ -42,7 +42,7 @@ function splitRows(text: string): unknown[] | undefined {
   for (const t of partRowTexts(text, taskHead)) {
     if (t === null) return undefined;
     try {
-      out.push(JSON.parse(t));
+      out.push(parseRowText(t));
     } catch {
       return undefined;
     }
@@ -61,6 +61,10 @@ describe('v5 task parts loaded as they arrive', () => {
     const m = state();
     const parts = m.snapshotData(4096) as string[];
     const taskParts = parts.filter((p) => p.startsWith(taskHead));
+    // The blocks' column bytes (base64): taken as slices of the part, never parsed into copies.
+    const bytes = taskParts.flatMap((p) => (JSON.parse(p) as { rows: unknown[][] }).rows.map((r) => r[2]).filter((x): x is string => typeof x === 'string'));
+    expect(bytes.length).toBeGreaterThan(20);
+    const parsedBytes: string[] = [];
     const fresh = new CoordinationMachine();
     const arriving: string[] = [];
     const parse = vi.spyOn(JSON, 'parse');
@@ -70,7 +74,12 @@ describe('v5 task parts loaded as they arrive', () => {
         arriving.push(p);
         parse.mockClear();
         fresh.prepareSnapshotPart(arriving, i);
-        if (p.startsWith(taskHead)) for (const [arg] of parse.mock.calls) seen.push((arg as string).length / p.length);
+        if (p.startsWith(taskHead)) {
+          for (const [arg] of parse.mock.calls) {
+            seen.push((arg as string).length / p.length);
+            for (const b of bytes) if ((arg as string).includes(b)) parsedBytes.push(b);
+          }
+        }
       }
       parse.mockClear();
       expect(fresh.checkSnapshot(arriving)).toBeNull();
@@ -82,6 +91,7 @@ describe('v5 task parts loaded as they arrive', () => {
     // Rows (several per part), none of them the part itself.
     expect(seen.length).toBeGreaterThan(taskParts.length * 2);
     expect(Math.max(...seen)).toBeLessThan(1);
+    expect(parsedBytes).toEqual([]);
     fresh.restore(arriving);
     expect(fresh.snapshot()).toBe(m.snapshot());
     expect(fresh.stateHash()).toBe(m.stateHash());
@@ -114,6 +124,43 @@ describe('v5 task parts loaded as they arrive', () => {
     expect(gap.checkSnapshot(parts)).toBeNull();
     gap.restore(parts);
     expect(gap.snapshot()).toBe(m.snapshot());
+  });
+
+  it('a row\'s base64 column bytes come back as JSON.parse gives them, and rows that are not JSON are refused alike', () => {
+    const b64 = Buffer.from(Array.from({ length: 300 }, (_, k) => (k * 37) & 255)).toString('base64');
+    const rows = [
+      `[65,[["b",[1,0,0]],0],"${b64}"]`,
+      `[65,"${b64}"]`,
+      `["${b64}"]`,
+      `[65,"x,"${b64}"]`,
+      `[65,"x\\",\"${b64}"]`,
+      `[65,"x\\","${b64}"]`,
+      `[65,{"a":"${b64}"}]`,
+      `[65,[0],"${b64}" ]`,
+      ` [65,[0],"${b64}"]`,
+      `[65,[0] , "${b64}"]`,
+      `[65,[0],,"${b64}"]`,
+      `[65,[0,"${b64}"]`,
+      `65,[0],"${b64}"]`,
+      `[65,[0],"${b64}="]`,
+      `[65,[0],"${b64.slice(0, -1)}!"]`,
+      `[65,[0],"\u0041${b64}"]`,
+    ];
+    for (const r of rows) {
+      let want: unknown;
+      try {
+        want = JSON.parse(r);
+      } catch {
+        want = 'refused';
+      }
+      let got: unknown;
+      try {
+        got = parseRowText(r);
+      } catch {
+        got = 'refused';
+      }
+      expect(got, r.slice(0, 40)).toEqual(want);
+    }
   });
 
   it('splits a part exactly where JSON.parse of the whole would, and refuses exactly what it refuses', () => {
