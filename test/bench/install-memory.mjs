@@ -3,7 +3,7 @@
 // SnapshotReceive in 1 MiB frames (as the embedded swarm's network sends them), the receiving
 // machine prepares each part as it completes, checks and restores. Prints the live memory
 // (after forced GCs) at each step, and the peaks seen during the transfer without forcing GC.
-// Compare builds by passing each one's dist root. Measured 2026-12-01 22:55 (1,000,000 tasks,
+// Compare builds by passing each one's dist root. Measured 2026-12-01 22:47 (1,000,000 tasks,
 // an 18.0 M-character task part), the build before the install's copies were cut (aa57475) and
 // after: heap committed at its peak during the transfer 106.5 and 54.4 MiB, RSS 183.7 and
 // 155.8 MiB; live heap once the parts had arrived 55.9 MiB (the parts and their parsed rows)
