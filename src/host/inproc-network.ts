@@ -321,7 +321,8 @@ export class InProcNetwork {
     const s = this.snapOut.get(key(from, to));
     if (!s || !this.endpoints.has(from)) return;
     while (s.canSend(this.windowParts)) {
-      const part = Buffer.concat(s.nextPart());
+      const pieces = s.nextPart();
+      const part = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
       this.transmit(from, to, { kind: 'part', data: part, bytes: part.length }, false, false);
     }
   }

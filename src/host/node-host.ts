@@ -1247,6 +1247,8 @@ export class NodeHost {
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
     if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
+    // A leader's snapshot, once a follower has it: the tables serialize again if another needs one.
+    if (this.checkpointing() && this.raft.releaseDeliveredSnapshot()) logger.debug({ id: this.id, index: this.raft.log.snapshotIndex }, 'snapshot data released after its install');
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;

@@ -7,9 +7,9 @@ import { configProblem } from './config-bounds.js';
 import { ELECTION_HISTORY_KEY, MemoryStore } from './memory-store.js';
 import { MemberBook } from './member-book.js';
 import { parseShared } from './parse-shared.js';
-import { PART_TABLES_OF, PartPacker, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
-import { blockShift } from './task-columns.js';
-import { MAX_TASKS_PER_ORCHESTRATION, ordStride, TaskTable } from './task-table.js';
+import { PART_TABLES_OF, PartPacker, parseRowText, partHead, partRowTexts, snapshotPartChars, snapshotSliceChars, type PartTable } from './snapshot-parts.js';
+import { TaskRowsFeed } from './task-rows-feed.js';
+import { TaskTable } from './task-table.js';
 import {
   DEFAULT_SWARM_CONFIG,
   type AgentRecord,
@@ -75,17 +75,32 @@ const PARTS_VERSION = 5;
 const PARTS_VERSIONS = [4, 5];
 /** Fewest characters a task record takes in snapshot() (its field names alone take ~250). */
 const MIN_V3_TASK_CHARS = 256;
-/** Base64 as Buffer writes it (Buffer.from(s, 'base64') skips what is not, so it is checked first). */
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Snapshot transfers whose parts are parsed as they arrive, at most (see prepareSnapshotPart). */
 const MAX_PREPARING = 2;
 
-/** One part of a multi-part snapshot, parsed: part 0's meta object, or a table part's rows. */
+/**
+ * One part of a multi-part snapshot, parsed: part 0's meta object, or a table part's rows, or
+ * (`fed`) a v5 task part whose rows went into its transfer's task table as it arrived (see
+ * prepareSnapshotPart) and are not kept.
+ */
 interface ParsedPart {
   meta?: Record<string, unknown>;
   v?: number;
   table?: PartTable;
   rows?: unknown[];
+  fed?: true;
+}
+
+/**
+ * A transfer's parts prepared so far, and of v5 its task table being built from its task parts
+ * as they arrive in order (null: not v5, or a part came out of order; the parts fed are then
+ * parsed again from their text by the check of the whole).
+ */
+interface Preparing {
+  parsed: Array<ParsedPart | string>;
+  feed: TaskRowsFeed | null;
+  /** Parts prepared in order from part 0 (the next one the feed may take). */
+  next: number;
 }
 /**
  * Format of a checkpoint's meta row (see takeCheckpoint). 1: one orchestration row holds all
@@ -175,7 +190,7 @@ export class CoordinationMachine implements StateMachine {
    * transfer's array: two senders may stream at once (a deposed leader still sending its
    * snapshot while the new one sends its own), so at most MAX_PREPARING are kept, oldest out.
    */
-  private preparing = new Map<readonly string[], Array<ParsedPart | string>>();
+  private preparing = new Map<readonly string[], Preparing>();
   /** Parts checkSnapshot took already parsed from prepareSnapshotPart, since construction (tests, logs). */
   preparedPartsUsed = 0;
 
@@ -602,8 +617,14 @@ export class CoordinationMachine implements StateMachine {
   *snapshotSteps(maxPartChars = snapshotPartChars(), sliceChars = snapshotSliceChars()): Generator<void, SnapshotData> {
     const p = new PartPacker(maxPartChars, PARTS_VERSION);
     let mark = 0;
+    for (const pieces of CoordinationMachine.taskRowsOut(this.tasks)) {
+      p.addJson('taskrows', pieces);
+      if (p.written - mark >= sliceChars) {
+        mark = p.written;
+        yield;
+      }
+    }
     const rows: Array<[PartTable, Iterable<unknown>]> = [
-      ['taskrows', CoordinationMachine.taskRowsOut(this.tasks)],
       ['memory', this.memory.values()],
       ['sessions', [...this.sessions].map(([c, x]) => [c, x.floor, [...x.results.entries()], x.last_active, x.timeout_ms])],
     ];
@@ -644,10 +665,15 @@ export class CoordinationMachine implements StateMachine {
     return [meta, ...p.parts];
   }
 
-  /** The task table's rows as a v5 part holds them: [ord, row] or [ord, row, column bytes as base64]. */
-  private static *taskRowsOut(t: TaskTable): Generator<unknown[]> {
+  /**
+   * The task table's rows as a v5 part holds them, [ord, row] or [ord, row, column bytes as
+   * base64], as JSON pieces (see PartPacker.addJson): base64 needs no escaping, so its string
+   * is a piece of its own, the same text JSON.stringify of the row would write.
+   */
+  private static *taskRowsOut(t: TaskTable): Generator<string[]> {
     for (const [ord, row, bin] of t.snapshotRows()) {
-      yield bin === undefined ? [ord, row] : [ord, row, Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength).toString('base64')];
+      const head = `[${ord},${JSON.stringify(row)}`;
+      yield bin === undefined ? [`${head}]`] : [`${head},"`, Buffer.from(bin.buffer, bin.byteOffset, bin.byteLength).toString('base64'), '"]'];
     }
   }
 
@@ -659,12 +685,51 @@ export class CoordinationMachine implements StateMachine {
    * Nothing is restored from it before checkSnapshot accepts the whole.
    */
   prepareSnapshotPart(parts: readonly string[], i: number): void {
-    let parsed = this.preparing.get(parts);
-    if (!parsed) {
+    let prep = this.preparing.get(parts);
+    if (!prep) {
       if (this.preparing.size >= MAX_PREPARING) this.preparing.delete(this.preparing.keys().next().value!);
-      this.preparing.set(parts, (parsed = []));
+      this.preparing.set(parts, (prep = { parsed: [], feed: null, next: 0 }));
     }
-    if (parsed[i] === undefined) parsed[i] = CoordinationMachine.parsePart(parts[i] ?? '', i);
+    if (prep.parsed[i] !== undefined) return;
+    const text = parts[i] ?? '';
+    if (i !== prep.next) prep.feed = null;
+    else prep.next++;
+    const head = partHead(PARTS_VERSION, 'taskrows');
+    if (i > 0 && prep.feed !== null && text.startsWith(head)) {
+      prep.parsed[i] = CoordinationMachine.feedPart(prep.feed, text, i, head);
+      // A row that did not load: the feed holds a part-built table that will never be used.
+      if (typeof prep.parsed[i] === 'string') prep.feed = null;
+      return;
+    }
+    const p = CoordinationMachine.parsePart(text, i);
+    prep.parsed[i] = p;
+    // A task part written otherwise than PartPacker does (parsed whole): the feed would miss its rows.
+    if (typeof p !== 'string' && p.table === 'taskrows') prep.feed = null;
+    // Of v5, the task table is built as its parts arrive (they come first after part 0).
+    if (i === 0 && typeof p !== 'string' && p.meta!.v === PARTS_VERSION) {
+      const feed = TaskRowsFeed.of(p.meta!.tasks);
+      if (typeof feed !== 'string') prep.feed = feed;
+    }
+  }
+
+  /**
+   * A v5 task part's rows parsed one at a time (partRowTexts) and loaded into `feed`: what
+   * parsePart would return for it, with `fed` for its rows, or why it is refused.
+   */
+  private static feedPart(feed: TaskRowsFeed, text: string, i: number, head: string): ParsedPart | string {
+    feed.startPart(i);
+    for (const row of partRowTexts(text, head)) {
+      if (row === null) return `part ${i} is not JSON`;
+      let x: unknown;
+      try {
+        x = parseRowText(row);
+      } catch {
+        return `part ${i} is not JSON`;
+      }
+      const why = feed.add(x);
+      if (why !== null) return why;
+    }
+    return { v: PARTS_VERSION, table: 'taskrows', fed: true };
   }
 
   /** The transfer of `parts` was given up: what prepareSnapshotPart parsed of it goes. */
@@ -692,13 +757,17 @@ export class CoordinationMachine implements StateMachine {
   }
 
   /** assembleParts from the parts prepareSnapshotPart parsed (a part it missed is parsed here). */
-  private assemblePrepared(parts: readonly string[], prep: ReadonlyArray<ParsedPart | string>): Record<string, unknown> | string {
+  private assemblePrepared(parts: readonly string[], prep: Preparing): Record<string, unknown> | string {
     let used = 0;
-    const r = CoordinationMachine.assembleParts(parts, (i) => {
-      const had = prep[i];
-      if (had !== undefined) used++;
-      return had ?? CoordinationMachine.parsePart(parts[i]!, i);
-    });
+    const r = CoordinationMachine.assembleParts(
+      parts,
+      (i) => {
+        const had = prep.parsed[i];
+        if (had !== undefined) used++;
+        return had ?? CoordinationMachine.parsePart(parts[i]!, i);
+      },
+      prep.feed,
+    );
     this.preparedPartsUsed += used;
     return r;
   }
@@ -712,6 +781,7 @@ export class CoordinationMachine implements StateMachine {
   private static assembleParts(
     parts: readonly string[],
     parse: (i: number) => ParsedPart | string = (i) => CoordinationMachine.parsePart(parts[i] ?? '', i),
+    feed: TaskRowsFeed | null = null,
   ): Record<string, unknown> | string {
     const head = parse(0);
     if (typeof head === 'string') return head;
@@ -719,14 +789,17 @@ export class CoordinationMachine implements StateMachine {
     if (!PARTS_VERSIONS.includes(s.v as number)) return `a ${parts.length}-part snapshot of version ${JSON.stringify(s.v)} (expected one of ${PARTS_VERSIONS.join(', ')})`;
     if (s.parts !== parts.length) return `${parts.length} parts, the snapshot says ${JSON.stringify(s.parts)}`;
     const rows: Record<PartTable, unknown[]> = { tasks: [], orchs: [], idem: [], memory: [], sessions: [], taskrows: [] };
-    // Of v5, the task rows' parts by index (rows stay in their parts: they are read once, in order).
+    // Of v5, the task rows' parts by index (rows stay in their parts: they are read once, in
+    // order), and the parts whose rows were fed to `feed` as they arrived.
     const taskParts: Array<[number, unknown[]]> = [];
+    const fed: number[] = [];
     for (let i = 1; i < parts.length; i++) {
       const p = parse(i);
       if (typeof p === 'string') return p;
       if (p.v !== s.v) return `part ${i} is of version ${p.v}, part 0 of ${JSON.stringify(s.v)}`;
       if (p.table === 'taskrows') {
-        taskParts.push([i, p.rows!]);
+        if (p.fed) fed.push(i);
+        else taskParts.push([i, p.rows!]);
         continue;
       }
       const into = rows[p.table!];
@@ -735,7 +808,19 @@ export class CoordinationMachine implements StateMachine {
     const t = s.tasks as Record<string, unknown> | null;
     if (typeof t !== 'object' || t === null) return 'part 0 has no tasks summary';
     if (s.v === 5) {
-      const built = CoordinationMachine.buildTasks(t, taskParts);
+      // Every task part fed as it arrived: the table is built. Else the fed ones (the feed
+      // stopped: a part came out of order) are parsed again, and all are built from rows.
+      let built: TaskTable | string;
+      if (feed !== null && taskParts.length === 0) built = feed.finish();
+      else {
+        for (const i of fed) {
+          const p = CoordinationMachine.parsePart(parts[i] ?? '', i);
+          if (typeof p === 'string') return p;
+          taskParts.push([i, p.rows!]);
+        }
+        taskParts.sort((a, b) => a[0] - b[0]);
+        built = CoordinationMachine.buildTasks(t, taskParts);
+      }
       if (typeof built === 'string') return built;
       s.tasks = built;
     } else s.tasks = { ...t, tasks: rows.tasks, orchs: rows.orchs, idem: rows.idem };
@@ -748,63 +833,19 @@ export class CoordinationMachine implements StateMachine {
    * The task table of a v5 snapshot, rebuilt from its rows (taskParts: [part index, rows]) as a
    * checkpoint's are (TaskTable.fromRows), or why it cannot be: a row that is not one, column
    * bytes that are not base64, of the wrong length or widths, a block missing or twice. The
-   * reason names the part and the orchestration (and block) being read.
+   * reason names the part and the orchestration (and block) being read (see TaskRowsFeed).
    */
   private static buildTasks(t: Record<string, unknown>, taskParts: ReadonlyArray<[number, unknown[]]>): TaskTable | string {
-    const { complete_high: high, compacted_refused: refused, agents, block } = t;
-    if (!Number.isSafeInteger(high) || !Number.isSafeInteger(refused) || !Array.isArray(agents) || !agents.every((a) => typeof a === 'string') || !Number.isSafeInteger(block)) {
-      return 'part 0: its tasks summary is not complete_high, compacted_refused, agents and block';
-    }
-    let stride: number;
-    try {
-      stride = ordStride(blockShift(block as number));
-    } catch (e) {
-      return `part 0: ${(e as Error).message}`;
-    }
-    // Where the rows are being read, for the reason a build fails (set by rowsIn as it goes).
-    const at = { part: taskParts[0]?.[0] ?? 0, row: 'its task rows' };
-    try {
-      return TaskTable.fromRows(CoordinationMachine.rowsIn(taskParts, stride, at), agents as string[], high as number, refused as number, block as number);
-    } catch (e) {
-      return `part ${at.part}, ${at.row}: ${(e as Error).message}`;
-    }
-  }
-
-  /** A v5 snapshot's task rows in order, column bytes decoded, each checked for shape first; `at` follows. */
-  private static *rowsIn(taskParts: ReadonlyArray<[number, unknown[]]>, stride: number, at: { part: number; row: string }): Generator<[number, unknown, Uint8Array?]> {
-    let orchOrd = -1;
-    let orch = '';
+    const feed = TaskRowsFeed.of(t);
+    if (typeof feed === 'string') return feed;
     for (const [i, rows] of taskParts) {
-      at.part = i;
+      feed.startPart(i);
       for (const x of rows) {
-        const ord = Array.isArray(x) ? x[0] : undefined;
-        if (!Array.isArray(x) || x.length < 2 || x.length > 3 || !Number.isSafeInteger(ord) || (ord as number) < 0) {
-          at.row = `after ${orch || 'no orchestration'}`;
-          throw new Error(`a task row is not [row key, row, column bytes?]: ${JSON.stringify(x)?.slice(0, 80)}`);
-        }
-        const k = (ord as number) % stride;
-        const row = x[1] as unknown;
-        if (k === 0) {
-          const o = (Array.isArray(row) ? row[0] : undefined) as { id?: unknown; count?: unknown; created_index?: unknown } | undefined;
-          if (typeof o !== 'object' || o === null || typeof o.id !== 'string') {
-            at.row = `row key ${ord as number}`;
-            throw new Error('an orchestration row without its orchestration');
-          }
-          orchOrd = ord as number;
-          orch = o.id;
-          at.row = `${orch} (its metadata row)`;
-          // Columns are allocated for `count` tasks before any block is read.
-          if (!(Number.isInteger(o.count) && (o.count as number) >= 1 && (o.count as number) <= MAX_TASKS_PER_ORCHESTRATION)) throw new Error(`count=${JSON.stringify(o.count)}; accepted: integer 1..${MAX_TASKS_PER_ORCHESTRATION}`);
-        } else at.row = (ord as number) - k === orchOrd ? `${orch} block ${k - 1}` : `block ${k - 1} of row key ${(ord as number) - k}`;
-        const b64 = x[2] as unknown;
-        if (b64 === undefined) {
-          yield [ord as number, row];
-          continue;
-        }
-        if (typeof b64 !== 'string' || b64.length % 4 !== 0 || !BASE64.test(b64)) throw new Error(`its column bytes are not base64 (${typeof b64 === 'string' ? `${b64.length} characters` : typeof b64})`);
-        yield [ord as number, row, Buffer.from(b64, 'base64')];
+        const why = feed.add(x);
+        if (why !== null) return why;
       }
     }
+    return feed.finish();
   }
 
   restore(data: SnapshotData): void {

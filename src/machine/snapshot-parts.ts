@@ -67,18 +67,28 @@ export class PartPacker {
   ) {}
 
   add(table: PartTable, row: unknown): void {
-    const j = JSON.stringify(row);
-    this.written += j.length + 1;
-    this.writtenOf.set(table, (this.writtenOf.get(table) ?? 0) + j.length + 1);
-    if (this.table !== table || (this.rows > 0 && this.curChars + j.length + 3 > this.maxChars)) this.flush();
+    this.addJson(table, [JSON.stringify(row)]);
+  }
+
+  /**
+   * A row already serialized, as pieces whose concatenation is its JSON: a task block row's
+   * base64 bytes go in as they are, not copied again into one string per row by stringify
+   * (about the whole task table's size of garbage per snapshot).
+   */
+  addJson(table: PartTable, pieces: readonly string[]): void {
+    let n = 0;
+    for (const x of pieces) n += x.length;
+    this.written += n + 1;
+    this.writtenOf.set(table, (this.writtenOf.get(table) ?? 0) + n + 1);
+    if (this.table !== table || (this.rows > 0 && this.curChars + n + 3 > this.maxChars)) this.flush();
     if (this.rows === 0) {
       this.table = table;
-      const head = `{"v":${this.version},"k":"${table}","rows":[`;
-      this.cur.push(head, j);
-      this.curChars = head.length + j.length;
+      const head = partHead(this.version, table);
+      this.cur.push(head, ...pieces);
+      this.curChars = head.length + n;
     } else {
-      this.cur.push(',', j);
-      this.curChars += j.length + 1;
+      this.cur.push(',', ...pieces);
+      this.curChars += n + 1;
     }
     this.rows++;
   }
@@ -96,4 +106,85 @@ export class PartPacker {
     this.rows = 0;
     this.table = null;
   }
+}
+
+/** Head of a part PartPacker writes for `table` in format `version`. */
+export function partHead(version: number, table: PartTable): string {
+  return `{"v":${version},"k":"${table}","rows":[`;
+}
+
+/** What may follow a part's last row: the list's and the object's closing brackets. */
+const PART_END = /^[ \t\n\r]*\][ \t\n\r]*\}[ \t\n\r]*$/;
+
+/**
+ * A part's rows as their own JSON texts, split without parsing the part whole, for a part that
+ * starts with `head` (partHead): a receiver parses and loads one row at a time, instead of
+ * holding the part's parsed rows (31 MiB for the 16 MiB task part of a million tasks).
+ * Yields null (and stops) where the text cannot be that head, rows and `]}`: the part is not
+ * JSON then. Each row text yielded still has to parse; if all do, the part is the JSON they
+ * make. The split follows JSON's brackets and strings (a comma or bracket inside a string is
+ * text), so it cuts exactly where JSON.parse of the whole would see each element.
+ */
+export function* partRowTexts(text: string, head: string): Generator<string | null> {
+  if (!text.startsWith(head)) return yield null;
+  const n = text.length;
+  let at = head.length;
+  // An empty row list.
+  if (PART_END.test(text.slice(at))) return;
+  for (;;) {
+    const from = at;
+    let depth = 0;
+    let inString = false;
+    for (; at < n; at++) {
+      const c = text.charCodeAt(at);
+      if (inString) {
+        if (c === 92 /* \ */) at++;
+        else if (c === 34 /* " */) inString = false;
+        continue;
+      }
+      if (c === 34) inString = true;
+      else if (c === 91 /* [ */ || c === 123 /* { */) depth++;
+      else if (c === 93 /* ] */ || c === 125 /* } */) {
+        if (depth === 0) break;
+        depth--;
+      } else if (c === 44 /* , */ && depth === 0) break;
+    }
+    if (at >= n) return yield null;
+    yield text.slice(from, at);
+    if (text.charCodeAt(at) === 44) {
+      at++;
+      continue;
+    }
+    // The row list's closing bracket; the part's object closes after it.
+    if (!PART_END.test(text.slice(at))) yield null;
+    return;
+  }
+}
+
+/** Base64 as Buffer writes it (Buffer.from(s, 'base64') skips what is not, so it is checked first). */
+export const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * JSON.parse of a row text (from partRowTexts), except that a last element that is base64 text
+ * (a task block row's column bytes) comes back as a slice of the row's text (and so of the
+ * part, held anyway) rather than a copy: the copies were about the task table's size again
+ * in strings per install. The same value as JSON.parse, and it throws where JSON.parse does:
+ * with `,"<base64>"]` at the end, the text is JSON exactly when the text before `,` plus `]` is.
+ */
+export function parseRowText(t: string): unknown {
+  const n = t.length;
+  if (n > 64 && t.charCodeAt(n - 1) === 93 /* ] */ && t.charCodeAt(n - 2) === 34 /* " */) {
+    const q = t.lastIndexOf('"', n - 3);
+    if (q > 1 && t.charCodeAt(q - 1) === 44 /* , */) {
+      const b64 = t.slice(q + 1, n - 2);
+      if (BASE64.test(b64)) {
+        const head = JSON.parse(`${t.slice(0, q - 1)}]`) as unknown;
+        if (Array.isArray(head)) {
+          head.push(b64);
+          return head;
+        }
+      }
+    }
+  }
+  return JSON.parse(t);
 }

@@ -617,36 +617,53 @@ export class TaskTable {
    * entered when that one was created (so in creation order).
    */
   static fromRows(rows: Iterable<[number, unknown, Uint8Array?]>, names: readonly string[], completeHigh: number, compactedRefused: number, tasksPerBlock: number): TaskTable {
+    const l = TaskTable.rowLoader(names, completeHigh, compactedRefused, tasksPerBlock);
+    for (const [ord, r, bin] of rows) l.add(ord, r, bin);
+    return l.finish();
+  }
+
+  /**
+   * fromRows a row at a time: `add` each row in order (it throws on a row that does not fit),
+   * then `finish` once. A snapshot's rows are loaded as their part arrives this way, so the
+   * part's parsed rows need not all be held until the last part is in.
+   */
+  static rowLoader(names: readonly string[], completeHigh: number, compactedRefused: number, tasksPerBlock: number): { add(ord: number, r: unknown, bin?: Uint8Array): void; finish(): TaskTable } {
     const t = new TaskTable(tasksPerBlock);
     t.completeIndexHigh = completeHigh;
     t.compactedReportsRefused = compactedRefused;
     t.names = Interner.of(names);
     let cur: OrchTasks | null = null;
     let curOrd = -1;
-    for (const [ord, r, bin] of rows) {
-      const k = ord % t.stride;
-      if (k !== 0) {
-        if (cur === null || ord - k !== curOrd) throw new Error(`task row ${ord}: a task block without its orchestration's row`);
-        cur.loadBlock(k - 1, r, bin);
-        continue;
-      }
-      cur?.finishLoad();
-      cur = null;
-      const [o, blocks] = r as [Orchestration, number?];
-      if (ord !== t.ordOf(o)) throw new Error(`task row ${ord} holds ${o.id}, whose row key is ${t.ordOf(o)}`);
-      t.orchs.set(o.id, o);
-      if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
-      if (o.compacted?.done_index != null) continue;
-      cur = OrchTasks.forBlocks(o, t.names, t.shift);
-      if (blocks !== cur.blocks) throw new Error(`task row of ${o.id}: ${String(blocks)} task blocks, expected ${cur.blocks} (${o.count} tasks, ${tasksPerBlock} a block)`);
-      curOrd = ord;
-      t.byOrch.set(o.id, cur);
-      if (o.finished_at !== null) t.retentionQueue.push(o);
-    }
-    (cur as OrchTasks | null)?.finishLoad();
-    t.rebuildDerived();
-    t.dirtyOrchs.full = false;
-    return t;
+    return {
+      add(ord: number, r: unknown, bin?: Uint8Array): void {
+        const k = ord % t.stride;
+        if (k !== 0) {
+          if (cur === null || ord - k !== curOrd) throw new Error(`task row ${ord}: a task block without its orchestration's row`);
+          cur.loadBlock(k - 1, r, bin);
+          return;
+        }
+        cur?.finishLoad();
+        cur = null;
+        const [o, blocks] = r as [Orchestration, number?];
+        if (ord !== t.ordOf(o)) throw new Error(`task row ${ord} holds ${o.id}, whose row key is ${t.ordOf(o)}`);
+        t.orchs.set(o.id, o);
+        if (o.idempotency_key) t.idempotency.set(o.idempotency_key, o.id);
+        if (o.compacted?.done_index != null) return;
+        const next = OrchTasks.forBlocks(o, t.names, t.shift);
+        if (blocks !== next.blocks) throw new Error(`task row of ${o.id}: ${String(blocks)} task blocks, expected ${next.blocks} (${o.count} tasks, ${tasksPerBlock} a block)`);
+        cur = next;
+        curOrd = ord;
+        t.byOrch.set(o.id, cur);
+        if (o.finished_at !== null) t.retentionQueue.push(o);
+      },
+      finish(): TaskTable {
+        cur?.finishLoad();
+        cur = null;
+        t.rebuildDerived();
+        t.dirtyOrchs.full = false;
+        return t;
+      },
+    };
   }
 
   /**

@@ -119,6 +119,8 @@ export class Raft {
   private baseKnown: boolean;
   /** Leader: a member needs a snapshot and none is held; the host should compact now. */
   private snapshotWanted = false;
+  /** A follower finished installing a snapshot this leader sent (see releaseDeliveredSnapshot). */
+  private snapshotDelivered = false;
   /** Holds taken by holdApply and not released yet. */
   private applyHolds = 0;
 
@@ -383,6 +385,26 @@ export class Raft {
    */
   releaseSnapshot(): void {
     if (this.log.pendingSnapshot === null) this.log.snapshot = null;
+  }
+
+  /**
+   * Leader of a host that can serialize its state again on demand (checkpoints): once a
+   * follower installed the held snapshot and no other is being sent one, stop holding its data
+   * (the whole state: 15 MiB for a million tasks, else held until the next checkpoint). A
+   * follower that needs one later has the host make one (takeSnapshotRequest), as after a
+   * checkpoint. While a transfer is under way it stays (resent without serializing again).
+   * True when the data was dropped.
+   */
+  releaseDeliveredSnapshot(): boolean {
+    if (!this.snapshotDelivered) return false;
+    if (this.role !== 'leader' || this.log.snapshot === null || this.log.pendingSnapshot !== null) {
+      this.snapshotDelivered = false;
+      return false;
+    }
+    for (const pr of this.prs.values()) if (pr.state === 'snapshot') return false;
+    this.snapshotDelivered = false;
+    this.log.snapshot = null;
+    return true;
   }
 
   /** Leader: a member needs a snapshot and none exists; the host should compact (once). */
@@ -732,7 +754,10 @@ export class Raft {
       return;
     }
     if (pr.state === 'probe') pr.becomeReplicate();
-    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
+    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      this.snapshotDelivered = true;
+    }
     else if (pr.state === 'replicate') pr.freeTo(m.index);
 
     if (this.maybeCommit()) this.bcastAppend();

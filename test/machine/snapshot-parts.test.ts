@@ -304,6 +304,16 @@ describe('snapshot parts: tasks as block rows (v5)', () => {
       if (named !== undefined) expect(Number(named), what).toBe(bad.part);
       expect(() => fresh.restore(bad.parts), what).toThrow(/^snapshot: part \d+/);
       expect(fresh.snapshot(), what).toBe(before);
+      // The same when the task rows were loaded as their parts arrived (TaskRowsFeed).
+      const arriving: string[] = [];
+      const fed = new CoordinationMachine();
+      for (const [i, p] of bad.parts.entries()) {
+        arriving.push(p);
+        fed.prepareSnapshotPart(arriving, i);
+      }
+      expect(fed.checkSnapshot(arriving), what).toBe(why);
+      expect(() => fed.restore(arriving), what).toThrow(/^snapshot: part \d+/);
+      expect(fed.snapshot(), what).toBe(before);
     }
     // The undamaged parts are accepted.
     expect(new CoordinationMachine().checkSnapshot(parts)).toBeNull();

@@ -4,9 +4,9 @@
 // (multi-byte characters, a surrogate pair at a slice boundary, an empty part).
 
 import { createHash } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Message, SnapshotData } from '../../src/raft/types.js';
-import { SnapshotSend } from '../../src/transport/snapshot-stream.js';
+import { decodePart, SnapshotSend } from '../../src/transport/snapshot-stream.js';
 
 const snap = (data: SnapshotData): Message => ({ type: 'MsgSnap', from: 'a', to: 'b', term: 2, snapshot: { metadata: { index: 9, term: 2, confState: { voters: ['a', 'b'], learners: [] } }, data } }) as unknown as Message;
 
@@ -44,5 +44,29 @@ describe('SnapshotSend byte counts', () => {
     expect(s.total).toBe(Buffer.byteLength(data, 'utf8'));
     expect((s as unknown as { ends: number[] | undefined }).ends).toBeUndefined();
     expect(s.sha256).toBe(createHash('sha256').update(data, 'utf8').digest('hex'));
+  });
+
+  it('prepare() makes no Buffer of the state, and each frame is one Buffer holding its header and bytes', () => {
+    const parts = ['{"k":"é€😀"}'.repeat(300), '', `${'a'.repeat(7)}😀${'ü'.repeat(500)}`, 'z'];
+    const from = vi.spyOn(Buffer, 'from');
+    let s: SnapshotSend;
+    try {
+      s = prepared(parts, 64).s;
+      // The bytes were counted and hashed from the strings (three copies of the state went
+      // through ArrayBuffers per transfer: this count, the frame's data, the frame joined).
+      expect(from).not.toHaveBeenCalled();
+    } finally {
+      from.mockRestore();
+    }
+    const got: Buffer[] = [];
+    let frames = 0;
+    while (s.canSend(1_000_000)) {
+      const f = s.nextPart();
+      expect(f).toHaveLength(1);
+      frames++;
+      got.push(decodePart(f[0]!).data);
+    }
+    expect(frames).toBeGreaterThan(20);
+    expect(Buffer.concat(got).equals(Buffer.from(parts.join(''), 'utf8'))).toBe(true);
   });
 });
