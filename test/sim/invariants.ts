@@ -152,10 +152,32 @@ export class SimMachine implements StateMachine {
     if (this.coord && partsOnWire) {
       this.snapshotSteps = this.partSteps;
       this.checkSnapshot = this.checkParts;
+      this.checkpointSteps = this.rowSteps;
     }
   }
 
   snapshotSteps?: () => Generator<void, SnapshotData>;
+  checkpointSteps?: () => Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
+  /** Checkpoints whose rows took more than one turn (for the simulator's coverage count). */
+  static steppedTakes = 0;
+
+  /**
+   * With snapshotPartsOnWire: the coordination machine's checkpoint rows taken in slices of
+   * SIM_SLICE_CHARS, so a whole-state rewrite after an install (or a large change) is built
+   * over several turns with applies held, as a large state's is.
+   */
+  private *rowSteps(): Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }> {
+    const head = `${this.lastIndex}:${this.hash}`;
+    if (!this.coord) return this.takeCheckpoint();
+    const steps = this.coord.checkpointSteps(SIM_SLICE_CHARS);
+    let r = steps.next();
+    if (!r.done) SimMachine.steppedTakes++;
+    while (!r.done) {
+      yield r.value;
+      r = steps.next();
+    }
+    return { meta: `${head}:${r.value.meta}`, tables: r.value.tables };
+  }
   checkSnapshot?: (data: SnapshotData) => string | null;
 
   apply(e: Entry): unknown {
