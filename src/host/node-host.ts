@@ -171,6 +171,12 @@ export interface NodeHostOptions {
    * carry it too). Default 0: sent at once.
    */
   commitNoticeDelayMs?: number;
+  /**
+   * Delay between the steps of a checkpoint's rows taken over several turns (see
+   * takeCheckpointLater). Default 0: the next timer turn. The simulator sets a few ms so that
+   * messages, installs and crashes land between steps (at 0 a virtual clock runs them all first).
+   */
+  checkpointStepDelayMs?: number;
 }
 
 /**
@@ -1575,13 +1581,13 @@ export class NodeHost {
       took.turns++;
       took.ms += ms;
       took.maxStepMs = Math.max(took.maxStepMs, ms);
-      if (!r.done) return void this.opts.clock.setTimeout(step, 0);
+      if (!r.done) return void this.opts.clock.setTimeout(step, this.opts.checkpointStepDelayMs ?? 0);
       this.takingCheckpoint = null;
       release();
       this.storeCheckpoint(r.value, json, took);
       this.process();
     };
-    this.opts.clock.setTimeout(step, 0);
+    this.opts.clock.setTimeout(step, this.opts.checkpointStepDelayMs ?? 0);
   }
 
   /** Store the rows taken (see checkpoint) at the applied index and drop the log up to it. */

@@ -40,7 +40,7 @@ const rowChars = (r: CheckpointRow): number => r[1].length + (r[2]?.byteLength ?
  * 60 values of 20,000 characters while one follower was down: that follower, started, installs
  * a snapshot, and its next checkpoint rewrites ~1.2 M characters of rows.
  */
-async function setup(onStep?: (t: Take, i: number) => void) {
+async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayMs?: number) {
   process.env.CONCORD_CHECKPOINT_SLICE_CHARS = String(SLICE);
   const clock = new VirtualClock();
   const storages = new Map<string, MemoryStorage>();
@@ -85,6 +85,9 @@ async function setup(onStep?: (t: Take, i: number) => void) {
       return m;
     },
     compactionThreshold: 20,
+    // Writes wait for applies a stepped take holds (steps far apart in the third test).
+    requestTimeoutMs: 60_000,
+    checkpointStepDelayMs,
   });
   cluster.startAll();
   clock.runFor(1000);
@@ -96,8 +99,15 @@ async function setup(onStep?: (t: Take, i: number) => void) {
   const write = async (n: number, value: (k: number) => unknown) => {
     const ps = [];
     for (let k = 0; k < n; k++) ps.push(cluster.leader()!.propose(JSON.stringify({ op: putOp(`k${now}`, value(k)), now: now++ })));
-    clock.runFor(2000);
-    await Promise.all(ps);
+    // Virtual time until all are applied (a leader's own stepped takes hold its applies too).
+    let settled = false;
+    const all = Promise.all(ps);
+    void all.finally(() => (settled = true)).catch(() => {});
+    for (let ms = 0; !settled && ms < 60_000; ms += 100) {
+      clock.runFor(100);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await all;
   };
   await write(60, (k) => `${k}:`.padEnd(20_000, 'abcdefgh'));
   await write(40, (k) => ({ k }));
@@ -179,6 +189,44 @@ describe('checkpoint rows taken over several turns', () => {
     expect(next!.stored).toEqual({ index: next!.at, hash: next!.hash });
     const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
     const b = c.cluster.machine(c.behind) as CoordinationMachine;
+    expect(b.stateHash()).toBe(a.stateHash());
+    c.cluster.close();
+  });
+
+  it('a snapshot installed between steps drops them (rows of two states never mix); the member checkpoints the new state whole', async () => {
+    // Steps 500 ms apart: the member is cut off, falls behind the leader's compacted log, and
+    // is sent a snapshot while its take is half done.
+    const c = await setup(undefined, 500);
+    c.cluster.start(c.behind);
+    c.clock.runFor(3000);
+    expect(c.cluster.host(c.behind).metrics().snapshotsInstalled).toBe(1);
+    await c.write(40, (k) => ({ after: k }));
+    const host = c.cluster.host(c.behind);
+    const t = c.takes.find((x) => x.id === c.behind && x.rows === undefined && x.steps.length > 0);
+    expect(t).toBeDefined();
+    const firstAt = t!.at;
+    c.cluster.network.isolate(c.behind);
+    await c.write(60, (k) => ({ cut: k }));
+    expect(t!.rows).toBeUndefined();
+    c.cluster.network.heal();
+    c.clock.runFor(3000);
+    // Installed over the take: the take stopped there, its rows never built to the end.
+    expect(host.metrics().snapshotsInstalled).toBe(2);
+    expect(t!.rows).toBeUndefined();
+    const stepsThen = t!.steps.length;
+    c.clock.runFor(20_000);
+    expect(t!.steps.length).toBe(stepsThen);
+    // Its stored state: no checkpoint of the old index; later, the new state's rows, whole.
+    await c.write(40, (k) => ({ later: k }));
+    c.clock.runFor(20_000);
+    const next = c.takes.find((x) => x.id === c.behind && x !== t && x.at > firstAt && x.rows?.tables.memory.clear);
+    expect(next).toBeDefined();
+    expect(next!.stored).toEqual({ index: next!.at, hash: next!.hash });
+    const st = c.storages.get(c.behind)!.load(CONF);
+    expect(st.snapshot!.index).toBeGreaterThan(firstAt);
+    const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
+    const b = c.cluster.machine(c.behind) as CoordinationMachine;
+    expect(b.appliedIndex).toBe(a.appliedIndex);
     expect(b.stateHash()).toBe(a.stateHash());
     c.cluster.close();
   });

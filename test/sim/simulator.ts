@@ -359,6 +359,9 @@ class Simulation {
       compactionThreshold: this.params.compactionThreshold,
       inlineLightSyncs: this.inlineSyncs,
       commitNoticeDelayMs: this.noticeDelayMs,
+      // Coordination runs take checkpoint rows in steps (SimMachine): a few ms apart, so
+      // messages, installs and crashes land between them, as on a loaded member.
+      checkpointStepDelayMs: this.workload !== null ? 3 : 0,
       requestTimeoutMs: 5000,
     });
     this.randomFaults();
