@@ -118,7 +118,17 @@ async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayM
 
 describe('checkpoint rows taken over several turns', () => {
   it('after an install, the whole rewrite is built a bounded slice per step, applies held; the stored rows restart to the same state', async () => {
-    const c = await setup();
+    // Each step schedules a timer: if the next step ran before it, the two shared a turn.
+    let watch: { clock: VirtualClock; id: string } | null = null;
+    const timers = { scheduled: 0, ran: 0 };
+    const sharedTurn: number[] = [];
+    const c = await setup((t, i) => {
+      if (!watch || t.id !== watch.id) return;
+      if (timers.ran < timers.scheduled) sharedTurn.push(i);
+      timers.scheduled++;
+      watch.clock.setTimeout(() => timers.ran++, 0);
+    });
+    watch = { clock: c.clock, id: c.behind };
     c.takes.length = 0;
     c.cluster.start(c.behind);
     c.clock.runFor(3000);
@@ -138,6 +148,9 @@ describe('checkpoint rows taken over several turns', () => {
     const biggest = Math.max(...rows.map(rowChars));
     expect(t.steps.length).toBeGreaterThanOrEqual(Math.floor(total / (SLICE + biggest)));
     for (const s of t.steps) expect(s).toBeLessThanOrEqual(SLICE + biggest);
+    // Each on a turn of its own: other timers ran between every two steps.
+    expect(timers.scheduled).toBeGreaterThanOrEqual(t.steps.length);
+    expect(sharedTurn).toEqual([]);
     // Applies held throughout: every step saw the state at the take's index.
     expect(new Set(t.applied)).toEqual(new Set([t.at]));
     // Stored at that index; a machine restarted from the rows has the state's hash.
