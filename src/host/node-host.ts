@@ -1475,8 +1475,9 @@ export class NodeHost {
   private finishCheckpoint(json: SnapshotData | null, t0: number): void {
     if (json !== null) this.snapshotsForFollowers++;
     const since = this.raft.log.applied - this.storedStateIndex;
-    if (since > 0) this.checkpoint(json);
-    else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
+    // A checkpoint whose rows are taken over later turns observes its time when stored.
+    if (since > 0 && !this.checkpoint(json, t0)) return;
+    if (since <= 0 && json !== null) this.raft.compact(json); // held for sending; the rows are current
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
   }
 
@@ -1517,14 +1518,15 @@ export class NodeHost {
   /**
    * Write the machine's changed rows at the applied index and drop the log up to it. The rows
    * are taken a slice per turn when the machine offers steps: the first slice now, and a large
-   * take (a whole-state rewrite after an install) goes on over later turns, applies held.
+   * take (a whole-state rewrite after an install) goes on over later turns, applies held:
+   * false then (stored when done). `began`: when the checkpoint began (performance.now()).
    */
-  private checkpoint(json: SnapshotData | null): void {
+  private checkpoint(json: SnapshotData | null, began: number): boolean {
     const machine = this.opts.machine;
     const t0 = performance.now();
     if (!machine.checkpointSteps) {
       this.storeCheckpoint(machine.takeCheckpoint!(), json, { turns: 1, ms: performance.now() - t0, maxStepMs: performance.now() - t0 });
-      return;
+      return true;
     }
     const steps = machine.checkpointSteps();
     let r: IteratorResult<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
@@ -1536,7 +1538,8 @@ export class NodeHost {
     }
     const ms = performance.now() - t0;
     if (r.done) this.storeCheckpoint(r.value, json, { turns: 1, ms, maxStepMs: ms });
-    else this.takeCheckpointLater(steps, json, ms);
+    else this.takeCheckpointLater(steps, json, ms, began);
+    return r.done === true;
   }
 
   /**
@@ -1544,7 +1547,7 @@ export class NodeHost {
    * are the state at one applied index; stored once the last slice is built. Dropped (and the
    * machine told: markCheckpointLost) if the member stops or a snapshot is installed meanwhile.
    */
-  private takeCheckpointLater(steps: NonNullable<NodeHost['takingCheckpoint']>, json: SnapshotData | null, firstMs: number): void {
+  private takeCheckpointLater(steps: NonNullable<NodeHost['takingCheckpoint']>, json: SnapshotData | null, firstMs: number, began: number): void {
     const life = this.starts;
     const at = this.raft.log.applied;
     const installs = this.snapshotsInstalled;
@@ -1585,6 +1588,8 @@ export class NodeHost {
       this.takingCheckpoint = null;
       release();
       this.storeCheckpoint(r.value, json, took);
+      // Wall time since the checkpoint began (turns between steps included), as serializeLater's.
+      this.snapshotHistogram.observe((performance.now() - began) / 1000);
       this.process();
     };
     this.opts.clock.setTimeout(step, this.opts.checkpointStepDelayMs ?? 0);

@@ -381,7 +381,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'host-checkpoint-steps-run-at-once',
     file: 'src/host/node-host.ts',
-    edits: one('    else this.takeCheckpointLater(steps, json, ms);', '    else {\n      let x = r;\n      while (!x.done) x = steps.next();\n      this.storeCheckpoint(x.value, json, { turns: 1, ms, maxStepMs: ms });\n    }'),
+    edits: one('    else this.takeCheckpointLater(steps, json, ms, began);', '    else {\n      let x = r;\n      while (!x.done) x = steps.next();\n      this.storeCheckpoint(x.value, json, { turns: 1, ms, maxStepMs: ms });\n    }'),
     breaks: 'a large checkpoint (the whole state after an install) is taken a slice per turn, not on one turn',
     tests: ['test/host/checkpoint-steps.test.ts'],
   },
