@@ -162,6 +162,8 @@ describe('the simulator catches planted bugs', () => {
     expect(r.failures).toEqual([]);
     // (seeds 1-20: 268)
     expect(r.totals.coordPartRestores).toBeGreaterThan(100);
+    // Checkpoint rows taken over several turns, applies held (512-character slices), stayed green.
+    expect(r.totals.coordSteppedTakes).toBeGreaterThan(10);
   });
 
   it('a replica whose restart from checkpoint rows loses one memory record (coordination workload)', { timeout: 300_000 }, async () => {

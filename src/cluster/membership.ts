@@ -385,6 +385,7 @@ export function watchBook(inner: StateMachine, changed: (book: MemberBook) => vo
     prepareSnapshotPart: (parts, i) => m.prepareSnapshotPart(parts, i),
     dropSnapshotParts: (parts) => m.dropSnapshotParts(parts),
     takeCheckpoint: () => m.takeCheckpoint(),
+    checkpointSteps: () => m.checkpointSteps(),
     restoreCheckpoint: (c) => {
       m.restoreCheckpoint(c);
       check();

@@ -41,6 +41,8 @@ export interface LocalClusterOptions {
   inlineLightSyncs?: boolean;
   /** See NodeHostOptions.commitNoticeDelayMs. */
   commitNoticeDelayMs?: number;
+  /** See NodeHostOptions.checkpointStepDelayMs. */
+  checkpointStepDelayMs?: number;
   /**
    * Snapshots travel in parts of this many characters, acknowledged, a few in flight, as over
    * TCP, so a large one never holds the loop nor delays heartbeats; 0 hands them over whole.
@@ -125,6 +127,7 @@ export class LocalCluster implements ClusterBackend {
       turnBudget: this.opts.turnBudget,
       inlineLightSyncs: this.opts.inlineLightSyncs,
       commitNoticeDelayMs: this.opts.commitNoticeDelayMs,
+      checkpointStepDelayMs: this.opts.checkpointStepDelayMs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

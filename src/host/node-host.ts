@@ -55,6 +55,12 @@ export interface StateMachine {
    * markCheckpointLost: the last takeCheckpoint() was not stored; rewrite everything next.
    */
   takeCheckpoint?(): { meta: string; tables: Record<CheckpointTable, TableChanges> };
+  /**
+   * takeCheckpoint() in steps (see CoordinationMachine.checkpointSteps): each next() builds a
+   * bounded slice of rows; the state must not change until it returns (the host holds applies).
+   * One dropped before it returns is followed by markCheckpointLost.
+   */
+  checkpointSteps?(): Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
   restoreCheckpoint?(c: CheckpointReader): void;
   dirtyRows?(): number;
   markCheckpointLost?(): void;
@@ -77,7 +83,7 @@ export const CHECKPOINT_MAX_DIRTY_ROWS = 50_000;
  * election timeout). At 4 Mi characters: 4-6 MiB on a follower, 8-12 on a leader.
  */
 export const CHECKPOINT_MAX_APPLIED_CHARS = 4 << 20;
-/** A takeCheckpoint() this long (ms) is logged (it holds the loop; see checkpoint). */
+/** Taking a checkpoint's rows this long (ms, all its turns) is logged (see checkpoint). */
 const TAKE_CHECKPOINT_LOG_MS = 100;
 
 /** How the state machine was rebuilt at the last start(), and the log replayed on top of it. */
@@ -165,6 +171,12 @@ export interface NodeHostOptions {
    * carry it too). Default 0: sent at once.
    */
   commitNoticeDelayMs?: number;
+  /**
+   * Delay between the steps of a checkpoint's rows taken over several turns (see
+   * takeCheckpointLater). Default 0: the next timer turn. The simulator sets a few ms so that
+   * messages, installs and crashes land between steps (at 0 a virtual clock runs them all first).
+   */
+  checkpointStepDelayMs?: number;
 }
 
 /**
@@ -460,6 +472,7 @@ export class NodeHost {
     this.leadershipTiming = null;
     this.persisting = false;
     this.serializing = null;
+    this.takingCheckpoint = null;
     this.running = true;
     this.opts.transport.onMessage((m) => this.receive(m));
     this.opts.transport.onArrivingSnapshot?.({ part: (p, i) => this.prepareSnapshotPart(p, i), drop: (p) => this.dropSnapshotParts(p) });
@@ -475,6 +488,11 @@ export class NodeHost {
   stop(reason = 'node stopped'): void {
     if (!this.running) return;
     this.running = false;
+    if (this.takingCheckpoint !== null) {
+      // Its rows are dropped: the machine's tracking of changes was partly taken.
+      this.takingCheckpoint = null;
+      this.opts.machine.markCheckpointLost?.();
+    }
     if (this.tickTimer) this.tickClock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
     // start() counts ticks from the host clock again.
@@ -1412,6 +1430,8 @@ export class NodeHost {
 
   /** A snapshot being serialized over several turns (see serializeLater), or null. */
   private serializing: Generator<void, SnapshotData> | null = null;
+  /** A checkpoint's rows being taken over several turns (see takeCheckpointLater), or null. */
+  private takingCheckpoint: Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }> | null = null;
 
   private checkpointing(): boolean {
     return this.opts.storage.checkpoint !== undefined && this.opts.machine.takeCheckpoint !== undefined;
@@ -1425,7 +1445,8 @@ export class NodeHost {
    */
   private maybeCheckpoint(wanted: boolean): void {
     const log = this.raft.log;
-    if (this.serializing !== null) return; // applies are held; it checkpoints when done
+    // Applies are held: it checkpoints when done (a snapshot wanted meanwhile is asked again).
+    if (this.serializing !== null || this.takingCheckpoint !== null) return;
     if (log.applied > log.stableIndex) return;
     // A snapshot received and stored but not applied yet: the machine's state is older than
     // the log's start (its index has no term any more); the snapshot's restore comes first.
@@ -1456,8 +1477,9 @@ export class NodeHost {
   private finishCheckpoint(json: SnapshotData | null, t0: number): void {
     if (json !== null) this.snapshotsForFollowers++;
     const since = this.raft.log.applied - this.storedStateIndex;
-    if (since > 0) this.checkpoint(json);
-    else if (json !== null) this.raft.compact(json); // held for sending; the rows are current
+    // A checkpoint whose rows are taken over later turns observes its time when stored.
+    if (since > 0 && !this.checkpoint(json, t0)) return;
+    if (since <= 0 && json !== null) this.raft.compact(json); // held for sending; the rows are current
     this.snapshotHistogram.observe((performance.now() - t0) / 1000);
   }
 
@@ -1495,18 +1517,96 @@ export class NodeHost {
     this.opts.clock.setTimeout(step, 0);
   }
 
-  /** Write the machine's changed rows at the applied index and drop the log up to it. */
-  private checkpoint(json: SnapshotData | null): void {
+  /**
+   * Write the machine's changed rows at the applied index and drop the log up to it. The rows
+   * are taken a slice per turn when the machine offers steps: the first slice now, and a large
+   * take (a whole-state rewrite after an install) goes on over later turns, applies held:
+   * false then (stored when done). `began`: when the checkpoint began (performance.now()).
+   */
+  private checkpoint(json: SnapshotData | null, began: number): boolean {
     const machine = this.opts.machine;
     const t0 = performance.now();
-    const { meta, tables } = machine.takeCheckpoint!();
-    const takeMs = performance.now() - t0;
-    // Taking the rows runs on one turn: after an install, the whole state (measured in the
-    // cluster bench, 1.1 GB: seconds). Logged when long, with the rows it took.
-    if (takeMs >= TAKE_CHECKPOINT_LOG_MS) {
+    if (!machine.checkpointSteps) {
+      this.storeCheckpoint(machine.takeCheckpoint!(), json, { turns: 1, ms: performance.now() - t0, maxStepMs: performance.now() - t0 });
+      return true;
+    }
+    const steps = machine.checkpointSteps();
+    let r: IteratorResult<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
+    try {
+      r = steps.next();
+    } catch (err) {
+      machine.markCheckpointLost?.();
+      throw err;
+    }
+    const ms = performance.now() - t0;
+    if (r.done) this.storeCheckpoint(r.value, json, { turns: 1, ms, maxStepMs: ms });
+    else this.takeCheckpointLater(steps, json, ms, began);
+    return r.done === true;
+  }
+
+  /**
+   * The rest of a checkpoint's rows, a slice per turn (see checkpoint), applies held so they
+   * are the state at one applied index; stored once the last slice is built. Dropped (and the
+   * machine told: markCheckpointLost) if the member stops or a snapshot is installed meanwhile.
+   */
+  private takeCheckpointLater(steps: NonNullable<NodeHost['takingCheckpoint']>, json: SnapshotData | null, firstMs: number, began: number): void {
+    const life = this.starts;
+    const at = this.raft.log.applied;
+    const installs = this.snapshotsInstalled;
+    const release = this.raft.holdApply();
+    this.takingCheckpoint = steps;
+    const took = { turns: 1, ms: firstMs, maxStepMs: firstMs };
+    const drop = (): void => {
+      this.takingCheckpoint = null;
+      release();
+      this.opts.machine.markCheckpointLost?.();
+    };
+    const step = (): void => {
+      // stop() dropped it already (and a later start() may have begun another).
+      if (!this.running || this.starts !== life || this.takingCheckpoint !== steps) return void release();
+      // An install replaced the state these rows were of: taking more would mix two states.
+      if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at) {
+        drop();
+        this.process();
+        return;
+      }
+      const t0 = performance.now();
+      let r: IteratorResult<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
+      try {
+        r = steps.next();
+      } catch (err) {
+        // A stored record read for the rows is damaged (as in handleReady): stop this member
+        // rather than let a timer callback end the whole process.
+        drop();
+        if (!(err instanceof LocalStateDamage)) throw err;
+        this.failStop(`while taking a checkpoint at log index ${at}`, err);
+        return;
+      }
+      const ms = performance.now() - t0;
+      took.turns++;
+      took.ms += ms;
+      took.maxStepMs = Math.max(took.maxStepMs, ms);
+      if (!r.done) return void this.opts.clock.setTimeout(step, this.opts.checkpointStepDelayMs ?? 0);
+      this.takingCheckpoint = null;
+      release();
+      this.storeCheckpoint(r.value, json, took);
+      // Wall time since the checkpoint began (turns between steps included), as serializeLater's.
+      this.snapshotHistogram.observe((performance.now() - began) / 1000);
+      this.process();
+    };
+    this.opts.clock.setTimeout(step, this.opts.checkpointStepDelayMs ?? 0);
+  }
+
+  /** Store the rows taken (see checkpoint) at the applied index and drop the log up to it. */
+  private storeCheckpoint(c: { meta: string; tables: Record<CheckpointTable, TableChanges> }, json: SnapshotData | null, took: { turns: number; ms: number; maxStepMs: number }): void {
+    const machine = this.opts.machine;
+    const { meta, tables } = c;
+    // After an install the rows are the whole state (1.1 GB in the cluster bench): logged when
+    // taking them was long, with the turns it took and the longest.
+    if (took.ms >= TAKE_CHECKPOINT_LOG_MS) {
       let n = 0;
       for (const t of Object.values(tables)) n += t.put.length;
-      logger.info({ id: this.id, index: this.raft.log.applied, rows: n, take_ms: Math.round(takeMs) }, 'checkpoint rows taken (one turn)');
+      logger.info({ id: this.id, index: this.raft.log.applied, rows: n, take_ms: Math.round(took.ms), turns: took.turns, longest_turn_ms: Math.round(took.maxStepMs) }, 'checkpoint rows taken');
     }
     // The storage drops its log up to the checkpoint; the core keeps compactionThreshold
     // entries in memory for followers a little behind.

@@ -51,18 +51,33 @@ export class DirtyRows<K = string> {
    * when the id has no row any more), then tracking restarts from a clean state.
    */
   take(row: (id: K) => CheckpointRow | undefined, all: () => Iterable<CheckpointRow>): TableChanges {
-    const out: TableChanges = { clear: this.full, del: [], put: [] };
+    const put: CheckpointRow[] = [];
+    const g = this.takeRows(row, all);
+    for (;;) {
+      const r = g.next();
+      if (r.done) return { ...r.value, put };
+      put.push(r.value);
+    }
+  }
+
+  /**
+   * take() a row at a time (a large rewrite is built over several turns): yields each row to
+   * write, returns what to clear and delete. Tracking restarts only once the last row is read,
+   * so the rows must not change meanwhile (the host holds applies).
+   */
+  *takeRows(row: (id: K) => CheckpointRow | undefined, all: () => Iterable<CheckpointRow>): Generator<CheckpointRow, Omit<TableChanges, 'put'>> {
+    const clear = this.full;
+    const del = this.full ? [] : this.dead;
     if (this.full) {
-      for (const r of all()) out.put.push(r);
+      yield* all();
     } else {
-      out.del = this.dead;
       for (const id of this.ids) {
         const r = row(id);
-        if (r) out.put.push(r);
+        if (r) yield r;
       }
     }
     this.reset();
-    return out;
+    return { clear, del };
   }
 
   /** Tracking restarts from a clean state (the caller wrote the changes itself). */

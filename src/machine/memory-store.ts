@@ -393,6 +393,20 @@ export class MemoryStore {
 
   /** Rows changed since the last call (all of them after a restore from a snapshot). */
   takeChanges(): TableChanges {
+    const put: CheckpointRow[] = [];
+    const g = this.takeChangeRows();
+    for (;;) {
+      const r = g.next();
+      if (r.done) return { ...r.value, put };
+      put.push(r.value);
+    }
+  }
+
+  /**
+   * takeChanges() a row at a time (each built, a record stringified, when it is reached): see
+   * DirtyRows.takeRows. The records must not change until it returns.
+   */
+  *takeChangeRows(): Generator<CheckpointRow, Omit<TableChanges, 'put'>> {
     // A row never parsed is unchanged since it was stored: its text is what stringify gives.
     // With its lookup key, and read at restart when it has a TTL (expiry must see it).
     const row = (id: string): CheckpointRow | undefined => {
@@ -402,7 +416,10 @@ export class MemoryStore {
       return typeof r === 'string' ? [ord, r, undefined, memoryRowKey(id), false] : [ord, JSON.stringify(r), undefined, memoryRowKey(id), r.expires_at !== null];
     };
     if (this.dirty.full) this.loadAll();
-    return this.dirty.take(row, () => [...this.records.keys()].map((id) => row(id) as CheckpointRow));
+    const records = this.records;
+    return yield* this.dirty.takeRows(row, function* () {
+      for (const id of records.keys()) yield row(id) as CheckpointRow;
+    });
   }
 }
 

@@ -560,23 +560,35 @@ export class TaskTable {
    * (OrchTasks.blockRow) with the columns' bytes as the row's binary part.
    */
   takeChanges(): TableChanges {
+    const put: CheckpointRow[] = [];
+    const g = this.takeChangeRows();
+    for (;;) {
+      const r = g.next();
+      if (r.done) return { ...r.value, put };
+      put.push(r.value);
+    }
+  }
+
+  /**
+   * takeChanges() a row at a time (a block's row built when it is reached). The table must not
+   * change until it returns; one dropped before then has taken some orchestrations' changed
+   * blocks (markFull: the next checkpoint rewrites the table).
+   */
+  *takeChangeRows(): Generator<CheckpointRow, Omit<TableChanges, 'put'>> {
     const d = this.dirtyOrchs;
     const full = d.full;
-    const out: TableChanges = { clear: full, del: full ? [] : d.dead, put: [] };
+    const del = full ? [] : d.dead;
     for (const id of full ? this.orchs.keys() : d.ids) {
       const o = this.orchs.get(id);
-      if (o) this.putRows(o, full, out.put);
+      if (!o) continue;
+      for (const [ord, row, bin] of this.rowsOf(o, (cols) => cols.takeDirty(full))) {
+        const json = JSON.stringify(row);
+        yield bin === undefined ? [ord, json] : [ord, json, bin];
+      }
     }
     d.reset();
     this.dirtyBlocks = 0;
-    return out;
-  }
-
-  private putRows(o: Orchestration, all: boolean, put: CheckpointRow[]): void {
-    for (const [ord, row, bin] of this.rowsOf(o, (cols) => cols.takeDirty(all))) {
-      const json = JSON.stringify(row);
-      put.push(bin === undefined ? [ord, json] : [ord, json, bin]);
-    }
+    return { clear: full, del };
   }
 
   /**

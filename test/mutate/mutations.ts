@@ -372,6 +372,20 @@ export const MUTATIONS: Mutation[] = [
     tests: [MEMBER_STORAGE, MEMBER_IDENTITY],
   },
   {
+    id: 'host-checkpoint-take-survives-install',
+    file: 'src/host/node-host.ts',
+    edits: one('if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at) {', 'if (false as boolean) {'),
+    breaks: 'a checkpoint whose rows are taken over several turns is dropped when a snapshot is installed between its steps (rows of two states never mix)',
+    tests: ['test/host/checkpoint-steps.test.ts'],
+  },
+  {
+    id: 'host-checkpoint-steps-run-at-once',
+    file: 'src/host/node-host.ts',
+    edits: one('    else this.takeCheckpointLater(steps, json, ms, began);', '    else {\n      let x = r;\n      while (!x.done) x = steps.next();\n      this.storeCheckpoint(x.value, json, { turns: 1, ms, maxStepMs: ms });\n    }'),
+    breaks: 'a large checkpoint (the whole state after an install) is taken a slice per turn, not on one turn',
+    tests: ['test/host/checkpoint-steps.test.ts'],
+  },
+  {
     id: 'host-disk-reserve-ignored',
     file: 'src/host/node-host.ts',
     edits: one('if (free === null || free >= reserve) return null;', 'return null;'),

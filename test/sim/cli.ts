@@ -113,8 +113,8 @@ interface Summary {
   violations: number;
   failing: Array<{ seed: number; nodes: number; first: string; count: number }>;
   faults: FaultCounts;
-  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention, restarts from checkpoint rows in those runs, snapshots restored from multi-part form (v5). */
-  coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number; part_restores: number };
+  /** Runs with the coordination workload, replica state hashes compared, orchestrations compacted by retention, restarts from checkpoint rows in those runs, snapshots restored from multi-part form (v5), checkpoints whose rows were taken over several turns. */
+  coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number; part_restores: number; stepped_checkpoint_takes: number };
   /** Restarts (all runs) that rebuilt the machine from checkpoint rows. */
   restarts_from_checkpoint: number;
 }
@@ -124,6 +124,7 @@ function addCoordination(s: Summary, st: SimResult['stats']): void {
   s.coordination.state_checks += st.coordStateChecks;
   s.coordination.orchestrations_compacted += st.coordOrchsCompacted;
   s.coordination.part_restores += st.coordPartRestores ?? 0;
+  s.coordination.stepped_checkpoint_takes += st.coordSteppedTakes ?? 0;
   if (st.coordRuns > 0) s.coordination.restarts_from_checkpoint += st.restartsFromCheckpoint;
   s.restarts_from_checkpoint += st.restartsFromCheckpoint;
 }
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0 }, restarts_from_checkpoint: 0 };
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0 };
     addCoordination(one, r.stats);
     finish(one, started);
     return;
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0 }, restarts_from_checkpoint: 0 };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0 };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;

@@ -32,6 +32,8 @@ export interface FaultClusterOptions {
   inlineLightSyncs?: boolean;
   /** NodeHostOptions.commitNoticeDelayMs. */
   commitNoticeDelayMs?: number;
+  /** NodeHostOptions.checkpointStepDelayMs. */
+  checkpointStepDelayMs?: number;
 }
 
 export class FaultCluster {
@@ -88,6 +90,7 @@ export class FaultCluster {
       requestTimeoutMs: this.opts.requestTimeoutMs,
       inlineLightSyncs: this.opts.inlineLightSyncs,
       commitNoticeDelayMs: this.opts.commitNoticeDelayMs,
+      checkpointStepDelayMs: this.opts.checkpointStepDelayMs,
     });
     if (existing) this.seeds.set(id, ((this.seeds.get(id) as number) + 7919) >>> 0);
     host.onRoleChange((c) => {

@@ -153,10 +153,33 @@ export class SimMachine implements StateMachine {
       this.snapshotSteps = this.partSteps;
       this.checkSnapshot = this.checkParts;
     }
+    // As the product's hosts take a coordination machine's rows: in steps (small ones here).
+    if (this.coord) this.checkpointSteps = this.rowSteps;
   }
 
   snapshotSteps?: () => Generator<void, SnapshotData>;
   checkSnapshot?: (data: SnapshotData) => string | null;
+  checkpointSteps?: () => Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }>;
+  /** Checkpoints whose rows took more than one turn (for the simulator's coverage count). */
+  static steppedTakes = 0;
+
+  /**
+   * The coordination machine's checkpoint rows taken in slices of SIM_SLICE_CHARS, so a
+   * whole-state rewrite after an install (or a large change) is built over several turns with
+   * applies held, as a large state's is.
+   */
+  private *rowSteps(): Generator<unknown, { meta: string; tables: Record<CheckpointTable, TableChanges> }> {
+    const head = `${this.lastIndex}:${this.hash}`;
+    if (!this.coord) return this.takeCheckpoint();
+    const steps = this.coord.checkpointSteps(SIM_SLICE_CHARS);
+    let r = steps.next();
+    if (!r.done) SimMachine.steppedTakes++;
+    while (!r.done) {
+      yield r.value;
+      r = steps.next();
+    }
+    return { meta: `${head}:${r.value.meta}`, tables: r.value.tables };
+  }
 
   apply(e: Entry): unknown {
     if (e.index !== this.lastIndex + 1) {

@@ -147,6 +147,8 @@ export interface SimStats {
   coordStateChecks: number;
   /** Snapshots restored from the coordination machine's multi-part form (v5 task block rows). */
   coordPartRestores: number;
+  /** Checkpoints whose rows were taken over several turns (SimMachine.steppedTakes). */
+  coordSteppedTakes: number;
   coordOrchsCompacted: number;
 }
 
@@ -214,6 +216,7 @@ class Simulation {
   private readonly workload: CoordWorkload | null;
   /** SimMachine.partRestores when this run began (the count is per process). */
   private readonly partRestoresBefore = SimMachine.partRestores;
+  private readonly steppedTakesBefore = SimMachine.steppedTakes;
   private readonly params: {
     compactionThreshold: number;
     raft: Partial<Omit<RaftConfig, 'id' | 'seed'>>;
@@ -275,6 +278,7 @@ class Simulation {
     coordRuns: 0,
     coordStateChecks: 0,
     coordPartRestores: 0,
+    coordSteppedTakes: 0,
     coordOrchsCompacted: 0,
   };
 
@@ -355,6 +359,9 @@ class Simulation {
       compactionThreshold: this.params.compactionThreshold,
       inlineLightSyncs: this.inlineSyncs,
       commitNoticeDelayMs: this.noticeDelayMs,
+      // Coordination runs take checkpoint rows in steps (SimMachine): a few ms apart, so
+      // messages, installs and crashes land between them, as on a loaded member.
+      checkpointStepDelayMs: this.workload !== null ? 3 : 0,
       requestTimeoutMs: 5000,
     });
     this.randomFaults();
@@ -410,6 +417,7 @@ class Simulation {
       this.stats.coordRuns = 1;
       this.stats.coordStateChecks = this.checker.stateChecks;
       this.stats.coordPartRestores = SimMachine.partRestores - this.partRestoresBefore;
+      this.stats.coordSteppedTakes = SimMachine.steppedTakes - this.steppedTakesBefore;
       for (const id of this.cluster.hosts.keys()) {
         const coord = (this.cluster.machine(id) as SimMachine | undefined)?.coord;
         let n = 0;
