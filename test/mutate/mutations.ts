@@ -467,7 +467,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'checkpoint-partial-compaction-not-resumed',
     file: 'src/machine/task-table.ts',
-    edits: one('t.byOrch.set(o.id, cur);\n      if (o.finished_at !== null) t.retentionQueue.push(o);', 't.byOrch.set(o.id, cur);\n      if (o.finished_at !== null && !o.compacted) t.retentionQueue.push(o);'),
+    edits: one('t.byOrch.set(o.id, cur);\n        if (o.finished_at !== null) t.retentionQueue.push(o);', 't.byOrch.set(o.id, cur);\n        if (o.finished_at !== null && !o.compacted) t.retentionQueue.push(o);'),
     breaks: 'a member restarted from rows taken mid-way through a multi-entry compaction goes on compacting as the others do',
     tests: ['test/machine/checkpoint-compaction.test.ts'],
   },
