@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import { UserError } from './errors.js';
 
 /**
- * V8 flags a cluster member process sets before loading the member. A lower interrupt budget
+ * V8 flags a cluster member process sets once its member has started. A lower interrupt budget
  * makes V8 optimize hot functions after about an eighth of the bytecode it executes by
  * default (67,584 bytes in Node 20), so a member reaches its steady-state CPU per write sooner
  * after a start. Measured (test/bench/ab-write.ts, one build with and without, 5 members each,
@@ -30,9 +30,7 @@ export function memberV8Flags(env: NodeJS.ProcessEnv = process.env): string[] {
   return flags;
 }
 
-/** Sets the member's V8 flags (see MEMBER_V8_FLAGS); returns what it set. */
-export function applyMemberV8Flags(env: NodeJS.ProcessEnv = process.env): string[] {
-  const flags = memberV8Flags(env);
+/** Sets the member's V8 flags (memberV8Flags' result). */
+export function applyMemberV8Flags(flags: readonly string[]): void {
   for (const f of flags) v8.setFlagsFromString(f);
-  return flags;
 }
