@@ -88,3 +88,13 @@ export class DirtyRows<K = string> {
     this.last = undefined;
   }
 }
+
+/** Runs a table's takeChangeRows() to the end: its rows in one TableChanges. */
+export function collectChanges(g: Generator<CheckpointRow, Omit<TableChanges, 'put'>>): TableChanges {
+  const put: CheckpointRow[] = [];
+  for (;;) {
+    const r = g.next();
+    if (r.done) return { ...r.value, put };
+    put.push(r.value);
+  }
+}

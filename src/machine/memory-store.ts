@@ -1,6 +1,6 @@
 import { LocalStateDamage } from '../util/local-damage.js';
 import type { CheckpointRow, StoredRows, TableChanges } from '../storage/types.js';
-import { DirtyRows } from './dirty-rows.js';
+import { collectChanges, DirtyRows } from './dirty-rows.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, type MemoryRecord, type Op } from './types.js';
 
 type PutOp = Extract<Op, { t: 'mem.put' }>;
@@ -393,13 +393,7 @@ export class MemoryStore {
 
   /** Rows changed since the last call (all of them after a restore from a snapshot). */
   takeChanges(): TableChanges {
-    const put: CheckpointRow[] = [];
-    const g = this.takeChangeRows();
-    for (;;) {
-      const r = g.next();
-      if (r.done) return { ...r.value, put };
-      put.push(r.value);
-    }
+    return collectChanges(this.takeChangeRows());
   }
 
   /**

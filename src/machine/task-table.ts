@@ -13,7 +13,7 @@ import {
 } from './types.js';
 import { ABSENT, BinWriter, blockShift, Interner, OrchTasks, STATUS_CODE, TASKS_PER_BLOCK } from './task-columns.js';
 import type { CheckpointRow, TableChanges } from '../storage/types.js';
-import { DirtyRows } from './dirty-rows.js';
+import { collectChanges, DirtyRows } from './dirty-rows.js';
 
 type CreateOp = Extract<Op, { t: 'orch.create' }>;
 type AssignOp = Extract<Op, { t: 'task.assign' }>;
@@ -560,13 +560,7 @@ export class TaskTable {
    * (OrchTasks.blockRow) with the columns' bytes as the row's binary part.
    */
   takeChanges(): TableChanges {
-    const put: CheckpointRow[] = [];
-    const g = this.takeChangeRows();
-    for (;;) {
-      const r = g.next();
-      if (r.done) return { ...r.value, put };
-      put.push(r.value);
-    }
+    return collectChanges(this.takeChangeRows());
   }
 
   /**
