@@ -29,6 +29,22 @@ describe('simulator regressions', () => {
     expect(r.violations).toEqual([]);
   });
 
+  // The same shape with checkpoint rows taken over several turns (applies held): a snapshot
+  // past the rows' index reached the core between two steps (stored, not applied); storing
+  // the rows then compacted to an index the log no longer had, and the host threw.
+  it('seed 5763: a stepped checkpoint is dropped when a snapshot past its index arrives', async () => {
+    const r = await runSeed(5763, {});
+    expect(r.violations).toEqual([]);
+  });
+
+  // A state with no rows at all (no tasks, memory or sessions) whose metadata passed the
+  // simulator's few-hundred-character parts was written as a one-element v5 array, which
+  // every reader takes for a v3 string and refuses for its version. It is v3 now.
+  it('seed 8818: a state without rows is never a one-part v5 snapshot', async () => {
+    const r = await runSeed(8818, {});
+    expect(r.violations).toEqual([]);
+  });
+
   // Found once leaders held commit notices (NodeHost commitNoticeDelayMs): the notice of the
   // change making n4 a voter was lost and its leader isolated; n4 held the longest log but not
   // the commit, so it neither campaigned nor let n1 win. Candidates now carry their commit

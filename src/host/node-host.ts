@@ -1564,8 +1564,10 @@ export class NodeHost {
     const step = (): void => {
       // stop() dropped it already (and a later start() may have begun another).
       if (!this.running || this.starts !== life || this.takingCheckpoint !== steps) return void release();
-      // An install replaced the state these rows were of: taking more would mix two states.
-      if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at) {
+      // An install replaced the state these rows were of: taking more would mix two states. A
+      // snapshot past `at` the core already took (stored, not yet applied: applies are held)
+      // drops them too: the log no longer has `at` to compact to (simulator seed 5763).
+      if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at || this.raft.log.snapshotIndex > at) {
         drop();
         this.process();
         return;

@@ -707,6 +707,9 @@ export class CoordinationMachine implements StateMachine {
     // fits in one part. Its task records take ~300 characters each where the rows above take
     // ~24, so it is built only when it may fit: the rest as written above plus the least the
     // records take is at most a part (a million tasks never make a 380 M-character string).
+    // No rows at all: v3 is the only form (a one-element array would be read as v3 and
+    // refused for its version; simulator seed 8818, with parts of a few hundred characters).
+    if (p.parts.length === 0) return this.snapshot();
     const rest = p.written - (p.writtenOf.get('taskrows') ?? 0);
     if (rest + meta.length + this.tasks.recordCount * MIN_V3_TASK_CHARS <= maxPartChars) {
       const one = this.snapshot();
