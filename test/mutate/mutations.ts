@@ -374,9 +374,16 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'host-checkpoint-take-survives-install',
     file: 'src/host/node-host.ts',
-    edits: one('if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at) {', 'if (false as boolean) {'),
+    edits: one('if (this.snapshotsInstalled !== installs || this.raft.log.applied !== at || this.raft.log.snapshotIndex > at) {', 'if (false as boolean) {'),
     breaks: 'a checkpoint whose rows are taken over several turns is dropped when a snapshot is installed between its steps (rows of two states never mix)',
     tests: ['test/host/checkpoint-steps.test.ts'],
+  },
+  {
+    id: 'host-checkpoint-take-survives-stored-snapshot',
+    file: 'src/host/node-host.ts',
+    edits: one(' || this.raft.log.snapshotIndex > at) {', ') {'),
+    breaks: 'a stepped checkpoint take is dropped when a snapshot past its index reached the core between steps, stored but not applied yet (simulator seed 5763)',
+    tests: ['test/sim-regressions.test.ts'],
   },
   {
     id: 'host-checkpoint-steps-run-at-once',
