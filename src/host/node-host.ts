@@ -1527,7 +1527,9 @@ export class NodeHost {
     const machine = this.opts.machine;
     const t0 = performance.now();
     if (!machine.checkpointSteps) {
-      this.storeCheckpoint(machine.takeCheckpoint!(), json, { turns: 1, ms: performance.now() - t0, maxStepMs: performance.now() - t0 });
+      const rows = machine.takeCheckpoint!();
+      const ms = performance.now() - t0;
+      this.storeCheckpoint(rows, json, { turns: 1, ms, maxStepMs: ms });
       return true;
     }
     const steps = machine.checkpointSteps();
