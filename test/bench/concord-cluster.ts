@@ -83,6 +83,8 @@ export class ConcordCluster {
     return typeof h === 'number' ? h : 50;
   }
   private config: Record<string, unknown> | null = null;
+  /** Variables removed from the members' environment (see start). */
+  droppedEnv: string[] = [];
   /** Client connections for the load: clients[0] is `client`. */
   private readonly clients: ClusterClient[];
   private readonly perClient = DEFAULT_LIMITS.maxClientInflight;
@@ -116,7 +118,14 @@ export class ConcordCluster {
     const addr = (i: number): string => `127.0.0.1:${ports[i]}`;
     const peers = ids.map((id, i) => `${id}=${addr(i)}`).join(',');
     // The start-up marks (a handful of lines per start) time each restart's phases.
-    const env = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn', CONCORD_STARTUP_TRACE: '1', ...extraEnv };
+    const env: NodeJS.ProcessEnv = { ...process.env, CONCORD_LOG_LEVEL: process.env.CONCORD_LOG_LEVEL ?? 'warn', CONCORD_STARTUP_TRACE: '1', ...extraEnv };
+    // Node 20 builds its whole root certificate store at start-up when NODE_EXTRA_CA_CERTS is
+    // set (this VM sets it for its package proxy): 60 ms more per start, measured (37 against
+    // 98 ms for `node -e 0`). A member makes no outbound TLS to public hosts, and a deployment
+    // does not inherit a build machine's proxy settings: the members start without it, unless
+    // CONCORD_BENCH_KEEP_EXTRA_CA=1 (see settings().member_env).
+    const dropped = process.env.CONCORD_BENCH_KEEP_EXTRA_CA !== '1' && env.NODE_EXTRA_CA_CERTS !== undefined && !('NODE_EXTRA_CA_CERTS' in extraEnv);
+    if (dropped) delete env.NODE_EXTRA_CA_CERTS;
     const members: ConcordMember[] = ids.map((id, i) => {
       const dataDir = path.join(dir, id);
       fs.mkdirSync(dataDir, { recursive: true });
@@ -125,6 +134,7 @@ export class ConcordCluster {
     });
     const client = new ClusterClient({ members: members.map((m) => m.addr).join(','), secret, name: 'bench', timeoutMs: 10_000 });
     const c = new ConcordCluster(members, dir, secret, client);
+    c.droppedEnv = dropped ? ['NODE_EXTRA_CA_CERTS'] : [];
     try {
       const t0 = performance.now();
       for (const m of members) m.proc.start();
@@ -319,6 +329,7 @@ export class ConcordCluster {
       election_timeout_ms: cfg ? [cfg.election_timeout_min, cfg.election_timeout_max] : [150, 300],
       config_from_cluster: cfg !== null,
       durability: 'full (default)',
+      member_env: this.droppedEnv.length > 0 ? `the bench's environment without ${this.droppedEnv.join(', ')} (Node 20 parses its root certificates at every start when it is set: 60 ms on this VM)` : "the bench's environment",
       write_path: "ClusterClient.callTool('memory_store', { key, value }) (finds the leader itself)",
       load_clients: `ceil(inflight / ${this.perClient}) ClusterClients (members accept ${this.perClient} requests in flight per client connection); used up to ${this.maxClients}`,
       failover_writer: {
