@@ -330,6 +330,51 @@ describe('InProcNetwork snapshot streaming (snapshotChunkChars)', () => {
     }
   });
 
+  it('a snapshot delivered whole is not streamed again when the core resends it, until the window ends or either end restarts', () => {
+    const { clock, net, ep, got } = setup(['a', 'b'], { snapshotChunkChars: 64, snapshotWindowParts: 2, defaultDelayMs: { min: 1, max: 1 }, snapshotResendAfterMs: 1_000 });
+    const m = snap('a', 'b', 40, data);
+    ep('a').send(m);
+    clock.runAll();
+    expect(got).toHaveLength(1);
+    const parts = net.snapshotPartsDelivered;
+    // The core's resends while the receiver installs: nothing travels.
+    for (let i = 0; i < 3; i++) {
+      clock.runFor(200);
+      ep('a').send(m);
+      clock.runAll();
+    }
+    expect(got).toHaveLength(1);
+    expect(net.snapshotPartsDelivered).toBe(parts);
+    expect(net.snapshotResendsSkipped).toBe(3);
+    // A different snapshot is streamed at once.
+    ep('a').send(snap('a', 'b', 41, data));
+    clock.runAll();
+    expect(got.map((g) => g.snapshot!.metadata.index)).toEqual([40, 41]);
+    // Past the window, the same one is streamed again (an answer may have been lost).
+    clock.runFor(1_001);
+    ep('a').send(snap('a', 'b', 41, data));
+    clock.runAll();
+    expect(got.map((g) => g.snapshot!.metadata.index)).toEqual([40, 41, 41]);
+    // A restarted receiver lost what it had: streamed again at once.
+    ep('b').close();
+    const b2 = net.endpoint('b');
+    b2.onMessage((g) => got.push(g));
+    ep('a').send(snap('a', 'b', 41, data));
+    clock.runAll();
+    expect(got.map((g) => g.snapshot!.metadata.index)).toEqual([40, 41, 41, 41]);
+    expect(net.snapshotResendsSkipped).toBe(3);
+  });
+
+  it('a delivered snapshot is streamed again on every resend with the window off (0)', () => {
+    const { clock, net, ep, got } = setup(['a', 'b'], { snapshotChunkChars: 64, defaultDelayMs: { min: 1, max: 1 }, snapshotResendAfterMs: 0 });
+    for (let i = 0; i < 3; i++) {
+      ep('a').send(snap('a', 'b', 50, data));
+      clock.runAll();
+    }
+    expect(got).toHaveLength(3);
+    expect(net.snapshotResendsSkipped).toBe(0);
+  });
+
   it('a newer snapshot replaces an unfinished one, which is never delivered', () => {
     const { clock, net, ep, got } = setup(['a', 'b'], { snapshotChunkChars: 64, snapshotWindowParts: 2, defaultDelayMs: { min: 1, max: 1 } });
     ep('a').send(snap('a', 'b', 30, data));

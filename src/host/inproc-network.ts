@@ -47,6 +47,16 @@ export interface InProcNetworkOptions {
   snapshotChunkChars?: number;
   /** Parts unacknowledged at most per link (default 4). */
   snapshotWindowParts?: number;
+  /**
+   * With snapshotChunkChars: a snapshot its receiver accepted whole is not streamed again on
+   * that link for this long when the core resends it (it resends every election timeout until
+   * the follower answers, and installing a large state takes longer than that: each resend
+   * re-encoded the whole state, 30+ MiB more at the peak of a 1,000,000-task install). After
+   * the window, or once either end restarts, a resend streams it again, so an answer lost to
+   * an injected fault costs at most this much catch-up delay. Default 10,000 ms; 0 never
+   * suppresses (the simulator's default, which keeps recorded trajectories).
+   */
+  snapshotResendAfterMs?: number;
 }
 
 export type InProcLinkStats = LinkStats & { dropped: number; duplicated: number };
@@ -159,6 +169,11 @@ export class InProcNetwork {
   /** Snapshot streams by link (from, to): the sender's and the receiver's state. */
   private readonly snapOut = new Map<string, SnapshotSend>();
   private readonly snapIn = new Map<string, SnapshotReceive>();
+  /** Snapshots accepted whole by their receiver, by link: see snapshotResendAfterMs. */
+  private readonly snapDelivered = new Map<string, { index: number; term: number; at: number }>();
+  private readonly resendAfterMs: number;
+  /** Resends of a delivered snapshot not streamed again (see snapshotResendAfterMs). */
+  snapshotResendsSkipped = 0;
 
   constructor(opts: InProcNetworkOptions) {
     this.clock = opts.clock;
@@ -170,6 +185,7 @@ export class InProcNetwork {
     this.noFaults = Object.freeze({ lossRate: 0, duplicateRate: 0, delayMs: this.defaultDelay, reorder: false });
     this.chunkChars = opts.snapshotChunkChars ?? 0;
     this.windowParts = opts.snapshotWindowParts ?? 4;
+    this.resendAfterMs = opts.snapshotResendAfterMs ?? 10_000;
   }
 
   private readonly chunkChars: number;
@@ -304,6 +320,12 @@ export class InProcNetwork {
     counters(this.links, k).messagesOut++;
     counters(this.nodes, msg.from).messagesOut++;
     if (senderClosed) return;
+    const md = msg.snapshot!.metadata;
+    const d = this.snapDelivered.get(k);
+    if (d && d.index === md.index && d.term === md.term && this.clock.now() - d.at < this.resendAfterMs) {
+      this.snapshotResendsSkipped++;
+      return;
+    }
     const cur = this.snapOut.get(k);
     if (cur && !cur.done && cur.sameAs(msg)) {
       cur.update(msg);
@@ -382,6 +404,9 @@ export class InProcNetwork {
         link.dropped++;
         return;
       }
+      if (msg.snapshot && this.resendAfterMs > 0) {
+        this.snapDelivered.set(key(from, to), { index: msg.snapshot.metadata.index, term: msg.snapshot.metadata.term, at: this.clock.now() });
+      }
     } catch (error) {
       this.recordError(error, msg);
     }
@@ -400,7 +425,7 @@ export class InProcNetwork {
   detach(ep: InProcEndpoint): void {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
     // A closed (crashed) endpoint's streams die with its memory, in and out.
-    for (const m of [this.snapOut, this.snapIn]) {
+    for (const m of [this.snapOut, this.snapIn, this.snapDelivered]) {
       for (const [k, v] of m) {
         const [a, b] = JSON.parse(k) as [NodeId, NodeId];
         if (a === ep.id || b === ep.id) {

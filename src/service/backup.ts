@@ -38,7 +38,7 @@ export interface SnapshotSummary extends Record<string, unknown> {
 
 /**
  * Largest part of a backup (CONCORD_SNAPSHOT_PART_CHARS forces smaller). Smaller than a
- * member's 64 Mi: snapshotSteps ends a state that fits in one part with one synchronous
+ * member's 8 Mi: snapshotSteps ends a state that fits in one part with one synchronous
  * snapshot() call, which held the loop 0.5 s for 37 M characters (100,000 tasks).
  */
 export const BACKUP_PART_CHARS = 4 << 20;

@@ -5,6 +5,9 @@
 //   silently off shows as 0).
 //   --snapshot-parts: with the coordination workload, followers are sent multi-part snapshots
 //   (SimOptions.snapshotPartsOnWire; changes those seeds' trajectories).
+//   --resend-after MS: a snapshot delivered whole is not streamed again on its link for MS
+//   (virtual) ms when its leader resends it (SimOptions.snapshotResendAfterMs; changes
+//   trajectories where that happens).
 // npm run sim -- --seed K [--nodes 5] [--steps S] --trace
 //   Replays one seed and prints its event trace.
 //
@@ -28,6 +31,7 @@ interface Args {
   quiet: boolean;
   messages: boolean;
   snapshotParts: boolean;
+  resendAfterMs: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -43,6 +47,7 @@ function parseArgs(argv: string[]): Args {
     quiet: false,
     messages: false,
     snapshotParts: false,
+    resendAfterMs: 0,
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -84,6 +89,9 @@ function parseArgs(argv: string[]): Args {
       case '--snapshot-parts':
         a.snapshotParts = true;
         break;
+      case '--resend-after':
+        a.resendAfterMs = num(++i, f);
+        break;
       case '--worker':
         a.worker = true;
         break;
@@ -117,6 +125,7 @@ interface Summary {
   coordination: { runs: number; state_checks: number; orchestrations_compacted: number; restarts_from_checkpoint: number; part_restores: number; stepped_checkpoint_takes: number };
   /** Restarts (all runs) that rebuilt the machine from checkpoint rows. */
   restarts_from_checkpoint: number;
+  snapshot_resends_skipped: number;
 }
 
 function addCoordination(s: Summary, st: SimResult['stats']): void {
@@ -125,6 +134,7 @@ function addCoordination(s: Summary, st: SimResult['stats']): void {
   s.coordination.orchestrations_compacted += st.coordOrchsCompacted;
   s.coordination.part_restores += st.coordPartRestores ?? 0;
   s.coordination.stepped_checkpoint_takes += st.coordSteppedTakes ?? 0;
+  s.snapshot_resends_skipped += st.snapshotResendsSkipped ?? 0;
   if (st.coordRuns > 0) s.coordination.restarts_from_checkpoint += st.restartsFromCheckpoint;
   s.restarts_from_checkpoint += st.restartsFromCheckpoint;
 }
@@ -146,7 +156,7 @@ function add(s: Summary, r: SimResult): void {
 /** Run a contiguous range of seeds in this process. */
 async function runRange(from: number, count: number, a: Args, onResult: (r: SimResult) => void): Promise<void> {
   for (let seed = from; seed < from + count; seed++) {
-    const opts: { steps: number; nodes?: number; snapshotPartsOnWire: boolean } = { steps: a.steps, snapshotPartsOnWire: a.snapshotParts };
+    const opts: { steps: number; nodes?: number; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number } = { steps: a.steps, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     onResult(await runSeed(seed, opts));
   }
@@ -157,13 +167,13 @@ async function main(): Promise<void> {
   const started = performance.now();
 
   if (a.seed !== undefined) {
-    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean; snapshotPartsOnWire: boolean } = { steps: a.steps, trace: a.trace, messages: a.messages, snapshotPartsOnWire: a.snapshotParts };
+    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number } = { steps: a.steps, trace: a.trace, messages: a.messages, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     const r = await runSeed(a.seed, opts);
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0 };
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0 };
     addCoordination(one, r.stats);
     finish(one, started);
     return;
@@ -177,7 +187,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0 };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0 };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
@@ -230,6 +240,7 @@ function runChild(from: number, count: number, a: Args, onResult: (r: ChildResul
   const args = ['--worker', '--from', String(from), '--seeds', String(count), '--steps', String(a.steps)];
   if (a.nodes !== undefined) args.push('--nodes', String(a.nodes));
   if (a.snapshotParts) args.push('--snapshot-parts');
+  if (a.resendAfterMs > 0) args.push('--resend-after', String(a.resendAfterMs));
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     let buf = '';

@@ -22,6 +22,8 @@ export interface FaultClusterOptions {
   machineFor: (id: NodeId) => StateMachine;
   /** Stream snapshots in parts of this many characters (InProcNetwork.snapshotChunkChars); 0: whole. */
   snapshotChunkChars: number;
+  /** InProcNetwork.snapshotResendAfterMs (default 0 here: every resend streams again). */
+  snapshotResendAfterMs?: number;
   /** Sees every message a member's process hands to its transport. */
   onSend?: (m: Message) => void;
   tickMs: number;
@@ -48,7 +50,7 @@ export class FaultCluster {
   private readonly initialConf: ConfState;
 
   constructor(private readonly opts: FaultClusterOptions) {
-    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: opts.snapshotChunkChars, snapshotWindowParts: 3 });
+    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: opts.snapshotChunkChars, snapshotWindowParts: 3, snapshotResendAfterMs: opts.snapshotResendAfterMs ?? 0 });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
   }

@@ -68,6 +68,12 @@ export interface SimOptions {
    */
   snapshotPartsOnWire?: boolean;
   /**
+   * InProcNetwork.snapshotResendAfterMs: a snapshot delivered whole is not streamed again on
+   * its link for this long. Default 0 (always streamed again), which keeps recorded
+   * trajectories; the CLI's --resend-after sets it.
+   */
+  snapshotResendAfterMs?: number;
+  /**
    * Report leader-gone (a refused dial, Raft.leaderUnreachable) to followers of a crashed
    * leader and, now and then, spuriously (default true). Off replays a trajectory recorded
    * before these reports existed.
@@ -150,6 +156,8 @@ export interface SimStats {
   /** Checkpoints whose rows were taken over several turns (SimMachine.steppedTakes). */
   coordSteppedTakes: number;
   coordOrchsCompacted: number;
+  /** Resends of a delivered snapshot the network did not stream again (snapshotResendAfterMs). */
+  snapshotResendsSkipped: number;
 }
 
 export interface SimResult {
@@ -279,6 +287,7 @@ class Simulation {
     coordStateChecks: 0,
     coordPartRestores: 0,
     coordSteppedTakes: 0,
+    snapshotResendsSkipped: 0,
     coordOrchsCompacted: 0,
   };
 
@@ -332,6 +341,7 @@ class Simulation {
       // states are tens of bytes, so 4 characters a part makes most of them several parts.
       // With the coordination workload a state is a few KB: parts of 256 characters.
       snapshotChunkChars: this.workload ? 256 : 4,
+      snapshotResendAfterMs: opts.snapshotResendAfterMs ?? 0,
       prng: p.fork(),
       clockFor: (id) => {
         if (!this.skewed) return new NodeClock(this.clock);
@@ -413,6 +423,7 @@ class Simulation {
       this.stats.snapshotsTaken += m.snapshotsTaken;
     }
     this.stats.maxIndex = this.checker.committedIndex;
+    this.stats.snapshotResendsSkipped = this.cluster.network.snapshotResendsSkipped;
     if (this.workload) {
       this.stats.coordRuns = 1;
       this.stats.coordStateChecks = this.checker.stateChecks;
