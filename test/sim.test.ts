@@ -22,7 +22,7 @@ const FROM = process.env.CONCORD_SIM_FROM ? Number(process.env.CONCORD_SIM_FROM)
 const PLANT_NO_SYNC = { from: 1000, count: 80 };
 const PLANT_AMNESIA_SEEDS = 12;
 
-async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number; coordWorkload?: boolean; snapshotPartsOnWire?: boolean } = {}) {
+async function runRange(from: number, count: number, steps: number, extra: { plant?: PlantedBugs; nodes?: number; coordWorkload?: boolean; snapshotPartsOnWire?: boolean; snapshotResendAfterMs?: number } = {}) {
   const failures: Array<{ seed: number; first: string }> = [];
   const faults: FaultCounts = zeroFaults();
   const totals: Record<string, number> = {};
@@ -164,6 +164,13 @@ describe('the simulator catches planted bugs', () => {
     expect(r.totals.coordPartRestores).toBeGreaterThan(100);
     // Checkpoint rows taken over several turns, applies held (512-character slices), stayed green.
     expect(r.totals.coordSteppedTakes).toBeGreaterThan(10);
+  });
+
+  it('snapshots delivered whole and not streamed again on a resend (2 s window): no violation, and the window was used', { timeout: 300_000 }, async () => {
+    const r = await runRange(20_001, 100, 300, { snapshotResendAfterMs: 2_000 });
+    expect(r.failures).toEqual([]);
+    // (seeds 20,001-20,100: 39)
+    expect(r.totals.snapshotResendsSkipped).toBeGreaterThan(10);
   });
 
   it('a replica whose restart from checkpoint rows loses one memory record (coordination workload)', { timeout: 300_000 }, async () => {

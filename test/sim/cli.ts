@@ -274,7 +274,7 @@ function finish(s: Summary, started: number): void {
     process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
   }
   const elapsed = Math.round((performance.now() - started) / 10) / 100;
-  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination, restarts_from_checkpoint: s.restarts_from_checkpoint })}\n`);
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination, restarts_from_checkpoint: s.restarts_from_checkpoint, snapshot_resends_skipped: s.snapshot_resends_skipped })}\n`);
   process.exitCode = s.violations > 0 ? 1 : 0;
 }
 
