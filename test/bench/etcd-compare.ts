@@ -50,7 +50,7 @@ import { performance } from 'node:perf_hooks';
 import { Prng } from '../../src/util/prng.js';
 import type { ConcordCluster } from './concord-cluster.js';
 import { EtcdCluster, ensureEtcd, killAllChildrenSync, type EtcdMember } from './etcd-cluster.js';
-import { closedLoop, KEY_BYTES, KvGen, type KvTarget, type LoopResult, type RetryOptions, steadyWriter, VALUE_BYTES, writeUntilSuccess } from './loadgen.js';
+import { closedLoop, KEY_BYTES, KvGen, type KvTarget, type LoopResult, mergeLoops, type RetryOptions, steadyWriter, VALUE_BYTES, writeUntilSuccess } from './loadgen.js';
 import { median, parseNumber, percentile, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
 import { analyzeBreakdown, type Breakdown, type ClientWrite } from './write-breakdown.js';
@@ -72,6 +72,7 @@ interface Options {
   gateway: boolean;
   seconds: number;
   warmup: number;
+  interleave: boolean;
   inflight: number[];
   trials: number;
   restartTrials: number;
@@ -110,6 +111,11 @@ function parseOptions(args: BenchArgs): Options {
     gateway: (args.gateway ?? 'true') !== 'false',
     seconds: parseNumber(args, 'seconds', 5, (n) => n > 0, 'a number of seconds > 0'),
     warmup: parseNumber(args, 'warmup', 1, (n) => n >= 0, 'a number of seconds >= 0'),
+    interleave: (() => {
+      const v = args.interleave ?? 'true';
+      if (v !== 'true' && v !== 'false') throw new Error(`--interleave ${v}: accepted: true or false`);
+      return v === 'true';
+    })(),
     inflight,
     trials: parseNumber(args, 'trials', 5, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
     restartTrials: parseNumber(args, 'restart-trials', 5, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
@@ -553,25 +559,45 @@ async function runSize(n: number, o: Options, cleanup: Cleanup, prng: Prng, etcd
       }
     }
 
-    // Closed loops, alternating which system (and path) goes first at each level.
+    // Closed loops, alternating which system (and path) goes first at each level. With
+    // --interleave (default) each system's measured seconds are 1-s slices taken in turn with
+    // the other's (A B B A A B ...), so a few seconds of a slower disk or a busier machine fall
+    // on both alike; otherwise one block of --seconds per system.
     const runs = systems.flatMap((s) => s.paths().map((p) => ({ s, p })));
     for (let li = 0; li < o.inflight.length; li++) {
       const k = o.inflight[li] as number;
-      for (const { s, p } of li % 2 === 0 ? runs : [...runs].reverse()) {
-        await s.waitReady(60_000);
-        const targets = await s.loadTargets(p, k);
-        // At 1 in flight the leader's fsyncs are most of a write: their mean during the loop.
-        const leader = k === 1 ? await s.leader() : null;
-        const before = leader ? await s.fsyncs(leader).catch(() => null) : null;
-        const r: LoopResult & { leader_fsync?: unknown } = await closedLoop(targets, gens.get(s.name) as KvGen, k, o.seconds, o.warmup);
-        const after = leader && before ? await s.fsyncs(leader).catch(() => null) : null;
-        if (before && after && after.count > before.count) {
-          const n1 = after.count - before.count;
-          r.leader_fsync = { fsyncs: n1, mean_ms: round((after.sumMs - before.sumMs) / n1, 3), per_write: round(n1 / Math.max(1, r.writes), 2) };
+      const slices = o.interleave ? Math.max(1, Math.round(o.seconds)) : 1;
+      const sliceS = o.seconds / slices;
+      const acc = new Map<typeof runs[number], { targets: (worker: number) => KvTarget; leader: string | null; before: { count: number; sumMs: number } | null; parts: LoopResult[]; lat: number[] }>();
+      for (let si = 0; si < slices; si++) {
+        for (const run of (li + si) % 2 === 0 ? runs : [...runs].reverse()) {
+          const { s, p } = run;
+          await s.waitReady(60_000);
+          let a = acc.get(run);
+          if (!a) {
+            const targets = await s.loadTargets(p, k);
+            // At 1 in flight the leader's fsyncs are most of a write: their mean during the loop.
+            const leader = k === 1 ? await s.leader() : null;
+            a = { targets, leader, before: leader ? await s.fsyncs(leader).catch(() => null) : null, parts: [], lat: [] };
+            acc.set(run, a);
+          }
+          // The full warm-up before a system's first slice; later ones only restart the loop.
+          a.parts.push(await closedLoop(a.targets, gens.get(s.name) as KvGen, k, sliceS, si === 0 ? o.warmup : Math.min(o.warmup, 0.25), a.lat));
+        }
+      }
+      for (const run of li % 2 === 0 ? runs : [...runs].reverse()) {
+        const { s, p } = run;
+        const a = acc.get(run)!;
+        const r: LoopResult & { leader_fsync?: unknown; slices?: number } = mergeLoops(a.parts, a.lat, o.seconds);
+        r.slices = slices;
+        const after = a.leader && a.before ? await s.fsyncs(a.leader).catch(() => null) : null;
+        if (a.before && after && after.count > a.before.count) {
+          const n1 = after.count - a.before.count;
+          r.leader_fsync = { fsyncs: n1, mean_ms: round((after.sumMs - a.before.sumMs) / n1, 3), per_write: round(n1 / Math.max(1, r.writes), 2) };
         }
         const key = s.name === 'etcd' ? `${p}_inflight_${k}` : `inflight_${k}`;
         (results.get(s.name) as Record<string, unknown>)[key] = r;
-        log(`${s.name}/${n}${s.name === 'etcd' ? ` ${p}` : ''} inflight=${k}: ${r.per_s} writes/s (median of ${r.per_s_windows.length} 1-s windows), p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}${r.first_error ? ` (first: ${r.first_error})` : ''}${r.leader_fsync ? `, leader fsyncs ${JSON.stringify(r.leader_fsync)}` : ''}`);
+        log(`${s.name}/${n}${s.name === 'etcd' ? ` ${p}` : ''} inflight=${k}: ${r.per_s} writes/s (median of ${r.per_s_windows.length} 1-s windows${slices > 1 ? `, in ${slices} slices alternating with the other system` : ''}), p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}${r.first_error ? ` (first: ${r.first_error})` : ''}${r.leader_fsync ? `, leader fsyncs ${JSON.stringify(r.leader_fsync)}` : ''}`);
       }
     }
 
@@ -682,6 +708,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
         inflight: o.inflight,
         seconds: o.seconds,
         warmup_seconds: o.warmup,
+        interleave: o.interleave ? 'each system measured in 1-s slices alternating with the other (A B B A ...); full warm-up before its first slice, up to 0.25 s before each later one' : 'one block of --seconds per system',
         trials: o.trials,
         failover_fault: o.fault === 'kill' ? 'kill -9 (the port refuses connections at once)' : 'SIGSTOP (connections stay open), then kill -9 after the trial',
         restart_trials: o.restartTrials,
@@ -715,6 +742,7 @@ export const bench: BenchModule = {
     gateway: { description: "also measure etcd's JSON gateway (true | false)", default: 'true' },
     seconds: { description: 'measured seconds per in-flight level', default: '5' },
     warmup: { description: 'warm-up seconds before each measured window', default: '1' },
+    interleave: { description: 'true: measure each level in 1-s slices alternating between the systems; false: one block of --seconds each', default: 'true' },
     inflight: { description: 'comma list of closed-loop concurrency levels (empty: none)', default: '1,64,256' },
     trials: { description: 'leader kill -9 failover trials per system and size (0 skips)', default: '5' },
     fault: { description: 'how failover trials take the leader down: kill (kill -9: its port refuses connections at once) | freeze (SIGSTOP: its connections stay open, as when a machine hangs; killed after the trial)', default: 'kill' },

@@ -71,6 +71,8 @@ export async function closedLoop(
   inflight: number,
   seconds: number,
   warmupS: number,
+  /** Receives every measured write's latency (ms), to merge loops run in slices. */
+  sink?: number[],
 ): Promise<LoopResult> {
   const start = performance.now();
   const mStart = start + warmupS * 1000;
@@ -100,7 +102,10 @@ export async function closedLoop(
         writes++;
         const w = Math.floor((t1 - mStart) / 1000);
         if (w < windows.length) windows[w] = (windows[w] as number) + 1;
-        if (t0 >= mStart) latencies.push(t1 - t0);
+        if (t0 >= mStart) {
+          latencies.push(t1 - t0);
+          sink?.push(t1 - t0);
+        }
       }
     }
   };
@@ -247,5 +252,27 @@ export function steadyWriter(target: KvTarget, gen: KvGen, everyMs: number, time
       await loop;
       return { writes, errors };
     },
+  };
+}
+
+/**
+ * Loops of one level run in slices (see etcd-compare --interleave) merged into one result:
+ * each slice's full one-second windows, the writes and errors summed, the latencies pooled.
+ */
+export function mergeLoops(parts: readonly LoopResult[], latencies: number[], seconds: number): LoopResult {
+  const windows = parts.flatMap((r) => r.per_s_windows);
+  const sorted = [...windows].sort((a, b) => a - b);
+  const writes = parts.reduce((n, r) => n + r.writes, 0);
+  return {
+    inflight: parts[0]?.inflight ?? 0,
+    per_s: round(percentile(sorted, 50), 1),
+    mean_per_s: round(writes / seconds, 1),
+    per_s_windows: windows,
+    p50_ms: round(percentile(latencies, 50)),
+    p99_ms: round(percentile(latencies, 99)),
+    max_ms: round(percentile(latencies, 100)),
+    writes,
+    errors: parts.reduce((n, r) => n + r.errors, 0),
+    first_error: parts.find((r) => r.first_error !== null)?.first_error ?? null,
   };
 }
