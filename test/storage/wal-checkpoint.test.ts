@@ -48,4 +48,41 @@ describe.runIf(ASYNC_FSYNC_PLATFORM)('WAL checkpoints off the event loop', () =>
       s.close();
     }
   }, 60_000);
+
+  it('an inline-checkpoint member hands its checkpoints to the worker while it writes a snapshot in steps, and takes them back after', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'member.db');
+    const s = SqliteStorage.open(file, { durability: 'full', fsync: 'threadpool' });
+    const autoCheckpoint = (): number => (s as unknown as { db: { pragma(p: string, o: { simple: true }): number } }).db.pragma('wal_autocheckpoint', { simple: true });
+    try {
+      expect(autoCheckpoint()).toBe(1000);
+      // Six parts of 2 Mi characters arriving: a piece per step, 12 Mi characters in all.
+      const queued: Array<() => void> = [];
+      const parts: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        parts.push(`${i}:`.padEnd(2 << 20, String.fromCharCode(97 + i)));
+        s.stageSnapshotPart(parts, i, (fn) => queued.push(fn));
+      }
+      while (queued.length > 0) {
+        queued.shift()!();
+        // No automatic checkpoint inside a step: SQLite's would copy and fsync on this thread.
+        expect(autoCheckpoint()).toBe(0);
+      }
+      const t0 = Date.now();
+      while (s.checkpointCounts().worker < 1) {
+        if (Date.now() - t0 > 20_000) throw new Error(`worker checkpoints: ${JSON.stringify(s.checkpointCounts())}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // The install commits the staged parts; the save after it has SQLite checkpoint again.
+      s.save({ snapshot: { metadata: { index: 10, term: 1, confState: CONF }, data: parts }, entries: [], hardState: { term: 1, vote: 'a', commit: 10 } });
+      s.save({ snapshot: null, entries: [{ index: 11, term: 1, type: 'normal', data: 'after' }], hardState: { term: 1, vote: 'a', commit: 11 } });
+      expect(autoCheckpoint()).toBe(1000);
+      const back = s.load(CONF);
+      expect(back.snapshot?.index).toBe(10);
+      expect(back.snapshotData).toEqual(parts);
+    } finally {
+      s.close();
+    }
+  }, 60_000);
 });
