@@ -112,11 +112,13 @@ export async function closedLoop(
   await Promise.all(Array.from({ length: inflight }, (_, w) => worker(w)));
   // Full one-second windows only; a trailing partial window would understate the rate.
   const full = windows.slice(0, Math.floor(seconds));
-  const perWindow = full.length > 0 ? full : [writes / seconds];
-  const sorted = [...perWindow].sort((a, b) => a - b);
+  return loopResult(inflight, full.length > 0 ? full : [writes / seconds], latencies, writes, seconds, errors, firstError);
+}
+
+function loopResult(inflight: number, perWindow: number[], latencies: readonly number[], writes: number, seconds: number, errors: number, firstError: string | null): LoopResult {
   return {
     inflight,
-    per_s: round(percentile(sorted, 50), 1),
+    per_s: round(percentile(perWindow, 50), 1),
     mean_per_s: round(writes / seconds, 1),
     per_s_windows: perWindow,
     p50_ms: round(percentile(latencies, 50)),
@@ -259,20 +261,9 @@ export function steadyWriter(target: KvTarget, gen: KvGen, everyMs: number, time
  * Loops of one level run in slices (see etcd-compare --interleave) merged into one result:
  * each slice's full one-second windows, the writes and errors summed, the latencies pooled.
  */
-export function mergeLoops(parts: readonly LoopResult[], latencies: number[], seconds: number): LoopResult {
-  const windows = parts.flatMap((r) => r.per_s_windows);
-  const sorted = [...windows].sort((a, b) => a - b);
+export function mergeLoops(parts: readonly LoopResult[], latencies: readonly number[], seconds: number): LoopResult {
   const writes = parts.reduce((n, r) => n + r.writes, 0);
-  return {
-    inflight: parts[0]?.inflight ?? 0,
-    per_s: round(percentile(sorted, 50), 1),
-    mean_per_s: round(writes / seconds, 1),
-    per_s_windows: windows,
-    p50_ms: round(percentile(latencies, 50)),
-    p99_ms: round(percentile(latencies, 99)),
-    max_ms: round(percentile(latencies, 100)),
-    writes,
-    errors: parts.reduce((n, r) => n + r.errors, 0),
-    first_error: parts.find((r) => r.first_error !== null)?.first_error ?? null,
-  };
+  const errors = parts.reduce((n, r) => n + r.errors, 0);
+  const firstError = parts.find((r) => r.first_error !== null)?.first_error ?? null;
+  return loopResult(parts[0]?.inflight ?? 0, parts.flatMap((r) => r.per_s_windows), latencies, writes, seconds, errors, firstError);
 }
