@@ -520,4 +520,18 @@ export const MUTATIONS: Mutation[] = [
     breaks: "--join under a bound member's id on another data directory is refused before it runs (one id, one directory's state)",
     tests: ['test/cluster/rejoin-checks.test.ts'],
   },
+  {
+    id: 'inproc-delivered-snapshot-streamed-again',
+    file: 'src/host/inproc-network.ts',
+    edits: one('if (d && d.index === md.index && d.term === md.term && this.clock.now() - d.at < this.resendAfterMs) {', 'if (false) {'),
+    breaks: "the in-process network does not stream again a snapshot its receiver accepted whole when the core resends it within the window (the 1,000,000-task install's second transfer)",
+    tests: ['test/inproc-network.test.ts'],
+  },
+  {
+    id: 'storage-steps-checkpoint-inline',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('if (this.walSync && !this.workerCheckpoints && !this.stepCheckpointsOffLoop) {', 'if (false) {'),
+    breaks: "SQLite's automatic WAL checkpoint (a copy and an fsync) does not run inside a staging step on the event loop: the worker thread checkpoints while steps go on",
+    tests: ['test/storage/wal-checkpoint.test.ts'],
+  },
 ];
