@@ -18,7 +18,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
-import { LocalStateDamage } from '../util/local-damage.js';
+import { asLocalDamage, type LocalStateDamage } from '../util/local-damage.js';
 import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
@@ -1289,8 +1289,9 @@ export class NodeHost {
       } catch (err) {
         // A snapshot for a follower read a damaged stored record: thrown on, it would end
         // the process (every member of an embedded swarm), from a timer or an I/O callback.
-        if (!(err instanceof LocalStateDamage)) throw err;
-        this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, err);
+        const local = asLocalDamage(err);
+        if (!local) throw err;
+        this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, local);
       }
     }
   }
@@ -1307,8 +1308,9 @@ export class NodeHost {
     try {
       result = this.opts.machine.apply(e);
     } catch (err) {
-      if (err instanceof LocalStateDamage) {
-        this.failStop(`before applying log index ${e.index}`, err);
+      const local = asLocalDamage(err);
+      if (local) {
+        this.failStop(`before applying log index ${e.index}`, local);
         return false;
       }
       // The machine is deterministic, so every replica fails the same way; report, not crash.
@@ -1501,10 +1503,11 @@ export class NodeHost {
       } catch (err) {
         // A later slice read a damaged stored record: as for the first slice (handleReady),
         // stop this member rather than let a timer callback end the whole process.
-        if (!(err instanceof LocalStateDamage)) throw err;
+        const local = asLocalDamage(err);
+        if (!local) throw err;
         this.serializing = null;
         release();
-        this.failStop(`while serializing a snapshot at log index ${at}`, err);
+        this.failStop(`while serializing a snapshot at log index ${at}`, local);
         return;
       }
       if (!r.done) return void this.opts.clock.setTimeout(step, 0);
@@ -1582,8 +1585,9 @@ export class NodeHost {
         // A stored record read for the rows is damaged (as in handleReady): stop this member
         // rather than let a timer callback end the whole process.
         drop();
-        if (!(err instanceof LocalStateDamage)) throw err;
-        this.failStop(`while taking a checkpoint at log index ${at}`, err);
+        const local = asLocalDamage(err);
+        if (!local) throw err;
+        this.failStop(`while taking a checkpoint at log index ${at}`, local);
         return;
       }
       const ms = performance.now() - t0;

@@ -10,3 +10,19 @@ export class LocalStateDamage extends Error {
     this.name = 'LocalStateDamage';
   }
 }
+
+/**
+ * SQLite's codes for a file that does not read back as it was written (a damaged page, a
+ * file that is not a database, an I/O error): a fault of this replica's disk, never of the
+ * entry. Thrown from an apply it was recorded as the entry's error on this replica alone,
+ * whose state then differed from the others' (test/host/stored-damage.test.ts).
+ */
+const LOCAL_SQLITE_CODES = /^SQLITE_(CORRUPT|NOTADB|IOERR)/;
+
+/** `err` as a LocalStateDamage when it is one or a local storage fault (see above), else null. */
+export function asLocalDamage(err: unknown): LocalStateDamage | null {
+  if (err instanceof LocalStateDamage) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && LOCAL_SQLITE_CODES.test(code)) return new LocalStateDamage(`${(err as Error).message} (${code})`);
+  return null;
+}

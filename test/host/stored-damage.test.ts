@@ -48,6 +48,22 @@ function damageRow(file: string, key: string): number {
   return row!.ord;
 }
 
+/** Overwrite with garbage the b-tree leaf page that holds `key`'s stored row (disk damage SQLite finds when it reads the page). */
+function damagePageOf(file: string, key: string): void {
+  const db = new Database(file);
+  const row = db.prepare(`SELECT ord FROM machine_memory WHERE json LIKE ?`).get(`{"key":"${key}","%`) as { ord: number } | undefined;
+  expect(row).toBeDefined();
+  const leaves = db.prepare(`SELECT pageno, path FROM dbstat WHERE name = 'machine_memory' AND pagetype = 'leaf' ORDER BY path`).all() as Array<{ pageno: number }>;
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  // The leaf whose rowid range holds the row: the first leaf for a key written early.
+  expect(leaves.length).toBeGreaterThan(1);
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(pageSize, 0x5a), 0, pageSize, (leaves[0]!.pageno - 1) * pageSize);
+  fs.closeSync(fd);
+}
+
 /** The victim leads and serializes a snapshot for a lagging member from its damaged records. */
 async function damagedSnapshotSource(): Promise<void> {
   const c = setup();
@@ -144,6 +160,39 @@ describe('a damaged stored record found while applying', () => {
     await c.run(300);
     expect(again.isRunning).toBe(false);
     expect(again.fault).toContain(`(checkpoint row ${ord}) is damaged`);
+    c.cluster.close();
+  });
+
+  it('a page of the stored rows damaged on disk (SQLite reports SQLITE_CORRUPT when an apply reads it): the member fail-stops, never records the entry as failed', async () => {
+    const c = setup();
+    c.cluster.startAll();
+    await c.run(1000);
+    await c.write(0, 300);
+    await c.run(200);
+    const leader = c.cluster.leader()!;
+    const victim = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+    const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== victim)!;
+    c.cluster.crash(victim);
+    c.files.get(victim)!.close();
+    damagePageOf(c.fileOf(victim), 'k5');
+    c.open(victim);
+    const host = c.cluster.start(victim);
+    await c.run(300);
+    expect(host.isRunning).toBe(true);
+    const [result] = await c.propose([putOp('k5', 'new value')]);
+    expect(result).toMatchObject({ ok: true, value: { version: 2 } });
+    await c.run(300);
+    // Recording the entry as failed on this replica alone would leave its state unlike the others..
+    expect(host.isRunning).toBe(false);
+    expect(host.fault).toContain(c.fileOf(victim));
+    expect(host.fault).toMatch(/malformed|corrupt/i);
+    expect(host.core.log.applied).toBeLessThan(c.machines.get(leader.id)!.appliedIndex);
+    await c.write(300, 20);
+    await c.run(200);
+    const lm = c.machines.get(leader.id)!;
+    const om = c.machines.get(other)!;
+    expect(om.appliedIndex).toBe(lm.appliedIndex);
+    expect(om.stateHash()).toBe(lm.stateHash());
     c.cluster.close();
   });
 

@@ -534,4 +534,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: "SQLite's automatic WAL checkpoint (a copy and an fsync) does not run inside a staging step on the event loop: the worker thread checkpoints while steps go on",
     tests: ['test/storage/wal-checkpoint.test.ts'],
   },
+  {
+    id: 'sqlite-corrupt-recorded-as-entry-error',
+    file: 'src/util/local-damage.ts',
+    edits: one("const LOCAL_SQLITE_CODES = /^SQLITE_(CORRUPT|NOTADB|IOERR)/;", "const LOCAL_SQLITE_CODES = /^$never/;"),
+    breaks: "a damaged page SQLite reports while an entry is applied fail-stops the member, instead of being recorded as that entry's error on this replica alone (its state then differs from the others')",
+    tests: ['test/host/stored-damage.test.ts'],
+  },
 ];
