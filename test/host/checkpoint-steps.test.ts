@@ -6,6 +6,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/host/local-cluster.js';
+import { TurnBudget } from '../../src/host/turn-budget.js';
 import { CoordinationMachine, type MachineCheckpointRows } from '../../src/machine/coordination-machine.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
 import type { CheckpointRow } from '../../src/storage/types.js';
@@ -40,7 +41,7 @@ const rowChars = (r: CheckpointRow): number => r[1].length + (r[2]?.byteLength ?
  * 60 values of 20,000 characters while one follower was down: that follower, started, installs
  * a snapshot, and its next checkpoint rewrites ~1.2 M characters of rows.
  */
-async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayMs?: number) {
+async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayMs?: number, budgetFor?: (clock: VirtualClock) => TurnBudget) {
   process.env.CONCORD_CHECKPOINT_SLICE_CHARS = String(SLICE);
   const clock = new VirtualClock();
   const storages = new Map<string, MemoryStorage>();
@@ -88,6 +89,7 @@ async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayM
     // Writes wait for applies a stepped take holds (steps far apart in the third test).
     requestTimeoutMs: 60_000,
     checkpointStepDelayMs,
+    turnBudget: budgetFor?.(clock),
   });
   cluster.startAll();
   clock.runFor(1000);
@@ -159,6 +161,33 @@ describe('checkpoint rows taken over several turns', () => {
     const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
     const b = c.cluster.machine(c.behind) as CoordinationMachine;
     expect(b.appliedIndex).toBe(a.appliedIndex);
+    expect(b.stateHash()).toBe(a.stateHash());
+    c.cluster.close();
+  });
+
+  it("with a turn budget (an embedded swarm's members share one loop) every step waits for an iteration of its own in the budget, not a zero-delay timer", async () => {
+    let budget: TurnBudget | null = null;
+    let ranAtStep: number[] = [];
+    let watched: string | null = null;
+    const c = await setup((t) => {
+      if (t.id === watched) ranAtStep.push(budget!.ran);
+    }, undefined, (clock) => (budget = new TurnBudget((fn) => clock.setTimeout(fn, 0))));
+    watched = c.behind;
+    ranAtStep = [];
+    c.takes.length = 0;
+    c.cluster.start(c.behind);
+    c.clock.runFor(3000);
+    await c.write(40, (k) => ({ after: k }));
+    c.clock.runFor(1000);
+    const t = c.takes.find((x) => x.id === c.behind && x.rows?.tables.memory.clear)!;
+    expect(t).toBeDefined();
+    expect(t.steps.length).toBeGreaterThan(5);
+    // Each step after the first is a budget item: the budget's count moved between any two.
+    const inTake = ranAtStep.slice(-t.steps.length);
+    for (let i = 1; i < inTake.length; i++) expect(inTake[i]!).toBeGreaterThan(inTake[i - 1]!);
+    expect(t.stored).toEqual({ index: t.at, hash: t.hash });
+    const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
+    const b = c.cluster.machine(c.behind) as CoordinationMachine;
     expect(b.stateHash()).toBe(a.stateHash());
     c.cluster.close();
   });

@@ -541,4 +541,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: "a damaged page SQLite reports while an entry is applied fail-stops the member, instead of being recorded as that entry's error on this replica alone (its state then differs from the others')",
     tests: ['test/host/stored-damage.test.ts'],
   },
+  {
+    id: 'host-steps-as-zero-delay-timers',
+    file: 'src/host/node-host.ts',
+    edits: one('    if (budget) budget.defer(step);\n    else this.opts.clock.setTimeout(step, delayMs);', '    this.opts.clock.setTimeout(step, delayMs);'),
+    breaks: "with a turn budget, each step of a stepped checkpoint take or snapshot serialization runs in a loop iteration of its own, not as a zero-delay timer that runs back to back with other members' steps",
+    tests: ['test/host/checkpoint-steps.test.ts'],
+  },
 ];
