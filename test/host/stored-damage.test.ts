@@ -64,6 +64,40 @@ function damagePageOf(file: string, key: string): void {
   fs.closeSync(fd);
 }
 
+/**
+ * 300 keys written and checkpointed; then a follower (the victim) restarted on its file after
+ * `damage(file)`. Opening does not read the damaged part.
+ */
+async function restartedOnDamage(damage: (file: string) => void) {
+  const c = setup();
+  c.cluster.startAll();
+  await c.run(1000);
+  await c.write(0, 300);
+  await c.run(200);
+  const leader = c.cluster.leader()!;
+  const victim = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+  const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== victim)!;
+  expect(c.cluster.hosts.get(victim)!.metrics().checkpointsTaken).toBeGreaterThan(0);
+  c.cluster.crash(victim);
+  c.files.get(victim)!.close();
+  damage(c.fileOf(victim));
+  c.open(victim);
+  const host = c.cluster.start(victim);
+  return { c, leader, victim, other, host };
+}
+
+/** The two members without the damage go on: later writes commit and their states agree. */
+async function othersAgree(c: ReturnType<typeof setup>, leader: string, other: string): Promise<void> {
+  await c.write(300, 20);
+  await c.run(200);
+  const lm = c.machines.get(leader)!;
+  const om = c.machines.get(other)!;
+  expect(lm.memory.get('default', 'k5', lm.clock)?.value).toBe('new value');
+  expect(om.appliedIndex).toBe(lm.appliedIndex);
+  expect(om.stateHash()).toBe(lm.stateHash());
+  expect(c.cluster.leader()).toBeDefined();
+}
+
 /** The victim leads and serializes a snapshot for a lagging member from its damaged records. */
 async function damagedSnapshotSource(): Promise<void> {
   const c = setup();
@@ -109,22 +143,9 @@ async function damagedSnapshotSource(): Promise<void> {
 
 describe('a damaged stored record found while applying', () => {
   it('fail-stops that member, naming its file and the record; the others apply the entry and keep serving', async () => {
-    const c = setup();
-    c.cluster.startAll();
-    await c.run(1000);
-    await c.write(0, 300);
-    await c.run(200);
-    const leader = c.cluster.leader()!;
-    const victim = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
-    const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== victim)!;
-    expect(c.cluster.hosts.get(victim)!.metrics().checkpointsTaken).toBeGreaterThan(0);
-
-    // Restart the follower on a file whose k5 row is damaged. Opening does not read it.
-    c.cluster.crash(victim);
-    c.files.get(victim)!.close();
-    const ord = damageRow(c.fileOf(victim), 'k5');
-    c.open(victim);
-    const host = c.cluster.start(victim);
+    // The follower restarts on a file whose k5 row is damaged.
+    let ord = 0;
+    const { c, leader, victim, other, host } = await restartedOnDamage((file) => (ord = damageRow(file, 'k5')));
     expect(host.metrics().startState!.from).toBe('checkpoint');
     await c.run(300);
     expect(host.isRunning).toBe(true);
@@ -144,14 +165,7 @@ describe('a damaged stored record found while applying', () => {
     expect(host.core.log.applied).toBeGreaterThanOrEqual(before);
 
     // The other two go on: the write is there, later writes commit, their states agree.
-    await c.write(300, 20);
-    await c.run(200);
-    const lm = c.machines.get(leader.id)!;
-    const om = c.machines.get(other)!;
-    expect(lm.memory.get('default', 'k5', lm.clock)?.value).toBe('new value');
-    expect(om.appliedIndex).toBe(lm.appliedIndex);
-    expect(om.stateHash()).toBe(lm.stateHash());
-    expect(c.cluster.leader()).toBeDefined();
+    await othersAgree(c, leader.id, other);
 
     // Restarted on the same file it stops again at the same entry: nothing was stored past it.
     c.files.get(victim)!.close();
@@ -164,19 +178,7 @@ describe('a damaged stored record found while applying', () => {
   });
 
   it('a page of the stored rows damaged on disk (SQLite reports SQLITE_CORRUPT when an apply reads it): the member fail-stops, never records the entry as failed', async () => {
-    const c = setup();
-    c.cluster.startAll();
-    await c.run(1000);
-    await c.write(0, 300);
-    await c.run(200);
-    const leader = c.cluster.leader()!;
-    const victim = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
-    const other = ['n1', 'n2', 'n3'].find((id) => id !== leader.id && id !== victim)!;
-    c.cluster.crash(victim);
-    c.files.get(victim)!.close();
-    damagePageOf(c.fileOf(victim), 'k5');
-    c.open(victim);
-    const host = c.cluster.start(victim);
+    const { c, leader, victim, other, host } = await restartedOnDamage((file) => damagePageOf(file, 'k5'));
     await c.run(300);
     expect(host.isRunning).toBe(true);
     const [result] = await c.propose([putOp('k5', 'new value')]);
@@ -187,12 +189,7 @@ describe('a damaged stored record found while applying', () => {
     expect(host.fault).toContain(c.fileOf(victim));
     expect(host.fault).toMatch(/malformed|corrupt/i);
     expect(host.core.log.applied).toBeLessThan(c.machines.get(leader.id)!.appliedIndex);
-    await c.write(300, 20);
-    await c.run(200);
-    const lm = c.machines.get(leader.id)!;
-    const om = c.machines.get(other)!;
-    expect(om.appliedIndex).toBe(lm.appliedIndex);
-    expect(om.stateHash()).toBe(lm.stateHash());
+    await othersAgree(c, leader.id, other);
     c.cluster.close();
   });
 
