@@ -83,6 +83,11 @@ interface LinkState {
   src: Counters;
   dst: Counters;
   queue: Wire[];
+  /** When each queued copy is due (parallel to queue): a receiver that reads it late still
+   * learns when it arrived (see Transport.onMessage). */
+  queueAt: number[];
+  /** Copies drainInbound delivered ahead of their timers: that many firings find nothing. */
+  drained: number;
   /** Latest delivery time scheduled behind a queued copy or with a delay. Read only while the
    * queue is non-empty or for a delayed copy: an empty queue has nothing to be overtaken. */
   lastAt: number;
@@ -92,7 +97,7 @@ interface LinkState {
 const NO_FAULTS: LinkFaults = Object.freeze({});
 
 export class InProcEndpoint implements Transport {
-  private handler: ((msg: Message) => void) | null = null;
+  private handler: ((msg: Message, arrivedAt?: number) => void) | null = null;
   /** @internal Parts of snapshots arriving here (see Transport.onArrivingSnapshot). */
   arriving: ArrivingSnapshotHandlers | null = null;
   private isClosed = false;
@@ -113,8 +118,12 @@ export class InProcEndpoint implements Transport {
   }
 
   /** Replaces any previous handler. */
-  onMessage(handler: (msg: Message) => void): void {
+  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void {
     this.handler = handler;
+  }
+
+  drainInbound(): void {
+    if (!this.isClosed) this.net.drainTo(this.id);
   }
 
   onArrivingSnapshot(handlers: ArrivingSnapshotHandlers): void {
@@ -129,9 +138,9 @@ export class InProcEndpoint implements Transport {
   }
 
   /** @internal Delivery hook; false when nothing listens. */
-  receive(msg: Message): boolean {
+  receive(msg: Message, arrivedAt?: number): boolean {
     if (this.isClosed || !this.handler) return false;
-    this.handler(msg);
+    this.handler(msg, arrivedAt);
     return true;
   }
 }
@@ -439,22 +448,49 @@ export class InProcNetwork {
   private schedule(ls: LinkState, wire: Wire, f: Required<LinkFaults>): void {
     const { min, max } = f.delayMs;
     let delay = max > min ? this.prng.int(min, max + 1) : min;
+    const now = this.clock.now();
     if (f.reorder) {
-      const deliver = () => this.deliver(ls, wire);
+      const at = now + Math.max(0, delay);
+      const deliver = () => this.deliver(ls, wire, at);
       if (delay <= 0 && this.clock.defer) this.clock.defer(deliver);
       else this.clock.setTimeout(deliver, delay);
       return;
     }
-    // Nothing queued and no delay: nothing to stay behind, and no clock read per message.
+    // Nothing queued and no delay: nothing to stay behind.
     if (delay > 0 || ls.queue.length > 0) {
-      const now = this.clock.now();
       delay = Math.max(delay, ls.lastAt - now);
       ls.lastAt = now + delay;
     }
     ls.queue.push(wire);
+    ls.queueAt.push(now + Math.max(0, delay));
     // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
     if (delay <= 0 && this.clock.defer) this.clock.defer(ls.fire);
     else this.clock.setTimeout(ls.fire, delay);
+  }
+
+  /**
+   * Deliver now the messages already due to `to` that wait for their turn of the event loop.
+   * Members of one process share its loop: a heartbeat sent before a long task (another
+   * member's fsync) is read after it, and a member whose timer fires first would judge a
+   * timeout (an election, a leader's quorum check) without what reached it in time.
+   * Stops at a snapshot part on a link, so each link stays FIFO.
+   */
+  drainTo(to: NodeId): void {
+    if (this.linkStates.size === 0) return;
+    let now = -Infinity;
+    for (const byTo of this.linkStates.values()) {
+      const ls = byTo.get(to);
+      if (!ls || ls.queue.length === 0) continue;
+      if (now === -Infinity) now = this.clock.now();
+      while (ls.queue.length > 0 && ls.queueAt[0]! <= now) {
+        const head = ls.queue[0]!;
+        if (head.kind === 'part' || head.kind === 'ack') break;
+        ls.queue.shift();
+        const at = ls.queueAt.shift()!;
+        ls.drained++;
+        this.deliver(ls, head, at);
+      }
+    }
   }
 
   /** The link's state, created at its first message. */
@@ -472,13 +508,20 @@ export class InProcNetwork {
         src: counters(this.nodes, from),
         dst: counters(this.nodes, to),
         queue: [],
+        queueAt: [],
+        drained: 0,
         lastAt: -Infinity,
         // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
         // clock that does not fire equal-time timers in creation order. One function per
         // link, not a closure per message: idle swarms send thousands of heartbeats a second.
         fire: () => {
+          if (state.drained > 0) {
+            state.drained--;
+            return;
+          }
           const w = state.queue.shift();
-          if (w) this.deliver(state, w);
+          const at = state.queueAt.shift()!;
+          if (w) this.deliver(state, w, at);
         },
       };
       byTo.set(to, (ls = state));
@@ -486,7 +529,7 @@ export class InProcNetwork {
     return ls;
   }
 
-  private deliver(ls: LinkState, wire: Wire): void {
+  private deliver(ls: LinkState, wire: Wire, at: number): void {
     const { from, to } = ls;
     const link = ls.counters;
     const bytes = wire.bytes;
@@ -512,7 +555,7 @@ export class InProcNetwork {
     }
     const msg: Message = wire.kind === 'json' ? (JSON.parse(wire.data as string) as Message) : (wire.data as Message);
     try {
-      if (!ep.receive(msg)) {
+      if (!ep.receive(msg, at)) {
         link.dropped++;
         return;
       }

@@ -461,6 +461,18 @@ export class Raft {
     return rd;
   }
 
+  /**
+   * Take the pending heartbeat responses out of the next Ready, for a host to send before it
+   * persists that Ready. They claim nothing about the log (as in etcd, they need no write
+   * first), only the term, which the host must know to be durable.
+   */
+  takeHeartbeatResponses(): Message[] {
+    let out: Message[] | null = null;
+    for (const m of this.msgs) if (m.type === 'MsgHeartbeatResp') (out ??= []).push(m);
+    if (out) this.msgs = this.msgs.filter((m) => m.type !== 'MsgHeartbeatResp');
+    return out ?? [];
+  }
+
   /** The host persisted, sent and applied everything in `rd`. */
   advance(rd: Ready): void {
     if (rd.softState) this.prevSoft = rd.softState;
