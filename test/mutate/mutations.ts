@@ -548,4 +548,25 @@ export const MUTATIONS: Mutation[] = [
     breaks: "with a turn budget, each step of a stepped checkpoint take or snapshot serialization runs in a loop iteration of its own, not as a zero-delay timer that runs back to back with other members' steps",
     tests: ['test/host/checkpoint-steps.test.ts'],
   },
+  {
+    id: 'follower-answers-heartbeat-with-ready',
+    file: 'src/host/node-host.ts',
+    edits: one("    if (m.type === 'MsgHeartbeat') this.answerHeartbeatNow();\n", ''),
+    breaks: "a follower answers a heartbeat when it reads it, not with its next Ready, which may wait behind its own write or other members' turns while the leader's quorum check runs out",
+    tests: ['test/host/stalled-loop-elections.test.ts'],
+  },
+  {
+    id: 'tick-without-draining-inbound',
+    file: 'src/host/node-host.ts',
+    edits: one('    this.opts.transport.drainInbound?.();\n', ''),
+    breaks: 'a member reads what already arrived for it before its tick timer judges an election timeout or a quorum check',
+    tests: ['test/host/stalled-loop-elections.test.ts'],
+  },
+  {
+    id: 'inproc-arrival-time-is-read-time',
+    file: 'src/host/inproc-network.ts',
+    edits: one('      if (!ep.receive(msg, at)) {', '      if (!ep.receive(msg)) {'),
+    breaks: 'a message read late carries the time it arrived, so the time the loop was held after it is not counted before it',
+    tests: ['test/host/stalled-loop-elections.test.ts'],
+  },
 ];
