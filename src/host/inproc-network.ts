@@ -83,8 +83,7 @@ interface LinkState {
   src: Counters;
   dst: Counters;
   queue: Wire[];
-  /** When each queued copy is due (parallel to queue): a receiver that reads it late still
-   * learns when it arrived (see Transport.onMessage). */
+  /** When each queued copy is due (parallel to queue): drainTo delivers only those. */
   queueAt: number[];
   /** Copies drainInbound delivered ahead of their timers: that many firings find nothing. */
   drained: number;
@@ -97,7 +96,7 @@ interface LinkState {
 const NO_FAULTS: LinkFaults = Object.freeze({});
 
 export class InProcEndpoint implements Transport {
-  private handler: ((msg: Message, arrivedAt?: number) => void) | null = null;
+  private handler: ((msg: Message) => void) | null = null;
   /** @internal Parts of snapshots arriving here (see Transport.onArrivingSnapshot). */
   arriving: ArrivingSnapshotHandlers | null = null;
   private isClosed = false;
@@ -118,7 +117,7 @@ export class InProcEndpoint implements Transport {
   }
 
   /** Replaces any previous handler. */
-  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void {
+  onMessage(handler: (msg: Message) => void): void {
     this.handler = handler;
   }
 
@@ -138,9 +137,9 @@ export class InProcEndpoint implements Transport {
   }
 
   /** @internal Delivery hook; false when nothing listens. */
-  receive(msg: Message, arrivedAt?: number): boolean {
+  receive(msg: Message): boolean {
     if (this.isClosed || !this.handler) return false;
-    this.handler(msg, arrivedAt);
+    this.handler(msg);
     return true;
   }
 }
@@ -448,21 +447,22 @@ export class InProcNetwork {
   private schedule(ls: LinkState, wire: Wire, f: Required<LinkFaults>): void {
     const { min, max } = f.delayMs;
     let delay = max > min ? this.prng.int(min, max + 1) : min;
-    const now = this.clock.now();
     if (f.reorder) {
-      const at = now + Math.max(0, delay);
-      const deliver = () => this.deliver(ls, wire, at);
+      const deliver = () => this.deliver(ls, wire);
       if (delay <= 0 && this.clock.defer) this.clock.defer(deliver);
       else this.clock.setTimeout(deliver, delay);
       return;
     }
-    // Nothing queued and no delay: nothing to stay behind.
+    // Nothing queued and no delay: nothing to stay behind, due at once, and no clock read
+    // per message.
+    let at = -Infinity;
     if (delay > 0 || ls.queue.length > 0) {
+      const now = this.clock.now();
       delay = Math.max(delay, ls.lastAt - now);
-      ls.lastAt = now + delay;
+      ls.lastAt = at = now + delay;
     }
     ls.queue.push(wire);
-    ls.queueAt.push(now + Math.max(0, delay));
+    ls.queueAt.push(at);
     // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
     if (delay <= 0 && this.clock.defer) this.clock.defer(ls.fire);
     else this.clock.setTimeout(ls.fire, delay);
@@ -486,9 +486,9 @@ export class InProcNetwork {
         const head = ls.queue[0]!;
         if (head.kind === 'part' || head.kind === 'ack') break;
         ls.queue.shift();
-        const at = ls.queueAt.shift()!;
+        ls.queueAt.shift();
         ls.drained++;
-        this.deliver(ls, head, at);
+        this.deliver(ls, head);
       }
     }
   }
@@ -520,8 +520,8 @@ export class InProcNetwork {
             return;
           }
           const w = state.queue.shift();
-          const at = state.queueAt.shift()!;
-          if (w) this.deliver(state, w, at);
+          state.queueAt.shift();
+          if (w) this.deliver(state, w);
         },
       };
       byTo.set(to, (ls = state));
@@ -529,7 +529,7 @@ export class InProcNetwork {
     return ls;
   }
 
-  private deliver(ls: LinkState, wire: Wire, at: number): void {
+  private deliver(ls: LinkState, wire: Wire): void {
     const { from, to } = ls;
     const link = ls.counters;
     const bytes = wire.bytes;
@@ -555,7 +555,7 @@ export class InProcNetwork {
     }
     const msg: Message = wire.kind === 'json' ? (JSON.parse(wire.data as string) as Message) : (wire.data as Message);
     try {
-      if (!ep.receive(msg, at)) {
+      if (!ep.receive(msg)) {
         link.dropped++;
         return;
       }

@@ -474,7 +474,7 @@ export class NodeHost {
     this.serializing = null;
     this.takingCheckpoint = null;
     this.running = true;
-    this.opts.transport.onMessage((m, at) => this.receive(m, at));
+    this.opts.transport.onMessage((m) => this.receive(m));
     this.opts.transport.onArrivingSnapshot?.({ part: (p, i) => this.prepareSnapshotPart(p, i), drop: (p) => this.dropSnapshotParts(p) });
     this.lastTickAt = this.opts.clock.now();
     this.scheduleTick();
@@ -789,13 +789,10 @@ export class NodeHost {
     return this.running && this.leaderCommitSeen === 0 && this.raft.role !== 'leader';
   }
 
-  private receive(m: Message, arrivedAt?: number): void {
+  private receive(m: Message): void {
     if (!this.running) return;
     this.messagesIn++;
     const now = this.opts.clock.now();
-    // Time counts toward a timeout only up to when the message arrived: what the process did
-    // after that (another member's fsync, in an embedded swarm) delayed reading it, not sending.
-    const heardAt = arrivedAt === undefined ? now : Math.min(arrivedAt, now);
     if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = now;
     const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m, now) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
@@ -804,7 +801,7 @@ export class NodeHost {
     // With a coarse tick timer, count them before every message: a heartbeat must reset an
     // election clock that is up to date, or the time before it would be counted after it
     // and a follower would time out up to a timer period early.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks(heardAt);
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks(now);
     const before = this.raft.role;
     const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);

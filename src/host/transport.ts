@@ -4,12 +4,8 @@ import type { Message, NodeId } from '../raft/types.js';
 export interface Transport {
   /** Best effort: a message may be lost, delayed, duplicated or reordered. */
   send(msg: Message): void;
-  /**
-   * Register the handler for messages addressed to this endpoint. `arrivedAt` (clock time),
-   * when the transport knows it, is when the message reached this endpoint, which can be
-   * well before the handler runs if the process was busy.
-   */
-  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void;
+  /** Register the handler for messages addressed to this endpoint. */
+  onMessage(handler: (msg: Message) => void): void;
   /**
    * Optional: hand the handler, now, the messages that already arrived but wait for a later
    * turn of the event loop. NodeHost calls it before it counts elapsed time toward a timeout.

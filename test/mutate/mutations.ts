@@ -562,11 +562,4 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a member reads what already arrived for it before its tick timer judges an election timeout or a quorum check',
     tests: ['test/host/stalled-loop-elections.test.ts'],
   },
-  {
-    id: 'inproc-arrival-time-is-read-time',
-    file: 'src/host/inproc-network.ts',
-    edits: one('      if (!ep.receive(msg, at)) {', '      if (!ep.receive(msg)) {'),
-    breaks: 'a message read late carries the time it arrived, so the time the loop was held after it is not counted before it',
-    tests: ['test/host/stalled-loop-elections.test.ts'],
-  },
 ];

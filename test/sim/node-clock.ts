@@ -30,12 +30,7 @@ export class NodeClock implements Clock {
   ) {}
 
   now(): number {
-    return this.local(this.base.now());
-  }
-
-  /** This member's reading of virtual time `baseMs`. */
-  local(baseMs: number): number {
-    return this.offsetMs + baseMs * this.rate;
+    return this.offsetMs + this.base.now() * this.rate;
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
@@ -114,9 +109,8 @@ export class PausableTransport implements Transport {
     this.inner.send(msg);
   }
 
-  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void {
-    // A paused process reads late what arrived meanwhile: it keeps its arrival time.
-    this.inner.onMessage((m, at) => this.clock.runOrQueue(() => handler(m, at === undefined ? undefined : this.clock.local(at))));
+  onMessage(handler: (msg: Message) => void): void {
+    this.inner.onMessage((m) => this.clock.runOrQueue(() => handler(m)));
   }
 
   drainInbound(): void {
