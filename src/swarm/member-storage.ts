@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { SqliteStorage, type Durability } from '../storage/sqlite-storage.js';
+import { SqliteStorage, type CheckpointMode, type Durability } from '../storage/sqlite-storage.js';
 import { UserError } from '../util/errors.js';
 
 export interface MemberStorageOptions {
@@ -14,13 +14,15 @@ export interface MemberStorageOptions {
   /** The member is being created now: a missing or empty file is expected. */
   fresh: boolean;
   durability: Durability;
+  /** Who runs its WAL checkpoints (default 'inline'; see CheckpointMode). */
+  checkpoint?: CheckpointMode;
 }
 
 export function openMemberStorage(file: string, member: string, o: MemberStorageOptions): { storage: SqliteStorage; incarnation: string } {
   if (!o.fresh && !fs.existsSync(file)) throw lost(member, file, 'is missing');
   let storage: SqliteStorage;
   try {
-    storage = SqliteStorage.open(file, { durability: o.durability, fsync: 'threadpool' });
+    storage = SqliteStorage.open(file, { durability: o.durability, fsync: 'threadpool', checkpoint: o.checkpoint });
   } catch (e) {
     throw corrupt(member, file, (e as Error).message);
   }

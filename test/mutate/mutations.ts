@@ -562,4 +562,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a member reads what already arrived for it before its tick timer judges an election timeout or a quorum check',
     tests: ['test/host/stalled-loop-elections.test.ts'],
   },
+  {
+    id: 'embedded-checkpoints-inline',
+    file: 'src/swarm/swarm.ts',
+    edits: one("const EMBEDDED_CHECKPOINT: CheckpointMode = 'worker';", "const EMBEDDED_CHECKPOINT: CheckpointMode = 'inline';"),
+    breaks: "embedded members checkpoint their WAL on the worker thread, not inside a commit on the loop every member shares",
+    tests: ['test/service/embedded-wal-checkpoints.test.ts'],
+  },
 ];
