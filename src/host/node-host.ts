@@ -801,7 +801,10 @@ export class NodeHost {
     // With a coarse tick timer, count them before every message: a heartbeat must reset an
     // election clock that is up to date, or the time before it would be counted after it
     // and a follower would time out up to a timer period early.
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || this.opts.tickTimerMs > this.opts.tickMs) this.advanceTicks(now);
+    // Not a leader's on other messages: its quorum check is judged at its tick timer, after it
+    // read what already arrived (drainInbound), not at the first of several answers that
+    // waited out a stall together (traced: a leader stepped down at its first queued answer).
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || (this.opts.tickTimerMs > this.opts.tickMs && this.raft.role !== 'leader')) this.advanceTicks(now);
     const before = this.raft.role;
     const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
@@ -812,7 +815,7 @@ export class NodeHost {
       return this.refuse(m, (e as Error).message);
     }
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
-    if (m.type === 'MsgHeartbeat') this.answerHeartbeatNow();
+    if (m.type === 'MsgHeartbeat') this.sendHeartbeatsNow();
     if (m.type === 'MsgApp') this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit, 1);
     if (before !== 'preCandidate' && before !== 'candidate' && this.raft.role === 'candidate') {
       // MsgTimeoutNow starts a campaign without an election timeout: a transfer.
@@ -826,15 +829,16 @@ export class NodeHost {
   }
 
   /**
-   * Answer a heartbeat now rather than with the next Ready: that Ready may wait behind this
-   * member's own write or, in an embedded swarm, behind other members' turns (TurnBudget),
-   * and a leader that hears from no quorum for an election timeout steps down. Measured under
-   * CPU contention: a leader stepped down while its followers' answers waited for their
-   * 100-150 ms writes of 1 MiB entries. Only while the term it carries is durable.
+   * Send heartbeats and their answers now rather than with the next Ready: that Ready may
+   * wait behind this member's own write or, in an embedded swarm, behind other members' turns
+   * (TurnBudget), while followers' election clocks and the leader's quorum check run on.
+   * Measured under CPU contention: a leader stepped down while its followers' answers waited
+   * for their 100-150 ms writes of 1 MiB entries, and followers started pre-votes while the
+   * leader's heartbeats waited for its own fsync. Only while the term they carry is durable.
    */
-  private answerHeartbeatNow(): void {
-    if (this.raft.role !== 'follower' || this.raft.term !== this.durableTerm) return;
-    for (const r of this.raft.takeHeartbeatResponses()) this.sendMessage(r);
+  private sendHeartbeatsNow(): void {
+    if (this.raft.term !== this.durableTerm || (this.raft.role !== 'follower' && this.raft.role !== 'leader')) return;
+    for (const r of this.raft.takeHeartbeats()) this.sendMessage(r);
   }
 
   private refuse(m: Message, why: string): void {
@@ -865,6 +869,7 @@ export class NodeHost {
     const before = this.raft.role;
     const now = this.opts.clock.now();
     this.advanceTicks(now);
+    if (this.persisting) this.sendHeartbeatsNow(); // else the Ready below carries them at once
     this.scheduleTick(now);
     // A follower's ticks make a Ready only by starting a campaign, which changes its role;
     // anything else that makes one schedules its own process round. With a coarse timer

@@ -462,14 +462,15 @@ export class Raft {
   }
 
   /**
-   * Take the pending heartbeat responses out of the next Ready, for a host to send before it
-   * persists that Ready. They claim nothing about the log (as in etcd, they need no write
-   * first), only the term, which the host must know to be durable.
+   * Take the pending heartbeats (a leader's) and heartbeat responses (a follower's) out of the
+   * next Ready, for a host to send before it persists that Ready. They claim nothing about the
+   * log (etcd sends them without waiting for the write), only the term, which the host must
+   * know to be durable.
    */
-  takeHeartbeatResponses(): Message[] {
+  takeHeartbeats(): Message[] {
     let out: Message[] | null = null;
-    for (const m of this.msgs) if (m.type === 'MsgHeartbeatResp') (out ??= []).push(m);
-    if (out) this.msgs = this.msgs.filter((m) => m.type !== 'MsgHeartbeatResp');
+    for (const m of this.msgs) if (m.type === 'MsgHeartbeat' || m.type === 'MsgHeartbeatResp') (out ??= []).push(m);
+    if (out) this.msgs = this.msgs.filter((m) => m.type !== 'MsgHeartbeat' && m.type !== 'MsgHeartbeatResp');
     return out ?? [];
   }
 

@@ -30,6 +30,22 @@ function busyMs(ms: number): void {
 
 const noMachine = (): StateMachine => ({ apply: () => null, snapshot: () => '', restore: () => undefined });
 
+// Saves that complete only when the test says, for the member it names: a slow fsync.
+class HeldStorage extends MemoryStorage {
+  static holdFor: string | null = null;
+  readonly held: Array<() => void> = [];
+  constructor(readonly id: string) {
+    super();
+  }
+  saveAsync(batch: Parameters<MemoryStorage['save']>[0], done: (err: Error | null) => void): boolean {
+    this.save(batch);
+    if (HeldStorage.holdFor !== this.id) return true;
+    this.held.push(() => done(null));
+    return false;
+  }
+}
+
+
 describe('a leader whose followers are busy writing', () => {
   it('keeps its quorum while their heavy Readies wait (they answer heartbeats meanwhile)', async () => {
     const clock = new VirtualClock();
@@ -37,7 +53,7 @@ describe('a leader whose followers are busy writing', () => {
     // entry wait as long as the test likes, as behind a slow disk or other members' turns.
     const turns: Array<() => void> = [];
     const budget = new TurnBudget((fn) => void turns.push(fn), 2);
-    const cluster = new LocalCluster({ ids: IDS, clock, prng: new Prng(11), storageFor: () => new MemoryStorage(), machineFor: noMachine, tickMs: 2, raft: RAFT, turnBudget: budget });
+    const cluster = new LocalCluster({ ids: IDS, clock, prng: new Prng(11), storageFor: () => new MemoryStorage(), machineFor: noMachine, tickMs: 2, tickTimerMs: 1000, raft: RAFT, turnBudget: budget });
     const roles: string[] = [];
     cluster.onRoleChange((c) => roles.push(`${c.id} ${c.role} ${c.term}`));
     cluster.startAll();
@@ -155,7 +171,7 @@ describe('a member whose messages wait for their turn of the loop', () => {
   // A transport whose deliveries wait for a later turn (as the in-process network's do,
   // behind the stall): a leader's heartbeat is always there, but only drainInbound hands it
   // over before the member's own timer runs.
-  function follower(): { host: NodeHost; clock: VirtualClock; sent: Message[] } {
+  function follower(storage: MemoryStorage = new MemoryStorage()): { host: NodeHost; clock: VirtualClock; sent: Message[]; hand: (m: Message) => void } {
     const clock = new VirtualClock();
     const sent: Message[] = [];
     let handler: ((m: Message) => void) | null = null;
@@ -167,10 +183,10 @@ describe('a member whose messages wait for their turn of the loop', () => {
       close: () => undefined,
       drainInbound: () => handler?.(heartbeat()),
     };
-    const host = new NodeHost({ id: 'n1', clock, transport, storage: new MemoryStorage(), machine: noMachine(), initialConf: { voters: ['n1', 'n2', 'n3'], learners: [] }, seed: 3, tickMs: 2, tickTimerMs: 1000, raft: RAFT });
+    const host = new NodeHost({ id: 'n1', clock, transport, storage, machine: noMachine(), initialConf: { voters: ['n1', 'n2', 'n3'], learners: [] }, seed: 3, tickMs: 2, tickTimerMs: 1000, raft: RAFT });
     host.start();
     handler!(heartbeat());
-    return { host, clock, sent };
+    return { host, clock, sent, hand: (m) => handler!(m) };
   }
 
   it('reads what already arrived before its tick timer judges an election timeout', () => {
@@ -180,6 +196,118 @@ describe('a member whose messages wait for their turn of the loop', () => {
     expect(host.status().role).toBe('follower');
     // Its heartbeat answers went out as it read them, each one's own.
     expect(sent.filter((m) => m.type === 'MsgHeartbeatResp').length).toBeGreaterThanOrEqual(2);
+    host.stop('test over');
+  });
+  it('answers a heartbeat as it reads it, while its own write of an append waits', () => {
+    const storage = new HeldStorage('n1');
+    const { host, clock, sent, hand } = follower(storage);
+    clock.runFor(10); // the first heartbeat's term is durable
+    HeldStorage.holdFor = 'n1';
+    try {
+      hand({ type: 'MsgApp', from: 'n2', to: 'n1', term: 1, logTerm: 0, index: 0, entries: [{ term: 1, index: 1, data: 'x' }], commit: 0, reject: false, rejectHint: 0, logTermHint: 0, context: '' } as unknown as Message);
+      clock.runFor(1); // its write starts, and waits
+      expect(storage.held.length).toBe(1);
+      const before = sent.length;
+      hand({ type: 'MsgHeartbeat', from: 'n2', to: 'n1', term: 1, logTerm: 0, index: 99, entries: [], commit: 0, reject: false, rejectHint: 0, logTermHint: 0, context: '' } as unknown as Message);
+      // At once: not at its next tick nor after the write.
+      expect(sent.slice(before).map((m) => `${m.type} ${m.index}`)).toEqual(['MsgHeartbeatResp 99']);
+    } finally {
+      HeldStorage.holdFor = null;
+      host.stop('test over');
+    }
+  });
+});
+
+describe('a leader whose own write waits', () => {
+  it('keeps sending heartbeats meanwhile: its followers start no election', async () => {
+    const clock = new VirtualClock();
+    const storages = new Map<string, HeldStorage>();
+    const cluster = new LocalCluster({ ids: IDS, clock, prng: new Prng(17), storageFor: (id) => { const st = new HeldStorage(id); storages.set(id, st); return st; }, machineFor: noMachine, tickMs: 2, raft: RAFT });
+    const roles: string[] = [];
+    cluster.onRoleChange((c) => roles.push(`${c.id} ${c.role} ${c.term}`));
+    cluster.startAll();
+    clock.runFor(2_000);
+    const leader = cluster.leader()!;
+    expect(leader).toBeTruthy();
+    roles.length = 0;
+    HeldStorage.holdFor = leader.id;
+    let committed = false;
+    void leader.propose('a write whose fsync on the leader takes long').then(() => (committed = true));
+    clock.runFor(1_500); // ten minimum election timeouts
+    await new Promise((r) => setImmediate(r));
+    expect(storages.get(leader.id)!.held.length).toBe(1);
+    expect(roles).toEqual([]);
+    expect(committed).toBe(false);
+    HeldStorage.holdFor = null;
+    storages.get(leader.id)!.held.shift()!();
+    for (let i = 0; i < 50 && !committed; i++) {
+      clock.runFor(10);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(committed).toBe(true);
+    expect(roles).toEqual([]);
+    for (const h of cluster.hosts.values()) h.stop('test over');
+  });
+});
+
+describe('a leader whose tick timer runs late', () => {
+  it('reads the answers that reached it before that tick, and stays leader', () => {
+    // n1 runs for real; n2 and n3 are this stub. Its tick timers fire 30 ms late (a busy loop).
+    // The stub grants votes at once; its other answers reach n1 at two moments only: inside the
+    // first quorum-check interval, and once the second interval has ended by the clock but
+    // before n1's late tick for it. Judged at that tick, after the answers were read, the quorum
+    // holds; judged at the first of those answers (as before), the interval had none and n1
+    // stepped down. (The moment is found from n1's own tick count: it lags the clock when late.)
+    const clock = new VirtualClock();
+    const tickClock = { now: () => clock.now(), setTimeout: (fn: () => void, ms: number) => clock.setTimeout(fn, ms + 30), clearTimeout: (h: Parameters<VirtualClock['clearTimeout']>[0]) => clock.clearTimeout(h) };
+    let handler: ((m: Message) => void) | null = null;
+    const answers: Message[] = [];
+    const reply = (m: Message, type: string, extra: Partial<Message> = {}): Message => ({ type, from: m.to, to: m.from, term: m.term, logTerm: 0, index: m.index, entries: [], commit: 0, reject: false, rejectHint: 0, logTermHint: 0, context: m.context, ...extra }) as Message;
+    const transport: Transport = {
+      send: (m) => {
+        if (m.type === 'MsgPreVote') handler?.(reply(m, 'MsgPreVoteResp'));
+        else if (m.type === 'MsgVote') handler?.(reply(m, 'MsgVoteResp'));
+        else if (m.type === 'MsgApp') answers.push(reply(m, 'MsgAppResp', { index: m.index + m.entries.length, context: '' }));
+        else if (m.type === 'MsgHeartbeat') answers.push(reply(m, 'MsgHeartbeatResp'));
+      },
+      onMessage: (h) => void (handler = h),
+      close: () => undefined,
+    };
+    const deliver = (): void => {
+      for (const a of answers.splice(0)) handler?.(a);
+    };
+    const host = new NodeHost({ id: 'n1', clock, tickClock, transport, storage: new MemoryStorage(), machine: noMachine(), initialConf: { voters: ['n1', 'n2', 'n3'], learners: [] }, seed: 3, tickMs: 2, tickTimerMs: 1000, raft: RAFT });
+    const inner = host as unknown as { raft: { electionElapsed: number }; lastTickAt: number };
+    let leaderAt: number | null = null;
+    let lateAt: number | null = null;
+    let lastSeen = 0;
+    let firstCheckDone = false;
+    const afterSecondInterval = (): void => {
+      const ee = inner.raft.electionElapsed;
+      if (ee < lastSeen) firstCheckDone = true; // the first quorum check reset the count
+      lastSeen = ee;
+      const ticks = ee + Math.floor((clock.now() - inner.lastTickAt) / 2);
+      if (!firstCheckDone || ticks < RAFT.electionTicksMin) return void clock.setTimeout(afterSecondInterval, 1);
+      lateAt = clock.now();
+      deliver();
+    };
+    host.onRoleChange((c) => {
+      if (c.role === 'leader' && leaderAt === null) {
+        leaderAt = clock.now();
+        clock.setTimeout(() => {
+          deliver(); // inside the first interval
+          clock.setTimeout(afterSecondInterval, 1);
+        }, 92);
+      }
+    });
+    host.start();
+    for (let i = 0; i < 100 && leaderAt === null; i++) clock.runFor(10);
+    expect(leaderAt).not.toBeNull();
+    for (let i = 0; i < 100 && lateAt === null; i++) clock.runFor(10);
+    expect(lateAt).not.toBeNull();
+    clock.runUntil(lateAt! + 40); // past n1's late tick
+    expect(host.status().role).toBe('leader');
+    expect(host.status().term).toBe(1);
     host.stop('test over');
   });
 });

@@ -551,7 +551,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'follower-answers-heartbeat-with-ready',
     file: 'src/host/node-host.ts',
-    edits: one("    if (m.type === 'MsgHeartbeat') this.answerHeartbeatNow();\n", ''),
+    edits: one("    if (m.type === 'MsgHeartbeat') this.sendHeartbeatsNow();\n", ''),
     breaks: "a follower answers a heartbeat when it reads it, not with its next Ready, which may wait behind its own write or other members' turns while the leader's quorum check runs out",
     tests: ['test/host/stalled-loop-elections.test.ts'],
   },
@@ -568,5 +568,19 @@ export const MUTATIONS: Mutation[] = [
     edits: one("const EMBEDDED_CHECKPOINT: CheckpointMode = 'worker';", "const EMBEDDED_CHECKPOINT: CheckpointMode = 'inline';"),
     breaks: "embedded members checkpoint their WAL on the worker thread, not inside a commit on the loop every member shares",
     tests: ['test/service/embedded-wal-checkpoints.test.ts'],
+  },
+  {
+    id: 'leader-heartbeats-wait-for-its-write',
+    file: 'src/host/node-host.ts',
+    edits: one('    if (this.persisting) this.sendHeartbeatsNow();', '    if (this.persisting) void 0;'),
+    breaks: "a leader's heartbeats leave at its tick even while its own write of a Ready is in progress, or its followers start an election behind a slow fsync",
+    tests: ['test/host/stalled-loop-elections.test.ts'],
+  },
+  {
+    id: 'leader-ticks-on-each-answer',
+    file: 'src/host/node-host.ts',
+    edits: one("(this.opts.tickTimerMs > this.opts.tickMs && this.raft.role !== 'leader')", '(this.opts.tickTimerMs > this.opts.tickMs)'),
+    breaks: "a leader judges its quorum check at its tick timer after reading the answers that waited, not at the first of them",
+    tests: ['test/host/stalled-loop-elections.test.ts'],
   },
 ];
