@@ -583,4 +583,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: "a leader judges its quorum check at its tick timer after reading the answers that waited, not at the first of them",
     tests: ['test/host/stalled-loop-elections.test.ts'],
   },
+  {
+    id: 'failed-wal-checkpoint-throws',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one("      this.checkpoints.failed++;\n", "      this.checkpoints.failed++;\n      throw e;\n"),
+    breaks: 'a WAL checkpoint that fails (a full disk) leaves its pages in the WAL and never throws: thrown from a worker\'s answer it ended the process',
+    tests: ['test/service/disk-full.test.ts'],
+  },
 ];
