@@ -17,6 +17,8 @@ interface LockInfo {
 }
 
 const MUTEX_FILE = 'concord.lock.db';
+/** Tries while no live holder is described (5, 10, ... ms apart: at most about 0.3 s). */
+const LOCK_RACE_ATTEMPTS = 10;
 const INFO_FILE = 'concord.lock';
 
 /**
@@ -35,24 +37,34 @@ export class DataDirLock {
 
   static acquire(dir: string): DataDirLock {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const mutex = new Database(path.join(dir, MUTEX_FILE), { timeout: 0 });
-    try {
-      mutex.pragma('locking_mode = EXCLUSIVE');
-      // The first write transaction takes the EXCLUSIVE lock; locking_mode keeps it after COMMIT.
-      mutex.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); COMMIT');
-    } catch (e) {
-      mutex.close();
-      if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
-      const holder = readLock(path.join(dir, INFO_FILE));
-      const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started_at})` : 'another process';
-      throw new UserError(
-        'locked',
-        `data directory ${dir} is in use by ${who}; stop it, talk to it with --server, or set CONCORD_DATA_DIR to another directory`,
-      );
+    for (let attempt = 1; ; attempt++) {
+      const mutex = new Database(path.join(dir, MUTEX_FILE), { timeout: 0 });
+      try {
+        mutex.pragma('locking_mode = EXCLUSIVE');
+        // The first write transaction takes the EXCLUSIVE lock; locking_mode keeps it after COMMIT.
+        mutex.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); COMMIT');
+      } catch (e) {
+        mutex.close();
+        if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
+        const holder = readLock(path.join(dir, INFO_FILE));
+        // Starters racing each other can all get SQLITE_BUSY (each holding the shared lock the
+        // other's exclusive one waits for; seen in CI: six of six refused over a stale holder
+        // file). A holder alive on this host refuses at once; otherwise try again briefly, so one
+        // of the starters wins and the others then refuse.
+        if (attempt < LOCK_RACE_ATTEMPTS && !(holder && holderAlive(holder))) {
+          sleepSync(attempt * 5);
+          continue;
+        }
+        const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started_at})` : 'another process';
+        throw new UserError(
+          'locked',
+          `data directory ${dir} is in use by ${who}; stop it, talk to it with --server, or set CONCORD_DATA_DIR to another directory`,
+        );
+      }
+      const lock = new DataDirLock(dir, mutex);
+      lock.writeInfo({ pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: `concord ${process.argv[2] ?? ''}`.trim() });
+      return lock;
     }
-    const lock = new DataDirLock(dir, mutex);
-    lock.writeInfo({ pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: `concord ${process.argv[2] ?? ''}`.trim() });
-    return lock;
   }
 
   /** Add fields (e.g. the HTTP address of `concord serve`) so other processes can find us. */
@@ -91,4 +103,19 @@ function readLock(file: string): LockInfo | null {
   } catch {
     return null;
   }
+}
+
+/** Whether the described holder runs on this host now (another host's cannot be checked). */
+function holderAlive(h: LockInfo): boolean {
+  if (h.host !== os.hostname()) return false;
+  try {
+    process.kill(h.pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

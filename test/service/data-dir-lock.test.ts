@@ -4,6 +4,8 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataDirLock } from '../../src/service/data-dir.js';
@@ -101,5 +103,32 @@ describe('data-dir lock', () => {
     }
     expect(fs.existsSync(path.join(dir, 'concord.lock'))).toBe(false);
     DataDirLock.acquire(dir).release(); // free again after release
+  });
+});
+
+describe('data-dir lock, a starter that meets another mid-start', () => {
+  it('tries again while no live holder is described, instead of refusing at once', async () => {
+    // Another starter holds the mutex file's shared lock for 40 ms (as one does while it opens
+    // the file): an exclusive lock cannot be had meanwhile. Before: refused at once, which let
+    // six racing starters all refuse (CI, 2026-12-02). The holder file describes a dead pid.
+    const { Worker } = await import('node:worker_threads');
+    const dir = tempDataDir('lock-midstart');
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, 'concord.lock'), JSON.stringify({ pid: 4_000_000, host: os.hostname(), started_at: 'then', command: 'concord mcp' }));
+    DataDirLock.acquire(dir).release(); // creates the mutex file
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    const w = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const db = new (require(workerData.sqlite))(workerData.file);
+       db.exec('BEGIN'); db.prepare('SELECT count(*) FROM holder').get();
+       parentPort.postMessage('held');
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 40);
+       db.exec('COMMIT'); db.close(); parentPort.postMessage('released');`,
+      { eval: true, workerData: { sqlite, file: path.join(dir, 'concord.lock.db') } },
+    );
+    await new Promise<void>((resolve) => w.once('message', () => resolve()));
+    const lock = DataDirLock.acquire(dir);
+    lock.release();
+    await w.terminate();
   });
 });
