@@ -78,11 +78,13 @@ export const CHECKPOINT_MAX_DIRTY_ROWS = 50_000;
 /**
  * Characters of applied entries past which a checkpoint is taken before the entry threshold
  * (same jitter and leader factor): with large values the rows a checkpoint rewrites are about
- * the entries' size, and taking and writing them holds the loop about 3-7 ms per MiB (measured
- * in the 1.05 GiB cluster bench: 50-100 rows of 1 MiB held a member 160-720 ms, past the
- * election timeout). At 4 Mi characters: 4-6 MiB on a follower, 8-12 on a leader.
+ * the entries' size, and storing them holds the loop 8-25 ms per MiB (a 1 MiB burst in the
+ * embedded swarm, 2026-12-02). At 4 Mi characters (4-6 MiB of rows on a follower, 8-12 on a
+ * leader) one checkpoint held the loop 70-175 ms; at 512 Ki each member stores the row of
+ * each 1 MiB value on its own (loop delay max 36-44 ms against 150-204, with
+ * deferHeavyCheckpoint and one heavy item per iteration); 100,000 noop tasks ran alike.
  */
-export const CHECKPOINT_MAX_APPLIED_CHARS = 4 << 20;
+export const CHECKPOINT_MAX_APPLIED_CHARS = 512 << 10;
 /** Taking a checkpoint's rows this long (ms, all its turns) is logged (see checkpoint). */
 const TAKE_CHECKPOINT_LOG_MS = 100;
 
@@ -385,8 +387,10 @@ export class NodeHost {
   private campaignStartedAt: number | null = null;
   private campaignIsTransfer = false;
   private appliedBytesSinceSnapshot = 0;
-  /** Heavy Readies (or their applies) this member ran through the turn budget. */
+  /** Heavy Readies (or their applies, or checkpoints) this member ran through the turn budget. */
   private yields = 0;
+  /** A heavy checkpoint waits for its turn (see deferHeavyCheckpoint). */
+  private checkpointDeferred = false;
   private lastSnapshotBytes = 0;
   private messagesIn = 0;
   /** Peer messages refused by refusePeerMessage or because stepping them threw. */
@@ -1025,12 +1029,12 @@ export class NodeHost {
       const rd = this.raft.ready();
       this.readies++;
       this.sendReplicationEarly(rd);
-      // A follower's heavy Ready (large entries to write or apply) takes a loop iteration of
-      // its own, after the other members' (the four followers of an embedded swarm get each
-      // append in the same turn); light ones (heartbeats, votes, acks) never wait, nor does
-      // the leader, whose heartbeats would wait with it.
+      // A heavy Ready (large entries to write or apply) takes a loop iteration of its own,
+      // after the other members' (the four followers of an embedded swarm get each append in
+      // the same turn); light ones (heartbeats, votes, acks) never wait. A leader's too: its
+      // appends left above, and its heartbeats leave at its ticks meanwhile (sendHeartbeatsNow).
       const budget = this.opts.turnBudget;
-      if (budget && this.raft.role !== 'leader' && readyBytes(rd) >= HEAVY_READY_BYTES) {
+      if (budget && readyBytes(rd) >= HEAVY_READY_BYTES) {
         this.deferReady(rd, budget);
         return;
       }
@@ -1196,10 +1200,10 @@ export class NodeHost {
           this.handleReady(rd);
           this.process();
         };
-        // Other members' callbacks land in the same loop phase: a follower's heavy apply takes
-        // its own iteration. Still persisting meanwhile, so no further Ready is taken.
+        // Other members' callbacks land in the same loop phase: a heavy apply takes its own
+        // iteration. Still persisting meanwhile, so no further Ready is taken.
         const budget = this.opts.turnBudget;
-        if (budget && this.raft.role !== 'leader' && appliedBytes(rd) >= HEAVY_READY_BYTES) {
+        if (budget && appliedBytes(rd) >= HEAVY_READY_BYTES) {
           this.yields++;
           budget.defer(finish);
         } else finish();
@@ -1305,16 +1309,43 @@ export class NodeHost {
     // A leader asks for a snapshot when a joining member needs one and none exists yet.
     const wanted = this.raft.takeSnapshotRequest();
     if (wanted || this.raft.log.applied !== appliedBefore) {
-      try {
-        this.maybeCompact(wanted);
-      } catch (err) {
-        // A snapshot for a follower read a damaged stored record: thrown on, it would end
-        // the process (every member of an embedded swarm), from a timer or an I/O callback.
-        const local = asLocalDamage(err);
-        if (!local) throw err;
-        this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, local);
-      }
+      if (!wanted && this.deferHeavyCheckpoint()) return;
+      this.compactOrFailStop(wanted);
     }
+  }
+
+  private compactOrFailStop(wanted: boolean): void {
+    try {
+      this.maybeCompact(wanted);
+    } catch (err) {
+      // A snapshot for a follower read a damaged stored record: thrown on, it would end
+      // the process (every member of an embedded swarm), from a timer or an I/O callback.
+      const local = asLocalDamage(err);
+      if (!local) throw err;
+      this.failStop(`while serializing a snapshot at log index ${this.raft.log.applied}`, local);
+    }
+  }
+
+  /**
+   * With a turn budget, a checkpoint of large applied entries (rows about their size: 8-25 ms
+   * per MiB stored, measured in a 1 MiB burst) is taken in a loop iteration of its own rather
+   * than in the one that applied them. It is judged again when it runs (nothing is held
+   * meanwhile: the rows are of the state at that time). True when deferred (or already).
+   */
+  private deferHeavyCheckpoint(): boolean {
+    const budget = this.opts.turnBudget;
+    if (!budget || !this.checkpointing() || this.appliedBytesSinceSnapshot < HEAVY_READY_BYTES) return false;
+    if (this.checkpointDeferred) return true;
+    this.checkpointDeferred = true;
+    this.yields++;
+    const life = this.starts;
+    budget.defer(() => {
+      this.checkpointDeferred = false;
+      if (!this.running || this.starts !== life) return;
+      this.compactOrFailStop(false);
+      this.process();
+    });
+    return true;
   }
 
   /** False when this member fail-stopped on it (see failStop). */

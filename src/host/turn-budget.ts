@@ -58,15 +58,12 @@ export class TurnBudget {
 }
 
 /**
- * One per process, for the members of embedded swarms (wall-clock hosts only): two heavy items
- * per loop iteration, the two followers a five-member commit needs. Measured in the swarm (100 x
- * 1 MiB writes, load 17-20 on the shared 2-core machine, alternating runs): loop delay max
- * 135-246 ms and p99 92-149 ms, against 284-432 and 207-246 ms without a budget; 0 elections in
- * 6 bursts each. One item per iteration cut the p99 to 62-102 ms but 8 of 10 bursts had an
- * election: each one traced was the leader stepping down on its quorum check, with the followers
- * that would have answered waiting their turn, then their fsync (230-270 ms), answering no
- * heartbeat meanwhile, and the others' answers still queued for delivery behind the iteration in
- * progress when the leader's late tick judged the quorum. With two per iteration the followers
- * that make the quorum never wait for the budget.
+ * One per process, for the members of embedded swarms (wall-clock hosts only): one heavy item
+ * per loop iteration, leader included. Two per iteration was the choice while a follower's
+ * heartbeat answers waited for its heavy Ready (one per iteration then caused elections: the
+ * followers that would have answered waited their turn); since they answer at once and a
+ * leader's heartbeats leave while it writes (NodeHost.sendHeartbeatsNow), one per iteration
+ * holds: 100 x 1 MiB writes, loop delay max 36-44 ms and p99 22-23 ms against 150-204 and
+ * 127-132 (two per iteration, leader and checkpoints not deferred; 2026-12-02, load 1-2).
  */
-export const PROCESS_TURN_BUDGET = new TurnBudget(undefined, 2);
+export const PROCESS_TURN_BUDGET = new TurnBudget();

@@ -153,7 +153,7 @@ export class Swarm {
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
       diskReserveBytes: diskReserveFromEnv(),
-      // Followers' 1 MiB writes two per loop iteration, not four at once (see TurnBudget).
+      // Heavy items (1 MiB writes, applies, checkpoints) one per loop iteration (see TurnBudget).
       turnBudget: PROCESS_TURN_BUDGET,
     });
     this.proposer = new Proposer(

@@ -117,6 +117,11 @@ describe('a leader whose followers are busy writing', () => {
         await new Promise((r) => setTimeout(r, 10));
       }
       leaderId = cluster.leader()!.id;
+      // Followers learn the leader at its first append: that is no election, so wait for it.
+      while (![...cluster.hosts.values()].every((h) => h.status().leader === leaderId)) {
+        if (Date.now() - t0 > 10_000) throw new Error('followers did not learn the leader within 10 s');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       cluster.onRoleChange((c) => roles.push(`${c.id} ${c.role} ${c.term}`));
       const value = 'x'.repeat(BIG);
       // Each member's write and each follower's apply holds the shared loop 120 ms, followers

@@ -590,4 +590,32 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a WAL checkpoint that fails (a full disk) leaves its pages in the WAL and never throws: thrown from a worker\'s answer it ended the process',
     tests: ['test/service/disk-full.test.ts'],
   },
+  {
+    id: 'leader-heavy-ready-not-budgeted',
+    file: 'src/host/node-host.ts',
+    edits: one('      if (budget && readyBytes(rd) >= HEAVY_READY_BYTES) {', "      if (budget && this.raft.role !== 'leader' && readyBytes(rd) >= HEAVY_READY_BYTES) {"),
+    breaks: "a leader's write of a 1 MiB entry takes a loop iteration of its own, not the one its other members' items run in",
+    tests: ['test/service/large-values-turns.test.ts'],
+  },
+  {
+    id: 'heavy-checkpoint-not-deferred',
+    file: 'src/host/node-host.ts',
+    edits: one('      if (!wanted && this.deferHeavyCheckpoint()) return;\n', ''),
+    breaks: "a checkpoint of large applied entries is stored in a loop iteration of its own, not in the one that applied them",
+    tests: ['test/service/large-values-turns.test.ts'],
+  },
+  {
+    id: 'checkpoints-of-many-large-values',
+    file: 'src/host/node-host.ts',
+    edits: one('export const CHECKPOINT_MAX_APPLIED_CHARS = 512 << 10;', 'export const CHECKPOINT_MAX_APPLIED_CHARS = 4 << 20;'),
+    breaks: 'a checkpoint stores about one large value\'s rows, not 4-12 MiB in one transaction on the shared loop',
+    tests: ['test/service/large-values-turns.test.ts'],
+  },
+  {
+    id: 'turn-budget-two-per-iteration',
+    file: 'src/host/turn-budget.ts',
+    edits: one('export const PROCESS_TURN_BUDGET = new TurnBudget();', 'export const PROCESS_TURN_BUDGET = new TurnBudget(undefined, 2);'),
+    breaks: "the members of an embedded swarm run one heavy item per loop iteration between them",
+    tests: ['test/service/large-values-turns.test.ts'],
+  },
 ];
