@@ -140,6 +140,7 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
   } finally {
     clearInterval(keepAlive);
     await tools?.close();
-    if (!opts.keep && !opts.dataDir) fs.rmSync(dir, { recursive: true, force: true });
+    // Retries: a WAL checkpoint on the worker thread may still hold a member file open briefly.
+    if (!opts.keep && !opts.dataDir) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   }
 }

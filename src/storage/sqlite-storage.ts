@@ -1000,6 +1000,8 @@ export class SqliteStorage implements LogStorage {
     this.vacuumTimer = null;
     if (this.syncsInFlight === 0) this.closeWalFd();
     this.db.close();
+    // Nothing of this member's may touch its files once closed (they may be removed next).
+    if (this.checkpointInFlight && !WAL_CHECKPOINTER.waitIdle(this.file, 2000)) logger.warn({ file: this.file }, 'a WAL checkpoint on the worker thread still had the file open after 2 s');
   }
 
   /** Pages in the database file, free pages among them, and the auto_vacuum mode (2: incremental). */

@@ -13,6 +13,7 @@ import { logger } from '../util/logger.js';
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
+const done = new Int32Array(workerData.done);
 parentPort.on('message', ({ id, file }) => {
   let db;
   try {
@@ -26,6 +27,9 @@ parentPort.on('message', ({ id, file }) => {
   } finally {
     // Never the last connection while the writer is open, so closing checkpoints nothing.
     try { if (db) db.close(); } catch {}
+    // The file is no longer open here (see waitIdle).
+    Atomics.store(done, 0, id);
+    Atomics.notify(done, 0);
   }
 });
 `;
@@ -37,6 +41,10 @@ class Checkpointer {
   private failed = false;
   private seq = 0;
   private readonly pending = new Map<number, Done>();
+  /** The last request id whose connection the worker closed (shared with it). */
+  private readonly done = new Int32Array(new SharedArrayBuffer(4));
+  /** The latest request per file. */
+  private readonly lastFor = new Map<string, number>();
 
   /** Checkpoint `file` on the worker; false when no worker can run (do it inline instead). */
   request(file: string, done: Done): boolean {
@@ -44,9 +52,31 @@ class Checkpointer {
     if (!w) return false;
     const id = ++this.seq;
     this.pending.set(id, done);
+    this.lastFor.set(file, id);
     // Keeps the process alive only while a checkpoint is in flight.
     if (this.pending.size === 1) w.ref();
     w.postMessage({ id, file });
+    return true;
+  }
+
+  /**
+   * Block until the worker no longer has `file` open (its requests done), at most timeoutMs;
+   * false on timeout. For a storage's close: a checkpoint still running on a closed member's
+   * file recreated its -wal and -shm files while the directory was being removed (the demo
+   * failed with ENOTEMPTY in CI).
+   */
+  waitIdle(file: string, timeoutMs: number): boolean {
+    const id = this.lastFor.get(file);
+    if (id === undefined) return true;
+    const until = performance.now() + timeoutMs;
+    for (;;) {
+      const cur = Atomics.load(this.done, 0);
+      if (cur >= id || this.failed) break;
+      const left = until - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.done, 0, cur, left);
+    }
+    this.lastFor.delete(file);
     return true;
   }
 
@@ -54,7 +84,7 @@ class Checkpointer {
     if (this.worker || this.failed) return this.worker;
     try {
       const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite, done: this.done.buffer } });
       w.unref();
       w.on('message', (m: { id: number; ok: boolean; error?: string }) => {
         const done = this.pending.get(m.id);

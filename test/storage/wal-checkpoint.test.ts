@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ConfState, Entry } from '../../src/raft/types.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
+import { WAL_CHECKPOINTER } from '../../src/storage/wal-checkpointer.js';
 
 const CONF: ConfState = { voters: ['a'], learners: [] };
 const dirs: string[] = [];
@@ -47,6 +48,25 @@ describe.runIf(ASYNC_FSYNC_PLATFORM)('WAL checkpoints off the event loop', () =>
     } finally {
       s.close();
     }
+  }, 60_000);
+
+  it('close() returns once the worker no longer has the file open: the directory can go at once', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
+    const file = path.join(dir, 'member.db');
+    const s = SqliteStorage.open(file, { durability: 'full', fsync: 'threadpool', checkpoint: 'worker' });
+    const value = 'y'.repeat(1 << 20);
+    const inFlight = (): boolean => (s as unknown as { checkpointInFlight: boolean }).checkpointInFlight;
+    // Written until a write asks the worker for a checkpoint (one per 4 MiB), then closed at once.
+    for (let i = 1; !inFlight(); i++) {
+      if (i > 20) throw new Error('no worker checkpoint asked for after 20 MiB');
+      s.save({ snapshot: null, entries: [{ index: i, term: 1, type: 'normal', data: value }], hardState: { term: 1, vote: 'a', commit: i } });
+    }
+    s.close();
+    // The code before returned while the worker still had the file open (it recreated -wal and
+    // -shm files as the demo removed its directory: ENOTEMPTY in CI).
+    expect(WAL_CHECKPOINTER.waitIdle(file, 0)).toBe(true);
+    fs.rmSync(dir, { recursive: true });
+    expect(fs.existsSync(dir)).toBe(false);
   }, 60_000);
 
   it('an inline-checkpoint member hands its checkpoints to the worker while it writes a snapshot in steps, and takes them back after', async () => {
