@@ -345,8 +345,6 @@ export class NodeHost {
   private readonly compactionJitter: number;
   /** Tick-clock time the ticks so far account for (see tickAheadMs). */
   private lastTickAt = 0;
-  /** The tick clock's stalledMs() when ticks were last counted (see catchUpTicks). */
-  private stalledAtLastTick = 0;
   /**
    * How far this member's tick clock runs ahead of the host clock, ms. Only a leader aligning
    * its heartbeats (alignTicks) moves it, forward and by less than one heartbeat interval
@@ -483,7 +481,6 @@ export class NodeHost {
     this.opts.transport.onMessage((m) => this.receive(m));
     this.opts.transport.onArrivingSnapshot?.({ part: (p, i) => this.prepareSnapshotPart(p, i), drop: (p) => this.dropSnapshotParts(p) });
     this.lastTickAt = this.opts.clock.now();
-    this.stalledAtLastTick = this.tickClock.stalledMs?.(this.lastTickAt) ?? 0;
     this.scheduleTick();
     this.process();
   }
@@ -894,7 +891,7 @@ export class NodeHost {
     const t = now + this.tickAheadMs;
     const due = Math.floor((t - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const cap = this.catchUpTicks(due, tickMs);
+    const cap = this.maxCatchUpTicks();
     let n = Math.min(due, cap);
     const hb = this.raftConfig.heartbeatTicks;
     if (n < due && this.opts.alignTicks && this.raft.role === 'leader' && hb <= cap) {
@@ -919,22 +916,6 @@ export class NodeHost {
   }
 
   /**
-   * How many of the `due` ticks since the last ones counted may be counted now. Only a stall
-   * of the loop is capped (maxCatchUpTicks): a tick clock that measures stalls (TickWheel)
-   * vouches for the rest, so a member may sleep past the cap, until its deadline, and still
-   * count the whole time it slept. Without one, every interval may hide a stall: capped.
-   */
-  private catchUpTicks(due: number, tickMs: number): number {
-    const max = this.maxCatchUpTicks();
-    const stalledMs = this.tickClock.stalledMs;
-    if (!stalledMs) return max;
-    const total = stalledMs.call(this.tickClock, this.opts.clock.now());
-    const stallTicks = Math.min(due, Math.ceil((total - this.stalledAtLastTick) / tickMs));
-    this.stalledAtLastTick = total;
-    return due - stallTicks + Math.min(stallTicks, max);
-  }
-
-  /**
    * The tick timer period, shortened to wake right when an election or heartbeat is due, and
    * how late it may fire: never for a follower's or candidate's election timeout (their
    * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
@@ -944,9 +925,8 @@ export class NodeHost {
     if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
     // A timely wake, slack included, never needs more ticks than advanceTicks catches up at
-    // once: more would be dropped as if the process had stalled. Unless the tick clock
-    // measures stalls (catchUpTicks): then an idle follower sleeps until its deadline.
-    const tickTimerMs = this.tickClock.stalledMs ? this.opts.tickTimerMs : Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
+    // once: more would be dropped as if the process had stalled.
+    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
     if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now + this.tickAheadMs - this.lastTickAt);
     if (this.opts.alignTicks) {
@@ -963,9 +943,8 @@ export class NodeHost {
    * point fits (then the wake is planned as without alignment). A leader whose heartbeat would
    * miss the grid by more than the slack sends it early instead, at the grid point before:
    * its tick clock moves ahead by the difference (less than an interval), and from then on
-   * its heartbeats are due on the grid. A follower's or candidate's wake moves to the last grid
-   * point within its period and not after its election deadline (when none is left before
-   * the deadline, it wakes at the deadline itself).
+   * its heartbeats are due on the grid. A follower's or candidate's bookkeeping wake moves to
+   * the last grid point within its period, unless its election deadline comes first.
    */
   private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number } | null {
     const { tickMs } = this.opts;
@@ -980,10 +959,8 @@ export class NodeHost {
       this.tickAheadMs += dueAt - before;
       return wakeAt(before, now);
     }
-    // The last grid point within its period, up to its deadline: an idle follower wakes on
-    // the grid, where the heartbeats it had meanwhile have moved its deadline on.
-    const at = Math.floor(Math.min(now + tickTimerMs, dueAt) / gridMs) * gridMs;
-    if (at - now < tickMs) return null;
+    const at = Math.floor((now + tickTimerMs) / gridMs) * gridMs;
+    if (at - now < tickMs || at >= dueAt) return null;
     return wakeAt(at, now);
   }
 

@@ -619,20 +619,6 @@ export const MUTATIONS: Mutation[] = [
     tests: ['test/service/large-values-turns.test.ts'],
   },
   {
-    id: 'wheel-counts-no-stall',
-    file: 'src/util/tick-wheel.ts',
-    edits: one('    if (now > from) this.stalled += now - from;', '    if (now > from) this.stalled += 0;'),
-    breaks: 'a stall of the loop is capped when members count the time since their last tick: a member that sleeps until its deadline counts only the time not stalled in full',
-    tests: ['test/tick-wheel.test.ts'],
-  },
-  {
-    id: 'idle-followers-wake-each-interval',
-    file: 'src/host/node-host.ts',
-    edits: one('    const tickTimerMs = this.tickClock.stalledMs ? this.opts.tickTimerMs : Math.min(', '    const tickTimerMs = false ? this.opts.tickTimerMs : Math.min('),
-    breaks: 'idle followers on a stall-measuring wheel sleep until their deadline, not one heartbeat interval',
-    tests: ['test/tick-wheel.test.ts'],
-  },
-  {
     id: 'close-leaves-worker-checkpoint-running',
     file: 'src/storage/sqlite-storage.ts',
     edits: one('    if (this.checkpointInFlight && !WAL_CHECKPOINTER.waitIdle(this.file, 2000))', '    if (false && !WAL_CHECKPOINTER.waitIdle(this.file, 2000))'),
