@@ -20,6 +20,12 @@ const MUTEX_FILE = 'concord.lock.db';
 /** Tries while no live holder is described (5, 10, ... ms apart: at most about 0.3 s). */
 const LOCK_RACE_ATTEMPTS = 10;
 const INFO_FILE = 'concord.lock';
+/**
+ * Every mutex connection this process holds, until release(): a Database that is garbage
+ * collected closes, and its lock goes with it. A caller that dropped its DataDirLock (seen in
+ * CI: a test's child process that kept no reference) let a second process take the directory.
+ */
+const HELD = new Set<Database.Database>();
 
 /**
  * One process owns a data directory at a time: two processes writing the same Raft files
@@ -61,6 +67,7 @@ export class DataDirLock {
           `data directory ${dir} is in use by ${who}; stop it, talk to it with --server, or set CONCORD_DATA_DIR to another directory`,
         );
       }
+      HELD.add(mutex);
       const lock = new DataDirLock(dir, mutex);
       lock.writeInfo({ pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command: `concord ${process.argv[2] ?? ''}`.trim() });
       return lock;
@@ -83,6 +90,7 @@ export class DataDirLock {
       // Best effort at exit: the next holder rewrites the description.
     }
     this.mutex.close();
+    HELD.delete(this.mutex);
   }
 
   private get infoFile(): string {

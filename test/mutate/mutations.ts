@@ -625,4 +625,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: "a closed member's files are no longer open on the WAL checkpoint worker (its directory can be removed at once)",
     tests: ['test/storage/wal-checkpoint.test.ts'],
   },
+  {
+    id: 'lock-dropped-on-gc',
+    file: 'src/service/data-dir.ts',
+    edits: one('      HELD.add(mutex);\n', ''),
+    breaks: 'a data-directory lock stays held until release() or exit, even when its holder keeps no reference to it',
+    tests: ['test/service/data-dir-lock.test.ts'],
+  },
 ];

@@ -106,6 +106,41 @@ describe('data-dir lock', () => {
   });
 });
 
+describe('data-dir lock held by a process that kept no reference to it', () => {
+  it('stays held through garbage collection until release() or exit', async () => {
+    if (!fs.existsSync(LOCK_JS)) throw new Error(`${LOCK_JS} not found: run npm run build first`);
+    const dir = tempDataDir('lock-gc');
+    dirs.push(dir);
+    const held = path.join(dir, 'held');
+    const done = path.join(dir, 'done');
+    // The child drops the DataDirLock at once and collects garbage. Before: the mutex
+    // connection was collected and closed, and its lock with it (CI: two of six racing
+    // starters "got" the directory, the first one's lock gone by then).
+    const script = `
+      import fs from 'node:fs';
+      import { DataDirLock } from ${JSON.stringify(LOCK_JS)};
+      DataDirLock.acquire(${JSON.stringify(dir)});
+      for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setTimeout(r, 20)); }
+      fs.writeFileSync(${JSON.stringify(held)}, '');
+      while (!fs.existsSync(${JSON.stringify(done)})) await new Promise((r) => setTimeout(r, 5));
+    `;
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { stdio: 'inherit' });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      const t0 = Date.now();
+      while (!fs.existsSync(held)) {
+        if (Date.now() - t0 > 30_000) throw new Error('the child did not take the lock within 30 s');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(() => DataDirLock.acquire(dir)).toThrow(/in use by pid/);
+    } finally {
+      fs.writeFileSync(done, '');
+      await exited;
+    }
+    DataDirLock.acquire(dir).release(); // free once the holder exited
+  }, 60_000);
+});
+
 describe('data-dir lock, a starter that meets another mid-start', () => {
   it('tries again while no live holder is described, instead of refusing at once', async () => {
     // Another starter holds the mutex file's shared lock for 40 ms (as one does while it opens
