@@ -140,7 +140,6 @@ export async function runDemo(opts: { dataDir?: string; keep?: boolean }): Promi
   } finally {
     clearInterval(keepAlive);
     await tools?.close();
-    // Retries: a WAL checkpoint on the worker thread may still hold a member file open briefly.
-    if (!opts.keep && !opts.dataDir) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    if (!opts.keep && !opts.dataDir) fs.rmSync(dir, { recursive: true, force: true });
   }
 }

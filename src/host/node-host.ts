@@ -1330,14 +1330,15 @@ export class NodeHost {
   }
 
   /**
-   * With a turn budget, a checkpoint of large applied entries (rows about their size: 8-25 ms
-   * per MiB stored, measured in a 1 MiB burst) is taken in a loop iteration of its own rather
-   * than in the one that applied them. It is judged again when it runs (nothing is held
-   * meanwhile: the rows are of the state at that time). True when deferred (or already).
+   * With a turn budget, a checkpoint due for its applied characters (large entries, rows about
+   * their size: 8-25 ms per MiB stored, measured in a 1 MiB burst) is taken in a loop iteration
+   * of its own rather than in the one that applied them. It is judged again when it runs
+   * (nothing is held meanwhile: the rows are of the state at that time). True when deferred
+   * (or already).
    */
   private deferHeavyCheckpoint(): boolean {
     const budget = this.opts.turnBudget;
-    if (!budget || !this.checkpointing() || this.appliedBytesSinceSnapshot < HEAVY_READY_BYTES) return false;
+    if (!budget || !this.checkpointing() || this.appliedBytesSinceSnapshot < CHECKPOINT_MAX_APPLIED_CHARS * this.checkpointFactor()) return false;
     if (this.checkpointDeferred) return true;
     this.checkpointDeferred = true;
     this.yields++;
@@ -1509,7 +1510,7 @@ export class NodeHost {
     // the log's start (its index has no term any more); the snapshot's restore comes first.
     if (log.applied < log.snapshotIndex) return;
     const since = log.applied - this.storedStateIndex;
-    const factor = this.compactionJitter * (this.raft.role === 'leader' ? 2 : 1);
+    const factor = this.checkpointFactor();
     const due =
       since > 0 &&
       (since >= this.opts.compactionThreshold * factor ||
@@ -1529,6 +1530,11 @@ export class NodeHost {
       return;
     }
     this.finishCheckpoint(wanted && log.snapshot === null ? this.serialize() : null, t0);
+  }
+
+  /** The seeded jitter, doubled on the leader (see maybeCheckpoint). */
+  private checkpointFactor(): number {
+    return this.compactionJitter * (this.raft.role === 'leader' ? 2 : 1);
   }
 
   private finishCheckpoint(json: SnapshotData | null, t0: number): void {

@@ -3,9 +3,10 @@
 // member's log, then stored again as a row by every member's checkpoint (8-25 ms of SQLite work
 // per MiB on the bench machine). Through the process's turn budget, each such heavy item, the
 // leader's included, runs in a loop iteration of its own, and a checkpoint stores about one
-// value's rows, in an iteration after the one that applied them. Checked structurally (heavy items counted per loop iteration), so the machine's
-// load cannot decide it. The code before ran two followers' writes per iteration, the leader's
-// write and its checkpoint in the iterations where they came, and checkpoints of 4-12 values.
+// value's rows, in an iteration after the one that applied them. Checked structurally (heavy
+// items counted per loop iteration), so the machine's load cannot decide it. The code before
+// ran two followers' writes per iteration, the leader's write and its checkpoint in the
+// iterations where they came, and checkpoints of 4-12 values.
 
 import { describe, expect, it } from 'vitest';
 import { memoryStore } from '../../src/service/memory.js';
