@@ -91,6 +91,15 @@ interface LinkState {
    * queue is non-empty or for a delayed copy: an empty queue has nothing to be overtaken. */
   lastAt: number;
   fire: () => void;
+  /** The receiver's inbox (shared by every link into it). */
+  inbox: Inbox;
+}
+
+/** Links into one receiver and how many copies wait in their queues: a member's drainInbound
+ * runs at each of its wakes, and with nothing queued it must cost a field read, not a walk. */
+interface Inbox {
+  links: LinkState[];
+  queued: number;
 }
 
 const NO_FAULTS: LinkFaults = Object.freeze({});
@@ -122,8 +131,11 @@ export class InProcEndpoint implements Transport {
   }
 
   drainInbound(): void {
-    if (!this.isClosed) this.net.drainTo(this.id);
+    if (!this.isClosed && this.inbox.queued > 0) this.net.drainTo(this.id);
   }
+
+  /** @internal The links into this id (set by the network). */
+  inbox: Inbox = { links: [], queued: 0 };
 
   onArrivingSnapshot(handlers: ArrivingSnapshotHandlers): void {
     this.arriving = handlers;
@@ -203,6 +215,7 @@ export class InProcNetwork {
   endpoint(id: NodeId): InProcEndpoint {
     if (this.endpoints.has(id)) throw new Error(`InProcNetwork: endpoint ${id} is already open`);
     const ep = new InProcEndpoint(id, this);
+    ep.inbox = this.inboxOf(id);
     this.endpoints.set(id, ep);
     return ep;
   }
@@ -463,6 +476,7 @@ export class InProcNetwork {
     }
     ls.queue.push(wire);
     ls.queueAt.push(at);
+    ls.inbox.queued++;
     // Zero delay on a real clock: setImmediate rather than a ~1 ms timer per hop.
     if (delay <= 0 && this.clock.defer) this.clock.defer(ls.fire);
     else this.clock.setTimeout(ls.fire, delay);
@@ -476,21 +490,29 @@ export class InProcNetwork {
    * Stops at a snapshot part on a link, so each link stays FIFO.
    */
   drainTo(to: NodeId): void {
-    if (this.linkStates.size === 0) return;
-    let now = -Infinity;
-    for (const byTo of this.linkStates.values()) {
-      const ls = byTo.get(to);
-      if (!ls || ls.queue.length === 0) continue;
-      if (now === -Infinity) now = this.clock.now();
+    const inbox = this.inboxes.get(to);
+    if (!inbox || inbox.queued === 0) return;
+    const now = this.clock.now();
+    for (const ls of inbox.links) {
       while (ls.queue.length > 0 && ls.queueAt[0]! <= now) {
         const head = ls.queue[0]!;
         if (head.kind === 'part' || head.kind === 'ack') break;
         ls.queue.shift();
         ls.queueAt.shift();
+        inbox.queued--;
         ls.drained++;
         this.deliver(ls, head);
       }
     }
+  }
+
+  /** Receiver id -> its inbox, created with its first link or endpoint and kept (restarts reuse it). */
+  private readonly inboxes = new Map<NodeId, Inbox>();
+
+  private inboxOf(to: NodeId): Inbox {
+    let inbox = this.inboxes.get(to);
+    if (!inbox) this.inboxes.set(to, (inbox = { links: [], queued: 0 }));
+    return inbox;
   }
 
   /** The link's state, created at its first message. */
@@ -511,6 +533,7 @@ export class InProcNetwork {
         queueAt: [],
         drained: 0,
         lastAt: -Infinity,
+        inbox: this.inboxOf(to),
         // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
         // clock that does not fire equal-time timers in creation order. One function per
         // link, not a closure per message: idle swarms send thousands of heartbeats a second.
@@ -521,9 +544,13 @@ export class InProcNetwork {
           }
           const w = state.queue.shift();
           state.queueAt.shift();
-          if (w) this.deliver(state, w);
+          if (w) {
+            state.inbox.queued--;
+            this.deliver(state, w);
+          }
         },
       };
+      state.inbox.links.push(state);
       byTo.set(to, (ls = state));
     }
     return ls;
@@ -613,7 +640,8 @@ function checkDelay(d: DelayRange): DelayRange {
 
 /** Field-by-field copy: entries and snapshot metadata are fresh objects, strings are shared. */
 function cloneMessage(m: Message): Message {
-  const c: Message = { ...m, entries: m.entries.map((e) => ({ ...e })) };
+  // No entries (heartbeats, answers, votes: most messages): the empty array is shared.
+  const c: Message = { ...m, entries: m.entries.length === 0 ? m.entries : m.entries.map((e) => ({ ...e })) };
   if (m.snapshot) {
     const md = m.snapshot.metadata;
     c.snapshot = {

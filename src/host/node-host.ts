@@ -829,9 +829,9 @@ export class NodeHost {
     // listeners propose then (the election record) joins the new leader's first append
     // instead of costing every follower one more fsync round before client writes.
     if (this.raft.role === 'leader' && this.role !== 'leader') this.onSoftState('leader', this.id, this.raft.term);
-    // An idle follower's answer to a heartbeat left above, and nothing else is to be done: no
-    // process round for it (idle swarms: one per heartbeat).
-    if (m.type === 'MsgHeartbeat' && this.raft.role !== 'leader' && !this.persisting && !this.raft.hasReady()) return;
+    // A heartbeat (its answer left above) or an answer that asks nothing more of the core (an
+    // idle swarm's traffic): process() would find no Ready, so no round is scheduled for it.
+    if ((m.type === 'MsgHeartbeat' || m.type === 'MsgHeartbeatResp') && !this.persisting && !this.raft.hasReady()) return;
     this.scheduleProcess();
   }
 

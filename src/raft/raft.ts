@@ -1,7 +1,7 @@
 import { Prng } from '../util/prng.js';
 import { RaftLog } from './log.js';
 import { Progress } from './progress.js';
-import { committedIndex, voteResult } from './quorum.js';
+import { committedIndex, majority, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
   COMMIT_NOTICE,
@@ -29,6 +29,11 @@ const CAMPAIGN_TRANSFER = 'transfer';
 const MAX_READ_ACKS = 4096;
 /** MsgAppResp context of a member that cannot take the log from index 1 (see baseKnown). */
 const NEED_SNAPSHOT = 'need-snapshot';
+/** What takeHeartbeats and takeReadAcks return when there is nothing (they run per message). */
+const NO_MESSAGES: readonly Message[] = Object.freeze([]);
+const NO_READ_ACKS: readonly ReadAck[] = Object.freeze([]);
+/** The entries of a message that carries none (most do): shared, frozen, so nobody can fill it. */
+const NO_ENTRIES = Object.freeze([]) as unknown as Entry[];
 
 /** A pending ReadIndex that arrived before the leader committed an entry of its term. */
 interface DeferredRead {
@@ -88,6 +93,10 @@ export class Raft {
   private voters = new Set<NodeId>();
   private learners = new Set<NodeId>();
   private prs = new Map<NodeId, Progress>();
+  /** The entries of prs without this member, as arrays: a leader walks them at every tick and
+   * every heartbeat answer, and iterating the Map allocated an entry per peer each time. */
+  private peerIds: NodeId[] = [];
+  private peerPrs: Progress[] = [];
   private votes = new Map<NodeId, boolean>();
   private votedBy: NodeId[] = [];
   private msgs: Message[] = [];
@@ -355,7 +364,9 @@ export class Raft {
    * order (an answer after the read was confirmed is still listed). Lets a host observe a
    * ReadIndex round member by member (consensus_verify_quorum) without watching the wire.
    */
-  takeReadAcks(): ReadAck[] {
+  takeReadAcks(): readonly ReadAck[] {
+    // Asked after every heartbeat answer a leader reads: no new array while there is none.
+    if (this.readAcks.length === 0) return NO_READ_ACKS;
     const acks = this.readAcks;
     this.readAcks = [];
     return acks;
@@ -467,11 +478,18 @@ export class Raft {
    * log (etcd sends them without waiting for the write), only the term, which the host must
    * know to be durable.
    */
-  takeHeartbeats(): Message[] {
-    let out: Message[] | null = null;
-    for (const m of this.msgs) if (m.type === 'MsgHeartbeat' || m.type === 'MsgHeartbeatResp') (out ??= []).push(m);
-    if (out) this.msgs = this.msgs.filter((m) => m.type !== 'MsgHeartbeat' && m.type !== 'MsgHeartbeatResp');
-    return out ?? [];
+  takeHeartbeats(): readonly Message[] {
+    const msgs = this.msgs;
+    let n = 0;
+    for (const m of msgs) if (m.type === 'MsgHeartbeat' || m.type === 'MsgHeartbeatResp') n++;
+    if (n === 0) return NO_MESSAGES;
+    // Usually all of them (an idle member's answer, an idle leader's round): no copying.
+    if (n === msgs.length) {
+      this.msgs = [];
+      return msgs;
+    }
+    this.msgs = msgs.filter((m) => m.type !== 'MsgHeartbeat' && m.type !== 'MsgHeartbeatResp');
+    return msgs.filter((m) => m.type === 'MsgHeartbeat' || m.type === 'MsgHeartbeatResp');
   }
 
   /** The host persisted, sent and applied everything in `rd`. */
@@ -583,6 +601,17 @@ export class Raft {
     for (const pr of this.prs.values()) pr.lastResponseTick = this.ticks;
     const self = this.prs.get(this.id);
     if (self) self.match = this.log.stableIndex;
+    this.indexPeers();
+  }
+
+  private indexPeers(): void {
+    this.peerIds = [];
+    this.peerPrs = [];
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      this.peerIds.push(id);
+      this.peerPrs.push(pr);
+    }
   }
 
   private becomeFollower(term: number, lead: NodeId | null): void {
@@ -895,11 +924,14 @@ export class Raft {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    for (const [id, pr] of this.prs) {
+    const ids = this.peerIds;
+    const prs = this.peerPrs;
+    for (let i = 0; i < prs.length; i++) {
+      const pr = prs[i]!;
       if (pr.state === 'snapshot' && ++pr.snapshotElapsed >= this.cfg.electionTicksMin) {
         // The snapshot (or its answer) was lost: probe again, which resends it.
         pr.becomeProbe();
-        this.sendAppend(id, pr);
+        this.sendAppend(ids[i]!, pr);
       }
     }
     if (this.leadTransferee !== null && ++this.transferElapsed >= this.cfg.transferTimeoutTicks) {
@@ -917,7 +949,7 @@ export class Raft {
           this.becomeFollower(this.term, null);
           return;
         }
-        for (const [id, pr] of this.prs) if (id !== this.id) pr.recentActive = false;
+        for (const pr of this.peerPrs) pr.recentActive = false;
       }
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
@@ -927,12 +959,9 @@ export class Raft {
   }
 
   private quorumRecentlyHeard(): boolean {
-    const active = new Map<NodeId, boolean>();
-    for (const id of this.voters) {
-      const pr = this.prs.get(id);
-      active.set(id, id === this.id || (pr?.recentActive ?? false));
-    }
-    return voteResult([...this.voters], active) === 'won';
+    let active = 0;
+    for (const id of this.voters) if (id === this.id || this.prs.get(id)?.recentActive) active++;
+    return active >= majority(this.voters.size);
   }
 
   private checkCanPropose(count: number, bytes = 0): void {
@@ -996,8 +1025,11 @@ export class Raft {
     this.commitBcastPending = false;
     this.noticeLight = this.commitBytesPending <= NOTICE_MAX_COMMITTED_BYTES;
     this.commitBytesPending = 0;
-    for (const [id, pr] of this.prs) {
-      if (id === this.id) continue;
+    const ids = this.peerIds;
+    const prs = this.peerPrs;
+    for (let i = 0; i < prs.length; i++) {
+      const id = ids[i]!;
+      const pr = prs[i]!;
       let sent = false;
       while (pr.next <= this.log.lastIndex() && !pr.isPaused()) {
         if (!this.sendAppend(id, pr, false)) break;
@@ -1067,10 +1099,11 @@ export class Raft {
 
   private bcastHeartbeat(context: string): void {
     const seq = ++this.heartbeatSeq;
-    for (const [id, pr] of this.prs) {
-      if (id === this.id) continue;
+    const ids = this.peerIds;
+    const prs = this.peerPrs;
+    for (let i = 0; i < prs.length; i++) {
       // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context, index: seq });
+      this.send({ type: 'MsgHeartbeat', to: ids[i]!, commit: Math.min(prs[i]!.match, this.log.committed), context, index: seq });
     }
   }
 
@@ -1142,6 +1175,7 @@ export class Raft {
     for (const id of [...this.prs.keys()]) {
       if (!this.voters.has(id) && !this.learners.has(id)) this.prs.delete(id);
     }
+    this.indexPeers();
   }
 
   private applyConfChange(cc: ConfChange): void {
@@ -1184,7 +1218,7 @@ export class Raft {
     const m: Message = {
       logTerm: 0,
       index: 0,
-      entries: [],
+      entries: NO_ENTRIES,
       commit: 0,
       reject: false,
       rejectHint: 0,
