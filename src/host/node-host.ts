@@ -1,5 +1,6 @@
 import { Raft, type RaftStatus } from '../raft/raft.js';
 import {
+  HEARTBEAT_NO_ANSWER,
   DEFAULT_CONFIG,
   ProposalError,
   snapshotChars,
@@ -876,12 +877,19 @@ export class NodeHost {
     const before = this.raft.role;
     const now = this.opts.clock.now();
     this.advanceTicks(now);
-    if (this.persisting) this.sendHeartbeatsNow(); // else the Ready below carries them at once
+    // A leader's heartbeats leave now, not with a Ready: an idle leader then needs no process
+    // round at all (50 idle swarms: a thousand Readies a second, each touching state no
+    // heartbeat needs).
+    this.sendHeartbeatsNow();
+    // Also checked with every Ready; an idle leader makes none (the install's answer may
+    // have left nothing else to do).
+    this.releaseDeliveredSnapshot();
     this.scheduleTick(now);
     // A follower's ticks make a Ready only by starting a campaign, which changes its role;
     // anything else that makes one schedules its own process round. With a coarse timer
     // most wakes of an idle follower are bookkeeping: skip the empty round.
     if (this.opts.tickTimerMs > this.opts.tickMs && before === 'follower' && this.raft.role === 'follower') return;
+    if (!this.persisting && !this.raft.hasReady()) return;
     this.scheduleProcess();
   };
 
@@ -1076,6 +1084,8 @@ export class NodeHost {
     this.messagesOut++;
     if (m.type === 'MsgHeartbeat') {
       this.heartbeatsOut++;
+      // No answer is asked for: no round trip to time.
+      if (m.context === HEARTBEAT_NO_ANSWER) return this.opts.transport.send(m);
       let sent = this.heartbeatSentAt.get(m.to);
       if (!sent) this.heartbeatSentAt.set(m.to, (sent = []));
       sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
@@ -1293,8 +1303,7 @@ export class NodeHost {
     const appliedBefore = this.raft.log.applied;
     this.raft.advance(rd);
     if (rd.snapshot && this.checkpointing()) this.raft.releaseSnapshot();
-    // A leader's snapshot, once a follower has it: the tables serialize again if another needs one.
-    if (this.checkpointing() && this.raft.releaseDeliveredSnapshot()) logger.debug({ id: this.id, index: this.raft.log.snapshotIndex }, 'snapshot data released after its install');
+    this.releaseDeliveredSnapshot();
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
       if (r) r.index = rs.index;
@@ -1315,6 +1324,11 @@ export class NodeHost {
       if (!wanted && this.deferHeavyCheckpoint()) return;
       this.compactOrFailStop(wanted);
     }
+  }
+
+  /** A leader's snapshot, once a follower has it: the tables serialize again if another needs one. */
+  private releaseDeliveredSnapshot(): void {
+    if (this.checkpointing() && this.raft.releaseDeliveredSnapshot()) logger.debug({ id: this.id, index: this.raft.log.snapshotIndex }, 'snapshot data released after its install');
   }
 
   private compactOrFailStop(wanted: boolean): void {

@@ -5,6 +5,7 @@ import { committedIndex, majority, voteResult } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
 import {
   COMMIT_NOTICE,
+  HEARTBEAT_NO_ANSWER,
   ProposalError,
   type ConfChange,
   type ConfState,
@@ -449,6 +450,8 @@ export class Raft {
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
       this.log.pendingSnapshot !== null ||
+      // The host takes it in handleReady (takeSnapshotRequest): a Ready, even an empty one.
+      this.snapshotWanted ||
       this.log.stableIndex < this.log.lastIndex() ||
       (this.log.committed > this.log.applied && this.applyHolds === 0)
     );
@@ -747,7 +750,7 @@ export class Raft {
         pr.probeSent = false;
         if (pr.state === 'replicate' && pr.inflight.length >= pr.maxInflight) pr.inflight.shift();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr);
-        if (m.context !== '') {
+        if (m.context !== '' && m.context !== HEARTBEAT_NO_ANSWER) {
           // Bounded for drivers that never take them (the simulator): keep the newest.
           if (this.readAcks.length >= MAX_READ_ACKS) this.readAcks.shift();
           this.readAcks.push({ context: m.context, from: m.from });
@@ -839,7 +842,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.lead = m.from;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-        this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context, index: m.index });
+        if (m.context !== HEARTBEAT_NO_ANSWER) this.send({ type: 'MsgHeartbeatResp', to: m.from, context: m.context, index: m.index });
         return;
       case 'MsgSnap':
         this.electionElapsed = 0;
@@ -1101,9 +1104,16 @@ export class Raft {
     const seq = ++this.heartbeatSeq;
     const ids = this.peerIds;
     const prs = this.peerPrs;
+    // Answers may be skipped only while two intervals stay well inside the quorum check's
+    // window (and the health views' "heard within an election timeout"), and no transfer
+    // waits for a follower to catch up.
+    const mayQuiet = context === '' && this.leadTransferee === null && this.cfg.heartbeatTicks * 3 <= this.cfg.electionTicksMin;
+    const last = this.log.lastIndex();
     for (let i = 0; i < prs.length; i++) {
+      const pr = prs[i]!;
+      const quiet = mayQuiet && pr.state === 'replicate' && pr.match === last && pr.inflight.length === 0 && this.ticks - pr.lastResponseTick <= this.cfg.heartbeatTicks;
       // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'MsgHeartbeat', to: ids[i]!, commit: Math.min(prs[i]!.match, this.log.committed), context, index: seq });
+      this.send({ type: 'MsgHeartbeat', to: ids[i]!, commit: Math.min(pr.match, this.log.committed), context: quiet ? HEARTBEAT_NO_ANSWER : context, index: seq });
     }
   }
 
