@@ -100,6 +100,8 @@ interface LinkState {
 interface Inbox {
   links: LinkState[];
   queued: number;
+  /** The receiver's open endpoint (what endpoints holds for it), read at each delivery. */
+  ep: InProcEndpoint | null;
 }
 
 const NO_FAULTS: LinkFaults = Object.freeze({});
@@ -135,7 +137,7 @@ export class InProcEndpoint implements Transport {
   }
 
   /** @internal The links into this id (set by the network). */
-  inbox: Inbox = { links: [], queued: 0 };
+  inbox: Inbox = { links: [], queued: 0, ep: null };
 
   onArrivingSnapshot(handlers: ArrivingSnapshotHandlers): void {
     this.arriving = handlers;
@@ -216,6 +218,7 @@ export class InProcNetwork {
     if (this.endpoints.has(id)) throw new Error(`InProcNetwork: endpoint ${id} is already open`);
     const ep = new InProcEndpoint(id, this);
     ep.inbox = this.inboxOf(id);
+    ep.inbox.ep = ep;
     this.endpoints.set(id, ep);
     return ep;
   }
@@ -445,6 +448,7 @@ export class InProcNetwork {
   /** @internal Called by InProcEndpoint.close. */
   detach(ep: InProcEndpoint): void {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
+    if (ep.inbox.ep === ep) ep.inbox.ep = null;
     // A closed (crashed) endpoint's streams die with its memory, in and out.
     for (const m of [this.snapOut, this.snapIn, this.snapDelivered]) {
       for (const [k, v] of m) {
@@ -511,7 +515,7 @@ export class InProcNetwork {
 
   private inboxOf(to: NodeId): Inbox {
     let inbox = this.inboxes.get(to);
-    if (!inbox) this.inboxes.set(to, (inbox = { links: [], queued: 0 }));
+    if (!inbox) this.inboxes.set(to, (inbox = { links: [], queued: 0, ep: null }));
     return inbox;
   }
 
@@ -560,7 +564,7 @@ export class InProcNetwork {
     const { from, to } = ls;
     const link = ls.counters;
     const bytes = wire.bytes;
-    const ep = this.endpoints.get(to);
+    const ep = ls.inbox.ep;
     if (!ep || !this.connected(from, to)) {
       link.dropped++;
       return;
