@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Raft } from '../../src/raft/raft.js';
 import { COMMIT_NOTICE, DEFAULT_CONFIG, newMessage, type Message } from '../../src/raft/types.js';
+import { SyncNet } from '../helpers/sync-net.js';
 
 const IDS = ['a', 'b', 'c'];
 
@@ -14,43 +15,8 @@ function node(id: string): Raft {
   return new Raft(cfg, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [], initialConf: { voters: IDS, learners: [] } });
 }
 
-/** Synchronous network: drains every Ready (persisting is a no-op here) and delivers. */
-class Net {
-  readonly nodes = new Map(IDS.map((id) => [id, node(id)]));
-  readonly sent: Message[] = [];
-
-  settle(): void {
-    for (let moved = true; moved; ) {
-      moved = false;
-      for (const r of this.nodes.values()) {
-        while (r.hasReady()) {
-          const rd = r.ready();
-          r.advance(rd);
-          for (const m of rd.messages) {
-            moved = true;
-            this.sent.push(m);
-            this.nodes.get(m.to)?.step(m);
-          }
-        }
-      }
-    }
-  }
-
-  get(id: string): Raft {
-    return this.nodes.get(id) as Raft;
-  }
-}
-
-function electA(): Net {
-  const net = new Net();
-  net.get('a').campaign();
-  net.settle();
-  expect(net.get('a').role).toBe('leader');
-  // The leader's first entry commits; everyone replicates from here on.
-  net.get('a').propose('warm');
-  net.settle();
-  net.sent.length = 0;
-  return net;
+function electA(): SyncNet {
+  return new SyncNet(IDS.map(node)).elect('a');
 }
 
 describe('commit notices', () => {

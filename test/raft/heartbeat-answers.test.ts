@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { Raft } from '../../src/raft/raft.js';
 import { DEFAULT_CONFIG, HEARTBEAT_NO_ANSWER, type Message } from '../../src/raft/types.js';
+import { SyncNet } from '../helpers/sync-net.js';
 
 const IDS = ['a', 'b', 'c'];
 const HB = 5;
@@ -18,59 +19,12 @@ function node(id: string, heartbeatTicks = HB): Raft {
   return new Raft(cfg, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [], initialConf: { voters: IDS, learners: [] } });
 }
 
-/** Synchronous network; `drop` loses matching messages (recorded in `sent` all the same). */
-class Net {
-  readonly nodes: Map<string, Raft>;
-  readonly sent: Message[] = [];
-  drop: (m: Message) => boolean = () => false;
-
-  constructor(heartbeatTicks = HB) {
-    this.nodes = new Map(IDS.map((id) => [id, node(id, heartbeatTicks)]));
-  }
-
-  settle(): void {
-    for (let moved = true; moved; ) {
-      moved = false;
-      for (const r of this.nodes.values()) {
-        while (r.hasReady()) {
-          const rd = r.ready();
-          r.advance(rd);
-          for (const m of rd.messages) {
-            moved = true;
-            this.sent.push(m);
-            if (!this.drop(m)) this.nodes.get(m.to)?.step(m);
-          }
-        }
-      }
-    }
-  }
-
-  /** n ticks of every member, settling after each. */
-  tick(n: number): void {
-    for (let i = 0; i < n; i++) {
-      for (const r of this.nodes.values()) r.tick();
-      this.settle();
-    }
-  }
-
-  get(id: string): Raft {
-    return this.nodes.get(id) as Raft;
-  }
+function electA(heartbeatTicks = HB): SyncNet {
+  return new SyncNet(IDS.map((id) => node(id, heartbeatTicks))).elect('a');
 }
 
-function electA(heartbeatTicks = HB): Net {
-  const net = new Net(heartbeatTicks);
-  net.get('a').campaign();
-  net.settle();
-  expect(net.get('a').role).toBe('leader');
-  net.get('a').propose('warm');
-  net.settle();
-  net.sent.length = 0;
-  return net;
-}
-
-const heartbeatsTo = (net: Net, f: string) => net.sent.filter((m) => m.type === 'MsgHeartbeat' && m.to === f);
-const answersFrom = (net: Net, f: string) => net.sent.filter((m) => m.type === 'MsgHeartbeatResp' && m.from === f);
+const heartbeatsTo = (net: SyncNet, f: string) => net.sent.filter((m) => m.type === 'MsgHeartbeat' && m.to === f);
+const answersFrom = (net: SyncNet, f: string) => net.sent.filter((m) => m.type === 'MsgHeartbeatResp' && m.from === f);
 
 describe('heartbeat answers', () => {
   it('an idle leader asks each caught-up follower for an answer every other heartbeat, and stays leader with a healthy view', () => {
