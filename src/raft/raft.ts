@@ -33,8 +33,6 @@ const NEED_SNAPSHOT = 'need-snapshot';
 /** What takeHeartbeats and takeReadAcks return when there is nothing (they run per message). */
 const NO_MESSAGES: readonly Message[] = Object.freeze([]);
 const NO_READ_ACKS: readonly ReadAck[] = Object.freeze([]);
-/** The entries of a message that carries none (most do): shared, frozen, so nobody can fill it. */
-const NO_ENTRIES = Object.freeze([]) as unknown as Entry[];
 
 /** A pending ReadIndex that arrived before the leader committed an entry of its term. */
 interface DeferredRead {
@@ -94,10 +92,6 @@ export class Raft {
   private voters = new Set<NodeId>();
   private learners = new Set<NodeId>();
   private prs = new Map<NodeId, Progress>();
-  /** The entries of prs without this member, as arrays: a leader walks them at every tick and
-   * every heartbeat answer, and iterating the Map allocated an entry per peer each time. */
-  private peerIds: NodeId[] = [];
-  private peerPrs: Progress[] = [];
   private votes = new Map<NodeId, boolean>();
   private votedBy: NodeId[] = [];
   private msgs: Message[] = [];
@@ -604,17 +598,6 @@ export class Raft {
     for (const pr of this.prs.values()) pr.lastResponseTick = this.ticks;
     const self = this.prs.get(this.id);
     if (self) self.match = this.log.stableIndex;
-    this.indexPeers();
-  }
-
-  private indexPeers(): void {
-    this.peerIds = [];
-    this.peerPrs = [];
-    for (const [id, pr] of this.prs) {
-      if (id === this.id) continue;
-      this.peerIds.push(id);
-      this.peerPrs.push(pr);
-    }
   }
 
   private becomeFollower(term: number, lead: NodeId | null): void {
@@ -927,14 +910,11 @@ export class Raft {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    const ids = this.peerIds;
-    const prs = this.peerPrs;
-    for (let i = 0; i < prs.length; i++) {
-      const pr = prs[i]!;
+    for (const [id, pr] of this.prs) {
       if (pr.state === 'snapshot' && ++pr.snapshotElapsed >= this.cfg.electionTicksMin) {
         // The snapshot (or its answer) was lost: probe again, which resends it.
         pr.becomeProbe();
-        this.sendAppend(ids[i]!, pr);
+        this.sendAppend(id, pr);
       }
     }
     if (this.leadTransferee !== null && ++this.transferElapsed >= this.cfg.transferTimeoutTicks) {
@@ -952,7 +932,7 @@ export class Raft {
           this.becomeFollower(this.term, null);
           return;
         }
-        for (const pr of this.peerPrs) pr.recentActive = false;
+        for (const [id, pr] of this.prs) if (id !== this.id) pr.recentActive = false;
       }
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
@@ -1028,11 +1008,8 @@ export class Raft {
     this.commitBcastPending = false;
     this.noticeLight = this.commitBytesPending <= NOTICE_MAX_COMMITTED_BYTES;
     this.commitBytesPending = 0;
-    const ids = this.peerIds;
-    const prs = this.peerPrs;
-    for (let i = 0; i < prs.length; i++) {
-      const id = ids[i]!;
-      const pr = prs[i]!;
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
       let sent = false;
       while (pr.next <= this.log.lastIndex() && !pr.isPaused()) {
         if (!this.sendAppend(id, pr, false)) break;
@@ -1102,18 +1079,16 @@ export class Raft {
 
   private bcastHeartbeat(context: string): void {
     const seq = ++this.heartbeatSeq;
-    const ids = this.peerIds;
-    const prs = this.peerPrs;
     // Answers may be skipped only while two intervals stay well inside the quorum check's
     // window (and the health views' "heard within an election timeout"), and no transfer
     // waits for a follower to catch up.
     const mayQuiet = context === '' && this.leadTransferee === null && this.cfg.heartbeatTicks * 3 <= this.cfg.electionTicksMin;
     const last = this.log.lastIndex();
-    for (let i = 0; i < prs.length; i++) {
-      const pr = prs[i]!;
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
       const quiet = mayQuiet && pr.state === 'replicate' && pr.match === last && pr.inflight.length === 0 && this.ticks - pr.lastResponseTick <= this.cfg.heartbeatTicks;
       // Never tell a follower to commit beyond what it is known to hold.
-      this.send({ type: 'MsgHeartbeat', to: ids[i]!, commit: Math.min(pr.match, this.log.committed), context: quiet ? HEARTBEAT_NO_ANSWER : context, index: seq });
+      this.send({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed), context: quiet ? HEARTBEAT_NO_ANSWER : context, index: seq });
     }
   }
 
@@ -1185,7 +1160,6 @@ export class Raft {
     for (const id of [...this.prs.keys()]) {
       if (!this.voters.has(id) && !this.learners.has(id)) this.prs.delete(id);
     }
-    this.indexPeers();
   }
 
   private applyConfChange(cc: ConfChange): void {
@@ -1228,7 +1202,7 @@ export class Raft {
     const m: Message = {
       logTerm: 0,
       index: 0,
-      entries: NO_ENTRIES,
+      entries: [],
       commit: 0,
       reject: false,
       rejectHint: 0,
