@@ -105,6 +105,37 @@ describe('TickWheel: many timers, one timer of the base clock', () => {
   });
 });
 
+describe('TickWheel.stalledMs: the time the loop was seen stalled', () => {
+  it('counts a wakeup\'s lateness past 20 ms once, an overdue armed slot at once, and nothing for timely ones', () => {
+    const clock = new VirtualClock();
+    const stalls = new StallingClock().over(clock);
+    const wheel = new TickWheel(stalls, 2, 10);
+    const fired: number[] = [];
+    wheel.setTimeout(() => fired.push(stalls.now()), 10);
+    clock.runFor(50);
+    expect(fired).toEqual([10]);
+    expect(wheel.stalledMs()).toBe(0);
+    // Armed for 60; the process stalls from 50 to 250: overdue by 190, 170 past the 20 ms allowance.
+    wheel.setTimeout(() => fired.push(stalls.now()), 10);
+    stalls.stall(200);
+    expect(wheel.stalledMs()).toBe(170);
+    clock.runFor(300);
+    // The late wakeup at 250 covers the same interval: not counted again.
+    expect(fired).toEqual([10, 250]);
+    expect(wheel.stalledMs()).toBe(170);
+    // 15 ms late (under the allowance): not a stall.
+    wheel.setTimeout(() => fired.push(stalls.now()), 10);
+    stalls.stall(25);
+    clock.runFor(100);
+    expect(wheel.stalledMs()).toBe(170);
+    // Another stall adds its own lateness.
+    wheel.setTimeout(() => fired.push(stalls.now()), 4);
+    stalls.stall(104);
+    clock.runFor(200);
+    expect(wheel.stalledMs()).toBe(170 + 80);
+  });
+});
+
 /**
  * A process that stalls: over a VirtualClock, every callback due while the process is stalled
  * runs at the stall's end (in its original order) and reads the end as now().
@@ -131,7 +162,7 @@ class StallingClock implements Clock {
 }
 
 /** `groups` Raft groups of 5 on one VirtualClock, every member's tick timer on one TickWheel. */
-function sharedWheelGroups(groups: number, seed: number, alignTicks = false, stalls?: StallingClock) {
+function sharedWheelGroups(groups: number, seed: number, alignTicks = false, stalls?: StallingClock, tickTimerMs = 50, holdIdleHeartbeats = false) {
   const clock = new VirtualClock();
   const host: Clock = stalls ? stalls.over(clock) : clock;
   const wheel = new TickWheel(host, 2, 10);
@@ -149,10 +180,11 @@ function sharedWheelGroups(groups: number, seed: number, alignTicks = false, sta
       storageFor: () => new MemoryStorage(),
       machineFor: () => new RecordingMachine(),
       tickMs: 2,
-      tickTimerMs: 50,
+      tickTimerMs,
       tickClock: wheel,
       tickSlackMs: 10,
       alignTicks,
+      holdIdleHeartbeats,
       // The embedded defaults: 150-300 ms election timeout, 50 ms heartbeat.
       raft: { electionTicksMin: 75, electionTicksMax: 150, heartbeatTicks: 25 },
     });
@@ -300,3 +332,105 @@ describe('a shared TickWheel drives every member of every group', () => {
   });
 });
 
+// Both with heartbeats held for their receiver's next read (the embedded swarm) and without.
+describe.each([false, true])('idle followers sleep until their deadline when the wheel measures stalls (embedded: 1 s tick timer; held heartbeats: %s)', (hold) => {
+  it('a follower whose leader is alive is not woken by its own timer; nobody holds an election', () => {
+    const { clock, clusters, tickTimers } = sharedWheelGroups(6, 52, true, undefined, 1000, hold);
+    clock.runFor(3000);
+    const leaders = clusters.map((c) => c.leader()!);
+    for (const l of leaders) expect(l).toBeDefined();
+    const ticks0 = tickTimers();
+    clock.runFor(10_000);
+    expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+    expect(clusters.map((c) => c.leader()?.core.term)).toEqual(leaders.map((l) => l.core.term));
+    // 6 leaders wake once per heartbeat (200 times each). 24 followers each woke once per 50
+    // ms grid point before (200 times each: 4,800 more); now the heartbeats they read move
+    // their wakes on, so a follower whose leader is alive is never woken by its own timer.
+    const wakes = tickTimers() - ticks0;
+    expect(wakes).toBeGreaterThanOrEqual(6 * 199);
+    expect(wakes).toBeLessThanOrEqual(6 * 202);
+  });
+
+  it('once a group has a leader nobody campaigns: the new leader heartbeats at once, not at its wake armed as a follower', () => {
+    for (const seed of [51, 52, 53, 64]) {
+      const { clock, clusters } = sharedWheelGroups(4, seed, true, undefined, 1000, hold);
+      const late: string[] = [];
+      for (const c of clusters) {
+        let led = false;
+        c.onRoleChange((ch) => {
+          if (ch.role === 'leader') led = true;
+          else if (led && (ch.role === 'preCandidate' || ch.role === 'candidate')) late.push(`${ch.id} at ${ch.at}`);
+        });
+      }
+      clock.runFor(5000);
+      expect(late).toEqual([]);
+    }
+  });
+
+  it('a crashed leader is still replaced within an election timeout or so', () => {
+    for (const seed of [61, 62, 63]) {
+      const { clock, clusters } = sharedWheelGroups(2, seed, true, undefined, 1000, hold);
+      clock.runFor(3000);
+      const c = clusters[0]!;
+      const old = c.leader()!;
+      c.crash(old.id);
+      const crashedAt = clock.now();
+      let elected: number | null = null;
+      for (let t = 0; t < 2000 && elected === null; t += 2) {
+        clock.runFor(2);
+        const l = c.leader();
+        if (l && l.id !== old.id) elected = clock.now() - crashedAt;
+      }
+      expect(elected).not.toBeNull();
+      // The last heartbeat came up to 50 ms before the crash; a timeout of 150-300 ms from it,
+      // a pre-vote and a vote round.
+      expect(elected!).toBeGreaterThanOrEqual(100);
+      expect(elected!).toBeLessThan(400);
+    }
+  });
+
+  it('stalls of the whole process longer than an election timeout make no election: only time not stalled counts in full', () => {
+    const stalls = new StallingClock();
+    const { clock, clusters } = sharedWheelGroups(4, 54, true, stalls, 1000, hold);
+    clock.runFor(3000);
+    const leaders = clusters.map((c) => c.leader()!);
+    for (const l of leaders) expect(l).toBeDefined();
+    const prng = new Prng(9);
+    for (let i = 0; i < 20; i++) {
+      // Past the 300 ms maximum election timeout at times: counted as at most 74 ms.
+      stalls.stall(100 + prng.int(0, 400));
+      clock.runFor(150 + prng.int(0, 300));
+    }
+    expect(clusters.map((c) => c.leader()?.id)).toEqual(leaders.map((l) => l.id));
+    expect(clusters.map((c) => c.leader()?.core.term)).toEqual(leaders.map((l) => l.core.term));
+  });
+});
+
+
+describe('held heartbeats (holdIdleHeartbeats) act as if read when they arrived', () => {
+  /** ms from the crash of group 0's leader to a new leader, or null within 2 s. */
+  function failover(seed: number, hold: boolean): number | null {
+    const { clock, clusters } = sharedWheelGroups(2, seed, true, undefined, 1000, hold);
+    clock.runFor(3000);
+    const c = clusters[0]!;
+    const old = c.leader()!;
+    c.crash(old.id);
+    const crashedAt = clock.now();
+    for (let t = 0; t < 2000; t += 2) {
+      clock.runFor(2);
+      const l = c.leader();
+      if (l && l.id !== old.id) return clock.now() - crashedAt;
+    }
+    return null;
+  }
+
+  it('a crashed leader is replaced at the same time, to the ms, as when every heartbeat is read at once', () => {
+    // The last heartbeat before the crash is often held: a follower that counted its election
+    // clock from when it read it (at its deadline wake) would campaign up to a timeout later.
+    for (let seed = 61; seed <= 70; seed++) {
+      const held = failover(seed, true);
+      expect(held).not.toBeNull();
+      expect(held).toBe(failover(seed, false));
+    }
+  });
+});

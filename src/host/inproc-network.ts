@@ -1,4 +1,4 @@
-import { newMessage, snapshotChars, type Message, type NodeId } from '../raft/types.js';
+import { HEARTBEAT_NO_ANSWER, newMessage, snapshotChars, type Message, type NodeId } from '../raft/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Prng } from '../util/prng.js';
 import { decodeAck, encodeAck, SnapshotReceive, SnapshotSend } from '../transport/snapshot-stream.js';
@@ -57,6 +57,15 @@ export interface InProcNetworkOptions {
    * suppresses (the simulator's default, which keeps recorded trajectories).
    */
   snapshotResendAfterMs?: number;
+  /**
+   * Hold a heartbeat that asks no answer (HEARTBEAT_NO_ANSWER) on its fault-free link instead
+   * of scheduling a delivery: its receiver reads it, with the time it arrived, when it next
+   * reads anything (any delivery to it, or drainInbound at its wake). Such a heartbeat only
+   * resets an election clock, and the receiver counts that clock from the arrival time
+   * (receive's `arrivedAt`), so it acts as if read on time; an idle follower is then not
+   * woken for every other heartbeat (50 idle swarms: see README). Default false.
+   */
+  holdIdleHeartbeats?: boolean;
 }
 
 export type InProcLinkStats = LinkStats & { dropped: number; duplicated: number };
@@ -93,6 +102,9 @@ interface LinkState {
   fire: () => void;
   /** The receiver's inbox (shared by every link into it). */
   inbox: Inbox;
+  /** A held heartbeat (holdIdleHeartbeats) and when it arrived; read before anything else. */
+  held: Message | null;
+  heldAt: number;
 }
 
 /** Links into one receiver and how many copies wait in their queues: a member's drainInbound
@@ -100,14 +112,19 @@ interface LinkState {
 interface Inbox {
   links: LinkState[];
   queued: number;
+  /** Links holding a heartbeat for this receiver (holdIdleHeartbeats). */
+  held: number;
   /** The receiver's open endpoint (what endpoints holds for it), read at each delivery. */
   ep: InProcEndpoint | null;
 }
 
 const NO_FAULTS: LinkFaults = Object.freeze({});
 
+/** A member's message handler; arrivedAt is set for a held heartbeat read after it arrived. */
+export type InProcHandler = (msg: Message, arrivedAt?: number) => void;
+
 export class InProcEndpoint implements Transport {
-  private handler: ((msg: Message) => void) | null = null;
+  private handler: InProcHandler | null = null;
   /** @internal Parts of snapshots arriving here (see Transport.onArrivingSnapshot). */
   arriving: ArrivingSnapshotHandlers | null = null;
   private isClosed = false;
@@ -128,16 +145,16 @@ export class InProcEndpoint implements Transport {
   }
 
   /** Replaces any previous handler. */
-  onMessage(handler: (msg: Message) => void): void {
+  onMessage(handler: InProcHandler): void {
     this.handler = handler;
   }
 
   drainInbound(): void {
-    if (!this.isClosed && this.inbox.queued > 0) this.net.drainTo(this.id);
+    if (!this.isClosed && (this.inbox.queued > 0 || this.inbox.held > 0)) this.net.drainTo(this.id);
   }
 
   /** @internal The links into this id (set by the network). */
-  inbox: Inbox = { links: [], queued: 0, ep: null };
+  inbox: Inbox = { links: [], queued: 0, held: 0, ep: null };
 
   onArrivingSnapshot(handlers: ArrivingSnapshotHandlers): void {
     this.arriving = handlers;
@@ -151,9 +168,9 @@ export class InProcEndpoint implements Transport {
   }
 
   /** @internal Delivery hook; false when nothing listens. */
-  receive(msg: Message): boolean {
+  receive(msg: Message, arrivedAt?: number): boolean {
     if (this.isClosed || !this.handler) return false;
-    this.handler(msg);
+    this.handler(msg, arrivedAt);
     return true;
   }
 }
@@ -208,7 +225,12 @@ export class InProcNetwork {
     this.chunkChars = opts.snapshotChunkChars ?? 0;
     this.windowParts = opts.snapshotWindowParts ?? 4;
     this.resendAfterMs = opts.snapshotResendAfterMs ?? 10_000;
+    this.holdIdle = opts.holdIdleHeartbeats ?? false;
   }
+
+  private readonly holdIdle: boolean;
+  /** Held heartbeats replaced by a newer one before their receiver read them (holdIdleHeartbeats). */
+  heartbeatsCoalesced = 0;
 
   private readonly chunkChars: number;
   private readonly windowParts: number;
@@ -293,6 +315,7 @@ export class InProcNetwork {
   route(msg: Message, senderClosed: boolean): void {
     const { from, to } = msg;
     if (this.chunkChars > 0 && msg.type === 'MsgSnap' && msg.snapshot) return this.sendSnapshot(msg, senderClosed);
+    if (this.holdIdle && msg.context === HEARTBEAT_NO_ANSWER && msg.type === 'MsgHeartbeat' && this.hold(msg, senderClosed)) return;
     // Snapshot now, so later mutation by the sender cannot leak into the receiver. Without
     // serialization, bytes are the payload size (entry and snapshot data plus a fixed header
     // per entry), not the JSON length: computing JSON only to count it cost ~20% of CPU.
@@ -304,6 +327,48 @@ export class InProcNetwork {
       wire = { kind: 'clone', data: cloneMessage(msg), bytes: payloadBytes(msg) };
     }
     this.transmit(from, to, wire, senderClosed, true);
+  }
+
+  /**
+   * holdIdleHeartbeats: keep the heartbeat on its link for the receiver to read at its next
+   * read. Only on a link with nothing queued (it would overtake) and no fault set (loss,
+   * duplication and delay keep their per-message meaning); false: send it as any message.
+   */
+  private hold(msg: Message, senderClosed: boolean): boolean {
+    const ls = this.link(msg.from, msg.to);
+    if (ls.queue.length > 0 || this.effective(msg.from, msg.to) !== this.noFaults) return false;
+    const bytes = payloadBytes(msg);
+    ls.counters.messagesOut++;
+    ls.counters.bytesOut += bytes;
+    ls.src.messagesOut++;
+    ls.src.bytesOut += bytes;
+    if (senderClosed || !this.connected(msg.from, msg.to)) {
+      ls.counters.dropped++;
+      return true;
+    }
+    // A newer heartbeat of the same link says all the older one did (same leader, its commit
+    // no lower; a lost message to Raft): the receiver reads the newer.
+    if (ls.held) this.heartbeatsCoalesced++;
+    else ls.inbox.held++;
+    ls.held = cloneMessage(msg);
+    ls.heldAt = this.clock.now();
+    return true;
+  }
+
+  /** Hand the receiver the heartbeats held for it, with their arrival times (before anything newer). */
+  private readHeld(inbox: Inbox): void {
+    for (const ls of inbox.links) {
+      const msg = ls.held;
+      if (msg === null) continue;
+      ls.held = null;
+      inbox.held--;
+      const ep = inbox.ep;
+      if (!ep || !this.connected(ls.from, ls.to)) {
+        ls.counters.dropped++;
+        continue;
+      }
+      this.handOver(ls, ep, msg, payloadBytes(msg), ls.heldAt);
+    }
   }
 
   /** Count and send one wire item through the link's connectivity and faults. */
@@ -449,6 +514,13 @@ export class InProcNetwork {
   detach(ep: InProcEndpoint): void {
     if (this.endpoints.get(ep.id) === ep) this.endpoints.delete(ep.id);
     if (ep.inbox.ep === ep) ep.inbox.ep = null;
+    // Held heartbeats are in the crashed receiver's hands already: lost with it.
+    for (const ls of ep.inbox.links) {
+      if (ls.held === null) continue;
+      ls.held = null;
+      ep.inbox.held--;
+      ls.counters.dropped++;
+    }
     // A closed (crashed) endpoint's streams die with its memory, in and out.
     for (const m of [this.snapOut, this.snapIn, this.snapDelivered]) {
       for (const [k, v] of m) {
@@ -495,7 +567,9 @@ export class InProcNetwork {
    */
   drainTo(to: NodeId): void {
     const inbox = this.inboxes.get(to);
-    if (!inbox || inbox.queued === 0) return;
+    if (!inbox) return;
+    if (inbox.held > 0) this.readHeld(inbox);
+    if (inbox.queued === 0) return;
     const now = this.clock.now();
     for (const ls of inbox.links) {
       while (ls.queue.length > 0 && ls.queueAt[0]! <= now) {
@@ -515,7 +589,7 @@ export class InProcNetwork {
 
   private inboxOf(to: NodeId): Inbox {
     let inbox = this.inboxes.get(to);
-    if (!inbox) this.inboxes.set(to, (inbox = { links: [], queued: 0, ep: null }));
+    if (!inbox) this.inboxes.set(to, (inbox = { links: [], queued: 0, held: 0, ep: null }));
     return inbox;
   }
 
@@ -538,6 +612,8 @@ export class InProcNetwork {
         drained: 0,
         lastAt: -Infinity,
         inbox: this.inboxOf(to),
+        held: null,
+        heldAt: 0,
         // Each timer delivers the queue head rather than its own copy: FIFO holds even on a
         // clock that does not fire equal-time timers in creation order. One function per
         // link, not a closure per message: idle swarms send thousands of heartbeats a second.
@@ -569,6 +645,9 @@ export class InProcNetwork {
       link.dropped++;
       return;
     }
+    // Held heartbeats arrived before this: read first (FIFO on their link; and a vote is
+    // judged against the leader lease they renew).
+    if (ls.inbox.held > 0) this.readHeld(ls.inbox);
     if (wire.kind === 'part' || wire.kind === 'ack') {
       link.bytesIn += bytes;
       ls.dst.bytesIn += bytes;
@@ -585,8 +664,13 @@ export class InProcNetwork {
       return;
     }
     const msg: Message = wire.kind === 'json' ? (JSON.parse(wire.data as string) as Message) : (wire.data as Message);
+    this.handOver(ls, ep, msg, bytes);
+  }
+
+  private handOver(ls: LinkState, ep: InProcEndpoint, msg: Message, bytes: number, arrivedAt?: number): void {
+    const link = ls.counters;
     try {
-      if (!ep.receive(msg)) {
+      if (!ep.receive(msg, arrivedAt)) {
         link.dropped++;
         return;
       }

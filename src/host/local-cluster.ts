@@ -50,6 +50,8 @@ export interface LocalClusterOptions {
   snapshotChunkChars?: number;
   /** JSON round trip per message: proves serializability; off for speed in production. */
   serializeMessages?: boolean;
+  /** See InProcNetworkOptions.holdIdleHeartbeats. */
+  holdIdleHeartbeats?: boolean;
 }
 
 /**
@@ -74,6 +76,7 @@ export class LocalCluster implements ClusterBackend {
       prng: opts.prng.fork(),
       serialize: opts.serializeMessages ?? true,
       snapshotChunkChars: opts.snapshotChunkChars ?? SNAPSHOT_PART_CHARS,
+      holdIdleHeartbeats: opts.holdIdleHeartbeats,
     });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));

@@ -340,12 +340,18 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
+  /** When the tick timer is due (host clock). */
+  private tickTimerAt = 0;
   private readonly tickClock: Clock;
   private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
   private readonly compactionJitter: number;
   /** Tick-clock time the ticks so far account for (see tickAheadMs). */
   private lastTickAt = 0;
+  /** The tick clock's stalledMs() when ticks were last counted (see catchUpTicks). */
+  private stalledAtLastTick = 0;
+  /** The stalled ticks the count before a held message found (see advanceTicksAfterHeld). */
+  private lastStallTicks = 0;
   /**
    * How far this member's tick clock runs ahead of the host clock, ms. Only a leader aligning
    * its heartbeats (alignTicks) moves it, forward and by less than one heartbeat interval
@@ -479,9 +485,10 @@ export class NodeHost {
     this.serializing = null;
     this.takingCheckpoint = null;
     this.running = true;
-    this.opts.transport.onMessage((m) => this.receive(m));
+    this.opts.transport.onMessage((m, arrivedAt) => this.receive(m, arrivedAt));
     this.opts.transport.onArrivingSnapshot?.({ part: (p, i) => this.prepareSnapshotPart(p, i), drop: (p) => this.dropSnapshotParts(p) });
     this.lastTickAt = this.opts.clock.now();
+    this.stalledAtLastTick = this.tickClock.stalledMs?.(this.lastTickAt) ?? 0;
     this.scheduleTick();
     this.process();
   }
@@ -725,6 +732,8 @@ export class NodeHost {
   reconfigure(patch: Partial<Omit<RaftConfig, 'id' | 'seed'>>): void {
     Object.assign(this.raftConfig, patch);
     if (this.running) this.raft.updateConfig(patch);
+    // A shorter timeout or heartbeat interval is due before the wake armed for the old one.
+    this.retimeTick(true);
   }
 
   // ---- loop ------------------------------------------------------------------------------
@@ -794,11 +803,11 @@ export class NodeHost {
     return this.running && this.leaderCommitSeen === 0 && this.raft.role !== 'leader';
   }
 
-  private receive(m: Message): void {
+  private receive(m: Message, arrivedAt?: number): void {
     if (!this.running) return;
     this.messagesIn++;
     const now = this.opts.clock.now();
-    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = now;
+    if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = arrivedAt ?? now;
     const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m, now) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
@@ -809,7 +818,11 @@ export class NodeHost {
     // Not a leader's on other messages: its quorum check is judged at its tick timer, after it
     // read what already arrived (drainInbound), not at the first of several answers that
     // waited out a stall together (traced: a leader stepped down at its first queued answer).
-    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || (this.opts.tickTimerMs > this.opts.tickMs && this.raft.role !== 'leader')) this.advanceTicks(now);
+    // A message read after it arrived (a heartbeat the network held): ticks up to its arrival
+    // count before it, the rest after (advanceTicksAfterHeld), as if it was read on time.
+    const held = arrivedAt !== undefined && arrivedAt < now && this.opts.tickTimerMs > this.opts.tickMs && this.raft.role !== 'leader';
+    this.lastStallTicks = 0;
+    if (m.type === 'MsgPreVote' || m.type === 'MsgVote' || (this.opts.tickTimerMs > this.opts.tickMs && this.raft.role !== 'leader')) this.advanceTicks(held ? arrivedAt : now);
     const before = this.raft.role;
     const why = refusePeerMessage(m, this.peerInput);
     if (why) return this.refuse(m, why);
@@ -819,6 +832,8 @@ export class NodeHost {
       // Input the checks above did not foresee: refuse it rather than let a peer crash us.
       return this.refuse(m, (e as Error).message);
     }
+    if (held && this.raft.role !== 'leader') this.advanceTicksAfterHeld(now);
+    if (m.type === 'MsgHeartbeat' || m.type === 'MsgApp') this.postponeTick(now);
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
     if (m.type === 'MsgHeartbeat') this.sendHeartbeatsNow();
     if (m.type === 'MsgApp') this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit, 1);
@@ -867,9 +882,39 @@ export class NodeHost {
     const clock = this.tickClock;
     const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
+    this.tickTimerAt = now + delayMs;
+  }
+
+  /**
+   * Re-arm the tick timer for what is due now (a role change, new timeouts), unless it is
+   * firing (it re-arms itself at its end). A non-leader keeps a timer due no later; a
+   * leader's wake is planned afresh (its plan may move its tick clock: planned once).
+   */
+  private retimeTick(always = false): void {
+    if (this.tickTimer === null || !this.running) return;
+    const now = this.opts.clock.now();
+    if (!always && this.raft.role !== 'leader' && now + this.nextTickDelay(now).delayMs >= this.tickTimerAt) return;
+    this.tickClock.clearTimeout(this.tickTimer);
+    this.scheduleTick(now);
+  }
+
+  /**
+   * A follower's wake only watches its election deadline (on a stall-measuring tick clock it
+   * need not count ticks between): once a message moved the deadline past the armed wake,
+   * move the wake. A healthy follower is then woken by its leader's heartbeats only, in the
+   * rounds it reads them anyway; its timer fires once the leader falls silent.
+   */
+  private postponeTick(now: number): void {
+    if (this.tickTimer === null || this.raft.role !== 'follower' || !this.tickClock.stalledMs || this.opts.tickTimerMs <= this.opts.tickMs) return;
+    const { delayMs } = this.nextTickDelay(now);
+    if (now + delayMs <= this.tickTimerAt) return;
+    this.tickClock.clearTimeout(this.tickTimer);
+    this.scheduleTick(now);
   }
 
   private readonly onTickTimer = (): void => {
+    // Fired: what runs below (a message read, postponeTick) must not move it; it is re-armed at the end.
+    this.tickTimer = null;
     if (!this.running) return;
     // Read what already arrived before judging a timeout on elapsed time (see drainInbound).
     this.opts.transport.drainInbound?.();
@@ -899,7 +944,7 @@ export class NodeHost {
     const t = now + this.tickAheadMs;
     const due = Math.floor((t - this.lastTickAt) / tickMs);
     if (due <= 0) return;
-    const cap = this.maxCatchUpTicks();
+    const cap = this.catchUpTicks(due, tickMs);
     let n = Math.min(due, cap);
     const hb = this.raftConfig.heartbeatTicks;
     if (n < due && this.opts.alignTicks && this.raft.role === 'leader' && hb <= cap) {
@@ -910,6 +955,10 @@ export class NodeHost {
     } else {
       this.lastTickAt = n < due ? t : this.lastTickAt + n * tickMs;
     }
+    this.countTicks(n);
+  }
+
+  private countTicks(n: number): void {
     // tickMany returns early after a role change, so a campaign start is noted at its tick.
     for (let left = n; left > 0 && this.running; ) {
       const before = this.raft.role;
@@ -919,8 +968,49 @@ export class NodeHost {
     }
   }
 
+  /**
+   * After a held message was stepped (advanceTicks stopped at its arrival): count the ticks
+   * since. A stall of the loop in that time is capped as advanceTicks caps one: the normal
+   * path would have read the message after the stall, forgiving it. The stall the count up to
+   * the arrival found may lie on either side of the arrival: it is capped here again, which
+   * can only count less.
+   */
+  private advanceTicksAfterHeld(now: number): void {
+    const tickMs = this.opts.tickMs;
+    const due = Math.floor((now + this.tickAheadMs - this.lastTickAt) / tickMs);
+    if (due <= 0) return;
+    let stall = due; // without a stall-measuring clock any interval may hide one
+    const stalledMs = this.tickClock.stalledMs;
+    if (stalledMs) {
+      const total = stalledMs.call(this.tickClock, now);
+      stall = Math.ceil((total - this.stalledAtLastTick) / tickMs) + this.lastStallTicks;
+      this.stalledAtLastTick = total;
+    }
+    stall = Math.min(due, stall);
+    const n = due - stall + Math.min(stall, this.maxCatchUpTicks());
+    this.lastTickAt = n < due ? now + this.tickAheadMs : this.lastTickAt + n * tickMs;
+    this.countTicks(n);
+  }
+
   private maxCatchUpTicks(): number {
     return Math.max(1, Math.floor(this.raftConfig.electionTicksMin / 2));
+  }
+
+  /**
+   * How many of the `due` ticks since the last ones counted may be counted now. Only a stall
+   * of the loop is capped (maxCatchUpTicks): a tick clock that measures stalls (TickWheel)
+   * vouches for the rest, so a member may sleep past the cap, until its deadline, and still
+   * count the whole time it slept. Without one, every interval may hide a stall: capped.
+   */
+  private catchUpTicks(due: number, tickMs: number): number {
+    const max = this.maxCatchUpTicks();
+    const stalledMs = this.tickClock.stalledMs;
+    if (!stalledMs) return max;
+    const total = stalledMs.call(this.tickClock, this.opts.clock.now());
+    const stallTicks = Math.min(due, Math.ceil((total - this.stalledAtLastTick) / tickMs));
+    this.stalledAtLastTick = total;
+    this.lastStallTicks = stallTicks;
+    return due - stallTicks + Math.min(stallTicks, max);
   }
 
   /**
@@ -933,8 +1023,9 @@ export class NodeHost {
     if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
     // A timely wake, slack included, never needs more ticks than advanceTicks catches up at
-    // once: more would be dropped as if the process had stalled.
-    const tickTimerMs = Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
+    // once: more would be dropped as if the process had stalled. Unless the tick clock
+    // measures stalls (catchUpTicks): then an idle follower sleeps until its deadline.
+    const tickTimerMs = this.tickClock.stalledMs ? this.opts.tickTimerMs : Math.min(this.opts.tickTimerMs, this.maxCatchUpTicks() * tickMs - slackMs);
     if (tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const dueMs = this.raft.ticksUntilTimeout() * tickMs - (now + this.tickAheadMs - this.lastTickAt);
     if (this.opts.alignTicks) {
@@ -951,8 +1042,9 @@ export class NodeHost {
    * point fits (then the wake is planned as without alignment). A leader whose heartbeat would
    * miss the grid by more than the slack sends it early instead, at the grid point before:
    * its tick clock moves ahead by the difference (less than an interval), and from then on
-   * its heartbeats are due on the grid. A follower's or candidate's bookkeeping wake moves to
-   * the last grid point within its period, unless its election deadline comes first.
+   * its heartbeats are due on the grid. A follower's or candidate's wake moves to the last grid
+   * point within its period and not after its election deadline (when none is left before
+   * the deadline, it wakes at the deadline itself).
    */
   private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number } | null {
     const { tickMs } = this.opts;
@@ -967,8 +1059,10 @@ export class NodeHost {
       this.tickAheadMs += dueAt - before;
       return wakeAt(before, now);
     }
-    const at = Math.floor((now + tickTimerMs) / gridMs) * gridMs;
-    if (at - now < tickMs || at >= dueAt) return null;
+    // The last grid point within its period, up to its deadline: an idle follower wakes on
+    // the grid, where the heartbeats it had meanwhile have moved its deadline on.
+    const at = Math.floor(Math.min(now + tickTimerMs, dueAt) / gridMs) * gridMs;
+    if (at - now < tickMs) return null;
     return wakeAt(at, now);
   }
 
@@ -1492,8 +1586,12 @@ export class NodeHost {
       this.opts.transport.abandonSnapshots?.();
     }
     if (role === 'leader') this.streamedAsLeader = true;
+    const roleChanged = role !== this.role;
     this.role = role;
     this.leader = leader;
+    // A follower's wake may be a whole election timeout away (postponeTick): a new leader's
+    // first heartbeat, or a candidate's retry, must not wait for it.
+    if (roleChanged) this.retimeTick();
     for (const l of this.listeners) l(change);
   }
 

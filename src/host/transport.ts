@@ -4,8 +4,12 @@ import type { Message, NodeId } from '../raft/types.js';
 export interface Transport {
   /** Best effort: a message may be lost, delayed, duplicated or reordered. */
   send(msg: Message): void;
-  /** Register the handler for messages addressed to this endpoint. */
-  onMessage(handler: (msg: Message) => void): void;
+  /**
+   * Register the handler for messages addressed to this endpoint. arrivedAt (clock ms) is
+   * passed for a message read after it arrived: a heartbeat the in-process network held
+   * (holdIdleHeartbeats); the host counts its election clock from then.
+   */
+  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void;
   /**
    * Optional: hand the handler, now, the messages that already arrived but wait for a later
    * turn of the event loop. NodeHost calls it before it counts elapsed time toward a timeout.

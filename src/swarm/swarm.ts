@@ -152,6 +152,10 @@ export class Swarm {
       // checkpoints, which cost the rows changed, not the state, and ignore this.
       compactionLogToSnapshotRatio: 0.25,
       serializeMessages: false,
+      // An idle follower reads every other heartbeat (the ones that ask no answer) when it next
+      // wakes, not at once: with followers sleeping until their deadline on the stall-measuring
+      // wheel, each is woken every other heartbeat interval instead of every one.
+      holdIdleHeartbeats: true,
       diskReserveBytes: diskReserveFromEnv(),
       // Heavy items (1 MiB writes, applies, checkpoints) one per loop iteration (see TurnBudget).
       turnBudget: PROCESS_TURN_BUDGET,

@@ -7,6 +7,12 @@ export interface Clock {
   defer?(fn: () => void): void;
   /** setTimeout that may fire up to slackMs late, to share a wakeup (TickWheel); default setTimeout. */
   setTimeoutWithin?(fn: () => void, ms: number, slackMs: number): TimerHandle;
+  /**
+   * Milliseconds the event loop was seen stalled so far (its timers running late), a running
+   * total: the difference between two readings is the stalled part of the time between them
+   * (TickWheel). Without it, a host must treat any long interval as possibly stalled.
+   */
+  stalledMs?(now: number): number;
 }
 
 export type TimerHandle = { readonly id: number } | NodeJS.Timeout;

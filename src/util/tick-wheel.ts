@@ -1,6 +1,12 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { BinaryHeap } from './heap.js';
 
+/**
+ * A wakeup this late after its slot is a stall of the loop (a long task, a paused process);
+ * below it, ordinary timer lateness and a busy machine's scheduling (a few ms).
+ */
+const STALL_LATE_MS = 20;
+
 /** A timer of the wheel, and its handle (no lookup table: idle members re-arm thousands a second). */
 class Entry {
   cancelled = false;
@@ -45,6 +51,9 @@ export class TickWheel implements Clock {
   private firing = false;
   /** Wakeups of the base timer so far (a measure of what the wheel saved). */
   fired = 0;
+  /** Stalls seen (see stalledMs): their total, and the time up to which the loop is accounted for. */
+  private stalled = 0;
+  private accountedTo = -Infinity;
 
   constructor(
     private readonly base: Clock,
@@ -94,6 +103,26 @@ export class TickWheel implements Clock {
     this.live--;
   }
 
+  /**
+   * The time the loop was seen stalled so far: each wakeup later than STALL_LATE_MS after its
+   * slot adds its lateness beyond that (intervals counted once), and so does the armed slot if
+   * it is overdue at this call (a stall in progress, or one the base timer has not fired after
+   * yet: I/O callbacks and immediates run before it). Every member keeps a timer in the wheel,
+   * so a stall long enough to matter crosses a slot. Hosts count time that was not stalled in
+   * full, so an idle member can sleep until its deadline (see NodeHost.advanceTicks).
+   */
+  stalledMs(now: number = this.base.now()): number {
+    const a = this.armed;
+    if (a) this.noteLate(a.at, now);
+    return this.stalled;
+  }
+
+  private noteLate(at: number, now: number): void {
+    const from = Math.max(at + STALL_LATE_MS, this.accountedTo);
+    if (now > from) this.stalled += now - from;
+    if (now > this.accountedTo) this.accountedTo = now;
+  }
+
   defer(fn: () => void): void {
     if (this.base.defer) this.base.defer(fn);
     else this.base.setTimeout(fn, 0);
@@ -133,6 +162,7 @@ export class TickWheel implements Clock {
   private fire(at: number): void {
     this.armed = null;
     this.fired++;
+    this.noteLate(at, this.base.now());
     this.firing = true;
     // Only entries that existed when the base timer fired: one set meanwhile waits for the next arming.
     const lastId = this.nextId - 1;
