@@ -229,7 +229,8 @@ export class InProcNetwork {
   }
 
   private readonly holdIdle: boolean;
-  /** Held heartbeats replaced by a newer one before their receiver read them (holdIdleHeartbeats). */
+  /** Heartbeats held (holdIdleHeartbeats), and those replaced by a newer one before their receiver read them. */
+  heartbeatsHeld = 0;
   heartbeatsCoalesced = 0;
 
   private readonly chunkChars: number;
@@ -348,6 +349,7 @@ export class InProcNetwork {
     }
     // A newer heartbeat of the same link says all the older one did (same leader, its commit
     // no lower; a lost message to Raft): the receiver reads the newer.
+    this.heartbeatsHeld++;
     if (ls.held) this.heartbeatsCoalesced++;
     else ls.inbox.held++;
     ls.held = cloneMessage(msg);

@@ -340,8 +340,9 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
-  /** When the tick timer is due (host clock). */
+  /** When the tick timer is due (host clock), and the time its wake was planned for (a grid point). */
   private tickTimerAt = 0;
+  private tickWakeAt = 0;
   private readonly tickClock: Clock;
   private readonly peerInput: PeerInputContext;
   /** In [1, 1.5), from the seed: staggers members' compactions (see maybeCompact). */
@@ -878,8 +879,9 @@ export class NodeHost {
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
   private scheduleTick(now = this.opts.clock.now()): void {
-    const { delayMs, slackMs } = this.nextTickDelay(now);
+    const { delayMs, slackMs, at } = this.nextTickDelay(now);
     const clock = this.tickClock;
+    this.tickWakeAt = at ?? now + delayMs;
     const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
     this.tickTimerAt = now + delayMs;
@@ -920,7 +922,12 @@ export class NodeHost {
     this.opts.transport.drainInbound?.();
     if (!this.running) return;
     const before = this.raft.role;
-    const now = this.opts.clock.now();
+    // A wake planned for a grid point counts as at that point when it fires a little before
+    // it: the loop's timers run on a millisecond clock coarser than ours (measured: an aligned
+    // leader found its heartbeat a tick away at about one grid wake in four and woke the
+    // process again 2 ms later for it, with every member it sends to).
+    const clockNow = this.opts.clock.now();
+    const now = clockNow < this.tickWakeAt && this.tickWakeAt - clockNow < 1 ? this.tickWakeAt : clockNow;
     this.advanceTicks(now);
     // A leader's heartbeats leave now, not with a Ready: an idle leader then needs no process
     // round at all (50 idle swarms: a thousand Readies a second, each touching state no
@@ -1018,7 +1025,7 @@ export class NodeHost {
    * how late it may fire: never for a follower's or candidate's election timeout (their
    * spread is what keeps elections from splitting), up to tickSlackMs otherwise.
    */
-  private nextTickDelay(now: number): { delayMs: number; slackMs: number } {
+  private nextTickDelay(now: number): { delayMs: number; slackMs: number; at?: number } {
     const { tickMs } = this.opts;
     if (!this.running || this.opts.tickTimerMs <= tickMs) return { delayMs: tickMs, slackMs: 0 };
     const slackMs = Math.max(0, Math.min(this.opts.tickSlackMs ?? 0, Math.floor((this.raftConfig.heartbeatTicks * tickMs) / 5)));
@@ -1046,7 +1053,7 @@ export class NodeHost {
    * point within its period and not after its election deadline (when none is left before
    * the deadline, it wakes at the deadline itself).
    */
-  private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number } | null {
+  private alignedWake(now: number, dueMs: number, tickTimerMs: number, slackMs: number): { delayMs: number; slackMs: number; at: number } | null {
     const { tickMs } = this.opts;
     const gridMs = this.raftConfig.heartbeatTicks * tickMs;
     const dueAt = now + dueMs;
@@ -1972,8 +1979,8 @@ export class NodeHost {
  * A tick timer for host-clock time `at` (a grid point): asked half a millisecond early with 1 ms
  * of slack, so a later reading of the clock by the timer wheel cannot round it one slot on.
  */
-function wakeAt(at: number, now: number): { delayMs: number; slackMs: number } {
-  return { delayMs: Math.max(0, at - now - 0.5), slackMs: 1 };
+function wakeAt(at: number, now: number): { delayMs: number; slackMs: number; at: number } {
+  return { delayMs: Math.max(0, at - now - 0.5), slackMs: 1, at };
 }
 
 function mib(bytes: number): number {

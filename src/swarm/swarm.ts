@@ -56,7 +56,8 @@ const EMBEDDED_CHECKPOINT: CheckpointMode = 'worker';
 
 /** One timer wheel for every embedded member of every swarm in this process. */
 let sharedTickWheel: TickWheel | null = null;
-function processTickWheel(): TickWheel {
+/** The process's tick wheel (benchmarks read its wakeups: `fired`). */
+export function processTickWheel(): TickWheel {
   sharedTickWheel ??= new TickWheel(new RealClock(), TICK_MS, EMBEDDED_TICK_SLACK_MS);
   return sharedTickWheel;
 }

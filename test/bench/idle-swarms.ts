@@ -17,7 +17,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { spawnAgent } from '../../src/service/agents.js';
 import { Coordinator } from '../../src/service/coordinator.js';
-import type { Swarm } from '../../src/swarm/swarm.js';
+import { InProcNetwork } from '../../src/host/inproc-network.js';
+import { processTickWheel, type Swarm } from '../../src/swarm/swarm.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
 import { parseNumber, round, sleep } from './stats.js';
 import type { BenchArgs, BenchModule } from './types.js';
@@ -97,6 +98,7 @@ class TimerCounter {
 }
 
 interface Totals {
+  held: number;
   messages: number;
   heartbeats: number;
   syncs: number;
@@ -104,8 +106,10 @@ interface Totals {
 }
 
 function totals(swarms: Swarm[]): Totals {
-  const t: Totals = { messages: 0, heartbeats: 0, syncs: 0, bytes: 0 };
+  const t: Totals = { held: 0, messages: 0, heartbeats: 0, syncs: 0, bytes: 0 };
   for (const s of swarms) {
+    const net = s.cluster.network;
+    if (net instanceof InProcNetwork) t.held += net.heartbeatsHeld;
     for (const h of s.cluster.hosts.values()) {
       const m = h.metrics();
       t.messages += m.messagesOut;
@@ -152,6 +156,7 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
     const electionsBefore = elections(swarms);
     const before = totals(swarms);
     const armsBefore = timers.arms;
+    const firedBefore = processTickWheel().fired;
     const immBefore = timers.immediates;
     const prof = o.cpuprof ? await startProfile() : null;
     const elu0 = performance.eventLoopUtilization();
@@ -190,8 +195,12 @@ async function run(args: BenchArgs, log: (m: string) => void): Promise<Record<st
       timers: timers.liveCount,
       timer_arms_per_s: perS(timers.arms - armsBefore),
       immediates_per_s: perS(timers.immediates - immBefore),
+      // Wakeups of the process's one tick timer (every member's ticks share it).
+      tick_wheel_wakes_per_s: perS(processTickWheel().fired - firedBefore),
       heartbeats_per_s: perS(after.heartbeats - before.heartbeats),
       messages_per_s: perS(after.messages - before.messages),
+      // Heartbeats that asked no answer, held for their follower's next read (no wake of their own).
+      held_heartbeats_per_s: perS(after.held - before.held),
       fsyncs_per_s: perS(after.syncs - before.syncs),
       bytes_written_per_s: perS(after.bytes - before.bytes),
       elections_during_window: elections(swarms) - electionsBefore,
