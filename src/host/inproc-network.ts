@@ -332,12 +332,14 @@ export class InProcNetwork {
 
   /**
    * holdIdleHeartbeats: keep the heartbeat on its link for the receiver to read at its next
-   * read. Only on a link with nothing queued (it would overtake) and no fault set (loss,
-   * duplication and delay keep their per-message meaning); false: send it as any message.
+   * read. Only on a link with nothing queued (it would overtake) and no loss, duplication or
+   * delay in effect (they keep their per-message meaning); false: send it as any message.
    */
   private hold(msg: Message, senderClosed: boolean): boolean {
     const ls = this.link(msg.from, msg.to);
-    if (ls.queue.length > 0 || this.effective(msg.from, msg.to) !== this.noFaults) return false;
+    if (ls.queue.length > 0) return false;
+    const f = this.effective(msg.from, msg.to);
+    if (f !== this.noFaults && (f.lossRate > 0 || f.duplicateRate > 0 || f.delayMs.max > 0)) return false;
     const bytes = payloadBytes(msg);
     ls.counters.messagesOut++;
     ls.counters.bytesOut += bytes;

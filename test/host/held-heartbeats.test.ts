@@ -61,12 +61,35 @@ describe('held heartbeats (InProcNetwork holdIdleHeartbeats)', () => {
     t.ep('a').send(idle('a', 'b'));
     t.clock.runAll();
     expect(t.log).toEqual(['MsgApp a -@3', 'MsgHeartbeat/no-answer a -@3']);
-    // A loss rate on the link keeps its per-message meaning: delivered (or lost) like any message.
+    // Loss, duplication and delay on the link keep their per-message meaning.
     t = setup();
-    t.net.setLinkFaults('a', 'b', { lossRate: 0 });
+    t.net.setLinkFaults('a', 'b', { lossRate: 1 });
+    t.ep('a').send(idle('a', 'b'));
+    t.ep('b').drainInbound();
+    t.clock.runAll();
+    expect(t.log).toEqual([]);
+    expect(t.net.heartbeatsHeld).toBe(0);
+    t = setup();
+    t.net.setGlobalFaults({ duplicateRate: 1 });
     t.ep('a').send(idle('a', 'b'));
     t.clock.runAll();
-    expect(t.log).toEqual(['MsgHeartbeat/no-answer a -@0']);
+    expect(t.log).toEqual(['MsgHeartbeat/no-answer a -@0', 'MsgHeartbeat/no-answer a -@0']);
+    t = setup();
+    t.net.setGlobalFaults({ delayMs: { min: 0, max: 4 } });
+    t.ep('a').send(idle('a', 'b'));
+    t.ep('b').drainInbound();
+    expect(t.log).toEqual([]);
+    t.clock.runAll();
+    expect(t.log).toHaveLength(1);
+    expect(t.net.heartbeatsHeld).toBe(0);
+    // Faults set but none in effect (the simulator's calm phases): held.
+    t = setup();
+    t.net.setGlobalFaults({ lossRate: 0, duplicateRate: 0, delayMs: { min: 0, max: 0 }, reorder: true });
+    t.ep('a').send(idle('a', 'b'));
+    t.clock.runAll();
+    expect(t.log).toEqual([]);
+    t.ep('b').drainInbound();
+    expect(t.log).toEqual(['MsgHeartbeat/no-answer a 0@0']);
     // A heartbeat that asks an answer (a read context, or none) is delivered at once.
     t = setup();
     t.ep('a').send(other('MsgHeartbeat', 'a', 'b', 'read-1'));

@@ -729,8 +729,8 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'held-heartbeat-ignores-faults',
     file: 'src/host/inproc-network.ts',
-    edits: one('    if (ls.queue.length > 0 || this.effective(msg.from, msg.to) !== this.noFaults) return false;', '    if (ls.queue.length > 0) return false;'),
-    breaks: 'heartbeats are held only on links with no fault set (loss, duplication and delay keep their per-message meaning)',
+    edits: one('    if (f !== this.noFaults && (f.lossRate > 0 || f.duplicateRate > 0 || f.delayMs.max > 0)) return false;', ''),
+    breaks: 'heartbeats are held only on links with no loss, duplication or delay in effect (they keep their per-message meaning)',
     tests: ['test/host/held-heartbeats.test.ts'],
   },
 ];

@@ -8,6 +8,9 @@
 //   --resend-after MS: a snapshot delivered whole is not streamed again on its link for MS
 //   (virtual) ms when its leader resends it (SimOptions.snapshotResendAfterMs; changes
 //   trajectories where that happens).
+//   --embedded-timing: the embedded swarm's timing (a 1 s tick timer on a stall-measuring
+//   wheel per member, wakes on the heartbeat grid, followers asleep until their deadline,
+//   heartbeats that ask no answer held for the receiver's next read; SimOptions.embeddedTiming).
 // npm run sim -- --seed K [--nodes 5] [--steps S] --trace
 //   Replays one seed and prints its event trace.
 //
@@ -32,6 +35,7 @@ interface Args {
   messages: boolean;
   snapshotParts: boolean;
   resendAfterMs: number;
+  embeddedTiming: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -48,6 +52,7 @@ function parseArgs(argv: string[]): Args {
     messages: false,
     snapshotParts: false,
     resendAfterMs: 0,
+    embeddedTiming: false,
   };
   const num = (i: number, flag: string): number => {
     const v = Number(argv[i]);
@@ -92,6 +97,9 @@ function parseArgs(argv: string[]): Args {
       case '--resend-after':
         a.resendAfterMs = num(++i, f);
         break;
+      case '--embedded-timing':
+        a.embeddedTiming = true;
+        break;
       case '--worker':
         a.worker = true;
         break;
@@ -126,6 +134,7 @@ interface Summary {
   /** Restarts (all runs) that rebuilt the machine from checkpoint rows. */
   restarts_from_checkpoint: number;
   snapshot_resends_skipped: number;
+  heartbeats_held: number;
 }
 
 function addCoordination(s: Summary, st: SimResult['stats']): void {
@@ -135,6 +144,7 @@ function addCoordination(s: Summary, st: SimResult['stats']): void {
   s.coordination.part_restores += st.coordPartRestores ?? 0;
   s.coordination.stepped_checkpoint_takes += st.coordSteppedTakes ?? 0;
   s.snapshot_resends_skipped += st.snapshotResendsSkipped ?? 0;
+  s.heartbeats_held += st.heartbeatsHeld ?? 0;
   if (st.coordRuns > 0) s.coordination.restarts_from_checkpoint += st.restartsFromCheckpoint;
   s.restarts_from_checkpoint += st.restartsFromCheckpoint;
 }
@@ -156,7 +166,7 @@ function add(s: Summary, r: SimResult): void {
 /** Run a contiguous range of seeds in this process. */
 async function runRange(from: number, count: number, a: Args, onResult: (r: SimResult) => void): Promise<void> {
   for (let seed = from; seed < from + count; seed++) {
-    const opts: { steps: number; nodes?: number; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number } = { steps: a.steps, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs };
+    const opts: { steps: number; nodes?: number; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number; embeddedTiming: boolean } = { steps: a.steps, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs, embeddedTiming: a.embeddedTiming };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     onResult(await runSeed(seed, opts));
   }
@@ -167,13 +177,13 @@ async function main(): Promise<void> {
   const started = performance.now();
 
   if (a.seed !== undefined) {
-    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number } = { steps: a.steps, trace: a.trace, messages: a.messages, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs };
+    const opts: { steps: number; nodes?: number; trace: boolean; messages: boolean; snapshotPartsOnWire: boolean; snapshotResendAfterMs: number; embeddedTiming: boolean } = { steps: a.steps, trace: a.trace, messages: a.messages, snapshotPartsOnWire: a.snapshotParts, snapshotResendAfterMs: a.resendAfterMs, embeddedTiming: a.embeddedTiming };
     if (a.nodes !== undefined) opts.nodes = a.nodes;
     const r = await runSeed(a.seed, opts);
     if (a.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
     for (const v of r.violations) process.stderr.write(`seed ${r.seed}: ${v}\n`);
     process.stderr.write(`seed ${r.seed}: ${r.nodes} nodes, stats ${JSON.stringify(r.stats)}\n`);
-    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0 };
+    const one: Summary = { seeds: 1, steps: r.steps, violations: r.violations.length, failing: [], faults: r.stats.faults, coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0, heartbeats_held: 0 };
     addCoordination(one, r.stats);
     finish(one, started);
     return;
@@ -187,7 +197,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0 };
+  const summary: Summary = { seeds: 0, steps: 0, violations: 0, failing: [], faults: zeroFaults(), coordination: { runs: 0, state_checks: 0, orchestrations_compacted: 0, restarts_from_checkpoint: 0, part_restores: 0, stepped_checkpoint_takes: 0 }, restarts_from_checkpoint: 0, snapshot_resends_skipped: 0, heartbeats_held: 0 };
   const totals: Record<string, number> = {};
   const progress = (r: { seed: number; stats: SimResult['stats'] }): void => {
     for (const [k, v] of Object.entries(r.stats)) if (typeof v === 'number') totals[k] = (totals[k] ?? 0) + v;
@@ -241,6 +251,7 @@ function runChild(from: number, count: number, a: Args, onResult: (r: ChildResul
   if (a.nodes !== undefined) args.push('--nodes', String(a.nodes));
   if (a.snapshotParts) args.push('--snapshot-parts');
   if (a.resendAfterMs > 0) args.push('--resend-after', String(a.resendAfterMs));
+  if (a.embeddedTiming) args.push('--embedded-timing');
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -274,7 +285,7 @@ function finish(s: Summary, started: number): void {
     process.stderr.write(`sim: replay with: npm run sim -- --seed ${f.seed} --trace\n`);
   }
   const elapsed = Math.round((performance.now() - started) / 10) / 100;
-  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination, restarts_from_checkpoint: s.restarts_from_checkpoint, snapshot_resends_skipped: s.snapshot_resends_skipped })}\n`);
+  process.stdout.write(`${JSON.stringify({ seeds: s.seeds, steps: s.steps, violations: s.violations, elapsed_s: elapsed, faults: s.faults, coordination: s.coordination, restarts_from_checkpoint: s.restarts_from_checkpoint, snapshot_resends_skipped: s.snapshot_resends_skipped, heartbeats_held: s.heartbeats_held })}\n`);
   process.exitCode = s.violations > 0 ? 1 : 0;
 }
 

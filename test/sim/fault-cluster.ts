@@ -10,6 +10,7 @@ import type { LogStorage } from '../../src/storage/types.js';
 import type { Prng } from '../../src/util/prng.js';
 import type { VirtualClock } from '../../src/util/virtual-clock.js';
 import { NodeClock, PausableTransport } from './node-clock.js';
+import { TickWheel } from '../../src/util/tick-wheel.js';
 
 export interface FaultClusterOptions {
   ids: NodeId[];
@@ -22,6 +23,12 @@ export interface FaultClusterOptions {
   machineFor: (id: NodeId) => StateMachine;
   /** Stream snapshots in parts of this many characters (InProcNetwork.snapshotChunkChars); 0: whole. */
   snapshotChunkChars: number;
+  /**
+   * The embedded swarm's timing: a 1 s tick timer on a stall-measuring TickWheel per member
+   * (over its own clock), wakes aligned to the heartbeat grid, and heartbeats that ask no
+   * answer held for their receiver's next read (InProcNetwork holdIdleHeartbeats).
+   */
+  embeddedTiming?: boolean;
   /** InProcNetwork.snapshotResendAfterMs (default 0 here: every resend streams again). */
   snapshotResendAfterMs?: number;
   /** Sees every message a member's process hands to its transport. */
@@ -50,7 +57,7 @@ export class FaultCluster {
   private readonly initialConf: ConfState;
 
   constructor(private readonly opts: FaultClusterOptions) {
-    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: opts.snapshotChunkChars, snapshotWindowParts: 3, snapshotResendAfterMs: opts.snapshotResendAfterMs ?? 0 });
+    this.network = new InProcNetwork({ clock: opts.clock, prng: opts.prng.fork(), serialize: true, snapshotChunkChars: opts.snapshotChunkChars, snapshotWindowParts: 3, snapshotResendAfterMs: opts.snapshotResendAfterMs ?? 0, holdIdleHeartbeats: opts.embeddedTiming === true });
     this.initialConf = { voters: [...opts.ids], learners: [] };
     for (const id of opts.ids) this.seeds.set(id, Math.floor(opts.prng.next() * 2 ** 32));
   }
@@ -87,6 +94,7 @@ export class FaultCluster {
       initialConf,
       seed: ((this.seeds.get(id) as number) + (existing ? 7919 : 0)) >>> 0,
       tickMs: this.opts.tickMs,
+      ...(this.opts.embeddedTiming ? { tickTimerMs: 1000, tickClock: new TickWheel(clock, this.opts.tickMs, 10), tickSlackMs: 10, alignTicks: true } : {}),
       raft: this.opts.raft,
       compactionThreshold: this.opts.compactionThreshold,
       requestTimeoutMs: this.opts.requestTimeoutMs,

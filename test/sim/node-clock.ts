@@ -33,6 +33,11 @@ export class NodeClock implements Clock {
     return this.offsetMs + this.base.now() * this.rate;
   }
 
+  /** This clock's reading at virtual time `virtualMs` (the network's clock is the virtual one). */
+  localAt(virtualMs: number): number {
+    return this.offsetMs + virtualMs * this.rate;
+  }
+
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const id = ++this.seq;
     const t: NodeTimer = { fn, base: null, cancelled: false };
@@ -109,8 +114,9 @@ export class PausableTransport implements Transport {
     this.inner.send(msg);
   }
 
-  onMessage(handler: (msg: Message) => void): void {
-    this.inner.onMessage((m) => this.clock.runOrQueue(() => handler(m)));
+  onMessage(handler: (msg: Message, arrivedAt?: number) => void): void {
+    // A held heartbeat's arrival, on the network's (virtual) clock, read on this member's.
+    this.inner.onMessage((m, at) => this.clock.runOrQueue(() => handler(m, at === undefined ? undefined : this.clock.localAt(at))));
   }
 
   drainInbound(): void {

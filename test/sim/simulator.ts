@@ -84,6 +84,8 @@ export interface SimOptions {
    * seed decides (0, 2 or 25 ms). 0 replays a trajectory recorded before notices were held.
    */
   noticeDelayMs?: number;
+  /** FaultCluster embeddedTiming (default false, which keeps recorded trajectories; the CLI's --embedded-timing). */
+  embeddedTiming?: boolean;
 }
 
 export interface PlantedBugs {
@@ -158,6 +160,8 @@ export interface SimStats {
   coordOrchsCompacted: number;
   /** Resends of a delivered snapshot the network did not stream again (snapshotResendAfterMs). */
   snapshotResendsSkipped: number;
+  /** Heartbeats held for their receiver's next read (embeddedTiming). */
+  heartbeatsHeld: number;
 }
 
 export interface SimResult {
@@ -288,6 +292,7 @@ class Simulation {
     coordPartRestores: 0,
     coordSteppedTakes: 0,
     snapshotResendsSkipped: 0,
+    heartbeatsHeld: 0,
     coordOrchsCompacted: 0,
   };
 
@@ -365,6 +370,7 @@ class Simulation {
         if (st) this.checker.checkSentDurable(m, st.durableImage);
       },
       tickMs: 10,
+      embeddedTiming: opts.embeddedTiming === true,
       raft,
       compactionThreshold: this.params.compactionThreshold,
       inlineLightSyncs: this.inlineSyncs,
@@ -424,6 +430,7 @@ class Simulation {
     }
     this.stats.maxIndex = this.checker.committedIndex;
     this.stats.snapshotResendsSkipped = this.cluster.network.snapshotResendsSkipped;
+    this.stats.heartbeatsHeld = this.cluster.network.heartbeatsHeld;
     if (this.workload) {
       this.stats.coordRuns = 1;
       this.stats.coordStateChecks = this.checker.stateChecks;
