@@ -63,7 +63,9 @@ export interface InProcNetworkOptions {
    * reads anything (any delivery to it, or drainInbound at its wake). Such a heartbeat only
    * resets an election clock, and the receiver counts that clock from the arrival time
    * (receive's `arrivedAt`), so it acts as if read on time; an idle follower is then not
-   * woken for every other heartbeat (50 idle swarms: see README). Default false.
+   * woken for every other heartbeat (50 idle swarms: see README). Arrival times are this
+   * network's clock: its members' clock must be the same (LocalCluster), or map them (the
+   * simulator's PausableTransport). Default false.
    */
   holdIdleHeartbeats?: boolean;
 }
