@@ -193,6 +193,22 @@ function sharedWheelGroups(groups: number, seed: number, alignTicks = false, sta
   return { clock, wheel, clusters, tickTimers: () => tickTimers };
 }
 
+/** Groups as sharedWheelGroups makes them; after 3 s group 0's leader crashes: ms until another leads (null: not within 2 s). */
+function failoverMs(...args: Parameters<typeof sharedWheelGroups>): number | null {
+  const { clock, clusters } = sharedWheelGroups(...args);
+  clock.runFor(3000);
+  const c = clusters[0]!;
+  const old = c.leader()!;
+  c.crash(old.id);
+  const crashedAt = clock.now();
+  for (let t = 0; t < 2000; t += 2) {
+    clock.runFor(2);
+    const l = c.leader();
+    if (l && l.id !== old.id) return clock.now() - crashedAt;
+  }
+  return null;
+}
+
 describe('a shared TickWheel drives every member of every group', () => {
   it('each group elects a leader and keeps it while idle; wakeups follow the grid, not the member count', () => {
     const { clock, wheel, clusters, tickTimers } = sharedWheelGroups(4, 21);
@@ -291,18 +307,7 @@ describe('a shared TickWheel drives every member of every group', () => {
   });
 
   it('with alignTicks, a crashed leader is still replaced within an election timeout or so', () => {
-    const { clock, clusters } = sharedWheelGroups(2, 35, true);
-    clock.runFor(3000);
-    const c = clusters[0]!;
-    const old = c.leader()!;
-    c.crash(old.id);
-    const crashedAt = clock.now();
-    let elected: number | null = null;
-    for (let t = 0; t < 2000 && elected === null; t += 2) {
-      clock.runFor(2);
-      const l = c.leader();
-      if (l && l.id !== old.id) elected = clock.now() - crashedAt;
-    }
+    const elected = failoverMs(2, 35, true);
     expect(elected).not.toBeNull();
     expect(elected!).toBeGreaterThanOrEqual(100);
     expect(elected!).toBeLessThan(1000);
@@ -369,18 +374,7 @@ describe.each([false, true])('idle followers sleep until their deadline when the
 
   it('a crashed leader is still replaced within an election timeout or so', () => {
     for (const seed of [61, 62, 63]) {
-      const { clock, clusters } = sharedWheelGroups(2, seed, true, undefined, 1000, hold);
-      clock.runFor(3000);
-      const c = clusters[0]!;
-      const old = c.leader()!;
-      c.crash(old.id);
-      const crashedAt = clock.now();
-      let elected: number | null = null;
-      for (let t = 0; t < 2000 && elected === null; t += 2) {
-        clock.runFor(2);
-        const l = c.leader();
-        if (l && l.id !== old.id) elected = clock.now() - crashedAt;
-      }
+      const elected = failoverMs(2, seed, true, undefined, 1000, hold);
       expect(elected).not.toBeNull();
       // The last heartbeat came up to 50 ms before the crash; a timeout of 150-300 ms from it,
       // a pre-vote and a vote round.
@@ -406,23 +400,8 @@ describe.each([false, true])('idle followers sleep until their deadline when the
   });
 });
 
-
 describe('held heartbeats (holdIdleHeartbeats) act as if read when they arrived', () => {
-  /** ms from the crash of group 0's leader to a new leader, or null within 2 s. */
-  function failover(seed: number, hold: boolean): number | null {
-    const { clock, clusters } = sharedWheelGroups(2, seed, true, undefined, 1000, hold);
-    clock.runFor(3000);
-    const c = clusters[0]!;
-    const old = c.leader()!;
-    c.crash(old.id);
-    const crashedAt = clock.now();
-    for (let t = 0; t < 2000; t += 2) {
-      clock.runFor(2);
-      const l = c.leader();
-      if (l && l.id !== old.id) return clock.now() - crashedAt;
-    }
-    return null;
-  }
+  const failover = (seed: number, hold: boolean) => failoverMs(2, seed, true, undefined, 1000, hold);
 
   it('a crashed leader is replaced at the same time, to the ms, as when every heartbeat is read at once', () => {
     // The last heartbeat before the crash is often held: a follower that counted its election
