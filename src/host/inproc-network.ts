@@ -231,7 +231,7 @@ export class InProcNetwork {
   }
 
   private readonly holdIdle: boolean;
-  /** Heartbeats held (holdIdleHeartbeats), and those replaced by a newer one before their receiver read them. */
+  /** Heartbeats held (holdIdleHeartbeats), and those a newer heartbeat on their link replaced before their receiver read them. */
   heartbeatsHeld = 0;
   heartbeatsCoalesced = 0;
 
@@ -651,10 +651,8 @@ export class InProcNetwork {
       link.dropped++;
       return;
     }
-    // Held heartbeats arrived before this: read first (FIFO on their link; and a vote is
-    // judged against the leader lease they renew).
-    if (ls.inbox.held > 0) this.readHeld(ls.inbox);
     if (wire.kind === 'part' || wire.kind === 'ack') {
+      if (ls.inbox.held > 0) this.readHeld(ls.inbox);
       link.bytesIn += bytes;
       ls.dst.bytesIn += bytes;
       if (wire.kind === 'part') {
@@ -670,6 +668,20 @@ export class InProcNetwork {
       return;
     }
     const msg: Message = wire.kind === 'json' ? (JSON.parse(wire.data as string) as Message) : (wire.data as Message);
+    if (ls.inbox.held > 0) {
+      // A heartbeat held on this link and a newer one from the same sender: the newer says all
+      // the held one did and resets the election clock later (one read instead of two, in the
+      // round where a follower reads its leader's next asking heartbeat).
+      const h = ls.held;
+      if (h !== null && msg.type === 'MsgHeartbeat' && msg.term >= h.term) {
+        ls.held = null;
+        ls.inbox.held--;
+        this.heartbeatsCoalesced++;
+      }
+      // Held heartbeats arrived before this: read first (FIFO on their link; and a vote is
+      // judged against the leader lease they renew).
+      if (ls.inbox.held > 0) this.readHeld(ls.inbox);
+    }
     this.handOver(ls, ep, msg, bytes);
   }
 

@@ -54,6 +54,26 @@ describe('held heartbeats (InProcNetwork holdIdleHeartbeats)', () => {
     expect(log).toEqual(['MsgHeartbeat/no-answer a 0@5', 'MsgPreVote c -@5', 'MsgHeartbeat a -@10']);
   });
 
+  it('a newer heartbeat on the same link supersedes an unread one (it resets the election clock later and says all the older did)', () => {
+    const { clock, net, ep, log } = setup();
+    ep('a').send(idle('a', 'b', 3));
+    clock.runFor(50);
+    ep('a').send(other('MsgHeartbeat', 'a', 'b'));
+    clock.runAll();
+    expect(log).toEqual(['MsgHeartbeat a -@50']);
+    expect(net.heartbeatsCoalesced).toBe(1);
+    // Not by an append (which may be refused, leaving the held commit unlearned) nor by another sender's heartbeat.
+    ep('a').send(idle('a', 'b', 4));
+    ep('a').send(other('MsgApp', 'a', 'b'));
+    clock.runAll();
+    expect(log.slice(1)).toEqual(['MsgHeartbeat/no-answer a 50@50', 'MsgApp a -@50']);
+    ep('a').send(idle('a', 'b', 5));
+    ep('c').send(other('MsgHeartbeat', 'c', 'b'));
+    clock.runAll();
+    expect(log.slice(3)).toEqual(['MsgHeartbeat/no-answer a 50@50', 'MsgHeartbeat c -@50']);
+    expect(net.heartbeatsCoalesced).toBe(1);
+  });
+
   it('are never held behind queued messages, on links with a fault set, nor when they ask an answer, nor with the option off', () => {
     // Something queued on the link: the heartbeat queues behind it.
     let t = setup({ defaultDelayMs: { min: 3, max: 3 } });

@@ -733,4 +733,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'heartbeats are held only on links with no loss, duplication or delay in effect (they keep their per-message meaning)',
     tests: ['test/host/held-heartbeats.test.ts'],
   },
+  {
+    id: 'held-heartbeat-not-superseded',
+    file: 'src/host/inproc-network.ts',
+    edits: one("      if (h !== null && msg.type === 'MsgHeartbeat' && msg.term >= h.term) {", '      if (false) {'),
+    breaks: 'a newer heartbeat on the same link supersedes an unread held one (one read instead of two)',
+    tests: ['test/host/held-heartbeats.test.ts'],
+  },
 ];
