@@ -715,7 +715,7 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'held-heartbeat-overtaken',
     file: 'src/host/inproc-network.ts',
-    edits: one('    if (ls.inbox.held > 0) this.readHeld(ls.inbox);\n', ''),
+    edits: one('      // judged against the leader lease they renew).\n      if (ls.inbox.held > 0) this.readHeld(ls.inbox);', '      // judged against the leader lease they renew).'),
     breaks: 'a held heartbeat is read before any message that arrived after it (FIFO; votes judged against the lease it renews)',
     tests: ['test/host/held-heartbeats.test.ts'],
   },
