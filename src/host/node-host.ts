@@ -16,7 +16,7 @@ import {
 } from '../raft/types.js';
 import type { CheckpointReader, CheckpointTable, LogStorage, StorageStats, TableChanges } from '../storage/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { BucketHistogram, DISK_BUCKETS_S, RTT_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
+import { BucketHistogram, DISK_BUCKETS_S, type HistogramSnapshot } from '../util/histogram.js';
 import { Prng } from '../util/prng.js';
 import { logger } from '../util/logger.js';
 import { asLocalDamage, type LocalStateDamage } from '../util/local-damage.js';
@@ -24,6 +24,7 @@ import { refusePeerMessage, type PeerInputContext } from './peer-input.js';
 import type { QuorumProbeResult } from './quorum-probe.js';
 import type { Transport } from './transport.js';
 import type { TurnBudget } from './turn-budget.js';
+import { RoundTrips, type RoundTrip } from './round-trips.js';
 
 /** The deterministic application the log drives. */
 export interface StateMachine {
@@ -421,19 +422,12 @@ export class NodeHost {
   private proposalsFailed = 0;
   private readonly commitHistogram = new BucketHistogram(DISK_BUCKETS_S);
   private readonly snapshotHistogram = new BucketHistogram(DISK_BUCKETS_S);
-  /** Unlike rtts (this leadership only), these accumulate: Prometheus histograms never drop. */
-  private readonly rttHistograms = new Map<NodeId, BucketHistogram>();
   /** Storage counters when this life started: metrics report this life's share. */
   private storageAtStart = { bytesWritten: 0, syncs: 0, syncMsTotal: 0 };
-  /**
-   * Heartbeats sent to each peer not yet answered, oldest first: an answer echoes its
-   * heartbeat's sequence number (and term), so a round trip longer than the heartbeat
-   * interval is measured against the heartbeat it answers, not the latest one sent.
-   */
-  private heartbeatSentAt = new Map<NodeId, Array<{ seq: number; term: number; at: number }>>();
+  /** Heartbeat round trips to each peer (as leader). */
+  private readonly trips = new RoundTrips();
   /** Quorum probes (consensus_verify_quorum) in flight, by read context. */
   private probes = new Map<string, PendingProbe>();
-  private rtts = new Map<NodeId, { lastMs: number; lastAt: number; samples: number; sumMs: number; maxMs: number }>();
   /** (last index, time) of each batch this node appended as leader, for replication lag. */
   private appendTimes: Array<{ index: number; at: number }> = [];
 
@@ -658,7 +652,7 @@ export class NodeHost {
       proposalsPending: this.proposals.size,
       commitSeconds: this.commitHistogram.snapshot(),
       snapshotSeconds: this.snapshotHistogram.snapshot(),
-      rttSeconds: new Map([...this.rttHistograms].map(([id, h]) => [id, h.snapshot()])),
+      rttSeconds: this.trips.histograms(),
     };
   }
 
@@ -809,7 +803,7 @@ export class NodeHost {
     this.messagesIn++;
     const now = this.opts.clock.now();
     if (m.from === this.leader && this.role === 'follower') this.lastLeaderContactAt = arrivedAt ?? now;
-    const rttMs = m.type === 'MsgHeartbeatResp' ? this.recordRtt(m, now) : null;
+    const rttMs = m.type === 'MsgHeartbeatResp' ? this.trips.answered(m.from, m.index, m.term, now) : null;
     // A vote is judged against the leader lease (time since the leader was last heard): count
     // the time elapsed since the last tick first, or a coarse tick timer makes a member that
     // already lost its leader refuse a pre-vote and delay the election by a whole timeout.
@@ -1187,11 +1181,7 @@ export class NodeHost {
       this.heartbeatsOut++;
       // No answer is asked for: no round trip to time.
       if (m.context === HEARTBEAT_NO_ANSWER) return this.opts.transport.send(m);
-      let sent = this.heartbeatSentAt.get(m.to);
-      if (!sent) this.heartbeatSentAt.set(m.to, (sent = []));
-      sent.push({ seq: m.index, term: m.term, at: this.opts.clock.now() });
-      // An unanswered peer (down, partitioned) must not grow this without bound.
-      if (sent.length > 64) sent.shift();
+      this.trips.sent(m.to, m.index, m.term, this.opts.clock.now());
     }
     this.opts.transport.send(m);
   }
@@ -1554,8 +1544,7 @@ export class NodeHost {
     };
     if (role === 'leader' && this.role !== 'leader') {
       this.appendTimes = [];
-      this.rtts.clear();
-      this.heartbeatSentAt.clear();
+      this.trips.restart();
       const startedAt = this.campaignStartedAt ?? change.at;
       const lastContactAt = this.campaignStartedAt === null ? null : this.campaignLastLeaderContactAt;
       change.election = {
@@ -1870,31 +1859,6 @@ export class NodeHost {
     this.appliedBytesSinceSnapshot = 0;
   }
 
-  /** Round trip of the heartbeat `m` answers (matched by sequence and term), or null. */
-  private recordRtt(m: Message, now: number): number | null {
-    const sent = this.heartbeatSentAt.get(m.from);
-    if (!sent) return null;
-    let i = 0;
-    while (i < sent.length && !(sent[i]!.seq === m.index && sent[i]!.term === m.term)) i++;
-    if (i === sent.length) return null;
-    const ms = now - sent[i]!.at;
-    // Older unanswered heartbeats were lost or overtaken: drop them with this one.
-    if (i === 0) sent.shift();
-    else sent.splice(0, i + 1);
-    const from = m.from;
-    let r = this.rtts.get(from);
-    if (!r) this.rtts.set(from, (r = { lastMs: 0, lastAt: 0, samples: 0, sumMs: 0, maxMs: 0 }));
-    r.lastMs = ms;
-    r.lastAt = now;
-    r.samples++;
-    r.sumMs += ms;
-    r.maxMs = Math.max(r.maxMs, ms);
-    let h = this.rttHistograms.get(from);
-    if (!h) this.rttHistograms.set(from, (h = new BucketHistogram(RTT_BUCKETS_S)));
-    h.observe(ms / 1000);
-    return ms;
-  }
-
   /** Credit the voters that just answered a probe's heartbeat with their round trip. */
   private noteReadAcks(rttMs: number | null): void {
     for (const ack of this.raft.takeReadAcks()) {
@@ -1927,15 +1891,9 @@ export class NodeHost {
     });
   }
 
-  /**
-   * Measured heartbeat round trips to each peer since this node started leading; `ageMs` is
-   * how long ago the last one was measured (a cut link keeps its last figure, now stale).
-   */
-  roundTrips(): Map<NodeId, { lastMs: number; ageMs: number; samples: number; meanMs: number; maxMs: number }> {
-    const out = new Map<NodeId, { lastMs: number; ageMs: number; samples: number; meanMs: number; maxMs: number }>();
-    const now = this.opts.clock.now();
-    for (const [id, r] of this.rtts) out.set(id, { lastMs: r.lastMs, ageMs: now - r.lastAt, samples: r.samples, meanMs: r.sumMs / r.samples, maxMs: r.maxMs });
-    return out;
+  /** Measured heartbeat round trips to each peer since this node started leading. */
+  roundTrips(): Map<NodeId, RoundTrip> {
+    return this.trips.figures(this.opts.clock.now());
   }
 
   private noteAppend(index: number): void {
