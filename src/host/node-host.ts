@@ -341,8 +341,7 @@ export class NodeHost {
   private readonly opts: Required<Omit<NodeHostOptions, 'raft'>> & { raft: NodeHostOptions['raft'] };
   private readonly raftConfig: RaftConfig;
   private tickTimer: TimerHandle | null = null;
-  /** When the tick timer is due (host clock), and the time its wake was planned for (a grid point). */
-  private tickTimerAt = 0;
+  /** The time (host clock) the armed tick timer's wake was planned for: a grid point when aligned. */
   private tickWakeAt = 0;
   private readonly tickClock: Clock;
   private readonly peerInput: PeerInputContext;
@@ -728,7 +727,7 @@ export class NodeHost {
     Object.assign(this.raftConfig, patch);
     if (this.running) this.raft.updateConfig(patch);
     // A shorter timeout or heartbeat interval is due before the wake armed for the old one.
-    this.retimeTick(true);
+    this.retimeTick('always');
   }
 
   // ---- loop ------------------------------------------------------------------------------
@@ -828,7 +827,7 @@ export class NodeHost {
       return this.refuse(m, (e as Error).message);
     }
     if (held && this.raft.role !== 'leader') this.advanceTicksAfterHeld(now);
-    if (m.type === 'MsgHeartbeat' || m.type === 'MsgApp') this.postponeTick(now);
+    if (m.type === 'MsgHeartbeat' || m.type === 'MsgApp') this.retimeTick('later', now);
     if (m.type === 'MsgHeartbeatResp') this.noteReadAcks(rttMs);
     if (m.type === 'MsgHeartbeat') this.sendHeartbeatsNow();
     if (m.type === 'MsgApp') this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.commit, 1);
@@ -872,44 +871,41 @@ export class NodeHost {
    * Catch-up is capped below the election timeout so one long stall cannot by itself make
    * a member campaign or a leader step down before it reads what queued up meanwhile.
    */
-  private scheduleTick(now = this.opts.clock.now()): void {
-    const { delayMs, slackMs, at } = this.nextTickDelay(now);
+  private scheduleTick(now = this.opts.clock.now(), plan = this.nextTickDelay(now)): void {
+    const { delayMs, slackMs, at } = plan;
     const clock = this.tickClock;
     this.tickWakeAt = at ?? now + delayMs;
     const fire = this.onTickTimer;
     this.tickTimer = slackMs > 0 && clock.setTimeoutWithin ? clock.setTimeoutWithin(fire, delayMs, slackMs) : clock.setTimeout(fire, delayMs);
-    this.tickTimerAt = now + delayMs;
   }
 
   /**
-   * Re-arm the tick timer for what is due now (a role change, new timeouts), unless it is
-   * firing (it re-arms itself at its end). A non-leader keeps a timer due no later; a
+   * Re-arm the tick timer when what is due moved, unless it is firing (it re-arms itself at
+   * its end). 'sooner' (a role change): a non-leader's timer is kept if due no later, a
    * leader's wake is planned afresh (its plan may move its tick clock: planned once).
+   * 'later' (a heartbeat or append a follower read): a follower's wake only watches its
+   * election deadline (on a stall-measuring tick clock it need not count ticks between), so
+   * it moves once the deadline moved past it; a healthy follower is then woken by its
+   * leader's heartbeats only, in the rounds it reads them anyway, and its timer fires once
+   * the leader falls silent. 'always' (new timeouts): planned afresh.
    */
-  private retimeTick(always = false): void {
+  private retimeTick(move: 'sooner' | 'later' | 'always', now = this.opts.clock.now()): void {
     if (this.tickTimer === null || !this.running) return;
-    const now = this.opts.clock.now();
-    if (!always && this.raft.role !== 'leader' && now + this.nextTickDelay(now).delayMs >= this.tickTimerAt) return;
+    let plan: ReturnType<NodeHost['nextTickDelay']> | undefined;
+    if (move === 'later') {
+      if (this.raft.role !== 'follower' || !this.tickClock.stalledMs || this.opts.tickTimerMs <= this.opts.tickMs) return;
+      plan = this.nextTickDelay(now);
+      if ((plan.at ?? now + plan.delayMs) <= this.tickWakeAt) return;
+    } else if (move === 'sooner' && this.raft.role !== 'leader') {
+      plan = this.nextTickDelay(now);
+      if ((plan.at ?? now + plan.delayMs) >= this.tickWakeAt) return;
+    }
     this.tickClock.clearTimeout(this.tickTimer);
-    this.scheduleTick(now);
-  }
-
-  /**
-   * A follower's wake only watches its election deadline (on a stall-measuring tick clock it
-   * need not count ticks between): once a message moved the deadline past the armed wake,
-   * move the wake. A healthy follower is then woken by its leader's heartbeats only, in the
-   * rounds it reads them anyway; its timer fires once the leader falls silent.
-   */
-  private postponeTick(now: number): void {
-    if (this.tickTimer === null || this.raft.role !== 'follower' || !this.tickClock.stalledMs || this.opts.tickTimerMs <= this.opts.tickMs) return;
-    const { delayMs } = this.nextTickDelay(now);
-    if (now + delayMs <= this.tickTimerAt) return;
-    this.tickClock.clearTimeout(this.tickTimer);
-    this.scheduleTick(now);
+    this.scheduleTick(now, plan);
   }
 
   private readonly onTickTimer = (): void => {
-    // Fired: what runs below (a message read, postponeTick) must not move it; it is re-armed at the end.
+    // Fired: what runs below (a message read, retimeTick) must not move it; it is re-armed at the end.
     this.tickTimer = null;
     if (!this.running) return;
     // Read what already arrived before judging a timeout on elapsed time (see drainInbound).
@@ -1585,9 +1581,9 @@ export class NodeHost {
     const roleChanged = role !== this.role;
     this.role = role;
     this.leader = leader;
-    // A follower's wake may be a whole election timeout away (postponeTick): a new leader's
-    // first heartbeat, or a candidate's retry, must not wait for it.
-    if (roleChanged) this.retimeTick();
+    // A follower's wake may be a whole election timeout away (retimeTick 'later'): a new
+    // leader's first heartbeat, or a candidate's retry, must not wait for it.
+    if (roleChanged) this.retimeTick('sooner');
     for (const l of this.listeners) l(change);
   }
 

@@ -701,14 +701,21 @@ export const MUTATIONS: Mutation[] = [
   {
     id: 'new-leader-keeps-follower-wake',
     file: 'src/host/node-host.ts',
-    edits: one('    if (roleChanged) this.retimeTick();', ''),
+    edits: one("    if (roleChanged) this.retimeTick('sooner');", ''),
     breaks: "a member that wins an election sends its first heartbeats at once, not at the wake it armed as a sleeping follower",
+    tests: ['test/tick-wheel.test.ts'],
+  },
+  {
+    id: 'aligned-wake-early-not-counted',
+    file: 'src/host/node-host.ts',
+    edits: one('    const now = clockNow < this.tickWakeAt && this.tickWakeAt - clockNow < 1 ? this.tickWakeAt : clockNow;', '    const now = clockNow;'),
+    breaks: 'an aligned wake the loop fires just before its grid point counts as at the point: the leader sends its heartbeat then, not 2 ms later on another wakeup',
     tests: ['test/tick-wheel.test.ts'],
   },
   {
     id: 'follower-wake-not-postponed',
     file: 'src/host/node-host.ts',
-    edits: one("    if (m.type === 'MsgHeartbeat' || m.type === 'MsgApp') this.postponeTick(now);", ''),
+    edits: one("    if (m.type === 'MsgHeartbeat' || m.type === 'MsgApp') this.retimeTick('later', now);", ''),
     breaks: 'a follower whose leader is alive is not woken by its own timer (each heartbeat read moves its wake on)',
     tests: ['test/tick-wheel.test.ts'],
   },
