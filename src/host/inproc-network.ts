@@ -91,9 +91,6 @@ interface LinkState {
   to: NodeId;
   key: string;
   counters: Counters;
-  /** The sender's and the receiver's endpoint counters (looked up once, not per message). */
-  src: Counters;
-  dst: Counters;
   queue: Wire[];
   /** When each queued copy is due (parallel to queue): drainTo delivers only those. */
   queueAt: number[];
@@ -204,8 +201,6 @@ export class InProcNetwork {
   private groupOf: Map<NodeId, number> | null = null;
   private readonly isolated = new Set<NodeId>();
   private readonly downed = new Set<NodeId>();
-  private readonly links = new Map<string, Counters>();
-  private readonly nodes = new Map<NodeId, Counters>();
   /** from -> to -> the link's key, counters and FIFO queue: looked up once per message. */
   private readonly linkStates = new Map<NodeId, Map<NodeId, LinkState>>();
   /** Snapshot streams by link (from, to): the sender's and the receiver's state. */
@@ -307,12 +302,22 @@ export class InProcNetwork {
   }
 
   linkStats(from: NodeId, to: NodeId): InProcLinkStats {
-    return { ...(this.links.get(key(from, to)) ?? zero()) };
+    const ls = this.linkStates.get(from)?.get(to);
+    return { ...(ls ? ls.counters : zero()) };
   }
 
+  /** Sums over the links from and to `id` (kept per link only: no second count per message). */
   endpointStats(id: NodeId): LinkStats {
-    const c = this.nodes.get(id) ?? zero();
-    return { messagesIn: c.messagesIn, messagesOut: c.messagesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut };
+    const t: LinkStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
+    for (const ls of this.linkStates.get(id)?.values() ?? []) {
+      t.messagesOut += ls.counters.messagesOut;
+      t.bytesOut += ls.counters.bytesOut;
+    }
+    for (const ls of this.inboxes.get(id)?.links ?? []) {
+      t.messagesIn += ls.counters.messagesIn;
+      t.bytesIn += ls.counters.bytesIn;
+    }
+    return t;
   }
 
   /** @internal Called by InProcEndpoint.send. */
@@ -323,16 +328,12 @@ export class InProcNetwork {
     // Snapshot now, so later mutation by the sender cannot leak into the receiver. Without
     // serialization, bytes are the payload size (entry and snapshot data plus a fixed header
     // per entry), not the JSON length: computing JSON only to count it cost ~20% of CPU.
-    // A message with no entries and no snapshot (heartbeats, answers, votes) travels as the
-    // sender's object: the core builds each afresh and no member writes to one it sent or
-    // read (held heartbeats always travelled so); copying them cost 2-4 % of an idle process.
     let wire: Wire;
     if (this.serialize) {
       const json = JSON.stringify(msg);
       wire = { kind: 'json', data: json, bytes: json.length };
     } else {
-      const bare = msg.entries.length === 0 && msg.snapshot === undefined;
-      wire = { kind: 'clone', data: bare ? msg : cloneMessage(msg), bytes: payloadBytes(msg) };
+      wire = { kind: 'clone', data: cloneMessage(msg), bytes: payloadBytes(msg) };
     }
     this.transmit(from, to, wire, senderClosed, true);
   }
@@ -350,8 +351,6 @@ export class InProcNetwork {
     const bytes = payloadBytes(msg);
     ls.counters.messagesOut++;
     ls.counters.bytesOut += bytes;
-    ls.src.messagesOut++;
-    ls.src.bytesOut += bytes;
     if (senderClosed || !this.connected(msg.from, msg.to)) {
       ls.counters.dropped++;
       return true;
@@ -386,14 +385,9 @@ export class InProcNetwork {
   private transmit(from: NodeId, to: NodeId, wire: Wire, senderClosed: boolean, isMessage: boolean): void {
     const ls = this.link(from, to);
     const link = ls.counters;
-    const src = ls.src;
     const bytes = wire.bytes;
-    if (isMessage) {
-      link.messagesOut++;
-      src.messagesOut++;
-    }
+    if (isMessage) link.messagesOut++;
     link.bytesOut += bytes;
-    src.bytesOut += bytes;
 
     if (senderClosed || !this.connected(from, to)) {
       link.dropped++;
@@ -417,8 +411,7 @@ export class InProcNetwork {
   /** A MsgSnap with chunking on: continue the link's stream of it, or start a new one. */
   private sendSnapshot(msg: Message, senderClosed: boolean): void {
     const k = key(msg.from, msg.to);
-    counters(this.links, k).messagesOut++;
-    counters(this.nodes, msg.from).messagesOut++;
+    this.link(msg.from, msg.to).counters.messagesOut++;
     if (senderClosed) return;
     const md = msg.snapshot!.metadata;
     const d = this.snapDelivered.get(k);
@@ -498,7 +491,7 @@ export class InProcNetwork {
   }
 
   private receiveWhole(from: NodeId, to: NodeId, ep: InProcEndpoint, msg: Message): void {
-    const link = counters(this.links, key(from, to));
+    const link = this.link(from, to).counters;
     try {
       if (!ep.receive(msg)) {
         link.dropped++;
@@ -511,7 +504,6 @@ export class InProcNetwork {
       this.recordError(error, msg);
     }
     link.messagesIn++;
-    counters(this.nodes, to).messagesIn++;
   }
 
   private recordError(error: unknown, msg: Message): void {
@@ -615,9 +607,7 @@ export class InProcNetwork {
         from,
         to,
         key: k,
-        counters: counters(this.links, k),
-        src: counters(this.nodes, from),
-        dst: counters(this.nodes, to),
+        counters: zero(),
         queue: [],
         queueAt: [],
         drained: 0,
@@ -659,7 +649,6 @@ export class InProcNetwork {
     if (wire.kind === 'part' || wire.kind === 'ack') {
       if (ls.inbox.held > 0) this.readHeld(ls.inbox);
       link.bytesIn += bytes;
-      ls.dst.bytesIn += bytes;
       if (wire.kind === 'part') {
         // Tests corrupt or drop parts in flight here (faults loss alone cannot make).
         const part = this.partFault ? this.partFault(from, to, wire.data as Buffer) : (wire.data as Buffer);
@@ -704,11 +693,8 @@ export class InProcNetwork {
       this.onError?.(rec);
     }
     // A throwing handler still received the message.
-    const dst = ls.dst;
     link.messagesIn++;
     link.bytesIn += bytes;
-    dst.messagesIn++;
-    dst.bytesIn += bytes;
   }
 
   private effective(from: NodeId, to: NodeId): Required<LinkFaults> {
@@ -727,12 +713,6 @@ export class InProcNetwork {
 
 // JSON of the pair cannot collide, whatever characters node ids contain.
 const key = (from: NodeId, to: NodeId): string => JSON.stringify([from, to]);
-
-function counters(map: Map<string, Counters>, k: string): Counters {
-  let c = map.get(k);
-  if (!c) map.set(k, (c = zero()));
-  return c;
-}
 
 function checkFaults(f: LinkFaults): LinkFaults {
   for (const r of [f.lossRate, f.duplicateRate]) {
