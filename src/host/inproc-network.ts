@@ -60,8 +60,8 @@ export interface InProcNetworkOptions {
   /**
    * Hold a heartbeat that asks no answer (HEARTBEAT_NO_ANSWER) on its link, when nothing is
    * queued there and no loss, duplication or delay is in effect, instead of scheduling a
-   * delivery: its receiver reads it, with the time it arrived, when it next
-   * reads anything (any delivery to it, or drainInbound at its wake). Such a heartbeat only
+   * delivery: its receiver reads it, with the time it arrived, when it next reads anything
+   * (any delivery to it, or drainInbound at its wake). Such a heartbeat only
    * resets an election clock, and the receiver counts that clock from the arrival time
    * (receive's `arrivedAt`), so it acts as if read on time; an idle follower is then not
    * woken for every other heartbeat (50 idle swarms: see README). Arrival times are this
