@@ -9,8 +9,10 @@
 // and per member the task records held and the
 // database bytes (file + WAL) before and after retention (consensus_config
 // task_retention_orchestrations=0, applied through the log; records counted on every replica),
-// with pages and free pages of each file, and again after 1,100 more entries (every member has
-// snapshotted and compacted its log since retention, and released free pages).
+// with pages and free pages of each file, and again once every member has checkpointed (and
+// compacted its log) since retention and released free pages: clock entries are driven until
+// each member's checkpoint count moved (at most 4,000 entries or 120 s; members that did not
+// are listed), and the entries it took are reported.
 // With --crash-at F the leader is crashed (agent_terminate, mode crash) once F of the tasks
 // completed and restarted after the run; lost, duplicates and executions come from every
 // replica's counters, failover from the wall clock and the new leader's election record; the
@@ -494,10 +496,19 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
     const dbAfter = dbBytes(swarm);
     const pagesAfter = dbPages(swarm);
     const peakRetention = rss2.stop().peak.rss_mib;
-    // A member snapshots (and compacts its log) only after 1,000 applied entries: drive that
-    // many, so every member's file holds the post-retention state, then let free pages go.
+    // A member checkpoints (and compacts its log) after 1,000-1,500 applied entries (seeded
+    // jitter), the leader after twice that: drive entries until each took one after retention,
+    // so every member's file holds the post-retention state, then let free pages go.
     const tc = performance.now();
-    for (let i = 0; i < 1100; i++) await swarm.proposeOk({ t: 'clock' });
+    const takenAt = (h: { metrics(): { snapshotsTaken: number } }) => h.metrics().snapshotsTaken;
+    const taken0 = new Map([...swarm.cluster.hosts].map(([id, h]) => [id, takenAt(h)]));
+    const pending = () => [...swarm.cluster.hosts].filter(([id, h]) => takenAt(h) <= (taken0.get(id) ?? Infinity)).map(([id]) => id);
+    let drivenEntries = 0;
+    while (pending().length > 0 && drivenEntries < 4000 && performance.now() - tc < 120_000) {
+      await swarm.proposeOk({ t: 'clock' });
+      drivenEntries++;
+    }
+    const notCheckpointed = pending();
     await sleep(3000);
     const dbCompacted = dbBytes(swarm);
     const pagesCompacted = dbPages(swarm);
@@ -529,6 +540,8 @@ async function tasksScenario(n: number, o: Options, log: (m: string) => void): P
         db_mib_per_member_after: dbAfter.map(mib),
         db_pages_per_member_before: pagesBefore,
         db_pages_per_member_after: pagesAfter,
+        entries_until_every_member_checkpointed: drivenEntries,
+        members_not_checkpointed_after_retention: notCheckpointed,
         db_mib_per_member_after_compaction: dbCompacted.map(mib),
         db_pages_per_member_after_compaction: pagesCompacted,
         compaction_wall_ms: round(compactionMs, 0),
