@@ -41,7 +41,7 @@ const rowChars = (r: CheckpointRow): number => r[1].length + (r[2]?.byteLength ?
  * 60 values of 20,000 characters while one follower was down: that follower, started, installs
  * a snapshot, and its next checkpoint rewrites ~1.2 M characters of rows.
  */
-async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayMs?: number, budgetFor?: (clock: VirtualClock) => TurnBudget) {
+async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayMs?: number, budgetFor?: (clock: VirtualClock) => TurnBudget, snapshotSaveMs?: number) {
   process.env.CONCORD_CHECKPOINT_SLICE_CHARS = String(SLICE);
   const clock = new VirtualClock();
   const storages = new Map<string, MemoryStorage>();
@@ -53,6 +53,16 @@ async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayM
     storageFor: (id) => {
       const s = new MemoryStorage();
       storages.set(id, s);
+      // A disk whose fsync of an installed snapshot takes snapshotSaveMs: the core holds the
+      // snapshot (its log starts past it) while the machine still has the old state.
+      if (snapshotSaveMs !== undefined) {
+        s.saveAsync = (batch, done) => {
+          s.save(batch);
+          if (!batch.snapshot) return true;
+          clock.setTimeout(() => done(null), snapshotSaveMs);
+          return false;
+        };
+      }
       return s;
     },
     machineFor: (id) => {
@@ -231,6 +241,43 @@ describe('checkpoint rows taken over several turns', () => {
     expect(next!.stored).toEqual({ index: next!.at, hash: next!.hash });
     const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
     const b = c.cluster.machine(c.behind) as CoordinationMachine;
+    expect(b.stateHash()).toBe(a.stateHash());
+    c.cluster.close();
+  });
+
+  it('a snapshot the core took between steps, its save still in flight, drops them too: the log no longer has their index (simulator seed 5763)', async () => {
+    // Installs take 30 s to become durable; steps 500 ms apart.
+    const c = await setup(undefined, 500, undefined, 30_000);
+    c.cluster.start(c.behind);
+    c.clock.runFor(40_000);
+    const host = c.cluster.host(c.behind);
+    expect(host.metrics().snapshotsInstalled).toBe(1);
+    await c.write(40, (k) => ({ after: k }));
+    const t = c.takes.find((x) => x.id === c.behind && x.rows === undefined && x.steps.length > 0);
+    expect(t).toBeDefined();
+    c.cluster.network.isolate(c.behind);
+    await c.write(60, (k) => ({ cut: k }));
+    c.cluster.network.heal();
+    // The leader's snapshot reaches the core, whose log now starts past the take's index,
+    // while its save is in flight: the install (and the machine's restore) waits 30 s.
+    for (let ms = 0; ms < 5000 && host.core.log.snapshotIndex <= t!.at; ms += 10) c.clock.runFor(10);
+    expect(host.core.log.snapshotIndex).toBeGreaterThan(t!.at);
+    expect(host.metrics().snapshotsInstalled).toBe(1);
+    const stepsThen = t!.steps.length;
+    // Steps that went on would finish the take within the save's 30 s and store rows at an
+    // index the log no longer has.
+    c.clock.runFor(25_000);
+    expect(host.metrics().snapshotsInstalled).toBe(1);
+    expect(t!.steps.length).toBe(stepsThen);
+    expect(t!.rows).toBeUndefined();
+    c.clock.runFor(10_000);
+    expect(host.metrics().snapshotsInstalled).toBe(2);
+    expect(host.isRunning).toBe(true);
+    await c.write(40, (k) => ({ later: k }));
+    c.clock.runFor(60_000);
+    const a = c.cluster.machine(c.leader.id) as CoordinationMachine;
+    const b = c.cluster.machine(c.behind) as CoordinationMachine;
+    expect(b.appliedIndex).toBe(a.appliedIndex);
     expect(b.stateHash()).toBe(a.stateHash());
     c.cluster.close();
   });
