@@ -9,7 +9,7 @@ import { LocalCluster } from '../../src/host/local-cluster.js';
 import { TurnBudget } from '../../src/host/turn-budget.js';
 import { CoordinationMachine, type MachineCheckpointRows } from '../../src/machine/coordination-machine.js';
 import { MemoryStorage } from '../../src/storage/memory-storage.js';
-import type { CheckpointRow } from '../../src/storage/types.js';
+import type { CheckpointRow, LogStorage, PersistBatch } from '../../src/storage/types.js';
 import { Prng } from '../../src/util/prng.js';
 import { VirtualClock } from '../../src/util/virtual-clock.js';
 import { putOp } from '../machine/machine-util.js';
@@ -56,7 +56,7 @@ async function setup(onStep?: (t: Take, i: number) => void, checkpointStepDelayM
       // A disk whose fsync of an installed snapshot takes snapshotSaveMs: the core holds the
       // snapshot (its log starts past it) while the machine still has the old state.
       if (snapshotSaveMs !== undefined) {
-        s.saveAsync = (batch, done) => {
+        (s as LogStorage).saveAsync = (batch: PersistBatch, done: (err: Error | null) => void): boolean => {
           s.save(batch);
           if (!batch.snapshot) return true;
           clock.setTimeout(() => done(null), snapshotSaveMs);
