@@ -23,6 +23,10 @@ const BENCHES: Record<string, { summary: string; load: () => Promise<BenchModule
     summary: 'tasks at 1k/10k/100k (cost per task, RSS, retention), 100 x 1 MiB memory_store burst (elections, loop delay), 50 idle swarms (CPU, RSS)',
     load: async () => (await import('./scale.js')).bench,
   },
+  wal: {
+    summary: 'one member storage taking log writes back to back: WAL size during and after (checkpoints on the worker or inline)',
+    load: async () => (await import('./wal-growth.js')).bench,
+  },
   'etcd-compare': {
     summary: 'Concord cluster (5 `concord node` processes) vs etcd 3.4 (5 members): writes/s, p50/p99, kill -9 leader failover',
     load: async () => (await import('./etcd-compare.js')).bench,
