@@ -89,7 +89,6 @@ interface Wire {
 interface LinkState {
   from: NodeId;
   to: NodeId;
-  key: string;
   counters: Counters;
   queue: Wire[];
   /** When each queued copy is due (parallel to queue): drainTo delivers only those. */
@@ -201,7 +200,7 @@ export class InProcNetwork {
   private groupOf: Map<NodeId, number> | null = null;
   private readonly isolated = new Set<NodeId>();
   private readonly downed = new Set<NodeId>();
-  /** from -> to -> the link's key, counters and FIFO queue: looked up once per message. */
+  /** from -> to -> the link's counters and FIFO queue: looked up once per message. */
   private readonly linkStates = new Map<NodeId, Map<NodeId, LinkState>>();
   /** Snapshot streams by link (from, to): the sender's and the receiver's state. */
   private readonly snapOut = new Map<string, SnapshotSend>();
@@ -602,11 +601,9 @@ export class InProcNetwork {
     if (!byTo) this.linkStates.set(from, (byTo = new Map()));
     let ls = byTo.get(to);
     if (!ls) {
-      const k = key(from, to);
       const state: LinkState = {
         from,
         to,
-        key: k,
         counters: zero(),
         queue: [],
         queueAt: [],
