@@ -472,10 +472,15 @@ export class MemberNode {
   }
 
   private notLeader(why?: string): NotLeaderError {
-    const s = this.status();
-    const where = s.leader ? `the leader is ${s.leader} at ${s.leader_address}` : 'no leader is known yet';
-    if (FAILOVER_TRACE) traceWrite('not_leader', undefined, s.leader ?? undefined, { why });
-    return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, s.leader_address);
+    // The core's view, the one ensureLeader decided on. The published status lags it by a
+    // Ready (an fsync, long on a loaded disk): it could still name a leader this member stopped
+    // following, and say "no leader elected yet; the leader is m1" in one breath.
+    const lead = this.cluster.leader() ? this.cluster.id : this.cluster.remoteLeader();
+    const a = lead !== null ? this.cluster.address(lead) : undefined;
+    const address = a ? `${a.host}:${a.port}` : null;
+    const where = lead !== null ? `the leader is ${lead} at ${address}` : 'no leader is known yet';
+    if (FAILOVER_TRACE) traceWrite('not_leader', undefined, lead ?? undefined, { why });
+    return new NotLeaderError(`${this.cluster.id} is not the leader${why ? ` (${why})` : ''}; ${where}`, address);
   }
 
   private admin(req: Extract<ClientRequest, { kind: 'admin' }>, from: string, credential: RequestCredential): unknown {
