@@ -20,8 +20,19 @@ parentPort.on('message', ({ id, file }) => {
     // The member's file exists (its writer created it); WAL mode is recorded in the file.
     db = new Database(file, { fileMustExist: true });
     db.pragma('busy_timeout = 1000');
-    const r = db.pragma('wal_checkpoint(PASSIVE)')[0];
-    parentPort.postMessage({ id, ok: true, busy: r.busy, log: r.log, checkpointed: r.checkpointed });
+    // Again while the writer appended during the pass: SQLite restarts the WAL from its start
+    // only once a checkpoint has copied all of it, and a pass copies only what it saw at its
+    // start. Caught up when a pass finds the WAL as long as the one before did.
+    let r = db.pragma('wal_checkpoint(PASSIVE)')[0];
+    let passes = 1;
+    while (r.busy === 0 && passes < workerData.maxPasses) {
+      const next = db.pragma('wal_checkpoint(PASSIVE)')[0];
+      passes++;
+      const same = next.log === r.log;
+      r = next;
+      if (same) break;
+    }
+    parentPort.postMessage({ id, ok: true, log: r.log, checkpointed: r.checkpointed, passes });
   } catch (e) {
     parentPort.postMessage({ id, ok: false, error: String(e && e.message || e) });
   } finally {
@@ -34,7 +45,17 @@ parentPort.on('message', ({ id, file }) => {
 });
 `;
 
-type Done = (err: Error | null) => void;
+/** A checkpoint's last pass: WAL frames then, and how many of them it copied. */
+export interface CheckpointResult {
+  log: number;
+  checkpointed: number;
+  passes: number;
+}
+
+type Done = (err: Error | null, result?: CheckpointResult) => void;
+
+/** PASSIVE passes one request runs at most while the writer keeps appending. */
+const MAX_PASSES = 4;
 
 class Checkpointer {
   private worker: Worker | null = null;
@@ -84,13 +105,14 @@ class Checkpointer {
     if (this.worker || this.failed) return this.worker;
     try {
       const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite, done: this.done.buffer } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite, done: this.done.buffer, maxPasses: MAX_PASSES } });
       w.unref();
-      w.on('message', (m: { id: number; ok: boolean; error?: string }) => {
+      w.on('message', (m: { id: number; ok: boolean; error?: string } & Partial<CheckpointResult>) => {
         const done = this.pending.get(m.id);
         this.pending.delete(m.id);
         if (this.pending.size === 0) w.unref();
-        done?.(m.ok ? null : new Error(m.error ?? 'checkpoint failed'));
+        if (!m.ok) done?.(new Error(m.error ?? 'checkpoint failed'));
+        else done?.(null, { log: m.log ?? 0, checkpointed: m.checkpointed ?? 0, passes: m.passes ?? 1 });
       });
       w.on('error', (e) => this.fail(e));
       w.on('exit', (code) => this.fail(new Error(`checkpoint worker exited (${code})`)));

@@ -748,4 +748,18 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a newer heartbeat on the same link supersedes an unread held one (one read instead of two)',
     tests: ['test/host/held-heartbeats.test.ts'],
   },
+  {
+    id: 'wal-tail-not-copied',
+    file: 'src/storage/sqlite-storage.ts',
+    edits: one('        if (r && r.log >= TAIL_INLINE_FRAMES) this.checkpointTail();', ''),
+    breaks: 'the writer copies the tail a worker checkpoint left, so the WAL restarts during a burst of writes',
+    tests: ['test/storage/wal-checkpoint.test.ts'],
+  },
+  {
+    id: 'wal-worker-one-pass',
+    file: 'src/storage/wal-checkpointer.ts',
+    edits: one('    while (r.busy === 0 && passes < workerData.maxPasses) {', '    while (false) {'),
+    breaks: 'the worker checkpoints again while the writer appended during its pass',
+    tests: ['test/storage/wal-checkpoint.test.ts'],
+  },
 ];

@@ -50,6 +50,42 @@ describe.runIf(ASYNC_FSYNC_PLATFORM)('WAL checkpoints off the event loop', () =>
     }
   }, 60_000);
 
+  it('the WAL stays bounded while writes come back to back (the writer copies the tail a worker checkpoint left)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'member.db');
+    const walBytes = (): number => (fs.existsSync(`${file}-wal`) ? fs.statSync(`${file}-wal`).size : 0);
+    const s = SqliteStorage.open(file, { durability: 'full', fsync: 'threadpool', checkpoint: 'worker' });
+    try {
+      // 3,000 fsynced writes of 8 KB, the next one as soon as the last is durable: a leader
+      // under sustained load. 24 MB in all; before the fix the WAL held all of it (it restarts
+      // only after a checkpoint that copied the whole of it, and the writer appended during
+      // every worker pass), about 36 MiB with its frame headers and B-tree pages.
+      const data = 'x'.repeat(2000);
+      let maxWal = 0;
+      for (let i = 0, index = 1; i < 3000; i++) {
+        const entries: Entry[] = [];
+        for (let k = 0; k < 4; k++, index++) entries.push({ index, term: 1, type: 'normal', data: `${data}${index}` });
+        await new Promise<void>((resolve, reject) => {
+          const durable = s.saveAsync({ snapshot: null, entries, hardState: { term: 1, vote: 'a', commit: index - 1 } }, (err) => (err ? reject(err) : resolve()));
+          if (durable) resolve();
+        });
+        maxWal = Math.max(maxWal, walBytes());
+      }
+      const counts = s.checkpointCounts();
+      // Restarted at about 2,000 frames (8 MiB) plus what arrived during one worker request.
+      expect(maxWal, JSON.stringify(counts)).toBeLessThan(16 << 20);
+      expect(counts.worker).toBeGreaterThan(0);
+      expect(counts.inline).toBe(0);
+      // The writer appended during a pass and the worker went again, leaving the writer a short
+      // tail to copy on its loop (one pass left it 27-30 ms of copying with 200 KB entries).
+      expect(counts.passesMax).toBeGreaterThan(1);
+      expect(s.load(CONF).entries).toHaveLength(12_000);
+    } finally {
+      s.close();
+    }
+  }, 120_000);
+
   it('close() returns once the worker no longer has the file open: the directory can go at once', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-ckpt-'));
     const file = path.join(dir, 'member.db');
