@@ -216,6 +216,8 @@ function appliedBytes(rd: Ready): number {
 /** Retry period while a write fails for lack of disk space (the Ready waits, nothing is lost). */
 const DISK_FULL_RETRY_MS = 250;
 export const DEFAULT_DISK_RESERVE_BYTES = 64 << 20;
+/** A leader short of space hands its leadership away at most this often (handOffForSpace). */
+const DISK_HANDOFF_EVERY_MS = 10_000;
 
 /** A write cannot be made durable for lack of space: refused now, accepted once space returns. */
 export class DiskFullError extends Error {
@@ -369,6 +371,10 @@ export class NodeHost {
   private persisting = false;
   /** Clock time the first write failed for lack of space; null while writes succeed. */
   private diskFullSince: number | null = null;
+  /** When this leader last handed its leadership away for lack of disk space (handOffForSpace). */
+  private lastDiskHandoffAt: number | null = null;
+  /** Leadership hand-offs for lack of disk space since start. */
+  diskHandoffs = 0;
   private diskFullMessage = '';
   /** Why this member stopped itself (see failStop); null while it has not. */
   private stoppedFault: string | null = null;
@@ -855,6 +861,10 @@ export class NodeHost {
    */
   private sendHeartbeatsNow(): void {
     if (this.raft.term !== this.durableTerm || (this.raft.role !== 'follower' && this.raft.role !== 'leader')) return;
+    // A leader that cannot write its log holds every Ready behind that write: commits it
+    // learns, reads and a transfer would all wait. Silent, it lets the followers elect a leader
+    // that can write (and they still have what it sent before its write failed).
+    if (this.raft.role === 'leader' && this.diskFullSince !== null) return;
     for (const r of this.raft.takeHeartbeats()) this.sendMessage(r);
   }
 
@@ -1232,18 +1242,46 @@ export class NodeHost {
 
   private assertDiskSpace(): void {
     const fault = this.diskFault;
-    if (fault !== null) throw new DiskFullError(fault);
+    if (fault === null) return;
+    this.handOffForSpace();
+    throw new DiskFullError(fault);
+  }
+
+  /**
+   * A leader short of space hands its leadership to the follower furthest along, so one
+   * member's disk does not stop every write of the swarm (the others may have space). At most
+   * once per DISK_HANDOFF_EVERY_MS: when every disk is short, leadership would otherwise move
+   * at every refused write. A leader whose log write failed (diskFullSince) also stops its
+   * heartbeats (sendHeartbeatsNow), since the transfer's message waits behind that write.
+   */
+  private handOffForSpace(): void {
+    if (this.raft.role !== 'leader') return;
+    const now = this.opts.clock.now();
+    if (this.lastDiskHandoffAt !== null && now - this.lastDiskHandoffAt < DISK_HANDOFF_EVERY_MS) return;
+    let best: { id: NodeId; match: number } | null = null;
+    for (const p of this.raft.status().peers) {
+      if (p.id === this.id || p.isLearner) continue;
+      if (!best || p.match > best.match) best = { id: p.id, match: p.match };
+    }
+    if (!best) return;
+    this.lastDiskHandoffAt = now;
+    this.diskHandoffs++;
+    logger.warn({ id: this.id, to: best.id }, 'short of disk space: handing leadership to a follower');
+    this.raft.transferLeadership(best.id);
+    this.scheduleProcess();
   }
 
   /**
    * The batch could not be written for lack of space (SQLite rolled it back). Nothing of it
-   * was sent or acknowledged: hold the Ready and retry until space returns, refusing new
-   * proposals meanwhile. The process keeps running.
+   * was acknowledged by this member: hold the Ready and retry until space returns, refusing
+   * new proposals meanwhile. The process keeps running. A leader's appends of it left before
+   * its write (sendReplicationEarly), so its entries may still commit on the other members:
+   * this leader falls silent (sendHeartbeatsNow) and they elect one that can write.
    */
   private waitForSpace(rd: Ready, e: Error): void {
     if (this.diskFullSince === null) {
       this.diskFullSince = this.opts.clock.now();
-      this.diskFullMessage = `${this.id} cannot write its log: the disk is full (${e.message}); free some space (the write is retried every ${DISK_FULL_RETRY_MS} ms and nothing acknowledged is lost)`;
+      this.diskFullMessage = `${this.id} cannot write its log: the disk is full (${e.message}); free some space (the write is retried every ${DISK_FULL_RETRY_MS} ms and nothing acknowledged is lost; other members take over the leadership meanwhile)`;
     }
     this.persisting = true;
     const life = this.starts;

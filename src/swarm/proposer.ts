@@ -7,6 +7,11 @@ import { callSession, SUB_SEQS, type CallSession } from './call-session.js';
 import { UserError } from '../util/errors.js';
 
 const RETRY_PAUSE_MS = 10;
+/**
+ * How long a write refused for lack of disk space keeps being retried, for another member to
+ * take over the leadership (several election timeouts), before the refusal is the answer.
+ */
+const DISK_FAILOVER_MS = 2_000;
 
 export interface ProposeOptions {
   /** Scheduler, worker and marker proposals: never made under a forwarded call's session. */
@@ -162,9 +167,22 @@ export class Proposer {
   private async proposeSeq(op: Op, client: string | undefined, seq: number | undefined, ack: () => number | undefined, deadline: number, timeoutMs: number): Promise<Attempted> {
     let lastError = 'no leader elected';
     let uncertain = false;
+    let diskRefusedAt: number | null = null;
+    // Refused for lack of disk space: said once no member took over within DISK_FAILOVER_MS
+    // (a leader short of space hands its leadership on), with the note that an earlier
+    // attempt may still commit when one was made.
+    const diskRefusal = (message: string): UserError | null => {
+      const now = performance.now();
+      diskRefusedAt ??= now;
+      if (now - diskRefusedAt < DISK_FAILOVER_MS && deadline - now > RETRY_PAUSE_MS * 5) return null;
+      return new UserError('disk_full', uncertain ? `${message} (an earlier attempt of this request was sent and may still commit: its outcome is unknown; check its effect before retrying)` : message);
+    };
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
+        // Members of this process short of space are the likely reason: say so.
+        const fault = this.diskFault();
+        if (fault) throw diskRefusal(fault)!;
         throw new UserError('unavailable', `no quorum committed the request within ${timeoutMs} ms (${lastError}); check consensus_verify_quorum`);
       }
       const data = (): string => JSON.stringify({ op, now: Date.now(), client, seq, ack: ack() });
@@ -178,13 +196,20 @@ export class Proposer {
         if (!pending) {
           // No leader because this process's members cannot write: say so, do not wait it out.
           const fault = this.diskFault();
-          if (fault) throw new UserError('disk_full', uncertain ? `${fault} (an earlier attempt of this request may still commit once space returns)` : fault);
+          const refused = fault ? diskRefusal(fault) : null;
+          if (refused) throw refused;
           await pause(RETRY_PAUSE_MS);
           continue;
         }
         return { result: (await pending).result as OpResult, uncertain };
       } catch (e) {
         const refused = refusal(e);
+        if (refused?.code === 'disk_full') {
+          const final = diskRefusal(refused.message);
+          if (final) throw final;
+          await pause(RETRY_PAUSE_MS * 5);
+          continue;
+        }
         if (refused) throw refused;
         if (!(e instanceof ProposalError) && !(e instanceof RequestTimeoutError) && !leaderless(e)) throw e;
         // Appended (or forwarded) but unanswered: it may still commit and apply.

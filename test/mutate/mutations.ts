@@ -762,4 +762,25 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'the worker checkpoints again while the writer appended during its pass',
     tests: ['test/storage/wal-checkpoint.test.ts'],
   },
+  {
+    id: 'disk-full-leader-keeps-heartbeating',
+    file: 'src/host/node-host.ts',
+    edits: one("    if (this.raft.role === 'leader' && this.diskFullSince !== null) return;", ''),
+    breaks: 'a leader that cannot write its log falls silent so that a member that can write leads',
+    tests: ['test/service/disk-full.test.ts'],
+  },
+  {
+    id: 'disk-short-leader-keeps-leading',
+    file: 'src/host/node-host.ts',
+    edits: one('    this.handOffForSpace();\n', ''),
+    breaks: 'a leader below the free-space reserve hands its leadership to a follower',
+    tests: ['test/service/disk-full.test.ts'],
+  },
+  {
+    id: 'disk-full-refused-at-once',
+    file: 'src/swarm/proposer.ts',
+    edits: one('      if (now - diskRefusedAt < DISK_FAILOVER_MS && deadline - now > RETRY_PAUSE_MS * 5) return null;', ''),
+    breaks: 'a write refused for lack of space is retried while another member takes over',
+    tests: ['test/service/disk-full.test.ts'],
+  },
 ];

@@ -73,6 +73,57 @@ describe('a full disk', () => {
     expect((await memoryRetrieve(swarm, { key: 'before' })).value).toBe('kept');
     expect((await memoryRetrieve(swarm, { key: 'after' })).value).toBe('ok');
   });
+
+  // Only the leader short of space: its disk must not stop the swarm, and a write it could not
+  // store but had already sent is answered once (the others commit it), never called refused.
+  async function leaderOnly(tag: string, starve: (leader: SqliteStorage) => () => void): Promise<void> {
+    const { swarm } = await swarmOf3(tag);
+    const cluster = swarm.cluster as LocalCluster;
+    await memoryStore(swarm, { key: 'before', value: 'kept' });
+    const old = swarm.cluster.leader()!.id;
+    const restore = starve(cluster.storage(old) as SqliteStorage);
+    await new Promise((r) => setTimeout(r, 150)); // past the free-space cache
+    // Answered by the member that took over (the retry is deduplicated by the client session).
+    const put = (await memoryStore(swarm, { key: 'during', value: 'one' })) as { version: number };
+    const now = swarm.cluster.leader()!.id;
+    expect(now).not.toBe(old);
+    expect(put.version).toBeGreaterThan(0);
+    // Linearizable reads on the new leader; the write is there, applied once.
+    expect((await memoryRetrieve(swarm, { key: 'before' })).value).toBe('kept');
+    expect(await memoryRetrieve(swarm, { key: 'during' })).toMatchObject({ value: 'one', version: put.version });
+    await memoryStore(swarm, { key: 'during-2', value: 'two' });
+    restore();
+    // Space back: the old leader writes what it held, catches up, and every replica agrees.
+    await waitUntil(() => {
+      const ms = swarm.activeMembers().map((id) => swarm.machines.get(id)!);
+      const applied = ms.map((m) => m.appliedIndex);
+      return applied.every((a) => a === applied[0]) && ms.every((m) => m.stateHash() === ms[0]!.stateHash());
+    }, 20_000, 'the old leader to catch up');
+    expect((await memoryRetrieve(swarm, { key: 'during' })).version).toBe(put.version);
+  }
+
+  it('only the leader hits SQLITE_FULL: it falls silent, another member leads, the write it sent commits once and reads keep working', async () => {
+    await leaderOnly('disk-full-leader', (st) => {
+      let full = true;
+      const save = st.saveAsync.bind(st);
+      st.saveAsync = (b, done) => {
+        if (full && b.entries.length > 0) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+        return save(b, done);
+      };
+      return () => {
+        full = false;
+      };
+    });
+  });
+
+  it('only the leader below the free-space reserve: it hands its leadership on and writes go on', async () => {
+    await leaderOnly('disk-reserve-leader', (st) => {
+      st.statfs = () => ({ bavail: 100, bsize: 4096 });
+      return () => {
+        st.statfs = () => ({ bavail: 1 << 30, bsize: 4096 });
+      };
+    });
+  });
 });
 
 /** A small real filesystem when this machine lets us mount one (root with CAP_SYS_ADMIN). */
