@@ -19,6 +19,7 @@ import { openMemberStorage } from '../swarm/member-storage.js';
 import { SwarmRegistry } from '../swarm/registry.js';
 import { raftTiming, TICK_MS, type Swarm } from '../swarm/swarm.js';
 import type { Durability } from '../storage/sqlite-storage.js';
+import { MEMBER_REQUEST_PREFIX } from '../transport/auth.js';
 import type { ClientRequestContext, PeerAddress, RequestCredential } from '../transport/tcp-transport.js';
 import type { TlsMaterial } from '../transport/tls.js';
 import { RealClock } from '../util/clock.js';
@@ -494,11 +495,24 @@ export class MemberNode {
         return { id: this.cluster.id, blocked: [] };
       case 'log':
         return this.logDigest(req.from, req.to);
-      case 'removed':
+      case 'removed': {
         // Only a member (holder of the cluster secret, whose id its key proves) may say so.
         if (credential !== 'member') throw Object.assign(new Error('only a member may report a removal'), { code: 'forbidden' });
-        this.keeper?.removedBy(from);
+        // And not while this member follows another leader: the one that committed the removal
+        // sends it right after, when this member still follows it or, cut off from it (which
+        // is when the notice matters: it never gets the entry), follows no one. Otherwise any
+        // member's word would stop a healthy member; one refused here keeps running, ignored
+        // by the others if it really was removed, and its next --join start finds out.
+        // A leader is told by no one: it applies its own removal and steps down.
+        const sender = from.startsWith(MEMBER_REQUEST_PREFIX) ? from.slice(MEMBER_REQUEST_PREFIX.length) : from;
+        const lead = this.cluster.leader() ? this.cluster.id : this.cluster.remoteLeader();
+        if (lead !== null && sender !== lead) {
+          logger.warn({ id: this.cluster.id, from: sender, leader: lead }, 'refused a removal notice from a member that is not the leader this member follows');
+          throw Object.assign(new Error(`only the leader ${this.cluster.id} follows may report its removal; ${sender} is not (leader: ${lead})`), { code: 'forbidden' });
+        }
+        this.keeper?.removedBy(sender);
         return { id: this.cluster.id, stopping: true };
+      }
     }
   }
 

@@ -188,4 +188,39 @@ describe('hostile peers against concord node', () => {
     expect(got.structuredContent).toMatchObject({ found: true, value: 42 });
     for (const p of procs) expect(p.unexpectedExits()).toEqual([]);
   }, 90_000);
+  it('a removal notice is taken only from the leader the member follows: not from a client, not from another member', async () => {
+    const { leader, followers } = await settled();
+    const [victim, other] = [followers[0]!, followers[1]!];
+    const removed = { kind: 'admin', op: 'removed' };
+    // A client key: forbidden.
+    const asClient = new TcpClient({ host: '127.0.0.1', port: portOf(byId(victim)), clientKey: key, name: 'mallory' });
+    try {
+      await expect(asClient.request(removed, 5_000)).rejects.toMatchObject({ code: 'forbidden' });
+    } finally {
+      asClient.close();
+    }
+    // A real member that is not the victim's leader (before: the victim exited with code 3,
+    // told its id could never be used again).
+    const asMember = new TcpClient({ host: '127.0.0.1', port: portOf(byId(victim)), secret, name: other, asMember: other });
+    try {
+      const e = (await asMember.request(removed, 5_000).then(() => null, (x: unknown) => x)) as { code?: string; message?: string } | null;
+      expect(e?.code).toBe('forbidden');
+      expect(e?.message).toContain(`only the leader ${victim} follows may report its removal; ${other} is not (leader: ${leader})`);
+    } finally {
+      asMember.close();
+    }
+    // Nor is the leader stopped by a follower's word.
+    const toLeader = new TcpClient({ host: '127.0.0.1', port: portOf(byId(leader)), secret, name: victim, asMember: victim });
+    try {
+      await expect(toLeader.request(removed, 5_000)).rejects.toMatchObject({ code: 'forbidden' });
+    } finally {
+      toLeader.close();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    for (const p of procs) expect(p.unexpectedExits()).toEqual([]);
+    expect((await status(victim)).role).toBe('follower');
+    expect((await status(leader)).role).toBe('leader');
+    expect(logOf(victim)).toMatch(/refused a removal notice from a member that is not the leader/);
+    await settled();
+  }, 60_000);
 });

@@ -5,7 +5,7 @@
 // killed (a test failed), survived (all passed), timeout (no answer within --timeout-s).
 // Progress goes to stderr; stdout gets one JSON line at the end.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,7 +40,29 @@ interface Args {
 
 // --timeout-s defaults to 600 s; with --baseline and no --timeout-s, 3x the baseline + 30 s.
 const USAGE = 'usage: npm run mutate -- [--only id[,id...]] [--changed] [--jobs N] [--timeout-s S] [--baseline] [--keep] [--list]';
-const COPIED = ['src', 'tools', 'test', 'package.json', 'tsconfig.json', 'tsconfig.test.json', 'vitest.config.ts'];
+const COPIED = ['src', 'tools', 'test', 'package.json', 'tsconfig.json', 'tsconfig.test.json', 'vitest.config.ts', 'esbuild.config.mjs', 'dist'];
+
+/**
+ * Tests that run the build (`concord node` processes, or dist/ modules in child processes):
+ * the mutant must be built, or they test the unmutated code (before 2026-12-03 the scratch
+ * copy had no dist/ at all, and such tests failed on requireBuild: a kill that proved nothing,
+ * which hid that lock-dropped-on-gc survives).
+ */
+function runsBuiltCli(test: string): boolean {
+  const text = fs.existsSync(path.join(REPO_ROOT, test)) ? readRepoFile(test) : '';
+  return /requireBuild|startCluster|memberProcs|dist\/src\/cli\/main\.js|\bMAIN\b/.test(text);
+}
+
+/**
+ * Rebuild a scratch copy's dist/ from its src, as `npm run build` does: tsc's modules (some
+ * tests import them from dist/ in child processes) and the CLI bundle.
+ */
+function bundle(dir: string): void {
+  for (const args of [[path.join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], ['esbuild.config.mjs']]) {
+    const r = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`build step ${args.join(' ')} in ${dir} failed: ${r.stdout}${r.stderr}`);
+  }
+}
 const CACHE_FILE = path.join(os.tmpdir(), 'concord-mutate-cache.json');
 
 function parseArgs(argv: string[]): Args {
@@ -289,11 +311,14 @@ async function main(): Promise<void> {
         fs.writeFileSync(target, mutated);
         const logFile = path.join(root, `${m.id}.log`);
         const t0 = performance.now();
+        const built = m.tests.some(runsBuiltCli);
         let code: number | 'timeout';
         try {
+          if (built) bundle(dir);
           code = await runTests(dir, m.tests, timeoutFor.get(JSON.stringify(m.tests)) ?? args.timeoutS, logFile);
         } finally {
           fs.writeFileSync(target, original);
+          if (built) bundle(dir);
         }
         const ms = Math.round(performance.now() - t0);
         const status: Status = code === 'timeout' ? 'timeout' : code === 0 ? 'survived' : 'killed';

@@ -783,4 +783,18 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a write refused for lack of space is retried while another member takes over',
     tests: ['test/service/disk-full.test.ts'],
   },
+  {
+    id: 'removal-notice-from-any-member',
+    file: 'src/cluster/member-node.ts',
+    edits: one('        if (lead !== null && sender !== lead) {', '        if (false) {'),
+    breaks: 'a removal notice from a member other than the leader this member follows is refused',
+    tests: ['test/cluster/hostile.test.ts'],
+  },
+  {
+    id: 'removal-notice-only-while-following',
+    file: 'src/cluster/member-node.ts',
+    edits: one('        if (lead !== null && sender !== lead) {', '        if (sender !== lead) {'),
+    breaks: 'a member cut off from its leader (following no one) still takes that leader\'s removal notice',
+    tests: ['test/cluster/removal-notice.test.ts'],
+  },
 ];
