@@ -797,4 +797,14 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'a member cut off from its leader (following no one) still takes that leader\'s removal notice',
     tests: ['test/cluster/removal-notice.test.ts'],
   },
+  {
+    id: 'task-status-local-read',
+    file: 'src/service/tasks.ts',
+    edits: one(
+      'export async function taskStatus(swarm: Swarm, orchestrationId?: string): Promise<Record<string, unknown>> {\n  return swarm.proposer.read((leaderId) => {',
+      'export async function taskStatus(swarm: Swarm, orchestrationId?: string): Promise<Record<string, unknown>> {\n  return (async (f: (id: string) => Record<string, unknown>) => f(swarm.cluster.leader()!.id))((leaderId) => {',
+    ),
+    breaks: 'task_status is a linearizable read (a ReadIndex round), not the local state of whoever believes it leads',
+    tests: ['test/service/stale-leader-read.test.ts'],
+  },
 ];

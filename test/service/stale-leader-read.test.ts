@@ -10,6 +10,7 @@ import type { NodeHost } from '../../src/host/node-host.js';
 import type { Coordinator } from '../../src/service/coordinator.js';
 import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
+import { claimTasks, completeTask, orchestrate, taskStatus } from '../../src/service/tasks.js';
 import { networkHeal, networkPartition } from '../../src/service/network.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
@@ -96,5 +97,44 @@ describe('a partitioned deposed leader does not serve stale linearizable reads',
     await waitUntil(() => old.core.role !== 'leader', 5_000, 'the old leader to step down after the heal');
     const after = await memoryRetrieve(swarm, { key: 'k', namespace: NS });
     expect(after.value).toBe('new');
+  });
+  it('task_status through the old leader fails or sees the completion the majority committed, never the pending task', async () => {
+    await networkHeal(swarm);
+    const created = await orchestrate(swarm, { task: 'stale status', count: 1, executor: { kind: 'external' } });
+    const id = created.orchestration_id as string;
+    const old = await swarm.waitForLeader(5_000);
+    const oldTerm = old.core.term;
+    old.reconfigure({ checkQuorum: false });
+    await waitUntil(() => swarm.machines.get(old.id)!.tasks.orchs.has(id), 2_000, 'the orchestration applied on the old leader');
+    const others = swarm.activeMembers().filter((m) => m !== old.id);
+    await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
+    await waitUntil(() => {
+      const l = swarm.cluster.leader();
+      return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
+    }, 5_000, 'a new leader in the majority');
+    await waitUntil(() => swarm.machines.get(swarm.cluster.leader()!.id)!.tasks.orchs.has(id), 5_000, 'the orchestration applied on the new leader');
+    // The majority claims and completes the task; the old leader still holds it pending.
+    const claimed = (await claimTasks(swarm, { agent_id: 'outside', orchestration_id: id })).tasks as Array<{ task_id: string; epoch: number }>;
+    expect(claimed).toHaveLength(1);
+    expect((await completeTask(swarm, { task_id: claimed[0]!.task_id, agent_id: 'outside', epoch: claimed[0]!.epoch })).accepted).toBe(true);
+    expect(old.core.role).toBe('leader');
+    expect(swarm.machines.get(old.id)!.tasks.tasks.get(claimed[0]!.task_id)?.status).toBe('pending');
+
+    const outcome: { read: Record<string, unknown> } | { error: unknown } = await routedTo(swarm, old, async () => {
+      try {
+        return { read: await taskStatus(swarm, id) };
+      } catch (e) {
+        return { error: e };
+      }
+    });
+    if ('read' in outcome) expect(outcome.read).toMatchObject({ completed: 1 });
+    else {
+      expect(outcome.error).toBeInstanceOf(UserError);
+      expect((outcome.error as UserError).code).toMatch(/^(unavailable|not_leader)$/);
+    }
+    await networkHeal(swarm);
+    await waitUntil(() => old.core.role !== 'leader', 5_000, 'the old leader to step down after the heal');
+    old.reconfigure({ checkQuorum: true });
+    expect(await taskStatus(swarm, id)).toMatchObject({ completed: 1 });
   });
 });
