@@ -216,8 +216,13 @@ function appliedBytes(rd: Ready): number {
 /** Retry period while a write fails for lack of disk space (the Ready waits, nothing is lost). */
 const DISK_FULL_RETRY_MS = 250;
 export const DEFAULT_DISK_RESERVE_BYTES = 64 << 20;
-/** A leader short of space hands its leadership away at most this often (handOffForSpace). */
-const DISK_HANDOFF_EVERY_MS = 10_000;
+/**
+ * A leader short of space hands its leadership away at most this often (handOffForSpace), so
+ * that with every disk short leadership moves at that pace, not at every refused write. Below
+ * the proposer's DISK_FAILOVER_MS: a write refused by a member that became leader again soon
+ * after handing on (a crash elsewhere, an operator's transfer) still sees it hand on in time.
+ */
+const DISK_HANDOFF_EVERY_MS = 1_000;
 
 /** A write cannot be made durable for lack of space: refused now, accepted once space returns. */
 export class DiskFullError extends Error {

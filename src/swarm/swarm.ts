@@ -482,7 +482,15 @@ export class Swarm {
     // Proposed by the new leader itself, so the record lands in its own term. Proposed at
     // once (with the no-op's append), before any task reassignment of the term counts into it.
     const data = JSON.stringify({ op: { t: 'election', record }, now: Date.now() });
-    host.propose(data).catch((e: Error) => logger.debug({ err: e.message, term: c.term }, 'election record not committed'));
+    const notCommitted = (e: unknown): void => logger.debug({ err: (e as Error).message, term: c.term }, 'election record not committed');
+    // propose() refuses some requests by throwing (a disk short of space: DiskFullError), and
+    // this runs inside the message handler that won the election: thrown there, it cut that
+    // handler short ("message handler threw") before it scheduled the new leader's first Ready.
+    try {
+      host.propose(data).catch(notCommitted);
+    } catch (e) {
+      notCommitted(e);
+    }
     logger.info({ swarm: this.name, ...record }, 'leader elected');
     if (heardOld) void this.completeElectionRecord(host, c.term);
   }

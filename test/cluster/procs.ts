@@ -112,7 +112,8 @@ export class MemberProc {
     return this.child?.pid;
   }
 
-  start(): void {
+  /** `env` adds to (or overrides) the environment the member was made with, for this start. */
+  start(env: NodeJS.ProcessEnv = {}): void {
     if (this.child) throw new Error(`${this.id} is already running`);
     hookExit();
     const run = ++this.starts;
@@ -120,7 +121,7 @@ export class MemberProc {
     fs.writeSync(fd, `\n===== start #${run} at ${new Date().toISOString()}\n`);
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [MAIN, ...this.args], { stdio: ['ignore', fd, fd], env: this.env, cwd: ROOT });
+      child = spawn(process.execPath, [MAIN, ...this.args], { stdio: ['ignore', fd, fd], env: { ...this.env, ...env }, cwd: ROOT });
     } finally {
       fs.closeSync(fd);
     }
