@@ -29,6 +29,16 @@ async function routedTo<T>(swarm: Swarm, host: NodeHost, fn: () => Promise<T>): 
   }
 }
 
+/** Leave `old` with one follower (a minority of 2 of 5) and wait for the majority to elect. */
+async function cutOff(swarm: Swarm, old: NodeHost, oldTerm: number): Promise<void> {
+  const others = swarm.activeMembers().filter((id) => id !== old.id);
+  await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
+  await waitUntil(() => {
+    const l = swarm.cluster.leader();
+    return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
+  }, 5_000, 'a new leader in the majority');
+}
+
 /** The key's value in one member's applied state (a local read there). */
 function localValue(swarm: Swarm, id: string): { value: unknown } | undefined {
   const m = swarm.machines.get(id)!;
@@ -64,12 +74,7 @@ describe('a partitioned deposed leader does not serve stale linearizable reads',
     // The old leader keeps one follower: a minority of 2 out of 5. That follower, still in the
     // old term, acknowledges its heartbeats, so a read confirmed by fewer than a majority of
     // acks would be released; only a quorum check refuses it.
-    const others = swarm.activeMembers().filter((id) => id !== old.id);
-    await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
-    await waitUntil(() => {
-      const l = swarm.cluster.leader();
-      return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
-    }, 5_000, 'a new leader in the majority');
+    await cutOff(swarm, old, oldTerm);
     const written = await memoryStore(swarm, { key: 'k', value: 'new', namespace: NS });
     expect(written.version).toBe(2);
     // The old leader still leads in its own eyes and still holds the overwritten value.
@@ -106,12 +111,7 @@ describe('a partitioned deposed leader does not serve stale linearizable reads',
     const oldTerm = old.core.term;
     old.reconfigure({ checkQuorum: false });
     await waitUntil(() => swarm.machines.get(old.id)!.tasks.orchs.has(id), 2_000, 'the orchestration applied on the old leader');
-    const others = swarm.activeMembers().filter((m) => m !== old.id);
-    await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
-    await waitUntil(() => {
-      const l = swarm.cluster.leader();
-      return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
-    }, 5_000, 'a new leader in the majority');
+    await cutOff(swarm, old, oldTerm);
     await waitUntil(() => swarm.machines.get(swarm.cluster.leader()!.id)!.tasks.orchs.has(id), 5_000, 'the orchestration applied on the new leader');
     // The majority claims and completes the task; the old leader still holds it pending.
     const claimed = (await claimTasks(swarm, { agent_id: 'outside', orchestration_id: id })).tasks as Array<{ task_id: string; epoch: number }>;
