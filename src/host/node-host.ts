@@ -378,8 +378,6 @@ export class NodeHost {
   private diskFullSince: number | null = null;
   /** When this leader last handed its leadership away for lack of disk space (handOffForSpace). */
   private lastDiskHandoffAt: number | null = null;
-  /** Leadership hand-offs for lack of disk space since start. */
-  diskHandoffs = 0;
   private diskFullMessage = '';
   /** Why this member stopped itself (see failStop); null while it has not. */
   private stoppedFault: string | null = null;
@@ -1270,7 +1268,6 @@ export class NodeHost {
     }
     if (!best) return;
     this.lastDiskHandoffAt = now;
-    this.diskHandoffs++;
     logger.warn({ id: this.id, to: best.id }, 'short of disk space: handing leadership to a follower');
     this.raft.transferLeadership(best.id);
     this.scheduleProcess();
