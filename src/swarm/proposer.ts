@@ -171,11 +171,14 @@ export class Proposer {
     // Refused for lack of disk space: said once no member took over within DISK_FAILOVER_MS
     // (a leader short of space hands its leadership on), with the note that an earlier
     // attempt may still commit when one was made.
+    // A refusal of a re-send says nothing of an earlier attempt that was sent: it may commit.
+    const refusedNow = (code: UserError['code'], message: string): UserError =>
+      new UserError(code, uncertain ? `${message} (an earlier attempt of this request was sent and may still commit: its outcome is unknown; check its effect before retrying)` : message);
     const diskRefusal = (message: string): UserError | null => {
       const now = performance.now();
       diskRefusedAt ??= now;
       if (now - diskRefusedAt < DISK_FAILOVER_MS && deadline - now > RETRY_PAUSE_MS * 5) return null;
-      return new UserError('disk_full', uncertain ? `${message} (an earlier attempt of this request was sent and may still commit: its outcome is unknown; check its effect before retrying)` : message);
+      return refusedNow('disk_full', message);
     };
     for (;;) {
       const remaining = deadline - performance.now();
@@ -210,7 +213,7 @@ export class Proposer {
           await pause(RETRY_PAUSE_MS * 5);
           continue;
         }
-        if (refused) throw refused;
+        if (refused) throw refusedNow(refused.code, refused.message);
         if (!(e instanceof ProposalError) && !(e instanceof RequestTimeoutError) && !leaderless(e)) throw e;
         // Appended (or forwarded) but unanswered: it may still commit and apply.
         if (pending) uncertain = true;

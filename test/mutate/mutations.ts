@@ -807,4 +807,11 @@ export const MUTATIONS: Mutation[] = [
     breaks: 'task_status is a linearizable read (a ReadIndex round), not the local state of whoever believes it leads',
     tests: ['test/service/stale-leader-read.test.ts'],
   },
+  {
+    id: 'refusal-after-send-reads-as-not-applied',
+    file: 'src/swarm/proposer.ts',
+    edits: one('        if (refused) throw refusedNow(refused.code, refused.message);', '        if (refused) throw refused;'),
+    breaks: 'a refusal of a re-send after an attempt that was sent says the outcome is unknown',
+    tests: ['test/service/proposer-refusal-after-send.test.ts'],
+  },
 ];
