@@ -14,14 +14,13 @@ import { configure } from '../../src/service/consensus.js';
 import { Coordinator } from '../../src/service/coordinator.js';
 import type { NodeHost } from '../../src/host/node-host.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
-import { networkPartition } from '../../src/service/network.js';
 import { SwarmRegistry } from '../../src/swarm/registry.js';
 import { restoreSnapshot } from '../../src/service/restore.js';
 import { decodeSnapshotFile, readSnapshotFile } from '../../src/service/snapshot-file.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import { orchestrate, taskResults } from '../../src/service/tasks.js';
 import { SqliteStorage } from '../../src/storage/sqlite-storage.js';
-import { swarmWithAgents, testResources, waitUntil } from './service-util.js';
+import { cutOff, swarmWithAgents, testResources, waitUntil } from './service-util.js';
 
 const res = testResources();
 
@@ -300,12 +299,7 @@ describe('backup and restore', () => {
     const oldTerm = old.core.term;
     // It keeps believing it leads while cut off (see stale-leader-read.test.ts).
     old.reconfigure({ checkQuorum: false });
-    const others = swarm.activeMembers().filter((id) => id !== old.id);
-    await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
-    await waitUntil(() => {
-      const l = swarm.cluster.leader();
-      return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
-    }, 5_000, 'a new leader in the majority');
+    await cutOff(swarm, old, oldTerm);
     await memoryStore(swarm, { key: 'k', value: 'new' });
     expect(old.core.role).toBe('leader');
     // Routed to the old leader, as a cluster-mode process hosting only that member would be.

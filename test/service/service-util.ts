@@ -9,6 +9,7 @@ import { spawnAgent } from '../../src/service/agents.js';
 import type { ClusterBackend } from '../../src/host/cluster-backend.js';
 import { RequestTimeoutError, type NodeHost } from '../../src/host/node-host.js';
 import { Coordinator } from '../../src/service/coordinator.js';
+import { networkPartition } from '../../src/service/network.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
 import type { Durability } from '../../src/storage/sqlite-storage.js';
 
@@ -111,4 +112,14 @@ export function lossy(inner: ClusterBackend, whileLost: () => Promise<void>): { 
     },
   });
   return { backend, lose };
+}
+
+/** Leave `old` with one follower (a minority of 2 of 5) and wait for the majority to elect. */
+export async function cutOff(swarm: Swarm, old: NodeHost, oldTerm: number): Promise<void> {
+  const others = swarm.activeMembers().filter((id) => id !== old.id);
+  await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
+  await waitUntil(() => {
+    const l = swarm.cluster.leader();
+    return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
+  }, 5_000, 'a new leader in the majority');
 }

@@ -11,9 +11,9 @@ import type { Coordinator } from '../../src/service/coordinator.js';
 import { UserError } from '../../src/util/errors.js';
 import { memoryRetrieve, memoryStore } from '../../src/service/memory.js';
 import { claimTasks, completeTask, orchestrate, taskStatus } from '../../src/service/tasks.js';
-import { networkHeal, networkPartition } from '../../src/service/network.js';
+import { networkHeal } from '../../src/service/network.js';
 import type { Swarm } from '../../src/swarm/swarm.js';
-import { removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
+import { cutOff, removeDir, swarmWithAgents, tempDataDir, waitUntil } from './service-util.js';
 
 const NS = 'stale-read';
 
@@ -27,16 +27,6 @@ async function routedTo<T>(swarm: Swarm, host: NodeHost, fn: () => Promise<T>): 
   } finally {
     cluster.leader = real;
   }
-}
-
-/** Leave `old` with one follower (a minority of 2 of 5) and wait for the majority to elect. */
-async function cutOff(swarm: Swarm, old: NodeHost, oldTerm: number): Promise<void> {
-  const others = swarm.activeMembers().filter((id) => id !== old.id);
-  await networkPartition(swarm, { groups: [[old.id, others[0]!], others.slice(1)] });
-  await waitUntil(() => {
-    const l = swarm.cluster.leader();
-    return !!l && others.slice(1).includes(l.id) && l.core.term > oldTerm;
-  }, 5_000, 'a new leader in the majority');
 }
 
 /** The key's value in one member's applied state (a local read there). */
